@@ -1,0 +1,170 @@
+"""Turning indices into batches: fetch, per-sample transforms, collate.
+
+Shared by the in-process path and the workers, so both produce identical batches. Nothing
+here imports MLX: this module runs inside worker processes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .collate import CollateError, default_collate, default_convert
+from .sampler import epoch_rng
+
+Transform = Callable[..., Any]
+
+
+def _wants_rng(fn: Transform) -> bool:
+    try:
+        return "rng" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class SampleError(Exception):
+    """Wraps an exception raised while fetching or transforming one sample."""
+
+    def __init__(self, index: Any, error: BaseException) -> None:
+        super().__init__(f"index {index}")
+        self.index = index
+        self.error = error
+
+
+class Fetcher:
+    """Produces numpy batches for a map-style or iterable dataset.
+
+    ``collate_fn=None`` means :func:`default_collate`; ``collate=False`` leaves the list of
+    samples uncollated (used when a spawn worker cannot receive the user's collate_fn).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None,
+        drop_last: bool,
+        collate_fn: Callable[[Any], Any] | None,
+        transforms: Sequence[Transform],
+        seed: int,
+        collate: bool = True,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.collate_fn = collate_fn
+        self.transforms = [(fn, _wants_rng(fn)) for fn in transforms]
+        self.seed = seed
+        self.collate = collate
+        self.use_getitems = batch_size is not None and hasattr(dataset, "__getitems__")
+
+    # -- per sample -------------------------------------------------------------------------
+    def transform(self, sample: Any, key: tuple[int, ...]) -> Any:
+        rng = None
+        for fn, wants_rng in self.transforms:
+            if wants_rng:
+                rng = rng or epoch_rng(self.seed, *key)
+                sample = fn(sample, rng=rng)
+            else:
+                sample = fn(sample)
+        return sample
+
+    def _finish(self, samples: list[Any], indices: Sequence[Any]) -> Any:
+        if not self.collate:
+            return samples
+        if self.batch_size is None:
+            sample = samples[0]
+            return default_convert(sample) if self.collate_fn is None else self.collate_fn(sample)
+        if self.collate_fn is not None:
+            return self.collate_fn(samples)
+        try:
+            return default_collate(samples)
+        except CollateError as error:
+            labels = tuple(f"the sample at index {indices[p]}" for p in error.positions)
+            hint = " (pad or crop samples to one shape, e.g. bucket by length, or pass a collate_fn)"
+            message = (error.render(labels) + hint).replace("{", "{{").replace("}", "}}")
+            raise CollateError(message, error.positions, error.path) from None
+
+    # -- map-style --------------------------------------------------------------------------
+    def fetch(self, indices: Sequence[int], epoch: int) -> Any:
+        """The batch for ``indices`` (a single sample when ``batch_size`` is None)."""
+        if self.use_getitems:
+            try:
+                data = self.dataset.__getitems__(indices)
+            except Exception as error:
+                raise SampleError(list(map(int, indices)), error) from error
+            if not isinstance(data, list):
+                if self.transforms:
+                    raise TypeError(
+                        f"{type(self.dataset).__name__}.__getitems__ returned a whole batch "
+                        f"({type(data).__name__}), so per-sample cpu_transforms cannot run; "
+                        "return a list of samples from __getitems__ or drop cpu_transforms"
+                    )
+                return data if self.collate_fn is None or not self.collate else self.collate_fn(data)
+            samples = [self._transform_one(s, i, epoch) for s, i in zip(data, indices)]
+        else:
+            samples = [self._transform_one(self._get(i), i, epoch) for i in indices]
+        return self._finish(samples, indices)
+
+    def _get(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except Exception as error:
+            raise SampleError(index, error) from error
+
+    def _transform_one(self, sample: Any, index: int, epoch: int) -> Any:
+        if not self.transforms:
+            return sample
+        try:
+            return self.transform(sample, (epoch, int(index)))
+        except Exception as error:
+            raise SampleError(index, error) from error
+
+    # -- iterable ---------------------------------------------------------------------------
+    def iterable_batches(self, stream: Iterator[Any], epoch: int, worker_id: int, position: list[int]) -> Iterator[Any]:
+        """Batches from a sample stream; ``position[0]`` counts samples (for transform RNGs)."""
+        size = 1 if self.batch_size is None else self.batch_size
+        while True:
+            samples, keys = [], []
+            for sample in itertools.islice(stream, size):
+                key = (epoch, worker_id, position[0])
+                try:
+                    samples.append(self.transform(sample, key) if self.transforms else sample)
+                except Exception as error:
+                    raise SampleError(f"#{position[0]} of worker {worker_id}'s stream", error) from error
+                keys.append(f"#{position[0]}")
+                position[0] += 1
+            if not samples or (len(samples) < size and self.drop_last):
+                return
+            yield self._finish(samples, keys)
+
+
+def as_transform_list(transforms: Transform | Sequence[Transform] | None, name: str) -> list[Transform]:
+    if transforms is None:
+        return []
+    items = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
+    for fn in items:
+        if not callable(fn):
+            raise ValueError(f"{name} must be a callable or a list of callables, got {fn!r}")
+    return items
+
+
+def compose(fns: Sequence[Callable[[Any], Any]]) -> Callable[[Any], Any] | None:
+    if not fns:
+        return None
+    if len(fns) == 1:
+        return fns[0]
+
+    def composed(batch: Any) -> Any:
+        for fn in fns:
+            batch = fn(batch)
+        return batch
+
+    return composed
+
+
+def index_list(indices: Any) -> list[int]:
+    return indices.tolist() if isinstance(indices, np.ndarray) else list(indices)

@@ -1,0 +1,246 @@
+"""One pass over a DataLoader: the in-process path and the worker path, with resume state."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._fetch import Fetcher, SampleError, index_list
+from ._pool import ProcessWorker, ThreadWorker
+from ._worker import WorkerError, WorkerSpec
+
+if TYPE_CHECKING:
+    from .dataloader import DataLoader
+
+
+def _reraise_in_process(error: SampleError) -> None:
+    original = error.error
+    if hasattr(original, "add_note"):
+        original.add_note(f"(raised by the DataLoader while fetching index {error.index})")
+    raise original.with_traceback(original.__traceback__)
+
+
+class WorkerPool:
+    """The running workers of a loader (kept across passes with ``persistent_workers``)."""
+
+    def __init__(self, loader: DataLoader, fetcher: Fetcher, epoch: int) -> None:
+        n, prefetch = loader.num_workers, loader.prefetch_factor
+        iterable = loader._iterable
+        self.workers: list[ProcessWorker | ThreadWorker] = []
+        try:
+            for wid in range(n):
+                spec = WorkerSpec(wid, n, fetcher, loader._resolved_seed(), epoch, loader.worker_init_fn, iterable)
+                if loader.worker_type == "thread":
+                    self.workers.append(ThreadWorker(spec, prefetch))
+                else:
+                    self.workers.append(ProcessWorker(loader._mp_context(), spec, prefetch))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.pid is not None]
+
+    def drain(self, timeout: float | None) -> None:
+        for worker in self.workers:
+            worker.drain(timeout)
+
+    def close(self) -> None:
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            worker.stop()
+
+
+class Pass(Iterator[Any]):
+    """Yields the batches of one epoch, starting ``skip`` batches in (resume)."""
+
+    def __init__(self, loader: DataLoader, epoch: int, resume: dict | None) -> None:
+        self.loader = loader
+        self.epoch = epoch
+        self.yielded = 0
+        self.finished = False
+        self.closed = False
+        self.pool: WorkerPool | None = None
+        self.worker_states: list[dict | None] = []
+        self.exhausted: set[int] = set()
+        self.cursor = 0
+        self.stream_state: dict | None = None
+        resume = resume or {}
+        skip = int(resume.get("batches_yielded", 0))
+        self._timeout = loader.timeout if loader.timeout > 0 else None
+        self._fetcher = loader._fetcher()
+        if loader._iterable:
+            self._start_iterable(resume, skip)
+        else:
+            self._start_map(skip)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _start_map(self, skip: int) -> None:
+        batches = iter(self.loader._index_batches(self.epoch))
+        self.batches = itertools.islice(batches, skip, None)
+        self.yielded = self._first = skip
+        if self.loader.num_workers:
+            self.pool = self.loader._pool(self._fetcher, self.epoch)
+            self.dispatched = 0
+            self._dispatch()
+
+    def _start_iterable(self, resume: dict, skip: int) -> None:
+        loader = self.loader
+        dataset = loader.dataset
+        exact = skip and hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
+        if skip and not exact:
+            warnings.warn(
+                f"{type(dataset).__name__} has no state_dict()/load_state_dict(): resuming by "
+                f"replaying its stream and dropping the first {skip} batches",
+                stacklevel=4,
+            )
+        n = loader.num_workers
+        states = resume.get("workers") if exact else None
+        if n:
+            self.pool = loader._pool(self._fetcher, self.epoch)
+            self.worker_states = list(states) if states else [None] * n
+            self.exhausted = set(resume.get("exhausted", [])) if exact else set()
+            self.cursor = int(resume.get("cursor", 0)) if exact else 0
+            for worker, state in zip(self.pool.workers, self.worker_states):
+                worker.reset(self.epoch, state)
+            self._dispatch()
+        else:
+            position = [0]
+            if exact:
+                self.stream_state = resume.get("stream")
+                position[0] = int((self.stream_state or {}).get("position", 0))
+                if (self.stream_state or {}).get("dataset") is not None:
+                    dataset.load_state_dict(self.stream_state["dataset"])
+            self._position = position
+            self._stream = self._fetcher.iterable_batches(iter(dataset), self.epoch, 0, position)
+        if exact:
+            self.yielded = skip
+        else:
+            for _ in range(skip):
+                next(self, None)
+
+    # -- iteration ---------------------------------------------------------------------------
+    def __next__(self) -> Any:
+        if self.finished:
+            raise StopIteration
+        try:
+            batch = self._next_batch()
+        except StopIteration:
+            self.finished = True
+            self.close()
+            raise
+        except BaseException:
+            self.close(failed=True)
+            raise
+        self.yielded += 1
+        return self.loader._to_output(batch)
+
+    def _next_batch(self) -> Any:
+        if self.pool is None:
+            return self._next_in_process()
+        if self.loader._iterable:
+            return self._next_from_stream_workers()
+        return self._next_from_map_workers()
+
+    def _next_in_process(self) -> Any:
+        try:
+            if self.loader._iterable:
+                batch = next(self._stream)
+                self.stream_state = {"position": self._position[0]}
+                if hasattr(self.loader.dataset, "state_dict"):
+                    self.stream_state["dataset"] = self.loader.dataset.state_dict()
+                return batch
+            return self._fetcher.fetch(index_list(next(self.batches)), self.epoch)
+        except SampleError as error:
+            _reraise_in_process(error)
+
+    def _dispatch(self) -> None:
+        assert self.pool is not None
+        workers = self.pool.workers
+        if self.loader._iterable:
+            for wid, worker in enumerate(workers):
+                while wid not in self.exhausted and worker.has_room():
+                    worker.submit(("next",))
+            return
+        while workers[self.dispatched % len(workers)].has_room():
+            indices = next(self.batches, None)
+            if indices is None:
+                return
+            workers[self.dispatched % len(workers)].submit(("map", self.epoch, index_list(indices)))
+            self.dispatched += 1
+
+    def _receive(self, worker: ProcessWorker | ThreadWorker) -> tuple[tuple, Any]:
+        message, slot = worker.take(self._timeout)
+        if message[0] == "error":
+            worker.release(slot)
+            error: WorkerError = message[1]
+            error.reraise()
+        if message[0] == "end":
+            worker.release(slot)
+            return message, None
+        batch = worker.unpack(message[1], slot, self.loader._view_converter())
+        worker.release(slot)
+        return message, batch
+
+    def _next_from_map_workers(self) -> Any:
+        assert self.pool is not None
+        workers = self.pool.workers
+        received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
+        if received >= self.dispatched:
+            raise StopIteration
+        _, batch = self._receive(workers[received % len(workers)])
+        self._dispatch()
+        return self.loader._collate_in_main(batch)
+
+    def _next_from_stream_workers(self) -> Any:
+        assert self.pool is not None
+        workers = self.pool.workers
+        while len(self.exhausted) < len(workers):
+            wid = self.cursor % len(workers)
+            self.cursor = (self.cursor + 1) % len(workers)
+            if wid in self.exhausted:
+                continue
+            message, batch = self._receive(workers[wid])
+            if message[0] == "end":
+                self.exhausted.add(wid)
+                workers[wid].drain(self._timeout)
+                continue
+            self.worker_states[wid] = message[2]
+            self._dispatch()
+            return self.loader._collate_in_main(batch)
+        raise StopIteration
+
+    # -- state and clean-up ------------------------------------------------------------------
+    def state(self) -> dict:
+        state: dict[str, Any] = {"batches_yielded": self.yielded}
+        if self.loader._iterable:
+            state.update(cursor=self.cursor, exhausted=sorted(self.exhausted), workers=self.worker_states, stream=self.stream_state)
+        return _jsonable(state)
+
+    def close(self, failed: bool = False) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loader._pass_closed(self, failed)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,193 @@
+"""The main process's handles on its workers (processes or threads).
+
+Each handle owns a task queue, a result channel, and ``prefetch`` reusable result slots; the
+iterator hands work out and reads results back strictly round-robin, which keeps the batch
+order independent of worker timing.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Any
+
+from ._shm import Slot, new_slot_paths, unlink_quietly, unpack
+from ._worker import WorkerSpec, process_worker_loop, thread_worker_loop
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+class LoaderTimeout(RuntimeError):
+    pass
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "is unresponsive"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (exit code {code})"
+    return f"exited unexpectedly with exit code {code}"
+
+
+class _Worker:
+    """Common bookkeeping: free result slots and the slots of tasks still in flight."""
+
+    def __init__(self, worker_id: int, prefetch: int) -> None:
+        self.worker_id = worker_id
+        self.free = deque(range(prefetch))
+        self.in_flight: deque[int] = deque()
+
+    def has_room(self) -> bool:
+        return bool(self.free)
+
+    def submit(self, task: tuple) -> None:
+        slot = self.free.popleft()
+        self.in_flight.append(slot)
+        self._put((*task, slot))
+
+    def reset(self, epoch: int, state: dict | None) -> None:
+        self._put(("reset", epoch, state))
+
+    def take(self, timeout: float | None) -> tuple[tuple, int]:
+        """The next result message and the slot it used (the slot stays reserved)."""
+        message = self._get(timeout)
+        return message, self.in_flight.popleft()
+
+    def release(self, slot: int) -> None:
+        self.free.append(slot)
+
+    def drain(self, timeout: float | None) -> None:
+        while self.in_flight:
+            _, slot = self.take(timeout)
+            self.release(slot)
+
+
+class ProcessWorker(_Worker):
+    def __init__(self, ctx: Any, spec: WorkerSpec, prefetch: int) -> None:
+        super().__init__(spec.worker_id, prefetch)
+        self.slot_paths = new_slot_paths(prefetch)
+        self.linked = True
+        self.tasks = ctx.Queue()
+        reader, writer = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=process_worker_loop,
+            args=(spec, self.tasks, writer, self.slot_paths, os.getpid()),
+            name=f"mlx_audio-DataLoader-worker-{spec.worker_id}",
+            daemon=True,
+        )
+        try:
+            self.slots = [Slot(path) for path in self.slot_paths]
+            self.process.start()
+        except BaseException:
+            self.unlink()
+            raise
+        finally:
+            writer.close()
+        self.conn = reader
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process.is_alive() else None
+
+    def unlink(self) -> None:
+        if self.linked:
+            unlink_quietly(self.slot_paths)
+            self.linked = False
+
+    def _put(self, task: tuple) -> None:
+        self.tasks.put(task)
+
+    def _get(self, timeout: float | None) -> tuple:
+        while True:
+            ready = wait([self.conn, self.process.sentinel], timeout)
+            if self.conn in ready:
+                try:
+                    message = self.conn.recv()
+                except EOFError:
+                    message = None
+                if message is None:
+                    self.process.join(1.0)
+                    raise WorkerDied(self._died_message())
+                if message[0] == "ready":  # it has opened its slots: the names can go now
+                    self.unlink()
+                    continue
+                return message
+            if ready:
+                self.process.join(1.0)
+                raise WorkerDied(self._died_message())
+            raise LoaderTimeout(f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}")
+
+    def _died_message(self) -> str:
+        return (
+            f"DataLoader worker {self.worker_id} (pid {self.process.pid}) "
+            f"{_exit_description(self.process.exitcode)}. A segfault or the out-of-memory "
+            "killer are the usual causes; run with num_workers=0 to see the error in-process."
+        )
+
+    def unpack(self, payload: tuple, slot: int, convert: Any) -> Any:
+        skeleton, layout = payload
+        return unpack(skeleton, layout, self.slots[slot], convert)
+
+    def stop(self) -> None:
+        """Ask the worker to exit, then make sure it did; never leaves a zombie."""
+        try:
+            self.tasks.put(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(2.0)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        self.tasks.close()
+        self.tasks.cancel_join_thread()
+        for slot in self.slots:
+            slot.close()
+        self.unlink()
+
+
+class ThreadWorker(_Worker):
+    def __init__(self, spec: WorkerSpec, prefetch: int) -> None:
+        super().__init__(spec.worker_id, prefetch)
+        self.tasks: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(
+            target=thread_worker_loop,
+            args=(spec, self.tasks, self.results, self.stopping),
+            name=f"mlx_audio-DataLoader-thread-{spec.worker_id}",
+            daemon=True,
+        )
+        self.thread.start()
+
+    pid = None
+
+    def _put(self, task: tuple) -> None:
+        self.tasks.put(task)
+
+    def _get(self, timeout: float | None) -> tuple:
+        try:
+            return self.results.get(timeout=timeout)
+        except queue.Empty:
+            raise LoaderTimeout(f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}") from None
+
+    def unpack(self, payload: Any, slot: int, convert: Any) -> Any:
+        return payload
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.tasks.put(None)
+        self.thread.join(5.0)

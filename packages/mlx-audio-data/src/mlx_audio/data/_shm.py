@@ -1,0 +1,193 @@
+"""Shared-memory slots that carry batches from worker processes to the main process.
+
+Each worker owns a few reusable slots (one per batch it may have in flight). A slot is a file
+in /dev/shm that the main process creates and *unlinks as soon as the worker has opened it*:
+from then on it lives only as open file descriptors, so the kernel frees it when the last
+process exits, however that happens (normal end, exception, Ctrl-C, SIGKILL). Segments are
+managed by hand because Python 3.11's ``SharedMemory`` registers even attach-only segments
+with the resource tracker (``track=False`` needs 3.13).
+
+Only a small skeleton (tree structure, offsets, shapes, dtypes) is pickled; array bytes are
+copied once into the slot by the worker and once out of it by the main process.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import secrets
+import tempfile
+from typing import Any
+
+import numpy as np
+
+_ALIGN = 64
+_MIN_SIZE = 1 << 16
+
+
+def shm_dir() -> str:
+    """Where slot files live: $MLX_AUDIO_SHM_DIR, else /dev/shm, else the temp dir (macOS)."""
+    env = os.environ.get("MLX_AUDIO_SHM_DIR")
+    if env:
+        return env
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        return "/dev/shm"
+    return tempfile.gettempdir()
+
+
+class SharedMemoryFull(RuntimeError):
+    """Raised when the shared-memory filesystem has no room for a batch."""
+
+
+def new_slot_paths(count: int) -> list[str]:
+    """Create ``count`` empty slot files with unguessable names; return their paths."""
+    directory, token = shm_dir(), secrets.token_hex(6)
+    paths = []
+    for i in range(count):
+        path = os.path.join(directory, f"mlx_audio_{os.getpid()}_{token}_{i}")
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        paths.append(path)
+    return paths
+
+
+def unlink_quietly(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+class Slot:
+    """One growable shared buffer, mapped by the worker (writer) and the main process (reader)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR)
+        self.size = 0
+        self._map: mmap.mmap | None = None
+        self.buffer = np.zeros(0, dtype=np.uint8)
+
+    def _remap(self, size: int) -> None:
+        old = self._map
+        self._map = mmap.mmap(self.fd, size) if size else None
+        self.buffer = np.frombuffer(self._map, dtype=np.uint8) if self._map else np.zeros(0, np.uint8)
+        self.size = size
+        if old is not None:
+            try:
+                old.close()
+            except BufferError:  # a view is still alive; the map closes when it is collected
+                pass
+
+    def reserve(self, nbytes: int) -> None:
+        """Writer side: make the slot at least ``nbytes`` long (grows by powers of two)."""
+        if nbytes <= self.size:
+            return
+        size = max(_MIN_SIZE, 1 << (nbytes - 1).bit_length())
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self.fd, 0, size)  # fails now instead of SIGBUS later
+            else:
+                os.ftruncate(self.fd, size)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                raise SharedMemoryFull(_full_message(nbytes)) from error
+            raise
+        self._remap(size)
+
+    def refresh(self) -> None:
+        """Reader side: follow the writer's growth."""
+        size = os.fstat(self.fd).st_size
+        if size != self.size:
+            self._remap(size)
+
+    def close(self) -> None:
+        self.buffer = np.zeros(0, dtype=np.uint8)
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass
+            self._map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _full_message(nbytes: int) -> str:
+    directory = shm_dir()
+    try:
+        stats = os.statvfs(directory)
+        free = f"{stats.f_bavail * stats.f_frsize / 2**20:.1f} MiB free of {stats.f_blocks * stats.f_frsize / 2**20:.1f} MiB"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"not enough shared memory in {directory} for a batch of {nbytes / 2**20:.1f} MiB "
+        f"({free}). Docker gives containers 64 MiB by default: run with --shm-size=4g (or "
+        "--ipc=host), or lower batch_size, num_workers or prefetch_factor, or use "
+        "DataLoader(worker_type='thread'), which needs no shared memory."
+    )
+
+
+class _ArrayRef:
+    """Placeholder for an array in a pickled skeleton."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return (_ArrayRef, (self.index,))
+
+
+def _split(tree: Any, arrays: list[np.ndarray]) -> Any:
+    if isinstance(tree, np.ndarray) and tree.dtype != object:
+        arrays.append(tree)
+        return _ArrayRef(len(arrays) - 1)
+    if isinstance(tree, dict):
+        return {k: _split(v, arrays) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_split(v, arrays) for v in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_split(v, arrays) for v in tree)
+    return tree
+
+
+def pack(tree: Any, slot: Slot) -> tuple[Any, list[tuple[int, tuple, str]]]:
+    """Write the arrays of ``tree`` into ``slot``; return (skeleton, layout) to send."""
+    arrays: list[np.ndarray] = []
+    skeleton = _split(tree, arrays)
+    layout, offset = [], 0
+    for array in arrays:
+        layout.append((offset, array.shape, array.dtype.str))
+        offset += -(-array.nbytes // _ALIGN) * _ALIGN
+    slot.reserve(offset)
+    buffer = slot.buffer
+    for array, (start, shape, dtype) in zip(arrays, layout):
+        if array.nbytes:
+            target = buffer[start : start + array.nbytes].view(dtype).reshape(shape)
+            np.copyto(target, array, casting="no")
+    return skeleton, layout
+
+
+def unpack(skeleton: Any, layout: list, slot: Slot, convert) -> Any:
+    """Rebuild the tree; ``convert(view)`` must copy each array out of the slot."""
+    slot.refresh()
+    buffer = slot.buffer
+
+    def rebuild(node: Any) -> Any:
+        if isinstance(node, _ArrayRef):
+            start, shape, dtype = layout[node.index]
+            count = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            return convert(buffer[start : start + count].view(dtype).reshape(shape))
+        if isinstance(node, dict):
+            return {k: rebuild(v) for k, v in node.items()}
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return type(node)(*(rebuild(v) for v in node))
+        if isinstance(node, (tuple, list)):
+            return type(node)(rebuild(v) for v in node)
+        return node
+
+    return rebuild(skeleton)

@@ -1,0 +1,208 @@
+"""The worker side: process and thread worker loops, worker info and seeding.
+
+Nothing here imports MLX: workers produce numpy only (MLX arrays sent between processes hang
+on CUDA and leak semaphores on Metal, mlx#2457).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import random
+import signal
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._fetch import Fetcher, SampleError
+from ._shm import Slot, pack
+
+_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker knows about itself (torch's ``WorkerInfo``)."""
+
+    id: int
+    num_workers: int
+    seed: int
+    dataset: Any
+
+
+_process_info: WorkerInfo | None = None
+_thread_info = threading.local()
+
+
+def get_worker_info() -> WorkerInfo | None:
+    """Inside a DataLoader worker: its :class:`WorkerInfo`; in the main process: None."""
+    return getattr(_thread_info, "info", None) or _process_info
+
+
+def worker_seed(seed: int, epoch: int, worker_id: int) -> int:
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, epoch, worker_id]).generate_state(1)[0])
+
+
+def seed_globals(seed: int) -> None:
+    """Seed Python's and numpy's global RNGs, as torch does for each worker."""
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs, sent once when it starts."""
+
+    worker_id: int
+    num_workers: int
+    fetcher: Fetcher
+    seed: int
+    epoch: int
+    worker_init_fn: Any
+    iterable: bool
+
+
+class WorkerError:
+    """A picklable record of an exception raised in a worker."""
+
+    def __init__(self, worker_id: int, error: BaseException) -> None:
+        index = None
+        if isinstance(error, SampleError):
+            index, error = error.index, error.error
+        self.worker_id = worker_id
+        self.index = index
+        self.type_name = type(error).__name__
+        self.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            self.exc_type = pickle.loads(pickle.dumps(type(error)))
+        except Exception:
+            self.exc_type = None
+
+    def reraise(self) -> None:
+        where = f" while fetching index {self.index}" if self.index is not None else ""
+        message = (
+            f"Caught {self.type_name} in DataLoader worker {self.worker_id}{where}.\n"
+            f"Original traceback (from the worker):\n{self.traceback}"
+        )
+        exc_type = self.exc_type if isinstance(self.exc_type, type) else RuntimeError
+        if issubclass(exc_type, KeyError):  # KeyError prints repr(arg): keep newlines readable
+            message = _PlainRepr(message)
+        try:
+            error = exc_type(message)
+        except Exception:
+            error = RuntimeError(message)
+        raise error
+
+
+class _PlainRepr(str):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class _Producer:
+    """Runs tasks for one worker: map-style index batches or the next batches of a stream."""
+
+    def __init__(self, spec: WorkerSpec, owns_globals: bool) -> None:
+        self.spec = spec
+        self.owns_globals = owns_globals  # threads share the process's RNGs: leave them alone
+        self.stream = None
+        self.position = [0]
+        self.dataset = spec.fetcher.dataset
+
+    def reset(self, epoch: int, state: dict | None) -> None:
+        """Start (or resume) an iterable dataset's pass for ``epoch``."""
+        spec = self.spec
+        spec.epoch = epoch
+        if self.owns_globals:
+            seed_globals(worker_seed(spec.seed, epoch, spec.worker_id))
+        self.position = [0]
+        if state is not None:
+            self.position = [int(state.get("position", 0))]
+            if state.get("dataset") is not None:
+                self.dataset.load_state_dict(state["dataset"])
+        self.stream = spec.fetcher.iterable_batches(iter(self.dataset), epoch, spec.worker_id, self.position)
+
+    def run(self, task: tuple) -> tuple[Any, dict | None]:
+        """Returns (batch or StopIteration, iterable state after it)."""
+        if not self.spec.iterable:
+            epoch, indices = task
+            return self.spec.fetcher.fetch(indices, epoch), None
+        assert self.stream is not None
+        batch = next(self.stream, StopIteration)
+        state = {"position": self.position[0]}
+        if hasattr(self.dataset, "state_dict"):
+            state["dataset"] = self.dataset.state_dict()
+        return batch, state
+
+
+def process_worker_loop(spec: WorkerSpec, tasks: Any, results: Any, slot_paths: list[str], parent_pid: int) -> None:
+    """Entry point of a worker process.
+
+    Messages in: ("map", epoch, indices, slot) | ("next", slot) | ("reset", epoch, state) | None.
+    Messages out: ("ready",) then ("ok", payload, state) | ("end",) | ("error", WorkerError).
+    """
+    global _process_info
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    slots = [Slot(path) for path in slot_paths]
+    results.send(("ready",))
+    _process_info = WorkerInfo(spec.worker_id, spec.num_workers, worker_seed(spec.seed, spec.epoch, spec.worker_id), spec.fetcher.dataset)
+    producer = _Producer(spec, owns_globals=True)
+    try:
+        seed_globals(_process_info.seed)
+        if spec.worker_init_fn is not None:
+            spec.worker_init_fn(spec.worker_id)
+    except Exception as error:
+        results.send(("error", WorkerError(spec.worker_id, error)))
+    while True:
+        try:
+            task = tasks.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            if os.getppid() != parent_pid:  # the main process died: do not linger
+                return
+            continue
+        if task is None:
+            return
+        message = _run_task(producer, task, lambda batch: pack(batch, slots[task[-1]]))
+        if message is None:
+            continue
+        try:
+            results.send(message)
+        except (BrokenPipeError, EOFError, OSError):  # the main process stopped listening
+            return
+
+
+def thread_worker_loop(spec: WorkerSpec, tasks: queue.Queue, results: queue.Queue, stop: threading.Event) -> None:
+    """Entry point of a worker thread: same protocol, batches passed by reference."""
+    _thread_info.info = WorkerInfo(spec.worker_id, spec.num_workers, worker_seed(spec.seed, spec.epoch, spec.worker_id), spec.fetcher.dataset)
+    producer = _Producer(spec, owns_globals=False)
+    if spec.worker_init_fn is not None:
+        try:
+            spec.worker_init_fn(spec.worker_id)
+        except Exception as error:
+            results.put(("error", WorkerError(spec.worker_id, error)))
+    while not stop.is_set():
+        try:
+            task = tasks.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if task is None:
+            return
+        message = _run_task(producer, task, lambda batch: batch)
+        if message is not None:
+            results.put(message)
+
+
+def _run_task(producer: _Producer, task: tuple, ship: Any) -> tuple | None:
+    """Run one task; return the message to send back (None for a reset)."""
+    try:
+        if task[0] == "reset":
+            producer.reset(task[1], task[2])
+            return None
+        batch, state = producer.run(task[1:3] if task[0] == "map" else ())
+        return ("end",) if batch is StopIteration else ("ok", ship(batch), state)
+    except Exception as error:
+        return ("error", WorkerError(producer.spec.worker_id, error))

@@ -1,0 +1,131 @@
+"""Collation (numpy, runs in workers) and conversion to ``mx.array`` (main process).
+
+``default_collate`` follows torch's rules but returns numpy: arrays are stacked, Python ints
+and floats become int32 / float32 arrays (MLX's defaults), bools a bool array, strings a list
+of str, and tuples, namedtuples, lists and dicts are collated element by element.
+"""
+
+from __future__ import annotations
+
+import collections.abc as abc
+from typing import Any
+
+import numpy as np
+
+__all__ = ["default_collate", "default_convert", "to_mlx", "CollateError"]
+
+
+class CollateError(ValueError):
+    """Samples that cannot be collated together.
+
+    ``positions`` are the two offending offsets within the batch; the DataLoader re-renders the
+    message with dataset indices in place of ``{first}`` and ``{other}``.
+    """
+
+    def __init__(self, template: str, positions: tuple[int, int] = (0, 0), path: str = "") -> None:
+        self.template = template
+        self.positions = positions
+        self.path = path
+        super().__init__(self.render(("sample 0", f"sample {positions[1]}")))
+
+    def render(self, labels: tuple[str, str]) -> str:
+        return self.template.format(first=labels[0], other=labels[1])
+
+
+def _stack_arrays(batch: list[np.ndarray], path: str) -> np.ndarray:
+    first = batch[0].shape
+    for position, array in enumerate(batch):
+        if array.shape != first:
+            where = f" at {path}" if path else ""
+            raise CollateError(
+                f"cannot stack samples{where}: {{other}} has shape {array.shape} but "
+                f"{{first}} has shape {first}",
+                positions=(0, position),
+                path=path,
+            )
+    return np.stack(batch)
+
+
+def default_collate(batch: list[Any], _path: str = "") -> Any:
+    """Merge a list of samples into a batch of numpy arrays (see the module docstring)."""
+    if not isinstance(batch, list):
+        batch = list(batch)
+    if not batch:
+        raise CollateError("cannot collate an empty batch ({first})")
+    elem = batch[0]
+    if isinstance(elem, np.ndarray):
+        return _stack_arrays(batch, _path)
+    if isinstance(elem, (bool, np.bool_)):
+        return np.asarray(batch, dtype=np.bool_)
+    if isinstance(elem, np.generic):
+        return np.asarray(batch, dtype=elem.dtype)
+    if isinstance(elem, int):
+        return np.asarray(batch, dtype=np.int32)
+    if isinstance(elem, float):
+        return np.asarray(batch, dtype=np.float32)
+    if isinstance(elem, (str, bytes)):
+        return list(batch)
+    if isinstance(elem, abc.Mapping):
+        return {key: default_collate([s[key] for s in batch], f"{_path}[{key!r}]") for key in elem}
+    if isinstance(elem, tuple) and hasattr(elem, "_fields"):
+        return type(elem)(*(default_collate(list(s), f"{_path}.{f}") for f, s in zip(elem._fields, zip(*batch))))
+    if isinstance(elem, abc.Sequence):
+        size = len(elem)
+        for position, sample in enumerate(batch):
+            if len(sample) != size:
+                raise CollateError(
+                    f"cannot collate{' ' + _path if _path else ''}: {{other}} has "
+                    f"{len(sample)} elements but {{first}} has {size}",
+                    positions=(0, position),
+                    path=_path,
+                )
+        columns = [default_collate(list(column), f"{_path}[{i}]") for i, column in enumerate(zip(*batch))]
+        return tuple(columns) if isinstance(elem, tuple) else columns
+    if elem is None:
+        raise CollateError(f"cannot collate None{' at ' + _path if _path else ''} ({{first}}); return a value or pass a collate_fn")
+    raise CollateError(
+        f"default_collate cannot collate {type(elem).__name__}{' at ' + _path if _path else ''} ({{first}}); "
+        "supported: numpy arrays and scalars, int, float, bool, str, and tuples, lists and "
+        "dicts of those. Pass a collate_fn for anything else."
+    )
+
+
+def default_convert(sample: Any) -> Any:
+    """numpy conversion for unbatched samples (``batch_size=None``): Python scalars to arrays."""
+    if isinstance(sample, bool):
+        return np.asarray(sample)
+    if isinstance(sample, int):
+        return np.asarray(sample, dtype=np.int32)
+    if isinstance(sample, float):
+        return np.asarray(sample, dtype=np.float32)
+    if isinstance(sample, abc.Mapping):
+        return {k: default_convert(v) for k, v in sample.items()}
+    if isinstance(sample, tuple) and hasattr(sample, "_fields"):
+        return type(sample)(*(default_convert(v) for v in sample))
+    if isinstance(sample, (tuple, list)):
+        return type(sample)(default_convert(v) for v in sample)
+    return sample
+
+
+def to_mlx(tree: Any) -> Any:
+    """numpy tree -> ``mx.array`` tree (tuples stay tuples, dicts dicts, strings stay str)."""
+    import mlx.core as mx
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, np.ndarray):
+            return mx.array(node)
+        if isinstance(node, np.generic):
+            return mx.array(np.asarray(node))
+        if isinstance(node, (bool, int, float)):
+            return mx.array(node)
+        if isinstance(node, abc.Mapping):
+            return {k: convert(v) for k, v in node.items()}
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return type(node)(*(convert(v) for v in node))
+        if isinstance(node, tuple):
+            return tuple(convert(v) for v in node)
+        if isinstance(node, list):
+            return node if node and isinstance(node[0], (str, bytes)) else [convert(v) for v in node]
+        return node
+
+    return convert(tree)

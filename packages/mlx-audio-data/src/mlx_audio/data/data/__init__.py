@@ -1,0 +1,1 @@
+"""Tutorial import path: ``from mlx_audio.data.data.dataset import Dataset``."""

@@ -1,0 +1,175 @@
+"""Datasets: map-style and iterable, with torch's names and semantics.
+
+Datasets return numpy arrays and Python values, never ``mx.array``: they run in worker
+processes, and MLX arrays must not cross process boundaries.
+
+Store big per-sample data as one numpy array rather than a Python list of objects: forked
+workers share numpy buffers, while touching list items (refcounts) copies pages into every
+worker (torch issue #13246).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+T_co = TypeVar("T_co", covariant=True)
+
+__all__ = [
+    "Dataset",
+    "IterableDataset",
+    "ArrayDataset",
+    "Subset",
+    "ConcatDataset",
+    "random_split",
+]
+
+
+class Dataset(Generic[T_co]):
+    """A map-style dataset: implement ``__len__`` and ``__getitem__(index)``.
+
+    Optionally implement ``__getitems__(indices) -> list | batch`` to fetch a whole batch in
+    one call. Returning a ``list`` means "these are the samples, collate them"; returning
+    anything else (tuple, dict, array) means "this is already the batch" and skips collation
+    when the loader uses its default collate.
+    """
+
+    def __getitem__(self, index: int) -> T_co:
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+    def __add__(self, other: Dataset[T_co]) -> ConcatDataset[T_co]:
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset[T_co]):
+    """A stream of samples: implement ``__iter__``.
+
+    With ``num_workers > 0`` each worker iterates its own copy; shard with
+    :func:`mlx_audio.data.get_worker_info` to avoid duplicates. Implement ``state_dict()`` and
+    ``load_state_dict(state)`` to make mid-epoch resume exact without replaying the stream.
+    """
+
+    def __iter__(self) -> Iterator[T_co]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+    def __add__(self, other: Dataset[T_co]):  # type: ignore[override]
+        raise TypeError("IterableDatasets cannot be concatenated with '+'; chain them in __iter__")
+
+
+class ArrayDataset(Dataset[tuple]):
+    """Samples are rows of equally long arrays (torch's ``TensorDataset``).
+
+    ``__getitems__`` gathers a whole batch with one fancy-indexing call per array, so in-memory
+    data moves without a Python call per sample.
+    """
+
+    def __init__(self, *arrays: Any) -> None:
+        if not arrays:
+            raise ValueError("ArrayDataset needs at least one array")
+        self.arrays = tuple(np.asarray(a) for a in arrays)
+        lengths = {len(a) for a in self.arrays}
+        if len(lengths) != 1:
+            shapes = [a.shape for a in self.arrays]
+            raise ValueError(f"ArrayDataset arrays must have the same first dimension, got {shapes}")
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, index: int) -> tuple:
+        return tuple(a[index] for a in self.arrays)
+
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple:
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and _is_contiguous_run(indices):
+            start = int(indices[0])
+            return tuple(a[start : start + len(indices)].copy() for a in self.arrays)
+        return tuple(np.take(a, indices, axis=0) for a in self.arrays)
+
+
+def _is_contiguous_run(indices: np.ndarray) -> bool:
+    return int(indices[-1]) - int(indices[0]) == len(indices) - 1 and bool(
+        len(indices) < 2 or np.all(np.diff(indices) == 1)
+    )
+
+
+class Subset(Dataset[T_co]):
+    """The samples of ``dataset`` at ``indices``, in that order."""
+
+    def __init__(self, dataset: Dataset[T_co], indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> T_co:
+        return self.dataset[self.indices[index]]
+
+    def __getitems__(self, indices: Sequence[int]) -> Any:
+        mapped = [self.indices[int(i)] for i in indices]
+        if hasattr(self.dataset, "__getitems__"):
+            return self.dataset.__getitems__(mapped)
+        return [self.dataset[i] for i in mapped]
+
+
+class ConcatDataset(Dataset[T_co]):
+    """Several map-style datasets one after another."""
+
+    def __init__(self, datasets: Sequence[Dataset[T_co]]) -> None:
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset needs at least one dataset")
+        for d in self.datasets:
+            if isinstance(d, IterableDataset):
+                raise TypeError("ConcatDataset does not support IterableDataset")
+        self.cumulative_sizes = list(np.cumsum([len(d) for d in self.datasets]).tolist())
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index: int) -> T_co:
+        if index < 0:
+            if -index > len(self):
+                raise IndexError(f"index {index} out of range for length {len(self)}")
+            index += len(self)
+        which = bisect.bisect_right(self.cumulative_sizes, index)
+        offset = self.cumulative_sizes[which - 1] if which else 0
+        return self.datasets[which][index - offset]
+
+
+def random_split(
+    dataset: Dataset[T_co],
+    lengths: Sequence[int | float],
+    generator: np.random.Generator | None = None,
+    seed: int | None = None,
+) -> list[Subset[T_co]]:
+    """Split ``dataset`` into non-overlapping random subsets of the given lengths.
+
+    ``lengths`` are counts summing to ``len(dataset)`` or fractions summing to 1 (the remainder
+    is spread round-robin, as in torch). Pass ``seed`` or a numpy ``generator`` for a
+    reproducible split.
+    """
+    if generator is not None and seed is not None:
+        raise ValueError("random_split: pass either seed or generator, not both")
+    n = len(dataset)  # type: ignore[arg-type]
+    if lengths and all(0 <= f <= 1 for f in lengths) and math.isclose(sum(lengths), 1.0) and sum(lengths) != n:
+        counts = [int(math.floor(n * f)) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+    else:
+        counts = [int(c) for c in lengths]
+        if any(c < 0 for c in counts) or any(c != length for c, length in zip(counts, lengths)):
+            raise ValueError(f"random_split lengths must be non-negative ints or fractions, got {lengths}")
+    if sum(counts) != n:
+        raise ValueError(f"random_split lengths sum to {sum(counts)} but the dataset has {n} samples")
+    rng = generator if generator is not None else np.random.default_rng(seed)
+    order = rng.permutation(n).tolist()
+    out, start = [], 0
+    for count in counts:
+        out.append(Subset(dataset, order[start : start + count]))
+        start += count
+    return out
