@@ -51,15 +51,17 @@ class Fetcher:
         transforms: Sequence[Transform],
         seed: int,
         collate: bool = True,
+        batched: bool | None = None,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
+        self.batched = batch_size is not None if batched is None else batched  # batch_sampler
         self.drop_last = drop_last
         self.collate_fn = collate_fn
         self.transforms = [(fn, _wants_rng(fn)) for fn in transforms]
         self.seed = seed
         self.collate = collate
-        self.use_getitems = batch_size is not None and hasattr(dataset, "__getitems__")
+        self.use_getitems = self.batched and hasattr(dataset, "__getitems__")
 
     # -- per sample -------------------------------------------------------------------------
     def transform(self, sample: Any, key: tuple[int, ...]) -> Any:
@@ -75,7 +77,7 @@ class Fetcher:
     def _finish(self, samples: list[Any], indices: Sequence[Any]) -> Any:
         if not self.collate:
             return samples
-        if self.batch_size is None:
+        if not self.batched:
             sample = samples[0]
             return default_convert(sample) if self.collate_fn is None else self.collate_fn(sample)
         if self.collate_fn is not None:

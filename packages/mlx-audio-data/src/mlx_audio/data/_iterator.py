@@ -38,6 +38,9 @@ class WorkerPool:
                     self.workers.append(ThreadWorker(spec, prefetch))
                 else:
                     self.workers.append(ProcessWorker(loader._mp_context(), spec, prefetch))
+            for worker in self.workers:
+                if isinstance(worker, ProcessWorker):
+                    worker.wait_ready()
         except BaseException:
             self.close()
             raise

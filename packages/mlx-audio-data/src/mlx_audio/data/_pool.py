@@ -107,7 +107,12 @@ class ProcessWorker(_Worker):
     def _put(self, task: tuple) -> None:
         self.tasks.put(task)
 
-    def _get(self, timeout: float | None) -> tuple:
+    def wait_ready(self) -> None:
+        """Block until the worker has opened its slots, then unlink their names."""
+        if self.linked:  # "ready" is always a worker's first message
+            self._get(None, until_ready=True)
+
+    def _get(self, timeout: float | None, until_ready: bool = False) -> tuple:
         while True:
             ready = wait([self.conn, self.process.sentinel], timeout)
             if self.conn in ready:
@@ -120,6 +125,8 @@ class ProcessWorker(_Worker):
                     raise WorkerDied(self._died_message())
                 if message[0] == "ready":  # it has opened its slots: the names can go now
                     self.unlink()
+                    if until_ready:
+                        return message
                     continue
                 return message
             if ready:

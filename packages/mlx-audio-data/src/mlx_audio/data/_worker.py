@@ -53,6 +53,20 @@ def seed_globals(seed: int) -> None:
     np.random.seed(seed & 0xFFFFFFFF)
 
 
+def global_rng_state() -> dict:
+    """Python's and numpy's global RNG states as JSON-friendly lists."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"numpy": [name, keys.tolist(), pos, has_gauss, cached], "python": [version, list(internal), gauss_next]}
+
+
+def set_global_rng_state(state: dict) -> None:
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 @dataclass
 class WorkerSpec:
     """Everything a worker needs, sent once when it starts."""
@@ -124,6 +138,8 @@ class _Producer:
             self.position = [int(state.get("position", 0))]
             if state.get("dataset") is not None:
                 self.dataset.load_state_dict(state["dataset"])
+            if self.owns_globals and state.get("rng"):
+                set_global_rng_state(state["rng"])
         self.stream = spec.fetcher.iterable_batches(iter(self.dataset), epoch, spec.worker_id, self.position)
 
     def run(self, task: tuple) -> tuple[Any, dict | None]:
@@ -136,6 +152,8 @@ class _Producer:
         state = {"position": self.position[0]}
         if hasattr(self.dataset, "state_dict"):
             state["dataset"] = self.dataset.state_dict()
+            if self.owns_globals:  # a stream drawing from the worker's global RNGs resumes exactly
+                state["rng"] = global_rng_state()
         return batch, state
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._fetch import Fetcher, Transform, as_transform_list, compose
 from ._iterator import Pass, WorkerPool
-from .collate import default_collate, to_mlx
+from .collate import to_mlx
 from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
@@ -299,7 +299,12 @@ class DataLoader:
             self.cpu_transforms,
             self._resolved_seed(),
             collate=self._collate_in_workers,
+            batched=self._batched,
         )
+
+    @property
+    def _batched(self) -> bool:
+        return self.batch_sampler is not None or (self._iterable and self.batch_size is not None)
 
     def _pool(self, fetcher: Fetcher, epoch: int) -> WorkerPool:
         pool, self._persistent_pool = self._persistent_pool, None
@@ -341,8 +346,8 @@ class DataLoader:
     def _collate_in_main(self, batch: Any) -> Any:
         if self._collate_in_workers:
             return batch
-        collate = self.collate_fn or default_collate
-        return collate(batch[0]) if self.batch_size is None else collate(batch)
+        assert self.collate_fn is not None  # only a user collate_fn is ever moved to the main process
+        return self.collate_fn(batch if self._batched else batch[0])
 
     def _to_output(self, batch: Any) -> Any:
         if self.collate_fn is None:

@@ -1,0 +1,60 @@
+# mlx-audio workspace tasks. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+OPENBLAS := $(firstword $(wildcard /usr/lib/$(shell uname -m)-linux-gnu/openblas-pthread/libopenblas.so.0))
+# MLX's Linux CPU wheels bundle reference BLAS; OpenBLAS makes CPU training ~10x faster.
+# (mlx_audio also loads it by itself when imported before mlx.core: see docs/design notes.)
+RUN_ENV := $(if $(OPENBLAS),LD_PRELOAD=$(OPENBLAS),)
+APT_PACKAGES := libopenblas0-pthread espeak-ng
+ANCHOR := .venv-anchor
+PYTEST_ARGS ?=
+
+.PHONY: demo test uv system-deps sync build bench anchor lint clean
+
+demo: sync
+	$(RUN_ENV) $(UV) run --no-sync python examples/demo.py
+
+test: sync
+	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
+
+uv:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		(echo "installing uv with pip" && $(PYTHON) -m pip install --quiet uv)
+
+# Debian packages: OpenBLAS (Linux CPU speed) and espeak-ng (test audio). Skipped without apt.
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(uname)" = Linux ]; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+			echo "apt-get install$$missing"; \
+			$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		fi; \
+	fi
+
+sync: uv system-deps
+	$(UV) sync --all-packages --locked
+
+build: uv
+	rm -rf dist && $(UV) build --all-packages --out-dir dist
+
+# torch, mlx-data (and later transformers, lightning) for anchor comparisons; never a
+# dependency of our packages. pip takes the torch 2.13.0 CPU build that lies on this disk.
+anchor: $(ANCHOR)/.done
+$(ANCHOR)/.done: uv.lock Makefile
+	$(PYTHON) -m venv $(ANCHOR)
+	$(UV) export --all-packages --no-hashes --no-emit-workspace --no-dev --format requirements-txt > $(ANCHOR)/constraints.txt
+	$(ANCHOR)/bin/pip install --quiet --upgrade pip
+	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 \
+		-e packages/mlx-audio-data
+	touch $@
+
+bench: sync anchor
+	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/dataloader.py
+
+lint: sync
+	$(UV) run --no-sync ruff check packages tests benchmarks examples
+
+clean:
+	rm -rf dist .pytest_cache .ruff_cache $(ANCHOR)

@@ -1,0 +1,100 @@
+"""Helpers shared by the data tests (importable by test modules and spawned scripts)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from mlx_audio.data import Dataset
+from mlx_audio.data._shm import shm_dir
+
+
+def shm_segments() -> set[str]:
+    return {name for name in os.listdir(shm_dir()) if name.startswith("mlx_audio_")}
+
+
+def _is_multiprocessing_helper(pid: str) -> bool:
+    """multiprocessing's own long-lived helpers (resource tracker, forkserver) are not ours."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    return b"resource_tracker" in cmdline or b"forkserver" in cmdline
+
+
+def child_processes() -> dict[int, str]:
+    """pid -> state letter of this process's direct children (Z = zombie)."""
+    children = {}
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and not _is_multiprocessing_helper(entry):
+            children[int(entry)] = fields[0]
+    return children
+
+
+def wait_until(predicate, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class ImageDataset(Dataset):
+    """The tutorial's per-sample dataset: (28x28 float32, int label)."""
+
+    def __init__(self, size: int = 256, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.images = rng.standard_normal((size, 28, 28), dtype=np.float32)
+        self.labels = rng.integers(0, 10, size=size)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.images[index], int(self.labels[index])
+
+
+def as_numpy(tree):
+    """mx.array tree -> numpy tree, for comparisons."""
+    import mlx.core as mx
+
+    if isinstance(tree, mx.array):
+        return np.array(tree)
+    if isinstance(tree, dict):
+        return {k: as_numpy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(as_numpy(v) for v in tree)
+    return tree
+
+
+def assert_same_batches(a, b) -> None:
+    assert len(a) == len(b), (len(a), len(b))
+    for x, y in zip(a, b):
+        _assert_same(as_numpy(x), as_numpy(y))
+
+
+def _assert_same(x, y) -> None:
+    if isinstance(x, dict):
+        assert x.keys() == y.keys()
+        for k in x:
+            _assert_same(x[k], y[k])
+    elif isinstance(x, (list, tuple)):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            _assert_same(u, v)
+    elif isinstance(x, np.ndarray):
+        np.testing.assert_array_equal(x, y)
+    else:
+        assert x == y

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from mlx_audio.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
+
+DATA = list(range(10))
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        yield from range(5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"batch_size": -3}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"num_workers": -1}, "num_workers"),
+        ({"timeout": -1}, "timeout"),
+        ({"prefetch_factor": 2}, "prefetch_factor only applies"),
+        ({"num_workers": 2, "prefetch_factor": 0}, "prefetch_factor"),
+        ({"persistent_workers": True}, "persistent_workers"),
+        ({"sampler": SequentialSampler(DATA), "shuffle": True}, "mutually exclusive"),
+        ({"batch_sampler": BatchSampler(SequentialSampler(DATA), 2, False), "batch_size": 4}, "batch_sampler"),
+        ({"batch_sampler": BatchSampler(SequentialSampler(DATA), 2, False), "drop_last": True}, "batch_sampler"),
+        ({"seed": 1, "generator": np.random.default_rng()}, "seed or generator"),
+        ({"seed": -1}, "seed"),
+        ({"generator": 3}, "numpy.random.Generator"),
+        ({"worker_type": "fiber"}, "worker_type"),
+        ({"multiprocessing_context": "teleport"}, "valid"),
+        ({"collate_fn": 3}, "collate_fn"),
+        ({"cpu_transforms": [len, 3]}, "cpu_transforms"),
+        ({"batch_size": None, "drop_last": True}, "batch_size=None"),
+    ],
+)
+def test_invalid_arguments_raise_before_any_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DataLoader(DATA, **kwargs)
+
+
+def test_iterable_dataset_rejects_shuffle_and_samplers():
+    with pytest.raises(ValueError, match="IterableDataset"):
+        DataLoader(Stream(), shuffle=True)
+    with pytest.raises(ValueError, match="IterableDataset"):
+        DataLoader(Stream(), sampler=SequentialSampler(DATA))
+
+
+def test_pin_memory_is_a_warned_no_op():
+    with pytest.warns(UserWarning, match="pin_memory"):
+        loader = DataLoader(DATA, pin_memory=True)
+    assert loader.pin_memory is False
+
+
+def test_defaults_and_lengths():
+    assert DataLoader(DATA, num_workers=2).prefetch_factor == 2
+    assert DataLoader(DATA).prefetch_factor is None
+    assert len(DataLoader(DATA, batch_size=3)) == 4
+    assert len(DataLoader(DATA, batch_size=3, drop_last=True)) == 3
+    assert len(DataLoader(DATA, batch_size=None)) == 10
+    with pytest.raises(TypeError):
+        len(DataLoader(Stream(), batch_size=2))
+
+
+def test_batch_sampler_and_custom_sampler_are_used():
+    batches = list(DataLoader(DATA, batch_sampler=[[3, 1], [0]]))
+    assert [b.tolist() for b in batches] == [[3, 1], [0]]
+    batches = list(DataLoader(DATA, batch_size=4, sampler=[9, 8, 7, 6, 5]))
+    assert [b.tolist() for b in batches] == [[9, 8, 7, 6], [5]]

@@ -1,0 +1,125 @@
+"""state_dict()/load_state_dict(): a restored loader continues exactly where it stopped."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from data_testing import ImageDataset, as_numpy, assert_same_batches
+
+from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
+
+
+def run(loader, epochs):
+    return [list(loader) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("stop_at", [0, 3, 7])
+def test_map_style_resume_mid_epoch(num_workers, stop_at):
+    data = ImageDataset(size=250)
+
+    def make():
+        return DataLoader(data, batch_size=32, shuffle=True, seed=11, num_workers=num_workers)
+
+    reference = run(make(), 3)
+    loader = make()
+    list(loader)  # epoch 0 complete
+    seen = []
+    for i, batch in enumerate(loader):  # epoch 1, interrupted after batch `stop_at`
+        seen.append(batch)
+        if i == stop_at:
+            state = json.loads(json.dumps(loader.state_dict()))
+            break
+    assert state["epoch"] == 1 and state["batches_yielded"] == stop_at + 1
+    restored = make()
+    restored.load_state_dict(state)
+    rest = list(restored)
+    assert_same_batches(seen + rest, reference[1])
+    assert_same_batches(list(restored), reference[2])
+
+
+def test_state_after_a_full_epoch_points_at_the_next(images):
+    loader = DataLoader(images, batch_size=64, shuffle=True, seed=1)
+    reference = run(DataLoader(images, batch_size=64, shuffle=True, seed=1), 2)
+    list(loader)
+    state = loader.state_dict()
+    assert state["epoch"] == 1 and state["batches_yielded"] == 0
+    resumed = DataLoader(images, batch_size=64, shuffle=True)
+    resumed.load_state_dict(state)
+    assert resumed.seed == 1
+    assert_same_batches(list(resumed), reference[1])
+
+
+def test_state_after_break_and_a_fresh_pass(images):
+    loader = DataLoader(images, batch_size=64, shuffle=True, seed=1)
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break
+    assert loader.state_dict()["batches_yielded"] == 2  # where consumption stopped
+    assert loader.epoch == 1  # but a new iter() is a new pass
+
+
+def test_load_state_dict_rejects_garbage(images):
+    loader = DataLoader(images)
+    with pytest.raises(ValueError, match="not a DataLoader state"):
+        loader.load_state_dict({"epoch": 1})
+
+
+class Counter(IterableDataset):
+    """A stream with its own resumable state; shards across workers."""
+
+    def __init__(self, n=60):
+        self.n, self.next = n, 0
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, count = (info.id, info.num_workers) if info else (0, 1)
+        while self.next < self.n:
+            i, self.next = self.next, self.next + 1
+            if i % count == wid:
+                yield np.array([i, np.random.rand()]) if info else np.array([i, 0.5])
+
+    def state_dict(self):
+        return {"next": self.next}
+
+    def load_state_dict(self, state):
+        self.next = state["next"]
+
+
+class Plain(IterableDataset):
+    def __iter__(self):
+        yield from (np.array([i]) for i in range(30))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_iterable_resume_through_its_state_dict(num_workers):
+    def make():
+        return DataLoader(Counter(), batch_size=4, num_workers=num_workers, seed=5)
+
+    reference = [as_numpy(b) for b in make()]
+    loader = make()
+    head = []
+    for i, batch in enumerate(loader):
+        head.append(batch)
+        if i == 4:
+            state = json.loads(json.dumps(loader.state_dict()))
+            break
+    restored = make()
+    restored.load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact resume: no replay warning
+        tail = list(restored)
+    assert_same_batches(head + tail, reference)
+
+
+def test_iterable_without_state_replays_with_a_warning():
+    loader = DataLoader(Plain(), batch_size=5)
+    it = iter(loader)
+    head = [next(it), next(it)]
+    state = loader.state_dict()
+    restored = DataLoader(Plain(), batch_size=5)
+    restored.load_state_dict(state)
+    with pytest.warns(UserWarning, match="replaying"):
+        tail = list(restored)
+    assert_same_batches(head + tail, list(DataLoader(Plain(), batch_size=5)))
