@@ -4,7 +4,8 @@ MLX's Linux CPU wheels link netlib's reference BLAS; ``libmlx.so`` resolves ``cb
 through the dynamic linker, so a faster BLAS loaded with ``RTLD_GLOBAL`` *before* ``mlx.core``
 is first imported takes over (the tutorial CNN's train step: 330 ms -> 30 ms on 2 cores).
 Once ``mlx.core`` is loaded it is too late: then we say once how to fix it.
-Set ``MLX_AUDIO_NO_OPENBLAS=1`` to opt out; macOS uses Accelerate and needs none of this.
+Set ``MLX_AUDIO_OPENBLAS=/path/libopenblas.so`` to choose the library, ``MLX_AUDIO_NO_OPENBLAS=1``
+to opt out; macOS uses Accelerate and needs none of this.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ loaded_path: str | None = None
 
 
 def find_openblas() -> str | None:
-    """Return the path of a system OpenBLAS shared library, or None."""
+    """Return the path of an OpenBLAS shared library ($MLX_AUDIO_OPENBLAS first), or None."""
+    override = os.environ.get("MLX_AUDIO_OPENBLAS")
+    if override:
+        return override if os.path.exists(override) else None
     arch = platform.machine()
     for pattern in _CANDIDATES:
         path = pattern.format(arch=arch)
@@ -51,14 +55,18 @@ def openblas_in_process() -> bool:
 
 
 def _uses_reference_blas() -> bool:
-    """True when the installed MLX is a Linux CPU wheel that bundles reference BLAS."""
-    try:
-        import importlib.util
+    """True when the installed MLX is a Linux CPU wheel (its ``mlx_cpu.libs`` bundles libblas)."""
+    import importlib.util
 
-        spec = importlib.util.find_spec("mlx_cpu")
+    try:
+        spec = importlib.util.find_spec("mlx")
     except (ImportError, ValueError):
         return False
-    return spec is not None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        libs = os.path.join(os.path.dirname(location), "mlx_cpu.libs")
+        if os.path.isdir(libs) and any(name.startswith("libblas") for name in os.listdir(libs)):
+            return True
+    return False
 
 
 def ensure_fast_blas() -> str | None:

@@ -1,0 +1,130 @@
+"""Built wheels install into fresh venvs: data alone, meta + data, and all five."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def uv() -> list[str]:
+    found = os.environ.get("UV") or shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([*uv(), "build", "--all-packages", "--wheel", "--out-dir", str(out)], cwd=ROOT, check=True, capture_output=True)
+    found = {p.name.split("-")[0].replace("_", "-"): p for p in out.glob("*.whl")}
+    assert set(found) == {"mlx-audio-data", "mlx-audio-loggers", "mlx-audio-train", "mlx-audio-models", "mlx-audio-stack"}, found
+    return found
+
+
+def venv_with(tmp_path: Path, *args: str) -> Path:
+    env_dir = tmp_path / "venv"
+    subprocess.run([*uv(), "venv", "--python", sys.executable, str(env_dir)], check=True, capture_output=True)
+    python = env_dir / "bin" / "python"
+    result = subprocess.run([*uv(), "pip", "install", "--python", str(python), *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return python
+
+
+def run(python: Path, *code: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    source = "\n".join(textwrap.dedent(part) for part in code)
+    result = subprocess.run([str(python), "-c", source], capture_output=True, text=True, env=clean, cwd="/", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+WORKERS_ITERATE = """
+    import numpy as np
+    from mlx_audio.data import DataLoader, ArrayDataset
+    batches = list(DataLoader(ArrayDataset(np.arange(40, dtype=np.float32)), batch_size=8, num_workers=2, shuffle=True, seed=0))
+    assert len(batches) == 5 and sorted(int(v) for b in batches for v in b[0].tolist()) == list(range(40))
+    print("WORKERS-OK")
+"""
+
+
+def test_data_package_alone(tmp_path, wheels):
+    python = venv_with(tmp_path, str(wheels["mlx-audio-data"]))
+    out = run(
+        python,
+        """
+        import importlib.metadata as md, importlib.util
+        requires = [r for r in md.requires("mlx-audio-data") if "extra ==" not in r]
+        names = sorted({r.split(";")[0].split(">")[0].split("[")[0].strip() for r in requires})
+        assert names == ["mlx", "numpy"], requires
+        installed = sorted(d.metadata["Name"].lower() for d in md.distributions())
+        assert set(installed) <= {"mlx", "mlx-cpu", "mlx-metal", "numpy", "mlx-audio-data", "pip"}, installed
+        import mlx_audio.data
+        assert importlib.util.find_spec("mlx_audio.train") is None
+        try:
+            import mlx_audio.train
+        except ModuleNotFoundError:
+            print("NO-TRAIN")
+        """,
+        WORKERS_ITERATE,
+    )
+    assert "NO-TRAIN" in out and "WORKERS-OK" in out
+
+
+def test_meta_package_is_lazy_with_only_data(tmp_path, wheels):
+    python = venv_with(tmp_path, str(wheels["mlx-audio-data"]))
+    subprocess.run([*uv(), "pip", "install", "--python", str(python), "--no-deps", str(wheels["mlx-audio-stack"])], check=True, capture_output=True)
+    out = run(
+        python,
+        """
+        import sys, time
+        start = time.perf_counter()
+        import mlx_audio
+        elapsed = time.perf_counter() - start
+        assert "mlx.core" not in sys.modules and "mlx_audio.data.dataloader" not in sys.modules
+        from mlx_audio import data
+        assert mlx_audio.DataLoader is data.DataLoader
+        try:
+            mlx_audio.Trainer
+        except ImportError as error:
+            assert "mlx-audio-train" in str(error), error
+            print("TRAIN-MISSING-EXPLAINED")
+        print(f"IMPORT {elapsed:.3f}")
+        """,
+    )
+    assert "TRAIN-MISSING-EXPLAINED" in out
+    assert float(out.split("IMPORT")[1]) < 0.5
+
+
+def test_all_five_wheels(tmp_path, wheels):
+    python = venv_with(tmp_path, *map(str, wheels.values()))
+    out = run(
+        python,
+        """
+        import mlx_audio
+        from mlx_audio import DataLoader
+        import mlx_audio.data, mlx_audio.loggers, mlx_audio.train, mlx_audio.models
+        assert DataLoader is mlx_audio.data.DataLoader
+        from mlx_audio.data.data.dataset import Dataset
+        print("ALL-OK")
+        """,
+        WORKERS_ITERATE,
+    )
+    assert "ALL-OK" in out and "WORKERS-OK" in out
+
+
+def test_editable_workspace_namespace():
+    import mlx_audio
+    import mlx_audio.data
+    import mlx_audio.loggers
+    import mlx_audio.models
+    import mlx_audio.train
+
+    assert mlx_audio.DataLoader is mlx_audio.data.DataLoader
+    assert len(mlx_audio.__path__) >= 4
