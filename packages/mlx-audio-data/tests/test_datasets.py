@@ -68,3 +68,21 @@ def test_random_split_counts_fractions_and_seed():
         random_split(ds, [3, 3])
     with pytest.raises(ValueError, match="seed or generator"):
         random_split(ds, [5, 5], seed=1, generator=np.random.default_rng())
+
+
+def test_array_dataset_take_into_buffers_and_bounds():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    ds = ArrayDataset(x)
+    buffers = []
+
+    def alloc(shape, dtype):
+        buffers.append(np.full(shape, -1, dtype))
+        return buffers[-1]
+
+    (out,) = ds.take([5, -1, 0], alloc)
+    assert out is buffers[0]
+    np.testing.assert_array_equal(out, x[[5, 5, 0]])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.take([6])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.take([-7], alloc)

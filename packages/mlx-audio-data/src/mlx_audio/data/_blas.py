@@ -104,3 +104,32 @@ def _hint(reason: str) -> None:
         RuntimeWarning,
         stacklevel=3,
     )
+
+
+_SET_THREADS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+
+
+def limit_blas_threads(count: int = 1) -> int:
+    """Set every loaded OpenBLAS (numpy's bundled one included) to ``count`` threads.
+
+    DataLoader workers call this, as torch sets one intra-op thread per worker: N workers each
+    running a multi-threaded BLAS on the same cores thrash. Returns how many libraries it set.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line and "/" in line}
+    except OSError:
+        return 0
+    done = 0
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in _SET_THREADS:
+            setter = getattr(lib, symbol, None)
+            if setter is not None:
+                setter(ctypes.c_int(count))
+                done += 1
+                break
+    return done

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .collate import CollateError, default_collate, default_convert
+from .dataset import ArrayDataset
+from .collate import Allocator, CollateError, collate_into, default_convert
 from .sampler import epoch_rng
 
 Transform = Callable[..., Any]
@@ -61,6 +62,7 @@ class Fetcher:
         self.transforms = [(fn, _wants_rng(fn)) for fn in transforms]
         self.seed = seed
         self.collate = collate
+        self.alloc: Allocator | None = None  # set by process workers: collate into shared memory
         self.use_getitems = self.batched and hasattr(dataset, "__getitems__")
 
     # -- per sample -------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class Fetcher:
         if self.collate_fn is not None:
             return self.collate_fn(samples)
         try:
-            return default_collate(samples)
+            return collate_into(samples, self.alloc)
         except CollateError as error:
             labels = tuple(f"the sample at index {indices[p]}" for p in error.positions)
             hint = " (pad or crop samples to one shape, e.g. bucket by length, or pass a collate_fn)"
@@ -95,7 +97,10 @@ class Fetcher:
         """The batch for ``indices`` (a single sample when ``batch_size`` is None)."""
         if self.use_getitems:
             try:
-                data = self.dataset.__getitems__(indices)
+                if self.alloc is not None and self.collate_fn is None and isinstance(self.dataset, ArrayDataset):
+                    data = self.dataset.take(indices, self.alloc)  # gathered into the output memory
+                else:
+                    data = self.dataset.__getitems__(indices)
             except Exception as error:
                 raise SampleError(list(map(int, indices)), error) from error
             if not isinstance(data, list):

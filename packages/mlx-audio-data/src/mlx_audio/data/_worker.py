@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ._blas import limit_blas_threads
 from ._fetch import Fetcher, SampleError
-from ._shm import Slot, pack
+from ._shm import Arena, Slot, pack
 
 _POLL_SECONDS = 1.0
 
@@ -165,6 +166,7 @@ def process_worker_loop(spec: WorkerSpec, tasks: Any, results: Any, slot_paths: 
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(("ready",))
     _process_info = WorkerInfo(spec.worker_id, spec.num_workers, worker_seed(spec.seed, spec.epoch, spec.worker_id), spec.fetcher.dataset)
@@ -184,7 +186,7 @@ def process_worker_loop(spec: WorkerSpec, tasks: Any, results: Any, slot_paths: 
             continue
         if task is None:
             return
-        message = _run_task(producer, task, lambda batch: pack(batch, slots[task[-1]]))
+        message = _run_task(producer, task, Arena(slots[task[-1]]) if task[0] != "reset" else None)
         if message is None:
             continue
         try:
@@ -209,18 +211,28 @@ def thread_worker_loop(spec: WorkerSpec, tasks: queue.Queue, results: queue.Queu
             continue
         if task is None:
             return
-        message = _run_task(producer, task, lambda batch: batch)
+        message = _run_task(producer, task, None)
         if message is not None:
             results.put(message)
 
 
-def _run_task(producer: _Producer, task: tuple, ship: Any) -> tuple | None:
-    """Run one task; return the message to send back (None for a reset)."""
+def _run_task(producer: _Producer, task: tuple, arena: Arena | None) -> tuple | None:
+    """Run one task; return the message to send back (None for a reset).
+
+    With an ``arena`` (process workers) the batch is collated straight into the task's
+    shared-memory slot and only its skeleton is sent; threads pass the batch itself.
+    """
+    fetcher = producer.spec.fetcher
     try:
         if task[0] == "reset":
             producer.reset(task[1], task[2])
             return None
+        fetcher.alloc = arena.empty if arena is not None else None
         batch, state = producer.run(task[1:3] if task[0] == "map" else ())
-        return ("end",) if batch is StopIteration else ("ok", ship(batch), state)
+        if batch is StopIteration:
+            return ("end",)
+        return ("ok", pack(batch, arena) if arena is not None else batch, state)
     except Exception as error:
         return ("error", WorkerError(producer.spec.worker_id, error))
+    finally:
+        fetcher.alloc = None

@@ -8,9 +8,12 @@ of str, and tuples, namedtuples, lists and dicts are collated element by element
 from __future__ import annotations
 
 import collections.abc as abc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+Allocator = Callable[[tuple, Any], np.ndarray]
 
 __all__ = ["default_collate", "default_convert", "to_mlx", "CollateError"]
 
@@ -32,7 +35,7 @@ class CollateError(ValueError):
         return self.template.format(first=labels[0], other=labels[1])
 
 
-def _stack_arrays(batch: list[np.ndarray], path: str) -> np.ndarray:
+def _stack_arrays(batch: list[np.ndarray], path: str, alloc: Allocator | None) -> np.ndarray:
     first = batch[0].shape
     for position, array in enumerate(batch):
         if array.shape != first:
@@ -43,18 +46,26 @@ def _stack_arrays(batch: list[np.ndarray], path: str) -> np.ndarray:
                 positions=(0, position),
                 path=path,
             )
-    return np.stack(batch)
+    if alloc is None:
+        return np.stack(batch)
+    return np.stack(batch, out=alloc((len(batch), *first), np.result_type(*batch)))
 
 
-def default_collate(batch: list[Any], _path: str = "") -> Any:
+def default_collate(batch: list[Any]) -> Any:
     """Merge a list of samples into a batch of numpy arrays (see the module docstring)."""
+    return collate_into(batch, None)
+
+
+def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> Any:
+    """:func:`default_collate` that stacks arrays into buffers from ``alloc(shape, dtype)``
+    (workers pass shared memory, so a batch is written once, in place)."""
     if not isinstance(batch, list):
         batch = list(batch)
     if not batch:
         raise CollateError("cannot collate an empty batch ({first})")
     elem = batch[0]
     if isinstance(elem, np.ndarray):
-        return _stack_arrays(batch, _path)
+        return _stack_arrays(batch, _path, alloc)
     if isinstance(elem, (bool, np.bool_)):
         return np.asarray(batch, dtype=np.bool_)
     if isinstance(elem, np.generic):
@@ -66,9 +77,9 @@ def default_collate(batch: list[Any], _path: str = "") -> Any:
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, abc.Mapping):
-        return {key: default_collate([s[key] for s in batch], f"{_path}[{key!r}]") for key in elem}
+        return {key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem}
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
-        return type(elem)(*(default_collate(list(s), f"{_path}.{f}") for f, s in zip(elem._fields, zip(*batch))))
+        return type(elem)(*(collate_into(list(s), alloc, f"{_path}.{f}") for f, s in zip(elem._fields, zip(*batch))))
     if isinstance(elem, abc.Sequence):
         size = len(elem)
         for position, sample in enumerate(batch):
@@ -79,7 +90,7 @@ def default_collate(batch: list[Any], _path: str = "") -> Any:
                     positions=(0, position),
                     path=_path,
                 )
-        columns = [default_collate(list(column), f"{_path}[{i}]") for i, column in enumerate(zip(*batch))]
+        columns = [collate_into(list(column), alloc, f"{_path}[{i}]") for i, column in enumerate(zip(*batch))]
         return tuple(columns) if isinstance(elem, tuple) else columns
     if elem is None:
         raise CollateError(f"cannot collate None{' at ' + _path if _path else ''} ({{first}}); return a value or pass a collate_fn")
@@ -129,3 +140,4 @@ def to_mlx(tree: Any) -> Any:
         return node
 
     return convert(tree)
+

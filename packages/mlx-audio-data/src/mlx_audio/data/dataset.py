@@ -83,11 +83,29 @@ class ArrayDataset(Dataset[tuple]):
         return tuple(a[index] for a in self.arrays)
 
     def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple:
+        return self.take(indices)
+
+    def take(self, indices: Sequence[int] | np.ndarray, alloc: Any = None) -> tuple:
+        """The batch at ``indices``; ``alloc(shape, dtype)`` supplies the output buffers (the
+        DataLoader passes shared or MLX memory, so the batch is gathered with a single copy)."""
         indices = np.asarray(indices, dtype=np.int64)
-        if len(indices) and _is_contiguous_run(indices):
-            start = int(indices[0])
-            return tuple(a[start : start + len(indices)].copy() for a in self.arrays)
-        return tuple(np.take(a, indices, axis=0) for a in self.arrays)
+        n = len(self)
+        if len(indices) and (indices.min() < -n or indices.max() >= n):
+            raise IndexError(f"ArrayDataset index out of range for {n} samples: {indices.min()}..{indices.max()}")
+        run = len(indices) > 0 and _is_contiguous_run(indices)
+        out = []
+        for a in self.arrays:
+            source = a[int(indices[0]) : int(indices[0]) + len(indices)] if run else None
+            if alloc is None:
+                out.append(source.copy() if run else np.take(a, indices, axis=0))
+                continue
+            target = alloc((len(indices), *a.shape[1:]), a.dtype)
+            if run:
+                np.copyto(target, source)
+            else:
+                np.take(a, indices, axis=0, out=target, mode="wrap")  # "raise" would buffer `out`
+            out.append(target)
+        return tuple(out)
 
 
 def _is_contiguous_run(indices: np.ndarray) -> bool:

@@ -1,0 +1,198 @@
+"""DataLoader throughput: mlx_audio vs torch.utils.data.DataLoader (and Apple's mlx-data).
+
+Run with the anchor venv (``make bench``) for the full comparison; without torch/mlx-data
+installed only the MLX side runs (``make demo``). Samples/s include the conversion to
+``mx.array`` (torch side: to tensor), and each measurement is a full pass over the dataset
+including worker start-up; we report the best of ``--repeats`` passes.
+
+Cases: (a) 28x28 float32 + int label, B=64; (b) 1x64x1001 float32 log-mels, B=32;
+(c) CPU-heavy per-sample transform (random crop + gain of a 1x160000 waveform, then a numpy
+log-mel), B=16. All datasets are per-sample Python ``__getitem__`` datasets; ``ArrayDataset``
+rows compare the batched fetch path against mlx-data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import mlx_audio.data  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
+import mlx.core as mx
+from mlx_audio.data import ArrayDataset, DataLoader, Dataset
+from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
+
+
+class Images(Dataset):
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((n, 28, 28), dtype=np.float32)
+        self.y = rng.integers(0, 10, n)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+class Mels(Dataset):
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((n, 1, 64, 1001), dtype=np.float32)
+        self.y = rng.integers(0, 10, n)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+class Waves(Dataset):
+    """Raw 16 kHz waveforms, longer than the 10 s crop."""
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((n, 1, 176000), dtype=np.float32) * 0.1
+        self.y = rng.integers(0, 10, n)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.y[i])
+
+
+FILTERS = mel_filterbank(16000, 400, 64)
+
+
+def crop_gain_logmel(sample, rng):
+    """Random 160000-sample crop, random gain, 64-band log-mel (n_fft 400, hop 160)."""
+    wave, label = sample
+    start = int(rng.integers(0, wave.shape[-1] - 160000 + 1))
+    wave = wave[:, start : start + 160000] * np.float32(rng.uniform(0.5, 1.5))
+    return log_mel_spectrogram(wave, 16000, n_fft=400, hop_length=160, filters=FILTERS), label
+
+
+class TorchTransformed:
+    """The same transform for torch's loader, seeded per (epoch, index) like ours."""
+
+    def __init__(self, base, epoch: int = 0) -> None:
+        self.base, self.epoch = base, epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        return crop_gain_logmel(self.base[i], np.random.default_rng([0, self.epoch, i]))
+
+
+def throughput(make_iter, n_samples: int, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in make_iter():
+            pass
+        best = min(best, time.perf_counter() - start)
+    return n_samples / best
+
+
+def ours(dataset, batch_size, num_workers, **kwargs):
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, seed=0, **kwargs)
+    return lambda: iter(loader)
+
+
+def theirs(dataset, batch_size, num_workers):
+    import torch
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)
+    return lambda: iter(loader)
+
+
+def mlx_data_stream(arrays, batch_size):
+    import mlx.data as dx
+
+    samples = [{"x": x, "y": np.asarray(y)} for x, y in zip(*arrays)]
+    buffer = dx.buffer_from_vector(samples)
+
+    def run():
+        for batch in buffer.shuffle().to_stream().batch(batch_size).prefetch(4, 2):
+            yield mx.array(batch["x"]), mx.array(batch["y"])
+
+    return run
+
+
+def memcpy_gbps(nbytes: int) -> float:
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(20))
+    return nbytes / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def available(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smaller datasets (demo)")
+    parser.add_argument("--mlx-only", action="store_true", help="skip torch and mlx-data even if installed")
+    args = parser.parse_args()
+    scale = 4 if args.quick else 1
+    has_torch = available("torch") and not args.mlx_only
+    has_mlx_data = available("mlx.data") and not args.mlx_only
+    if has_torch:
+        import torch
+
+        torch.set_num_threads(1)  # workers and main process share 2 cores; as torch does in workers
+
+    cases = [
+        ("(a) 28x28 + label, B=64", Images(20000 // scale), 64, {}),
+        ("(b) 1x64x1001 log-mel, B=32", Mels(2048 // scale), 32, {}),
+        ("(c) crop+gain+log-mel transform, B=16", Waves(256 // scale), 16, {"cpu_transforms": crop_gain_logmel}),
+    ]
+    rows = []
+    for name, dataset, batch, extra in cases:
+        for workers in (0, 2):
+            mine = throughput(ours(dataset, batch, workers, **extra), len(dataset), args.repeats)
+            ref = None
+            if has_torch:
+                torch_ds = TorchTransformed(dataset) if extra else dataset
+                ref = throughput(theirs(torch_ds, batch, workers), len(dataset), args.repeats)
+            rows.append((name, f"per-sample, {workers} workers", mine, "torch DataLoader", ref))
+        if not extra:
+            arrays = (dataset.x, dataset.y)
+            mine = throughput(ours(ArrayDataset(*arrays), batch, 0), len(dataset), args.repeats)
+            ref = throughput(mlx_data_stream(arrays, batch), len(dataset), args.repeats) if has_mlx_data else None
+            rows.append((name, "ArrayDataset, 0 workers", mine, "mlx-data buffer", ref))
+
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"mlx {mx.__version__}" + (f", torch {__import__('torch').__version__}" if has_torch else ""))
+    print(f"single-process memcpy ceiling for (b)'s 8.2 MB batches: {memcpy_gbps(32 * 64 * 1001 * 4):.1f} GB/s\n")
+    print("| case | mlx_audio loader | samples/s | anchor | anchor samples/s | ratio |")
+    print("|---|---|---:|---|---:|---:|")
+    for name, what, mine, anchor, ref in rows:
+        ratio = f"{mine / ref:.2f}x" if ref else "-"
+        ref_text = f"{ref:,.0f}" if ref else "(not installed)"
+        print(f"| {name} | {what} | {mine:,.0f} | {anchor} | {ref_text} | {ratio} |")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
