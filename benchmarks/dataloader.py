@@ -185,6 +185,12 @@ def main() -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"mlx {mx.__version__}" + (f", torch {__import__('torch').__version__}" if has_torch else ""))
     print(f"single-process memcpy ceiling for (b)'s 8.2 MB batches: {memcpy_gbps(32 * 64 * 1001 * 4):.1f} GB/s\n")
+    if not (has_torch or has_mlx_data):
+        print("| case | mlx_audio loader | samples/s |\n|---|---|---:|")
+        for name, what, mine, _, _ in rows:
+            print(f"| {name} | {what} | {mine:,.0f} |")
+        print("\n(`make bench` runs the same cases against torch's DataLoader and mlx-data.)")
+        return
     print("| case | mlx_audio loader | samples/s | anchor | anchor samples/s | ratio |")
     print("|---|---|---:|---|---:|---:|")
     for name, what, mine, anchor, ref in rows:
