@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,11 @@ class WorkerPool:
         n, prefetch = loader.num_workers, loader.prefetch_factor
         iterable = loader._iterable
         self.workers: list[ProcessWorker | ThreadWorker] = []
+        mlx_core = sys.modules.get("mlx.core")
+        if loader.worker_type == "process" and loader._start_method() == "fork" and mlx_core is not None:
+            # MLX's cached (free) buffers would be shared copy-on-write with the children, and
+            # every batch written into them afterwards would fault page by page.
+            mlx_core.clear_cache()
         try:
             for wid in range(n):
                 spec = WorkerSpec(wid, n, fetcher, loader._resolved_seed(), epoch, loader.worker_init_fn, iterable)
