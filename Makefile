@@ -16,6 +16,7 @@ demo: sync
 	$(RUN_ENV) $(UV) run --no-sync python examples/demo.py
 
 test: sync
+	$(UV) run --no-sync ruff check packages tests benchmarks examples
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
 
 uv:

@@ -19,46 +19,20 @@ import platform
 import sys
 import time
 
-import numpy as np
-
 import mlx_audio.data  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
-import mlx.core as mx
 from mlx_audio.data import ArrayDataset, DataLoader, Dataset
 from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
 
+import mlx.core as mx
+import numpy as np
 
-class Images(Dataset):
-    def __init__(self, n: int) -> None:
+
+class RandomSamples(Dataset):
+    """Per-sample Python dataset: (float32 array of ``shape``, int label), one numpy store."""
+
+    def __init__(self, n: int, shape: tuple[int, ...], scale: float = 1.0) -> None:
         rng = np.random.default_rng(0)
-        self.x = rng.standard_normal((n, 28, 28), dtype=np.float32)
-        self.y = rng.integers(0, 10, n)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int):
-        return self.x[i], int(self.y[i])
-
-
-class Mels(Dataset):
-    def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(0)
-        self.x = rng.standard_normal((n, 1, 64, 1001), dtype=np.float32)
-        self.y = rng.integers(0, 10, n)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int):
-        return self.x[i], int(self.y[i])
-
-
-class Waves(Dataset):
-    """Raw 16 kHz waveforms, longer than the 10 s crop."""
-
-    def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(0)
-        self.x = rng.standard_normal((n, 1, 176000), dtype=np.float32) * 0.1
+        self.x = rng.standard_normal((n, *shape), dtype=np.float32) * np.float32(scale)
         self.y = rng.integers(0, 10, n)
 
     def __len__(self) -> int:
@@ -96,21 +70,25 @@ def throughput(make_iter, n_samples: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        for batch in make_iter():
+        for _ in make_iter():
             pass
         best = min(best, time.perf_counter() - start)
     return n_samples / best
 
 
 def ours(dataset, batch_size, num_workers, **kwargs):
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, seed=0, **kwargs)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, seed=0, **kwargs
+    )
     return lambda: iter(loader)
 
 
 def theirs(dataset, batch_size, num_workers):
     import torch
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers
+    )
     return lambda: iter(loader)
 
 
@@ -149,10 +127,14 @@ def available(module: str) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller datasets (demo)")
-    parser.add_argument("--mlx-only", action="store_true", help="skip torch and mlx-data even if installed")
+    parser.add_argument(
+        "--mlx-only", action="store_true", help="skip torch and mlx-data even if installed"
+    )
     args = parser.parse_args()
     scale = 4 if args.quick else 1
     has_torch = available("torch") and not args.mlx_only
@@ -163,9 +145,15 @@ def main() -> None:
         torch.set_num_threads(1)  # workers and main process share 2 cores; as torch does in workers
 
     cases = [
-        ("(a) 28x28 + label, B=64", Images(20000 // scale), 64, {}),
-        ("(b) 1x64x1001 log-mel, B=32", Mels(2048 // scale), 32, {}),
-        ("(c) crop+gain+log-mel transform, B=16", Waves(256 // scale), 16, {"cpu_transforms": crop_gain_logmel}),
+        ("(a) 28x28 + label, B=64", RandomSamples(20000 // scale, (28, 28)), 64, {}),
+        ("(b) 1x64x1001 log-mel, B=32", RandomSamples(2048 // scale, (1, 64, 1001)), 32, {}),
+        # raw 16 kHz waveforms, longer than the 10 s crop
+        (
+            "(c) crop+gain+log-mel transform, B=16",
+            RandomSamples(256 // scale, (1, 176000), 0.1),
+            16,
+            {"cpu_transforms": crop_gain_logmel},
+        ),
     ]
     rows = []
     for name, dataset, batch, extra in cases:
@@ -179,12 +167,21 @@ def main() -> None:
         if not extra:
             arrays = (dataset.x, dataset.y)
             mine = throughput(ours(ArrayDataset(*arrays), batch, 0), len(dataset), args.repeats)
-            ref = throughput(mlx_data_stream(arrays, batch), len(dataset), args.repeats) if has_mlx_data else None
+            ref = (
+                throughput(mlx_data_stream(arrays, batch), len(dataset), args.repeats)
+                if has_mlx_data
+                else None
+            )
             rows.append((name, "ArrayDataset, 0 workers", mine, "mlx-data buffer", ref))
 
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"mlx {mx.__version__}" + (f", torch {__import__('torch').__version__}" if has_torch else ""))
-    print(f"single-process memcpy ceiling for (b)'s 8.2 MB batches: {memcpy_gbps(32 * 64 * 1001 * 4):.1f} GB/s\n")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"mlx {mx.__version__}"
+        + (f", torch {__import__('torch').__version__}" if has_torch else "")
+    )
+    print(
+        f"single-process memcpy ceiling for (b)'s 8.2 MB batches: {memcpy_gbps(32 * 64 * 1001 * 4):.1f} GB/s\n"
+    )
     if not (has_torch or has_mlx_data):
         print("| case | mlx_audio loader | samples/s |\n|---|---|---:|")
         for name, what, mine, _, _ in rows:

@@ -24,5 +24,12 @@ def test_page_runs(page, tmp_path):
     assert blocks, f"{page} has no python blocks"
     script = tmp_path / "page.py"
     script.write_text("\n\n".join(blocks))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300, env=os.environ.copy())
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=os.environ.copy(),
+    )
     assert result.returncode == 0, result.stdout + result.stderr

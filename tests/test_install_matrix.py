@@ -22,17 +22,32 @@ def uv() -> list[str]:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([*uv(), "build", "--all-packages", "--wheel", "--out-dir", str(out)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [*uv(), "build", "--all-packages", "--wheel", "--out-dir", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     found = {p.name.split("-")[0].replace("_", "-"): p for p in out.glob("*.whl")}
-    assert set(found) == {"mlx-audio-data", "mlx-audio-loggers", "mlx-audio-train", "mlx-audio-models", "mlx-audio-stack"}, found
+    assert set(found) == {
+        "mlx-audio-data",
+        "mlx-audio-loggers",
+        "mlx-audio-train",
+        "mlx-audio-models",
+        "mlx-audio-stack",
+    }, found
     return found
 
 
 def venv_with(tmp_path: Path, *args: str) -> Path:
     env_dir = tmp_path / "venv"
-    subprocess.run([*uv(), "venv", "--python", sys.executable, str(env_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [*uv(), "venv", "--python", sys.executable, str(env_dir)], check=True, capture_output=True
+    )
     python = env_dir / "bin" / "python"
-    result = subprocess.run([*uv(), "pip", "install", "--python", str(python), *args], capture_output=True, text=True)
+    result = subprocess.run(
+        [*uv(), "pip", "install", "--python", str(python), *args], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return python
 
@@ -40,7 +55,9 @@ def venv_with(tmp_path: Path, *args: str) -> Path:
 def run(python: Path, *code: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     source = "\n".join(textwrap.dedent(part) for part in code)
-    result = subprocess.run([str(python), "-c", source], capture_output=True, text=True, env=clean, cwd="/", timeout=300)
+    result = subprocess.run(
+        [str(python), "-c", source], capture_output=True, text=True, env=clean, cwd="/", timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -79,7 +96,19 @@ def test_data_package_alone(tmp_path, wheels):
 
 def test_meta_package_is_lazy_with_only_data(tmp_path, wheels):
     python = venv_with(tmp_path, str(wheels["mlx-audio-data"]))
-    subprocess.run([*uv(), "pip", "install", "--python", str(python), "--no-deps", str(wheels["mlx-audio-stack"])], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *uv(),
+            "pip",
+            "install",
+            "--python",
+            str(python),
+            "--no-deps",
+            str(wheels["mlx-audio-stack"]),
+        ],
+        check=True,
+        capture_output=True,
+    )
     out = run(
         python,
         """

@@ -13,7 +13,9 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux-only: macOS uses Accelerate")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Linux-only: macOS uses Accelerate"
+)
 
 SCRIPT = textwrap.dedent(
     """
@@ -36,8 +38,16 @@ SCRIPT = textwrap.dedent(
 def run(tmp_path, mode: str, **env: str) -> tuple[float, str]:
     script = tmp_path / "matmul.py"
     script.write_text(SCRIPT)
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MLX_AUDIO_NO_OPENBLAS")}
-    result = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env={**clean, **env}, timeout=300)
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MLX_AUDIO_NO_OPENBLAS")
+    }
+    result = subprocess.run(
+        [sys.executable, str(script), mode],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     ms = float(result.stdout.split("MS")[1])
     return ms, result.stderr
@@ -79,7 +89,9 @@ def test_missing_openblas_hint_names_the_package(tmp_path):
 
 def test_import_is_fast_and_lazy():
     code = "import time; t=time.perf_counter(); import mlx_audio, sys; print(time.perf_counter()-t, 'mlx.core' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     seconds, mlx_loaded = result.stdout.split()
     assert mlx_loaded == "False"
     assert float(seconds) < 0.5

@@ -13,8 +13,12 @@ def no_leaks():
     segments, children = shm_segments(), set(child_processes())
     yield
     gc.collect()
-    assert wait_until(lambda: not (shm_segments() - segments)), f"leaked shared memory: {shm_segments() - segments}"
-    assert wait_until(lambda: not (set(child_processes()) - children)), f"leftover child processes: {child_processes()}"
+    assert wait_until(lambda: not (shm_segments() - segments)), (
+        f"leaked shared memory: {shm_segments() - segments}"
+    )
+    assert wait_until(lambda: not (set(child_processes()) - children)), (
+        f"leftover child processes: {child_processes()}"
+    )
 
 
 @pytest.fixture

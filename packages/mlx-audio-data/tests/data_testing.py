@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
-
 from mlx_audio.data import Dataset
 from mlx_audio.data._shm import shm_dir
+
+import numpy as np
 
 
 def shm_segments() -> set[str]:

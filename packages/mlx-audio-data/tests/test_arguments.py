@@ -1,7 +1,7 @@
+from mlx_audio.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
+
 import numpy as np
 import pytest
-
-from mlx_audio.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
 
 DATA = list(range(10))
 
@@ -23,8 +23,14 @@ class Stream(IterableDataset):
         ({"num_workers": 2, "prefetch_factor": 0}, "prefetch_factor"),
         ({"persistent_workers": True}, "persistent_workers"),
         ({"sampler": SequentialSampler(DATA), "shuffle": True}, "mutually exclusive"),
-        ({"batch_sampler": BatchSampler(SequentialSampler(DATA), 2, False), "batch_size": 4}, "batch_sampler"),
-        ({"batch_sampler": BatchSampler(SequentialSampler(DATA), 2, False), "drop_last": True}, "batch_sampler"),
+        (
+            {"batch_sampler": BatchSampler(SequentialSampler(DATA), 2, False), "batch_size": 4},
+            "batch_sampler",
+        ),
+        (
+            {"batch_sampler": BatchSampler(SequentialSampler(DATA), 2, False), "drop_last": True},
+            "batch_sampler",
+        ),
         ({"seed": 1, "generator": np.random.default_rng()}, "seed or generator"),
         ({"seed": -1}, "seed"),
         ({"generator": 3}, "numpy.random.Generator"),

@@ -1,6 +1,3 @@
-import numpy as np
-import pytest
-
 from mlx_audio.data.audio import (
     hz_to_mel,
     load_audio,
@@ -10,6 +7,9 @@ from mlx_audio.data.audio import (
     resample,
     stft,
 )
+
+import numpy as np
+import pytest
 
 
 def test_mel_scales_round_trip_and_known_points():
@@ -41,7 +41,12 @@ def test_stft_finds_a_sine_and_matches_a_direct_dft():
     assert np.argmax(np.abs(spec[20])) == round(1000 * n_fft / rate)
     frame = np.pad(wave, n_fft // 2, mode="reflect")[5 * hop : 5 * hop + n_fft]
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    direct = np.array([np.sum(frame * window * np.exp(-2j * np.pi * k * np.arange(n_fft) / n_fft)) for k in range(n_fft // 2 + 1)])
+    direct = np.array(
+        [
+            np.sum(frame * window * np.exp(-2j * np.pi * k * np.arange(n_fft) / n_fft))
+            for k in range(n_fft // 2 + 1)
+        ]
+    )
     np.testing.assert_allclose(spec[5], direct, rtol=1e-3, atol=1e-2)
 
 

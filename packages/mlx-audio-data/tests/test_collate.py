@@ -1,17 +1,19 @@
 from collections import namedtuple
 
+from mlx_audio.data import DataLoader, default_collate, to_mlx
+from mlx_audio.data.collate import CollateError
+
 import mlx.core as mx
 import numpy as np
 import pytest
-
-from mlx_audio.data import DataLoader, default_collate, to_mlx
-from mlx_audio.data.collate import CollateError
 
 Pair = namedtuple("Pair", "x y")
 
 
 def test_default_collate_returns_numpy_with_mlx_default_dtypes():
-    batch = default_collate([(np.ones(3, np.float16), 1, 0.5, True, "a"), (np.zeros(3, np.float16), 2, 1.5, False, "b")])
+    batch = default_collate(
+        [(np.ones(3, np.float16), 1, 0.5, True, "a"), (np.zeros(3, np.float16), 2, 1.5, False, "b")]
+    )
     x, ints, floats, flags, names = batch
     assert isinstance(batch, tuple)
     assert x.dtype == np.float16 and x.shape == (2, 3)
@@ -28,7 +30,9 @@ def test_default_collate_dicts_lists_namedtuples_numpy_scalars():
 
 
 def test_default_collate_errors_are_clear():
-    with pytest.raises(CollateError, match=r"sample 1 has shape \(4,\) but sample 0 has shape \(3,\)"):
+    with pytest.raises(
+        CollateError, match=r"sample 1 has shape \(4,\) but sample 0 has shape \(3,\)"
+    ):
         default_collate([np.zeros(3), np.zeros(4)])
     with pytest.raises(CollateError, match="cannot collate object"):
         default_collate([object(), object()])
@@ -37,7 +41,14 @@ def test_default_collate_errors_are_clear():
 
 
 def test_to_mlx_keeps_structure_and_dtypes():
-    tree = to_mlx(({"m": np.ones((2, 2), np.float16)}, np.array([1, 2], np.int64), ["x", "y"], Pair(np.zeros(1), 3)))
+    tree = to_mlx(
+        (
+            {"m": np.ones((2, 2), np.float16)},
+            np.array([1, 2], np.int64),
+            ["x", "y"],
+            Pair(np.zeros(1), 3),
+        )
+    )
     assert isinstance(tree, tuple)
     assert tree[0]["m"].dtype == mx.float16
     assert tree[1].dtype == mx.int64
@@ -49,7 +60,9 @@ def test_to_mlx_keeps_structure_and_dtypes():
 def test_shape_mismatch_names_dataset_indices(num_workers):
     data = [np.zeros(3, np.float32)] * 5 + [np.zeros(4, np.float32)]
     loader = DataLoader(data, batch_size=3, num_workers=num_workers)
-    with pytest.raises(ValueError, match=r"index 5 has shape \(4,\) but the sample at index 3 has shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"index 5 has shape \(4,\) but the sample at index 3 has shape \(3,\)"
+    ):
         list(loader)
 
 
@@ -62,7 +75,9 @@ def test_loader_converts_default_batches_and_leaves_user_collate_alone(num_worke
     assert features["mel"].shape == (6, 2, 3) and features["mel"].dtype == mx.float32
     assert labels.dtype == mx.int32 and labels.tolist() == list(range(6))
     assert names == [f"s{i}" for i in range(6)]
-    (raw,) = list(DataLoader(data, batch_size=6, num_workers=num_workers, collate_fn=default_collate))
+    (raw,) = list(
+        DataLoader(data, batch_size=6, num_workers=num_workers, collate_fn=default_collate)
+    )
     assert isinstance(raw[0]["mel"], np.ndarray) and raw[0]["mel"][5, 0, 0] == 5
 
 

@@ -1,7 +1,14 @@
+from mlx_audio.data import (
+    ArrayDataset,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    random_split,
+)
+
 import numpy as np
 import pytest
-
-from mlx_audio.data import ArrayDataset, ConcatDataset, Dataset, IterableDataset, Subset, random_split
 
 
 def test_tutorial_import_path_is_the_same_class():

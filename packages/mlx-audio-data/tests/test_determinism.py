@@ -2,11 +2,11 @@
 
 import random
 
+from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
+
 import numpy as np
 import pytest
-from data_testing import ImageDataset, as_numpy, assert_same_batches
-
-from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
+from data_testing import as_numpy, assert_same_batches
 
 CONFIGS = [dict(num_workers=0), dict(num_workers=2), dict(num_workers=3, worker_type="thread")]
 
@@ -56,19 +56,29 @@ def global_noise(sample):
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_transform_rng_is_per_sample_and_reproducible(images, config):
-    reference = epochs(DataLoader(images, batch_size=16, shuffle=True, seed=2, cpu_transforms=noisy))
-    other = epochs(DataLoader(images, batch_size=16, shuffle=True, seed=2, cpu_transforms=[noisy], **config))
+    reference = epochs(
+        DataLoader(images, batch_size=16, shuffle=True, seed=2, cpu_transforms=noisy)
+    )
+    other = epochs(
+        DataLoader(images, batch_size=16, shuffle=True, seed=2, cpu_transforms=[noisy], **config)
+    )
     for a, b in zip(reference, other):
         assert_same_batches(a, b)
     clean = list(DataLoader(images, batch_size=16, shuffle=True, seed=2))
     assert not np.allclose(as_numpy(clean[0][0]), as_numpy(reference[0][0][0]))
-    assert not np.allclose(as_numpy(reference[0][0][0]), as_numpy(reference[1][0][0]))  # new epoch, new noise
+    assert not np.allclose(
+        as_numpy(reference[0][0][0]), as_numpy(reference[1][0][0])
+    )  # new epoch, new noise
 
 
 def test_workers_seed_numpy_and_random_per_worker(images):
     """torch-style: each worker's global RNGs are seeded from (seed, epoch, worker id)."""
-    run1 = list(DataLoader(images, batch_size=8, seed=4, num_workers=2, cpu_transforms=global_noise))
-    run2 = list(DataLoader(images, batch_size=8, seed=4, num_workers=2, cpu_transforms=global_noise))
+    run1 = list(
+        DataLoader(images, batch_size=8, seed=4, num_workers=2, cpu_transforms=global_noise)
+    )
+    run2 = list(
+        DataLoader(images, batch_size=8, seed=4, num_workers=2, cpu_transforms=global_noise)
+    )
     assert_same_batches(run1, run2)
     b0, b1 = as_numpy(run1[0][0]) - images.images[:8], as_numpy(run1[1][0]) - images.images[8:16]
     assert not np.allclose(b0[0], b1[0])  # workers 0 and 1 drew different numbers
@@ -92,7 +102,12 @@ def test_iterable_sharding_and_determinism():
     batches = [as_numpy(b) for b in loader]
     ids = sorted(int(i) for b in batches for i in b[:, 0])
     assert ids == list(range(40))
-    assert as_numpy(batches[0])[:, 0].tolist() == [0, 2, 4, 6] and batches[1][:, 0].tolist() == [1, 3, 5, 7]
+    assert as_numpy(batches[0])[:, 0].tolist() == [0, 2, 4, 6] and batches[1][:, 0].tolist() == [
+        1,
+        3,
+        5,
+        7,
+    ]
     again = [as_numpy(b) for b in DataLoader(ShardedStream(), batch_size=4, num_workers=2, seed=8)]
     assert_same_batches(batches, again)
     in_process = [as_numpy(b) for b in DataLoader(ShardedStream(), batch_size=4)]

@@ -8,11 +8,11 @@ import sys
 import textwrap
 import time
 
+from mlx_audio.data import DataLoader, Dataset
+
 import numpy as np
 import pytest
 from data_testing import child_processes, shm_segments
-
-from mlx_audio.data import DataLoader, Dataset
 
 
 class Faulty(Dataset):
@@ -58,7 +58,9 @@ def test_in_process_exception_is_the_original_with_the_index():
         assert any("index 37" in note for note in caught.value.__notes__)
 
 
-@pytest.mark.parametrize("how, code", [("exit", "exit code 3"), ("sigkill", "SIGKILL"), ("segfault", "SIGSEGV")])
+@pytest.mark.parametrize(
+    "how, code", [("exit", "exit code 3"), ("sigkill", "SIGKILL"), ("segfault", "SIGSEGV")]
+)
 def test_dead_worker_is_reported_quickly(how, code):
     loader = DataLoader(Faulty(how=how), batch_size=8, num_workers=2)
     start = time.monotonic()
@@ -92,7 +94,7 @@ def test_early_break_exception_and_gc_release_everything(num_workers):
     assert loader.worker_pids == []
     with pytest.raises(ZeroDivisionError):
         for _ in loader:
-            1 / 0
+            raise ZeroDivisionError("user code failed mid-epoch")
     it = iter(loader)
     next(it)
     del it, loader  # garbage collection stops the workers
@@ -129,7 +131,13 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     script.write_text(CTRL_C_SCRIPT)
     before = shm_segments()
     # A new session stands in for a terminal: Ctrl-C signals the whole foreground group.
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     line = proc.stdout.readline()
     assert line.startswith("PIDS"), line + proc.stderr.read()
     pids = [int(p) for p in line.split()[1:]]
@@ -147,7 +155,9 @@ def test_main_process_killed_leaves_nothing_behind(tmp_path):
     script = tmp_path / "killed.py"
     script.write_text(CTRL_C_SCRIPT)
     before = shm_segments()
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     pids = [int(p) for p in proc.stdout.readline().split()[1:]]
     proc.kill()
     proc.wait(timeout=10)
@@ -160,14 +170,18 @@ def test_main_process_killed_leaves_nothing_behind(tmp_path):
 
 def _mount_tiny_tmpfs(path):
     path.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True
+    )
     return result.returncode == 0
 
 
 def test_too_small_shared_memory_gives_the_remedy(tmp_path, monkeypatch):
     tiny = tmp_path / "shm"
     if not _mount_tiny_tmpfs(tiny):
-        pytest.skip("cannot mount a 1 MiB tmpfs here (needs root): the small-/dev/shm error is untested")
+        pytest.skip(
+            "cannot mount a 1 MiB tmpfs here (needs root): the small-/dev/shm error is untested"
+        )
     try:
         monkeypatch.setenv("MLX_AUDIO_SHM_DIR", str(tiny))
 

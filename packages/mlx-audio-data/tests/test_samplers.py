@@ -1,7 +1,7 @@
+from mlx_audio.data import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
+
 import numpy as np
 import pytest
-
-from mlx_audio.data import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
 
 
 def test_random_sampler_is_a_function_of_seed_and_epoch():
@@ -40,7 +40,10 @@ def test_batch_sampler_fast_and_generic_paths_agree():
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_distributed_sampler_partitions_equally(drop_last):
     n, world = 10, 3
-    shards = [list(DistributedSampler(range(n), num_replicas=world, rank=r, seed=7, drop_last=drop_last)) for r in range(world)]
+    shards = [
+        list(DistributedSampler(range(n), num_replicas=world, rank=r, seed=7, drop_last=drop_last))
+        for r in range(world)
+    ]
     lengths = {len(s) for s in shards}
     assert len(lengths) == 1
     flat = [i for s in shards for i in s]

@@ -5,12 +5,12 @@ import subprocess
 import sys
 import textwrap
 
+from mlx_audio.data import ArrayDataset, DataLoader, Dataset
+
 import mlx.core as mx
 import numpy as np
 import pytest
 from data_testing import ImageDataset, assert_same_batches, child_processes, shm_segments
-
-from mlx_audio.data import ArrayDataset, DataLoader, Dataset
 
 
 def to_mlx_batch(batch):
@@ -21,12 +21,32 @@ def to_mlx_batch(batch):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_tutorial_lambda_collate_with_fork(images, num_workers):
-    loader = DataLoader(images, batch_size=64, shuffle=True, collate_fn=lambda x: x, mlx_transforms=to_mlx_batch, num_workers=num_workers, seed=0)
+    loader = DataLoader(
+        images,
+        batch_size=64,
+        shuffle=True,
+        collate_fn=lambda x: x,
+        mlx_transforms=to_mlx_batch,
+        num_workers=num_workers,
+        seed=0,
+    )
     batches = list(loader)
     assert len(batches) == 4
     x, y = batches[0]
     assert x.shape == (64, 28, 28) and x.dtype == mx.float32 and y.dtype == mx.int64
-    assert_same_batches(batches, list(DataLoader(images, batch_size=64, shuffle=True, seed=0, collate_fn=lambda x: x, mlx_transforms=to_mlx_batch)))
+    assert_same_batches(
+        batches,
+        list(
+            DataLoader(
+                images,
+                batch_size=64,
+                shuffle=True,
+                seed=0,
+                collate_fn=lambda x: x,
+                mlx_transforms=to_mlx_batch,
+            )
+        ),
+    )
 
 
 SPAWN_SCRIPT = textwrap.dedent(
@@ -65,8 +85,15 @@ SPAWN_SCRIPT = textwrap.dedent(
 def test_spawn_from_guarded_module(tmp_path):
     script = tmp_path / "spawn_main.py"
     script.write_text(SPAWN_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=240)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=240
+    )
     assert result.returncode == 0, result.stderr
     assert "SPAWN-OK 10" in result.stdout
 
@@ -97,7 +124,13 @@ class CountingArrays(ArrayDataset):
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_getitems_is_used_in_process_and_in_workers(num_workers):
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
-    loader = DataLoader(CountingArrays(x, np.arange(20)), batch_size=6, shuffle=True, seed=1, num_workers=num_workers)
+    loader = DataLoader(
+        CountingArrays(x, np.arange(20)),
+        batch_size=6,
+        shuffle=True,
+        seed=1,
+        num_workers=num_workers,
+    )
     batches = list(loader)
     assert [b[0].shape[0] for b in batches] == [6, 6, 6, 2]
     seen = sorted(int(v) for b in batches for v in np.array(b[1]))
@@ -139,7 +172,9 @@ def test_thread_workers_have_worker_info(images):
     def tag(sample):
         return sample[0], get_worker_info().id
 
-    batches = list(DataLoader(images, batch_size=4, num_workers=2, worker_type="thread", cpu_transforms=tag))
+    batches = list(
+        DataLoader(images, batch_size=4, num_workers=2, worker_type="thread", cpu_transforms=tag)
+    )
     assert {int(v) for b in batches[:2] for v in np.array(b[1])} == {0, 1}
     assert get_worker_info() is None
 
@@ -158,7 +193,11 @@ def test_large_batches_grow_slots_and_shared_memory_is_unlinked_while_running():
             return 12
 
         def __getitem__(self, i):
-            return np.full((1, 64, 1001), i, np.float32) if i < 6 else np.full((1, 64, 3001), i, np.float32)[:, :, :1001]
+            return (
+                np.full((1, 64, 1001), i, np.float32)
+                if i < 6
+                else np.full((1, 64, 3001), i, np.float32)[:, :, :1001]
+            )
 
     loader = DataLoader(Big(), batch_size=3, num_workers=2)
     it = iter(loader)

@@ -106,7 +106,12 @@ def _hint(reason: str) -> None:
     )
 
 
-_SET_THREADS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+_SET_THREADS = (
+    "openblas_set_num_threads",
+    "scipy_openblas_set_num_threads64_",
+    "openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+)
 
 
 def limit_blas_threads(count: int = 1) -> int:

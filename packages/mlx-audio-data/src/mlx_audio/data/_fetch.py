@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import ArrayDataset
 from .collate import Allocator, CollateError, collate_into, default_convert
+from .dataset import ArrayDataset
 from .sampler import epoch_rng
 
 Transform = Callable[..., Any]
@@ -88,7 +88,9 @@ class Fetcher:
             return collate_into(samples, self.alloc)
         except CollateError as error:
             labels = tuple(f"the sample at index {indices[p]}" for p in error.positions)
-            hint = " (pad or crop samples to one shape, e.g. bucket by length, or pass a collate_fn)"
+            hint = (
+                " (pad or crop samples to one shape, e.g. bucket by length, or pass a collate_fn)"
+            )
             message = (error.render(labels) + hint).replace("{", "{{").replace("}", "}}")
             raise CollateError(message, error.positions, error.path) from None
 
@@ -97,7 +99,11 @@ class Fetcher:
         """The batch for ``indices`` (a single sample when ``batch_size`` is None)."""
         if self.use_getitems:
             try:
-                if self.alloc is not None and self.collate_fn is None and isinstance(self.dataset, ArrayDataset):
+                if (
+                    self.alloc is not None
+                    and self.collate_fn is None
+                    and isinstance(self.dataset, ArrayDataset)
+                ):
                     data = self.dataset.take(indices, self.alloc)  # gathered into the output memory
                 else:
                     data = self.dataset.__getitems__(indices)
@@ -110,7 +116,9 @@ class Fetcher:
                         f"({type(data).__name__}), so per-sample cpu_transforms cannot run; "
                         "return a list of samples from __getitems__ or drop cpu_transforms"
                     )
-                return data if self.collate_fn is None or not self.collate else self.collate_fn(data)
+                return (
+                    data if self.collate_fn is None or not self.collate else self.collate_fn(data)
+                )
             samples = [self._transform_one(s, i, epoch) for s, i in zip(data, indices)]
         else:
             samples = [self._transform_one(self._get(i), i, epoch) for i in indices]
@@ -131,7 +139,9 @@ class Fetcher:
             raise SampleError(index, error) from error
 
     # -- iterable ---------------------------------------------------------------------------
-    def iterable_batches(self, stream: Iterator[Any], epoch: int, worker_id: int, position: list[int]) -> Iterator[Any]:
+    def iterable_batches(
+        self, stream: Iterator[Any], epoch: int, worker_id: int, position: list[int]
+    ) -> Iterator[Any]:
         """Batches from a sample stream; ``position[0]`` counts samples (for transform RNGs)."""
         size = 1 if self.batch_size is None else self.batch_size
         while True:
@@ -141,7 +151,9 @@ class Fetcher:
                 try:
                     samples.append(self.transform(sample, key) if self.transforms else sample)
                 except Exception as error:
-                    raise SampleError(f"#{position[0]} of worker {worker_id}'s stream", error) from error
+                    raise SampleError(
+                        f"#{position[0]} of worker {worker_id}'s stream", error
+                    ) from error
                 keys.append(f"#{position[0]}")
                 position[0] += 1
             if not samples or (len(samples) < size and self.drop_last):
@@ -149,7 +161,9 @@ class Fetcher:
             yield self._finish(samples, keys)
 
 
-def as_transform_list(transforms: Transform | Sequence[Transform] | None, name: str) -> list[Transform]:
+def as_transform_list(
+    transforms: Transform | Sequence[Transform] | None, name: str
+) -> list[Transform]:
     if transforms is None:
         return []
     items = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]

@@ -33,13 +33,19 @@ class WorkerPool:
         iterable = loader._iterable
         self.workers: list[ProcessWorker | ThreadWorker] = []
         mlx_core = sys.modules.get("mlx.core")
-        if loader.worker_type == "process" and loader._start_method() == "fork" and mlx_core is not None:
+        if (
+            loader.worker_type == "process"
+            and loader._start_method() == "fork"
+            and mlx_core is not None
+        ):
             # MLX's cached (free) buffers would be shared copy-on-write with the children, and
             # every batch written into them afterwards would fault page by page.
             mlx_core.clear_cache()
         try:
             for wid in range(n):
-                spec = WorkerSpec(wid, n, fetcher, loader._resolved_seed(), epoch, loader.worker_init_fn, iterable)
+                spec = WorkerSpec(
+                    wid, n, fetcher, loader._resolved_seed(), epoch, loader.worker_init_fn, iterable
+                )
                 if loader.worker_type == "thread":
                     self.workers.append(ThreadWorker(spec, prefetch))
                 else:
@@ -228,7 +234,12 @@ class Pass(Iterator[Any]):
     def state(self) -> dict:
         state: dict[str, Any] = {"batches_yielded": self.yielded}
         if self.loader._iterable:
-            state.update(cursor=self.cursor, exhausted=sorted(self.exhausted), workers=self.worker_states, stream=self.stream_state)
+            state.update(
+                cursor=self.cursor,
+                exhausted=sorted(self.exhausted),
+                workers=self.worker_states,
+                stream=self.stream_state,
+            )
         return _jsonable(state)
 
     def close(self, failed: bool = False) -> None:

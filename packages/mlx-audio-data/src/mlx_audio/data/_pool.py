@@ -132,7 +132,9 @@ class ProcessWorker(_Worker):
             if ready:
                 self.process.join(1.0)
                 raise WorkerDied(self._died_message())
-            raise LoaderTimeout(f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}")
+            raise LoaderTimeout(
+                f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}"
+            )
 
     def _died_message(self) -> str:
         return (
@@ -189,7 +191,9 @@ class ThreadWorker(_Worker):
         try:
             return self.results.get(timeout=timeout)
         except queue.Empty:
-            raise LoaderTimeout(f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}") from None
+            raise LoaderTimeout(
+                f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}"
+            ) from None
 
     def unpack(self, payload: Any, slot: int, convert: Any) -> Any:
         return payload

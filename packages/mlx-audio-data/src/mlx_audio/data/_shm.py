@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ._tree import map_leaves
+
 _ALIGN = 64
 _MIN_SIZE = 1 << 16
 # Pre-fault the pages in one call instead of one page fault per 4 KiB on first touch.
@@ -74,7 +76,9 @@ class Slot:
     def _remap(self, size: int) -> None:
         old = self._map
         self._map = mmap.mmap(self.fd, size, flags=_MAP_FLAGS) if size else None
-        self.buffer = np.frombuffer(self._map, dtype=np.uint8) if self._map else np.zeros(0, np.uint8)
+        self.buffer = (
+            np.frombuffer(self._map, dtype=np.uint8) if self._map else np.zeros(0, np.uint8)
+        )
         self.size = size
         if old is not None:
             try:
@@ -145,19 +149,6 @@ class _ArrayRef:
         return (_ArrayRef, (self.index,))
 
 
-def _split(tree: Any, arrays: list[np.ndarray]) -> Any:
-    if isinstance(tree, np.ndarray) and tree.dtype != object:
-        arrays.append(tree)
-        return _ArrayRef(len(arrays) - 1)
-    if isinstance(tree, dict):
-        return {k: _split(v, arrays) for k, v in tree.items()}
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_split(v, arrays) for v in tree))
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_split(v, arrays) for v in tree)
-    return tree
-
-
 class Arena:
     """Hands out arrays that live inside a slot, so collation can write a batch in place."""
 
@@ -189,7 +180,14 @@ def pack(tree: Any, arena: Arena) -> tuple[Any, list[tuple[int, tuple, str]]]:
     """Place the arrays of ``tree`` in the arena's slot (copying only those not already there);
     return the (skeleton, layout) to send."""
     arrays: list[np.ndarray] = []
-    skeleton = _split(tree, arrays)
+
+    def to_ref(leaf: Any) -> Any:
+        if isinstance(leaf, np.ndarray) and leaf.dtype != object:
+            arrays.append(leaf)
+            return _ArrayRef(len(arrays) - 1)
+        return leaf
+
+    skeleton = map_leaves(to_ref, tree)
     return skeleton, [arena.layout_of(array) for array in arrays]
 
 
@@ -198,17 +196,11 @@ def unpack(skeleton: Any, layout: list, slot: Slot, convert) -> Any:
     slot.refresh()
     buffer = slot.buffer
 
-    def rebuild(node: Any) -> Any:
-        if isinstance(node, _ArrayRef):
-            start, shape, dtype = layout[node.index]
+    def from_ref(leaf: Any) -> Any:
+        if isinstance(leaf, _ArrayRef):
+            start, shape, dtype = layout[leaf.index]
             count = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             return convert(buffer[start : start + count].view(dtype).reshape(shape))
-        if isinstance(node, dict):
-            return {k: rebuild(v) for k, v in node.items()}
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            return type(node)(*(rebuild(v) for v in node))
-        if isinstance(node, (tuple, list)):
-            return type(node)(rebuild(v) for v in node)
-        return node
+        return leaf
 
-    return rebuild(skeleton)
+    return map_leaves(from_ref, skeleton)

@@ -45,7 +45,9 @@ def get_worker_info() -> WorkerInfo | None:
 
 
 def worker_seed(seed: int, epoch: int, worker_id: int) -> int:
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, epoch, worker_id]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, epoch, worker_id]).generate_state(1)[0]
+    )
 
 
 def seed_globals(seed: int) -> None:
@@ -58,7 +60,10 @@ def global_rng_state() -> dict:
     """Python's and numpy's global RNG states as JSON-friendly lists."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"numpy": [name, keys.tolist(), pos, has_gauss, cached], "python": [version, list(internal), gauss_next]}
+    return {
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss_next],
+    }
 
 
 def set_global_rng_state(state: dict) -> None:
@@ -91,7 +96,9 @@ class WorkerError:
         self.worker_id = worker_id
         self.index = index
         self.type_name = type(error).__name__
-        self.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.traceback = "".join(
+            traceback.format_exception(type(error), error, error.__traceback__)
+        )
         try:
             self.exc_type = pickle.loads(pickle.dumps(type(error)))
         except Exception:
@@ -141,7 +148,9 @@ class _Producer:
                 self.dataset.load_state_dict(state["dataset"])
             if self.owns_globals and state.get("rng"):
                 set_global_rng_state(state["rng"])
-        self.stream = spec.fetcher.iterable_batches(iter(self.dataset), epoch, spec.worker_id, self.position)
+        self.stream = spec.fetcher.iterable_batches(
+            iter(self.dataset), epoch, spec.worker_id, self.position
+        )
 
     def run(self, task: tuple) -> tuple[Any, dict | None]:
         """Returns (batch or StopIteration, iterable state after it)."""
@@ -158,7 +167,9 @@ class _Producer:
         return batch, state
 
 
-def process_worker_loop(spec: WorkerSpec, tasks: Any, results: Any, slot_paths: list[str], parent_pid: int) -> None:
+def process_worker_loop(
+    spec: WorkerSpec, tasks: Any, results: Any, slot_paths: list[str], parent_pid: int
+) -> None:
     """Entry point of a worker process.
 
     Messages in: ("map", epoch, indices, slot) | ("next", slot) | ("reset", epoch, state) | None.
@@ -169,7 +180,12 @@ def process_worker_loop(spec: WorkerSpec, tasks: Any, results: Any, slot_paths: 
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(("ready",))
-    _process_info = WorkerInfo(spec.worker_id, spec.num_workers, worker_seed(spec.seed, spec.epoch, spec.worker_id), spec.fetcher.dataset)
+    _process_info = WorkerInfo(
+        spec.worker_id,
+        spec.num_workers,
+        worker_seed(spec.seed, spec.epoch, spec.worker_id),
+        spec.fetcher.dataset,
+    )
     producer = _Producer(spec, owns_globals=True)
     try:
         seed_globals(_process_info.seed)
@@ -195,9 +211,16 @@ def process_worker_loop(spec: WorkerSpec, tasks: Any, results: Any, slot_paths: 
             return
 
 
-def thread_worker_loop(spec: WorkerSpec, tasks: queue.Queue, results: queue.Queue, stop: threading.Event) -> None:
+def thread_worker_loop(
+    spec: WorkerSpec, tasks: queue.Queue, results: queue.Queue, stop: threading.Event
+) -> None:
     """Entry point of a worker thread: same protocol, batches passed by reference."""
-    _thread_info.info = WorkerInfo(spec.worker_id, spec.num_workers, worker_seed(spec.seed, spec.epoch, spec.worker_id), spec.fetcher.dataset)
+    _thread_info.info = WorkerInfo(
+        spec.worker_id,
+        spec.num_workers,
+        worker_seed(spec.seed, spec.epoch, spec.worker_id),
+        spec.fetcher.dataset,
+    )
     producer = _Producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:
         try:

@@ -28,10 +28,14 @@ def _require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"{purpose} needs {module}: pip install 'mlx-audio-data[audio]'") from error
+        raise ImportError(
+            f"{purpose} needs {module}: pip install 'mlx-audio-data[audio]'"
+        ) from error
 
 
-def load_audio(path: str, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+def load_audio(
+    path: str, sample_rate: int | None = None, mono: bool = True
+) -> tuple[np.ndarray, int]:
     """Decode ``path`` to float32 ``(channels, samples)`` (``(samples,)`` when ``mono``).
 
     Resamples to ``sample_rate`` when given. Returns ``(waveform, sample_rate)``.
@@ -68,7 +72,9 @@ def hz_to_mel(hz, mel_scale: str = "slaney"):
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
     mels = hz / f_sp
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, mels)
+    return np.where(
+        hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, mels
+    )
 
 
 def mel_to_hz(mels, mel_scale: str = "slaney"):
@@ -80,7 +86,9 @@ def mel_to_hz(mels, mel_scale: str = "slaney"):
         raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+    return np.where(
+        mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels
+    )
 
 
 def mel_filterbank(
@@ -98,7 +106,9 @@ def mel_filterbank(
     """
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}")
+        raise ValueError(
+            f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}"
+        )
     if norm not in (None, "slaney"):
         raise ValueError(f"norm must be None or 'slaney', got {norm!r}")
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
@@ -134,7 +144,9 @@ def stft(
     """Short-time Fourier transform along the last axis: ``(..., frames, n_fft // 2 + 1)``."""
     win_length = n_fft if win_length is None else win_length
     if not 0 < win_length <= n_fft or hop_length <= 0:
-        raise ValueError(f"need 0 < win_length <= n_fft and hop_length > 0, got {win_length}, {n_fft}, {hop_length}")
+        raise ValueError(
+            f"need 0 < win_length <= n_fft and hop_length > 0, got {win_length}, {n_fft}, {hop_length}"
+        )
     wave = np.asarray(wave, dtype=np.float32)
     if center:
         pad = [(0, 0)] * (wave.ndim - 1) + [(n_fft // 2, n_fft // 2)]
@@ -148,7 +160,9 @@ def stft(
     return np.fft.rfft(frames * win, n=n_fft, axis=-1)
 
 
-def spectrogram(wave: np.ndarray, n_fft: int, hop_length: int, power: float = 2.0, **stft_args) -> np.ndarray:
+def spectrogram(
+    wave: np.ndarray, n_fft: int, hop_length: int, power: float = 2.0, **stft_args
+) -> np.ndarray:
     """|STFT| ** power, ``(..., frames, n_fft // 2 + 1)``, float32."""
     return (np.abs(stft(wave, n_fft, hop_length, **stft_args)) ** power).astype(np.float32)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ._tree import map_leaves
+
 Allocator = Callable[[tuple, Any], np.ndarray]
 
 __all__ = ["default_collate", "default_convert", "to_mlx", "CollateError"]
@@ -77,9 +79,16 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, abc.Mapping):
-        return {key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem}
+        return {
+            key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem
+        }
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
-        return type(elem)(*(collate_into(list(s), alloc, f"{_path}.{f}") for f, s in zip(elem._fields, zip(*batch))))
+        return type(elem)(
+            *(
+                collate_into(list(s), alloc, f"{_path}.{f}")
+                for f, s in zip(elem._fields, zip(*batch))
+            )
+        )
     if isinstance(elem, abc.Sequence):
         size = len(elem)
         for position, sample in enumerate(batch):
@@ -90,10 +99,15 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
                     positions=(0, position),
                     path=_path,
                 )
-        columns = [collate_into(list(column), alloc, f"{_path}[{i}]") for i, column in enumerate(zip(*batch))]
+        columns = [
+            collate_into(list(column), alloc, f"{_path}[{i}]")
+            for i, column in enumerate(zip(*batch))
+        ]
         return tuple(columns) if isinstance(elem, tuple) else columns
     if elem is None:
-        raise CollateError(f"cannot collate None{' at ' + _path if _path else ''} ({{first}}); return a value or pass a collate_fn")
+        raise CollateError(
+            f"cannot collate None{' at ' + _path if _path else ''} ({{first}}); return a value or pass a collate_fn"
+        )
     raise CollateError(
         f"default_collate cannot collate {type(elem).__name__}{' at ' + _path if _path else ''} ({{first}}); "
         "supported: numpy arrays and scalars, int, float, bool, str, and tuples, lists and "
@@ -101,43 +115,28 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
     )
 
 
+def _convert_scalar(value: Any) -> Any:
+    if isinstance(value, bool):
+        return np.asarray(value)
+    if isinstance(value, int):
+        return np.asarray(value, dtype=np.int32)
+    if isinstance(value, float):
+        return np.asarray(value, dtype=np.float32)
+    return value
+
+
 def default_convert(sample: Any) -> Any:
     """numpy conversion for unbatched samples (``batch_size=None``): Python scalars to arrays."""
-    if isinstance(sample, bool):
-        return np.asarray(sample)
-    if isinstance(sample, int):
-        return np.asarray(sample, dtype=np.int32)
-    if isinstance(sample, float):
-        return np.asarray(sample, dtype=np.float32)
-    if isinstance(sample, abc.Mapping):
-        return {k: default_convert(v) for k, v in sample.items()}
-    if isinstance(sample, tuple) and hasattr(sample, "_fields"):
-        return type(sample)(*(default_convert(v) for v in sample))
-    if isinstance(sample, (tuple, list)):
-        return type(sample)(default_convert(v) for v in sample)
-    return sample
+    return map_leaves(_convert_scalar, sample)
 
 
 def to_mlx(tree: Any) -> Any:
     """numpy tree -> ``mx.array`` tree (tuples stay tuples, dicts dicts, strings stay str)."""
     import mlx.core as mx
 
-    def convert(node: Any) -> Any:
-        if isinstance(node, np.ndarray):
-            return mx.array(node)
-        if isinstance(node, np.generic):
-            return mx.array(np.asarray(node))
-        if isinstance(node, (bool, int, float)):
-            return mx.array(node)
-        if isinstance(node, abc.Mapping):
-            return {k: convert(v) for k, v in node.items()}
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            return type(node)(*(convert(v) for v in node))
-        if isinstance(node, tuple):
-            return tuple(convert(v) for v in node)
-        if isinstance(node, list):
-            return node if node and isinstance(node[0], (str, bytes)) else [convert(v) for v in node]
-        return node
+    def convert(leaf: Any) -> Any:
+        if isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
+            return mx.array(leaf)
+        return leaf
 
-    return convert(tree)
-
+    return map_leaves(convert, tree)

@@ -77,25 +77,36 @@ class DataLoader:
         if batch_size is not None:
             _check_int("batch_size", batch_size, 1)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-            raise ValueError(f"timeout must be a number >= 0 (seconds; 0 waits forever), got {timeout!r}")
+            raise ValueError(
+                f"timeout must be a number >= 0 (seconds; 0 waits forever), got {timeout!r}"
+            )
         if prefetch_factor is not None:
             if num_workers == 0:
-                raise ValueError("prefetch_factor only applies with num_workers > 0; leave it as None for num_workers=0")
+                raise ValueError(
+                    "prefetch_factor only applies with num_workers > 0; leave it as None for num_workers=0"
+                )
             _check_int("prefetch_factor", prefetch_factor, 1)
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers=True needs num_workers > 0")
         if worker_type not in ("process", "thread"):
             raise ValueError(f"worker_type must be 'process' or 'thread', got {worker_type!r}")
         if seed is not None and generator is not None:
-            raise ValueError("pass seed or generator, not both (a generator draws the seed at first iteration)")
+            raise ValueError(
+                "pass seed or generator, not both (a generator draws the seed at first iteration)"
+            )
         if seed is not None:
             _check_int("seed", seed, 0)
         if generator is not None and not isinstance(generator, np.random.Generator):
-            raise ValueError(f"generator must be a numpy.random.Generator, got {type(generator).__name__}")
+            raise ValueError(
+                f"generator must be a numpy.random.Generator, got {type(generator).__name__}"
+            )
         for name, fn in (("collate_fn", collate_fn), ("worker_init_fn", worker_init_fn)):
             if fn is not None and not callable(fn):
                 raise ValueError(f"{name} must be callable or None, got {fn!r}")
-        if isinstance(multiprocessing_context, str) and multiprocessing_context not in multiprocessing.get_all_start_methods():
+        if (
+            isinstance(multiprocessing_context, str)
+            and multiprocessing_context not in multiprocessing.get_all_start_methods()
+        ):
             raise ValueError(
                 f"multiprocessing_context {multiprocessing_context!r} is not available here; "
                 f"valid: {multiprocessing.get_all_start_methods()}"
@@ -108,7 +119,9 @@ class DataLoader:
                 "not supported (shuffle inside the dataset's __iter__)"
             )
         if sampler is not None and shuffle:
-            raise ValueError("sampler and shuffle=True are mutually exclusive (the sampler decides the order)")
+            raise ValueError(
+                "sampler and shuffle=True are mutually exclusive (the sampler decides the order)"
+            )
         if batch_sampler is not None:
             if batch_size != 1 or shuffle or sampler is not None or drop_last:
                 raise ValueError(
@@ -119,7 +132,9 @@ class DataLoader:
         elif batch_size is None and drop_last:
             raise ValueError("batch_size=None (no batching) is incompatible with drop_last=True")
         if pin_memory:
-            warnings.warn("pin_memory has no effect with MLX (unified memory); ignoring it", stacklevel=2)
+            warnings.warn(
+                "pin_memory has no effect with MLX (unified memory); ignoring it", stacklevel=2
+            )
 
         self.dataset = dataset
         self.batch_size = batch_size
@@ -131,7 +146,9 @@ class DataLoader:
         self.worker_init_fn = worker_init_fn
         self.multiprocessing_context = multiprocessing_context
         self.generator = generator
-        self.prefetch_factor = prefetch_factor if prefetch_factor is not None else (2 if num_workers else None)
+        self.prefetch_factor = (
+            prefetch_factor if prefetch_factor is not None else (2 if num_workers else None)
+        )
         self.persistent_workers = persistent_workers
         self.seed = seed
         self.worker_type = worker_type
@@ -209,7 +226,12 @@ class DataLoader:
             position = self._last_state
         else:
             position = {"epoch": self._next_epoch, "batches_yielded": 0}
-        return {"version": _STATE_VERSION, "seed": self._resolved_seed(), "num_workers": self.num_workers, **position}
+        return {
+            "version": _STATE_VERSION,
+            "seed": self._resolved_seed(),
+            "num_workers": self.num_workers,
+            **position,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`'s output at the next ``iter()``."""
@@ -221,7 +243,11 @@ class DataLoader:
         self.seed, self.generator = int(state["seed"]), None
         self._next_epoch = int(state["epoch"])
         resume = dict(state)
-        if self._iterable and state.get("num_workers") != self.num_workers and state["batches_yielded"]:
+        if (
+            self._iterable
+            and state.get("num_workers") != self.num_workers
+            and state["batches_yielded"]
+        ):
             warnings.warn(
                 f"the state was saved with num_workers={state.get('num_workers')} and this loader "
                 f"has {self.num_workers}: an IterableDataset's stream is split per worker, so "
@@ -257,16 +283,30 @@ class DataLoader:
 
     def _index_batches(self, epoch: int) -> Iterable[Any]:
         seed = self._resolved_seed()
-        for sampler in (self.sampler, self.batch_sampler, getattr(self.batch_sampler, "sampler", None)):
-            if isinstance(sampler, RandomSampler) and sampler.seed is None and sampler.generator is None:
+        for sampler in (
+            self.sampler,
+            self.batch_sampler,
+            getattr(self.batch_sampler, "sampler", None),
+        ):
+            if (
+                isinstance(sampler, RandomSampler)
+                and sampler.seed is None
+                and sampler.generator is None
+            ):
                 sampler.seed = seed
         source = self.batch_sampler if self.batch_sampler is not None else self.sampler
         if hasattr(source, "set_epoch"):
             source.set_epoch(epoch)
         if self.batch_sampler is None:
-            indices = self.sampler.indices().tolist() if hasattr(self.sampler, "indices") else self.sampler
+            indices = (
+                self.sampler.indices().tolist()
+                if hasattr(self.sampler, "indices")
+                else self.sampler
+            )
             return ([i] for i in indices)
-        if isinstance(self.batch_sampler, BatchSampler) and hasattr(self.batch_sampler.sampler, "indices"):
+        if isinstance(self.batch_sampler, BatchSampler) and hasattr(
+            self.batch_sampler.sampler, "indices"
+        ):
             return self.batch_sampler.index_batches()
         return self.batch_sampler
 
@@ -278,11 +318,19 @@ class DataLoader:
 
     def _mp_context(self) -> Any:
         ctx = self.multiprocessing_context
-        return ctx if ctx is not None and not isinstance(ctx, str) else multiprocessing.get_context(self._start_method())
+        return (
+            ctx
+            if ctx is not None and not isinstance(ctx, str)
+            else multiprocessing.get_context(self._start_method())
+        )
 
     def _fetcher(self) -> Fetcher:
-        pickled = self.num_workers and self.worker_type == "process" and self._start_method() != "fork"
-        self._collate_in_workers = not (pickled and self.collate_fn is not None and not _picklable(self.collate_fn))
+        pickled = (
+            self.num_workers and self.worker_type == "process" and self._start_method() != "fork"
+        )
+        self._collate_in_workers = not (
+            pickled and self.collate_fn is not None and not _picklable(self.collate_fn)
+        )
         if not self._collate_in_workers and not self._warned_main_collate:
             self._warned_main_collate = True
             warnings.warn(
@@ -330,7 +378,12 @@ class DataLoader:
         """Keep (persistent_workers) or stop the pass's workers; remember where it stopped."""
         pool, closed.pool = closed.pool, None
         if pool is not None:
-            if self.persistent_workers and not failed and self._persistent_pool is None and pool.workers:
+            if (
+                self.persistent_workers
+                and not failed
+                and self._persistent_pool is None
+                and pool.workers
+            ):
                 self._persistent_pool = pool
             else:
                 pool.close()
@@ -346,7 +399,9 @@ class DataLoader:
     def _collate_in_main(self, batch: Any) -> Any:
         if self._collate_in_workers:
             return batch
-        assert self.collate_fn is not None  # only a user collate_fn is ever moved to the main process
+        assert (
+            self.collate_fn is not None
+        )  # only a user collate_fn is ever moved to the main process
         return self.collate_fn(batch if self._batched else batch[0])
 
     def _to_output(self, batch: Any) -> Any:

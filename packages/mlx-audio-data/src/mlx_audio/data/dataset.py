@@ -74,7 +74,9 @@ class ArrayDataset(Dataset[tuple]):
         lengths = {len(a) for a in self.arrays}
         if len(lengths) != 1:
             shapes = [a.shape for a in self.arrays]
-            raise ValueError(f"ArrayDataset arrays must have the same first dimension, got {shapes}")
+            raise ValueError(
+                f"ArrayDataset arrays must have the same first dimension, got {shapes}"
+            )
 
     def __len__(self) -> int:
         return len(self.arrays[0])
@@ -91,7 +93,9 @@ class ArrayDataset(Dataset[tuple]):
         indices = np.asarray(indices, dtype=np.int64)
         n = len(self)
         if len(indices) and (indices.min() < -n or indices.max() >= n):
-            raise IndexError(f"ArrayDataset index out of range for {n} samples: {indices.min()}..{indices.max()}")
+            raise IndexError(
+                f"ArrayDataset index out of range for {n} samples: {indices.min()}..{indices.max()}"
+            )
         run = len(indices) > 0 and _is_contiguous_run(indices)
         out = []
         for a in self.arrays:
@@ -174,16 +178,25 @@ def random_split(
     if generator is not None and seed is not None:
         raise ValueError("random_split: pass either seed or generator, not both")
     n = len(dataset)  # type: ignore[arg-type]
-    if lengths and all(0 <= f <= 1 for f in lengths) and math.isclose(sum(lengths), 1.0) and sum(lengths) != n:
+    if (
+        lengths
+        and all(0 <= f <= 1 for f in lengths)
+        and math.isclose(sum(lengths), 1.0)
+        and sum(lengths) != n
+    ):
         counts = [int(math.floor(n * f)) for f in lengths]
         for i in range(n - sum(counts)):
             counts[i % len(counts)] += 1
     else:
         counts = [int(c) for c in lengths]
         if any(c < 0 for c in counts) or any(c != length for c, length in zip(counts, lengths)):
-            raise ValueError(f"random_split lengths must be non-negative ints or fractions, got {lengths}")
+            raise ValueError(
+                f"random_split lengths must be non-negative ints or fractions, got {lengths}"
+            )
     if sum(counts) != n:
-        raise ValueError(f"random_split lengths sum to {sum(counts)} but the dataset has {n} samples")
+        raise ValueError(
+            f"random_split lengths sum to {sum(counts)} but the dataset has {n} samples"
+        )
     rng = generator if generator is not None else np.random.default_rng(seed)
     order = rng.permutation(n).tolist()
     out, start = [], 0

@@ -1,0 +1,23 @@
+"""One tree walker for batches: dicts, tuples (namedtuples kept), lists; leaves mapped."""
+
+from __future__ import annotations
+
+import collections.abc as abc
+from collections.abc import Callable
+from typing import Any
+
+
+def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """Rebuild ``tree`` with ``fn`` applied to every leaf (anything not a container).
+
+    A list whose first item is a string is a leaf: collated strings stay a list of str.
+    """
+    if isinstance(tree, abc.Mapping):
+        return {k: map_leaves(fn, v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(map_leaves(fn, v) for v in tree))
+    if isinstance(tree, tuple) or (
+        isinstance(tree, list) and not (tree and isinstance(tree[0], (str, bytes)))
+    ):
+        return type(tree)(map_leaves(fn, v) for v in tree)
+    return fn(tree)
