@@ -139,11 +139,6 @@ def main() -> None:
     scale = 4 if args.quick else 1
     has_torch = available("torch") and not args.mlx_only
     has_mlx_data = available("mlx.data") and not args.mlx_only
-    if has_torch:
-        import torch
-
-        torch.set_num_threads(1)  # workers and main process share 2 cores; as torch does in workers
-
     cases = [
         ("(a) 28x28 + label, B=64", RandomSamples(20000 // scale, (28, 28)), 64, {}),
         ("(b) 1x64x1001 log-mel, B=32", RandomSamples(2048 // scale, (1, 64, 1001)), 32, {}),
