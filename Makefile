@@ -20,8 +20,10 @@ test: sync
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
 
 uv:
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
-		(echo "installing uv with pip" && $(PYTHON) -m pip install --quiet uv)
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || { \
+		echo "installing uv with pip"; \
+		$(PYTHON) -m pip install --quiet uv 2>/dev/null || \
+		$(PYTHON) -m pip install --quiet --user --break-system-packages uv; }
 
 # Debian packages: OpenBLAS (Linux CPU speed) and espeak-ng (test audio). Skipped without apt.
 system-deps:
