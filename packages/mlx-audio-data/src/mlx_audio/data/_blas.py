@@ -97,7 +97,14 @@ def ensure_fast_blas() -> str | None:
     return path
 
 
+_hinted = False
+
+
 def _hint(reason: str) -> None:
+    global _hinted
+    if _hinted:
+        return
+    _hinted = True
     warnings.warn(
         f"MLX on Linux CPU is using its slow reference BLAS ({reason}); matrix products run "
         f"~10x slower. To fix: {INSTALL_HINT}. Silence with MLX_AUDIO_NO_OPENBLAS=1.",

@@ -1,0 +1,143 @@
+"""WandbLogger: Weights & Biases runs, never blocking on a machine without an account."""
+
+from __future__ import annotations
+
+import netrc
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from ._extras import require
+from .base import Logger, flatten_params, scalars
+
+_EXIT_CODES = {"success": 0, "failed": 1, "interrupted": 255}
+
+
+def has_wandb_credentials() -> bool:
+    """True when W&B could authenticate without prompting (env, netrc or settings file)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    candidates = [os.environ.get("NETRC"), os.path.expanduser("~/.netrc"), os.path.expanduser("~/_netrc")]
+    for path in filter(None, candidates):
+        try:
+            if os.path.exists(path) and netrc.netrc(path).authenticators(host):
+                return True
+        except (netrc.NetrcParseError, OSError):
+            continue
+    config_dir = os.environ.get("WANDB_CONFIG_DIR", os.path.expanduser("~/.config/wandb"))
+    try:
+        with open(os.path.join(config_dir, "settings")) as f:
+            return any(line.strip().startswith("api_key") for line in f)
+    except OSError:
+        return False
+
+
+class WandbLogger(Logger):
+    """Logs to a W&B run; every metric is plotted against the trainer's step.
+
+    The run's step axis is ``trainer/global_step`` (``define_metric``), so W&B's rule that
+    ``wandb.log`` steps must increase can never drop a metric, whatever the order of training
+    and validation logging. With no API key and no ``WANDB_MODE``, the logger runs offline
+    (one warning says how to upload later: ``wandb sync <run dir>``) instead of prompting.
+    """
+
+    STEP_METRIC = "trainer/global_step"
+
+    def __init__(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        save_dir: str = ".",
+        offline: bool = False,
+        config: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        tags: list[str] | None = None,
+        group: str | None = None,
+        **init_kwargs: Any,
+    ) -> None:
+        require("wandb", "wandb", "WandbLogger")
+        self._project = project
+        self._name = name
+        self._save_dir = os.fspath(save_dir)
+        self._offline = offline
+        self._config = dict(config) if config else None
+        self._id = id
+        self._tags = tags
+        self._group = group
+        self._init_kwargs = init_kwargs
+        self._run = None
+
+    def _mode(self) -> str | None:
+        if self._offline:
+            return "offline"
+        if os.environ.get("WANDB_MODE") or self._init_kwargs.get("mode"):
+            return self._init_kwargs.pop("mode", None) or None
+        if not has_wandb_credentials():
+            target = os.path.join(os.path.abspath(self._save_dir), "wandb")
+            warnings.warn(
+                f"W&B: no API key found (WANDB_API_KEY, ~/.netrc or `wandb login`), so this run "
+                f"is logged offline under {target}. Upload it later with `wandb sync {target}/offline-run-*`.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return "offline"
+        return None
+
+    @property
+    def experiment(self):
+        """The ``wandb`` run (started on first use)."""
+        if self._run is None:
+            wandb = require("wandb", "wandb", "WandbLogger")
+            os.makedirs(self._save_dir, exist_ok=True)
+            settings = self._init_kwargs.pop("settings", None) or wandb.Settings(console="off", silent=True)
+            self._run = wandb.init(
+                project=self._project,
+                name=self._name,
+                dir=self._save_dir,
+                config=self._config,
+                id=self._id,
+                tags=self._tags,
+                group=self._group,
+                mode=self._mode(),
+                resume="allow" if self._id else None,
+                settings=settings,
+                **self._init_kwargs,
+            )
+            self._run.define_metric(self.STEP_METRIC)
+            self._run.define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
+        return self._run
+
+    @property
+    def name(self) -> str | None:
+        return self._run.name if self._run is not None else self._name
+
+    @property
+    def version(self) -> str | None:
+        return self._run.id if self._run is not None else self._id
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def log_dir(self) -> str | None:
+        return os.path.dirname(self._run.dir) if self._run is not None else None
+
+    def log_hyperparams(self, params: Mapping[str, Any] | Any) -> None:
+        if self.is_writer:
+            self.experiment.config.update(flatten_params(params), allow_val_change=True)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        step = self._check_step(step)
+        values = scalars(metrics)
+        if self.is_writer:
+            self.experiment.log({**values, self.STEP_METRIC: step})
+
+    def finalize(self, status: str = "success") -> None:
+        self._check_status(status)
+        if self._run is not None:
+            self._run.finish(exit_code=_EXIT_CODES[status])
+            self._run = None

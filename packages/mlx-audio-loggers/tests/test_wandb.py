@@ -1,0 +1,57 @@
+"""W&B in offline mode, read back from the run's own .wandb file."""
+
+import math
+import warnings
+
+from mlx_audio.loggers import WandbLogger
+
+import mlx.core as mx
+import pytest
+from loggers_testing import wait_for_wandb_exit, wandb_config, wandb_history
+
+
+def test_no_account_no_tty_goes_offline_with_one_warning(no_wandb_account, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger = WandbLogger(project="clap-finetune", name="experiment-1", save_dir=tmp_path / "out")
+        logger.log_metrics({"train_loss": 1.0}, step=1)
+    notes = [str(w.message) for w in caught if "W&B" in str(w.message)]
+    assert len(notes) == 1 and "offline" in notes[0] and "wandb sync" in notes[0]
+    run_dir = logger.log_dir
+    assert "offline-run-" in run_dir
+    logger.finalize("success")
+    assert wait_for_wandb_exit(run_dir) == 0
+    assert wandb_history(run_dir)[0]["train_loss"] == 1.0
+
+
+def test_history_steps_values_and_no_dropped_metrics(no_wandb_account, tmp_path):
+    """Validation logged at an earlier step than the last training row is kept (define_metric)."""
+    logger = WandbLogger(project="p", save_dir=tmp_path, offline=True, config={"batch": 8})
+    logger.log_hyperparams({"optim": {"lr": 0.1}, "obj": object})
+    # gradient accumulation: several logs at one optimizer step, then mid-epoch validation
+    logger.log_metrics({"train_loss": mx.array(0.5), "lr": 0.1}, step=4)  # exact in float32
+    logger.log_metrics({"train_loss": 0.8, "lr": 0.1}, step=4)
+    logger.log_metrics({"train_loss": 0.7, "lr": 0.2}, step=6)
+    logger.log_metrics({"val_loss": 0.5, "epoch": 0}, step=5)
+    logger.log_metrics({"train_loss": float("nan")}, step=7)
+    run_dir = logger.log_dir
+    logger.finalize("success")
+    assert wait_for_wandb_exit(run_dir) == 0
+    rows = wandb_history(run_dir)
+    got = [(r["trainer/global_step"], k, r[k]) for r in rows for k in ("train_loss", "val_loss", "lr", "epoch") if k in r]
+    assert got[:7] == [(4, "train_loss", 0.5), (4, "lr", 0.1), (4, "train_loss", 0.8), (4, "lr", 0.1), (6, "train_loss", 0.7), (6, "lr", 0.2), (5, "val_loss", 0.5)]
+    assert (5, "epoch", 0) in got
+    assert math.isnan(rows[-1]["train_loss"])
+    config = wandb_config(run_dir)
+    assert config["batch"] == 8 and config["optim/lr"] == 0.1 and config["obj"] == str(object)
+
+
+
+@pytest.mark.parametrize("status, code", [("failed", 1), ("interrupted", 255)])
+def test_finalize_status_becomes_the_exit_code(no_wandb_account, tmp_path, status, code):
+    logger = WandbLogger(save_dir=tmp_path, offline=True)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    run_dir = logger.log_dir
+    logger.finalize(status)
+    assert wait_for_wandb_exit(run_dir) == code
+    assert wandb_history(run_dir)[0]["loss"] == 1.0  # nothing logged is lost
