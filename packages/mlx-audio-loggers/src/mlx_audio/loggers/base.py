@@ -118,11 +118,12 @@ class Logger(ABC):
     @abstractmethod
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None: ...
 
-    def save(self) -> None:
+    def save(self) -> None:  # noqa: B027  (optional hook)
         """Flush buffered data to storage."""
 
     def finalize(self, status: str = "success") -> None:
         """Close the run with ``status`` (one of ``success``, ``failed``, ``interrupted``)."""
+        self._check_status(status)
 
     @staticmethod
     def _check_status(status: str) -> None:

@@ -61,7 +61,7 @@ class MLflowLogger(Logger):
 
     @property
     def run_id(self) -> str:
-        self.experiment
+        _ = self.experiment  # creates the run on first use
         assert self._run_id is not None
         return self._run_id
 
