@@ -1,0 +1,139 @@
+"""Small helpers of the Trainer: loaders, RNG state, argument checks, metric averaging."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+
+
+def check_arg(name: str, value: Any, *, minimum: float | None = None, integer: bool = False, allow_none: bool = True, fraction: bool = False) -> None:
+    """ValueError naming ``Trainer(name=...)``. ``fraction`` also admits floats in (0, 1]."""
+    if value is None and allow_none:
+        return
+    if fraction and isinstance(value, float) and not isinstance(value, bool):
+        if 0.0 < value <= 1.0:
+            return
+        raise ValueError(f"Trainer: {name} as a float must be a fraction in (0, 1], got {value!r}")
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or (minimum is not None and value < minimum):
+        what = "an int" if integer else "a number"
+        extra = " or a fraction in (0, 1]" if fraction else ""
+        raise ValueError(f"Trainer: {name} must be {what} >= {minimum}{extra}{' or None' if allow_none else ''}, got {value!r}")
+
+
+def batch_size_of(batch: Any) -> int:
+    """The leading dimension of the first array in the batch (1 for scalars)."""
+    for _, leaf in tree_flatten(batch if isinstance(batch, (list, tuple, dict)) else [batch]):
+        if isinstance(leaf, (mx.array, np.ndarray)) and leaf.ndim > 0:
+            return int(leaf.shape[0])
+    return 1
+
+
+def length_of(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def limited(length: int | None, limit: int | float | None) -> int | None:
+    """Batches per pass after ``limit_*_batches`` (an int count or a fraction)."""
+    if limit is None:
+        return length
+    if isinstance(limit, float):
+        if length is None:
+            return None if limit == 1.0 else _raise_fraction()
+        return max(1, int(length * limit)) if limit > 0 else 0
+    return limit if length is None else min(length, limit)
+
+
+def _raise_fraction() -> int:
+    raise ValueError("a fractional limit_*_batches / val_check_interval needs a loader with a length")
+
+
+def is_stateful_loader(loader: Any) -> bool:
+    return all(hasattr(loader, name) for name in ("state_dict", "load_state_dict", "set_epoch"))
+
+
+def epoch_iterator(loader: Any, epoch: int, resume: dict | None) -> Iterator[Any]:
+    """Iterate one epoch; resume mid-epoch through the loader's state or by skipping batches."""
+    if is_stateful_loader(loader):
+        if resume and resume.get("loader"):
+            loader.load_state_dict(resume["loader"])
+        else:
+            loader.set_epoch(epoch)
+        return iter(loader)
+    iterator = iter(loader)
+    skip = int((resume or {}).get("batch_in_epoch", 0))
+    return itertools.islice(iterator, skip, None) if skip else iterator
+
+
+def rng_state() -> dict[str, Any]:
+    """numpy's and Python's global RNG states (MLX's key is re-derived each step instead:
+    ``mx.random.state`` cannot be assigned from Python)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"numpy": [name, keys.tolist(), pos, has_gauss, cached], "python": [version, list(internal), gauss]}
+
+
+def seed_step(base: int, global_step: int, micro: int) -> None:
+    """Seed MLX's global key from (base, step, micro-batch): dropout and other random ops in
+    the train step then depend only on where training is, so a resumed run draws the same."""
+    mix = np.random.SeedSequence([base & 0xFFFFFFFFFFFFFFFF, global_step, micro]).generate_state(2, dtype=np.uint64)
+    mx.random.seed(int(mix[0]))
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def seed_everything(seed: int) -> None:
+    mx.random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    random.seed(seed)
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for dist in ("mlx", "numpy", "mlx-audio-train", "mlx-audio-data"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+class MeanTracker:
+    """Batch-size-weighted means of scalar ``mx.array`` metrics, summed on the device."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, mx.array] = {}
+        self.weight = 0
+
+    def add(self, values: dict[str, mx.array], weight: int = 1) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value * weight
+        self.weight += weight
+        mx.eval(self.sums)
+
+    def means(self) -> dict[str, float]:
+        return {k: v.item() / self.weight for k, v in self.sums.items()} if self.weight else {}
+
+
+def iter_limited(iterable: Iterable[Any], limit: int | None) -> Iterator[Any]:
+    return iter(iterable) if limit is None else itertools.islice(iterable, limit)
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)

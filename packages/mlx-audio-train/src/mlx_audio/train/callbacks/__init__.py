@@ -1,0 +1,21 @@
+"""Callbacks (Keras-style: one small class per file; Lightning's hook protocol)."""
+
+from .base import Callback
+from .early_stopping import EarlyStopping
+from .gradient_clipper import GradientClipper
+from .lr_monitor import LearningRateMonitor
+from .model_checkpoint import ModelCheckpoint
+from .model_summary import ModelSummary
+from .progress_bar import ProgressBar
+from .timer import Timer
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "GradientClipper",
+    "LearningRateMonitor",
+    "ModelCheckpoint",
+    "ModelSummary",
+    "ProgressBar",
+    "Timer",
+]

@@ -1,0 +1,41 @@
+"""ModelSummary: a table of the top-level layers and their parameter counts at fit start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlx.utils import tree_flatten
+
+from .base import Callback
+
+
+def summarize(module: Any, max_depth: int = 1) -> str:
+    rows = []
+    for name, child in module.children().items():
+        children = child if isinstance(child, list) else [child]
+        for i, sub in enumerate(children):
+            if not hasattr(sub, "parameters"):
+                continue
+            label = f"{name}.{i}" if isinstance(child, list) else name
+            total = sum(v.size for _, v in tree_flatten(sub.parameters()))
+            trainable = sum(v.size for _, v in tree_flatten(sub.trainable_parameters()))
+            rows.append((label, type(sub).__name__, total, trainable))
+    total = sum(v.size for _, v in tree_flatten(module.parameters()))
+    trainable = sum(v.size for _, v in tree_flatten(module.trainable_parameters()))
+    nbytes = sum(v.nbytes for _, v in tree_flatten(module.parameters()))
+    width = max([len(r[0]) for r in rows] + [4])
+    lines = [f"  | {'Name':<{width}} | {'Type':<20} | {'Params':>12} | {'Trainable':>12}"]
+    lines += [f"  | {n:<{width}} | {t:<20} | {p:>12,} | {tr:>12,}" for n, t, p, tr in rows]
+    lines += [f"{trainable:,} trainable params", f"{total - trainable:,} non-trainable params", f"{total:,} total params", f"{nbytes / 2**20:.2f} MiB of weights"]
+    return "\n".join(lines)
+
+
+class ModelSummary(Callback):
+    """Prints :func:`summarize` of the module when fitting starts."""
+
+    def __init__(self, max_depth: int = 1) -> None:
+        self.max_depth = max_depth
+
+    def on_fit_start(self, trainer: Any, module: Any) -> None:
+        if trainer.is_global_zero:
+            print(summarize(module, self.max_depth))

@@ -1,0 +1,148 @@
+"""Checkpoint directories: ``model.safetensors``, ``optimizer.safetensors``, ``trainer_state.json``.
+
+A checkpoint is written to a temporary directory, fsynced, and renamed into place, so a
+directory under its final name is always complete; ``last`` is a relative symlink switched
+atomically with ``os.replace``. The JSON records a SHA-256 of each weights file, so a
+truncated or edited file is refused with its name. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from typing import Any
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "trainer_state.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, truncated, tampered or for another model."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(directory: str, model_weights: dict[str, mx.array], optimizer_state: dict[str, mx.array], state: dict[str, Any]) -> str:
+    """Write a complete checkpoint at ``directory`` (which must not exist yet)."""
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory):
+        raise FileExistsError(f"checkpoint {directory} already exists")
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{os.path.basename(directory)}-{secrets.token_hex(4)}")
+    os.makedirs(tmp)
+    try:
+        files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
+        digests = {}
+        for name, arrays in files.items():
+            path = os.path.join(tmp, name)
+            mx.save_safetensors(path, arrays)
+            _fsync(path)
+            digests[name] = _sha256(path)
+        payload = {**state, "format_version": FORMAT_VERSION, "sha256": digests}
+        with open(os.path.join(tmp, STATE_FILE), "w") as f:
+            json.dump(payload, f, indent=1, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync(tmp)
+        os.rename(tmp, directory)
+        _fsync(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def point_last(dirpath: str, target: str, name: str = "last") -> str:
+    """Atomically make ``dirpath/name`` a relative symlink to ``target``."""
+    link = os.path.join(dirpath, name)
+    tmp = os.path.join(dirpath, f".{name}-{secrets.token_hex(4)}")
+    os.symlink(os.path.relpath(target, dirpath), tmp)
+    os.replace(tmp, link)
+    _fsync(dirpath)
+    return link
+
+
+def resolve(path: str) -> str:
+    """The real checkpoint directory behind ``path`` (a directory or a ``last`` link)."""
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        raise CheckpointError(f"no checkpoint directory at {path}" + (f" (-> {real})" if real != os.path.abspath(path) else ""))
+    if not os.path.exists(os.path.join(real, STATE_FILE)):
+        raise CheckpointError(f"{real} is not a checkpoint: {STATE_FILE} is missing")
+    return real
+
+
+def read_state(path: str) -> tuple[str, dict[str, Any]]:
+    """(directory, trainer_state) after checking the JSON and the weights' checksums."""
+    directory = resolve(path)
+    state_path = os.path.join(directory, STATE_FILE)
+    try:
+        with open(state_path) as f:
+            state = json.load(f)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{state_path} is unreadable or not valid JSON: {error}") from error
+    for name, digest in state.get("sha256", {}).items():
+        file = os.path.join(directory, name)
+        if not os.path.exists(file):
+            raise CheckpointError(f"{file} is missing")
+        if _sha256(file) != digest:
+            raise CheckpointError(f"{file} does not match the checksum in {STATE_FILE}: truncated or modified")
+    return directory, state
+
+
+def load_arrays(file: str) -> dict[str, mx.array]:
+    try:
+        return mx.load(file)
+    except Exception as error:  # MLX raises RuntimeError/ValueError for damaged files
+        raise CheckpointError(f"{file} cannot be read as safetensors: {error}") from error
+
+
+def check_against(file: str, loaded: dict[str, mx.array], expected: dict[str, mx.array], what: str) -> None:
+    """Raise naming the file and the first key that is missing, unexpected or misshapen."""
+    missing = [k for k in expected if k not in loaded]
+    if missing:
+        raise CheckpointError(f"{file}: {what} key {missing[0]!r} is missing ({len(missing)} missing in all; a different model?)")
+    unexpected = [k for k in loaded if k not in expected]
+    if unexpected:
+        raise CheckpointError(f"{file}: unexpected {what} key {unexpected[0]!r} ({len(unexpected)} in all; a different model?)")
+    for key, array in expected.items():
+        if loaded[key].shape != array.shape:
+            raise CheckpointError(f"{file}: {what} key {key!r} has shape {tuple(loaded[key].shape)} in the checkpoint but {tuple(array.shape)} here")
+
+
+def load_model_weights(model: Any, path: str, strict: bool = True) -> None:
+    """Load weights from a checkpoint directory, its ``last`` link, or a .safetensors file."""
+    if os.path.isfile(path) and path.endswith(".safetensors"):
+        file = path
+    else:
+        directory, _ = read_state(path)
+        file = os.path.join(directory, MODEL_FILE)
+    loaded = load_arrays(file)
+    current = dict(tree_flatten(model.parameters()))
+    if strict:
+        check_against(file, loaded, current, "model")
+    model.load_weights([(k, v.astype(current[k].dtype) if k in current else v) for k, v in loaded.items()], strict=strict)
+    mx.eval(model.parameters())
