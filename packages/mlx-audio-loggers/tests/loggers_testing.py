@@ -45,7 +45,12 @@ def wandb_history(run_dir: str) -> list[dict]:
     rows = []
     for record in read_wandb_records(run_dir):
         if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+            rows.append(
+                {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                    for item in record.history.item
+                }
+            )
     return rows
 
 
@@ -73,7 +78,10 @@ def tensorboard_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
 
     accumulator = EventAccumulator(log_dir, size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    return {
+        tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }
 
 
 def tensorboard_plugins(log_dir: str) -> set[str]:

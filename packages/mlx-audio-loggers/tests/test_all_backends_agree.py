@@ -54,7 +54,15 @@ def test_tag_sets_and_values_agree(tmp_path, mlflow_server, no_wandb_account):
 
     client = MlflowClient(tracking_uri=mlflow_server)
     run_id = loggers[3].run_id
-    from_mlflow = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in client.get_run(run_id).data.metrics}
+    from_mlflow = {
+        k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)]
+        for k in client.get_run(run_id).data.metrics
+    }
 
-    for name, got in [("csv", from_csv), ("tensorboard", from_tb), ("wandb", from_wandb), ("mlflow", from_mlflow)]:
+    for name, got in [
+        ("csv", from_csv),
+        ("tensorboard", from_tb),
+        ("wandb", from_wandb),
+        ("mlflow", from_mlflow),
+    ]:
         assert got == expected, name

@@ -31,8 +31,23 @@ class Config:
 
 
 def test_flatten_params_nests_with_slash_and_stringifies():
-    flat = flatten_params({"optim": {"lr": 0.1, "betas": (0.9, 0.99)}, "seed": 3, "fn": len, "none": None, "scale": np.float32(2)})
-    assert flat == {"optim/lr": 0.1, "optim/betas": "(0.9, 0.99)", "seed": 3, "fn": "<built-in function len>", "none": None, "scale": 2.0}
+    flat = flatten_params(
+        {
+            "optim": {"lr": 0.1, "betas": (0.9, 0.99)},
+            "seed": 3,
+            "fn": len,
+            "none": None,
+            "scale": np.float32(2),
+        }
+    )
+    assert flat == {
+        "optim/lr": 0.1,
+        "optim/betas": "(0.9, 0.99)",
+        "seed": 3,
+        "fn": "<built-in function len>",
+        "none": None,
+        "scale": 2.0,
+    }
     assert flatten_params(Config()) == {"lr": 1e-3, "layers": "(1, 2)"}
 
 
@@ -73,10 +88,17 @@ try:
 except ImportError as error:
     print(error)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert f"mlx-audio-loggers[{extra}]" in out
 
 
 def test_import_is_lazy():
     code = "import sys, mlx_audio.loggers; print(any(m in sys.modules for m in ('wandb', 'mlflow', 'tensorboardX', 'mlx.core')))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )

@@ -26,7 +26,10 @@ def test_rows_columns_versions_and_hparams(tmp_path):
     assert [r["step"] for r in rows] == ["1", "1", "2"]
     assert rows[1]["val_loss"] == "2.0" and rows[1]["epoch"] == "0" and rows[0]["val_loss"] == ""
     assert math.isnan(float(rows[2]["train_loss"]))
-    assert json.loads((tmp_path / "exp" / "version_0" / "hparams.json").read_text()) == {"model/width": 32, "lr": 0.1}
+    assert json.loads((tmp_path / "exp" / "version_0" / "hparams.json").read_text()) == {
+        "model/width": 32,
+        "lr": 0.1,
+    }
     second = CSVLogger(tmp_path, name="exp")
     second.log_metrics({"a": 1}, step=0)
     assert second.version == 1 and (tmp_path / "exp" / "version_1" / "metrics.csv").exists()

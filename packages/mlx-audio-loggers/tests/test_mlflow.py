@@ -15,7 +15,12 @@ def histories(client, run_id, keys):
 def test_params_and_metric_histories_through_the_server(mlflow_server):
     from mlflow.tracking import MlflowClient
 
-    logger = MLflowLogger(experiment_name="loggers-test", run_name="r1", tracking_uri=mlflow_server, tags={"team": "audio"})
+    logger = MLflowLogger(
+        experiment_name="loggers-test",
+        run_name="r1",
+        tracking_uri=mlflow_server,
+        tags={"team": "audio"},
+    )
     logger.log_hyperparams({"optim": {"lr": 0.01}, "layers": [1, 2], "long": "x" * 7000})
     logger.log_metrics({"train_loss": mx.array(0.5), "lr": 1e-3}, step=1)
     logger.log_metrics({"train_loss": 0.25}, step=2)
@@ -24,12 +29,18 @@ def test_params_and_metric_histories_through_the_server(mlflow_server):
     logger.finalize("success")
     client = MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(logger.run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == "r1" and run.data.tags["team"] == "audio"
+    assert (
+        run.info.status == "FINISHED"
+        and run.info.run_name == "r1"
+        and run.data.tags["team"] == "audio"
+    )
     assert run.data.params["optim/lr"] == "0.01" and run.data.params["layers"] == "[1, 2]"
     assert len(run.data.params["long"]) == 6000
     got = histories(client, logger.run_id, ["train_loss", "val_loss", "epoch", "lr"])
     assert got["train_loss"][:2] == [(1, 0.5), (2, 0.25)] and math.isnan(got["train_loss"][2][1])
-    assert got["val_loss"] == [(2, 0.75)] and got["epoch"] == [(2, 0.0)] and got["lr"] == [(1, 1e-3)]
+    assert (
+        got["val_loss"] == [(2, 0.75)] and got["epoch"] == [(2, 0.0)] and got["lr"] == [(1, 1e-3)]
+    )
     assert set(run.data.metrics) == {"train_loss", "val_loss", "epoch", "lr"}
 
 
@@ -54,7 +65,10 @@ def test_resume_into_an_existing_run(mlflow_server):
     again = MLflowLogger(tracking_uri=mlflow_server, run_id=first.run_id)
     again.log_metrics({"loss": 0.5}, step=1)
     again.finalize("success")
-    assert histories(MlflowClient(tracking_uri=mlflow_server), first.run_id, ["loss"])["loss"] == [(0, 1.0), (1, 0.5)]
+    assert histories(MlflowClient(tracking_uri=mlflow_server), first.run_id, ["loss"])["loss"] == [
+        (0, 1.0),
+        (1, 0.5),
+    ]
 
 
 def test_default_local_store(tmp_path, monkeypatch):

@@ -17,7 +17,9 @@ def test_scalars_read_back_with_tensorboards_reader(tmp_path):
     logger.finalize("success")
     scalars = tensorboard_scalars(logger.log_dir)
     assert set(scalars) == {"train_loss", "lr", "val_loss", "epoch"}  # no hp_metric
-    assert scalars["train_loss"][:2] == [(1, 0.5), (2, 0.25)] and math.isinf(scalars["train_loss"][2][1])
+    assert scalars["train_loss"][:2] == [(1, 0.5), (2, 0.25)] and math.isinf(
+        scalars["train_loss"][2][1]
+    )
     assert [s for s, _ in scalars["lr"]] == [1, 2]
     assert scalars["val_loss"] == [(2, 0.75)] and scalars["epoch"] == [(2, 0.0)]
 

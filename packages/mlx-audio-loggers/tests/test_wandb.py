@@ -13,7 +13,9 @@ from loggers_testing import wait_for_wandb_exit, wandb_config, wandb_history
 def test_no_account_no_tty_goes_offline_with_one_warning(no_wandb_account, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        logger = WandbLogger(project="clap-finetune", name="experiment-1", save_dir=tmp_path / "out")
+        logger = WandbLogger(
+            project="clap-finetune", name="experiment-1", save_dir=tmp_path / "out"
+        )
         logger.log_metrics({"train_loss": 1.0}, step=1)
     notes = [str(w.message) for w in caught if "W&B" in str(w.message)]
     assert len(notes) == 1 and "offline" in notes[0] and "wandb sync" in notes[0]
@@ -38,13 +40,25 @@ def test_history_steps_values_and_no_dropped_metrics(no_wandb_account, tmp_path)
     logger.finalize("success")
     assert wait_for_wandb_exit(run_dir) == 0
     rows = wandb_history(run_dir)
-    got = [(r["trainer/global_step"], k, r[k]) for r in rows for k in ("train_loss", "val_loss", "lr", "epoch") if k in r]
-    assert got[:7] == [(4, "train_loss", 0.5), (4, "lr", 0.1), (4, "train_loss", 0.8), (4, "lr", 0.1), (6, "train_loss", 0.7), (6, "lr", 0.2), (5, "val_loss", 0.5)]
+    got = [
+        (r["trainer/global_step"], k, r[k])
+        for r in rows
+        for k in ("train_loss", "val_loss", "lr", "epoch")
+        if k in r
+    ]
+    assert got[:7] == [
+        (4, "train_loss", 0.5),
+        (4, "lr", 0.1),
+        (4, "train_loss", 0.8),
+        (4, "lr", 0.1),
+        (6, "train_loss", 0.7),
+        (6, "lr", 0.2),
+        (5, "val_loss", 0.5),
+    ]
     assert (5, "epoch", 0) in got
     assert math.isnan(rows[-1]["train_loss"])
     config = wandb_config(run_dir)
     assert config["batch"] == 8 and config["optim/lr"] == 0.1 and config["obj"] == str(object)
-
 
 
 @pytest.mark.parametrize("status, code", [("failed", 1), ("interrupted", 255)])

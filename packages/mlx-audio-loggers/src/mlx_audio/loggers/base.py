@@ -72,7 +72,11 @@ def is_finite(value: float | int) -> bool:
 
 def next_version(root: str) -> int:
     """The first N such that ``root/version_N`` does not exist yet."""
-    taken = [int(m.group(1)) for d in (os.listdir(root) if os.path.isdir(root) else []) if (m := re.fullmatch(r"version_(\d+)", d))]
+    taken = [
+        int(m.group(1))
+        for d in (os.listdir(root) if os.path.isdir(root) else [])
+        if (m := re.fullmatch(r"version_(\d+)", d))
+    ]
     return max(taken, default=-1) + 1
 
 

@@ -18,7 +18,9 @@ class CSVLogger(Logger):
     Read it with ``pandas.read_csv(logger.log_dir + "/metrics.csv")``.
     """
 
-    def __init__(self, save_dir: str = "logs", name: str | None = "csv", version: int | str | None = None) -> None:
+    def __init__(
+        self, save_dir: str = "logs", name: str | None = "csv", version: int | str | None = None
+    ) -> None:
         self._save_dir = os.fspath(save_dir)
         self._name = name or ""
         self._version = version

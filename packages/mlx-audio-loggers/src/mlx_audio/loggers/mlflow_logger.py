@@ -49,10 +49,14 @@ class MLflowLogger(Logger):
             if self._run_id is None:
                 found = client.get_experiment_by_name(self._experiment_name)
                 if found is None:
-                    self._experiment_id = client.create_experiment(self._experiment_name, artifact_location=self._artifact_location)
+                    self._experiment_id = client.create_experiment(
+                        self._experiment_name, artifact_location=self._artifact_location
+                    )
                 else:
                     self._experiment_id = found.experiment_id
-                run = client.create_run(self._experiment_id, run_name=self._run_name, tags=self._tags)
+                run = client.create_run(
+                    self._experiment_id, run_name=self._run_name, tags=self._tags
+                )
                 self._run_id = run.info.run_id
             else:
                 self._experiment_id = client.get_run(self._run_id).info.experiment_id

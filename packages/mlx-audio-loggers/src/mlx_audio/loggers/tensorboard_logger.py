@@ -19,7 +19,13 @@ class TensorBoardLogger(Logger):
     scalar tags match what the other loggers record.
     """
 
-    def __init__(self, save_dir: str = "logs", name: str | None = "tensorboard", version: int | str | None = None, **writer_kwargs: Any) -> None:
+    def __init__(
+        self,
+        save_dir: str = "logs",
+        name: str | None = "tensorboard",
+        version: int | str | None = None,
+        **writer_kwargs: Any,
+    ) -> None:
         require("tensorboardX", "tensorboard", "TensorBoardLogger")
         self._save_dir = os.fspath(save_dir)
         self._name = name or ""
@@ -60,7 +66,10 @@ class TensorBoardLogger(Logger):
             return
         from tensorboardX.summary import hparams
 
-        flat = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in flatten_params(params).items()}
+        flat = {
+            k: (v if isinstance(v, (bool, int, float, str)) else str(v))
+            for k, v in flatten_params(params).items()
+        }
         writer = self.experiment.file_writer
         for summary in hparams(flat, metric_dict={}):
             writer.add_summary(summary)

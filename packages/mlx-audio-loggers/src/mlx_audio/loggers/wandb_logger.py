@@ -19,8 +19,15 @@ def has_wandb_credentials() -> bool:
     """True when W&B could authenticate without prompting (env, netrc or settings file)."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
-    candidates = [os.environ.get("NETRC"), os.path.expanduser("~/.netrc"), os.path.expanduser("~/_netrc")]
+    host = (
+        urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+        or "api.wandb.ai"
+    )
+    candidates = [
+        os.environ.get("NETRC"),
+        os.path.expanduser("~/.netrc"),
+        os.path.expanduser("~/_netrc"),
+    ]
     for path in filter(None, candidates):
         try:
             if os.path.exists(path) and netrc.netrc(path).authenticators(host):
@@ -92,7 +99,9 @@ class WandbLogger(Logger):
         if self._run is None:
             wandb = require("wandb", "wandb", "WandbLogger")
             os.makedirs(self._save_dir, exist_ok=True)
-            settings = self._init_kwargs.pop("settings", None) or wandb.Settings(console="off", silent=True)
+            settings = self._init_kwargs.pop("settings", None) or wandb.Settings(
+                console="off", silent=True
+            )
             self._run = wandb.init(
                 project=self._project,
                 name=self._name,

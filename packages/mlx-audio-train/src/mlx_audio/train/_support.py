@@ -14,7 +14,15 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 
-def check_arg(name: str, value: Any, *, minimum: float | None = None, integer: bool = False, allow_none: bool = True, fraction: bool = False) -> None:
+def check_arg(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    integer: bool = False,
+    allow_none: bool = True,
+    fraction: bool = False,
+) -> None:
     """ValueError naming ``Trainer(name=...)``. ``fraction`` also admits floats in (0, 1]."""
     if value is None and allow_none:
         return
@@ -23,10 +31,16 @@ def check_arg(name: str, value: Any, *, minimum: float | None = None, integer: b
             return
         raise ValueError(f"Trainer: {name} as a float must be a fraction in (0, 1], got {value!r}")
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or (minimum is not None and value < minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or (minimum is not None and value < minimum)
+    ):
         what = "an int" if integer else "a number"
         extra = " or a fraction in (0, 1]" if fraction else ""
-        raise ValueError(f"Trainer: {name} must be {what} >= {minimum}{extra}{' or None' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"Trainer: {name} must be {what} >= {minimum}{extra}{' or None' if allow_none else ''}, got {value!r}"
+        )
 
 
 def batch_size_of(batch: Any) -> int:
@@ -56,7 +70,9 @@ def limited(length: int | None, limit: int | float | None) -> int | None:
 
 
 def _raise_fraction() -> int:
-    raise ValueError("a fractional limit_*_batches / val_check_interval needs a loader with a length")
+    raise ValueError(
+        "a fractional limit_*_batches / val_check_interval needs a loader with a length"
+    )
 
 
 def is_stateful_loader(loader: Any) -> bool:
@@ -81,13 +97,18 @@ def rng_state() -> dict[str, Any]:
     ``mx.random.state`` cannot be assigned from Python)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"numpy": [name, keys.tolist(), pos, has_gauss, cached], "python": [version, list(internal), gauss]}
+    return {
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss],
+    }
 
 
 def seed_step(base: int, global_step: int, micro: int) -> None:
     """Seed MLX's global key from (base, step, micro-batch): dropout and other random ops in
     the train step then depend only on where training is, so a resumed run draws the same."""
-    mix = np.random.SeedSequence([base & 0xFFFFFFFFFFFFFFFF, global_step, micro]).generate_state(2, dtype=np.uint64)
+    mix = np.random.SeedSequence([base & 0xFFFFFFFFFFFFFFFF, global_step, micro]).generate_state(
+        2, dtype=np.uint64
+    )
     mx.random.seed(int(mix[0]))
 
 

@@ -44,7 +44,12 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def save_checkpoint(directory: str, model_weights: dict[str, mx.array], optimizer_state: dict[str, mx.array], state: dict[str, Any]) -> str:
+def save_checkpoint(
+    directory: str,
+    model_weights: dict[str, mx.array],
+    optimizer_state: dict[str, mx.array],
+    state: dict[str, Any],
+) -> str:
     """Write a complete checkpoint at ``directory`` (which must not exist yet)."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
@@ -89,7 +94,10 @@ def resolve(path: str) -> str:
     """The real checkpoint directory behind ``path`` (a directory or a ``last`` link)."""
     real = os.path.realpath(path)
     if not os.path.isdir(real):
-        raise CheckpointError(f"no checkpoint directory at {path}" + (f" (-> {real})" if real != os.path.abspath(path) else ""))
+        raise CheckpointError(
+            f"no checkpoint directory at {path}"
+            + (f" (-> {real})" if real != os.path.abspath(path) else "")
+        )
     if not os.path.exists(os.path.join(real, STATE_FILE)):
         raise CheckpointError(f"{real} is not a checkpoint: {STATE_FILE} is missing")
     return real
@@ -109,7 +117,9 @@ def read_state(path: str) -> tuple[str, dict[str, Any]]:
         if not os.path.exists(file):
             raise CheckpointError(f"{file} is missing")
         if _sha256(file) != digest:
-            raise CheckpointError(f"{file} does not match the checksum in {STATE_FILE}: truncated or modified")
+            raise CheckpointError(
+                f"{file} does not match the checksum in {STATE_FILE}: truncated or modified"
+            )
     return directory, state
 
 
@@ -120,17 +130,25 @@ def load_arrays(file: str) -> dict[str, mx.array]:
         raise CheckpointError(f"{file} cannot be read as safetensors: {error}") from error
 
 
-def check_against(file: str, loaded: dict[str, mx.array], expected: dict[str, mx.array], what: str) -> None:
+def check_against(
+    file: str, loaded: dict[str, mx.array], expected: dict[str, mx.array], what: str
+) -> None:
     """Raise naming the file and the first key that is missing, unexpected or misshapen."""
     missing = [k for k in expected if k not in loaded]
     if missing:
-        raise CheckpointError(f"{file}: {what} key {missing[0]!r} is missing ({len(missing)} missing in all; a different model?)")
+        raise CheckpointError(
+            f"{file}: {what} key {missing[0]!r} is missing ({len(missing)} missing in all; a different model?)"
+        )
     unexpected = [k for k in loaded if k not in expected]
     if unexpected:
-        raise CheckpointError(f"{file}: unexpected {what} key {unexpected[0]!r} ({len(unexpected)} in all; a different model?)")
+        raise CheckpointError(
+            f"{file}: unexpected {what} key {unexpected[0]!r} ({len(unexpected)} in all; a different model?)"
+        )
     for key, array in expected.items():
         if loaded[key].shape != array.shape:
-            raise CheckpointError(f"{file}: {what} key {key!r} has shape {tuple(loaded[key].shape)} in the checkpoint but {tuple(array.shape)} here")
+            raise CheckpointError(
+                f"{file}: {what} key {key!r} has shape {tuple(loaded[key].shape)} in the checkpoint but {tuple(array.shape)} here"
+            )
 
 
 def load_model_weights(model: Any, path: str, strict: bool = True) -> None:
@@ -144,5 +162,8 @@ def load_model_weights(model: Any, path: str, strict: bool = True) -> None:
     current = dict(tree_flatten(model.parameters()))
     if strict:
         check_against(file, loaded, current, "model")
-    model.load_weights([(k, v.astype(current[k].dtype) if k in current else v) for k, v in loaded.items()], strict=strict)
+    model.load_weights(
+        [(k, v.astype(current[k].dtype) if k in current else v) for k, v in loaded.items()],
+        strict=strict,
+    )
     mx.eval(model.parameters())

@@ -42,7 +42,9 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.optimizer, optim.Optimizer):
-            raise TypeError(f"OptimizerConfig.optimizer must be an mlx.optimizers.Optimizer, got {type(self.optimizer).__name__}")
+            raise TypeError(
+                f"OptimizerConfig.optimizer must be an mlx.optimizers.Optimizer, got {type(self.optimizer).__name__}"
+            )
 
 
 class TrainModule(nn.Module):
@@ -62,7 +64,9 @@ class TrainModule(nn.Module):
 
     # -- what users implement ----------------------------------------------------------------
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_loss(batch) or training_step(batch, batch_idx)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement compute_loss(batch) or training_step(batch, batch_idx)"
+        )
 
     def training_step(self, batch: Any, batch_idx: Any) -> Any:
         return self.compute_loss(batch)
@@ -98,7 +102,9 @@ class TrainModule(nn.Module):
     @property
     def trainer(self) -> Trainer:
         if self._trainer_ref is None:
-            raise RuntimeError(f"{type(self).__name__} is not attached to a Trainer (call trainer.fit(model, ...))")
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to a Trainer (call trainer.fit(model, ...))"
+            )
         return self._trainer_ref
 
     @trainer.setter

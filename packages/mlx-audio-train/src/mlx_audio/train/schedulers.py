@@ -21,21 +21,30 @@ __all__ = [
 
 
 def _check(name: str, value: float, minimum: float = 0.0) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
 
 
 class _Warmup:
     """Shared warm-up: ``peak * (s + 1) / W`` for ``s < W`` (the first update is never at 0)."""
 
-    def __init__(self, peak_lr: float, warmup_steps: int, total_steps: int | None = None, min_lr: float = 0.0) -> None:
+    def __init__(
+        self, peak_lr: float, warmup_steps: int, total_steps: int | None = None, min_lr: float = 0.0
+    ) -> None:
         _check("peak_lr", peak_lr)
         _check("min_lr", min_lr)
         _check("warmup_steps", warmup_steps)
         if total_steps is not None:
             _check("total_steps", total_steps)
             if total_steps < warmup_steps:
-                raise ValueError(f"total_steps ({total_steps}) must be >= warmup_steps ({warmup_steps})")
+                raise ValueError(
+                    f"total_steps ({total_steps}) must be >= warmup_steps ({warmup_steps})"
+                )
         self.peak_lr, self.min_lr = float(peak_lr), float(min_lr)
         self.warmup_steps = int(warmup_steps)
         self.total_steps = None if total_steps is None else int(total_steps)
@@ -64,12 +73,16 @@ class WarmupCosineScheduler(_Warmup):
     """``peak*(s+1)/W`` for ``s < W``; then ``min + (peak-min) * (1 + cos(pi*p)) / 2`` with
     ``p = (s-W)/(T-W)``, i.e. ``peak`` at ``s = W`` and ``min_lr`` at ``s = T``; ``min_lr`` beyond."""
 
-    def __init__(self, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> None:
+    def __init__(
+        self, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0
+    ) -> None:
         super().__init__(peak_lr, warmup_steps, total_steps, min_lr)
 
     def __call__(self, step: int | mx.array) -> mx.array:
         s = _as_step(step)
-        cosine = self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (1.0 + mx.cos(math.pi * self._progress(s)))
+        cosine = self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (
+            1.0 + mx.cos(math.pi * self._progress(s))
+        )
         return self._warm(s, cosine)
 
 
@@ -77,7 +90,9 @@ class WarmupLinearScheduler(_Warmup):
     """``peak*(s+1)/W`` for ``s < W``; then linear from ``peak`` at ``s = W`` to ``min_lr`` at
     ``s = T``; ``min_lr`` beyond."""
 
-    def __init__(self, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> None:
+    def __init__(
+        self, peak_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0
+    ) -> None:
         super().__init__(peak_lr, warmup_steps, total_steps, min_lr)
 
     def __call__(self, step: int | mx.array) -> mx.array:
@@ -100,7 +115,9 @@ class WarmupConstantScheduler(_Warmup):
 class StepDecayScheduler(_Warmup):
     """``peak * gamma ** floor((s - W) / step_size)`` after an optional warm-up."""
 
-    def __init__(self, peak_lr: float, step_size: int, gamma: float = 0.1, warmup_steps: int = 0) -> None:
+    def __init__(
+        self, peak_lr: float, step_size: int, gamma: float = 0.1, warmup_steps: int = 0
+    ) -> None:
         super().__init__(peak_lr, warmup_steps)
         _check("step_size", step_size, 1)
         _check("gamma", gamma)
@@ -116,13 +133,24 @@ class OneCycleScheduler(_Warmup):
     """Smith's one-cycle (cosine): from ``peak/div_factor`` up to ``peak`` over the first
     ``pct_start`` of ``total_steps``, then down to ``peak/(div_factor*final_div_factor)``."""
 
-    def __init__(self, peak_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4) -> None:
+    def __init__(
+        self,
+        peak_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ) -> None:
         if not 0.0 < pct_start < 1.0:
             raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
         _check("div_factor", div_factor, 1.0)
         _check("final_div_factor", final_div_factor, 1.0)
         super().__init__(peak_lr, 0, total_steps)
-        self.pct_start, self.div_factor, self.final_div_factor = float(pct_start), float(div_factor), float(final_div_factor)
+        self.pct_start, self.div_factor, self.final_div_factor = (
+            float(pct_start),
+            float(div_factor),
+            float(final_div_factor),
+        )
 
     def __call__(self, step: int | mx.array) -> mx.array:
         s = _as_step(step)

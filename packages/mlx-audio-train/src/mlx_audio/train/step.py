@@ -43,16 +43,27 @@ def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]
         loss, metrics = output, {}
     if not isinstance(loss, mx.array) or loss.size != 1:
         shape = getattr(loss, "shape", type(loss).__name__)
-        raise ValueError(f"{where} must return a scalar loss (an mx.array with one element), got {shape}; reduce it, e.g. mx.mean(...)")
+        raise ValueError(
+            f"{where} must return a scalar loss (an mx.array with one element), got {shape}; reduce it, e.g. mx.mean(...)"
+        )
     for name, value in metrics.items():
         if isinstance(value, mx.array) and value.size != 1:
-            raise ValueError(f"metric {name!r} from {where} must be a scalar, got shape {tuple(value.shape)}")
+            raise ValueError(
+                f"metric {name!r} from {where} must be a scalar, got shape {tuple(value.shape)}"
+            )
         if not isinstance(value, (mx.array, int, float)):
-            raise ValueError(f"metric {name!r} from {where} must be a scalar number or mx.array, got {type(value).__name__}")
-    return loss.reshape(()), {k: mx.array(v).reshape(()) if not isinstance(v, mx.array) else v.reshape(()) for k, v in metrics.items()}
+            raise ValueError(
+                f"metric {name!r} from {where} must be a scalar number or mx.array, got {type(value).__name__}"
+            )
+    return loss.reshape(()), {
+        k: mx.array(v).reshape(()) if not isinstance(v, mx.array) else v.reshape(())
+        for k, v in metrics.items()
+    }
 
 
-def forward(module: Any, batch: Any, batch_idx: mx.array, stage: str, precision: str) -> tuple[mx.array, dict[str, Any]]:
+def forward(
+    module: Any, batch: Any, batch_idx: mx.array, stage: str, precision: str
+) -> tuple[mx.array, dict[str, Any]]:
     """Run the user's step for ``stage``; returns float32 ``(loss, metrics + self.log() values)``."""
     module._take_logged()
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
@@ -60,16 +71,23 @@ def forward(module: Any, batch: Any, batch_idx: mx.array, stage: str, precision:
         module.update(cast_floats(full, mx.bfloat16))
     if precision in ("bf16-mixed", "bf16"):
         batch = cast_floats(batch, mx.bfloat16)
-    step = {"train": module.training_step, "val": module.validation_step, "test": module.test_step}[stage]
+    step = {"train": module.training_step, "val": module.validation_step, "test": module.test_step}[
+        stage
+    ]
     loss, metrics = normalize_output(step(batch, batch_idx), stage)
-    logged = {k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(()) for k, v in module._take_logged().items()}
+    logged = {
+        k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
+        for k, v in module._take_logged().items()
+    }
     if precision == "bf16-mixed":
         module.update(full)
     metrics = {**metrics, **logged}
     return loss.astype(mx.float32), {k: v.astype(mx.float32) for k, v in metrics.items()}
 
 
-def make_eval_fn(module: Any, stage: str, precision: str, compile: bool) -> Callable[[Any, mx.array], tuple]:
+def make_eval_fn(
+    module: Any, stage: str, precision: str, compile: bool
+) -> Callable[[Any, mx.array], tuple]:
     """``(batch, batch_idx) -> (loss, metrics)`` for validation or test, compiled by default."""
 
     def evaluate(batch: Any, batch_idx: mx.array) -> tuple[mx.array, dict[str, Any]]:
@@ -101,7 +119,9 @@ class StepBuilder:
         self.zeros = tree_map(mx.zeros_like, module.trainable_parameters())
         mx.eval(self.zeros, optimizer.state)
         state = [module.state, optimizer.state, mx.random.state]
-        wrap = (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
+        wrap = (
+            (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
+        )
         self._value_and_grad = nn.value_and_grad(module, self._loss)
         self.fused = wrap(self._fused)
         self.accumulating = wrap(self._accumulating)
@@ -127,7 +147,9 @@ class StepBuilder:
         self._update(grads)
         return loss, metrics
 
-    def _accumulating(self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, do_update: bool) -> tuple:
+    def _accumulating(
+        self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, do_update: bool
+    ) -> tuple:
         (loss, metrics), grads = self._value_and_grad(batch, batch_idx)
         total = tree_map(mx.add, total, grads)
         if do_update:
@@ -146,7 +168,11 @@ class StepBuilder:
         """Warn once when the compiled step keeps seeing new input shapes (one graph each)."""
         if not self.compile or self._warned:
             return
-        signature = tuple((tuple(x.shape), str(x.dtype)) for _, x in tree_flatten(batch) if isinstance(x, mx.array))
+        signature = tuple(
+            (tuple(x.shape), str(x.dtype))
+            for _, x in tree_flatten(batch)
+            if isinstance(x, mx.array)
+        )
         self._shapes.add(signature)
         if len(self._shapes) > _RETRACE_WARNING_AFTER:
             self._warned = True

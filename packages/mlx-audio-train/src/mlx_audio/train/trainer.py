@@ -73,45 +73,115 @@ class Trainer:
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        for name, value, minimum in (("max_epochs", max_epochs, 1), ("max_steps", max_steps, 1), ("min_epochs", min_epochs, 0),
-                                     ("min_steps", min_steps, 0), ("accumulate_grad_batches", accumulate_grad_batches, 1),
-                                     ("check_val_every_n_epoch", check_val_every_n_epoch, 1), ("num_sanity_val_steps", num_sanity_val_steps, 0),
-                                     ("log_every_n_steps", log_every_n_steps, 1), ("seed", seed, 0)):
-            check_arg(name, value, minimum=minimum, integer=True, allow_none=name not in ("accumulate_grad_batches", "num_sanity_val_steps", "log_every_n_steps"))
-        for name, value in (("limit_train_batches", limit_train_batches), ("limit_val_batches", limit_val_batches),
-                            ("limit_test_batches", limit_test_batches), ("val_check_interval", val_check_interval)):
-            check_arg(name, value, minimum=1 if name == "val_check_interval" else 0, integer=True, fraction=True)
+        for name, value, minimum in (
+            ("max_epochs", max_epochs, 1),
+            ("max_steps", max_steps, 1),
+            ("min_epochs", min_epochs, 0),
+            ("min_steps", min_steps, 0),
+            ("accumulate_grad_batches", accumulate_grad_batches, 1),
+            ("check_val_every_n_epoch", check_val_every_n_epoch, 1),
+            ("num_sanity_val_steps", num_sanity_val_steps, 0),
+            ("log_every_n_steps", log_every_n_steps, 1),
+            ("seed", seed, 0),
+        ):
+            check_arg(
+                name,
+                value,
+                minimum=minimum,
+                integer=True,
+                allow_none=name
+                not in ("accumulate_grad_batches", "num_sanity_val_steps", "log_every_n_steps"),
+            )
+        for name, value in (
+            ("limit_train_batches", limit_train_batches),
+            ("limit_val_batches", limit_val_batches),
+            ("limit_test_batches", limit_test_batches),
+            ("val_check_interval", val_check_interval),
+        ):
+            check_arg(
+                name,
+                value,
+                minimum=1 if name == "val_check_interval" else 0,
+                integer=True,
+                fraction=True,
+            )
         check_arg("gradient_clip_val", gradient_clip_val, minimum=0)
-        check_arg("fast_dev_run", int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run, minimum=0, integer=True, allow_none=False)
+        check_arg(
+            "fast_dev_run",
+            int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run,
+            minimum=0,
+            integer=True,
+            allow_none=False,
+        )
         if gradient_clip_algorithm not in ("norm", "value"):
-            raise ValueError(f"Trainer: gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}")
+            raise ValueError(
+                f"Trainer: gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}"
+            )
         if str(precision) not in PRECISIONS:
             raise ValueError(f"Trainer: precision must be one of {PRECISIONS}, got {precision!r}")
         if on_nonfinite_loss not in ("raise", "skip"):
-            raise ValueError(f"Trainer: on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}")
+            raise ValueError(
+                f"Trainer: on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}"
+            )
         if fast_dev_run:
             n = int(fast_dev_run)
-            max_epochs, max_steps, limit_train_batches, limit_val_batches, num_sanity_val_steps = 1, n, n, n, 0
+            max_epochs, max_steps, limit_train_batches, limit_val_batches, num_sanity_val_steps = (
+                1,
+                n,
+                n,
+                n,
+                0,
+            )
             logger, enable_checkpointing = False, False
         if max_epochs is None and max_steps is None:
-            raise ValueError("Trainer: set max_epochs or max_steps (or both); training would never end otherwise")
+            raise ValueError(
+                "Trainer: set max_epochs or max_steps (or both); training would never end otherwise"
+            )
         self.max_epochs, self._max_steps = max_epochs, max_steps
         self.min_epochs, self.min_steps = min_epochs or 0, min_steps or 0
         self.accumulate_grad_batches = accumulate_grad_batches
-        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.gradient_clip_val, self.gradient_clip_algorithm = (
+            gradient_clip_val,
+            gradient_clip_algorithm,
+        )
         self.precision = str(precision)
-        self.val_check_interval, self.check_val_every_n_epoch = val_check_interval, check_val_every_n_epoch
-        self.limit_train_batches, self.limit_val_batches, self.limit_test_batches = limit_train_batches, limit_val_batches, limit_test_batches
-        self.num_sanity_val_steps, self.fast_dev_run, self.log_every_n_steps = num_sanity_val_steps, fast_dev_run, log_every_n_steps
-        self.enable_checkpointing, self.compile, self.on_nonfinite_loss = enable_checkpointing, compile, on_nonfinite_loss
-        self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        self.val_check_interval, self.check_val_every_n_epoch = (
+            val_check_interval,
+            check_val_every_n_epoch,
+        )
+        self.limit_train_batches, self.limit_val_batches, self.limit_test_batches = (
+            limit_train_batches,
+            limit_val_batches,
+            limit_test_batches,
+        )
+        self.num_sanity_val_steps, self.fast_dev_run, self.log_every_n_steps = (
+            num_sanity_val_steps,
+            fast_dev_run,
+            log_every_n_steps,
+        )
+        self.enable_checkpointing, self.compile, self.on_nonfinite_loss = (
+            enable_checkpointing,
+            compile,
+            on_nonfinite_loss,
+        )
+        self.default_root_dir = (
+            os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        )
         self.seed = seed
-        if seed is not None:  # before the model is built, so its initial weights are reproducible too
+        if (
+            seed is not None
+        ):  # before the model is built, so its initial weights are reproducible too
             seed_everything(seed)
-        self.callbacks: list[Callback] = list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks else [])
+        self.callbacks: list[Callback] = (
+            list(callbacks)
+            if isinstance(callbacks, (list, tuple))
+            else ([callbacks] if callbacks else [])
+        )
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
-                raise ValueError(f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}")
+                raise ValueError(
+                    f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}"
+                )
         if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in self.callbacks):
             self.callbacks.append(ProgressBar())
         if not enable_progress_bar:
@@ -186,13 +256,21 @@ class Trainer:
             logger.log_metrics(metrics, step=self.global_step)
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, model: TrainModule, train_dataloaders: Iterable[Any], val_dataloaders: Iterable[Any] | None = None, ckpt_path: str | None = None) -> None:
+    def fit(
+        self,
+        model: TrainModule,
+        train_dataloaders: Iterable[Any],
+        val_dataloaders: Iterable[Any] | None = None,
+        ckpt_path: str | None = None,
+    ) -> None:
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
         ``"last"`` or ``"best"``). Resuming a finished run returns at once."""
         if not isinstance(model, TrainModule):
             raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
         if train_dataloaders is None or not hasattr(train_dataloaders, "__iter__"):
-            raise TypeError(f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}")
+            raise TypeError(
+                f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}"
+            )
         self.module, model.trainer = model, self
         previous = self._install_interrupt_handler()
         try:
@@ -214,20 +292,36 @@ class Trainer:
         if ran:
             self._print_summary()
 
-    def _fit(self, model: TrainModule, train_loader: Iterable[Any], val_loader: Iterable[Any] | None, ckpt_path: str | None) -> bool:
+    def _fit(
+        self,
+        model: TrainModule,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any] | None,
+        ckpt_path: str | None,
+    ) -> bool:
         self._train_loader = train_loader
         for loader in (train_loader, val_loader):
-            if is_stateful_loader(loader) and getattr(loader, "seed", 0) is None and self.seed is not None:
+            if (
+                is_stateful_loader(loader)
+                and getattr(loader, "seed", 0) is None
+                and self.seed is not None
+            ):
                 loader.seed = self.seed
         per_epoch = limited(length_of(train_loader), self.limit_train_batches)
         if per_epoch == 0:
-            raise ValueError("the train loader is empty (or limit_train_batches is 0): nothing to train on")
+            raise ValueError(
+                "the train loader is empty (or limit_train_batches is 0): nothing to train on"
+            )
         self.num_training_batches = per_epoch if per_epoch is not None else math.inf
         self._estimated_max_steps = None
         if self.max_epochs is not None and per_epoch is not None:
-            self._estimated_max_steps = self.max_epochs * -(-per_epoch // self.accumulate_grad_batches)
+            self._estimated_max_steps = self.max_epochs * -(
+                -per_epoch // self.accumulate_grad_batches
+            )
         self._configure_clipping()
-        self._rng_base = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
+        self._rng_base = (
+            self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
+        )
         if self.precision == "bf16":
             model.set_dtype(mx.bfloat16)
         self._configure_optimizer(model)
@@ -235,10 +329,19 @@ class Trainer:
             callback.setup(self, model, "fit")
         resume = self._restore(ckpt_path, model) if ckpt_path is not None else None
         if resume is not None and self._finished(resume):
-            print(f"Trainer: the run in {resume['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do.")
+            print(
+                f"Trainer: the run in {resume['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do."
+            )
             return False
-        self._builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, self.gradient_clip_val,
-                                    self.gradient_clip_algorithm, self.precision, self.compile)
+        self._builder = StepBuilder(
+            model,
+            self.optimizer,
+            self.accumulate_grad_batches,
+            self.gradient_clip_val,
+            self.gradient_clip_algorithm,
+            self.precision,
+            self.compile,
+        )
         for logger in self.loggers:
             logger.log_hyperparams(self._hparams())
         self._call("on_fit_start")
@@ -255,7 +358,9 @@ class Trainer:
         self._call("on_fit_end")
         return True
 
-    def _run_epoch(self, model: TrainModule, train_loader: Any, val_loader: Any, resume: dict | None) -> None:
+    def _run_epoch(
+        self, model: TrainModule, train_loader: Any, val_loader: Any, resume: dict | None
+    ) -> None:
         self.at_epoch_end = self._epoch_finished = False
         self._batch_in_epoch = int(resume["batch_in_epoch"]) if resume else 0
         self._call("on_train_epoch_start")
@@ -263,8 +368,15 @@ class Trainer:
         total, micro = self._builder.zeros, 0
         tracker = MeanTracker()
         batches = epoch_iterator(train_loader, self.current_epoch, resume)
-        limit = None if self.limit_train_batches is None else self.num_training_batches - self._batch_in_epoch
-        for batch in iter_limited(batches, None if limit is None or math.isinf(limit) else int(limit)):
+        limit = (
+            None
+            if self.limit_train_batches is None
+            else self.num_training_batches - self._batch_in_epoch
+        )
+        stopped_early = False
+        for batch in iter_limited(
+            batches, None if limit is None or math.isinf(limit) else int(limit)
+        ):
             batch_idx = self._batch_in_epoch
             self._call("on_train_batch_start", batch, batch_idx)
             micro += 1
@@ -275,9 +387,19 @@ class Trainer:
                 self._after_update(tracker)
                 tracker = MeanTracker()
             self._call("on_train_batch_end", {"loss": loss, **metrics}, batch, batch_idx)
-            if val_loader is not None and interval and self._batch_in_epoch % interval == 0 and self._val_due():
+            if (
+                val_loader is not None
+                and interval
+                and self._batch_in_epoch % interval == 0
+                and self._val_due()
+            ):
                 self._evaluate(val_loader, "val", self.limit_val_batches)
-            if (micro == 0 and (self._interrupted or self._step_limit_reached())) or (self.should_stop and micro == 0 and self._min_reached()):
+            if micro == 0 and (
+                self._interrupted
+                or self._step_limit_reached()
+                or (self.should_stop and self._min_reached())
+            ):
+                stopped_early = True  # at an optimizer-step boundary, before the epoch's end
                 break
         if micro:  # a short accumulation group at the end of the epoch still steps
             self._builder.apply(total, mx.array(micro))
@@ -287,13 +409,19 @@ class Trainer:
             self._after_update(tracker)
         if self._interrupted:
             raise KeyboardInterrupt
-        self.at_epoch_end = self._epoch_finished = True
-        if val_loader is not None and self._val_due() and not (interval and self._batch_in_epoch % interval == 0):
+        self.at_epoch_end = self._epoch_finished = not stopped_early
+        if (
+            val_loader is not None
+            and not stopped_early
+            and self._val_due()
+            and not (interval and self._batch_in_epoch % interval == 0)
+        ):
             self._evaluate(val_loader, "val", self.limit_val_batches)
         self.log_metrics({"epoch": self.current_epoch})
         self._call("on_train_epoch_end")
-        self.current_epoch += 1
-        self._batch_in_epoch = 0
+        if not stopped_early:
+            self.current_epoch += 1
+            self._batch_in_epoch = 0
 
     def _train_step(self, batch: Any, batch_idx: int, total: Any, micro: int) -> tuple:
         builder, index = self._builder, mx.array(batch_idx)
@@ -307,7 +435,9 @@ class Trainer:
             if math.isfinite(loss.item()):
                 total = tree_map(mx.add, total, grads)
             else:
-                print(f"Trainer: skipping batch {batch_idx} of epoch {self.current_epoch}: loss is {loss.item()}")
+                print(
+                    f"Trainer: skipping batch {batch_idx} of epoch {self.current_epoch}: loss is {loss.item()}"
+                )
                 micro -= 1
             if micro == acc:
                 builder.apply(total, mx.array(micro))
@@ -317,7 +447,9 @@ class Trainer:
             micro, self.did_update = 0, True
         else:
             update = micro == acc
-            loss, metrics, total = builder.accumulating(batch, index, total, mx.array(micro), update)
+            loss, metrics, total = builder.accumulating(
+                batch, index, total, mx.array(micro), update
+            )
             if update:
                 total, micro, self.did_update = builder.zeros, 0, True
         mx.eval(self._builder_state(), loss, metrics, total)
@@ -343,7 +475,9 @@ class Trainer:
             self._check_monitors()
 
     # -- validation, test, predict -------------------------------------------------------------
-    def _evaluate(self, loader: Iterable[Any], stage: str, limit: int | float | None) -> dict[str, float]:
+    def _evaluate(
+        self, loader: Iterable[Any], stage: str, limit: int | float | None
+    ) -> dict[str, float]:
         module = self.module
         assert module is not None
         count = limited(length_of(loader), limit)
@@ -360,25 +494,40 @@ class Trainer:
         if stage == "val":
             self._val_names = set(results)
         if not self.sanity_checking and results:
-            self.log_metrics({**results, "epoch": self.current_epoch} if self.optimizer is not None else results)
+            self.log_metrics(
+                {**results, "epoch": self.current_epoch} if self.optimizer is not None else results
+            )
         if self.sanity_checking:
             self._check_monitors(sanity=True)
         self._call("on_validation_end" if stage == "val" else "on_test_end")
         return results
 
-    def validate(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
+    def validate(
+        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    ) -> list[dict[str, float]]:
         return [self._standalone(model, dataloaders, "val", ckpt_path, self.limit_val_batches)]
 
-    def test(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
+    def test(
+        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    ) -> list[dict[str, float]]:
         return [self._standalone(model, dataloaders, "test", ckpt_path, self.limit_test_batches)]
 
-    def _standalone(self, model: TrainModule, loader: Iterable[Any], stage: str, ckpt_path: str | None, limit: Any) -> dict[str, float]:
+    def _standalone(
+        self,
+        model: TrainModule,
+        loader: Iterable[Any],
+        stage: str,
+        ckpt_path: str | None,
+        limit: Any,
+    ) -> dict[str, float]:
         self.module, model.trainer = model, self
         if ckpt_path is not None:
             model.load_checkpoint(self._resolve_ckpt(ckpt_path))
         return self._evaluate(loader, stage, limit)
 
-    def predict(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
+    def predict(
+        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    ) -> list[Any]:
         """``predict_step`` on every batch (eval mode), returned as a list."""
         self.module, model.trainer = model, self
         if ckpt_path is not None:
@@ -409,7 +558,9 @@ class Trainer:
             "should_stop": bool(self.should_stop),
             "rng": rng_state(),
             "rng_base": self._rng_base,
-            "loader": loader.state_dict() if is_stateful_loader(loader) and not self._epoch_finished else None,
+            "loader": loader.state_dict()
+            if is_stateful_loader(loader) and not self._epoch_finished
+            else None,
             "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
             "callback_metrics": dict(self.callback_metrics),
             "versions": versions(),
@@ -423,9 +574,15 @@ class Trainer:
             callback = self.checkpoint_callback
             if ckpt_path == "best":
                 if callback is None or not callback.best_model_path:
-                    raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint')
+                    raise ValueError(
+                        'ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint'
+                    )
                 return callback.best_model_path
-            dirpath = callback.dirpath if callback is not None and callback.dirpath else os.path.join(self.default_root_dir, "checkpoints")
+            dirpath = (
+                callback.dirpath
+                if callback is not None and callback.dirpath
+                else os.path.join(self.default_root_dir, "checkpoints")
+            )
             return os.path.join(dirpath, "last")
         return ckpt_path
 
@@ -436,12 +593,19 @@ class Trainer:
             return None
         directory, state = ckpt.read_state(path)
         weights_file = os.path.join(directory, ckpt.MODEL_FILE)
-        ckpt.check_against(weights_file, ckpt.load_arrays(weights_file), dict(tree_flatten(module.parameters())), "model")
+        ckpt.check_against(
+            weights_file,
+            ckpt.load_arrays(weights_file),
+            dict(tree_flatten(module.parameters())),
+            "model",
+        )
         module.load_checkpoint(directory)
         optimizer_file = os.path.join(directory, ckpt.OPTIMIZER_FILE)
         loaded = ckpt.load_arrays(optimizer_file)
         self.optimizer.init(module.trainable_parameters())
-        ckpt.check_against(optimizer_file, loaded, dict(tree_flatten(self.optimizer.state)), "optimizer")
+        ckpt.check_against(
+            optimizer_file, loaded, dict(tree_flatten(self.optimizer.state)), "optimizer"
+        )
         self.optimizer.state = tree_unflatten(list(loaded.items()))
         self.current_epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.callback_metrics = {k: float(v) for k, v in state.get("callback_metrics", {}).items()}
@@ -453,15 +617,27 @@ class Trainer:
         self._call("on_load_checkpoint", state)
         if state["epoch_finished"]:
             self.current_epoch += 1
-            return {**state, "batch_in_epoch": 0, "loader": None, "_dir": directory, "_finished_epoch": True}
+            return {
+                **state,
+                "batch_in_epoch": 0,
+                "loader": None,
+                "_dir": directory,
+                "_finished_epoch": True,
+            }
         return {**state, "_dir": directory}
 
     def _finished(self, resume: dict) -> bool:
-        return bool(resume.get("should_stop")) or self._step_limit_reached() or (self.max_epochs is not None and self.current_epoch >= self.max_epochs)
+        return (
+            bool(resume.get("should_stop"))
+            or self._step_limit_reached()
+            or (self.max_epochs is not None and self.current_epoch >= self.max_epochs)
+        )
 
     # -- small decisions ------------------------------------------------------------------------
     def _done(self) -> bool:
-        if self._step_limit_reached() or (self.max_epochs is not None and self.current_epoch >= self.max_epochs):
+        if self._step_limit_reached() or (
+            self.max_epochs is not None and self.current_epoch >= self.max_epochs
+        ):
             return True
         return self.should_stop and self._min_reached()
 
@@ -479,7 +655,11 @@ class Trainer:
         interval = self.val_check_interval
         if isinstance(interval, float):
             per_epoch = self.num_training_batches
-            return None if interval == 1.0 or math.isinf(per_epoch) else max(1, int(per_epoch * interval))
+            return (
+                None
+                if interval == 1.0 or math.isinf(per_epoch)
+                else max(1, int(per_epoch * interval))
+            )
         return interval
 
     def _configure_optimizer(self, model: TrainModule) -> None:
@@ -487,32 +667,51 @@ class Trainer:
         if isinstance(config, optim.Optimizer):
             config = OptimizerConfig(config)
         if not isinstance(config, OptimizerConfig):
-            raise TypeError(f"configure_optimizers() must return an OptimizerConfig or an mlx.optimizers.Optimizer, got {type(config).__name__}")
+            raise TypeError(
+                f"configure_optimizers() must return an OptimizerConfig or an mlx.optimizers.Optimizer, got {type(config).__name__}"
+            )
         self.optimizer, self.lr_schedule_name = config.optimizer, config.lr_schedule_name
 
     def _configure_clipping(self) -> None:
         clippers = [c for c in self.callbacks if isinstance(c, GradientClipper)]
         for clipper in clippers:
-            if self.gradient_clip_val is not None and (clipper.max_norm != self.gradient_clip_val or clipper.algorithm != self.gradient_clip_algorithm):
-                raise ValueError(f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={self.gradient_clip_val}); give one")
-            self.gradient_clip_val, self.gradient_clip_algorithm = clipper.max_norm, clipper.algorithm
+            if self.gradient_clip_val is not None and (
+                clipper.max_norm != self.gradient_clip_val
+                or clipper.algorithm != self.gradient_clip_algorithm
+            ):
+                raise ValueError(
+                    f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={self.gradient_clip_val}); give one"
+                )
+            self.gradient_clip_val, self.gradient_clip_algorithm = (
+                clipper.max_norm,
+                clipper.algorithm,
+            )
 
     def _check_monitors(self, sanity: bool = False) -> None:
         known = set(self.callback_metrics) | (self._val_names or set()) | {"epoch", "step", "lr"}
         train_known = any(k.startswith("train_") for k in known)
         for callback in self.callbacks:
             monitor = getattr(callback, "monitor", None)
-            if monitor is None or monitor in known or (monitor.startswith("train_") and not train_known):
+            if (
+                monitor is None
+                or monitor in known
+                or (monitor.startswith("train_") and not train_known)
+            ):
                 continue
             if sanity and not monitor.startswith("val_"):
                 continue
-            raise ValueError(f"{type(callback).__name__}(monitor={monitor!r}) names a metric that is never logged; logged metrics: {sorted(known - {'step'})}")
+            raise ValueError(
+                f"{type(callback).__name__}(monitor={monitor!r}) names a metric that is never logged; logged metrics: {sorted(known - {'step'})}"
+            )
         self._monitors_checked = not sanity
 
     def _hparams(self) -> dict[str, Any]:
         names = ("max_epochs", "accumulate_grad_batches", "gradient_clip_val", "precision", "seed")
-        return {"trainer": {n: getattr(self, n) for n in names} | {"max_steps": self.max_steps},
-                "optimizer": type(self.optimizer).__name__, "lr_schedule": self.lr_schedule_name}
+        return {
+            "trainer": {n: getattr(self, n) for n in names} | {"max_steps": self.max_steps},
+            "optimizer": type(self.optimizer).__name__,
+            "lr_schedule": self.lr_schedule_name,
+        }
 
     def _finalize_loggers(self, status: str) -> None:
         for logger in self.loggers:
@@ -527,8 +726,14 @@ class Trainer:
         lines = [f"Trainer: finished at epoch {self.current_epoch}, step {self.global_step}."]
         callback = self.checkpoint_callback
         if callback is not None and callback.dirpath:
-            best = f"; best {callback.monitor}={callback.best_model_score:.6g} at {callback.best_model_path}" if callback.monitor and callback.best_model_score is not None else ""
-            lines.append(f"  checkpoints: {callback.dirpath} (last -> {callback.last_model_path or 'none'}){best}")
+            best = (
+                f"; best {callback.monitor}={callback.best_model_score:.6g} at {callback.best_model_path}"
+                if callback.monitor and callback.best_model_score is not None
+                else ""
+            )
+            lines.append(
+                f"  checkpoints: {callback.dirpath} (last -> {callback.last_model_path or 'none'}){best}"
+            )
         for logger in self.loggers:
             lines.append(f"  logs: {type(logger).__name__} at {logger.log_dir}")
         print("\n".join(lines))
@@ -544,7 +749,9 @@ class Trainer:
             if self._interrupted:
                 raise KeyboardInterrupt
             self._interrupted = True
-            print("\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once).")
+            print(
+                "\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once)."
+            )
 
         return signal.signal(signal.SIGINT, handler)
 

@@ -21,12 +21,18 @@ class Callback:
     def on_train_end(self, trainer: Any, module: Any) -> None: ...
     def on_train_epoch_start(self, trainer: Any, module: Any) -> None: ...
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None: ...
-    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None: ...
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_train_batch_start(
+        self, trainer: Any, module: Any, batch: Any, batch_idx: int
+    ) -> None: ...
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None: ...
     def on_before_optimizer_step(self, trainer: Any, module: Any, optimizer: Any) -> None: ...
     def on_validation_start(self, trainer: Any, module: Any) -> None: ...
     def on_validation_end(self, trainer: Any, module: Any) -> None: ...
-    def on_validation_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_validation_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None: ...
     def on_test_start(self, trainer: Any, module: Any) -> None: ...
     def on_test_end(self, trainer: Any, module: Any) -> None: ...
     def on_predict_start(self, trainer: Any, module: Any) -> None: ...
@@ -41,15 +47,28 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def check_number(owner: str, name: str, value: Any, minimum: float | None = None, allow_none: bool = False, integer: bool = False) -> None:
+def check_number(
+    owner: str,
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    allow_none: bool = False,
+    integer: bool = False,
+) -> None:
     """ValueError naming ``owner(name=...)`` when a numeric argument is wrong."""
     if value is None and allow_none:
         return
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or (minimum is not None and value < minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or (minimum is not None and value < minimum)
+    ):
         what = "an int" if integer else "a number"
         bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{owner}: {name} must be {what}{bound}{' or None' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"{owner}: {name} must be {what}{bound}{' or None' if allow_none else ''}, got {value!r}"
+        )
 
 
 def check_mode(owner: str, mode: str) -> None:

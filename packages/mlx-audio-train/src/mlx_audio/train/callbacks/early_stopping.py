@@ -31,9 +31,17 @@ class EarlyStopping(Callback):
         check_number("EarlyStopping", "divergence_threshold", divergence_threshold, allow_none=True)
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"EarlyStopping: monitor must be a metric name, got {monitor!r}")
-        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, float(min_delta)
+        self.monitor, self.mode, self.patience, self.min_delta = (
+            monitor,
+            mode,
+            patience,
+            float(min_delta),
+        )
         self.check_finite, self.verbose = check_finite, verbose
-        self.stopping_threshold, self.divergence_threshold = stopping_threshold, divergence_threshold
+        self.stopping_threshold, self.divergence_threshold = (
+            stopping_threshold,
+            divergence_threshold,
+        )
         self.wait_count = 0
         self.best_score = math.inf if mode == "min" else -math.inf
         self.stopped_epoch = 0
@@ -53,16 +61,29 @@ class EarlyStopping(Callback):
         stop, reason = False, None
         if self.check_finite and not math.isfinite(current):
             stop, reason = True, f"{self.monitor} = {current} is not finite"
-        elif self.stopping_threshold is not None and not self._better(self.stopping_threshold, current, 0.0):
-            stop, reason = True, f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
-        elif self.divergence_threshold is not None and self._better(self.divergence_threshold, current, 0.0):
-            stop, reason = True, f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}"
+        elif self.stopping_threshold is not None and not self._better(
+            self.stopping_threshold, current, 0.0
+        ):
+            stop, reason = (
+                True,
+                f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}",
+            )
+        elif self.divergence_threshold is not None and self._better(
+            self.divergence_threshold, current, 0.0
+        ):
+            stop, reason = (
+                True,
+                f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}",
+            )
         elif self._better(current, self.best_score, self.min_delta):
             self.best_score, self.wait_count = current, 0
         else:
             self.wait_count += 1
             if self.wait_count >= self.patience:
-                stop, reason = True, f"{self.monitor} did not improve by more than {self.min_delta} in {self.wait_count} checks (best {self.best_score:.6g})"
+                stop, reason = (
+                    True,
+                    f"{self.monitor} did not improve by more than {self.min_delta} in {self.wait_count} checks (best {self.best_score:.6g})",
+                )
         if stop:
             self.stopped_epoch, self.reason = trainer.current_epoch, reason
             trainer.should_stop = True
@@ -70,7 +91,12 @@ class EarlyStopping(Callback):
                 print(f"EarlyStopping: {reason}; stopping.")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"wait_count": self.wait_count, "best_score": self.best_score, "stopped_epoch": self.stopped_epoch, "patience": self.patience}
+        return {
+            "wait_count": self.wait_count,
+            "best_score": self.best_score,
+            "stopped_epoch": self.stopped_epoch,
+            "patience": self.patience,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.wait_count = int(state["wait_count"])

@@ -15,6 +15,8 @@ class GradientClipper(Callback):
     def __init__(self, max_norm: float = 1.0, algorithm: str = "norm") -> None:
         check_number("GradientClipper", "max_norm", max_norm, minimum=0)
         if algorithm not in ("norm", "value"):
-            raise ValueError(f"GradientClipper: algorithm must be 'norm' or 'value', got {algorithm!r}")
+            raise ValueError(
+                f"GradientClipper: algorithm must be 'norm' or 'value', got {algorithm!r}"
+            )
         self.max_norm = float(max_norm)
         self.algorithm = algorithm

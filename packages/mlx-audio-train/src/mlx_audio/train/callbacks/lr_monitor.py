@@ -18,7 +18,9 @@ class LearningRateMonitor(Callback):
 
     def __init__(self, logging_interval: str | None = "step") -> None:
         if logging_interval not in ("step", "epoch", None):
-            raise ValueError(f"LearningRateMonitor: logging_interval must be 'step', 'epoch' or None, got {logging_interval!r}")
+            raise ValueError(
+                f"LearningRateMonitor: logging_interval must be 'step', 'epoch' or None, got {logging_interval!r}"
+            )
         self.logging_interval = logging_interval or "step"
 
     def _log(self, trainer: Any) -> None:
@@ -26,7 +28,9 @@ class LearningRateMonitor(Callback):
             return
         trainer.log_metrics({"lr": trainer.optimizer.learning_rate.item()})
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.logging_interval == "step" and trainer.did_update:
             self._log(trainer)
 

@@ -44,50 +44,96 @@ class ModelCheckpoint(Callback):
     ) -> None:
         check_mode("ModelCheckpoint", mode)
         check_number("ModelCheckpoint", "save_top_k", save_top_k, minimum=-1, integer=True)
-        check_number("ModelCheckpoint", "every_n_train_steps", every_n_train_steps, minimum=1, allow_none=True, integer=True)
-        check_number("ModelCheckpoint", "every_n_epochs", every_n_epochs, minimum=1, allow_none=True, integer=True)
+        check_number(
+            "ModelCheckpoint",
+            "every_n_train_steps",
+            every_n_train_steps,
+            minimum=1,
+            allow_none=True,
+            integer=True,
+        )
+        check_number(
+            "ModelCheckpoint",
+            "every_n_epochs",
+            every_n_epochs,
+            minimum=1,
+            allow_none=True,
+            integer=True,
+        )
         if every_n_train_steps is not None and every_n_epochs is not None:
-            raise ValueError("ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive")
+            raise ValueError(
+                "ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive"
+            )
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
-            raise ValueError(f"ModelCheckpoint: monitor must be a metric name or None, got {monitor!r}")
+            raise ValueError(
+                f"ModelCheckpoint: monitor must be a metric name or None, got {monitor!r}"
+            )
         self.dirpath = os.fspath(dirpath) if dirpath is not None else None
         self.filename, self.monitor, self.mode = filename, monitor, mode
         self.save_top_k, self.save_last = save_top_k, save_last
-        self.every_n_train_steps, self.every_n_epochs = every_n_train_steps, every_n_epochs or (None if every_n_train_steps else 1)
-        self.save_on_exception, self.auto_insert_metric_name, self.verbose = save_on_exception, auto_insert_metric_name, verbose
+        self.every_n_train_steps, self.every_n_epochs = (
+            every_n_train_steps,
+            every_n_epochs or (None if every_n_train_steps else 1),
+        )
+        self.save_on_exception, self.auto_insert_metric_name, self.verbose = (
+            save_on_exception,
+            auto_insert_metric_name,
+            verbose,
+        )
         self.best_k_models: dict[str, float] = {}
         self.best_model_path = ""
         self.best_model_score: float | None = None
         self.last_model_path = ""
         self.written: list[str] = []
-        self._last_saved_step = -1
+        self._last_saved: tuple[int, bool] = (-1, False)
 
     @property
     def state_key(self) -> str:
-        return f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+        return (
+            f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+        )
 
     # -- hooks -------------------------------------------------------------------------------
     def setup(self, trainer: Any, module: Any, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         n = self.every_n_train_steps
         if n and trainer.did_update and trainer.global_step % n == 0:
             self.save(trainer)
 
     def on_validation_end(self, trainer: Any, module: Any) -> None:
-        if self.every_n_train_steps is None and not trainer.sanity_checking and not trainer.at_epoch_end and self.monitor is not None:
+        if (
+            self.every_n_train_steps is None
+            and not trainer.sanity_checking
+            and not trainer.at_epoch_end
+            and self.monitor is not None
+        ):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self.save(trainer)
+        elif (
+            self.every_n_train_steps
+            and trainer.at_epoch_end
+            and trainer.global_step % self.every_n_train_steps == 0
+        ):
+            self.save(
+                trainer
+            )  # this step ended the epoch (or was a short group's update): record it
 
     def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
         if self.save_on_exception and trainer.optimizer is not None:
             kind = "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"
-            path = self._unique(os.path.join(self.dirpath, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"))
+            path = self._unique(
+                os.path.join(
+                    self.dirpath, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"
+                )
+            )
             trainer.save_checkpoint(path)
             self.written.append(path)
             if self.save_last and isinstance(exception, KeyboardInterrupt):  # a clean step boundary
@@ -97,7 +143,11 @@ class ModelCheckpoint(Callback):
     # -- saving ------------------------------------------------------------------------------
     def format_name(self, trainer: Any) -> str:
         template = self.filename or "{epoch}-{step}"
-        values = {**{k: float(v) for k, v in trainer.callback_metrics.items()}, "epoch": trainer.current_epoch, "step": trainer.global_step}
+        values = {
+            **{k: float(v) for k, v in trainer.callback_metrics.items()},
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+        }
 
         def field(match: re.Match) -> str:
             key, spec = match.group(1), match.group(2) or ""
@@ -130,12 +180,24 @@ class ModelCheckpoint(Callback):
 
     def save(self, trainer: Any) -> None:
         """Save now if this step has not been saved yet; then update ``last`` and prune."""
-        if trainer.global_step == self._last_saved_step or not trainer.is_global_zero or trainer.optimizer is None:
+        position = (
+            trainer.global_step,
+            trainer.at_epoch_end,
+        )  # an epoch's end supersedes its last step
+        if position == self._last_saved or not trainer.is_global_zero or trainer.optimizer is None:
             return
-        self._last_saved_step = trainer.global_step
+        self._last_saved = position
         score = self._score(trainer)
         k = self.save_top_k
-        keep = score is not None and k != 0 and (k == -1 or len(self.best_k_models) < k or self._better(score, self.best_k_models[self._worst()]))
+        keep = (
+            score is not None
+            and k != 0
+            and (
+                k == -1
+                or len(self.best_k_models) < k
+                or self._better(score, self.best_k_models[self._worst()])
+            )
+        )
         if not keep and not self.save_last:
             return
         path = self._unique(os.path.join(self.dirpath, self.format_name(trainer)))
@@ -152,7 +214,10 @@ class ModelCheckpoint(Callback):
         if self.save_last:
             point_last(self.dirpath, path)
         if self.verbose:
-            print(f"ModelCheckpoint: saved {path}" + (f" ({self.monitor}={score:.6g})" if self.monitor and score is not None else ""))
+            print(
+                f"ModelCheckpoint: saved {path}"
+                + (f" ({self.monitor}={score:.6g})" if self.monitor and score is not None else "")
+            )
         self._prune()
 
     def _worst_or_best(self, best: bool) -> str:
@@ -169,7 +234,9 @@ class ModelCheckpoint(Callback):
         if self.save_top_k == -1:
             return
         for path in list(self.written):
-            if path not in keep and not path.rsplit("/", 1)[-1].startswith(("interrupted-", "exception-")):
+            if path not in keep and not path.rsplit("/", 1)[-1].startswith(
+                ("interrupted-", "exception-")
+            ):
                 shutil.rmtree(path, ignore_errors=True)
                 self.written.remove(path)
 

@@ -26,7 +26,12 @@ def summarize(module: Any, max_depth: int = 1) -> str:
     width = max([len(r[0]) for r in rows] + [4])
     lines = [f"  | {'Name':<{width}} | {'Type':<20} | {'Params':>12} | {'Trainable':>12}"]
     lines += [f"  | {n:<{width}} | {t:<20} | {p:>12,} | {tr:>12,}" for n, t, p, tr in rows]
-    lines += [f"{trainable:,} trainable params", f"{total - trainable:,} non-trainable params", f"{total:,} total params", f"{nbytes / 2**20:.2f} MiB of weights"]
+    lines += [
+        f"{trainable:,} trainable params",
+        f"{total - trainable:,} non-trainable params",
+        f"{total:,} total params",
+        f"{nbytes / 2**20:.2f} MiB of weights",
+    ]
     return "\n".join(lines)
 
 

@@ -40,7 +40,9 @@ class ProgressBar(Callback):
     def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
         self._last_time, self._last_batches, self._seen = time.perf_counter(), 0, 0
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._seen += 1
         if not trainer.is_global_zero or self._seen % self.refresh_rate:
             return
@@ -49,7 +51,11 @@ class ProgressBar(Callback):
         self._last_time, self._last_batches = now, self._seen
         total = trainer.num_training_batches
         position = f"{batch_idx + 1}/{total}" if isinstance(total, int) else f"{batch_idx + 1}"
-        lr = f" lr={trainer.optimizer.learning_rate.item():.3g}" if trainer.optimizer is not None and "learning_rate" in trainer.optimizer.state else ""
+        lr = (
+            f" lr={trainer.optimizer.learning_rate.item():.3g}"
+            if trainer.optimizer is not None and "learning_rate" in trainer.optimizer.state
+            else ""
+        )
         schedule = f" ({trainer.lr_schedule_name})" if lr and trainer.lr_schedule_name else ""
         line = f"epoch {trainer.current_epoch} [{position}] step {trainer.global_step} {_format(trainer.progress_metrics)}{lr}{schedule} {rate:.1f} it/s"
         if self.live:

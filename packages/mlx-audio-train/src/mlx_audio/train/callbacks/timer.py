@@ -21,8 +21,12 @@ def parse_duration(duration: str | timedelta | dict | float) -> float:
         parts = duration.split(":")
         if len(parts) == 4 and all(p.strip().isdigit() for p in parts):
             days, hours, minutes, seconds = map(int, parts)
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
-    raise ValueError(f"Timer: duration must be 'DD:HH:MM:SS', a timedelta, a dict of timedelta fields or seconds, got {duration!r}")
+            return timedelta(
+                days=days, hours=hours, minutes=minutes, seconds=seconds
+            ).total_seconds()
+    raise ValueError(
+        f"Timer: duration must be 'DD:HH:MM:SS', a timedelta, a dict of timedelta fields or seconds, got {duration!r}"
+    )
 
 
 class Timer(Callback):
@@ -51,7 +55,9 @@ class Timer(Callback):
         if self.time_elapsed() >= self.duration:
             trainer.should_stop = True
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.interval == "step":
             self._check(trainer)
 

@@ -1,0 +1,17 @@
+import os
+
+import pytest
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in a fresh directory (the Trainer writes checkpoints/ and logs/ under the cwd)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _quiet_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    yield
+    os.environ.pop("MLX_RANK", None)

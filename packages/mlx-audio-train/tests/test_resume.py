@@ -1,0 +1,155 @@
+"""Exact resume: an interrupted run ends bit-identical to an uninterrupted one."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
+
+import numpy as np
+import pytest
+from train_testing import TinyClassifier, assert_trees_equal, blobs
+
+EPOCHS = 3  # 200 samples / batch 16 = 13 batches -> 7 updates per epoch with accumulation 2
+
+
+def make(root, **overrides):
+    loader = DataLoader(blobs(200), batch_size=16, shuffle=True, num_workers=2, seed=3)
+    trainer = Trainer(
+        max_epochs=EPOCHS,
+        accumulate_grad_batches=2,
+        gradient_clip_val=1.0,
+        seed=7,
+        default_root_dir=str(root),
+        enable_progress_bar=False,
+        logger=False,
+        log_every_n_steps=1,
+        callbacks=[
+            ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=1, save_top_k=0)
+        ],
+        **overrides,
+    )
+    return TinyClassifier(total_steps=21), loader, trainer
+
+
+def reference(root):
+    model, loader, trainer = make(root)
+    trainer.fit(model, loader)
+    return model, trainer
+
+
+@pytest.mark.parametrize("stop_at", [1, 5, 7, 10])
+def test_resume_after_max_steps_is_bit_identical(tmp_path, stop_at):
+    """Stopping at update 7 ends an epoch; 5 and 10 are mid-epoch; 1 is the first update."""
+    full_model, full_trainer = reference(tmp_path / "full")
+    assert full_trainer.global_step == 21
+
+    model, loader, trainer = make(tmp_path / "cut", max_steps=stop_at)
+    trainer.fit(model, loader)
+    assert trainer.global_step == stop_at
+
+    model, loader, trainer = make(tmp_path / "cut")
+    trainer.fit(model, loader, ckpt_path="last")
+    assert trainer.global_step == 21 and trainer.current_epoch == EPOCHS
+    assert_trees_equal(model.parameters(), full_model.parameters())
+    assert_trees_equal(trainer.optimizer.state, full_trainer.optimizer.state)
+
+
+def test_resume_after_a_completed_epoch_does_not_repeat_it(tmp_path):
+    model, loader, trainer = make(tmp_path, max_steps=7)
+    trainer.fit(model, loader)
+    state = json.loads(open(tmp_path / "ckpt" / "last" / "trainer_state.json").read())
+    assert state["epoch_finished"] and state["global_step"] == 7
+    model, loader, trainer = make(tmp_path)
+    seen = []
+    model.on_train_epoch_start = lambda: seen.append(trainer.current_epoch)
+    trainer.fit(model, loader, ckpt_path="last")
+    assert seen == [1, 2]
+
+
+def test_last_that_does_not_exist_warns_and_starts_fresh(tmp_path, capsys):
+    model, loader, trainer = make(tmp_path, max_steps=2)
+    trainer.fit(model, loader, ckpt_path="last")
+    assert "starting from scratch" in capsys.readouterr().out and trainer.global_step == 2
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from train_testing import TinyClassifier, blobs
+    from mlx_audio.data import DataLoader
+    from mlx_audio.train import Trainer
+    from mlx_audio.train.callbacks import ModelCheckpoint
+
+    if __name__ == "__main__":
+        root, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
+        loader = DataLoader(blobs(120), batch_size=8, shuffle=True, seed=3)
+        trainer = Trainer(max_epochs=4, seed=7, default_root_dir=str(root), enable_progress_bar=False, logger=False,
+                          callbacks=[ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=1, save_top_k=1)])
+        model = TinyClassifier(total_steps=60)
+        print("STARTED", flush=True)
+        trainer.fit(model, loader, ckpt_path="last" if resume else None)
+        model.save_weights(str(root / "final.safetensors"))
+        print("DONE", trainer.global_step, flush=True)
+    """
+)
+
+
+def test_sigkill_at_random_points_always_resumes(tmp_path):
+    """20 trials: kill the training process at a random moment, resume from `last`, and
+    check the final weights equal an uninterrupted run's."""
+    import mlx.core as mx
+
+    script = tmp_path / "train.py"
+    script.write_text(KILL_SCRIPT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+
+    def launch(root, mode):
+        return subprocess.Popen(
+            [sys.executable, str(script), str(root), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    ref = launch(tmp_path / "ref", "fresh")
+    assert ref.stdout.readline().startswith("STARTED")
+    started = time.monotonic()
+    out, err = ref.communicate(timeout=300)
+    duration = time.monotonic() - started  # of the training itself: kill somewhere inside it
+    assert "DONE 60" in out, err[-2000:]
+    expected = mx.load(str(tmp_path / "ref" / "final.safetensors"))
+    rng = random.Random(0)
+    kills = 0
+    for trial in range(20):
+        root = tmp_path / f"trial{trial}"
+        proc = launch(root, "fresh")
+        assert proc.stdout.readline().startswith("STARTED")
+        time.sleep(rng.uniform(0.02, 0.9) * duration)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate(timeout=60)
+        resumed = launch(root, "resume")
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0 and "DONE 60" in out, f"trial {trial}: {err[-2000:]}"
+        got = mx.load(str(root / "final.safetensors"))
+        for key in expected:
+            np.testing.assert_array_equal(
+                np.array(got[key]), np.array(expected[key]), err_msg=f"trial {trial}: {key}"
+            )
+    assert kills >= 15, f"only {kills} of 20 trials were killed mid-run"
