@@ -6,6 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+import pytest
 from mlx.utils import tree_flatten, tree_map
 from train_testing import TinyClassifier, assert_trees_equal
 
@@ -88,9 +89,5 @@ def test_module_without_trainer_explains():
     class Bare(TrainModule):
         pass
 
-    try:
-        Bare().trainer
-    except RuntimeError as error:
-        assert "not attached to a Trainer" in str(error)
-    else:
-        raise AssertionError("expected RuntimeError")
+    with pytest.raises(RuntimeError, match="not attached to a Trainer"):
+        _ = Bare().trainer

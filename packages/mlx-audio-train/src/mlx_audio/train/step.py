@@ -182,3 +182,31 @@ class StepBuilder:
                 "few fixed shapes (drop_last=True helps too), or use Trainer(compile=False).",
                 stacklevel=3,
             )
+        return True
+
+
+class TraceGuard:
+    """Undo what a failed ``mx.compile`` trace leaves behind.
+
+    When user code raises while a step is being traced, the module's parameters, the
+    optimizer's state and MLX's random key can still hold placeholder arrays. Snapshot the
+    references before a trace and put them back on error, so the model stays usable.
+    """
+
+    def __init__(self, module: Any, optimizer: optim.Optimizer | None, active: bool) -> None:
+        self.module, self.optimizer, self.active = module, optimizer, active
+
+    def __enter__(self) -> TraceGuard:
+        if self.active:
+            self.params = dict(self.module.parameters())
+            self.state = (
+                tree_map(lambda x: x, self.optimizer.state) if self.optimizer is not None else None
+            )
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if self.active and error is not None:
+            self.module.update(self.params)
+            if self.state is not None:
+                self.optimizer.state = self.state
+            mx.random.seed(0)  # the trainer reseeds before every step anyway

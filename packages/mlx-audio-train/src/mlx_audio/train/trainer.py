@@ -38,7 +38,7 @@ from ._support import (
 )
 from .callbacks import Callback, GradientClipper, ModelCheckpoint, ProgressBar
 from .module import OptimizerConfig, TrainModule
-from .step import StepBuilder, make_eval_fn
+from .step import StepBuilder, TraceGuard, make_eval_fn
 
 PRECISIONS = ("32", "bf16-mixed", "bf16")
 
@@ -425,7 +425,18 @@ class Trainer:
 
     def _train_step(self, batch: Any, batch_idx: int, total: Any, micro: int) -> tuple:
         builder, index = self._builder, mx.array(batch_idx)
-        builder.note_shapes(batch)
+        with TraceGuard(self.module, self.optimizer, builder.note_shapes(batch)):
+            return self._run_step(builder, batch, batch_idx, index, total, micro)
+
+    def _run_step(
+        self,
+        builder: StepBuilder,
+        batch: Any,
+        batch_idx: int,
+        index: mx.array,
+        total: Any,
+        micro: int,
+    ) -> tuple:
         seed_step(self._rng_base, self.global_step, micro)
         acc = self.accumulate_grad_batches
         self.did_update = False
@@ -487,8 +498,9 @@ class Trainer:
         step = make_eval_fn(module, stage, self.precision, self.compile)
         tracker = MeanTracker()
         for batch_idx, batch in enumerate(iter_limited(loader, count)):
-            loss, metrics = step(batch, mx.array(batch_idx))
-            tracker.add({"loss": loss, **metrics}, batch_size_of(batch))
+            with TraceGuard(module, None, self.compile and batch_idx == 0):
+                loss, metrics = step(batch, mx.array(batch_idx))
+                tracker.add({"loss": loss, **metrics}, batch_size_of(batch))
         module.train(was_training)
         results = {f"{stage}_{k}": v for k, v in tracker.means().items()}
         if stage == "val":

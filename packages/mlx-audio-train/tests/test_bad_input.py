@@ -1,0 +1,129 @@
+"""Clear errors before the first step."""
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    Timer,
+)
+
+import mlx.core as mx
+import mlx.optimizers as optim
+import pytest
+from train_testing import TinyClassifier, blobs
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "set max_epochs or max_steps"),
+        ({"max_epochs": 0}, "max_epochs must be an int >= 1"),
+        ({"max_epochs": 1, "max_steps": -5}, "max_steps"),
+        ({"max_epochs": 1, "accumulate_grad_batches": 0}, "accumulate_grad_batches"),
+        ({"max_epochs": 1, "gradient_clip_val": -1.0}, "gradient_clip_val"),
+        ({"max_epochs": 1, "gradient_clip_algorithm": "max"}, "gradient_clip_algorithm"),
+        ({"max_epochs": 1, "precision": "16"}, "precision must be one of"),
+        ({"max_epochs": 1, "limit_train_batches": 1.5}, "fraction in \\(0, 1\\]"),
+        ({"max_epochs": 1, "val_check_interval": 0}, "val_check_interval"),
+        ({"max_epochs": 1, "log_every_n_steps": 0}, "log_every_n_steps"),
+        ({"max_epochs": 1, "num_sanity_val_steps": -1}, "num_sanity_val_steps"),
+        ({"max_epochs": 1, "on_nonfinite_loss": "ignore"}, "on_nonfinite_loss"),
+        ({"max_epochs": 1, "callbacks": [object()]}, "Callback instances"),
+    ],
+)
+def test_trainer_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: EarlyStopping(mode="best"), "mode must be 'min' or 'max'"),
+        (lambda: EarlyStopping(patience=-1), "patience"),
+        (lambda: ModelCheckpoint(save_top_k=-2), "save_top_k"),
+        (lambda: ModelCheckpoint(every_n_train_steps=0), "every_n_train_steps"),
+        (lambda: ModelCheckpoint(every_n_train_steps=5, every_n_epochs=1), "mutually exclusive"),
+        (lambda: ProgressBar(refresh_rate=0), "refresh_rate"),
+        (lambda: LearningRateMonitor(logging_interval="batch"), "logging_interval"),
+        (lambda: Timer("forever"), "DD:HH:MM:SS"),
+    ],
+)
+def test_callback_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def trainer(**kwargs):
+    return Trainer(
+        **{
+            "max_epochs": 1,
+            "enable_progress_bar": False,
+            "logger": False,
+            "enable_checkpointing": False,
+            **kwargs,
+        }
+    )
+
+
+class NonScalar(TinyClassifier):
+    def compute_loss(self, batch):
+        x, y = batch
+        return self(x).sum(axis=-1), {}
+
+
+class BadMetric(TinyClassifier):
+    def compute_loss(self, batch):
+        loss, _ = super().compute_loss(batch)
+        return loss, {"per_sample": mx.ones(4)}
+
+
+class WrongOptimizer(TinyClassifier):
+    def configure_optimizers(self):
+        return {"optimizer": optim.SGD(learning_rate=0.1)}
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (NonScalar(), "must return a scalar loss"),
+        (BadMetric(), "metric 'per_sample' .* must be a scalar"),
+        (WrongOptimizer(), "must return an OptimizerConfig or an mlx.optimizers.Optimizer"),
+    ],
+)
+def test_module_mistakes(model, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        trainer().fit(model, DataLoader(blobs(16), batch_size=4))
+
+
+def test_monitor_that_is_never_logged_lists_the_logged_ones(tmp_path):
+    loader = DataLoader(blobs(32), batch_size=8)
+    with pytest.raises(ValueError, match=r"monitor='val_acc'.*never logged.*val_accuracy"):
+        trainer(callbacks=[EarlyStopping(monitor="val_acc")], default_root_dir=str(tmp_path)).fit(
+            TinyClassifier(), loader, loader
+        )
+
+
+def test_empty_loader():
+    with pytest.raises(ValueError, match="train loader is empty"):
+        trainer().fit(TinyClassifier(), [])
+
+
+def test_nonfinite_loss_raises_with_the_step_or_is_skipped():
+    class Exploding(TinyClassifier):
+        def compute_loss(self, batch):
+            loss, metrics = super().compute_loss(batch)
+            return mx.where(
+                self.fc1.bias.sum() == self.fc1.bias.sum(), loss * mx.nan, loss
+            ), metrics
+
+    with pytest.raises(FloatingPointError, match="loss is nan at step 1"):
+        trainer().fit(Exploding(), DataLoader(blobs(16), batch_size=4))
+    t = trainer(on_nonfinite_loss="skip")
+    model = Exploding()
+    before = {k: v for k, v in model.parameters()["fc1"].items()}
+    t.fit(model, DataLoader(blobs(16), batch_size=4))
+    assert t.global_step == 0 and all(mx.array_equal(before[k], model.fc1[k]) for k in before)

@@ -1,0 +1,172 @@
+"""Checkpoint files, the `last` link, pruning, versioning and clear errors for bad files."""
+
+import json
+import os
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import CheckpointError, Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from train_testing import TinyClassifier, assert_trees_equal, blobs
+
+
+def fit(root, callbacks, epochs=3, **kwargs):
+    loader = DataLoader(blobs(64), batch_size=16, shuffle=True, seed=0)
+    trainer = Trainer(
+        max_epochs=epochs,
+        seed=0,
+        default_root_dir=str(root),
+        enable_progress_bar=False,
+        logger=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+    model = TinyClassifier(total_steps=12)
+    trainer.fit(model, loader, DataLoader(blobs(32, seed=1), batch_size=16))
+    return trainer, model
+
+
+def test_directory_layout_and_loading_weights_into_a_fresh_model(tmp_path):
+    trainer, model = fit(
+        tmp_path,
+        [ModelCheckpoint(monitor="val_loss", save_top_k=2, filename="{epoch:02d}-{val_loss:.3f}")],
+    )
+    folder = tmp_path / "checkpoints"
+    last = folder / "last"
+    assert last.is_symlink() and not os.path.isabs(os.readlink(last))
+    assert sorted(p.name for p in last.iterdir()) == [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ]
+    state = json.loads((last / "trainer_state.json").read_text())
+    assert state["global_step"] == 12 and state["epoch_finished"] and "mlx" in state["versions"]
+    kept = sorted(p.name for p in folder.iterdir() if p.name != "last")
+    assert len(kept) <= 3 and all(
+        name.startswith("epoch=") and "val_loss=" in name for name in kept
+    )
+    callback = trainer.checkpoint_callback
+    assert callback.best_model_score == min(callback.best_k_models.values())
+    fresh = TinyClassifier().load_checkpoint(callback.best_model_path)  # the one documented call
+    best_weights = mx.load(os.path.join(callback.best_model_path, "model.safetensors"))
+    for key, value in best_weights.items():
+        np.testing.assert_array_equal(
+            np.array(value),
+            np.array(dict(__import__("mlx.utils").utils.tree_flatten(fresh.parameters()))[key]),
+        )
+    assert_trees_equal(TinyClassifier().load_checkpoint(last).parameters(), model.parameters())
+
+
+def test_pruning_never_deletes_last_and_ignores_foreign_folders(tmp_path):
+    nested = tmp_path / "checkpoints" / "clap"  # the tutorial nests one run's folder in another's
+    nested.mkdir(parents=True)
+    (nested / "keep.txt").write_text("not ours")
+    fit(tmp_path, [ModelCheckpoint(monitor="val_loss", mode="max", save_top_k=1)], epochs=4)
+    folder = tmp_path / "checkpoints"
+    assert (nested / "keep.txt").exists()
+    target = os.path.realpath(folder / "last")
+    assert os.path.isdir(target)
+    ours = [p for p in folder.iterdir() if p.name.startswith("epoch=")]
+    assert len(ours) <= 2
+
+
+def test_rerun_in_the_same_folder_never_overwrites(tmp_path):
+    fit(tmp_path, [ModelCheckpoint(save_top_k=-1)], epochs=2)
+    first = {
+        p.name: (p / "trainer_state.json").read_text()
+        for p in (tmp_path / "checkpoints").iterdir()
+        if p.name != "last"
+    }
+    fit(tmp_path, [ModelCheckpoint(save_top_k=-1)], epochs=2)
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    for name, content in first.items():
+        assert (tmp_path / "checkpoints" / name / "trainer_state.json").read_text() == content
+    assert any(name.endswith("-v1") for name in names)
+
+
+def test_ckpt_path_best_and_resume_of_a_finished_run(tmp_path, capsys):
+    trainer, _ = fit(
+        tmp_path, [ModelCheckpoint(monitor="val_accuracy", mode="max", save_top_k=1)], epochs=2
+    )
+    result = trainer.validate(
+        TinyClassifier(), DataLoader(blobs(32, seed=1), batch_size=16), ckpt_path="best"
+    )
+    assert set(result[0]) == {"val_loss", "val_accuracy"}
+    fit(
+        tmp_path, [ModelCheckpoint(monitor="val_accuracy", mode="max")], epochs=2
+    )  # new run, same folder
+    trainer = Trainer(
+        max_epochs=2, enable_progress_bar=False, logger=False, default_root_dir=str(tmp_path)
+    )
+    trainer.fit(
+        TinyClassifier(total_steps=12), DataLoader(blobs(64), batch_size=16), ckpt_path="last"
+    )
+    assert "already finished" in capsys.readouterr().out
+
+
+@pytest.fixture
+def saved(tmp_path):
+    fit(tmp_path, [ModelCheckpoint()], epochs=1)
+    return os.path.realpath(tmp_path / "checkpoints" / "last")
+
+
+def resume(tmp_path, path, model=None):
+    trainer = Trainer(
+        max_epochs=3,
+        enable_progress_bar=False,
+        logger=False,
+        default_root_dir=str(tmp_path / "again"),
+    )
+    trainer.fit(
+        model or TinyClassifier(total_steps=12),
+        DataLoader(blobs(64), batch_size=16),
+        ckpt_path=path,
+    )
+
+
+def test_truncated_weights_are_refused_with_the_file_name(tmp_path, saved):
+    weights = os.path.join(saved, "model.safetensors")
+    data = open(weights, "rb").read()
+    open(weights, "wb").write(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors does not match the checksum"):
+        resume(tmp_path, saved)
+
+
+def test_tampered_json_is_refused(tmp_path, saved):
+    path = os.path.join(saved, "trainer_state.json")
+    open(path, "w").write("{not json")
+    with pytest.raises(CheckpointError, match="trainer_state.json is unreadable"):
+        resume(tmp_path, saved)
+
+
+def test_missing_key_and_wrong_shape_name_the_key(tmp_path, saved):
+    weights = os.path.join(saved, "model.safetensors")
+    arrays = mx.load(weights)
+    del arrays["fc2.bias"]
+    mx.save_safetensors(weights, arrays)
+    state_path = os.path.join(saved, "trainer_state.json")
+    state = json.load(open(state_path))
+    state["sha256"].pop(
+        "model.safetensors"
+    )  # the checksum would catch it first; test the key check too
+    json.dump(state, open(state_path, "w"))
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors: model key 'fc2.bias' is missing"
+    ):
+        resume(tmp_path, saved)
+
+
+def test_a_different_model_is_refused(tmp_path, saved):
+    with pytest.raises(
+        CheckpointError,
+        match=r"'fc1.weight' has shape \(16, 8\) in the checkpoint but \(16, 5\) here",
+    ):
+        resume(tmp_path, saved, TinyClassifier(dim=5, total_steps=12))
+
+
+def test_no_checkpoint_at_an_explicit_path(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint directory"):
+        resume(tmp_path, str(tmp_path / "nowhere"))
