@@ -2,6 +2,9 @@ import os
 
 import pytest
 
+# The logger tests' real backends (a live mlflow server, W&B offline) are shared fixtures.
+from mlx_audio_loggers_fixtures import mlflow_server, no_wandb_account  # noqa: F401
+
 
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):

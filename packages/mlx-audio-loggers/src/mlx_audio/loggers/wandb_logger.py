@@ -76,6 +76,7 @@ class WandbLogger(Logger):
         self._group = group
         self._init_kwargs = init_kwargs
         self._run = None
+        self._run_dir: str | None = None
 
     def _mode(self) -> str | None:
         if self._offline:
@@ -115,6 +116,8 @@ class WandbLogger(Logger):
                 settings=settings,
                 **self._init_kwargs,
             )
+            self._run_dir = os.path.dirname(self._run.dir)
+            self._id = self._run.id
             self._run.define_metric(self.STEP_METRIC)
             self._run.define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
         return self._run
@@ -133,7 +136,8 @@ class WandbLogger(Logger):
 
     @property
     def log_dir(self) -> str | None:
-        return os.path.dirname(self._run.dir) if self._run is not None else None
+        """The run's folder (``.../wandb/offline-run-*`` or ``run-*``), once started."""
+        return self._run_dir
 
     def log_hyperparams(self, params: Mapping[str, Any] | Any) -> None:
         if self.is_writer:
