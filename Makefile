@@ -42,19 +42,20 @@ sync: uv system-deps
 build: uv
 	rm -rf dist && $(UV) build --all-packages --out-dir dist
 
-# torch, mlx-data (and later transformers, lightning) for anchor comparisons; never a
+# torch, mlx-data, lightning (and later transformers) for anchor comparisons; never a
 # dependency of our packages. pip takes the torch 2.13.0 CPU build that lies on this disk.
 anchor: $(ANCHOR)/.done
 $(ANCHOR)/.done: uv.lock Makefile
 	$(PYTHON) -m venv $(ANCHOR)
 	$(UV) export --all-packages --no-hashes --no-emit-workspace --no-dev --format requirements-txt > $(ANCHOR)/constraints.txt
 	$(ANCHOR)/bin/pip install --quiet --upgrade pip
-	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 \
-		-e packages/mlx-audio-data
+	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning \
+		-e packages/mlx-audio-data -e packages/mlx-audio-loggers -e packages/mlx-audio-train -e packages/mlx-audio-stack
 	touch $@
 
 bench: sync anchor
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/dataloader.py
+	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/trainer_overhead.py
 
 lint: sync
 	$(UV) run --no-sync ruff check packages tests benchmarks examples

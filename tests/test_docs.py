@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/api/data.md", "docs/api/loggers.md"]
+PAGES = ["README.md", "docs/api/data.md", "docs/api/loggers.md", "docs/api/training.md"]
 
 
 def python_blocks(page: Path) -> list[str]:

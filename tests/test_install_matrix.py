@@ -137,9 +137,11 @@ def test_all_five_wheels(tmp_path, wheels):
         python,
         """
         import mlx_audio
-        from mlx_audio import DataLoader
+        from mlx_audio import DataLoader, OptimizerConfig, Trainer, TrainModule
         import mlx_audio.data, mlx_audio.loggers, mlx_audio.train, mlx_audio.models
-        assert DataLoader is mlx_audio.data.DataLoader
+        assert DataLoader is mlx_audio.data.DataLoader and Trainer is mlx_audio.train.Trainer
+        from mlx_audio.train.loggers import CSVLogger
+        from mlx_audio.train.callbacks import ModelCheckpoint
         from mlx_audio.data.data.dataset import Dataset
         print("ALL-OK")
         """,
@@ -156,4 +158,5 @@ def test_editable_workspace_namespace():
     import mlx_audio.train
 
     assert mlx_audio.DataLoader is mlx_audio.data.DataLoader
+    assert mlx_audio.TrainModule is mlx_audio.train.TrainModule and mlx_audio.OptimizerConfig is mlx_audio.train.OptimizerConfig
     assert len(mlx_audio.__path__) >= 4
