@@ -28,7 +28,9 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "packages", "mlx-audio-train", "tests"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(__file__), "..", "packages", "mlx-audio-train", "tests")
+)
 from cnn_testing import MNISTLikeCNN  # noqa: E402  (the tutorial's CNN)
 
 STEPS, BATCH = 60, 64
@@ -83,8 +85,16 @@ def with_trainer(data, progress: bool, root: str) -> float:
     mx.eval(model.parameters())
     callbacks = [ProgressBar(refresh_rate=10, stream=open(os.devnull, "w"))] if progress else []
     logger = CSVLogger(root, name="bench") if progress else False
-    trainer = Trainer(max_steps=STEPS, gradient_clip_val=1.0, logger=logger, callbacks=callbacks, enable_progress_bar=progress,
-                      enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=root)
+    trainer = Trainer(
+        max_steps=STEPS,
+        gradient_clip_val=1.0,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+    )
     start = time.perf_counter()
     trainer.fit(model, data)
     return STEPS * BATCH / (time.perf_counter() - start)
@@ -103,7 +113,9 @@ def import_seconds(statement: str, python: str = sys.executable) -> float | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--root", default="/tmp/mlx_audio_bench")
     args = parser.parse_args()
@@ -114,19 +126,33 @@ def main() -> None:
         results["bare"].append(with_trainer(data, False, args.root))
         results["bar+csv"].append(with_trainer(data, True, args.root))
     hand = max(results["hand"])
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, mlx {mx.__version__}, "
-          f"device {mx.default_device()}")
-    print(f"tutorial CNN, AdamW, clip 1.0, B={BATCH}, {STEPS} steps, whole fit timed; best of {args.repeats}\n")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, mlx {mx.__version__}, "
+        f"device {mx.default_device()}"
+    )
+    print(
+        f"tutorial CNN, AdamW, clip 1.0, B={BATCH}, {STEPS} steps, whole fit timed; best of {args.repeats}\n"
+    )
     print("| run | samples/s | vs hand-written mx.compile loop |")
     print("|---|---:|---:|")
     print(f"| hand-written compiled loop | {hand:,.0f} | 1.00x |")
-    print(f"| Trainer.fit, no progress bar, no logger | {max(results['bare']):,.0f} | {max(results['bare']) / hand:.3f}x |")
-    print(f"| Trainer.fit, progress bar + CSVLogger | {max(results['bar+csv']):,.0f} | {max(results['bar+csv']) / hand:.3f}x |")
+    print(
+        f"| Trainer.fit, no progress bar, no logger | {max(results['bare']):,.0f} | {max(results['bare']) / hand:.3f}x |"
+    )
+    print(
+        f"| Trainer.fit, progress bar + CSVLogger | {max(results['bar+csv']):,.0f} | {max(results['bar+csv']) / hand:.3f}x |"
+    )
     ours = import_seconds("import mlx_audio")
     full = import_seconds("from mlx_audio import Trainer, TrainModule, DataLoader")
     lightning = import_seconds("import lightning")
-    print(f"\n`import mlx_audio`: {ours:.3f} s; `from mlx_audio import Trainer, TrainModule, DataLoader` (imports mlx): {full:.3f} s"
-          + (f"; `import lightning`: {lightning:.3f} s" if lightning is not None else " (lightning not installed here)"))
+    print(
+        f"\n`import mlx_audio`: {ours:.3f} s; `from mlx_audio import Trainer, TrainModule, DataLoader` (imports mlx): {full:.3f} s"
+        + (
+            f"; `import lightning`: {lightning:.3f} s"
+            if lightning is not None
+            else " (lightning not installed here)"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ from __future__ import annotations
 import mlx_audio  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio import DataLoader, OptimizerConfig, Trainer, TrainModule
 from mlx_audio.data import Dataset
-from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from mlx_audio.train.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+)
 from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 import mlx.core as mx
@@ -57,8 +62,12 @@ class CNN(TrainModule):
 
     def configure_optimizers(self) -> OptimizerConfig:
         total = self.trainer.max_steps or 1000
-        schedule = WarmupCosineScheduler(peak_lr=2e-3, warmup_steps=total // 10, total_steps=total, min_lr=1e-5)
-        return OptimizerConfig(optim.AdamW(learning_rate=schedule, weight_decay=0.01), lr_schedule_name="warmup_cosine")
+        schedule = WarmupCosineScheduler(
+            peak_lr=2e-3, warmup_steps=total // 10, total_steps=total, min_lr=1e-5
+        )
+        return OptimizerConfig(
+            optim.AdamW(learning_rate=schedule, weight_decay=0.01), lr_schedule_name="warmup_cosine"
+        )
 
 
 if __name__ == "__main__":
@@ -77,7 +86,9 @@ if __name__ == "__main__":
         ],
     )
     model = CNN()
-    print(f"mlx-audio demo: {sum(p.size for p in model.parameters().values()):,} parameters, device {mx.default_device()}")
+    print(
+        f"mlx-audio demo: {sum(p.size for p in model.parameters().values()):,} parameters, device {mx.default_device()}"
+    )
     trainer.fit(model, train_loader, val_loader, ckpt_path="last")
     if "val_accuracy" in trainer.callback_metrics:
         print(f"validation accuracy: {trainer.callback_metrics['val_accuracy']:.3f}")

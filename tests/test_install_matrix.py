@@ -158,5 +158,8 @@ def test_editable_workspace_namespace():
     import mlx_audio.train
 
     assert mlx_audio.DataLoader is mlx_audio.data.DataLoader
-    assert mlx_audio.TrainModule is mlx_audio.train.TrainModule and mlx_audio.OptimizerConfig is mlx_audio.train.OptimizerConfig
+    assert (
+        mlx_audio.TrainModule is mlx_audio.train.TrainModule
+        and mlx_audio.OptimizerConfig is mlx_audio.train.OptimizerConfig
+    )
     assert len(mlx_audio.__path__) >= 4

@@ -9,12 +9,11 @@ import sys
 import textwrap
 import time
 
-import pytest
-from train_testing import TinyClassifier, blobs
-
 from mlx_audio.data import DataLoader
 from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import ModelCheckpoint
+
+import pytest
+from train_testing import TinyClassifier, blobs
 
 CTRL_C = textwrap.dedent(
     """
@@ -50,8 +49,20 @@ CTRL_C = textwrap.dedent(
 def test_ctrl_c_stops_at_a_step_boundary_and_saves(tmp_path):
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     line = proc.stdout.readline()
     assert line.startswith("PIDS"), line + proc.stderr.read()
     workers = [int(p) for p in line.split()[1:]]
@@ -61,7 +72,9 @@ def test_ctrl_c_stops_at_a_step_boundary_and_saves(tmp_path):
     stopped = out.split("STOPPED")[1].split()
     assert stopped[0] == stopped[1]  # global_step == optimizer updates: no half-accumulated step
     interrupted = [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith("interrupted-")]
-    assert len(interrupted) == 1 and os.path.realpath(tmp_path / "ckpt" / "last") == str(interrupted[0])
+    assert len(interrupted) == 1 and os.path.realpath(tmp_path / "ckpt" / "last") == str(
+        interrupted[0]
+    )
     assert f"step={stopped[0]}" in interrupted[0].name
     rows = list(csv.DictReader(open(tmp_path / "logs" / "version_0" / "metrics.csv")))
     assert int(rows[-1]["step"]) >= 3  # everything logged before Ctrl-C is on disk
@@ -75,31 +88,59 @@ class Crash(TinyClassifier):
         raise RuntimeError("disk full")
 
 
-def test_all_four_loggers_in_one_fit_and_a_crash_finalizes_them(tmp_path, mlflow_server, no_wandb_account):
+def test_all_four_loggers_in_one_fit_and_a_crash_finalizes_them(
+    tmp_path, mlflow_server, no_wandb_account
+):
+    from mlx_audio.loggers import CSVLogger, MLflowLogger, TensorBoardLogger, WandbLogger
+
     from loggers_testing import tensorboard_scalars, wait_for_wandb_exit, wandb_history
     from mlflow.tracking import MlflowClient
 
-    from mlx_audio.loggers import CSVLogger, MLflowLogger, TensorBoardLogger, WandbLogger
-
     def loggers():
-        return [CSVLogger(tmp_path, name="csv"), TensorBoardLogger(tmp_path, name="tb"), WandbLogger(project="e2e", save_dir=tmp_path, offline=True),
-                MLflowLogger(experiment_name="e2e", tracking_uri=mlflow_server)]
+        return [
+            CSVLogger(tmp_path, name="csv"),
+            TensorBoardLogger(tmp_path, name="tb"),
+            WandbLogger(project="e2e", save_dir=tmp_path, offline=True),
+            MLflowLogger(experiment_name="e2e", tracking_uri=mlflow_server),
+        ]
 
     from mlx_audio.train.callbacks import LearningRateMonitor
 
     used = loggers()
-    loader, val = DataLoader(blobs(64), batch_size=8, shuffle=True), DataLoader(blobs(32, seed=1), batch_size=8)
-    trainer = Trainer(max_epochs=2, accumulate_grad_batches=2, val_check_interval=4, seed=0, default_root_dir=str(tmp_path), enable_progress_bar=False,
-                      log_every_n_steps=1, logger=used, callbacks=[LearningRateMonitor()])
+    loader, val = (
+        DataLoader(blobs(64), batch_size=8, shuffle=True),
+        DataLoader(blobs(32, seed=1), batch_size=8),
+    )
+    trainer = Trainer(
+        max_epochs=2,
+        accumulate_grad_batches=2,
+        val_check_interval=4,
+        seed=0,
+        default_root_dir=str(tmp_path),
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        logger=used,
+        callbacks=[LearningRateMonitor()],
+    )
     trainer.fit(TinyClassifier(total_steps=8), loader, val)
     wandb_dir = used[2].log_dir
     tb = tensorboard_scalars(used[1].log_dir)
     names = set(tb)
     assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch"} <= names
     assert sorted(step for step, _ in tb["lr"]) == list(range(1, 9))
-    assert [s for s, _ in tb["val_loss"]] == [2, 4, 6, 8]  # mid-epoch validations, at the optimizer step
+    assert [s for s, _ in tb["val_loss"]] == [
+        2,
+        4,
+        6,
+        8,
+    ]  # mid-epoch validations, at the optimizer step
     assert wait_for_wandb_exit(wandb_dir) == 0
-    wandb_names = {k for row in wandb_history(wandb_dir) for k in row if not k.startswith("_") and k != "trainer/global_step"}
+    wandb_names = {
+        k
+        for row in wandb_history(wandb_dir)
+        for k in row
+        if not k.startswith("_") and k != "trainer/global_step"
+    }
     assert wandb_names == names
     client = MlflowClient(tracking_uri=mlflow_server)
     assert set(client.get_run(used[3].run_id).data.metrics) == names
@@ -108,12 +149,21 @@ def test_all_four_loggers_in_one_fit_and_a_crash_finalizes_them(tmp_path, mlflow
         assert set(csv.DictReader(f).fieldnames) - {"step"} == names
 
     crashed = loggers()
-    trainer = Trainer(max_epochs=2, seed=0, default_root_dir=str(tmp_path / "crash"), enable_progress_bar=False, log_every_n_steps=1, logger=crashed)
+    trainer = Trainer(
+        max_epochs=2,
+        seed=0,
+        default_root_dir=str(tmp_path / "crash"),
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        logger=crashed,
+    )
     with pytest.raises(RuntimeError, match="disk full"):
         trainer.fit(Crash(), loader)
     assert client.get_run(crashed[3].run_id).info.status == "FAILED"
     assert wait_for_wandb_exit(crashed[2].log_dir) == 1
     assert len(wandb_history(crashed[2].log_dir)) >= 4  # nothing logged before the crash is lost
-    assert len(tensorboard_scalars(crashed[1].log_dir)["train_loss"]) == 8  # every step of the crashed epoch
+    assert (
+        len(tensorboard_scalars(crashed[1].log_dir)["train_loss"]) == 8
+    )  # every step of the crashed epoch
     with open(crashed[0].metrics_file) as f:
         assert len(list(csv.DictReader(f))) >= 4
