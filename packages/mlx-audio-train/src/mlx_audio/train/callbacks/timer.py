@@ -51,6 +51,12 @@ class Timer(Callback):
     def on_train_start(self, trainer: Any, module: Any) -> None:
         self._start = time.monotonic()
 
+    def on_train_end(self, trainer: Any, module: Any) -> None:
+        self._offset, self._start = self.time_elapsed(), None  # the clock runs only while training
+
+    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+        self.on_train_end(trainer, module)
+
     def _check(self, trainer: Any) -> None:
         if self.time_elapsed() >= self.duration:
             trainer.should_stop = True
