@@ -4,22 +4,38 @@ precision modes; fast_dev_run and minimums; retrace warnings."""
 import io
 import warnings
 
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import (
+    EarlyStopping,
+    ModelCheckpoint,
+    ModelSummary,
+    ProgressBar,
+    Timer,
+)
+
 import mlx.core as mx
 import numpy as np
 import pytest
 from train_testing import TinyClassifier, blobs
 
-from mlx_audio.data import DataLoader
-from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import EarlyStopping, ModelCheckpoint, ModelSummary, ProgressBar, Timer
-
 
 def quiet(**kwargs):
-    return Trainer(**{"enable_progress_bar": False, "logger": False, "enable_checkpointing": False, "seed": 0, **kwargs})
+    return Trainer(
+        **{
+            "enable_progress_bar": False,
+            "logger": False,
+            "enable_checkpointing": False,
+            "seed": 0,
+            **kwargs,
+        }
+    )
 
 
 def loaders():
-    return DataLoader(blobs(64), batch_size=8, shuffle=True), DataLoader(blobs(32, seed=1), batch_size=16)
+    return DataLoader(blobs(64), batch_size=8, shuffle=True), DataLoader(
+        blobs(32, seed=1), batch_size=16
+    )
 
 
 class FakeTTY(io.StringIO):
@@ -32,7 +48,12 @@ def test_progress_bar_plain_lines_or_live_line(stream, marker):
     bar = ProgressBar(refresh_rate=2, stream=stream)
     quiet(max_epochs=1, callbacks=[bar], enable_progress_bar=True).fit(TinyClassifier(), *loaders())
     text = stream.getvalue()
-    assert "epoch 0 [2/8] step 2 loss=" in text and "it/s" in text and "lr=" in text and "(warmup_cosine)" in text
+    assert (
+        "epoch 0 [2/8] step 2 loss=" in text
+        and "it/s" in text
+        and "lr=" in text
+        and "(warmup_cosine)" in text
+    )
     assert marker in text and "epoch 0 validation: val_loss=" in text
     if marker == "\n":
         assert "\r" not in text
@@ -63,7 +84,11 @@ def test_model_summary_prints_layers(capsys):
     ],
 )
 def test_early_stopping_rules(kwargs, reason, capsys):
-    trainer = quiet(max_epochs=10, num_sanity_val_steps=0, callbacks=[EarlyStopping(monitor="val_loss", **kwargs)])
+    trainer = quiet(
+        max_epochs=10,
+        num_sanity_val_steps=0,
+        callbacks=[EarlyStopping(monitor="val_loss", **kwargs)],
+    )
     trainer.fit(TinyClassifier(), *loaders())
     assert trainer.current_epoch < 10 and reason in capsys.readouterr().out
 
@@ -71,8 +96,14 @@ def test_early_stopping_rules(kwargs, reason, capsys):
 def test_early_stopping_state_is_checkpointed_and_restored(tmp_path):
     def make():
         stopper = EarlyStopping(monitor="val_accuracy", mode="max", patience=50)
-        trainer = Trainer(max_epochs=4, seed=0, enable_progress_bar=False, logger=False, default_root_dir=str(tmp_path),
-                          callbacks=[stopper, ModelCheckpoint(dirpath=str(tmp_path / "ck"))])
+        trainer = Trainer(
+            max_epochs=4,
+            seed=0,
+            enable_progress_bar=False,
+            logger=False,
+            default_root_dir=str(tmp_path),
+            callbacks=[stopper, ModelCheckpoint(dirpath=str(tmp_path / "ck"))],
+        )
         return stopper, trainer
 
     stopper, trainer = make()
@@ -87,7 +118,9 @@ def test_bf16_mixed_keeps_fp32_weights_and_bf16_casts_them():
     model = TinyClassifier(dropout=0.0)
     trainer = quiet(max_epochs=2, precision="bf16-mixed")
     trainer.fit(model, *loaders())
-    assert model.fc1.weight.dtype == mx.float32 and np.isfinite(trainer.callback_metrics["train_loss"])
+    assert model.fc1.weight.dtype == mx.float32 and np.isfinite(
+        trainer.callback_metrics["train_loss"]
+    )
     assert trainer.callback_metrics["val_accuracy"] > 0.5
     pure = TinyClassifier(dropout=0.0)
     quiet(max_epochs=1, precision="bf16").fit(pure, *loaders())
@@ -98,8 +131,17 @@ def test_fast_dev_run_and_minimum_epochs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     trainer = Trainer(fast_dev_run=True, enable_progress_bar=False)
     trainer.fit(TinyClassifier(), *loaders())
-    assert trainer.global_step == 1 and not (tmp_path / "checkpoints").exists() and not (tmp_path / "logs").exists()
-    trainer = quiet(max_epochs=6, min_epochs=3, num_sanity_val_steps=0, callbacks=[EarlyStopping(monitor="val_loss", patience=0, stopping_threshold=1e9)])
+    assert (
+        trainer.global_step == 1
+        and not (tmp_path / "checkpoints").exists()
+        and not (tmp_path / "logs").exists()
+    )
+    trainer = quiet(
+        max_epochs=6,
+        min_epochs=3,
+        num_sanity_val_steps=0,
+        callbacks=[EarlyStopping(monitor="val_loss", patience=0, stopping_threshold=1e9)],
+    )
     trainer.fit(TinyClassifier(), *loaders())
     assert trainer.current_epoch == 3
 

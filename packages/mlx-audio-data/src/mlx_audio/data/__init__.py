@@ -7,6 +7,7 @@ Exports are resolved lazily so that importing it does not import ``mlx.core``.
 from __future__ import annotations
 
 from . import _blas
+from ._lazy import lazy_exports
 
 _blas.ensure_fast_blas()
 
@@ -35,15 +36,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -144,3 +144,30 @@ class Logger(ABC):
             if step < 0:
                 raise ValueError(f"step must be a non-negative int, got {step!r}")
         return step
+
+
+class VersionedDir:
+    """``save_dir/name/version_N`` bookkeeping shared by the file-based loggers."""
+
+    _save_dir: str
+    _name: str
+    _version: int | str | None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = next_version(os.path.join(self._save_dir, self._name))
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        return os.path.join(self._save_dir, self._name, version)

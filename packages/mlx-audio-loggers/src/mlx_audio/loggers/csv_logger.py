@@ -7,10 +7,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Logger, dump_json, flatten_params, next_version, scalars
+from .base import Logger, VersionedDir, dump_json, flatten_params, scalars
 
 
-class CSVLogger(Logger):
+class CSVLogger(VersionedDir, Logger):
     """One row per ``log_metrics`` call: ``step`` then every metric name seen so far.
 
     Each row is written and flushed immediately, so a crash loses nothing already logged.
@@ -28,29 +28,6 @@ class CSVLogger(Logger):
         self._rows: list[dict[str, Any]] = []
         self._file = None
         self._writer: csv.DictWriter | None = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name)
-
-    @property
-    def version(self) -> int | str:
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        return os.path.join(self.root_dir, version)
 
     @property
     def metrics_file(self) -> str:

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._extras import require
-from .base import Logger, flatten_params, next_version, scalars
+from .base import Logger, VersionedDir, flatten_params, scalars
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(VersionedDir, Logger):
     """Scalars as TensorBoard summaries at the trainer's step; view with
     ``tensorboard --logdir <save_dir>``.
 
@@ -32,25 +32,6 @@ class TensorBoardLogger(Logger):
         self._version = version
         self._writer_kwargs = writer_kwargs
         self._writer = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        if self._version is None:
-            self._version = next_version(os.path.join(self._save_dir, self._name))
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        return os.path.join(self._save_dir, self._name, version)
 
     @property
     def experiment(self):

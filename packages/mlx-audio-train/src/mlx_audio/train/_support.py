@@ -14,35 +14,6 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 
-def check_arg(
-    name: str,
-    value: Any,
-    *,
-    minimum: float | None = None,
-    integer: bool = False,
-    allow_none: bool = True,
-    fraction: bool = False,
-) -> None:
-    """ValueError naming ``Trainer(name=...)``. ``fraction`` also admits floats in (0, 1]."""
-    if value is None and allow_none:
-        return
-    if fraction and isinstance(value, float) and not isinstance(value, bool):
-        if 0.0 < value <= 1.0:
-            return
-        raise ValueError(f"Trainer: {name} as a float must be a fraction in (0, 1], got {value!r}")
-    kinds = (int,) if integer else (int, float)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kinds)
-        or (minimum is not None and value < minimum)
-    ):
-        what = "an int" if integer else "a number"
-        extra = " or a fraction in (0, 1]" if fraction else ""
-        raise ValueError(
-            f"Trainer: {name} must be {what} >= {minimum}{extra}{' or None' if allow_none else ''}, got {value!r}"
-        )
-
-
 def batch_size_of(batch: Any) -> int:
     """The leading dimension of the first array in the batch (1 for scalars)."""
     for _, leaf in tree_flatten(batch if isinstance(batch, (list, tuple, dict)) else [batch]):

@@ -24,7 +24,6 @@ from . import checkpoint as ckpt
 from ._support import (
     MeanTracker,
     batch_size_of,
-    check_arg,
     epoch_iterator,
     is_stateful_loader,
     iter_limited,
@@ -37,6 +36,7 @@ from ._support import (
     versions,
 )
 from .callbacks import Callback, GradientClipper, ModelCheckpoint, ProgressBar
+from .callbacks.base import check_number
 from .module import OptimizerConfig, TrainModule
 from .step import StepBuilder, TraceGuard, make_eval_fn
 
@@ -84,13 +84,13 @@ class Trainer:
             ("log_every_n_steps", log_every_n_steps, 1),
             ("seed", seed, 0),
         ):
-            check_arg(
-                name,
-                value,
-                minimum=minimum,
-                integer=True,
-                allow_none=name
-                not in ("accumulate_grad_batches", "num_sanity_val_steps", "log_every_n_steps"),
+            required = name in (
+                "accumulate_grad_batches",
+                "num_sanity_val_steps",
+                "log_every_n_steps",
+            )
+            check_number(
+                "Trainer", name, value, minimum=minimum, integer=True, allow_none=not required
             )
         for name, value in (
             ("limit_train_batches", limit_train_batches),
@@ -98,21 +98,19 @@ class Trainer:
             ("limit_test_batches", limit_test_batches),
             ("val_check_interval", val_check_interval),
         ):
-            check_arg(
+            minimum = 1 if name == "val_check_interval" else 0
+            check_number(
+                "Trainer",
                 name,
                 value,
-                minimum=1 if name == "val_check_interval" else 0,
+                minimum=minimum,
                 integer=True,
                 fraction=True,
+                allow_none=True,
             )
-        check_arg("gradient_clip_val", gradient_clip_val, minimum=0)
-        check_arg(
-            "fast_dev_run",
-            int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run,
-            minimum=0,
-            integer=True,
-            allow_none=False,
-        )
+        check_number("Trainer", "gradient_clip_val", gradient_clip_val, minimum=0, allow_none=True)
+        runs = int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run
+        check_number("Trainer", "fast_dev_run", runs, minimum=0, integer=True)
         if gradient_clip_algorithm not in ("norm", "value"):
             raise ValueError(
                 f"Trainer: gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}"

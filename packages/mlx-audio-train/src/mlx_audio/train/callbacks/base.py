@@ -54,10 +54,16 @@ def check_number(
     minimum: float | None = None,
     allow_none: bool = False,
     integer: bool = False,
+    fraction: bool = False,
 ) -> None:
-    """ValueError naming ``owner(name=...)`` when a numeric argument is wrong."""
+    """ValueError naming ``owner: name`` when a numeric argument is wrong; ``fraction`` also
+    admits floats in (0, 1] (Lightning's ``limit_*_batches`` style)."""
     if value is None and allow_none:
         return
+    if fraction and isinstance(value, float):
+        if 0.0 < value <= 1.0:
+            return
+        raise ValueError(f"{owner}: {name} as a float must be a fraction in (0, 1], got {value!r}")
     kinds = (int,) if integer else (int, float)
     if (
         isinstance(value, bool)
@@ -66,9 +72,10 @@ def check_number(
     ):
         what = "an int" if integer else "a number"
         bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(
-            f"{owner}: {name} must be {what}{bound}{' or None' if allow_none else ''}, got {value!r}"
+        extra = (" or a fraction in (0, 1]" if fraction else "") + (
+            " or None" if allow_none else ""
         )
+        raise ValueError(f"{owner}: {name} must be {what}{bound}{extra}, got {value!r}")
 
 
 def check_mode(owner: str, mode: str) -> None:
