@@ -125,10 +125,10 @@ def mel_filterbank(
 
 
 def _window(name: str, length: int) -> np.ndarray:
-    if name == "hann":  # periodic, as torch.hann_window and librosa
-        return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+    if name == "hann":  # periodic, as torch.hann_window and librosa (float64; cast by the caller)
+        return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
     if name in ("ones", "rect", "boxcar"):
-        return np.ones(length, dtype=np.float32)
+        return np.ones(length)
     raise ValueError(f"window must be 'hann' or 'ones', got {name!r}")
 
 
@@ -147,13 +147,14 @@ def stft(
         raise ValueError(
             f"need 0 < win_length <= n_fft and hop_length > 0, got {win_length}, {n_fft}, {hop_length}"
         )
-    wave = np.asarray(wave, dtype=np.float32)
+    wave = np.asarray(wave)
+    wave = wave if wave.dtype == np.float64 else wave.astype(np.float32)  # float64 in, float64 math
     if center:
         pad = [(0, 0)] * (wave.ndim - 1) + [(n_fft // 2, n_fft // 2)]
         wave = np.pad(wave, pad, mode=pad_mode)
     if wave.shape[-1] < n_fft:
         raise ValueError(f"signal of {wave.shape[-1]} samples is shorter than n_fft={n_fft}")
-    win = np.zeros(n_fft, dtype=np.float32)
+    win = np.zeros(n_fft, dtype=wave.dtype)
     start = (n_fft - win_length) // 2
     win[start : start + win_length] = _window(window, win_length)
     frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft, axis=-1)[..., ::hop_length, :]
@@ -164,7 +165,8 @@ def spectrogram(
     wave: np.ndarray, n_fft: int, hop_length: int, power: float = 2.0, **stft_args
 ) -> np.ndarray:
     """|STFT| ** power, ``(..., frames, n_fft // 2 + 1)``, float32."""
-    return (np.abs(stft(wave, n_fft, hop_length, **stft_args)) ** power).astype(np.float32)
+    spec = np.abs(stft(wave, n_fft, hop_length, **stft_args)) ** power
+    return spec if spec.dtype == np.float64 else spec.astype(np.float32)
 
 
 def log_mel_spectrogram(
@@ -187,7 +189,7 @@ def log_mel_spectrogram(
     if filters is None:
         filters = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
     power = spectrogram(wave, n_fft, hop_length, **stft_args)
-    mel = power @ filters
+    mel = np.maximum(power @ filters.astype(power.dtype), 1e-10)
     db = 10.0 * np.log10(np.maximum(mel, 1e-10))
     if top_db is not None:
         db = np.maximum(db, db.max() - top_db)
