@@ -1,7 +1,18 @@
-"""mlx_audio.models (placeholder: built out by its own issue)."""
+"""mlx_audio.models: audio models for MLX — CNN classifiers and CLAP.
 
-__version__ = "0.0.1"
+Extras: ``mlx-audio-models[hub]`` (huggingface_hub, for repo ids) and ``[text]`` (tokenizers).
+"""
 
-from mlx_audio.data import _blas  # noqa: E402  (OpenBLAS before mlx.core on Linux CPU)
+from __future__ import annotations
+
+from mlx_audio.data import _blas  # OpenBLAS before mlx.core on Linux CPU
+from mlx_audio.data._lazy import lazy_exports
 
 _blas.ensure_fast_blas()
+
+__version__ = "0.1.0"
+
+_EXPORTS = {"CNNClassifier": "cnn", "AudioCNN": "cnn", "CLAP": "clap", "ClapConfig": "clap", "zero_shot_classify": "clap"}
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

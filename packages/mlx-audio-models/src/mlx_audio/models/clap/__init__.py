@@ -1,6 +1,8 @@
 """CLAP (contrastive language-audio pretraining), compatible with transformers' ClapModel."""
 
 from .config import ClapAudioConfig, ClapConfig, ClapTextConfig
+from .features import ClapFeatureExtractor
 from .model import CLAP, zero_shot_classify
+from .tokenizer import ClapTokenizer
 
-__all__ = ["CLAP", "ClapConfig", "ClapAudioConfig", "ClapTextConfig", "zero_shot_classify"]
+__all__ = ["CLAP", "ClapConfig", "ClapAudioConfig", "ClapTextConfig", "ClapFeatureExtractor", "ClapTokenizer", "zero_shot_classify"]

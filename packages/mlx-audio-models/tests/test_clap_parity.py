@@ -1,0 +1,60 @@
+"""Our CLAP vs transformers' ClapModel on the same HF-format weights (fp32, CPU): < 1e-4."""
+
+import json
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from mlx_audio.models.clap import CLAP
+
+REFERENCE = """
+import json, sys, numpy as np, torch
+from transformers import ClapConfig, ClapModel
+folder, config, frames, batch = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.manual_seed(0)
+model = ClapModel(ClapConfig(**config)).eval()
+with torch.no_grad():
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * 0.02)   # non-zero position biases, scales...
+mels = model.config.audio_config.num_mel_bins
+channels = 4 if model.config.audio_config.enable_fusion else 1
+feats = torch.randn(batch, channels, frames, mels)
+ids = torch.randint(3, model.config.text_config.vocab_size, (batch, 12))
+mask = torch.ones(batch, 12, dtype=torch.long)
+ids[-1, 7:] = 1; mask[-1, 7:] = 0                       # a padded caption
+is_longer = torch.tensor([[i % 2 == 0] for i in range(batch)])
+with torch.no_grad():
+    out = model(input_features=feats, input_ids=ids, attention_mask=mask, is_longer=is_longer if channels == 4 else None)
+model.save_pretrained(folder)
+np.savez(folder + "/io.npz", feats=feats.numpy(), ids=ids.numpy(), mask=mask.numpy(), is_longer=is_longer.numpy(),
+         **{k: getattr(out, k).numpy() for k in ("audio_embeds", "text_embeds", "logits_per_audio", "logits_per_text")})
+"""
+
+
+def compare(folder) -> dict[str, float]:
+    io = np.load(f"{folder}/io.npz")
+    model = CLAP.from_pretrained(str(folder))
+    fusion = model.config.audio_config.enable_fusion
+    out = model(mx.array(io["feats"]).transpose(0, 1, 3, 2), mx.array(io["ids"]), mx.array(io["mask"]), mx.array(io["is_longer"]) if fusion else None)
+    return {k: float(np.abs(np.array(out[k]) - io[k]).max()) for k in ("audio_embeds", "text_embeds", "logits_per_audio", "logits_per_text")}
+
+
+@pytest.mark.parametrize(
+    "fusion, stride, frames",
+    [(False, 2, 50), (True, 2, 50), (False, [2, 2], 256), (True, 2, 256)],
+    ids=["unfused", "fused", "unfused-tuple-stride-full-length", "fused-full-length"],
+)
+def test_tiny_configs_match_transformers(anchor, tmp_path, fusion, stride, frames):
+    anchor(REFERENCE, str(tmp_path), tiny_config(fusion, stride), str(frames), "3")
+    errors = compare(tmp_path)
+    print("max abs errors:", errors)
+    assert max(errors.values()) < 1e-4, errors
+
+
+def test_default_htsat_unfused_size_matches_once(anchor, tmp_path):
+    anchor(REFERENCE, str(tmp_path), json.dumps({}), "1001", "2")
+    errors = compare(tmp_path)
+    print("max abs errors (htsat-unfused size):", errors)
+    assert max(errors.values()) < 1e-4, errors
