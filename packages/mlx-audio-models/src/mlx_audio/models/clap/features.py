@@ -21,8 +21,9 @@ from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
 def _shrink_time(mel: np.ndarray, frames: int) -> np.ndarray:
     """torch's bilinear interpolate (align_corners=False) along time, to ``frames`` rows."""
     n = mel.shape[0]
-    scale = np.float32(n / frames)  # torch does this arithmetic in float32: so do we
-    src = np.maximum(scale * (np.arange(frames, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    # torch: a float32 scale and a fused multiply-add (one rounding to float32) for the source index
+    scale = np.float64(np.float32(n / frames))
+    src = np.maximum((scale * (np.arange(frames) + 0.5) - 0.5).astype(np.float32), np.float32(0))
     low = np.floor(src).astype(np.int64)
     high = np.minimum(low + 1, n - 1)
     weight = (src - low.astype(np.float32))[:, None]
