@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 demo: sync
 	$(RUN_ENV) $(UV) run --no-sync python examples/demo.py
 
-test: sync
+test: sync anchor
 	$(UV) run --no-sync ruff check packages tests benchmarks examples
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
 
@@ -42,15 +42,17 @@ sync: uv system-deps
 build: uv
 	rm -rf dist && $(UV) build --all-packages --out-dir dist
 
-# torch, mlx-data, lightning (and later transformers) for anchor comparisons; never a
+# torch, mlx-data, lightning and transformers for anchor comparisons and parity tests; never a
 # dependency of our packages. pip takes the torch 2.13.0 CPU build that lies on this disk.
 anchor: $(ANCHOR)/.done
 $(ANCHOR)/.done: uv.lock Makefile
+	rm -rf $(ANCHOR)
 	$(PYTHON) -m venv $(ANCHOR)
 	$(UV) export --all-packages --no-hashes --no-emit-workspace --no-dev --format requirements-txt > $(ANCHOR)/constraints.txt
 	$(ANCHOR)/bin/pip install --quiet --upgrade pip
-	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning \
-		-e packages/mlx-audio-data -e packages/mlx-audio-loggers -e packages/mlx-audio-train -e packages/mlx-audio-stack
+	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning transformers \
+		-e 'packages/mlx-audio-data[audio]' -e packages/mlx-audio-loggers -e packages/mlx-audio-train \
+		-e 'packages/mlx-audio-models[all]' -e packages/mlx-audio-stack
 	touch $@
 
 bench: sync anchor

@@ -11,6 +11,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.nn.utils import checkpoint
 
 from .config import ClapAudioConfig
 
@@ -92,6 +93,7 @@ class SelfAttention(nn.Module):
         scores = scores + bias[None]
         if mask is not None:
             windows = mask.shape[0]
+            mask = mask.astype(scores.dtype)
             scores = (scores.reshape(b // windows, windows, self.heads, n, n) + mask[None, :, None]).reshape(b, self.heads, n, n)
         probs = self.dropout(mx.softmax(scores, axis=-1))
         return (probs @ v).transpose(0, 2, 1, 3).reshape(b, n, c)
@@ -185,7 +187,7 @@ class SwinStage(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         for block in self.blocks:
-            x = mx.checkpoint(block)(x) if self.checkpoint and self.training else block(x)
+            x = checkpoint(block)(x) if self.checkpoint and self.training else block(x)
         return self.downsample(x, self.resolution) if self.downsample is not None else x
 
 
@@ -263,7 +265,7 @@ class HTSATEncoder(nn.Module):
         object.__setattr__(self, "_resample", {})  # cached interpolation matrices: not module state
 
     def set_checkpointing(self, enabled: bool) -> None:
-        """Recompute Swin blocks in the backward pass (``mx.checkpoint``): less memory, more time."""
+        """Recompute Swin blocks in the backward pass (gradient checkpointing): less memory, more time."""
         for stage in self.layers:
             stage.checkpoint = enabled
 

@@ -30,7 +30,8 @@ class Projection(nn.Module):
 
 
 def _normalize(x: mx.array) -> mx.array:
-    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    norm = mx.sqrt(mx.sum(x.astype(mx.float32) ** 2, axis=-1, keepdims=True))
+    return x / mx.maximum(norm, 1e-12).astype(x.dtype)
 
 
 class CLAP(nn.Module):
@@ -82,7 +83,8 @@ class CLAP(nn.Module):
         return {"logits_per_audio": logits_per_audio, "logits_per_text": logits_per_text, "audio_embeds": audio_embeds, "text_embeds": text_embeds}
 
     def enable_checkpointing(self, enabled: bool = True) -> CLAP:
-        """Trade compute for memory (``mx.checkpoint`` on every encoder block) for long audio or large batches."""
+        """Trade compute for memory (gradient checkpointing of every encoder block, MLX's
+        ``nn.utils.checkpoint``) for long audio or large batches; active in training mode."""
         self.audio_encoder.set_checkpointing(enabled)
         self.text_encoder.encoder.checkpoint = enabled
         return self

@@ -6,6 +6,7 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.nn.utils import checkpoint
 
 from .audio import activation
 from .config import ClapTextConfig
@@ -106,7 +107,7 @@ class Encoder(nn.Module):
 
     def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
         for layer in self.layer:
-            x = mx.checkpoint(layer)(x, bias) if self.checkpoint and self.training else layer(x, bias)
+            x = checkpoint(layer)(x, bias) if self.checkpoint and self.training else layer(x, bias)
         return x
 
 
