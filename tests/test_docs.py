@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", "docs/api/data.md", "docs/api/loggers.md", "docs/api/training.md"]
+PAGES = [
+    "README.md",
+    "docs/api/data.md",
+    "docs/api/loggers.md",
+    "docs/api/training.md",
+    "docs/api/models.md",
+]
 
 
 def python_blocks(page: Path) -> list[str]:

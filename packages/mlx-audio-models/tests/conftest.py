@@ -18,13 +18,26 @@ ANCHOR = ROOT / ".venv-anchor" / "bin" / "python"
 @pytest.fixture(scope="session")
 def anchor():
     """Run a Python snippet in the anchor venv; returns its stdout."""
-    if not ANCHOR.exists() or subprocess.run([str(ANCHOR), "-c", "import transformers, torch"], capture_output=True).returncode:
-        pytest.skip("anchor venv with torch + transformers is absent: run `make anchor` (make test builds it)")
+    if (
+        not ANCHOR.exists()
+        or subprocess.run(
+            [str(ANCHOR), "-c", "import transformers, torch"], capture_output=True
+        ).returncode
+    ):
+        pytest.skip(
+            "anchor venv with torch + transformers is absent: run `make anchor` (make test builds it)"
+        )
 
     def run(code: str, *args: str) -> str:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LD_PRELOAD")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LD_PRELOAD")
+        }
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        result = subprocess.run([str(ANCHOR), "-c", code, *args], capture_output=True, text=True, env=env, timeout=900)
+        result = subprocess.run(
+            [str(ANCHOR), "-c", code, *args], capture_output=True, text=True, env=env, timeout=900
+        )
         assert result.returncode == 0, result.stderr[-4000:]
         return result.stdout
 
@@ -32,16 +45,34 @@ def anchor():
 
 
 TINY = {
-    "text_config": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64),
-    "audio_config": dict(spec_size=64, window_size=4, num_mel_bins=16, depths=[2, 2, 2], num_attention_heads=[2, 2, 4],
-                         patch_embeds_hidden_size=16, hidden_size=64, patch_stride=2, patch_size=2),
+    "text_config": dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    ),
+    "audio_config": dict(
+        spec_size=64,
+        window_size=4,
+        num_mel_bins=16,
+        depths=[2, 2, 2],
+        num_attention_heads=[2, 2, 4],
+        patch_embeds_hidden_size=16,
+        hidden_size=64,
+        patch_stride=2,
+        patch_size=2,
+    ),
     "projection_dim": 24,
 }
 
 
 def tiny_config(fusion: bool = False, stride=2) -> str:
     config = json.loads(json.dumps(TINY))
-    config["audio_config"].update(enable_fusion=fusion, fusion_type="aff_2d" if fusion else None, patch_stride=stride)
+    config["audio_config"].update(
+        enable_fusion=fusion, fusion_type="aff_2d" if fusion else None, patch_stride=stride
+    )
     return json.dumps(config)
 
 

@@ -4,15 +4,15 @@ bf16, checkpointing, zero-shot classification; and the CNN classifiers."""
 import json
 import os
 
+from mlx_audio.models.clap import CLAP, ClapConfig, ClapTokenizer, zero_shot_classify
+from mlx_audio.models.cnn import AudioCNN, CNNClassifier
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
 from conftest import TINY
 from mlx.utils import tree_flatten
-
-from mlx_audio.models.clap import CLAP, ClapConfig, ClapTokenizer, zero_shot_classify
-from mlx_audio.models.cnn import AudioCNN, CNNClassifier
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def default_clap():
 
 def tiny(fusion=False, dropout=0.1) -> CLAP:
     config = json.loads(json.dumps(TINY))
-    config["audio_config"].update(enable_fusion=fusion, fusion_type="aff_2d" if fusion else None, hidden_dropout_prob=dropout)
+    config["audio_config"].update(
+        enable_fusion=fusion, fusion_type="aff_2d" if fusion else None, hidden_dropout_prob=dropout
+    )
     config["text_config"].update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return CLAP(ClapConfig.from_dict(config))
 
@@ -33,9 +35,13 @@ def test_default_is_htsat_unfused_with_tutorial_and_ten_second_inputs(default_cl
     default_clap.eval()
     ids = mx.array(np.random.default_rng(0).integers(3, 50265, (2, 64)).astype(np.int32))
     for frames in (256, 1001):
-        out = default_clap(mx.random.normal((2, 1, 64, frames)), ids, mx.ones((2, 64), dtype=mx.int32))
+        out = default_clap(
+            mx.random.normal((2, 1, 64, frames)), ids, mx.ones((2, 64), dtype=mx.int32)
+        )
         assert out["logits_per_audio"].shape == (2, 2) and out["audio_embeds"].shape == (2, 512)
-        np.testing.assert_allclose(np.linalg.norm(np.array(out["text_embeds"]), axis=-1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(
+            np.linalg.norm(np.array(out["text_embeds"]), axis=-1), 1.0, rtol=1e-5
+        )
 
 
 def test_index_buffers_are_not_parameters(default_clap):
@@ -73,18 +79,27 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
     model.save_pretrained(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
     keys = mx.load(str(tmp_path / "model.safetensors")).keys()
-    assert any(k.startswith("audio_model.audio_encoder.") for k in keys) and any(k.startswith("text_model.") for k in keys)
+    assert any(k.startswith("audio_model.audio_encoder.") for k in keys) and any(
+        k.startswith("text_model.") for k in keys
+    )
     again = CLAP.from_pretrained(str(tmp_path))
     audio, ids = mx.random.normal((2, 4, 16, 30)), mx.array([[5, 6, 7, 2], [5, 6, 1, 1]])
     longer = mx.array([[True], [False]])
     a, b = model(audio, ids, None, longer), again(audio, ids, None, longer)
-    np.testing.assert_allclose(np.array(a["logits_per_audio"]), np.array(b["logits_per_audio"]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(a["logits_per_audio"]), np.array(b["logits_per_audio"]), atol=1e-6
+    )
 
 
 def test_repo_id_goes_through_huggingface_hub_to_a_local_cache(tmp_path, monkeypatch):
     """No network here: the repo's snapshot is placed in a local hub cache, read offline."""
     cache = tmp_path / "hub"
-    snapshot = cache / "models--laion--tiny-clap" / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot = (
+        cache
+        / "models--laion--tiny-clap"
+        / "snapshots"
+        / "0123456789abcdef0123456789abcdef01234567"
+    )
     tiny().save_pretrained(str(snapshot))
     (cache / "models--laion--tiny-clap" / "refs").mkdir()
     (cache / "models--laion--tiny-clap" / "refs" / "main").write_text(snapshot.name)
@@ -102,7 +117,10 @@ def test_repo_id_goes_through_huggingface_hub_to_a_local_cache(tmp_path, monkeyp
 def test_bf16_inference_and_training_step():
     model = tiny()
     model.set_dtype(mx.bfloat16)
-    audio, ids = mx.random.normal((2, 1, 16, 30)).astype(mx.bfloat16), mx.array([[5, 6, 7, 2], [5, 6, 7, 2]])
+    audio, ids = (
+        mx.random.normal((2, 1, 16, 30)).astype(mx.bfloat16),
+        mx.array([[5, 6, 7, 2], [5, 6, 7, 2]]),
+    )
     out = model(audio, ids)
     assert out["logits_per_audio"].dtype == mx.bfloat16
 
@@ -111,7 +129,9 @@ def test_bf16_inference_and_training_step():
         return mx.mean(nn.losses.cross_entropy(logits, mx.arange(2)))
 
     loss, grads = nn.value_and_grad(model, loss_fn)(model)
-    assert np.isfinite(loss.item()) and all(np.isfinite(np.array(g.astype(mx.float32))).all() for _, g in tree_flatten(grads))
+    assert np.isfinite(loss.item()) and all(
+        np.isfinite(np.array(g.astype(mx.float32))).all() for _, g in tree_flatten(grads)
+    )
 
 
 def test_checkpointing_gives_the_same_gradients():
@@ -136,8 +156,14 @@ def local_tokenizer(folder) -> str:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=90, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(["this is a sound of dog barking", "this is a sound of rain", "cat meowing loudly"], trainer)
+    trainer = trainers.BpeTrainer(
+        vocab_size=90,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(
+        ["this is a sound of dog barking", "this is a sound of rain", "cat meowing loudly"], trainer
+    )
     tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     path = os.path.join(folder, "tokenizer.json")
     tokenizer.save(path)
@@ -148,13 +174,21 @@ def test_tokenizer_and_zero_shot_classification(tmp_path):
     local_tokenizer(tmp_path)
     tokenizer = ClapTokenizer.from_pretrained(str(tmp_path))
     tokens = tokenizer(["This is a sound of dog.", "rain"])
-    assert tokens["input_ids"].shape == tokens["attention_mask"].shape and tokens["input_ids"][0, 0] == 0
-    assert tokens["attention_mask"][1].sum() < tokens["attention_mask"][0].sum() and tokens["input_ids"][1, -1] == 1
+    assert (
+        tokens["input_ids"].shape == tokens["attention_mask"].shape
+        and tokens["input_ids"][0, 0] == 0
+    )
+    assert (
+        tokens["attention_mask"][1].sum() < tokens["attention_mask"][0].sum()
+        and tokens["input_ids"][1, -1] == 1
+    )
     config = json.loads(json.dumps(TINY))
     config["text_config"]["vocab_size"] = tokenizer.tokenizer.get_vocab_size()
     model = CLAP(ClapConfig.from_dict(config))
     model.eval()
-    probs = zero_shot_classify(model, mx.random.normal((3, 1, 16, 40)), ["dog", "rain", "cat"], tokenizer)
+    probs = zero_shot_classify(
+        model, mx.random.normal((3, 1, 16, 40)), ["dog", "rain", "cat"], tokenizer
+    )
     assert probs.shape == (3, 3)
     np.testing.assert_allclose(np.array(probs).sum(-1), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="tokenizer"):

@@ -2,12 +2,12 @@
 
 import json
 
+from mlx_audio.models.clap import CLAP
+
 import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import tiny_config
-
-from mlx_audio.models.clap import CLAP
 
 REFERENCE = """
 import json, sys, numpy as np, torch
@@ -37,8 +37,16 @@ def compare(folder) -> dict[str, float]:
     io = np.load(f"{folder}/io.npz")
     model = CLAP.from_pretrained(str(folder))
     fusion = model.config.audio_config.enable_fusion
-    out = model(mx.array(io["feats"]).transpose(0, 1, 3, 2), mx.array(io["ids"]), mx.array(io["mask"]), mx.array(io["is_longer"]) if fusion else None)
-    return {k: float(np.abs(np.array(out[k]) - io[k]).max()) for k in ("audio_embeds", "text_embeds", "logits_per_audio", "logits_per_text")}
+    out = model(
+        mx.array(io["feats"]).transpose(0, 1, 3, 2),
+        mx.array(io["ids"]),
+        mx.array(io["mask"]),
+        mx.array(io["is_longer"]) if fusion else None,
+    )
+    return {
+        k: float(np.abs(np.array(out[k]) - io[k]).max())
+        for k in ("audio_embeds", "text_embeds", "logits_per_audio", "logits_per_text")
+    }
 
 
 @pytest.mark.parametrize(

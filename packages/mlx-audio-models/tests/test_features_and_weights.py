@@ -6,13 +6,12 @@ import shutil
 import subprocess
 import zipfile
 
-import mlx.core as mx
+from mlx_audio.models.clap import CLAP, ClapFeatureExtractor
+from mlx_audio.models.clap.weights import load_torch_bin
+
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
-
-from mlx_audio.models.clap import CLAP, ClapFeatureExtractor
-from mlx_audio.models.clap.weights import load_torch_bin
 
 
 def speech(tmp_path) -> np.ndarray:
@@ -20,10 +19,18 @@ def speech(tmp_path) -> np.ndarray:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make test installs it)")
     wav = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), "the quick brown fox jumps over the lazy dog near the river bank"], check=True)
-    import soundfile
-
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-w",
+            str(wav),
+            "the quick brown fox jumps over the lazy dog near the river bank",
+        ],
+        check=True,
+    )
     from mlx_audio.data.audio import load_audio
+
+    import soundfile
 
     wave, rate = load_audio(str(wav), sample_rate=48_000)
     assert rate == 48_000 and soundfile.info(str(wav)).duration > 2
@@ -98,7 +105,9 @@ def test_torch_written_bin_loads_without_torch(anchor, tmp_path):
     from_safetensors = CLAP.from_pretrained(str(tmp_path))
     os.remove(tmp_path / "model.safetensors")
     from_bin = CLAP.from_pretrained(str(tmp_path))
-    for (k, a), (_, b) in zip(tree_flatten(from_safetensors.parameters()), tree_flatten(from_bin.parameters())):
+    for (k, a), (_, b) in zip(
+        tree_flatten(from_safetensors.parameters()), tree_flatten(from_bin.parameters())
+    ):
         np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=k)
     arrays = load_torch_bin(str(tmp_path / "pytorch_model.bin"))
     assert arrays["text_model.embeddings.word_embeddings.weight"].shape == (99, 32)

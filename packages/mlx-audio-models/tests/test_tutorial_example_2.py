@@ -19,9 +19,14 @@ def test_example_2_runs(tmp_path):
     text = TUTORIAL.read_text()
     part = text[text.index("## Example 2") : text.index("## Tips and Best Practices")]
     code = "\n\n".join(re.findall(r"```python\n(.*?)```", part, flags=re.S))
-    for old, new in [("AudioTextDataset(size=500, train=True)", "AudioTextDataset(size=16, train=True)"),
-                     ("AudioTextDataset(size=100, train=False)", "AudioTextDataset(size=8, train=False)"),
-                     ("max_epochs=10,\n    callbacks=callbacks,\n    logger=logger", "max_epochs=1,\n    callbacks=callbacks,\n    logger=logger")]:
+    for old, new in [
+        ("AudioTextDataset(size=500, train=True)", "AudioTextDataset(size=16, train=True)"),
+        ("AudioTextDataset(size=100, train=False)", "AudioTextDataset(size=8, train=False)"),
+        (
+            "max_epochs=10,\n    callbacks=callbacks,\n    logger=logger",
+            "max_epochs=1,\n    callbacks=callbacks,\n    logger=logger",
+        ),
+    ]:
         assert code.count(old) == 1, old
         code = code.replace(old, new)
     script = tmp_path / "example_2.py"
@@ -30,7 +35,15 @@ def test_example_2_runs(tmp_path):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(home), WANDB_CONFIG_DIR=str(home / ".wandb"))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=1200, env=env, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("Total:"))
     total, trainable = (int(x.replace(",", "")) for x in re.findall(r"[\d,]+", line)[:2])

@@ -12,7 +12,13 @@ _blas.ensure_fast_blas()
 
 __version__ = "0.1.0"
 
-_EXPORTS = {"CNNClassifier": "cnn", "AudioCNN": "cnn", "CLAP": "clap", "ClapConfig": "clap", "zero_shot_classify": "clap"}
+_EXPORTS = {
+    "CNNClassifier": "cnn",
+    "AudioCNN": "cnn",
+    "CLAP": "clap",
+    "ClapConfig": "clap",
+    "zero_shot_classify": "clap",
+}
 __all__ = list(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

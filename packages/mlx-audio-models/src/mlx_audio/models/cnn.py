@@ -13,7 +13,9 @@ class CNNClassifier(nn.Module):
     logits. ``image_size`` must be divisible by 4.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, hidden: int = 128) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, hidden: int = 128
+    ) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4, got {image_size}")
@@ -38,10 +40,15 @@ class AudioCNN(nn.Module):
     pool over frequency and time, so clips of different lengths share the same weights.
     """
 
-    def __init__(self, num_classes: int, channels: tuple[int, ...] = (32, 64, 128), dropout: float = 0.1) -> None:
+    def __init__(
+        self, num_classes: int, channels: tuple[int, ...] = (32, 64, 128), dropout: float = 0.1
+    ) -> None:
         super().__init__()
         widths = (1, *channels)
-        self.convs = [nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1) for i in range(len(channels))]
+        self.convs = [
+            nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1)
+            for i in range(len(channels))
+        ]
         self.norms = [nn.BatchNorm(c) for c in channels]
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.dropout = nn.Dropout(dropout)
@@ -49,7 +56,9 @@ class AudioCNN(nn.Module):
 
     def __call__(self, mels: mx.array) -> mx.array:
         if mels.ndim != 4 or mels.shape[1] != 1:
-            raise ValueError(f"AudioCNN takes (batch, 1, n_mels, frames), got shape {tuple(mels.shape)}")
+            raise ValueError(
+                f"AudioCNN takes (batch, 1, n_mels, frames), got shape {tuple(mels.shape)}"
+            )
         x = mels.transpose(0, 2, 3, 1)  # channels-last for MLX convolutions
         for conv, norm in zip(self.convs, self.norms):
             x = nn.relu(norm(conv(x)))

@@ -5,4 +5,12 @@ from .features import ClapFeatureExtractor
 from .model import CLAP, zero_shot_classify
 from .tokenizer import ClapTokenizer
 
-__all__ = ["CLAP", "ClapConfig", "ClapAudioConfig", "ClapTextConfig", "ClapFeatureExtractor", "ClapTokenizer", "zero_shot_classify"]
+__all__ = [
+    "CLAP",
+    "ClapConfig",
+    "ClapAudioConfig",
+    "ClapTextConfig",
+    "ClapFeatureExtractor",
+    "ClapTokenizer",
+    "zero_shot_classify",
+]

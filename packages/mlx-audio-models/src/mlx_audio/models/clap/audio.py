@@ -61,7 +61,11 @@ def shift_mask(h: int, w: int, window: int, shift: int) -> np.ndarray:
     hr = (np.arange(h) >= h - window).astype(np.int64) + (np.arange(h) >= h - shift)
     wr = (np.arange(w) >= w - window).astype(np.int64) + (np.arange(w) >= w - shift)
     img = (hr[:, None] * 3 + wr[None, :]).astype(np.float32)
-    windows = img.reshape(h // window, window, w // window, window).transpose(0, 2, 1, 3).reshape(-1, window * window)
+    windows = (
+        img.reshape(h // window, window, w // window, window)
+        .transpose(0, 2, 1, 3)
+        .reshape(-1, window * window)
+    )
     diff = windows[:, None, :] - windows[:, :, None]
     return np.where(diff != 0, -100.0, 0.0).astype(np.float32)
 
@@ -76,9 +80,13 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.value = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.relative_position_bias_table = mx.zeros(((2 * window - 1) ** 2, heads))
-        coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(2, -1)
+        coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(
+            2, -1
+        )
         relative = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (window - 1)
-        self._relative_position_index = mx.array((relative[..., 0] * (2 * window - 1) + relative[..., 1]).reshape(-1))
+        self._relative_position_index = mx.array(
+            (relative[..., 0] * (2 * window - 1) + relative[..., 1]).reshape(-1)
+        )
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
@@ -89,12 +97,18 @@ class SelfAttention(nn.Module):
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(self.head_dim)
-        bias = self.relative_position_bias_table[self._relative_position_index].reshape(n, n, -1).transpose(2, 0, 1)
+        bias = (
+            self.relative_position_bias_table[self._relative_position_index]
+            .reshape(n, n, -1)
+            .transpose(2, 0, 1)
+        )
         scores = scores + bias[None]
         if mask is not None:
             windows = mask.shape[0]
             mask = mask.astype(scores.dtype)
-            scores = (scores.reshape(b // windows, windows, self.heads, n, n) + mask[None, :, None]).reshape(b, self.heads, n, n)
+            scores = (
+                scores.reshape(b // windows, windows, self.heads, n, n) + mask[None, :, None]
+            ).reshape(b, self.heads, n, n)
         probs = self.dropout(mx.softmax(scores, axis=-1))
         return (probs @ v).transpose(0, 2, 1, 3).reshape(b, n, c)
 
@@ -122,7 +136,9 @@ class Attention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    def __init__(self, dim: int, resolution: tuple[int, int], heads: int, shift: int, config: ClapAudioConfig) -> None:
+    def __init__(
+        self, dim: int, resolution: tuple[int, int], heads: int, shift: int, config: ClapAudioConfig
+    ) -> None:
         super().__init__()
         window = config.window_size
         if min(resolution) <= window:  # the window covers everything: no partition, no shift
@@ -173,15 +189,28 @@ class PatchMerging(nn.Module):
         x = x.reshape(b, h, w, c)
         if h % 2 or w % 2:
             x = mx.pad(x, [(0, 0), (0, h % 2), (0, w % 2), (0, 0)])
-        x = mx.concatenate([x[:, row::2, col::2, :] for col in range(2) for row in range(2)], axis=-1)
+        x = mx.concatenate(
+            [x[:, row::2, col::2, :] for col in range(2) for row in range(2)], axis=-1
+        )
         return self.reduction(self.norm(x.reshape(b, -1, 4 * c)))
 
 
 class SwinStage(nn.Module):
-    def __init__(self, dim: int, resolution: tuple[int, int], depth: int, heads: int, downsample: bool, config: ClapAudioConfig) -> None:
+    def __init__(
+        self,
+        dim: int,
+        resolution: tuple[int, int],
+        depth: int,
+        heads: int,
+        downsample: bool,
+        config: ClapAudioConfig,
+    ) -> None:
         super().__init__()
         self.resolution = resolution
-        self.blocks = [SwinBlock(dim, resolution, heads, 0 if i % 2 == 0 else config.window_size // 2, config) for i in range(depth)]
+        self.blocks = [
+            SwinBlock(dim, resolution, heads, 0 if i % 2 == 0 else config.window_size // 2, config)
+            for i in range(depth)
+        ]
         self.downsample = PatchMerging(dim) if downsample else None
         self.checkpoint = False
 
@@ -204,13 +233,28 @@ class AFFBlock(nn.Module):
         super().__init__()
         c = config.patch_embeds_hidden_size
         inner = int(c // config.aff_block_r)
-        self.local_att = [nn.Conv2d(c, inner, 1), nn.BatchNorm(inner), nn.ReLU(), nn.Conv2d(inner, c, 1), nn.BatchNorm(c)]
-        self.global_att = [nn.Identity(), nn.Conv2d(c, inner, 1), nn.BatchNorm(inner), nn.ReLU(), nn.Conv2d(inner, c, 1), nn.BatchNorm(c)]
+        self.local_att = [
+            nn.Conv2d(c, inner, 1),
+            nn.BatchNorm(inner),
+            nn.ReLU(),
+            nn.Conv2d(inner, c, 1),
+            nn.BatchNorm(c),
+        ]
+        self.global_att = [
+            nn.Identity(),
+            nn.Conv2d(c, inner, 1),
+            nn.BatchNorm(inner),
+            nn.ReLU(),
+            nn.Conv2d(inner, c, 1),
+            nn.BatchNorm(c),
+        ]
 
     def __call__(self, x: mx.array, residual: mx.array) -> mx.array:  # channels-last maps
         both = x + residual
         pooled = mx.mean(both, axis=(1, 2), keepdims=True)
-        weight = mx.sigmoid(_conv_sequence(self.local_att, both) + _conv_sequence(self.global_att, pooled))
+        weight = mx.sigmoid(
+            _conv_sequence(self.local_att, both) + _conv_sequence(self.global_att, pooled)
+        )
         return 2 * x * weight + 2 * residual * (1 - weight)
 
 
@@ -221,26 +265,56 @@ class PatchEmbed(nn.Module):
         self.img_size = config.spec_size
         self.grid = (config.spec_size // sh, config.spec_size // sw)
         padding = ((ph - sh) // 2, (pw - sw) // 2)
-        c_in = config.patch_embed_input_channels * (4 if config.enable_fusion and config.fusion_type == "channel_map" else 1)
-        self.proj = nn.Conv2d(c_in, config.patch_embeds_hidden_size, kernel_size=(ph, pw), stride=(sh, sw), padding=padding)
-        self.norm = nn.LayerNorm(config.patch_embeds_hidden_size) if config.enable_patch_layer_norm else nn.Identity()
+        c_in = config.patch_embed_input_channels * (
+            4 if config.enable_fusion and config.fusion_type == "channel_map" else 1
+        )
+        self.proj = nn.Conv2d(
+            c_in,
+            config.patch_embeds_hidden_size,
+            kernel_size=(ph, pw),
+            stride=(sh, sw),
+            padding=padding,
+        )
+        self.norm = (
+            nn.LayerNorm(config.patch_embeds_hidden_size)
+            if config.enable_patch_layer_norm
+            else nn.Identity()
+        )
         self.fusion = config.enable_fusion
         if self.fusion:
             self.fusion_model = AFFBlock(config)
-            self.mel_conv2d = nn.Conv2d(config.patch_embed_input_channels, config.patch_embeds_hidden_size, kernel_size=(ph, pw * 3), stride=(sh, sw * 3), padding=padding)
+            self.mel_conv2d = nn.Conv2d(
+                config.patch_embed_input_channels,
+                config.patch_embeds_hidden_size,
+                kernel_size=(ph, pw * 3),
+                stride=(sh, sw * 3),
+                padding=padding,
+            )
 
     def __call__(self, x: mx.array, is_longer: mx.array | None) -> mx.array:  # x: (B, C, H, W)
         b, c, h, w = x.shape
         if h != self.img_size or w != self.img_size:
-            raise ValueError(f"input audio size ({h}*{w}) doesn't match the model ({self.img_size}*{self.img_size})")
-        out = self.proj(x[:, :1].transpose(0, 2, 3, 1) if self.fusion else x.transpose(0, 2, 3, 1))  # (B, h, w, F)
+            raise ValueError(
+                f"input audio size ({h}*{w}) doesn't match the model ({self.img_size}*{self.img_size})"
+            )
+        out = self.proj(
+            x[:, :1].transpose(0, 2, 3, 1) if self.fusion else x.transpose(0, 2, 3, 1)
+        )  # (B, h, w, F)
         if self.fusion:
             local = x[:, 1:].reshape(b * (c - 1), h, w)[..., None]
             local = self.mel_conv2d(local)  # (B*3, h', w'', F)
             _, lh, lw, f = local.shape
-            local = local.reshape(b, c - 1, lh, lw, f).transpose(0, 2, 1, 3, 4).reshape(b, lh, (c - 1) * lw, f)
+            local = (
+                local.reshape(b, c - 1, lh, lw, f)
+                .transpose(0, 2, 1, 3, 4)
+                .reshape(b, lh, (c - 1) * lw, f)
+            )
             local = mx.pad(local, [(0, 0), (0, 0), (0, out.shape[2] - local.shape[2]), (0, 0)])
-            longer = is_longer.reshape(b, 1, 1, 1).astype(mx.bool_) if is_longer is not None else mx.zeros((b, 1, 1, 1), dtype=mx.bool_)
+            longer = (
+                is_longer.reshape(b, 1, 1, 1).astype(mx.bool_)
+                if is_longer is not None
+                else mx.zeros((b, 1, 1, 1), dtype=mx.bool_)
+            )
             out = mx.where(longer, self.fusion_model(out, local), out)
         out = out.reshape(b, -1, out.shape[-1])
         return self.norm(out)
@@ -257,7 +331,14 @@ class HTSATEncoder(nn.Module):
         n = len(config.depths)
         self.resolutions = [(grid[0] // 2**i, grid[1] // 2**i) for i in range(n)]
         self.layers = [
-            SwinStage(config.patch_embeds_hidden_size * 2**i, self.resolutions[i], config.depths[i], config.num_attention_heads[i], i < n - 1, config)
+            SwinStage(
+                config.patch_embeds_hidden_size * 2**i,
+                self.resolutions[i],
+                config.depths[i],
+                config.num_attention_heads[i],
+                i < n - 1,
+                config,
+            )
             for i in range(n)
         ]
         self.batch_norm = nn.BatchNorm(config.num_mel_bins)
@@ -284,7 +365,9 @@ class HTSATEncoder(nn.Module):
         width, height = cfg.spec_size * ratio, cfg.spec_size // ratio
         _, _, t, f = x.shape
         if t > width or f > height:
-            raise ValueError(f"{t} frames x {f} mel bins exceed what this model takes ({width} x {height}); crop or use fusion")
+            raise ValueError(
+                f"{t} frames x {f} mel bins exceed what this model takes ({width} x {height}); crop or use fusion"
+            )
         if t < width:
             x = self._interpolate(x, 2, width)
         if f < height:
@@ -307,5 +390,9 @@ class HTSATEncoder(nn.Module):
         t_shape = frames // depth_scale // self.config.patch_stride[1]
         x = x.transpose(0, 2, 1).reshape(b, c, f_shape, t_shape)
         bins = f_shape // self.config.freq_ratio
-        x = x.reshape(b, c, f_shape // bins, bins, t_shape).transpose(0, 1, 3, 2, 4).reshape(b, c, -1)
+        x = (
+            x.reshape(b, c, f_shape // bins, bins, t_shape)
+            .transpose(0, 1, 3, 2, 4)
+            .reshape(b, c, -1)
+        )
         return mx.mean(x, axis=-1)

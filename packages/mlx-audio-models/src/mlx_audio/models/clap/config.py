@@ -48,12 +48,18 @@ class ClapAudioConfig:
     def __post_init__(self) -> None:
         self.patch_size, self.patch_stride = _pair(self.patch_size), _pair(self.patch_stride)
         if len(self.depths) != len(self.num_attention_heads):
-            raise ValueError(f"depths {self.depths} and num_attention_heads {self.num_attention_heads} must have the same length")
+            raise ValueError(
+                f"depths {self.depths} and num_attention_heads {self.num_attention_heads} must have the same length"
+            )
         if self.spec_size % self.num_mel_bins:
-            raise ValueError(f"spec_size ({self.spec_size}) must be a multiple of num_mel_bins ({self.num_mel_bins})")
+            raise ValueError(
+                f"spec_size ({self.spec_size}) must be a multiple of num_mel_bins ({self.num_mel_bins})"
+            )
         final = self.patch_embeds_hidden_size * 2 ** (len(self.depths) - 1)
         if final != self.hidden_size:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must equal patch_embeds_hidden_size * 2**(stages-1) = {final}")
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must equal patch_embeds_hidden_size * 2**(stages-1) = {final}"
+            )
 
     @property
     def freq_ratio(self) -> int:
@@ -92,17 +98,34 @@ class ClapConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ClapConfig:
         projection = int(values.get("projection_dim", 512))
-        text = {**_known(ClapTextConfig, values.get("text_config") or {}), "projection_dim": projection}
-        audio = {**_known(ClapAudioConfig, values.get("audio_config") or {}), "projection_dim": projection}
-        return cls(ClapTextConfig(**text), ClapAudioConfig(**audio), projection, float(values.get("logit_scale_init_value", 1 / 0.07)))
+        text = {
+            **_known(ClapTextConfig, values.get("text_config") or {}),
+            "projection_dim": projection,
+        }
+        audio = {
+            **_known(ClapAudioConfig, values.get("audio_config") or {}),
+            "projection_dim": projection,
+        }
+        return cls(
+            ClapTextConfig(**text),
+            ClapAudioConfig(**audio),
+            projection,
+            float(values.get("logit_scale_init_value", 1 / 0.07)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         audio = dataclasses.asdict(self.audio_config)
-        audio["patch_size"], audio["patch_stride"] = list(audio["patch_size"]), list(audio["patch_stride"])
+        audio["patch_size"], audio["patch_stride"] = (
+            list(audio["patch_size"]),
+            list(audio["patch_stride"]),
+        )
         return {
             "model_type": "clap",
             "architectures": ["ClapModel"],
-            "text_config": {**dataclasses.asdict(self.text_config), "model_type": "clap_text_model"},
+            "text_config": {
+                **dataclasses.asdict(self.text_config),
+                "model_type": "clap_text_model",
+            },
             "audio_config": {**audio, "model_type": "clap_audio_model"},
             "projection_dim": self.projection_dim,
             "logit_scale_init_value": self.logit_scale_init_value,

@@ -13,9 +13,9 @@ import json
 import os
 from typing import Any
 
-import numpy as np
-
 from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
+
+import numpy as np
 
 
 def _shrink_time(mel: np.ndarray, frames: int) -> np.ndarray:
@@ -51,7 +51,11 @@ class ClapFeatureExtractor:
             raise ValueError(f"truncation must be 'fusion' or 'rand_trunc', got {truncation!r}")
         if padding not in ("repeatpad", "repeat", "pad"):
             raise ValueError(f"padding must be 'repeatpad', 'repeat' or 'pad', got {padding!r}")
-        self.feature_size, self.sampling_rate, self.hop_length = feature_size, sampling_rate, hop_length
+        self.feature_size, self.sampling_rate, self.hop_length = (
+            feature_size,
+            sampling_rate,
+            hop_length,
+        )
         self.fft_window_size, self.max_length_s = fft_window_size, max_length_s
         self.nb_max_samples = max_length_s * sampling_rate
         self.truncation, self.padding = truncation, padding
@@ -67,9 +71,22 @@ class ClapFeatureExtractor:
 
     def _mel(self, wave: np.ndarray, filters: np.ndarray) -> np.ndarray:
         """(frames, n_mels) dB log-mel, as HF's ``_np_extract_fbank_features``."""
-        return log_mel_spectrogram(wave.astype(np.float64), self.sampling_rate, self.fft_window_size, self.hop_length, filters=filters).T
+        return log_mel_spectrogram(
+            wave.astype(np.float64),
+            self.sampling_rate,
+            self.fft_window_size,
+            self.hop_length,
+            filters=filters,
+        ).T
 
-    def _one(self, wave: np.ndarray, max_length: int, truncation: str, padding: str, rng: np.random.RandomState) -> tuple[np.ndarray, bool]:
+    def _one(
+        self,
+        wave: np.ndarray,
+        max_length: int,
+        truncation: str,
+        padding: str,
+        rng: np.random.RandomState,
+    ) -> tuple[np.ndarray, bool]:
         if wave.ndim != 1:
             raise ValueError(f"waveforms must be mono 1-D arrays, got shape {wave.shape}")
         if len(wave) == 0:
@@ -77,7 +94,9 @@ class ClapFeatureExtractor:
         if len(wave) > max_length:
             if truncation == "rand_trunc":
                 start = rng.randint(0, len(wave) - max_length + 1)
-                return self._mel(wave[start : start + max_length], self.mel_filters_slaney)[None], True
+                return self._mel(wave[start : start + max_length], self.mel_filters_slaney)[
+                    None
+                ], True
             mel = self._mel(wave, self.mel_filters)
             chunk, total = max_length // self.hop_length + 1, mel.shape[0]
             if chunk == total:
@@ -112,13 +131,36 @@ class ClapFeatureExtractor:
         RNG is used, as transformers does, so the same seed gives the same crops there and here.
         """
         if sampling_rate is not None and sampling_rate != self.sampling_rate:
-            raise ValueError(f"expected audio at {self.sampling_rate} Hz, got {sampling_rate} Hz; resample it first (mlx_audio.data.audio.resample)")
+            raise ValueError(
+                f"expected audio at {self.sampling_rate} Hz, got {sampling_rate} Hz; resample it first (mlx_audio.data.audio.resample)"
+            )
         truncation, padding = truncation or self.truncation, padding or self.padding
-        rng = random_state if isinstance(random_state, np.random.RandomState) else (np.random.RandomState(random_state) if random_state is not None else np.random.mtrand._rand)
-        waves = [np.asarray(a, dtype=np.float64) for a in audio] if isinstance(audio, (list, tuple)) or (isinstance(audio, np.ndarray) and audio.ndim == 2) else [np.asarray(audio, dtype=np.float64)]
-        mels, longer = zip(*(self._one(w, max_length or self.nb_max_samples, truncation, padding, rng) for w in waves))
+        rng = (
+            random_state
+            if isinstance(random_state, np.random.RandomState)
+            else (
+                np.random.RandomState(random_state)
+                if random_state is not None
+                else np.random.mtrand._rand
+            )
+        )
+        waves = (
+            [np.asarray(a, dtype=np.float64) for a in audio]
+            if isinstance(audio, (list, tuple))
+            or (isinstance(audio, np.ndarray) and audio.ndim == 2)
+            else [np.asarray(audio, dtype=np.float64)]
+        )
+        mels, longer = zip(
+            *(
+                self._one(w, max_length or self.nb_max_samples, truncation, padding, rng)
+                for w in waves
+            )
+        )
         longer = list(longer)
         if truncation == "fusion" and not any(longer):
             longer[rng.randint(0, len(mels))] = True
         features = np.stack(mels).astype(np.float32).transpose(0, 1, 3, 2)
-        return {"input_features": np.ascontiguousarray(features), "is_longer": np.array(longer, dtype=bool)[:, None]}
+        return {
+            "input_features": np.ascontiguousarray(features),
+            "is_longer": np.array(longer, dtype=bool)[:, None],
+        }

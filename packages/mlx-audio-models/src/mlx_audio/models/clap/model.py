@@ -50,9 +50,13 @@ class CLAP(nn.Module):
         self.config = config = config or ClapConfig()
         audio, text = config.audio_config, config.text_config
         self.audio_encoder = HTSATEncoder(audio)
-        self.audio_projection = Projection(audio.hidden_size, config.projection_dim, audio.projection_hidden_act)
+        self.audio_projection = Projection(
+            audio.hidden_size, config.projection_dim, audio.projection_hidden_act
+        )
         self.text_encoder = RobertaEncoder(text)
-        self.text_projection = Projection(text.hidden_size, config.projection_dim, text.projection_hidden_act)
+        self.text_projection = Projection(
+            text.hidden_size, config.projection_dim, text.projection_hidden_act
+        )
         self.logit_scale_a = mx.array(math.log(config.logit_scale_init_value))
         self.logit_scale_t = mx.array(math.log(config.logit_scale_init_value))
 
@@ -60,27 +64,48 @@ class CLAP(nn.Module):
     def get_audio_features(self, audio: mx.array, is_longer: mx.array | None = None) -> mx.array:
         """L2-normalized audio embeddings ``(B, projection_dim)``."""
         if audio.ndim != 4:
-            raise ValueError(f"audio must be (batch, channels, n_mels, frames), got shape {tuple(audio.shape)}")
+            raise ValueError(
+                f"audio must be (batch, channels, n_mels, frames), got shape {tuple(audio.shape)}"
+            )
         fusion = self.config.audio_config.enable_fusion
         if fusion and audio.shape[1] != 4:
-            raise ValueError(f"this fusion model takes 4 mel channels (global + 3 crops), got {audio.shape[1]}")
+            raise ValueError(
+                f"this fusion model takes 4 mel channels (global + 3 crops), got {audio.shape[1]}"
+            )
         if not fusion and audio.shape[1] != 1:
-            raise ValueError(f"audio must have 1 channel for an unfused model, got {audio.shape[1]}")
+            raise ValueError(
+                f"audio must have 1 channel for an unfused model, got {audio.shape[1]}"
+            )
         features = audio.transpose(0, 1, 3, 2)  # -> HF's (B, C, frames, n_mels)
         return _normalize(self.audio_projection(self.audio_encoder(features, is_longer)))
 
-    def get_text_features(self, input_ids: mx.array, attention_mask: mx.array | None = None) -> mx.array:
+    def get_text_features(
+        self, input_ids: mx.array, attention_mask: mx.array | None = None
+    ) -> mx.array:
         """L2-normalized text embeddings ``(B, projection_dim)``."""
         return _normalize(self.text_projection(self.text_encoder(input_ids, attention_mask)))
 
-    def __call__(self, audio: mx.array | None = None, input_ids: mx.array | None = None, attention_mask: mx.array | None = None, is_longer: mx.array | None = None) -> dict[str, mx.array]:
+    def __call__(
+        self,
+        audio: mx.array | None = None,
+        input_ids: mx.array | None = None,
+        attention_mask: mx.array | None = None,
+        is_longer: mx.array | None = None,
+    ) -> dict[str, mx.array]:
         if audio is None or input_ids is None:
-            raise ValueError("CLAP needs both audio and input_ids (use get_audio_features / get_text_features for one side)")
+            raise ValueError(
+                "CLAP needs both audio and input_ids (use get_audio_features / get_text_features for one side)"
+            )
         audio_embeds = self.get_audio_features(audio, is_longer)
         text_embeds = self.get_text_features(input_ids, attention_mask)
         logits_per_text = (text_embeds @ audio_embeds.T) * mx.exp(self.logit_scale_t)
         logits_per_audio = (audio_embeds @ text_embeds.T) * mx.exp(self.logit_scale_a)
-        return {"logits_per_audio": logits_per_audio, "logits_per_text": logits_per_text, "audio_embeds": audio_embeds, "text_embeds": text_embeds}
+        return {
+            "logits_per_audio": logits_per_audio,
+            "logits_per_text": logits_per_text,
+            "audio_embeds": audio_embeds,
+            "text_embeds": text_embeds,
+        }
 
     def enable_checkpointing(self, enabled: bool = True) -> CLAP:
         """Trade compute for memory (gradient checkpointing of every encoder block, MLX's
@@ -114,19 +139,34 @@ class CLAP(nn.Module):
         os.makedirs(path, exist_ok=True)
         with open(os.path.join(path, "config.json"), "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
-        mx.save_safetensors(os.path.join(path, "model.safetensors"), mlx_to_hf(dict(tree_flatten(self.parameters()))), metadata={"format": "pt"})
+        mx.save_safetensors(
+            os.path.join(path, "model.safetensors"),
+            mlx_to_hf(dict(tree_flatten(self.parameters()))),
+            metadata={"format": "pt"},
+        )
         return path
 
 
-def zero_shot_classify(model: CLAP, audio: mx.array, labels: list[str], tokenizer: Any = None, template: str = "This is a sound of {}.", is_longer: mx.array | None = None) -> mx.array:
+def zero_shot_classify(
+    model: CLAP,
+    audio: mx.array,
+    labels: list[str],
+    tokenizer: Any = None,
+    template: str = "This is a sound of {}.",
+    is_longer: mx.array | None = None,
+) -> mx.array:
     """Per-label probabilities ``(B, len(labels))`` for each clip, from prompts built with
     ``template``. ``tokenizer``: a :class:`ClapTokenizer` (or anything with ``__call__``
     returning ``input_ids`` and ``attention_mask``)."""
     if not labels:
         raise ValueError("zero_shot_classify needs at least one label")
     if tokenizer is None:
-        raise ValueError("zero_shot_classify needs a tokenizer: ClapTokenizer.from_pretrained(<model folder>)")
+        raise ValueError(
+            "zero_shot_classify needs a tokenizer: ClapTokenizer.from_pretrained(<model folder>)"
+        )
     tokens = tokenizer([template.format(label) for label in labels])
-    text = model.get_text_features(mx.array(tokens["input_ids"]), mx.array(tokens["attention_mask"]))
+    text = model.get_text_features(
+        mx.array(tokens["input_ids"]), mx.array(tokens["attention_mask"])
+    )
     sound = model.get_audio_features(audio, is_longer)
     return mx.softmax((sound @ text.T) * mx.exp(model.logit_scale_a), axis=-1)

@@ -24,7 +24,9 @@ class Embeddings(nn.Module):
 
     def __call__(self, input_ids: mx.array) -> mx.array:
         mask = (input_ids != self.pad).astype(mx.int32)
-        positions = mx.cumsum(mask, axis=1) * mask + self.pad  # RoBERTa/fairseq: padding keeps position `pad`
+        positions = (
+            mx.cumsum(mask, axis=1) * mask + self.pad
+        )  # RoBERTa/fairseq: padding keeps position `pad`
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(mx.zeros_like(input_ids))
         x = x + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(x))
@@ -34,7 +36,9 @@ class SelfAttention(nn.Module):
     def __init__(self, config: ClapTextConfig) -> None:
         super().__init__()
         if config.hidden_size % config.num_attention_heads:
-            raise ValueError(f"hidden size {config.hidden_size} is not a multiple of {config.num_attention_heads} heads")
+            raise ValueError(
+                f"hidden size {config.hidden_size} is not a multiple of {config.num_attention_heads} heads"
+            )
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // self.heads
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
@@ -134,5 +138,7 @@ class RobertaEncoder(nn.Module):
         x = self.embeddings(input_ids)
         if attention_mask is None:
             attention_mask = mx.ones(input_ids.shape, dtype=x.dtype)
-        bias = ((1.0 - attention_mask.astype(mx.float32)) * mx.finfo(mx.float32).min)[:, None, None, :].astype(x.dtype)
+        bias = ((1.0 - attention_mask.astype(mx.float32)) * mx.finfo(mx.float32).min)[
+            :, None, None, :
+        ].astype(x.dtype)
         return self.pooler(self.encoder(x, bias))

@@ -15,7 +15,9 @@ class ClapTokenizer:
         try:
             from tokenizers import Tokenizer
         except ImportError as error:
-            raise ImportError("ClapTokenizer needs the tokenizers package: pip install 'mlx-audio-models[text]'") from error
+            raise ImportError(
+                "ClapTokenizer needs the tokenizers package: pip install 'mlx-audio-models[text]'"
+            ) from error
         self.tokenizer = Tokenizer.from_file(tokenizer_file)
         self.max_length = max_length
         pad_id = self.tokenizer.token_to_id(pad_token)
@@ -30,7 +32,9 @@ class ClapTokenizer:
             raise FileNotFoundError(f"{folder} has no tokenizer.json")
         return cls(path, max_length=max_length)
 
-    def __call__(self, texts: str | list[str], padding: str = "longest", max_length: int | None = None) -> dict[str, np.ndarray]:
+    def __call__(
+        self, texts: str | list[str], padding: str = "longest", max_length: int | None = None
+    ) -> dict[str, np.ndarray]:
         texts = [texts] if isinstance(texts, str) else list(texts)
         limit = max_length or self.max_length
         encoded = [self.tokenizer.encode(t).ids[:limit] for t in texts]

@@ -24,12 +24,23 @@ def resolve_folder(path_or_repo_id: str, revision: str | None = None) -> str:
     if os.path.isdir(path_or_repo_id):
         return path_or_repo_id
     if os.path.exists(path_or_repo_id):
-        raise ValueError(f"{path_or_repo_id} is a file; from_pretrained takes a model folder or a Hugging Face repo id")
+        raise ValueError(
+            f"{path_or_repo_id} is a file; from_pretrained takes a model folder or a Hugging Face repo id"
+        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError as error:
-        raise ImportError(f"{path_or_repo_id!r} is not a local folder; downloading it needs huggingface_hub: pip install 'mlx-audio-models[hub]'") from error
-    patterns = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"]
+        raise ImportError(
+            f"{path_or_repo_id!r} is not a local folder; downloading it needs huggingface_hub: pip install 'mlx-audio-models[hub]'"
+        ) from error
+    patterns = [
+        "config.json",
+        "*.safetensors",
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    ]
     return snapshot_download(path_or_repo_id, revision=revision, allow_patterns=patterns)
 
 
@@ -70,9 +81,16 @@ def mlx_to_hf(weights: dict[str, mx.array]) -> dict[str, mx.array]:
 
 # -- restricted unpickling of torch's zip format ------------------------------------------------
 _STORAGES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16, "BFloat16Storage": "bfloat16",
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 
 
@@ -81,11 +99,15 @@ class _StorageType:
         self.name, self.dtype = name, _STORAGES[name]
 
 
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
+def _rebuild_tensor(
+    storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any
+) -> np.ndarray:
     if not size:
         return storage[offset].copy()
     item = storage.itemsize
-    return np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride)).copy()
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride)
+    ).copy()
 
 
 def _rebuild_parameter(data: np.ndarray, *_: Any) -> np.ndarray:
@@ -114,7 +136,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid: Any) -> np.ndarray:
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+        if not (
+            isinstance(pid, tuple)
+            and pid
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+        ):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
         kind, key = pid[1], pid[2]
         raw = self.archive.read(f"{self.prefix}data/{key}")
@@ -127,7 +154,9 @@ def load_torch_bin(path: str) -> dict[str, np.ndarray]:
     """Read a ``torch.save`` zip checkpoint into numpy arrays without torch and without
     executing pickle code."""
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a torch zip checkpoint (legacy pickled .bin files are not supported; convert it with torch)")
+        raise ValueError(
+            f"{path} is not a torch zip checkpoint (legacy pickled .bin files are not supported; convert it with torch)"
+        )
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if n.endswith("data.pkl")]
         if len(names) != 1:
