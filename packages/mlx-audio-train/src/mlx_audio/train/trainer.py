@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,32 +16,28 @@ from mlx_audio.loggers import CSVLogger, Logger
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_map, tree_unflatten
+from mlx.utils import tree_map
 
-from . import checkpoint as ckpt
+from ._arguments import check_arguments
+from ._checkpointing import CheckpointMixin
+from ._evaluation import EvaluationMixin
+from ._lifecycle import LifecycleMixin
 from ._support import (
     MeanTracker,
-    batch_size_of,
     epoch_iterator,
     is_stateful_loader,
     iter_limited,
     length_of,
     limited,
-    rng_state,
     seed_everything,
     seed_step,
-    set_rng_state,
-    versions,
 )
 from .callbacks import Callback, GradientClipper, ModelCheckpoint, ProgressBar
-from .callbacks.base import check_number
 from .module import OptimizerConfig, TrainModule
-from .step import StepBuilder, TraceGuard, make_eval_fn
-
-PRECISIONS = ("32", "bf16-mixed", "bf16")
+from .step import StepBuilder, TraceGuard
 
 
-class Trainer:
+class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
     """Fits a :class:`TrainModule` on any iterable of batches. See docs/api/training.md."""
 
     def __init__(
@@ -73,70 +67,9 @@ class Trainer:
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        for name, value, minimum in (
-            ("max_epochs", max_epochs, 1),
-            ("max_steps", max_steps, 1),
-            ("min_epochs", min_epochs, 0),
-            ("min_steps", min_steps, 0),
-            ("accumulate_grad_batches", accumulate_grad_batches, 1),
-            ("check_val_every_n_epoch", check_val_every_n_epoch, 1),
-            ("num_sanity_val_steps", num_sanity_val_steps, 0),
-            ("log_every_n_steps", log_every_n_steps, 1),
-            ("seed", seed, 0),
-        ):
-            required = name in (
-                "accumulate_grad_batches",
-                "num_sanity_val_steps",
-                "log_every_n_steps",
-            )
-            check_number(
-                "Trainer", name, value, minimum=minimum, integer=True, allow_none=not required
-            )
-        for name, value in (
-            ("limit_train_batches", limit_train_batches),
-            ("limit_val_batches", limit_val_batches),
-            ("limit_test_batches", limit_test_batches),
-            ("val_check_interval", val_check_interval),
-        ):
-            minimum = 1 if name == "val_check_interval" else 0
-            check_number(
-                "Trainer",
-                name,
-                value,
-                minimum=minimum,
-                integer=True,
-                fraction=True,
-                allow_none=True,
-            )
-        check_number("Trainer", "gradient_clip_val", gradient_clip_val, minimum=0, allow_none=True)
-        runs = int(fast_dev_run) if isinstance(fast_dev_run, bool) else fast_dev_run
-        check_number("Trainer", "fast_dev_run", runs, minimum=0, integer=True)
-        if gradient_clip_algorithm not in ("norm", "value"):
-            raise ValueError(
-                f"Trainer: gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}"
-            )
-        if str(precision) not in PRECISIONS:
-            raise ValueError(f"Trainer: precision must be one of {PRECISIONS}, got {precision!r}")
-        if on_nonfinite_loss not in ("raise", "skip"):
-            raise ValueError(
-                f"Trainer: on_nonfinite_loss must be 'raise' or 'skip', got {on_nonfinite_loss!r}"
-            )
-        if fast_dev_run:
-            n = int(fast_dev_run)
-            max_epochs, max_steps, limit_train_batches, limit_val_batches, num_sanity_val_steps = (
-                1,
-                n,
-                n,
-                n,
-                0,
-            )
-            logger, enable_checkpointing = False, False
-        if max_epochs is None and max_steps is None:
-            raise ValueError(
-                "Trainer: set max_epochs or max_steps (or both); training would never end otherwise"
-            )
-        self.max_epochs, self._max_steps = max_epochs, max_steps
-        self.min_epochs, self.min_steps = min_epochs or 0, min_steps or 0
+        args = check_arguments({k: v for k, v in locals().items() if k != "self"})
+        self.max_epochs, self._max_steps = args["max_epochs"], args["max_steps"]
+        self.min_epochs, self.min_steps = args["min_epochs"] or 0, args["min_steps"] or 0
         self.accumulate_grad_batches = accumulate_grad_batches
         self.gradient_clip_val, self.gradient_clip_algorithm = (
             gradient_clip_val,
@@ -147,28 +80,26 @@ class Trainer:
             val_check_interval,
             check_val_every_n_epoch,
         )
-        self.limit_train_batches, self.limit_val_batches, self.limit_test_batches = (
-            limit_train_batches,
-            limit_val_batches,
-            limit_test_batches,
+        self.limit_train_batches, self.limit_val_batches = (
+            args["limit_train_batches"],
+            args["limit_val_batches"],
         )
-        self.num_sanity_val_steps, self.fast_dev_run, self.log_every_n_steps = (
-            num_sanity_val_steps,
-            fast_dev_run,
+        self.limit_test_batches = limit_test_batches
+        self.num_sanity_val_steps, self.log_every_n_steps = (
+            args["num_sanity_val_steps"],
             log_every_n_steps,
         )
-        self.enable_checkpointing, self.compile, self.on_nonfinite_loss = (
-            enable_checkpointing,
+        self.fast_dev_run, self.compile, self.on_nonfinite_loss = (
+            fast_dev_run,
             compile,
             on_nonfinite_loss,
         )
+        self.enable_checkpointing, logger = args["enable_checkpointing"], args["logger"]
         self.default_root_dir = (
             os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         )
         self.seed = seed
-        if (
-            seed is not None
-        ):  # before the model is built, so its initial weights are reproducible too
+        if seed is not None:  # before the model is built, so its initial weights are reproducible
             seed_everything(seed)
         self.callbacks: list[Callback] = (
             list(callbacks)
@@ -184,7 +115,7 @@ class Trainer:
             self.callbacks.append(ProgressBar())
         if not enable_progress_bar:
             self.callbacks = [c for c in self.callbacks if not isinstance(c, ProgressBar)]
-        if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
+        if self.enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
             self.callbacks.append(ModelCheckpoint())
         if logger is None or logger is True:
             self.loggers: list[Logger] = [CSVLogger(self.default_root_dir, name="logs")]
@@ -483,166 +414,6 @@ class Trainer:
         if not self._monitors_checked and self._val_names is not None:
             self._check_monitors()
 
-    # -- validation, test, predict -------------------------------------------------------------
-    def _evaluate(
-        self, loader: Iterable[Any], stage: str, limit: int | float | None
-    ) -> dict[str, float]:
-        module = self.module
-        assert module is not None
-        count = limited(length_of(loader), limit)
-        was_training = module.training
-        module.eval()
-        self._call("on_validation_start" if stage == "val" else "on_test_start")
-        step = make_eval_fn(module, stage, self.precision, self.compile)
-        tracker = MeanTracker()
-        for batch_idx, batch in enumerate(iter_limited(loader, count)):
-            with TraceGuard(module, None, self.compile and batch_idx == 0):
-                loss, metrics = step(batch, mx.array(batch_idx))
-                tracker.add({"loss": loss, **metrics}, batch_size_of(batch))
-        module.train(was_training)
-        results = {f"{stage}_{k}": v for k, v in tracker.means().items()}
-        if stage == "val":
-            self._val_names = set(results)
-        if not self.sanity_checking and results:
-            self.log_metrics(
-                {**results, "epoch": self.current_epoch} if self.optimizer is not None else results
-            )
-        if self.sanity_checking:
-            self._check_monitors(sanity=True)
-        self._call("on_validation_end" if stage == "val" else "on_test_end")
-        return results
-
-    def validate(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-    ) -> list[dict[str, float]]:
-        return [self._standalone(model, dataloaders, "val", ckpt_path, self.limit_val_batches)]
-
-    def test(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-    ) -> list[dict[str, float]]:
-        return [self._standalone(model, dataloaders, "test", ckpt_path, self.limit_test_batches)]
-
-    def _standalone(
-        self,
-        model: TrainModule,
-        loader: Iterable[Any],
-        stage: str,
-        ckpt_path: str | None,
-        limit: Any,
-    ) -> dict[str, float]:
-        self.module, model.trainer = model, self
-        if ckpt_path is not None:
-            model.load_checkpoint(self._resolve_ckpt(ckpt_path))
-        return self._evaluate(loader, stage, limit)
-
-    def predict(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-    ) -> list[Any]:
-        """``predict_step`` on every batch (eval mode), returned as a list."""
-        self.module, model.trainer = model, self
-        if ckpt_path is not None:
-            model.load_checkpoint(self._resolve_ckpt(ckpt_path))
-        was_training = model.training
-        model.eval()
-        self._call("on_predict_start")
-        outputs = []
-        for batch_idx, batch in enumerate(dataloaders):
-            output = model.predict_step(batch, mx.array(batch_idx))
-            mx.eval(output)
-            outputs.append(output)
-        self._call("on_predict_end")
-        model.train(was_training)
-        return outputs
-
-    # -- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self, path: str) -> str:
-        """Write a complete checkpoint directory at ``path`` (see mlx_audio.train.checkpoint)."""
-        module, optimizer = self.module, self.optimizer
-        assert module is not None and optimizer is not None, "save_checkpoint needs a running fit"
-        loader = self._train_loader
-        state: dict[str, Any] = {
-            "epoch": self.current_epoch,
-            "global_step": self.global_step,
-            "batch_in_epoch": self._batch_in_epoch,
-            "epoch_finished": self._epoch_finished,
-            "should_stop": bool(self.should_stop),
-            "rng": rng_state(),
-            "rng_base": self._rng_base,
-            "loader": loader.state_dict()
-            if is_stateful_loader(loader) and not self._epoch_finished
-            else None,
-            "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
-            "callback_metrics": dict(self.callback_metrics),
-            "versions": versions(),
-        }
-        self._call("on_save_checkpoint", state)
-        weights = dict(tree_flatten(module.parameters()))
-        return ckpt.save_checkpoint(path, weights, dict(tree_flatten(optimizer.state)), state)
-
-    def _resolve_ckpt(self, ckpt_path: str) -> str:
-        if ckpt_path in ("last", "best"):
-            callback = self.checkpoint_callback
-            if ckpt_path == "best":
-                if callback is None or not callback.best_model_path:
-                    raise ValueError(
-                        'ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint'
-                    )
-                return callback.best_model_path
-            dirpath = (
-                callback.dirpath
-                if callback is not None and callback.dirpath
-                else os.path.join(self.default_root_dir, "checkpoints")
-            )
-            return os.path.join(dirpath, "last")
-        return ckpt_path
-
-    def _restore(self, ckpt_path: str, module: TrainModule) -> dict | None:
-        path = self._resolve_ckpt(ckpt_path)
-        if ckpt_path == "last" and not os.path.lexists(path):
-            print(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
-            return None
-        directory, state = ckpt.read_state(path)
-        weights_file = os.path.join(directory, ckpt.MODEL_FILE)
-        ckpt.check_against(
-            weights_file,
-            ckpt.load_arrays(weights_file),
-            dict(tree_flatten(module.parameters())),
-            "model",
-        )
-        module.load_checkpoint(directory)
-        optimizer_file = os.path.join(directory, ckpt.OPTIMIZER_FILE)
-        loaded = ckpt.load_arrays(optimizer_file)
-        self.optimizer.init(module.trainable_parameters())
-        ckpt.check_against(
-            optimizer_file, loaded, dict(tree_flatten(self.optimizer.state)), "optimizer"
-        )
-        self.optimizer.state = tree_unflatten(list(loaded.items()))
-        self.current_epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.callback_metrics = {k: float(v) for k, v in state.get("callback_metrics", {}).items()}
-        set_rng_state(state["rng"])
-        self._rng_base = int(state["rng_base"])
-        for callback in self.callbacks:
-            if callback.state_key in state.get("callbacks", {}):
-                callback.load_state_dict(state["callbacks"][callback.state_key])
-        self._call("on_load_checkpoint", state)
-        if state["epoch_finished"]:
-            self.current_epoch += 1
-            return {
-                **state,
-                "batch_in_epoch": 0,
-                "loader": None,
-                "_dir": directory,
-                "_finished_epoch": True,
-            }
-        return {**state, "_dir": directory}
-
-    def _finished(self, resume: dict) -> bool:
-        return (
-            bool(resume.get("should_stop"))
-            or self._step_limit_reached()
-            or (self.max_epochs is not None and self.current_epoch >= self.max_epochs)
-        )
-
     # -- small decisions ------------------------------------------------------------------------
     def _done(self) -> bool:
         if self._step_limit_reached() or (
@@ -714,57 +485,3 @@ class Trainer:
                 f"{type(callback).__name__}(monitor={monitor!r}) names a metric that is never logged; logged metrics: {sorted(known - {'step'})}"
             )
         self._monitors_checked = not sanity
-
-    def _hparams(self) -> dict[str, Any]:
-        names = ("max_epochs", "accumulate_grad_batches", "gradient_clip_val", "precision", "seed")
-        return {
-            "trainer": {n: getattr(self, n) for n in names} | {"max_steps": self.max_steps},
-            "optimizer": type(self.optimizer).__name__,
-            "lr_schedule": self.lr_schedule_name,
-        }
-
-    def _finalize_loggers(self, status: str) -> None:
-        for logger in self.loggers:
-            try:
-                logger.finalize(status)
-            except Exception as error:
-                print(f"Trainer: {type(logger).__name__}.finalize({status!r}) failed: {error!r}")
-
-    def _print_summary(self) -> None:
-        if not self.is_global_zero:
-            return
-        lines = [f"Trainer: finished at epoch {self.current_epoch}, step {self.global_step}."]
-        callback = self.checkpoint_callback
-        if callback is not None and callback.dirpath:
-            best = (
-                f"; best {callback.monitor}={callback.best_model_score:.6g} at {callback.best_model_path}"
-                if callback.monitor and callback.best_model_score is not None
-                else ""
-            )
-            lines.append(
-                f"  checkpoints: {callback.dirpath} (last -> {callback.last_model_path or 'none'}){best}"
-            )
-        for logger in self.loggers:
-            lines.append(f"  logs: {type(logger).__name__} at {logger.log_dir}")
-        print("\n".join(lines))
-
-    # -- Ctrl-C ---------------------------------------------------------------------------------
-    def _install_interrupt_handler(self) -> Any:
-        """First Ctrl-C: stop at the next optimizer-step boundary. Second: stop now."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        self._interrupted = False
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
-            print(
-                "\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once)."
-            )
-
-        return signal.signal(signal.SIGINT, handler)
-
-    def _restore_interrupt_handler(self, previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
