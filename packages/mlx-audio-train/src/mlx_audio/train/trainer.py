@@ -115,7 +115,9 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
             self.callbacks.append(ProgressBar())
         if not enable_progress_bar:
             self.callbacks = [c for c in self.callbacks if not isinstance(c, ProgressBar)]
-        if self.enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
+        if self.enable_checkpointing and not any(
+            isinstance(c, ModelCheckpoint) for c in self.callbacks
+        ):
             self.callbacks.append(ModelCheckpoint())
         if logger is None or logger is True:
             self.loggers: list[Logger] = [CSVLogger(self.default_root_dir, name="logs")]

@@ -130,6 +130,13 @@ class CLAP(nn.Module):
         model.load_weights(list(weights.items()), strict=True)
         mx.eval(model.parameters())
         model.eval()
+        if os.path.exists(os.path.join(folder, "tokenizer.json")):  # for zero_shot_classify
+            try:
+                from .tokenizer import ClapTokenizer
+
+                object.__setattr__(model, "tokenizer", ClapTokenizer.from_pretrained(folder))
+            except ImportError:
+                pass
         return model
 
     def save_pretrained(self, path: str) -> str:
