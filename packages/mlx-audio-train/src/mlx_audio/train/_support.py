@@ -107,20 +107,29 @@ def versions() -> dict[str, str]:
 
 
 class MeanTracker:
-    """Batch-size-weighted means of scalar ``mx.array`` metrics, summed on the device."""
+    """Batch-size-weighted means of scalar ``mx.array`` metrics, summed on the device.
 
-    def __init__(self) -> None:
+    ``eager`` evaluates the sums at every ``add`` (long validation loops: the graph stays
+    small); otherwise they are evaluated once in :meth:`means`, saving a device sync per step.
+    """
+
+    def __init__(self, eager: bool = True) -> None:
         self.sums: dict[str, mx.array] = {}
         self.weight = 0
+        self.eager = eager
 
     def add(self, values: dict[str, mx.array], weight: int = 1) -> None:
         for key, value in values.items():
             self.sums[key] = self.sums.get(key, 0.0) + value * weight
         self.weight += weight
-        mx.eval(self.sums)
+        if self.eager:
+            mx.eval(self.sums)
 
     def means(self) -> dict[str, float]:
-        return {k: v.item() / self.weight for k, v in self.sums.items()} if self.weight else {}
+        if not self.weight:
+            return {}
+        mx.eval(self.sums)  # one sync for all metrics
+        return {k: v.item() / self.weight for k, v in self.sums.items()}
 
 
 def iter_limited(iterable: Iterable[Any], limit: int | None) -> Iterator[Any]:

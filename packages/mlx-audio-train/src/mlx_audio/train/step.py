@@ -116,8 +116,8 @@ class StepBuilder:
         self._shapes: set[tuple] = set()
         self._warned = False
         optimizer.init(module.trainable_parameters())
-        self.zeros = tree_map(mx.zeros_like, module.trainable_parameters())
-        mx.eval(self.zeros, optimizer.state)
+        mx.eval(optimizer.state)
+        self._zeros: Any = None
         state = [module.state, optimizer.state, mx.random.state]
         wrap = (
             (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
@@ -127,6 +127,14 @@ class StepBuilder:
         self.accumulating = wrap(self._accumulating)
         self.apply = wrap(self._apply)
         self.grads = wrap(self._grads)
+
+    @property
+    def zeros(self) -> Any:
+        """A zero gradient tree (the accumulator's start), built only when accumulating."""
+        if self._zeros is None:
+            self._zeros = tree_map(mx.zeros_like, self.module.trainable_parameters())
+            mx.eval(self._zeros)
+        return self._zeros
 
     # -- traced pieces -----------------------------------------------------------------------
     def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array, dict[str, Any]]:

@@ -296,8 +296,9 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
         self._batch_in_epoch = int(resume["batch_in_epoch"]) if resume else 0
         self._call("on_train_epoch_start")
         interval = self._val_interval()
-        total, micro = self._builder.zeros, 0
-        tracker = MeanTracker()
+        accumulating = self.accumulate_grad_batches > 1 or self.on_nonfinite_loss == "skip"
+        total, micro = (self._builder.zeros if accumulating else None), 0
+        tracker = MeanTracker(eager=False)
         batches = epoch_iterator(train_loader, self.current_epoch, resume)
         limit = (
             None
@@ -316,7 +317,7 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
             self._batch_in_epoch += 1
             if self.did_update:
                 self._after_update(tracker)
-                tracker = MeanTracker()
+                tracker = MeanTracker(eager=False)
             self._call("on_train_batch_end", {"loss": loss, **metrics}, batch, batch_idx)
             if (
                 val_loader is not None
@@ -394,7 +395,7 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
             )
             if update:
                 total, micro, self.did_update = builder.zeros, 0, True
-        mx.eval(self._builder_state(), loss, metrics, total)
+        mx.eval(self._builder_state(), loss, metrics, *([total] if total is not None else []))
         if self.did_update:
             self.global_step += 1
         if self.on_nonfinite_loss == "raise" and not math.isfinite(loss.item()):
