@@ -82,7 +82,9 @@ def torch_side(steps: int, warmup: int) -> float:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mels, ids, mask = inputs()
-    features = torch.tensor(mels).transpose(2, 3).contiguous().to(device)  # HF's (B, 1, frames, n_mels)
+    features = (
+        torch.tensor(mels).transpose(2, 3).contiguous().to(device)
+    )  # HF's (B, 1, frames, n_mels)
     ids_t, mask_t = torch.tensor(ids).to(device), torch.tensor(mask).to(device)
     model = ClapModel(ClapConfig()).to(device)
     for p in model.text_model.parameters():

@@ -118,7 +118,10 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--root", default="/tmp/mlx_audio_bench")
+    parser.add_argument("--steps", type=int, default=60, help="more steps steady a fast GPU run")
     args = parser.parse_args()
+    global STEPS
+    STEPS = args.steps
     data = batches()
     results: dict[str, list[float]] = {"hand": [], "bare": [], "bar+csv": []}
     for _ in range(args.repeats):  # interleaved, so drift hits every side alike

@@ -120,7 +120,8 @@ class MeanTracker:
 
     def add(self, values: dict[str, mx.array], weight: int = 1) -> None:
         for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value * weight
+            scaled = value if weight == 1 else value * weight  # the common case adds no graph node
+            self.sums[key] = scaled if key not in self.sums else self.sums[key] + scaled
         self.weight += weight
         if self.eager:
             mx.eval(self.sums)
