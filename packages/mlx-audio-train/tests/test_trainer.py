@@ -260,3 +260,17 @@ def test_prediction_returns_outputs():
     model = TinyClassifier()
     outputs = quiet(max_epochs=1).predict(model, DataLoader(blobs(32), batch_size=8))
     assert len(outputs) == 4 and outputs[0].shape == (8, 3)
+
+
+def test_loaders_without_a_seed_take_the_trainers():
+    def run():
+        loader = DataLoader(blobs(96), batch_size=16, shuffle=True)  # no seed of its own
+        trainer = quiet(max_epochs=2, seed=11)
+        model = TinyClassifier()
+        trainer.fit(model, loader)
+        return loader, model
+
+    first_loader, first = run()
+    second_loader, second = run()
+    assert first_loader.seed == second_loader.seed == 11
+    assert_trees_equal(first.parameters(), second.parameters())
