@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from abc import ABC, abstractmethod
@@ -64,10 +63,6 @@ def flatten_params(params: Mapping[str, Any] | Any, separator: str = "/") -> dic
 
     walk("", params)
     return flat
-
-
-def is_finite(value: float | int) -> bool:
-    return not isinstance(value, float) or math.isfinite(value)
 
 
 def next_version(root: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -135,7 +134,3 @@ class MeanTracker:
 
 def iter_limited(iterable: Iterable[Any], limit: int | None) -> Iterator[Any]:
     return iter(iterable) if limit is None else itertools.islice(iterable, limit)
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)

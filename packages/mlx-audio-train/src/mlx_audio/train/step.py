@@ -118,7 +118,11 @@ class StepBuilder:
         optimizer.init(module.trainable_parameters())
         mx.eval(optimizer.state)
         self._zeros: Any = None
-        state = [module.state, optimizer.state, mx.random.state]
+        self.state = state = [
+            module.state,
+            optimizer.state,
+            mx.random.state,
+        ]  # what each step updates
         wrap = (
             (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
         )

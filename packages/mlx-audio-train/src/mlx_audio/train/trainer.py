@@ -335,7 +335,7 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
                 break
         if micro:  # a short accumulation group at the end of the epoch still steps
             self._builder.apply(total, mx.array(micro))
-            mx.eval(self._builder_state())
+            mx.eval(self._builder.state)
             self.global_step += 1
             self.did_update = True
             self._after_update(tracker)
@@ -395,7 +395,7 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
             )
             if update:
                 total, micro, self.did_update = builder.zeros, 0, True
-        mx.eval(self._builder_state(), loss, metrics, *([total] if total is not None else []))
+        mx.eval(self._builder.state, loss, metrics, *([total] if total is not None else []))
         if self.did_update:
             self.global_step += 1
         if self.on_nonfinite_loss == "raise" and not math.isfinite(loss.item()):
@@ -404,9 +404,6 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
                 "lower the learning rate, clip gradients, or use Trainer(on_nonfinite_loss='skip')"
             )
         return loss, metrics, total, micro
-
-    def _builder_state(self) -> list:
-        return [self.module.state, self.optimizer.state, mx.random.state]
 
     def _after_update(self, tracker: MeanTracker) -> None:
         values = {f"train_{k}": v for k, v in tracker.means().items()}

@@ -154,9 +154,6 @@ class SwinBlock(nn.Module):
         hp, wp = h + (-h) % window, w + (-w) % window
         self._mask = mx.array(shift_mask(hp, wp, window, shift)) if shift > 0 else None
 
-    def intermediate_forward(self, x: mx.array) -> mx.array:
-        return self._act(self.intermediate(x))
-
     def __call__(self, x: mx.array) -> mx.array:
         h, w = self.resolution
         b, _, c = x.shape
@@ -174,7 +171,7 @@ class SwinBlock(nn.Module):
             x = mx.roll(x, shift=(self.shift, self.shift), axis=(1, 2))
         x = x[:, :h, :w, :].reshape(b, h * w, c)
         x = shortcut + x
-        return x + self.output(self.intermediate_forward(self.layernorm_after(x)))
+        return x + self.output(self._act(self.intermediate(self.layernorm_after(x))))
 
 
 class PatchMerging(nn.Module):
