@@ -1,81 +1,114 @@
-"""Checks of the Trainer's arguments: every mistake is a ValueError naming the argument."""
+"""The Trainer's arguments: a frozen dataclass checked in one place (Lightning's sentinels too).
+
+Every mistake is a ValueError naming the argument and what is valid. ``fast_dev_run`` and the
+Lightning sentinels (``max_epochs=-1``, ``max_steps=-1``, ``num_sanity_val_steps=-1``) are
+resolved here, so the loop reads plain values: ``None`` means "no limit".
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .callbacks.base import check_number
 
 PRECISIONS = ("32", "bf16-mixed", "bf16")
-_COUNTS = {  # name -> minimum; those not in _REQUIRED may be None
-    "max_epochs": 1,
-    "max_steps": 1,
-    "min_epochs": 0,
-    "min_steps": 0,
-    "accumulate_grad_batches": 1,
-    "check_val_every_n_epoch": 1,
-    "num_sanity_val_steps": 0,
-    "log_every_n_steps": 1,
-    "seed": 0,
-}
-_REQUIRED = ("accumulate_grad_batches", "num_sanity_val_steps", "log_every_n_steps")
-_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval")
-_CHOICES = {"gradient_clip_algorithm": ("norm", "value"), "on_nonfinite_loss": ("raise", "skip")}
+_DEFAULT_MAX_EPOCHS = 1000  # Lightning's, when neither max_epochs nor max_steps is given
 
 
-def check_arguments(args: dict[str, Any]) -> dict[str, Any]:
-    """Validate; return the arguments with ``fast_dev_run``'s overrides applied."""
-    for name, minimum in _COUNTS.items():
-        check_number(
-            "Trainer",
-            name,
-            args[name],
-            minimum=minimum,
-            integer=True,
-            allow_none=name not in _REQUIRED,
-        )
-    for name in _LIMITS:
+@dataclass(frozen=True)
+class TrainerArgs:
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    min_epochs: int = 0
+    min_steps: int = 0
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str = "norm"
+    precision: str = "32"
+    val_check_interval: int | float = 1.0
+    check_val_every_n_epoch: int | None = 1
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    limit_test_batches: int | float = 1.0
+    num_sanity_val_steps: float = 2
+    fast_dev_run: int = 0
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    enable_checkpointing: bool = True
+    enable_logging: bool = True
+    default_root_dir: str = "."
+    seed: int | None = None
+    compile: bool = True
+    on_nonfinite_loss: str = "raise"
+
+
+def _count(name: str, value: Any, minimum: int, sentinel: bool = False) -> None:
+    if sentinel and value == -1 and not isinstance(value, bool):
+        return
+    check_number("Trainer", name, value, minimum=minimum, integer=True, allow_none=True)
+
+
+def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
+    """Validate ``Trainer(**kwargs)`` and resolve defaults, sentinels and ``fast_dev_run``."""
+    for name, minimum in (("max_epochs", 0), ("max_steps", 0)):
+        _count(name, kwargs[name], minimum, sentinel=True)
+    for name in ("min_epochs", "min_steps", "seed"):
+        _count(name, kwargs[name], 0)
+    _count("num_sanity_val_steps", kwargs["num_sanity_val_steps"], 0, sentinel=True)
+    for name in ("accumulate_grad_batches", "check_val_every_n_epoch", "log_every_n_steps"):
+        _count(name, kwargs[name], 1)
+    for name in ("accumulate_grad_batches", "log_every_n_steps"):
+        if kwargs[name] is None:
+            raise ValueError(f"Trainer: {name} must be an int >= 1, got None")
+    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval"):
         minimum = 1 if name == "val_check_interval" else 0
-        check_number(
-            "Trainer",
-            name,
-            args[name],
-            minimum=minimum,
-            integer=True,
-            fraction=True,
-            allow_none=True,
-        )
-    check_number(
-        "Trainer", "gradient_clip_val", args["gradient_clip_val"], minimum=0, allow_none=True
-    )
-    runs = args["fast_dev_run"]
-    check_number(
-        "Trainer",
-        "fast_dev_run",
-        int(runs) if isinstance(runs, bool) else runs,
-        minimum=0,
-        integer=True,
-    )
-    for name, valid in _CHOICES.items():
-        if args[name] not in valid:
-            raise ValueError(f"Trainer: {name} must be one of {valid}, got {args[name]!r}")
-    if str(args["precision"]) not in PRECISIONS:
-        raise ValueError(
-            f"Trainer: precision must be one of {PRECISIONS}, got {args['precision']!r}"
-        )
-    args = dict(args)
-    if runs:  # a quick smoke run: n batches, one epoch, no logger or checkpoints
+        check_number("Trainer", name, kwargs[name], minimum=minimum, integer=True, fraction=True, allow_none=True)
+    check_number("Trainer", "gradient_clip_val", kwargs["gradient_clip_val"], minimum=0, allow_none=True)
+    runs = kwargs["fast_dev_run"]
+    check_number("Trainer", "fast_dev_run", int(runs) if isinstance(runs, bool) else runs, minimum=0, integer=True)
+    for name, valid in (("gradient_clip_algorithm", ("norm", "value")), ("on_nonfinite_loss", ("raise", "skip"))):
+        if kwargs[name] not in valid:
+            raise ValueError(f"Trainer: {name} must be one of {valid}, got {kwargs[name]!r}")
+    if str(kwargs["precision"]) not in PRECISIONS:
+        raise ValueError(f"Trainer: precision must be one of {PRECISIONS}, got {kwargs['precision']!r}")
+    values = {f.name: kwargs[f.name] for f in fields(TrainerArgs) if f.name in kwargs}
+    values["precision"] = str(kwargs["precision"])
+    max_epochs = kwargs["max_epochs"]
+    max_steps = kwargs["max_steps"]
+    if max_epochs is None and max_steps in (None, -1):
+        if not has_timer:
+            warnings.warn(
+                f"Trainer: max_epochs was not set. Setting it to {_DEFAULT_MAX_EPOCHS} epochs. "
+                "To train without an epoch limit, set max_epochs=-1.",
+                stacklevel=3,
+            )
+            max_epochs = _DEFAULT_MAX_EPOCHS
+    values["max_epochs"] = None if max_epochs == -1 else max_epochs
+    values["max_steps"] = None if max_steps == -1 else max_steps
+    sanity = kwargs["num_sanity_val_steps"]
+    values["num_sanity_val_steps"] = math.inf if sanity == -1 else (2 if sanity is None else sanity)
+    values["min_epochs"] = kwargs["min_epochs"] or (1 if kwargs["min_steps"] is not None else 0)
+    values["min_steps"] = kwargs["min_steps"] or 0
+    for name in ("val_check_interval", "limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if kwargs[name] is None:
+            values[name] = 1.0
+    values["fast_dev_run"] = int(runs)
+    args = TrainerArgs(**values)
+    if runs:  # Lightning's fast_dev_run: n batches, one epoch, no sanity check, loggers or checkpoints
         n = int(runs)
-        args.update(
+        args = replace(
+            args,
             max_epochs=1,
             max_steps=n,
             limit_train_batches=n,
             limit_val_batches=n,
+            limit_test_batches=n,
             num_sanity_val_steps=0,
-        )
-        args.update(logger=False, enable_checkpointing=False)
-    if args["max_epochs"] is None and args["max_steps"] is None:
-        raise ValueError(
-            "Trainer: set max_epochs or max_steps (or both); training would never end otherwise"
+            val_check_interval=1.0,
+            check_val_every_n_epoch=1,
+            enable_logging=False,
         )
     return args

@@ -167,3 +167,83 @@ def load_model_weights(model: Any, path: str, strict: bool = True) -> None:
         strict=strict,
     )
     mx.eval(model.parameters())
+
+
+# -- a Trainer's checkpoint: capture, resolve, restore -----------------------------------------
+
+
+def default_dirpath(trainer: Any) -> str:
+    """``ModelCheckpoint.dirpath`` when one is set up, else ``default_root_dir/checkpoints``."""
+    callback = trainer.checkpoint_callback
+    if callback is not None and callback.dirpath:
+        return str(callback.dirpath)
+    return os.path.join(trainer.default_root_dir, "checkpoints")
+
+
+def resolve_ckpt_path(trainer: Any, ckpt_path: str) -> str:
+    """``"last"`` -> ``<dirpath>/last``; ``"best"`` -> the best checkpoint; else the path."""
+    if ckpt_path == "best":
+        callback = trainer.checkpoint_callback
+        if callback is None or not callback.best_model_path:
+            raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint')
+        return str(callback.best_model_path)
+    if ckpt_path == "last":
+        return os.path.join(default_dirpath(trainer), "last")
+    return os.fspath(ckpt_path)
+
+
+def capture(trainer: Any, path: str) -> str:
+    """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
+    from ._rng import rng_state, versions
+
+    module, optimizer = trainer.module, trainer.optimizer
+    assert module is not None and optimizer is not None, "save_checkpoint needs a running fit"
+    progress = trainer.progress
+    state: dict[str, Any] = {
+        **progress.to_state(),
+        "batches_that_stepped": progress.batches_that_stepped + int(trainer.step_pending_count),
+        "rng": rng_state(),
+        "rng_base": trainer.rng_base,
+        "loader": trainer.loader_state() if not progress.epoch_finished else None,
+        "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
+        "callback_metrics": dict(trainer.callback_metrics),
+        "versions": versions(),
+    }
+    trainer.hooks.on_save_checkpoint(state)
+    weights = dict(tree_flatten(module.parameters()))
+    return save_checkpoint(path, weights, dict(tree_flatten(optimizer.state)), state)
+
+
+def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
+    """Load a checkpoint into the trainer, its module, optimizer and callbacks; returns the
+    state (None when ``ckpt_path="last"`` has nothing to resume yet)."""
+    from mlx.utils import tree_unflatten
+
+    from ._progress import Progress
+    from ._rng import set_rng_state
+
+    path = resolve_ckpt_path(trainer, ckpt_path)
+    if ckpt_path == "last" and not os.path.lexists(path):
+        print(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
+        return None
+    module, optimizer = trainer.module, trainer.optimizer
+    directory, state = read_state(path)
+    state_file = os.path.join(directory, STATE_FILE)
+    weights_file = os.path.join(directory, MODEL_FILE)
+    check_against(weights_file, load_arrays(weights_file), dict(tree_flatten(module.parameters())), "model")
+    module.load_checkpoint(directory)
+    optimizer_file = os.path.join(directory, OPTIMIZER_FILE)
+    loaded = load_arrays(optimizer_file)
+    optimizer.init(module.trainable_parameters())
+    check_against(optimizer_file, loaded, dict(tree_flatten(optimizer.state)), "optimizer")
+    optimizer.state = tree_unflatten(list(loaded.items()))
+    progress = Progress.from_state(state, state_file)  # the trainer moves past a finished epoch
+    trainer.progress = progress
+    trainer.metrics.callback.update({k: float(v) for k, v in state.get("callback_metrics", {}).items()})
+    set_rng_state(state["rng"])
+    trainer.rng_base = int(state["rng_base"])
+    for callback in trainer.callbacks:
+        if callback.state_key in state.get("callbacks", {}):
+            callback.load_state_dict(state["callbacks"][callback.state_key])
+    trainer.hooks.on_load_checkpoint(state)
+    return {**state, "_dir": directory}

@@ -12,8 +12,13 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
+from .metrics import LogOptions
+
 if TYPE_CHECKING:
     from .trainer import Trainer
+
+
+_PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx")
 
 
 class ParameterTree(dict):
@@ -61,6 +66,8 @@ class TrainModule(nn.Module):
         super().__init__()
         self._trainer_ref: Trainer | None = None
         self._logged: dict[str, Any] = {}
+        self._log_options: dict[str, LogOptions] = {}
+        self._step_fx: str | None = None
 
     # -- what users implement ----------------------------------------------------------------
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
@@ -84,7 +91,9 @@ class TrainModule(nn.Module):
     def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
 
-    # -- hooks (no-ops) ----------------------------------------------------------------------
+    # -- hooks (no-ops; called by the Trainer in Lightning's order, see trainer.py) -------------
+    def setup(self, stage: str) -> None: ...
+    def teardown(self, stage: str) -> None: ...
     def on_fit_start(self) -> None: ...
     def on_fit_end(self) -> None: ...
     def on_train_start(self) -> None: ...
@@ -93,8 +102,21 @@ class TrainModule(nn.Module):
     def on_train_epoch_end(self) -> None: ...
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None: ...
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_before_optimizer_step(self, optimizer: optim.Optimizer) -> None: ...
     def on_validation_start(self) -> None: ...
     def on_validation_end(self) -> None: ...
+    def on_validation_epoch_start(self) -> None: ...
+    def on_validation_epoch_end(self) -> None: ...
+    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None: ...
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_test_start(self) -> None: ...
+    def on_test_end(self) -> None: ...
+    def on_test_epoch_start(self) -> None: ...
+    def on_test_epoch_end(self) -> None: ...
+    def on_test_batch_start(self, batch: Any, batch_idx: int) -> None: ...
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_predict_start(self) -> None: ...
+    def on_predict_end(self) -> None: ...
     def on_save_checkpoint(self, checkpoint: dict) -> None: ...
     def on_load_checkpoint(self, checkpoint: dict) -> None: ...
 
@@ -119,11 +141,44 @@ class TrainModule(nn.Module):
     def global_step(self) -> int:
         return self._trainer_ref.global_step if self._trainer_ref is not None else 0
 
-    def log(self, name: str, value: Any, prog_bar: bool = False, **_: Any) -> None:
-        """Record a scalar for the loggers (as ``train_<name>`` / ``val_<name>`` by stage)."""
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: bool = True,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        reduce_fx: str = "mean",
+        sync_dist: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        """Record a scalar under exactly ``name`` (Lightning's ``self.log``).
+
+        Defaults follow Lightning per hook: in ``training_step`` and the train-batch hooks
+        ``on_step=True, on_epoch=False``; elsewhere (``validation_step``, epoch hooks)
+        ``on_step=False, on_epoch=True``. With both, ``name_step`` and ``name_epoch`` are logged.
+        Epoch values are means weighted by batch size (or ``reduce_fx``: sum, max, min).
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"log() needs a non-empty metric name, got {name!r}")
-        self._logged[name] = value
+        fx = self._step_fx or (self._trainer_ref.current_hook if self._trainer_ref is not None else None)
+        fx = fx or "training_step"  # outside a Trainer: kept like a step's value
+        options = LogOptions.make(
+            fx,
+            on_step,
+            on_epoch,
+            prog_bar=prog_bar,
+            logger=logger,
+            reduce_fx=reduce_fx,
+            sync_dist=sync_dist,
+            batch_size=batch_size,
+        )
+        if self._step_fx is not None or self._trainer_ref is None:  # a (traced) step's output
+            self._logged[name] = value
+            self._log_options[name] = options
+        else:
+            self.trainer.log_from_hook(name, value, options)
 
     def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
         for name, value in metrics.items():
@@ -148,12 +203,12 @@ class TrainModule(nn.Module):
         return self
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if key in ("_trainer_ref", "_logged"):  # plain attributes, never part of the module tree
+        if key in _PLAIN:  # plain attributes, never part of the module tree
             object.__setattr__(self, key, value)
         else:
             super().__setattr__(key, value)
 
     def __getattr__(self, key: str) -> Any:
-        if key in ("_trainer_ref", "_logged"):
+        if key in _PLAIN:
             raise AttributeError(key)
         return super().__getattr__(key)

@@ -9,6 +9,7 @@ of micro-batches actually accumulated, so a short group at the end of an epoch i
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -61,36 +62,45 @@ def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]
     }
 
 
+_FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
+
+
 def forward(
     module: Any, batch: Any, batch_idx: mx.array, stage: str, precision: str
-) -> tuple[mx.array, dict[str, Any]]:
-    """Run the user's step for ``stage``; returns float32 ``(loss, metrics + self.log() values)``."""
+) -> tuple[mx.array, dict[str, Any], dict[str, Any]]:
+    """Run the user's step for ``stage``; float32 ``(loss, returned metrics, self.log() values)``."""
     module._take_logged()
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
         full = module.trainable_parameters()
         module.update(cast_floats(full, mx.bfloat16))
     if precision in ("bf16-mixed", "bf16"):
         batch = cast_floats(batch, mx.bfloat16)
-    step = {"train": module.training_step, "val": module.validation_step, "test": module.test_step}[
-        stage
-    ]
-    loss, metrics = normalize_output(step(batch, batch_idx), stage)
+    module._step_fx = _FX[stage]
+    try:
+        output = getattr(module, _FX[stage])(batch, batch_idx)
+    finally:
+        module._step_fx = None
+    if output is None and stage != "train":  # a validation_step that only logs
+        loss, metrics = None, {}
+    else:
+        loss, metrics = normalize_output(output, stage)
     logged = {
         k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
         for k, v in module._take_logged().items()
     }
     if precision == "bf16-mixed":
         module.update(full)
-    metrics = {**metrics, **logged}
-    return loss.astype(mx.float32), {k: v.astype(mx.float32) for k, v in metrics.items()}
+    floats = {k: v.astype(mx.float32) for k, v in metrics.items()}
+    logged = {k: v.astype(mx.float32) for k, v in logged.items()}
+    return (loss.astype(mx.float32) if loss is not None else None), floats, logged
 
 
 def make_eval_fn(
     module: Any, stage: str, precision: str, compile: bool
 ) -> Callable[[Any, mx.array], tuple]:
-    """``(batch, batch_idx) -> (loss, metrics)`` for validation or test, compiled by default."""
+    """``(batch, batch_idx) -> (loss, metrics, logged)`` for validation or test, compiled by default."""
 
-    def evaluate(batch: Any, batch_idx: mx.array) -> tuple[mx.array, dict[str, Any]]:
+    def evaluate(batch: Any, batch_idx: mx.array) -> tuple:
         return forward(module, batch, batch_idx, stage, precision)
 
     return mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
@@ -115,6 +125,7 @@ class StepBuilder:
         self.world = mx.distributed.init().size() if mx.distributed.is_available() else 1
         self._shapes: set[tuple] = set()
         self._warned = False
+        self._calls = 0
         optimizer.init(module.trainable_parameters())
         mx.eval(optimizer.state)
         self._zeros: Any = None
@@ -141,8 +152,9 @@ class StepBuilder:
         return self._zeros
 
     # -- traced pieces -----------------------------------------------------------------------
-    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array, dict[str, Any]]:
-        return forward(self.module, batch, batch_idx, "train", self.precision)
+    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array, tuple]:
+        loss, metrics, logged = forward(self.module, batch, batch_idx, "train", self.precision)
+        return loss, (metrics, logged)
 
     def _update(self, grads: Any) -> None:
         if self.world > 1:
@@ -154,7 +166,7 @@ class StepBuilder:
                 grads = tree_map(lambda g: mx.clip(g, -self.clip_val, self.clip_val), grads)
         self.optimizer.update(self.module, grads)
 
-    def _fused(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array, dict[str, Any]]:
+    def _fused(self, batch: Any, batch_idx: mx.array) -> tuple:
         (loss, metrics), grads = self._value_and_grad(batch, batch_idx)
         self._update(grads)
         return loss, metrics
@@ -176,17 +188,21 @@ class StepBuilder:
         self._update(tree_map(lambda g: g / count.astype(g.dtype), total))
 
     # -- bookkeeping -------------------------------------------------------------------------
-    def note_shapes(self, batch: Any) -> None:
-        """Warn once when the compiled step keeps seeing new input shapes (one graph each)."""
-        if not self.compile or self._warned:
-            return
+    def note_shapes(self, batch: Any) -> bool:
+        """Record the batch's shapes; warn once when the compiled step keeps seeing new ones (one
+        graph each). Returns whether this batch may trigger a trace (for :class:`TraceGuard`)."""
+        if not self.compile:
+            return False
         signature = tuple(
             (tuple(x.shape), str(x.dtype))
             for _, x in tree_flatten(batch)
             if isinstance(x, mx.array)
         )
+        self._calls += 1
+        if signature in self._shapes:
+            return self._calls <= 4  # the first calls may still trace (update / no-update graphs)
         self._shapes.add(signature)
-        if len(self._shapes) > _RETRACE_WARNING_AFTER:
+        if len(self._shapes) > _RETRACE_WARNING_AFTER and not self._warned:
             self._warned = True
             warnings.warn(
                 f"the compiled train step has now been traced for {len(self._shapes)} different batch shapes; "
@@ -222,3 +238,57 @@ class TraceGuard:
             if self.state is not None:
                 self.optimizer.state = self.state
             mx.random.seed(0)  # the trainer reseeds before every step anyway
+
+
+class StepRunner:
+    """Runs the train step one micro-batch at a time and owns the gradient accumulator.
+
+    NOTE [update boundaries]: the loop tells each call whether the batch ends an accumulation
+    group (``update``); weights, optimizer state and ``global_step`` change only there, and
+    validation and checkpoints happen only after such a batch (or at an epoch's end, which is
+    always one), so a saved state never holds a half-accumulated gradient.
+    """
+
+    def __init__(self, builder: StepBuilder, accumulate: int, on_nonfinite: str) -> None:
+        self.builder = builder
+        self.accumulate = accumulate
+        self.skip_nonfinite = on_nonfinite == "skip"
+        self.total: Any = None
+        self.micro = 0
+
+    def run(self, batch: Any, batch_idx: int, update: bool) -> tuple[Any, dict, dict, bool]:
+        """``(loss, returned metrics, logged values, whether the weights were updated)``."""
+        builder = self.builder
+        index = mx.array(batch_idx)
+        with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
+            if self.skip_nonfinite:
+                return self._run_skipping(batch, batch_idx, index, update)
+            if self.accumulate == 1:
+                loss, (metrics, logged) = builder.fused(batch, index)
+                mx.eval(builder.state, loss, metrics, logged)
+                return loss, metrics, logged, True
+            total = self.total if self.total is not None else builder.zeros
+            self.micro += 1
+            loss, (metrics, logged), total = builder.accumulating(
+                batch, index, total, mx.array(self.micro), update
+            )
+            self.total, self.micro = (None, 0) if update else (total, self.micro)
+            mx.eval(builder.state, loss, metrics, logged, *([] if update else [total]))
+            return loss, metrics, logged, update
+
+    def _run_skipping(self, batch: Any, batch_idx: int, index: mx.array, update: bool) -> tuple:
+        builder = self.builder
+        loss, (metrics, logged), grads = builder.grads(batch, index)
+        mx.eval(loss, grads)
+        if math.isfinite(loss.item()):
+            self.total = grads if self.total is None else tree_map(mx.add, self.total, grads)
+            self.micro += 1
+        else:
+            print(f"Trainer: skipping batch {batch_idx}: loss is {loss.item()}")
+        did_update = update and self.micro > 0
+        if did_update:
+            builder.apply(self.total, mx.array(self.micro))
+            mx.eval(builder.state)
+        if update:
+            self.total, self.micro = None, 0
+        return loss, metrics, logged, did_update

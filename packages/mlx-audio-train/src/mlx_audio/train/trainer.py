@@ -1,14 +1,25 @@
-"""The Trainer: Lightning's arguments and loop, with an ``mx.compile``d step and exact resume.
+"""The Trainer: Lightning's arguments, loop and hook order, with an ``mx.compile``d step.
 
-Read ``_fit`` top to bottom: set up, (resume), sanity validation, then epochs of compiled
-steps with validation, logging and checkpoints at step and epoch boundaries.
+``fit`` reads top to bottom. Hook order (as in Lightning 2.6)::
+
+    setup -> [restore ckpt_path] -> on_fit_start -> sanity validation -> on_train_start
+    for each epoch:  on_train_epoch_start
+        for each batch:  on_train_batch_start -> [on_before_optimizer_step] -> step
+                         -> on_train_batch_end -> [validation] (see _validation_due)
+        on_train_epoch_end (callbacks, module, then the monitors) -> epoch metrics logged
+    on_train_end -> on_fit_end -> teardown
+
+Validation: on_validation_start, on_validation_epoch_start, per batch on_validation_batch_start/
+end, on_validation_epoch_end, (metrics logged), on_validation_end.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any
 
 from mlx_audio.loggers import CSVLogger, Logger
@@ -16,28 +27,23 @@ from mlx_audio.loggers import CSVLogger, Logger
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_map
 
-from ._arguments import check_arguments
-from ._checkpointing import CheckpointMixin
-from ._evaluation import EvaluationMixin
-from ._lifecycle import LifecycleMixin
-from ._support import (
-    MeanTracker,
-    epoch_iterator,
-    is_stateful_loader,
-    iter_limited,
-    length_of,
-    limited,
-    seed_everything,
-    seed_step,
-)
-from .callbacks import Callback, GradientClipper, ModelCheckpoint, ProgressBar
+from . import checkpoint
+from ._arguments import TrainerArgs, make_args
+from ._lifecycle import finalize_loggers, hparams, interrupt_handler, print_summary
+from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited
+from ._progress import Progress
+from ._rng import seed_everything, seed_step
+from .callbacks import Callback, GradientClipper, ModelCheckpoint, ProgressBar, Timer
+from .hooks import CallbackList
+from .metrics import LogOptions, MetricStore, Results
 from .module import OptimizerConfig, TrainModule
-from .step import StepBuilder, TraceGuard
+from .step import StepBuilder, StepRunner, TraceGuard, make_eval_fn
+
+_ARG_NAMES = frozenset(f.name for f in fields(TrainerArgs))
 
 
-class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
+class Trainer:
     """Fits a :class:`TrainModule` on any iterable of batches. See docs/api/training.md."""
 
     def __init__(
@@ -55,7 +61,7 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None,
-        num_sanity_val_steps: int = 2,
+        num_sanity_val_steps: int | None = 2,
         fast_dev_run: bool | int = False,
         log_every_n_steps: int = 50,
         callbacks: list[Callback] | Callback | None = None,
@@ -67,126 +73,131 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        args = check_arguments({k: v for k, v in locals().items() if k != "self"})
-        self.max_epochs, self._max_steps = args["max_epochs"], args["max_steps"]
-        self.min_epochs, self.min_steps = args["min_epochs"] or 0, args["min_steps"] or 0
-        self.accumulate_grad_batches = accumulate_grad_batches
-        self.gradient_clip_val, self.gradient_clip_algorithm = (
-            gradient_clip_val,
-            gradient_clip_algorithm,
-        )
-        self.precision = str(precision)
-        self.val_check_interval, self.check_val_every_n_epoch = (
-            val_check_interval,
-            check_val_every_n_epoch,
-        )
-        self.limit_train_batches, self.limit_val_batches = (
-            args["limit_train_batches"],
-            args["limit_val_batches"],
-        )
-        self.limit_test_batches = limit_test_batches
-        self.num_sanity_val_steps, self.log_every_n_steps = (
-            args["num_sanity_val_steps"],
-            log_every_n_steps,
-        )
-        self.fast_dev_run, self.compile, self.on_nonfinite_loss = (
-            fast_dev_run,
-            compile,
-            on_nonfinite_loss,
-        )
-        self.enable_checkpointing, logger = args["enable_checkpointing"], args["logger"]
-        self.default_root_dir = (
-            os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
-        )
-        self.seed = seed
+        given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+        for callback in given:
+            if not isinstance(callback, Callback):
+                raise ValueError(f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}")
+        root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        kwargs = {k: v for k, v in locals().items() if k in _ARG_NAMES}
+        self.args = make_args({**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given))
         if seed is not None:  # before the model is built, so its initial weights are reproducible
             seed_everything(seed)
-        self.callbacks: list[Callback] = (
-            list(callbacks)
-            if isinstance(callbacks, (list, tuple))
-            else ([callbacks] if callbacks else [])
-        )
-        for callback in self.callbacks:
-            if not isinstance(callback, Callback):
-                raise ValueError(
-                    f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}"
-                )
-        if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in self.callbacks):
-            self.callbacks.append(ProgressBar())
+        if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in given):
+            given.append(ProgressBar())
         if not enable_progress_bar:
-            self.callbacks = [c for c in self.callbacks if not isinstance(c, ProgressBar)]
-        if self.enable_checkpointing and not any(
-            isinstance(c, ModelCheckpoint) for c in self.callbacks
-        ):
-            self.callbacks.append(ModelCheckpoint())
-        if logger is None or logger is True:
-            self.loggers: list[Logger] = [CSVLogger(self.default_root_dir, name="logs")]
-        elif logger is False:
-            self.loggers = []
+            given = [c for c in given if not isinstance(c, ProgressBar)]
+        if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in given):
+            given.append(ModelCheckpoint())
+        self.hooks = CallbackList(self, given)
+        self.callbacks = self.hooks.callbacks
+        if not self.args.enable_logging or logger is False:
+            self.loggers: list[Logger] = []
+        elif logger is None or logger is True:
+            self.loggers = [CSVLogger(root, name="logs")]
         else:
             self.loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
-        # run state
-        self.current_epoch = 0
-        self.global_step = 0
-        self.should_stop = False
-        self.sanity_checking = False
-        self.at_epoch_end = False
-        self.did_update = False
-        self.callback_metrics: dict[str, float] = {}
-        self.logged_metrics: dict[str, float] = {}
-        self.progress_metrics: dict[str, float] = {}
+        self.progress = Progress()
+        self.metrics = MetricStore()
+        self.module: TrainModule | None = None
         self.optimizer: optim.Optimizer | None = None
         self.lr_schedule_name: str | None = None
-        self.num_training_batches: int | float = math.inf
-        self.module: TrainModule | None = None
+        self.state_fn: str | None = None
+        self.current_hook: str | None = None
+        self.sanity_checking = False
+        self.validation_has_run = False
+        self.is_last_batch = False
+        self.step_pending_count = False
+        self.ckpt_path: str | None = None
+        self.rng_base = 0
+        self.num_training_batches: float = math.inf
+        self.num_val_batches: float = 0
+        self.val_check_batch: float = math.inf
         self._estimated_max_steps: int | None = None
-        self._interrupted = False
-        self._batch_in_epoch = 0
-        self._epoch_finished = False
-        self._train_loader: Any = None
-        self._val_names: set[str] | None = None
-        self._monitors_checked = False
-        self._rng_base = 0
+        self._fetcher: Fetcher | None = None
+        self._train_results = Results()
+        self._eval_results: Results | None = None
+        self._interrupt = interrupt_handler()
+        self._warned: set[str] = set()
 
-    # -- public properties -------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:  # the arguments: trainer.max_epochs, .precision, ...
+        if name in _ARG_NAMES:
+            return getattr(self.__dict__["args"], name)
+        raise AttributeError(f"'Trainer' object has no attribute {name!r}")
+
+    # -- what callbacks and modules read -------------------------------------------------------------
+    current_epoch = property(lambda self: self.progress.current_epoch)
+    global_step = property(lambda self: self.progress.global_step)
+    logger = property(lambda self: self.loggers[0] if self.loggers else None)
+    log_dir = property(lambda self: self.logger.log_dir if self.logger is not None else None)
+    checkpoint_callback = property(lambda self: next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None))
+    callback_metrics = property(lambda self: self.metrics.floats(self.metrics.callback))
+    logged_metrics = property(lambda self: self.metrics.floats(self.metrics.logged))
+    progress_bar_metrics = property(lambda self: self.metrics.floats(self.metrics.progress_bar))
+    callback_metrics_store = property(lambda self: self.metrics.callback)
+
+    @property
+    def should_stop(self) -> bool:
+        return self.progress.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.progress.should_stop = bool(value)
+
     @property
     def max_steps(self) -> int | None:
-        """The configured max_steps, or during fit the estimate ``max_epochs x updates/epoch``
-        (None when the loader has no length)."""
-        return self._max_steps if self._max_steps is not None else self._estimated_max_steps
+        """The configured max_steps, or during fit ``max_epochs x updates per epoch`` (None when
+        unknown) -- Lightning's ``estimated_stepping_batches``; Lightning itself returns -1."""
+        return self.args.max_steps if self.args.max_steps is not None else self._estimated_max_steps
 
-    @property
-    def logger(self) -> Logger | None:
-        return self.loggers[0] if self.loggers else None
-
-    @property
-    def checkpoint_callback(self) -> ModelCheckpoint | None:
-        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+    estimated_stepping_batches = max_steps
 
     @property
     def is_global_zero(self) -> bool:
         return not mx.distributed.is_available() or mx.distributed.init().rank() == 0
 
     @property
-    def log_dir(self) -> str | None:
-        return self.logger.log_dir if self.logger is not None else None
+    def enable_validation(self) -> bool:
+        return self.num_val_batches > 0
 
-    # -- hooks -------------------------------------------------------------------------------
-    def _call(self, hook: str, *args: Any) -> None:
-        module = self.module
-        if module is not None and hasattr(module, hook):
-            getattr(module, hook)(*args)
-        for callback in self.callbacks:
-            getattr(callback, hook)(self, module, *args)
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, stacklevel=3)
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
-        """Send metrics to every logger at the current optimizer step (and to the monitors)."""
-        self.callback_metrics.update(metrics)
-        self.logged_metrics.update(metrics)
+    def loader_state(self) -> dict | None:
+        return self._fetcher.loader_state() if self._fetcher is not None else None
+
+    def save_checkpoint(self, path: str) -> str:
+        """Write a complete checkpoint directory at ``path`` (see mlx_audio.train.checkpoint)."""
+        return checkpoint.capture(self, path)
+
+    # -- logging ---------------------------------------------------------------------------------------
+    def log_from_hook(self, name: str, value: Any, options: LogOptions) -> None:
+        """``self.log`` from a hook (not a step): into the running loop's results."""
+        results = self._eval_results if self._eval_results is not None else self._train_results
+        results.add({name: value}, {name: options}, 1)
+        if self._eval_results is None and options.on_step:  # eval values are published at its end
+            self.metrics.update(*results.step_metrics())
+
+    def send_to_loggers(self, metrics: dict[str, Any], step: int) -> None:
+        values = self.metrics.floats(metrics)
         for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.global_step)
+            logger.log_metrics(values, step=step)
 
-    # -- fit ---------------------------------------------------------------------------------
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Send metrics to every logger (Lightning's: ``epoch`` added, at the logging step)."""
+        if not metrics:
+            return
+        self.metrics.logged.update(metrics)
+        if step is None:
+            metrics = {**metrics, "epoch": self.current_epoch}
+            step = self.progress.batches_that_stepped
+        self.send_to_loggers(metrics, step)
+
+    def should_update_logs(self) -> bool:
+        return (self.progress.batches_that_stepped + 1) % self.log_every_n_steps == 0 or self.should_stop
+
+    # -- fit -------------------------------------------------------------------------------------------
     def fit(
         self,
         model: TrainModule,
@@ -195,293 +206,299 @@ class Trainer(EvaluationMixin, CheckpointMixin, LifecycleMixin):
         ckpt_path: str | None = None,
     ) -> None:
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
-        ``"last"`` or ``"best"``). Resuming a finished run returns at once."""
+        ``"last"`` or ``"best"``). Resuming a finished run does no training."""
         if not isinstance(model, TrainModule):
             raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
         if train_dataloaders is None or not hasattr(train_dataloaders, "__iter__"):
-            raise TypeError(
-                f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}"
-            )
-        self.module, model.trainer = model, self
-        previous = self._install_interrupt_handler()
+            raise TypeError(f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}")
+        self.module = model
+        model.trainer = self
+        self.state_fn = "fit"
         try:
-            ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
+            with self._interrupt:
+                ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
         except BaseException as error:
-            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            for callback in self.callbacks:
-                try:
-                    callback.on_exception(self, model, error)
-                except Exception as inner:  # never hide the original error
-                    print(f"{type(callback).__name__}.on_exception failed: {inner!r}")
-            self._finalize_loggers(status)
+            self.hooks.on_exception(error)
+            finalize_loggers(self.loggers, "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
             raise
         finally:
-            self._restore_interrupt_handler(previous)
             if hasattr(train_dataloaders, "close") and is_stateful_loader(train_dataloaders):
                 train_dataloaders.close()
-        self._finalize_loggers("success")
+            self._fetcher = None
+        finalize_loggers(self.loggers, "success")
         if ran:
-            self._print_summary()
+            print_summary(self)
 
-    def _fit(
-        self,
-        model: TrainModule,
-        train_loader: Iterable[Any],
-        val_loader: Iterable[Any] | None,
-        ckpt_path: str | None,
-    ) -> bool:
-        self._train_loader = train_loader
+    def _fit(self, model: TrainModule, train_loader: Any, val_loader: Any, ckpt_path: str | None) -> bool:
         for loader in (train_loader, val_loader):
-            if (
-                is_stateful_loader(loader)
-                and getattr(loader, "seed", 0) is None
-                and self.seed is not None
-            ):
+            if is_stateful_loader(loader) and getattr(loader, "seed", 0) is None and self.seed is not None:
                 loader.seed = self.seed
-        per_epoch = limited(length_of(train_loader), self.limit_train_batches)
-        if per_epoch == 0:
-            raise ValueError(
-                "the train loader is empty (or limit_train_batches is 0): nothing to train on"
-            )
-        self.num_training_batches = per_epoch if per_epoch is not None else math.inf
+        self._train_loader = train_loader
+        self._val_loader = val_loader
+        self.num_training_batches = limited(length_of(train_loader), self.limit_train_batches)
+        self.num_val_batches = limited(length_of(val_loader), self.limit_val_batches) if val_loader is not None else 0
+        self.val_check_batch = self._val_check_batch()
+        per_epoch = self.num_training_batches
         self._estimated_max_steps = None
-        if self.max_epochs is not None and per_epoch is not None:
-            self._estimated_max_steps = self.max_epochs * -(
-                -per_epoch // self.accumulate_grad_batches
-            )
-        self._configure_clipping()
-        self._rng_base = (
-            self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
-        )
+        if self.max_epochs is not None and math.isfinite(per_epoch):
+            self._estimated_max_steps = self.max_epochs * math.ceil(per_epoch / self.accumulate_grad_batches)
+        self.rng_base = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
         if self.precision == "bf16":
             model.set_dtype(mx.bfloat16)
         self._configure_optimizer(model)
-        for callback in self.callbacks:
-            callback.setup(self, model, "fit")
-        resume = self._restore(ckpt_path, model) if ckpt_path is not None else None
-        if resume is not None and self._finished(resume):
-            print(
-                f"Trainer: the run in {resume['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do."
-            )
-            return False
-        self._builder = StepBuilder(
-            model,
-            self.optimizer,
-            self.accumulate_grad_batches,
-            self.gradient_clip_val,
-            self.gradient_clip_algorithm,
-            self.precision,
-            self.compile,
-        )
+        self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
+        self.hooks.setup("fit")
+        self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
+        resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
+        assert self.optimizer is not None
+        clip_val, clip_algorithm = self._clipping()
+        builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision, self.compile)
+        self._runner = StepRunner(builder, self.accumulate_grad_batches, self.on_nonfinite_loss)
         for logger in self.loggers:
-            logger.log_hyperparams(self._hparams())
-        self._call("on_fit_start")
-        if val_loader is not None and self.num_sanity_val_steps and resume is None:
-            self.sanity_checking = True
-            self._evaluate(val_loader, "val", self.num_sanity_val_steps)
-            self.sanity_checking = False
-        model.train()
-        self._call("on_train_start")
-        while not self._done():
-            self._run_epoch(model, train_loader, val_loader, resume)
-            resume = None
-        self._call("on_train_end")
-        self._call("on_fit_end")
-        return True
-
-    def _run_epoch(
-        self, model: TrainModule, train_loader: Any, val_loader: Any, resume: dict | None
-    ) -> None:
-        self.at_epoch_end = self._epoch_finished = False
-        self._batch_in_epoch = int(resume["batch_in_epoch"]) if resume else 0
-        self._call("on_train_epoch_start")
-        interval = self._val_interval()
-        accumulating = self.accumulate_grad_batches > 1 or self.on_nonfinite_loss == "skip"
-        total, micro = (self._builder.zeros if accumulating else None), 0
-        tracker = MeanTracker(eager=False)
-        batches = epoch_iterator(train_loader, self.current_epoch, resume)
-        limit = (
-            None
-            if self.limit_train_batches is None
-            else self.num_training_batches - self._batch_in_epoch
-        )
-        stopped_early = False
-        for batch in iter_limited(
-            batches, None if limit is None or math.isinf(limit) else int(limit)
-        ):
-            batch_idx = self._batch_in_epoch
-            self._call("on_train_batch_start", batch, batch_idx)
-            micro += 1
-            loss, metrics, total, micro = self._train_step(batch, batch_idx, total, micro)
-            tracker.add({"loss": loss, **metrics})
-            self._batch_in_epoch += 1
-            if self.did_update:
-                self._after_update(tracker)
-                tracker = MeanTracker(eager=False)
-            self._call("on_train_batch_end", {"loss": loss, **metrics}, batch, batch_idx)
-            if (
-                val_loader is not None
-                and interval
-                and self._batch_in_epoch % interval == 0
-                and self._val_due()
-            ):
-                self._evaluate(val_loader, "val", self.limit_val_batches)
-            if micro == 0 and (
-                self._interrupted
-                or self._step_limit_reached()
-                or (self.should_stop and self._min_reached())
-            ):
-                stopped_early = True  # at an optimizer-step boundary, before the epoch's end
-                break
-        if micro:  # a short accumulation group at the end of the epoch still steps
-            self._builder.apply(total, mx.array(micro))
-            mx.eval(self._builder.state)
-            self.global_step += 1
-            self.did_update = True
-            self._after_update(tracker)
-        if self._interrupted:
-            raise KeyboardInterrupt
-        self.at_epoch_end = self._epoch_finished = not stopped_early
-        if (
-            val_loader is not None
-            and not stopped_early
-            and self._val_due()
-            and not (interval and self._batch_in_epoch % interval == 0)
-        ):
-            self._evaluate(val_loader, "val", self.limit_val_batches)
-        self.log_metrics({"epoch": self.current_epoch})
-        self._call("on_train_epoch_end")
-        if not stopped_early:
-            self.current_epoch += 1
-            self._batch_in_epoch = 0
-
-    def _train_step(self, batch: Any, batch_idx: int, total: Any, micro: int) -> tuple:
-        builder, index = self._builder, mx.array(batch_idx)
-        with TraceGuard(self.module, self.optimizer, builder.note_shapes(batch)):
-            return self._run_step(builder, batch, batch_idx, index, total, micro)
-
-    def _run_step(
-        self,
-        builder: StepBuilder,
-        batch: Any,
-        batch_idx: int,
-        index: mx.array,
-        total: Any,
-        micro: int,
-    ) -> tuple:
-        seed_step(self._rng_base, self.global_step, micro)
-        acc = self.accumulate_grad_batches
-        self.did_update = False
-        if self.on_nonfinite_loss == "skip":
-            loss, metrics, grads = builder.grads(batch, index)
-            mx.eval(loss, grads)
-            if math.isfinite(loss.item()):
-                total = tree_map(mx.add, total, grads)
-            else:
-                print(
-                    f"Trainer: skipping batch {batch_idx} of epoch {self.current_epoch}: loss is {loss.item()}"
-                )
-                micro -= 1
-            if micro == acc:
-                builder.apply(total, mx.array(micro))
-                total, micro, self.did_update = builder.zeros, 0, True
-        elif acc == 1:
-            loss, metrics = builder.fused(batch, index)
-            micro, self.did_update = 0, True
+            logger.log_hyperparams(hparams(self))
+        self.hooks.on_fit_start()
+        progress = self.progress
+        mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
+        if self.enable_validation and self.num_sanity_val_steps > 0 and not mid_epoch:
+            self._sanity_check()
+        if mid_epoch and progress.batch_in_epoch >= self.num_training_batches:
+            progress.epoch_finished = True  # saved at the epoch's last batch: nothing left in it
+            mid_epoch = False
+        if progress.epoch_finished:  # resumed from an epoch's end: go on with the next epoch
+            progress.current_epoch += 1
+            progress.batch_in_epoch = 0
+            progress.epoch_finished = False
+        if self._fit_done() or self.limit_train_batches == 0:
+            if self.num_training_batches == 0:
+                print("Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train.")
+            elif resumed is not None:
+                print(f"Trainer: the run in {resumed['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do.")
+            ran = False
         else:
-            update = micro == acc
-            loss, metrics, total = builder.accumulating(
-                batch, index, total, mx.array(micro), update
-            )
-            if update:
-                total, micro, self.did_update = builder.zeros, 0, True
-        mx.eval(self._builder.state, loss, metrics, *([total] if total is not None else []))
-        if self.did_update:
-            self.global_step += 1
+            model.train()
+            self.hooks.on_train_start()
+            while not self._fit_done():
+                self._run_epoch(resumed if mid_epoch else None)
+                mid_epoch = False
+            self.hooks.on_train_end()
+            ran = True
+        self.hooks.on_fit_end()
+        self.hooks.teardown("fit")
+        return ran
+
+    def _run_epoch(self, resumed: dict | None) -> None:
+        progress = self.progress
+        self._fetcher = Fetcher(self._train_loader, self.num_training_batches, progress.batch_in_epoch, (resumed or {}).get("loader"), progress.current_epoch)
+        self.is_last_batch = False
+        if resumed is None:
+            progress.epoch_finished = False
+            self.hooks.on_train_epoch_start()
+        while not self._epoch_done():
+            fetched = self._fetcher.next()
+            if fetched is None:
+                break
+            batch, self.is_last_batch = fetched
+            batch_idx = progress.batch_in_epoch
+            progress.batch_in_epoch += 1
+            progress.total_batches += 1
+            self._train_results.step = {}
+            if self.hooks.on_train_batch_start(batch, batch_idx) == -1:
+                self.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
+                break
+            self._train_batch(batch, batch_idx)
+            if self._validation_due():
+                self._validate()
+            if self.step_pending_count:
+                progress.batches_that_stepped += 1
+                self.step_pending_count = False
+                if self._interrupt.requested:
+                    raise KeyboardInterrupt
+        progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
+        self.hooks.on_train_epoch_end()
+        log, callback, bar = self._train_results.epoch_metrics()
+        self.metrics.update(log, callback, bar)
+        self.log_metrics(log, None if not log else progress.batches_that_stepped - 1)
+        self._train_results = Results()
+        progress.current_epoch += 1
+        progress.batch_in_epoch = 0
+        progress.epoch_finished = False
+
+    def _train_batch(self, batch: Any, batch_idx: int) -> None:
+        assert self.optimizer is not None and self.module is not None
+        update = not self._should_accumulate()
+        if update:
+            self.hooks.on_before_optimizer_step(self.optimizer)
+        seed_step(self.rng_base, self.global_step, self._runner.micro)
+        loss, metrics, logged, updated = self._runner.run(batch, batch_idx, update)
+        if updated:
+            self.progress.global_step += 1
         if self.on_nonfinite_loss == "raise" and not math.isfinite(loss.item()):
             raise FloatingPointError(
                 f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); "
                 "lower the learning rate, clip gradients, or use Trainer(on_nonfinite_loss='skip')"
             )
-        return loss, metrics, total, micro
+        self.step_pending_count = update
+        values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}, **logged}
+        options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
+        options.update(self.module._log_options)
+        self._train_results.add(values, options, batch_size_of(batch))
+        self.metrics.update(*self._train_results.step_metrics())
+        self.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
+        self.metrics.update(*self._train_results.step_metrics())
+        if update and self.should_update_logs():
+            self.log_metrics(self._train_results.step_metrics()[0])
 
-    def _after_update(self, tracker: MeanTracker) -> None:
-        values = {f"train_{k}": v for k, v in tracker.means().items()}
-        self.progress_metrics = {k.removeprefix("train_"): v for k, v in values.items()}
-        self.callback_metrics.update(values)
-        if self.global_step % self.log_every_n_steps == 0 or self.global_step == 1:
-            self.log_metrics({**values, "epoch": self.current_epoch})
-        if not self._monitors_checked and self._val_names is not None:
-            self._check_monitors()
-
-    # -- small decisions ------------------------------------------------------------------------
-    def _done(self) -> bool:
-        if self._step_limit_reached() or (
-            self.max_epochs is not None and self.current_epoch >= self.max_epochs
-        ):
-            return True
-        return self.should_stop and self._min_reached()
-
-    def _min_reached(self) -> bool:
+    # -- when things happen (Lightning's rules) ----------------------------------------------------------
+    def _can_stop_early(self) -> bool:
         return self.current_epoch >= self.min_epochs and self.global_step >= self.min_steps
 
-    def _step_limit_reached(self) -> bool:
-        return self._max_steps is not None and self.global_step >= self._max_steps
+    def _fit_done(self) -> bool:
+        if self.num_training_batches == 0:
+            return True
+        if self.args.max_steps is not None and self.global_step >= self.args.max_steps:
+            return True
+        if self.max_epochs is not None and self.current_epoch >= self.max_epochs:
+            return True
+        return self.should_stop and self._can_stop_early()
 
-    def _val_due(self) -> bool:
+    def _epoch_done(self) -> bool:
+        steps_done = self.args.max_steps is not None and self.global_step >= self.args.max_steps
+        if steps_done or self.progress.batch_in_epoch >= self.num_training_batches or self.is_last_batch:
+            return True
+        return self.should_stop and self._can_stop_early()
+
+    def _should_accumulate(self) -> bool:
+        ready = self.progress.batch_in_epoch
+        final = ready >= self.num_training_batches or self.is_last_batch
+        return ready % self.accumulate_grad_batches != 0 and not final
+
+    def validation_due(self) -> bool:
+        """Whether this epoch validates at all (``check_val_every_n_epoch``)."""
         n = self.check_val_every_n_epoch
-        return n is None or (self.current_epoch + 1) % n == 0
+        return self.enable_validation and (n is None or (self.current_epoch + 1) % n == 0)
 
-    def _val_interval(self) -> int | None:
+    def _validation_due(self) -> bool:
+        if not self.validation_due():
+            return False
+        if math.isinf(self.val_check_batch):
+            return self.is_last_batch or (self.should_stop and self._can_stop_early())
+        if self.should_stop and self._can_stop_early():
+            return True
+        count = self.progress.total_batches if self.check_val_every_n_epoch is None else self.progress.batch_in_epoch
+        return count % self.val_check_batch == 0
+
+    def _val_check_batch(self) -> float:
         interval = self.val_check_interval
-        if isinstance(interval, float):
-            per_epoch = self.num_training_batches
-            return (
-                None
-                if interval == 1.0 or math.isinf(per_epoch)
-                else max(1, int(per_epoch * interval))
-            )
-        return interval
+        batches = self.num_training_batches
+        if isinstance(interval, int):
+            if interval > batches and self.check_val_every_n_epoch is not None and self.num_val_batches > 0:
+                raise ValueError(
+                    f"Trainer: val_check_interval ({interval}) must be less than or equal to the number of "
+                    f"training batches ({batches}). To disable validation set limit_val_batches=0; to validate "
+                    "every n batches across epochs set check_val_every_n_epoch=None."
+                )
+            return interval
+        if math.isinf(batches):
+            if interval == 1.0:
+                return math.inf
+            raise ValueError("Trainer: a fractional val_check_interval needs a train loader with a length; use an int")
+        return max(1, int(batches * interval))
 
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _sanity_check(self) -> None:
+        self.sanity_checking = True
+        self.hooks.on_sanity_check_start()
+        self._evaluate(self._val_loader, "validation", min(self.num_sanity_val_steps, self.num_val_batches))
+        self.hooks.on_sanity_check_end()
+        self.sanity_checking = False
+
+    def _validate(self) -> None:
+        self._evaluate(self._val_loader, "validation", self.num_val_batches)
+        self.validation_has_run = True
+
+    def _evaluate(self, loader: Iterable[Any], stage: str, count: float) -> dict[str, float]:
+        """One pass of validation or test (eval mode, metrics weighted by batch size)."""
+        module = self.module
+        assert module is not None
+        if count == 0:
+            return {}
+        prefix = "val" if stage == "validation" else "test"
+        was_training = module.training
+        module.eval()
+        self._eval_results = results = Results()
+        self.hooks.on_eval_start(stage)
+        step = make_eval_fn(module, prefix, self.precision, self.compile)
+        options = LogOptions(on_step=False, on_epoch=True, prog_bar=True)
+        for batch_idx, batch in enumerate(loader):
+            if batch_idx >= count:
+                break
+            self.hooks.on_eval_batch_start(stage, batch, batch_idx)
+            with TraceGuard(module, None, self.compile and batch_idx == 0):
+                loss, metrics, logged = step(batch, mx.array(batch_idx))
+            values = {**({f"{prefix}_loss": loss} if loss is not None else {}), **{f"{prefix}_{k}": v for k, v in metrics.items()}, **logged}
+            results.add(values, {k: module._log_options.get(k, options) for k in values}, batch_size_of(batch))
+            mx.eval(list(values.values()))
+            self.hooks.on_eval_batch_end(stage, {"loss": loss, **metrics}, batch, batch_idx)
+        self.hooks.on_eval_epoch_end(stage)
+        log, callback, bar = results.epoch_metrics()
+        self._eval_results = None
+        if not self.sanity_checking:
+            self.metrics.update(log, callback, bar)
+            if self.state_fn == "fit":
+                self.log_metrics(log)
+            elif log:
+                self.send_to_loggers(log, self.progress.batches_that_stepped)
+        self.hooks.on_eval_end(stage)
+        module.train(was_training)
+        return self.metrics.floats(callback)
+
+    def validate(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
+        return [self._standalone(model, dataloaders, "validation", ckpt_path, self.limit_val_batches)]
+
+    def test(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
+        return [self._standalone(model, dataloaders, "test", ckpt_path, self.limit_test_batches)]
+
+    def _standalone(self, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None, limit: Any) -> dict[str, float]:
+        self.module = model
+        model.trainer = self
+        self.state_fn = stage
+        if ckpt_path is not None:
+            model.load_checkpoint(checkpoint.resolve_ckpt_path(self, ckpt_path))
+        return self._evaluate(loader, stage, limited(length_of(loader), limit))
+
+    def predict(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
+        """``predict_step`` on every batch (eval mode), returned as a list."""
+        self.module = model
+        model.trainer = self
+        self.state_fn = "predict"
+        if ckpt_path is not None:
+            model.load_checkpoint(checkpoint.resolve_ckpt_path(self, ckpt_path))
+        was_training = model.training
+        model.eval()
+        self.hooks.on_predict_start()
+        outputs = []
+        for batch_idx, batch in enumerate(dataloaders):
+            output = model.predict_step(batch, mx.array(batch_idx))
+            mx.eval(output)
+            outputs.append(output)
+        self.hooks.on_predict_end()
+        model.train(was_training)
+        return outputs
+
+    # -- set-up ----------------------------------------------------------------------------------------
     def _configure_optimizer(self, model: TrainModule) -> None:
         config = model.configure_optimizers()
         if isinstance(config, optim.Optimizer):
             config = OptimizerConfig(config)
         if not isinstance(config, OptimizerConfig):
-            raise TypeError(
-                f"configure_optimizers() must return an OptimizerConfig or an mlx.optimizers.Optimizer, got {type(config).__name__}"
-            )
-        self.optimizer, self.lr_schedule_name = config.optimizer, config.lr_schedule_name
+            raise TypeError(f"configure_optimizers() must return an OptimizerConfig or an mlx.optimizers.Optimizer, got {type(config).__name__}")
+        self.optimizer = config.optimizer
+        self.lr_schedule_name = config.lr_schedule_name
 
-    def _configure_clipping(self) -> None:
-        clippers = [c for c in self.callbacks if isinstance(c, GradientClipper)]
-        for clipper in clippers:
-            if self.gradient_clip_val is not None and (
-                clipper.max_norm != self.gradient_clip_val
-                or clipper.algorithm != self.gradient_clip_algorithm
-            ):
-                raise ValueError(
-                    f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={self.gradient_clip_val}); give one"
-                )
-            self.gradient_clip_val, self.gradient_clip_algorithm = (
-                clipper.max_norm,
-                clipper.algorithm,
-            )
-
-    def _check_monitors(self, sanity: bool = False) -> None:
-        known = set(self.callback_metrics) | (self._val_names or set()) | {"epoch", "step", "lr"}
-        train_known = any(k.startswith("train_") for k in known)
-        for callback in self.callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if (
-                monitor is None
-                or monitor in known
-                or (monitor.startswith("train_") and not train_known)
-            ):
-                continue
-            if sanity and not monitor.startswith("val_"):
-                continue
-            raise ValueError(
-                f"{type(callback).__name__}(monitor={monitor!r}) names a metric that is never logged; logged metrics: {sorted(known - {'step'})}"
-            )
-        self._monitors_checked = not sanity
+    def _clipping(self) -> tuple[float | None, str]:
+        value, algorithm = self.gradient_clip_val, self.gradient_clip_algorithm
+        for clipper in (c for c in self.callbacks if isinstance(c, GradientClipper)):
+            if value is not None and (clipper.max_norm != value or clipper.algorithm != algorithm):
+                raise ValueError(f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={value}); give one")
+            value, algorithm = clipper.max_norm, clipper.algorithm
+        return value, algorithm

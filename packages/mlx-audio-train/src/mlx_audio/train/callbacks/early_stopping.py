@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Callback, check_mode, check_number
+from .base import MonitorCallback, check_mode, check_number
 
 
-class EarlyStopping(Callback):
-    """Checked after every validation. Stops after ``patience`` checks without an improvement
-    of more than ``min_delta``; at once when the metric becomes non-finite (``check_finite``),
-    reaches ``stopping_threshold`` or goes past ``divergence_threshold``."""
+class EarlyStopping(MonitorCallback):
+    """Checked after each validation -- or at each training epoch's end when validation runs once
+    per epoch (``check_on_train_epoch_end``, decided at setup as in Lightning). Stops after
+    ``patience`` checks without an improvement of more than ``min_delta``; at once when the
+    metric becomes non-finite (``check_finite``), reaches ``stopping_threshold`` or goes past
+    ``divergence_threshold``. A missing metric raises with ``strict`` (the default)."""
 
     def __init__(
         self,
@@ -19,9 +21,11 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         patience: int = 3,
         mode: str = "min",
+        strict: bool = True,
         check_finite: bool = True,
         stopping_threshold: float | None = None,
         divergence_threshold: float | None = None,
+        check_on_train_epoch_end: bool | None = None,
         verbose: bool = False,
     ) -> None:
         check_mode("EarlyStopping", mode)
@@ -31,17 +35,16 @@ class EarlyStopping(Callback):
         check_number("EarlyStopping", "divergence_threshold", divergence_threshold, allow_none=True)
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"EarlyStopping: monitor must be a metric name, got {monitor!r}")
-        self.monitor, self.mode, self.patience, self.min_delta = (
-            monitor,
-            mode,
-            patience,
-            float(min_delta),
-        )
-        self.check_finite, self.verbose = check_finite, verbose
-        self.stopping_threshold, self.divergence_threshold = (
-            stopping_threshold,
-            divergence_threshold,
-        )
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.strict = strict
+        self.check_finite = check_finite
+        self.verbose = verbose
+        self.stopping_threshold = stopping_threshold
+        self.divergence_threshold = divergence_threshold
+        self.check_on_train_epoch_end = check_on_train_epoch_end
         self.wait_count = 0
         self.best_score = math.inf if mode == "min" else -math.inf
         self.stopped_epoch = 0
@@ -51,42 +54,60 @@ class EarlyStopping(Callback):
     def state_key(self) -> str:
         return f"EarlyStopping{{monitor={self.monitor}, mode={self.mode}}}"
 
-    def _better(self, current: float, reference: float, delta: float) -> bool:
-        return current < reference - delta if self.mode == "min" else current > reference + delta
+    def setup(self, trainer: Any, module: Any, stage: str) -> None:
+        if self.check_on_train_epoch_end is None:
+            self.check_on_train_epoch_end = (
+                trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1
+            )
+
+    def _skip(self, trainer: Any) -> bool:
+        return trainer.state_fn != "fit" or trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+        if self.check_on_train_epoch_end and not self._skip(trainer):
+            self._check(trainer)
 
     def on_validation_end(self, trainer: Any, module: Any) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if not self.check_on_train_epoch_end and not self._skip(trainer):
+            self._check(trainer)
+
+    def _beyond(self, current: float, threshold: float) -> bool:
+        return current < threshold if self.mode == "min" else current > threshold
+
+    def _check(self, trainer: Any) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.fast_dev_run:
             return
-        current = float(trainer.callback_metrics[self.monitor])
+        if self.monitor not in metrics:
+            if self.strict:
+                raise RuntimeError(
+                    f"EarlyStopping conditioned on metric {self.monitor!r}, which is not available; "
+                    f"logged metrics: {sorted(metrics)} (a val_ metric needs val_dataloaders)"
+                )
+            return
+        current = float(metrics[self.monitor])
         stop, reason = False, None
         if self.check_finite and not math.isfinite(current):
             stop, reason = True, f"{self.monitor} = {current} is not finite"
-        elif self.stopping_threshold is not None and not self._better(
-            self.stopping_threshold, current, 0.0
-        ):
-            stop, reason = (
-                True,
-                f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}",
-            )
-        elif self.divergence_threshold is not None and self._better(
-            self.divergence_threshold, current, 0.0
-        ):
-            stop, reason = (
-                True,
-                f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}",
-            )
-        elif self._better(current, self.best_score, self.min_delta):
-            self.best_score, self.wait_count = current, 0
+        elif self.stopping_threshold is not None and self._beyond(current, self.stopping_threshold):
+            stop, reason = True, f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
+        elif self.divergence_threshold is not None and self._beyond(-current, -self.divergence_threshold):
+            stop, reason = True, f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}"
+        elif self.is_improvement(current, self.best_score):
+            self.best_score = current
+            self.wait_count = 0
         else:
             self.wait_count += 1
             if self.wait_count >= self.patience:
-                stop, reason = (
-                    True,
-                    f"{self.monitor} did not improve by more than {self.min_delta} in {self.wait_count} checks (best {self.best_score:.6g})",
+                stop = True
+                reason = (
+                    f"{self.monitor} did not improve by more than {self.min_delta} in "
+                    f"{self.wait_count} checks (best {self.best_score:.6g})"
                 )
+        trainer.should_stop = trainer.should_stop or stop
         if stop:
-            self.stopped_epoch, self.reason = trainer.current_epoch, reason
-            trainer.should_stop = True
+            self.stopped_epoch = trainer.current_epoch
+            self.reason = reason
             if trainer.is_global_zero:
                 print(f"EarlyStopping: {reason}; stopping.")
 

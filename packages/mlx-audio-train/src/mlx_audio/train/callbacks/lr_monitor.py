@@ -1,4 +1,4 @@
-"""LearningRateMonitor: logs the rate each optimizer update actually used, as ``lr``."""
+"""LearningRateMonitor: logs ``lr-<Optimizer>`` as Lightning does, with the rate the next update uses."""
 
 from __future__ import annotations
 
@@ -7,33 +7,41 @@ from typing import Any
 from .base import Callback
 
 
+def next_learning_rate(optimizer: Any) -> float:
+    """The rate the optimizer's next update will use: MLX evaluates a schedule at the update
+    count before incrementing it, so that is ``schedule(step)`` (a constant rate is stored)."""
+    schedule = getattr(optimizer, "_schedulers", {}).get("learning_rate")
+    if schedule is not None:
+        return float(schedule(optimizer.step).item())
+    return float(optimizer.learning_rate.item())
+
+
 class LearningRateMonitor(Callback):
-    """Logs ``lr`` at step k with the rate update k used (or once per epoch).
+    """``logging_interval="step"``: at the start of each batch on a logging step
+    (``log_every_n_steps``), the rate that batch's update uses; ``"epoch"``: at each epoch's
+    start; ``None``: both. The key is ``lr-<OptimizerClass>`` (e.g. ``lr-AdamW``), the step
+    Lightning's logging step. Silent when the trainer has no logger."""
 
-    MLX evaluates a schedule at the optimizer's internal step *before* incrementing it, so the
-    rate used by update k is what ``optimizer.learning_rate`` holds right after that update;
-    recomputing ``schedule(global_step)`` would be off by one. Silent when the trainer has no
-    logger.
-    """
-
-    def __init__(self, logging_interval: str | None = "step") -> None:
+    def __init__(self, logging_interval: str | None = None) -> None:
         if logging_interval not in ("step", "epoch", None):
             raise ValueError(
                 f"LearningRateMonitor: logging_interval must be 'step', 'epoch' or None, got {logging_interval!r}"
             )
-        self.logging_interval = logging_interval or "step"
+        self.logging_interval = logging_interval
 
     def _log(self, trainer: Any) -> None:
-        if trainer.optimizer is None or "learning_rate" not in trainer.optimizer.state:
+        optimizer = trainer.optimizer
+        if optimizer is None or not trainer.loggers:
             return
-        trainer.log_metrics({"lr": trainer.optimizer.learning_rate.item()})
+        name = f"lr-{type(optimizer).__name__}"
+        value = next_learning_rate(optimizer)
+        trainer.callback_metrics_store[name] = value
+        trainer.send_to_loggers({name: value}, step=trainer.progress.batches_that_stepped)
 
-    def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if self.logging_interval == "step" and trainer.did_update:
+    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+        if self.logging_interval != "epoch" and trainer.should_update_logs():
             self._log(trainer)
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-        if self.logging_interval == "epoch":
+    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+        if self.logging_interval != "step":
             self._log(trainer)

@@ -1,4 +1,18 @@
-"""ModelCheckpoint: keep the best k checkpoints by a metric, and ``last`` -> the newest."""
+"""ModelCheckpoint: Lightning's rules for when to save, which k to keep, and ``last``.
+
+When: every ``every_n_train_steps`` optimizer steps (at the batch's end), else after
+validation every ``every_n_epochs`` epochs (default 1) -- at the training epoch's end when
+validation runs once per epoch or not at all, at the validation's end otherwise. Never twice at
+one step, never during the sanity check or ``fast_dev_run``. Which: with ``monitor`` the
+``save_top_k`` best (-1 all); without, the newest (``save_top_k`` 1) or all (-1).
+
+Deliberate differences from Lightning (docs/api/training.md): checkpoints are directories (see
+mlx_audio.train.checkpoint), ``save_last`` defaults to True (the tutorial resumes from
+``./checkpoints/last``), and ``last`` is a symlink to the newest checkpoint -- when that step
+kept no top-k checkpoint, to a ``last-epoch=E-step=S`` directory written for it. ``last`` moves
+at every save trigger (Lightning moves it at an epoch's end only when a top-k checkpoint was
+saved there), so resuming from ``last`` never repeats training.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +23,18 @@ import shutil
 from typing import Any
 
 from ..checkpoint import point_last
-from .base import Callback, check_mode, check_number
+from .base import MonitorCallback, check_mode, check_number
 
 _FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitorCallback):
     """Saves checkpoint directories under ``dirpath`` (default ``default_root_dir/checkpoints``).
 
     ``filename`` is a template such as ``"{epoch:02d}-{val_loss:.3f}"`` (metric names are
-    inserted: ``epoch=03-val_loss=0.412``). With ``monitor`` the ``save_top_k`` best are kept
-    (-1 keeps all); without it, the newest ``save_top_k``. ``save_last`` (default True, unlike
-    Lightning: the tutorial resumes from ``./checkpoints/last``) keeps a ``last`` symlink to the
-    newest checkpoint. Saves every ``every_n_train_steps`` optimizer steps, or at the end of
-    every ``every_n_epochs``-th epoch (after its validation). Pruning and ``last`` touch only
-    checkpoints this callback wrote; a name already on disk from another run gets a ``-vN``
-    suffix instead of being overwritten. ``save_on_exception`` writes one more checkpoint when
-    training stops on an exception or Ctrl-C.
+    inserted: ``epoch=03-val_loss=0.412``); a name already on disk gets ``-v1``, ``-v2``.
+    ``save_on_exception`` writes one more checkpoint when training stops on an exception or
+    Ctrl-C (then ``last`` points at it when it stopped at a step boundary).
     """
 
     def __init__(
@@ -38,221 +47,283 @@ class ModelCheckpoint(Callback):
         save_last: bool = True,
         every_n_train_steps: int | None = None,
         every_n_epochs: int | None = None,
+        save_on_train_epoch_end: bool | None = None,
         save_on_exception: bool = False,
         auto_insert_metric_name: bool = True,
         verbose: bool = False,
     ) -> None:
         check_mode("ModelCheckpoint", mode)
         check_number("ModelCheckpoint", "save_top_k", save_top_k, minimum=-1, integer=True)
-        check_number(
-            "ModelCheckpoint",
-            "every_n_train_steps",
-            every_n_train_steps,
-            minimum=1,
-            allow_none=True,
-            integer=True,
-        )
-        check_number(
-            "ModelCheckpoint",
-            "every_n_epochs",
-            every_n_epochs,
-            minimum=1,
-            allow_none=True,
-            integer=True,
-        )
-        if every_n_train_steps is not None and every_n_epochs is not None:
-            raise ValueError(
-                "ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive"
-            )
+        for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+            check_number("ModelCheckpoint", name, value, minimum=0, allow_none=True, integer=True)
+        if every_n_train_steps is None and every_n_epochs is None:
+            every_n_train_steps, every_n_epochs = 0, 1
+        if (every_n_train_steps or 0) >= 1 and (every_n_epochs or 0) >= 1:
+            raise ValueError("ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive")
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise ValueError(f"ModelCheckpoint: monitor must be a metric name or None, got {monitor!r}")
+        if monitor is None and save_top_k not in (-1, 0, 1):
             raise ValueError(
-                f"ModelCheckpoint: monitor must be a metric name or None, got {monitor!r}"
+                f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration: "
+                "without a monitor there is no quantity to rank; use save_top_k 1 (newest) or -1 (all)"
             )
-        self.dirpath = os.fspath(dirpath) if dirpath is not None else None
-        self.filename, self.monitor, self.mode = filename, monitor, mode
-        self.save_top_k, self.save_last = save_top_k, save_last
-        self.every_n_train_steps, self.every_n_epochs = (
-            every_n_train_steps,
-            every_n_epochs or (None if every_n_train_steps else 1),
-        )
-        self.save_on_exception, self.auto_insert_metric_name, self.verbose = (
-            save_on_exception,
-            auto_insert_metric_name,
-            verbose,
-        )
+        self.dirpath = os.path.realpath(os.path.expanduser(os.fspath(dirpath))) if dirpath is not None else None
+        self.filename = filename
+        self.monitor = monitor
+        self.mode = mode
+        self.save_top_k = save_top_k
+        self.save_last = save_last
+        self.every_n_train_steps = every_n_train_steps or 0
+        self.every_n_epochs = every_n_epochs or 0
+        self.save_on_train_epoch_end = save_on_train_epoch_end
+        self.save_on_exception = save_on_exception
+        self.auto_insert_metric_name = auto_insert_metric_name
+        self.verbose = verbose
         self.best_k_models: dict[str, float] = {}
+        self.kth_best_model_path = ""
+        self.kth_value = math.inf if mode == "min" else -math.inf
         self.best_model_path = ""
         self.best_model_score: float | None = None
         self.last_model_path = ""
-        self.written: list[str] = []
-        self._last_saved: tuple[int, bool] = (-1, False)
+        self._last_global_step_saved = 0  # nothing to save before the first step
+        self._defer_to_validation = False
+        self._own_last: list[str] = []  # last-only directories this callback wrote
 
     @property
     def state_key(self) -> str:
+        return f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+
+    # -- when ------------------------------------------------------------------------------------
+    def setup(self, trainer: Any, module: Any, stage: str) -> None:
+        self._written_now = ""
+        self._doomed: list[str] = []
+        self._resumed_from = trainer.ckpt_path
+        if self.dirpath is None:
+            self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+
+    def _skip(self, trainer: Any) -> bool:
         return (
-            f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+            bool(trainer.fast_dev_run)
+            or trainer.state_fn != "fit"
+            or trainer.sanity_checking
+            or self._last_global_step_saved == trainer.global_step
         )
 
-    # -- hooks -------------------------------------------------------------------------------
-    def setup(self, trainer: Any, module: Any, stage: str) -> None:
-        if self.dirpath is None:
-            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+    def _on_epoch_end_only(self, trainer: Any) -> bool:
+        """Lightning's ``_should_save_on_train_epoch_end``."""
+        if self.save_on_train_epoch_end is not None:
+            return self.save_on_train_epoch_end
+        if trainer.check_val_every_n_epoch != 1:
+            return False
+        if trainer.num_val_batches == 0:
+            return True
+        return trainer.val_check_interval == 1.0
 
-    def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         n = self.every_n_train_steps
-        if n and trainer.did_update and trainer.global_step % n == 0:
-            self.save(trainer)
-
-    def on_validation_end(self, trainer: Any, module: Any) -> None:
-        if (
-            self.every_n_train_steps is None
-            and not trainer.sanity_checking
-            and not trainer.at_epoch_end
-            and self.monitor is not None
-        ):
-            self.save(trainer)
+        if n < 1 or trainer.global_step % n != 0:
+            return
+        metrics = self._candidates(trainer)
+        if self.monitor is not None and self.monitor not in metrics:
+            self._defer_to_validation = True
+            return
+        if self.monitor is not None and not self._on_epoch_end_only(trainer) and trainer.is_last_batch:
+            if trainer.enable_validation and trainer.validation_due():
+                self._defer_to_validation = True
+                return
+        if not self._skip(trainer):
+            self._save_topk(trainer, metrics)
+            self._save_last(trainer, metrics)
+            self._flush()
 
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self.save(trainer)
-        elif (
-            self.every_n_train_steps
-            and trainer.at_epoch_end
-            and trainer.global_step % self.every_n_train_steps == 0
-        ):
-            self.save(
-                trainer
-            )  # this step ended the epoch (or was a short group's update): record it
+        if not self._skip(trainer) and self._on_epoch_end_only(trainer):
+            self._epoch_save(trainer)
+
+    def on_validation_end(self, trainer: Any, module: Any) -> None:
+        if self._skip(trainer) or self._on_epoch_end_only(trainer):
+            return
+        if self._defer_to_validation:
+            metrics = self._candidates(trainer)
+            self._save_topk(trainer, metrics)
+            self._save_last(trainer, metrics)
+            self._flush()
+            self._defer_to_validation = False
+            return
+        self._epoch_save(trainer)
+
+    def _epoch_save(self, trainer: Any) -> None:
+        metrics = self._candidates(trainer)
+        if self.every_n_epochs >= 1 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._save_topk(trainer, metrics)
+        self._save_last(trainer, metrics)  # always the newest state (Lightning: only after a top-k save)
+        self._flush()
+
+    def on_train_end(self, trainer: Any, module: Any) -> None:
+        if self.save_last and not self._written_now and not trainer.fast_dev_run and trainer.global_step:
+            self._save_last(trainer, self._candidates(trainer))
+            self._flush()
 
     def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
-        if self.save_on_exception and trainer.optimizer is not None:
-            kind = "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"
-            path = self._unique(
-                os.path.join(
-                    self.dirpath, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"
-                )
-            )
-            trainer.save_checkpoint(path)
-            self.written.append(path)
-            if self.save_last and isinstance(exception, KeyboardInterrupt):  # a clean step boundary
-                self.last_model_path = path
-                point_last(self.dirpath, path)
+        if not self.save_on_exception or trainer.optimizer is None or trainer.fast_dev_run:
+            return
+        if trainer.sanity_checking or self._last_global_step_saved == trainer.global_step:
+            return
+        kind = "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"
+        path = self._unique(os.path.join(self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"))
+        self._write(trainer, path)
+        if self.save_last and isinstance(exception, KeyboardInterrupt):  # a clean step boundary
+            self.last_model_path = path
+            point_last(self._dir, path)
 
-    # -- saving ------------------------------------------------------------------------------
-    def format_name(self, trainer: Any) -> str:
+    # -- which -----------------------------------------------------------------------------------
+    @property
+    def _dir(self) -> str:
+        assert self.dirpath is not None, "ModelCheckpoint.dirpath is set in setup()"
+        return self.dirpath
+
+    def _candidates(self, trainer: Any) -> dict[str, float]:
+        metrics = dict(trainer.callback_metrics)
+        metrics["epoch"] = int(metrics["epoch"]) if "epoch" in metrics else trainer.current_epoch
+        metrics["step"] = int(metrics["step"]) if "step" in metrics else trainer.global_step
+        return metrics
+
+    def _save_topk(self, trainer: Any, metrics: dict[str, float]) -> None:
+        if self.save_top_k == 0:
+            return
+        if self.monitor is None:
+            path = self._unique(os.path.join(self._dir, self.format_name(metrics)))
+            previous, self.best_model_path = self.best_model_path, path
+            self._write(trainer, path)
+            if self.save_top_k == 1 and previous and previous != path:
+                self._remove(previous)
+            return
+        if self.monitor not in metrics:
+            message = (
+                f"ModelCheckpoint(monitor={self.monitor!r}) could not find the monitored key in the "
+                f"logged metrics: {sorted(metrics)}. HINT: is it logged (a val_ metric needs val_dataloaders)?"
+            )
+            if trainer.validation_has_run:
+                raise ValueError(message)
+            trainer.warn_once(message)
+            return
+        current = metrics[self.monitor]
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k or self._better(current, self.kth_value):
+            self._update_best_and_save(trainer, current, metrics)
+        elif self.verbose:
+            print(f"ModelCheckpoint: {self.monitor}={current:.6g} was not in the top {self.save_top_k}")
+
+    def _better(self, current: float, reference: float) -> bool:
+        return current < reference if self.mode == "min" else current > reference
+
+    def _update_best_and_save(self, trainer: Any, current: float, metrics: dict[str, float]) -> None:
+        k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
+        removed = None
+        if len(self.best_k_models) == k and k > 0:
+            removed = self.kth_best_model_path
+            self.best_k_models.pop(removed)
+        if math.isnan(current):
+            current = math.inf if self.mode == "min" else -math.inf
+        path = self._unique(os.path.join(self._dir, self.format_name(metrics)), removed)
+        self.best_k_models[path] = current
+        if len(self.best_k_models) == k:
+            pick_worst = max if self.mode == "min" else min
+            self.kth_best_model_path = pick_worst(self.best_k_models, key=self.best_k_models.__getitem__)
+            self.kth_value = self.best_k_models[self.kth_best_model_path]
+        pick_best = min if self.mode == "min" else max
+        self.best_model_path = pick_best(self.best_k_models, key=self.best_k_models.__getitem__)
+        self.best_model_score = self.best_k_models[self.best_model_path]
+        if self.verbose:
+            print(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
+        if removed is not None and removed == path:  # the same name again: replace it
+            shutil.rmtree(removed, ignore_errors=True)
+            removed = None
+        self._write(trainer, path)
+        if removed is not None:
+            self._remove(removed)
+
+    def _save_last(self, trainer: Any, metrics: dict[str, float]) -> None:
+        if not self.save_last:
+            return
+        previous = self.last_model_path
+        just_saved = self._last_global_step_saved == trainer.global_step and os.path.isdir(self._written_now)
+        if just_saved:  # `last` links to the checkpoint written at this step
+            self.last_model_path = self._written_now
+        else:  # no top-k checkpoint at this step: write one for `last` alone
+            path = self._unique(os.path.join(self._dir, f"last-epoch={metrics['epoch']}-step={metrics['step']}"))
+            self._write(trainer, path)
+            self._own_last.append(path)
+            self.last_model_path = path
+        point_last(self._dir, self.last_model_path)
+        if previous in self._own_last and previous != self.last_model_path:
+            self._own_last.remove(previous)
+            self._remove(previous)
+
+    # -- on disk ---------------------------------------------------------------------------------
+    _written_now = ""
+
+    def _write(self, trainer: Any, path: str) -> None:
+        trainer.save_checkpoint(path)
+        self._last_global_step_saved = trainer.global_step
+        self._written_now = path
+
+    def _remove(self, path: str) -> None:
+        """Delete ``path`` once ``last`` has moved on (after this save; see :meth:`_flush`)."""
+        self._doomed.append(path)
+
+    def _flush(self) -> None:
+        """Delete superseded checkpoints: only in ``dirpath``, never the one resumed from or the
+        one ``last`` points at."""
+        trainer_ckpt = self._resumed_from
+        for path in self._doomed:
+            if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self._dir):
+                continue
+            if trainer_ckpt and os.path.realpath(trainer_ckpt) == os.path.realpath(path):
+                continue
+            if os.path.realpath(os.path.join(self._dir, "last")) == os.path.realpath(path):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+        self._doomed = []
+
+    def format_name(self, metrics: dict[str, float]) -> str:
+        """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
         template = self.filename or "{epoch}-{step}"
-        values = {
-            **{k: float(v) for k, v in trainer.callback_metrics.items()},
-            "epoch": trainer.current_epoch,
-            "step": trainer.global_step,
-        }
 
         def field(match: re.Match) -> str:
             key, spec = match.group(1), match.group(2) or ""
-            value = values.get(key, math.nan)
+            value = metrics.get(key, 0)
             text = format(value, spec[1:]) if spec else str(value)
-            return f"{key.replace('/', '_')}={text}" if self.auto_insert_metric_name else text
+            return f"{key}={text}" if self.auto_insert_metric_name else text
 
         return _FIELD.sub(field, template)
 
-    def _unique(self, path: str) -> str:
+    def _unique(self, path: str, replacing: str | None = None) -> str:
         candidate, n = path, 0
-        while os.path.lexists(candidate):
+        while os.path.lexists(candidate) and candidate != replacing:
             n += 1
             candidate = f"{path}-v{n}"
         return candidate
 
-    def _score(self, trainer: Any) -> float | None:
-        if self.monitor is None:
-            return float(trainer.global_step)
-        value = trainer.callback_metrics.get(self.monitor)
-        return None if value is None else float(value)
-
-    def _better(self, a: float, b: float) -> bool:
-        if math.isnan(b):
-            return not math.isnan(a)
-        return a < b if (self.mode == "min" and self.monitor is not None) else a > b
-
-    def _worst(self) -> str:
-        return self._worst_or_best(best=False)
-
-    def save(self, trainer: Any) -> None:
-        """Save now if this step has not been saved yet; then update ``last`` and prune."""
-        position = (
-            trainer.global_step,
-            trainer.at_epoch_end,
-        )  # an epoch's end supersedes its last step
-        if position == self._last_saved or not trainer.is_global_zero or trainer.optimizer is None:
-            return
-        self._last_saved = position
-        score = self._score(trainer)
-        k = self.save_top_k
-        keep = (
-            score is not None
-            and k != 0
-            and (
-                k == -1
-                or len(self.best_k_models) < k
-                or self._better(score, self.best_k_models[self._worst()])
-            )
-        )
-        if not keep and not self.save_last:
-            return
-        path = self._unique(os.path.join(self.dirpath, self.format_name(trainer)))
-        if keep:  # recorded before writing, so the checkpoint's own state already lists it
-            self.best_k_models[path] = score
-            if k != -1 and len(self.best_k_models) > k:
-                del self.best_k_models[self._worst()]
-            best = self._worst_or_best(best=True)
-            self.best_model_path, self.best_model_score = best, self.best_k_models[best]
-        if self.save_last:
-            self.last_model_path = path
-        self.written.append(path)
-        trainer.save_checkpoint(path)
-        if self.save_last:
-            point_last(self.dirpath, path)
-        if self.verbose:
-            print(
-                f"ModelCheckpoint: saved {path}"
-                + (f" ({self.monitor}={score:.6g})" if self.monitor and score is not None else "")
-            )
-        self._prune()
-
-    def _worst_or_best(self, best: bool) -> str:
-        items = list(self.best_k_models.items())
-        chosen = items[0]
-        for path, score in items[1:]:
-            if self._better(score, chosen[1]) == best:
-                chosen = (path, score)
-        return chosen[0]
-
-    def _prune(self) -> None:
-        """Delete checkpoints this callback wrote that are neither top-k nor ``last``."""
-        keep = set(self.best_k_models) | {self.last_model_path}
-        if self.save_top_k == -1:
-            return
-        for path in list(self.written):
-            if path not in keep and not path.rsplit("/", 1)[-1].startswith(
-                ("interrupted-", "exception-")
-            ):
-                shutil.rmtree(path, ignore_errors=True)
-                self.written.remove(path)
-
     def state_dict(self) -> dict[str, Any]:
         return {
+            "monitor": self.monitor,
             "dirpath": self.dirpath,
             "best_k_models": self.best_k_models,
+            "kth_best_model_path": self.kth_best_model_path,
+            "kth_value": self.kth_value,
             "best_model_path": self.best_model_path,
             "best_model_score": self.best_model_score,
             "last_model_path": self.last_model_path,
-            "written": self.written,
+            "own_last": self._own_last,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("dirpath", self.dirpath) != self.dirpath:
+            return  # Lightning: a different directory starts fresh
         self.best_k_models = {p: float(s) for p, s in state.get("best_k_models", {}).items()}
+        self.kth_best_model_path = state.get("kth_best_model_path", "")
+        self.kth_value = float(state.get("kth_value", self.kth_value))
         self.best_model_path = state.get("best_model_path", "")
         self.best_model_score = state.get("best_model_score")
         self.last_model_path = state.get("last_model_path", "")
-        self.written = [p for p in state.get("written", []) if os.path.isdir(p)]
+        self._own_last = [p for p in state.get("own_last", []) if os.path.isdir(p)]

@@ -13,6 +13,11 @@ def _format(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
 
 
+def _shown(trainer: Any) -> dict[str, float]:
+    metrics = trainer.progress_bar_metrics
+    return {k.removeprefix("train_"): v for k, v in metrics.items() if not k.startswith("val_")}
+
+
 class ProgressBar(Callback):
     """Epoch, step, loss, metrics and it/s every ``refresh_rate`` batches.
 
@@ -57,7 +62,7 @@ class ProgressBar(Callback):
             else ""
         )
         schedule = f" ({trainer.lr_schedule_name})" if lr and trainer.lr_schedule_name else ""
-        line = f"epoch {trainer.current_epoch} [{position}] step {trainer.global_step} {_format(trainer.progress_metrics)}{lr}{schedule} {rate:.1f} it/s"
+        line = f"epoch {trainer.current_epoch} [{position}] step {trainer.global_step} {_format(_shown(trainer))}{lr}{schedule} {rate:.1f} it/s"
         if self.live:
             self.out.write("\r\033[K" + line)
         else:

@@ -1,0 +1,92 @@
+"""What the loop needs to know about a loader: its length, limits, epochs and resumable state."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+
+
+def batch_size_of(batch: Any) -> int:
+    """The leading dimension of the first array in the batch (1 for scalars)."""
+    for _, leaf in tree_flatten(batch if isinstance(batch, (list, tuple, dict)) else [batch]):
+        if isinstance(leaf, (mx.array, np.ndarray)) and leaf.ndim > 0:
+            return int(leaf.shape[0])
+    return 1
+
+
+def length_of(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def limited(length: int | None, limit: int | float) -> float:
+    """Batches per pass after ``limit_*_batches`` (an int count or a fraction); inf if unknown."""
+    if isinstance(limit, float):
+        if length is None:
+            if limit == 1.0:
+                return math.inf
+            raise ValueError("a fractional limit_*_batches needs a loader with a length")
+        return int(length * limit) if limit < 1.0 else length
+    return limit if length is None else min(length, limit)
+
+
+def is_stateful_loader(loader: Any) -> bool:
+    return all(hasattr(loader, name) for name in ("state_dict", "load_state_dict", "set_epoch"))
+
+
+class Fetcher:
+    """One epoch's batches with ``is_last`` known as each arrives (Lightning's data fetcher).
+
+    With a known count the last batch is the count-th; otherwise one batch is read ahead, and
+    the loader's state is snapshotted before the read-ahead so a checkpoint resumes exactly.
+    """
+
+    def __init__(self, loader: Any, count: float, start: int, loader_state: dict | None, epoch: int) -> None:
+        self.loader = loader
+        self.stateful = is_stateful_loader(loader)
+        if self.stateful:
+            if loader_state:
+                loader.load_state_dict(loader_state)
+            else:
+                loader.set_epoch(epoch)
+        iterator = iter(loader)
+        if start and not (self.stateful and loader_state):  # not resumable: skip what was seen
+            iterator = itertools.islice(iterator, start, None)
+        self.iterator: Iterator[Any] = iterator
+        self.count = count
+        self.seen = start
+        self.ahead: list[Any] = []
+        self.snapshot: dict | None = None
+
+    def next(self) -> tuple[Any, bool] | None:
+        if self.seen >= self.count:
+            return None
+        if self.ahead:
+            batch = self.ahead.pop()
+        else:
+            try:
+                batch = next(self.iterator)
+            except StopIteration:
+                return None
+        self.seen += 1
+        if math.isfinite(self.count):
+            return batch, self.seen >= self.count
+        self.snapshot = self.loader.state_dict() if self.stateful else None
+        try:
+            self.ahead.append(next(self.iterator))
+        except StopIteration:
+            return batch, True
+        return batch, False
+
+    def loader_state(self) -> dict | None:
+        if not self.stateful:
+            return None
+        return self.snapshot if self.ahead and self.snapshot is not None else self.loader.state_dict()

@@ -1,0 +1,51 @@
+"""Where training is: the one resumable record of the loop's counters (saved in checkpoints)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class Progress:
+    """Lightning's counters, named as there.
+
+    ``current_epoch`` counts finished epochs; ``global_step`` optimizer updates;
+    ``batches_that_stepped`` the logging step (Lightning's ``_batches_that_stepped``: the number of
+    batches that ended with an update, advanced after validation); ``batch_in_epoch`` the batches
+    consumed in the running epoch and ``total_batches`` over all epochs; ``epoch_finished`` is
+    set once the epoch's end hooks run, so a checkpoint written there resumes at the next epoch.
+    """
+
+    current_epoch: int = 0
+    global_step: int = 0
+    batches_that_stepped: int = 0
+    batch_in_epoch: int = 0
+    total_batches: int = 0
+    epoch_finished: bool = False
+    should_stop: bool = False
+
+    def to_state(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["epoch"] = state.pop("current_epoch")
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], file: str) -> Progress:
+        from .checkpoint import CheckpointError
+
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            key = "epoch" if field.name == "current_epoch" else field.name
+            value = state.get(key, False if field.type == "bool" else None)
+            kind = bool if field.type == "bool" else int
+            if value is None and field.name in ("batches_that_stepped", "total_batches"):
+                value = state.get("global_step", 0)  # format 1 did not record them
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, int) or value < 0:
+                raise_bad(file, key, value, CheckpointError)
+            values[field.name] = value
+        return cls(**values)
+
+
+def raise_bad(file: str, key: str, value: Any, error: type[Exception]) -> None:
+    raise error(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")

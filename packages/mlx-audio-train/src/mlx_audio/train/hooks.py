@@ -1,0 +1,122 @@
+"""CallbackList: every hook fans out to the callbacks and the module in Lightning's order.
+
+One method per hook (greppable); callbacks run before the module, except at an epoch's end,
+where the monitors (ModelCheckpoint, EarlyStopping) run after the module so they can see what
+``on_train_epoch_end`` logged. ``ModelCheckpoint`` callbacks always run last, as in Lightning.
+While a hook runs, ``trainer.current_hook`` names it (``self.log`` defaults depend on it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .callbacks.base import Callback, MonitorCallback
+from .callbacks.model_checkpoint import ModelCheckpoint
+
+
+class CallbackList:
+    def __init__(self, trainer: Any, callbacks: list[Callback]) -> None:
+        self.trainer = trainer
+        self.callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)] + [
+            c for c in callbacks if isinstance(c, ModelCheckpoint)
+        ]
+
+    # -- fan-out -------------------------------------------------------------------------------
+    def _callbacks(self, hook: str, *args: Any, monitors: bool | None = None) -> None:
+        trainer = self.trainer
+        for callback in self.callbacks:
+            if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
+                continue
+            trainer.current_hook = hook
+            getattr(callback, hook)(trainer, trainer.module, *args)
+        trainer.current_hook = None
+
+    def _module(self, hook: str, *args: Any) -> Any:
+        module = self.trainer.module
+        self.trainer.current_hook = hook
+        try:
+            return getattr(module, hook)(*args) if hasattr(module, hook) else None
+        finally:
+            self.trainer.current_hook = None
+
+    def _both(self, hook: str, *args: Any) -> Any:
+        self._callbacks(hook, *args)
+        return self._module(hook, *args)
+
+    # -- one method per hook ---------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self._both("setup", stage)
+
+    def teardown(self, stage: str) -> None:
+        self._both("teardown", stage)
+
+    def on_fit_start(self) -> None:
+        self._both("on_fit_start")
+
+    def on_fit_end(self) -> None:
+        self._both("on_fit_end")
+
+    def on_sanity_check_start(self) -> None:
+        self._callbacks("on_sanity_check_start")
+
+    def on_sanity_check_end(self) -> None:
+        self._callbacks("on_sanity_check_end")
+
+    def on_train_start(self) -> None:
+        self._both("on_train_start")
+
+    def on_train_end(self) -> None:
+        self._both("on_train_end")
+
+    def on_train_epoch_start(self) -> None:
+        self._both("on_train_epoch_start")
+
+    def on_train_epoch_end(self) -> None:
+        self._callbacks("on_train_epoch_end", monitors=False)
+        self._module("on_train_epoch_end")
+        self._callbacks("on_train_epoch_end", monitors=True)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Any:
+        """The module's return value: ``-1`` skips the rest of the epoch (Lightning)."""
+        return self._both("on_train_batch_start", batch, batch_idx)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._both("on_train_batch_end", outputs, batch, batch_idx)
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        self._both("on_before_optimizer_step", optimizer)
+
+    def on_eval_start(self, stage: str) -> None:
+        self._both(f"on_{stage}_start")
+        self._both(f"on_{stage}_epoch_start")
+
+    def on_eval_batch_start(self, stage: str, batch: Any, batch_idx: int) -> None:
+        self._both(f"on_{stage}_batch_start", batch, batch_idx)
+
+    def on_eval_batch_end(self, stage: str, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._both(f"on_{stage}_batch_end", outputs, batch, batch_idx)
+
+    def on_eval_epoch_end(self, stage: str) -> None:
+        self._both(f"on_{stage}_epoch_end")
+
+    def on_eval_end(self, stage: str) -> None:
+        self._both(f"on_{stage}_end")
+
+    def on_predict_start(self) -> None:
+        self._both("on_predict_start")
+
+    def on_predict_end(self) -> None:
+        self._both("on_predict_end")
+
+    def on_save_checkpoint(self, state: dict) -> None:
+        self._both("on_save_checkpoint", state)
+
+    def on_load_checkpoint(self, state: dict) -> None:
+        self._both("on_load_checkpoint", state)
+
+    def on_exception(self, error: BaseException) -> None:
+        for callback in self.callbacks:
+            try:
+                callback.on_exception(self.trainer, self.trainer.module, error)
+            except Exception as inner:  # never hide the original error
+                print(f"{type(callback).__name__}.on_exception failed: {inner!r}")

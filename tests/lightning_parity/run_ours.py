@@ -1,0 +1,130 @@
+"""Our side of the differential suite: the same scenarios through mlx_audio.train."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mlx_audio.data import ArrayDataset, DataLoader
+from mlx_audio.loggers import CSVLogger
+from mlx_audio.train import Trainer, TrainModule
+from mlx_audio.train.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+import common
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+
+class Module(TrainModule):
+    def __init__(self, recorder: common.Recorder) -> None:
+        super().__init__()
+        self.layer = nn.Linear(common.DIM, 1)
+        object.__setattr__(self, "recorder", recorder)
+
+    def compute_loss(self, batch: Any) -> tuple[mx.array, dict]:
+        x, y = batch
+        return mx.mean((self.layer(x) - y) ** 2), {}
+
+    def configure_optimizers(self) -> optim.Optimizer:
+        return optim.SGD(learning_rate=0.01)
+
+
+def _module_hook(name: str) -> Any:
+    base = getattr(TrainModule, name)
+
+    def hook(self: Module, *args: Any) -> Any:
+        self.recorder.count("module." + name)
+        if name == "on_validation_epoch_end":
+            self.log("score", common.score(self.trainer.global_step))
+        return base(self, *args)
+
+    return hook
+
+
+for _name in common.MODULE_HOOKS:
+    setattr(Module, _name, _module_hook(_name))
+
+
+class Recording(Callback):
+    def __init__(self, recorder: common.Recorder) -> None:
+        self.recorder = recorder
+
+    def on_validation_start(self, trainer: Any, module: Any) -> None:
+        self.recorder.count("on_validation_start")
+        self.recorder.validation_start()
+
+    def on_validation_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
+        self.recorder.count("on_validation_batch_end")
+        self.recorder.val_batches += 1
+
+    def on_validation_end(self, trainer: Any, module: Any) -> None:
+        self.recorder.count("on_validation_end")
+        self.recorder.validation_end(trainer)
+
+    def on_save_checkpoint(self, trainer: Any, module: Any, checkpoint: Any) -> None:
+        self.recorder.count("on_save_checkpoint")
+        self.recorder.saved(trainer)
+
+    def on_train_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
+        self.recorder.count("on_train_batch_end")
+        self.recorder.batch_end(trainer)
+
+
+def _callback_hook(name: str) -> Any:
+    def hook(self: Recording, *args: Any, **kwargs: Any) -> None:
+        self.recorder.count(name)
+
+    return hook
+
+
+for _name in common.CALLBACK_HOOKS:
+    if _name not in Recording.__dict__:
+        setattr(Recording, _name, _callback_hook(_name))
+
+
+def loader(batches: int, seed: int) -> DataLoader:
+    x, y = common.arrays(batches, seed)
+    return DataLoader(ArrayDataset(x, y), batch_size=common.BATCH)
+
+
+def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
+    recorder = common.Recorder(scenario.get("stop_at_step"))
+    traces = []
+    for index, run_args in enumerate(scenario["runs"]):
+        args = dict(run_args)
+        ckpt_path = args.pop("ckpt_path", None)
+        callbacks: list[Any] = [Recording(recorder)]
+        checkpoint = None
+        if scenario.get("checkpoint") is not None:
+            kwargs = {"save_last": False, **scenario["checkpoint"]}  # Lightning's default
+            checkpoint = ModelCheckpoint(dirpath=os.path.join(root, "ckpt"), **kwargs)
+            callbacks.append(checkpoint)
+        if scenario.get("early_stopping") is not None:
+            callbacks.append(EarlyStopping(**scenario["early_stopping"]))
+        if scenario.get("lr_monitor") is not None:
+            callbacks.append(LearningRateMonitor(**scenario["lr_monitor"]))
+        logger = CSVLogger(root, name="logs", version=index)
+        args.setdefault("log_every_n_steps", 1)
+        trainer = Trainer(
+            logger=logger,
+            callbacks=callbacks,
+            enable_checkpointing=checkpoint is not None,
+            enable_progress_bar=False,
+            default_root_dir=root,
+            seed=0,
+            **args,
+        )
+        val = None if scenario.get("no_val") else loader(scenario.get("val", 3), 1)
+        trainer.fit(Module(recorder), loader(scenario.get("train", 6), 0), val, ckpt_path=ckpt_path)
+        traces.append(
+            {
+                "global_step": trainer.global_step,
+                "current_epoch": trainer.current_epoch,
+                "files": common.kept(checkpoint.dirpath if checkpoint else None, ""),
+                "best": os.path.basename(checkpoint.best_model_path) if checkpoint else None,
+                "best_score": common.clean_score(checkpoint.best_model_score) if checkpoint else None,
+                "csv": common.read_csv_rows(os.path.join(logger.log_dir, "metrics.csv")),
+            }
+        )
+    return {"events": recorder.events, "counts": recorder.counts, "runs": traces}
