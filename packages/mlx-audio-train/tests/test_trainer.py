@@ -188,7 +188,6 @@ def test_logged_names_prefixes_and_self_log_inside_compiled_step(tmp_path):
     )
     assert metrics["double_loss"] == pytest.approx(2 * metrics["train_loss"], rel=1e-5)
     assert metrics["batch_idx"] == 3.0
-    assert trainer.logged_metrics["epoch"] == 0
 
 
 def test_limits_val_interval_and_max_steps_none_for_generators():
