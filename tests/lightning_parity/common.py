@@ -86,22 +86,56 @@ class Recorder:
     def count(self, hook: str) -> None:
         self.counts[hook] = self.counts.get(hook, 0) + 1
 
-    def validation_start(self) -> None:
-        self.val_batches = 0
+    def callback_hook(self, hook: str, trainer: Any) -> None:
+        self.count(hook)
+        if hook == "on_validation_start":
+            self.val_batches = 0
+        elif hook == "on_validation_batch_end":
+            self.val_batches += 1
+        elif hook == "on_validation_end":
+            where = [trainer.global_step, trainer.current_epoch, self.val_batches]
+            self.events.append(["val", bool(trainer.sanity_checking), *where])
+        elif hook == "on_save_checkpoint":
+            saved = ["save", trainer.global_step, trainer.current_epoch]
+            if not self.events or self.events[-1] != saved:  # Lightning writes last.ckpt as a 2nd save
+                self.events.append(saved)
+        elif hook == "on_train_batch_end" and self.stop_at_step is not None:
+            if trainer.global_step >= self.stop_at_step:
+                trainer.should_stop = True  # as a Timer would
 
-    def validation_end(self, trainer: Any) -> None:
-        self.events.append(
-            ["val", bool(trainer.sanity_checking), trainer.global_step, trainer.current_epoch, self.val_batches]
-        )
 
-    def saved(self, trainer: Any) -> None:
-        where = ["save", trainer.global_step, trainer.current_epoch]
-        if not self.events or self.events[-1] != where:  # Lightning writes last.ckpt as a 2nd save
-            self.events.append(where)
+def recording_callback(base: type) -> type:
+    """A callback class over ``base`` (either framework's ``Callback``) that feeds a Recorder."""
 
-    def batch_end(self, trainer: Any) -> None:
-        if self.stop_at_step is not None and trainer.global_step >= self.stop_at_step:
-            trainer.should_stop = True
+    def make(name: str) -> Any:
+        def hook(self: Any, trainer: Any, module: Any, *args: Any, **kwargs: Any) -> None:
+            self.recorder.callback_hook(name, trainer)
+
+        return hook
+
+    def init(self: Any, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    return type("Recording", (base,), {"__init__": init, **{n: make(n) for n in CALLBACK_HOOKS}})
+
+
+def count_module_hooks(cls: type, base: type) -> None:
+    """Make ``cls``'s module hooks count themselves; ``on_validation_epoch_end`` also logs the
+    scripted ``score`` (``cls`` instances have a ``recorder``)."""
+
+    def make(name: str) -> Any:
+        inherited = getattr(base, name)
+
+        def hook(self: Any, *args: Any) -> Any:
+            self.recorder.count("module." + name)
+            if name == "on_validation_epoch_end":
+                self.log("score", score(self.trainer.global_step))
+            return inherited(self, *args)
+
+        return hook
+
+    for name in MODULE_HOOKS:
+        setattr(cls, name, make(name))
 
 
 def read_csv_rows(path: str) -> list[list[Any]]:

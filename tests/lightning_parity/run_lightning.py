@@ -43,57 +43,8 @@ class Module(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def _module_hook(name: str) -> Any:
-    base = getattr(pl.LightningModule, name)
-
-    def hook(self: Module, *args: Any) -> Any:
-        self.recorder.count("module." + name)
-        if name == "on_validation_epoch_end":
-            self.log("score", common.score(self.trainer.global_step))
-        return base(self, *args)
-
-    return hook
-
-
-for _name in common.MODULE_HOOKS:
-    setattr(Module, _name, _module_hook(_name))
-
-
-class Recording(pl.Callback):
-    def __init__(self, recorder: common.Recorder) -> None:
-        self.recorder = recorder
-
-    def on_validation_start(self, trainer: Any, module: Any) -> None:
-        self.recorder.count("on_validation_start")
-        self.recorder.validation_start()
-
-    def on_validation_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
-        self.recorder.count("on_validation_batch_end")
-        self.recorder.val_batches += 1
-
-    def on_validation_end(self, trainer: Any, module: Any) -> None:
-        self.recorder.count("on_validation_end")
-        self.recorder.validation_end(trainer)
-
-    def on_save_checkpoint(self, trainer: Any, module: Any, checkpoint: Any) -> None:
-        self.recorder.count("on_save_checkpoint")
-        self.recorder.saved(trainer)
-
-    def on_train_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
-        self.recorder.count("on_train_batch_end")
-        self.recorder.batch_end(trainer)
-
-
-def _callback_hook(name: str) -> Any:
-    def hook(self: Recording, *args: Any, **kwargs: Any) -> None:
-        self.recorder.count(name)
-
-    return hook
-
-
-for _name in common.CALLBACK_HOOKS:
-    if _name not in Recording.__dict__:
-        setattr(Recording, _name, _callback_hook(_name))
+common.count_module_hooks(Module, pl.LightningModule)
+Recording = common.recording_callback(pl.Callback)
 
 
 def loader(batches: int, seed: int) -> DataLoader:

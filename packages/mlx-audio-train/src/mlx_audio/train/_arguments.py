@@ -112,3 +112,21 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
             enable_logging=False,
         )
     return args
+
+
+def val_check_batch(args: TrainerArgs, batches: float, val_batches: float) -> float:
+    """Batches between validations (Lightning's ``val_check_batch``); inf: at the epoch's end."""
+    interval = args.val_check_interval
+    if isinstance(interval, int):
+        if interval > batches and args.check_val_every_n_epoch is not None and val_batches > 0:
+            raise ValueError(
+                f"Trainer: val_check_interval ({interval}) must be less than or equal to the number of "
+                f"training batches ({batches}). To disable validation set limit_val_batches=0; to validate "
+                "every n batches across epochs set check_val_every_n_epoch=None."
+            )
+        return interval
+    if math.isinf(batches):
+        if interval == 1.0:
+            return math.inf
+        raise ValueError("Trainer: a fractional val_check_interval needs a train loader with a length; use an int")
+    return max(1, int(batches * interval))

@@ -65,3 +65,32 @@ def print_summary(trainer: Any) -> None:
     for logger in trainer.loggers:
         lines.append(f"  logs: {type(logger).__name__} at {logger.log_dir}")
     print("\n".join(lines))
+
+
+def configure_optimizer(model: Any) -> tuple[Any, str | None]:
+    """``model.configure_optimizers()`` -> (optimizer, schedule name), checked."""
+    import mlx.optimizers as optim
+
+    from .module import OptimizerConfig
+
+    config = model.configure_optimizers()
+    if isinstance(config, optim.Optimizer):
+        config = OptimizerConfig(config)
+    if not isinstance(config, OptimizerConfig):
+        raise TypeError(
+            f"configure_optimizers() must return an OptimizerConfig or an mlx.optimizers.Optimizer, got {type(config).__name__}"
+        )
+    return config.optimizer, config.lr_schedule_name
+
+
+def clipping(value: float | None, algorithm: str, callbacks: list[Any]) -> tuple[float | None, str]:
+    """The one gradient clipping: ``Trainer(gradient_clip_val=...)`` or a ``GradientClipper``."""
+    from .callbacks import GradientClipper
+
+    for clipper in (c for c in callbacks if isinstance(c, GradientClipper)):
+        if value is not None and (clipper.max_norm != value or clipper.algorithm != algorithm):
+            raise ValueError(
+                f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={value}); give one"
+            )
+        value, algorithm = clipper.max_norm, clipper.algorithm
+    return value, algorithm

@@ -32,20 +32,18 @@ class Progress:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], file: str) -> Progress:
+        """The counters of a checkpoint's ``trainer_state.json``, each checked (CheckpointError
+        naming the file and the key)."""
         from .checkpoint import CheckpointError
 
         values: dict[str, Any] = {}
         for field in fields(cls):
             key = "epoch" if field.name == "current_epoch" else field.name
-            value = state.get(key, False if field.type == "bool" else None)
-            kind = bool if field.type == "bool" else int
+            flag = field.type == "bool"
+            value = state.get(key, False if flag else None)
             if value is None and field.name in ("batches_that_stepped", "total_batches"):
                 value = state.get("global_step", 0)  # format 1 did not record them
-            if isinstance(value, bool) != (kind is bool) or not isinstance(value, int) or value < 0:
-                raise_bad(file, key, value, CheckpointError)
+            if isinstance(value, bool) != flag or not isinstance(value, int) or value < 0:
+                raise CheckpointError(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")
             values[field.name] = value
         return cls(**values)
-
-
-def raise_bad(file: str, key: str, value: Any, error: type[Exception]) -> None:
-    raise error(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")

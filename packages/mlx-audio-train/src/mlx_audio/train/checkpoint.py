@@ -201,7 +201,7 @@ def capture(trainer: Any, path: str) -> str:
     progress = trainer.progress
     state: dict[str, Any] = {
         **progress.to_state(),
-        "batches_that_stepped": progress.batches_that_stepped + int(trainer.step_pending_count),
+        "batches_that_stepped": progress.batches_that_stepped + int(trainer.update_pending),
         "rng": rng_state(),
         "rng_base": trainer.rng_base,
         "loader": trainer.loader_state() if not progress.epoch_finished else None,

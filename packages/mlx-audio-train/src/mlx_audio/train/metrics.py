@@ -63,10 +63,6 @@ class LogOptions:
         )
 
 
-def to_float(value: Any) -> float:
-    return float(value.item()) if isinstance(value, mx.array) else float(value)
-
-
 class _Reduction:
     """A running reduction of one metric over a loop (batch-size-weighted for ``mean``)."""
 
@@ -116,24 +112,19 @@ class Results:
 
     def step_metrics(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """(log, callback, progress bar) views of the last batch's on_step values."""
-        log, callback, bar = {}, {}, {}
-        for name, value in self.step.items():
-            key = self._forked(name, "step")
-            callback[key] = callback[name] = value
-            if self.options[name].logger:
-                log[key] = value
-            if self.options[name].prog_bar:
-                bar[key] = value
-        return log, callback, bar
+        return self._views(self.step.items(), "step")
 
     def epoch_metrics(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """(log, callback, progress bar) views of the epoch reductions."""
-        log, callback, bar = {}, {}, {}
-        for name, reduction in self.epoch.items():
-            if not reduction.weight:
-                continue
-            key = self._forked(name, "epoch")
-            value = reduction.value()
+        reduced = ((name, r.value()) for name, r in self.epoch.items() if r.weight)
+        return self._views(reduced, "epoch")
+
+    def _views(self, items: Any, suffix: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        log: dict[str, Any] = {}
+        callback: dict[str, Any] = {}
+        bar: dict[str, Any] = {}
+        for name, value in items:
+            key = self._forked(name, suffix)
             callback[key] = callback[name] = value
             if self.options[name].logger:
                 log[key] = value
@@ -157,8 +148,10 @@ class MetricStore:
 
     @staticmethod
     def floats(values: dict[str, Any]) -> dict[str, float]:
-        """Materialize lazily kept values (one device sync for all of them)."""
-        pending = [v for v in values.values() if isinstance(v, mx.array)]
+        """Materialize lazily kept values in place (one device sync for all of them, and none
+        the next time); returns a copy of floats."""
+        pending = {k: v for k, v in values.items() if isinstance(v, mx.array)}
         if pending:
-            mx.eval(pending)
-        return {k: to_float(v) for k, v in values.items()}
+            mx.eval(list(pending.values()))
+            values.update({k: float(v.item()) for k, v in pending.items()})
+        return {k: float(v) for k, v in values.items()}

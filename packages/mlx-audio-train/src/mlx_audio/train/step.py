@@ -244,9 +244,9 @@ class StepRunner:
     """Runs the train step one micro-batch at a time and owns the gradient accumulator.
 
     NOTE [update boundaries]: the loop tells each call whether the batch ends an accumulation
-    group (``update``); weights, optimizer state and ``global_step`` change only there, and
-    validation and checkpoints happen only after such a batch (or at an epoch's end, which is
-    always one), so a saved state never holds a half-accumulated gradient.
+    group (``update``, Lightning's rule: every ``accumulate_grad_batches``-th batch of the epoch
+    and its last batch); weights, optimizer state and ``global_step`` change only there. The
+    running sum lives in ``total`` between calls.
     """
 
     def __init__(self, builder: StepBuilder, accumulate: int, on_nonfinite: str) -> None:

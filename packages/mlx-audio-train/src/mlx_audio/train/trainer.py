@@ -29,16 +29,24 @@ import mlx.optimizers as optim
 import numpy as np
 
 from . import checkpoint
-from ._arguments import TrainerArgs, make_args
-from ._lifecycle import finalize_loggers, hparams, interrupt_handler, print_summary
+from ._arguments import TrainerArgs, make_args, val_check_batch
+from ._lifecycle import (
+    clipping,
+    configure_optimizer,
+    finalize_loggers,
+    hparams,
+    interrupt_handler,
+    print_summary,
+)
 from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited
 from ._progress import Progress
 from ._rng import seed_everything, seed_step
-from .callbacks import Callback, GradientClipper, ModelCheckpoint, ProgressBar, Timer
+from .callbacks import Callback, ModelCheckpoint, ProgressBar, Timer
+from .evaluation import evaluate, predict, sanity_check, standalone
 from .hooks import CallbackList
 from .metrics import LogOptions, MetricStore, Results
-from .module import OptimizerConfig, TrainModule
-from .step import StepBuilder, StepRunner, TraceGuard, make_eval_fn
+from .module import TrainModule
+from .step import StepBuilder, StepRunner
 
 _ARG_NAMES = frozenset(f.name for f in fields(TrainerArgs))
 
@@ -106,7 +114,7 @@ class Trainer:
         self.sanity_checking = False
         self.validation_has_run = False
         self.is_last_batch = False
-        self.step_pending_count = False
+        self.update_pending = False
         self.ckpt_path: str | None = None
         self.rng_base = 0
         self.num_training_batches: float = math.inf
@@ -133,7 +141,6 @@ class Trainer:
     callback_metrics = property(lambda self: self.metrics.floats(self.metrics.callback))
     logged_metrics = property(lambda self: self.metrics.floats(self.metrics.logged))
     progress_bar_metrics = property(lambda self: self.metrics.floats(self.metrics.progress_bar))
-    callback_metrics_store = property(lambda self: self.metrics.callback)
 
     @property
     def should_stop(self) -> bool:
@@ -237,7 +244,7 @@ class Trainer:
         self._val_loader = val_loader
         self.num_training_batches = limited(length_of(train_loader), self.limit_train_batches)
         self.num_val_batches = limited(length_of(val_loader), self.limit_val_batches) if val_loader is not None else 0
-        self.val_check_batch = self._val_check_batch()
+        self.val_check_batch = val_check_batch(self.args, self.num_training_batches, self.num_val_batches)
         per_epoch = self.num_training_batches
         self._estimated_max_steps = None
         if self.max_epochs is not None and math.isfinite(per_epoch):
@@ -245,13 +252,12 @@ class Trainer:
         self.rng_base = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
         if self.precision == "bf16":
             model.set_dtype(mx.bfloat16)
-        self._configure_optimizer(model)
+        self.optimizer, self.lr_schedule_name = configure_optimizer(model)
         self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
         self.hooks.setup("fit")
-        self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
         resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
         assert self.optimizer is not None
-        clip_val, clip_algorithm = self._clipping()
+        clip_val, clip_algorithm = clipping(self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks)
         builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision, self.compile)
         self._runner = StepRunner(builder, self.accumulate_grad_batches, self.on_nonfinite_loss)
         for logger in self.loggers:
@@ -260,7 +266,7 @@ class Trainer:
         progress = self.progress
         mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
         if self.enable_validation and self.num_sanity_val_steps > 0 and not mid_epoch:
-            self._sanity_check()
+            sanity_check(self)
         if mid_epoch and progress.batch_in_epoch >= self.num_training_batches:
             progress.epoch_finished = True  # saved at the epoch's last batch: nothing left in it
             mid_epoch = False
@@ -268,7 +274,7 @@ class Trainer:
             progress.current_epoch += 1
             progress.batch_in_epoch = 0
             progress.epoch_finished = False
-        if self._fit_done() or self.limit_train_batches == 0:
+        if self._fit_done():
             if self.num_training_batches == 0:
                 print("Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train.")
             elif resumed is not None:
@@ -308,16 +314,16 @@ class Trainer:
             self._train_batch(batch, batch_idx)
             if self._validation_due():
                 self._validate()
-            if self.step_pending_count:
+            if self.update_pending:
                 progress.batches_that_stepped += 1
-                self.step_pending_count = False
+                self.update_pending = False
                 if self._interrupt.requested:
                     raise KeyboardInterrupt
         progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
         self.hooks.on_train_epoch_end()
         log, callback, bar = self._train_results.epoch_metrics()
         self.metrics.update(log, callback, bar)
-        self.log_metrics(log, None if not log else progress.batches_that_stepped - 1)
+        self.log_metrics(log, progress.batches_that_stepped - 1)  # Lightning: the last update's step
         self._train_results = Results()
         progress.current_epoch += 1
         progress.batch_in_epoch = 0
@@ -337,7 +343,7 @@ class Trainer:
                 f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); "
                 "lower the learning rate, clip gradients, or use Trainer(on_nonfinite_loss='skip')"
             )
-        self.step_pending_count = update
+        self.update_pending = update
         values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}, **logged}
         options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
         options.update(self.module._log_options)
@@ -387,118 +393,19 @@ class Trainer:
         count = self.progress.total_batches if self.check_val_every_n_epoch is None else self.progress.batch_in_epoch
         return count % self.val_check_batch == 0
 
-    def _val_check_batch(self) -> float:
-        interval = self.val_check_interval
-        batches = self.num_training_batches
-        if isinstance(interval, int):
-            if interval > batches and self.check_val_every_n_epoch is not None and self.num_val_batches > 0:
-                raise ValueError(
-                    f"Trainer: val_check_interval ({interval}) must be less than or equal to the number of "
-                    f"training batches ({batches}). To disable validation set limit_val_batches=0; to validate "
-                    "every n batches across epochs set check_val_every_n_epoch=None."
-                )
-            return interval
-        if math.isinf(batches):
-            if interval == 1.0:
-                return math.inf
-            raise ValueError("Trainer: a fractional val_check_interval needs a train loader with a length; use an int")
-        return max(1, int(batches * interval))
-
-    # -- evaluation ------------------------------------------------------------------------------------
-    def _sanity_check(self) -> None:
-        self.sanity_checking = True
-        self.hooks.on_sanity_check_start()
-        self._evaluate(self._val_loader, "validation", min(self.num_sanity_val_steps, self.num_val_batches))
-        self.hooks.on_sanity_check_end()
-        self.sanity_checking = False
-
+    # -- evaluation (evaluation.py) ---------------------------------------------------------------------
     def _validate(self) -> None:
-        self._evaluate(self._val_loader, "validation", self.num_val_batches)
+        evaluate(self, self._val_loader, "validation", self.num_val_batches)
         self.validation_has_run = True
 
-    def _evaluate(self, loader: Iterable[Any], stage: str, count: float) -> dict[str, float]:
-        """One pass of validation or test (eval mode, metrics weighted by batch size)."""
-        module = self.module
-        assert module is not None
-        if count == 0:
-            return {}
-        prefix = "val" if stage == "validation" else "test"
-        was_training = module.training
-        module.eval()
-        self._eval_results = results = Results()
-        self.hooks.on_eval_start(stage)
-        step = make_eval_fn(module, prefix, self.precision, self.compile)
-        options = LogOptions(on_step=False, on_epoch=True, prog_bar=True)
-        for batch_idx, batch in enumerate(loader):
-            if batch_idx >= count:
-                break
-            self.hooks.on_eval_batch_start(stage, batch, batch_idx)
-            with TraceGuard(module, None, self.compile and batch_idx == 0):
-                loss, metrics, logged = step(batch, mx.array(batch_idx))
-            values = {**({f"{prefix}_loss": loss} if loss is not None else {}), **{f"{prefix}_{k}": v for k, v in metrics.items()}, **logged}
-            results.add(values, {k: module._log_options.get(k, options) for k in values}, batch_size_of(batch))
-            mx.eval(list(values.values()))
-            self.hooks.on_eval_batch_end(stage, {"loss": loss, **metrics}, batch, batch_idx)
-        self.hooks.on_eval_epoch_end(stage)
-        log, callback, bar = results.epoch_metrics()
-        self._eval_results = None
-        if not self.sanity_checking:
-            self.metrics.update(log, callback, bar)
-            if self.state_fn == "fit":
-                self.log_metrics(log)
-            elif log:
-                self.send_to_loggers(log, self.progress.batches_that_stepped)
-        self.hooks.on_eval_end(stage)
-        module.train(was_training)
-        return self.metrics.floats(callback)
-
     def validate(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
-        return [self._standalone(model, dataloaders, "validation", ckpt_path, self.limit_val_batches)]
+        """Validation metrics (means over the whole set, weighted by batch size), in a list."""
+        return [standalone(self, model, dataloaders, "validation", ckpt_path)]
 
     def test(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
-        return [self._standalone(model, dataloaders, "test", ckpt_path, self.limit_test_batches)]
-
-    def _standalone(self, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None, limit: Any) -> dict[str, float]:
-        self.module = model
-        model.trainer = self
-        self.state_fn = stage
-        if ckpt_path is not None:
-            model.load_checkpoint(checkpoint.resolve_ckpt_path(self, ckpt_path))
-        return self._evaluate(loader, stage, limited(length_of(loader), limit))
+        """Test metrics (``test_step``), in a list."""
+        return [standalone(self, model, dataloaders, "test", ckpt_path)]
 
     def predict(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
         """``predict_step`` on every batch (eval mode), returned as a list."""
-        self.module = model
-        model.trainer = self
-        self.state_fn = "predict"
-        if ckpt_path is not None:
-            model.load_checkpoint(checkpoint.resolve_ckpt_path(self, ckpt_path))
-        was_training = model.training
-        model.eval()
-        self.hooks.on_predict_start()
-        outputs = []
-        for batch_idx, batch in enumerate(dataloaders):
-            output = model.predict_step(batch, mx.array(batch_idx))
-            mx.eval(output)
-            outputs.append(output)
-        self.hooks.on_predict_end()
-        model.train(was_training)
-        return outputs
-
-    # -- set-up ----------------------------------------------------------------------------------------
-    def _configure_optimizer(self, model: TrainModule) -> None:
-        config = model.configure_optimizers()
-        if isinstance(config, optim.Optimizer):
-            config = OptimizerConfig(config)
-        if not isinstance(config, OptimizerConfig):
-            raise TypeError(f"configure_optimizers() must return an OptimizerConfig or an mlx.optimizers.Optimizer, got {type(config).__name__}")
-        self.optimizer = config.optimizer
-        self.lr_schedule_name = config.lr_schedule_name
-
-    def _clipping(self) -> tuple[float | None, str]:
-        value, algorithm = self.gradient_clip_val, self.gradient_clip_algorithm
-        for clipper in (c for c in self.callbacks if isinstance(c, GradientClipper)):
-            if value is not None and (clipper.max_norm != value or clipper.algorithm != algorithm):
-                raise ValueError(f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={value}); give one")
-            value, algorithm = clipper.max_norm, clipper.algorithm
-        return value, algorithm
+        return predict(self, model, dataloaders, ckpt_path)

@@ -35,7 +35,7 @@ class LearningRateMonitor(Callback):
             return
         name = f"lr-{type(optimizer).__name__}"
         value = next_learning_rate(optimizer)
-        trainer.callback_metrics_store[name] = value
+        trainer.metrics.callback[name] = value
         trainer.send_to_loggers({name: value}, step=trainer.progress.batches_that_stepped)
 
     def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:

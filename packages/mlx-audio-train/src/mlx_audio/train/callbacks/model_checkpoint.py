@@ -88,6 +88,9 @@ class ModelCheckpoint(MonitorCallback):
         self._last_global_step_saved = 0  # nothing to save before the first step
         self._defer_to_validation = False
         self._own_last: list[str] = []  # last-only directories this callback wrote
+        self._written_now = ""  # the checkpoint written last in this fit
+        self._doomed: list[str] = []  # superseded checkpoints, deleted once `last` moved on
+        self._resumed_from: str | None = None
 
     @property
     def state_key(self) -> str:
@@ -96,7 +99,7 @@ class ModelCheckpoint(MonitorCallback):
     # -- when ------------------------------------------------------------------------------------
     def setup(self, trainer: Any, module: Any, stage: str) -> None:
         self._written_now = ""
-        self._doomed: list[str] = []
+        self._doomed = []
         self._resumed_from = trainer.ckpt_path
         if self.dirpath is None:
             self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
@@ -260,8 +263,6 @@ class ModelCheckpoint(MonitorCallback):
             self._remove(previous)
 
     # -- on disk ---------------------------------------------------------------------------------
-    _written_now = ""
-
     def _write(self, trainer: Any, path: str) -> None:
         trainer.save_checkpoint(path)
         self._last_global_step_saved = trainer.global_step
@@ -274,11 +275,10 @@ class ModelCheckpoint(MonitorCallback):
     def _flush(self) -> None:
         """Delete superseded checkpoints: only in ``dirpath``, never the one resumed from or the
         one ``last`` points at."""
-        trainer_ckpt = self._resumed_from
         for path in self._doomed:
             if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self._dir):
                 continue
-            if trainer_ckpt and os.path.realpath(trainer_ckpt) == os.path.realpath(path):
+            if self._resumed_from and os.path.realpath(self._resumed_from) == os.path.realpath(path):
                 continue
             if os.path.realpath(os.path.join(self._dir, "last")) == os.path.realpath(path):
                 continue

@@ -1,0 +1,92 @@
+"""Validation, test and predict passes of the Trainer: plain functions over the trainer's state
+(eval mode, batch-size-weighted means, Lightning's hook order)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import mlx.core as mx
+
+from . import checkpoint
+from ._loaders import batch_size_of, length_of, limited
+from .metrics import LogOptions, Results
+from .module import TrainModule
+from .step import TraceGuard, make_eval_fn
+
+
+def sanity_check(trainer: Any) -> None:
+    """A few validation batches before training (``num_sanity_val_steps``); nothing is logged."""
+    trainer.sanity_checking = True
+    trainer.hooks.on_sanity_check_start()
+    evaluate(trainer, trainer._val_loader, "validation", min(trainer.num_sanity_val_steps, trainer.num_val_batches))
+    trainer.hooks.on_sanity_check_end()
+    trainer.sanity_checking = False
+
+
+def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> dict[str, float]:
+    """One pass of validation or test (eval mode, metrics weighted by batch size)."""
+    module = trainer.module
+    assert module is not None
+    if count == 0:
+        return {}
+    prefix = "val" if stage == "validation" else "test"
+    was_training = module.training
+    module.eval()
+    trainer._eval_results = results = Results()
+    trainer.hooks.on_eval_start(stage)
+    step = make_eval_fn(module, prefix, trainer.precision, trainer.compile)
+    options = LogOptions(on_step=False, on_epoch=True, prog_bar=True)
+    for batch_idx, batch in enumerate(loader):
+        if batch_idx >= count:
+            break
+        trainer.hooks.on_eval_batch_start(stage, batch, batch_idx)
+        with TraceGuard(module, None, trainer.compile and batch_idx == 0):
+            loss, metrics, logged = step(batch, mx.array(batch_idx))
+        values = {**({f"{prefix}_loss": loss} if loss is not None else {}), **{f"{prefix}_{k}": v for k, v in metrics.items()}, **logged}
+        results.add(values, {k: module._log_options.get(k, options) for k in values}, batch_size_of(batch))
+        mx.eval(list(values.values()))
+        trainer.hooks.on_eval_batch_end(stage, {"loss": loss, **metrics}, batch, batch_idx)
+    trainer.hooks.on_eval_epoch_end(stage)
+    log, callback, bar = results.epoch_metrics()
+    trainer._eval_results = None
+    if not trainer.sanity_checking:
+        trainer.metrics.update(log, callback, bar)
+        if trainer.state_fn == "fit":
+            trainer.log_metrics(log)
+        elif log:
+            trainer.send_to_loggers(log, trainer.progress.batches_that_stepped)
+    trainer.hooks.on_eval_end(stage)
+    module.train(was_training)
+    return trainer.metrics.floats(callback)
+
+
+def standalone(trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None) -> dict[str, float]:
+    """``Trainer.validate`` / ``Trainer.test``: one pass, optionally from a checkpoint."""
+    limit = trainer.limit_val_batches if stage == "validation" else trainer.limit_test_batches
+    trainer.module = model
+    model.trainer = trainer
+    trainer.state_fn = stage
+    if ckpt_path is not None:
+        model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
+    return evaluate(trainer, loader, stage, limited(length_of(loader), limit))
+
+
+def predict(trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
+    """``predict_step`` on every batch (eval mode), returned as a list."""
+    trainer.module = model
+    model.trainer = trainer
+    trainer.state_fn = "predict"
+    if ckpt_path is not None:
+        model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
+    was_training = model.training
+    model.eval()
+    trainer.hooks.on_predict_start()
+    outputs = []
+    for batch_idx, batch in enumerate(dataloaders):
+        output = model.predict_step(batch, mx.array(batch_idx))
+        mx.eval(output)
+        outputs.append(output)
+    trainer.hooks.on_predict_end()
+    model.train(was_training)
+    return outputs
