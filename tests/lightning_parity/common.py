@@ -77,7 +77,8 @@ def arrays(batches: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class Recorder:
     """Hook bookkeeping shared by both frameworks' recording callbacks (duck-typed trainers)."""
 
-    def __init__(self, stop_at_step: int | None = None) -> None:
+    def __init__(self, stop_at_step: int | None = None, log_in_batch_end: bool = False) -> None:
+        self.log_in_batch_end = log_in_batch_end
         self.events: list[list[Any]] = []
         self.counts: dict[str, int] = {}
         self.val_batches = 0
@@ -130,6 +131,8 @@ def count_module_hooks(cls: type, base: type) -> None:
             self.recorder.count("module." + name)
             if name == "on_validation_epoch_end":
                 self.log("score", score(self.trainer.global_step))
+            if name == "on_train_batch_end" and self.recorder.log_in_batch_end:
+                self.log("hook_value", 1.0)
             return inherited(self, *args)
 
         return hook

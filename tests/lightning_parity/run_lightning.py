@@ -53,7 +53,7 @@ def loader(batches: int, seed: int) -> DataLoader:
 
 
 def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
-    recorder = common.Recorder(scenario.get("stop_at_step"))
+    recorder = common.Recorder(scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False))
     torch.manual_seed(0)
     traces = []
     for index, run_args in enumerate(scenario["runs"]):

@@ -104,6 +104,8 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("log_every_2", {"max_epochs": 2, "log_every_n_steps": 2}),
     _s("log_every_4", {"max_epochs": 2, "log_every_n_steps": 4}, train=7),
     _s("log_every_50_default", {"max_epochs": 2, "log_every_n_steps": 50}),
+    _s("self_log_in_train_batch_end", {"max_epochs": 2}, log_in_batch_end=True),
+    _s("self_log_in_train_batch_end_every_2", {"max_epochs": 2, "log_every_n_steps": 2, "accumulate_grad_batches": 2}, log_in_batch_end=True),
     _s("lr_monitor_step", {"max_epochs": 2}, lr_monitor={"logging_interval": "step"}),
     _s("lr_monitor_epoch", {"max_epochs": 2}, lr_monitor={"logging_interval": "epoch"}),
     _s("lr_monitor_step_every_3", {"max_epochs": 2, "log_every_n_steps": 3}, lr_monitor={"logging_interval": "step"}),

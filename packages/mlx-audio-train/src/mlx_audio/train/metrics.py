@@ -96,7 +96,7 @@ class Results:
         self.step: dict[str, Any] = {}
 
     def add(self, values: dict[str, Any], options: dict[str, LogOptions], batch_size: int) -> None:
-        self.step = {}
+        """Record values of the running batch (the loop clears ``step`` when a batch starts)."""
         for name, value in values.items():
             opt = options[name]
             self.options[name] = opt
