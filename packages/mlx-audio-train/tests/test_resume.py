@@ -159,3 +159,44 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
                 np.array(got[key]), np.array(expected[key]), err_msg=f"trial {trial}: {key}"
             )
     assert kills == 20, f"only {kills} of 20 trials were killed mid-run"
+
+
+class _StopAtBatch(Exception):
+    pass
+
+
+def test_resume_from_a_checkpoint_inside_an_accumulation_group_is_exact(tmp_path):
+    """Defect 8: validation (as in Lightning) runs after batch 3 of a 2-batch accumulation
+    group; the monitored checkpoint written there must resume bit-identically."""
+    from mlx_audio.train.callbacks import Callback
+
+    def run(root, stop=False, ckpt_path=None):
+        class Stop(Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if stop and trainer.current_epoch == 1 and batch_idx == 3:
+                    raise _StopAtBatch
+
+        model, loader, _ = make(root)
+        trainer = Trainer(
+            max_epochs=EPOCHS,
+            accumulate_grad_batches=2,
+            val_check_interval=3,
+            seed=7,
+            default_root_dir=str(root),
+            enable_progress_bar=False,
+            logger=False,
+            num_sanity_val_steps=0,
+            callbacks=[Stop(), ModelCheckpoint(dirpath=str(root / "ckpt"), monitor="val_loss", save_top_k=-1)],
+        )
+        val = DataLoader(blobs(32, seed=1), batch_size=16)
+        trainer.fit(model, loader, val, ckpt_path=ckpt_path)
+        return model, trainer
+
+    full, _ = run(tmp_path / "full")
+    with pytest.raises(_StopAtBatch):
+        run(tmp_path / "cut", stop=True)
+    state = json.loads((tmp_path / "cut" / "ckpt" / "last" / "trainer_state.json").read_text())
+    assert state["batch_in_epoch"] == 3 and state["accumulated_batches"] == 1  # inside a group
+    resumed, trainer = run(tmp_path / "cut", ckpt_path="last")
+    assert trainer.current_epoch == EPOCHS
+    assert_trees_equal(resumed.parameters(), full.parameters())

@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+ACCUMULATOR_FILE = "accumulator.safetensors"  # only inside an accumulation group
 STATE_FILE = "trainer_state.json"
 FORMAT_VERSION = 1
 
@@ -49,8 +50,10 @@ def save_checkpoint(
     model_weights: dict[str, mx.array],
     optimizer_state: dict[str, mx.array],
     state: dict[str, Any],
+    accumulator: dict[str, mx.array] | None = None,
 ) -> str:
-    """Write a complete checkpoint at ``directory`` (which must not exist yet)."""
+    """Write a complete checkpoint at ``directory`` (which must not exist yet); ``accumulator``
+    is the gradient sum of an unfinished accumulation group."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
@@ -60,6 +63,8 @@ def save_checkpoint(
     os.makedirs(tmp)
     try:
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
+        if accumulator:
+            files[ACCUMULATOR_FILE] = accumulator
         digests = {}
         for name, arrays in files.items():
             path = os.path.join(tmp, name)
@@ -204,6 +209,7 @@ def capture(trainer: Any, path: str) -> str:
         "batches_that_stepped": progress.batches_that_stepped + int(trainer.update_pending),
         "rng": rng_state(),
         "rng_base": trainer.rng_base,
+        "accumulated_batches": trainer.runner.micro,
         "loader": trainer.loader_state() if not progress.epoch_finished else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
@@ -211,7 +217,25 @@ def capture(trainer: Any, path: str) -> str:
     }
     trainer.hooks.on_save_checkpoint(state)
     weights = dict(tree_flatten(module.parameters()))
-    return save_checkpoint(path, weights, dict(tree_flatten(optimizer.state)), state)
+    total = trainer.runner.total if trainer.runner.micro else None
+    accumulator = dict(tree_flatten(total)) if total is not None else None
+    return save_checkpoint(path, weights, dict(tree_flatten(optimizer.state)), state, accumulator)
+
+
+def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], module: Any) -> None:
+    """Put an unfinished accumulation group's gradient sum back (NOTE [update boundaries])."""
+    from mlx.utils import tree_unflatten
+
+    count = state.get("accumulated_batches", 0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise CheckpointError(f"{os.path.join(directory, STATE_FILE)}: 'accumulated_batches' must be a non-negative int, got {count!r}")
+    if not count:
+        return
+    file = os.path.join(directory, ACCUMULATOR_FILE)
+    loaded = load_arrays(file)
+    check_against(file, loaded, dict(tree_flatten(module.trainable_parameters())), "accumulator")
+    runner.total = tree_unflatten(list(loaded.items()))
+    runner.micro = count
 
 
 def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:

@@ -246,7 +246,9 @@ class StepRunner:
     NOTE [update boundaries]: the loop tells each call whether the batch ends an accumulation
     group (``update``, Lightning's rule: every ``accumulate_grad_batches``-th batch of the epoch
     and its last batch); weights, optimizer state and ``global_step`` change only there. The
-    running sum lives in ``total`` between calls.
+    running sum lives in ``total`` between calls; validation may run inside a group (as in
+    Lightning), so a checkpoint written there stores ``total`` too (checkpoint.py), and a resumed
+    run ends bit-identical.
     """
 
     def __init__(self, builder: StepBuilder, accumulate: int, on_nonfinite: str) -> None:

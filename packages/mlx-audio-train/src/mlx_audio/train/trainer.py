@@ -259,7 +259,9 @@ class Trainer:
         assert self.optimizer is not None
         clip_val, clip_algorithm = clipping(self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks)
         builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision, self.compile)
-        self._runner = StepRunner(builder, self.accumulate_grad_batches, self.on_nonfinite_loss)
+        self.runner = StepRunner(builder, self.accumulate_grad_batches, self.on_nonfinite_loss)
+        if resumed is not None:
+            checkpoint.restore_accumulator(self.runner, resumed["_dir"], resumed, model)
         for logger in self.loggers:
             logger.log_hyperparams(hparams(self))
         self.hooks.on_fit_start()
@@ -334,8 +336,8 @@ class Trainer:
         update = not self._should_accumulate()
         if update:
             self.hooks.on_before_optimizer_step(self.optimizer)
-        seed_step(self.rng_base, self.global_step, self._runner.micro)
-        loss, metrics, logged, updated = self._runner.run(batch, batch_idx, update)
+        seed_step(self.rng_base, self.global_step, self.runner.micro)
+        loss, metrics, logged, updated = self.runner.run(batch, batch_idx, update)
         if updated:
             self.progress.global_step += 1
         if self.on_nonfinite_loss == "raise" and not math.isfinite(loss.item()):
