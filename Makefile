@@ -17,6 +17,7 @@ demo: sync
 
 test: sync anchor
 	$(UV) run --no-sync ruff check packages tests benchmarks examples
+	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
 
 uv:
@@ -61,6 +62,7 @@ bench: sync anchor
 
 lint: sync
 	$(UV) run --no-sync ruff check packages tests benchmarks examples
+	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data
 
 clean:
 	rm -rf dist .pytest_cache .ruff_cache $(ANCHOR)

@@ -163,3 +163,18 @@ def test_editable_workspace_namespace():
         and mlx_audio.OptimizerConfig is mlx_audio.train.OptimizerConfig
     )
     assert len(mlx_audio.__path__) >= 4
+
+
+def test_every_wheel_ships_py_typed(wheels):
+    """PEP 561: each distribution marks its (sub)package as typed, so users' mypy reads our hints."""
+    import zipfile
+
+    expected = {
+        "mlx-audio-data": "mlx_audio/data/py.typed",
+        "mlx-audio-loggers": "mlx_audio/loggers/py.typed",
+        "mlx-audio-train": "mlx_audio/train/py.typed",
+        "mlx-audio-models": "mlx_audio/models/py.typed",
+        "mlx-audio-stack": "mlx_audio/py.typed",
+    }
+    for dist, marker in expected.items():
+        assert marker in zipfile.ZipFile(wheels[dist]).namelist(), (dist, marker)

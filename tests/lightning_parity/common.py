@@ -77,8 +77,14 @@ def arrays(batches: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class Recorder:
     """Hook bookkeeping shared by both frameworks' recording callbacks (duck-typed trainers)."""
 
-    def __init__(self, stop_at_step: int | None = None, log_in_batch_end: bool = False) -> None:
+    def __init__(
+        self,
+        stop_at_step: int | None = None,
+        log_in_batch_end: bool = False,
+        extra_logs: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.log_in_batch_end = log_in_batch_end
+        self.extra_logs = extra_logs or []
         self.events: list[list[Any]] = []
         self.counts: dict[str, int] = {}
         self.val_batches = 0
@@ -103,6 +109,24 @@ class Recorder:
         elif hook == "on_train_batch_end" and self.stop_at_step is not None:
             if trainer.global_step >= self.stop_at_step:
                 trainer.should_stop = True  # as a Timer would
+
+
+    def log_extras(self, module: Any, stage: str, batch_idx: Any) -> None:
+        """The scenario's ``self.log`` calls made from ``stage``'s step: a value scripted from
+        ``batch_idx`` (the same in both frameworks), with the scenario's options."""
+        for spec in self.extra_logs:
+            if spec["stage"] == stage:
+                options = {k: v for k, v in spec.items() if k not in ("stage", "name", "scale")}
+                module.log(spec["name"], (batch_idx + 1) * spec.get("scale", 1.5), **options)
+
+
+def extra_metrics(trainer: Any) -> dict[str, dict[str, float]]:
+    """The trainer's metric dicts restricted to the scenario's extra names (``x_...``)."""
+    out = {}
+    for kind in ("callback_metrics", "logged_metrics", "progress_bar_metrics"):
+        values = getattr(trainer, kind)
+        out[kind] = {k: round(float(v), 4) for k, v in values.items() if k.startswith("x_")}
+    return out
 
 
 def recording_callback(base: type) -> type:
@@ -142,7 +166,7 @@ def count_module_hooks(cls: type, base: type) -> None:
 
 
 def read_csv_rows(path: str) -> list[list[Any]]:
-    """(step, epoch, sorted metric names present, scripted score) per row."""
+    """(step, epoch, sorted metric names present, scripted score, extra ``x_`` values) per row."""
     if not os.path.exists(path):
         return []
     rows = []
@@ -157,6 +181,7 @@ def read_csv_rows(path: str) -> list[list[Any]]:
                     None if epoch in (None, "") else int(float(epoch)),
                     present,
                     None if value in (None, "") else float(value),
+                    {k: round(float(v), 4) for k, v in row.items() if k.startswith("x_") and v not in ("", None)},
                 ]
             )
     return rows

@@ -33,11 +33,13 @@ class Module(pl.LightningModule):
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
         self.log("train_loss", loss)
+        self.recorder.log_extras(self, "train", batch_idx)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+        self.recorder.log_extras(self, "val", batch_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -53,7 +55,9 @@ def loader(batches: int, seed: int) -> DataLoader:
 
 
 def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
-    recorder = common.Recorder(scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False))
+    recorder = common.Recorder(
+        scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False), scenario.get("extra_logs")
+    )
     torch.manual_seed(0)
     traces = []
     for index, run_args in enumerate(scenario["runs"]):
@@ -92,6 +96,7 @@ def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
                 "best": os.path.basename(checkpoint.best_model_path).removesuffix(".ckpt") if checkpoint else None,
                 "best_score": common.clean_score(checkpoint.best_model_score) if checkpoint else None,
                 "csv": common.read_csv_rows(os.path.join(logger.log_dir, "metrics.csv")),
+                "metrics": common.extra_metrics(trainer),
             }
         )
     return {"events": recorder.events, "counts": recorder.counts, "runs": traces}

@@ -26,6 +26,16 @@ class Module(TrainModule):
         x, y = batch
         return mx.mean((self.layer(x) - y) ** 2), {}
 
+    def training_step(self, batch: Any, batch_idx: Any) -> Any:
+        output = self.compute_loss(batch)
+        self.recorder.log_extras(self, "train", batch_idx)
+        return output
+
+    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
+        output = self.compute_loss(batch)
+        self.recorder.log_extras(self, "val", batch_idx)
+        return output
+
     def configure_optimizers(self) -> optim.Optimizer:
         return optim.SGD(learning_rate=0.01)
 
@@ -40,7 +50,9 @@ def loader(batches: int, seed: int) -> DataLoader:
 
 
 def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
-    recorder = common.Recorder(scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False))
+    recorder = common.Recorder(
+        scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False), scenario.get("extra_logs")
+    )
     traces = []
     for index, run_args in enumerate(scenario["runs"]):
         args = dict(run_args)
@@ -76,6 +88,7 @@ def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
                 "best": os.path.basename(checkpoint.best_model_path) if checkpoint else None,
                 "best_score": common.clean_score(checkpoint.best_model_score) if checkpoint else None,
                 "csv": common.read_csv_rows(os.path.join(logger.log_dir, "metrics.csv")),
+                "metrics": common.extra_metrics(trainer),
             }
         )
     return {"events": recorder.events, "counts": recorder.counts, "runs": traces}

@@ -109,6 +109,33 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("lr_monitor_step", {"max_epochs": 2}, lr_monitor={"logging_interval": "step"}),
     _s("lr_monitor_epoch", {"max_epochs": 2}, lr_monitor={"logging_interval": "epoch"}),
     _s("lr_monitor_step_every_3", {"max_epochs": 2, "log_every_n_steps": 3}, lr_monitor={"logging_interval": "step"}),
+    # -- self.log options: on_step/on_epoch, reduce_fx, prog_bar, logger, batch_size, per stage --------
+    _s("log_opts_train_defaults", {"max_epochs": 2}, extra_logs=[{"stage": "train", "name": "x_a"}]),
+    _s("log_opts_train_step_and_epoch", {"max_epochs": 2}, extra_logs=[{"stage": "train", "name": "x_a", "on_step": True, "on_epoch": True, "prog_bar": True}]),
+    _s("log_opts_train_epoch_reduce", {"max_epochs": 2}, extra_logs=[
+        {"stage": "train", "name": "x_mean", "on_step": False, "on_epoch": True},
+        {"stage": "train", "name": "x_sum", "on_step": False, "on_epoch": True, "reduce_fx": "sum"},
+        {"stage": "train", "name": "x_max", "on_step": False, "on_epoch": True, "reduce_fx": "max"},
+        {"stage": "train", "name": "x_min", "on_step": False, "on_epoch": True, "reduce_fx": "min"},
+    ]),
+    _s("log_opts_train_logger_false", {"max_epochs": 2}, extra_logs=[
+        {"stage": "train", "name": "x_hidden", "logger": False, "prog_bar": True},
+        {"stage": "train", "name": "x_shown", "on_epoch": True},
+    ]),
+    _s("log_opts_train_every_2_accumulate", {"max_epochs": 2, "log_every_n_steps": 2, "accumulate_grad_batches": 2}, extra_logs=[
+        {"stage": "train", "name": "x_a", "on_step": True, "on_epoch": True},
+    ]),
+    _s("log_opts_train_batch_size", {"max_epochs": 1}, extra_logs=[
+        {"stage": "train", "name": "x_w", "on_step": False, "on_epoch": True, "batch_size": 5},
+    ]),
+    _s("log_opts_val_defaults", {"max_epochs": 2}, extra_logs=[{"stage": "val", "name": "x_v"}]),
+    _s("log_opts_val_reduce_prog_bar", {"max_epochs": 2}, extra_logs=[
+        {"stage": "val", "name": "x_vmax", "reduce_fx": "max", "prog_bar": True},
+        {"stage": "val", "name": "x_vsum", "reduce_fx": "sum", "logger": False},
+    ]),
+    _s("log_opts_val_mid_epoch", {"max_epochs": 2, "val_check_interval": 3}, extra_logs=[
+        {"stage": "val", "name": "x_v"}, {"stage": "train", "name": "x_t", "on_epoch": True},
+    ]),
     # -- resume with ckpt_path="last" ------------------------------------------------------------------
     _s(
         "resume_epoch_boundary",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 
 from mlx_audio.data import Dataset
 from mlx_audio.data._shm import shm_dir
@@ -11,8 +12,14 @@ from mlx_audio.data._shm import shm_dir
 import numpy as np
 
 
-def shm_segments() -> set[str]:
-    return {name for name in os.listdir(shm_dir()) if name.startswith("mlx_audio_")}
+def shm_segments(owners: Iterable[int] | None = None) -> set[str]:
+    """Our shared-memory segments (``mlx_audio_<creator pid>_...``), only ``owners``' if given,
+    so a concurrent test run's segments never count as a leak of this one."""
+    names = {name for name in os.listdir(shm_dir()) if name.startswith("mlx_audio_")}
+    if owners is None:
+        return names
+    prefixes = tuple(f"mlx_audio_{pid}_" for pid in owners)
+    return {name for name in names if name.startswith(prefixes)}
 
 
 def _is_multiprocessing_helper(pid: str) -> bool:

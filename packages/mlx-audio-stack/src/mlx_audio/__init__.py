@@ -14,7 +14,7 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
-try:  # Load OpenBLAS before anything imports mlx.core (Linux CPU speed; see mlx_audio.data._blas).
+try:  # Load OpenBLAS before anything imports mlx.core (Linux CPU speed; see mlx_audio.data.support).
     import mlx_audio.data  # noqa: F401  (cheap: its own exports are lazy)
 except ImportError:  # mlx-audio-data not installed: nothing of ours will import mlx.
     pass

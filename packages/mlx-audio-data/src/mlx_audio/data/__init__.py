@@ -6,10 +6,9 @@ Exports are resolved lazily so that importing it does not import ``mlx.core``.
 
 from __future__ import annotations
 
-from . import _blas
-from ._lazy import lazy_exports
+from .support import ensure_fast_blas, lazy_exports
 
-_blas.ensure_fast_blas()
+ensure_fast_blas()
 
 __version__ = "0.1.0"
 

@@ -87,11 +87,11 @@ class Fetcher:
         try:
             return collate_into(samples, self.alloc)
         except CollateError as error:
-            labels = tuple(f"the sample at index {indices[p]}" for p in error.positions)
+            first, other = (f"the sample at index {indices[p]}" for p in error.positions)
             hint = (
                 " (pad or crop samples to one shape, e.g. bucket by length, or pass a collate_fn)"
             )
-            message = (error.render(labels) + hint).replace("{", "{{").replace("}", "}}")
+            message = (error.render((first, other)) + hint).replace("{", "{{").replace("}", "}}")
             raise CollateError(message, error.positions, error.path) from None
 
     # -- map-style --------------------------------------------------------------------------
@@ -145,7 +145,8 @@ class Fetcher:
         """Batches from a sample stream; ``position[0]`` counts samples (for transform RNGs)."""
         size = 1 if self.batch_size is None else self.batch_size
         while True:
-            samples, keys = [], []
+            samples = []
+            keys = []
             for sample in itertools.islice(stream, size):
                 key = (epoch, worker_id, position[0])
                 try:
@@ -166,7 +167,9 @@ def as_transform_list(
 ) -> list[Transform]:
     if transforms is None:
         return []
-    items = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
+    items: list[Transform] = (
+        list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]  # type: ignore[list-item]
+    )
     for fn in items:
         if not callable(fn):
             raise ValueError(f"{name} must be a callable or a list of callables, got {fn!r}")

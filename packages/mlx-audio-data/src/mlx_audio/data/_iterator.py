@@ -29,7 +29,8 @@ class WorkerPool:
     """The running workers of a loader (kept across passes with ``persistent_workers``)."""
 
     def __init__(self, loader: DataLoader, fetcher: Fetcher, epoch: int) -> None:
-        n, prefetch = loader.num_workers, loader.prefetch_factor
+        n = loader.num_workers
+        prefetch = loader.prefetch_factor or 2  # set whenever num_workers > 0
         iterable = loader._iterable
         self.workers: list[ProcessWorker | ThreadWorker] = []
         mlx_core = sys.modules.get("mlx.core")
@@ -66,7 +67,8 @@ class WorkerPool:
             worker.drain(timeout)
 
     def close(self) -> None:
-        workers, self.workers = self.workers, []
+        workers = self.workers
+        self.workers = []
         for worker in workers:
             worker.stop()
 
@@ -127,10 +129,11 @@ class Pass(Iterator[Any]):
         else:
             position = [0]
             if exact:
+                stream_state = resume.get("stream") or {}
                 self.stream_state = resume.get("stream")
-                position[0] = int((self.stream_state or {}).get("position", 0))
-                if (self.stream_state or {}).get("dataset") is not None:
-                    dataset.load_state_dict(self.stream_state["dataset"])
+                position[0] = int(stream_state.get("position", 0))
+                if stream_state.get("dataset") is not None:
+                    dataset.load_state_dict(stream_state["dataset"])
             self._position = position
             self._stream = self._fetcher.iterable_batches(iter(dataset), self.epoch, 0, position)
         if exact:

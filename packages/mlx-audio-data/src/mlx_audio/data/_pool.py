@@ -47,6 +47,12 @@ class _Worker:
         self.free = deque(range(prefetch))
         self.in_flight: deque[int] = deque()
 
+    def _put(self, message: tuple) -> None:
+        raise NotImplementedError
+
+    def _get(self, timeout: float | None) -> tuple:
+        raise NotImplementedError
+
     def has_room(self) -> bool:
         return bool(self.free)
 

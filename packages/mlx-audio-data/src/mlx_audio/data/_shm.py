@@ -46,7 +46,8 @@ class SharedMemoryFull(RuntimeError):
 
 def new_slot_paths(count: int) -> list[str]:
     """Create ``count`` empty slot files with unguessable names; return their paths."""
-    directory, token = shm_dir(), secrets.token_hex(6)
+    directory = shm_dir()
+    token = secrets.token_hex(6)
     paths = []
     for i in range(count):
         path = os.path.join(directory, f"mlx_audio_{os.getpid()}_{token}_{i}")

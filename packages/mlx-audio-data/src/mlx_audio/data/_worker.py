@@ -13,8 +13,9 @@ import random
 import signal
 import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def seed_globals(seed: int) -> None:
 
 def global_rng_state() -> dict:
     """Python's and numpy's global RNG states as JSON-friendly lists."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     version, internal, gauss_next = random.getstate()
     return {
         "numpy": [name, keys.tolist(), pos, has_gauss, cached],
@@ -92,7 +93,8 @@ class WorkerError:
     def __init__(self, worker_id: int, error: BaseException) -> None:
         index = None
         if isinstance(error, SampleError):
-            index, error = error.index, error.error
+            index = error.index
+            error = error.error
         self.worker_id = worker_id
         self.index = index
         self.type_name = type(error).__name__
@@ -131,7 +133,7 @@ class _Producer:
     def __init__(self, spec: WorkerSpec, owns_globals: bool) -> None:
         self.spec = spec
         self.owns_globals = owns_globals  # threads share the process's RNGs: leave them alone
-        self.stream = None
+        self.stream: Iterator[Any] | None = None
         self.position = [0]
         self.dataset = spec.fetcher.dataset
 
@@ -159,7 +161,7 @@ class _Producer:
             return self.spec.fetcher.fetch(indices, epoch), None
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
-        state = {"position": self.position[0]}
+        state: dict[str, Any] = {"position": self.position[0]}
         if hasattr(self.dataset, "state_dict"):
             state["dataset"] = self.dataset.state_dict()
             if self.owns_globals:  # a stream drawing from the worker's global RNGs resumes exactly

@@ -46,7 +46,8 @@ def load_audio(
     if mono:
         wave = wave.mean(axis=0)
     if sample_rate is not None and sample_rate != rate:
-        wave, rate = resample(wave, rate, sample_rate), sample_rate
+        wave = resample(wave, rate, sample_rate)
+        rate = sample_rate
     return np.ascontiguousarray(wave, dtype=np.float32), int(rate)
 
 
@@ -69,8 +70,10 @@ def hz_to_mel(hz, mel_scale: str = "slaney"):
         return 2595.0 * np.log10(1.0 + hz / 700.0)
     if mel_scale != "slaney":
         raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
     mels = hz / f_sp
     return np.where(
         hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, mels
@@ -84,8 +87,10 @@ def mel_to_hz(mels, mel_scale: str = "slaney"):
         return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
     if mel_scale != "slaney":
         raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
     return np.where(
         mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels
     )
@@ -151,7 +156,7 @@ def stft(
     wave = wave if wave.dtype == np.float64 else wave.astype(np.float32)  # float64 in, float64 math
     if center:
         pad = [(0, 0)] * (wave.ndim - 1) + [(n_fft // 2, n_fft // 2)]
-        wave = np.pad(wave, pad, mode=pad_mode)
+        wave = np.pad(wave, pad, mode=pad_mode)  # type: ignore[call-overload]
     if wave.shape[-1] < n_fft:
         raise ValueError(f"signal of {wave.shape[-1]} samples is shorter than n_fft={n_fft}")
     win = np.zeros(n_fft, dtype=wave.dtype)

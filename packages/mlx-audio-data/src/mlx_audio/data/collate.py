@@ -136,7 +136,7 @@ def to_mlx(tree: Any) -> Any:
 
     def convert(leaf: Any) -> Any:
         if isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
-            return mx.array(leaf)
+            return mx.array(leaf)  # type: ignore[arg-type]
         return leaf
 
     return map_leaves(convert, tree)

@@ -178,7 +178,9 @@ class DataLoader:
         current = self._pass_ref()
         if current is not None:
             current.close()
-        epoch, resume, self._resume = self._next_epoch, self._resume, None
+        epoch = self._next_epoch
+        resume = self._resume
+        self._resume = None
         self._next_epoch = epoch + 1
         new_pass = Pass(self, epoch, resume)
         self._pass_ref = weakref.ref(new_pass)
@@ -240,7 +242,8 @@ class DataLoader:
         for key in ("epoch", "batches_yielded", "seed"):
             if key not in state:
                 raise ValueError(f"DataLoader state is missing {key!r}: {state!r:.200}")
-        self.seed, self.generator = int(state["seed"]), None
+        self.seed = int(state["seed"])
+        self.generator = None
         self._next_epoch = int(state["epoch"])
         resume = dict(state)
         if (
@@ -294,15 +297,11 @@ class DataLoader:
                 and sampler.generator is None
             ):
                 sampler.seed = seed
-        source = self.batch_sampler if self.batch_sampler is not None else self.sampler
+        source: Any = self.batch_sampler if self.batch_sampler is not None else self.sampler
         if hasattr(source, "set_epoch"):
             source.set_epoch(epoch)
         if self.batch_sampler is None:
-            indices = (
-                self.sampler.indices().tolist()
-                if hasattr(self.sampler, "indices")
-                else self.sampler
-            )
+            indices = source.indices().tolist() if hasattr(source, "indices") else source
             return ([i] for i in indices)
         if isinstance(self.batch_sampler, BatchSampler) and hasattr(
             self.batch_sampler.sampler, "indices"
@@ -355,7 +354,8 @@ class DataLoader:
         return self.batch_sampler is not None or (self._iterable and self.batch_size is not None)
 
     def _pool(self, fetcher: Fetcher, epoch: int) -> WorkerPool:
-        pool, self._persistent_pool = self._persistent_pool, None
+        pool = self._persistent_pool
+        self._persistent_pool = None
         if pool is not None:
             try:
                 pool.drain(self.timeout or None)
@@ -376,7 +376,8 @@ class DataLoader:
 
     def _pass_closed(self, closed: Pass, failed: bool) -> None:
         """Keep (persistent_workers) or stop the pass's workers; remember where it stopped."""
-        pool, closed.pool = closed.pool, None
+        pool = closed.pool
+        closed.pool = None
         if pool is not None:
             if (
                 self.persistent_workers

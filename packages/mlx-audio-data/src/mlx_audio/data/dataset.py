@@ -56,7 +56,7 @@ class IterableDataset(Dataset[T_co]):
     def __iter__(self) -> Iterator[T_co]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
-    def __add__(self, other: Dataset[T_co]):  # type: ignore[override]
+    def __add__(self, other: Dataset[T_co]):
         raise TypeError("IterableDatasets cannot be concatenated with '+'; chain them in __iter__")
 
 
@@ -99,13 +99,13 @@ class ArrayDataset(Dataset[tuple]):
         run = len(indices) > 0 and _is_contiguous_run(indices)
         out = []
         for a in self.arrays:
-            source = a[int(indices[0]) : int(indices[0]) + len(indices)] if run else None
+            start = int(indices[0]) if run else 0
             if alloc is None:
-                out.append(source.copy() if run else np.take(a, indices, axis=0))
+                out.append(a[start : start + len(indices)].copy() if run else np.take(a, indices, axis=0))
                 continue
             target = alloc((len(indices), *a.shape[1:]), a.dtype)
             if run:
-                np.copyto(target, source)
+                np.copyto(target, a[start : start + len(indices)])
             else:
                 np.take(a, indices, axis=0, out=target, mode="wrap")  # "raise" would buffer `out`
             out.append(target)
@@ -148,7 +148,8 @@ class ConcatDataset(Dataset[T_co]):
         for d in self.datasets:
             if isinstance(d, IterableDataset):
                 raise TypeError("ConcatDataset does not support IterableDataset")
-        self.cumulative_sizes = list(np.cumsum([len(d) for d in self.datasets]).tolist())
+        sizes = [len(d) for d in self.datasets]  # type: ignore[arg-type]
+        self.cumulative_sizes = list(np.cumsum(sizes).tolist())
 
     def __len__(self) -> int:
         return self.cumulative_sizes[-1]
@@ -199,7 +200,8 @@ def random_split(
         )
     rng = generator if generator is not None else np.random.default_rng(seed)
     order = rng.permutation(n).tolist()
-    out, start = [], 0
+    out = []
+    start = 0
     for count in counts:
         out.append(Subset(dataset, order[start : start + count]))
         start += count

@@ -7,6 +7,7 @@ of one numpy array instead of building Python lists, and skip batches on resume 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sized
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -25,19 +26,22 @@ def epoch_rng(seed: int, epoch: int, *more: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, int(epoch), *map(int, more)])
 
 
-class Sampler:
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Sampler(Generic[T_co]):
     """Base class: iterate dataset indices. ``set_epoch(e)`` reshuffles deterministically."""
 
     epoch: int = 0
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[T_co]:
         raise NotImplementedError
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
 
-class SequentialSampler(Sampler):
+class SequentialSampler(Sampler[int]):
     """0, 1, ..., len(data_source) - 1."""
 
     def __init__(self, data_source: Sized) -> None:
@@ -53,7 +57,7 @@ class SequentialSampler(Sampler):
         return len(self.data_source)
 
 
-class RandomSampler(Sampler):
+class RandomSampler(Sampler[int]):
     """A random permutation (or draws with replacement) that depends only on (seed, epoch).
 
     ``seed=None`` takes the DataLoader's seed, or else one from numpy's global RNG at first
@@ -105,7 +109,7 @@ class RandomSampler(Sampler):
         return self.num_samples
 
 
-class BatchSampler(Sampler):
+class BatchSampler(Sampler[list[int]]):
     """Groups a sampler's indices into lists of ``batch_size``."""
 
     def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
@@ -146,7 +150,7 @@ class BatchSampler(Sampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-class DistributedSampler(Sampler):
+class DistributedSampler(Sampler[int]):
     """This rank's share of the dataset, equal in length on every rank (torch semantics).
 
     ``num_replicas`` and ``rank`` default to ``mx.distributed.init()``'s group. Without

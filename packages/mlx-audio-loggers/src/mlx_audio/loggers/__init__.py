@@ -7,9 +7,9 @@ Backends are optional extras imported only when their logger is created:
 from __future__ import annotations
 
 try:  # loggers need no MLX, but importing any mlx_audio package first should speed MLX up
-    from mlx_audio.data import _blas
+    from mlx_audio.data.support import ensure_fast_blas
 
-    _blas.ensure_fast_blas()
+    ensure_fast_blas()
 except ImportError:
     pass
 

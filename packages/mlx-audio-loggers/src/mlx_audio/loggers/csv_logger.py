@@ -46,6 +46,7 @@ class CSVLogger(VersionedDir, Logger):
         new = [k for k in row if k not in self._columns]
         if new or self._writer is None:
             self._columns.extend(new)
+            self._columns.sort()  # Lightning's CSVLogger writes its columns sorted by name
             self._rewrite()
         else:
             self._writer.writerow(row)

@@ -5,10 +5,9 @@ Extras: ``mlx-audio-models[hub]`` (huggingface_hub, for repo ids) and ``[text]``
 
 from __future__ import annotations
 
-from mlx_audio.data import _blas  # OpenBLAS before mlx.core on Linux CPU
-from mlx_audio.data._lazy import lazy_exports
+from mlx_audio.data.support import ensure_fast_blas, lazy_exports  # before mlx.core
 
-_blas.ensure_fast_blas()
+ensure_fast_blas()  # OpenBLAS on Linux CPU
 
 __version__ = "0.1.0"
 

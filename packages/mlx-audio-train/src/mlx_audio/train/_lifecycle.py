@@ -7,6 +7,17 @@ import threading
 from typing import Any
 
 
+def default_loggers(logger: Any, root: str, enabled: bool) -> list[Any]:
+    """``logger=None/True``: a CSVLogger under ``root/logs``; ``False`` or ``fast_dev_run``: none."""
+    if not enabled or logger is False:
+        return []
+    if logger is None or logger is True:
+        from mlx_audio.loggers import CSVLogger
+
+        return [CSVLogger(root, name="logs")]
+    return list(logger) if isinstance(logger, (list, tuple)) else [logger]
+
+
 class interrupt_handler:  # noqa: N801 (used as a context manager, like a function)
     """First Ctrl-C: ``requested`` becomes True and the loop stops at the next optimizer-step
     boundary (a clean point for a checkpoint). Second Ctrl-C: KeyboardInterrupt at once."""
@@ -92,5 +103,6 @@ def clipping(value: float | None, algorithm: str, callbacks: list[Any]) -> tuple
             raise ValueError(
                 f"GradientClipper(max_norm={clipper.max_norm}) conflicts with Trainer(gradient_clip_val={value}); give one"
             )
-        value, algorithm = clipper.max_norm, clipper.algorithm
+        value = clipper.max_norm
+        algorithm = clipper.algorithm
     return value, algorithm

@@ -9,12 +9,13 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
+
+from ._tree import flatten
 
 
 def batch_size_of(batch: Any) -> int:
     """The leading dimension of the first array in the batch (1 for scalars)."""
-    for _, leaf in tree_flatten(batch if isinstance(batch, (list, tuple, dict)) else [batch]):
+    for _, leaf in flatten(batch if isinstance(batch, (list, tuple, dict)) else [batch]):
         if isinstance(leaf, (mx.array, np.ndarray)) and leaf.ndim > 0:
             return int(leaf.shape[0])
     return 1

@@ -16,7 +16,8 @@ import shutil
 from typing import Any
 
 import mlx.core as mx
-from mlx.utils import tree_flatten
+
+from ._tree import flatten
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -130,7 +131,7 @@ def read_state(path: str) -> tuple[str, dict[str, Any]]:
 
 def load_arrays(file: str) -> dict[str, mx.array]:
     try:
-        return mx.load(file)
+        return mx.load(file)  # type: ignore[return-value]  # a .safetensors file: a dict
     except Exception as error:  # MLX raises RuntimeError/ValueError for damaged files
         raise CheckpointError(f"{file} cannot be read as safetensors: {error}") from error
 
@@ -164,7 +165,7 @@ def load_model_weights(model: Any, path: str, strict: bool = True) -> None:
         directory, _ = read_state(path)
         file = os.path.join(directory, MODEL_FILE)
     loaded = load_arrays(file)
-    current = dict(tree_flatten(model.parameters()))
+    current = dict(flatten(model.parameters()))
     if strict:
         check_against(file, loaded, current, "model")
     model.load_weights(
@@ -201,7 +202,8 @@ def capture(trainer: Any, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
     from ._rng import rng_state, versions
 
-    module, optimizer = trainer.module, trainer.optimizer
+    module = trainer.module
+    optimizer = trainer.optimizer
     assert module is not None and optimizer is not None, "save_checkpoint needs a running fit"
     progress = trainer.progress
     state: dict[str, Any] = {
@@ -216,10 +218,10 @@ def capture(trainer: Any, path: str) -> str:
         "versions": versions(),
     }
     trainer.hooks.on_save_checkpoint(state)
-    weights = dict(tree_flatten(module.parameters()))
+    weights = dict(flatten(module.parameters()))
     total = trainer.runner.total if trainer.runner.micro else None
-    accumulator = dict(tree_flatten(total)) if total is not None else None
-    return save_checkpoint(path, weights, dict(tree_flatten(optimizer.state)), state, accumulator)
+    accumulator = dict(flatten(total)) if total is not None else None
+    return save_checkpoint(path, weights, dict(flatten(optimizer.state)), state, accumulator)
 
 
 def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], module: Any) -> None:
@@ -233,7 +235,7 @@ def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], modu
         return
     file = os.path.join(directory, ACCUMULATOR_FILE)
     loaded = load_arrays(file)
-    check_against(file, loaded, dict(tree_flatten(module.trainable_parameters())), "accumulator")
+    check_against(file, loaded, dict(flatten(module.trainable_parameters())), "accumulator")
     runner.total = tree_unflatten(list(loaded.items()))
     runner.micro = count
 
@@ -250,16 +252,17 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
     if ckpt_path == "last" and not os.path.lexists(path):
         print(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
         return None
-    module, optimizer = trainer.module, trainer.optimizer
+    module = trainer.module
+    optimizer = trainer.optimizer
     directory, state = read_state(path)
     state_file = os.path.join(directory, STATE_FILE)
     weights_file = os.path.join(directory, MODEL_FILE)
-    check_against(weights_file, load_arrays(weights_file), dict(tree_flatten(module.parameters())), "model")
+    check_against(weights_file, load_arrays(weights_file), dict(flatten(module.parameters())), "model")
     module.load_checkpoint(directory)
     optimizer_file = os.path.join(directory, OPTIMIZER_FILE)
     loaded = load_arrays(optimizer_file)
     optimizer.init(module.trainable_parameters())
-    check_against(optimizer_file, loaded, dict(tree_flatten(optimizer.state)), "optimizer")
+    check_against(optimizer_file, loaded, dict(flatten(optimizer.state)), "optimizer")
     optimizer.state = tree_unflatten(list(loaded.items()))
     progress = Progress.from_state(state, state_file)  # the trainer moves past a finished epoch
     trainer.progress = progress

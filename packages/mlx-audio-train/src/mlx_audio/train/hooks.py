@@ -12,6 +12,25 @@ from typing import Any
 
 from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
+from .callbacks.progress_bar import ProgressBar
+
+
+def with_defaults(
+    callbacks: list[Callback] | Callback | None, progress_bar: bool, checkpointing: bool
+) -> list[Callback]:
+    """The user's callbacks plus Lightning's defaults: a ProgressBar (unless disabled; then a
+    given one is dropped too) and a ModelCheckpoint (unless one is given or checkpointing is off)."""
+    given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+    for callback in given:
+        if not isinstance(callback, Callback):
+            raise ValueError(f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}")
+    if not progress_bar:
+        given = [c for c in given if not isinstance(c, ProgressBar)]
+    elif not any(isinstance(c, ProgressBar) for c in given):
+        given.append(ProgressBar())
+    if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in given):
+        given.append(ModelCheckpoint())
+    return given
 
 
 class CallbackList:

@@ -53,14 +53,30 @@ class LogOptions:
                 f"self.log() cannot be called in {fx}: log in a *_step method or one of {sorted(LOGGING_HOOKS - STEP_HOOKS)}"
             )
         step_default = fx in STEP_HOOKS
-        reduce_fx = rest.get("reduce_fx", "mean")
-        if reduce_fx not in _REDUCE:
-            raise ValueError(f"self.log(reduce_fx=...) must be one of {_REDUCE}, got {reduce_fx!r}")
-        return cls(
+        options = cls(
             on_step=step_default if on_step is None else bool(on_step),
             on_epoch=(not step_default) if on_epoch is None else bool(on_epoch),
-            **rest,
+            **{**rest, "reduce_fx": _reduce_name(rest.get("reduce_fx", "mean"))},
         )
+        if not options.on_step and not options.on_epoch:
+            raise ValueError("self.log(on_step=False, on_epoch=False) is not useful: the value would never be logged")
+        return options
+
+
+def _reduce_name(reduce_fx: Any) -> str:
+    """Lightning's accepted reductions: min/max/mean/sum (any case, ``avg`` = mean) or the
+    framework's function (``mx.mean``, ``mx.max``, ...)."""
+    if callable(reduce_fx):
+        import mlx.core as mx
+
+        known = {mx.mean: "mean", mx.max: "max", mx.min: "min", mx.sum: "sum"}
+        name = next((v for k, v in known.items() if k is reduce_fx), None)
+    else:
+        name = str(reduce_fx).lower()
+        name = "mean" if name == "avg" else name
+    if name not in _REDUCE:
+        raise ValueError(f"self.log(reduce_fx=...) must be one of {_REDUCE} (or mx.mean/max/min/sum), got {reduce_fx!r}")
+    return name
 
 
 class _Reduction:
@@ -153,5 +169,5 @@ class MetricStore:
         pending = {k: v for k, v in values.items() if isinstance(v, mx.array)}
         if pending:
             mx.eval(list(pending.values()))
-            values.update({k: float(v.item()) for k, v in pending.items()})
+            values.update({k: float(v.item()) for k, v in pending.items()})  # type: ignore[arg-type]
         return {k: float(v) for k, v in values.items()}

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten
 
+from ._tree import flatten
 from .metrics import LogOptions
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class ParameterTree(dict):
     """
 
     def values(self) -> Iterator[mx.array]:  # type: ignore[override]
-        return iter([leaf for _, leaf in tree_flatten(dict(self))])
+        return iter([leaf for _, leaf in flatten(dict(self))])
 
 
 @dataclass
@@ -149,7 +149,7 @@ class TrainModule(nn.Module):
         logger: bool = True,
         on_step: bool | None = None,
         on_epoch: bool | None = None,
-        reduce_fx: str = "mean",
+        reduce_fx: str | Callable[..., Any] = "mean",
         sync_dist: bool = False,
         batch_size: int | None = None,
     ) -> None:
@@ -185,14 +185,15 @@ class TrainModule(nn.Module):
             self.log(name, value, **kwargs)
 
     def _take_logged(self) -> dict[str, Any]:
-        logged, self._logged = self._logged, {}
+        logged = self._logged
+        self._logged = {}
         return logged
 
     # -- parameters --------------------------------------------------------------------------
-    def parameters(self) -> ParameterTree:  # type: ignore[override]
+    def parameters(self) -> ParameterTree:
         return ParameterTree(super().parameters())
 
-    def trainable_parameters(self) -> ParameterTree:  # type: ignore[override]
+    def trainable_parameters(self) -> ParameterTree:
         return ParameterTree(super().trainable_parameters())
 
     def load_checkpoint(self, path: str, strict: bool = True) -> TrainModule:

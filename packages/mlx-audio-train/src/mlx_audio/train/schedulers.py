@@ -45,7 +45,8 @@ class _Warmup:
                 raise ValueError(
                     f"total_steps ({total_steps}) must be >= warmup_steps ({warmup_steps})"
                 )
-        self.peak_lr, self.min_lr = float(peak_lr), float(min_lr)
+        self.peak_lr = float(peak_lr)
+        self.min_lr = float(min_lr)
         self.warmup_steps = int(warmup_steps)
         self.total_steps = None if total_steps is None else int(total_steps)
 
@@ -121,7 +122,8 @@ class StepDecayScheduler(_Warmup):
         super().__init__(peak_lr, warmup_steps)
         _check("step_size", step_size, 1)
         _check("gamma", gamma)
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
 
     def __call__(self, step: int | mx.array) -> mx.array:
         s = _as_step(step)
@@ -154,7 +156,8 @@ class OneCycleScheduler(_Warmup):
 
     def __call__(self, step: int | mx.array) -> mx.array:
         s = _as_step(step)
-        start, peak = self.peak_lr / self.div_factor, self.peak_lr
+        start = self.peak_lr / self.div_factor
+        peak = self.peak_lr
         end = start / self.final_div_factor
         rise = max(self.pct_start * self.total_steps, 1.0)  # type: ignore[operator]
         fall = max(self.total_steps - rise, 1.0)  # type: ignore[operator]

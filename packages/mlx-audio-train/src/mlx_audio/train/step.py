@@ -17,7 +17,9 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_map
+
+from ._tree import flatten
 
 _RETRACE_WARNING_AFTER = 8
 
@@ -41,7 +43,8 @@ def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]
         metrics = {k: v for k, v in output.items() if k != "loss"}
         loss = output["loss"]
     else:
-        loss, metrics = output, {}
+        loss = output
+        metrics = {}
     if not isinstance(loss, mx.array) or loss.size != 1:
         shape = getattr(loss, "shape", type(loss).__name__)
         raise ValueError(
@@ -67,7 +70,7 @@ _FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
 
 def forward(
     module: Any, batch: Any, batch_idx: mx.array, stage: str, precision: str
-) -> tuple[mx.array, dict[str, Any], dict[str, Any]]:
+) -> tuple[mx.array | None, dict[str, Any], dict[str, Any]]:
     """Run the user's step for ``stage``; float32 ``(loss, returned metrics, self.log() values)``."""
     module._take_logged()
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
@@ -80,9 +83,9 @@ def forward(
         output = getattr(module, _FX[stage])(batch, batch_idx)
     finally:
         module._step_fx = None
-    if output is None and stage != "train":  # a validation_step that only logs
-        loss, metrics = None, {}
-    else:
+    loss: mx.array | None = None
+    metrics: dict[str, Any] = {}
+    if output is not None or stage == "train":  # a validation_step may only log
         loss, metrics = normalize_output(output, stage)
     logged = {
         k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
@@ -119,9 +122,13 @@ class StepBuilder:
         precision: str,
         compile: bool,
     ) -> None:
-        self.module, self.optimizer = module, optimizer
-        self.accumulate, self.clip_val, self.clip_algorithm = accumulate, clip_val, clip_algorithm
-        self.precision, self.compile = precision, compile
+        self.module = module
+        self.optimizer = optimizer
+        self.accumulate = accumulate
+        self.clip_val = clip_val
+        self.clip_algorithm = clip_algorithm
+        self.precision = precision
+        self.compile = compile
         self.world = mx.distributed.init().size() if mx.distributed.is_available() else 1
         self._shapes: set[tuple] = set()
         self._warned = False
@@ -129,11 +136,9 @@ class StepBuilder:
         optimizer.init(module.trainable_parameters())
         mx.eval(optimizer.state)
         self._zeros: Any = None
-        self.state = state = [
-            module.state,
-            optimizer.state,
-            mx.random.state,
-        ]  # what each step updates
+        state = [module.state, optimizer.state, mx.random.state]  # what each step updates
+        self.state = state
+        self._aux_keys: tuple[list[str], list[str]] = ([], [])
         wrap = (
             (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
         )
@@ -152,37 +157,50 @@ class StepBuilder:
         return self._zeros
 
     # -- traced pieces -----------------------------------------------------------------------
-    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array, tuple]:
+    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array | None, mx.array]:
+        # NOTE [one aux array]: the returned metrics and self.log values leave the traced step
+        # stacked into one vector (names kept here, see `unpack`): under mx.compile, MLX 0.32's
+        # value_and_grad fails (IndexError `_Map_base::at`) when its aux output holds two equal
+        # expressions that do not depend on the parameters, e.g. two self.log calls of one value.
         loss, metrics, logged = forward(self.module, batch, batch_idx, "train", self.precision)
-        return loss, (metrics, logged)
+        self._aux_keys = (list(metrics), list(logged))
+        values = [*metrics.values(), *logged.values()]
+        return loss, mx.stack(values) if values else mx.zeros((0,))
+
+    def unpack(self, packed: mx.array) -> tuple[dict[str, mx.array], dict[str, mx.array]]:
+        """``(returned metrics, logged values)`` from the step's stacked aux vector."""
+        metric_keys, logged_keys = self._aux_keys
+        values = [packed[i] for i in range(len(metric_keys) + len(logged_keys))]
+        return dict(zip(metric_keys, values)), dict(zip(logged_keys, values[len(metric_keys) :]))
 
     def _update(self, grads: Any) -> None:
         if self.world > 1:
             grads = nn.average_gradients(grads)
         if self.clip_val is not None:
+            bound = self.clip_val
             if self.clip_algorithm == "norm":
-                grads, _ = optim.clip_grad_norm(grads, self.clip_val)
+                grads, _ = optim.clip_grad_norm(grads, bound)
             else:
-                grads = tree_map(lambda g: mx.clip(g, -self.clip_val, self.clip_val), grads)
+                grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
         self.optimizer.update(self.module, grads)
 
     def _fused(self, batch: Any, batch_idx: mx.array) -> tuple:
-        (loss, metrics), grads = self._value_and_grad(batch, batch_idx)
+        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
         self._update(grads)
-        return loss, metrics
+        return loss, packed
 
     def _accumulating(
         self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, do_update: bool
     ) -> tuple:
-        (loss, metrics), grads = self._value_and_grad(batch, batch_idx)
+        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
         total = tree_map(mx.add, total, grads)
         if do_update:
             self._update(tree_map(lambda g: g / count.astype(g.dtype), total))
-        return loss, metrics, total
+        return loss, packed, total
 
     def _grads(self, batch: Any, batch_idx: mx.array) -> tuple:
-        (loss, metrics), grads = self._value_and_grad(batch, batch_idx)
-        return loss, metrics, grads
+        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
+        return loss, packed, grads
 
     def _apply(self, total: Any, count: mx.array) -> None:
         self._update(tree_map(lambda g: g / count.astype(g.dtype), total))
@@ -195,7 +213,7 @@ class StepBuilder:
             return False
         signature = tuple(
             (tuple(x.shape), str(x.dtype))
-            for _, x in tree_flatten(batch)
+            for _, x in flatten(batch)
             if isinstance(x, mx.array)
         )
         self._calls += 1
@@ -222,7 +240,9 @@ class TraceGuard:
     """
 
     def __init__(self, module: Any, optimizer: optim.Optimizer | None, active: bool) -> None:
-        self.module, self.optimizer, self.active = module, optimizer, active
+        self.module = module
+        self.optimizer = optimizer
+        self.active = active
 
     def __enter__(self) -> TraceGuard:
         if self.active:
@@ -235,7 +255,7 @@ class TraceGuard:
     def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
         if self.active and error is not None:
             self.module.update(self.params)
-            if self.state is not None:
+            if self.optimizer is not None and self.state is not None:
                 self.optimizer.state = self.state
             mx.random.seed(0)  # the trainer reseeds before every step anyway
 
@@ -266,22 +286,24 @@ class StepRunner:
             if self.skip_nonfinite:
                 return self._run_skipping(batch, batch_idx, index, update)
             if self.accumulate == 1:
-                loss, (metrics, logged) = builder.fused(batch, index)
-                mx.eval(builder.state, loss, metrics, logged)
-                return loss, metrics, logged, True
+                loss, packed = builder.fused(batch, index)
+                mx.eval(builder.state, loss, packed)
+                return (loss, *builder.unpack(packed), True)
             total = self.total if self.total is not None else builder.zeros
             self.micro += 1
-            loss, (metrics, logged), total = builder.accumulating(
+            loss, packed, total = builder.accumulating(
                 batch, index, total, mx.array(self.micro), update
             )
-            self.total, self.micro = (None, 0) if update else (total, self.micro)
-            mx.eval(builder.state, loss, metrics, logged, *([] if update else [total]))
-            return loss, metrics, logged, update
+            self.total = None if update else total
+            self.micro = 0 if update else self.micro
+            mx.eval(builder.state, loss, packed, *([] if update else [total]))
+            return (loss, *builder.unpack(packed), update)
 
     def _run_skipping(self, batch: Any, batch_idx: int, index: mx.array, update: bool) -> tuple:
         builder = self.builder
-        loss, (metrics, logged), grads = builder.grads(batch, index)
-        mx.eval(loss, grads)
+        loss, packed, grads = builder.grads(batch, index)
+        metrics, logged = builder.unpack(packed)
+        mx.eval(loss, packed, grads)
         if math.isfinite(loss.item()):
             self.total = grads if self.total is None else tree_map(mx.add, self.total, grads)
             self.micro += 1
@@ -292,5 +314,6 @@ class StepRunner:
             builder.apply(self.total, mx.array(self.micro))
             mx.eval(builder.state)
         if update:
-            self.total, self.micro = None, 0
+            self.total = None
+            self.micro = 0
         return loss, metrics, logged, did_update

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
-from mlx_audio.loggers import CSVLogger, Logger
+from mlx_audio.loggers import Logger
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -33,6 +33,7 @@ from ._arguments import TrainerArgs, make_args, val_check_batch
 from ._lifecycle import (
     clipping,
     configure_optimizer,
+    default_loggers,
     finalize_loggers,
     hparams,
     interrupt_handler,
@@ -41,9 +42,9 @@ from ._lifecycle import (
 from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited
 from ._progress import Progress
 from ._rng import seed_everything, seed_step
-from .callbacks import Callback, ModelCheckpoint, ProgressBar, Timer
+from .callbacks import Callback, ModelCheckpoint, Timer
 from .evaluation import evaluate, predict, sanity_check, standalone
-from .hooks import CallbackList
+from .hooks import CallbackList, with_defaults
 from .metrics import LogOptions, MetricStore, Results
 from .module import TrainModule
 from .step import StepBuilder, StepRunner
@@ -81,29 +82,15 @@ class Trainer:
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
-        for callback in given:
-            if not isinstance(callback, Callback):
-                raise ValueError(f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}")
+        given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing)
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         kwargs = {k: v for k, v in locals().items() if k in _ARG_NAMES}
         self.args = make_args({**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given))
         if seed is not None:  # before the model is built, so its initial weights are reproducible
             seed_everything(seed)
-        if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in given):
-            given.append(ProgressBar())
-        if not enable_progress_bar:
-            given = [c for c in given if not isinstance(c, ProgressBar)]
-        if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in given):
-            given.append(ModelCheckpoint())
         self.hooks = CallbackList(self, given)
         self.callbacks = self.hooks.callbacks
-        if not self.args.enable_logging or logger is False:
-            self.loggers: list[Logger] = []
-        elif logger is None or logger is True:
-            self.loggers = [CSVLogger(root, name="logs")]
-        else:
-            self.loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+        self.loggers = default_loggers(logger, root, self.args.enable_logging)
         self.progress = Progress()
         self.metrics = MetricStore()
         self.module: TrainModule | None = None
@@ -187,18 +174,19 @@ class Trainer:
             self.metrics.update(*results.step_metrics())
 
     def send_to_loggers(self, metrics: dict[str, Any], step: int) -> None:
-        values = self.metrics.floats(metrics)
+        values = {**self.metrics.floats(metrics), **{k: v for k, v in metrics.items() if type(v) is int}}
         for logger in self.loggers:
             logger.log_metrics(values, step=step)
 
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Send metrics to every logger (Lightning's: ``epoch`` added, at the logging step)."""
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None, epoch_end: bool = False) -> None:
+        """Send metrics to every logger as Lightning does: without a ``step``, ``epoch`` is added
+        and the step is the number of updates so far (at an epoch's end: the last update's)."""
         if not metrics:
             return
         self.metrics.logged.update(metrics)
         if step is None:
             metrics = {**metrics, "epoch": self.current_epoch}
-            step = self.progress.batches_that_stepped
+            step = self.progress.batches_that_stepped - (1 if epoch_end else 0)
         self.send_to_loggers(metrics, step)
 
     def should_update_logs(self) -> bool:
@@ -325,7 +313,7 @@ class Trainer:
         self.hooks.on_train_epoch_end()
         log, callback, bar = self._train_results.epoch_metrics()
         self.metrics.update(log, callback, bar)
-        self.log_metrics(log, progress.batches_that_stepped - 1)  # Lightning: the last update's step
+        self.log_metrics(log, epoch_end=True)
         self._train_results = Results()
         progress.current_epoch += 1
         progress.batch_in_epoch = 0

@@ -86,13 +86,17 @@ class EarlyStopping(MonitorCallback):
                 )
             return
         current = float(metrics[self.monitor])
-        stop, reason = False, None
+        stop = False
+        reason = None
         if self.check_finite and not math.isfinite(current):
-            stop, reason = True, f"{self.monitor} = {current} is not finite"
+            stop = True
+            reason = f"{self.monitor} = {current} is not finite"
         elif self.stopping_threshold is not None and self._beyond(current, self.stopping_threshold):
-            stop, reason = True, f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
+            stop = True
+            reason = f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
         elif self.divergence_threshold is not None and self._beyond(-current, -self.divergence_threshold):
-            stop, reason = True, f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}"
+            stop = True
+            reason = f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}"
         elif self.is_improvement(current, self.best_score):
             self.best_score = current
             self.wait_count = 0

@@ -57,7 +57,8 @@ class ModelCheckpoint(MonitorCallback):
         for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
             check_number("ModelCheckpoint", name, value, minimum=0, allow_none=True, integer=True)
         if every_n_train_steps is None and every_n_epochs is None:
-            every_n_train_steps, every_n_epochs = 0, 1
+            every_n_train_steps = 0
+            every_n_epochs = 1
         if (every_n_train_steps or 0) >= 1 and (every_n_epochs or 0) >= 1:
             raise ValueError("ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive")
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
@@ -196,7 +197,8 @@ class ModelCheckpoint(MonitorCallback):
             return
         if self.monitor is None:
             path = self._unique(os.path.join(self._dir, self.format_name(metrics)))
-            previous, self.best_model_path = self.best_model_path, path
+            previous = self.best_model_path
+            self.best_model_path = path
             self._write(trainer, path)
             if self.save_top_k == 1 and previous and previous != path:
                 self._remove(previous)
@@ -290,7 +292,8 @@ class ModelCheckpoint(MonitorCallback):
         template = self.filename or "{epoch}-{step}"
 
         def field(match: re.Match) -> str:
-            key, spec = match.group(1), match.group(2) or ""
+            key = match.group(1)
+            spec = match.group(2) or ""
             value = metrics.get(key, 0)
             text = format(value, spec[1:]) if spec else str(value)
             return f"{key}={text}" if self.auto_insert_metric_name else text
@@ -298,7 +301,8 @@ class ModelCheckpoint(MonitorCallback):
         return _FIELD.sub(field, template)
 
     def _unique(self, path: str, replacing: str | None = None) -> str:
-        candidate, n = path, 0
+        candidate = path
+        n = 0
         while os.path.lexists(candidate) and candidate != replacing:
             n += 1
             candidate = f"{path}-v{n}"

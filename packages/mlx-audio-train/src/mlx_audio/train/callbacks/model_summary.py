@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlx.utils import tree_flatten
-
+from .._tree import flatten
 from .base import Callback
 
 
@@ -17,12 +16,12 @@ def summarize(module: Any, max_depth: int = 1) -> str:
             if not hasattr(sub, "parameters"):
                 continue
             label = f"{name}.{i}" if isinstance(child, list) else name
-            total = sum(v.size for _, v in tree_flatten(sub.parameters()))
-            trainable = sum(v.size for _, v in tree_flatten(sub.trainable_parameters()))
+            total = sum(v.size for _, v in flatten(sub.parameters()))
+            trainable = sum(v.size for _, v in flatten(sub.trainable_parameters()))
             rows.append((label, type(sub).__name__, total, trainable))
-    total = sum(v.size for _, v in tree_flatten(module.parameters()))
-    trainable = sum(v.size for _, v in tree_flatten(module.trainable_parameters()))
-    nbytes = sum(v.nbytes for _, v in tree_flatten(module.parameters()))
+    total = sum(v.size for _, v in flatten(module.parameters()))
+    trainable = sum(v.size for _, v in flatten(module.trainable_parameters()))
+    nbytes = sum(v.nbytes for _, v in flatten(module.parameters()))
     width = max([len(r[0]) for r in rows] + [4])
     lines = [f"  | {'Name':<{width}} | {'Type':<20} | {'Params':>12} | {'Trainable':>12}"]
     lines += [f"  | {n:<{width}} | {t:<20} | {p:>12,} | {tr:>12,}" for n, t, p, tr in rows]

@@ -43,7 +43,9 @@ class ProgressBar(Callback):
         return bool(isatty and isatty())
 
     def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
-        self._last_time, self._last_batches, self._seen = time.perf_counter(), 0, 0
+        self._last_time = time.perf_counter()
+        self._last_batches = 0
+        self._seen = 0
 
     def on_train_batch_end(
         self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -53,7 +55,8 @@ class ProgressBar(Callback):
             return
         now = time.perf_counter()
         rate = (self._seen - self._last_batches) / max(now - self._last_time, 1e-9)
-        self._last_time, self._last_batches = now, self._seen
+        self._last_time = now
+        self._last_batches = self._seen
         total = trainer.num_training_batches
         position = f"{batch_idx + 1}/{total}" if isinstance(total, int) else f"{batch_idx + 1}"
         lr = (

@@ -52,7 +52,8 @@ class Timer(Callback):
         self._start = time.monotonic()
 
     def on_train_end(self, trainer: Any, module: Any) -> None:
-        self._offset, self._start = self.time_elapsed(), None  # the clock runs only while training
+        self._offset = self.time_elapsed()
+        self._start = None  # the clock runs only while training
 
     def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
         self.on_train_end(trainer, module)
