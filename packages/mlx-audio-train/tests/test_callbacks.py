@@ -153,3 +153,23 @@ def test_changing_shapes_warn_once_about_retracing():
         quiet(max_epochs=1).fit(TinyClassifier(), batches)
     notes = [w for w in caught if "different batch shapes" in str(w.message)]
     assert len(notes) == 1 and "Pad or bucket" in str(notes[0].message)
+
+
+def test_trace_guard_stays_on_after_the_retrace_warning():
+    """Defect 9: after the warning, a step that raises while being traced for a new shape still
+    leaves real weights behind (no placeholder arrays), so the model stays usable."""
+
+    class FailsOnThirteen(TinyClassifier):
+        def training_step(self, batch, batch_idx):
+            if batch[0].shape[0] == 13:
+                raise RuntimeError("bad batch")
+            return super().training_step(batch, batch_idx)
+
+    model = FailsOnThirteen()
+    batches = [(mx.random.normal((n, 8)), mx.zeros((n,), dtype=mx.int32)) for n in range(2, 14)]
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(RuntimeError, match="bad batch"):
+        warnings.simplefilter("always")
+        quiet(max_epochs=1).fit(model, batches)
+    assert any("different batch shapes" in str(w.message) for w in caught)  # the warning came first
+    mx.eval(model.parameters())  # placeholders would raise "array without a primitive"
+    quiet(max_epochs=1).fit(model, batches[:3])  # and the model trains on

@@ -32,10 +32,8 @@ class Progress:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], file: str) -> Progress:
-        """The counters of a checkpoint's ``trainer_state.json``, each checked (CheckpointError
-        naming the file and the key)."""
-        from .checkpoint import CheckpointError
-
+        """The counters of a checkpoint's ``trainer_state.json``, each checked (ValueError naming
+        the file and the key; checkpoint.py raises it as a CheckpointError)."""
         values: dict[str, Any] = {}
         for field in fields(cls):
             key = "epoch" if field.name == "current_epoch" else field.name
@@ -44,6 +42,6 @@ class Progress:
             if value is None and field.name in ("batches_that_stepped", "total_batches"):
                 value = state.get("global_step", 0)  # format 1 did not record them
             if isinstance(value, bool) != flag or not isinstance(value, int) or value < 0:
-                raise CheckpointError(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")
+                raise ValueError(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")
             values[field.name] = value
         return cls(**values)

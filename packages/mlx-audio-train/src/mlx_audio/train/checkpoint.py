@@ -264,7 +264,10 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
     optimizer.init(module.trainable_parameters())
     check_against(optimizer_file, loaded, dict(flatten(optimizer.state)), "optimizer")
     optimizer.state = tree_unflatten(list(loaded.items()))
-    progress = Progress.from_state(state, state_file)  # the trainer moves past a finished epoch
+    try:
+        progress = Progress.from_state(state, state_file)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None  # the trainer moves past a finished epoch
     trainer.progress = progress
     trainer.metrics.callback.update({k: float(v) for k, v in state.get("callback_metrics", {}).items()})
     set_rng_state(state["rng"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -13,10 +13,6 @@ import mlx.optimizers as optim
 
 from ._tree import flatten
 from .metrics import LogOptions
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
 
 _PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx")
 
@@ -64,7 +60,7 @@ class TrainModule(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._trainer_ref: Trainer | None = None
+        self._trainer_ref: Any = None  # the Trainer running this module (typed Any: no import cycle)
         self._logged: dict[str, Any] = {}
         self._log_options: dict[str, LogOptions] = {}
         self._step_fx: str | None = None
@@ -122,7 +118,7 @@ class TrainModule(nn.Module):
 
     # -- trainer access ----------------------------------------------------------------------
     @property
-    def trainer(self) -> Trainer:
+    def trainer(self) -> Any:
         if self._trainer_ref is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a Trainer (call trainer.fit(model, ...))"
@@ -130,7 +126,7 @@ class TrainModule(nn.Module):
         return self._trainer_ref
 
     @trainer.setter
-    def trainer(self, trainer: Trainer | None) -> None:
+    def trainer(self, trainer: Any) -> None:
         self._trainer_ref = trainer
 
     @property
