@@ -67,7 +67,7 @@ def test_shape_mismatch_names_dataset_indices(num_workers):
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_loader_converts_default_batches_and_leaves_user_collate_alone(num_workers):
+def test_loader_converts_default_and_user_collate_batches_alike(num_workers):
     data = [({"mel": np.full((2, 3), i, np.float32)}, i, f"s{i}") for i in range(6)]
     (batch,) = list(DataLoader(data, batch_size=6, num_workers=num_workers))
     features, labels, names = batch
@@ -78,7 +78,14 @@ def test_loader_converts_default_batches_and_leaves_user_collate_alone(num_worke
     (raw,) = list(
         DataLoader(data, batch_size=6, num_workers=num_workers, collate_fn=default_collate)
     )
-    assert isinstance(raw[0]["mel"], np.ndarray) and raw[0]["mel"][5, 0, 0] == 5
+    assert isinstance(raw[0]["mel"], mx.array) and raw[0]["mel"][5, 0, 0].item() == 5
+    assert raw[1].dtype == mx.int32 and raw[2] == names  # strings stay str
+
+    def numpy_pairs(samples):  # a torch-style collate returning numpy and Python numbers
+        return np.stack([s[0]["mel"] for s in samples]), len(samples)
+
+    (mel, count) = next(iter(DataLoader(data, batch_size=6, collate_fn=numpy_pairs)))
+    assert isinstance(mel, mx.array) and mel.shape == (6, 2, 3) and isinstance(count, mx.array)
 
 
 def test_unbatched_loading_converts_samples():

@@ -30,6 +30,17 @@ _EXPORTS = {
     "get_worker_info": "_worker",
     "WorkerInfo": "_worker",
     "DataLoader": "dataloader",
+    "BucketBatchSampler": "bucketing",
+    "PadCollate": "padding",
+    "pad_collate": "padding",
+    "RandomCrop": "padding",
+    "PadOrCrop": "padding",
+    "AudioFolder": "audio_datasets",
+    "AudioManifest": "audio_datasets",
+    "load_audio": "audio",
+    "audio_info": "audio",
+    "LogMel": "features_mlx",
+    "log_mel_spectrogram": "features",
 }
 
 __all__ = list(_EXPORTS)

@@ -82,10 +82,11 @@ class Fetcher:
         if not self.batched:
             sample = samples[0]
             return default_convert(sample) if self.collate_fn is None else self.collate_fn(sample)
-        if self.collate_fn is not None:
+        into = getattr(self.collate_fn, "collate_into", None)  # e.g. PadCollate: into shared memory
+        if self.collate_fn is not None and into is None:
             return self.collate_fn(samples)
         try:
-            return collate_into(samples, self.alloc)
+            return collate_into(samples, self.alloc) if into is None else into(samples, self.alloc)
         except CollateError as error:
             first, other = (f"the sample at index {indices[p]}" for p in error.positions)
             hint = (

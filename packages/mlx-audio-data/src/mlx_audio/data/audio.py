@@ -1,16 +1,29 @@
-"""Audio I/O and features in numpy (they run in DataLoader workers).
+"""Audio I/O in numpy (runs in DataLoader workers): decode a window of a file, resample.
 
-``load_audio`` needs the ``audio`` extra (``pip install "mlx-audio-data[audio]"``: soundfile
-for decoding, soxr for resampling); the feature functions need only numpy. The mel filters
-and STFT follow librosa / Hugging Face conventions (Slaney or HTK mel scale, centred frames
-with reflect padding) so features match what pretrained models saw.
+Needs the ``audio`` extra (``pip install "mlx-audio-data[audio]"``: soundfile for decoding,
+soxr for resampling); ``[ffmpeg]`` adds PyAV for m4a/aac. The feature functions live in
+:mod:`mlx_audio.data.features` (re-exported here).
 """
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
+from .features import (  # noqa: F401  (re-exported: the features' former home)
+    hz_to_mel,
+    log_mel_spectrogram,
+    mel_filterbank,
+    mel_to_hz,
+    spectrogram,
+    stft,
+)
+
 __all__ = [
+    "AudioDecodeError",
+    "audio_info",
     "load_audio",
     "resample",
     "hz_to_mel",
@@ -33,22 +46,127 @@ def _require(module: str, purpose: str):
         ) from error
 
 
-def load_audio(
-    path: str, sample_rate: int | None = None, mono: bool = True
-) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to float32 ``(channels, samples)`` (``(samples,)`` when ``mono``).
+class AudioDecodeError(RuntimeError):
+    """A file that could not be decoded; the message names the file and what to do."""
 
-    Resamples to ``sample_rate`` when given. Returns ``(waveform, sample_rate)``.
+
+# Containers libsndfile cannot read; an optional decoder (PyAV) reads them.
+_FFMPEG_ONLY = (".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".amr")
+
+
+def audio_info(path: str) -> tuple[int, int, int]:
+    """``(frames, sample_rate, channels)`` from the file's header, without decoding."""
+    soundfile = _require("soundfile", "audio_info")
+    try:
+        info = soundfile.info(str(path))
+    except Exception as error:
+        if str(path).lower().endswith(_FFMPEG_ONLY):
+            return _av_info(str(path))
+        raise AudioDecodeError(f"cannot read {path}: {error}") from error
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def load_audio(
+    path: str,
+    sample_rate: int | None = None,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+    dtype: Any = np.float32,
+) -> tuple[np.ndarray, int]:
+    """Decode ``path`` (or the window ``[offset, offset + duration)`` seconds of it) to
+    ``(channels, samples)``, or ``(samples,)`` when ``mono`` (channels averaged).
+
+    Only the requested window is read: the decoder seeks to ``offset`` and reads ``duration``
+    seconds, so a 3-second crop of an hour-long file costs 3 seconds of decoding. Any format
+    libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...); m4a/aac and other ffmpeg
+    containers need ``pip install "mlx-audio-data[ffmpeg]"`` (PyAV). Resamples to
+    ``sample_rate`` with soxr when given. Returns ``(waveform, sample_rate)``; a window past the
+    end of the file returns what is there (possibly zero samples).
     """
+    if offset < 0 or (duration is not None and duration < 0):
+        raise ValueError(f"offset and duration must be >= 0 seconds, got offset={offset}, duration={duration}")
+    if sample_rate is not None and (isinstance(sample_rate, bool) or int(sample_rate) <= 0):
+        raise ValueError(f"sample_rate must be a positive int or None, got {sample_rate!r}")
+    path = str(path)
     soundfile = _require("soundfile", "load_audio")
-    data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    try:
+        with soundfile.SoundFile(path) as f:
+            rate = int(f.samplerate)
+            start = int(round(offset * rate))
+            frames = -1 if duration is None else int(round(duration * rate))
+            if start:
+                f.seek(min(start, f.frames) if f.frames > 0 else start)
+            data = f.read(frames=frames, dtype="float32", always_2d=True)
+    except Exception as error:
+        if isinstance(error, FileNotFoundError) or not os.path.exists(path):
+            raise FileNotFoundError(f"load_audio: no such file: {path}") from error
+        if path.lower().endswith(_FFMPEG_ONLY):
+            data, rate = _av_read(path, offset, duration)
+        else:
+            raise AudioDecodeError(f"load_audio cannot decode {path}: {error}") from error
     wave = data.T  # (channels, samples)
     if mono:
         wave = wave.mean(axis=0)
     if sample_rate is not None and sample_rate != rate:
-        wave = resample(wave, rate, sample_rate)
-        rate = sample_rate
-    return np.ascontiguousarray(wave, dtype=np.float32), int(rate)
+        wave = resample(wave, rate, int(sample_rate))
+        rate = int(sample_rate)
+    return np.ascontiguousarray(wave, dtype=dtype), int(rate)
+
+
+def _import_av(path: str) -> Any:
+    try:
+        import av
+    except ImportError:
+        raise AudioDecodeError(
+            f"load_audio cannot decode {path}: libsndfile does not read this container; "
+            "install the decoder extra: pip install 'mlx-audio-data[ffmpeg]' (PyAV)"
+        ) from None
+    return av
+
+
+def _av_info(path: str) -> tuple[int, int, int]:
+    data, rate = _av_read(path, 0.0, None)
+    return data.shape[0], rate, data.shape[1]
+
+
+def _av_read(path: str, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """``(samples, channels)`` float32 of a window, decoded with PyAV (ffmpeg): seek to the
+    frame at or before ``offset``, then trim to the exact sample."""
+    av = _import_av(path)
+    try:
+        with av.open(path) as container:
+            stream = container.streams.audio[0]
+            rate = int(stream.rate)
+            if offset:
+                container.seek(int(offset / stream.time_base), stream=stream, backward=True)
+            chunks = []
+            first_time = None
+            wanted = None if duration is None else int(round((offset + duration) * rate))
+            for frame in container.decode(stream):
+                array = frame.to_ndarray()
+                channels = len(frame.layout.channels)
+                array = array.reshape(channels, -1) if frame.format.is_planar else array.reshape(-1, channels).T
+                if first_time is None:
+                    first_time = float(frame.time or 0.0)
+                chunks.append(_to_float(array))
+                decoded = int(round(first_time * rate)) + sum(c.shape[1] for c in chunks)
+                if wanted is not None and decoded >= wanted:
+                    break
+    except AudioDecodeError:
+        raise
+    except Exception as error:
+        raise AudioDecodeError(f"load_audio cannot decode {path} with PyAV: {error}") from error
+    data = np.concatenate(chunks, axis=1).T if chunks else np.zeros((0, 1), np.float32)
+    skip = max(0, int(round((offset - (first_time or 0.0)) * rate)))
+    stop = None if duration is None else skip + int(round(duration * rate))
+    return data[skip:stop], rate
+
+
+def _to_float(array: np.ndarray) -> np.ndarray:
+    if np.issubdtype(array.dtype, np.integer):
+        return (array / float(np.iinfo(array.dtype).max)).astype(np.float32)
+    return array.astype(np.float32)
 
 
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -61,141 +179,3 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     if wave.ndim == 1:
         return soxr.resample(wave, orig_rate, target_rate).astype(np.float32)
     return np.stack([soxr.resample(ch, orig_rate, target_rate) for ch in wave]).astype(np.float32)
-
-
-def hz_to_mel(hz, mel_scale: str = "slaney"):
-    """Frequency in Hz -> mels (``"slaney"``: linear below 1 kHz, log above; or ``"htk"``)."""
-    hz = np.asarray(hz, dtype=np.float64)
-    if mel_scale == "htk":
-        return 2595.0 * np.log10(1.0 + hz / 700.0)
-    if mel_scale != "slaney":
-        raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    mels = hz / f_sp
-    return np.where(
-        hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, mels
-    )
-
-
-def mel_to_hz(mels, mel_scale: str = "slaney"):
-    """Inverse of :func:`hz_to_mel`."""
-    mels = np.asarray(mels, dtype=np.float64)
-    if mel_scale == "htk":
-        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    if mel_scale != "slaney":
-        raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(
-        mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels
-    )
-
-
-def mel_filterbank(
-    sample_rate: int,
-    n_fft: int,
-    n_mels: int = 64,
-    f_min: float = 0.0,
-    f_max: float | None = None,
-    norm: str | None = "slaney",
-    mel_scale: str = "slaney",
-) -> np.ndarray:
-    """Triangular mel filters, shape ``(n_fft // 2 + 1, n_mels)`` (multiply a power spectrum).
-
-    ``norm="slaney"`` scales each filter to unit area (constant energy per band), as librosa.
-    """
-    f_max = sample_rate / 2 if f_max is None else f_max
-    if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ValueError(
-            f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sample_rate={sample_rate}"
-        )
-    if norm not in (None, "slaney"):
-        raise ValueError(f"norm must be None or 'slaney', got {norm!r}")
-    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    mel_points = np.linspace(hz_to_mel(f_min, mel_scale), hz_to_mel(f_max, mel_scale), n_mels + 2)
-    hz_points = mel_to_hz(mel_points, mel_scale)
-    widths = np.diff(hz_points)
-    slopes = hz_points[:, None] - fft_freqs[None, :]
-    down = -slopes[:-2] / widths[:-1, None]
-    up = slopes[2:] / widths[1:, None]
-    filters = np.maximum(0.0, np.minimum(down, up))
-    if norm == "slaney":
-        filters *= (2.0 / (hz_points[2:] - hz_points[:-2]))[:, None]
-    return filters.T.astype(np.float32)
-
-
-def _window(name: str, length: int) -> np.ndarray:
-    if name == "hann":  # periodic, as torch.hann_window and librosa (float64; cast by the caller)
-        return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
-    if name in ("ones", "rect", "boxcar"):
-        return np.ones(length)
-    raise ValueError(f"window must be 'hann' or 'ones', got {name!r}")
-
-
-def stft(
-    wave: np.ndarray,
-    n_fft: int,
-    hop_length: int,
-    win_length: int | None = None,
-    window: str = "hann",
-    center: bool = True,
-    pad_mode: str = "reflect",
-) -> np.ndarray:
-    """Short-time Fourier transform along the last axis: ``(..., frames, n_fft // 2 + 1)``."""
-    win_length = n_fft if win_length is None else win_length
-    if not 0 < win_length <= n_fft or hop_length <= 0:
-        raise ValueError(
-            f"need 0 < win_length <= n_fft and hop_length > 0, got {win_length}, {n_fft}, {hop_length}"
-        )
-    wave = np.asarray(wave)
-    wave = wave if wave.dtype == np.float64 else wave.astype(np.float32)  # float64 in, float64 math
-    if center:
-        pad = [(0, 0)] * (wave.ndim - 1) + [(n_fft // 2, n_fft // 2)]
-        wave = np.pad(wave, pad, mode=pad_mode)  # type: ignore[call-overload]
-    if wave.shape[-1] < n_fft:
-        raise ValueError(f"signal of {wave.shape[-1]} samples is shorter than n_fft={n_fft}")
-    win = np.zeros(n_fft, dtype=wave.dtype)
-    start = (n_fft - win_length) // 2
-    win[start : start + win_length] = _window(window, win_length)
-    frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft, axis=-1)[..., ::hop_length, :]
-    return np.fft.rfft(frames * win, n=n_fft, axis=-1)
-
-
-def spectrogram(
-    wave: np.ndarray, n_fft: int, hop_length: int, power: float = 2.0, **stft_args
-) -> np.ndarray:
-    """|STFT| ** power, ``(..., frames, n_fft // 2 + 1)``, float32."""
-    spec = np.abs(stft(wave, n_fft, hop_length, **stft_args)) ** power
-    return spec if spec.dtype == np.float64 else spec.astype(np.float32)
-
-
-def log_mel_spectrogram(
-    wave: np.ndarray,
-    sample_rate: int,
-    n_fft: int = 1024,
-    hop_length: int = 480,
-    n_mels: int = 64,
-    f_min: float = 0.0,
-    f_max: float | None = None,
-    top_db: float | None = None,
-    filters: np.ndarray | None = None,
-    **stft_args,
-) -> np.ndarray:
-    """Log-mel power spectrogram in dB, ``(..., n_mels, frames)`` (channels-first, like images).
-
-    Pass precomputed ``filters`` (from :func:`mel_filterbank`) to skip rebuilding them per call.
-    ``top_db`` clips values more than that many dB below the maximum.
-    """
-    if filters is None:
-        filters = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
-    power = spectrogram(wave, n_fft, hop_length, **stft_args)
-    mel = np.maximum(power @ filters.astype(power.dtype), 1e-10)
-    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    if top_db is not None:
-        db = np.maximum(db, db.max() - top_db)
-    return np.swapaxes(db, -1, -2).astype(np.float32)

@@ -45,9 +45,13 @@ class DataLoader:
     ``rng`` keyword gets a numpy Generator seeded from (seed, epoch, index)) and
     ``mlx_transforms`` (run in the main process on each batch; their result is yielded).
 
-    With ``collate_fn=None`` batches are collated to numpy by :func:`default_collate` in the
-    workers and yielded as ``mx.array`` trees; a user ``collate_fn``'s output passes through
-    untouched (to ``mlx_transforms`` if given).
+    Batches are collated to numpy in the workers (``collate_fn=None``: :func:`default_collate`)
+    and yielded as ``mx.array`` trees: the numpy arrays and Python numbers of the output become
+    ``mx.array`` (strings and other objects pass through, ``mx.array`` leaves too), then go to
+    ``mlx_transforms`` if given -- except that a user collate_fn's output reaches
+    ``mlx_transforms`` unconverted (the tutorial's pattern). A collate_fn with a
+    ``collate_into(samples, alloc)`` method (like :class:`PadCollate`) writes its arrays
+    straight into the workers' shared memory.
     """
 
     def __init__(
@@ -286,16 +290,11 @@ class DataLoader:
 
     def _index_batches(self, epoch: int) -> Iterable[Any]:
         seed = self._resolved_seed()
-        for sampler in (
-            self.sampler,
-            self.batch_sampler,
-            getattr(self.batch_sampler, "sampler", None),
-        ):
-            if (
-                isinstance(sampler, RandomSampler)
-                and sampler.seed is None
-                and sampler.generator is None
-            ):
+        samplers: tuple[Any, ...] = (self.sampler, self.batch_sampler, getattr(self.batch_sampler, "sampler", None))
+        for sampler in samplers:
+            # NOTE [loader seed]: a seeded sampler left at seed=None (RandomSampler,
+            # BucketBatchSampler, ...) takes the loader's seed, so one seed fixes every order.
+            if getattr(sampler, "seed", 0) is None and getattr(sampler, "generator", None) is None:
                 sampler.seed = seed
         source: Any = self.batch_sampler if self.batch_sampler is not None else self.sampler
         if hasattr(source, "set_epoch"):
@@ -303,8 +302,8 @@ class DataLoader:
         if self.batch_sampler is None:
             indices = source.indices().tolist() if hasattr(source, "indices") else source
             return ([i] for i in indices)
-        if isinstance(self.batch_sampler, BatchSampler) and hasattr(
-            self.batch_sampler.sampler, "indices"
+        if hasattr(self.batch_sampler, "index_batches") and (
+            not isinstance(self.batch_sampler, BatchSampler) or hasattr(self.batch_sampler.sampler, "indices")
         ):
             return self.batch_sampler.index_batches()
         return self.batch_sampler
@@ -390,8 +389,14 @@ class DataLoader:
                 pool.close()
         self._last_state = None if closed.finished else {"epoch": closed.epoch, **closed.state()}
 
+    def _converts(self) -> bool:
+        """NOTE [output conversion]: batches leave as ``mx.array`` trees, except that a user
+        collate_fn's output reaches ``mlx_transforms`` as it is (numpy), as in the tutorial's
+        ``collate_fn=lambda x: x`` + ``mlx_transforms`` pattern."""
+        return self.collate_fn is None or self._mlx_transform is None
+
     def _view_converter(self) -> Callable[[np.ndarray], Any]:
-        if self.collate_fn is None:
+        if self._converts():
             import mlx.core as mx
 
             return mx.array  # copies out of the shared slot
@@ -406,7 +411,7 @@ class DataLoader:
         return self.collate_fn(batch if self._batched else batch[0])
 
     def _to_output(self, batch: Any) -> Any:
-        if self.collate_fn is None:
+        if self._converts():
             batch = to_mlx(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
 
