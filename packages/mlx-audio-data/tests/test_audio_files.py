@@ -201,6 +201,7 @@ def test_a_folder_of_mixed_lengths_trains_through_the_loader(tmp_path, num_worke
     shapes = set()
     seen = []
     for mel, labels, lengths in loader:
+        assert lengths.dtype == mx.int32 and int(lengths.max()) <= 9000
         assert isinstance(mel, mx.array) and mel.shape[:2] == (2, 16)
         shapes.add(mel.shape)
         seen.extend(labels.tolist())
