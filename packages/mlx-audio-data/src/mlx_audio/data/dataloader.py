@@ -390,10 +390,12 @@ class DataLoader:
         self._last_state = None if closed.finished else {"epoch": closed.epoch, **closed.state()}
 
     def _converts(self) -> bool:
-        """NOTE [output conversion]: batches leave as ``mx.array`` trees, except that a user
-        collate_fn's output reaches ``mlx_transforms`` as it is (numpy), as in the tutorial's
-        ``collate_fn=lambda x: x`` + ``mlx_transforms`` pattern."""
-        return self.collate_fn is None or self._mlx_transform is None
+        """NOTE [output conversion]: batches leave as ``mx.array`` trees, except that a plain
+        user collate_fn's output reaches ``mlx_transforms`` as it is (numpy), as in the
+        tutorial's ``collate_fn=lambda x: x`` + ``mlx_transforms`` pattern. Collates with a
+        ``collate_into`` method (PadCollate) are converted like the default's."""
+        plain = self.collate_fn is not None and not hasattr(self.collate_fn, "collate_into")
+        return not plain or self._mlx_transform is None
 
     def _view_converter(self) -> Callable[[np.ndarray], Any]:
         if self._converts():
