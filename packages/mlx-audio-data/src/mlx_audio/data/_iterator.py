@@ -66,6 +66,9 @@ class WorkerPool:
         for worker in self.workers:
             worker.drain(timeout)
 
+    def healthy(self) -> bool:
+        return all(getattr(w, "healthy", lambda: True)() for w in self.workers)
+
     def close(self) -> None:
         workers = self.workers
         self.workers = []
@@ -144,7 +147,7 @@ class Pass(Iterator[Any]):
 
     # -- iteration ---------------------------------------------------------------------------
     def __next__(self) -> Any:
-        if self.finished:
+        if self.finished or self.closed:  # closed: a newer pass took the persistent workers
             raise StopIteration
         try:
             batch = self._next_batch()

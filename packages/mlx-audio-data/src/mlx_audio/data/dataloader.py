@@ -174,13 +174,23 @@ class DataLoader:
         self._pass_ref: Callable[[], Pass | None] = lambda: None
         self._last_state: dict | None = None
         self._persistent_pool: WorkerPool | None = None
+        # NOTE [pools stay reachable]: the loader holds every pool a pass is using. A pass
+        # dropped inside a reference cycle is finalized by the cyclic GC together with what
+        # only it references, and a finalized multiprocessing Connection has closed its fd
+        # without knowing it (EBADF later). Held here, the pool is never in that set.
+        self._pools_in_use: list[WorkerPool] = []
         self._collate_in_workers = True
         self._warned_main_collate = False
 
     # -- public API --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
+        # NOTE [one pass per iter()]: as in torch, every iter() is a new pass (epoch). Without
+        # persistent workers passes are independent (each has its own workers), so nested
+        # loops or one loader for train and val lose nothing. With persistent_workers the new
+        # pass takes the workers over and an unfinished older pass ends (torch resets its one
+        # iterator the same way); its in-flight batches are drained, never handed out late.
         current = self._pass_ref()
-        if current is not None:
+        if current is not None and self.persistent_workers and not current.finished:
             current.close()
         epoch = self._next_epoch
         resume = self._resume
@@ -269,9 +279,11 @@ class DataLoader:
         current = self._pass_ref()
         if current is not None:
             current.close()
-        if self._persistent_pool is not None:
-            self._persistent_pool.close()
-            self._persistent_pool = None
+        pools = [*self._pools_in_use, *([self._persistent_pool] if self._persistent_pool else [])]
+        self._pools_in_use = []
+        self._persistent_pool = None
+        for pool in pools:  # older passes' workers too (each pass ends at its next())
+            pool.close()
 
     def __del__(self) -> None:
         try:
@@ -357,12 +369,17 @@ class DataLoader:
         self._persistent_pool = None
         if pool is not None:
             try:
-                pool.drain(self.timeout or None)
-                return pool
+                if pool.healthy():
+                    pool.drain(self.timeout or None)
+                    self._pools_in_use.append(pool)
+                    return pool
             except Exception:
-                pool.close()
+                pass
+            pool.close()
         try:
-            return WorkerPool(self, fetcher, epoch)
+            pool = WorkerPool(self, fetcher, epoch)
+            self._pools_in_use.append(pool)
+            return pool
         except (pickle.PicklingError, AttributeError, TypeError) as error:
             if self._start_method() == "fork" or self.worker_type == "thread":
                 raise
@@ -377,6 +394,7 @@ class DataLoader:
         """Keep (persistent_workers) or stop the pass's workers; remember where it stopped."""
         pool = closed.pool
         closed.pool = None
+        self._pools_in_use = [p for p in self._pools_in_use if p is not pool]
         if pool is not None:
             if (
                 self.persistent_workers
