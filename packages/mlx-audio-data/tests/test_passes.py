@@ -73,3 +73,30 @@ def test_an_abandoned_iterator_in_a_reference_cycle_is_collected_quickly(data, p
         assert time.perf_counter() - start < 1.5
         assert values(list(loader)) == list(range(64))  # the next epoch works (no EBADF)
     loader.close()
+
+
+class FailsAtFive:
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, index):
+        if index == 5:
+            raise ValueError("bad sample 5")
+        return np.float32(index)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_failing_sample_raises_for_its_batch_and_the_pass_goes_on(num_workers):
+    """torch's behaviour: the error comes for batch [4, 5]; every other batch still arrives."""
+    iterator = iter(DataLoader(FailsAtFive(), batch_size=2, num_workers=num_workers))
+    got = []
+    errors = []
+    while True:
+        try:
+            got.append([int(v) for v in np.array(next(iterator)).tolist()])
+        except StopIteration:
+            break
+        except ValueError as error:
+            errors.append(str(error))
+    assert len(errors) == 1 and "5" in errors[0]
+    assert got == [[0, 1], [2, 3], *[[i, i + 1] for i in range(6, 20, 2)]]

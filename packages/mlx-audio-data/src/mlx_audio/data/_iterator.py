@@ -90,6 +90,7 @@ class Pass(Iterator[Any]):
         self.exhausted: set[int] = set()
         self.cursor = 0
         self.stream_state: dict | None = None
+        self._sample_failed = False
         resume = resume or {}
         skip = int(resume.get("batches_yielded", 0))
         self._timeout = loader.timeout if loader.timeout > 0 else None
@@ -156,7 +157,15 @@ class Pass(Iterator[Any]):
             self.close()
             raise
         except BaseException:
-            self.close(failed=True)
+            if not self._sample_failed:
+                self.close(failed=True)
+                raise
+            # NOTE [a sample's error]: as in torch, the error is raised for its batch and the
+            # pass goes on: the next call yields the next batch (the failed one is consumed).
+            self._sample_failed = False
+            self.yielded += 1
+            if self.pool is not None and self.pool.workers:
+                self._dispatch()
             raise
         self.yielded += 1
         return self.loader._to_output(batch)
@@ -178,6 +187,7 @@ class Pass(Iterator[Any]):
                 return batch
             return self._fetcher.fetch(index_list(next(self.batches)), self.epoch)
         except SampleError as error:
+            self._sample_failed = True  # (a generator that raised simply ends at the next call)
             _reraise_in_process(error)
 
     def _dispatch(self) -> None:
@@ -200,6 +210,7 @@ class Pass(Iterator[Any]):
         if message[0] == "error":
             worker.release(slot)
             error: WorkerError = message[1]
+            self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
             error.reraise()
         if message[0] == "end":
             worker.release(slot)
