@@ -7,7 +7,6 @@ here imports MLX: this module runs inside worker processes.
 from __future__ import annotations
 
 import inspect
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from .dataset import ArrayDataset
 from .sampler import epoch_rng
 
 Transform = Callable[..., Any]
+_END = object()
 
 
 def _wants_rng(fn: Transform) -> bool:
@@ -148,7 +148,10 @@ class Fetcher:
         while True:
             samples = []
             keys = []
-            for sample in itertools.islice(stream, size):
+            for _ in range(size):
+                sample = next(stream, _END)  # next(), not islice: iter() is never called again
+                if sample is _END:
+                    break
                 key = (epoch, worker_id, position[0])
                 try:
                     samples.append(self.transform(sample, key) if self.transforms else sample)

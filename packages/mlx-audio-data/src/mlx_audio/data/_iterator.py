@@ -272,8 +272,10 @@ class Pass(Iterator[Any]):
 
 
 def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays as Python values; keys are left alone (a dataset's state comes
+    back to its load_state_dict as it gave it)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):

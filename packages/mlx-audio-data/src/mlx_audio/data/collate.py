@@ -73,7 +73,7 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
     if isinstance(elem, np.generic):
         return np.asarray(batch, dtype=elem.dtype)
     if isinstance(elem, int):
-        return np.asarray(batch, dtype=np.int32)
+        return _ints(batch)
     if isinstance(elem, float):
         return np.asarray(batch, dtype=np.float32)
     if isinstance(elem, (str, bytes)):
@@ -115,11 +115,19 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
     )
 
 
+def _ints(values: Any) -> np.ndarray:
+    """Python ints as int32 (MLX's default), or int64 when a value does not fit."""
+    try:
+        return np.asarray(values, dtype=np.int32)
+    except OverflowError:
+        return np.asarray(values, dtype=np.int64)
+
+
 def _convert_scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return np.asarray(value)
     if isinstance(value, int):
-        return np.asarray(value, dtype=np.int32)
+        return _ints(value)
     if isinstance(value, float):
         return np.asarray(value, dtype=np.float32)
     return value

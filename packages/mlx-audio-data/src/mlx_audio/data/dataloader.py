@@ -236,7 +236,10 @@ class DataLoader:
         had not yet yielded, and the same later epochs as an uninterrupted run.
         """
         current = self._pass_ref()
-        if current is not None and not current.finished:
+        if self._resume is not None:  # loaded and not yet iterated: report what was loaded
+            position = {k: v for k, v in self._resume.items() if k not in ("version", "seed", "num_workers")}
+            position.setdefault("epoch", self._next_epoch)
+        elif current is not None and not current.finished:
             position = {"epoch": current.epoch, **current.state()}
         elif self._last_state is not None and self._last_state["epoch"] + 1 == self._next_epoch:
             position = self._last_state

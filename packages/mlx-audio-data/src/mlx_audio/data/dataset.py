@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -57,7 +57,49 @@ class IterableDataset(Dataset[T_co]):
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
     def __add__(self, other: Dataset[T_co]):
-        raise TypeError("IterableDatasets cannot be concatenated with '+'; chain them in __iter__")
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset[T_co]):
+    """Several iterable datasets one after another (``a + b`` for iterable datasets)."""
+
+    def __init__(self, datasets: Iterable[Any]) -> None:
+        self.datasets: list[Any] = list(datasets)
+        for d in self.datasets:
+            if not isinstance(d, IterableDataset):
+                raise TypeError(f"ChainDataset only supports IterableDataset, got {type(d).__name__}")
+
+    def __iter__(self) -> Iterator[T_co]:
+        for d in self.datasets:
+            yield from d
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
+
+
+class StackDataset(Dataset[Any]):
+    """Datasets of one length side by side: ``StackDataset(a, b)[i] == (a[i], b[i])``,
+    ``StackDataset(x=a, y=b)[i] == {"x": a[i], "y": b[i]}`` (torch's ``StackDataset``)."""
+
+    def __init__(self, *args: Dataset[Any], **kwargs: Dataset[Any]) -> None:
+        if args and kwargs:
+            raise ValueError("StackDataset takes datasets as positional or as keyword arguments, not both")
+        if not args and not kwargs:
+            raise ValueError("StackDataset needs at least one dataset")
+        self.datasets: tuple | dict = args if args else kwargs
+        items = args if args else tuple(kwargs.values())
+        lengths = {len(d) for d in items}  # type: ignore[arg-type]
+        if len(lengths) != 1:
+            raise ValueError(f"StackDataset: the datasets differ in length: {sorted(lengths)}")
+        self._length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> Any:
+        if isinstance(self.datasets, dict):
+            return {k: d[index] for k, d in self.datasets.items()}
+        return tuple(d[index] for d in self.datasets)
 
 
 class ArrayDataset(Dataset[tuple]):
@@ -128,10 +170,14 @@ class Subset(Dataset[T_co]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> T_co:
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, list):  # torch: a list of indices goes to the dataset as a list
+            return self.dataset[[self.indices[i] for i in index]]  # type: ignore[index]
         return self.dataset[self.indices[index]]
 
     def __getitems__(self, indices: Sequence[int]) -> Any:
+        if type(self).__getitem__ is not Subset.__getitem__:  # a subclass's own __getitem__ wins
+            return [self[int(i)] for i in indices]
         mapped = [self.indices[int(i)] for i in indices]
         if hasattr(self.dataset, "__getitems__"):
             return self.dataset.__getitems__(mapped)

@@ -6,8 +6,8 @@ of one numpy array instead of building Python lists, and skip batches on resume 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sized
-from typing import Generic, TypeVar
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -16,6 +16,8 @@ __all__ = [
     "SequentialSampler",
     "RandomSampler",
     "BatchSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
     "DistributedSampler",
     "epoch_rng",
 ]
@@ -107,6 +109,79 @@ class RandomSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class SubsetRandomSampler(Sampler[int]):
+    """The given ``indices`` in a random order that depends only on (seed, epoch)."""
+
+    def __init__(self, indices: Sequence[int], generator: np.random.Generator | None = None, seed: int | None = None) -> None:
+        if generator is not None and seed is not None:
+            raise ValueError("SubsetRandomSampler: pass seed or generator, not both")
+        self.indices_ = np.asarray(list(indices), dtype=np.int64)
+        self.generator = generator
+        self.seed = seed
+
+    def indices(self) -> np.ndarray:
+        return self.indices_[_rng(self).permutation(len(self.indices_))]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self.indices_)
+
+
+class WeightedRandomSampler(Sampler[int]):
+    """``num_samples`` indices drawn with probability proportional to ``weights`` (torch's
+    ``WeightedRandomSampler``), seeded by (seed, epoch)."""
+
+    def __init__(
+        self,
+        weights: Sequence[float],
+        num_samples: int,
+        replacement: bool = True,
+        generator: np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={num_samples!r}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement!r}")
+        weights_array = np.asarray(weights, dtype=np.float64)
+        if weights_array.ndim != 1:
+            raise ValueError(f"weights should be a 1d sequence but given weights have shape {weights_array.shape}")
+        if not np.isfinite(weights_array).all() or (weights_array < 0).any() or weights_array.sum() <= 0:
+            raise ValueError("weights must be finite, non-negative and not all zero")
+        if not replacement and num_samples > np.count_nonzero(weights_array):
+            raise ValueError(
+                f"cannot draw {num_samples} samples without replacement from {np.count_nonzero(weights_array)} non-zero weights"
+            )
+        if generator is not None and seed is not None:
+            raise ValueError("WeightedRandomSampler: pass seed or generator, not both")
+        self.weights = weights_array
+        self.num_samples = int(num_samples)
+        self.replacement = replacement
+        self.generator = generator
+        self.seed = seed
+
+    def indices(self) -> np.ndarray:
+        p = self.weights / self.weights.sum()
+        return _rng(self).choice(len(p), self.num_samples, replace=self.replacement, p=p).astype(np.int64)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _rng(sampler: Any) -> np.random.Generator:
+    """The sampler's generator, else the one for (seed, epoch) (a seed drawn at first use)."""
+    if sampler.generator is not None:
+        return sampler.generator
+    if sampler.seed is None:
+        sampler.seed = int(np.random.randint(0, 2**31 - 1))
+    return epoch_rng(sampler.seed, sampler.epoch)
 
 
 class BatchSampler(Sampler[list[int]]):
