@@ -15,7 +15,7 @@ def test_default_collate_returns_numpy_with_mlx_default_dtypes():
         [(np.ones(3, np.float16), 1, 0.5, True, "a"), (np.zeros(3, np.float16), 2, 1.5, False, "b")]
     )
     x, ints, floats, flags, names = batch
-    assert isinstance(batch, tuple)
+    assert isinstance(batch, list)  # torch's default_collate turns tuples into lists
     assert x.dtype == np.float16 and x.shape == (2, 3)
     assert ints.dtype == np.int32 and floats.dtype == np.float32 and flags.dtype == np.bool_
     assert names == ["a", "b"]
@@ -71,7 +71,7 @@ def test_loader_converts_default_and_user_collate_batches_alike(num_workers):
     data = [({"mel": np.full((2, 3), i, np.float32)}, i, f"s{i}") for i in range(6)]
     (batch,) = list(DataLoader(data, batch_size=6, num_workers=num_workers))
     features, labels, names = batch
-    assert isinstance(batch, tuple) and isinstance(features, dict)
+    assert isinstance(batch, list) and isinstance(features, dict)
     assert features["mel"].shape == (6, 2, 3) and features["mel"].dtype == mx.float32
     assert labels.dtype == mx.int32 and labels.tolist() == list(range(6))
     assert names == [f"s{i}" for i in range(6)]

@@ -17,10 +17,10 @@ from ._tree import map_leaves
 
 Allocator = Callable[[tuple, Any], np.ndarray]
 
-__all__ = ["default_collate", "default_convert", "to_mlx", "CollateError"]
+__all__ = ["default_collate", "default_convert", "to_mlx", "CollateError", "CollateTypeError"]
 
 
-class CollateError(ValueError):
+class CollateError(ValueError, RuntimeError):
     """Samples that cannot be collated together.
 
     ``positions`` are the two offending offsets within the batch; the DataLoader re-renders the
@@ -35,6 +35,10 @@ class CollateError(ValueError):
 
     def render(self, labels: tuple[str, str]) -> str:
         return self.template.format(first=labels[0], other=labels[1])
+
+
+class CollateTypeError(CollateError, TypeError):
+    """A value default_collate does not handle (None, objects): a TypeError, as in torch."""
 
 
 def _stack_arrays(batch: list[np.ndarray], path: str, alloc: Allocator | None) -> np.ndarray:
@@ -103,12 +107,12 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
             collate_into(list(column), alloc, f"{_path}[{i}]")
             for i, column in enumerate(zip(*batch))
         ]
-        return tuple(columns) if isinstance(elem, tuple) else columns
+        return columns  # a list for tuples too, as torch's default_collate
     if elem is None:
-        raise CollateError(
+        raise CollateTypeError(
             f"cannot collate None{' at ' + _path if _path else ''} ({{first}}); return a value or pass a collate_fn"
         )
-    raise CollateError(
+    raise CollateTypeError(
         f"default_collate cannot collate {type(elem).__name__}{' at ' + _path if _path else ''} ({{first}}); "
         "supported: numpy arrays and scalars, int, float, bool, str, and tuples, lists and "
         "dicts of those. Pass a collate_fn for anything else."

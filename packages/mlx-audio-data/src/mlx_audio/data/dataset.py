@@ -160,10 +160,22 @@ def _is_contiguous_run(indices: np.ndarray) -> bool:
     )
 
 
+class _NotSupported(TypeError, AssertionError):
+    """A TypeError that is also what torch raises here (an AssertionError)."""
+
+
 class Subset(Dataset[T_co]):
     """The samples of ``dataset`` at ``indices``, in that order."""
 
     def __init__(self, dataset: Dataset[T_co], indices: Sequence[int]) -> None:
+        cls = type(self)
+        if cls.__getitem__ is not Subset.__getitem__ and cls.__getitems__ is Subset.__getitems__:
+            raise NotImplementedError(  # torch's check: the loader fetches through __getitems__
+                f"{cls.__name__} overrides __getitem__ but not __getitems__. When subclassing Subset "
+                "and overriding __getitem__, you must also override __getitems__ to ensure DataLoader "
+                "works correctly with your custom logic. A simple implementation:\n\n"
+                "def __getitems__(self, indices):\n    return [self.__getitem__(idx) for idx in indices]"
+            )
         self.dataset = dataset
         self.indices = [int(i) for i in indices]
 
@@ -176,8 +188,6 @@ class Subset(Dataset[T_co]):
         return self.dataset[self.indices[index]]
 
     def __getitems__(self, indices: Sequence[int]) -> Any:
-        if type(self).__getitem__ is not Subset.__getitem__:  # a subclass's own __getitem__ wins
-            return [self[int(i)] for i in indices]
         mapped = [self.indices[int(i)] for i in indices]
         if hasattr(self.dataset, "__getitems__"):
             return self.dataset.__getitems__(mapped)
@@ -193,7 +203,7 @@ class ConcatDataset(Dataset[T_co]):
             raise ValueError("ConcatDataset needs at least one dataset")
         for d in self.datasets:
             if isinstance(d, IterableDataset):
-                raise TypeError("ConcatDataset does not support IterableDataset")
+                raise _NotSupported("ConcatDataset does not support IterableDataset")
         sizes = [len(d) for d in self.datasets]  # type: ignore[arg-type]
         self.cumulative_sizes = list(np.cumsum(sizes).tolist())
 
@@ -203,7 +213,7 @@ class ConcatDataset(Dataset[T_co]):
     def __getitem__(self, index: int) -> T_co:
         if index < 0:
             if -index > len(self):
-                raise IndexError(f"index {index} out of range for length {len(self)}")
+                raise ValueError("absolute value of index should not exceed dataset length")
             index += len(self)
         which = bisect.bisect_right(self.cumulative_sizes, index)
         offset = self.cumulative_sizes[which - 1] if which else 0

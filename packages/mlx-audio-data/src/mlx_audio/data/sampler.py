@@ -152,9 +152,9 @@ class WeightedRandomSampler(Sampler[int]):
             raise ValueError(f"weights should be a 1d sequence but given weights have shape {weights_array.shape}")
         if not np.isfinite(weights_array).all() or (weights_array < 0).any() or weights_array.sum() <= 0:
             raise ValueError("weights must be finite, non-negative and not all zero")
-        if not replacement and num_samples > np.count_nonzero(weights_array):
+        if not replacement and num_samples > len(weights_array):
             raise ValueError(
-                f"cannot draw {num_samples} samples without replacement from {np.count_nonzero(weights_array)} non-zero weights"
+                f"cannot draw {num_samples} samples without replacement from {len(weights_array)} weights"
             )
         if generator is not None and seed is not None:
             raise ValueError("WeightedRandomSampler: pass seed or generator, not both")
@@ -165,8 +165,15 @@ class WeightedRandomSampler(Sampler[int]):
         self.seed = seed
 
     def indices(self) -> np.ndarray:
-        p = self.weights / self.weights.sum()
-        return _rng(self).choice(len(p), self.num_samples, replace=self.replacement, p=p).astype(np.int64)
+        rng = _rng(self)
+        if self.replacement:
+            p = self.weights / self.weights.sum()
+            return rng.choice(len(p), self.num_samples, replace=True, p=p).astype(np.int64)
+        # torch.multinomial without replacement: weighted order (exponential keys / weight);
+        # zero weights come last, once the others are used up
+        with np.errstate(divide="ignore"):
+            keys = rng.exponential(size=len(self.weights)) / self.weights
+        return np.argsort(keys, kind="stable")[: self.num_samples].astype(np.int64)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())

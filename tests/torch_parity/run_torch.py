@@ -1,0 +1,32 @@
+"""torch's side of the data differential suite: ``.venv-anchor/bin/python run_torch.py OUT``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import warnings
+
+import torch
+import torch.utils.data as tud
+from cases import CASES, run_case
+
+L = types.SimpleNamespace(**{name: getattr(tud, name) for name in dir(tud) if not name.startswith("_")})
+L.default_collate = tud.default_collate
+
+
+def tolist(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [tolist(v) for v in value]
+    if isinstance(value, dict):
+        return {k: tolist(v) for k, v in value.items()}
+    return value
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore")
+    results = {name: run_case(name, L, tolist) for name in CASES}
+    with open(sys.argv[1], "w") as f:
+        json.dump(results, f)
