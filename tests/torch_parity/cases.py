@@ -379,3 +379,65 @@ _arg_case("args_sampler_list", sampler=[3, 1, 2])
 _arg_case("args_batch_sampler_list", batch_sampler=[[3, 1], [2]])
 
 assert math.isfinite(len(CASES))
+
+
+@case
+def settings_are_fixed_after_construction(L, tolist):
+    loader = L.DataLoader(Range(4), batch_size=2)
+    out = []
+    for name, value in (("batch_size", 3), ("drop_last", True), ("sampler", None), ("dataset", Range(2)), ("num_workers", 0)):
+        try:
+            setattr(loader, name, value)
+            out.append([name, "set"])
+        except ValueError:
+            out.append([name, "ValueError"])
+    return out
+
+
+class Slow:
+    """Sample 0 is slow: with in_order=False the others overtake it."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 0:
+            import time
+
+            time.sleep(0.5)
+        return np.float32(i)
+
+
+@case
+def in_order_false_yields_everything_and_does_not_wait(L, tolist):
+    got = [v for b in values(L, tolist, L.DataLoader(Slow(), batch_size=1, num_workers=2, in_order=False)) for v in b]
+    return [sorted(got), got[0] != 0.0]
+
+
+@case
+def in_order_true_keeps_order(L, tolist):
+    return values(L, tolist, L.DataLoader(Slow(), batch_size=2, num_workers=2))
+
+
+def _collate_case(name, samples):
+    def fn(L, tolist):
+        return tolist(L.default_collate(samples))
+
+    fn.__name__ = name
+    case(fn)
+
+
+_collate_case("collate_none_after_ints", [1, None])
+_collate_case("collate_dict_missing_key", [{"a": 1, "b": 2}, {"a": 1}])
+_collate_case("collate_dict_extra_key_ignored", [{"a": 1}, {"a": 2, "b": 3}])
+_collate_case("collate_object_array", [np.array([1, "x"], dtype=object)] * 2)
+_collate_case("collate_str_then_int", ["5", 5])
+_collate_case("collate_int_then_str", [5, "5"])
+_collate_case("collate_int_then_float", [1, 2.5])
+_collate_case("collate_strings", ["a", "b"])
+
+
+@case
+def loader_error_names_the_sample(L, tolist):
+    data = [(np.zeros(2, np.float32), 1), (np.zeros(2, np.float32), None)]
+    return values(L, tolist, L.DataLoader(data, batch_size=2))

@@ -91,3 +91,23 @@ def test_loader_converts_default_and_user_collate_batches_alike(num_workers):
 def test_unbatched_loading_converts_samples():
     out = list(DataLoader([(np.ones(2), 3)] * 2, batch_size=None))
     assert len(out) == 2 and out[0][1].dtype == mx.int32 and out[0][0].shape == (2,)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize(
+    "samples, error, message",
+    [
+        ([(np.zeros(2), 1), (np.zeros(2), 2), (np.zeros(2), None)], TypeError, r"index 2 has NoneType None where the sample at index 0 has int"),
+        ([{"a": 1, "b": 2}, {"a": 1}], KeyError, r"index 1 has no key 'b'"),
+        ([np.zeros(2), np.array([1, "x"], dtype=object)], TypeError, r"index 1 has an object-dtype array"),
+        ([(5,), ("5",)], TypeError, r"index 1 has str '5' where the sample at index 0 has int"),
+    ],
+)
+def test_bad_samples_name_the_index_and_field(samples, error, message, num_workers):
+    with pytest.raises(error, match=message):
+        list(DataLoader(samples, batch_size=len(samples), num_workers=num_workers))
+
+
+def test_mixed_ints_and_floats_become_floats_not_truncated():
+    assert default_collate([1, 2.5]).tolist() == [1.0, 2.5]
+    assert default_collate([2**40, 1]).dtype == np.int64  # beyond int32: int64, never overflow

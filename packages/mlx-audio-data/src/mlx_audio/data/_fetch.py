@@ -89,11 +89,8 @@ class Fetcher:
             return collate_into(samples, self.alloc) if into is None else into(samples, self.alloc)
         except CollateError as error:
             first, other = (f"the sample at index {indices[p]}" for p in error.positions)
-            hint = (
-                " (pad or crop samples to one shape, e.g. bucket by length, or pass a collate_fn)"
-            )
-            message = (error.render((first, other)) + hint).replace("{", "{{").replace("}", "}}")
-            raise CollateError(message, error.positions, error.path) from None
+            message = error.render((first, other)).replace("{", "{{").replace("}", "}}")
+            raise type(error)(message, error.positions, error.path) from None
 
     # -- map-style --------------------------------------------------------------------------
     def fetch(self, indices: Sequence[int], epoch: int) -> Any:

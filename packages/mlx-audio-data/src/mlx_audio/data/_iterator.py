@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 import warnings
 from collections.abc import Iterator
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -198,6 +200,15 @@ class Pass(Iterator[Any]):
                 while wid not in self.exhausted and worker.has_room():
                     worker.submit(("next",))
             return
+        if not self.loader.in_order:  # any worker with room (results are taken as they finish)
+            while any(w.has_room() for w in workers):
+                indices = next(self.batches, None)
+                if indices is None:
+                    return
+                worker = min((w for w in workers if w.has_room()), key=lambda w: len(w.in_flight))
+                worker.submit(("map", self.epoch, index_list(indices)))
+                self.dispatched += 1
+            return
         while workers[self.dispatched % len(workers)].has_room():
             indices = next(self.batches, None)
             if indices is None:
@@ -225,9 +236,27 @@ class Pass(Iterator[Any]):
         received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
         if received >= self.dispatched:
             raise StopIteration
-        _, batch = self._receive(workers[received % len(workers)])
+        worker = workers[received % len(workers)] if self.loader.in_order else self._first_ready(workers)
+        _, batch = self._receive(worker)
         self._dispatch()
         return self.loader._collate_in_main(batch)
+
+    def _first_ready(self, workers: list) -> Any:
+        """in_order=False: the first worker with a finished batch (torch's rule: a slow sample
+        does not hold back the batches behind it)."""
+        busy = [w for w in workers if w.in_flight]
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            for worker in busy:
+                if worker.ready():
+                    return worker
+            conns = [w.conn for w in busy if hasattr(w, "conn")]
+            if conns:
+                wait([*conns, *(w.process.sentinel for w in busy)], 0.05)
+            else:
+                time.sleep(0.001)
+            if deadline is not None and time.monotonic() > deadline:
+                return busy[0]  # its take() reports the timeout
 
     def _next_from_stream_workers(self) -> Any:
         assert self.pool is not None
@@ -243,6 +272,7 @@ class Pass(Iterator[Any]):
                 workers[wid].drain(self._timeout)
                 continue
             self.worker_states[wid] = message[2]
+            self.loader._advise_sharding(message[2])
             self._dispatch()
             return self.loader._collate_in_main(batch)
         raise StopIteration

@@ -56,6 +56,10 @@ class _Worker:
     def has_room(self) -> bool:
         return bool(self.free)
 
+    def ready(self) -> bool:
+        """A result (or the news of a death) is waiting: ``take`` would not block."""
+        raise NotImplementedError
+
     def submit(self, task: tuple) -> None:
         slot = self.free.popleft()
         self.in_flight.append(slot)
@@ -153,6 +157,9 @@ class ProcessWorker(_Worker):
         skeleton, layout = payload
         return unpack(skeleton, layout, self.slots[slot], convert)
 
+    def ready(self) -> bool:
+        return self.conn.poll() or not self.process.is_alive()
+
     def healthy(self) -> bool:
         """Alive and still connected (a pool finalized by the garbage collector is not)."""
         return not self.conn.closed and self.process.is_alive()
@@ -200,6 +207,9 @@ class ThreadWorker(_Worker):
         self.thread.start()
 
     pid = None
+
+    def ready(self) -> bool:
+        return not self.results.empty()
 
     def _put(self, task: tuple) -> None:
         self.tasks.put(task)

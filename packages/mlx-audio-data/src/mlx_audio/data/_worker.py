@@ -42,7 +42,13 @@ _thread_info = threading.local()
 
 def get_worker_info() -> WorkerInfo | None:
     """Inside a DataLoader worker: its :class:`WorkerInfo`; in the main process: None."""
-    return getattr(_thread_info, "info", None) or _process_info
+    info = getattr(_thread_info, "info", None) or _process_info
+    if info is not None:
+        _asked.add(info.id)  # the stream shards itself (see NOTE [sharding advice])
+    return info
+
+
+_asked: set[int] = set()  # worker ids whose dataset called get_worker_info()
 
 
 def worker_seed(seed: int, epoch: int, worker_id: int) -> int:
@@ -161,7 +167,7 @@ class _Producer:
             return self.spec.fetcher.fetch(indices, epoch), None
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
-        state: dict[str, Any] = {"position": self.position[0]}
+        state: dict[str, Any] = {"position": self.position[0], "sharded": self.spec.worker_id in _asked}
         if hasattr(self.dataset, "state_dict"):
             state["dataset"] = self.dataset.state_dict()
             if self.owns_globals:  # a stream drawing from the worker's global RNGs resumes exactly

@@ -36,19 +36,52 @@ class CollateError(ValueError, RuntimeError):
     def render(self, labels: tuple[str, str]) -> str:
         return self.template.format(first=labels[0], other=labels[1])
 
+    def __str__(self) -> str:  # plain text, also for the KeyError flavour
+        return str(self.args[0]) if self.args else ""
+
 
 class CollateTypeError(CollateError, TypeError):
-    """A value default_collate does not handle (None, objects): a TypeError, as in torch."""
+    """A value default_collate does not handle (None, objects, mixed types): a TypeError."""
+
+
+class CollateKeyError(CollateError, KeyError):
+    """A dict sample without a key the first sample has: a KeyError, as in torch."""
+
+
+def _where(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def _check_kinds(batch: list[Any], path: str, allowed: tuple[type, ...], name: str) -> None:
+    """Every value is one of ``allowed`` (never silently coerced), else name who is not."""
+    for position, value in enumerate(batch):
+        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, (bool, np.bool_))):
+            raise CollateTypeError(
+                f"cannot collate{_where(path)}: {{other}} has {type(value).__name__} {value!r:.40} where "
+                f"{{first}} has {name}; return one type per field (or pass a collate_fn)",
+                positions=(0, position),
+                path=path,
+            )
 
 
 def _stack_arrays(batch: list[np.ndarray], path: str, alloc: Allocator | None) -> np.ndarray:
     first = batch[0].shape
     for position, array in enumerate(batch):
+        if not isinstance(array, np.ndarray) or array.dtype == object:
+            kind = "an object-dtype array" if isinstance(array, np.ndarray) else f"a {type(array).__name__}"
+            versus = " where {first} has an array" if position else ""
+            raise CollateTypeError(
+                f"cannot collate{_where(path)}: {{other}} has {kind}{versus}; "
+                "default_collate stacks numeric arrays (pass a collate_fn for anything else)",
+                positions=(0, position),
+                path=path,
+            )
         if array.shape != first:
             where = f" at {path}" if path else ""
             raise CollateError(
                 f"cannot stack samples{where}: {{other}} has shape {array.shape} but "
-                f"{{first}} has shape {first}",
+                f"{{first}} has shape {first} (pad or crop samples to one shape: PadCollate, "
+                "BucketBatchSampler, RandomCrop/PadOrCrop; or pass a collate_fn)",
                 positions=(0, position),
                 path=path,
             )
@@ -73,16 +106,27 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
     if isinstance(elem, np.ndarray):
         return _stack_arrays(batch, _path, alloc)
     if isinstance(elem, (bool, np.bool_)):
+        _check_kinds(batch, _path, (bool, np.bool_), "a bool")
         return np.asarray(batch, dtype=np.bool_)
     if isinstance(elem, np.generic):
+        _check_kinds(batch, _path, (np.generic, int, float), f"a numpy {elem.dtype}")
         return np.asarray(batch, dtype=elem.dtype)
-    if isinstance(elem, int):
+    if isinstance(elem, (int, float)):
+        _check_kinds(batch, _path, (int, float, np.integer, np.floating), type(elem).__name__)
+        if any(isinstance(v, (float, np.floating)) for v in batch):
+            return np.asarray(batch, dtype=np.float32)  # ints and floats mixed: floats, as torch
         return _ints(batch)
-    if isinstance(elem, float):
-        return np.asarray(batch, dtype=np.float32)
     if isinstance(elem, (str, bytes)):
-        return list(batch)
+        return list(batch)  # as torch: the values as they are
     if isinstance(elem, abc.Mapping):
+        for position, sample in enumerate(batch):
+            missing = [key for key in elem if not isinstance(sample, abc.Mapping) or key not in sample]
+            if missing:
+                raise CollateKeyError(
+                    f"cannot collate{_where(_path)}: {{other}} has no key {missing[0]!r} that {{first}} has",
+                    positions=(0, position),
+                    path=_path,
+                )
         return {
             key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem
         }

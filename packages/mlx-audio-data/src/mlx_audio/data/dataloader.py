@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .sampler import BatchSampler, RandomSampler, SequentialSampler
 __all__ = ["DataLoader"]
 
 _STATE_VERSION = 1
+T_co = TypeVar("T_co", covariant=True)
 
 
 def _picklable(obj: Any) -> bool:
@@ -36,7 +38,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
-class DataLoader:
+class DataLoader(Generic[T_co]):
     """Batches from a dataset, optionally produced by worker processes.
 
     Arguments follow ``torch.utils.data.DataLoader``; the additions are ``seed`` (epoch e's
@@ -44,6 +46,8 @@ class DataLoader:
     ``cpu_transforms`` (per-sample callables run in the workers on numpy; one that takes an
     ``rng`` keyword gets a numpy Generator seeded from (seed, epoch, index)) and
     ``mlx_transforms`` (run in the main process on each batch; their result is yielded).
+    ``in_order=False`` (torch's): with workers, a batch is yielded as soon as it is ready, so
+    one slow sample does not hold back the rest (order, and so exact resume, not kept).
 
     Batches are collated to numpy in the workers (``collate_fn=None``: :func:`default_collate`)
     and yielded as ``mx.array`` trees: the numpy arrays and Python numbers of the output become
@@ -76,6 +80,7 @@ class DataLoader:
         worker_type: str = "process",
         cpu_transforms: Transform | Sequence[Transform] | None = None,
         mlx_transforms: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
+        in_order: bool = True,
     ) -> None:
         _check_int("num_workers", num_workers, 0)
         if batch_size is not None:
@@ -161,7 +166,8 @@ class DataLoader:
         self._mlx_transform = compose(self.mlx_transforms)
         self._iterable = iterable
         if iterable:
-            self.sampler = self.batch_sampler = None
+            self.sampler = None
+            self.batch_sampler = None
         else:
             if sampler is None:
                 sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
@@ -181,6 +187,36 @@ class DataLoader:
         self._pools_in_use: list[WorkerPool] = []
         self._collate_in_workers = True
         self._warned_main_collate = False
+        self._sharding_advised = False
+        self.in_order = bool(in_order)
+        self._check_worker_count()
+        self._initialized = True
+
+    # NOTE [settings are fixed]: as in torch, what decides the batches cannot change once the
+    # loader exists (a pass or a saved state would silently disagree with it).
+    _FIXED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
+    _initialized = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._initialized and name in self._FIXED:
+            raise ValueError(f"{name} attribute should not be set after {type(self).__name__} is initialized")
+        super().__setattr__(name, value)
+
+    def _check_worker_count(self) -> None:
+        """torch's warning when ``num_workers`` exceeds the CPUs this process may use."""
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # macOS
+            cpus = os.cpu_count() or 1
+        if self.num_workers > cpus:
+            warnings.warn(
+                f"This DataLoader will create {self.num_workers} worker processes in total. Our suggested "
+                f"max number of worker in current system is {cpus}, which is smaller than what this "
+                "DataLoader is going to create. Please be aware that excessive worker creation might get "
+                "DataLoader running slow or even freeze, lower the worker number to avoid potential "
+                "slowness/freeze if necessary.",
+                stacklevel=3,
+            )
 
     # -- public API --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
@@ -409,6 +445,21 @@ class DataLoader:
             else:
                 pool.close()
         self._last_state = None if closed.finished else {"epoch": closed.epoch, **closed.state()}
+
+    def _advise_sharding(self, worker_state: dict | None) -> None:
+        """NOTE [sharding advice]: an IterableDataset whose ``__iter__`` never asks
+        ``get_worker_info()`` yields its whole stream in every worker (as in torch): each
+        sample arrives ``num_workers`` times. Say so once, with the fix."""
+        if self._sharding_advised or self.num_workers < 2 or not worker_state or worker_state.get("sharded", True):
+            return
+        self._sharding_advised = True
+        warnings.warn(
+            f"{type(self.dataset).__name__}.__iter__ did not call get_worker_info(): each of the "
+            f"{self.num_workers} workers iterates the whole dataset, so every sample arrives "
+            f"{self.num_workers} times. Shard the stream per worker, e.g. "
+            "`info = get_worker_info(); it = itertools.islice(stream, info.id, None, info.num_workers)`",
+            stacklevel=4,
+        )
 
     def _converts(self) -> bool:
         """NOTE [output conversion]: batches leave as ``mx.array`` trees, except that a plain
