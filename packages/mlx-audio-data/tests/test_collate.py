@@ -111,3 +111,20 @@ def test_bad_samples_name_the_index_and_field(samples, error, message, num_worke
 def test_mixed_ints_and_floats_become_floats_not_truncated():
     assert default_collate([1, 2.5]).tolist() == [1.0, 2.5]
     assert default_collate([2**40, 1]).dtype == np.int64  # beyond int32: int64, never overflow
+
+
+class MlxSamples:
+    """A dataset returning mx.array (e.g. features computed with MLX)."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return mx.full((3,), index, dtype=mx.float32), index
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_datasets_may_return_mx_arrays(num_workers):
+    batches = list(DataLoader(MlxSamples(), batch_size=4, num_workers=num_workers))
+    assert [b[0][:, 0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all(isinstance(b[0], mx.array) and b[0].dtype == mx.float32 for b in batches)

@@ -2,6 +2,7 @@
 
 import ctypes
 import faulthandler
+import gc
 import os
 import signal
 import subprocess
@@ -197,5 +198,15 @@ def test_too_small_shared_memory_gives_the_remedy(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match=r"not enough shared memory .*--shm-size"):
             list(DataLoader(Big(), batch_size=8, num_workers=1))
         assert os.listdir(tiny) == []
+        gc.collect()
+        held = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                held.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # the listing's own descriptor
+                pass
+        with open("/proc/self/maps") as maps:
+            held += [line.split()[-1] for line in maps]
+        assert not [p for p in held if p.startswith(str(tiny))], "a slot file is still open or mapped"
     finally:
-        subprocess.run(["umount", str(tiny)], check=False)
+        subprocess.run(["umount", "-l", str(tiny)], check=False)  # lazy: never left mounted

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tree import map_leaves
+from ._tree import is_mlx_array, map_leaves
 
 _ALIGN = 64
 _MIN_SIZE = 1 << 16
@@ -183,6 +183,8 @@ def pack(tree: Any, arena: Arena) -> tuple[Any, list[tuple[int, tuple, str]]]:
     arrays: list[np.ndarray] = []
 
     def to_ref(leaf: Any) -> Any:
+        if is_mlx_array(leaf):  # crosses the process boundary as numpy, back to mx in the parent
+            leaf = np.asarray(leaf)
         if isinstance(leaf, np.ndarray) and leaf.dtype != object:
             arrays.append(leaf)
             return _ArrayRef(len(arrays) - 1)

@@ -7,6 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 
+def is_mlx_array(value: Any) -> bool:
+    """An ``mx.array``, recognised without importing MLX (this runs in workers)."""
+    return type(value).__module__ == "mlx.core" and type(value).__name__ == "array"
+
+
 def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
     """Rebuild ``tree`` with ``fn`` applied to every leaf (anything not a container).
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tree import map_leaves
+from ._tree import is_mlx_array, map_leaves
 
 Allocator = Callable[[tuple, Any], np.ndarray]
 
@@ -90,6 +90,20 @@ def _stack_arrays(batch: list[np.ndarray], path: str, alloc: Allocator | None) -
     return np.stack(batch, out=alloc((len(batch), *first), np.result_type(*batch)))
 
 
+def _stack_mlx(batch: list[Any], path: str, alloc: Allocator | None) -> Any:
+    """``mx.array`` samples: stacked by MLX in the main process (they stay on the device);
+    in a worker process converted to numpy, stacked into shared memory, and turned back into
+    ``mx.array`` in the main process."""
+    if alloc is None:
+        import mlx.core as mx
+
+        shapes = {tuple(a.shape) for a in batch}
+        if len(shapes) > 1:
+            return _stack_arrays([np.asarray(a) for a in batch], path, None)  # the clear error
+        return mx.stack(batch)
+    return _stack_arrays([np.asarray(a) for a in batch], path, alloc)
+
+
 def default_collate(batch: list[Any]) -> Any:
     """Merge a list of samples into a batch of numpy arrays (see the module docstring)."""
     return collate_into(batch, None)
@@ -103,6 +117,8 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
     if not batch:
         raise CollateError("cannot collate an empty batch ({first})")
     elem = batch[0]
+    if is_mlx_array(elem):
+        return _stack_mlx(batch, _path, alloc)
     if isinstance(elem, np.ndarray):
         return _stack_arrays(batch, _path, alloc)
     if isinstance(elem, (bool, np.bool_)):
