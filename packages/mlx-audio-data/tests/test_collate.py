@@ -123,8 +123,16 @@ class MlxSamples:
         return mx.full((3,), index, dtype=mx.float32), index
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_datasets_may_return_mx_arrays(num_workers):
-    batches = list(DataLoader(MlxSamples(), batch_size=4, num_workers=num_workers))
+@pytest.mark.parametrize("context", [None, "spawn"])
+def test_datasets_may_return_mx_arrays(context):
+    workers = {} if context is None else {"num_workers": 2, "multiprocessing_context": context}
+    batches = list(DataLoader(MlxSamples(), batch_size=4, **workers))
     assert [b[0][:, 0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert all(isinstance(b[0], mx.array) and b[0].dtype == mx.float32 for b in batches)
+
+
+def test_mx_arrays_in_forked_workers_fail_clearly_instead_of_hanging():
+    mx.eval(mx.ones(3) * 2)  # MLX has run in this process: a forked child could not
+    loader = DataLoader(MlxSamples(), batch_size=4, num_workers=2, multiprocessing_context="fork", timeout=60)
+    with pytest.raises(RuntimeError, match="forked from a process that had loaded MLX.*spawn"):
+        list(loader)

@@ -91,7 +91,7 @@ class ProcessWorker(_Worker):
         reader, writer = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=process_worker_loop,
-            args=(spec, self.tasks, writer, self.slot_paths, os.getpid()),
+            args=(spec, self.tasks, writer, self.slot_paths, os.getpid(), ctx.get_start_method()),
             name=f"mlx_audio-DataLoader-worker-{spec.worker_id}",
             daemon=True,
         )

@@ -8,8 +8,18 @@ from typing import Any
 
 
 def is_mlx_array(value: Any) -> bool:
-    """An ``mx.array``, recognised without importing MLX (this runs in workers)."""
-    return type(value).__module__ == "mlx.core" and type(value).__name__ == "array"
+    """An ``mx.array``, recognised without importing MLX (this runs in workers). In a worker
+    forked from a process that had loaded MLX, raises instead (see NOTE [MLX after fork])."""
+    found = type(value).__module__ == "mlx.core" and type(value).__name__ == "array"
+    if found and mlx_forbidden is not None:
+        raise RuntimeError(mlx_forbidden)
+    return found
+
+
+# NOTE [MLX after fork]: MLX's worker threads do not survive fork(), so evaluating an array in
+# a forked worker of a process that had loaded MLX waits forever. Such workers set this message
+# and a sample holding an mx.array raises it instead of hanging.
+mlx_forbidden: str | None = None
 
 
 def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:

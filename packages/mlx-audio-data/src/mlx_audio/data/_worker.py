@@ -11,6 +11,7 @@ import pickle
 import queue
 import random
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from . import _tree
 from ._blas import limit_blas_threads
 from ._fetch import Fetcher, SampleError
 from ._shm import Arena, Slot, pack
@@ -176,7 +178,12 @@ class _Producer:
 
 
 def process_worker_loop(
-    spec: WorkerSpec, tasks: Any, results: Any, slot_paths: list[str], parent_pid: int
+    spec: WorkerSpec,
+    tasks: Any,
+    results: Any,
+    slot_paths: list[str],
+    parent_pid: int,
+    start_method: str = "fork",
 ) -> None:
     """Entry point of a worker process.
 
@@ -185,6 +192,13 @@ def process_worker_loop(
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    if start_method == "fork" and "mlx.core" in sys.modules:
+        _tree.mlx_forbidden = (
+            f"DataLoader worker {spec.worker_id} was forked from a process that had loaded MLX, and "
+            "MLX cannot compute in a forked process (its threads do not survive fork: it would hang). "
+            "Return numpy from the dataset (MLX work belongs in mlx_transforms), or use "
+            "multiprocessing_context='spawn' (or 'forkserver'), or worker_type='thread'"
+        )
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(("ready",))
