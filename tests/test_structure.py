@@ -17,12 +17,8 @@ PACKAGES = {
     "models": ROOT / "packages/mlx-audio-models/src/mlx_audio/models",
 }
 MAX_LINES = 420
-# The data loader's restructure (issue 11: a frozen pass plan, pass classes that do not reach
-# into the DataLoader) removes these; strict, so the marks go when the code is fixed.
-PENDING = {
-    ("test_no_import_cycles", "data"): "dataloader <-> _iterator (issue 11 restructure)",
-    ("test_modules_stay_small", "data"): "dataloader.py (issue 11 restructure)",
-}
+# (package, test) pairs known to fail, with the reason: none today.
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def cases(test: str) -> list:

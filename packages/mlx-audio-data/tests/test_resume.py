@@ -123,3 +123,35 @@ def test_iterable_without_state_replays_with_a_warning():
     with pytest.warns(UserWarning, match="replaying"):
         tail = list(restored)
     assert_same_batches(head + tail, list(DataLoader(Plain(), batch_size=5)))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(batch_size=16), "batch_size=32.*batch_size=16"),
+        (dict(data_size=200), "dataset_length=250.*dataset_length=200"),
+        (dict(drop_last=True), "drop_last"),
+        (dict(sampler="sequential"), "sampler='RandomSampler'.*'SequentialSampler'"),
+        (dict(seed=12), "seed=11.*seed=12"),
+    ],
+)
+def test_a_state_from_a_different_loader_is_refused(change, message):
+    def make(batch_size=32, data_size=250, drop_last=False, sampler="random", seed=None):
+        return DataLoader(
+            ImageDataset(size=data_size), batch_size=batch_size, shuffle=sampler == "random",
+            drop_last=drop_last, seed=seed,
+        )
+
+    loader = make(seed=11)
+    next(iter(loader))
+    state = json.loads(json.dumps(loader.state_dict()))
+    with pytest.raises(ValueError, match=message):
+        make(**change).load_state_dict(state)
+    make().load_state_dict(state)  # the same settings (the seed comes from the state): accepted
+    make(seed=11).load_state_dict(state)
+
+
+def test_version_1_states_still_load():
+    loader = DataLoader(ImageDataset(size=64), batch_size=8, shuffle=True)
+    loader.load_state_dict({"version": 1, "seed": 3, "num_workers": 0, "epoch": 0, "batches_yielded": 2})
+    assert len(list(loader)) == 6 and loader.seed == 3

@@ -1,23 +1,43 @@
-"""One pass over a DataLoader: the in-process path and the worker path, with resume state."""
+"""One pass over a DataLoader, one class per mode (torch's layout): :class:`InProcessPass`
+(``num_workers=0``) and :class:`WorkerPass`. A pass sees only its frozen :class:`PassPlan`,
+never the loader; it reports back through the plan's callbacks."""
 
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._fetch import Fetcher, SampleError, index_list
-from ._pool import ProcessWorker, ThreadWorker
-from ._worker import WorkerError, WorkerSpec
+from ._pool import ProcessWorker, ThreadWorker, WorkerPool
+from ._protocol import End, Failed, MapTask, NextTask
 
-if TYPE_CHECKING:
-    from .dataloader import DataLoader
+
+@dataclass(frozen=True)
+class PassPlan:
+    """Everything one pass needs, fixed when ``iter(loader)`` is called."""
+
+    epoch: int
+    resume: dict
+    fetcher: Fetcher
+    dataset: Any
+    iterable: bool
+    index_batches: Iterable[Any] | None  # map-style: this epoch's index batches
+    num_workers: int
+    timeout: float | None
+    in_order: bool
+    to_output: Callable[[Any], Any]  # numpy batch -> what the loader yields
+    collate_in_main: Callable[[Any], Any]  # a collate_fn that could not go to the workers
+    view_converter: Callable[[np.ndarray], Any]  # copies an array out of a shared slot
+    acquire_pool: Callable[[], WorkerPool]  # the loader's persistent workers, or new ones
+    finished: Callable[[Pass, bool], None]  # (this pass, whether it failed): keep or stop workers
+    advise_sharding: Callable[[dict | None], None]  # see DataLoader._advise_sharding
 
 
 def _reraise_in_process(error: SampleError) -> None:
@@ -27,125 +47,36 @@ def _reraise_in_process(error: SampleError) -> None:
     raise original.with_traceback(original.__traceback__)
 
 
-class WorkerPool:
-    """The running workers of a loader (kept across passes with ``persistent_workers``)."""
-
-    def __init__(self, loader: DataLoader, fetcher: Fetcher, epoch: int) -> None:
-        n = loader.num_workers
-        prefetch = loader.prefetch_factor or 2  # set whenever num_workers > 0
-        iterable = loader._iterable
-        self.workers: list[ProcessWorker | ThreadWorker] = []
-        mlx_core = sys.modules.get("mlx.core")
-        if (
-            loader.worker_type == "process"
-            and loader._start_method() == "fork"
-            and mlx_core is not None
-        ):
-            # MLX's cached (free) buffers would be shared copy-on-write with the children, and
-            # every batch written into them afterwards would fault page by page.
-            mlx_core.clear_cache()
-        try:
-            for wid in range(n):
-                spec = WorkerSpec(
-                    wid, n, fetcher, loader._resolved_seed(), epoch, loader.worker_init_fn, iterable
-                )
-                if loader.worker_type == "thread":
-                    self.workers.append(ThreadWorker(spec, prefetch))
-                else:
-                    self.workers.append(ProcessWorker(loader._mp_context(), spec, prefetch))
-            for worker in self.workers:
-                if isinstance(worker, ProcessWorker):
-                    worker.wait_ready()
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def pids(self) -> list[int]:
-        return [w.pid for w in self.workers if w.pid is not None]
-
-    def drain(self, timeout: float | None) -> None:
-        for worker in self.workers:
-            worker.drain(timeout)
-
-    def healthy(self) -> bool:
-        return all(getattr(w, "healthy", lambda: True)() for w in self.workers)
-
-    def close(self) -> None:
-        workers = self.workers
-        self.workers = []
-        for worker in workers:
-            worker.stop()
-
-
 class Pass(Iterator[Any]):
-    """Yields the batches of one epoch, starting ``skip`` batches in (resume)."""
+    """Yields the batches of one epoch, starting ``batches_yielded`` batches in (resume)."""
 
-    def __init__(self, loader: DataLoader, epoch: int, resume: dict | None) -> None:
-        self.loader = loader
-        self.epoch = epoch
+    pool: WorkerPool | None = None
+
+    def __init__(self, plan: PassPlan) -> None:
+        self.plan = plan
+        self.epoch = plan.epoch
         self.yielded = 0
         self.finished = False
         self.closed = False
-        self.pool: WorkerPool | None = None
-        self.worker_states: list[dict | None] = []
-        self.exhausted: set[int] = set()
-        self.cursor = 0
-        self.stream_state: dict | None = None
         self._sample_failed = False
-        resume = resume or {}
-        skip = int(resume.get("batches_yielded", 0))
-        self._timeout = loader.timeout if loader.timeout > 0 else None
-        self._fetcher = loader._fetcher()
-        if loader._iterable:
-            self._start_iterable(resume, skip)
-        else:
-            self._start_map(skip)
-
-    # -- set-up ------------------------------------------------------------------------------
-    def _start_map(self, skip: int) -> None:
-        batches = iter(self.loader._index_batches(self.epoch))
-        self.batches = itertools.islice(batches, skip, None)
-        self.yielded = self._first = skip
-        if self.loader.num_workers:
-            self.pool = self.loader._pool(self._fetcher, self.epoch)
-            self.dispatched = 0
-            self._dispatch()
-
-    def _start_iterable(self, resume: dict, skip: int) -> None:
-        loader = self.loader
-        dataset = loader.dataset
-        exact = skip and hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
-        if skip and not exact:
+        self.skip = int(plan.resume.get("batches_yielded", 0))
+        dataset = plan.dataset
+        self.exact = bool(self.skip) and hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
+        if plan.iterable and self.skip and not self.exact:
             warnings.warn(
                 f"{type(dataset).__name__} has no state_dict()/load_state_dict(): resuming by "
-                f"replaying its stream and dropping the first {skip} batches",
+                f"replaying its stream and dropping the first {self.skip} batches",
                 stacklevel=4,
             )
-        n = loader.num_workers
-        states = resume.get("workers") if exact else None
-        if n:
-            self.pool = loader._pool(self._fetcher, self.epoch)
-            self.worker_states = list(states) if states else [None] * n
-            self.exhausted = set(resume.get("exhausted", [])) if exact else set()
-            self.cursor = int(resume.get("cursor", 0)) if exact else 0
-            for worker, state in zip(self.pool.workers, self.worker_states):
-                worker.reset(self.epoch, state)
-            self._dispatch()
+
+    def _skip_replayed(self) -> None:
+        """Iterable datasets without a state of their own resume by replaying the stream."""
+        if not self.plan.iterable:
+            return
+        if self.exact:
+            self.yielded = self.skip
         else:
-            position = [0]
-            if exact:
-                stream_state = resume.get("stream") or {}
-                self.stream_state = resume.get("stream")
-                position[0] = int(stream_state.get("position", 0))
-                if stream_state.get("dataset") is not None:
-                    dataset.load_state_dict(stream_state["dataset"])
-            self._position = position
-            self._stream = self._fetcher.iterable_batches(iter(dataset), self.epoch, 0, position)
-        if exact:
-            self.yielded = skip
-        else:
-            for _ in range(skip):
+            for _ in range(self.skip):
                 next(self, None)
 
     # -- iteration ---------------------------------------------------------------------------
@@ -166,139 +97,207 @@ class Pass(Iterator[Any]):
             # pass goes on: the next call yields the next batch (the failed one is consumed).
             self._sample_failed = False
             self.yielded += 1
-            if self.pool is not None and self.pool.workers:
-                self._dispatch()
+            self._after_failure()
             raise
         self.yielded += 1
-        return self.loader._to_output(batch)
+        return self.plan.to_output(batch)
 
     def _next_batch(self) -> Any:
-        if self.pool is None:
-            return self._next_in_process()
-        if self.loader._iterable:
-            return self._next_from_stream_workers()
-        return self._next_from_map_workers()
+        raise NotImplementedError
 
-    def _next_in_process(self) -> Any:
-        try:
-            if self.loader._iterable:
-                batch = next(self._stream)
-                self.stream_state = {"position": self._position[0]}
-                if hasattr(self.loader.dataset, "state_dict"):
-                    self.stream_state["dataset"] = self.loader.dataset.state_dict()
-                return batch
-            return self._fetcher.fetch(index_list(next(self.batches)), self.epoch)
-        except SampleError as error:
-            self._sample_failed = True  # (a generator that raised simply ends at the next call)
-            _reraise_in_process(error)
-
-    def _dispatch(self) -> None:
-        assert self.pool is not None
-        workers = self.pool.workers
-        if self.loader._iterable:
-            for wid, worker in enumerate(workers):
-                while wid not in self.exhausted and worker.has_room():
-                    worker.submit(("next",))
-            return
-        if not self.loader.in_order:  # any worker with room (results are taken as they finish)
-            while any(w.has_room() for w in workers):
-                indices = next(self.batches, None)
-                if indices is None:
-                    return
-                worker = min((w for w in workers if w.has_room()), key=lambda w: len(w.in_flight))
-                worker.submit(("map", self.epoch, index_list(indices)))
-                self.dispatched += 1
-            return
-        while workers[self.dispatched % len(workers)].has_room():
-            indices = next(self.batches, None)
-            if indices is None:
-                return
-            workers[self.dispatched % len(workers)].submit(("map", self.epoch, index_list(indices)))
-            self.dispatched += 1
-
-    def _receive(self, worker: ProcessWorker | ThreadWorker) -> tuple[tuple, Any]:
-        message, slot = worker.take(self._timeout)
-        if message[0] == "error":
-            worker.release(slot)
-            error: WorkerError = message[1]
-            self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
-            error.reraise()
-        if message[0] == "end":
-            worker.release(slot)
-            return message, None
-        batch = worker.unpack(message[1], slot, self.loader._view_converter())
-        worker.release(slot)
-        return message, batch
-
-    def _next_from_map_workers(self) -> Any:
-        assert self.pool is not None
-        workers = self.pool.workers
-        received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
-        if received >= self.dispatched:
-            raise StopIteration
-        worker = workers[received % len(workers)] if self.loader.in_order else self._first_ready(workers)
-        _, batch = self._receive(worker)
-        self._dispatch()
-        return self.loader._collate_in_main(batch)
-
-    def _first_ready(self, workers: list) -> Any:
-        """in_order=False: the first worker with a finished batch (torch's rule: a slow sample
-        does not hold back the batches behind it)."""
-        busy = [w for w in workers if w.in_flight]
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        while True:
-            for worker in busy:
-                if worker.ready():
-                    return worker
-            conns = [w.conn for w in busy if hasattr(w, "conn")]
-            if conns:
-                wait([*conns, *(w.process.sentinel for w in busy)], 0.05)
-            else:
-                time.sleep(0.001)
-            if deadline is not None and time.monotonic() > deadline:
-                return busy[0]  # its take() reports the timeout
-
-    def _next_from_stream_workers(self) -> Any:
-        assert self.pool is not None
-        workers = self.pool.workers
-        while len(self.exhausted) < len(workers):
-            wid = self.cursor % len(workers)
-            self.cursor = (self.cursor + 1) % len(workers)
-            if wid in self.exhausted:
-                continue
-            message, batch = self._receive(workers[wid])
-            if message[0] == "end":
-                self.exhausted.add(wid)
-                workers[wid].drain(self._timeout)
-                continue
-            self.worker_states[wid] = message[2]
-            self.loader._advise_sharding(message[2])
-            self._dispatch()
-            return self.loader._collate_in_main(batch)
-        raise StopIteration
+    def _after_failure(self) -> None:
+        pass
 
     # -- state and clean-up ------------------------------------------------------------------
     def state(self) -> dict:
-        state: dict[str, Any] = {"batches_yielded": self.yielded}
-        if self.loader._iterable:
-            state.update(
-                cursor=self.cursor,
-                exhausted=sorted(self.exhausted),
-                workers=self.worker_states,
-                stream=self.stream_state,
-            )
-        return _jsonable(state)
+        return {"batches_yielded": self.yielded}
 
     def close(self, failed: bool = False) -> None:
         if not self.closed:
             self.closed = True
-            self.loader._pass_closed(self, failed)
+            self.plan.finished(self, failed)
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
+
+
+class InProcessPass(Pass):
+    """``num_workers=0``: fetch, transform and collate in the calling thread."""
+
+    def __init__(self, plan: PassPlan) -> None:
+        super().__init__(plan)
+        self.stream_state: dict | None = None
+        if not plan.iterable:
+            assert plan.index_batches is not None
+            self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
+            self.yielded = self.skip
+            return
+        position = [0]
+        if self.exact:
+            stream_state = plan.resume.get("stream") or {}
+            self.stream_state = plan.resume.get("stream")
+            position[0] = int(stream_state.get("position", 0))
+            if stream_state.get("dataset") is not None:
+                plan.dataset.load_state_dict(stream_state["dataset"])
+        self._position = position
+        self._stream = plan.fetcher.iterable_batches(iter(plan.dataset), self.epoch, 0, position)
+        self._skip_replayed()
+
+    def _next_batch(self) -> Any:
+        plan = self.plan
+        try:
+            if not plan.iterable:
+                return plan.fetcher.fetch(index_list(next(self.batches)), self.epoch)
+            batch = next(self._stream)
+            self.stream_state = {"position": self._position[0]}
+            if hasattr(plan.dataset, "state_dict"):
+                self.stream_state["dataset"] = plan.dataset.state_dict()
+            return batch
+        except SampleError as error:
+            self._sample_failed = True  # (a generator that raised simply ends at the next call)
+            _reraise_in_process(error)
+
+    def state(self) -> dict:
+        state = super().state()
+        if self.plan.iterable:
+            state.update(cursor=0, exhausted=[], workers=[], stream=self.stream_state)
+        return _jsonable(state)
+
+
+class WorkerPass(Pass):
+    """Workers fetch; results come back through each worker's channel.
+
+    NOTE [round-robin order]: map-style batch j goes to worker ``j % n`` and is read back from
+    it, so the batch order never depends on worker timing (``in_order=False`` reads whichever
+    worker is ready). An iterable dataset's workers each run their own stream; their batches
+    are taken round-robin, skipping exhausted workers, as torch does.
+    """
+
+    def __init__(self, plan: PassPlan) -> None:
+        super().__init__(plan)
+        self.worker_states: list[dict | None] = []
+        self.exhausted: set[int] = set()
+        self.cursor = 0
+        self.pool = plan.acquire_pool()
+        if not plan.iterable:
+            assert plan.index_batches is not None
+            self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
+            self.yielded = self._first = self.skip
+            self.dispatched = 0
+            self._dispatch()
+            return
+        resume = plan.resume
+        states = resume.get("workers") if self.exact else None
+        self.worker_states = list(states) if states else [None] * plan.num_workers
+        self.exhausted = set(resume.get("exhausted", [])) if self.exact else set()
+        self.cursor = int(resume.get("cursor", 0)) if self.exact else 0
+        for worker, state in zip(self.pool.workers, self.worker_states):
+            worker.reset(self.epoch, state)
+        self._dispatch()
+        self._skip_replayed()
+
+    def _after_failure(self) -> None:
+        if self.pool is not None and self.pool.workers:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        assert self.pool is not None
+        workers = self.pool.workers
+        if self.plan.iterable:
+            for wid, worker in enumerate(workers):
+                while wid not in self.exhausted and worker.has_room():
+                    worker.submit(NextTask)
+            return
+        if not self.plan.in_order:  # any worker with room (results are taken as they finish)
+            while any(w.has_room() for w in workers):
+                indices = next(self.batches, None)
+                if indices is None:
+                    return
+                worker = min((w for w in workers if w.has_room()), key=lambda w: len(w.in_flight))
+                self._submit(worker, indices)
+            return
+        while workers[self.dispatched % len(workers)].has_room():
+            indices = next(self.batches, None)
+            if indices is None:
+                return
+            self._submit(workers[self.dispatched % len(workers)], indices)
+
+    def _submit(self, worker: ProcessWorker | ThreadWorker, indices: Any) -> None:
+        epoch = self.epoch
+        batch = index_list(indices)
+        worker.submit(lambda slot: MapTask(epoch, batch, slot))
+        self.dispatched += 1
+
+    def _receive(self, worker: ProcessWorker | ThreadWorker) -> tuple[Any, Any]:
+        message, slot = worker.take(self.plan.timeout)
+        if isinstance(message, Failed):
+            worker.release(slot)
+            self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
+            message.error.reraise()
+        if isinstance(message, End):
+            worker.release(slot)
+            return message, None
+        batch = worker.unpack(message.payload, slot, self.plan.view_converter)
+        worker.release(slot)
+        return message, batch
+
+    def _next_batch(self) -> Any:
+        assert self.pool is not None
+        workers = self.pool.workers
+        if not workers:  # the loader was closed under this pass
+            raise StopIteration
+        if self.plan.iterable:
+            return self._next_from_streams(workers)
+        received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
+        if received >= self.dispatched:
+            raise StopIteration
+        worker = workers[received % len(workers)] if self.plan.in_order else self._first_ready(workers)
+        _, batch = self._receive(worker)
+        self._dispatch()
+        return self.plan.collate_in_main(batch)
+
+    def _first_ready(self, workers: list) -> Any:
+        """in_order=False: the first worker with a finished batch (torch's rule: a slow sample
+        does not hold back the batches behind it)."""
+        busy = [w for w in workers if w.in_flight]
+        deadline = None if self.plan.timeout is None else time.monotonic() + self.plan.timeout
+        while True:
+            for worker in busy:
+                if worker.ready():
+                    return worker
+            conns = [w.conn for w in busy if isinstance(w, ProcessWorker)]
+            if conns:
+                wait([*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))], 0.05)
+            else:
+                time.sleep(0.001)
+            if deadline is not None and time.monotonic() > deadline:
+                return busy[0]  # its take() reports the timeout
+
+    def _next_from_streams(self, workers: list) -> Any:
+        while len(self.exhausted) < len(workers):
+            wid = self.cursor % len(workers)
+            self.cursor = (self.cursor + 1) % len(workers)
+            if wid in self.exhausted:
+                continue
+            message, batch = self._receive(workers[wid])
+            if isinstance(message, End):
+                self.exhausted.add(wid)
+                workers[wid].drain(self.plan.timeout)
+                continue
+            self.worker_states[wid] = message.state
+            self.plan.advise_sharding(message.state)
+            self._dispatch()
+            return self.plan.collate_in_main(batch)
+        raise StopIteration
+
+    def state(self) -> dict:
+        state = super().state()
+        if self.plan.iterable:
+            state.update(cursor=self.cursor, exhausted=sorted(self.exhausted), workers=self.worker_states, stream=None)
+        return _jsonable(state)
 
 
 def _jsonable(value: Any) -> Any:

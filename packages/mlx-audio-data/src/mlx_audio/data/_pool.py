@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
+from ._protocol import MapTask, NextTask, Ready, ResetTask, WorkerSpec
 from ._shm import Slot, new_slot_paths, unlink_quietly, unpack
-from ._worker import WorkerSpec, process_worker_loop, thread_worker_loop
+from ._worker import process_worker_loop, thread_worker_loop
 
 
 class WorkerDied(RuntimeError):
@@ -47,10 +50,10 @@ class _Worker:
         self.free = deque(range(prefetch))
         self.in_flight: deque[int] = deque()
 
-    def _put(self, message: tuple) -> None:
+    def _put(self, message: Any) -> None:
         raise NotImplementedError
 
-    def _get(self, timeout: float | None) -> tuple:
+    def _get(self, timeout: float | None) -> Any:
         raise NotImplementedError
 
     def has_room(self) -> bool:
@@ -60,15 +63,16 @@ class _Worker:
         """A result (or the news of a death) is waiting: ``take`` would not block."""
         raise NotImplementedError
 
-    def submit(self, task: tuple) -> None:
+    def submit(self, make_task: Callable[[int], MapTask | NextTask]) -> None:
+        """Send the task ``make_task(slot)`` for the next free result slot."""
         slot = self.free.popleft()
         self.in_flight.append(slot)
-        self._put((*task, slot))
+        self._put(make_task(slot))
 
     def reset(self, epoch: int, state: dict | None) -> None:
-        self._put(("reset", epoch, state))
+        self._put(ResetTask(epoch, state))
 
-    def take(self, timeout: float | None) -> tuple[tuple, int]:
+    def take(self, timeout: float | None) -> tuple[Any, int]:
         """The next result message and the slot it used (the slot stays reserved)."""
         message = self._get(timeout)
         return message, self.in_flight.popleft()
@@ -114,7 +118,7 @@ class ProcessWorker(_Worker):
             unlink_quietly(self.slot_paths)
             self.linked = False
 
-    def _put(self, task: tuple) -> None:
+    def _put(self, task: Any) -> None:
         self.tasks.put(task)
 
     def wait_ready(self) -> None:
@@ -122,7 +126,7 @@ class ProcessWorker(_Worker):
         if self.linked:  # "ready" is always a worker's first message
             self._get(None, until_ready=True)
 
-    def _get(self, timeout: float | None, until_ready: bool = False) -> tuple:
+    def _get(self, timeout: float | None, until_ready: bool = False) -> Any:
         while True:
             ready = wait([self.conn, self.process.sentinel], timeout)
             if self.conn in ready:
@@ -133,7 +137,7 @@ class ProcessWorker(_Worker):
                 if message is None:
                     self.process.join(1.0)
                     raise WorkerDied(self._died_message())
-                if message[0] == "ready":  # it has opened its slots: the names can go now
+                if isinstance(message, Ready):  # it has opened its slots: the names can go now
                     self.unlink()
                     if until_ready:
                         return message
@@ -211,10 +215,10 @@ class ThreadWorker(_Worker):
     def ready(self) -> bool:
         return not self.results.empty()
 
-    def _put(self, task: tuple) -> None:
+    def _put(self, task: Any) -> None:
         self.tasks.put(task)
 
-    def _get(self, timeout: float | None) -> tuple:
+    def _get(self, timeout: float | None) -> Any:
         try:
             return self.results.get(timeout=timeout)
         except queue.Empty:
@@ -229,3 +233,50 @@ class ThreadWorker(_Worker):
         self.stopping.set()
         self.tasks.put(None)
         self.thread.join(5.0)
+
+
+class WorkerPool:
+    """The running workers of a loader (kept across passes with ``persistent_workers``)."""
+
+    def __init__(
+        self,
+        specs: list[WorkerSpec],
+        prefetch: int,
+        worker_type: str,
+        context: Any,
+    ) -> None:
+        self.workers: list[ProcessWorker | ThreadWorker] = []
+        mlx_core = sys.modules.get("mlx.core")
+        if worker_type == "process" and context.get_start_method() == "fork" and mlx_core is not None:
+            # MLX's cached (free) buffers would be shared copy-on-write with the children, and
+            # every batch written into them afterwards would fault page by page.
+            mlx_core.clear_cache()
+        try:
+            for spec in specs:
+                if worker_type == "thread":
+                    self.workers.append(ThreadWorker(spec, prefetch))
+                else:
+                    self.workers.append(ProcessWorker(context, spec, prefetch))
+            for worker in self.workers:
+                if isinstance(worker, ProcessWorker):
+                    worker.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.pid is not None]
+
+    def drain(self, timeout: float | None) -> None:
+        for worker in self.workers:
+            worker.drain(timeout)
+
+    def healthy(self) -> bool:
+        return all(getattr(w, "healthy", lambda: True)() for w in self.workers)
+
+    def close(self) -> None:
+        workers = self.workers
+        self.workers = []
+        for worker in workers:
+            worker.stop()

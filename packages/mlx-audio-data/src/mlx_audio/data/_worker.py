@@ -7,13 +7,11 @@ on CUDA and leak semaphores on Metal, mlx#2457).
 from __future__ import annotations
 
 import os
-import pickle
 import queue
 import random
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -22,7 +20,7 @@ import numpy as np
 
 from . import _tree
 from ._blas import limit_blas_threads
-from ._fetch import Fetcher, SampleError
+from ._protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
 from ._shm import Arena, Slot, pack
 
 _POLL_SECONDS = 1.0
@@ -82,59 +80,6 @@ def set_global_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-@dataclass
-class WorkerSpec:
-    """Everything a worker needs, sent once when it starts."""
-
-    worker_id: int
-    num_workers: int
-    fetcher: Fetcher
-    seed: int
-    epoch: int
-    worker_init_fn: Any
-    iterable: bool
-
-
-class WorkerError:
-    """A picklable record of an exception raised in a worker."""
-
-    def __init__(self, worker_id: int, error: BaseException) -> None:
-        index = None
-        if isinstance(error, SampleError):
-            index = error.index
-            error = error.error
-        self.worker_id = worker_id
-        self.index = index
-        self.type_name = type(error).__name__
-        self.traceback = "".join(
-            traceback.format_exception(type(error), error, error.__traceback__)
-        )
-        try:
-            self.exc_type = pickle.loads(pickle.dumps(type(error)))
-        except Exception:
-            self.exc_type = None
-
-    def reraise(self) -> None:
-        where = f" while fetching index {self.index}" if self.index is not None else ""
-        message = (
-            f"Caught {self.type_name} in DataLoader worker {self.worker_id}{where}.\n"
-            f"Original traceback (from the worker):\n{self.traceback}"
-        )
-        exc_type = self.exc_type if isinstance(self.exc_type, type) else RuntimeError
-        if issubclass(exc_type, KeyError):  # KeyError prints repr(arg): keep newlines readable
-            message = _PlainRepr(message)
-        try:
-            error = exc_type(message)
-        except Exception:
-            error = RuntimeError(message)
-        raise error
-
-
-class _PlainRepr(str):
-    def __repr__(self) -> str:
-        return str(self)
-
-
 class _Producer:
     """Runs tasks for one worker: map-style index batches or the next batches of a stream."""
 
@@ -187,8 +132,7 @@ def process_worker_loop(
 ) -> None:
     """Entry point of a worker process.
 
-    Messages in: ("map", epoch, indices, slot) | ("next", slot) | ("reset", epoch, state) | None.
-    Messages out: ("ready",) then ("ok", payload, state) | ("end",) | ("error", WorkerError).
+    Messages: see ``_protocol`` (tasks in, Ready then Batch / End / Failed out).
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
@@ -201,7 +145,7 @@ def process_worker_loop(
         )
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
-    results.send(("ready",))
+    results.send(Ready())
     _process_info = WorkerInfo(
         spec.worker_id,
         spec.num_workers,
@@ -214,7 +158,7 @@ def process_worker_loop(
         if spec.worker_init_fn is not None:
             spec.worker_init_fn(spec.worker_id)
     except Exception as error:
-        results.send(("error", WorkerError(spec.worker_id, error)))
+        results.send(Failed(WorkerError(spec.worker_id, error)))
     while True:
         try:
             task = tasks.get(timeout=_POLL_SECONDS)
@@ -224,7 +168,7 @@ def process_worker_loop(
             continue
         if task is None:
             return
-        message = _run_task(producer, task, Arena(slots[task[-1]]) if task[0] != "reset" else None)
+        message = _run_task(producer, task, None if isinstance(task, ResetTask) else Arena(slots[task.slot]))
         if message is None:
             continue
         try:
@@ -248,7 +192,7 @@ def thread_worker_loop(
         try:
             spec.worker_init_fn(spec.worker_id)
         except Exception as error:
-            results.put(("error", WorkerError(spec.worker_id, error)))
+            results.put(Failed(WorkerError(spec.worker_id, error)))
     while not stop.is_set():
         try:
             task = tasks.get(timeout=_POLL_SECONDS)
@@ -261,7 +205,7 @@ def thread_worker_loop(
             results.put(message)
 
 
-def _run_task(producer: _Producer, task: tuple, arena: Arena | None) -> tuple | None:
+def _run_task(producer: _Producer, task: Any, arena: Arena | None) -> Batch | End | Failed | None:
     """Run one task; return the message to send back (None for a reset).
 
     With an ``arena`` (process workers) the batch is collated straight into the task's
@@ -269,15 +213,15 @@ def _run_task(producer: _Producer, task: tuple, arena: Arena | None) -> tuple | 
     """
     fetcher = producer.spec.fetcher
     try:
-        if task[0] == "reset":
-            producer.reset(task[1], task[2])
+        if isinstance(task, ResetTask):
+            producer.reset(task.epoch, task.state)
             return None
         fetcher.alloc = arena.empty if arena is not None else None
-        batch, state = producer.run(task[1:3] if task[0] == "map" else ())
+        batch, state = producer.run((task.epoch, task.indices) if isinstance(task, MapTask) else ())
         if batch is StopIteration:
-            return ("end",)
-        return ("ok", pack(batch, arena) if arena is not None else batch, state)
+            return End()
+        return Batch(pack(batch, arena) if arena is not None else batch, state)
     except Exception as error:
-        return ("error", WorkerError(producer.spec.worker_id, error))
+        return Failed(WorkerError(producer.spec.worker_id, error))
     finally:
         fetcher.alloc = None

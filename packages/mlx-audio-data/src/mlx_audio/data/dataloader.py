@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import pickle
-import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -14,14 +11,25 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ._fetch import Fetcher, Transform, as_transform_list, compose
-from ._iterator import Pass, WorkerPool
+from ._iterator import InProcessPass, Pass, PassPlan, WorkerPass
+from ._plan import (
+    check_arguments,
+    check_int,
+    check_worker_count,
+    index_batches,
+    is_iterable_dataset,
+    mp_context,
+    start_method,
+)
+from ._pool import WorkerPool
+from ._protocol import WorkerSpec
+from ._state import check_state, make_state
 from .collate import to_mlx
-from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
 
-_STATE_VERSION = 1
+STATE_KEYS = ("version", "seed", "num_workers", "batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler")
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -31,11 +39,6 @@ def _picklable(obj: Any) -> bool:
         return True
     except Exception:
         return False
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 class DataLoader(Generic[T_co]):
@@ -82,64 +85,13 @@ class DataLoader(Generic[T_co]):
         mlx_transforms: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
         in_order: bool = True,
     ) -> None:
-        _check_int("num_workers", num_workers, 0)
-        if batch_size is not None:
-            _check_int("batch_size", batch_size, 1)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-            raise ValueError(
-                f"timeout must be a number >= 0 (seconds; 0 waits forever), got {timeout!r}"
-            )
-        if prefetch_factor is not None:
-            if num_workers == 0:
-                raise ValueError(
-                    "prefetch_factor only applies with num_workers > 0; leave it as None for num_workers=0"
-                )
-            _check_int("prefetch_factor", prefetch_factor, 1)
-        if persistent_workers and num_workers == 0:
-            raise ValueError("persistent_workers=True needs num_workers > 0")
-        if worker_type not in ("process", "thread"):
-            raise ValueError(f"worker_type must be 'process' or 'thread', got {worker_type!r}")
-        if seed is not None and generator is not None:
-            raise ValueError(
-                "pass seed or generator, not both (a generator draws the seed at first iteration)"
-            )
-        if seed is not None:
-            _check_int("seed", seed, 0)
-        if generator is not None and not isinstance(generator, np.random.Generator):
-            raise ValueError(
-                f"generator must be a numpy.random.Generator, got {type(generator).__name__}"
-            )
-        for name, fn in (("collate_fn", collate_fn), ("worker_init_fn", worker_init_fn)):
-            if fn is not None and not callable(fn):
-                raise ValueError(f"{name} must be callable or None, got {fn!r}")
-        if (
-            isinstance(multiprocessing_context, str)
-            and multiprocessing_context not in multiprocessing.get_all_start_methods()
-        ):
-            raise ValueError(
-                f"multiprocessing_context {multiprocessing_context!r} is not available here; "
-                f"valid: {multiprocessing.get_all_start_methods()}"
-            )
+        iterable = is_iterable_dataset(dataset)
+        batch_size = check_arguments(
+            iterable, batch_size, bool(shuffle), sampler, batch_sampler, num_workers, collate_fn,
+            drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
+            prefetch_factor, persistent_workers, seed, worker_type,
+        )
         shuffle = bool(shuffle)
-        iterable = isinstance(dataset, IterableDataset)
-        if iterable and (shuffle or sampler is not None or batch_sampler is not None):
-            raise ValueError(
-                "an IterableDataset defines its own order: shuffle, sampler and batch_sampler are "
-                "not supported (shuffle inside the dataset's __iter__)"
-            )
-        if sampler is not None and shuffle:
-            raise ValueError(
-                "sampler and shuffle=True are mutually exclusive (the sampler decides the order)"
-            )
-        if batch_sampler is not None:
-            if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError(
-                    "batch_sampler is mutually exclusive with batch_size, shuffle, sampler and "
-                    "drop_last (leave those at their defaults)"
-                )
-            batch_size = None
-        elif batch_size is None and drop_last:
-            raise ValueError("batch_size=None (no batching) is incompatible with drop_last=True")
         if pin_memory:
             warnings.warn(
                 "pin_memory has no effect with MLX (unified memory); ignoring it", stacklevel=2
@@ -160,6 +112,7 @@ class DataLoader(Generic[T_co]):
         )
         self.persistent_workers = persistent_workers
         self.seed = seed
+        self._given_seed = seed
         self.worker_type = worker_type
         self.cpu_transforms = as_transform_list(cpu_transforms, "cpu_transforms")
         self.mlx_transforms = as_transform_list(mlx_transforms, "mlx_transforms")
@@ -189,7 +142,7 @@ class DataLoader(Generic[T_co]):
         self._warned_main_collate = False
         self._sharding_advised = False
         self.in_order = bool(in_order)
-        self._check_worker_count()
+        check_worker_count(self.num_workers)
         self._initialized = True
 
     # NOTE [settings are fixed]: as in torch, what decides the batches cannot change once the
@@ -201,22 +154,6 @@ class DataLoader(Generic[T_co]):
         if self._initialized and name in self._FIXED:
             raise ValueError(f"{name} attribute should not be set after {type(self).__name__} is initialized")
         super().__setattr__(name, value)
-
-    def _check_worker_count(self) -> None:
-        """torch's warning when ``num_workers`` exceeds the CPUs this process may use."""
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS
-            cpus = os.cpu_count() or 1
-        if self.num_workers > cpus:
-            warnings.warn(
-                f"This DataLoader will create {self.num_workers} worker processes in total. Our suggested "
-                f"max number of worker in current system is {cpus}, which is smaller than what this "
-                "DataLoader is going to create. Please be aware that excessive worker creation might get "
-                "DataLoader running slow or even freeze, lower the worker number to avoid potential "
-                "slowness/freeze if necessary.",
-                stacklevel=3,
-            )
 
     # -- public API --------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
@@ -232,7 +169,25 @@ class DataLoader(Generic[T_co]):
         resume = self._resume
         self._resume = None
         self._next_epoch = epoch + 1
-        new_pass = Pass(self, epoch, resume)
+        fetcher = self._fetcher()
+        plan = PassPlan(
+            epoch=epoch,
+            resume=resume or {},
+            fetcher=fetcher,
+            dataset=self.dataset,
+            iterable=self._iterable,
+            index_batches=None if self._iterable else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
+            num_workers=self.num_workers,
+            timeout=self.timeout if self.timeout > 0 else None,
+            in_order=self.in_order,
+            to_output=self._to_output,
+            collate_in_main=self._collate_in_main,
+            view_converter=self._view_converter(),
+            acquire_pool=lambda: self._pool(fetcher, epoch),
+            finished=self._pass_closed,
+            advise_sharding=self._advise_sharding,
+        )
+        new_pass = (WorkerPass if self.num_workers else InProcessPass)(plan)
         self._pass_ref = weakref.ref(new_pass)
         return new_pass
 
@@ -254,7 +209,7 @@ class DataLoader(Generic[T_co]):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch ``epoch`` (from its start; cancels a pending resume)."""
-        _check_int("epoch", epoch, 0)
+        check_int("epoch", epoch, 0)
         self._next_epoch = int(epoch)
         self._resume = None
 
@@ -273,7 +228,7 @@ class DataLoader(Generic[T_co]):
         """
         current = self._pass_ref()
         if self._resume is not None:  # loaded and not yet iterated: report what was loaded
-            position = {k: v for k, v in self._resume.items() if k not in ("version", "seed", "num_workers")}
+            position = {k: v for k, v in self._resume.items() if k not in STATE_KEYS}
             position.setdefault("epoch", self._next_epoch)
         elif current is not None and not current.finished:
             position = {"epoch": current.epoch, **current.state()}
@@ -281,20 +236,12 @@ class DataLoader(Generic[T_co]):
             position = self._last_state
         else:
             position = {"epoch": self._next_epoch, "batches_yielded": 0}
-        return {
-            "version": _STATE_VERSION,
-            "seed": self._resolved_seed(),
-            "num_workers": self.num_workers,
-            **position,
-        }
+        return make_state(self, self._resolved_seed(), position)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`'s output at the next ``iter()``."""
-        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
-            raise ValueError(f"not a DataLoader state (version {_STATE_VERSION}): {state!r:.200}")
-        for key in ("epoch", "batches_yielded", "seed"):
-            if key not in state:
-                raise ValueError(f"DataLoader state is missing {key!r}: {state!r:.200}")
+        """Resume from :meth:`state_dict`'s output at the next ``iter()``; a state from a loader
+        with other batching, dataset length, sampler or seed is refused (``ValueError``)."""
+        check_state(state, self, self._given_seed)
         self.seed = int(state["seed"])
         self.generator = None
         self._next_epoch = int(state["epoch"])
@@ -339,43 +286,9 @@ class DataLoader(Generic[T_co]):
                 self.seed = int(np.random.randint(0, 2**31 - 1))
         return self.seed
 
-    def _index_batches(self, epoch: int) -> Iterable[Any]:
-        seed = self._resolved_seed()
-        samplers: tuple[Any, ...] = (self.sampler, self.batch_sampler, getattr(self.batch_sampler, "sampler", None))
-        for sampler in samplers:
-            # NOTE [loader seed]: a seeded sampler left at seed=None (RandomSampler,
-            # BucketBatchSampler, ...) takes the loader's seed, so one seed fixes every order.
-            if getattr(sampler, "seed", 0) is None and getattr(sampler, "generator", None) is None:
-                sampler.seed = seed
-        source: Any = self.batch_sampler if self.batch_sampler is not None else self.sampler
-        if hasattr(source, "set_epoch"):
-            source.set_epoch(epoch)
-        if self.batch_sampler is None:
-            indices = source.indices().tolist() if hasattr(source, "indices") else source
-            return ([i] for i in indices)
-        if hasattr(self.batch_sampler, "index_batches") and (
-            not isinstance(self.batch_sampler, BatchSampler) or hasattr(self.batch_sampler.sampler, "indices")
-        ):
-            return self.batch_sampler.index_batches()
-        return self.batch_sampler
-
-    def _start_method(self) -> str:
-        ctx = self.multiprocessing_context
-        if ctx is None:
-            return "fork" if sys.platform.startswith("linux") and not _gpu_backend() else "spawn"
-        return ctx if isinstance(ctx, str) else ctx.get_start_method()
-
-    def _mp_context(self) -> Any:
-        ctx = self.multiprocessing_context
-        return (
-            ctx
-            if ctx is not None and not isinstance(ctx, str)
-            else multiprocessing.get_context(self._start_method())
-        )
-
     def _fetcher(self) -> Fetcher:
         pickled = (
-            self.num_workers and self.worker_type == "process" and self._start_method() != "fork"
+            self.num_workers and self.worker_type == "process" and start_method(self.multiprocessing_context) != "fork"
         )
         self._collate_in_workers = not (
             pickled and self.collate_fn is not None and not _picklable(self.collate_fn)
@@ -384,7 +297,7 @@ class DataLoader(Generic[T_co]):
             self._warned_main_collate = True
             warnings.warn(
                 f"collate_fn {getattr(self.collate_fn, '__qualname__', self.collate_fn)!r} cannot be "
-                f"pickled for '{self._start_method()}' workers, so it runs in the main process on the "
+                f"pickled for '{start_method(self.multiprocessing_context)}' workers, so it runs in the main process on the "
                 "samples they send; define it at module level to collate in the workers",
                 stacklevel=4,
             )
@@ -416,14 +329,18 @@ class DataLoader(Generic[T_co]):
                 pass
             pool.close()
         try:
-            pool = WorkerPool(self, fetcher, epoch)
+            specs = [
+                WorkerSpec(wid, self.num_workers, fetcher, self._resolved_seed(), epoch, self.worker_init_fn, self._iterable)
+                for wid in range(self.num_workers)
+            ]
+            pool = WorkerPool(specs, self.prefetch_factor or 2, self.worker_type, mp_context(self.multiprocessing_context))
             self._pools_in_use.append(pool)
             return pool
         except (pickle.PicklingError, AttributeError, TypeError) as error:
-            if self._start_method() == "fork" or self.worker_type == "thread":
+            if start_method(self.multiprocessing_context) == "fork" or self.worker_type == "thread":
                 raise
             raise TypeError(
-                f"with the '{self._start_method()}' start method each worker receives a pickled copy "
+                f"with the '{start_method(self.multiprocessing_context)}' start method each worker receives a pickled copy "
                 f"of the dataset, cpu_transforms and worker_init_fn, and pickling failed: {error}. "
                 "Define them at module level (no lambdas or local functions), or use "
                 "multiprocessing_context='fork' (Linux) or worker_type='thread'."
@@ -488,13 +405,3 @@ class DataLoader(Generic[T_co]):
         if self._converts():
             batch = to_mlx(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
-
-
-def _gpu_backend() -> bool:
-    """True when MLX runs on a GPU here (forking after GPU init is unsafe)."""
-    try:
-        import mlx.core as mx
-
-        return bool(getattr(mx, "cuda", None) and mx.cuda.is_available())
-    except Exception:
-        return False

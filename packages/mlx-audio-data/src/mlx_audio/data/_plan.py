@@ -1,0 +1,172 @@
+"""What a DataLoader decides before a pass: its arguments checked, the epoch's index batches,
+how worker processes start. Plain functions of the loader's settings."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .dataset import IterableDataset
+from .sampler import BatchSampler
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def is_iterable_dataset(dataset: Any) -> bool:
+    """Ours or any framework's ``IterableDataset`` (torch's, Hugging Face's), or any object that
+    can be iterated but not indexed."""
+    if isinstance(dataset, IterableDataset):
+        return True
+    if any(cls.__name__ == "IterableDataset" for cls in type(dataset).__mro__):
+        return True
+    return hasattr(dataset, "__iter__") and not hasattr(dataset, "__getitem__")
+
+
+def check_arguments(
+    iterable: bool,
+    batch_size: int | None,
+    shuffle: bool,
+    sampler: Any,
+    batch_sampler: Any,
+    num_workers: int,
+    collate_fn: Any,
+    drop_last: bool,
+    timeout: Any,
+    worker_init_fn: Any,
+    multiprocessing_context: Any,
+    generator: Any,
+    prefetch_factor: int | None,
+    persistent_workers: bool,
+    seed: int | None,
+    worker_type: str,
+) -> int | None:
+    """``ValueError`` naming the argument and what is valid; returns the effective batch_size
+    (None with a batch_sampler)."""
+    check_int("num_workers", num_workers, 0)
+    if batch_size is not None:
+        check_int("batch_size", batch_size, 1)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+        raise ValueError(
+            f"timeout must be a number >= 0 (seconds; 0 waits forever), got {timeout!r}"
+        )
+    if prefetch_factor is not None:
+        if num_workers == 0:
+            raise ValueError(
+                "prefetch_factor only applies with num_workers > 0; leave it as None for num_workers=0"
+            )
+        check_int("prefetch_factor", prefetch_factor, 1)
+    if persistent_workers and num_workers == 0:
+        raise ValueError("persistent_workers=True needs num_workers > 0")
+    if worker_type not in ("process", "thread"):
+        raise ValueError(f"worker_type must be 'process' or 'thread', got {worker_type!r}")
+    if seed is not None and generator is not None:
+        raise ValueError(
+            "pass seed or generator, not both (a generator draws the seed at first iteration)"
+        )
+    if seed is not None:
+        check_int("seed", seed, 0)
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise ValueError(
+            f"generator must be a numpy.random.Generator, got {type(generator).__name__}"
+        )
+    for name, fn in (("collate_fn", collate_fn), ("worker_init_fn", worker_init_fn)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be callable or None, got {fn!r}")
+    if (
+        isinstance(multiprocessing_context, str)
+        and multiprocessing_context not in multiprocessing.get_all_start_methods()
+    ):
+        raise ValueError(
+            f"multiprocessing_context {multiprocessing_context!r} is not available here; "
+            f"valid: {multiprocessing.get_all_start_methods()}"
+        )
+    if iterable and (shuffle or sampler is not None or batch_sampler is not None):
+        raise ValueError(
+            "an IterableDataset defines its own order: shuffle, sampler and batch_sampler are "
+            "not supported (shuffle inside the dataset's __iter__)"
+        )
+    if sampler is not None and shuffle:
+        raise ValueError(
+            "sampler and shuffle=True are mutually exclusive (the sampler decides the order)"
+        )
+    if batch_sampler is not None:
+        if batch_size != 1 or shuffle or sampler is not None or drop_last:
+            raise ValueError(
+                "batch_sampler is mutually exclusive with batch_size, shuffle, sampler and "
+                "drop_last (leave those at their defaults)"
+            )
+        batch_size = None
+    elif batch_size is None and drop_last:
+        raise ValueError("batch_size=None (no batching) is incompatible with drop_last=True")
+    return batch_size
+
+
+def index_batches(sampler: Any, batch_sampler: Any, seed: int, epoch: int) -> Iterable[Any]:
+    """The epoch's index batches (lists, or numpy arrays when the sampler can slice them)."""
+    candidates: tuple[Any, ...] = (sampler, batch_sampler, getattr(batch_sampler, "sampler", None))
+    for candidate in candidates:
+        # NOTE [loader seed]: a seeded sampler left at seed=None (RandomSampler,
+        # BucketBatchSampler, ...) takes the loader's seed, so one seed fixes every order.
+        if getattr(candidate, "seed", 0) is None and getattr(candidate, "generator", None) is None:
+            candidate.seed = seed
+    source: Any = batch_sampler if batch_sampler is not None else sampler
+    if hasattr(source, "set_epoch"):
+        source.set_epoch(epoch)
+    if batch_sampler is None:
+        indices = source.indices().tolist() if hasattr(source, "indices") else source
+        return ([i] for i in indices)
+    if hasattr(batch_sampler, "index_batches") and (
+        not isinstance(batch_sampler, BatchSampler) or hasattr(batch_sampler.sampler, "indices")
+    ):
+        return batch_sampler.index_batches()
+    return batch_sampler
+
+
+def start_method(context: Any) -> str:
+    """fork on Linux CPU; spawn elsewhere and when MLX runs on a CUDA GPU (forking after the
+    GPU is initialised is unsafe); or what the user chose."""
+    if context is None:
+        return "fork" if sys.platform.startswith("linux") and not _gpu_backend() else "spawn"
+    return context if isinstance(context, str) else context.get_start_method()
+
+
+def mp_context(context: Any) -> Any:
+    if context is not None and not isinstance(context, str):
+        return context
+    return multiprocessing.get_context(start_method(context))
+
+
+def _gpu_backend() -> bool:
+    """True when MLX runs on a GPU here."""
+    try:
+        import mlx.core as mx
+
+        return bool(getattr(mx, "cuda", None) and mx.cuda.is_available())
+    except Exception:
+        return False
+
+
+def check_worker_count(num_workers: int) -> None:
+    """torch's warning when ``num_workers`` exceeds the CPUs this process may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cpus = os.cpu_count() or 1
+    if num_workers > cpus:
+        warnings.warn(
+            f"This DataLoader will create {num_workers} worker processes in total. Our suggested "
+            f"max number of worker in current system is {cpus}, which is smaller than what this "
+            "DataLoader is going to create. Please be aware that excessive worker creation might get "
+            "DataLoader running slow or even freeze, lower the worker number to avoid potential "
+            "slowness/freeze if necessary.",
+            stacklevel=4,
+        )

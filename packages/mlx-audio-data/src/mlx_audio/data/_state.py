@@ -1,0 +1,62 @@
+"""The DataLoader's resumable state: a small versioned dict (Grain's iterator state), checked
+against the loader it is loaded into, so a state never silently resumes a different stream.
+
+Keys: ``version``; what the batches depend on (``seed``, ``batch_size``, ``drop_last``,
+``dataset_length``, ``sampler``, ``batch_sampler``, ``num_workers``); where the pass stands (``epoch``,
+``batches_yielded``, and for iterable datasets the workers' stream states).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = 2
+_SETTINGS = ("batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler")
+
+
+def settings_of(loader: Any) -> dict[str, Any]:
+    """What a saved position depends on, besides the seed."""
+    try:
+        length: int | None = len(loader.dataset)
+    except TypeError:  # an unsized stream
+        length = None
+    return {
+        "batch_size": loader.batch_size,
+        "drop_last": bool(loader.drop_last),
+        "dataset_length": length,
+        "sampler": _name(loader.sampler),
+        "batch_sampler": _name(loader.batch_sampler),
+    }
+
+
+def _name(sampler: Any) -> str | None:
+    return None if sampler is None else type(sampler).__name__
+
+
+def make_state(loader: Any, seed: int, position: dict[str, Any]) -> dict[str, Any]:
+    return {"version": VERSION, "seed": seed, "num_workers": loader.num_workers, **settings_of(loader), **position}
+
+
+def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
+    """``ValueError`` naming what differs between ``state`` and ``loader`` (and what to do)."""
+    if not isinstance(state, dict) or state.get("version") not in (1, VERSION):
+        raise ValueError(f"not a DataLoader state (version {VERSION}): {state!r:.200}")
+    for key in ("epoch", "batches_yielded", "seed"):
+        if key not in state:
+            raise ValueError(f"DataLoader state is missing {key!r}: {state!r:.200}")
+    if given_seed is not None and int(state["seed"]) != given_seed:
+        raise ValueError(
+            f"the state was saved by a loader with seed={state['seed']} and this one has "
+            f"seed={given_seed}: its batches would differ. Build the loader without a seed (it "
+            "takes the state's) or with the same one"
+        )
+    if state["version"] == 1:
+        return  # written before the settings were recorded
+    mine = settings_of(loader)
+    for key in _SETTINGS:
+        if state.get(key) != mine[key]:
+            raise ValueError(
+                f"the state was saved by a loader with {key}={state.get(key)!r} and this one has "
+                f"{key}={mine[key]!r}: resuming would skip the wrong batches. Resume with the same "
+                "dataset and batching, or start the epoch afresh (loader.set_epoch(e))"
+            )
