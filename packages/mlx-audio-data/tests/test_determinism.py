@@ -112,3 +112,38 @@ def test_iterable_sharding_and_determinism():
     assert_same_batches(batches, again)
     in_process = [as_numpy(b) for b in DataLoader(ShardedStream(), batch_size=4)]
     assert sorted(int(i) for b in in_process for i in b[:, 0]) == list(range(40))
+
+
+class NoisyItems:
+    """Randomness drawn inside __getitem__, through the loader's per-sample generator."""
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, index):
+        from mlx_audio.data import sample_rng
+
+        return sample_rng().standard_normal(3).astype(np.float32)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_getitem_randomness_is_per_sample_and_resumes_exactly(num_workers):
+    import json
+
+    from mlx_audio.data import DataLoader
+
+    def make(workers):
+        return DataLoader(NoisyItems(), batch_size=4, shuffle=True, seed=5, num_workers=workers)
+
+    reference = [np.array(b) for b in make(0)]
+    loader = make(num_workers)
+    seen = []
+    for i, batch in enumerate(loader):
+        seen.append(np.array(batch))
+        if i == 3:
+            state = json.loads(json.dumps(loader.state_dict()))
+            break
+    resumed = make(num_workers)
+    resumed.load_state_dict(state)
+    for a, b in zip(seen + [np.array(b) for b in resumed], reference, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -210,3 +210,48 @@ def test_too_small_shared_memory_gives_the_remedy(tmp_path, monkeypatch):
         assert not [p for p in held if p.startswith(str(tiny))], "a slot file is still open or mapped"
     finally:
         subprocess.run(["umount", "-l", str(tiny)], check=False)  # lazy: never left mounted
+
+
+def _run_script(tmp_path, source, *args, timeout=60):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+    )
+    return result, time.monotonic() - start
+
+
+EXIT_AFTER_ERROR = """
+    import sys
+    import numpy as np
+    from mlx_audio.data import ArrayDataset, DataLoader
+
+    if __name__ == "__main__":
+        data = ArrayDataset(np.zeros((400_000, 2), np.float32))
+        loader = DataLoader(data, batch_size=100_000, num_workers=2, persistent_workers=sys.argv[1] == "1")
+        for batch in loader:
+            raise ValueError("boom")
+"""
+
+
+@pytest.mark.parametrize("persistent", ["0", "1"])
+def test_an_exception_in_the_loop_never_hangs_the_exit(tmp_path, persistent):
+    result, seconds = _run_script(tmp_path, EXIT_AFTER_ERROR, persistent)
+    assert "ValueError: boom" in result.stderr and seconds < 20
+
+
+NO_MAIN_GUARD = """
+    import numpy as np
+    from mlx_audio.data import ArrayDataset, DataLoader
+
+    loader = DataLoader(ArrayDataset(np.arange(8, dtype=np.float32)), batch_size=2, num_workers=1,
+                        multiprocessing_context="spawn")
+    print(len(list(loader)))
+"""
+
+
+def test_spawn_without_a_main_guard_says_so(tmp_path):
+    result, _ = _run_script(tmp_path, NO_MAIN_GUARD)
+    assert result.returncode != 0
+    assert 'if __name__ == "__main__":' in result.stderr and "segfault" not in result.stderr.splitlines()[-1]

@@ -32,6 +32,7 @@ _EXPORTS = {
     "default_convert": "collate",
     "to_mlx": "collate",
     "get_worker_info": "_worker",
+    "sample_rng": "_fetch",
     "WorkerInfo": "_worker",
     "DataLoader": "dataloader",
     "BucketBatchSampler": "bucketing",

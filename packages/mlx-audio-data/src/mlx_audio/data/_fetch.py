@@ -7,6 +7,7 @@ here imports MLX: this module runs inside worker processes.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,6 +26,21 @@ def _wants_rng(fn: Transform) -> bool:
         return "rng" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+_current = threading.local()  # the (seed, epoch, index) of the sample being fetched
+
+
+def sample_rng() -> np.random.Generator:
+    """Inside a dataset's ``__getitem__`` run by a DataLoader: a numpy Generator seeded by
+    (loader seed, epoch, index) -- the same numbers for that sample with any ``num_workers``
+    and after any resume (the worker's global RNGs depend on which worker ran it). Outside a
+    loader's fetch: an unseeded Generator."""
+    key = getattr(_current, "key", None)
+    if key is None:
+        return np.random.default_rng()
+    seed, epoch, index = key
+    return epoch_rng(seed, epoch, index, 1)  # a stream apart from the cpu_transforms' one
 
 
 class SampleError(Exception):
@@ -119,14 +135,17 @@ class Fetcher:
                 )
             samples = [self._transform_one(s, i, epoch) for s, i in zip(data, indices)]
         else:
-            samples = [self._transform_one(self._get(i), i, epoch) for i in indices]
+            samples = [self._transform_one(self._get(i, epoch), i, epoch) for i in indices]
         return self._finish(samples, indices)
 
-    def _get(self, index: int) -> Any:
+    def _get(self, index: int, epoch: int) -> Any:
+        _current.key = (self.seed, epoch, int(index))
         try:
             return self.dataset[index]
         except Exception as error:
             raise SampleError(index, error) from error
+        finally:
+            _current.key = None
 
     def _transform_one(self, sample: Any, index: int, epoch: int) -> Any:
         if not self.transforms:

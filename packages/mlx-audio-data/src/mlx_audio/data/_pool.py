@@ -91,7 +91,11 @@ class ProcessWorker(_Worker):
         super().__init__(spec.worker_id, prefetch)
         self.slot_paths = new_slot_paths(prefetch)
         self.linked = True
+        self.start_method = ctx.get_start_method()
         self.tasks = ctx.Queue()
+        # tasks are disposable: never let interpreter exit wait for the queue's feeder thread
+        # (with a worker gone it can block forever on a full pipe: a hang at exit)
+        self.tasks.cancel_join_thread()
         reader, writer = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=process_worker_loop,
@@ -136,7 +140,7 @@ class ProcessWorker(_Worker):
                     message = None
                 if message is None:
                     self.process.join(1.0)
-                    raise WorkerDied(self._died_message())
+                    raise WorkerDied(self._died_message(self.linked))
                 if isinstance(message, Ready):  # it has opened its slots: the names can go now
                     self.unlink()
                     if until_ready:
@@ -145,12 +149,21 @@ class ProcessWorker(_Worker):
                 return message
             if ready:
                 self.process.join(1.0)
-                raise WorkerDied(self._died_message())
+                raise WorkerDied(self._died_message(self.linked))
             raise LoaderTimeout(
                 f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}"
             )
 
-    def _died_message(self) -> str:
+    def _died_message(self, starting: bool = False) -> str:
+        code = self.process.exitcode
+        if starting and code is not None and code > 0 and self.start_method != "fork":
+            return (  # the child failed while importing the main script (spawn/forkserver)
+                f"DataLoader worker {self.worker_id} (pid {self.process.pid}) exited with code {code} "
+                f"while starting. With the '{self.start_method}' start method each worker re-imports "
+                "your main script, so the code that creates and iterates the DataLoader must be under "
+                "`if __name__ == \"__main__\":`; the worker's own error is printed above. (Or use "
+                "worker_type='thread'.)"
+            )
         return (
             f"DataLoader worker {self.worker_id} (pid {self.process.pid}) "
             f"{_exit_description(self.process.exitcode)}. A segfault or the out-of-memory "

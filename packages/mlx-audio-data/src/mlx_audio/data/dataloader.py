@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import pickle
 import warnings
 import weakref
@@ -144,6 +145,7 @@ class DataLoader(Generic[T_co]):
         self.in_order = bool(in_order)
         check_worker_count(self.num_workers)
         self._initialized = True
+        _LIVE.add(self)
 
     # NOTE [settings are fixed]: as in torch, what decides the batches cannot change once the
     # loader exists (a pass or a saved state would silently disagree with it).
@@ -405,3 +407,17 @@ class DataLoader(Generic[T_co]):
         if self._converts():
             batch = to_mlx(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
+
+
+# Loaders still holding workers at interpreter exit close them first (atexit runs this before
+# multiprocessing's own exit handler, registered earlier), so exit never waits on a worker.
+_LIVE: weakref.WeakSet[DataLoader] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_loaders() -> None:
+    for loader in list(_LIVE):
+        try:
+            loader.close()
+        except Exception:
+            pass
