@@ -59,6 +59,7 @@ $(ANCHOR)/.done: uv.lock Makefile
 bench: sync anchor
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/dataloader.py
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/trainer_overhead.py
+	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/audio_files.py
 
 lint: sync
 	$(UV) run --no-sync ruff check packages tests benchmarks examples
