@@ -43,7 +43,7 @@ sync: uv system-deps
 build: uv
 	rm -rf dist && $(UV) build --all-packages --out-dir dist
 
-# torch, mlx-data, lightning and transformers for anchor comparisons and parity tests; never a
+# torch, torchdata, mlx-data, lightning and transformers for anchor comparisons and parity tests; never a
 # dependency of our packages. pip takes the torch 2.13.0 CPU build that lies on this disk.
 anchor: $(ANCHOR)/.done
 $(ANCHOR)/.done: uv.lock Makefile
@@ -51,7 +51,7 @@ $(ANCHOR)/.done: uv.lock Makefile
 	$(PYTHON) -m venv $(ANCHOR)
 	$(UV) export --all-packages --no-hashes --no-emit-workspace --no-dev --format requirements-txt > $(ANCHOR)/constraints.txt
 	$(ANCHOR)/bin/pip install --quiet --upgrade pip
-	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning transformers \
+	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning transformers torchdata \
 		-e 'packages/mlx-audio-data[audio]' -e packages/mlx-audio-loggers -e packages/mlx-audio-train \
 		-e 'packages/mlx-audio-models[all]' -e packages/mlx-audio-stack
 	touch $@
