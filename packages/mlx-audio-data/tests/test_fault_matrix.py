@@ -10,7 +10,6 @@ import time
 
 from mlx_audio.data import DataLoader
 
-import numpy as np
 import pytest
 from data_testing import child_processes, shm_segments, wait_until
 from test_failures import Faulty

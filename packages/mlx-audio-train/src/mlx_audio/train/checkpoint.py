@@ -16,6 +16,7 @@ import shutil
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 
 from ._tree import flatten
 
@@ -58,6 +59,7 @@ def save_checkpoint(
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
+    _refuse_nonfinite(directory, {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}})
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".tmp-{os.path.basename(directory)}-{secrets.token_hex(4)}")
@@ -127,6 +129,23 @@ def read_state(path: str) -> tuple[str, dict[str, Any]]:
                 f"{file} does not match the checksum in {STATE_FILE}: truncated or modified"
             )
     return directory, state
+
+
+def _refuse_nonfinite(directory: str, groups: dict[str, dict[str, mx.array]]) -> None:
+    """A checkpoint never holds NaN/Inf: refuse (CheckpointError naming the first array)."""
+    named = [(f"{group}:{key}", a) for group, arrays in groups.items() for key, a in arrays.items()]
+    floats = [(name, a) for name, a in named if mx.issubdtype(a.dtype, mx.floating)]
+    if not floats:
+        return
+    checks = mx.stack([mx.all(mx.isfinite(a)) for _, a in floats])
+    if bool(mx.all(checks).item()):
+        return
+    flags = [bool(v) for v in np.asarray(checks)]
+    first = next(name for (name, _), ok in zip(floats, flags) if not ok)
+    raise CheckpointError(
+        f"refusing to write {directory}: {first} holds non-finite values (NaN or Inf); the "
+        "previous checkpoints are kept"
+    )
 
 
 def load_arrays(file: str) -> dict[str, mx.array]:

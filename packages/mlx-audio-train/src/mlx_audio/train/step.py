@@ -9,7 +9,6 @@ of micro-batches actually accumulated, so a short group at the end of an epoch i
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -121,6 +120,7 @@ class StepBuilder:
         clip_algorithm: str,
         precision: str,
         compile: bool,
+        strict_nonfinite: bool = True,
     ) -> None:
         self.module = module
         self.optimizer = optimizer
@@ -129,6 +129,7 @@ class StepBuilder:
         self.clip_algorithm = clip_algorithm
         self.precision = precision
         self.compile = compile
+        self.strict_nonfinite = strict_nonfinite
         self.world = mx.distributed.init().size() if mx.distributed.is_available() else 1
         self._shapes: set[tuple] = set()
         self._warned = False
@@ -145,8 +146,6 @@ class StepBuilder:
         self._value_and_grad = nn.value_and_grad(module, self._loss)
         self.fused = wrap(self._fused)
         self.accumulating = wrap(self._accumulating)
-        self.apply = wrap(self._apply)
-        self.grads = wrap(self._grads)
 
     @property
     def zeros(self) -> Any:
@@ -173,37 +172,54 @@ class StepBuilder:
         values = [packed[i] for i in range(len(metric_keys) + len(logged_keys))]
         return dict(zip(metric_keys, values)), dict(zip(logged_keys, values[len(metric_keys) :]))
 
-    def _update(self, grads: Any) -> None:
+    def _update(self, grads: Any, finite: mx.array) -> mx.array:
+        """Average (data-parallel), clip, apply -- unless ``finite`` is False or the gradients
+        are not finite. Returns whether the update was applied.
+
+        NOTE [non-finite steps]: the update is computed and then selected with ``mx.where``
+        against the previous weights and optimizer state, inside the compiled step: a NaN/Inf
+        loss or gradient never reaches the weights, with no host round trip to decide it.
+        """
         if self.world > 1:
             grads = nn.average_gradients(grads)
+        norm = _global_norm(grads)
+        applied = mx.logical_and(finite, mx.isfinite(norm))
         if self.clip_val is not None:
             bound = self.clip_val
             if self.clip_algorithm == "norm":
-                grads, _ = optim.clip_grad_norm(grads, bound)
+                scale = mx.minimum(1.0, bound / (norm + 1e-6))
+                grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
             else:
                 grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
+        params = self.module.trainable_parameters()
+        state = tree_map(lambda x: x, self.optimizer.state)
         self.optimizer.update(self.module, grads)
+        self.module.update(tree_map(lambda new, old: mx.where(applied, new, old), self.module.trainable_parameters(), params))
+        _select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
+        return applied
 
     def _fused(self, batch: Any, batch_idx: mx.array) -> tuple:
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
-        self._update(grads)
-        return loss, packed
+        applied = self._update(grads, mx.isfinite(loss))
+        return loss, packed, applied
 
     def _accumulating(
         self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, do_update: bool
     ) -> tuple:
+        """One micro-batch: its gradients join the group's sum only when it is finite (see
+        NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
-        total = tree_map(mx.add, total, grads)
+        ok = mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
+        total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
+        count = count + ok.astype(count.dtype)
+        applied = mx.array(False)
         if do_update:
-            self._update(tree_map(lambda g: g / count.astype(g.dtype), total))
-        return loss, packed, total
-
-    def _grads(self, batch: Any, batch_idx: mx.array) -> tuple:
-        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
-        return loss, packed, grads
-
-    def _apply(self, total: Any, count: mx.array) -> None:
-        self._update(tree_map(lambda g: g / count.astype(g.dtype), total))
+            mean = tree_map(lambda g: g / mx.maximum(count, 1).astype(g.dtype), total)
+            gate = count > 0
+            if self.strict_nonfinite:  # "raise": a group with a bad micro-batch never steps
+                gate = mx.logical_and(gate, ok)
+            applied = self._update(mean, gate)
+        return loss, packed, total, ok, applied
 
     # -- bookkeeping -------------------------------------------------------------------------
     def note_shapes(self, batch: Any) -> bool:
@@ -271,49 +287,49 @@ class StepRunner:
     run ends bit-identical.
     """
 
-    def __init__(self, builder: StepBuilder, accumulate: int, on_nonfinite: str) -> None:
+    def __init__(self, builder: StepBuilder, accumulate: int) -> None:
         self.builder = builder
         self.accumulate = accumulate
-        self.skip_nonfinite = on_nonfinite == "skip"
         self.total: Any = None
-        self.micro = 0
+        self.micro = 0  # finite micro-batches summed in ``total``
 
-    def run(self, batch: Any, batch_idx: int, update: bool) -> tuple[Any, dict, dict, bool]:
-        """``(loss, returned metrics, logged values, whether the weights were updated)``."""
+    def run(self, batch: Any, batch_idx: int, update: bool) -> tuple[Any, dict, dict, bool, bool]:
+        """``(loss, returned metrics, logged values, whether the weights were updated, whether
+        this batch's loss and gradients were finite)``."""
         builder = self.builder
         index = mx.array(batch_idx)
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
-            if self.skip_nonfinite:
-                return self._run_skipping(batch, batch_idx, index, update)
             if self.accumulate == 1:
-                loss, packed = builder.fused(batch, index)
-                mx.eval(builder.state, loss, packed)
-                return (loss, *builder.unpack(packed), True)
+                loss, packed, applied = builder.fused(batch, index)
+                mx.eval(builder.state, loss, packed, applied)
+                done = bool(applied.item())
+                return (loss, *builder.unpack(packed), done, done)
             total = self.total if self.total is not None else builder.zeros
-            self.micro += 1
-            loss, packed, total = builder.accumulating(
-                batch, index, total, mx.array(self.micro), update
+            loss, packed, total, ok, applied = builder.accumulating(
+                batch, index, total, mx.array(float(self.micro)), update
             )
+            mx.eval(builder.state, loss, packed, ok, applied, *([] if update else [total]))
+            finite = bool(ok.item())
             self.total = None if update else total
-            self.micro = 0 if update else self.micro
-            mx.eval(builder.state, loss, packed, *([] if update else [total]))
-            return (loss, *builder.unpack(packed), update)
+            self.micro = 0 if update else self.micro + int(finite)
+            return (loss, *builder.unpack(packed), update and bool(applied.item()), finite)
 
-    def _run_skipping(self, batch: Any, batch_idx: int, index: mx.array, update: bool) -> tuple:
-        builder = self.builder
-        loss, packed, grads = builder.grads(batch, index)
-        metrics, logged = builder.unpack(packed)
-        mx.eval(loss, packed, grads)
-        if math.isfinite(loss.item()):
-            self.total = grads if self.total is None else tree_map(mx.add, self.total, grads)
-            self.micro += 1
-        else:
-            print(f"Trainer: skipping batch {batch_idx}: loss is {loss.item()}")
-        did_update = update and self.micro > 0
-        if did_update:
-            builder.apply(self.total, mx.array(self.micro))
-            mx.eval(builder.state)
-        if update:
-            self.total = None
-            self.micro = 0
-        return loss, metrics, logged, did_update
+
+def _global_norm(grads: Any) -> mx.array:
+    """The gradients' global L2 norm (squares summed in float32: float16 would overflow)."""
+    leaves = [g for _, g in flatten(grads)]
+    if not leaves:
+        return mx.array(0.0)
+    squares = [mx.sum(mx.square(g.astype(mx.float32))) for g in leaves]
+    return mx.sqrt(mx.sum(mx.stack(squares)))
+
+
+def _select_in_place(tree: Any, old: Any, keep_new: mx.array) -> None:
+    """``tree[k] = where(keep_new, tree[k], old[k])`` for every array leaf, mutating the dicts
+    and lists of ``tree`` themselves (the compiled step's captured state is those objects)."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in list(items):
+        if isinstance(value, (dict, list)):
+            _select_in_place(value, old[key], keep_new)
+        elif isinstance(value, mx.array):
+            tree[key] = mx.where(keep_new, value, old[key])

@@ -37,6 +37,7 @@ from ._lifecycle import (
     finalize_loggers,
     hparams,
     interrupt_handler,
+    nonfinite_step,
     print_summary,
 )
 from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited
@@ -113,6 +114,7 @@ class Trainer:
         self._eval_results: Results | None = None
         self._interrupt = interrupt_handler()
         self._warned: set[str] = set()
+        self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
 
     def __getattr__(self, name: str) -> Any:  # the arguments: trainer.max_epochs, .precision, ...
         if name in _ARG_NAMES:
@@ -246,8 +248,11 @@ class Trainer:
         resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
         assert self.optimizer is not None
         clip_val, clip_algorithm = clipping(self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks)
-        builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision, self.compile)
-        self.runner = StepRunner(builder, self.accumulate_grad_batches, self.on_nonfinite_loss)
+        builder = StepBuilder(
+            model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision, self.compile,
+            strict_nonfinite=self.on_nonfinite_loss == "raise",
+        )
+        self.runner = StepRunner(builder, self.accumulate_grad_batches)
         if resumed is not None:
             checkpoint.restore_accumulator(self.runner, resumed["_dir"], resumed, model)
         for logger in self.loggers:
@@ -325,14 +330,11 @@ class Trainer:
         if update:
             self.hooks.on_before_optimizer_step(self.optimizer)
         seed_step(self.rng_base, self.global_step, self.runner.micro)
-        loss, metrics, logged, updated = self.runner.run(batch, batch_idx, update)
+        loss, metrics, logged, updated, finite = self.runner.run(batch, batch_idx, update)
         if updated:
             self.progress.global_step += 1
-        if self.on_nonfinite_loss == "raise" and not math.isfinite(loss.item()):
-            raise FloatingPointError(
-                f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); "
-                "lower the learning rate, clip gradients, or use Trainer(on_nonfinite_loss='skip')"
-            )
+        if not finite:
+            nonfinite_step(self, batch_idx, float(loss.item()))
         self.update_pending = update
         values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}, **logged}
         options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}

@@ -1,0 +1,130 @@
+"""Non-finite values never reach the weights or a checkpoint: NaN/Inf in the loss, in the
+gradients with a finite loss, in the inputs, and from a too-large learning rate; with
+``on_nonfinite_loss="raise"`` (the step is named, ``last`` stays finite) and ``"skip"`` (the
+bad batches are skipped, the others train)."""
+
+from __future__ import annotations
+
+import os
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
+from mlx_audio.train.checkpoint import CheckpointError, load_arrays, save_checkpoint
+
+import mlx.core as mx
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+from train_testing import TinyClassifier, blobs
+
+BAD_BATCH = 5  # of 8 per epoch
+
+
+class Poisoned(TinyClassifier):
+    """Batch ``BAD_BATCH`` of every epoch turns non-finite in the way named by ``how``."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        object.__setattr__(self, "how", how)
+
+    def compute_loss(self, batch):
+        x, y = batch
+        bad = mx.equal(self._batch_idx, BAD_BATCH)
+        if self.how == "inputs":
+            x = mx.where(bad, x * mx.nan, x)
+        loss, metrics = super().compute_loss((x, y))
+        # (mx.where would leak NaN gradients from the branch it does not take: select by sums)
+        if self.how == "loss":
+            loss = loss + mx.where(bad, mx.inf, 0.0)
+        if self.how == "gradients":  # the value stays finite; d/dbias is 0 * 1/sqrt(0) = NaN
+            root = mx.sqrt(self.fc1.bias.sum() * 0.0 + 1.0 - bad.astype(mx.float32))
+            loss = loss + 0.0 * root
+        return loss, metrics
+
+    def training_step(self, batch, batch_idx):
+        object.__setattr__(self, "_batch_idx", batch_idx)
+        return super().training_step(batch, batch_idx)
+
+
+def fit(tmp_path, model, mode, accumulate=1, lr=None, epochs=2):
+    if lr is not None:
+        object.__setattr__(model, "configure_optimizers", lambda: optim.SGD(learning_rate=lr))
+    checkpoint = ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=1, save_top_k=-1)
+    trainer = Trainer(
+        max_epochs=epochs, enable_progress_bar=False, logger=False, seed=0, callbacks=[checkpoint],
+        on_nonfinite_loss=mode, accumulate_grad_batches=accumulate, num_sanity_val_steps=0,
+    )
+    error = None
+    try:
+        trainer.fit(model, DataLoader(blobs(32), batch_size=4))
+    except FloatingPointError as caught:
+        error = caught
+    return trainer, checkpoint, error
+
+
+def all_finite(model) -> bool:
+    return all(bool(mx.all(mx.isfinite(v)).item()) for _, v in model.parameters()["fc1"].items())
+
+
+def checkpoints_finite(directory) -> int:
+    count = 0
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not name.startswith(".") and not os.path.islink(path):
+            weights = load_arrays(os.path.join(path, "model.safetensors"))
+            assert all(bool(mx.all(mx.isfinite(a)).item()) for a in weights.values()), name
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("how", ["loss", "gradients", "inputs"])
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_raise_names_the_step_and_nothing_non_finite_is_saved(tmp_path, how, accumulate):
+    model = Poisoned(how)
+    trainer, checkpoint, error = fit(tmp_path, model, "raise", accumulate)
+    assert error is not None and f"batch {BAD_BATCH})" in str(error) and "at step" in str(error)
+    assert trainer.global_step == BAD_BATCH // accumulate  # the bad batch did not step
+    assert all_finite(model)
+    assert checkpoints_finite(checkpoint.dirpath) >= 1
+    last = os.path.join(checkpoint.dirpath, "last")
+    assert os.path.exists(last)  # `last` points at the newest (finite) checkpoint
+
+
+@pytest.mark.parametrize("how", ["loss", "gradients", "inputs"])
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_skip_skips_only_the_bad_batches(tmp_path, how, accumulate, capsys):
+    model = Poisoned(how)
+    trainer, checkpoint, error = fit(tmp_path, model, "skip", accumulate)
+    assert error is None and trainer.skipped_batches == 2  # one per epoch
+    expected = 2 * (8 - 1) if accumulate == 1 else 2 * 4  # with groups of 2 the bad group still steps
+    assert trainer.global_step == expected
+    assert all_finite(model) and checkpoints_finite(checkpoint.dirpath) == expected
+    assert capsys.readouterr().out.count("skipped step") == 2
+
+
+def test_skip_leaves_weights_and_optimizer_state_untouched():
+    model = Poisoned("gradients")
+    trainer = Trainer(max_steps=BAD_BATCH, enable_progress_bar=False, logger=False, enable_checkpointing=False,
+                      seed=0, on_nonfinite_loss="skip", num_sanity_val_steps=0)
+    trainer.fit(model, DataLoader(blobs(32), batch_size=4))
+    before = {k: np.array(v) for k, v in model.parameters()["fc1"].items()}
+    state = {k: np.array(v) for k, v in trainer.optimizer.state.items() if isinstance(v, mx.array)}
+    trainer.runner.run(next(iter(DataLoader(blobs(32), batch_size=4))), BAD_BATCH, True)
+    after = {k: np.array(v) for k, v in model.parameters()["fc1"].items()}
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert all(np.array_equal(v, np.array(trainer.optimizer.state[k])) for k, v in state.items())
+
+
+def test_a_too_large_learning_rate(tmp_path):
+    model = TinyClassifier()
+    trainer, checkpoint, error = fit(tmp_path, model, "raise", lr=1e38, epochs=1)
+    assert error is not None and all_finite(model)
+    if os.path.isdir(checkpoint.dirpath):
+        checkpoints_finite(checkpoint.dirpath)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="model:w holds non-finite"):
+        save_checkpoint(str(tmp_path / "c"), {"w": mx.array([1.0, mx.nan])}, {}, {"epoch": 0})
+    assert not os.path.exists(tmp_path / "c") and os.listdir(tmp_path) == []
