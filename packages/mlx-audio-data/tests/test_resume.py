@@ -155,3 +155,11 @@ def test_version_1_states_still_load():
     loader = DataLoader(ImageDataset(size=64), batch_size=8, shuffle=True)
     loader.load_state_dict({"version": 1, "seed": 3, "num_workers": 0, "epoch": 0, "batches_yielded": 2})
     assert len(list(loader)) == 6 and loader.seed == 3
+
+
+def test_a_position_past_the_epoch_is_refused():
+    loader = DataLoader(ImageDataset(size=64), batch_size=8)
+    state = loader.state_dict()
+    state["batches_yielded"] = 10**6
+    with pytest.raises(ValueError, match="'batches_yielded' is 1000000 but an epoch of this loader has 8"):
+        DataLoader(ImageDataset(size=64), batch_size=8).load_state_dict(state)

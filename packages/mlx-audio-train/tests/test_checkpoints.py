@@ -149,9 +149,9 @@ def test_missing_key_and_wrong_shape_name_the_key(tmp_path, saved):
     mx.save_safetensors(weights, arrays)
     state_path = os.path.join(saved, "trainer_state.json")
     state = json.load(open(state_path))
-    state["sha256"].pop(
-        "model.safetensors"
-    )  # the checksum would catch it first; test the key check too
+    import hashlib  # re-sign the edited file: the checksum would catch it first; test the key check
+
+    state["sha256"]["model.safetensors"] = hashlib.sha256(open(weights, "rb").read()).hexdigest()
     json.dump(state, open(state_path, "w"))
     with pytest.raises(
         CheckpointError, match=r"model\.safetensors: model key 'fc2.bias' is missing"
@@ -170,3 +170,63 @@ def test_a_different_model_is_refused(tmp_path, saved):
 def test_no_checkpoint_at_an_explicit_path(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint directory"):
         resume(tmp_path, str(tmp_path / "nowhere"))
+
+
+def test_deletion_is_atomic_and_leftovers_are_cleaned(tmp_path):
+    import subprocess
+    import sys
+
+    from mlx_audio.train.checkpoint import clean_leftovers, delete_checkpoint, save_checkpoint
+
+    ckpt = save_checkpoint(str(tmp_path / "epoch=0-step=1"), {"w": mx.ones(3)}, {}, {"epoch": 0})
+    delete_checkpoint(ckpt)
+    assert os.listdir(tmp_path) == []  # renamed to .trash-..., then removed
+    # what crashed runs leave: a deletion cut short, a write of a dead process, a stray link
+    (tmp_path / ".trash-epoch=0-step=2-abcd").mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".tmp-epoch=0-step=3-{dead.pid}-abcd").mkdir()
+    live = tmp_path / f".tmp-epoch=0-step=4-{os.getpid()}-abcd"  # a write in progress: kept
+    live.mkdir()
+    os.symlink("nowhere", tmp_path / ".last-1234")
+    removed = clean_leftovers(str(tmp_path))
+    assert sorted(removed) == sorted([".trash-epoch=0-step=2-abcd", f".tmp-epoch=0-step=3-{dead.pid}-abcd", ".last-1234"])
+    assert os.listdir(tmp_path) == [live.name]
+
+
+def _edit_state(saved, edit):
+    path = os.path.join(saved, "trainer_state.json")
+    state = json.load(open(path))
+    edit(state)
+    json.dump(state, open(path, "w"))
+
+
+EDITS = {
+    "sha256 removed": (lambda s: s.pop("sha256"), "'sha256'.*missing"),
+    "sha256 without the model": (lambda s: s["sha256"].pop("model.safetensors"), "no checksum for model.safetensors"),
+    "format_version 99": (lambda s: s.update(format_version=99), "'format_version' is 99.*newer"),
+    "format_version removed": (lambda s: s.pop("format_version"), "'format_version' is None"),
+    "epoch negative": (lambda s: s.update(epoch=-1), "'epoch' must be a non-negative int"),
+    "global_step a string": (lambda s: s.update(global_step="7"), "'global_step' must be a non-negative int"),
+    "rng removed": (lambda s: s.pop("rng"), "'rng' is missing"),
+    "rng garbled": (lambda s: s.update(rng={"numpy": [1, 2], "python": []}), "'rng' must hold"),
+    "rng_base a float": (lambda s: s.update(rng_base=1.5), "'rng_base' must be int"),
+    "callbacks a list": (lambda s: s.update(callbacks=[]), "'callbacks' must be dict"),
+    "callback_metrics text": (lambda s: s.update(callback_metrics={"val_loss": "low"}), "'callback_metrics' must map"),
+    "accumulated_batches negative": (lambda s: s.update(accumulated_batches=-2), "'accumulated_batches'"),
+    "not an object": (lambda s: s.clear() or s.update(x=1), "'format_version' is None"),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_every_edited_field_is_refused_naming_file_and_key(tmp_path, saved, edit):
+    change, message = EDITS[edit]
+    _edit_state(saved, change)
+    with pytest.raises(CheckpointError, match=f"trainer_state.json.*{message}"):
+        resume(tmp_path, saved)
+
+
+def test_unverified_loading_is_an_explicit_choice(tmp_path, saved, monkeypatch):
+    _edit_state(saved, lambda s: s.pop("sha256"))
+    monkeypatch.setenv("MLX_AUDIO_UNVERIFIED_CHECKPOINTS", "1")
+    resume(tmp_path, saved)  # loads, unverified, because the user said so

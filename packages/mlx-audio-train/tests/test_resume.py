@@ -98,7 +98,8 @@ KILL_SCRIPT = textwrap.dedent(
         root, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
         loader = DataLoader(blobs(120), batch_size=8, shuffle=True, seed=3)
         trainer = Trainer(max_epochs=4, seed=7, default_root_dir=str(root), enable_progress_bar=False, logger=False,
-                          callbacks=[Steps(), ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=1, save_top_k=1)])
+                          callbacks=[Steps(), ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=1, save_top_k=2,
+                                                             monitor="train_loss")])
         model = TinyClassifier(total_steps=60)
         print("STARTED", flush=True)
         trainer.fit(model, loader, ckpt_path="last" if resume else None)
@@ -109,9 +110,12 @@ KILL_SCRIPT = textwrap.dedent(
 
 
 def test_sigkill_at_random_points_always_resumes(tmp_path):
-    """20 trials: kill the training process at a random moment (a random number of
-    milliseconds after a random step, so sometimes while a checkpoint is being written), resume
-    from `last`, and check the final weights equal an uninterrupted run's."""
+    """30 trials: kill the training process at a random moment (a random number of
+    milliseconds after a random step, so sometimes while a checkpoint is being written or an
+    older top-2 one deleted), check every directory that looks like a checkpoint is complete,
+    resume from `last`, and check the final weights equal an uninterrupted run's."""
+    from mlx_audio.train.checkpoint import load_arrays, read_state
+
     import mlx.core as mx
 
     script = tmp_path / "train.py"
@@ -138,7 +142,7 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
     expected = mx.load(str(tmp_path / "ref" / "final.safetensors"))
     rng = random.Random(0)
     kills = 0
-    for trial in range(20):
+    for trial in range(30):
         root = tmp_path / f"trial{trial}"
         proc = launch(root, "fresh")
         target = f"STEP {rng.randint(1, 55)}"
@@ -150,15 +154,20 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate(timeout=60)
+        for name in os.listdir(root / "ckpt"):
+            if not name.startswith("."):  # complete or absent: never half-written or half-deleted
+                directory, _ = read_state(str(root / "ckpt" / name))
+                load_arrays(os.path.join(directory, "model.safetensors"))
         resumed = launch(root, "resume")
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0 and "DONE 60" in out, f"trial {trial}: {err[-2000:]}"
+        assert not [n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))]
         got = mx.load(str(root / "final.safetensors"))
         for key in expected:
             np.testing.assert_array_equal(
                 np.array(got[key]), np.array(expected[key]), err_msg=f"trial {trial}: {key}"
             )
-    assert kills == 20, f"only {kills} of 20 trials were killed mid-run"
+    assert kills == 30, f"only {kills} of 30 trials were killed mid-run"
 
 
 class _StopAtBatch(Exception):

@@ -50,6 +50,18 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
             f"seed={given_seed}: its batches would differ. Build the loader without a seed (it "
             "takes the state's) or with the same one"
         )
+    yielded = state["batches_yielded"]
+    if isinstance(yielded, bool) or not isinstance(yielded, int) or yielded < 0:
+        raise ValueError(f"DataLoader state: 'batches_yielded' must be an int >= 0, got {yielded!r}")
+    try:
+        batches = len(loader)
+    except TypeError:  # an unsized stream
+        batches = None
+    if batches is not None and yielded > batches:
+        raise ValueError(
+            f"DataLoader state: 'batches_yielded' is {yielded} but an epoch of this loader has "
+            f"{batches} batches: the state belongs to another loader or was edited"
+        )
     if state["version"] == 1:
         return  # written before the settings were recorded
     mine = settings_of(loader)

@@ -8,6 +8,7 @@ truncated or edited file is refused with its name. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -62,7 +63,7 @@ def save_checkpoint(
     _refuse_nonfinite(directory, {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}})
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".tmp-{os.path.basename(directory)}-{secrets.token_hex(4)}")
+    tmp = os.path.join(parent, f".tmp-{os.path.basename(directory)}-{os.getpid()}-{secrets.token_hex(4)}")
     os.makedirs(tmp)
     try:
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
@@ -88,6 +89,56 @@ def save_checkpoint(
     return directory
 
 
+def delete_checkpoint(path: str) -> None:
+    """Remove a checkpoint directory so that a crash at any moment leaves it complete or absent:
+    first an atomic rename to a ``.trash-`` name (never taken for a checkpoint), then the files."""
+    parent = os.path.dirname(os.path.abspath(path))
+    trash = os.path.join(parent, f".trash-{os.path.basename(path)}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    _fsync(parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_leftovers(dirpath: str) -> list[str]:
+    """Remove what crashed runs left in ``dirpath``: ``.trash-`` directories (deletions cut
+    short), ``.tmp-`` checkpoints of processes that are gone (writes cut short) and stray
+    temporary ``last`` links. Returns what was removed."""
+    removed: list[str] = []
+    if not os.path.isdir(dirpath):
+        return removed
+    for name in os.listdir(dirpath):
+        path = os.path.join(dirpath, name)
+        stale = name.startswith(".trash-")
+        if name.startswith(".tmp-"):
+            pid = name.rsplit("-", 2)[-2]
+            stale = not (pid.isdigit() and _alive(int(pid)))
+        if name.startswith(".last-") and os.path.islink(path):
+            stale = True
+        if stale:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def point_last(dirpath: str, target: str, name: str = "last") -> str:
     """Atomically make ``dirpath/name`` a relative symlink to ``target``."""
     link = os.path.join(dirpath, name)
@@ -111,8 +162,12 @@ def resolve(path: str) -> str:
     return real
 
 
-def read_state(path: str) -> tuple[str, dict[str, Any]]:
-    """(directory, trainer_state) after checking the JSON and the weights' checksums."""
+def read_state(path: str, verify: bool | None = None) -> tuple[str, dict[str, Any]]:
+    """(directory, trainer_state) after checking the JSON, its fields and the files' checksums.
+
+    The checksums are required: a checkpoint without them is refused unless ``verify=False``
+    (or ``MLX_AUDIO_UNVERIFIED_CHECKPOINTS=1`` in the environment), which skips the check.
+    """
     directory = resolve(path)
     state_path = os.path.join(directory, STATE_FILE)
     try:
@@ -120,7 +175,23 @@ def read_state(path: str) -> tuple[str, dict[str, Any]]:
             state = json.load(f)
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{state_path} is unreadable or not valid JSON: {error}") from error
-    for name, digest in state.get("sha256", {}).items():
+    check_fields(state, state_path)
+    if verify is None:
+        verify = os.environ.get("MLX_AUDIO_UNVERIFIED_CHECKPOINTS") != "1"
+    digests = state.get("sha256")
+    if not verify:
+        return directory, state
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise CheckpointError(
+            f"{state_path}: 'sha256' (the files' checksums) is missing or malformed, so the weights "
+            "cannot be verified; load it anyway with MLX_AUDIO_UNVERIFIED_CHECKPOINTS=1"
+        )
+    for name in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+        if os.path.exists(os.path.join(directory, name)) and name not in digests:
+            raise CheckpointError(f"{state_path}: 'sha256' has no checksum for {name}")
+    for name, digest in digests.items():
+        if name not in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+            raise CheckpointError(f"{state_path}: 'sha256' names an unknown file {name!r}")
         file = os.path.join(directory, name)
         if not os.path.exists(file):
             raise CheckpointError(f"{file} is missing")
@@ -129,6 +200,43 @@ def read_state(path: str) -> tuple[str, dict[str, Any]]:
                 f"{file} does not match the checksum in {STATE_FILE}: truncated or modified"
             )
     return directory, state
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "format_version": (int,),
+    "rng": (dict,),
+    "rng_base": (int,),
+    "accumulated_batches": (int,),
+    "loader": (dict, type(None)),
+    "callbacks": (dict,),
+    "callback_metrics": (dict,),
+}
+
+
+def check_fields(state: Any, file: str) -> None:
+    """Every field a resume reads has the right type (CheckpointError naming the file and the
+    key); counters are checked by ``Progress.from_state``."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, got {type(state).__name__}")
+    version = state.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file}: 'format_version' is {version!r}; this mlx-audio reads format {FORMAT_VERSION}"
+            + (" (written by a newer mlx-audio: upgrade it)" if isinstance(version, int) and version > FORMAT_VERSION else "")
+        )
+    for key, kinds in _FIELDS.items():
+        if key in state and (not isinstance(state[key], kinds) or isinstance(state[key], bool)):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise CheckpointError(f"{file}: {key!r} must be {names}, got {state[key]!r:.80}")
+    for key in ("rng", "rng_base"):
+        if key not in state:
+            raise CheckpointError(f"{file}: {key!r} is missing")
+    rng = state["rng"]
+    if not isinstance(rng.get("numpy"), list) or len(rng["numpy"]) != 5 or not isinstance(rng.get("python"), list):
+        raise CheckpointError(f"{file}: 'rng' must hold numpy's and Python's generator states")
+    metrics = state.get("callback_metrics", {})
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()):
+        raise CheckpointError(f"{file}: 'callback_metrics' must map names to numbers")
 
 
 def _refuse_nonfinite(directory: str, groups: dict[str, dict[str, mx.array]]) -> None:
@@ -289,10 +397,16 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
         raise CheckpointError(str(error)) from None  # the trainer moves past a finished epoch
     trainer.progress = progress
     trainer.metrics.callback.update({k: float(v) for k, v in state.get("callback_metrics", {}).items()})
-    set_rng_state(state["rng"])
+    try:
+        set_rng_state(state["rng"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{state_file}: 'rng' is not a valid generator state: {error}") from None
     trainer.rng_base = int(state["rng_base"])
     for callback in trainer.callbacks:
         if callback.state_key in state.get("callbacks", {}):
-            callback.load_state_dict(state["callbacks"][callback.state_key])
+            try:
+                callback.load_state_dict(state["callbacks"][callback.state_key])
+            except (KeyError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{state_file}: 'callbacks' -> {callback.state_key!r} is invalid: {error!r}") from None
     trainer.hooks.on_load_checkpoint(state)
     return {**state, "_dir": directory}

@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 from typing import Any
 
-from ..checkpoint import point_last
+from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
 
 _FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
@@ -104,6 +103,7 @@ class ModelCheckpoint(MonitorCallback):
         self._resumed_from = trainer.ckpt_path
         if self.dirpath is None:
             self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        clean_leftovers(self.dirpath)  # half-written or half-deleted checkpoints of crashed runs
 
     def _skip(self, trainer: Any) -> bool:
         return (
@@ -241,7 +241,7 @@ class ModelCheckpoint(MonitorCallback):
         if self.verbose:
             print(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
         if removed is not None and removed == path:  # the same name again: replace it
-            shutil.rmtree(removed, ignore_errors=True)
+            delete_checkpoint(removed)
             removed = None
         self._write(trainer, path)
         if removed is not None:
@@ -284,7 +284,7 @@ class ModelCheckpoint(MonitorCallback):
                 continue
             if os.path.realpath(os.path.join(self._dir, "last")) == os.path.realpath(path):
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            delete_checkpoint(path)
         self._doomed = []
 
     def format_name(self, metrics: dict[str, float]) -> str:
