@@ -154,14 +154,14 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate(timeout=60)
-        for name in os.listdir(root / "ckpt"):
+        for name in os.listdir(root / "ckpt") if (root / "ckpt").is_dir() else []:
             if not name.startswith("."):  # complete or absent: never half-written or half-deleted
                 directory, _ = read_state(str(root / "ckpt" / name))
                 load_arrays(os.path.join(directory, "model.safetensors"))
         resumed = launch(root, "resume")
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0 and "DONE 60" in out, f"trial {trial}: {err[-2000:]}"
-        assert not [n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))]
+        assert not [n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))]  # cleaned on start
         got = mx.load(str(root / "final.safetensors"))
         for key in expected:
             np.testing.assert_array_equal(
@@ -209,3 +209,73 @@ def test_resume_from_a_checkpoint_inside_an_accumulation_group_is_exact(tmp_path
     resumed, trainer = run(tmp_path / "cut", ckpt_path="last")
     assert trainer.current_epoch == EPOCHS
     assert_trees_equal(resumed.parameters(), full.parameters())
+
+
+SIGTERM_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import time
+    from pathlib import Path
+    from train_testing import TinyClassifier, blobs
+    from mlx_audio.data import DataLoader
+    from mlx_audio.train import Trainer
+    from mlx_audio.train.callbacks import Callback, ModelCheckpoint
+
+    class Steps(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            print("STEP", trainer.global_step, flush=True)
+            time.sleep(0.03)  # time for the test to send its signal mid-run
+
+    if __name__ == "__main__":
+        root, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
+        loader = DataLoader(blobs(120), batch_size=8, shuffle=True, seed=3, num_workers=2)
+        trainer = Trainer(max_epochs=4, seed=7, default_root_dir=str(root), enable_progress_bar=False, logger=False,
+                          callbacks=[Steps(), ModelCheckpoint(dirpath=str(root / "ckpt"))])
+        model = TinyClassifier(total_steps=60)
+        print("PIDS", *loader.worker_pids, flush=True)
+        trainer.fit(model, loader, ckpt_path="last" if resume else None)
+        model.save_weights(str(root / "final.safetensors"))
+        print("DONE", trainer.global_step, flush=True)
+    """
+)
+
+
+def test_sigterm_mid_epoch_saves_exits_143_and_resumes_exactly(tmp_path):
+    """A scheduler's preemption: SIGTERM mid-epoch (workers running) -> the step finishes, a
+    `preempted-...` checkpoint becomes `last`, the workers and shared memory are gone, the exit
+    status is 143; resuming ends bit-identical to an uninterrupted run."""
+    import mlx.core as mx
+
+    script = tmp_path / "train.py"
+    script.write_text(SIGTERM_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+
+    def launch(root, mode):
+        return subprocess.Popen([sys.executable, str(script), str(root), mode], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+
+    ref = launch(tmp_path / "ref", "fresh")
+    out, err = ref.communicate(timeout=300)
+    assert "DONE 60" in out, err[-2000:]
+    proc = launch(tmp_path / "run", "fresh")
+    workers = []
+    for line in proc.stdout:
+        if line.startswith("STEP"):
+            workers = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
+        if line.strip() == "STEP 22":  # mid-epoch 2 (15 steps per epoch)
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    last = os.path.basename(os.path.realpath(tmp_path / "run" / "ckpt" / "last"))
+    assert last.startswith("preempted-epoch=") and 22 <= int(last.rsplit("=", 1)[1]) < 60, last
+    time.sleep(0.5)
+    assert workers and not [p for p in workers if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"mlx_audio_{proc.pid}_")]
+    resumed = launch(tmp_path / "run", "resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "DONE 60" in out, err[-2000:]
+    expected = mx.load(str(tmp_path / "ref" / "final.safetensors"))
+    got = mx.load(str(tmp_path / "run" / "final.safetensors"))
+    for key in expected:
+        np.testing.assert_array_equal(np.array(got[key]), np.array(expected[key]), err_msg=key)

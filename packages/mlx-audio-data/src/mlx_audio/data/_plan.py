@@ -3,10 +3,12 @@ how worker processes start. Plain functions of the loader's settings."""
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -170,3 +172,30 @@ def check_worker_count(num_workers: int) -> None:
             "slowness/freeze if necessary.",
             stacklevel=4,
         )
+
+
+def sharding_advice(dataset: Any, num_workers: int) -> str:
+    return (
+        f"{type(dataset).__name__}.__iter__ did not call get_worker_info(): each of the "
+        f"{num_workers} workers iterates the whole dataset, so every sample arrives "
+        f"{num_workers} times. Shard the stream per worker, e.g. "
+        "`info = get_worker_info(); it = itertools.islice(stream, info.id, None, info.num_workers)`"
+    )
+
+
+# Loaders still holding workers at interpreter exit close them first (atexit runs this before
+# multiprocessing's own exit handler, registered earlier), so exit never waits on a worker.
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def close_at_exit(loader: Any) -> None:
+    _LIVE.add(loader)
+
+
+@atexit.register
+def _close_live_loaders() -> None:
+    for loader in list(_LIVE):
+        try:
+            loader.close()
+        except Exception:
+            pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import pickle
 import warnings
 import weakref
@@ -17,9 +16,11 @@ from ._plan import (
     check_arguments,
     check_int,
     check_worker_count,
+    close_at_exit,
     index_batches,
     is_iterable_dataset,
     mp_context,
+    sharding_advice,
     start_method,
 )
 from ._pool import WorkerPool
@@ -145,7 +146,7 @@ class DataLoader(Generic[T_co]):
         self.in_order = bool(in_order)
         check_worker_count(self.num_workers)
         self._initialized = True
-        _LIVE.add(self)
+        close_at_exit(self)
 
     # NOTE [settings are fixed]: as in torch, what decides the batches cannot change once the
     # loader exists (a pass or a saved state would silently disagree with it).
@@ -372,13 +373,7 @@ class DataLoader(Generic[T_co]):
         if self._sharding_advised or self.num_workers < 2 or not worker_state or worker_state.get("sharded", True):
             return
         self._sharding_advised = True
-        warnings.warn(
-            f"{type(self.dataset).__name__}.__iter__ did not call get_worker_info(): each of the "
-            f"{self.num_workers} workers iterates the whole dataset, so every sample arrives "
-            f"{self.num_workers} times. Shard the stream per worker, e.g. "
-            "`info = get_worker_info(); it = itertools.islice(stream, info.id, None, info.num_workers)`",
-            stacklevel=4,
-        )
+        warnings.warn(sharding_advice(self.dataset, self.num_workers), stacklevel=4)
 
     def _converts(self) -> bool:
         """NOTE [output conversion]: batches leave as ``mx.array`` trees, except that a plain
@@ -407,17 +402,3 @@ class DataLoader(Generic[T_co]):
         if self._converts():
             batch = to_mlx(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
-
-
-# Loaders still holding workers at interpreter exit close them first (atexit runs this before
-# multiprocessing's own exit handler, registered earlier), so exit never waits on a worker.
-_LIVE: weakref.WeakSet[DataLoader] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_live_loaders() -> None:
-    for loader in list(_LIVE):
-        try:
-            loader.close()
-        except Exception:
-            pass

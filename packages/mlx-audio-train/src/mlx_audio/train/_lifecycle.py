@@ -19,30 +19,52 @@ def default_loggers(logger: Any, root: str, enabled: bool) -> list[Any]:
     return list(logger) if isinstance(logger, (list, tuple)) else [logger]
 
 
+class Preempted(SystemExit):
+    """SIGTERM (a scheduler's preemption) stopped the run at a step boundary, after a resumable
+    checkpoint was written; uncaught, the process exits with status 143 (128 + SIGTERM)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(128 + signal.SIGTERM)
+        self.step = step
+
+
 class interrupt_handler:  # noqa: N801 (used as a context manager, like a function)
     """First Ctrl-C: ``requested`` becomes True and the loop stops at the next optimizer-step
-    boundary (a clean point for a checkpoint). Second Ctrl-C: KeyboardInterrupt at once."""
+    boundary (a clean point for a checkpoint). Second Ctrl-C: KeyboardInterrupt at once.
+    SIGTERM: the same stop at the next boundary, then a resumable checkpoint and :class:`Preempted`."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.terminated = False
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            self.requested = True
+            self.terminated = True
+            print("\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting.", flush=True)
+            return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
         print("\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once).")
 
+    def stop(self, step: int) -> BaseException:
+        """What to raise at the step boundary after a request."""
+        return Preempted(step) if self.terminated else KeyboardInterrupt()
+
     def __enter__(self) -> interrupt_handler:
         self.requested = False
+        self.terminated = False
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def hparams(trainer: Any) -> dict[str, Any]:

@@ -216,7 +216,7 @@ class Trainer:
                 ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
         except BaseException as error:
             self.hooks.on_exception(error)
-            finalize_loggers(self.loggers, "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+            finalize_loggers(self.loggers, "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed")
             raise
         finally:
             if hasattr(train_dataloaders, "close") and is_stateful_loader(train_dataloaders):
@@ -313,7 +313,7 @@ class Trainer:
                 progress.batches_that_stepped += 1
                 self.update_pending = False
                 if self._interrupt.requested:
-                    raise KeyboardInterrupt
+                    raise self._interrupt.stop(self.global_step)
         progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
         self.hooks.on_train_epoch_end()
         log, callback, bar = self._train_results.epoch_metrics()

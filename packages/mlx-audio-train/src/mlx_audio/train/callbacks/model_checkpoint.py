@@ -169,14 +169,20 @@ class ModelCheckpoint(MonitorCallback):
             self._flush()
 
     def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
-        if not self.save_on_exception or trainer.optimizer is None or trainer.fast_dev_run:
+        preempted = isinstance(exception, SystemExit)  # SIGTERM: always save, resumable
+        if not (self.save_on_exception or preempted) or trainer.optimizer is None or trainer.fast_dev_run:
             return
-        if trainer.sanity_checking or self._last_global_step_saved == trainer.global_step:
+        if trainer.sanity_checking:
             return
-        kind = "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"
+        if self._last_global_step_saved == trainer.global_step:
+            if preempted and self._written_now:  # this step is on disk already: point `last` at it
+                self.last_model_path = self._written_now
+                point_last(self._dir, self._written_now)
+            return
+        kind = {True: "preempted", False: "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"}[preempted]
         path = self._unique(os.path.join(self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"))
         self._write(trainer, path)
-        if self.save_last and isinstance(exception, KeyboardInterrupt):  # a clean step boundary
+        if (self.save_last or preempted) and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # a clean step boundary
             self.last_model_path = path
             point_last(self._dir, path)
 
