@@ -13,6 +13,7 @@ _EXPORTS = {
     "OptimizerConfig": "module",
     "Trainer": "trainer",
     "CheckpointError": "checkpoint",
+    "Preempted": "_lifecycle",
 }
 __all__ = list(_EXPORTS)
 
