@@ -21,14 +21,14 @@ import sys
 import tempfile
 import time
 
+import mlx.core as mx
+import numpy as np
+
 import mlx_audio.data  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.data import AudioFolder, BucketBatchSampler, DataLoader, LogMel, PadCollate
 from mlx_audio.data.audio import load_audio
 from mlx_audio.data.features import log_mel_spectrogram, mel_filterbank
 from mlx_audio.data.sampler import epoch_rng
-
-import mlx.core as mx
-import numpy as np
 
 RATE_IN = 16000
 RATE = 48000

@@ -15,13 +15,13 @@ import platform
 import statistics
 import time
 
-import mlx_audio.models  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
-from mlx_audio.models.clap import CLAP
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+
+import mlx_audio.models  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
+from mlx_audio.models.clap import CLAP
 
 B, FRAMES, TOKENS = 8, 1001, 64
 

@@ -19,12 +19,12 @@ import platform
 import sys
 import time
 
+import mlx.core as mx
+import numpy as np
+
 import mlx_audio.data  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.data import ArrayDataset, DataLoader, Dataset
 from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
-
-import mlx.core as mx
-import numpy as np
 
 
 class RandomSamples(Dataset):

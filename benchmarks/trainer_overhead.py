@@ -18,15 +18,15 @@ import sys
 import time
 from functools import partial
 
-import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
-from mlx_audio.loggers import CSVLogger
-from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import ProgressBar
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+
+import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
+from mlx_audio.loggers import CSVLogger
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ProgressBar
 
 sys.path.insert(
     0, os.path.join(os.path.dirname(__file__), "..", "packages", "mlx-audio-train", "tests")

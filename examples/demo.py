@@ -11,6 +11,11 @@ under ./demo_run/checkpoints and logged to CSV. Run it twice: the second run res
 
 from __future__ import annotations
 
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
 import mlx_audio  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio import DataLoader, OptimizerConfig, Trainer, TrainModule
 from mlx_audio.data import Dataset
@@ -23,11 +28,6 @@ from mlx_audio.train.callbacks import (
     ProgressBar,
 )
 from mlx_audio.train.schedulers import WarmupCosineScheduler
-
-import mlx.core as mx
-import mlx.nn as nn
-import mlx.optimizers as optim
-import numpy as np
 
 RATE, PITCHES = 16_000, (440.0, 494.0, 554.0, 622.0)
 FILTERS = mel_filterbank(RATE, n_fft=512, n_mels=40, f_min=100, f_max=2000)

@@ -1,4 +1,5 @@
-"""Importing mlx_audio before mlx.core makes MLX's Linux CPU wheels use OpenBLAS.
+"""Importing mlx_audio before mlx.core makes MLX's Linux CPU wheels use OpenBLAS; when that
+is too late, training says so once through logging (never a warning at import).
 
 Each case runs a plain ``python script.py`` (no LD_PRELOAD, no Makefile) and times the
 matmul of the tutorial CNN's biggest layer.
@@ -19,13 +20,16 @@ pytestmark = pytest.mark.skipif(
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time, warnings
-    warnings.simplefilter("always")
+    import logging, sys, time, warnings
+    warnings.simplefilter("error")  # importing must never warn (python -W error programs)
     if sys.argv[1] == "mlx_audio_first":
         import mlx_audio.data
     import mlx.core as mx
     if sys.argv[1] == "mlx_first":
         import mlx_audio.data
+    logging.basicConfig()
+    from mlx_audio.data.support import report_slow_blas
+    report_slow_blas(); report_slow_blas()  # what Trainer.fit does on the CPU: says it once
     a = mx.random.normal((12544, 288)); b = mx.random.normal((288, 64)); mx.eval(a, b)
     best = 1e9
     for _ in range(5):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mlx_audio.data import ArrayDataset, DataLoader
-from mlx_audio.loggers import CSVLogger
-from mlx_audio.train import Trainer, TrainModule
-from mlx_audio.train.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-
 import common
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+
+from mlx_audio.data import ArrayDataset, DataLoader
+from mlx_audio.loggers import CSVLogger
+from mlx_audio.train import Trainer, TrainModule
+from mlx_audio.train.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 
 class Module(TrainModule):

@@ -13,12 +13,12 @@ import types
 import warnings
 from pathlib import Path
 
-import mlx_audio.data as ours
-
 import mlx.core as mx
 import numpy as np
 import pytest
 from cases import CASES, run_case
+
+import mlx_audio.data as ours
 
 HERE = Path(__file__).resolve().parent
 ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"

@@ -11,11 +11,11 @@ import types
 import warnings
 from pathlib import Path
 
-import mlx_audio.data as ours
-
 import mlx.core as mx
 import pytest
 from state_cases import STATE_CASES, roundtrip_json
+
+import mlx_audio.data as ours
 
 HERE = Path(__file__).resolve().parent
 ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"

@@ -6,10 +6,10 @@ import os
 import time
 from collections.abc import Iterable
 
+import numpy as np
+
 from mlx_audio.data import Dataset
 from mlx_audio.data._shm import shm_dir
-
-import numpy as np
 
 
 def shm_segments(owners: Iterable[int] | None = None) -> set[str]:

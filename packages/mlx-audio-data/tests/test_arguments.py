@@ -1,7 +1,7 @@
-from mlx_audio.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
-
 import numpy as np
 import pytest
+
+from mlx_audio.data import BatchSampler, DataLoader, IterableDataset, SequentialSampler
 
 DATA = list(range(10))
 

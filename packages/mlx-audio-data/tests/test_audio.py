@@ -1,3 +1,6 @@
+import numpy as np
+import pytest
+
 from mlx_audio.data.audio import (
     hz_to_mel,
     load_audio,
@@ -7,9 +10,6 @@ from mlx_audio.data.audio import (
     resample,
     stft,
 )
-
-import numpy as np
-import pytest
 
 
 def test_mel_scales_round_trip_and_known_points():

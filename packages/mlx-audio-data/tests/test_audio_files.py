@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 import os
 
+import mlx.core as mx
+import numpy as np
+import pytest
+import soundfile as sf
+
 from mlx_audio.data import (
     AudioFolder,
     AudioManifest,
@@ -21,11 +26,6 @@ from mlx_audio.data import (
     pad_collate,
 )
 from mlx_audio.data.audio import AudioDecodeError
-
-import mlx.core as mx
-import numpy as np
-import pytest
-import soundfile as sf
 
 RATE = 16000
 

@@ -1,11 +1,11 @@
 from collections import namedtuple
 
-from mlx_audio.data import DataLoader, default_collate, to_mlx
-from mlx_audio.data.collate import CollateError
-
 import mlx.core as mx
 import numpy as np
 import pytest
+
+from mlx_audio.data import DataLoader, default_collate, to_mlx
+from mlx_audio.data.collate import CollateError
 
 Pair = namedtuple("Pair", "x y")
 

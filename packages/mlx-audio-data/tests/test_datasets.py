@@ -1,3 +1,6 @@
+import numpy as np
+import pytest
+
 from mlx_audio.data import (
     ArrayDataset,
     ConcatDataset,
@@ -6,9 +9,6 @@ from mlx_audio.data import (
     Subset,
     random_split,
 )
-
-import numpy as np
-import pytest
 
 
 def test_tutorial_import_path_is_the_same_class():

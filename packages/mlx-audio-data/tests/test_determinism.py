@@ -2,11 +2,11 @@
 
 import random
 
-from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
-
 import numpy as np
 import pytest
 from data_testing import as_numpy, assert_same_batches
+
+from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
 
 CONFIGS = [dict(num_workers=0), dict(num_workers=2), dict(num_workers=3, worker_type="thread")]
 

@@ -10,11 +10,11 @@ import sys
 import textwrap
 import time
 
-from mlx_audio.data import DataLoader, Dataset
-
 import numpy as np
 import pytest
 from data_testing import child_processes, shm_segments
+
+from mlx_audio.data import DataLoader, Dataset
 
 
 class Faulty(Dataset):

@@ -8,11 +8,11 @@ import gc
 import os
 import time
 
-from mlx_audio.data import DataLoader
-
 import pytest
 from data_testing import child_processes, shm_segments, wait_until
 from test_failures import Faulty
+
+from mlx_audio.data import DataLoader
 
 MATRIX = [
     pytest.param(persistent, context, id=f"{'persistent' if persistent else 'fresh'}-{context}")

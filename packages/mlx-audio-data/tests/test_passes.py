@@ -8,10 +8,10 @@ from __future__ import annotations
 import gc
 import time
 
-from mlx_audio.data import ArrayDataset, DataLoader
-
 import numpy as np
 import pytest
+
+from mlx_audio.data import ArrayDataset, DataLoader
 
 
 def values(batches):

@@ -3,11 +3,11 @@
 import json
 import warnings
 
-from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
-
 import numpy as np
 import pytest
 from data_testing import ImageDataset, as_numpy, assert_same_batches
+
+from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
 
 
 def run(loader, epochs):

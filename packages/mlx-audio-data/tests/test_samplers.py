@@ -1,7 +1,7 @@
-from mlx_audio.data import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
-
 import numpy as np
 import pytest
+
+from mlx_audio.data import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
 
 
 def test_random_sampler_is_a_function_of_seed_and_epoch():

@@ -5,12 +5,12 @@ import subprocess
 import sys
 import textwrap
 
-from mlx_audio.data import ArrayDataset, DataLoader, Dataset
-
 import mlx.core as mx
 import numpy as np
 import pytest
 from data_testing import ImageDataset, assert_same_batches, child_processes, shm_segments
+
+from mlx_audio.data import ArrayDataset, DataLoader, Dataset
 
 
 def to_mlx_batch(batch):

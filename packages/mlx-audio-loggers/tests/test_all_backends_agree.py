@@ -1,8 +1,8 @@
 """The same logging calls reach every backend under the same names, steps and values."""
 
-from mlx_audio.loggers import CSVLogger, MLflowLogger, TensorBoardLogger, WandbLogger
-
 from loggers_testing import tensorboard_scalars, wait_for_wandb_exit, wandb_history
+
+from mlx_audio.loggers import CSVLogger, MLflowLogger, TensorBoardLogger, WandbLogger
 
 CALLS = [
     ({"train_loss": 1.0, "lr": 0.5}, 1),

@@ -3,12 +3,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from mlx_audio.loggers import CSVLogger
-from mlx_audio.loggers.base import flatten_params, to_scalar
-
 import mlx.core as mx
 import numpy as np
 import pytest
+
+from mlx_audio.loggers import CSVLogger
+from mlx_audio.loggers.base import flatten_params, to_scalar
 
 
 def test_to_scalar_accepts_mlx_numpy_and_python_and_keeps_nonfinite():

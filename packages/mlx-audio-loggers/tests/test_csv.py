@@ -2,9 +2,9 @@ import csv
 import json
 import math
 
-from mlx_audio.loggers import CSVLogger
-
 import mlx.core as mx
+
+from mlx_audio.loggers import CSVLogger
 
 
 def read_rows(path):

@@ -2,10 +2,10 @@
 
 import math
 
-from mlx_audio.loggers import MLflowLogger
-
 import mlx.core as mx
 import pytest
+
+from mlx_audio.loggers import MLflowLogger
 
 
 def histories(client, run_id, keys):

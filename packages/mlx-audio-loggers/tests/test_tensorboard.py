@@ -1,10 +1,10 @@
 import math
 
-from mlx_audio.loggers import TensorBoardLogger
-
 import mlx.core as mx
 import numpy as np
 from loggers_testing import tensorboard_scalars
+
+from mlx_audio.loggers import TensorBoardLogger
 
 
 def test_scalars_read_back_with_tensorboards_reader(tmp_path):

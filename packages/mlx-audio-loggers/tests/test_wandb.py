@@ -3,11 +3,11 @@
 import math
 import warnings
 
-from mlx_audio.loggers import WandbLogger
-
 import mlx.core as mx
 import pytest
 from loggers_testing import wait_for_wandb_exit, wandb_config, wandb_history
+
+from mlx_audio.loggers import WandbLogger
 
 
 def test_no_account_no_tty_goes_offline_with_one_warning(no_wandb_account, tmp_path):

@@ -4,15 +4,15 @@ bf16, checkpointing, zero-shot classification; and the CNN classifiers."""
 import json
 import os
 
-from mlx_audio.models.clap import CLAP, ClapConfig, ClapTokenizer, zero_shot_classify
-from mlx_audio.models.cnn import AudioCNN, CNNClassifier
-
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
 from conftest import TINY
 from mlx.utils import tree_flatten
+
+from mlx_audio.models.clap import CLAP, ClapConfig, ClapTokenizer, zero_shot_classify
+from mlx_audio.models.cnn import AudioCNN, CNNClassifier
 
 
 @pytest.fixture(scope="module")

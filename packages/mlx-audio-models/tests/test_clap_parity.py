@@ -2,12 +2,12 @@
 
 import json
 
-from mlx_audio.models.clap import CLAP
-
 import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import tiny_config
+
+from mlx_audio.models.clap import CLAP
 
 REFERENCE = """
 import json, sys, numpy as np, torch

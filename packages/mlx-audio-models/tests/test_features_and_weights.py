@@ -6,12 +6,12 @@ import shutil
 import subprocess
 import zipfile
 
-from mlx_audio.models.clap import CLAP, ClapFeatureExtractor
-from mlx_audio.models.clap.weights import load_torch_bin
-
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
+
+from mlx_audio.models.clap import CLAP, ClapFeatureExtractor
+from mlx_audio.models.clap.weights import load_torch_bin
 
 
 def speech(tmp_path) -> np.ndarray:
@@ -28,9 +28,9 @@ def speech(tmp_path) -> np.ndarray:
         ],
         check=True,
     )
-    from mlx_audio.data.audio import load_audio
-
     import soundfile
+
+    from mlx_audio.data.audio import load_audio
 
     wave, rate = load_audio(str(wav), sample_rate=48_000)
     assert rate == 48_000 and soundfile.info(str(wav)).duration > 2

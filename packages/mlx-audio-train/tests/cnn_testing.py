@@ -1,11 +1,11 @@
 """The tutorial's MNIST CNN, parametrised by the number of classes (for tests and benchmarks)."""
 
-from mlx_audio.train import OptimizerConfig, TrainModule
-from mlx_audio.train.schedulers import WarmupCosineScheduler
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+
+from mlx_audio.train import OptimizerConfig, TrainModule
+from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 
 class MNISTLikeCNN(TrainModule):

@@ -1,5 +1,10 @@
 """Clear errors before the first step."""
 
+import mlx.core as mx
+import mlx.optimizers as optim
+import pytest
+from train_testing import TinyClassifier, blobs
+
 from mlx_audio.data import DataLoader
 from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import (
@@ -9,11 +14,6 @@ from mlx_audio.train.callbacks import (
     ProgressBar,
     Timer,
 )
-
-import mlx.core as mx
-import mlx.optimizers as optim
-import pytest
-from train_testing import TinyClassifier, blobs
 
 
 @pytest.mark.parametrize(

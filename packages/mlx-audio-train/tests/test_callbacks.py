@@ -4,6 +4,11 @@ precision modes; fast_dev_run and minimums; retrace warnings."""
 import io
 import warnings
 
+import mlx.core as mx
+import numpy as np
+import pytest
+from train_testing import TinyClassifier, blobs
+
 from mlx_audio.data import DataLoader
 from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import (
@@ -13,11 +18,6 @@ from mlx_audio.train.callbacks import (
     ProgressBar,
     Timer,
 )
-
-import mlx.core as mx
-import numpy as np
-import pytest
-from train_testing import TinyClassifier, blobs
 
 
 def quiet(**kwargs):

@@ -3,14 +3,14 @@
 import json
 import os
 
-from mlx_audio.data import DataLoader
-from mlx_audio.train import CheckpointError, Trainer
-from mlx_audio.train.callbacks import ModelCheckpoint
-
 import mlx.core as mx
 import numpy as np
 import pytest
 from train_testing import TinyClassifier, assert_trees_equal, blobs
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import CheckpointError, Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
 
 
 def fit(root, callbacks, epochs=3, **kwargs):

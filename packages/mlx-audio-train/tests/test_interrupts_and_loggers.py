@@ -9,11 +9,11 @@ import sys
 import textwrap
 import time
 
-from mlx_audio.data import DataLoader
-from mlx_audio.train import Trainer
-
 import pytest
 from train_testing import TinyClassifier, blobs
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
 
 CTRL_C = textwrap.dedent(
     """
@@ -91,10 +91,10 @@ class Crash(TinyClassifier):
 def test_all_four_loggers_in_one_fit_and_a_crash_finalizes_them(
     tmp_path, mlflow_server, no_wandb_account
 ):
-    from mlx_audio.loggers import CSVLogger, MLflowLogger, TensorBoardLogger, WandbLogger
-
     from loggers_testing import tensorboard_scalars, wait_for_wandb_exit, wandb_history
     from mlflow.tracking import MlflowClient
+
+    from mlx_audio.loggers import CSVLogger, MLflowLogger, TensorBoardLogger, WandbLogger
 
     def loggers():
         return [

@@ -1,7 +1,5 @@
 """TrainModule's parameter trees: the tutorial's counting works and MLX keeps working."""
 
-from mlx_audio.train import TrainModule
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
@@ -9,6 +7,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten, tree_map
 from train_testing import TinyClassifier, assert_trees_equal
+
+from mlx_audio.train import TrainModule
 
 
 def count(tree) -> int:

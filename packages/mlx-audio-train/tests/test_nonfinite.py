@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import os
 
-from mlx_audio.data import DataLoader
-from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import ModelCheckpoint
-from mlx_audio.train.checkpoint import CheckpointError, load_arrays, save_checkpoint
-
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
 import pytest
 from train_testing import TinyClassifier, blobs
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
+from mlx_audio.train.checkpoint import CheckpointError, load_arrays, save_checkpoint
 
 BAD_BATCH = 5  # of 8 per epoch
 

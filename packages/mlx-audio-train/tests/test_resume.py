@@ -9,13 +9,13 @@ import sys
 import textwrap
 import time
 
-from mlx_audio.data import DataLoader
-from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import ModelCheckpoint
-
 import numpy as np
 import pytest
 from train_testing import TinyClassifier, assert_trees_equal, blobs
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
 
 EPOCHS = 3  # 200 samples / batch 16 = 13 batches -> 7 updates per epoch with accumulation 2
 
@@ -114,9 +114,9 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
     milliseconds after a random step, so sometimes while a checkpoint is being written or an
     older top-2 one deleted), check every directory that looks like a checkpoint is complete,
     resume from `last`, and check the final weights equal an uninterrupted run's."""
-    from mlx_audio.train.checkpoint import load_arrays, read_state
-
     import mlx.core as mx
+
+    from mlx_audio.train.checkpoint import load_arrays, read_state
 
     script = tmp_path / "train.py"
     script.write_text(KILL_SCRIPT)

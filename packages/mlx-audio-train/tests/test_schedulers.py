@@ -2,6 +2,9 @@
 
 import math
 
+import mlx.core as mx
+import pytest
+
 from mlx_audio.train.schedulers import (
     OneCycleScheduler,
     StepDecayScheduler,
@@ -9,9 +12,6 @@ from mlx_audio.train.schedulers import (
     WarmupCosineScheduler,
     WarmupLinearScheduler,
 )
-
-import mlx.core as mx
-import pytest
 
 
 def at(schedule, step):

@@ -5,15 +5,15 @@ tests/lightning_parity, scenarios ``log_opts_*``.)"""
 
 import csv
 
-from mlx_audio.data import ArrayDataset, DataLoader
-from mlx_audio.loggers import CSVLogger
-from mlx_audio.train import Trainer, TrainModule
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+
+from mlx_audio.data import ArrayDataset, DataLoader
+from mlx_audio.loggers import CSVLogger
+from mlx_audio.train import Trainer, TrainModule
 
 
 class Logging(TrainModule):

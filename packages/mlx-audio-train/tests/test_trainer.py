@@ -2,17 +2,17 @@
 
 import csv
 
-from mlx_audio.data import DataLoader
-from mlx_audio.train import OptimizerConfig, Trainer, TrainModule
-from mlx_audio.train.callbacks import Callback, GradientClipper, LearningRateMonitor
-from mlx_audio.train.schedulers import WarmupLinearScheduler
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
 from train_testing import TinyClassifier, assert_trees_equal, blobs
+
+from mlx_audio.data import DataLoader
+from mlx_audio.train import OptimizerConfig, Trainer, TrainModule
+from mlx_audio.train.callbacks import Callback, GradientClipper, LearningRateMonitor
+from mlx_audio.train.schedulers import WarmupLinearScheduler
 
 
 def quiet(**kwargs):

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from mlx_audio.data import ArrayDataset
-from mlx_audio.train import OptimizerConfig, TrainModule
-from mlx_audio.train.schedulers import WarmupCosineScheduler
-
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
+
+from mlx_audio.data import ArrayDataset
+from mlx_audio.train import OptimizerConfig, TrainModule
+from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 
 def blobs(n: int = 256, dim: int = 8, classes: int = 3, seed: int = 0) -> ArrayDataset:

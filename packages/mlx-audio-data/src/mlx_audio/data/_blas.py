@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import platform
 import sys
-import warnings
 
 _CANDIDATES = (
     "/usr/lib/{arch}-linux-gnu/openblas-pthread/libopenblas.so.0",
@@ -70,11 +70,13 @@ def _uses_reference_blas() -> bool:
 
 
 def ensure_fast_blas() -> str | None:
-    """Load OpenBLAS globally before mlx.core, or warn once when that is not possible.
+    """Load OpenBLAS globally if that can still take effect (before ``mlx.core`` is loaded).
 
-    Returns the path loaded, if any. Safe to call many times.
+    Silent: nothing is printed or warned here (imports must not warn); when it could not help,
+    :func:`slow_blas_reason` says why and :func:`report_slow_blas` tells the user once, through
+    ``logging``, when training starts. Returns the path loaded, if any. Safe to call many times.
     """
-    global loaded_path
+    global loaded_path, _reason
     if loaded_path is not None or not sys.platform.startswith("linux"):
         return loaded_path
     if os.environ.get("MLX_AUDIO_NO_OPENBLAS") or openblas_in_process():
@@ -82,35 +84,48 @@ def ensure_fast_blas() -> str | None:
     if not _uses_reference_blas():
         return None
     if "mlx.core" in sys.modules:
-        _hint("mlx.core was imported before mlx_audio, so it keeps its bundled reference BLAS")
+        _reason = "mlx.core was imported before mlx_audio, so it keeps its bundled reference BLAS"
         return None
     path = find_openblas()
     if path is None:
-        _hint("no OpenBLAS library was found on this machine")
+        _reason = "no OpenBLAS library was found on this machine"
         return None
     try:
         ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
     except OSError as error:
-        _hint(f"loading {path} failed ({error})")
+        _reason = f"loading {path} failed ({error})"
         return None
     loaded_path = path
+    _reason = None
     return path
 
 
-_hinted = False
+_reason: str | None = None
+_reported = False
 
 
-def _hint(reason: str) -> None:
-    global _hinted
-    if _hinted:
-        return
-    _hinted = True
-    warnings.warn(
-        f"MLX on Linux CPU is using its slow reference BLAS ({reason}); matrix products run "
-        f"~10x slower. To fix: {INSTALL_HINT}. Silence with MLX_AUDIO_NO_OPENBLAS=1.",
-        RuntimeWarning,
-        stacklevel=3,
+def slow_blas_reason() -> str | None:
+    """Why MLX runs on its slow reference BLAS in this process (None when it does not)."""
+    if _reason is None or openblas_in_process():
+        return None
+    return _reason
+
+
+def report_slow_blas(logger_name: str = "mlx_audio") -> bool:
+    """Log once (a ``logging`` warning) that CPU matrix products run on reference BLAS, with the
+    fix. Call when CPU work starts; returns whether it logged."""
+    global _reported
+    reason = slow_blas_reason()
+    if reason is None or _reported:
+        return False
+    _reported = True
+    logging.getLogger(logger_name).warning(
+        "MLX on Linux CPU is using its slow reference BLAS (%s); matrix products run ~10x slower. "
+        "To fix: %s. Silence with MLX_AUDIO_NO_OPENBLAS=1.",
+        reason,
+        INSTALL_HINT,
     )
+    return True
 
 
 _SET_THREADS = (

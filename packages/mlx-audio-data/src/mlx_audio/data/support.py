@@ -14,9 +14,22 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ._blas import ensure_fast_blas, find_openblas, limit_blas_threads
+from ._blas import (
+    ensure_fast_blas,
+    find_openblas,
+    limit_blas_threads,
+    report_slow_blas,
+    slow_blas_reason,
+)
 
-__all__ = ["ensure_fast_blas", "find_openblas", "limit_blas_threads", "lazy_exports"]
+__all__ = [
+    "ensure_fast_blas",
+    "find_openblas",
+    "limit_blas_threads",
+    "report_slow_blas",
+    "slow_blas_reason",
+    "lazy_exports",
+]
 
 
 def lazy_exports(

@@ -22,11 +22,12 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
-from mlx_audio.loggers import Logger
-
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
+
+from mlx_audio.data.support import report_slow_blas
+from mlx_audio.loggers import Logger
 
 from . import checkpoint
 from ._arguments import TrainerArgs, make_args, val_check_batch
@@ -141,8 +142,7 @@ class Trainer:
 
     @property
     def max_steps(self) -> int | None:
-        """The configured max_steps, or during fit ``max_epochs x updates per epoch`` (None when
-        unknown) -- Lightning's ``estimated_stepping_batches``; Lightning itself returns -1."""
+        """max_steps, or in fit ``max_epochs x updates per epoch`` (Lightning: estimated_stepping_batches)."""
         return self.args.max_steps if self.args.max_steps is not None else self._estimated_max_steps
 
     estimated_stepping_batches = max_steps
@@ -151,9 +151,7 @@ class Trainer:
     def is_global_zero(self) -> bool:
         return not mx.distributed.is_available() or mx.distributed.init().rank() == 0
 
-    @property
-    def enable_validation(self) -> bool:
-        return self.num_val_batches > 0
+    enable_validation = property(lambda self: self.num_val_batches > 0)
 
     def warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -211,6 +209,8 @@ class Trainer:
         self.module = model
         model.trainer = self
         self.state_fn = "fit"
+        if mx.default_device() == mx.cpu:
+            report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
         try:
             with self._interrupt:
                 ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
@@ -235,10 +235,8 @@ class Trainer:
         self.num_training_batches = limited(length_of(train_loader), self.limit_train_batches)
         self.num_val_batches = limited(length_of(val_loader), self.limit_val_batches) if val_loader is not None else 0
         self.val_check_batch = val_check_batch(self.args, self.num_training_batches, self.num_val_batches)
-        per_epoch = self.num_training_batches
-        self._estimated_max_steps = None
-        if self.max_epochs is not None and math.isfinite(per_epoch):
-            self._estimated_max_steps = self.max_epochs * math.ceil(per_epoch / self.accumulate_grad_batches)
+        per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches) if math.isfinite(self.num_training_batches) else None
+        self._estimated_max_steps = self.max_epochs * per_epoch if self.max_epochs is not None and per_epoch is not None else None
         self.rng_base = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
         if self.precision == "bf16":
             model.set_dtype(mx.bfloat16)
@@ -248,10 +246,8 @@ class Trainer:
         resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
         assert self.optimizer is not None
         clip_val, clip_algorithm = clipping(self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks)
-        builder = StepBuilder(
-            model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision, self.compile,
-            strict_nonfinite=self.on_nonfinite_loss == "raise",
-        )
+        builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision,
+                              self.compile, strict_nonfinite=self.on_nonfinite_loss == "raise")
         self.runner = StepRunner(builder, self.accumulate_grad_batches)
         if resumed is not None:
             checkpoint.restore_accumulator(self.runner, resumed["_dir"], resumed, model)

@@ -13,9 +13,9 @@ import json
 import os
 from typing import Any
 
-from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
-
 import numpy as np
+
+from mlx_audio.data.audio import log_mel_spectrogram, mel_filterbank
 
 
 def _shrink_time(mel: np.ndarray, frames: int) -> np.ndarray:
