@@ -99,3 +99,15 @@ def test_import_is_fast_and_lazy():
     seconds, mlx_loaded = result.stdout.split()
     assert mlx_loaded == "False"
     assert float(seconds) < 0.5
+
+
+def test_no_package_warns_at_import_even_after_mlx_core():
+    code = (
+        "import mlx.core\n"
+        "import mlx_audio, mlx_audio.data, mlx_audio.loggers, mlx_audio.train, mlx_audio.models\n"
+        "from mlx_audio import Trainer, TrainModule, DataLoader\n"
+        "print('OK')"
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=clean, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "OK", result.stderr
