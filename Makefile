@@ -52,7 +52,7 @@ $(ANCHOR)/.done: uv.lock Makefile
 	$(UV) export --all-packages --no-hashes --no-emit-workspace --no-dev --format requirements-txt > $(ANCHOR)/constraints.txt
 	$(ANCHOR)/bin/pip install --quiet --upgrade pip
 	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning transformers torchdata \
-		-e 'packages/mlx-audio-data[audio]' -e packages/mlx-audio-loggers -e packages/mlx-audio-train \
+		-e 'packages/mlx-audio-data[audio,cpu]' -e packages/mlx-audio-loggers -e packages/mlx-audio-train \
 		-e 'packages/mlx-audio-models[all]' -e packages/mlx-audio-stack
 	touch $@
 

@@ -71,8 +71,14 @@ WORKERS_ITERATE = """
 """
 
 
+def with_extra(wheel: Path, extra: str) -> str:
+    """A requirement for a local wheel with an extra: ``name[extra] @ file:///...``."""
+    name = wheel.name.split("-")[0].replace("_", "-")
+    return f"{name}[{extra}] @ {wheel.as_uri()}"
+
+
 def test_data_package_alone(tmp_path, wheels):
-    python = venv_with(tmp_path, str(wheels["mlx-audio-data"]))
+    python = venv_with(tmp_path, with_extra(wheels["mlx-audio-data"], "cpu"))
     out = run(
         python,
         """
@@ -95,7 +101,7 @@ def test_data_package_alone(tmp_path, wheels):
 
 
 def test_meta_package_is_lazy_with_only_data(tmp_path, wheels):
-    python = venv_with(tmp_path, str(wheels["mlx-audio-data"]))
+    python = venv_with(tmp_path, with_extra(wheels["mlx-audio-data"], "cpu"))
     subprocess.run(
         [
             *uv(),
@@ -132,7 +138,7 @@ def test_meta_package_is_lazy_with_only_data(tmp_path, wheels):
 
 
 def test_all_five_wheels(tmp_path, wheels):
-    python = venv_with(tmp_path, *map(str, wheels.values()))
+    python = venv_with(tmp_path, *(str(w) for n, w in wheels.items() if n != "mlx-audio-stack"), with_extra(wheels["mlx-audio-stack"], "cpu"))
     out = run(
         python,
         """
@@ -178,3 +184,29 @@ def test_every_wheel_ships_py_typed(wheels):
     }
     for dist, marker in expected.items():
         assert marker in zipfile.ZipFile(wheels[dist]).namelist(), (dist, marker)
+
+
+def test_installing_next_to_another_backend_leaves_it_alone(tmp_path, wheels):
+    """mlx-audio-data without an extra adds no MLX backend: an MLX build already in the
+    environment (here the CPU one; on GPU machines the CUDA one) stays exactly as it was."""
+    python = venv_with(tmp_path, "mlx[cpu]")
+
+    def mlx_dists() -> list[str]:
+        listed = subprocess.run([*uv(), "pip", "list", "--python", str(python), "--format", "freeze"],
+                                capture_output=True, text=True, check=True).stdout.split()
+        return sorted(line for line in listed if line.lower().startswith("mlx"))
+
+    before = mlx_dists()
+    subprocess.run([*uv(), "pip", "install", "--python", str(python), str(wheels["mlx-audio-data"])],
+                   check=True, capture_output=True)
+    after = [d for d in mlx_dists() if not d.startswith("mlx-audio")]
+    assert after == before, (before, after)
+    import zipfile
+
+    metadata = next(n for n in zipfile.ZipFile(wheels["mlx-audio-data"]).namelist() if n.endswith("METADATA"))
+    requires = [line for line in zipfile.ZipFile(wheels["mlx-audio-data"]).read(metadata).decode().splitlines()
+                if line.startswith("Requires-Dist: mlx")]
+    unconditional = [r for r in requires if "extra ==" not in r]
+    assert unconditional == ["Requires-Dist: mlx>=0.29"], requires
+    assert any("cuda13" in r for r in requires) and any("cpu" in r for r in requires)
+    run(python, "import mlx.core as mx, mlx_audio.data; print(mx.array([1]) + 1)")
