@@ -102,3 +102,10 @@ def test_import_is_lazy():
         ).stdout.strip()
         == "False"
     )
+
+
+def test_lightning_spelling_of_the_mlflow_logger():
+    from mlx_audio.loggers import MLFlowLogger, MLflowLogger
+    from mlx_audio.train.loggers import MLFlowLogger as FromTrain
+
+    assert MLFlowLogger is MLflowLogger is FromTrain

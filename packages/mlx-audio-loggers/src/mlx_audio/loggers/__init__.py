@@ -20,6 +20,7 @@ _EXPORTS = {
     "CSVLogger": "csv_logger",
     "TensorBoardLogger": "tensorboard_logger",
     "WandbLogger": "wandb_logger",
+    "MLFlowLogger": "mlflow_logger",  # Lightning's spelling
     "MLflowLogger": "mlflow_logger",
     "flatten_params": "base",
 }

@@ -110,3 +110,6 @@ class MLflowLogger(Logger):
         self._check_status(status)
         if self._client is not None and self._run_id is not None:
             self._client.set_terminated(self._run_id, status=_STATUS[status])
+
+
+MLFlowLogger = MLflowLogger  # Lightning's name for it (lightning.pytorch.loggers.MLFlowLogger)

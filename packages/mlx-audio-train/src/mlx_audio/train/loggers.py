@@ -3,6 +3,13 @@
 Re-exports :mod:`mlx_audio.loggers` (the ``mlx-audio-loggers`` distribution).
 """
 
-from mlx_audio.loggers import CSVLogger, Logger, MLflowLogger, TensorBoardLogger, WandbLogger  # noqa: F401
+from mlx_audio.loggers import (  # noqa: F401
+    CSVLogger,
+    Logger,
+    MLFlowLogger,
+    MLflowLogger,
+    TensorBoardLogger,
+    WandbLogger,
+)
 
-__all__ = ["Logger", "CSVLogger", "TensorBoardLogger", "WandbLogger", "MLflowLogger"]
+__all__ = ["Logger", "CSVLogger", "TensorBoardLogger", "WandbLogger", "MLFlowLogger", "MLflowLogger"]
