@@ -15,6 +15,17 @@ import numpy as np
 CASES: dict[str, Any] = {}
 
 
+def to_python(value: Any, is_array: Any) -> Any:
+    """Arrays (``is_array(value)``) and containers of them as plain Python lists and dicts."""
+    if is_array(value):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [to_python(v, is_array) for v in value]
+    if isinstance(value, dict):
+        return {k: to_python(v, is_array) for k, v in value.items()}
+    return value
+
+
 def case(fn):
     CASES[fn.__name__] = fn
     return fn

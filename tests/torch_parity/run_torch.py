@@ -9,20 +9,14 @@ import warnings
 
 import torch
 import torch.utils.data as tud
-from cases import CASES, run_case
+from cases import CASES, run_case, to_python
 
 L = types.SimpleNamespace(**{name: getattr(tud, name) for name in dir(tud) if not name.startswith("_")})
 L.default_collate = tud.default_collate
 
 
 def tolist(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [tolist(v) for v in value]
-    if isinstance(value, dict):
-        return {k: tolist(v) for k, v in value.items()}
-    return value
+    return to_python(value, lambda v: isinstance(v, torch.Tensor))
 
 
 if __name__ == "__main__":

@@ -7,46 +7,30 @@ and expected to differ (strict xfail), so the list stays true."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import types
 import warnings
-from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
-from cases import CASES, run_case
+from anchor import anchor_results
+from cases import CASES, run_case, to_python
 
 import mlx_audio.data as ours
 
-HERE = Path(__file__).resolve().parent
-ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"
 DIFFERENCES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
 def torch_results(tmp_path_factory):
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):
-            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
-        pytest.skip("the anchor venv (make anchor) is not built")
-    out = tmp_path_factory.mktemp("torch") / "results.json"
-    subprocess.run([str(ANCHOR), str(HERE / "run_torch.py"), str(out)], cwd=HERE, check=True, timeout=600)
-    return json.loads(out.read_text())
+    return anchor_results("run_torch.py", tmp_path_factory.mktemp("torch"))
 
 
 L = types.SimpleNamespace(**{name: getattr(ours, name) for name in ours.__all__})
 
 
 def tolist(value):
-    if isinstance(value, (mx.array, np.ndarray, np.generic)):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [tolist(v) for v in value]
-    if isinstance(value, dict):
-        return {k: tolist(v) for k, v in value.items()}
-    return value
+    return to_python(value, lambda v: isinstance(v, (mx.array, np.ndarray, np.generic)))
 
 
 def _param(name):

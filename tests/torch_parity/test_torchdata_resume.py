@@ -5,31 +5,20 @@ before and after the resume must be the same."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import types
 import warnings
-from pathlib import Path
 
 import mlx.core as mx
 import pytest
+from anchor import anchor_results
 from state_cases import STATE_CASES, roundtrip_json
 
 import mlx_audio.data as ours
 
-HERE = Path(__file__).resolve().parent
-ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"
-
 
 @pytest.fixture(scope="session")
 def torchdata_results(tmp_path_factory):
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):
-            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
-        pytest.skip("the anchor venv (make anchor) is not built")
-    out = tmp_path_factory.mktemp("torchdata") / "results.json"
-    subprocess.run([str(ANCHOR), str(HERE / "run_torchdata.py"), str(out)], cwd=HERE, check=True, timeout=600)
-    return json.loads(out.read_text())
+    return anchor_results("run_torchdata.py", tmp_path_factory.mktemp("torchdata"))
 
 
 def tolist(value):

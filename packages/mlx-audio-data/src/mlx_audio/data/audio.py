@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import features
 from .features import (  # noqa: F401  (re-exported: the features' former home)
     hz_to_mel,
     log_mel_spectrogram,
@@ -26,12 +27,7 @@ __all__ = [
     "audio_info",
     "load_audio",
     "resample",
-    "hz_to_mel",
-    "mel_to_hz",
-    "mel_filterbank",
-    "stft",
-    "spectrogram",
-    "log_mel_spectrogram",
+    *features.__all__,  # re-exported: the features' former home
 ]
 
 

@@ -19,37 +19,35 @@ __all__ = [
 ]
 
 
+# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _check_scale(mel_scale: str) -> bool:
+    """True for HTK, False for Slaney; a ValueError for anything else."""
+    if mel_scale not in ("slaney", "htk"):
+        raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
+    return mel_scale == "htk"
+
+
 def hz_to_mel(hz, mel_scale: str = "slaney"):
     """Frequency in Hz -> mels (``"slaney"``: linear below 1 kHz, log above; or ``"htk"``)."""
     hz = np.asarray(hz, dtype=np.float64)
-    if mel_scale == "htk":
+    if _check_scale(mel_scale):
         return 2595.0 * np.log10(1.0 + hz / 700.0)
-    if mel_scale != "slaney":
-        raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    mels = hz / f_sp
-    return np.where(
-        hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, mels
-    )
+    logarithmic = _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(hz >= _MIN_LOG_HZ, logarithmic, hz / _F_SP)
 
 
 def mel_to_hz(mels, mel_scale: str = "slaney"):
     """Inverse of :func:`hz_to_mel`."""
     mels = np.asarray(mels, dtype=np.float64)
-    if mel_scale == "htk":
+    if _check_scale(mel_scale):
         return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    if mel_scale != "slaney":
-        raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(
-        mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels
-    )
+    return np.where(mels >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL)), _F_SP * mels)
 
 
 def mel_filterbank(
