@@ -38,7 +38,7 @@ system-deps:
 	fi
 
 sync: uv system-deps
-	$(UV) sync --all-packages --locked
+	$(UV) sync --all-packages --locked --group demo
 
 build: uv
 	rm -rf dist && $(UV) build --all-packages --out-dir dist

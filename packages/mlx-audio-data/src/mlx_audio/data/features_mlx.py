@@ -52,18 +52,16 @@ class LogMel:
         self.channels_last = channels_last
         self.center = center
         self.key = key
-        self.filters_np = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, norm, mel_scale)
-        self.window_np = _window(window, n_fft).astype(np.float32)
-        self._filters: Any = None
-        self._window: Any = None
+        import mlx.core as mx
+
+        # made here, not at the first call: that call may be inside an mx.compile trace
+        self._filters = mx.array(mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, norm, mel_scale))
+        self._window = mx.array(_window(window, n_fft).astype(np.float32))
 
     def features(self, wave: Any) -> Any:
         """Log-mel dB of ``wave`` ``(..., samples)`` as an ``mx.array``."""
         import mlx.core as mx
 
-        if self._filters is None:
-            self._filters = mx.array(self.filters_np)
-            self._window = mx.array(self.window_np)
         x = mx.array(wave) if not isinstance(wave, mx.array) else wave
         x = x.astype(mx.float32)
         if self.center:
