@@ -34,8 +34,9 @@ from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 RATE = spoken_digits.RATE
 ROOT = os.environ.get("MLX_AUDIO_DEMO_DATA", os.path.join("data", "spoken_digits"))
-RUN = "demo_run"
-EPOCHS = 8
+RUN = os.environ.get("MLX_AUDIO_DEMO_RUN", "demo_run")
+SMALL = os.environ.get("MLX_AUDIO_DEMO_SMALL") == "1"  # a quick smoke run (tests): 15 voices, 1 epoch
+EPOCHS = 1 if SMALL else 6
 
 
 def random_gain(sample, rng):
@@ -90,7 +91,10 @@ def plot_curves(log_dir: str, out: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    with open(os.path.join(log_dir, "metrics.csv")) as f:
+    path = os.path.join(log_dir, "metrics.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
         rows = list(csv.DictReader(f))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for key, axis in (("train_loss", left), ("val_loss", left), ("val_accuracy", right)):
@@ -108,7 +112,7 @@ def plot_curves(log_dir: str, out: str) -> str | None:
 
 if __name__ == "__main__":
     start = time.perf_counter()
-    spoken_digits.generate(ROOT)
+    spoken_digits.generate(ROOT, clips_per_digit=1 if SMALL else 2, voice_limit=15 if SMALL else None)
     train_loader, val_loader = loaders()
     checkpoint = ModelCheckpoint(monitor="val_accuracy", mode="max", save_top_k=1, filename="{epoch}-{val_accuracy:.3f}")
     trainer = Trainer(
@@ -116,18 +120,18 @@ if __name__ == "__main__":
         gradient_clip_val=1.0,
         seed=42,
         default_root_dir=RUN,
-        logger=[CSVLogger(RUN, name="logs"), TensorBoardLogger(RUN, name="tensorboard")],
+        logger=[CSVLogger(RUN, name="logs", version=0), TensorBoardLogger(RUN, name="tensorboard", version=0)],
         callbacks=[LearningRateMonitor(), checkpoint],
     )
     model = DigitClassifier()
     size = sum(v.size for _, v in tree_flatten(model.parameters()))
     print(f"mlx-audio demo: AudioCNN ({size:,} parameters) on {mx.default_device()}, {len(train_loader.dataset)} training clips")
     trainer.fit(model, train_loader, val_loader, ckpt_path="last")
-    accuracy = trainer.callback_metrics.get("val_accuracy")
+    accuracy = trainer.callback_metrics.get("val_accuracy", checkpoint.best_model_score)
     if accuracy is not None:
         print(f"accuracy on {len(val_loader.dataset)} clips of held-out voices: {accuracy:.1%}")
     print(f"logs: {trainer.loggers[0].log_dir} (CSV), {trainer.loggers[1].log_dir} (TensorBoard)")
     print(f"checkpoints: {checkpoint.dirpath} (best: {os.path.basename(checkpoint.best_model_path) or '-'})")
     png = plot_curves(trainer.loggers[0].log_dir, os.path.join(RUN, "curves.png"))
-    print(f"training curves: {png}" if png else "training curves: install matplotlib for curves.png")
+    print(f"training curves: {png}" if png else "training curves: none (install matplotlib; or nothing was trained)")
     print(f"demo took {time.perf_counter() - start:.0f} s")

@@ -35,9 +35,12 @@ RATE = 16_000
 VERSION = "1"  # bump when the recipe changes: the cache is rebuilt
 
 
-def voices(seed: int = 0) -> tuple[list[str], list[str]]:
-    """All voices (accent+variant), split into train and held-out validation voices (20 %)."""
+def voices(seed: int = 0, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """All voices (accent+variant; the first ``limit`` of a seeded shuffle), split into train
+    and held-out validation voices (20 %)."""
     every = [f"{accent}+{variant}" for accent in ACCENTS for variant in VARIANTS]
+    if limit is not None:
+        every = [every[i] for i in np.random.default_rng(seed + 1).permutation(len(every))[:limit]]
     order = np.random.default_rng(seed).permutation(len(every))
     held = max(1, len(every) // 5)
     return [every[i] for i in order[held:]], [every[i] for i in order[:held]]
@@ -65,7 +68,7 @@ def noisy(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(wave + color, -1.0, 1.0).astype(np.float32)
 
 
-def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 4) -> None:
+def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 4, voice_limit: int | None = None) -> None:
     """Write ``root/{train,val}.csv`` and the FLAC files they name (skipped when present)."""
     import soundfile as sf
 
@@ -78,7 +81,7 @@ def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 
         sys.exit("espeak-ng is needed to make the spoken digits: apt-get install espeak-ng (brew install espeak-ng)")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "clips"))
-    train, val = voices(seed)
+    train, val = voices(seed, voice_limit)
     jobs = []
     rng = np.random.default_rng(seed)
     for split, names in (("train", train), ("val", val)):

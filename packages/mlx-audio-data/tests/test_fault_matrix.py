@@ -103,3 +103,20 @@ def test_file_descriptors_and_memory_stay_flat_over_30_epochs(persistent):
     assert fds() <= fds_before + 2
     assert rss_mib() - rss_before < 30
     loader.close()
+
+
+def test_workers_forked_under_a_sigterm_handler_still_stop_at_once():
+    """A Trainer installs a SIGTERM handler before the loader forks its workers; the workers
+    must not inherit it, or stopping them (SIGTERM) would wait for the 2 s kill timeout."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda *args: None)
+    try:
+        loader = DataLoader(Faulty(bad=6, how="hang", n=64), batch_size=4, num_workers=2)
+        iterator = iter(loader)
+        next(iterator)
+        start = time.monotonic()
+        iterator.close()  # worker 1 hangs in sample 6: it must die on SIGTERM
+        assert time.monotonic() - start < 1.0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -136,6 +136,7 @@ def process_worker_loop(
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child may inherit a trainer's handler
     if start_method == "fork" and "mlx.core" in sys.modules:
         _tree.mlx_forbidden = (
             f"DataLoader worker {spec.worker_id} was forked from a process that had loaded MLX, and "

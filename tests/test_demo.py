@@ -1,0 +1,35 @@
+"""`make demo`'s script end to end, in its quick form (15 voices, one epoch): espeak-ng clips
+made and cached, trained through AudioManifest + workers + buckets + the Trainer, accuracy,
+logs, checkpoints and curves reported; a second run resumes and finds nothing to do. (The full
+run's figures -- accuracy on held-out voices, time -- are in the closing notes and README.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make installs it)")
+def test_demo_quick_run_and_resume(tmp_path):
+    env = {**os.environ, "MLX_AUDIO_DEMO_SMALL": "1", "MLX_AUDIO_DEMO_DATA": str(tmp_path / "data"),
+           "MLX_AUDIO_DEMO_RUN": str(tmp_path / "run")}
+
+    def run():
+        result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True,
+                                env=env, cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    first = run()
+    assert "accuracy on" in first and "held-out voices" in first and "training curves" in first
+    assert (tmp_path / "data" / "train.csv").exists() and (tmp_path / "run" / "checkpoints" / "last").exists()
+    assert any((tmp_path / "run" / "tensorboard" / "version_0").iterdir())
+    second = run()
+    assert "nothing to do" in second and "making spoken digits" not in second
