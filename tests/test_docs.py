@@ -17,6 +17,11 @@ PAGES = [
     "docs/api/loggers.md",
     "docs/api/training.md",
     "docs/api/models.md",
+    # the PyPI pages (the data package's example reads a folder of your own files: not run)
+    "packages/mlx-audio-train/README.md",
+    "packages/mlx-audio-loggers/README.md",
+    "packages/mlx-audio-models/README.md",
+    "packages/mlx-audio-stack/README.md",
 ]
 
 
