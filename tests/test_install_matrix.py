@@ -210,3 +210,23 @@ def test_installing_next_to_another_backend_leaves_it_alone(tmp_path, wheels):
     assert unconditional == ["Requires-Dist: mlx>=0.29"], requires
     assert any("cuda13" in r for r in requires) and any("cpu" in r for r in requires)
     run(python, "import mlx.core as mx, mlx_audio.data; print(mx.array([1]) + 1)")
+
+
+@pytest.mark.parametrize(
+    "dist, module",
+    [
+        ("mlx-audio-data", "mlx_audio.data"),
+        ("mlx-audio-loggers", "mlx_audio.loggers"),
+        ("mlx-audio-train", "mlx_audio.train"),
+        ("mlx-audio-models", "mlx_audio.models"),
+        ("mlx-audio-stack", "mlx_audio"),
+    ],
+)
+def test_each_wheel_installs_alone_and_imports(tmp_path, wheels, dist, module):
+    """Each distribution by itself (its mlx-audio dependencies from the same build), with the
+    Linux CPU backend where MLX is needed: it imports, and importing warns about nothing."""
+    extra = "" if dist == "mlx-audio-loggers" else "[cpu]"
+    folder = wheels[dist].parent
+    python = venv_with(tmp_path, "--find-links", str(folder), f"{dist}{extra}")
+    out = run(python, f"import warnings; warnings.simplefilter('error'); import {module}; print('IMPORTED', {module}.__name__)")
+    assert f"IMPORTED {module}" in out
