@@ -4,6 +4,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -135,3 +136,110 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         CLAP.from_pretrained(str(tmp_path))
     assert not os.path.exists(MARKER)
+
+
+SMALL_BIN = """
+import sys, torch
+torch.manual_seed(0)
+base = torch.randn(6, 5)
+state = {
+    "w": torch.randn(4, 3),
+    "half": torch.randn(3, 2).half(),
+    "bf16": torch.randn(2, 2).bfloat16(),
+    "ints": torch.arange(7),
+    "scalar": torch.tensor(3.5),
+    "view": base[1:5, ::2],          # an offset, non-contiguous view of a shared storage
+    "shared": base,
+    "flags": torch.tensor([True, False]),
+}
+torch.save(state, sys.argv[1])
+"""
+
+FUZZ = """
+import pickle, random, shutil, sys, zipfile
+import numpy as np
+from mlx_audio.models.clap.weights import load_torch_bin
+
+checked = np.lib.stride_tricks.as_strided
+violations = []
+def bounded(x, shape=None, strides=None, **kw):  # the invariant: no view past its buffer
+    if shape and all(n > 0 for n in shape):
+        extent = sum((n - 1) * s for n, s in zip(shape, strides)) + x.itemsize
+        if min(strides) < 0 or extent > x.nbytes:
+            violations.append((shape, strides, x.nbytes))
+            raise MemoryError("out-of-bounds view prevented by the test harness")
+    return checked(x, shape=shape, strides=strides, **kw)
+np.lib.stride_tricks.as_strided = bounded
+
+source, scratch, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with zipfile.ZipFile(source) as archive:
+    members = {info.filename: archive.read(info.filename) for info in archive.infolist()}
+pkl = next(name for name in members if name.endswith("data.pkl"))
+rng = random.Random(0)
+outcomes = {"loaded": 0, "refused": 0}
+for trial in range(trials):
+    files = dict(members)
+    kind = trial % 4
+    data = bytearray(files[pkl])
+    if kind in (0, 1):                       # flip bytes of the pickle (sizes, strides, offsets, opcodes)
+        for _ in range(1 + kind * 3):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif kind == 2:                          # truncate the pickle or a storage
+        victim = rng.choice([n for n in files if n != pkl] + [pkl])
+        files[victim] = files[victim][: rng.randrange(max(1, len(files[victim])))]
+    else:                                    # small integers (sizes, strides, offsets) made big
+        for i in range(len(data) - 1):
+            if data[i] == ord("K") and rng.random() < 0.15:  # BININT1 <byte>
+                data[i + 1] = rng.choice([0, 1, 7, 200, 255])
+    if kind != 2:
+        files[pkl] = bytes(data)
+    path = f"{scratch}/fuzz.bin"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, blob in files.items():
+            archive.writestr(name, blob)
+    try:
+        arrays = load_torch_bin(path)
+        outcomes["loaded"] += 1
+        for value in arrays.values():            # a loaded tensor only holds bytes of its storage
+            value.tobytes()
+    except (pickle.UnpicklingError, ValueError) as error:
+        assert "fuzz.bin" in str(error), error   # every refusal names the file
+        outcomes["refused"] += 1
+print("OUTCOMES", outcomes["loaded"], outcomes["refused"], len(violations))
+"""
+
+
+def test_fuzzed_bin_files_never_crash_or_read_outside_their_storage(anchor, tmp_path):
+    """1,000 mutated copies of a real torch-written .bin: each loads or is refused with an
+    error naming the file; the process never crashes (it runs in a subprocess, so a segfault
+    would fail the test) and no tensor is built from bytes outside its storage."""
+    source = tmp_path / "small.bin"
+    anchor(SMALL_BIN, str(source))
+    exact = load_torch_bin(str(source))
+    assert exact["view"].shape == (4, 3) and exact["bf16"].dtype == np.float32 and exact["scalar"] == 3.5
+    script = tmp_path / "fuzz.py"
+    script.write_text(FUZZ)
+    result = subprocess.run([sys.executable, str(script), str(source), str(tmp_path), "1000"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded, refused, out_of_bounds = map(int, result.stdout.split("OUTCOMES")[1].split())
+    assert loaded + refused == 1000 and refused > 300, (loaded, refused)
+    assert out_of_bounds == 0, f"{out_of_bounds} files would have been read outside their storage"
+
+
+def test_a_crafted_size_past_the_storage_is_refused(anchor, tmp_path):
+    """'w' is a (4, 3) tensor; the same file with its size edited to (200, 3) would make
+    as_strided read 2.4 KB past the storage (other memory, or a crash): it is refused."""
+    source = tmp_path / "small.bin"
+    anchor(SMALL_BIN, str(source))
+    with zipfile.ZipFile(source) as archive:
+        members = {info.filename: archive.read(info.filename) for info in archive.infolist()}
+    pkl = next(name for name in members if name.endswith("data.pkl"))
+    assert b"K\x04K\x03\x86" in members[pkl]
+    members[pkl] = members[pkl].replace(b"K\x04K\x03\x86", b"K\xc8K\x03\x86", 1)
+    crafted = tmp_path / "crafted.bin"
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    with pytest.raises(pickle.UnpicklingError, match=r"crafted\.bin: tensor reads element \d+ of a storage of 12"):
+        load_torch_bin(str(crafted))

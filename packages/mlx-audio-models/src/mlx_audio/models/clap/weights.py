@@ -99,14 +99,43 @@ class _StorageType:
         self.name, self.dtype = name, _STORAGES[name]
 
 
+_MAX_ELEMENTS = 2**34  # no real weight tensor is larger; a crafted size must not exhaust memory
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise pickle.UnpicklingError(f"tensor {what} must be a non-negative int, got {value!r:.40}")
+    return value
+
+
 def _rebuild_tensor(
     storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any
 ) -> np.ndarray:
-    if not size:
+    """A view of ``storage`` as torch describes it -- after checking that every element the
+    view would read lies inside the storage (``as_strided`` itself checks nothing: a crafted
+    file would read other memory or crash the process)."""
+    if not isinstance(storage, np.ndarray) or storage.ndim != 1:
+        raise pickle.UnpicklingError("tensor storage is not a storage")
+    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)) or len(size) != len(stride):
+        raise pickle.UnpicklingError(f"tensor size {size!r:.60} and stride {stride!r:.60} do not match")
+    offset = _int(offset, "offset")
+    dims = [_int(n, "size") for n in size]
+    steps = [_int(n, "stride") for n in stride]
+    count = int(np.prod(dims, dtype=np.float64)) if dims else 1
+    if count > _MAX_ELEMENTS:
+        raise pickle.UnpicklingError(f"tensor of {count} elements is implausibly large")
+    if count == 0:
+        return np.zeros(dims, dtype=storage.dtype)
+    last = offset + sum((n - 1) * step for n, step in zip(dims, steps))
+    if last >= len(storage):
+        raise pickle.UnpicklingError(
+            f"tensor reads element {last} of a storage of {len(storage)}: the file is damaged or crafted"
+        )
+    if not dims:
         return storage[offset].copy()
     item = storage.itemsize
     return np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride)
+        storage[offset:], shape=tuple(dims), strides=tuple(s * item for s in steps)
     ).copy()
 
 
@@ -138,13 +167,19 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> np.ndarray:
         if not (
             isinstance(pid, tuple)
-            and pid
+            and len(pid) >= 3
             and pid[0] == "storage"
             and isinstance(pid[1], _StorageType)
+            and isinstance(pid[2], str)
         ):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
         kind, key = pid[1], pid[2]
-        raw = self.archive.read(f"{self.prefix}data/{key}")
+        try:
+            raw = self.archive.read(f"{self.prefix}data/{key}")
+        except KeyError:
+            raise pickle.UnpicklingError(f"storage {key!r:.40} is missing from the archive") from None
+        if len(raw) % (2 if kind.dtype == "bfloat16" else np.dtype(kind.dtype).itemsize):
+            raise pickle.UnpicklingError(f"storage {key!r:.40} has {len(raw)} bytes, not a whole number of {kind.name} items")
         if kind.dtype == "bfloat16":  # numpy has no bfloat16: widen the bits to float32
             return (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
         return np.frombuffer(raw, dtype=kind.dtype)
@@ -159,11 +194,16 @@ def load_torch_bin(path: str) -> dict[str, np.ndarray]:
         )
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if n.endswith("data.pkl")]
-        if len(names) != 1:
-            raise ValueError(f"{path}: expected one data.pkl in the archive, found {names}")
-        prefix = names[0][: -len("data.pkl")]
-        with archive.open(names[0]) as f:
+    if len(names) != 1:
+        raise ValueError(f"{path}: expected one data.pkl in the archive, found {names}")
+    prefix = names[0][: -len("data.pkl")]
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(names[0]) as f:
             state = RestrictedUnpickler(f, archive, prefix).load()
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+    except pickle.UnpicklingError as error:
+        raise pickle.UnpicklingError(f"{path}: {error}") from None
+    except Exception as error:  # truncated pickles, bad zip members, wrong types: all "damaged"
+        raise pickle.UnpicklingError(f"{path} is damaged ({type(error).__name__}: {error})"[:500]) from None
+    if not isinstance(state, dict) or not all(isinstance(v, (np.ndarray, np.generic)) for v in state.values()):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
     return {str(k): np.asarray(v) for k, v in state.items()}
