@@ -90,6 +90,10 @@ class Recorder:
         self.val_batches = 0
         self.stop_at_step = stop_at_step
 
+    @classmethod
+    def for_scenario(cls, scenario: dict[str, Any]) -> Recorder:
+        return cls(scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False), scenario.get("extra_logs"))
+
     def count(self, hook: str) -> None:
         self.counts[hook] = self.counts.get(hook, 0) + 1
 

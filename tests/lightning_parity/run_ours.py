@@ -50,9 +50,7 @@ def loader(batches: int, seed: int) -> DataLoader:
 
 
 def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
-    recorder = common.Recorder(
-        scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False), scenario.get("extra_logs")
-    )
+    recorder = common.Recorder.for_scenario(scenario)
     traces = []
     for index, run_args in enumerate(scenario["runs"]):
         args = dict(run_args)

@@ -81,32 +81,59 @@ def test_last_that_does_not_exist_warns_and_starts_fresh(tmp_path, capsys):
     assert "starting from scratch" in capsys.readouterr().out and trainer.global_step == 2
 
 
-KILL_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from train_testing import TinyClassifier, blobs
-    from mlx_audio.data import DataLoader
-    from mlx_audio.train import Trainer
-    from mlx_audio.train.callbacks import Callback, ModelCheckpoint
+def training_script(loader_args: str, checkpoint_args: str, pause: float = 0.0) -> str:
+    """A training run for the kill/preemption tests: prints every step, trains 60 steps, saves
+    its final weights; ``sys.argv``: run folder, "fresh" or "resume"."""
+    return textwrap.dedent(
+        f"""
+        import sys
+        import time
+        from pathlib import Path
+        from train_testing import TinyClassifier, blobs
+        from mlx_audio.data import DataLoader
+        from mlx_audio.train import Trainer
+        from mlx_audio.train.callbacks import Callback, ModelCheckpoint
 
-    class Steps(Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            print("STEP", trainer.global_step, flush=True)
+        class Steps(Callback):
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                print("STEP", trainer.global_step, flush=True)
+                time.sleep({pause})  # time for a test to send its signal mid-run
 
-    if __name__ == "__main__":
-        root, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
-        loader = DataLoader(blobs(120), batch_size=8, shuffle=True, seed=3)
-        trainer = Trainer(max_epochs=4, seed=7, default_root_dir=str(root), enable_progress_bar=False, logger=False,
-                          callbacks=[Steps(), ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=1, save_top_k=2,
-                                                             monitor="train_loss")])
-        model = TinyClassifier(total_steps=60)
-        print("STARTED", flush=True)
-        trainer.fit(model, loader, ckpt_path="last" if resume else None)
-        model.save_weights(str(root / "final.safetensors"))
-        print("DONE", trainer.global_step, flush=True)
-    """
-)
+        if __name__ == "__main__":
+            root, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
+            loader = DataLoader(blobs(120), batch_size=8, shuffle=True, seed=3{loader_args})
+            trainer = Trainer(max_epochs=4, seed=7, default_root_dir=str(root), enable_progress_bar=False, logger=False,
+                              callbacks=[Steps(), ModelCheckpoint(dirpath=str(root / "ckpt"){checkpoint_args})])
+            model = TinyClassifier(total_steps=60)
+            print("STARTED", flush=True)
+            trainer.fit(model, loader, ckpt_path="last" if resume else None)
+            model.save_weights(str(root / "final.safetensors"))
+            print("DONE", trainer.global_step, flush=True)
+        """
+    )
+
+
+def launcher(tmp_path, source: str):
+    """``launch(run_folder, "fresh" | "resume")`` for the script ``source``."""
+    script = tmp_path / "train.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+
+    def launch(root, mode):
+        return subprocess.Popen(
+            [sys.executable, str(script), str(root), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+
+    return launch
+
+
+def assert_same_final_weights(root, reference, label=""):
+    import mlx.core as mx
+
+    expected = mx.load(str(reference / "final.safetensors"))
+    got = mx.load(str(root / "final.safetensors"))
+    for key in expected:
+        np.testing.assert_array_equal(np.array(got[key]), np.array(expected[key]), err_msg=f"{label}{key}")
 
 
 def test_sigkill_at_random_points_always_resumes(tmp_path):
@@ -114,32 +141,12 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
     milliseconds after a random step, so sometimes while a checkpoint is being written or an
     older top-2 one deleted), check every directory that looks like a checkpoint is complete,
     resume from `last`, and check the final weights equal an uninterrupted run's."""
-    import mlx.core as mx
-
     from mlx_audio.train.checkpoint import load_arrays, read_state
 
-    script = tmp_path / "train.py"
-    script.write_text(KILL_SCRIPT)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
-
-    def launch(root, mode):
-        return subprocess.Popen(
-            [sys.executable, str(script), str(root), mode],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
+    launch = launcher(tmp_path, training_script("", ", every_n_train_steps=1, save_top_k=2, monitor='train_loss'"))
     ref = launch(tmp_path / "ref", "fresh")
     out, err = ref.communicate(timeout=300)
     assert "DONE 60" in out, err[-2000:]
-    expected = mx.load(str(tmp_path / "ref" / "final.safetensors"))
     rng = random.Random(0)
     kills = 0
     for trial in range(30):
@@ -162,11 +169,7 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0 and "DONE 60" in out, f"trial {trial}: {err[-2000:]}"
         assert not [n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))]  # cleaned on start
-        got = mx.load(str(root / "final.safetensors"))
-        for key in expected:
-            np.testing.assert_array_equal(
-                np.array(got[key]), np.array(expected[key]), err_msg=f"trial {trial}: {key}"
-            )
+        assert_same_final_weights(root, tmp_path / "ref", f"trial {trial}: ")
     assert kills == 30, f"only {kills} of 30 trials were killed mid-run"
 
 
@@ -211,49 +214,11 @@ def test_resume_from_a_checkpoint_inside_an_accumulation_group_is_exact(tmp_path
     assert_trees_equal(resumed.parameters(), full.parameters())
 
 
-SIGTERM_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    import time
-    from pathlib import Path
-    from train_testing import TinyClassifier, blobs
-    from mlx_audio.data import DataLoader
-    from mlx_audio.train import Trainer
-    from mlx_audio.train.callbacks import Callback, ModelCheckpoint
-
-    class Steps(Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            print("STEP", trainer.global_step, flush=True)
-            time.sleep(0.03)  # time for the test to send its signal mid-run
-
-    if __name__ == "__main__":
-        root, resume = Path(sys.argv[1]), sys.argv[2] == "resume"
-        loader = DataLoader(blobs(120), batch_size=8, shuffle=True, seed=3, num_workers=2)
-        trainer = Trainer(max_epochs=4, seed=7, default_root_dir=str(root), enable_progress_bar=False, logger=False,
-                          callbacks=[Steps(), ModelCheckpoint(dirpath=str(root / "ckpt"))])
-        model = TinyClassifier(total_steps=60)
-        print("PIDS", *loader.worker_pids, flush=True)
-        trainer.fit(model, loader, ckpt_path="last" if resume else None)
-        model.save_weights(str(root / "final.safetensors"))
-        print("DONE", trainer.global_step, flush=True)
-    """
-)
-
-
 def test_sigterm_mid_epoch_saves_exits_143_and_resumes_exactly(tmp_path):
     """A scheduler's preemption: SIGTERM mid-epoch (workers running) -> the step finishes, a
     `preempted-...` checkpoint becomes `last`, the workers and shared memory are gone, the exit
     status is 143; resuming ends bit-identical to an uninterrupted run."""
-    import mlx.core as mx
-
-    script = tmp_path / "train.py"
-    script.write_text(SIGTERM_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-
-    def launch(root, mode):
-        return subprocess.Popen([sys.executable, str(script), str(root), mode], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
-
+    launch = launcher(tmp_path, training_script(", num_workers=2", "", pause=0.03))
     ref = launch(tmp_path / "ref", "fresh")
     out, err = ref.communicate(timeout=300)
     assert "DONE 60" in out, err[-2000:]
@@ -275,7 +240,4 @@ def test_sigterm_mid_epoch_saves_exits_143_and_resumes_exactly(tmp_path):
     resumed = launch(tmp_path / "run", "resume")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and "DONE 60" in out, err[-2000:]
-    expected = mx.load(str(tmp_path / "ref" / "final.safetensors"))
-    got = mx.load(str(tmp_path / "run" / "final.safetensors"))
-    for key in expected:
-        np.testing.assert_array_equal(np.array(got[key]), np.array(expected[key]), err_msg=key)
+    assert_same_final_weights(tmp_path / "run", tmp_path / "ref")
