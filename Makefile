@@ -17,7 +17,7 @@ demo: sync
 
 test: sync anchor
 	$(UV) run --no-sync ruff check packages tests benchmarks examples
-	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data
+	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data -p mlx_audio.loggers
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
 
 uv:
@@ -63,7 +63,7 @@ bench: sync anchor
 
 lint: sync
 	$(UV) run --no-sync ruff check packages tests benchmarks examples
-	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data
+	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data -p mlx_audio.loggers
 
 clean:
 	rm -rf dist .pytest_cache .ruff_cache $(ANCHOR)

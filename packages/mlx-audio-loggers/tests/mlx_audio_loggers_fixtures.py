@@ -15,58 +15,72 @@ from pathlib import Path
 import pytest
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+class MLflowServer:
+    """A real `mlflow server` on 127.0.0.1 (sqlite store under ``root``) that a test can
+    kill and start again on the same port and store."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root = root
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        mlflow = Path(sys.executable).with_name("mlflow")
+        command = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                   "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+                   "--default-artifact-root", str(self.root / "artifacts")]
+        self._log = open(self.root / "server.log", "a")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start:\n{(self.root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self, sig: int = 15) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """One real `mlflow server` on 127.0.0.1 (sqlite store), stopped after the session."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    command = [
-        str(mlflow),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{root}/mlflow.db",
-        "--default-artifact-root",
-        str(root / "artifacts"),
-    ]
-    log = open(root / "server.log", "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    server = MLflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-        yield url
+        server.wait_healthy()
+        yield server.url
     finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

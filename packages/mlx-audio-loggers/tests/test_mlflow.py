@@ -80,6 +80,7 @@ def test_default_local_store(tmp_path, monkeypatch):
     logger.log_hyperparams({"a": 1})
     logger.log_metrics({"loss": 2.0}, step=3)
     logger.finalize("success")
+    assert logger.undelivered is None
     client = MlflowClient()  # MLflow's default store, resolved the same way
     run = client.get_run(logger.run_id)
     assert run.data.params == {"a": "1"} and run.data.metrics == {"loss": 2.0}

@@ -23,6 +23,10 @@ _EXPORTS = {
     "MLFlowLogger": "mlflow_logger",  # Lightning's spelling
     "MLflowLogger": "mlflow_logger",
     "flatten_params": "base",
+    "QueuedLogger": "delivery",
+    "Record": "delivery",
+    "LoggerError": "delivery",
+    "LoggerWarning": "delivery",
 }
 __all__ = list(_EXPORTS)
 

@@ -117,6 +117,12 @@ class Logger(ABC):
     @abstractmethod
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None: ...
 
+    @property
+    def undelivered(self) -> str | None:
+        """After :meth:`finalize`: what this logger could not deliver, why, and where it was
+        kept instead; ``None`` when everything was written."""
+        return getattr(self, "_undelivered", None)
+
     def save(self) -> None:  # noqa: B027  (optional hook)
         """Flush buffered data to storage."""
 

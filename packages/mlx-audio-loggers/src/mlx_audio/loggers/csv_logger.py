@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
+import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from .base import Logger, VersionedDir, dump_json, flatten_params, scalars
+from .delivery import LoggerError, LoggerWarning
+
+_RETRY_INTERVAL = 5.0  # seconds between attempts to rewrite the file after a write failed
 
 
 class CSVLogger(VersionedDir, Logger):
@@ -16,18 +22,35 @@ class CSVLogger(VersionedDir, Logger):
     Each row is written and flushed immediately, so a crash loses nothing already logged.
     A new metric name rewrites the file once with the wider header (as Lightning does).
     Read it with ``pandas.read_csv(logger.log_dir + "/metrics.csv")``.
+
+    When the disk refuses a write (full, read-only), the rows stay in memory, a
+    :class:`~mlx_audio.loggers.LoggerWarning` says so once, and the whole file is rewritten
+    (at most every 5 s, and at ``finalize``) once writing works again; if it never does,
+    ``finalize`` saves the file to the system's temporary folder and :attr:`undelivered`
+    says where. ``strict=True`` raises :class:`~mlx_audio.loggers.LoggerError` instead.
     """
 
     def __init__(
-        self, save_dir: str = "logs", name: str | None = "csv", version: int | str | None = None
+        self,
+        save_dir: str | os.PathLike = "logs",
+        name: str | None = "csv",
+        version: int | str | None = None,
+        *,
+        strict: bool = False,
     ) -> None:
         self._save_dir = os.fspath(save_dir)
         self._name = name or ""
         self._version = version
+        self._strict = strict
         self._columns: list[str] = ["step"]
         self._rows: list[dict[str, Any]] = []
-        self._file = None
+        self._hparams: dict[str, Any] | None = None
+        self._file: Any = None
         self._writer: csv.DictWriter | None = None
+        self._stale_since: float | None = None  # a write failed: the file lacks rows
+        self._last_try = 0.0
+        self._warned = False
+        self._undelivered: str | None = None
 
     @property
     def metrics_file(self) -> str:
@@ -35,8 +58,8 @@ class CSVLogger(VersionedDir, Logger):
 
     def log_hyperparams(self, params: Mapping[str, Any] | Any) -> None:
         if self.is_writer:
-            os.makedirs(self.log_dir, exist_ok=True)
-            dump_json(os.path.join(self.log_dir, "hparams.json"), flatten_params(params))
+            self._hparams = flatten_params(params)
+            self._guarded(self._write_hparams)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         row = {"step": self._check_step(step), **scalars(metrics)}
@@ -44,35 +67,100 @@ class CSVLogger(VersionedDir, Logger):
             return
         self._rows.append(row)
         new = [k for k in row if k not in self._columns]
-        if new or self._writer is None:
+        if new:
             self._columns.extend(new)
             self._columns.sort()  # Lightning's CSVLogger writes its columns sorted by name
-            self._rewrite()
+        if self._stale_since is not None:
+            if time.monotonic() - self._last_try >= _RETRY_INTERVAL:
+                self._guarded(self._rewrite)
+        elif new or self._writer is None:
+            self._guarded(self._rewrite)
         else:
-            self._writer.writerow(row)
-            self._file.flush()
+            self._guarded(lambda: self._append(row))
+
+    def _guarded(self, write: Any) -> None:
+        """Run a write; on an OSError keep everything in memory and say so once."""
+        self._last_try = time.monotonic()
+        try:
+            write()
+        except OSError as error:
+            self._close_file()
+            self._stale_since = self._stale_since or time.monotonic()
+            if self._strict:
+                raise LoggerError(f"CSVLogger: writing {self.log_dir} failed: {error!r} (strict=True stops the run)") from error
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"CSVLogger: writing {self.log_dir} failed: {error!r}. Training goes on; the rows are "
+                    "kept in memory and the file is rewritten when writing works again.",
+                    LoggerWarning,
+                    stacklevel=4,
+                )
+            return
+        if write != self._write_hparams:
+            self._stale_since = None
+
+    def _write_hparams(self) -> None:
+        os.makedirs(self.log_dir, exist_ok=True)
+        dump_json(os.path.join(self.log_dir, "hparams.json"), self._hparams)
+
+    def _append(self, row: dict[str, Any]) -> None:
+        assert self._writer is not None and self._file is not None
+        self._writer.writerow(row)
+        self._file.flush()
 
     def _rewrite(self) -> None:
         os.makedirs(self.log_dir, exist_ok=True)
-        if self._file is not None:
-            self._file.close()
+        self._close_file()
         tmp = self.metrics_file + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._columns)
-            writer.writeheader()
-            writer.writerows(self._rows)
-        os.replace(tmp, self.metrics_file)
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self._columns)
+                writer.writeheader()
+                writer.writerows(self._rows)
+            os.replace(tmp, self.metrics_file)
+        except OSError:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        if self._hparams is not None and not os.path.exists(os.path.join(self.log_dir, "hparams.json")):
+            self._write_hparams()
         self._file = open(self.metrics_file, "a", newline="")  # noqa: SIM115 (kept open for appends)
         self._writer = csv.DictWriter(self._file, fieldnames=self._columns)
 
-    def save(self) -> None:
+    def _close_file(self) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the buffered bytes are lost; the next rewrite writes every row again
+            self._file = None
+            self._writer = None
+
+    def save(self) -> None:
+        if self._stale_since is not None:
+            self._guarded(self._rewrite)
+        if self._file is not None:
+            self._guarded(self._sync)
+
+    def _sync(self) -> None:
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def finalize(self, status: str = "success") -> None:
         self._check_status(status)
-        if self._file is not None:
-            self.save()
-            self._file.close()
-            self._file, self._writer = None, None
+        self.save()
+        self._close_file()
+        if self._stale_since is None:
+            return
+        fallback = os.path.join(tempfile.gettempdir(), f"mlx_audio-{self.name}-{self.version}-{os.getpid()}-metrics.csv")
+        try:
+            with open(fallback, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self._columns)
+                writer.writeheader()
+                writer.writerows(self._rows)
+            where = f"saved to {fallback}"
+        except OSError as error:
+            where = f"and could not be saved to {fallback} either ({error!r})"
+        self._undelivered = f"CSVLogger: {self.metrics_file} could not be written; its {len(self._rows)} rows were {where}"

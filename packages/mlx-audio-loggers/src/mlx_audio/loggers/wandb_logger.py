@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import netrc
 import os
+import threading
 import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from ._extras import require
-from .base import Logger, flatten_params, scalars
+from .delivery import QueuedLogger, Record
 
 _EXIT_CODES = {"success": 0, "failed": 1, "interrupted": 255}
 
@@ -42,13 +43,14 @@ def has_wandb_credentials() -> bool:
         return False
 
 
-class WandbLogger(Logger):
+class WandbLogger(QueuedLogger):
     """Logs to a W&B run; every metric is plotted against the trainer's step.
 
     The run's step axis is ``trainer/global_step`` (``define_metric``), so W&B's rule that
     ``wandb.log`` steps must increase can never drop a metric, whatever the order of training
     and validation logging. With no API key and no ``WANDB_MODE``, the logger runs offline
     (one warning says how to upload later: ``wandb sync <run dir>``) instead of prompting.
+    Calls into ``wandb`` run on a background thread (NOTE [logger delivery] in delivery.py).
     """
 
     STEP_METRIC = "trainer/global_step"
@@ -63,6 +65,10 @@ class WandbLogger(Logger):
         id: str | None = None,
         tags: list[str] | None = None,
         group: str | None = None,
+        *,
+        strict: bool = False,
+        flush_timeout: float = 10.0,
+        spool_dir: str | os.PathLike | None = None,
         **init_kwargs: Any,
     ) -> None:
         require("wandb", "wandb", "WandbLogger")
@@ -75,8 +81,15 @@ class WandbLogger(Logger):
         self._tags = tags
         self._group = group
         self._init_kwargs = init_kwargs
-        self._run = None
+        self._run: Any = None
         self._run_dir: str | None = None
+        self._mode_chosen: str | None = None
+        self._started = threading.Event()
+        self._create = threading.Lock()
+        self._init_delivery(strict, flush_timeout, spool_dir)
+
+    def _before_first_record(self) -> None:
+        self._mode_chosen = self._mode()  # on the caller's thread, so its warning points there
 
     def _mode(self) -> str | None:
         if self._offline:
@@ -97,6 +110,10 @@ class WandbLogger(Logger):
     @property
     def experiment(self):
         """The ``wandb`` run (started on first use)."""
+        with self._create:
+            return self._start_run()
+
+    def _start_run(self):
         if self._run is None:
             wandb = require("wandb", "wandb", "WandbLogger")
             os.makedirs(self._save_dir, exist_ok=True)
@@ -111,7 +128,7 @@ class WandbLogger(Logger):
                 id=self._id,
                 tags=self._tags,
                 group=self._group,
-                mode=self._mode(),
+                mode=self._mode_chosen if self._thread is not None else self._mode(),
                 resume="allow" if self._id else None,
                 settings=settings,
                 **self._init_kwargs,
@@ -120,6 +137,7 @@ class WandbLogger(Logger):
             self._id = self._run.id
             self._run.define_metric(self.STEP_METRIC)
             self._run.define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
+            self._started.set()
         return self._run
 
     @property
@@ -136,21 +154,20 @@ class WandbLogger(Logger):
 
     @property
     def log_dir(self) -> str | None:
-        """The run's folder (``.../wandb/offline-run-*`` or ``run-*``), once started."""
+        """The run's folder (``.../wandb/offline-run-*`` or ``run-*``): waits at most
+        ``flush_timeout`` seconds for a run that is being started; ``None`` if there is none."""
+        if self._thread is not None:
+            self._started.wait(self._policy.flush_timeout)
         return self._run_dir
 
-    def log_hyperparams(self, params: Mapping[str, Any] | Any) -> None:
-        if self.is_writer:
-            self.experiment.config.update(flatten_params(params), allow_val_change=True)
+    def _deliver(self, record: Record) -> None:
+        run = self.experiment
+        if record.kind == "hparams":
+            run.config.update(record.values, allow_val_change=True)
+        else:
+            run.log({**record.values, self.STEP_METRIC: record.step})
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        step = self._check_step(step)
-        values = scalars(metrics)
-        if self.is_writer:
-            self.experiment.log({**values, self.STEP_METRIC: step})
-
-    def finalize(self, status: str = "success") -> None:
-        self._check_status(status)
+    def _close(self, status: str) -> None:
         if self._run is not None:
             self._run.finish(exit_code=_EXIT_CODES[status])
             self._run = None

@@ -77,11 +77,25 @@ def hparams(trainer: Any) -> dict[str, Any]:
 
 
 def finalize_loggers(loggers: list[Any], status: str) -> None:
+    """End every logger's run; say what a logger could not deliver (NOTE [logger delivery] in
+    mlx_audio.loggers.delivery). A strict logger's error ends a successful ``fit`` with it."""
+    from mlx_audio.loggers import LoggerError
+
+    strict_error: LoggerError | None = None
     for logger in loggers:
         try:
             logger.finalize(status)
+        except LoggerError as error:
+            strict_error = strict_error or error
+            if status != "success":
+                print(f"Trainer: {error}")
         except Exception as error:
             print(f"Trainer: {type(logger).__name__}.finalize({status!r}) failed: {error!r}")
+        report = getattr(logger, "undelivered", None)
+        if report:
+            print(f"Trainer: {report}")
+    if strict_error is not None and status == "success":
+        raise strict_error
 
 
 def print_summary(trainer: Any) -> None:
