@@ -10,15 +10,20 @@ APT_PACKAGES := libopenblas0-pthread espeak-ng
 ANCHOR := .venv-anchor
 PYTEST_ARGS ?=
 
-.PHONY: demo test uv system-deps sync build bench anchor lint clean
+.PHONY: demo test docs uv system-deps sync build bench anchor lint clean
 
 demo: sync
 	$(RUN_ENV) $(UV) run --no-sync python examples/demo.py
 
 test: sync anchor
-	$(UV) run --no-sync ruff check packages tests benchmarks examples
+	$(UV) run --no-sync ruff check packages tests benchmarks examples docs
 	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data -p mlx_audio.loggers
+	$(UV) run --no-sync python docs/site.py build --quiet
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
+
+# The docs site (mkdocs-material + mkdocstrings), built with --strict into site/.
+docs: sync
+	$(UV) run --no-sync python docs/site.py build
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || { \
@@ -38,7 +43,7 @@ system-deps:
 	fi
 
 sync: uv system-deps
-	$(UV) sync --all-packages --locked --group demo
+	$(UV) sync --all-packages --locked --group demo --group docs
 
 build: uv
 	rm -rf dist && $(UV) build --all-packages --out-dir dist
@@ -62,8 +67,8 @@ bench: sync anchor
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/audio_files.py
 
 lint: sync
-	$(UV) run --no-sync ruff check packages tests benchmarks examples
+	$(UV) run --no-sync ruff check packages tests benchmarks examples docs
 	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data -p mlx_audio.loggers
 
 clean:
-	rm -rf dist .pytest_cache .ruff_cache $(ANCHOR)
+	rm -rf dist site build .pytest_cache .ruff_cache $(ANCHOR)

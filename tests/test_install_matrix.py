@@ -230,3 +230,31 @@ def test_each_wheel_installs_alone_and_imports(tmp_path, wheels, dist, module):
     python = venv_with(tmp_path, "--find-links", str(folder), f"{dist}{extra}")
     out = run(python, f"import warnings; warnings.simplefilter('error'); import {module}; print('IMPORTED', {module}.__name__)")
     assert f"IMPORTED {module}" in out
+
+
+def test_all_extras_stay_lean(tmp_path, wheels):
+    """`mlx-audio-stack[all]` (docs/getting-started.md, "Install sizes"): MLflow's client only,
+    no pandas/pyarrow/scipy/scikit-learn/matplotlib, under 300 MB of site-packages."""
+    local = [str(w) for n, w in wheels.items() if n != "mlx-audio-stack"]
+    python = venv_with(tmp_path, *local, with_extra(wheels["mlx-audio-stack"], "all,cpu"))
+    out = run(
+        python,
+        """
+        import importlib.metadata as md, os, re, sysconfig
+        names = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() for d in md.distributions()}
+        heavy = names & {"mlflow", "pandas", "pyarrow", "scipy", "scikit-learn", "matplotlib", "torch"}
+        assert not heavy, heavy
+        assert {"mlflow-skinny", "wandb", "tensorboardx", "soundfile", "huggingface-hub", "tokenizers"} <= names, names
+        root = sysconfig.get_paths()["purelib"]
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+        print(f"SIZE {size / 2**20:.0f}")
+        from mlx_audio.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
+        MLflowLogger(tracking_uri="http://127.0.0.1:9")  # a server: the client is enough
+        try:
+            MLflowLogger()
+        except ValueError as error:
+            assert "mlx-audio-loggers[mlflow]" in str(error) and "tracking_uri" in str(error), error
+            print("LOCAL-STORE-EXPLAINED")
+        """,
+    )
+    assert "LOCAL-STORE-EXPLAINED" in out and float(out.split("SIZE")[1].split()[0]) < 300, out

@@ -84,7 +84,11 @@ def csv_losses(path) -> dict[int, float]:
         return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")}
 
 
-def test_disk_fills_mid_run_then_frees_and_nothing_is_lost(tiny_disk, tmp_path, capsys):
+TRIALS = range(3)
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_disk_fills_mid_run_then_frees_and_nothing_is_lost(tiny_disk, tmp_path, capsys, trial):
     state = {}
     actions = {10: lambda t: state.update(filler=fill(tiny_disk)), 130: lambda t: os.remove(state["filler"])}
     timeline = Timeline(actions, pause=0.01)
@@ -101,7 +105,8 @@ def test_disk_fills_mid_run_then_frees_and_nothing_is_lost(tiny_disk, tmp_path, 
     assert "not delivered" not in capsys.readouterr().out
 
 
-def test_disk_stays_full_and_every_metric_is_on_disk_or_spooled(tiny_disk, tmp_path, capsys):
+@pytest.mark.parametrize("trial", TRIALS)
+def test_disk_stays_full_and_every_metric_is_on_disk_or_spooled(tiny_disk, tmp_path, capsys, trial):
     timeline = Timeline({10: lambda t: fill(tiny_disk)})
     loggers = [CSVLogger(tiny_disk, name="csv"), TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path, flush_timeout=2)]
     took, notes = fit(tmp_path, loggers, timeline)

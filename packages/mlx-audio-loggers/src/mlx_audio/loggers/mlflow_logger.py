@@ -15,6 +15,16 @@ _PARAM_LIMIT = 6000  # MLflow's oldest supported limit on a parameter value's le
 _BATCH = 1000  # metrics per log_batch call (MLflow's limit)
 
 
+def _has_full_mlflow() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("mlflow")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 class MLflowLogger(QueuedLogger):
     """Params and metric histories in an MLflow run; browse with ``mlflow ui``.
 
@@ -41,6 +51,13 @@ class MLflowLogger(QueuedLogger):
         spool_dir: str | os.PathLike | None = None,
     ) -> None:
         require("mlflow", "mlflow", "MLflowLogger")
+        if tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI") and not _has_full_mlflow():
+            raise ValueError(
+                "MLflowLogger(tracking_uri=None) uses MLflow's local store, which needs the full "
+                "mlflow package (pip install 'mlx-audio-loggers[mlflow]'); only mlflow-skinny is "
+                "installed (what the [all] extras bring), which logs to a tracking server: pass "
+                "tracking_uri='http://host:5000' or set MLFLOW_TRACKING_URI"
+            )
         self._experiment_name = experiment_name
         self._run_name = run_name
         self._tracking_uri = tracking_uri
