@@ -66,3 +66,46 @@ def test_default_htsat_unfused_size_matches_once(anchor, tmp_path):
     errors = compare(tmp_path)
     print("max abs errors (htsat-unfused size):", errors)
     assert max(errors.values()) < 1e-4, errors
+
+
+INIT_REFERENCE = """
+import json, sys, numpy as np, torch
+from transformers import ClapConfig, ClapModel
+torch.manual_seed(0)
+model = ClapModel(ClapConfig(**json.loads(sys.argv[2])))
+stats = {k: [float(v.float().std()) if v.numel() > 1 else 0.0, float(v.float().mean()), v.numel()] for k, v in model.state_dict().items()
+         if v.is_floating_point()}
+json.dump(stats, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.parametrize("fusion", [False, True], ids=["unfused", "fused"])
+def test_initial_weights_are_drawn_as_transformers_draws_them(anchor, tmp_path, fusion):
+    """Each parameter's spread and centre at initialization equal transformers' (its
+    ``_init_weights``): the same std, within sampling error where there are enough values to tell; exact zeros
+    and ones for biases, norms and relative-position tables. Training a CLAP from scratch
+    depends on it (examples/clap_zero_shot.py)."""
+    from mlx.utils import tree_flatten
+
+    from mlx_audio.models.clap import ClapConfig
+    from mlx_audio.models.clap.weights import mlx_to_hf
+
+    config = tiny_config(fusion)
+    anchor(INIT_REFERENCE, str(tmp_path / "stats.json"), config)
+    reference = json.loads((tmp_path / "stats.json").read_text())
+    mx.random.seed(0)
+    ours = mlx_to_hf(dict(tree_flatten(CLAP(ClapConfig.from_dict(json.loads(config))).parameters())))
+    checked = 0
+    for name, value in ours.items():
+        if name not in reference:
+            continue
+        std, mean, count = reference[name]
+        got = np.array(value, dtype=np.float64)
+        if std == 0.0:
+            assert np.all(got == mean), name
+        elif count >= 256:
+            # both are samples: 5 standard errors of two std estimates (22 % at 256 values)
+            assert abs(got.std() - std) <= 5 * std / np.sqrt(count), (name, got.std(), std)
+            assert abs(got.mean()) <= 4 * std / np.sqrt(count), (name, got.mean())
+        checked += 1
+    assert checked >= 0.9 * len(ours), (checked, len(ours))

@@ -40,6 +40,7 @@ class ClapAudioConfig:
     drop_path_rate: float = 0.0
     enable_fusion: bool = False
     fusion_type: str | None = None
+    num_hidden_layers: int = 4  # transformers reads it only to scale the initial weights
     aff_block_r: int = 4
     enable_patch_layer_norm: bool = True
     flatten_patch_embeds: bool = True
@@ -94,6 +95,7 @@ class ClapConfig:
     audio_config: ClapAudioConfig = field(default_factory=ClapAudioConfig)
     projection_dim: int = 512
     logit_scale_init_value: float = 1 / 0.07
+    initializer_factor: float = 1.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ClapConfig:
@@ -111,6 +113,7 @@ class ClapConfig:
             ClapAudioConfig(**audio),
             projection,
             float(values.get("logit_scale_init_value", 1 / 0.07)),
+            float(values.get("initializer_factor", 1.0)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,4 +132,5 @@ class ClapConfig:
             "audio_config": {**audio, "model_type": "clap_audio_model"},
             "projection_dim": self.projection_dim,
             "logit_scale_init_value": self.logit_scale_init_value,
+            "initializer_factor": self.initializer_factor,
         }

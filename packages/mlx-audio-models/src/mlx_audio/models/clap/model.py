@@ -13,6 +13,7 @@ from mlx.utils import tree_flatten
 
 from .audio import HTSATEncoder, activation
 from .config import ClapConfig
+from .init import init_like_transformers
 from .text import RobertaEncoder
 
 
@@ -59,6 +60,7 @@ class CLAP(nn.Module):
         )
         self.logit_scale_a = mx.array(math.log(config.logit_scale_init_value))
         self.logit_scale_t = mx.array(math.log(config.logit_scale_init_value))
+        init_like_transformers(self)  # transformers' initial weights (see init.py)
 
     # -- features ----------------------------------------------------------------------------
     def get_audio_features(self, audio: mx.array, is_longer: mx.array | None = None) -> mx.array:
