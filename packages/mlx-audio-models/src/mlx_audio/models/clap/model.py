@@ -11,7 +11,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from .audio import HTSATEncoder, activation
+from .activations import activation
+from .audio import HTSATEncoder
 from .config import ClapConfig
 from .init import init_like_transformers
 from .text import RobertaEncoder

@@ -8,7 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.nn.utils import checkpoint
 
-from .audio import activation
+from .activations import activation
 from .config import ClapTextConfig
 
 
