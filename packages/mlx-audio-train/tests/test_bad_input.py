@@ -46,7 +46,7 @@ def test_trainer_arguments(kwargs, message):
         (lambda: ModelCheckpoint(save_top_k=-2), "save_top_k"),
         (lambda: ModelCheckpoint(every_n_train_steps=-1), "every_n_train_steps"),
         (lambda: ModelCheckpoint(every_n_train_steps=5, every_n_epochs=1), "mutually exclusive"),
-        (lambda: ProgressBar(refresh_rate=0), "refresh_rate"),
+        (lambda: ProgressBar(refresh_rate=-1), "refresh_rate"),
         (lambda: LearningRateMonitor(logging_interval="batch"), "logging_interval"),
         (lambda: Timer("forever"), "DD:HH:MM:SS"),
     ],

@@ -43,20 +43,56 @@ class FakeTTY(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("stream, marker", [(io.StringIO(), "\n"), (FakeTTY(), "\r\x1b[K")])
-def test_progress_bar_plain_lines_or_live_line(stream, marker):
-    bar = ProgressBar(refresh_rate=2, stream=stream)
+def test_progress_bar_plain_lines_when_not_a_terminal():
+    """Logs and CI: periodic plain lines, no control characters."""
+    stream = io.StringIO()
+    bar = ProgressBar(refresh_rate=2, stream=stream, plain_interval=0)
     quiet(max_epochs=1, callbacks=[bar], enable_progress_bar=True).fit(TinyClassifier(), *loaders())
     text = stream.getvalue()
-    assert (
-        "epoch 0 [2/8] step 2 loss=" in text
-        and "it/s" in text
-        and "lr=" in text
-        and "(warmup_cosine)" in text
-    )
-    assert marker in text and "epoch 0 validation: val_loss=" in text
-    if marker == "\n":
-        assert "\r" not in text
+    assert "Epoch 0: 2/8 (25%) [00:00, " in text and "it/s" in text and "samples/s]" in text
+    assert "loss=" in text and "lr=" in text and "epoch 0 validation: val_loss=" in text
+    assert "\r" not in text and "\x1b" not in text
+
+
+def test_progress_bar_tqdm_bars_on_a_terminal():
+    """tqdm's bars, as Lightning's TQDMProgressBar: sanity check, train, validation."""
+    stream = FakeTTY()
+    bar = ProgressBar(stream=stream)
+    quiet(max_epochs=2, callbacks=[bar], enable_progress_bar=True).fit(TinyClassifier(), *loaders())
+    text = stream.getvalue()
+    assert "Sanity Checking" in text and "Validation" in text
+    assert "Epoch 1: 100%|" in text and "8/8 [" in text and "samples/s" in text and "lr=" in text
+    assert "epoch 1 validation: val_loss=" in text
+
+
+def test_progress_bar_reads_the_device_at_most_once_per_interval():
+    """NOTE [no device sync in the bar]: with a long interval the metrics are read at the first
+    refresh and at each epoch's end only; the learning rate still follows the schedule."""
+
+    class Counting(Trainer):
+        reads = 0
+
+        @property
+        def progress_bar_metrics(self):
+            Counting.reads += 1
+            return super().progress_bar_metrics
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream=stream, metrics_interval=3600, plain_interval=0)
+    trainer = Counting(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False, seed=0)
+    module = TinyClassifier()
+    trainer.fit(module, loaders()[0])
+    assert Counting.reads == 3  # batch 1, then the two epochs' ends
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("Epoch 1:")]
+    schedule = trainer.optimizer._schedulers["learning_rate"]
+    assert lines[-1].endswith(f"lr={float(schedule(mx.array(16)).item()):.3g}")
+
+
+def test_progress_bar_off_by_environment(monkeypatch):
+    monkeypatch.setenv("MLX_AUDIO_PROGRESS_BAR", "0")
+    stream = FakeTTY()
+    quiet(max_epochs=1, callbacks=[ProgressBar(stream=stream)], enable_progress_bar=True).fit(TinyClassifier(), *loaders())
+    assert stream.getvalue() == ""
 
 
 def test_timer_stops_training_and_its_time_survives_resume(tmp_path):

@@ -101,7 +101,11 @@ def finalize_loggers(loggers: list[Any], status: str) -> None:
 def print_summary(trainer: Any) -> None:
     if not trainer.is_global_zero:
         return
-    lines = [f"Trainer: finished at epoch {trainer.current_epoch}, step {trainer.global_step}."]
+    seconds = trainer.fit_seconds
+    rate = f", {trainer.samples_trained / seconds:.1f} samples/s" if seconds > 0 and trainer.samples_trained else ""
+    clock = f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:04.1f}"
+    lines = [f"Trainer: finished at epoch {trainer.current_epoch}, step {trainer.global_step} "
+             f"({clock} h:m:s, {trainer.samples_trained} samples{rate})."]
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath:
         best = (

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +32,7 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
     if count == 0:
         return {}
     prefix = "val" if stage == "validation" else "test"
+    trainer.eval_batches_total = count  # what a progress bar shows as the total
     was_training = module.training
     module.eval()
     trainer._eval_results = results = Results()
@@ -81,12 +83,16 @@ def predict(trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_p
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     was_training = model.training
     model.eval()
+    total = length_of(dataloaders)
+    trainer.eval_batches_total = math.inf if total is None else total
     trainer.hooks.on_predict_start()
     outputs = []
     for batch_idx, batch in enumerate(dataloaders):
+        trainer.hooks.on_predict_batch_start(batch, batch_idx)
         output = model.predict_step(batch, mx.array(batch_idx))
         mx.eval(output)
         outputs.append(output)
+        trainer.hooks.on_predict_batch_end(output, batch, batch_idx)
     trainer.hooks.on_predict_end()
     model.train(was_training)
     return outputs

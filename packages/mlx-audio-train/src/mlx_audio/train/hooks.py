@@ -124,6 +124,12 @@ class CallbackList:
     def on_predict_start(self) -> None:
         self._both("on_predict_start")
 
+    def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._both("on_predict_batch_start", batch, batch_idx)
+
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._both("on_predict_batch_end", outputs, batch, batch_idx)
+
     def on_predict_end(self) -> None:
         self._both("on_predict_end")
 

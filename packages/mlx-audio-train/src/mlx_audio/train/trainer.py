@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import fields
@@ -102,6 +103,9 @@ class Trainer:
         self.current_hook: str | None = None
         self.sanity_checking = False
         self.validation_has_run = False
+        self.samples_trained = 0  # by this process's fit calls (the closing summary's samples/s)
+        self.fit_seconds = 0.0
+        self.eval_batches_total: float = math.inf  # batches of the running validation/test/predict pass
         self.is_last_batch = False
         self.update_pending = False
         self.ckpt_path: str | None = None
@@ -211,6 +215,7 @@ class Trainer:
         self.state_fn = "fit"
         if mx.default_device() == mx.cpu:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
+        started = time.perf_counter()
         try:
             with self._interrupt:
                 ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
@@ -219,6 +224,7 @@ class Trainer:
             finalize_loggers(self.loggers, "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed")
             raise
         finally:
+            self.fit_seconds += time.perf_counter() - started
             if hasattr(train_dataloaders, "close") and is_stateful_loader(train_dataloaders):
                 train_dataloaders.close()
             self._fetcher = None
@@ -335,7 +341,9 @@ class Trainer:
         values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}, **logged}
         options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
         options.update(self.module._log_options)
-        self._train_results.add(values, options, batch_size_of(batch))
+        samples = batch_size_of(batch)
+        self.samples_trained += samples
+        self._train_results.add(values, options, samples)
         self.metrics.update(*self._train_results.step_metrics())
         self.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
         self.metrics.update(*self._train_results.step_metrics())

@@ -6,7 +6,7 @@ from .gradient_clipper import GradientClipper
 from .lr_monitor import LearningRateMonitor
 from .model_checkpoint import ModelCheckpoint
 from .model_summary import ModelSummary
-from .progress_bar import ProgressBar
+from .progress_bar import ProgressBar, TQDMProgressBar
 from .timer import Timer
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "ModelCheckpoint",
     "ModelSummary",
     "ProgressBar",
+    "TQDMProgressBar",
     "Timer",
 ]
