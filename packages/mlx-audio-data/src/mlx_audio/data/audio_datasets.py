@@ -30,6 +30,10 @@ class _AudioFiles(Dataset[Any]):
     def _rows(self) -> list[tuple[str, float, float | None]]:  # (path, offset, duration)
         raise NotImplementedError
 
+    def files(self) -> list[tuple[str, float, float | None]]:
+        """``(path, offset, duration)`` of every item, in index order."""
+        return self._rows()
+
     def load(self, index: int) -> np.ndarray:
         path, offset, duration = self._rows()[index]
         wave, _ = load_audio(path, self.sample_rate, self.mono, offset, duration)

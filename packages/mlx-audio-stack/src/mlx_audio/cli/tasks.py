@@ -1,0 +1,269 @@
+"""What the commands do: an audio classifier (log-mels on the accelerator + ``AudioCNN``)
+trained, evaluated and run over files with the library's own parts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
+from mlx_audio.data import (
+    AudioFolder,
+    AudioManifest,
+    DataLoader,
+    LogMel,
+    PadOrCrop,
+    RandomCrop,
+    Subset,
+)
+from mlx_audio.models import AudioCNN
+from mlx_audio.train import OptimizerConfig, Trainer, TrainModule
+from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from mlx_audio.train.schedulers import WarmupCosineScheduler
+
+from .config import Settings, dump
+
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+
+
+def dataset(path: str, sample_rate: int) -> Any:
+    """A folder of class folders (``AudioFolder``) or a manifest file (``AudioManifest``)."""
+    if os.path.isdir(path):
+        return AudioFolder(path, sample_rate=sample_rate)
+    if os.path.isfile(path) and path.lower().endswith(MANIFEST_SUFFIXES):
+        return AudioManifest(path, sample_rate=sample_rate)
+    raise FileNotFoundError(f"--data {path!r}: expected a folder of class folders or a manifest ({', '.join(MANIFEST_SUFFIXES)})")
+
+
+def files_of(data: Any) -> list[str]:
+    return [path for path, *_ in data.files()]
+
+
+class AudioClassifier(TrainModule):
+    """Waveforms ``(B, samples)`` -> normalized log-mels on the accelerator -> ``AudioCNN``."""
+
+    def __init__(self, settings: Settings, num_classes: int) -> None:
+        super().__init__()
+        model = settings.model
+        self.settings = settings
+        self.features = LogMel(settings.data.sample_rate, n_fft=model.n_fft, hop_length=model.hop_length, n_mels=model.n_mels)
+        self.net = AudioCNN(num_classes=num_classes, channels=tuple(model.channels), dropout=model.dropout)
+
+    def __call__(self, waves: mx.array) -> mx.array:
+        mels = self.features.features(waves)
+        mels = (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5)
+        return self.net(mels[:, None])
+
+    def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
+        waves, labels = batch
+        logits = self(waves)
+        loss = mx.mean(nn.losses.cross_entropy(logits, labels))
+        return loss, {"accuracy": mx.mean(mx.argmax(logits, axis=-1) == labels)}
+
+    def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
+        return mx.softmax(self(batch[0]), axis=-1)
+
+    def configure_optimizers(self) -> OptimizerConfig:
+        opt, sched = self.settings.optimizer, self.settings.scheduler
+        total = self.trainer.max_steps or 1000
+        lr: Any = opt.lr
+        if sched.name == "warmup_cosine":
+            lr = WarmupCosineScheduler(peak_lr=opt.lr, warmup_steps=int(total * sched.warmup_fraction), total_steps=total, min_lr=sched.min_lr)
+        if opt.name == "sgd":
+            optimizer: optim.Optimizer = optim.SGD(learning_rate=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        elif opt.name == "adam":
+            optimizer = optim.Adam(learning_rate=lr)
+        else:
+            optimizer = optim.AdamW(learning_rate=lr, weight_decay=opt.weight_decay)
+        return OptimizerConfig(optimizer, lr_schedule_name=sched.name)
+
+
+def split(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    order = np.random.default_rng(seed).permutation(len(data))
+    held = max(1, int(round(len(data) * fraction)))
+    return Subset(data, order[held:].tolist()), Subset(data, sorted(order[:held].tolist()))
+
+
+def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
+    d = settings.data
+    train = dataset(d.train, d.sample_rate)
+    if d.val is not None:
+        val = dataset(d.val, d.sample_rate)
+        if list(val.classes) != list(train.classes):
+            raise ValueError(f"--data.val {d.val}: classes {val.classes} differ from the training data's {train.classes}")
+    else:
+        train, val = split(train, d.val_fraction, settings.trainer.seed)
+    length = int(round(d.clip_seconds * d.sample_rate))
+    classes = list((train.dataset if isinstance(train, Subset) else train).classes)
+    return (
+        DataLoader(train, batch_size=d.batch_size, shuffle=True, num_workers=d.num_workers, cpu_transforms=[RandomCrop(length)]),
+        DataLoader(val, batch_size=d.batch_size, num_workers=d.num_workers, cpu_transforms=[PadOrCrop(length)]),
+        classes,
+    )
+
+
+def make_loggers(settings: Settings) -> list[Any]:
+    from mlx_audio import loggers as lg
+
+    root = settings.trainer.default_root_dir
+    made = {"csv": lambda: lg.CSVLogger(root, name="logs", version=0),
+            "tensorboard": lambda: lg.TensorBoardLogger(root, name="tensorboard", version=0),
+            "wandb": lambda: lg.WandbLogger(save_dir=root),
+            "mlflow": lambda: lg.MLflowLogger(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))}
+    return [made[name]() for name in settings.trainer.loggers]
+
+
+def trainer_for(settings: Settings, for_training: bool = True) -> Trainer:
+    t = settings.trainer
+    callbacks: list[Any] = []
+    if for_training:
+        callbacks = [ModelCheckpoint(monitor=t.monitor, mode=t.mode, save_top_k=t.save_top_k), LearningRateMonitor()]
+        if t.early_stopping_patience is not None:
+            callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience))
+    return Trainer(
+        max_epochs=t.max_epochs, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+        precision=t.precision, seed=t.seed, default_root_dir=t.default_root_dir, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=t.enable_progress_bar,
+        logger=make_loggers(settings) if for_training else False, callbacks=callbacks, enable_checkpointing=for_training,
+    )
+
+
+def train(settings: Settings, resume: bool) -> dict[str, Any]:
+    train_loader, val_loader, classes = loaders(settings)
+    root = settings.trainer.default_root_dir
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "config.yaml"), "w") as f:
+        f.write(dump(settings))
+    trainer = trainer_for(settings)
+    last = os.path.join(root, "checkpoints", "last")
+    trainer.fit(AudioClassifier(settings, len(classes)), train_loader, val_loader, ckpt_path=last if resume and os.path.lexists(last) else None)
+    callback = trainer.checkpoint_callback
+    best = callback.best_model_path if callback is not None and callback.best_model_path else None
+    with open(os.path.join(root, "run.json"), "w") as f:
+        json.dump({"classes": classes, "best": best}, f, indent=2)
+    return {"best": best, "score": callback.best_model_score if callback else None,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+
+
+def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], AudioClassifier, str]:
+    """A trained run folder: its settings, classes, model and the checkpoint to load."""
+    from .config import load
+
+    config = os.path.join(run, "config.yaml")
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f"--run {run}: no config.yaml (a folder written by `mlx-audio train`)")
+    settings = load(config, {})
+    with open(os.path.join(run, "run.json")) as f:
+        saved = json.load(f)
+    classes = saved["classes"]
+    if checkpoint in (None, "best"):
+        checkpoint = saved["best"] or os.path.join(run, "checkpoints", "last")
+    elif checkpoint == "last":
+        checkpoint = os.path.join(run, "checkpoints", "last")
+    return settings, classes, AudioClassifier(settings, len(classes)), checkpoint
+
+
+def predictions(run: str, data_path: str, checkpoint: str | None) -> tuple[list[str], np.ndarray, Any, list[str]]:
+    settings, classes, module, path = restore(run, checkpoint)
+    data = dataset(data_path, settings.data.sample_rate)
+    length = int(round(settings.data.clip_seconds * settings.data.sample_rate))
+    loader = DataLoader(data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers, cpu_transforms=[PadOrCrop(length)])
+    settings.trainer.enable_progress_bar = False
+    probs = np.concatenate([np.array(p) for p in trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)])
+    return classes, probs, data, files_of(data)
+
+
+def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict[str, Any]:
+    classes, probs, data, _ = predictions(run, data_path, checkpoint)
+    labels = np.array(data.targets if isinstance(data, AudioFolder) else data.labels)
+    predicted = probs.argmax(axis=-1)
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    os.makedirs(out, exist_ok=True)
+    width = max(len(c) for c in classes) + 1
+    text = "true \\ predicted\n" + " " * width + "".join(f"{c:>{width}}" for c in classes) + "\n"
+    text += "".join(f"{c:>{width}}" + "".join(f"{v:>{width}}" for v in row) + "\n" for c, row in zip(classes, confusion))
+    with open(os.path.join(out, "confusion.txt"), "w") as f:
+        f.write(text)
+    png = plot_confusion(confusion, classes, os.path.join(out, "confusion.png"))
+    return {"accuracy": float((predicted == labels).mean()), "clips": len(labels), "confusion": text, "png": png}
+
+
+def predict(run: str, data_path: str, checkpoint: str | None, out: str) -> int:
+    classes, probs, _, files = predictions(run, data_path, checkpoint)
+    rows = [{"path": p, "label": classes[int(r.argmax())], "probability": float(r.max())} for p, r in zip(files, probs)]
+    if out.endswith(".jsonl"):
+        with open(out, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    else:
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["path", "label", "probability"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return len(rows)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: str) -> str | None:
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, axis = plt.subplots(figsize=(1 + 0.6 * len(classes), 1 + 0.6 * len(classes)))
+    axis.imshow(confusion, cmap="Blues")
+    axis.set_xticks(range(len(classes)), classes, rotation=90)
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(confusion):
+        axis.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > confusion.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run: str) -> list[str]:
+    """Curves (losses, validation metrics) and the learning rate from ``run/logs/*/metrics.csv``."""
+    plt = _pyplot()
+    if plt is None:
+        raise ImportError("mlx-audio plot needs matplotlib: pip install 'mlx-audio-stack[plot]'")
+    found = sorted(os.path.join(d, "metrics.csv") for d, _, files in os.walk(run) if "metrics.csv" in files)
+    if not found:
+        raise FileNotFoundError(f"{run}: no metrics.csv below it (a CSVLogger's output)")
+    with open(found[-1]) as f:
+        rows = list(csv.DictReader(f))
+    written = []
+    panels = [("curves.png", [k for k in rows[0] if k.endswith(("loss", "accuracy")) or k.startswith("val_")]),
+              ("lr.png", [k for k in rows[0] if k.startswith("lr")])]
+    for name, keys in panels:
+        keys = [k for k in keys if any(r.get(k) for r in rows)]
+        if not keys:
+            continue
+        fig, axis = plt.subplots(figsize=(7, 4))
+        for key in keys:
+            points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+            axis.plot(*zip(*points), label=key, marker="o" if key.startswith("val") else None, markersize=3)
+        axis.set_xlabel("step")
+        axis.legend()
+        fig.tight_layout()
+        path = os.path.join(run, name)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

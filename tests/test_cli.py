@@ -1,0 +1,139 @@
+"""`mlx-audio` end to end on generated audio files: train (YAML + flags), resume, evaluate,
+predict, plot, --print-config, --help, and the errors that name the bad setting."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlx_audio.cli import config as cli_config
+from mlx_audio.cli import main
+
+CLASSES = {"low": 220.0, "mid": 440.0, "high": 880.0}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """Noisy tones of three pitches and different lengths: train/ and val/ as class folders,
+    and a manifest of the validation files."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, count in (("train", 16), ("val", 5)):
+        for label, pitch in CLASSES.items():
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                t = np.arange(int(16000 * rng.uniform(0.4, 1.2))) / 16000
+                wave = 0.5 * np.sin(2 * np.pi * pitch * t) + 0.05 * rng.standard_normal(len(t))
+                sf.write(root / split / label / f"{i}.wav", wave, 16000)
+                if split == "val":
+                    rows.append({"path": f"val/{label}/{i}.wav", "label": label})
+    with open(root / "val.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(clips, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    config = out / "run.yaml"
+    config.write_text("data:\n  batch_size: 8\n  num_workers: 2\ntrainer:\n  max_epochs: 3\n  log_every_n_steps: 2\n"
+                      "  enable_progress_bar: false\nmodel:\n  channels: [8, 16, 32]\n")
+    code = main(["train", "--data", str(clips / "train"), "--val-data", str(clips / "val.csv"), "--config", str(config),
+                 "--trainer.default_root_dir", str(out), "--optimizer.lr", "3e-3"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_checkpoints_logs_and_its_settings(run):
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["classes"] == ["high", "low", "mid"] and Path(saved["best"]).is_dir()
+    resolved = cli_config.load(str(run / "config.yaml"), {})
+    assert resolved.optimizer.lr == 3e-3 and resolved.model.channels == [8, 16, 32] and resolved.trainer.max_epochs == 3
+    assert (run / "checkpoints" / "last").exists() and (run / "logs" / "version_0" / "metrics.csv").exists()
+    assert any((run / "tensorboard" / "version_0").iterdir())
+
+
+def test_resume_finds_nothing_left(run, clips, capsys):
+    code = main(["train", "--data", str(clips / "train"), "--val-data", str(clips / "val.csv"),
+                 "--config", str(run / "config.yaml"), "--resume"])
+    assert code == 0 and "nothing to do" in capsys.readouterr().out
+
+
+def test_evaluate_reports_accuracy_and_a_confusion_matrix(run, clips, capsys):
+    assert main(["evaluate", "--run", str(run), "--data", str(clips / "val")]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("accuracy: ")[1].split()[0])
+    assert accuracy >= 0.9, out  # three pitches: easy
+    matrix = (run / "evaluation" / "confusion.txt").read_text()
+    assert "true \\ predicted" in matrix and sum(int(v) for line in matrix.splitlines()[2:] for v in line.split()[1:]) == 15
+    assert (run / "evaluation" / "confusion.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_predict_writes_one_row_per_file(run, clips, tmp_path, suffix):
+    out = tmp_path / f"predictions{suffix}"
+    assert main(["predict", "--run", str(run), "--data", str(clips / "val.csv"), "--out", str(out)]) == 0
+    if suffix == ".csv":
+        with open(out) as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 15 and {r["label"] for r in rows} <= set(CLASSES)
+    right = sum(r["label"] == r["path"].split("/")[-2] for r in rows)
+    assert right >= 13 and all(0 < float(r["probability"]) <= 1 for r in rows)
+
+
+def test_plot_writes_curves_and_learning_rate(run):
+    assert main(["plot", str(run)]) == 0
+    assert (run / "curves.png").stat().st_size > 5000 and (run / "lr.png").stat().st_size > 5000
+
+
+def test_print_config_round_trips_and_flags_win(tmp_path, capsys):
+    assert main(["train", "--data", "x", "--trainer.max_epochs", "7", "--trainer.gradient_clip_val", "null", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    (tmp_path / "c.yaml").write_text(text)
+    settings = cli_config.load(str(tmp_path / "c.yaml"), {"data.batch_size": 4})
+    assert settings.trainer.max_epochs == 7 and settings.trainer.gradient_clip_val is None and settings.data.batch_size == 4
+    assert settings.data.train == "x"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trainer.max_epochs", "many"], "trainer.max_epochs: expected int, got 'many'"),
+    (["--optimizer.name", "lion"], "optimizer.name: 'lion' is not valid; valid values: 'adamw', 'adam', 'sgd'"),
+    (["--trainer.loggers", "[csv, neptune]"], "'neptune' is not valid; valid values: csv, tensorboard, wandb, mlflow"),
+    (["--data", "/nowhere/at/all"], "expected a folder of class folders or a manifest"),
+    ([], "no training data: pass --data"),
+])
+def test_bad_settings_name_the_key_and_valid_values(args, message, capsys):
+    assert main(["train", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_setting_in_a_config_file(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("trainer:\n  max_epoch: 3\n")
+    assert main(["train", "--data", "x", "--config", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting trainer.max_epoch" in err and "trainer.max_epochs" in err
+
+
+def test_help_lists_every_setting_and_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "mlx_audio", "train", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0
+    for key, _ in cli_config.flags():
+        assert f"--{key}" in result.stdout, key
+    for command in ("evaluate", "predict", "plot"):
+        shown = subprocess.run([sys.executable, "-m", "mlx_audio", command, "--help"], capture_output=True, text=True)
+        assert shown.returncode == 0 and "usage: mlx-audio " + command in shown.stdout
