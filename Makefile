@@ -12,8 +12,13 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test docs uv system-deps sync build bench anchor lint clean
 
+# The main job through the command line: data (once), train (resumes; a finished run has nothing
+# to do), accuracy on held-out voices, curves. examples/demo.py is the same job in Python.
 demo: sync
-	$(RUN_ENV) $(UV) run --no-sync python examples/demo.py
+	$(RUN_ENV) $(UV) run --no-sync python examples/spoken_digits.py --root data/spoken_digits
+	$(RUN_ENV) $(UV) run --no-sync mlx-audio train --config examples/demo.yaml --resume
+	$(RUN_ENV) $(UV) run --no-sync mlx-audio evaluate --run demo_run --data data/spoken_digits/val.csv
+	$(RUN_ENV) $(UV) run --no-sync mlx-audio plot demo_run
 
 test: sync anchor
 	$(UV) run --no-sync ruff check packages tests benchmarks examples docs

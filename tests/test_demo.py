@@ -21,8 +21,12 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 @pytest.fixture(scope="module")
 def small_digits(tmp_path_factory):
-    """The quick form's clips, made by whichever example runs first and shared by both."""
-    return tmp_path_factory.mktemp("spoken_digits")
+    """The quick form's clips (15 voices, one clip per digit), shared by the tests below."""
+    root = tmp_path_factory.mktemp("spoken_digits")
+    if shutil.which("espeak-ng") is not None:
+        code = f"import spoken_digits; spoken_digits.generate({str(root)!r}, clips_per_digit=1, voice_limit=15)"
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT / "examples", check=True, capture_output=True, timeout=600)
+    return root
 
 
 @needs_espeak
@@ -58,3 +62,21 @@ def test_clap_zero_shot_example_quick_run(tmp_path, small_digits):
     accuracy = float(line.split(": ")[-1].split("%")[0])
     assert 0 <= accuracy <= 100 and "held-out voices" in line
     assert (tmp_path / "clap" / "checkpoints" / "last" / "model.safetensors").exists()
+
+
+@needs_espeak
+def test_make_demo_settings_through_the_command_line(tmp_path, small_digits):
+    """`make demo` runs `mlx-audio train --config examples/demo.yaml`, then evaluate and plot:
+    the same commands on the quick form's clips, for one epoch."""
+    run = tmp_path / "run"
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "mlx_audio", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    cli("train", "--config", "examples/demo.yaml", "--resume", "--data", str(small_digits / "train.csv"),
+        "--val-data", str(small_digits / "val.csv"), "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(run))
+    out = cli("evaluate", "--run", str(run), "--data", str(small_digits / "val.csv"))
+    assert "accuracy: " in out and (run / "evaluation" / "confusion.txt").exists()
+    assert "curves.png" in cli("plot", str(run))

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             if not settings.data.train:
                 raise ConfigError("no training data: pass --data PATH (or data.train in --config)")
             result = tasks.train(settings, args.resume)
-            print(f"mlx-audio: best checkpoint {result['best']} ({settings.trainer.monitor}={result['score']})")
+            score = "-" if result["score"] is None else f"{result['score']:.4g}"
+            print(f"mlx-audio: best checkpoint {result['best']} ({settings.trainer.monitor}={score})")
         elif args.command == "evaluate":
             out = args.out or f"{args.run}/evaluation"
             report = tasks.evaluate(args.run, args.data, args.checkpoint, out)

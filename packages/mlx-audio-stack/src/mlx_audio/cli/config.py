@@ -26,6 +26,8 @@ class ModelSettings:
     n_mels: int = 40
     n_fft: int = 400
     hop_length: int = 160
+    f_min: float = 0.0
+    top_db: float | None = 80.0
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     dropout: float = 0.1
 

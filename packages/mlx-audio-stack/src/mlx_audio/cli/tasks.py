@@ -52,7 +52,8 @@ class AudioClassifier(TrainModule):
         super().__init__()
         model = settings.model
         self.settings = settings
-        self.features = LogMel(settings.data.sample_rate, n_fft=model.n_fft, hop_length=model.hop_length, n_mels=model.n_mels)
+        self.features = LogMel(settings.data.sample_rate, n_fft=model.n_fft, hop_length=model.hop_length, n_mels=model.n_mels,
+                               f_min=model.f_min, top_db=model.top_db)
         self.net = AudioCNN(num_classes=num_classes, channels=tuple(model.channels), dropout=model.dropout)
 
     def __call__(self, waves: mx.array) -> mx.array:
@@ -186,7 +187,7 @@ def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     os.makedirs(out, exist_ok=True)
-    width = max(len(c) for c in classes) + 1
+    width = max(max(len(c) for c in classes), len(str(confusion.max()))) + 2
     text = "true \\ predicted\n" + " " * width + "".join(f"{c:>{width}}" for c in classes) + "\n"
     text += "".join(f"{c:>{width}}" + "".join(f"{v:>{width}}" for v in row) + "\n" for c, row in zip(classes, confusion))
     with open(os.path.join(out, "confusion.txt"), "w") as f:
