@@ -110,14 +110,22 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
 
 
 def make_loggers(settings: Settings) -> list[Any]:
+    """The loggers named in ``trainer.loggers``; TensorBoard only where tensorboardX is installed
+    (said once), so the default list works with the plain install."""
+    import importlib.util
+
     from mlx_audio import loggers as lg
 
     root = settings.trainer.default_root_dir
+    names = list(settings.trainer.loggers)
+    if "tensorboard" in names and importlib.util.find_spec("tensorboardX") is None:
+        names.remove("tensorboard")
+        print("mlx-audio: no TensorBoard log (tensorboardX is not installed: pip install 'mlx-audio-loggers[tensorboard]')")
     made = {"csv": lambda: lg.CSVLogger(root, name="logs", version=0),
             "tensorboard": lambda: lg.TensorBoardLogger(root, name="tensorboard", version=0),
             "wandb": lambda: lg.WandbLogger(save_dir=root),
             "mlflow": lambda: lg.MLflowLogger(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))}
-    return [made[name]() for name in settings.trainer.loggers]
+    return [made[name]() for name in names]
 
 
 def trainer_for(settings: Settings, for_training: bool = True) -> Trainer:
