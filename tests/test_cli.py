@@ -134,6 +134,58 @@ def test_help_lists_every_setting_and_python_dash_m_works():
     assert result.returncode == 0
     for key, _ in cli_config.flags():
         assert f"--{key}" in result.stdout, key
-    for command in ("evaluate", "predict", "plot"):
+    for command in ("evaluate", "predict", "plot", "zero-shot"):
         shown = subprocess.run([sys.executable, "-m", "mlx_audio", command, "--help"], capture_output=True, text=True)
         assert shown.returncode == 0 and "usage: mlx-audio " + command in shown.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_clap(tmp_path_factory) -> Path:
+    """A small random CLAP in transformers' format, with a word-level tokenizer.json and a
+    preprocessor_config.json for 16 mel bins over 1 s at 16 kHz."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    from mlx_audio.models.clap import CLAP, ClapConfig
+
+    folder = tmp_path_factory.mktemp("clap")
+    words = ["<s>", "<pad>", "</s>", "<unk>", "this", "is", "a", "sound", "of", *CLASSES]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = ClapConfig.from_dict({
+        "text_config": {"vocab_size": len(words), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                        "intermediate_size": 64, "max_position_embeddings": 16},
+        "audio_config": {"spec_size": 64, "num_mel_bins": 16, "window_size": 4, "patch_size": 4, "patch_stride": 4,
+                         "patch_embeds_hidden_size": 16, "hidden_size": 32, "depths": [1, 1], "num_attention_heads": [2, 2]},
+        "projection_dim": 16,
+    })
+    CLAP(config).save_pretrained(str(folder))
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"feature_size": 16, "sampling_rate": 16000, "hop_length": 160, "max_length_s": 1, "fft_window_size": 400,
+         "frequency_max": 8000, "truncation": "rand_trunc", "padding": "repeatpad"}))
+    return folder
+
+
+def test_zero_shot_with_clap_writes_a_label_per_file(tiny_clap, clips, tmp_path, capsys):
+    out = tmp_path / "zero.csv"
+    labels = ",".join(CLASSES)
+    assert main(["zero-shot", "--model", str(tiny_clap), "--data", str(clips / "val"), "--labels", labels, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "15 files classified" in printed and "accuracy" in printed and "on 15 labelled files" in printed
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 15 and {r["label"] for r in rows} <= set(CLASSES)
+    assert all(1 / 3 <= float(r["probability"]) <= 1 for r in rows)  # the best of three
+
+
+def test_zero_shot_needs_a_tokenizer_and_labels(tiny_clap, clips, tmp_path, capsys):
+    import shutil
+
+    bare = tmp_path / "no_tokenizer"
+    shutil.copytree(tiny_clap, bare)
+    (bare / "tokenizer.json").unlink()
+    assert main(["zero-shot", "--model", str(bare), "--data", str(clips / "val"), "--labels", "a,b"]) == 2
+    assert "no tokenizer.json" in capsys.readouterr().err
+    assert main(["zero-shot", "--model", str(tiny_clap), "--data", str(clips / "val"), "--labels", "a,,b"]) == 2
+    assert "non-empty label names" in capsys.readouterr().err

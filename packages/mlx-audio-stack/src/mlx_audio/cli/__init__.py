@@ -5,6 +5,7 @@ predict with it and plot its run, without writing Python (``python -m mlx_audio`
     mlx-audio evaluate --run runs/mlx-audio --data val.csv
     mlx-audio predict --run runs/mlx-audio --data new_clips/ --out predictions.csv
     mlx-audio plot runs/mlx-audio
+    mlx-audio zero-shot --model laion/clap-htsat-unfused --data clips/ --labels "dog,siren,rain"
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _value(text: str) -> Any:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="mlx-audio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,plot}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,plot,zero-shot}")
 
     train = commands.add_parser("train", help="train a classifier (checkpoints, logs, progress) on audio files",
                                 description="Train an audio classifier (log-mels + AudioCNN) with the Trainer. Every "
@@ -53,6 +54,15 @@ def parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="PNGs of a run's curves and learning rate (needs matplotlib)",
                                description="Write <run>/curves.png and <run>/lr.png from the run's CSV log.")
     plot.add_argument("run", help="the run folder")
+
+    zero = commands.add_parser("zero-shot", help="classify files against label names with CLAP, no training",
+                               description="Compare every file with the prompts built from --labels (CLAP): CSV of "
+                               "the best label per file; the accuracy too where the data's classes are among the labels.")
+    zero.add_argument("--model", required=True, help="a CLAP folder (config.json, weights, tokenizer.json) or a Hub repo id")
+    zero.add_argument("--data", required=True, help="a folder of class folders or a manifest")
+    zero.add_argument("--labels", required=True, help="comma-separated label names, e.g. 'dog,siren,rain'")
+    zero.add_argument("--template", default="This is a sound of {}.", help="the prompt; {} is the label")
+    zero.add_argument("--out", default="zero_shot.csv", help="output CSV")
     return top
 
 
@@ -84,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             count = tasks.predict(args.run, args.data, args.checkpoint, args.out)
             print(f"mlx-audio: {count} predictions in {args.out}")
+        elif args.command == "zero-shot":
+            result = tasks.zero_shot(args.model, args.data, [x.strip() for x in args.labels.split(",")], args.template, args.out)
+            accuracy = "" if result["accuracy"] is None else f"; accuracy {result['accuracy']:.4f} on {result['labelled']} labelled files"
+            print(f"mlx-audio: {result['count']} files classified in {args.out}{accuracy}")
         else:
             for path in tasks.plot_run(args.run):
                 print(path)

@@ -276,3 +276,39 @@ def plot_run(run: str) -> list[str]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def zero_shot(model_path: str, data_path: str, labels: list[str], template: str, out: str) -> dict[str, Any]:
+    """CLAP zero-shot classification of every file against ``labels`` (prompts from ``template``)."""
+    from mlx_audio.models.clap import CLAP, ClapFeatureExtractor, zero_shot_classify
+
+    if not labels or any(not label.strip() for label in labels):
+        raise ValueError(f"--labels needs non-empty label names separated by commas, got {labels!r}")
+    model = CLAP.from_pretrained(model_path)
+    model.eval()
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise FileNotFoundError(f"--model {model_path}: no tokenizer.json beside the weights (needed to read the labels)")
+    fusion = model.config.audio_config.enable_fusion
+    local = os.path.join(model_path, "preprocessor_config.json")
+    extractor = (ClapFeatureExtractor.from_pretrained(model_path) if os.path.isfile(local)
+                 else ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc"))
+    data = dataset(data_path, extractor.sampling_rate)
+    rows, right, known = [], 0, 0
+    names = list(getattr(data, "classes", []))
+    for index, path in enumerate(files_of(data)):
+        item = data[index]
+        wave = item[0] if isinstance(item, tuple) else item
+        features = extractor([np.asarray(wave)], sampling_rate=extractor.sampling_rate, random_state=0)
+        is_longer = mx.array(features["is_longer"]) if fusion else None
+        probs = np.array(zero_shot_classify(model, mx.array(features["input_features"]), labels, tokenizer, template, is_longer))[0]
+        best = labels[int(probs.argmax())]
+        rows.append({"path": path, "label": best, "probability": float(probs.max())})
+        if isinstance(item, tuple) and names and names[int(item[1])] in labels:
+            known += 1
+            right += int(names[int(item[1])] == best)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return {"count": len(rows), "accuracy": right / known if known else None, "labelled": known}
