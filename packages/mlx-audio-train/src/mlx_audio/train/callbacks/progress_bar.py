@@ -90,7 +90,9 @@ class TQDMProgressBar(Callback):
         self._line_at = 0.0
         self._started = 0.0
         self._done = 0
+        self._samples_before = 0  # trainer.samples_trained when the epoch started
         self._samples = 0
+        self._epoch_mode = "off"  # ``mode`` at the epoch's start: not re-read at every batch
         self._eval_done = 0
 
     # -- where it draws -----------------------------------------------------------------------
@@ -162,8 +164,10 @@ class TQDMProgressBar(Callback):
         self._started = time.perf_counter()
         self._line_at = self._started
         self._done = 0
+        self._samples_before = trainer.samples_trained
         self._samples = 0
-        if not trainer.is_global_zero or self.mode not in ("tty", "notebook"):
+        self._epoch_mode = self.mode
+        if not trainer.is_global_zero or self._epoch_mode not in ("tty", "notebook"):
             return
         bar = self._bar("train", math.inf, "Epoch") if self.leave or "train" not in self._bars else self._bars["train"]
         total = trainer.num_training_batches
@@ -173,18 +177,16 @@ class TQDMProgressBar(Callback):
             bar.update(trainer.progress.batch_in_epoch)
 
     def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        from .._loaders import batch_size_of
-
         self._done += 1
-        self._samples += batch_size_of(batch)
-        if not trainer.is_global_zero or self.mode == "off" or self._done % self.refresh_rate:
+        self._samples = trainer.samples_trained - self._samples_before  # counted by the loop already
+        if not trainer.is_global_zero or self._epoch_mode == "off" or self._done % self.refresh_rate:
             return
         bar = self._bars.get("train")
         if bar is not None:
             values = ", ".join(f"{k}={v}" for k, v in self._read(trainer).items())
             bar.set_postfix_str(f"{self._samples_per_second()}, {values}", refresh=False)
             bar.update(trainer.progress.batch_in_epoch - bar.n)
-        elif self.mode == "plain" and time.perf_counter() - self._line_at >= self.plain_interval:
+        elif self._epoch_mode == "plain" and time.perf_counter() - self._line_at >= self.plain_interval:
             self._plain_line(trainer)
 
     def _plain_line(self, trainer: Any, force: bool = False) -> None:
