@@ -28,6 +28,7 @@ _EXPORTS = {
     "RandomSampler": "sampler",
     "BatchSampler": "sampler",
     "DistributedSampler": "sampler",
+    "shard_loader": "sharding",
     "default_collate": "collate",
     "default_convert": "collate",
     "to_mlx": "collate",

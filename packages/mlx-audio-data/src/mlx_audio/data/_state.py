@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 VERSION = 2
-_SETTINGS = ("batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler")
+_SETTINGS = ("batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler", "num_replicas")
 
 
 def settings_of(loader: Any) -> dict[str, Any]:
@@ -26,7 +26,14 @@ def settings_of(loader: Any) -> dict[str, Any]:
         "dataset_length": length,
         "sampler": _name(loader.sampler),
         "batch_sampler": _name(loader.batch_sampler),
+        "num_replicas": _replicas(loader),
     }
+
+
+def _replicas(loader: Any) -> int | None:
+    """Ranks sharing the dataset (a position means other batches under another world size)."""
+    count = getattr(loader.sampler, "num_replicas", getattr(loader.batch_sampler, "num_replicas", 1))
+    return int(count) if count and int(count) > 1 else None
 
 
 def _name(sampler: Any) -> str | None:

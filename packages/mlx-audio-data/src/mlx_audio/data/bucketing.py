@@ -26,6 +26,10 @@ class BucketBatchSampler(Sampler[list[int]]):
     order of the batches, as a pure function of ``(seed, epoch)``: the same batches every run,
     resumable. ``shuffle=False`` yields buckets shortest first, in dataset order within each.
     ``seed=None`` takes the DataLoader's seed. ``drop_last`` drops each bucket's short batch.
+
+    Data-parallel: with ``num_replicas``/``rank`` (or :meth:`for_rank`) every rank draws the
+    same epoch's batches and keeps every ``num_replicas``-th one from ``rank`` on, the list first
+    padded by repeating batches so every rank gets the same count (unequal counts deadlock).
     """
 
     def __init__(
@@ -37,7 +41,13 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas <= 0:
+            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -62,6 +72,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.generator = None  # a DataLoader fills ``seed`` from its own when None
         self.bucket_of = np.searchsorted(np.asarray(self.boundaries), self.lengths, side="left")
 
@@ -82,7 +94,19 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches.extend(order[i : i + self.batch_size] for i in range(0, stop, self.batch_size))
         if rng is not None:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.num_replicas > 1:
+            total = -(-len(batches) // self.num_replicas) * self.num_replicas
+            batches = (batches * (-(-total // max(len(batches), 1))))[:total]
+            batches = batches[self.rank :: self.num_replicas]
         return batches
+
+    def for_rank(self, num_replicas: int, rank: int, seed: int | None = None) -> BucketBatchSampler:
+        """The same sampler (buckets, batch size, seed) restricted to ``rank``'s share."""
+        return BucketBatchSampler(
+            self.lengths, self.batch_size, boundaries=self.boundaries, shuffle=self.shuffle,
+            drop_last=self.drop_last, seed=self.seed if self.seed is not None else seed,
+            num_replicas=num_replicas, rank=rank,
+        )
 
     def __iter__(self) -> Iterator[list[int]]:
         return (batch.tolist() for batch in self.index_batches())
@@ -90,8 +114,10 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         sizes = np.bincount(self.bucket_of, minlength=len(self.boundaries))
         if self.drop_last:
-            return int((sizes // self.batch_size).sum())
-        return int((-(-sizes // self.batch_size)).sum())
+            count = int((sizes // self.batch_size).sum())
+        else:
+            count = int((-(-sizes // self.batch_size)).sum())
+        return -(-count // self.num_replicas)
 
     def padding_fraction(self) -> float:
         """Share of padded steps when each batch is padded to its bucket's boundary."""

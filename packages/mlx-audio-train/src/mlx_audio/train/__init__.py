@@ -14,6 +14,7 @@ _EXPORTS = {
     "Trainer": "trainer",
     "CheckpointError": "checkpoint",
     "Preempted": "_lifecycle",
+    "rank_zero_only": "distributed",
 }
 __all__ = list(_EXPORTS)
 

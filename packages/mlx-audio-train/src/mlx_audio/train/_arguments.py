@@ -43,6 +43,7 @@ class TrainerArgs:
     seed: int | None = None
     compile: bool = True
     on_nonfinite_loss: str = "raise"
+    use_distributed_sampler: bool = True
 
 
 def _count(name: str, value: Any, minimum: int, sentinel: bool = False) -> None:

@@ -7,6 +7,8 @@ import signal
 import threading
 from typing import Any
 
+from . import distributed
+
 
 def default_loggers(logger: Any, root: str, enabled: bool) -> list[Any]:
     """``logger=None/True``: a CSVLogger under ``root/logs``; ``False`` or ``fast_dev_run``: none."""
@@ -82,7 +84,7 @@ def finalize_loggers(loggers: list[Any], status: str) -> None:
     from mlx_audio.loggers import LoggerError
 
     strict_error: LoggerError | None = None
-    for logger in loggers:
+    for logger in loggers if distributed.global_rank() == 0 else []:  # rank 0 alone logs
         try:
             logger.finalize(status)
         except LoggerError as error:

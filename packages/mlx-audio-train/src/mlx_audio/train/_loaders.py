@@ -10,6 +10,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from . import distributed
 from ._tree import flatten
 
 
@@ -37,6 +38,16 @@ def limited(length: int | None, limit: int | float) -> float:
             raise ValueError("a fractional limit_*_batches needs a loader with a length")
         return int(length * limit) if limit < 1.0 else length
     return limit if length is None else min(length, limit)
+
+
+def seed_and_shard(trainer: Any, *loaders: Any) -> list[Any]:
+    """Give seedless DataLoaders the run's seed (``Trainer(seed=...)``; with several ranks always,
+    so their shards fit together), then split them across the ranks (distributed.py)."""
+    for loader in loaders:
+        unseeded = is_stateful_loader(loader) and getattr(loader, "seed", 0) is None
+        if unseeded and (trainer.seed is not None or distributed.world_size() > 1):
+            loader.seed = trainer.rng_base
+    return distributed.shard_loaders(trainer, *loaders) if distributed.world_size() > 1 else list(loaders)
 
 
 def is_stateful_loader(loader: Any) -> bool:
@@ -68,6 +79,15 @@ class Fetcher:
         self.snapshot: dict | None = None
 
     def next(self) -> tuple[Any, bool] | None:
+        fetched = self._next()
+        if math.isfinite(self.count) or distributed.world_size() == 1:
+            return fetched
+        # data-parallel over unsized loaders: the epoch ends on every rank when it ends on one
+        # (NOTE [same collectives on every rank] in distributed.py); 2 = no batch, 1 = the last
+        agreed = distributed.largest(2 if fetched is None else int(fetched[1]))
+        return None if fetched is None or agreed == 2 else (fetched[0], agreed == 1)
+
+    def _next(self) -> tuple[Any, bool] | None:
         if self.seen >= self.count:
             return None
         if self.ahead:

@@ -8,7 +8,6 @@ truncated or edited file is refused with its name. Nothing here ever unpickles.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +18,11 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from . import distributed
+from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_last
 from ._tree import flatten
+
+__all__ = ["CheckpointError", "clean_leftovers", "delete_checkpoint", "point_last", "save_checkpoint"]
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -38,14 +41,6 @@ def _sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(
@@ -73,80 +68,20 @@ def save_checkpoint(
         for name, arrays in files.items():
             path = os.path.join(tmp, name)
             mx.save_safetensors(path, arrays)
-            _fsync(path)
+            fsync(path)
             digests[name] = _sha256(path)
         payload = {**state, "format_version": FORMAT_VERSION, "sha256": digests}
         with open(os.path.join(tmp, STATE_FILE), "w") as f:
             json.dump(payload, f, indent=1, allow_nan=True)
             f.flush()
             os.fsync(f.fileno())
-        _fsync(tmp)
+        fsync(tmp)
         os.rename(tmp, directory)
-        _fsync(parent)
+        fsync(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
-
-
-def delete_checkpoint(path: str) -> None:
-    """Remove a checkpoint directory so that a crash at any moment leaves it complete or absent:
-    first an atomic rename to a ``.trash-`` name (never taken for a checkpoint), then the files."""
-    parent = os.path.dirname(os.path.abspath(path))
-    trash = os.path.join(parent, f".trash-{os.path.basename(path)}-{secrets.token_hex(4)}")
-    try:
-        os.rename(path, trash)
-    except FileNotFoundError:
-        return
-    _fsync(parent)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def clean_leftovers(dirpath: str) -> list[str]:
-    """Remove what crashed runs left in ``dirpath``: ``.trash-`` directories (deletions cut
-    short), ``.tmp-`` checkpoints of processes that are gone (writes cut short) and stray
-    temporary ``last`` links. Returns what was removed."""
-    removed: list[str] = []
-    if not os.path.isdir(dirpath):
-        return removed
-    for name in os.listdir(dirpath):
-        path = os.path.join(dirpath, name)
-        stale = name.startswith(".trash-")
-        if name.startswith(".tmp-"):
-            pid = name.rsplit("-", 2)[-2]
-            stale = not (pid.isdigit() and _alive(int(pid)))
-        if name.startswith(".last-") and os.path.islink(path):
-            stale = True
-        if stale:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-            removed.append(name)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def point_last(dirpath: str, target: str, name: str = "last") -> str:
-    """Atomically make ``dirpath/name`` a relative symlink to ``target``."""
-    link = os.path.join(dirpath, name)
-    tmp = os.path.join(dirpath, f".{name}-{secrets.token_hex(4)}")
-    os.symlink(os.path.relpath(target, dirpath), tmp)
-    os.replace(tmp, link)
-    _fsync(dirpath)
-    return link
 
 
 def resolve(path: str) -> str:
@@ -339,6 +274,7 @@ def capture(trainer: Any, path: str) -> str:
         "rng": rng_state(),
         "rng_base": trainer.rng_base,
         "accumulated_batches": trainer.runner.micro,
+        "world_size": distributed.world_size(),
         "loader": trainer.loader_state() if not progress.epoch_finished else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
@@ -347,8 +283,15 @@ def capture(trainer: Any, path: str) -> str:
     trainer.hooks.on_save_checkpoint(state)
     weights = dict(flatten(module.parameters()))
     total = trainer.runner.total if trainer.runner.micro else None
+    together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
+    if total is not None and together:  # the ranks' mean: resumed on every rank, the update is exact
+        total = distributed.mean_across(total)
     accumulator = dict(flatten(total)) if total is not None else None
-    return save_checkpoint(path, weights, dict(flatten(optimizer.state)), state, accumulator)
+    if trainer.is_global_zero:  # data-parallel: the weights are equal on every rank
+        path = save_checkpoint(path, weights, dict(flatten(optimizer.state)), state, accumulator)
+    if together:
+        distributed.barrier()  # the files exist before any rank goes on
+    return os.path.abspath(path)
 
 
 def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], module: Any) -> None:
@@ -383,6 +326,13 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
     optimizer = trainer.optimizer
     directory, state = read_state(path)
     state_file = os.path.join(directory, STATE_FILE)
+    saved_world = state.get("world_size", 1)
+    if state.get("loader") is not None and saved_world != distributed.world_size():
+        raise CheckpointError(
+            f"{directory} was written in the middle of an epoch by {saved_world} process(es) and this run has "
+            f"{distributed.world_size()}: each rank's share of the epoch would differ. Resume with "
+            f"{saved_world}, or from a checkpoint written at an epoch's end (any number of processes)"
+        )
     weights_file = os.path.join(directory, MODEL_FILE)
     check_against(weights_file, load_arrays(weights_file), dict(flatten(module.parameters())), "model")
     module.load_checkpoint(directory)

@@ -9,7 +9,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from . import checkpoint
+from . import checkpoint, distributed
 from ._loaders import batch_size_of, length_of, limited
 from .metrics import LogOptions, Results
 from .module import TrainModule
@@ -50,6 +50,7 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
         mx.eval(list(values.values()))
         trainer.hooks.on_eval_batch_end(stage, {"loss": loss, **metrics}, batch, batch_idx)
     trainer.hooks.on_eval_epoch_end(stage)
+    results.sync(distributed.reduce_totals)  # data-parallel: every rank decides on the same values
     log, callback, bar = results.epoch_metrics()
     trainer._eval_results = None
     if not trainer.sanity_checking:

@@ -122,6 +122,14 @@ class Results:
                 reduction = self.epoch.setdefault(name, _Reduction(opt.reduce_fx))
                 reduction.add(value, opt.batch_size or batch_size)
 
+    def sync(self, reduce: Any) -> None:
+        """Make the epoch reductions the whole job's (data-parallel; ``distributed.reduce_totals``)."""
+        names = sorted(name for name, r in self.epoch.items() if r.weight)
+        reduced = reduce([(self.epoch[n].reduce_fx, self.epoch[n].total, self.epoch[n].weight) for n in names])
+        for name, (total, weight) in zip(names, reduced):
+            self.epoch[name].total = total
+            self.epoch[name].weight = weight
+
     def _forked(self, name: str, suffix: str) -> str:
         opt = self.options[name]
         return f"{name}_{suffix}" if opt.on_step and opt.on_epoch else name

@@ -18,6 +18,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_map
 
+from . import distributed
 from ._tree import flatten
 
 _RETRACE_WARNING_AFTER = 8
@@ -130,7 +131,7 @@ class StepBuilder:
         self.precision = precision
         self.compile = compile
         self.strict_nonfinite = strict_nonfinite
-        self.world = mx.distributed.init().size() if mx.distributed.is_available() else 1
+        self.world = distributed.world_size()
         self._shapes: set[tuple] = set()
         self._warned = False
         self._calls = 0
@@ -172,6 +173,18 @@ class StepBuilder:
         values = [packed[i] for i in range(len(metric_keys) + len(logged_keys))]
         return dict(zip(metric_keys, values)), dict(zip(logged_keys, values[len(metric_keys) :]))
 
+    def _across_ranks(self, loss: mx.array, packed: mx.array) -> tuple[mx.array, mx.array]:
+        """Data-parallel: the loss and the returned metrics averaged over the ranks, each
+        ``self.log`` value reduced by its ``reduce_fx`` -- so every rank logs, and decides on,
+        the whole global batch's values (a 1-process run's)."""
+        if self.world == 1:
+            return loss, packed
+        options = self.module._log_options
+        modes = ["mean"] * (1 + len(self._aux_keys[0]))
+        modes += [options[k].reduce_fx if k in options else "mean" for k in self._aux_keys[1]]
+        reduced = distributed.reduce_columns(mx.concatenate([loss.reshape(1), packed]), modes)
+        return reduced[0], reduced[1:]
+
     def _update(self, grads: Any, finite: mx.array) -> mx.array:
         """Average (data-parallel), clip, apply -- unless ``finite`` is False or the gradients
         are not finite. Returns whether the update was applied.
@@ -200,6 +213,7 @@ class StepBuilder:
 
     def _fused(self, batch: Any, batch_idx: mx.array) -> tuple:
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
+        loss, packed = self._across_ranks(loss, packed)  # a NaN on any rank skips the step on all
         applied = self._update(grads, mx.isfinite(loss))
         return loss, packed, applied
 
@@ -209,7 +223,8 @@ class StepBuilder:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
-        ok = mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
+        ok = distributed.all_ranks(mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads))))
+        loss, packed = self._across_ranks(loss, packed)
         total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
         count = count + ok.astype(count.dtype)
         applied = mx.array(False)

@@ -30,7 +30,7 @@ import numpy as np
 from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
-from . import checkpoint
+from . import checkpoint, distributed
 from ._arguments import TrainerArgs, make_args, val_check_batch
 from ._lifecycle import (
     clipping,
@@ -42,7 +42,7 @@ from ._lifecycle import (
     nonfinite_step,
     print_summary,
 )
-from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited
+from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited, seed_and_shard
 from ._progress import Progress
 from ._rng import seed_everything, seed_step
 from .callbacks import Callback, ModelCheckpoint, Timer
@@ -84,6 +84,7 @@ class Trainer:
         seed: int | None = None,
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
+        use_distributed_sampler: bool = True,
     ) -> None:
         given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing)
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
@@ -103,7 +104,7 @@ class Trainer:
         self.current_hook: str | None = None
         self.sanity_checking = False
         self.validation_has_run = False
-        self.samples_trained = 0  # by this process's fit calls (the closing summary's samples/s)
+        self.samples_trained = 0  # by this fit's calls, all ranks together (the summary's samples/s)
         self.fit_seconds = 0.0
         self.eval_batches_total: float = math.inf  # batches of the running validation/test/predict pass
         self.is_last_batch = False
@@ -115,11 +116,13 @@ class Trainer:
         self.val_check_batch: float = math.inf
         self._estimated_max_steps: int | None = None
         self._fetcher: Fetcher | None = None
+        self._train_loader: Any = None
         self._train_results = Results()
         self._eval_results: Results | None = None
         self._interrupt = interrupt_handler()
         self._warned: set[str] = set()
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
+        self.failing = False  # an exception is unwinding fit (no collectives from here on)
 
     def __getattr__(self, name: str) -> Any:  # the arguments: trainer.max_epochs, .precision, ...
         if name in _ARG_NAMES:
@@ -151,9 +154,9 @@ class Trainer:
 
     estimated_stepping_batches = max_steps
 
-    @property
-    def is_global_zero(self) -> bool:
-        return not mx.distributed.is_available() or mx.distributed.init().rank() == 0
+    world_size = property(lambda self: distributed.world_size())  # data-parallel: distributed.py
+    global_rank = property(lambda self: distributed.global_rank())
+    is_global_zero = property(lambda self: distributed.global_rank() == 0)
 
     enable_validation = property(lambda self: self.num_val_batches > 0)
 
@@ -178,6 +181,8 @@ class Trainer:
             self.metrics.update(*results.step_metrics())
 
     def send_to_loggers(self, metrics: dict[str, Any], step: int) -> None:
+        if not self.is_global_zero:
+            return
         values = {**self.metrics.floats(metrics), **{k: v for k, v in metrics.items() if type(v) is int}}
         for logger in self.loggers:
             logger.log_metrics(values, step=step)
@@ -220,36 +225,41 @@ class Trainer:
             with self._interrupt:
                 ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
         except BaseException as error:
+            self.failing = True
             self.hooks.on_exception(error)
             finalize_loggers(self.loggers, "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed")
+            clearer = distributed.explain_lost_peer(error)
+            if clearer is not None:
+                raise clearer from error
             raise
         finally:
             self.fit_seconds += time.perf_counter() - started
-            if hasattr(train_dataloaders, "close") and is_stateful_loader(train_dataloaders):
-                train_dataloaders.close()
+            for loader in {id(x): x for x in (train_dataloaders, self._train_loader)}.values():  # a shard too
+                if hasattr(loader, "close") and is_stateful_loader(loader):
+                    loader.close()
             self._fetcher = None
+        self.failing = False
         finalize_loggers(self.loggers, "success")
         if ran:
             print_summary(self)
 
     def _fit(self, model: TrainModule, train_loader: Any, val_loader: Any, ckpt_path: str | None) -> bool:
-        for loader in (train_loader, val_loader):
-            if is_stateful_loader(loader) and getattr(loader, "seed", 0) is None and self.seed is not None:
-                loader.seed = self.seed
+        self.rng_base = distributed.broadcast_int(self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1)))
+        train_loader, val_loader = seed_and_shard(self, train_loader, val_loader)
         self._train_loader = train_loader
         self._val_loader = val_loader
-        self.num_training_batches = limited(length_of(train_loader), self.limit_train_batches)
-        self.num_val_batches = limited(length_of(val_loader), self.limit_val_batches) if val_loader is not None else 0
+        self.num_training_batches = distributed.smallest(limited(length_of(train_loader), self.limit_train_batches))
+        self.num_val_batches = distributed.smallest(limited(length_of(val_loader), self.limit_val_batches)) if val_loader is not None else 0
         self.val_check_batch = val_check_batch(self.args, self.num_training_batches, self.num_val_batches)
         per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches) if math.isfinite(self.num_training_batches) else None
         self._estimated_max_steps = self.max_epochs * per_epoch if self.max_epochs is not None and per_epoch is not None else None
-        self.rng_base = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
         if self.precision == "bf16":
             model.set_dtype(mx.bfloat16)
         self.optimizer, self.lr_schedule_name = configure_optimizer(model)
         self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
         self.hooks.setup("fit")
         resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
+        model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
         assert self.optimizer is not None
         clip_val, clip_algorithm = clipping(self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks)
         builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision,
@@ -257,7 +267,7 @@ class Trainer:
         self.runner = StepRunner(builder, self.accumulate_grad_batches)
         if resumed is not None:
             checkpoint.restore_accumulator(self.runner, resumed["_dir"], resumed, model)
-        for logger in self.loggers:
+        for logger in self.loggers if self.is_global_zero else []:
             logger.log_hyperparams(hparams(self))
         self.hooks.on_fit_start()
         progress = self.progress
@@ -318,6 +328,8 @@ class Trainer:
                     raise self._interrupt.stop(self.global_step)
         progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
         self.hooks.on_train_epoch_end()
+        progress.should_stop = distributed.any_rank(progress.should_stop)  # every rank stops together
+        self._train_results.sync(distributed.reduce_totals)
         log, callback, bar = self._train_results.epoch_metrics()
         self.metrics.update(log, callback, bar)
         self.log_metrics(log, epoch_end=True)
@@ -342,7 +354,7 @@ class Trainer:
         options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
         options.update(self.module._log_options)
         samples = batch_size_of(batch)
-        self.samples_trained += samples
+        self.samples_trained += samples * self.world_size
         self._train_results.add(values, options, samples)
         self.metrics.update(*self._train_results.step_metrics())
         self.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
@@ -393,6 +405,7 @@ class Trainer:
     def _validate(self) -> None:
         evaluate(self, self._val_loader, "validation", self.num_val_batches)
         self.validation_has_run = True
+        self.progress.should_stop = distributed.any_rank(self.progress.should_stop)
 
     def validate(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
         """Validation metrics (means over the whole set, weighted by batch size), in a list."""

@@ -89,6 +89,7 @@ class ModelCheckpoint(MonitorCallback):
         self._defer_to_validation = False
         self._own_last: list[str] = []  # last-only directories this callback wrote
         self._written_now = ""  # the checkpoint written last in this fit
+        self._writes = True
         self._doomed: list[str] = []  # superseded checkpoints, deleted once `last` moved on
         self._resumed_from: str | None = None
 
@@ -103,7 +104,9 @@ class ModelCheckpoint(MonitorCallback):
         self._resumed_from = trainer.ckpt_path
         if self.dirpath is None:
             self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
-        clean_leftovers(self.dirpath)  # half-written or half-deleted checkpoints of crashed runs
+        self._writes = trainer.is_global_zero  # data-parallel: rank 0 alone touches the files
+        if self._writes:
+            clean_leftovers(self.dirpath)  # half-written or half-deleted checkpoints of crashed runs
 
     def _skip(self, trainer: Any) -> bool:
         return (
@@ -177,14 +180,14 @@ class ModelCheckpoint(MonitorCallback):
         if self._last_global_step_saved == trainer.global_step:
             if preempted and self._written_now:  # this step is on disk already: point `last` at it
                 self.last_model_path = self._written_now
-                point_last(self._dir, self._written_now)
+                self._point_last(self._written_now)
             return
         kind = {True: "preempted", False: "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"}[preempted]
         path = self._unique(os.path.join(self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"))
         self._write(trainer, path)
         if (self.save_last or preempted) and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # a clean step boundary
             self.last_model_path = path
-            point_last(self._dir, path)
+            self._point_last(path)
 
     # -- which -----------------------------------------------------------------------------------
     @property
@@ -247,7 +250,8 @@ class ModelCheckpoint(MonitorCallback):
         if self.verbose:
             print(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
         if removed is not None and removed == path:  # the same name again: replace it
-            delete_checkpoint(removed)
+            if self._writes:
+                delete_checkpoint(removed)
             removed = None
         self._write(trainer, path)
         if removed is not None:
@@ -257,7 +261,8 @@ class ModelCheckpoint(MonitorCallback):
         if not self.save_last:
             return
         previous = self.last_model_path
-        just_saved = self._last_global_step_saved == trainer.global_step and os.path.isdir(self._written_now)
+        on_disk = os.path.isdir(self._written_now) or not self._writes
+        just_saved = self._last_global_step_saved == trainer.global_step and on_disk
         if just_saved:  # `last` links to the checkpoint written at this step
             self.last_model_path = self._written_now
         else:  # no top-k checkpoint at this step: write one for `last` alone
@@ -265,7 +270,7 @@ class ModelCheckpoint(MonitorCallback):
             self._write(trainer, path)
             self._own_last.append(path)
             self.last_model_path = path
-        point_last(self._dir, self.last_model_path)
+        self._point_last(self.last_model_path)
         if previous in self._own_last and previous != self.last_model_path:
             self._own_last.remove(previous)
             self._remove(previous)
@@ -276,6 +281,10 @@ class ModelCheckpoint(MonitorCallback):
         self._last_global_step_saved = trainer.global_step
         self._written_now = path
 
+    def _point_last(self, target: str) -> None:
+        if self._writes:
+            point_last(self._dir, target)
+
     def _remove(self, path: str) -> None:
         """Delete ``path`` once ``last`` has moved on (after this save; see :meth:`_flush`)."""
         self._doomed.append(path)
@@ -283,7 +292,7 @@ class ModelCheckpoint(MonitorCallback):
     def _flush(self) -> None:
         """Delete superseded checkpoints: only in ``dirpath``, never the one resumed from or the
         one ``last`` points at."""
-        for path in self._doomed:
+        for path in self._doomed if self._writes else []:
             if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self._dir):
                 continue
             if self._resumed_from and os.path.realpath(self._resumed_from) == os.path.realpath(path):

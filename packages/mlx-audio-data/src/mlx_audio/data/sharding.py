@@ -1,0 +1,75 @@
+"""One rank's share of a DataLoader for data-parallel training (Lightning's sampler replacement)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .bucketing import BucketBatchSampler
+from .dataloader import DataLoader
+from .sampler import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
+
+
+def shard_loader(
+    loader: DataLoader, num_replicas: int | None = None, rank: int | None = None, seed: int | None = None
+) -> DataLoader:
+    """A copy of ``loader`` that yields only this rank's share of every epoch.
+
+    A loader over the default samplers (``shuffle=True`` or ``False``) gets a
+    :class:`DistributedSampler` with its settings; a :class:`BucketBatchSampler` is rebuilt for the
+    rank. Every rank gets the same number of batches (DistributedSampler pads by repeating
+    samples, as torch's). With the same ``seed`` on every rank, batch ``b`` of all ranks together
+    holds exactly the samples of batch ``b`` of the unsharded loader at ``num_replicas`` times
+    the batch size. ``num_replicas``/``rank`` default to ``mx.distributed.init()``'s group.
+
+    Raises ``ValueError`` for a loader it cannot shard (an IterableDataset, which must split its
+    stream by rank itself, or a custom sampler): wrap or replace that sampler yourself.
+    """
+    if not isinstance(loader, DataLoader):
+        raise ValueError(f"shard_loader needs an mlx_audio.data.DataLoader, got {type(loader).__name__}")
+    if num_replicas is None or rank is None:
+        import mlx.core as mx
+
+        world = mx.distributed.init()
+        num_replicas = world.size() if num_replicas is None else num_replicas
+        rank = world.rank() if rank is None else rank
+    seed = seed if seed is not None else loader._resolved_seed()
+    sampler = loader.sampler
+    batch_sampler = loader.batch_sampler
+    kwargs: dict[str, Any] = {}
+    if isinstance(batch_sampler, BucketBatchSampler):
+        kwargs["batch_sampler"] = batch_sampler.for_rank(num_replicas, rank, seed)
+    elif isinstance(sampler, (RandomSampler, SequentialSampler)) and (
+        batch_sampler is None or type(batch_sampler) is BatchSampler
+    ):
+        if isinstance(sampler, RandomSampler) and (sampler.replacement or sampler._num_samples is not None):
+            raise ValueError(
+                "shard_loader: a RandomSampler with replacement or num_samples cannot be split by rank; "
+                "give each rank its own sampler (e.g. seeded by rank)"
+            )
+        shuffle = isinstance(sampler, RandomSampler)
+        kwargs["sampler"] = DistributedSampler(loader.dataset, num_replicas, rank, shuffle=shuffle, seed=seed)
+        kwargs["batch_size"] = loader.batch_size
+        kwargs["drop_last"] = loader.drop_last
+    else:
+        what = "an IterableDataset" if sampler is None else f"a {type(sampler).__name__} / {type(batch_sampler).__name__}"
+        raise ValueError(
+            f"shard_loader cannot split {what} by rank: give each rank its own share (a "
+            "DistributedSampler, or an IterableDataset that reads mx.distributed.init().rank()), "
+            "or pass Trainer(use_distributed_sampler=False) to keep the loader as it is"
+        )
+    return DataLoader(
+        loader.dataset,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        prefetch_factor=loader.prefetch_factor,
+        persistent_workers=loader.persistent_workers,
+        seed=seed,
+        worker_type=loader.worker_type,
+        cpu_transforms=loader.cpu_transforms,
+        mlx_transforms=loader.mlx_transforms,
+        in_order=loader.in_order,
+        **kwargs,
+    )

@@ -1,0 +1,79 @@
+"""Checkpoint directories on disk: atomic deletion, the ``last`` link, and what crashed runs left.
+
+A crash at any moment leaves every checkpoint complete or absent (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+
+
+def fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def delete_checkpoint(path: str) -> None:
+    """Remove a checkpoint directory so that a crash at any moment leaves it complete or absent:
+    first an atomic rename to a ``.trash-`` name (never taken for a checkpoint), then the files."""
+    parent = os.path.dirname(os.path.abspath(path))
+    trash = os.path.join(parent, f".trash-{os.path.basename(path)}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    fsync(parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_leftovers(dirpath: str) -> list[str]:
+    """Remove what crashed runs left in ``dirpath``: ``.trash-`` directories (deletions cut
+    short), ``.tmp-`` checkpoints of processes that are gone (writes cut short) and stray
+    temporary ``last`` links. Returns what was removed."""
+    removed: list[str] = []
+    if not os.path.isdir(dirpath):
+        return removed
+    for name in os.listdir(dirpath):
+        path = os.path.join(dirpath, name)
+        stale = name.startswith(".trash-")
+        if name.startswith(".tmp-"):
+            pid = name.rsplit("-", 2)[-2]
+            stale = not (pid.isdigit() and _alive(int(pid)))
+        if name.startswith(".last-") and os.path.islink(path):
+            stale = True
+        if stale:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def point_last(dirpath: str, target: str, name: str = "last") -> str:
+    """Atomically make ``dirpath/name`` a relative symlink to ``target``."""
+    link = os.path.join(dirpath, name)
+    tmp = os.path.join(dirpath, f".{name}-{secrets.token_hex(4)}")
+    os.symlink(os.path.relpath(target, dirpath), tmp)
+    os.replace(tmp, link)
+    fsync(dirpath)
+    return link

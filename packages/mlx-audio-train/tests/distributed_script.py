@@ -1,0 +1,100 @@
+"""A training run for the data-parallel tests: ``python distributed_script.py '<json config>'``,
+alone or under ``mlx.launch -n N``. Writes the final weights and what each rank saw under
+``config["out"]``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import mlx.core as mx
+import numpy as np
+from train_testing import TinyClassifier, blobs, flat
+
+from mlx_audio.data import DataLoader
+from mlx_audio.loggers import CSVLogger
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ModelCheckpoint
+
+
+class Unsized:
+    """An iterable of batches without a length (``count`` of them)."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+class Logging(TinyClassifier):
+    """Also logs through self.log: a mean with sync_dist and a max (reduced by its reduce_fx)."""
+
+    fail_at: int | None = None
+
+    def training_step(self, batch, batch_idx):
+        loss, metrics = self.compute_loss(batch)
+        self.log("loss_synced", loss, sync_dist=True)
+        self.log("largest_label", mx.max(batch[1]).astype(mx.float32), reduce_fx="max", on_epoch=True)
+        return loss, metrics
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.fail_at is not None and self.trainer.global_step == self.fail_at:
+            raise RuntimeError(f"rank {self.trainer.global_rank} failed on purpose")
+
+    def validation_step(self, batch, batch_idx):
+        loss, metrics = self.compute_loss(batch)
+        self.log("val_loss", loss)
+        self.log("val_accuracy", metrics["accuracy"])
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    out = config["out"]
+    world = mx.distributed.init()
+    rank = world.rank()
+    ranks = world.size()
+    trainer = Trainer(
+        max_epochs=config.get("max_epochs", 3),
+        max_steps=config.get("max_steps", -1),
+        accumulate_grad_batches=config.get("accumulate", 1),
+        gradient_clip_val=config.get("clip"),
+        seed=config.get("seed", 7),
+        logger=CSVLogger(os.path.join(out, f"rank{rank}" if config.get("per_rank_roots") else ""), name="logs"),
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        default_root_dir=os.path.join(out, f"rank{rank}") if config.get("per_rank_roots") else out,
+        callbacks=[ModelCheckpoint(every_n_train_steps=config.get("every_n_train_steps", 0), save_top_k=-1)],
+    )
+    mx.random.seed(100 + rank)  # different initial weights on every rank: the Trainer broadcasts rank 0's
+    model = Logging(total_steps=40, dropout=0.0)
+    if config.get("fail_rank") == rank:
+        model.fail_at = config["fail_at"]
+    batch = config["global_batch"] // ranks
+    if config.get("unequal"):  # plain iterables, a different count on every rank
+        data = blobs(256)
+        count = config["unequal"][rank]
+        batches = [tuple(mx.array(a) for a in data.__getitems__(np.arange(i * batch, (i + 1) * batch))) for i in range(count)]
+        train = Unsized(batches) if config.get("unsized") else batches
+        val = None
+    else:
+        train = DataLoader(blobs(256), batch_size=batch, shuffle=True, seed=3, num_workers=config.get("workers", 0))
+        val = DataLoader(blobs(64, seed=1), batch_size=batch)
+    trainer.fit(model, train, val, ckpt_path=config.get("ckpt_path"))
+    seen = {
+        "rank": rank,
+        "world": ranks,
+        "global_step": trainer.global_step,
+        "callback_metrics": trainer.callback_metrics,
+        "num_training_batches": trainer.num_training_batches,
+    }
+    with open(os.path.join(out, f"seen-{rank}.json"), "w") as f:
+        json.dump(seen, f)
+    if rank == 0:
+        mx.save_safetensors(os.path.join(out, "weights.safetensors"), {k: mx.array(v) for k, v in flat(model.parameters()).items()})
+
+
+if __name__ == "__main__":
+    main()
