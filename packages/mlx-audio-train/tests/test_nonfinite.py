@@ -128,3 +128,29 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="model:w holds non-finite"):
         save_checkpoint(str(tmp_path / "c"), {"w": mx.array([1.0, mx.nan])}, {}, {"epoch": 0})
     assert not os.path.exists(tmp_path / "c") and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_raise_is_found_at_the_next_look_with_the_weights_from_before_the_bad_batch(accumulate):
+    """NOTE [deferred non-finite check]: no checkpoint and no logging step after the bad batch,
+    so the host learns of it at the epoch's end -- the weights must still be those from before
+    it (every later update gated off on the device) and the error must name it."""
+
+    def run(model, **kwargs):
+        trainer = Trainer(max_epochs=1, enable_progress_bar=False, logger=False, enable_checkpointing=False,
+                          seed=0, accumulate_grad_batches=accumulate, num_sanity_val_steps=0, **kwargs)
+        trainer.fit(model, DataLoader(blobs(32), batch_size=4))
+        return trainer
+
+    mx.random.seed(1)
+    poisoned = Poisoned("loss")
+    with pytest.raises(FloatingPointError, match=f"epoch 0, batch {BAD_BATCH}\\)") as caught:
+        run(poisoned)
+    assert f"at step {BAD_BATCH // accumulate} " in str(caught.value)
+    mx.random.seed(1)
+    clean = TinyClassifier()
+    before = run(clean, max_steps=BAD_BATCH // accumulate)
+    assert before.global_step == BAD_BATCH // accumulate
+    for name, value in clean.parameters()["fc1"].items():
+        np.testing.assert_array_equal(np.array(value), np.array(poisoned.parameters()["fc1"][name]))
+    del trainer

@@ -16,6 +16,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_map
 
 from . import distributed
@@ -211,14 +212,29 @@ class StepBuilder:
         _select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
         return applied
 
-    def _fused(self, batch: Any, batch_idx: mx.array) -> tuple:
+    def _poison(self, guard: mx.array, bad: mx.array, call: mx.array, loss: mx.array) -> mx.array:
+        """NOTE [deferred non-finite check]: under ``on_nonfinite_loss="raise"`` the host does
+        not read each step's flag (a device sync per step). The first bad call is recorded in
+        ``guard`` = [poisoned, call number, loss] and every later update is gated off, so when
+        the host looks (``StepRunner.first_nonfinite``, at logging steps, validation,
+        checkpoints and epoch ends) the weights are still those from before the bad batch."""
+        if not self.strict_nonfinite:
+            return guard
+        first = mx.logical_and(bad, guard[0] == 0)
+        return mx.where(first, mx.stack([mx.array(1.0), call, loss.astype(mx.float32)]), guard)
+
+    def _healthy(self, guard: mx.array) -> mx.array:
+        return guard[0] == 0 if self.strict_nonfinite else mx.array(True)
+
+    def _fused(self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array) -> tuple:
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
         loss, packed = self._across_ranks(loss, packed)  # a NaN on any rank skips the step on all
-        applied = self._update(grads, mx.isfinite(loss))
-        return loss, packed, applied
+        applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
+        return loss, packed, applied, self._poison(guard, mx.logical_not(applied), call, loss)
 
     def _accumulating(
-        self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, do_update: bool
+        self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, guard: mx.array, call: mx.array,
+        do_update: bool,
     ) -> tuple:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
@@ -227,14 +243,14 @@ class StepBuilder:
         loss, packed = self._across_ranks(loss, packed)
         total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
         count = count + ok.astype(count.dtype)
+        guard = self._poison(guard, mx.logical_not(ok), call, loss)  # "raise": the group never steps
         applied = mx.array(False)
         if do_update:
             mean = tree_map(lambda g: g / mx.maximum(count, 1).astype(g.dtype), total)
-            gate = count > 0
-            if self.strict_nonfinite:  # "raise": a group with a bad micro-batch never steps
-                gate = mx.logical_and(gate, ok)
+            gate = mx.logical_and(count > 0, self._healthy(guard))
             applied = self._update(mean, gate)
-        return loss, packed, total, ok, applied
+            guard = self._poison(guard, mx.logical_and(gate, mx.logical_not(applied)), call, loss)
+        return loss, packed, total, ok, applied, guard
 
     # -- bookkeeping -------------------------------------------------------------------------
     def note_shapes(self, batch: Any) -> bool:
@@ -307,27 +323,57 @@ class StepRunner:
         self.accumulate = accumulate
         self.total: Any = None
         self.micro = 0  # finite micro-batches summed in ``total``
+        self.guard = mx.zeros((3,))  # NOTE [deferred non-finite check]
+        self.calls = 0
+        self.recent: dict[int, Any] = {}  # call number -> where it ran, since the last check
+        self._in_flight: mx.array | None = None
 
-    def run(self, batch: Any, batch_idx: int, update: bool) -> tuple[Any, dict, dict, bool, bool]:
+    def run(self, batch: Any, batch_idx: int, update: bool, where: Any = None) -> tuple[Any, dict, dict, bool, bool]:
         """``(loss, returned metrics, logged values, whether the weights were updated, whether
-        this batch's loss and gradients were finite)``."""
+        this batch's loss and gradients were finite)`` -- under ``"raise"`` both are assumed
+        until :meth:`first_nonfinite` says otherwise."""
         builder = self.builder
         index = mx.array(batch_idx)
+        call = mx.array(float(self.calls))
+        self.recent[self.calls] = where
+        self.calls += 1
+        deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
-                loss, packed, applied = builder.fused(batch, index)
-                mx.eval(builder.state, loss, packed, applied)
-                done = bool(applied.item())
+                loss, packed, applied, self.guard = builder.fused(batch, index, self.guard, call)
+                self._dispatch([builder.state, loss, packed, applied, self.guard], loss, deferred)
+                done = True if deferred else bool(applied.item())
                 return (loss, *builder.unpack(packed), done, done)
             total = self.total if self.total is not None else builder.zeros
-            loss, packed, total, ok, applied = builder.accumulating(
-                batch, index, total, mx.array(float(self.micro)), update
+            loss, packed, total, ok, applied, self.guard = builder.accumulating(
+                batch, index, total, mx.array(float(self.micro)), self.guard, call, update
             )
-            mx.eval(builder.state, loss, packed, ok, applied, *([] if update else [total]))
-            finite = bool(ok.item())
+            self._dispatch([builder.state, loss, packed, ok, applied, self.guard, *([] if update else [total])], loss, deferred)
+            finite = True if deferred else bool(ok.item())
             self.total = None if update else total
             self.micro = 0 if update else self.micro + int(finite)
-            return (loss, *builder.unpack(packed), update and bool(applied.item()), finite)
+            return (loss, *builder.unpack(packed), update and (deferred or bool(applied.item())), finite)
+
+    def _dispatch(self, outputs: list, loss: mx.array, deferred: bool) -> None:
+        """NOTE [one step in flight]: under ``"raise"`` the step is queued (``mx.async_eval``) and
+        the host goes on to fetch the next batch and build the next graph while the device
+        computes; waiting for the previous step's loss keeps at most one step ahead (memory
+        bounded). Otherwise the step's flags are read right away, so it is evaluated now."""
+        if not deferred:
+            mx.eval(outputs)
+            return
+        mx.async_eval(outputs)
+        if self._in_flight is not None:
+            mx.eval(self._in_flight)
+        self._in_flight = loss
+
+    def first_nonfinite(self) -> tuple[Any, float] | None:
+        """``(where, loss)`` of the first bad call since the last check, or None (one device read)."""
+        poisoned, call, loss = (float(v) for v in np.asarray(self.guard))
+        if not poisoned:
+            self.recent.clear()
+            return None
+        return self.recent.get(int(call)), loss
 
 
 def _global_norm(grads: Any) -> mx.array:

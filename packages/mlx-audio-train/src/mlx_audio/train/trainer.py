@@ -33,6 +33,7 @@ from mlx_audio.loggers import Logger
 from . import checkpoint, distributed
 from ._arguments import TrainerArgs, make_args, val_check_batch
 from ._lifecycle import (
+    check_nonfinite,
     clipping,
     configure_optimizer,
     default_loggers,
@@ -139,13 +140,7 @@ class Trainer:
     logged_metrics = property(lambda self: self.metrics.floats(self.metrics.logged))
     progress_bar_metrics = property(lambda self: self.metrics.floats(self.metrics.progress_bar))
 
-    @property
-    def should_stop(self) -> bool:
-        return self.progress.should_stop
-
-    @should_stop.setter
-    def should_stop(self, value: bool) -> None:
-        self.progress.should_stop = bool(value)
+    should_stop = property(lambda self: self.progress.should_stop, lambda self, v: setattr(self.progress, "should_stop", bool(v)))
 
     @property
     def max_steps(self) -> int | None:
@@ -293,6 +288,7 @@ class Trainer:
             while not self._fit_done():
                 self._run_epoch(resumed if mid_epoch else None)
                 mid_epoch = False
+            check_nonfinite(self)
             self.hooks.on_train_end()
             ran = True
         self.hooks.on_fit_end()
@@ -327,6 +323,7 @@ class Trainer:
                 if self._interrupt.requested:
                     raise self._interrupt.stop(self.global_step)
         progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
+        check_nonfinite(self)
         self.hooks.on_train_epoch_end()
         progress.should_stop = distributed.any_rank(progress.should_stop)  # every rank stops together
         self._train_results.sync(distributed.reduce_totals)
@@ -344,9 +341,8 @@ class Trainer:
         if update:
             self.hooks.on_before_optimizer_step(self.optimizer)
         seed_step(self.rng_base, self.global_step, self.runner.micro)
-        loss, metrics, logged, updated, finite = self.runner.run(batch, batch_idx, update)
-        if updated:
-            self.progress.global_step += 1
+        loss, metrics, logged, updated, finite = self.runner.run(batch, batch_idx, update, (self.global_step, self.current_epoch, batch_idx))
+        self.progress.global_step += int(updated)
         if not finite:
             nonfinite_step(self, batch_idx, float(loss.item()))
         self.update_pending = update
@@ -360,6 +356,7 @@ class Trainer:
         self.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
         self.metrics.update(*self._train_results.step_metrics())
         if update and self.should_update_logs():
+            check_nonfinite(self)  # the device's flags are read here, not at every step
             self.log_metrics(self._train_results.step_metrics()[0])
 
     # -- when things happen (Lightning's rules) ----------------------------------------------------------
@@ -403,6 +400,7 @@ class Trainer:
 
     # -- evaluation (evaluation.py) ---------------------------------------------------------------------
     def _validate(self) -> None:
+        check_nonfinite(self)
         evaluate(self, self._val_loader, "validation", self.num_val_batches)
         self.validation_has_run = True
         self.progress.should_stop = distributed.any_rank(self.progress.should_stop)
