@@ -153,4 +153,3 @@ def test_raise_is_found_at_the_next_look_with_the_weights_from_before_the_bad_ba
     assert before.global_step == BAD_BATCH // accumulate
     for name, value in clean.parameters()["fc1"].items():
         np.testing.assert_array_equal(np.array(value), np.array(poisoned.parameters()["fc1"][name]))
-    del trainer
