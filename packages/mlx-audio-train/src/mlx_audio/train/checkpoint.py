@@ -262,7 +262,7 @@ def resolve_ckpt_path(trainer: Any, ckpt_path: str) -> str:
 
 def capture(trainer: Any, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
-    from ._lifecycle import check_nonfinite
+    from ._nonfinite import check_nonfinite
     from ._rng import rng_state, versions
 
     check_nonfinite(trainer)  # never write after a non-finite step the host has not seen yet

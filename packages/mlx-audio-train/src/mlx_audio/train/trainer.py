@@ -33,17 +33,16 @@ from mlx_audio.loggers import Logger
 from . import checkpoint, distributed
 from ._arguments import TrainerArgs, make_args, val_check_batch
 from ._lifecycle import (
-    check_nonfinite,
     clipping,
     configure_optimizer,
     default_loggers,
     finalize_loggers,
     hparams,
     interrupt_handler,
-    nonfinite_step,
     print_summary,
 )
 from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited, seed_and_shard
+from ._nonfinite import check_nonfinite, nonfinite_step
 from ._progress import Progress
 from ._rng import seed_everything, seed_step
 from .callbacks import Callback, ModelCheckpoint, Timer

@@ -1,0 +1,199 @@
+"""The tutorial CNN trained for one epoch of in-memory numpy data, side by side in one run.
+
+Sides (AdamW lr 1e-3 wd 0.01, gradient clipping at norm 1.0, shuffled batches, one epoch):
+  ours bare      Trainer.fit, no progress bar / logger / checkpoint, our DataLoader (0 workers)
+  ours defaults  Trainer.fit with its defaults: progress bar, CSV logger, ModelCheckpoint
+  hand loop      a hand-written mx.compile step (mlx-lm style, mx.eval each step), fed the same
+  lightning      Lightning 2.x Trainer.fit, torch DataLoader over CPU tensors (pin_memory), TF32
+  lightning+compile  the same with torch.compile(model)
+
+Reported per side: whole-fit samples/s (set-up and compilation included) and steady samples/s
+(from the end of batch 50 to the end of the epoch). Run with the anchor installed
+(torch + lightning) for the Lightning rows; without, they are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from functools import partial
+
+import numpy as np
+
+import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import mlx.optimizers as optim  # noqa: E402
+from mlx_audio.data import ArrayDataset, DataLoader  # noqa: E402
+from mlx_audio.train import Trainer  # noqa: E402
+from mlx_audio.train.callbacks import Callback  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests"))
+from cnn_testing import MNISTLikeCNN  # noqa: E402
+
+WARM = 50  # batches before the steady-state clock starts
+
+
+class FixedLR(MNISTLikeCNN):
+    def configure_optimizers(self):
+        return optim.AdamW(learning_rate=1e-3, weight_decay=0.01)
+
+
+class Clock(Callback):
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if batch_idx == WARM - 1:
+            mx.eval(module.parameters())
+            self.warm = time.perf_counter()
+
+    def on_train_end(self, trainer, module):
+        mx.eval(module.parameters())
+        self.end = time.perf_counter()
+
+
+def data(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.int32)
+
+
+def ours(x, y, batch: int, defaults: bool) -> tuple[float, float]:
+    mx.random.seed(0)
+    clock = Clock()
+    root = tempfile.mkdtemp(prefix="cnn_fit_")
+    kwargs = {} if defaults else {"logger": False, "enable_progress_bar": False, "enable_checkpointing": False}
+    trainer = Trainer(max_epochs=1, gradient_clip_val=1.0, num_sanity_val_steps=0, callbacks=[clock],
+                      default_root_dir=root, **kwargs)
+    loader = DataLoader(ArrayDataset(x, y), batch_size=batch, shuffle=True, seed=0)
+    start = time.perf_counter()
+    trainer.fit(FixedLR(), loader)
+    return _rates(len(x), batch, start, clock.warm, clock.end)
+
+
+def hand(x, y, batch: int) -> tuple[float, float]:
+    mx.random.seed(0)
+    start = time.perf_counter()
+    model = FixedLR()
+    optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=0.01)
+
+    def loss_fn(model, xb, yb):
+        return mx.mean(nn.losses.cross_entropy(model(xb), yb))
+
+    value_and_grad = nn.value_and_grad(model, loss_fn)
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(xb, yb):
+        loss, grads = value_and_grad(model, xb, yb)
+        grads, _ = optim.clip_grad_norm(grads, 1.0)
+        optimizer.update(model, grads)
+        return loss
+
+    order = np.random.default_rng(0).permutation(len(x))
+    warm = start
+    for b, i in enumerate(range(0, len(x), batch)):
+        idx = order[i : i + batch]
+        loss = step(mx.array(x[idx]), mx.array(y[idx]))
+        mx.eval(state, loss)
+        if b == WARM - 1:
+            warm = time.perf_counter()
+    return _rates(len(x), batch, start, warm, time.perf_counter())
+
+
+def with_lightning(x, y, batch: int, compiled: bool) -> tuple[float, float] | None:
+    try:
+        import lightning as L
+        import torch
+        from torch import nn as tnn
+    except ImportError:
+        return None
+    torch.set_float32_matmul_precision("high")
+    torch.manual_seed(0)
+
+    class CNN(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = tnn.Sequential(
+                tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+                tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+                tnn.Flatten(), tnn.Linear(64 * 7 * 7, 128), tnn.ReLU(), tnn.Linear(128, 10),
+            )
+            if compiled:
+                self.net = torch.compile(self.net)
+
+        def training_step(self, b, i):
+            xb, yb = b
+            return tnn.functional.cross_entropy(self.net(xb[:, None]), yb.long())
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=0.01)
+
+    class TorchClock(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, b, i):
+            if i == WARM - 1:
+                torch.cuda.synchronize()
+                self.warm = time.perf_counter()
+
+        def on_train_end(self, trainer, module):
+            torch.cuda.synchronize()
+            self.end = time.perf_counter()
+
+    clock = TorchClock()
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, pin_memory=True)
+    trainer = L.Trainer(max_epochs=1, accelerator="gpu", devices=1, gradient_clip_val=1.0, logger=False,
+                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                        callbacks=[clock])
+    start = time.perf_counter()
+    trainer.fit(CNN(), loader)
+    return _rates(len(x), batch, start, clock.warm, clock.end)
+
+
+def _rates(n: int, batch: int, start: float, warm: float, end: float) -> tuple[float, float]:
+    steady = (n - WARM * batch) / (end - warm)
+    return n / (end - start), steady
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--no-lightning", action="store_true")
+    args = parser.parse_args()
+    x, y = data(args.samples)
+    versions = f"mlx {mx.__version__}, device {mx.default_device()}"
+    try:
+        import lightning
+        import torch
+
+        versions += f", torch {torch.__version__}, lightning {lightning.__version__}"
+    except ImportError:
+        pass
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}")
+    print(f"tutorial CNN, one epoch of {args.samples} in-memory samples, AdamW, clip 1.0\n")
+    print("| B | side | whole fit samples/s | steady samples/s |")
+    print("|---:|---|---:|---:|")
+    for batch in args.batch:
+        rows = {
+            "hand loop": hand(x, y, batch),
+            "ours bare": ours(x, y, batch, defaults=False),
+            "ours defaults": ours(x, y, batch, defaults=True),
+        }
+        if not args.no_lightning:
+            rows["lightning"] = with_lightning(x, y, batch, compiled=False)
+            rows["lightning+compile"] = with_lightning(x, y, batch, compiled=True)
+        for side, rates in rows.items():
+            if rates is not None:
+                print(f"| {batch} | {side} | {rates[0]:,.0f} | {rates[1]:,.0f} |", flush=True)
+        best_lightning = max((r[1] for k, r in rows.items() if k.startswith("lightning") and r), default=None)
+        bare = rows["ours bare"][1]
+        summary = f"B={batch}: steady ours bare / hand loop {bare / rows['hand loop'][1]:.2f}x, defaults / bare {rows['ours defaults'][1] / bare:.2f}x"
+        if best_lightning:
+            summary += f", ours bare / best Lightning {bare / best_lightning:.2f}x"
+        print(summary, flush=True)
+
+
+if __name__ == "__main__":
+    main()

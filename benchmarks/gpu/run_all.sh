@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every GPU pairing in one run (see ../shared/device/README.md for bringing MLX's CUDA build to
+# the lent machine). Results under $OUT (or ./gpu_results); recorded in docs/benchmarks.md.
+set -uo pipefail
+out="${OUT:-gpu_results}"; mkdir -p "$out"
+export PYTHONPATH="/tmp/site:$(ls -d "$PWD"/packages/*/src | paste -sd:)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+quiet() { grep -v -E "^(Epoch|Trainer:|  checkpoints:|  logs:|GPU available|TPU available|HPU available|LOCAL_RANK|You are using|.*warn)" ; }
+python3 benchmarks/gpu/cnn_fit.py ${CNN_ARGS:-} 2>&1 | quiet | tee "$out/cnn_fit.txt"
+python3 benchmarks/trainer_overhead.py --repeats 3 --steps 600 2>&1 | tail -9 | tee "$out/trainer_overhead.txt"
+# data-parallel code path on NCCL with one process, against a plain run of the same script
+tests="$PWD/packages/mlx-audio-train/tests"
+mkdir -p /tmp/dp_nccl /tmp/dp_plain
+( cd "$tests" && PYTHONPATH="$PYTHONPATH:$tests" python3 -c "import sys; from mlx._distributed_utils.launch import main; sys.argv[0] = 'mlx.launch'; main()" \
+    -n 1 --backend nccl --python python3 distributed_script.py '{"out": "/tmp/dp_nccl", "global_batch": 32, "max_epochs": 2}' \
+  && PYTHONPATH="$PYTHONPATH:$tests" python3 distributed_script.py '{"out": "/tmp/dp_plain", "global_batch": 32, "max_epochs": 2}' ) 2>&1 | quiet | tail -5 | tee "$out/nccl.txt"
+python3 - <<'PY' 2>&1 | tee -a "$out/nccl.txt"
+import json, mlx.core as mx
+a, b = mx.load("/tmp/dp_nccl/weights.safetensors"), mx.load("/tmp/dp_plain/weights.safetensors")
+print("nccl -n 1 vs plain: max weight difference", max(float(mx.abs(a[k] - b[k]).max()) for k in a),
+      "world", json.load(open("/tmp/dp_nccl/seen-0.json"))["world"])
+PY
