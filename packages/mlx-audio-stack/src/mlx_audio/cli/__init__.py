@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             result = tasks.train(settings, args.resume)
             score = "-" if result["score"] is None else f"{result['score']:.4g}"
             print(f"mlx-audio: best checkpoint {result['best']} ({settings.trainer.monitor}={score})")
+            if result.get("clap"):
+                print(f"mlx-audio: fine-tuned CLAP written to {result['clap']} (mlx-audio zero-shot --model {result['clap']})")
         elif args.command == "evaluate":
             out = args.out or f"{args.run}/evaluation"
             report = tasks.evaluate(args.run, args.data, args.checkpoint, out)

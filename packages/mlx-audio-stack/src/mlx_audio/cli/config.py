@@ -18,11 +18,15 @@ class DataSettings:
     clip_seconds: float = 1.0  # training clips are randomly cropped (padded) to this length
     batch_size: int = 32
     num_workers: int = 2
+    caption_template: str = "{label}"  # model.name clap, class folders: the caption of a clip of class {label}
 
 
 @dataclass
 class ModelSettings:
-    name: Literal["cnn"] = "cnn"
+    name: Literal["cnn", "clap"] = "cnn"  # clap: fine-tune `pretrained` contrastively on captions
+    pretrained: str | None = None  # clap: a CLAP folder (config.json, weights, tokenizer.json)
+    freeze_text: bool = True  # clap: keep the text encoder as it is
+    max_tokens: int = 64  # clap: captions are cut/padded to this many tokens
     n_mels: int = 40
     n_fft: int = 400
     hop_length: int = 160

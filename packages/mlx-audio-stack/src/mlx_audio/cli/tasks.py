@@ -71,18 +71,22 @@ class AudioClassifier(TrainModule):
         return mx.softmax(self(batch[0]), axis=-1)
 
     def configure_optimizers(self) -> OptimizerConfig:
-        opt, sched = self.settings.optimizer, self.settings.scheduler
-        total = self.trainer.max_steps or 1000
-        lr: Any = opt.lr
-        if sched.name == "warmup_cosine":
-            lr = WarmupCosineScheduler(peak_lr=opt.lr, warmup_steps=int(total * sched.warmup_fraction), total_steps=total, min_lr=sched.min_lr)
-        if opt.name == "sgd":
-            optimizer: optim.Optimizer = optim.SGD(learning_rate=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-        elif opt.name == "adam":
-            optimizer = optim.Adam(learning_rate=lr)
-        else:
-            optimizer = optim.AdamW(learning_rate=lr, weight_decay=opt.weight_decay)
-        return OptimizerConfig(optimizer, lr_schedule_name=sched.name)
+        return make_optimizer(self.settings, self.trainer.max_steps or 1000)
+
+
+def make_optimizer(settings: Settings, total: int) -> OptimizerConfig:
+    """The optimizer and schedule of ``settings`` for a run of ``total`` optimizer steps."""
+    opt, sched = settings.optimizer, settings.scheduler
+    lr: Any = opt.lr
+    if sched.name == "warmup_cosine":
+        lr = WarmupCosineScheduler(peak_lr=opt.lr, warmup_steps=int(total * sched.warmup_fraction), total_steps=total, min_lr=sched.min_lr)
+    if opt.name == "sgd":
+        optimizer: optim.Optimizer = optim.SGD(learning_rate=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    elif opt.name == "adam":
+        optimizer = optim.Adam(learning_rate=lr)
+    else:
+        optimizer = optim.AdamW(learning_rate=lr, weight_decay=opt.weight_decay)
+    return OptimizerConfig(optimizer, lr_schedule_name=sched.name)
 
 
 def split(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -91,17 +95,23 @@ def split(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     return Subset(data, order[held:].tolist()), Subset(data, sorted(order[:held].tolist()))
 
 
-def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
+def datasets(settings: Settings, sample_rate: int) -> tuple[Any, Any, list[str]]:
+    """The training and validation sets (``data.val``, or ``data.val_fraction`` held out) and the classes."""
     d = settings.data
-    train = dataset(d.train, d.sample_rate)
+    train = dataset(d.train, sample_rate)
     if d.val is not None:
-        val = dataset(d.val, d.sample_rate)
+        val = dataset(d.val, sample_rate)
         if list(val.classes) != list(train.classes):
             raise ValueError(f"--data.val {d.val}: classes {val.classes} differ from the training data's {train.classes}")
     else:
         train, val = split(train, d.val_fraction, settings.trainer.seed)
+    return train, val, list((train.dataset if isinstance(train, Subset) else train).classes)
+
+
+def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
+    d = settings.data
+    train, val, classes = datasets(settings, d.sample_rate)
     length = int(round(d.clip_seconds * d.sample_rate))
-    classes = list((train.dataset if isinstance(train, Subset) else train).classes)
     return (
         DataLoader(train, batch_size=d.batch_size, shuffle=True, num_workers=d.num_workers, cpu_transforms=[RandomCrop(length)]),
         DataLoader(val, batch_size=d.batch_size, num_workers=d.num_workers, cpu_transforms=[PadOrCrop(length)]),
@@ -144,19 +154,33 @@ def trainer_for(settings: Settings, for_training: bool = True) -> Trainer:
 
 
 def train(settings: Settings, resume: bool) -> dict[str, Any]:
-    train_loader, val_loader, classes = loaders(settings)
+    model: TrainModule
+    if settings.model.name == "clap":
+        from . import clap_tasks
+
+        if settings.trainer.monitor == "val_accuracy":  # the classifier's default
+            settings.trainer.monitor = "val_retrieval_accuracy"
+        train_set, val_set, classes = datasets(settings, clap_tasks.sample_rate(settings))
+        train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set)
+        model = clap_tasks.CaptionedCLAP(settings)
+    else:
+        train_loader, val_loader, classes = loaders(settings)
+        model = AudioClassifier(settings, len(classes))
     root = settings.trainer.default_root_dir
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "config.yaml"), "w") as f:
         f.write(dump(settings))
     trainer = trainer_for(settings)
     last = os.path.join(root, "checkpoints", "last")
-    trainer.fit(AudioClassifier(settings, len(classes)), train_loader, val_loader, ckpt_path=last if resume and os.path.lexists(last) else None)
+    trainer.fit(model, train_loader, val_loader, ckpt_path=last if resume and os.path.lexists(last) else None)
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
+    exported = None
+    if settings.model.name == "clap":
+        exported = clap_tasks.export(settings, model, best, os.path.join(root, "clap"))
     with open(os.path.join(root, "run.json"), "w") as f:
-        json.dump({"classes": classes, "best": best}, f, indent=2)
-    return {"best": best, "score": callback.best_model_score if callback else None,
+        json.dump({"classes": classes, "best": best, "model": settings.model.name, "clap": exported}, f, indent=2)
+    return {"best": best, "score": callback.best_model_score if callback else None, "clap": exported,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
 
 
@@ -170,6 +194,8 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
     settings = load(config, {})
     with open(os.path.join(run, "run.json")) as f:
         saved = json.load(f)
+    if saved.get("model") == "clap":
+        raise ValueError(f"--run {run} fine-tuned CLAP: classify with `mlx-audio zero-shot --model {saved['clap']} ...`")
     classes = saved["classes"]
     if checkpoint in (None, "best"):
         checkpoint = saved["best"] or os.path.join(run, "checkpoints", "last")
