@@ -65,6 +65,27 @@ def test_progress_bar_tqdm_bars_on_a_terminal():
     assert "epoch 1 validation: val_loss=" in text
 
 
+def test_rich_progress_bar_on_a_terminal_and_in_logs(monkeypatch):
+    """Lightning's RichProgressBar: rich's bars with completed/total, times and the metrics on a
+    terminal; on a stream that is not a terminal, the plain lines (no control characters)."""
+    from mlx_audio.train.callbacks import RichProgressBar
+
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: the metrics fit beside the bar
+    stream = FakeTTY()
+    trainer = quiet(max_epochs=2, callbacks=[RichProgressBar(stream=stream)], enable_progress_bar=True)
+    trainer.fit(TinyClassifier(), *loaders())
+    assert sum(isinstance(c, ProgressBar) for c in trainer.callbacks) == 1  # replaces the default bar
+    text = stream.getvalue()
+    assert "Sanity Checking" in text and "Validation" in text and "Epoch 1" in text
+    assert "8/8" in text and "samples/s" in text and "loss=" in text and "lr=" in text
+    assert "\x1b[" in text  # drawn by rich on a terminal
+    assert "epoch 1 validation: val_loss=" in text
+    plain = io.StringIO()
+    quiet(max_epochs=1, callbacks=[RichProgressBar(stream=plain, plain_interval=0)], enable_progress_bar=True).fit(
+        TinyClassifier(), *loaders())
+    assert "Epoch 0: 8/8 (100%)" in plain.getvalue() and "\x1b" not in plain.getvalue()
+
+
 def test_progress_bar_reads_the_device_at_most_once_per_interval():
     """NOTE [no device sync in the bar]: with a long interval the metrics are read at the first
     refresh and at each epoch's end only; the learning rate still follows the schedule."""

@@ -7,6 +7,7 @@ from .lr_monitor import LearningRateMonitor
 from .model_checkpoint import ModelCheckpoint
 from .model_summary import ModelSummary
 from .progress_bar import ProgressBar, TQDMProgressBar
+from .rich_progress import RichProgressBar
 from .timer import Timer
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ModelCheckpoint",
     "ModelSummary",
     "ProgressBar",
+    "RichProgressBar",
     "TQDMProgressBar",
     "Timer",
 ]
