@@ -14,8 +14,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import cnn_fit as c  # noqa: E402
-
 import mlx.core as mx  # noqa: E402
+
 from mlx_audio.data import ArrayDataset, DataLoader  # noqa: E402
 from mlx_audio.loggers import CSVLogger  # noqa: E402
 from mlx_audio.train import Trainer  # noqa: E402
@@ -52,6 +52,6 @@ if __name__ == "__main__":
     cases = {"bare": {}, "+csv": {"logger": True}, "+bar": {"bar": True}, "+ckpt": {"ckpt": True},
              "defaults": {"logger": True, "bar": True, "ckpt": True}, "bare sync": {"sync": True},
              "defaults sync": {"logger": True, "bar": True, "ckpt": True, "sync": True}}
-    for repeat in range(2):
+    for _ in range(2):
         for name, kwargs in cases.items():
             print(f"B={batch} {name:14s} {run(x, y, batch, **kwargs):10,.0f} samples/s", flush=True)

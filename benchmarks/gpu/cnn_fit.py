@@ -23,12 +23,12 @@ import tempfile
 import time
 from functools import partial
 
-import numpy as np
-
-import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
+import numpy as np
+
+import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.data import ArrayDataset, DataLoader  # noqa: E402
 from mlx_audio.train import Trainer  # noqa: E402
 from mlx_audio.train.callbacks import Callback  # noqa: E402

@@ -21,11 +21,12 @@ import sys
 import time
 from functools import partial
 
-import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
+
+import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.train import Trainer  # noqa: E402
 from mlx_audio.train._rng import seed_step  # noqa: E402
 from mlx_audio.train.step import StepBuilder, StepRunner  # noqa: E402
