@@ -15,7 +15,14 @@ from train_testing import TinyClassifier, blobs, flat
 from mlx_audio.data import DataLoader
 from mlx_audio.loggers import CSVLogger
 from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import ModelCheckpoint
+from mlx_audio.train.callbacks import Callback, ModelCheckpoint
+
+
+class CountValidation(Callback):
+    batches = 0
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.batches += 1
 
 
 class Unsized:
@@ -55,6 +62,7 @@ def main() -> None:
     world = mx.distributed.init()
     rank = world.rank()
     ranks = world.size()
+    counter = CountValidation()
     trainer = Trainer(
         max_epochs=config.get("max_epochs", 3),
         max_steps=config.get("max_steps", -1),
@@ -66,7 +74,7 @@ def main() -> None:
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         default_root_dir=os.path.join(out, f"rank{rank}") if config.get("per_rank_roots") else out,
-        callbacks=[ModelCheckpoint(every_n_train_steps=config.get("every_n_train_steps", 0), save_top_k=-1)],
+        callbacks=[ModelCheckpoint(every_n_train_steps=config.get("every_n_train_steps", 0), save_top_k=-1), counter],
     )
     mx.random.seed(100 + rank)  # different initial weights on every rank: the Trainer broadcasts rank 0's
     model = Logging(total_steps=40, dropout=0.0)
@@ -83,7 +91,11 @@ def main() -> None:
         train = DataLoader(blobs(256), batch_size=batch, shuffle=True, seed=3, num_workers=config.get("workers", 0))
         val = DataLoader(blobs(64, seed=1), batch_size=batch)
     trainer.fit(model, train, val, ckpt_path=config.get("ckpt_path"))
+    counter.batches = 0
+    validated = trainer.validate(model, DataLoader(blobs(64, seed=2), batch_size=batch)) if config.get("validate") else None
     seen = {
+        "validated": validated,
+        "validate_batches": counter.batches,
         "rank": rank,
         "world": ranks,
         "global_step": trainer.global_step,

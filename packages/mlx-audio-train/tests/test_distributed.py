@@ -95,14 +95,20 @@ def assert_close_logs(rows_a: list[dict], rows_b: list[dict]) -> float:
     ids=["plain", "accumulate-clip-workers"],
 )
 def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, config):
-    run(tmp_path / "one", 1, global_batch=32, **config).check_returncode()
-    result = run(tmp_path / "two", 2, global_batch=32, **config)
+    run(tmp_path / "one", 1, global_batch=32, validate=True, **config).check_returncode()
+    result = run(tmp_path / "two", 2, global_batch=32, validate=True, **config)
     seen = finished(result, tmp_path / "two", 2)
     assert_close_weights(tmp_path / "one", tmp_path / "two")
     assert_close_logs(logged(tmp_path / "one"), logged(tmp_path / "two"))
     # every rank decided on the same, reduced values
     assert seen[0]["callback_metrics"] == seen[1]["callback_metrics"]
     assert seen[0]["num_training_batches"] == seen[1]["num_training_batches"] == 8
+    # Trainer.validate splits its loader too, and reduces: the 1-process metrics on both ranks
+    alone = json.loads((tmp_path / "one" / "seen-0.json").read_text())["validated"][0]
+    for rank in seen:
+        assert rank["validate_batches"] == 2  # its half: 32 of the 64 samples at 16 per batch
+        assert rank["validated"][0].keys() == alone.keys()
+        assert all(abs(rank["validated"][0][k] - alone[k]) <= TOLERANCE for k in alone)
 
 
 def test_only_rank_zero_writes_checkpoints_and_logs(tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 import mlx.core as mx
 
 from . import checkpoint, distributed
-from ._loaders import batch_size_of, length_of, limited
+from ._loaders import batch_size_of, length_of, limited, seed_and_shard
 from .metrics import LogOptions, Results
 from .module import TrainModule
 from .step import TraceGuard, make_eval_fn
@@ -72,7 +72,9 @@ def standalone(trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_p
     trainer.state_fn = stage
     if ckpt_path is not None:
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
-    return evaluate(trainer, loader, stage, limited(length_of(loader), limit))
+    if distributed.world_size() > 1:  # each rank evaluates its share; the metrics are reduced
+        loader = seed_and_shard(trainer, loader)[0]
+    return evaluate(trainer, loader, stage, distributed.smallest(limited(length_of(loader), limit)))
 
 
 def predict(trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
