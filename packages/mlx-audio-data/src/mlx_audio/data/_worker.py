@@ -88,7 +88,7 @@ class _Producer:
         self.owns_globals = owns_globals  # threads share the process's RNGs: leave them alone
         self.stream: Iterator[Any] | None = None
         self.position = [0]
-        self.dataset = spec.fetcher.dataset
+        self.dataset = _hugging_face_share(spec.fetcher.dataset, spec)
 
     def reset(self, epoch: int, state: dict | None) -> None:
         """Start (or resume) an iterable dataset's pass for ``epoch``."""
@@ -120,6 +120,21 @@ class _Producer:
             if self.owns_globals:  # a stream drawing from the worker's global RNGs resumes exactly
                 state["rng"] = global_rng_state()
         return batch, state
+
+
+def _hugging_face_share(dataset: Any, spec: WorkerSpec) -> Any:
+    """NOTE [Hugging Face streams]: a ``datasets.IterableDataset`` splits itself across *torch's*
+    workers (it asks torch for the worker id), never ours, so each worker would stream all of
+    it. Give each worker its share with ``datasets.distributed.split_dataset_by_node`` (whole
+    shards when they divide evenly, else every ``num_workers``-th example): nothing repeated,
+    nothing lost."""
+    cls = type(dataset)
+    if spec.num_workers < 2 or cls.__name__ != "IterableDataset" or not cls.__module__.startswith("datasets."):
+        return dataset
+    from datasets.distributed import split_dataset_by_node
+
+    _asked.add(spec.worker_id)  # sharded: no advice needed
+    return split_dataset_by_node(dataset, rank=spec.worker_id, world_size=spec.num_workers)
 
 
 def process_worker_loop(
