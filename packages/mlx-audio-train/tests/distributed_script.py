@@ -87,6 +87,16 @@ def main() -> None:
         batches = [tuple(mx.array(a) for a in data.__getitems__(np.arange(i * batch, (i + 1) * batch))) for i in range(count)]
         train = Unsized(batches) if config.get("unsized") else batches
         val = None
+    elif config.get("hf_stream"):  # a Hugging Face stream, unshuffled: split by rank (and by worker)
+        import datasets
+
+        points = blobs(256).__getitems__(np.arange(256))
+        table = datasets.Dataset.from_dict({"x": points[0].tolist(), "y": points[1].tolist()}).with_format("numpy")
+        stream = table.to_iterable_dataset(num_shards=config["hf_stream"])
+        train = DataLoader(stream, batch_size=batch, num_workers=config.get("workers", 0),
+                           collate_fn=lambda rows: (np.stack([r["x"] for r in rows]).astype(np.float32),
+                                                    np.array([r["y"] for r in rows], dtype=np.int32)))
+        val = DataLoader(blobs(64, seed=1), batch_size=batch)
     else:
         train = DataLoader(blobs(256), batch_size=batch, shuffle=True, seed=3, num_workers=config.get("workers", 0))
         val = DataLoader(blobs(64, seed=1), batch_size=batch)

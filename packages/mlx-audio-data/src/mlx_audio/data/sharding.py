@@ -16,7 +16,8 @@ def shard_loader(
 
     A loader over the default samplers (``shuffle=True`` or ``False``) gets a
     :class:`DistributedSampler` with its settings; a :class:`BucketBatchSampler` is rebuilt for the
-    rank. Every rank gets the same number of batches (DistributedSampler pads by repeating
+    rank; a Hugging Face ``datasets.IterableDataset`` is split with its own
+    ``split_dataset_by_node``. Every rank gets the same number of batches (DistributedSampler pads by repeating
     samples, as torch's). With the same ``seed`` on every rank, batch ``b`` of all ranks together
     holds exactly the samples of batch ``b`` of the unsharded loader at ``num_replicas`` times
     the batch size. ``num_replicas``/``rank`` default to ``mx.distributed.init()``'s group.
@@ -35,8 +36,15 @@ def shard_loader(
     seed = seed if seed is not None else loader._resolved_seed()
     sampler = loader.sampler
     batch_sampler = loader.batch_sampler
+    dataset = loader.dataset
     kwargs: dict[str, Any] = {}
-    if isinstance(batch_sampler, BucketBatchSampler):
+    if _hugging_face_stream(dataset):  # it splits itself by node (whole shards or every n-th example)
+        from datasets.distributed import split_dataset_by_node
+
+        dataset = split_dataset_by_node(dataset, rank=rank, world_size=num_replicas)
+        kwargs["batch_size"] = loader.batch_size
+        kwargs["drop_last"] = loader.drop_last
+    elif isinstance(batch_sampler, BucketBatchSampler):
         kwargs["batch_sampler"] = batch_sampler.for_rank(num_replicas, rank, seed)
     elif isinstance(sampler, (RandomSampler, SequentialSampler)) and (
         batch_sampler is None or type(batch_sampler) is BatchSampler
@@ -51,14 +59,14 @@ def shard_loader(
         kwargs["batch_size"] = loader.batch_size
         kwargs["drop_last"] = loader.drop_last
     else:
-        what = "an IterableDataset" if sampler is None else f"a {type(sampler).__name__} / {type(batch_sampler).__name__}"
+        what = "an IterableDataset (other than a Hugging Face stream)" if sampler is None else f"a {type(sampler).__name__} / {type(batch_sampler).__name__}"
         raise ValueError(
             f"shard_loader cannot split {what} by rank: give each rank its own share (a "
             "DistributedSampler, or an IterableDataset that reads mx.distributed.init().rank()), "
             "or pass Trainer(use_distributed_sampler=False) to keep the loader as it is"
         )
     return DataLoader(
-        loader.dataset,
+        dataset,
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
         timeout=loader.timeout,
@@ -73,3 +81,8 @@ def shard_loader(
         in_order=loader.in_order,
         **kwargs,
     )
+
+
+def _hugging_face_stream(dataset: Any) -> bool:
+    cls = type(dataset)
+    return cls.__name__ == "IterableDataset" and cls.__module__.startswith("datasets.")

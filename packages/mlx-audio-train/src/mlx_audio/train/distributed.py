@@ -159,7 +159,10 @@ def shard_loaders(trainer: Any, *loaders: Any) -> list[Any]:
     out = []
     for loader in loaders:
         if isinstance(loader, DataLoader) and trainer.use_distributed_sampler:
-            loader = shard_loader(loader, seed=loader.seed)
+            try:
+                loader = shard_loader(loader, seed=loader.seed)
+            except ValueError as error:  # a sampler or stream it cannot split: say so, keep it
+                trainer.warn_once(f"the Trainer did not split this DataLoader across the {world_size()} ranks: {error}")
         elif loader is not None and trainer.use_distributed_sampler:
             trainer.warn_once(
                 f"{type(loader).__name__} is not an mlx_audio.data.DataLoader, so the Trainer cannot "
