@@ -10,7 +10,9 @@ from mlx_audio.data import (
     BucketBatchSampler,
     DataLoader,
     DistributedSampler,
+    IterableDataset,
     WeightedRandomSampler,
+    get_shard_info,
     shard_loader,
 )
 
@@ -81,3 +83,19 @@ def test_what_cannot_be_split_is_refused_with_the_way_out():
         shard_loader(weighted, 2, 0)
     with pytest.raises(ValueError, match="needs an mlx_audio.data.DataLoader"):
         shard_loader([1, 2, 3], 2, 0)  # type: ignore[arg-type]
+
+
+class _WhereAmI(IterableDataset):
+    def __iter__(self):
+        info = get_shard_info()
+        yield np.array([info.rank, info.num_replicas, info.worker_id, info.num_workers, info.index, info.count])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_get_shard_info_in_the_main_process_and_in_workers(workers, monkeypatch):
+    monkeypatch.delenv("MLX_RANK", raising=False)
+    seen = sorted(np.array(b[0]).tolist() for b in DataLoader(_WhereAmI(), batch_size=1, num_workers=workers))
+    if workers == 0:
+        assert seen == [[0, 1, 0, 1, 0, 1]]
+    else:
+        assert seen == [[0, 1, 0, 2, 0, 2], [0, 1, 1, 2, 1, 2]]

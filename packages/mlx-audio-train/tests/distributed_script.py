@@ -12,7 +12,7 @@ import mlx.core as mx
 import numpy as np
 from train_testing import TinyClassifier, blobs, flat
 
-from mlx_audio.data import DataLoader
+from mlx_audio.data import DataLoader, IterableDataset, get_shard_info
 from mlx_audio.loggers import CSVLogger
 from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import Callback, ModelCheckpoint
@@ -23,6 +23,18 @@ class CountValidation(Callback):
 
     def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         self.batches += 1
+
+
+class OwnStream(IterableDataset):
+    """An IterableDataset that yields its own share of the rows (the documented hook)."""
+
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    def __iter__(self):
+        info = get_shard_info()
+        for i in range(info.index, len(self.rows[1]), info.count):
+            yield self.rows[0][i], self.rows[1][i]
 
 
 class Unsized:
@@ -87,6 +99,9 @@ def main() -> None:
         batches = [tuple(mx.array(a) for a in data.__getitems__(np.arange(i * batch, (i + 1) * batch))) for i in range(count)]
         train = Unsized(batches) if config.get("unsized") else batches
         val = None
+    elif config.get("own_stream"):
+        train = DataLoader(OwnStream(blobs(256).__getitems__(np.arange(256))), batch_size=batch)
+        val = DataLoader(blobs(64, seed=1), batch_size=batch)
     elif config.get("hf_stream"):  # a Hugging Face stream, unshuffled: split by rank (and by worker)
         import datasets
 

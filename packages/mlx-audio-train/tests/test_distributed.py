@@ -92,8 +92,9 @@ def assert_close_logs(rows_a: list[dict], rows_b: list[dict]) -> float:
         {"max_epochs": 3},
         {"max_epochs": 2, "accumulate": 3, "clip": 0.05, "workers": 2},
         {"max_epochs": 2, "hf_stream": 1},
+        {"max_epochs": 2, "own_stream": True},
     ],
-    ids=["plain", "accumulate-clip-workers", "hugging-face-stream"],
+    ids=["plain", "accumulate-clip-workers", "hugging-face-stream", "own-iterable-dataset"],
 )
 def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, config):
     run(tmp_path / "one", 1, global_batch=32, validate=True, **config).check_returncode()
@@ -103,7 +104,7 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, config
     assert_close_logs(logged(tmp_path / "one"), logged(tmp_path / "two"))
     # every rank decided on the same, reduced values
     assert seen[0]["callback_metrics"] == seen[1]["callback_metrics"]
-    expected_batches = float("inf") if config.get("hf_stream") else 8  # a stream has no length
+    expected_batches = float("inf") if config.get("hf_stream") or config.get("own_stream") else 8  # a stream has no length
     assert seen[0]["num_training_batches"] == seen[1]["num_training_batches"] == expected_batches
     # Trainer.validate splits its loader too, and reduces: the 1-process metrics on both ranks
     alone = json.loads((tmp_path / "one" / "seen-0.json").read_text())["validated"][0]

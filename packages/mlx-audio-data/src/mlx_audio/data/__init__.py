@@ -33,6 +33,8 @@ _EXPORTS = {
     "default_convert": "collate",
     "to_mlx": "collate",
     "get_worker_info": "_worker",
+    "get_shard_info": "_ranks",
+    "ShardInfo": "_ranks",
     "sample_rng": "_fetch",
     "WorkerInfo": "_worker",
     "DataLoader": "dataloader",

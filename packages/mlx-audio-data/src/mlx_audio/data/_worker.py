@@ -34,6 +34,8 @@ class WorkerInfo:
     num_workers: int
     seed: int
     dataset: Any
+    rank: int = 0  # beyond torch's fields: the data-parallel process (see get_shard_info)
+    num_replicas: int = 1
 
 
 _process_info: WorkerInfo | None = None
@@ -167,6 +169,8 @@ def process_worker_loop(
         spec.num_workers,
         worker_seed(spec.seed, spec.epoch, spec.worker_id),
         spec.fetcher.dataset,
+        spec.rank,
+        spec.num_replicas,
     )
     producer = _Producer(spec, owns_globals=True)
     try:
@@ -202,6 +206,8 @@ def thread_worker_loop(
         spec.num_workers,
         worker_seed(spec.seed, spec.epoch, spec.worker_id),
         spec.fetcher.dataset,
+        spec.rank,
+        spec.num_replicas,
     )
     producer = _Producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:

@@ -25,6 +25,7 @@ from ._plan import (
 )
 from ._pool import WorkerPool
 from ._protocol import WorkerSpec
+from ._ranks import launch_ranks
 from ._state import check_state, make_state
 from .collate import to_mlx
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
@@ -332,8 +333,10 @@ class DataLoader(Generic[T_co]):
                 pass
             pool.close()
         try:
+            rank, replicas = launch_ranks()
             specs = [
-                WorkerSpec(wid, self.num_workers, fetcher, self._resolved_seed(), epoch, self.worker_init_fn, self._iterable)
+                WorkerSpec(wid, self.num_workers, fetcher, self._resolved_seed(), epoch, self.worker_init_fn, self._iterable,
+                           rank, replicas)
                 for wid in range(self.num_workers)
             ]
             pool = WorkerPool(specs, self.prefetch_factor or 2, self.worker_type, mp_context(self.multiprocessing_context))

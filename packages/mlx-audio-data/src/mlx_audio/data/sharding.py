@@ -62,8 +62,8 @@ def shard_loader(
         what = "an IterableDataset (other than a Hugging Face stream)" if sampler is None else f"a {type(sampler).__name__} / {type(batch_sampler).__name__}"
         raise ValueError(
             f"shard_loader cannot split {what} by rank: give each rank its own share (a "
-            "DistributedSampler, or an IterableDataset that reads mx.distributed.init().rank()), "
-            "or pass Trainer(use_distributed_sampler=False) to keep the loader as it is"
+            "DistributedSampler, or an IterableDataset that yields its share from "
+            "mlx_audio.data.get_shard_info()), or pass Trainer(use_distributed_sampler=False) to keep the loader as it is"
         )
     return DataLoader(
         dataset,
