@@ -276,3 +276,35 @@ def test_loaders_without_a_seed_take_the_trainers():
     second_loader, second = run()
     assert first_loader.seed == second_loader.seed == 11
     assert_trees_equal(first.parameters(), second.parameters())
+
+
+def test_bf16_mixed_trains_like_fp32_with_fp32_master_weights_and_optimizer_state():
+    """precision="bf16-mixed": bf16 compute on bf16 copies, fp32 weights and AdamW state. Over
+    200 steps (blobs classifier, warmup-cosine) the loss follows fp32's: measured mean |difference|
+    0.0014 per step, the last 10 steps' mean 0.00798 against 0.00777."""
+    from mlx.utils import tree_flatten
+
+    class Losses(Callback):
+        def __init__(self) -> None:
+            self.values: list = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.values.append(outputs["loss"])
+
+    def run(precision):
+        losses = Losses()
+        trainer = Trainer(max_steps=200, precision=precision, seed=0, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, callbacks=[losses])
+        mx.random.seed(0)
+        model = TinyClassifier(dropout=0.0, total_steps=200)
+        trainer.fit(model, DataLoader(blobs(512), batch_size=16, shuffle=True, seed=0))
+        return np.array([float(v.item()) for v in losses.values]), model, trainer
+
+    full, _, _ = run("32")
+    mixed, model, trainer = run("bf16-mixed")
+    floats = [v for _, v in tree_flatten(trainer.optimizer.state) if mx.issubdtype(v.dtype, mx.floating)]
+    assert floats and all(v.dtype == mx.float32 for v in floats)
+    assert all(v.dtype == mx.float32 for _, v in tree_flatten(model.parameters()))
+    assert len(full) == len(mixed) == 200
+    assert np.abs(full - mixed).mean() < 0.01
+    assert abs(full[-10:].mean() - mixed[-10:].mean()) < 0.005

@@ -1,6 +1,6 @@
 """Data-parallel training on ``mx.distributed`` (ring over TCP, NCCL, MPI), launched by ``mlx.launch``.
 
-The Trainer uses this module when more than one process takes part (docs/guides/distributed.md):
+The Trainer uses this module when more than one process takes part (docs/api/distributed.md):
 the same initial weights everywhere (broadcast from rank 0), each rank its own shard of the data,
 gradients averaged inside the compiled step, every logged value reduced across ranks, and rank 0
 alone writing checkpoints and logs and drawing progress.
@@ -67,7 +67,7 @@ def broadcast(tree: Any) -> Any:
 
 
 def broadcast_int(value: int) -> int:
-    """Rank 0's ``value`` on every rank (exact for ints below 2**24 in float32: sent in two halves)."""
+    """Rank 0's ``value`` (an int below 2**31) on every rank, exactly: sent as two 16-bit halves."""
     if world_size() == 1:
         return value
     halves = mx.array([value >> 16, value & 0xFFFF], dtype=mx.int32)
