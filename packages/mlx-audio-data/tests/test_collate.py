@@ -103,6 +103,7 @@ def test_unbatched_loading_converts_samples():
         ([(5,), ("5",)], TypeError, r"index 1 has str '5' where the sample at index 0 has int"),
     ],
 )
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # NOTE [queue teardown]
 def test_bad_samples_name_the_index_and_field(samples, error, message, num_workers):
     with pytest.raises(error, match=message):
         list(DataLoader(samples, batch_size=len(samples), num_workers=num_workers))

@@ -203,7 +203,13 @@ class ProcessWorker(_Worker):
         except OSError:  # already closed by a garbage-collector finalizer
             pass
         self.tasks.close()
-        self.tasks.cancel_join_thread()
+        # NOTE [queue teardown]: close() only asks the queue's feeder thread to close the pipe; a
+        # queue garbage-collected meanwhile closes the same descriptor from this thread too (EBADF
+        # in the feeder, or worse, a reused descriptor closed). Wait for the feeder -- bounded: it
+        # can block on a full pipe when the worker is gone (the reason for cancel_join_thread).
+        feeder = getattr(self.tasks, "_thread", None)
+        if feeder is not None:
+            feeder.join(timeout=1.0)
         for slot in self.slots:
             slot.close()
         self.unlink()
