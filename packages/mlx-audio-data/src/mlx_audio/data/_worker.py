@@ -124,14 +124,19 @@ class _Producer:
         return batch, state
 
 
+def is_hugging_face_stream(dataset: Any) -> bool:
+    """A ``datasets.IterableDataset`` (recognized by name: ``datasets`` is never imported for it)."""
+    cls = type(dataset)
+    return cls.__name__ == "IterableDataset" and cls.__module__.startswith("datasets.")
+
+
 def _hugging_face_share(dataset: Any, spec: WorkerSpec) -> Any:
     """NOTE [Hugging Face streams]: a ``datasets.IterableDataset`` splits itself across *torch's*
     workers (it asks torch for the worker id), never ours, so each worker would stream all of
     it. Give each worker its share with ``datasets.distributed.split_dataset_by_node`` (whole
     shards when they divide evenly, else every ``num_workers``-th example): nothing repeated,
     nothing lost."""
-    cls = type(dataset)
-    if spec.num_workers < 2 or cls.__name__ != "IterableDataset" or not cls.__module__.startswith("datasets."):
+    if spec.num_workers < 2 or not is_hugging_face_stream(dataset):
         return dataset
     from datasets.distributed import split_dataset_by_node
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._worker import is_hugging_face_stream
 from .bucketing import BucketBatchSampler
 from .dataloader import DataLoader
 from .sampler import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
@@ -38,7 +39,7 @@ def shard_loader(
     batch_sampler = loader.batch_sampler
     dataset = loader.dataset
     kwargs: dict[str, Any] = {}
-    if _hugging_face_stream(dataset):  # it splits itself by node (whole shards or every n-th example)
+    if is_hugging_face_stream(dataset):  # it splits itself by node (whole shards or every n-th example)
         from datasets.distributed import split_dataset_by_node
 
         dataset = split_dataset_by_node(dataset, rank=rank, world_size=num_replicas)
@@ -81,8 +82,3 @@ def shard_loader(
         in_order=loader.in_order,
         **kwargs,
     )
-
-
-def _hugging_face_stream(dataset: Any) -> bool:
-    cls = type(dataset)
-    return cls.__name__ == "IterableDataset" and cls.__module__.startswith("datasets.")

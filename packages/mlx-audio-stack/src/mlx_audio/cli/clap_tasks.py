@@ -107,7 +107,9 @@ class CaptionedCLAP(TrainModule):
         return make_optimizer(self.settings, self.trainer.max_steps or 1000)
 
 
-def _extractor(settings: Settings) -> Any:
+def extractor_of(settings: Settings) -> Any:
+    """The feature extractor of ``model.pretrained`` (its ``sampling_rate`` is the rate the audio
+    is read at)."""
     from mlx_audio.models.clap import ClapConfig
 
     folder = _pretrained(settings)
@@ -116,16 +118,10 @@ def _extractor(settings: Settings) -> Any:
     return extractor_for(folder, fusion)
 
 
-def sample_rate(settings: Settings) -> int:
-    """The rate the CLAP's feature extractor expects (the audio is resampled to it)."""
-    return int(_extractor(settings).sampling_rate)
-
-
-def loaders(settings: Settings, train: Any, val: Any) -> tuple[DataLoader, DataLoader]:
+def loaders(settings: Settings, train: Any, val: Any, extractor: Any) -> tuple[DataLoader, DataLoader]:
     from mlx_audio.models.clap import ClapTokenizer
 
     folder = _pretrained(settings)
-    extractor = _extractor(settings)
     base = train.dataset if isinstance(train, Subset) else train
     pairs = CaptionPairs(extractor, ClapTokenizer.from_pretrained(folder), list(getattr(base, "classes", [])),
                          settings.data.caption_template, settings.model.max_tokens)

@@ -160,8 +160,9 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
 
         if settings.trainer.monitor == "val_accuracy":  # the classifier's default
             settings.trainer.monitor = "val_retrieval_accuracy"
-        train_set, val_set, classes = datasets(settings, clap_tasks.sample_rate(settings))
-        train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set)
+        extractor = clap_tasks.extractor_of(settings)
+        train_set, val_set, classes = datasets(settings, int(extractor.sampling_rate))
+        train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set, extractor)
         model = clap_tasks.CaptionedCLAP(settings)
     else:
         train_loader, val_loader, classes = loaders(settings)
@@ -306,7 +307,9 @@ def plot_run(run: str) -> list[str]:
 
 def zero_shot(model_path: str, data_path: str, labels: list[str], template: str, out: str) -> dict[str, Any]:
     """CLAP zero-shot classification of every file against ``labels`` (prompts from ``template``)."""
-    from mlx_audio.models.clap import CLAP, ClapFeatureExtractor, zero_shot_classify
+    from mlx_audio.models.clap import CLAP, zero_shot_classify
+
+    from .clap_tasks import extractor_for
 
     if not labels or any(not label.strip() for label in labels):
         raise ValueError(f"--labels needs non-empty label names separated by commas, got {labels!r}")
@@ -316,9 +319,7 @@ def zero_shot(model_path: str, data_path: str, labels: list[str], template: str,
     if tokenizer is None:
         raise FileNotFoundError(f"--model {model_path}: no tokenizer.json beside the weights (needed to read the labels)")
     fusion = model.config.audio_config.enable_fusion
-    local = os.path.join(model_path, "preprocessor_config.json")
-    extractor = (ClapFeatureExtractor.from_pretrained(model_path) if os.path.isfile(local)
-                 else ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc"))
+    extractor = extractor_for(model_path, fusion)
     data = dataset(data_path, extractor.sampling_rate)
     rows, right, known = [], 0, 0
     names = list(getattr(data, "classes", []))

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import distributed
 from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_last
+from ._nonfinite import check_nonfinite
 from ._tree import flatten
 
 __all__ = ["CheckpointError", "clean_leftovers", "delete_checkpoint", "point_last", "save_checkpoint"]
@@ -262,7 +263,6 @@ def resolve_ckpt_path(trainer: Any, ckpt_path: str) -> str:
 
 def capture(trainer: Any, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
-    from ._nonfinite import check_nonfinite
     from ._rng import rng_state, versions
 
     check_nonfinite(trainer)  # never write after a non-finite step the host has not seen yet

@@ -67,12 +67,10 @@ def broadcast(tree: Any) -> Any:
 
 
 def broadcast_int(value: int) -> int:
-    """Rank 0's ``value`` (an int below 2**31) on every rank, exactly: sent as two 16-bit halves."""
+    """Rank 0's ``value`` (an int in ``[0, 2**31)``, exact in int32) on every rank."""
     if world_size() == 1:
         return value
-    halves = mx.array([value >> 16, value & 0xFFFF], dtype=mx.int32)
-    high, low = broadcast(halves).tolist()
-    return (int(high) << 16) | int(low)
+    return int(broadcast(mx.array([value], dtype=mx.int32)).item())
 
 
 def smallest(value: float) -> float:
@@ -167,7 +165,7 @@ def shard_loaders(trainer: Any, *loaders: Any) -> list[Any]:
             trainer.warn_once(
                 f"{type(loader).__name__} is not an mlx_audio.data.DataLoader, so the Trainer cannot "
                 f"split it across the {world_size()} ranks: each rank trains on all of it unless it yields "
-                "that rank's share itself (see docs/guides/distributed.md)"
+                "that rank's share itself (see docs/api/distributed.md)"
             )
         out.append(loader)
     return out

@@ -238,7 +238,7 @@ class Trainer:
             print_summary(self)
 
     def _fit(self, model: TrainModule, train_loader: Any, val_loader: Any, ckpt_path: str | None) -> bool:
-        self.rng_base = distributed.broadcast_int(self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1)))
+        self.rng_base = self.seed if self.seed is not None else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
         train_loader, val_loader = seed_and_shard(self, train_loader, val_loader)
         self._train_loader = train_loader
         self._val_loader = val_loader
@@ -349,7 +349,7 @@ class Trainer:
         options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
         options.update(self.module._log_options)
         samples = batch_size_of(batch)
-        self.samples_trained += samples * self.world_size
+        self.samples_trained += samples * self.runner.builder.world
         self._train_results.add(values, options, samples)
         self.metrics.update(*self._train_results.step_metrics())
         self.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)

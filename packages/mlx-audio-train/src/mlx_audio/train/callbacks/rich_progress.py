@@ -91,7 +91,7 @@ class RichProgressBar(TQDMProgressBar):
         """Stop the live display when no bar is left (the terminal is the user's again)."""
         if self.progress is not None:
             self.progress.refresh()
-            if not self._bars or all(b is None for b in self._bars.values()):
+            if not self._bars:
                 self.progress.stop()
                 self.progress = None
 
