@@ -53,7 +53,8 @@ def test_to_mlx_keeps_structure_and_dtypes():
     assert tree[0]["m"].dtype == mx.float16
     assert tree[1].dtype == mx.int64
     assert tree[2] == ["x", "y"]
-    assert isinstance(tree[3], Pair) and tree[3].y.dtype == mx.int32
+    assert isinstance(tree[3], Pair) and tree[3].x.dtype == mx.float32
+    assert tree[3].y == 3 and type(tree[3].y) is int  # Python scalars stay (torch)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -71,7 +72,7 @@ def test_loader_converts_default_and_user_collate_batches_alike(num_workers):
     data = [({"mel": np.full((2, 3), i, np.float32)}, i, f"s{i}") for i in range(6)]
     (batch,) = list(DataLoader(data, batch_size=6, num_workers=num_workers))
     features, labels, names = batch
-    assert isinstance(batch, list) and isinstance(features, dict)
+    assert isinstance(batch, list) and isinstance(features, dict)  # tuples collate to lists (torch)
     assert features["mel"].shape == (6, 2, 3) and features["mel"].dtype == mx.float32
     assert labels.dtype == mx.int32 and labels.tolist() == list(range(6))
     assert names == [f"s{i}" for i in range(6)]
@@ -85,12 +86,15 @@ def test_loader_converts_default_and_user_collate_batches_alike(num_workers):
         return np.stack([s[0]["mel"] for s in samples]), len(samples)
 
     (mel, count) = next(iter(DataLoader(data, batch_size=6, collate_fn=numpy_pairs)))
-    assert isinstance(mel, mx.array) and mel.shape == (6, 2, 3) and isinstance(count, mx.array)
+    assert isinstance(mel, mx.array) and mel.shape == (6, 2, 3)
+    assert count == 6 and type(count) is int  # numpy becomes mx.array; Python numbers stay
 
 
 def test_unbatched_loading_converts_samples():
-    out = list(DataLoader([(np.ones(2), 3)] * 2, batch_size=None))
-    assert len(out) == 2 and out[0][1].dtype == mx.int32 and out[0][0].shape == (2,)
+    out = list(DataLoader([(np.ones(2, np.float32), 3)] * 2, batch_size=None))
+    assert len(out) == 2 and isinstance(out[0][0], mx.array) and out[0][0].shape == (2,)
+    assert out[0][1] == 3 and type(out[0][1]) is int  # torch's default_convert: ints stay ints
+    assert isinstance(out[0], list)  # and tuples become lists
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

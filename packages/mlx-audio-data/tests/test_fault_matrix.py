@@ -37,8 +37,8 @@ def settle(before_children, before_shm):
 @pytest.mark.parametrize("persistent, context", MATRIX)
 @pytest.mark.parametrize("how, error, text", [
     ("raise", KeyError, "worker .* while fetching index 21"),
-    ("exit", RuntimeError, r"worker \d \(pid \d+\) exited unexpectedly with exit code 3"),
-    ("sigkill", RuntimeError, r"worker \d \(pid \d+\) was killed by SIGKILL"),
+    ("exit", RuntimeError, r"worker \(pid \d+\) exited unexpectedly with exit code 3 \(worker \d\)"),
+    ("sigkill", RuntimeError, r"worker \(pid \d+\) is killed by signal: Killed. \(worker \d was killed by SIGKILL"),
 ])
 def test_fault_is_reported_fast_and_leaves_nothing(how, error, text, persistent, context):
     before_children = child_processes()

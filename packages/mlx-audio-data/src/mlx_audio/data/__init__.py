@@ -16,6 +16,7 @@ _EXPORTS = {
     "Dataset": "dataset",
     "IterableDataset": "dataset",
     "ArrayDataset": "dataset",
+    "TensorDataset": "dataset",
     "Subset": "dataset",
     "ConcatDataset": "dataset",
     "random_split": "dataset",

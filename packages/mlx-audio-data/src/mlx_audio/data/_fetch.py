@@ -39,8 +39,16 @@ def sample_rng() -> np.random.Generator:
     key = getattr(_current, "key", None)
     if key is None:
         return np.random.default_rng()
-    seed, epoch, index = key
-    return epoch_rng(seed, epoch, index, 1)  # a stream apart from the cpu_transforms' one
+    seed, epoch, ids = key
+    return epoch_rng(seed, epoch, *ids, 1)  # a stream apart from the cpu_transforms' one
+
+
+def index_ids(index: Any) -> tuple[int, ...]:
+    """A sample's index as ints for seeding: one int, or several when a sampler yields whole
+    index lists to a dataset without auto-batching (``batch_size=None``)."""
+    if isinstance(index, (list, tuple, np.ndarray)):
+        return tuple(int(i) for i in index)
+    return (int(index),)
 
 
 class SampleError(Exception):
@@ -139,7 +147,9 @@ class Fetcher:
         return self._finish(samples, indices)
 
     def _get(self, index: int, epoch: int) -> Any:
-        _current.key = (self.seed, epoch, int(index))
+        if isinstance(index, np.integer):
+            index = int(index)  # datasets get Python ints, as from torch's samplers
+        _current.key = (self.seed, epoch, index_ids(index))
         try:
             return self.dataset[index]
         except Exception as error:
@@ -151,7 +161,7 @@ class Fetcher:
         if not self.transforms:
             return sample
         try:
-            return self.transform(sample, (epoch, int(index)))
+            return self.transform(sample, (epoch, *index_ids(index)))
         except Exception as error:
             raise SampleError(index, error) from error
 

@@ -38,6 +38,7 @@ class PassPlan:
     acquire_pool: Callable[[], WorkerPool]  # the loader's persistent workers, or new ones
     finished: Callable[[Pass, bool], None]  # (this pass, whether it failed): keep or stop workers
     advise_sharding: Callable[[dict | None], None]  # see DataLoader._advise_sharding
+    reported_length: int | None = None  # an IterableDataset's len() once len(loader) was asked
 
 
 def _reraise_in_process(error: SampleError) -> None:
@@ -100,7 +101,25 @@ class Pass(Iterator[Any]):
             self._after_failure()
             raise
         self.yielded += 1
+        if self.plan.reported_length is not None and self.yielded > self.plan.reported_length:
+            self._warn_past_length()
         return self.plan.to_output(batch)
+
+    def _warn_past_length(self) -> None:
+        """NOTE [IterableDataset and __len__]: torch warns once a stream yields more than the
+        length ``len(loader)`` reported (counting batches against ``len(dataset)``, as torch)."""
+        message = (
+            f"Length of IterableDataset {self.plan.dataset} was reported to be "
+            f"{self.plan.reported_length} (when accessing len(dataloader)), but {self.yielded} "
+            "samples have been fetched. "
+        )
+        if self.plan.num_workers > 0:
+            message += (
+                "For multiprocessing data-loading, this could be caused by not properly configuring "
+                "the IterableDataset replica at each worker: split the stream with "
+                "mlx_audio.data.get_worker_info() (or get_shard_info()) in its __iter__."
+            )
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     def _next_batch(self) -> Any:
         raise NotImplementedError
@@ -286,9 +305,11 @@ class WorkerPass(Pass):
             if isinstance(message, End):
                 self.exhausted.add(wid)
                 workers[wid].drain(self.plan.timeout)
+                # advised once a worker has gone through its stream (torch's own tests expect
+                # no warning from a pass that has not)
+                self.plan.advise_sharding(self.worker_states[wid])
                 continue
             self.worker_states[wid] = message.state
-            self.plan.advise_sharding(message.state)
             self._dispatch()
             return self.plan.collate_in_main(batch)
         raise StopIteration

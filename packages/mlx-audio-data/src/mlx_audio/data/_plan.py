@@ -36,7 +36,7 @@ def is_iterable_dataset(dataset: Any) -> bool:
 def check_arguments(
     iterable: bool,
     batch_size: int | None,
-    shuffle: bool,
+    shuffle: Any,
     sampler: Any,
     batch_sampler: Any,
     num_workers: int,
@@ -53,21 +53,26 @@ def check_arguments(
 ) -> int | None:
     """``ValueError`` naming the argument and what is valid; returns the effective batch_size
     (None with a batch_sampler)."""
+    if isinstance(num_workers, (int, np.integer)) and not isinstance(num_workers, bool) and num_workers < 0:
+        raise ValueError(
+            "num_workers option should be non-negative; use num_workers=0 to disable multiprocessing."
+        )
     check_int("num_workers", num_workers, 0)
     if batch_size is not None:
         check_int("batch_size", batch_size, 1)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
         raise ValueError(
-            f"timeout must be a number >= 0 (seconds; 0 waits forever), got {timeout!r}"
+            f"timeout option should be non-negative: a number of seconds (0 waits forever), got {timeout!r}"
         )
     if prefetch_factor is not None:
         if num_workers == 0:
             raise ValueError(
-                "prefetch_factor only applies with num_workers > 0; leave it as None for num_workers=0"
+                "prefetch_factor option could only be specified in multiprocessing: let num_workers > 0 "
+                "to enable multiprocessing, otherwise set prefetch_factor to None."
             )
         check_int("prefetch_factor", prefetch_factor, 1)
     if persistent_workers and num_workers == 0:
-        raise ValueError("persistent_workers=True needs num_workers > 0")
+        raise ValueError("persistent_workers option needs num_workers > 0")
     if worker_type not in ("process", "thread"):
         raise ValueError(f"worker_type must be 'process' or 'thread', got {worker_type!r}")
     if seed is not None and generator is not None:
@@ -83,33 +88,57 @@ def check_arguments(
     for name, fn in (("collate_fn", collate_fn), ("worker_init_fn", worker_init_fn)):
         if fn is not None and not callable(fn):
             raise ValueError(f"{name} must be callable or None, got {fn!r}")
-    if (
-        isinstance(multiprocessing_context, str)
-        and multiprocessing_context not in multiprocessing.get_all_start_methods()
-    ):
-        raise ValueError(
-            f"multiprocessing_context {multiprocessing_context!r} is not available here; "
-            f"valid: {multiprocessing.get_all_start_methods()}"
-        )
-    if iterable and (shuffle or sampler is not None or batch_sampler is not None):
-        raise ValueError(
-            "an IterableDataset defines its own order: shuffle, sampler and batch_sampler are "
-            "not supported (shuffle inside the dataset's __iter__)"
-        )
+    check_context(multiprocessing_context, num_workers)
+    if iterable:
+        given = {"shuffle": shuffle not in (None, False), "sampler": sampler is not None,
+                 "batch_sampler": batch_sampler is not None}
+        for name, value in (("shuffle", shuffle), ("sampler", sampler), ("batch_sampler", batch_sampler)):
+            if given[name]:
+                raise ValueError(
+                    f"DataLoader with IterableDataset: expected unspecified {name} option, but got "
+                    f"{name}={value!r} (an IterableDataset defines its own order: shuffle inside "
+                    "its __iter__)"
+                )
     if sampler is not None and shuffle:
         raise ValueError(
-            "sampler and shuffle=True are mutually exclusive (the sampler decides the order)"
+            "sampler option is mutually exclusive with shuffle (the sampler decides the order)"
         )
     if batch_sampler is not None:
         if batch_size != 1 or shuffle or sampler is not None or drop_last:
             raise ValueError(
-                "batch_sampler is mutually exclusive with batch_size, shuffle, sampler and "
-                "drop_last (leave those at their defaults)"
+                "batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, "
+                "and drop_last (leave those at their defaults)"
             )
         batch_size = None
     elif batch_size is None and drop_last:
-        raise ValueError("batch_size=None (no batching) is incompatible with drop_last=True")
+        raise ValueError(
+            "batch_size=None option disables auto-batching and is mutually exclusive with drop_last"
+        )
     return batch_size
+
+
+def check_context(context: Any, num_workers: int) -> None:
+    """torch's checks of ``multiprocessing_context``: a start method name or a context object,
+    and only with worker processes."""
+    if context is None:
+        return
+    if num_workers == 0:
+        raise ValueError(
+            "multiprocessing_context can only be used with multi-process loading "
+            f"(num_workers > 0), but got num_workers={num_workers}"
+        )
+    methods = multiprocessing.get_all_start_methods()
+    if isinstance(context, str):
+        if context not in methods:
+            raise ValueError(
+                f"multiprocessing_context option should specify a valid start method in {methods!r}, "
+                f"but got multiprocessing_context={context!r}"
+            )
+    elif not isinstance(context, multiprocessing.context.BaseContext):
+        raise TypeError(
+            "multiprocessing_context option should be a valid context object or a string "
+            f"specifying the start method, but got multiprocessing_context={context!r}"
+        )
 
 
 def index_batches(sampler: Any, batch_sampler: Any, seed: int, epoch: int) -> Iterable[Any]:

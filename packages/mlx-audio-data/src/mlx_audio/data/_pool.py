@@ -30,16 +30,18 @@ class LoaderTimeout(RuntimeError):
     pass
 
 
-def _exit_description(code: int | None) -> str:
+def _exit_description(code: int | None, worker_id: int) -> str:
+    """torch's wording ("is killed by signal: Segmentation fault."), then ours."""
     if code is None:
-        return "is unresponsive"
+        return f"is unresponsive (worker {worker_id})."
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"was killed by {name} (exit code {code})"
-    return f"exited unexpectedly with exit code {code}"
+        told = signal.strsignal(-code) or name
+        return f"is killed by signal: {told}. (worker {worker_id} was killed by {name}, exit code {code})"
+    return f"exited unexpectedly with exit code {code} (worker {worker_id})."
 
 
 class _Worker:
@@ -151,22 +153,22 @@ class ProcessWorker(_Worker):
                 self.process.join(1.0)
                 raise WorkerDied(self._died_message(self.linked))
             raise LoaderTimeout(
-                f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}"
+                f"DataLoader timed out after {timeout:g} seconds waiting for worker {self.worker_id}"
             )
 
     def _died_message(self, starting: bool = False) -> str:
         code = self.process.exitcode
         if starting and code is not None and code > 0 and self.start_method != "fork":
             return (  # the child failed while importing the main script (spawn/forkserver)
-                f"DataLoader worker {self.worker_id} (pid {self.process.pid}) exited with code {code} "
-                f"while starting. With the '{self.start_method}' start method each worker re-imports "
+                f"DataLoader worker (pid {self.process.pid}) exited with code {code} while starting "
+                f"(worker {self.worker_id}). With the '{self.start_method}' start method each worker re-imports "
                 "your main script, so the code that creates and iterates the DataLoader must be under "
                 "`if __name__ == \"__main__\":`; the worker's own error is printed above. (Or use "
                 "worker_type='thread'.)"
             )
         return (
-            f"DataLoader worker {self.worker_id} (pid {self.process.pid}) "
-            f"{_exit_description(self.process.exitcode)}. A segfault or the out-of-memory "
+            f"DataLoader worker (pid {self.process.pid}) "
+            f"{_exit_description(self.process.exitcode, self.worker_id)} A segfault or the out-of-memory "
             "killer are the usual causes; run with num_workers=0 to see the error in-process."
         )
 
@@ -242,7 +244,7 @@ class ThreadWorker(_Worker):
             return self.results.get(timeout=timeout)
         except queue.Empty:
             raise LoaderTimeout(
-                f"DataLoader timed out after {timeout} s waiting for worker {self.worker_id}"
+                f"DataLoader timed out after {timeout:g} seconds waiting for worker {self.worker_id}"
             ) from None
 
     def unpack(self, payload: Any, slot: int, convert: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc as abc
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -28,11 +29,41 @@ def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
     A list whose first item is a string is a leaf: collated strings stay a list of str.
     """
     if isinstance(tree, abc.Mapping):
-        return {k: map_leaves(fn, v) for k, v in tree.items()}
+        return same_mapping(tree, {k: map_leaves(fn, v) for k, v in tree.items()})
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
         return type(tree)(*(map_leaves(fn, v) for v in tree))
-    if isinstance(tree, tuple) or (
-        isinstance(tree, list) and not (tree and isinstance(tree[0], (str, bytes)))
-    ):
-        return type(tree)(map_leaves(fn, v) for v in tree)
+    if isinstance(tree, tuple):
+        return tuple(map_leaves(fn, v) for v in tree)
+    if isinstance(tree, list) and not (tree and isinstance(tree[0], (str, bytes))):
+        return same_sequence(tree, [map_leaves(fn, v) for v in tree])
     return fn(tree)
+
+
+def same_mapping(original: abc.Mapping, values: dict) -> Any:
+    """``values`` as a mapping of ``original``'s type where it can be built (torch's rule: a
+    copy updated in place, else the type called on a dict, else a dict)."""
+    if type(original) is dict:
+        return values
+    try:
+        if isinstance(original, abc.MutableMapping):
+            clone = copy.copy(original)
+            clone.update(values)
+            return clone
+        return type(original)(values)  # type: ignore[call-arg]
+    except TypeError:
+        return values
+
+
+def same_sequence(original: abc.Sequence, values: list) -> Any:
+    """``values`` as a sequence of ``original``'s type (torch's rule, as for mappings)."""
+    if type(original) is list:
+        return values
+    try:
+        if isinstance(original, abc.MutableSequence):
+            clone = copy.copy(original)
+            for i, value in enumerate(values):
+                clone[i] = value
+            return clone
+        return type(original)(values)  # type: ignore[call-arg]
+    except TypeError:
+        return values

@@ -26,9 +26,13 @@ from ._shm import Arena, Slot, pack
 _POLL_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
+class _ReadOnly(RuntimeError, AttributeError):
+    """torch raises RuntimeError; Python's read-only attributes raise AttributeError."""
+
+
+@dataclass
 class WorkerInfo:
-    """What a worker knows about itself (torch's ``WorkerInfo``)."""
+    """What a worker knows about itself (torch's ``WorkerInfo``); read-only."""
 
     id: int
     num_workers: int
@@ -36,6 +40,17 @@ class WorkerInfo:
     dataset: Any
     rank: int = 0  # beyond torch's fields: the data-parallel process (see get_shard_info)
     num_replicas: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_sealed", False):
+            raise _ReadOnly(f"Cannot assign attributes to {type(self).__name__} objects")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise _ReadOnly(f"Cannot delete attributes of {type(self).__name__} objects")
 
 
 _process_info: WorkerInfo | None = None

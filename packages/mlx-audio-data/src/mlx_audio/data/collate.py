@@ -2,7 +2,9 @@
 
 ``default_collate`` follows torch's rules but returns numpy: arrays are stacked, Python ints
 and floats become int32 / float32 arrays (MLX's defaults), bools a bool array, strings a list
-of str, and tuples, namedtuples, lists and dicts are collated element by element.
+of str, and tuples (as lists), namedtuples, lists and dicts are collated element by element,
+keeping their types where they can be rebuilt (torch's rule). ``default_convert`` (no
+batching) leaves Python scalars alone and keeps numpy arrays for conversion to ``mx.array``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tree import is_mlx_array, map_leaves
+from ._tree import is_mlx_array, map_leaves, same_mapping, same_sequence
 
 Allocator = Callable[[tuple, Any], np.ndarray]
 
@@ -67,8 +69,13 @@ def _check_kinds(batch: list[Any], path: str, allowed: tuple[type, ...], name: s
 def _stack_arrays(batch: list[np.ndarray], path: str, alloc: Allocator | None) -> np.ndarray:
     first = batch[0].shape
     for position, array in enumerate(batch):
-        if not isinstance(array, np.ndarray) or array.dtype == object:
-            kind = "an object-dtype array" if isinstance(array, np.ndarray) else f"a {type(array).__name__}"
+        if not isinstance(array, np.ndarray) or array.dtype.kind in "OSUa":
+            if not isinstance(array, np.ndarray):
+                kind = f"a {type(array).__name__}"
+            elif array.dtype == object:
+                kind = "an object-dtype array"
+            else:
+                kind = f"a string array ({array.dtype})"
             versus = " where {first} has an array" if position else ""
             raise CollateTypeError(
                 f"cannot collate{_where(path)}: {{other}} has {kind}{versus}; "
@@ -143,9 +150,10 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
                     positions=(0, position),
                     path=_path,
                 )
-        return {
-            key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem
-        }
+        return same_mapping(
+            elem,
+            {key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem},
+        )
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
         return type(elem)(
             *(
@@ -158,7 +166,8 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
         for position, sample in enumerate(batch):
             if len(sample) != size:
                 raise CollateError(
-                    f"cannot collate{' ' + _path if _path else ''}: {{other}} has "
+                    f"each element in list of batch should be of equal size: cannot collate"
+                    f"{' ' + _path if _path else ''}: {{other}} has "
                     f"{len(sample)} elements but {{first}} has {size}",
                     positions=(0, position),
                     path=_path,
@@ -167,7 +176,9 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
             collate_into(list(column), alloc, f"{_path}[{i}]")
             for i, column in enumerate(zip(*batch))
         ]
-        return columns  # a list for tuples too, as torch's default_collate
+        if isinstance(elem, tuple):
+            return columns  # a list for tuples, as torch's default_collate
+        return same_sequence(elem, columns)
     if elem is None:
         raise CollateTypeError(
             f"cannot collate None{' at ' + _path if _path else ''} ({{first}}); return a value or pass a collate_fn"
@@ -187,28 +198,31 @@ def _ints(values: Any) -> np.ndarray:
         return np.asarray(values, dtype=np.int64)
 
 
-def _convert_scalar(value: Any) -> Any:
-    if isinstance(value, bool):
-        return np.asarray(value)
-    if isinstance(value, int):
-        return _ints(value)
-    if isinstance(value, float):
-        return np.asarray(value, dtype=np.float32)
-    return value
-
-
-def default_convert(sample: Any) -> Any:
-    """numpy conversion for unbatched samples (``batch_size=None``): Python scalars to arrays."""
-    return map_leaves(_convert_scalar, sample)
+def default_convert(data: Any) -> Any:
+    """An unbatched sample (``batch_size=None``) as torch converts it: numpy arrays and scalars
+    are kept for conversion to ``mx.array`` (string and object arrays stay as they are), Python
+    scalars and strings stay, tuples become lists and other containers keep their types."""
+    if isinstance(data, abc.Mapping):
+        return same_mapping(data, {key: default_convert(data[key]) for key in data})
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(default_convert(d) for d in data))
+    if isinstance(data, tuple):
+        return [default_convert(d) for d in data]
+    if isinstance(data, abc.Sequence) and not isinstance(data, (str, bytes)):
+        return same_sequence(data, [default_convert(d) for d in data])
+    return data
 
 
 def to_mlx(tree: Any) -> Any:
-    """numpy tree -> ``mx.array`` tree (tuples stay tuples, dicts dicts, strings stay str)."""
+    """numpy arrays and scalars in a tree -> ``mx.array`` (containers keep their types; Python
+    scalars, strings and other objects stay as they are)."""
     import mlx.core as mx
 
     def convert(leaf: Any) -> Any:
-        if isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind not in "OSUaV":
+            return mx.array(leaf)
+        if isinstance(leaf, (np.number, np.bool_)):
             return mx.array(leaf)  # type: ignore[arg-type]
-        return leaf
+        return leaf  # Python scalars, strings and anything else as they are (torch)
 
     return map_leaves(convert, tree)

@@ -90,7 +90,7 @@ class DataLoader(Generic[T_co]):
     ) -> None:
         iterable = is_iterable_dataset(dataset)
         batch_size = check_arguments(
-            iterable, batch_size, bool(shuffle), sampler, batch_sampler, num_workers, collate_fn,
+            iterable, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
             drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
             prefetch_factor, persistent_workers, seed, worker_type,
         )
@@ -144,6 +144,7 @@ class DataLoader(Generic[T_co]):
         self._collate_in_workers = True
         self._warned_main_collate = False
         self._sharding_advised = False
+        self._reported_length: int | None = None
         self.in_order = bool(in_order)
         check_worker_count(self.num_workers)
         self._initialized = True
@@ -190,6 +191,7 @@ class DataLoader(Generic[T_co]):
             acquire_pool=lambda: self._pool(fetcher, epoch),
             finished=self._pass_closed,
             advise_sharding=self._advise_sharding,
+            reported_length=self._reported_length,
         )
         new_pass = (WorkerPass if self.num_workers else InProcessPass)(plan)
         self._pass_ref = weakref.ref(new_pass)
@@ -198,6 +200,7 @@ class DataLoader(Generic[T_co]):
     def __len__(self) -> int:
         if self._iterable:
             n = len(self.dataset)  # TypeError for unsized streams, as in torch
+            self._reported_length = n  # see NOTE [IterableDataset and __len__]
             if self.batch_size is None:
                 return n
             return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -65,16 +65,24 @@ class ChainDataset(IterableDataset[T_co]):
 
     def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets: list[Any] = list(datasets)
-        for d in self.datasets:
-            if not isinstance(d, IterableDataset):
-                raise TypeError(f"ChainDataset only supports IterableDataset, got {type(d).__name__}")
 
     def __iter__(self) -> Iterator[T_co]:
         for d in self.datasets:
+            _check_chained(d)
             yield from d
 
     def __len__(self) -> int:
-        return sum(len(d) for d in self.datasets)
+        total = 0
+        for d in self.datasets:
+            _check_chained(d)
+            total += len(d)
+        return total
+
+
+def _check_chained(dataset: Any) -> None:
+    """As torch, checked when the chain is used (an AssertionError there; also a TypeError)."""
+    if not isinstance(dataset, IterableDataset):
+        raise _NotSupported(f"ChainDataset only supports IterableDataset, got {type(dataset).__name__}")
 
 
 class StackDataset(Dataset[Any]):
@@ -83,14 +91,17 @@ class StackDataset(Dataset[Any]):
 
     def __init__(self, *args: Dataset[Any], **kwargs: Dataset[Any]) -> None:
         if args and kwargs:
-            raise ValueError("StackDataset takes datasets as positional or as keyword arguments, not both")
+            raise ValueError(
+                "Supported either ``tuple``- (via ``args``) or``dict``- (via ``kwargs``) like input/output, "
+                "but both types are given: pass the datasets as positional or as keyword arguments"
+            )
         if not args and not kwargs:
-            raise ValueError("StackDataset needs at least one dataset")
+            raise ValueError("At least one dataset should be passed to StackDataset")
         self.datasets: tuple | dict = args if args else kwargs
         items = args if args else tuple(kwargs.values())
         lengths = {len(d) for d in items}  # type: ignore[arg-type]
         if len(lengths) != 1:
-            raise ValueError(f"StackDataset: the datasets differ in length: {sorted(lengths)}")
+            raise ValueError(f"Size mismatch between datasets: their lengths are {sorted(lengths)}")
         self._length = lengths.pop()
 
     def __len__(self) -> int:
@@ -100,6 +111,26 @@ class StackDataset(Dataset[Any]):
         if isinstance(self.datasets, dict):
             return {k: d[index] for k, d in self.datasets.items()}
         return tuple(d[index] for d in self.datasets)
+
+    def __getitems__(self, indices: list) -> list:
+        """torch's batch fetch: each dataset's own ``__getitems__`` where it has one."""
+        named = isinstance(self.datasets, dict)
+        pairs = self.datasets.items() if isinstance(self.datasets, dict) else enumerate(self.datasets)
+        columns = {}
+        for key, d in pairs:
+            if callable(getattr(d, "__getitems__", None)):
+                items = d.__getitems__(indices)
+                if len(items) != len(indices):
+                    raise ValueError(
+                        "Nested dataset's output size mismatch. "
+                        f"Expected {len(indices)}, got {len(items)}"
+                    )
+            else:
+                items = [d[i] for i in indices]
+            columns[key] = items
+        if named:
+            return [{k: c[i] for k, c in columns.items()} for i in range(len(indices))]
+        return [tuple(c[i] for c in columns.values()) for i in range(len(indices))]
 
 
 class ArrayDataset(Dataset[tuple]):
@@ -152,6 +183,9 @@ class ArrayDataset(Dataset[tuple]):
                 np.take(a, indices, axis=0, out=target, mode="wrap")  # "raise" would buffer `out`
             out.append(target)
         return tuple(out)
+
+
+TensorDataset = ArrayDataset  # torch's name for the same thing
 
 
 def _is_contiguous_run(indices: np.ndarray) -> bool:
@@ -254,6 +288,8 @@ def random_split(
         raise ValueError(
             f"random_split lengths sum to {sum(counts)} but the dataset has {n} samples"
         )
+    if generator is None and seed is None:  # as torch's default generator: numpy's global RNG
+        seed = int(np.random.randint(0, 2**31 - 1))
     rng = generator if generator is not None else np.random.default_rng(seed)
     order = rng.permutation(n).tolist()
     out = []

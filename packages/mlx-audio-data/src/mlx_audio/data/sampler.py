@@ -75,9 +75,11 @@ class RandomSampler(Sampler[int]):
         seed: int | None = None,
     ) -> None:
         if not isinstance(replacement, bool):
-            raise ValueError(f"replacement must be a bool, got {replacement!r}")
+            raise TypeError(f"replacement should be a boolean value, but got replacement={replacement}")
         if num_samples is not None and (not isinstance(num_samples, int) or num_samples <= 0):
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+            raise ValueError(
+                f"num_samples should be a positive integer value, but got num_samples={num_samples}"
+            )
         if generator is not None and seed is not None:
             raise ValueError("RandomSampler: pass seed or generator, not both")
         self.data_source = data_source
@@ -259,7 +261,7 @@ class DistributedSampler(Sampler[int]):
         if num_replicas <= 0:
             raise ValueError(f"num_replicas must be positive, got {num_replicas}")
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be in [0, {num_replicas - 1}], got {rank}")
+            raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
         self.dataset = dataset
         self.num_replicas = num_replicas
         self.rank = rank

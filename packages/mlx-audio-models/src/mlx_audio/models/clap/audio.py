@@ -81,6 +81,11 @@ class SelfAttention(nn.Module):
             (relative[..., 0] * (2 * window - 1) + relative[..., 1]).reshape(-1)
         )
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    # Window attention through mx.fast.scaled_dot_product_attention (one fused kernel where the
+    # backend has one); False: the explicit softmax(q k^T + bias) v, kept for comparison.
+    fused = True
 
     def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
         b, n, c = x.shape
@@ -89,12 +94,14 @@ class SelfAttention(nn.Module):
             return t.reshape(b, n, self.heads, self.head_dim).transpose(0, 2, 1, 3)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(self.head_dim)
         bias = (
             self.relative_position_bias_table[self._relative_position_index]
             .reshape(n, n, -1)
             .transpose(2, 0, 1)
         )
+        if self.fused and (self.dropout_p == 0 or not self.training):
+            return self._fused(q, k, v, bias, mask).transpose(0, 2, 1, 3).reshape(b, n, c)
+        scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(self.head_dim)
         scores = scores + bias[None]
         if mask is not None:
             windows = mask.shape[0]
@@ -104,6 +111,20 @@ class SelfAttention(nn.Module):
             ).reshape(b, self.heads, n, n)
         probs = self.dropout(mx.softmax(scores, axis=-1))
         return (probs @ v).transpose(0, 2, 1, 3).reshape(b, n, c)
+
+    def _fused(self, q: mx.array, k: mx.array, v: mx.array, bias: mx.array, mask: mx.array | None) -> mx.array:
+        """(B, heads, n, d) attention with the position bias (and shift mask) as an additive mask.
+        The shift mask differs per window: windows and heads are folded into one axis so that a
+        single (windows * heads, n, n) mask broadcasts over the batch."""
+        b, h, n, d = q.shape
+        scale = 1 / math.sqrt(d)
+        if mask is None:
+            return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=bias[None].astype(q.dtype))
+        w = mask.shape[0]
+        additive = (bias[None] + mask.astype(bias.dtype)[:, None]).reshape(1, w * h, n, n).astype(q.dtype)
+        q, k, v = (t.reshape(b // w, w * h, n, d) for t in (q, k, v))
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=additive)
+        return out.reshape(b, h, n, d)
 
 
 class Dense(nn.Module):
