@@ -39,6 +39,7 @@ _EXPORTS = {
     "sample_rng": "_fetch",
     "WorkerInfo": "_worker",
     "DataLoader": "dataloader",
+    "StatefulDataLoader": "dataloader",
     "BucketBatchSampler": "bucketing",
     "PadCollate": "padding",
     "pad_collate": "padding",

@@ -62,7 +62,10 @@ class Pass(Iterator[Any]):
         self._sample_failed = False
         self.skip = int(plan.resume.get("batches_yielded", 0))
         dataset = plan.dataset
-        self.exact = bool(self.skip) and hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
+        saved = [plan.resume.get("stream") or {}, *(w or {} for w in plan.resume.get("workers") or [])]
+        has_saved = any(s.get("iterator") is not None or s.get("dataset") is not None for s in saved)
+        stateful = hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
+        self.exact = has_saved or (bool(self.skip) and stateful)
         if plan.iterable and self.skip and not self.exact:
             warnings.warn(
                 f"{type(dataset).__name__} has no state_dict()/load_state_dict(): resuming by "
@@ -153,6 +156,11 @@ class InProcessPass(Pass):
             assert plan.index_batches is not None
             self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
             self.yielded = self.skip
+            self.stream_state = plan.resume.get("stream")
+            if self.stream_state and self.stream_state.get("dataset") is not None:
+                plan.dataset.load_state_dict(self.stream_state["dataset"])  # NOTE [map-style dataset state]
+            elif callable(getattr(plan.dataset, "state_dict", None)):
+                self.stream_state = {"dataset": plan.dataset.state_dict()}  # where this pass starts
             return
         position = [0]
         if self.exact:
@@ -162,27 +170,42 @@ class InProcessPass(Pass):
             if stream_state.get("dataset") is not None:
                 plan.dataset.load_state_dict(stream_state["dataset"])
         self._position = position
-        self._stream = plan.fetcher.iterable_batches(iter(plan.dataset), self.epoch, 0, position)
+        self._iterator = iter(plan.dataset)
+        if self.exact and (plan.resume.get("stream") or {}).get("iterator") is not None:
+            self._iterator.load_state_dict(plan.resume["stream"]["iterator"])
+        self._stream = plan.fetcher.iterable_batches(self._iterator, self.epoch, 0, position)
+        if self.stream_state is None:
+            self._record_stream()  # where this pass starts (a state taken before any batch)
         self._skip_replayed()
 
     def _next_batch(self) -> Any:
         plan = self.plan
         try:
             if not plan.iterable:
-                return plan.fetcher.fetch(index_list(next(self.batches)), self.epoch)
+                batch = plan.fetcher.fetch(index_list(next(self.batches)), self.epoch)
+                if callable(getattr(plan.dataset, "state_dict", None)):
+                    self.stream_state = {"dataset": plan.dataset.state_dict()}
+                return batch
             batch = next(self._stream)
-            self.stream_state = {"position": self._position[0]}
-            if hasattr(plan.dataset, "state_dict"):
-                self.stream_state["dataset"] = plan.dataset.state_dict()
+            self._record_stream()
             return batch
         except SampleError as error:
             self._sample_failed = True  # (a generator that raised simply ends at the next call)
             _reraise_in_process(error)
 
+    def _record_stream(self) -> None:
+        self.stream_state = {"position": self._position[0]}
+        if hasattr(self.plan.dataset, "state_dict"):
+            self.stream_state["dataset"] = self.plan.dataset.state_dict()
+        elif callable(getattr(self._iterator, "state_dict", None)):
+            self.stream_state["iterator"] = self._iterator.state_dict()
+
     def state(self) -> dict:
         state = super().state()
         if self.plan.iterable:
             state.update(cursor=0, exhausted=[], workers=[], stream=self.stream_state)
+        elif self.stream_state is not None:
+            state.update(stream=self.stream_state)
         return _jsonable(state)
 
 
@@ -204,8 +227,14 @@ class WorkerPass(Pass):
         if not plan.iterable:
             assert plan.index_batches is not None
             self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
-            self.yielded = self._first = self.skip
-            self.dispatched = 0
+            self.yielded = self.skip
+            self._first = 0  # batch j of the epoch goes to worker j % n, also after a resume
+            self.dispatched = self.skip
+            states = plan.resume.get("workers") or []
+            self.worker_states = list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
+            if plan.resume:  # a loaded state: every worker from the state (or the epoch's start)
+                for worker, state in zip(self.pool.workers, self.worker_states):
+                    worker.reset(self.epoch, state)  # NOTE [map-style dataset state]
             self._dispatch()
             return
         resume = plan.resume
@@ -274,7 +303,9 @@ class WorkerPass(Pass):
         if received >= self.dispatched:
             raise StopIteration
         worker = workers[received % len(workers)] if self.plan.in_order else self._first_ready(workers)
-        _, batch = self._receive(worker)
+        message, batch = self._receive(worker)
+        if message.state is not None:
+            self.worker_states[workers.index(worker)] = message.state
         self._dispatch()
         return self.plan.collate_in_main(batch)
 
@@ -318,6 +349,8 @@ class WorkerPass(Pass):
         state = super().state()
         if self.plan.iterable:
             state.update(cursor=self.cursor, exhausted=sorted(self.exhausted), workers=self.worker_states, stream=None)
+        elif any(s is not None for s in self.worker_states):
+            state.update(workers=self.worker_states)
         return _jsonable(state)
 
 

@@ -104,11 +104,13 @@ class _Producer:
         self.spec = spec
         self.owns_globals = owns_globals  # threads share the process's RNGs: leave them alone
         self.stream: Iterator[Any] | None = None
+        self.iterator: Any = None
         self.position = [0]
         self.dataset = _hugging_face_share(spec.fetcher.dataset, spec)
 
     def reset(self, epoch: int, state: dict | None) -> None:
-        """Start (or resume) an iterable dataset's pass for ``epoch``."""
+        """Start (or resume) an iterable dataset's pass for ``epoch``; for a map-style dataset,
+        resume its state and the worker's RNGs (see NOTE [map-style dataset state])."""
         spec = self.spec
         spec.epoch = epoch
         if self.owns_globals:
@@ -120,23 +122,43 @@ class _Producer:
                 self.dataset.load_state_dict(state["dataset"])
             if self.owns_globals and state.get("rng"):
                 set_global_rng_state(state["rng"])
-        self.stream = spec.fetcher.iterable_batches(
-            iter(self.dataset), epoch, spec.worker_id, self.position
-        )
+        if not spec.iterable:
+            return
+        self.iterator = iter(self.dataset)
+        if state is not None and state.get("iterator") is not None:
+            self.iterator.load_state_dict(state["iterator"])
+        self.stream = spec.fetcher.iterable_batches(self.iterator, epoch, spec.worker_id, self.position)
 
     def run(self, task: tuple) -> tuple[Any, dict | None]:
         """Returns (batch or StopIteration, iterable state after it)."""
         if not self.spec.iterable:
             epoch, indices = task
-            return self.spec.fetcher.fetch(indices, epoch), None
+            batch = self.spec.fetcher.fetch(indices, epoch)
+            return batch, self._map_state()
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
         state: dict[str, Any] = {"position": self.position[0], "sharded": self.spec.worker_id in _asked}
         if hasattr(self.dataset, "state_dict"):
             state["dataset"] = self.dataset.state_dict()
-            if self.owns_globals:  # a stream drawing from the worker's global RNGs resumes exactly
-                state["rng"] = global_rng_state()
+        elif callable(getattr(self.iterator, "state_dict", None)):
+            state["iterator"] = self.iterator.state_dict()  # torchdata: the iterator's own state
+        if self.owns_globals and ("dataset" in state or "iterator" in state):
+            state["rng"] = global_rng_state()  # a stream drawing from the worker's RNGs resumes exactly
         return batch, state
+
+
+    def _map_state(self) -> dict | None:
+        """NOTE [map-style dataset state]: a map-style dataset with ``state_dict()`` (torchdata's
+        ``Stateful``) has it saved after every batch, with the worker's global RNGs, so a
+        dataset drawing from them in ``__getitem__`` resumes exactly (batch j of an epoch always
+        goes to worker j % n, also after a resume)."""
+        dataset = self.spec.fetcher.dataset
+        if not callable(getattr(dataset, "state_dict", None)) or is_hugging_face_stream(dataset):
+            return None
+        state: dict[str, Any] = {"dataset": dataset.state_dict()}
+        if self.owns_globals:
+            state["rng"] = global_rng_state()
+        return state
 
 
 def is_hugging_face_stream(dataset: Any) -> bool:

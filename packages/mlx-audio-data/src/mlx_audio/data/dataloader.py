@@ -54,10 +54,12 @@ class DataLoader(Generic[T_co]):
     ``mlx_transforms`` (run in the main process on each batch; their result is yielded).
     ``in_order=False`` (torch's): with workers, a batch is yielded as soon as it is ready, so
     one slow sample does not hold back the rest (order, and so exact resume, not kept).
+    ``state_dict()``/``load_state_dict()`` are built in (torchdata's ``StatefulDataLoader``, also
+    importable under that name; its ``snapshot_every_n_steps`` is accepted: every state is exact).
 
     Batches are collated to numpy in the workers (``collate_fn=None``: :func:`default_collate`)
-    and yielded as ``mx.array`` trees: the numpy arrays and Python numbers of the output become
-    ``mx.array`` (strings and other objects pass through, ``mx.array`` leaves too), then go to
+    and yielded as ``mx.array`` trees: the numpy arrays and scalars of the output become
+    ``mx.array`` (Python numbers, strings and other objects pass through, as in torch), then go to
     ``mlx_transforms`` if given -- except that a user collate_fn's output reaches
     ``mlx_transforms`` unconverted (the tutorial's pattern). A collate_fn with a
     ``collate_into(samples, alloc)`` method (like :class:`PadCollate`) writes its arrays
@@ -87,8 +89,11 @@ class DataLoader(Generic[T_co]):
         cpu_transforms: Transform | Sequence[Transform] | None = None,
         mlx_transforms: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
         in_order: bool = True,
+        snapshot_every_n_steps: int | None = 1,
     ) -> None:
         iterable = is_iterable_dataset(dataset)
+        if snapshot_every_n_steps is not None:  # torchdata's StatefulDataLoader argument
+            check_int("snapshot_every_n_steps", snapshot_every_n_steps, 0)
         batch_size = check_arguments(
             iterable, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
             drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
@@ -265,7 +270,7 @@ class DataLoader(Generic[T_co]):
                 stacklevel=2,
             )
             resume = {"batches_yielded": state["batches_yielded"]}
-        self._resume = resume if state["batches_yielded"] else None
+        self._resume = resume  # also at an epoch's start: the state says where the stream was
 
     def close(self) -> None:
         """Stop workers now (they also stop when the loader is garbage-collected)."""
@@ -408,3 +413,6 @@ class DataLoader(Generic[T_co]):
         if self._converts():
             batch = to_mlx(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
+
+
+StatefulDataLoader = DataLoader  # torchdata's name: state_dict()/load_state_dict() are built in
