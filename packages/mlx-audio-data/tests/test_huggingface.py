@@ -41,3 +41,40 @@ def test_streaming_dataset_gives_every_example_once_across_workers(shards, worke
         batches = list(DataLoader(stream, batch_size=4, num_workers=workers))
     labels = sorted(int(v) for b in batches for v in np.array(b["label"]).tolist())
     assert labels == list(range(24))
+
+
+@pytest.fixture
+def audio_rows(tmp_path):
+    """Four 1 s clips: three at 16 kHz, one at 8 kHz; one of them given as bytes."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, rate in enumerate([16000, 16000, 8000, 16000]):
+        path = str(tmp_path / f"clip{i}.wav")
+        sf.write(path, (0.1 * rng.standard_normal(rate)).astype(np.float32), rate, subtype="FLOAT")
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_audio_feature_is_decoded_without_torch(audio_rows, num_workers):
+    """NOTE [Hugging Face Audio]: datasets >= 4 decodes Audio with torchcodec (torch); the loader
+    decodes such columns itself, to datasets 3's {"array", "sampling_rate", "path"} layout."""
+    datasets = pytest.importorskip("datasets")
+    from mlx_audio.data import load_audio
+
+    values = [{"bytes": None, "path": p} if i != 3 else {"bytes": open(p, "rb").read(), "path": None}
+              for i, p in enumerate(audio_rows)]
+    ds = datasets.Dataset.from_dict({"audio": values, "label": [0, 1, 0, 1]}).cast_column(
+        "audio", datasets.Audio(sampling_rate=16000))
+    loader = DataLoader(ds, batch_size=2, num_workers=num_workers)
+    batches = list(loader)
+    assert len(batches) == 2 and loader.dataset is ds
+    audio = np.concatenate([np.asarray(b["audio"]["array"]) for b in batches])
+    assert audio.shape == (4, 16000) and audio.dtype == np.float32
+    assert [r for b in batches for r in np.asarray(b["audio"]["sampling_rate"]).tolist()] == [16000] * 4
+    assert [p for b in batches for p in b["audio"]["path"]] == [*audio_rows[:3], None]
+    assert [v for b in batches for v in np.asarray(b["label"]).tolist()] == [0, 1, 0, 1]
+    for i, path in enumerate(audio_rows):  # the 8 kHz clip resampled to the column's rate
+        np.testing.assert_allclose(audio[i], load_audio(path, sample_rate=16000)[0], atol=1e-6)

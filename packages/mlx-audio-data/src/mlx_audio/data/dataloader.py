@@ -28,6 +28,7 @@ from ._protocol import WorkerSpec
 from ._ranks import launch_ranks
 from ._state import check_state, make_state
 from .collate import to_mlx
+from .huggingface import hugging_face_audio
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
@@ -106,6 +107,7 @@ class DataLoader(Generic[T_co]):
             )
 
         self.dataset = dataset
+        self._fetched = hugging_face_audio(dataset)  # NOTE [Hugging Face Audio]
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.num_workers = int(num_workers)
@@ -314,7 +316,7 @@ class DataLoader(Generic[T_co]):
                 stacklevel=4,
             )
         return Fetcher(
-            self.dataset,
+            self._fetched,
             self.batch_size,
             self.drop_last,
             self.collate_fn if self._collate_in_workers else None,
