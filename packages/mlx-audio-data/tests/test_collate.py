@@ -1,3 +1,4 @@
+import time
 from collections import namedtuple
 
 import mlx.core as mx
@@ -141,3 +142,25 @@ def test_mx_arrays_in_forked_workers_fail_clearly_instead_of_hanging():
     loader = DataLoader(MlxSamples(), batch_size=4, num_workers=2, multiprocessing_context="fork", timeout=60)
     with pytest.raises(RuntimeError, match="forked from a process that had loaded MLX.*spawn"):
         list(loader)
+
+
+class MlxComputedNumpy:
+    """Computes with MLX but returns numpy: the work itself would wait forever in a fork."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return np.array(mx.fft.rfft(mx.ones(8) * index).real)
+
+
+@pytest.mark.timeout(60)
+def test_mlx_work_in_forked_workers_fails_clearly_instead_of_hanging():
+    mx.eval(mx.ones(3) * 2)
+    loader = DataLoader(MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="fork")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"forked from a process that had loaded MLX.*\(called mlx.core.ones\)"):
+        list(loader)  # no timeout set: before the fix this never returned
+    assert time.monotonic() - start < 30
+    spawned = DataLoader(MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="spawn")
+    assert [b.shape for b in spawned] == [(2, 5), (2, 5)]

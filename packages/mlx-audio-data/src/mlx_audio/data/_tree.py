@@ -23,6 +23,35 @@ def is_mlx_array(value: Any) -> bool:
 mlx_forbidden: str | None = None
 
 
+def forbid_mlx_functions(message: str) -> None:
+    """In such a worker, every function of ``mlx.core`` and its submodules (``mx.ones``,
+    ``mx.fft.rfft``, ``mx.eval``, ... and so every ``mlx.nn`` layer) raises ``message`` instead
+    of building work that would wait forever. The ``mx.array`` type itself is left as it is."""
+    import sys
+
+    def refuse(name: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"{message} (called mlx.core.{name})")
+
+        return refused
+
+    seen: set[int] = set()
+    pending = [sys.modules["mlx.core"]]
+    while pending:
+        module = pending.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        prefix = module.__name__.removeprefix("mlx.core").lstrip(".")
+        for attr, value in list(vars(module).items()):
+            if attr.startswith("_") or isinstance(value, type):
+                continue
+            if type(value).__name__ == "module" and value.__name__.startswith("mlx.core"):
+                pending.append(value)
+            elif callable(value):
+                setattr(module, attr, refuse(f"{prefix}.{attr}" if prefix else attr))
+
+
 def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
     """Rebuild ``tree`` with ``fn`` applied to every leaf (anything not a container).
 

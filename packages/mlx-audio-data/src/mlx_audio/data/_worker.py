@@ -203,6 +203,7 @@ def process_worker_loop(
             "Return numpy from the dataset (MLX work belongs in mlx_transforms), or use "
             "multiprocessing_context='spawn' (or 'forkserver'), or worker_type='thread'"
         )
+        _tree.forbid_mlx_functions(_tree.mlx_forbidden)
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(Ready())
