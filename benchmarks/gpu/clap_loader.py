@@ -62,46 +62,10 @@ def add_channel(batch: tuple) -> tuple:
 
 
 def fit(data, steps: int, warmup: int) -> float:
-    import mlx.core as mx
-    import mlx.nn as nn
-    import mlx.optimizers as optim
+    from clap_fit import fit_times
 
-    from mlx_audio.models.clap import CLAP
-    from mlx_audio.train import Trainer, TrainModule
-    from mlx_audio.train.callbacks import Callback
-
-    class Contrastive(TrainModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clap = CLAP()
-            self.clap.text_encoder.freeze()
-            self.clap.train()
-
-        def training_step(self, batch: tuple, batch_idx: mx.array) -> mx.array:
-            mels, ids, mask = batch
-            out = self.clap(mels, ids, mask)
-            labels = mx.arange(mels.shape[0])
-            return (mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], labels))
-                    + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], labels))) / 2
-
-        def configure_optimizers(self) -> optim.Optimizer:
-            return optim.AdamW(learning_rate=1e-5, weight_decay=0.01)
-
-    class Clock(Callback):
-        def __init__(self) -> None:
-            self.stamps: list[float] = []
-
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
-            self.stamps.append(time.perf_counter())
-
-    clock = Clock()
-    mx.random.seed(0)
-    trainer = Trainer(max_steps=warmup + steps, precision="bf16-mixed", callbacks=[clock], enable_progress_bar=False,
-                      enable_checkpointing=False, logger=False, num_sanity_val_steps=0)
-    trainer.fit(Contrastive(), data)
-    mx.synchronize()
-    stamps = [*clock.stamps[warmup:], time.perf_counter()]
-    return 1000 * (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    per_step = fit_times(data, steps, warmup, "bf16-mixed")
+    return 1000 * sum(per_step) / len(per_step)
 
 
 def main() -> None:

@@ -91,41 +91,11 @@ def ours(variant: str, batch: int, steps: int, warmup: int) -> dict:
                 times.append(time.perf_counter() - start)
         return {"ms": median_ms(times), "peak_gib": mx.get_peak_memory() / 2**30, "loss": loss.item()}
 
-    from mlx_audio.train import Trainer, TrainModule
-    from mlx_audio.train.callbacks import Callback
+    from clap_fit import fit_times
 
-    class Contrastive(TrainModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clap = CLAP()
-            self.clap.text_encoder.freeze()
-            self.clap.train()
-
-        def training_step(self, batch: tuple, batch_idx: mx.array) -> mx.array:
-            return contrastive(self.clap, *batch)
-
-        def configure_optimizers(self) -> optim.Optimizer:
-            return optim.AdamW(learning_rate=1e-5, weight_decay=0.01)
-
-    class Clock(Callback):
-        def __init__(self) -> None:
-            self.stamps: list[float] = []
-
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
-            self.stamps.append(time.perf_counter())
-
-    clock = Clock()
     precision = "bf16-mixed" if variant.endswith("bf16") else "32"
-    trainer = Trainer(max_steps=warmup + steps, precision=precision, callbacks=[clock],
-                      enable_progress_bar=False, enable_checkpointing=False, logger=False,
-                      num_sanity_val_steps=0)
-    data = [(mels, ids, mask)] * (warmup + steps)
-    trainer.fit(Contrastive(), data)
-    mx.synchronize()
-    end = time.perf_counter()
-    stamps = [*clock.stamps[warmup:], end]
-    per_step = [(b - a) for a, b in zip(stamps, stamps[1:])]  # one step in flight: the mean is exact
-    return {"ms": 1000 * (stamps[-1] - stamps[0]) / (len(stamps) - 1), "median_ms": median_ms(per_step),
+    per_step = fit_times([(mels, ids, mask)] * (warmup + steps), steps, warmup, precision)
+    return {"ms": 1000 * sum(per_step) / len(per_step), "median_ms": median_ms(per_step),
             "peak_gib": mx.get_peak_memory() / 2**30}
 
 

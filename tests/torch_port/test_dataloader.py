@@ -547,8 +547,7 @@ def test_typing():
         pass
 
 
-FD_LIMIT_SCRIPT = """
-import resource
+RANDOM_DATASET = """
 import numpy as np
 from mlx_audio.data import DataLoader, IterableDataset
 
@@ -561,7 +560,11 @@ class RandomDataset(IterableDataset):
         if self.n <= 0:
             raise StopIteration
         self.n -= 1
-        return np.random.randn(*self.size)
+        return np.random.randn(*self.size).astype(np.float32)
+"""
+
+FD_LIMIT_SCRIPT = RANDOM_DATASET + """
+import resource
 
 if __name__ == "__main__":
     keep_alive = []
@@ -1241,20 +1244,7 @@ def test_dataset_not_reset():
         dataset.start = i
 
 
-EARLY_EXIT_SCRIPT = """
-import numpy as np
-from mlx_audio.data import DataLoader, IterableDataset
-
-class RandomDataset(IterableDataset):
-    def __init__(self, n, size):
-        self.n, self.size = n, size
-    def __iter__(self):
-        return self
-    def __next__(self):
-        if self.n <= 0:
-            raise StopIteration
-        self.n -= 1
-        return np.random.randn(*self.size).astype(np.float32)
+EARLY_EXIT_SCRIPT = RANDOM_DATASET + """
 
 if __name__ == "__main__":
     dl = DataLoader(RandomDataset(64, (28, 28)), batch_size=16, num_workers=2,
