@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import time
 from collections import namedtuple
 
@@ -164,3 +166,18 @@ def test_mlx_work_in_forked_workers_fails_clearly_instead_of_hanging():
     assert time.monotonic() - start < 30
     spawned = DataLoader(MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="spawn")
     assert [b.shape for b in spawned] == [(2, 5), (2, 5)]
+
+
+def test_mlx_imported_but_unused_still_works_in_forked_workers():
+    """MLX that was only imported (nothing allocated) survives fork: no false alarm there."""
+    script = (
+        "import numpy as np, mlx.core as mx\n"
+        "from mlx_audio.data import DataLoader\n"
+        "class D:\n"
+        "    def __len__(self): return 4\n"
+        "    def __getitem__(self, i): return np.array(mx.ones(3) * i)\n"
+        "if __name__ == '__main__':\n"
+        "    out = [b.tolist() for b in DataLoader(D(), batch_size=2, num_workers=1, multiprocessing_context='fork')]\n"
+        "    assert out[1][1] == [3.0, 3.0, 3.0], out\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

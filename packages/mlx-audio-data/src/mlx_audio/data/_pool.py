@@ -44,6 +44,13 @@ def _exit_description(code: int | None, worker_id: int) -> str:
     return f"exited unexpectedly with exit code {code} (worker {worker_id})."
 
 
+def _mlx_has_run() -> bool:
+    """Whether MLX has allocated memory here (it then has most likely computed, and its threads
+    would not survive a fork; one that was only imported works in a forked child)."""
+    mlx_core = sys.modules.get("mlx.core")
+    return mlx_core is not None and mlx_core.get_peak_memory() > 0
+
+
 class _Worker:
     """Common bookkeeping: free result slots and the slots of tasks still in flight."""
 
@@ -101,7 +108,7 @@ class ProcessWorker(_Worker):
         reader, writer = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=process_worker_loop,
-            args=(spec, self.tasks, writer, self.slot_paths, os.getpid(), ctx.get_start_method()),
+            args=(spec, self.tasks, writer, self.slot_paths, os.getpid(), ctx.get_start_method(), _mlx_has_run()),
             name=f"mlx_audio-DataLoader-worker-{spec.worker_id}",
             daemon=True,
         )

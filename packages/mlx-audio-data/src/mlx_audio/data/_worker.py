@@ -10,7 +10,6 @@ import os
 import queue
 import random
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,6 +187,7 @@ def process_worker_loop(
     slot_paths: list[str],
     parent_pid: int,
     start_method: str = "fork",
+    mlx_has_run: bool = True,
 ) -> None:
     """Entry point of a worker process.
 
@@ -196,7 +196,7 @@ def process_worker_loop(
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child may inherit a trainer's handler
-    if start_method == "fork" and "mlx.core" in sys.modules:
+    if start_method == "fork" and mlx_has_run:  # NOTE [MLX after fork]
         _tree.mlx_forbidden = (
             f"DataLoader worker {spec.worker_id} was forked from a process that had loaded MLX, and "
             "MLX cannot compute in a forked process (its threads do not survive fork: it would hang). "
