@@ -232,9 +232,12 @@ class WorkerPass(Pass):
             self.dispatched = self.skip
             states = plan.resume.get("workers") or []
             self.worker_states = list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
-            if plan.resume:  # a loaded state: every worker from the state (or the epoch's start)
+            reused = self.pool.passes > 0
+            self.pool.passes += 1
+            if plan.resume:  # a loaded state: each worker from its saved state, or restarted as new
                 for worker, state in zip(self.pool.workers, self.worker_states):
-                    worker.reset(self.epoch, state)  # NOTE [map-style dataset state]
+                    if state is not None or reused:  # NOTE [map-style dataset state]
+                        worker.reset(self.epoch, state)
             self._dispatch()
             return
         resume = plan.resume

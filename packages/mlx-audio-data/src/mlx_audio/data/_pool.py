@@ -274,6 +274,7 @@ class WorkerPool:
         context: Any,
     ) -> None:
         self.workers: list[ProcessWorker | ThreadWorker] = []
+        self.passes = 0  # map-style passes run on these workers (persistent ones run several)
         mlx_core = sys.modules.get("mlx.core")
         if worker_type == "process" and context.get_start_method() == "fork" and mlx_core is not None:
             # MLX's cached (free) buffers would be shared copy-on-write with the children, and

@@ -122,6 +122,8 @@ class _Producer:
             if self.owns_globals and state.get("rng"):
                 set_global_rng_state(state["rng"])
         if not spec.iterable:
+            if state is None and spec.worker_init_fn is not None:  # restarted as a new worker
+                spec.worker_init_fn(spec.worker_id)
             return
         self.iterator = iter(self.dataset)
         if state is not None and state.get("iterator") is not None:
