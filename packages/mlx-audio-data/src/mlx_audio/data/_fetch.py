@@ -220,5 +220,15 @@ def compose(fns: Sequence[Callable[[Any], Any]]) -> Callable[[Any], Any] | None:
     return composed
 
 
+def stream_parts(dataset: Any, iterator: Any = None) -> dict[str, Any]:
+    """What resumes a dataset exactly: its own ``state_dict()``, else that of the iterator its
+    ``__iter__`` returned (torchdata's ``Stateful`` protocol); empty when neither has one."""
+    if callable(getattr(dataset, "state_dict", None)):
+        return {"dataset": dataset.state_dict()}
+    if iterator is not None and callable(getattr(iterator, "state_dict", None)):
+        return {"iterator": iterator.state_dict()}
+    return {}
+
+
 def index_list(indices: Any) -> list[int]:
     return indices.tolist() if isinstance(indices, np.ndarray) else list(indices)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fetch import Fetcher, SampleError, index_list
+from ._fetch import Fetcher, SampleError, index_list, stream_parts
 from ._pool import ProcessWorker, ThreadWorker, WorkerPool
 from ._protocol import End, Failed, MapTask, NextTask
 
@@ -159,8 +159,8 @@ class InProcessPass(Pass):
             self.stream_state = plan.resume.get("stream")
             if self.stream_state and self.stream_state.get("dataset") is not None:
                 plan.dataset.load_state_dict(self.stream_state["dataset"])  # NOTE [map-style dataset state]
-            elif callable(getattr(plan.dataset, "state_dict", None)):
-                self.stream_state = {"dataset": plan.dataset.state_dict()}  # where this pass starts
+            else:
+                self.stream_state = stream_parts(plan.dataset) or None  # where this pass starts
             return
         position = [0]
         if self.exact:
@@ -183,8 +183,7 @@ class InProcessPass(Pass):
         try:
             if not plan.iterable:
                 batch = plan.fetcher.fetch(index_list(next(self.batches)), self.epoch)
-                if callable(getattr(plan.dataset, "state_dict", None)):
-                    self.stream_state = {"dataset": plan.dataset.state_dict()}
+                self.stream_state = stream_parts(plan.dataset) or self.stream_state
                 return batch
             batch = next(self._stream)
             self._record_stream()
@@ -194,11 +193,7 @@ class InProcessPass(Pass):
             _reraise_in_process(error)
 
     def _record_stream(self) -> None:
-        self.stream_state = {"position": self._position[0]}
-        if hasattr(self.plan.dataset, "state_dict"):
-            self.stream_state["dataset"] = self.plan.dataset.state_dict()
-        elif callable(getattr(self._iterator, "state_dict", None)):
-            self.stream_state["iterator"] = self._iterator.state_dict()
+        self.stream_state = {"position": self._position[0], **stream_parts(self.plan.dataset, self._iterator)}
 
     def state(self) -> dict:
         state = super().state()

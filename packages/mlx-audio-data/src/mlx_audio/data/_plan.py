@@ -90,10 +90,12 @@ def check_arguments(
             raise ValueError(f"{name} must be callable or None, got {fn!r}")
     check_context(multiprocessing_context, num_workers)
     if iterable:
-        given = {"shuffle": shuffle not in (None, False), "sampler": sampler is not None,
-                 "batch_sampler": batch_sampler is not None}
-        for name, value in (("shuffle", shuffle), ("sampler", sampler), ("batch_sampler", batch_sampler)):
-            if given[name]:
+        for name, value, given in (
+            ("shuffle", shuffle, shuffle not in (None, False)),
+            ("sampler", sampler, sampler is not None),
+            ("batch_sampler", batch_sampler, batch_sampler is not None),
+        ):
+            if given:
                 raise ValueError(
                     f"DataLoader with IterableDataset: expected unspecified {name} option, but got "
                     f"{name}={value!r} (an IterableDataset defines its own order: shuffle inside "

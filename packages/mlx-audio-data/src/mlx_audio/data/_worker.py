@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _tree
 from ._blas import limit_blas_threads
+from ._fetch import stream_parts
 from ._protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
 from ._shm import Arena, Slot, pack
 
@@ -138,25 +139,20 @@ class _Producer:
             return batch, self._map_state()
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
-        state: dict[str, Any] = {"position": self.position[0], "sharded": self.spec.worker_id in _asked}
-        if hasattr(self.dataset, "state_dict"):
-            state["dataset"] = self.dataset.state_dict()
-        elif callable(getattr(self.iterator, "state_dict", None)):
-            state["iterator"] = self.iterator.state_dict()  # torchdata: the iterator's own state
-        if self.owns_globals and ("dataset" in state or "iterator" in state):
+        parts = stream_parts(self.dataset, self.iterator)
+        state: dict[str, Any] = {"position": self.position[0], "sharded": self.spec.worker_id in _asked, **parts}
+        if self.owns_globals and parts:
             state["rng"] = global_rng_state()  # a stream drawing from the worker's RNGs resumes exactly
         return batch, state
-
 
     def _map_state(self) -> dict | None:
         """NOTE [map-style dataset state]: a map-style dataset with ``state_dict()`` (torchdata's
         ``Stateful``) has it saved after every batch, with the worker's global RNGs, so a
         dataset drawing from them in ``__getitem__`` resumes exactly (batch j of an epoch always
         goes to worker j % n, also after a resume)."""
-        dataset = self.spec.fetcher.dataset
-        if not callable(getattr(dataset, "state_dict", None)) or is_hugging_face_stream(dataset):
+        state = stream_parts(self.spec.fetcher.dataset)
+        if not state:
             return None
-        state: dict[str, Any] = {"dataset": dataset.state_dict()}
         if self.owns_globals:
             state["rng"] = global_rng_state()
         return state

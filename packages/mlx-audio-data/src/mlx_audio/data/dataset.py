@@ -115,7 +115,7 @@ class StackDataset(Dataset[Any]):
     def __getitems__(self, indices: list) -> list:
         """torch's batch fetch: each dataset's own ``__getitems__`` where it has one."""
         named = isinstance(self.datasets, dict)
-        pairs = self.datasets.items() if isinstance(self.datasets, dict) else enumerate(self.datasets)
+        pairs = self.datasets.items() if named else enumerate(self.datasets)  # type: ignore[union-attr]
         columns = {}
         for key, d in pairs:
             if callable(getattr(d, "__getitems__", None)):
