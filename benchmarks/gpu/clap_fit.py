@@ -7,9 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def fit_times(data: Iterable[Any], steps: int, warmup: int, precision: str) -> list[float]:
+def fit_times(data: Iterable[Any], steps: int, warmup: int, precision: str, text_bf16: bool = False,
+              checkpointing: bool = False) -> list[float]:
     """Seconds between consecutive train-batch ends after ``warmup`` steps (the last one up to
-    the end of fit; one step is in flight, so their mean is the steady time per step)."""
+    the end of fit; one step is in flight, so their mean is the steady time per step).
+    ``text_bf16``: the frozen text encoder's weights cast to bfloat16 (what autocast computes it
+    in); ``checkpointing``: the audio encoder's Swin blocks recomputed in the backward pass."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -23,6 +26,9 @@ def fit_times(data: Iterable[Any], steps: int, warmup: int, precision: str) -> l
             super().__init__()
             self.clap = CLAP()
             self.clap.text_encoder.freeze()
+            if text_bf16:
+                self.clap.text_encoder.set_dtype(mx.bfloat16)
+            self.clap.enable_checkpointing(checkpointing)
             self.clap.train()
 
         def training_step(self, batch: tuple, batch_idx: mx.array) -> mx.array:

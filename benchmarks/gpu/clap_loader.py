@@ -1,20 +1,26 @@
 """CLAP trained from audio files on disk vs from pre-made batches: does the DataLoader keep up?
 
 Writes ``--files`` 10 s, 48 kHz WAV clips (int16) to a folder, then runs ``Trainer.fit``
-(htsat-unfused, text frozen, AdamW, ``precision="bf16-mixed"``, B=32) twice, with the same
-steps: (1) on pre-made log-mel batches already on the device, (2) from the files through our
-DataLoader: worker processes decode the WAVs (``load_audio``), the batch is collated in shared
-memory and the log-mel runs on the GPU as an ``mlx_transforms`` step (``LogMel``). (The WAVs
-are read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the
-mean ms/step of each after ``--warmup`` steps and their ratio (target: loader <= 1.05x).
-Usage: ``python3 benchmarks/gpu/clap_loader.py [--files 480] [--workers 12]``.
+(htsat-unfused, text frozen, AdamW, ``precision="bf16-mixed"``, B=32) once per variant, with the
+same steps: ``premade`` on log-mel batches already on the device; ``f32`` from the files through
+our DataLoader: worker processes decode the WAVs, the batch is collated in shared memory and the
+log-mel runs on the GPU as an ``mlx_transforms`` step (``LogMel``). Variants that locate the
+cost: ``f32-thread`` (the loader iterated on a background thread), ``f32-device`` (that thread
+also copies each batch on a stream of its own), ``i16``/``i16-thread`` (int16 PCM, scaled on the
+GPU: half the bytes), ``mel-workers`` (log-mel computed in the workers with numpy). (The WAVs are
+read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the mean
+ms/step of each after ``--warmup`` steps, its ratio to ``premade`` (target: <= 1.05x) and the host
+time spent getting a batch. A freshly started machine first compiles MLX's CUDA kernels (minutes).
+Usage: ``python3 benchmarks/gpu/clap_loader.py [--files 480] [--workers 12] [--variants premade,f32]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import queue
 import tempfile
+import threading
 import time
 import wave
 
@@ -40,12 +46,19 @@ def write_clips(folder: str, count: int) -> list[str]:
 
 
 class Clips:
-    """(waveform, token ids, attention mask) per file."""
+    """(waveform, token ids, attention mask) per file; the waveform as float32 in [-1, 1), as
+    the int16 PCM of the file (``pcm=True``: half the bytes; scaled on the GPU), or as its
+    log-mel computed in the worker with numpy (``mels=True``)."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], pcm: bool = False, mels: bool = False) -> None:
         self.paths = paths
+        self.pcm = pcm
+        self.mels = mels
         rng = np.random.default_rng(1)
         self.ids = rng.integers(3, 50265, (len(paths), TOKENS)).astype(np.int32)
+        from mlx_audio.data.features import mel_filterbank
+
+        self.filters = mel_filterbank(SR, 1024, 64, 50, 14_000)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -53,12 +66,87 @@ class Clips:
     def __getitem__(self, i: int) -> tuple:
         with wave.open(self.paths[i], "rb") as f:  # the stdlib reader: the lent GPU machine has no libsndfile
             pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
-        return pcm.astype(np.float32) / 32768, self.ids[i], np.ones(TOKENS, np.int32)
+        if self.pcm:
+            audio = pcm.astype(np.int16)
+        elif self.mels:
+            from mlx_audio.data.features import log_mel_spectrogram
+
+            audio = log_mel_spectrogram(pcm.astype(np.float32) / 32768, SR, 1024, 480, filters=self.filters)
+        else:
+            audio = pcm.astype(np.float32) / 32768
+        return audio, self.ids[i], np.ones(TOKENS, np.int32)
 
 
 def add_channel(batch: tuple) -> tuple:
     mels, ids, mask = batch
     return mels[:, None], ids, mask
+
+
+def scale_pcm(batch: tuple) -> tuple:
+    import mlx.core as mx
+
+    pcm, ids, mask = batch
+    return pcm.astype(mx.float32) * (1 / 32768), ids, mask
+
+
+class Ahead:
+    """Each pass over the loader taken on a background thread (``depth`` batches ahead), ``then``
+    applied on the calling thread: what a transfer thread in the loader would do (torch's
+    pin-memory thread). ``to_device``: the thread also copies each array on a stream of its own
+    (a device-resident copy: the managed memory's pages migrate off the training stream)."""
+
+    def __init__(self, loader, then, depth: int = 2, to_device: bool = False) -> None:
+        self.loader = loader
+        self.then = then
+        self.depth = depth
+        self.to_device = to_device
+        self.stop = threading.Event()
+
+    def _run(self, out: queue.Queue) -> None:
+        import mlx.core as mx
+
+        stream = mx.new_stream(mx.default_device()) if self.to_device else None
+        for batch in self.loader:
+            if stream is not None:
+                with mx.stream(stream):
+                    batch = tuple(a + 0 for a in batch)
+                    mx.eval(batch)
+            while not self.stop.is_set():
+                try:
+                    out.put(batch, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self.stop.is_set():
+                return
+        out.put(None)
+
+    def __iter__(self):
+        out: queue.Queue = queue.Queue(self.depth)
+        threading.Thread(target=self._run, args=(out,), daemon=True).start()
+        while (batch := out.get()) is not None:
+            for fn in self.then:
+                batch = fn(batch)
+            yield batch
+
+
+class Timed:
+    """The host time spent getting each batch (waiting for workers, copying into MLX)."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+        self.waits: list[float] = []
+
+    def __iter__(self):
+        it = iter(self.data)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self.waits.append(time.perf_counter() - start)
+            yield batch
 
 
 def fit(data, steps: int, warmup: int) -> float:
@@ -68,12 +156,16 @@ def fit(data, steps: int, warmup: int) -> float:
     return 1000 * sum(per_step) / len(per_step)
 
 
+VARIANTS = ("premade", "f32", "f32-thread", "f32-device", "i16", "i16-thread", "mel-workers")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=480)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {VARIANTS}")
     args = parser.parse_args()
     import mlx.core as mx
 
@@ -90,12 +182,28 @@ def main() -> None:
                                    mx.array(first.ids[:B]), mx.ones((B, TOKENS), dtype=mx.int32))))
     mx.eval(premade)
     print("batch shapes", [tuple(a.shape) for a in premade], flush=True)
-    base = fit([premade] * (args.warmup + args.steps), args.steps, args.warmup)
-    print(f"pre-made batches: {base:.1f} ms/step", flush=True)
-    loader = DataLoader(Clips(paths), batch_size=B, shuffle=True, drop_last=True, num_workers=args.workers,
-                        persistent_workers=True, prefetch_factor=4, mlx_transforms=[log_mel, add_channel])
-    ours = fit(loader, args.steps, args.warmup)
-    print(f"from {args.files} WAV files, {args.workers} workers: {ours:.1f} ms/step ({ours / base:.3f}x pre-made)", flush=True)
+    base = None
+    for variant in args.variants.split(","):
+        if variant == "premade":
+            base = fit([premade] * (args.warmup + args.steps), args.steps, args.warmup)
+            print(f"pre-made batches: {base:.1f} ms/step", flush=True)
+            continue
+        pcm = variant.startswith("i16")
+        mels = variant == "mel-workers"
+        on_gpu = [scale_pcm] if pcm else []
+        on_gpu += [add_channel] if mels else [log_mel, add_channel]
+        threaded = variant.endswith(("thread", "device"))
+        loader = DataLoader(Clips(paths, pcm=pcm, mels=mels), batch_size=B, shuffle=True, drop_last=True,
+                            num_workers=args.workers, persistent_workers=True, prefetch_factor=4,
+                            mlx_transforms=None if threaded else on_gpu)
+        data = Timed(Ahead(loader, on_gpu, to_device=variant.endswith("device")) if threaded else loader)
+        ours = fit(data, args.steps, args.warmup)
+        if threaded:
+            data.data.stop.set()
+        ratio = f" ({ours / base:.3f}x pre-made)" if base else ""
+        wait = 1000 * sum(data.waits[args.warmup:]) / max(1, len(data.waits[args.warmup:]))
+        print(f"{variant}: {args.files} WAV files, {args.workers} workers: {ours:.1f} ms/step{ratio}; "
+              f"host time getting a batch {wait:.1f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ memory) and reports the median ms/step over ``--steps`` after ``--warmup`` steps
   ours/loop-32       a hand-written mx.compile step, float32 (TF32 matmuls: MLX's default)
   ours/fit-32        Trainer.fit, precision="32"
   ours/fit-bf16      Trainer.fit, precision="bf16-mixed" (fp32 master weights and AdamW state)
+  ours/fit-bf16-text the same with the frozen text encoder's weights cast to bfloat16 by the
+                     user (autocast computes it in bf16 too)
+  ours/fit-32-ckpt, ours/fit-bf16-ckpt  with gradient checkpointing of the Swin blocks
   hf/eager-32        ClapModel, float32 with TF32 matmuls/convolutions
   hf/compile-32      the same under torch.compile
   hf/eager-bf16      bf16 autocast
@@ -30,7 +33,8 @@ import time
 import numpy as np
 
 B, FRAMES, TOKENS = 32, 1001, 64
-VARIANTS = ["ours/loop-32-explicit", "ours/loop-32", "ours/fit-32", "ours/fit-bf16", "hf/eager-32", "hf/compile-32", "hf/eager-bf16", "hf/compile-bf16"]
+VARIANTS = ["ours/loop-32-explicit", "ours/loop-32", "ours/fit-32", "ours/fit-bf16", "ours/fit-bf16-text", "ours/fit-32-ckpt",
+            "ours/fit-bf16-ckpt", "hf/eager-32", "hf/compile-32", "hf/eager-bf16", "hf/compile-bf16"]
 
 
 def inputs(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,8 +97,9 @@ def ours(variant: str, batch: int, steps: int, warmup: int) -> dict:
 
     from clap_fit import fit_times
 
-    precision = "bf16-mixed" if variant.endswith("bf16") else "32"
-    per_step = fit_times([(mels, ids, mask)] * (warmup + steps), steps, warmup, precision)
+    precision = "bf16-mixed" if "bf16" in variant else "32"
+    per_step = fit_times([(mels, ids, mask)] * (warmup + steps), steps, warmup, precision,
+                         text_bf16=variant.endswith("-text"), checkpointing=variant.endswith("-ckpt"))
     return {"ms": 1000 * sum(per_step) / len(per_step), "median_ms": median_ms(per_step),
             "peak_gib": mx.get_peak_memory() / 2**30}
 

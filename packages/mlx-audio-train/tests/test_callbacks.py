@@ -5,6 +5,7 @@ import io
 import warnings
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 from train_testing import TinyClassifier, blobs
@@ -132,6 +133,18 @@ def test_model_summary_prints_layers(capsys):
     assert "fc1" in out and "Linear" in out and "195 trainable params" in out
 
 
+def test_model_summary_is_a_default_callback_as_in_lightning(capsys):
+    quiet(max_steps=1).fit(TinyClassifier(), loaders()[0])  # enable_model_summary=None: on
+    assert capsys.readouterr().out.count("195 trainable params") == 1
+    given = ModelSummary()
+    trainer = quiet(max_steps=1, callbacks=[given])
+    assert [c for c in trainer.callbacks if isinstance(c, ModelSummary)] == [given]
+    for trainer in (quiet(max_steps=1, enable_model_summary=False), quiet(max_steps=1, callbacks=[ModelSummary(max_depth=0)])):
+        trainer.fit(TinyClassifier(), loaders()[0])
+        assert "trainable params" not in capsys.readouterr().out
+    assert not any(isinstance(c, ModelSummary) for c in quiet(enable_model_summary=False).callbacks)
+
+
 @pytest.mark.parametrize(
     "kwargs, reason",
     [
@@ -182,6 +195,36 @@ def test_bf16_mixed_keeps_fp32_weights_and_bf16_casts_them():
     pure = TinyClassifier(dropout=0.0)
     quiet(max_epochs=1, precision="bf16").fit(pure, *loaders())
     assert pure.fc1.weight.dtype == mx.bfloat16
+
+
+def test_bf16_mixed_leaves_frozen_parameters_float32_a_documented_difference():
+    """Lightning's autocast would compute the frozen layer in bf16; here only trainable weights
+    get bf16 copies, and a frozen tower the user casts to bf16 stays bf16 (docs: differences)."""
+    seen = []
+
+    class Tower(TinyClassifier):
+        def __init__(self, cast: bool) -> None:
+            super().__init__(dropout=0.0)
+            self.frozen = nn.Linear(8, 8)
+            self.frozen.freeze()
+            if cast:
+                self.frozen.set_dtype(mx.bfloat16)
+
+        def __call__(self, x):
+            seen.append((self.frozen.weight.dtype, self.fc1.weight.dtype))
+            return super().__call__(self.frozen(x))
+
+    plain = Tower(cast=False)
+    quiet(max_epochs=1, precision="bf16-mixed").fit(plain, loaders()[0])
+    assert seen[0] == (mx.float32, mx.bfloat16) and plain.frozen.weight.dtype == mx.float32
+    seen.clear()
+    cast = Tower(cast=True)
+    before = np.array(cast.frozen.weight.astype(mx.float32))
+    trainer = quiet(max_epochs=2, precision="bf16-mixed")
+    trainer.fit(cast, loaders()[0])
+    assert seen[0] == (mx.bfloat16, mx.bfloat16) and cast.frozen.weight.dtype == mx.bfloat16
+    assert np.array_equal(np.array(cast.frozen.weight.astype(mx.float32)), before)
+    assert cast.fc1.weight.dtype == mx.float32 and np.isfinite(trainer.callback_metrics["train_loss"])
 
 
 def test_fast_dev_run_and_minimum_epochs(tmp_path, monkeypatch):

@@ -64,6 +64,8 @@ def test_ctrl_c_stops_at_a_step_boundary_and_saves(tmp_path):
         start_new_session=True,
     )
     line = proc.stdout.readline()
+    while line and not line.startswith("PIDS"):  # the model summary comes first
+        line = proc.stdout.readline()
     assert line.startswith("PIDS"), line + proc.stderr.read()
     workers = [int(p) for p in line.split()[1:]]
     os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches workers too

@@ -12,14 +12,17 @@ from typing import Any
 
 from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
+from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
 
 
 def with_defaults(
-    callbacks: list[Callback] | Callback | None, progress_bar: bool, checkpointing: bool
+    callbacks: list[Callback] | Callback | None, progress_bar: bool, checkpointing: bool, summary: bool | None = None
 ) -> list[Callback]:
     """The user's callbacks plus Lightning's defaults: a ProgressBar (unless disabled; then a
-    given one is dropped too) and a ModelCheckpoint (unless one is given or checkpointing is off)."""
+    given one is dropped too), a ModelSummary (unless one is given or ``summary`` is False; None
+    is True, as Lightning's ``enable_model_summary``) and a ModelCheckpoint (unless one is given
+    or checkpointing is off)."""
     given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
     for callback in given:
         if not isinstance(callback, Callback):
@@ -28,6 +31,8 @@ def with_defaults(
         given = [c for c in given if not isinstance(c, ProgressBar)]
     elif not any(isinstance(c, ProgressBar) for c in given):
         given.append(ProgressBar())
+    if summary is not False and not any(isinstance(c, ModelSummary) for c in given):
+        given.append(ModelSummary())
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in given):
         given.append(ModelCheckpoint())
     return given

@@ -80,13 +80,14 @@ class Trainer:
         logger: Logger | list[Logger] | bool | None = None,
         enable_progress_bar: bool = True,
         enable_checkpointing: bool = True,
+        enable_model_summary: bool | None = None,
         default_root_dir: str | None = None,
         seed: int | None = None,
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
         use_distributed_sampler: bool = True,
     ) -> None:
-        given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing)
+        given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary)
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         kwargs = {k: v for k, v in locals().items() if k in _ARG_NAMES}
         self.args = make_args({**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given))

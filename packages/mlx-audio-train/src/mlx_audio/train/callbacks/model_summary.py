@@ -35,11 +35,12 @@ def summarize(module: Any, max_depth: int = 1) -> str:
 
 
 class ModelSummary(Callback):
-    """Prints :func:`summarize` of the module when fitting starts."""
+    """Prints :func:`summarize` of the module when fitting starts (Lightning's default callback;
+    ``Trainer(enable_model_summary=False)`` leaves it out, ``max_depth=0`` prints nothing)."""
 
     def __init__(self, max_depth: int = 1) -> None:
         self.max_depth = max_depth
 
     def on_fit_start(self, trainer: Any, module: Any) -> None:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.max_depth != 0:
             print(summarize(module, self.max_depth))

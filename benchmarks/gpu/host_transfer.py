@@ -1,0 +1,88 @@
+"""What it costs to hand a numpy batch to MLX on a GPU, and whether it waits for the device.
+
+The CLAP loader benchmark moves a 32 x 480,000 float32 batch (61 MB) from the workers' shared
+memory into an ``mx.array`` every step. This measures, for that batch (and its int16 form):
+``mx.array(x)`` with the GPU idle and while a ~60 ms GPU job runs (does the copy wait for the
+device?), the first device read of the new array (page migration of managed memory), and the
+same copy on a background thread while the main thread waits on the device (does it overlap?).
+Usage: ``python3 benchmarks/gpu/host_transfer.py [--repeats 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--size", type=int, default=6144, help="side of the GPU job's matrices")
+    args = parser.parse_args()
+    import mlx.core as mx
+
+    def ms(fn, repeats: int = args.repeats) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - start))
+        return statistics.median(times)
+
+    w = mx.random.normal((args.size, args.size))
+    mx.eval(w)
+
+    def gpu_job() -> mx.array:  # ~tens of ms of matmuls, queued without waiting
+        y = w
+        for _ in range(12):
+            y = (y @ w) * (1 / 80)
+        mx.async_eval(y)
+        return y
+
+    job = ms(lambda: mx.eval(gpu_job()))
+    print(f"GPU job alone: {job:.1f} ms", flush=True)
+    rng = np.random.default_rng(0)
+    for name, x in [("float32", rng.standard_normal((32, 480_000), dtype=np.float32)),
+                    ("int16", rng.integers(-3000, 3000, (32, 480_000)).astype(np.int16))]:
+        print(measure(name, x, ms, gpu_job, job), flush=True)
+
+
+def measure(name: str, x: np.ndarray, ms, gpu_job, job: float) -> str:
+    import mlx.core as mx
+
+    idle = ms(lambda: mx.array(x))
+    copy = ms(lambda: np.copyto(np.empty_like(x), x))
+
+    def then_read() -> None:
+        a = mx.array(x)
+        mx.eval(mx.sum(a.astype(mx.float32)))
+
+    def under_job() -> float:
+        y = gpu_job()
+        start = time.perf_counter()
+        mx.array(x)
+        took = 1000 * (time.perf_counter() - start)
+        mx.eval(y)
+        return took
+
+    def threaded() -> None:
+        y = gpu_job()
+        done: list = []
+        t = threading.Thread(target=lambda: done.append(mx.array(x)))
+        t.start()
+        mx.eval(y)
+        t.join()
+
+    read = ms(then_read)
+    busy = statistics.median(under_job() for _ in range(10))
+    both = ms(threaded)
+    return (f"{name} {x.nbytes / 2**20:.0f} MiB: np.copyto {copy:.1f} ms | mx.array, GPU idle {idle:.1f} ms | "
+            f"mx.array + first GPU read {read:.1f} ms | mx.array while the GPU job runs {busy:.1f} ms | "
+            f"GPU job + mx.array on a thread {both:.1f} ms (job alone {job:.1f})")
+
+if __name__ == "__main__":
+    main()
