@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU pairing in one run (see ../shared/device/README.md for bringing MLX's CUDA build to
+# Every GPU pairing in one run except CLAP's (clap_step.py, clap_profile.py, clap_loader.py: minutes
+# each, and the first CLAP run on a fresh machine compiles MLX's CUDA kernels for minutes) (see ../shared/device/README.md for bringing MLX's CUDA build to
 # the lent machine). Results under $OUT (or ./gpu_results); recorded in docs/benchmarks.md.
 set -uo pipefail
 out="${OUT:-gpu_results}"; mkdir -p "$out"
@@ -8,6 +9,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 quiet() { grep -v -E "^(Epoch|Trainer:|  checkpoints:|  logs:|GPU available|TPU available|HPU available|LOCAL_RANK|You are using|.*warn)" ; }
 python3 benchmarks/gpu/cnn_fit.py ${CNN_ARGS:-} 2>&1 | quiet | tee "$out/cnn_fit.txt"
 python3 benchmarks/trainer_overhead.py --repeats 3 --steps 600 2>&1 | tail -9 | tee "$out/trainer_overhead.txt"
+python3 benchmarks/gpu/host_transfer.py 2>&1 | tee "$out/host_transfer.txt"
 # data-parallel code path on NCCL with one process, against a plain run of the same script
 tests="$PWD/packages/mlx-audio-train/tests"
 mkdir -p /tmp/dp_nccl /tmp/dp_plain
