@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU pairing in one run except CLAP's (clap_step.py, clap_profile.py, clap_loader.py: minutes
-# each, and the first CLAP run on a fresh machine compiles MLX's CUDA kernels for minutes) (see ../shared/device/README.md for bringing MLX's CUDA build to
+# Every GPU pairing in one run (see ../shared/device/README.md for bringing MLX's CUDA build to
 # the lent machine). Results under $OUT (or ./gpu_results); recorded in docs/benchmarks.md.
+# CLAP's benchmarks run on their own (clap_step.py, clap_profile.py, clap_loader.py): minutes
+# each, and the first CLAP run on a fresh machine compiles MLX's CUDA kernels for minutes.
 set -uo pipefail
 out="${OUT:-gpu_results}"; mkdir -p "$out"
 export PYTHONPATH="/tmp/site:$(ls -d "$PWD"/packages/*/src | paste -sd:)"
