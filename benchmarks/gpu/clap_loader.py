@@ -6,8 +6,8 @@ same steps: ``premade`` on log-mel batches already on the device; ``f32`` from t
 our DataLoader: worker processes decode the WAVs, the batch is collated in shared memory and the
 log-mel runs on the GPU as an ``mlx_transforms`` step (``LogMel``). Variants that locate the
 cost: ``f32-thread`` (the loader iterated on a background thread), ``f32-device`` (that thread
-also copies each batch on a stream of its own), ``i16``/``i16-thread`` (int16 PCM, scaled on the
-GPU: half the bytes), ``mel-workers`` (log-mel computed in the workers with numpy). (The WAVs are
+also copies each batch on a stream of its own), ``i16``/``i16-thread`` (int16 PCM, which ``LogMel``
+scales on the GPU: half the bytes), ``mel-workers`` (log-mel computed in the workers with numpy). (The WAVs are
 read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the mean
 ms/step of each after ``--warmup`` steps, its ratio to ``premade`` (target: <= 1.05x) and the host
 time spent getting a batch. A freshly started machine first compiles MLX's CUDA kernels (minutes).
@@ -47,7 +47,7 @@ def write_clips(folder: str, count: int) -> list[str]:
 
 class Clips:
     """(waveform, token ids, attention mask) per file; the waveform as float32 in [-1, 1), as
-    the int16 PCM of the file (``pcm=True``: half the bytes; scaled on the GPU), or as its
+    the int16 PCM of the file (``pcm=True``: half the bytes; ``LogMel`` scales it), or as its
     log-mel computed in the worker with numpy (``mels=True``)."""
 
     def __init__(self, paths: list[str], pcm: bool = False, mels: bool = False) -> None:
@@ -80,13 +80,6 @@ class Clips:
 def add_channel(batch: tuple) -> tuple:
     mels, ids, mask = batch
     return mels[:, None], ids, mask
-
-
-def scale_pcm(batch: tuple) -> tuple:
-    import mlx.core as mx
-
-    pcm, ids, mask = batch
-    return pcm.astype(mx.float32) * (1 / 32768), ids, mask
 
 
 class Ahead:
@@ -190,8 +183,7 @@ def main() -> None:
             continue
         pcm = variant.startswith("i16")
         mels = variant == "mel-workers"
-        on_gpu = [scale_pcm] if pcm else []
-        on_gpu += [add_channel] if mels else [log_mel, add_channel]
+        on_gpu = [add_channel] if mels else [log_mel, add_channel]  # LogMel scales int16 PCM itself
         threaded = variant.endswith(("thread", "device"))
         loader = DataLoader(Clips(paths, pcm=pcm, mels=mels), batch_size=B, shuffle=True, drop_last=True,
                             num_workers=args.workers, persistent_workers=True, prefetch_factor=4,

@@ -274,3 +274,35 @@ def test_log_mel_on_the_accelerator_matches_numpy():
     ours = LogMel(16000, 400, 160, 80, channels_last=True)({"audio": waves[:1], "label": 1})["audio"][0]
     assert last.shape[-1] == 80
     np.testing.assert_allclose(np.array(ours), last, atol=1e-4)
+
+
+def test_integer_pcm_gives_the_features_of_the_float_waveform():
+    """NOTE [integer PCM]: int16 from the workers (half the bytes) = the float read of the file."""
+    from mlx_audio.data.features import pcm_to_float
+
+    pcm = (np.random.default_rng(1).standard_normal((2, 24000)) * 6000).astype(np.int16)
+    pcm[0, :2] = (-32768, 32767)
+    floats = pcm.astype(np.float32) / 32768
+    np.testing.assert_array_equal(pcm_to_float(pcm), floats)
+    np.testing.assert_array_equal(pcm_to_float(np.array([0, 128, 255], np.uint8)), np.array([-1, 0, 127 / 128], np.float32))
+    assert pcm_to_float(floats) is floats
+    reference = log_mel_spectrogram(floats[0], 48000)
+    np.testing.assert_allclose(log_mel_spectrogram(pcm[0], 48000), reference, atol=1e-5)
+    on_device = LogMel(48000)(mx.array(pcm))
+    np.testing.assert_allclose(np.array(on_device), np.array(LogMel(48000)(mx.array(floats))), atol=1e-5)
+    np.testing.assert_allclose(np.array(on_device[0]), reference, atol=1e-4)
+
+
+def test_load_audio_as_int16_gives_the_files_pcm(tmp_path):
+    from mlx_audio.data import load_audio
+
+    pcm = (np.random.default_rng(2).standard_normal(RATE) * 8000).astype(np.int16)
+    pcm[:2] = (-32768, 32767)
+    path = str(tmp_path / "pcm.wav")
+    sf.write(path, pcm, RATE, subtype="PCM_16")
+    wave, rate = load_audio(path, dtype=np.int16)
+    assert rate == RATE and wave.dtype == np.int16
+    np.testing.assert_array_equal(wave, pcm)
+    np.testing.assert_array_equal(load_audio(path)[0], pcm.astype(np.float32) / 32768)
+    unsigned, _ = load_audio(path, dtype=np.uint8)
+    assert unsigned.dtype == np.uint8 and unsigned[0] == 0 and unsigned[1] == 255

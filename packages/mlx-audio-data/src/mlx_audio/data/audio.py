@@ -78,7 +78,9 @@ def load_audio(
     libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...); m4a/aac and other ffmpeg
     containers need ``pip install "mlx-audio-data[ffmpeg]"`` (PyAV). Resamples to
     ``sample_rate`` with soxr when given. Returns ``(waveform, sample_rate)``; a window past the
-    end of the file returns what is there (possibly zero samples).
+    end of the file returns what is there (possibly zero samples). ``dtype``: float32 in [-1, 1)
+    by default; an integer dtype gives PCM (``np.int16``: the file's samples of a 16-bit file,
+    half the bytes to move; ``LogMel`` and the numpy features scale it back).
     """
     if offset < 0 or (duration is not None and duration < 0):
         raise ValueError(f"offset and duration must be >= 0 seconds, got offset={offset}, duration={duration}")
@@ -107,7 +109,17 @@ def load_audio(
     if sample_rate is not None and sample_rate != rate:
         wave = resample(wave, rate, int(sample_rate))
         rate = int(sample_rate)
-    return np.ascontiguousarray(wave, dtype=dtype), int(rate)
+    return np.ascontiguousarray(_from_float(wave, np.dtype(dtype))), int(rate)
+
+
+def _from_float(wave: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``wave`` in [-1, 1) as ``dtype``: integer dtypes get PCM (int16: x 32768, rounded and
+    clipped; unsigned centred), the inverse of ``features.pcm_to_float`` (NOTE [integer PCM])."""
+    if dtype.kind not in "iu":
+        return wave.astype(dtype, copy=False)
+    half = 2 ** (8 * dtype.itemsize - 1)
+    offset = half if dtype.kind == "u" else 0
+    return (np.clip(np.round(wave.astype(np.float64) * half), -half, half - 1) + offset).astype(dtype)
 
 
 def _import_av(path: str) -> Any:

@@ -13,6 +13,7 @@ __all__ = [
     "hz_to_mel",
     "mel_to_hz",
     "mel_filterbank",
+    "pcm_to_float",
     "stft",
     "spectrogram",
     "log_mel_spectrogram",
@@ -91,6 +92,19 @@ def _window(name: str, length: int) -> np.ndarray:
     raise ValueError(f"window must be 'hann' or 'ones', got {name!r}")
 
 
+def pcm_to_float(wave: np.ndarray) -> np.ndarray:
+    """Integer PCM (int16, int32, uint8, ...) as float32 in [-1, 1) -- what a float read of the
+    file gives (int16 / 32768; unsigned 8-bit centred first); float arrays unchanged.
+
+    NOTE [integer PCM]: a worker may ship int16 PCM (half the bytes of float32 through shared
+    memory and to the accelerator); the features come out as from the float waveform."""
+    if wave.dtype.kind not in "iu":
+        return wave
+    half = 2 ** (8 * wave.dtype.itemsize - 1)
+    offset = half if wave.dtype.kind == "u" else 0
+    return (wave.astype(np.float32) - offset) * np.float32(1 / half)
+
+
 def stft(
     wave: np.ndarray,
     n_fft: int,
@@ -100,13 +114,14 @@ def stft(
     center: bool = True,
     pad_mode: str = "reflect",
 ) -> np.ndarray:
-    """Short-time Fourier transform along the last axis: ``(..., frames, n_fft // 2 + 1)``."""
+    """Short-time Fourier transform along the last axis: ``(..., frames, n_fft // 2 + 1)``.
+    Integer PCM is scaled to [-1, 1) first (:func:`pcm_to_float`)."""
     win_length = n_fft if win_length is None else win_length
     if not 0 < win_length <= n_fft or hop_length <= 0:
         raise ValueError(
             f"need 0 < win_length <= n_fft and hop_length > 0, got {win_length}, {n_fft}, {hop_length}"
         )
-    wave = np.asarray(wave)
+    wave = pcm_to_float(np.asarray(wave))
     wave = wave if wave.dtype == np.float64 else wave.astype(np.float32)  # float64 in, float64 math
     if center:
         pad = [(0, 0)] * (wave.ndim - 1) + [(n_fft // 2, n_fft // 2)]

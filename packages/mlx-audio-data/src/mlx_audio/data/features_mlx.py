@@ -24,6 +24,7 @@ class LogMel:
     The audio is ``batch`` itself when it is an array ``(batch, samples)``, element ``key``
     (default 0) of a tuple/list, or ``batch[key]`` (default ``"audio"``) of a dict. Output:
     ``(batch, n_mels, frames)``, or ``(batch, frames, n_mels)`` with ``channels_last=True``.
+    Integer PCM (int16, ...) is scaled to [-1, 1) first, as a float read of the file would be.
     Padded batches: frames computed from padding are kept (mask them with the lengths
     :class:`~mlx_audio.data.PadCollate` returns: ``frames = 1 + length // hop_length``).
     """
@@ -63,6 +64,10 @@ class LogMel:
         import mlx.core as mx
 
         x = mx.array(wave) if not isinstance(wave, mx.array) else wave
+        if mx.issubdtype(x.dtype, mx.integer):  # NOTE [integer PCM] (features.pcm_to_float)
+            half = 2 ** (8 * x.dtype.size - 1)
+            offset = half if mx.issubdtype(x.dtype, mx.unsignedinteger) else 0
+            x = (x.astype(mx.float32) - offset) * (1 / half)
         x = x.astype(mx.float32)
         if self.center:
             half = self.n_fft // 2
