@@ -117,8 +117,7 @@ def _from_float(wave: np.ndarray, dtype: np.dtype) -> np.ndarray:
     clipped; unsigned centred), the inverse of ``features.pcm_to_float`` (NOTE [integer PCM])."""
     if dtype.kind not in "iu":
         return wave.astype(dtype, copy=False)
-    half = 2 ** (8 * dtype.itemsize - 1)
-    offset = half if dtype.kind == "u" else 0
+    half, offset = features.pcm_range(dtype.itemsize, dtype.kind == "u")
     return (np.clip(np.round(wave.astype(np.float64) * half), -half, half - 1) + offset).astype(dtype)
 
 

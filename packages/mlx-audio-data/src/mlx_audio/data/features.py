@@ -100,9 +100,15 @@ def pcm_to_float(wave: np.ndarray) -> np.ndarray:
     memory and to the accelerator); the features come out as from the float waveform."""
     if wave.dtype.kind not in "iu":
         return wave
-    half = 2 ** (8 * wave.dtype.itemsize - 1)
-    offset = half if wave.dtype.kind == "u" else 0
+    half, offset = pcm_range(wave.dtype.itemsize, wave.dtype.kind == "u")
     return (wave.astype(np.float32) - offset) * np.float32(1 / half)
+
+
+def pcm_range(itemsize: int, unsigned: bool) -> tuple[int, int]:
+    """``(half, offset)`` of integer PCM with ``itemsize`` bytes: a sample ``x`` stands for
+    ``(x - offset) / half`` in [-1, 1) (int16: 32768, 0; uint8: 128, 128). NOTE [integer PCM]."""
+    half = 2 ** (8 * itemsize - 1)
+    return half, half if unsigned else 0
 
 
 def stft(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import _window, mel_filterbank
+from .features import _window, mel_filterbank, pcm_range
 
 __all__ = ["LogMel"]
 
@@ -65,9 +65,8 @@ class LogMel:
 
         x = mx.array(wave) if not isinstance(wave, mx.array) else wave
         if mx.issubdtype(x.dtype, mx.integer):  # NOTE [integer PCM] (features.pcm_to_float)
-            half = 2 ** (8 * x.dtype.size - 1)
-            offset = half if mx.issubdtype(x.dtype, mx.unsignedinteger) else 0
-            x = (x.astype(mx.float32) - offset) * (1 / half)
+            scale, offset = pcm_range(x.dtype.size, mx.issubdtype(x.dtype, mx.unsignedinteger))
+            x = (x.astype(mx.float32) - offset) * (1 / scale)
         x = x.astype(mx.float32)
         if self.center:
             half = self.n_fft // 2
