@@ -1,0 +1,49 @@
+"""Differential: which model-summary callbacks a Trainer holds for `enable_model_summary` and a
+given ModelSummary, in real Lightning (anchor venv) and here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlx_audio.train import Trainer
+from mlx_audio.train.callbacks import ModelSummary
+
+ANCHOR = Path(__file__).resolve().parents[2] / ".venv-anchor" / "bin" / "python"
+CASES = ["default", "off", "on", "given", "given_off"]
+LIGHTNING = """
+import json, lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelSummary
+def held(**kw):
+    given = kw.pop("given", None)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         callbacks=[given] if given else None, **kw)
+    summaries = [c for c in trainer.callbacks if isinstance(c, ModelSummary)]
+    return [len(summaries), given is not None and given in summaries]
+print(json.dumps([held(), held(enable_model_summary=False), held(enable_model_summary=True),
+                  held(given=ModelSummary()), held(given=ModelSummary(), enable_model_summary=False)]))
+"""
+
+
+def held(**kw):
+    given = kw.pop("given", None)
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      callbacks=[given] if given else None, **kw)
+    summaries = [c for c in trainer.callbacks if isinstance(c, ModelSummary)]
+    return [len(summaries), given is not None and given in summaries]
+
+
+def test_model_summary_callbacks_as_in_lightning():
+    if not ANCHOR.exists():
+        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
+            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
+        pytest.skip("the anchor venv (make anchor) is not built")
+    run = subprocess.run([str(ANCHOR), "-c", LIGHTNING], capture_output=True, text=True, timeout=300, check=True)
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    ours = [held(), held(enable_model_summary=False), held(enable_model_summary=True),
+            held(given=ModelSummary()), held(given=ModelSummary(), enable_model_summary=False)]
+    assert dict(zip(CASES, ours)) == dict(zip(CASES, theirs))
