@@ -7,7 +7,9 @@ our DataLoader: worker processes decode the WAVs, the batch is collated in share
 log-mel runs on the GPU as an ``mlx_transforms`` step (``LogMel``). Variants that locate the
 cost: ``f32-thread`` (the loader iterated on a background thread), ``f32-device`` (that thread
 also copies each batch on a stream of its own), ``i16``/``i16-thread`` (int16 PCM, which ``LogMel``
-scales on the GPU: half the bytes), ``mel-workers`` (log-mel computed in the workers with numpy). (The WAVs are
+scales on the GPU: half the bytes), ``mel-workers`` (log-mel computed in the workers with numpy),
+``f32-pin``/``i16-pin`` (the loader's own ``pin_memory=True``: its transfer thread copies each batch
+to the GPU ahead of use, NOTE [pin_memory on CUDA]). (The WAVs are
 read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the mean
 ms/step of each after ``--warmup`` steps, its ratio to ``premade`` (target: <= 1.05x) and the host
 time spent getting a batch. A freshly started machine first compiles MLX's CUDA kernels (minutes).
@@ -149,7 +151,7 @@ def fit(data, steps: int, warmup: int) -> float:
     return 1000 * sum(per_step) / len(per_step)
 
 
-VARIANTS = ("premade", "f32", "f32-thread", "f32-device", "i16", "i16-thread", "mel-workers")
+VARIANTS = ("premade", "f32", "f32-thread", "f32-device", "f32-pin", "i16", "i16-thread", "i16-pin", "mel-workers")
 
 
 def main() -> None:
@@ -187,6 +189,7 @@ def main() -> None:
         threaded = variant.endswith(("thread", "device"))
         loader = DataLoader(Clips(paths, pcm=pcm, mels=mels), batch_size=B, shuffle=True, drop_last=True,
                             num_workers=args.workers, persistent_workers=True, prefetch_factor=4,
+                            pin_memory=variant.endswith("pin"),
                             mlx_transforms=None if threaded else on_gpu)
         data = Timed(Ahead(loader, on_gpu, to_device=variant.endswith("device")) if threaded else loader)
         ours = fit(data, args.steps, args.warmup)

@@ -452,3 +452,24 @@ _collate_case("collate_strings", ["a", "b"])
 def loader_error_names_the_sample(L, tolist):
     data = [(np.zeros(2, np.float32), 1), (np.zeros(2, np.float32), None)]
     return values(L, tolist, L.DataLoader(data, batch_size=2))
+
+
+@case
+def pin_memory_without_an_accelerator(L, tolist):
+    """torch keeps ``pin_memory`` as given, warns at iter() (not at construction) that nothing is
+    pinned without an accelerator, and yields the same batches; ``pin_memory_device`` is warned
+    about as deprecated, and only together with ``pin_memory``."""
+    import warnings
+
+    out = {}
+    for name, kwargs in {"pin": {"pin_memory": True}, "device": {"pin_memory": True, "pin_memory_device": "cuda"},
+                         "device_alone": {"pin_memory_device": "cuda"}}.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loader = L.DataLoader(Range(7), batch_size=3, num_workers=2, **kwargs)
+            at_init = [str(w.message)[:40] for w in caught]
+            batches = values(L, tolist, loader)
+            later = [str(w.message)[:40] for w in caught[len(at_init):] if "worker" not in str(w.message)]
+        out[name] = {"attr": [loader.pin_memory, loader.pin_memory_device], "at_init": at_init, "at_iter": later,
+                     "batches": batches}
+    return out

@@ -54,12 +54,6 @@ def test_iterable_dataset_rejects_shuffle_and_samplers():
         DataLoader(Stream(), sampler=SequentialSampler(DATA))
 
 
-def test_pin_memory_is_a_warned_no_op():
-    with pytest.warns(UserWarning, match="pin_memory"):
-        loader = DataLoader(DATA, pin_memory=True)
-    assert loader.pin_memory is False
-
-
 def test_defaults_and_lengths():
     assert DataLoader(DATA, num_workers=2).prefetch_factor == 2
     assert DataLoader(DATA).prefetch_factor is None

@@ -10,13 +10,25 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ._fetch import Fetcher, SampleError, index_list, stream_parts
 from ._pool import ProcessWorker, ThreadWorker, WorkerPool
 from ._protocol import End, Failed, MapTask, NextTask
+
+
+class PassLike(Iterator[Any], Protocol):
+    """What the loader sees of a pass: a :class:`Pass`, or the ``DevicePass`` around one."""
+
+    epoch: int
+    finished: bool
+    pool: WorkerPool | None
+
+    def state(self) -> dict: ...
+
+    def close(self, failed: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class PassPlan:
     collate_in_main: Callable[[Any], Any]  # a collate_fn that could not go to the workers
     view_converter: Callable[[np.ndarray], Any]  # copies an array out of a shared slot
     acquire_pool: Callable[[], WorkerPool]  # the loader's persistent workers, or new ones
-    finished: Callable[[Pass, bool], None]  # (this pass, whether it failed): keep or stop workers
+    finished: Callable[[PassLike, bool], None]  # (this pass, whether it failed): keep or stop workers
     advise_sharding: Callable[[dict | None], None]  # see DataLoader._advise_sharding
     reported_length: int | None = None  # an IterableDataset's len() once len(loader) was asked
 

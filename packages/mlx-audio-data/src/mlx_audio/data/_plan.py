@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import pickle
 import sys
 import warnings
 import weakref
@@ -168,8 +169,16 @@ def start_method(context: Any) -> str:
     """fork on Linux CPU; spawn elsewhere and when MLX runs on a CUDA GPU (forking after the
     GPU is initialised is unsafe); or what the user chose."""
     if context is None:
-        return "fork" if sys.platform.startswith("linux") and not _gpu_backend() else "spawn"
+        return "fork" if sys.platform.startswith("linux") and not gpu_backend() else "spawn"
     return context if isinstance(context, str) else context.get_start_method()
+
+
+def picklable(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+        return True
+    except Exception:
+        return False
 
 
 def mp_context(context: Any) -> Any:
@@ -178,7 +187,7 @@ def mp_context(context: Any) -> Any:
     return multiprocessing.get_context(start_method(context))
 
 
-def _gpu_backend() -> bool:
+def gpu_backend() -> bool:
     """True when MLX runs on a GPU here."""
     try:
         import mlx.core as mx

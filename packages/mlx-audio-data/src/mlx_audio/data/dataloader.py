@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ._fetch import Fetcher, Transform, as_transform_list, compose
-from ._iterator import InProcessPass, Pass, PassPlan, WorkerPass
+from ._iterator import InProcessPass, PassLike, PassPlan, WorkerPass
 from ._plan import (
     check_arguments,
     check_int,
@@ -20,6 +20,7 @@ from ._plan import (
     index_batches,
     is_iterable_dataset,
     mp_context,
+    picklable,
     sharding_advice,
     start_method,
 )
@@ -27,6 +28,7 @@ from ._pool import WorkerPool
 from ._protocol import WorkerSpec
 from ._ranks import launch_ranks
 from ._state import check_state, make_state
+from ._transfer import DevicePass, transfer_active
 from .collate import to_mlx
 from .huggingface import hugging_face_audio
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
@@ -35,14 +37,6 @@ __all__ = ["DataLoader"]
 
 STATE_KEYS = ("version", "seed", "num_workers", "batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler")
 T_co = TypeVar("T_co", covariant=True)
-
-
-def _picklable(obj: Any) -> bool:
-    try:
-        pickle.dumps(obj)
-        return True
-    except Exception:
-        return False
 
 
 class DataLoader(Generic[T_co]):
@@ -91,6 +85,7 @@ class DataLoader(Generic[T_co]):
         mlx_transforms: Callable[[Any], Any] | Sequence[Callable[[Any], Any]] | None = None,
         in_order: bool = True,
         snapshot_every_n_steps: int | None = 1,
+        pin_memory_device: str = "",
     ) -> None:
         iterable = is_iterable_dataset(dataset)
         if snapshot_every_n_steps is not None:  # torchdata's StatefulDataLoader argument
@@ -101,10 +96,6 @@ class DataLoader(Generic[T_co]):
             prefetch_factor, persistent_workers, seed, worker_type,
         )
         shuffle = bool(shuffle)
-        if pin_memory:
-            warnings.warn(
-                "pin_memory has no effect with MLX (unified memory); ignoring it", stacklevel=2
-            )
 
         self.dataset = dataset
         self._fetched = hugging_face_audio(dataset)  # NOTE [Hugging Face Audio]
@@ -112,7 +103,8 @@ class DataLoader(Generic[T_co]):
         self.drop_last = drop_last
         self.num_workers = int(num_workers)
         self.collate_fn = collate_fn
-        self.pin_memory = False
+        self.pin_memory = pin_memory  # NOTE [pin_memory on CUDA] (_transfer.py)
+        self.pin_memory_device = pin_memory_device
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
         self.multiprocessing_context = multiprocessing_context
@@ -140,7 +132,7 @@ class DataLoader(Generic[T_co]):
             self.batch_sampler = batch_sampler
         self._next_epoch = 0
         self._resume: dict | None = None
-        self._pass_ref: Callable[[], Pass | None] = lambda: None
+        self._pass_ref: Callable[[], PassLike | None] = lambda: None
         self._last_state: dict | None = None
         self._persistent_pool: WorkerPool | None = None
         # NOTE [pools stay reachable]: the loader holds every pool a pass is using. A pass
@@ -200,7 +192,10 @@ class DataLoader(Generic[T_co]):
             advise_sharding=self._advise_sharding,
             reported_length=self._reported_length,
         )
-        new_pass = (WorkerPass if self.num_workers else InProcessPass)(plan)
+        pinned = transfer_active(self.pin_memory, self.pin_memory_device, self.num_workers)
+        new_pass: PassLike = (
+            DevicePass(plan, self._convert, self._mlx_transform) if pinned else (WorkerPass if self.num_workers else InProcessPass)(plan)
+        )
         self._pass_ref = weakref.ref(new_pass)
         return new_pass
 
@@ -305,7 +300,7 @@ class DataLoader(Generic[T_co]):
             self.num_workers and self.worker_type == "process" and start_method(self.multiprocessing_context) != "fork"
         )
         self._collate_in_workers = not (
-            pickled and self.collate_fn is not None and not _picklable(self.collate_fn)
+            pickled and self.collate_fn is not None and not picklable(self.collate_fn)
         )
         if not self._collate_in_workers and not self._warned_main_collate:
             self._warned_main_collate = True
@@ -362,7 +357,7 @@ class DataLoader(Generic[T_co]):
                 "multiprocessing_context='fork' (Linux) or worker_type='thread'."
             ) from error
 
-    def _pass_closed(self, closed: Pass, failed: bool) -> None:
+    def _pass_closed(self, closed: PassLike, failed: bool) -> None:
         """Keep (persistent_workers) or stop the pass's workers; remember where it stopped."""
         pool = closed.pool
         closed.pool = None
@@ -411,9 +406,11 @@ class DataLoader(Generic[T_co]):
         )  # only a user collate_fn is ever moved to the main process
         return self.collate_fn(batch if self._batched else batch[0])
 
+    def _convert(self, batch: Any) -> Any:
+        return to_mlx(batch) if self._converts() else batch
+
     def _to_output(self, batch: Any) -> Any:
-        if self._converts():
-            batch = to_mlx(batch)
+        batch = self._convert(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
 
 

@@ -1,0 +1,197 @@
+"""``pin_memory=True`` on a CUDA GPU: batches made device-resident ahead of use, on a thread.
+
+NOTE [pin_memory on CUDA]: MLX's CUDA arrays live in managed memory. An ``mx.array`` made from a
+worker's shared-memory batch is written on the host, so its pages sit in host memory until the
+first GPU kernel that reads it faults them over -- inside the training step, on the training
+stream (measured on an H200: ~10 ms for the 61 MB float32 CLAP batch to convert, +19 ms at
+its first GPU read; docs/benchmarks.md). torch's answer is a pin-memory thread; ours is the same
+shape: :class:`DevicePass` runs the worker pass on a background thread that copies each batch out
+of shared memory and, on a stream of its own, into a GPU-resident copy, ``depth`` batches ahead.
+The invariants:
+
+* the batches, their order and the errors are the inner pass's, one for one (a sample's error is
+  raised for its batch and the pass goes on; a fatal one ends it);
+* ``mlx_transforms`` run on the calling thread when a batch is handed out, never on the transfer
+  thread (MLX's global random state and the user's transforms see what they would without it);
+* ``state()`` is the inner pass's state as of the last batch handed out, never of one still
+  queued: a checkpoint taken between steps resumes exactly (batches the thread fetched ahead are
+  fetched again after a resume);
+* the inner pass reports its end to the loader only from the calling thread (``close``/the end),
+  so the loader's pools are never touched by two threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from ._iterator import Pass, PassLike, PassPlan, WorkerPass
+from ._plan import gpu_backend
+from ._tree import is_mlx_array, map_leaves
+
+_BATCH, _ERROR, _END = "batch", "error", "end"
+_POLL_S = 0.1
+_JOIN_S = 10.0
+
+
+def transfer_active(pin_memory: bool, pin_memory_device: str, num_workers: int) -> bool:
+    """Whether a pass gets a transfer thread; torch's warnings (at ``iter()``, as torch) when
+    ``pin_memory_device`` is given or ``pin_memory`` has nothing to do."""
+    if not pin_memory:
+        return False
+    if pin_memory_device:
+        warnings.warn(
+            "pin_memory_device is deprecated, the current accelerator will be used as the device,"
+            f"ignore pin_memory_device='{pin_memory_device}'.",
+            stacklevel=3,
+        )
+    if not gpu_backend():
+        warnings.warn(
+            "'pin_memory' argument is set as true but no accelerator is found, then device pinned "
+            "memory won't be used. (MLX on unified memory or the CPU: batches already are where "
+            "the model reads them.)",
+            stacklevel=3,
+        )
+        return False
+    return num_workers > 0  # as in torch, the thread comes with workers; without, batches come in-line
+
+
+def device_copy(batch: Any, stream: Any) -> Any:
+    """``batch`` with each ``mx.array`` replaced by a copy made on ``stream`` and evaluated."""
+    import mlx.core as mx
+
+    copies: list[Any] = []
+
+    def copy(leaf: Any) -> Any:
+        if not is_mlx_array(leaf):
+            return leaf
+        moved = mx.logical_or(leaf, leaf) if leaf.dtype == mx.bool_ else leaf + 0  # keeps the dtype
+        copies.append(moved)
+        return moved
+
+    with mx.stream(stream):
+        batch = map_leaves(copy, batch)
+        mx.eval(copies)
+    return batch
+
+
+def _produce(inner: Pass, out: queue.Queue, stop: threading.Event, to_device: bool) -> None:
+    """The transfer thread: every item of the inner pass, with the inner state right after it."""
+    stream = None
+    if to_device:
+        import mlx.core as mx
+
+        stream = mx.new_stream(mx.default_device())  # the GPU wherever this thread is started
+    while not stop.is_set():
+        try:
+            batch = next(inner)
+            item: tuple = (_BATCH, batch if stream is None else device_copy(batch, stream), inner.state())
+        except StopIteration:
+            item = (_END, None, inner.state())
+        except BaseException as error:  # handed to the consumer, raised there
+            item = (_ERROR, error, inner.state())
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=_POLL_S)
+                break
+            except queue.Full:
+                continue
+        if item[0] == _END:
+            return
+
+
+class DevicePass(Iterator[Any]):
+    """A :class:`WorkerPass` iterated on a transfer thread (NOTE [pin_memory on CUDA])."""
+
+    def __init__(
+        self, plan: PassPlan, convert: Callable[[Any], Any], transform: Callable[[Any], Any] | None,
+        depth: int = 2, to_device: bool = True,
+    ) -> None:
+        self.plan = plan
+        self.epoch = plan.epoch
+        self.finished = False
+        self.closed = False
+        self._transform = transform
+        self._inner_failed: bool | None = None  # set (from the thread) once the inner pass ended
+        owner = weakref.ref(self)
+
+        def inner_ended(_inner: PassLike, failed: bool) -> None:
+            outer = owner()
+            if outer is not None:
+                outer._inner_failed = failed
+
+        self._inner = WorkerPass(replace(plan, to_output=convert, finished=inner_ended))
+        self._state = self._inner.state()
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_produce, args=(self._inner, self._queue, self._stop, to_device),
+            name="mlx-audio-transfer", daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def pool(self) -> Any:
+        return self._inner.pool
+
+    @pool.setter
+    def pool(self, value: Any) -> None:
+        self._inner.pool = value
+
+    def __next__(self) -> Any:
+        if self.finished or self.closed:
+            raise StopIteration
+        kind, value, state = self._take()
+        self._state = state
+        if kind == _END:
+            self.finished = True
+            self.close()
+            raise StopIteration
+        if kind == _ERROR:
+            if self._inner_failed:  # a fatal error: the inner pass has ended
+                self.close(failed=True)
+            raise value
+        return self._transform(value) if self._transform is not None else value
+
+    def _take(self) -> tuple:
+        while True:
+            try:
+                return self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    return (_END, None, self._state)
+
+    def state(self) -> dict:
+        return self._state
+
+    def close(self, failed: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._stop.set()
+        self._drain()
+        self._thread.join(self.plan.timeout or _JOIN_S)
+        if self._thread.is_alive():  # stuck on a worker: stopping the workers ends its wait
+            self._inner.close(failed=True)
+            self._thread.join(_JOIN_S)
+            failed = True
+        self._inner.close(failed)
+        self.plan.finished(self, bool(failed or self._inner_failed))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
