@@ -274,6 +274,8 @@ def test_log_mel_on_the_accelerator_matches_numpy():
     ours = LogMel(16000, 400, 160, 80, channels_last=True)({"audio": waves[:1], "label": 1})["audio"][0]
     assert last.shape[-1] == 80
     np.testing.assert_allclose(np.array(ours), last, atol=1e-4)
+    compiled = mx.compile(LogMel(48000, top_db=80.0).features)  # inside a compiled step, as in a training_step
+    np.testing.assert_allclose(np.array(compiled(mx.array(waves))), reference, atol=1e-4)
 
 
 def test_integer_pcm_gives_the_features_of_the_float_waveform():

@@ -87,7 +87,9 @@ class LogMel:
             strides=(length, self.hop_length, 1),
         )
         spectrum = mx.fft.rfft(strided * self._window, axis=-1)
-        power = mx.square(mx.abs(spectrum))
+        # |z|^2 as re^2 + im^2: no square root, and no complex abs, whose fused CUDA kernel MLX
+        # 0.32.4 fails to build inside mx.compile (benchmarks/gpu/logmel_probe.py)
+        power = mx.square(mx.real(spectrum)) + mx.square(mx.imag(spectrum))
         mel = mx.maximum(power @ self._filters, 1e-10)
         db = 10.0 * mx.log10(mel)
         if self.top_db is not None:
