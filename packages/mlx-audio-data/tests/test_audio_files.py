@@ -67,6 +67,24 @@ def test_load_audio_seeks_instead_of_decoding_everything(tmp_path):
     assert windowed < whole, (windowed, whole)  # 20 windows cost less than one full decode
 
 
+def test_integer_frames_from_pyav_scale_as_libsndfile_does(tmp_path):
+    """16-bit PCM decoded by PyAV (a Matroska file, which libsndfile does not read) comes out as
+    a float read of a WAV would: /32768, in [-1, 1) (it was /32767, -1.00003 at the bottom)."""
+    av = pytest.importorskip("av")
+    pcm = np.array([[-32768, -16384, 0, 16384, 32767] * 400], np.int16)
+    path = tmp_path / "pcm.mka"
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    wave, rate = load_audio(path)
+    assert rate == 8000 and wave.dtype == np.float32
+    np.testing.assert_array_equal(wave, pcm[0].astype(np.float32) / 32768)
+    np.testing.assert_array_equal(load_audio(path, dtype=np.int16)[0], pcm[0])
+
+
 def test_m4a_through_the_ffmpeg_extra(tmp_path):
     av = pytest.importorskip("av")
     path = tmp_path / "a.m4a"

@@ -156,7 +156,7 @@ def _av_read(path: str, offset: float, duration: float | None) -> tuple[np.ndarr
                 array = array.reshape(channels, -1) if frame.format.is_planar else array.reshape(-1, channels).T
                 if first_time is None:
                     first_time = float(frame.time or 0.0)
-                chunks.append(_to_float(array))
+                chunks.append(features.pcm_to_float(array).astype(np.float32, copy=False))  # as libsndfile
                 decoded = int(round(first_time * rate)) + sum(c.shape[1] for c in chunks)
                 if wanted is not None and decoded >= wanted:
                     break
@@ -168,12 +168,6 @@ def _av_read(path: str, offset: float, duration: float | None) -> tuple[np.ndarr
     skip = max(0, int(round((offset - (first_time or 0.0)) * rate)))
     stop = None if duration is None else skip + int(round(duration * rate))
     return data[skip:stop], rate
-
-
-def _to_float(array: np.ndarray) -> np.ndarray:
-    if np.issubdtype(array.dtype, np.integer):
-        return (array / float(np.iinfo(array.dtype).max)).astype(np.float32)
-    return array.astype(np.float32)
 
 
 def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
