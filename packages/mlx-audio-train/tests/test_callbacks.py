@@ -193,7 +193,7 @@ def test_bf16_mixed_keeps_fp32_weights_and_bf16_casts_them():
     )
     assert trainer.callback_metrics["val_accuracy"] > 0.5
     pure = TinyClassifier(dropout=0.0)
-    quiet(max_epochs=1, precision="bf16").fit(pure, *loaders())
+    quiet(max_epochs=1, precision="bf16-true").fit(pure, *loaders())
     assert pure.fc1.weight.dtype == mx.bfloat16
 
 

@@ -56,7 +56,7 @@ class TrainerSettings:
     max_epochs: int = 10
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = 1.0
-    precision: Literal["32", "bf16-mixed", "bf16"] = "32"
+    precision: Literal["32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"] = "32-true"
     seed: int = 0
     default_root_dir: str = "runs/mlx-audio"
     log_every_n_steps: int = 50

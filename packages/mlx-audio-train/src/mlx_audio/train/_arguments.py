@@ -14,7 +14,44 @@ from typing import Any
 
 from .callbacks.base import check_number
 
-PRECISIONS = ("32", "bf16-mixed", "bf16")
+# NOTE [precision names]: Lightning's inputs and names (lightning.fabric.connector's
+# _convert_precision_to_unified_args): 32/"32" -> "32-true", "bf16" -> "bf16-mixed" (with
+# Lightning's warning), and trainer.precision is the unified name. "16-mixed" (16, "16") becomes
+# "bf16-mixed" with a warning, as Lightning does on the CPU: fp16 AMP needs torch's GradScaler.
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
+_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+_LIGHTNING_ONLY = {
+    "64-true": "MLX has no float64 on the GPU",
+    "transformer-engine": "NVIDIA Transformer Engine is a torch library",
+    "transformer-engine-float16": "NVIDIA Transformer Engine is a torch library",
+}
+
+
+def unified_precision(value: Any) -> str:
+    """Lightning's precision input as its unified name; ``ValueError`` for what is not valid
+    in Lightning (its message) or not available here (why, and what is)."""
+    allowed = (64, 32, 16, *_ALIASES, *PRECISIONS, "16-mixed", *_LIGHTNING_ONLY)
+    if value is None:
+        return "32-true"
+    if isinstance(value, bool) or value not in allowed:
+        raise ValueError(f"Precision {value!r} is invalid. Allowed precision values: {allowed}")
+    name = str(value)
+    if name in _ALIASES:
+        if name[:2] not in ("32", "64"):
+            warnings.warn(f"`precision={value}` is supported for historical reasons but its usage is discouraged. "
+                          f"Please set your precision to {_ALIASES[name]} instead!", stacklevel=4)
+        name = _ALIASES[name]
+    if name in _LIGHTNING_ONLY:
+        raise ValueError(f"Trainer: precision={value!r} is not available with MLX: {_LIGHTNING_ONLY[name]}. "
+                         f"Available: {PRECISIONS}")
+    if name == "16-mixed":
+        warnings.warn("You passed `Trainer(precision='16-mixed')` but AMP with fp16 needs loss scaling (torch's "
+                      "GradScaler), which MLX training here does not have. Using `precision='bf16-mixed'` instead.",
+                      stacklevel=4)
+        name = "bf16-mixed"
+    return name
+
+
 _DEFAULT_MAX_EPOCHS = 1000  # Lightning's, when neither max_epochs nor max_steps is given
 
 
@@ -27,7 +64,7 @@ class TrainerArgs:
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     gradient_clip_algorithm: str = "norm"
-    precision: str = "32"
+    precision: str = "32-true"
     val_check_interval: int | float = 1.0
     check_val_every_n_epoch: int | None = 1
     limit_train_batches: int | float = 1.0
@@ -73,10 +110,8 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     for name, valid in (("gradient_clip_algorithm", ("norm", "value")), ("on_nonfinite_loss", ("raise", "skip"))):
         if kwargs[name] not in valid:
             raise ValueError(f"Trainer: {name} must be one of {valid}, got {kwargs[name]!r}")
-    if str(kwargs["precision"]) not in PRECISIONS:
-        raise ValueError(f"Trainer: precision must be one of {PRECISIONS}, got {kwargs['precision']!r}")
     values = {f.name: kwargs[f.name] for f in fields(TrainerArgs) if f.name in kwargs}
-    values["precision"] = str(kwargs["precision"])
+    values["precision"] = unified_precision(kwargs["precision"])
     max_epochs = kwargs["max_epochs"]
     max_steps = kwargs["max_steps"]
     if max_epochs is None and max_steps in (None, -1):

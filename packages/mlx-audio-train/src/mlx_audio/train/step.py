@@ -69,6 +69,11 @@ def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]
 _FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
 
 
+def compute_dtype(precision: str) -> Any:
+    """The dtype a step computes in under ``precision`` (NOTE [precision names]); None: float32."""
+    return {"bf16-mixed": mx.bfloat16, "bf16-true": mx.bfloat16, "16-true": mx.float16}.get(precision)
+
+
 def forward(
     module: Any, batch: Any, batch_idx: mx.array, stage: str, precision: str
 ) -> tuple[mx.array | None, dict[str, Any], dict[str, Any]]:
@@ -77,8 +82,9 @@ def forward(
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
         full = module.trainable_parameters()
         module.update(cast_floats(full, mx.bfloat16))
-    if precision in ("bf16-mixed", "bf16"):
-        batch = cast_floats(batch, mx.bfloat16)
+    dtype = compute_dtype(precision)
+    if dtype is not None:
+        batch = cast_floats(batch, dtype)
     module._step_fx = _FX[stage]
     try:
         output = getattr(module, _FX[stage])(batch, batch_idx)

@@ -50,7 +50,7 @@ from .evaluation import evaluate, predict, sanity_check, standalone
 from .hooks import CallbackList, with_defaults
 from .metrics import LogOptions, MetricStore, Results
 from .module import TrainModule
-from .step import StepBuilder, StepRunner
+from .step import StepBuilder, StepRunner, compute_dtype
 
 _ARG_NAMES = frozenset(f.name for f in fields(TrainerArgs))
 
@@ -67,7 +67,7 @@ class Trainer:
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
-        precision: str | int = "32",
+        precision: str | int = "32-true",
         val_check_interval: int | float | None = None,
         check_val_every_n_epoch: int | None = 1,
         limit_train_batches: int | float | None = None,
@@ -248,8 +248,8 @@ class Trainer:
         self.val_check_batch = val_check_batch(self.args, self.num_training_batches, self.num_val_batches)
         per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches) if math.isfinite(self.num_training_batches) else None
         self._estimated_max_steps = self.max_epochs * per_epoch if self.max_epochs is not None and per_epoch is not None else None
-        if self.precision == "bf16":
-            model.set_dtype(mx.bfloat16)
+        if self.precision.endswith("-true") and self.precision != "32-true":
+            model.set_dtype(compute_dtype(self.precision))
         self.optimizer, self.lr_schedule_name = configure_optimizer(model)
         self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
         self.hooks.setup("fit")
