@@ -3,17 +3,11 @@ given ModelSummary, in real Lightning (anchor venv) and here."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
-import pytest
+from lightning_anchor import lightning_json
 
 from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import ModelSummary
 
-ANCHOR = Path(__file__).resolve().parents[2] / ".venv-anchor" / "bin" / "python"
 CASES = ["default", "off", "on", "given", "given_off"]
 LIGHTNING = """
 import json, lightning.pytorch as pl
@@ -38,12 +32,7 @@ def held(**kw):
 
 
 def test_model_summary_callbacks_as_in_lightning():
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
-        pytest.skip("the anchor venv (make anchor) is not built")
-    run = subprocess.run([str(ANCHOR), "-c", LIGHTNING], capture_output=True, text=True, timeout=300, check=True)
-    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    theirs = lightning_json(LIGHTNING)
     ours = [held(), held(enable_model_summary=False), held(enable_model_summary=True),
             held(given=ModelSummary()), held(given=ModelSummary(), enable_model_summary=False)]
     assert dict(zip(CASES, ours)) == dict(zip(CASES, theirs))

@@ -4,17 +4,12 @@ the CPU) and here (NOTE [precision names]). 64-bit is the documented difference:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import warnings
-from pathlib import Path
 
-import pytest
+from lightning_anchor import lightning_json
 
 from mlx_audio.train import Trainer
 
-ANCHOR = Path(__file__).resolve().parents[2] / ".venv-anchor" / "bin" / "python"
 INPUTS = [None, 32, "32", "32-true", "bf16", "bf16-mixed", "bf16-true", "16-true", 16, "16", "16-mixed", "x", True, 64,
           "64", "64-true"]
 DIFFERENT = {64, "64", "64-true"}  # Lightning: "64-true"; here: ValueError (no float64 on MLX's GPU)
@@ -46,12 +41,7 @@ def make(precision):
 
 
 def test_precision_names_and_warnings_as_in_lightning():
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
-        pytest.skip("the anchor venv (make anchor) is not built")
-    run = subprocess.run([str(ANCHOR), "-c", LIGHTNING % (INPUTS,)], capture_output=True, text=True, timeout=300, check=True)
-    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    theirs = lightning_json(LIGHTNING % (INPUTS,))
     namespace: dict = {}
     exec(PROBE, namespace)  # the same probe here
     ours = [namespace["outcome"](make, p) for p in INPUTS]

@@ -15,6 +15,7 @@ import warnings
 import mlx.core as mx
 import numpy as np
 import pytest
+from data_testing import wait_until
 
 import mlx_audio.data._transfer as transfer
 from mlx_audio.data import DataLoader, Dataset, IterableDataset, get_worker_info
@@ -103,7 +104,7 @@ def test_a_pass_runs_on_the_thread_and_the_mlx_transforms_on_the_caller(cuda):
     assert len(transfer_threads()) == 1
     list(it)
     assert set(where) == {threading.current_thread().name}
-    assert wait_for(lambda: not transfer_threads())
+    assert wait_until(lambda: not transfer_threads())
 
 
 def test_the_state_is_of_the_batches_handed_out_not_those_fetched_ahead(cuda):
@@ -151,7 +152,7 @@ def test_persistent_workers_are_kept_and_an_unfinished_pass_gives_them_over(cuda
     next(iter(reference))
     assert again == [plain(b) for b in reference]  # epoch 1, whole
     source.close()
-    assert wait_for(lambda: not transfer_threads())
+    assert wait_until(lambda: not transfer_threads())
 
 
 def test_a_killed_worker_ends_the_pass_with_the_error(cuda):
@@ -163,7 +164,7 @@ def test_a_killed_worker_ends_the_pass_with_the_error(cuda):
     with pytest.raises(RuntimeError, match=f"pid {victim}.*SIGKILL"):
         list(it)
     assert list(it) == []
-    assert wait_for(lambda: not transfer_threads())
+    assert wait_until(lambda: not transfer_threads())
 
 
 def test_close_and_collection_stop_the_thread_at_once(cuda):
@@ -172,12 +173,12 @@ def test_close_and_collection_stop_the_thread_at_once(cuda):
     next(it)
     start = time.monotonic()
     source.close()
-    assert wait_for(lambda: not transfer_threads())
+    assert wait_until(lambda: not transfer_threads())
     assert time.monotonic() - start < 5
     it = iter(loader(pin_memory=True, dataset=Mixed(n=4000)))
     next(it)
     del it
-    assert wait_for(lambda: not transfer_threads())
+    assert wait_until(lambda: not transfer_threads())
 
 
 def test_device_copy_is_a_new_evaluated_array_of_the_same_dtype():
@@ -189,11 +190,3 @@ def test_device_copy_is_a_new_evaluated_array_of_the_same_dtype():
     pointer = lambda a: np.asarray(a).__array_interface__["data"][0]  # noqa: E731
     assert pointer(moved["a"]) != pointer(batch["a"])
 
-
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()

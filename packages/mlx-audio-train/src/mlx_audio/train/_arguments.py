@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ._device import check_accelerator, check_devices
 from .callbacks.base import check_number
 
 # NOTE [precision names]: Lightning's inputs and names (lightning.fabric.connector's
@@ -55,6 +56,17 @@ def unified_precision(value: Any) -> str:
 _DEFAULT_MAX_EPOCHS = 1000  # Lightning's, when neither max_epochs nor max_steps is given
 
 
+def check_lightning_flags(kwargs: dict[str, Any]) -> None:
+    """NOTE [no-op Lightning arguments]: ``deterministic`` (torch's deterministic algorithms),
+    ``benchmark`` (cuDNN autotuning) and ``inference_mode`` (torch.inference_mode vs no_grad) have
+    no MLX counterpart; they are accepted, checked as Lightning does, and change nothing."""
+    if kwargs["deterministic"] not in (None, True, False, "warn"):
+        raise ValueError(f"Trainer: deterministic must be None, a bool or 'warn', got {kwargs['deterministic']!r}")
+    for name, valid in (("benchmark", (None, True, False)), ("inference_mode", (True, False))):
+        if kwargs[name] not in valid or (kwargs[name] is not None and not isinstance(kwargs[name], bool)):
+            raise ValueError(f"Trainer: {name} must be one of {valid}, got {kwargs[name]!r}")
+
+
 @dataclass(frozen=True)
 class TrainerArgs:
     max_epochs: int | None = None
@@ -81,6 +93,11 @@ class TrainerArgs:
     compile: bool = True
     on_nonfinite_loss: str = "raise"
     use_distributed_sampler: bool = True
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    deterministic: bool | str | None = None  # accepted; no effect (NOTE [no-op Lightning arguments])
+    benchmark: bool | None = None
+    inference_mode: bool = True
 
 
 def _count(name: str, value: Any, minimum: int, sentinel: bool = False) -> None:
@@ -91,6 +108,9 @@ def _count(name: str, value: Any, minimum: int, sentinel: bool = False) -> None:
 
 def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     """Validate ``Trainer(**kwargs)`` and resolve defaults, sentinels and ``fast_dev_run``."""
+    defaults = {"enable_progress_bar": True, "enable_checkpointing": True, "gradient_clip_algorithm": "norm",
+                "log_every_n_steps": 50}  # Lightning's None defaults, resolved as there
+    kwargs = {**kwargs, **{k: v for k, v in defaults.items() if kwargs.get(k) is None}}
     for name, minimum in (("max_epochs", 0), ("max_steps", 0)):
         _count(name, kwargs[name], minimum, sentinel=True)
     for name in ("min_epochs", "min_steps", "seed"):
@@ -112,6 +132,9 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
             raise ValueError(f"Trainer: {name} must be one of {valid}, got {kwargs[name]!r}")
     values = {f.name: kwargs[f.name] for f in fields(TrainerArgs) if f.name in kwargs}
     values["precision"] = unified_precision(kwargs["precision"])
+    values["accelerator"] = check_accelerator(kwargs["accelerator"])
+    check_devices(kwargs["devices"])
+    check_lightning_flags(kwargs)
     max_epochs = kwargs["max_epochs"]
     max_steps = kwargs["max_steps"]
     if max_epochs is None and max_steps in (None, -1):

@@ -45,3 +45,15 @@ class Progress:
                 raise ValueError(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")
             values[field.name] = value
         return cls(**values)
+
+    def settle_resume(self, mid_epoch: bool, num_training_batches: float) -> bool:
+        """After a restore: whether the run goes on inside the saved epoch. Saved at an epoch's
+        last batch or its end, it goes on with the next epoch (the counters moved there)."""
+        if mid_epoch and self.batch_in_epoch >= num_training_batches:
+            self.epoch_finished = True  # saved at the epoch's last batch: nothing left in it
+            mid_epoch = False
+        if self.epoch_finished:
+            self.current_epoch += 1
+            self.batch_in_epoch = 0
+            self.epoch_finished = False
+        return mid_epoch

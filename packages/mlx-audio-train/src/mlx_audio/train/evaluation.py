@@ -10,6 +10,7 @@ from typing import Any
 import mlx.core as mx
 
 from . import checkpoint, distributed
+from ._device import device_scope
 from ._loaders import batch_size_of, length_of, limited, seed_and_shard
 from .metrics import LogOptions, Results
 from .module import TrainModule
@@ -74,7 +75,8 @@ def standalone(trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_p
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     if distributed.world_size() > 1:  # each rank evaluates its share; the metrics are reduced
         loader = seed_and_shard(trainer, loader)[0]
-    return evaluate(trainer, loader, stage, distributed.smallest(limited(length_of(loader), limit)))
+    with device_scope(trainer.accelerator):  # NOTE [accelerator and devices]
+        return evaluate(trainer, loader, stage, distributed.smallest(limited(length_of(loader), limit)))
 
 
 def predict(trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
@@ -90,12 +92,13 @@ def predict(trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_p
     trainer.eval_batches_total = math.inf if total is None else total
     trainer.hooks.on_predict_start()
     outputs = []
-    for batch_idx, batch in enumerate(dataloaders):
-        trainer.hooks.on_predict_batch_start(batch, batch_idx)
-        output = model.predict_step(batch, mx.array(batch_idx))
-        mx.eval(output)
-        outputs.append(output)
-        trainer.hooks.on_predict_batch_end(output, batch, batch_idx)
+    with device_scope(trainer.accelerator):
+        for batch_idx, batch in enumerate(dataloaders):
+            trainer.hooks.on_predict_batch_start(batch, batch_idx)
+            output = model.predict_step(batch, mx.array(batch_idx))
+            mx.eval(output)
+            outputs.append(output)
+            trainer.hooks.on_predict_batch_end(output, batch, batch_idx)
     trainer.hooks.on_predict_end()
     model.train(was_training)
     return outputs

@@ -14,15 +14,21 @@ from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
+from .callbacks.timer import Timer
 
 
 def with_defaults(
-    callbacks: list[Callback] | Callback | None, progress_bar: bool, checkpointing: bool, summary: bool | None = None
+    callbacks: list[Callback] | Callback | None, progress_bar: bool | None, checkpointing: bool | None,
+    summary: bool | None = None,
+    max_time: Any = None,
 ) -> list[Callback]:
     """The user's callbacks plus Lightning's defaults: a ProgressBar (unless disabled; then a
     given one is dropped too), a ModelSummary (unless one is given or ``summary`` is False; None
-    is True, as Lightning's ``enable_model_summary``) and a ModelCheckpoint (unless one is given
-    or checkpointing is off)."""
+    is True, as Lightning's ``enable_model_summary``), a ModelCheckpoint (unless one is given
+    or checkpointing is off) and, for ``max_time``, a ``Timer(max_time, interval="step")`` unless
+    one is given (Lightning's rule)."""
+    progress_bar = progress_bar is None or bool(progress_bar)  # None: Lightning's default, True
+    checkpointing = checkpointing is None or bool(checkpointing)
     given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
     for callback in given:
         if not isinstance(callback, Callback):
@@ -35,6 +41,8 @@ def with_defaults(
         given.append(ModelSummary())
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in given):
         given.append(ModelCheckpoint())
+    if max_time is not None and not any(isinstance(c, Timer) for c in given):
+        given.append(Timer(duration=max_time, interval="step"))
     return given
 
 

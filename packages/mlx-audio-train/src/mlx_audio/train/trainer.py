@@ -32,6 +32,7 @@ from mlx_audio.loggers import Logger
 
 from . import checkpoint, distributed
 from ._arguments import TrainerArgs, make_args, val_check_batch
+from ._device import device_scope
 from ._lifecycle import (
     clipping,
     configure_optimizer,
@@ -61,33 +62,39 @@ class Trainer:
     def __init__(
         self,
         max_epochs: int | None = None,
-        max_steps: int | None = None,
+        max_steps: int = -1,
         min_epochs: int | None = None,
         min_steps: int | None = None,
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str = "norm",
-        precision: str | int = "32-true",
+        gradient_clip_algorithm: str | None = None,
+        precision: str | int | None = None,
         val_check_interval: int | float | None = None,
         check_val_every_n_epoch: int | None = 1,
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None,
-        num_sanity_val_steps: int | None = 2,
+        num_sanity_val_steps: int | None = None,
         fast_dev_run: bool | int = False,
-        log_every_n_steps: int = 50,
+        log_every_n_steps: int | None = None,
         callbacks: list[Callback] | Callback | None = None,
         logger: Logger | list[Logger] | bool | None = None,
-        enable_progress_bar: bool = True,
-        enable_checkpointing: bool = True,
+        enable_progress_bar: bool | None = None,
+        enable_checkpointing: bool | None = None,
         enable_model_summary: bool | None = None,
         default_root_dir: str | None = None,
         seed: int | None = None,
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
         use_distributed_sampler: bool = True,
+        accelerator: str = "auto",
+        devices: int | str | list[int] = "auto",
+        deterministic: bool | str | None = None,
+        benchmark: bool | None = None,
+        inference_mode: bool = True,
+        max_time: str | dict | Any | None = None,
     ) -> None:
-        given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary)
+        given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time)
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         kwargs = {k: v for k, v in locals().items() if k in _ARG_NAMES}
         self.args = make_args({**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given))
@@ -217,7 +224,7 @@ class Trainer:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
         started = time.perf_counter()
         try:
-            with self._interrupt:
+            with self._interrupt, device_scope(self.accelerator):
                 ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
         except BaseException as error:
             self.failing = True
@@ -269,13 +276,7 @@ class Trainer:
         mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
         if self.enable_validation and self.num_sanity_val_steps > 0 and not mid_epoch:
             sanity_check(self)
-        if mid_epoch and progress.batch_in_epoch >= self.num_training_batches:
-            progress.epoch_finished = True  # saved at the epoch's last batch: nothing left in it
-            mid_epoch = False
-        if progress.epoch_finished:  # resumed from an epoch's end: go on with the next epoch
-            progress.current_epoch += 1
-            progress.batch_in_epoch = 0
-            progress.epoch_finished = False
+        mid_epoch = progress.settle_resume(mid_epoch, self.num_training_batches)
         if self._fit_done():
             if self.num_training_batches == 0:
                 print("Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train.")
