@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU pairing in one run (see ../shared/device/README.md for bringing MLX's CUDA build to
 # the lent machine). Results under $OUT (or ./gpu_results); recorded in docs/benchmarks.md.
-# CLAP's benchmarks run on their own (clap_step.py, clap_profile.py, clap_loader.py): minutes
+# CLAP: with WITH_CLAP=1 (clap_step.py, clap_loader.py; clap_profile.py runs on its own): minutes
 # each, and the first CLAP run on a fresh machine compiles MLX's CUDA kernels for minutes.
 set -uo pipefail
 out="${OUT:-gpu_results}"; mkdir -p "$out"
@@ -23,3 +23,13 @@ a, b = mx.load("/tmp/dp_nccl/weights.safetensors"), mx.load("/tmp/dp_plain/weigh
 print("nccl -n 1 vs plain: max weight difference", max(float(mx.abs(a[k] - b[k]).max()) for k in a),
       "world", json.load(open("/tmp/dp_nccl/seen-0.json"))["world"])
 PY
+python3 benchmarks/gpu/logmel_probe.py 2>&1 | tee "$out/logmel_probe.txt"
+# CLAP (minutes each; a fresh machine first compiles MLX's CUDA kernels): the step against
+# transformers, then the loader from WAV files against pre-made batches, each in its own process
+if [ -n "${WITH_CLAP:-}" ]; then
+  python3 benchmarks/gpu/clap_step.py 2>&1 | tee "$out/clap_step.txt"
+  for v in premade f32 f32-pin i16 i16-pin; do
+    (cd benchmarks/gpu && python3 -u clap_loader.py --workers 12 --files 320 --steps 40 --variants $v) 2>&1 \
+      | grep -E "ms/step" | tee -a "$out/clap_loader.txt"
+  done
+fi
