@@ -190,3 +190,43 @@ def test_device_copy_is_a_new_evaluated_array_of_the_same_dtype():
     pointer = lambda a: np.asarray(a).__array_interface__["data"][0]  # noqa: E731
     assert pointer(moved["a"]) != pointer(batch["a"])
 
+
+
+class Hangs(Dataset):
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i == 9:
+            time.sleep(30)
+        return np.full(2, i, np.float32)
+
+
+def test_a_timeout_is_raised_through_the_thread_and_ends_the_pass(cuda):
+    source = DataLoader(Hangs(), batch_size=4, num_workers=1, timeout=0.5, pin_memory=True)
+    it = iter(source)
+    start = time.monotonic()
+    taken = []
+    with pytest.raises(RuntimeError, match="timed out after 0.5"):
+        for batch in it:
+            taken.append(batch)
+    assert len(taken) == 2 and time.monotonic() - start < 5
+    assert list(it) == []
+    assert wait_until(lambda: not transfer_threads())
+
+
+def test_an_iterable_datasets_stream_resumes_exactly(cuda):
+    def run(**kwargs) -> list:
+        return [np.array(b).tolist() for b in loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, **kwargs)]
+
+    source = loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, pin_memory=True)
+    it = iter(source)
+    first = [np.array(next(it)).tolist() for _ in range(3)]
+    time.sleep(0.3)
+    state = source.state_dict()
+    rest = [np.array(b).tolist() for b in it]
+    resumed = loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, pin_memory=True)
+    resumed.load_state_dict(state)
+    with pytest.warns(UserWarning, match="replaying its stream"):  # a stream without a state of its own
+        again = [np.array(b).tolist() for b in resumed]
+    assert again == rest and first + rest == run()
