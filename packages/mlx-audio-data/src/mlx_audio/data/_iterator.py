@@ -51,6 +51,7 @@ class PassPlan:
     finished: Callable[[PassLike, bool], None]  # (this pass, whether it failed): keep or stop workers
     advise_sharding: Callable[[dict | None], None]  # see DataLoader._advise_sharding
     reported_length: int | None = None  # an IterableDataset's len() once len(loader) was asked
+    wrapped: bool = False  # built inside a DevicePass (its warnings point one frame further out)
 
 
 def _reraise_in_process(error: SampleError) -> None:
@@ -82,7 +83,7 @@ class Pass(Iterator[Any]):
             warnings.warn(
                 f"{type(dataset).__name__} has no state_dict()/load_state_dict(): resuming by "
                 f"replaying its stream and dropping the first {self.skip} batches",
-                stacklevel=4,
+                stacklevel=5 if plan.wrapped else 4,
             )
 
     def _skip_replayed(self) -> None:

@@ -125,7 +125,7 @@ class DevicePass(Iterator[Any]):
             if outer is not None:
                 outer._inner_failed = failed
 
-        self._inner = WorkerPass(replace(plan, to_output=convert, finished=inner_ended))
+        self._inner = WorkerPass(replace(plan, to_output=convert, finished=inner_ended, wrapped=True))
         self._state = self._inner.state()
         self._queue: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
