@@ -6,7 +6,7 @@ first GPU kernel that reads it faults them over -- inside the training step, on 
 stream (measured on an H200: ~10 ms for the 61 MB float32 CLAP batch to convert, +19 ms at
 its first GPU read; docs/benchmarks.md). torch's answer is a pin-memory thread; ours is the same
 shape: :class:`DevicePass` runs the worker pass on a background thread that copies each batch out
-of shared memory and, on a stream of its own, into a GPU-resident copy, ``depth`` batches ahead.
+of shared memory and, on a stream of its own, into a GPU-resident copy, ``_DEPTH`` batches ahead.
 The invariants:
 
 * the batches, their order and the errors are the inner pass's, one for one (a sample's error is
@@ -35,6 +35,7 @@ from ._plan import gpu_backend
 from ._tree import is_mlx_array, map_leaves
 
 _BATCH, _ERROR, _END = "batch", "error", "end"
+_DEPTH = 2  # batches queued ahead of the consumer
 _POLL_S = 0.1
 _JOIN_S = 10.0
 
@@ -80,17 +81,14 @@ def device_copy(batch: Any, stream: Any) -> Any:
     return batch
 
 
-def _produce(inner: Pass, out: queue.Queue, stop: threading.Event, to_device: bool) -> None:
+def _produce(inner: Pass, out: queue.Queue, stop: threading.Event) -> None:
     """The transfer thread: every item of the inner pass, with the inner state right after it."""
-    stream = None
-    if to_device:
-        import mlx.core as mx
+    import mlx.core as mx
 
-        stream = mx.new_stream(mx.default_device())  # the GPU wherever this thread is started
+    stream = mx.new_stream(mx.default_device())  # the GPU wherever this thread is started
     while not stop.is_set():
         try:
-            batch = next(inner)
-            item: tuple = (_BATCH, batch if stream is None else device_copy(batch, stream), inner.state())
+            item: tuple = (_BATCH, device_copy(next(inner), stream), inner.state())
         except StopIteration:
             item = (_END, None, inner.state())
         except BaseException as error:  # handed to the consumer, raised there
@@ -108,10 +106,7 @@ def _produce(inner: Pass, out: queue.Queue, stop: threading.Event, to_device: bo
 class DevicePass(Iterator[Any]):
     """A :class:`WorkerPass` iterated on a transfer thread (NOTE [pin_memory on CUDA])."""
 
-    def __init__(
-        self, plan: PassPlan, convert: Callable[[Any], Any], transform: Callable[[Any], Any] | None,
-        depth: int = 2, to_device: bool = True,
-    ) -> None:
+    def __init__(self, plan: PassPlan, convert: Callable[[Any], Any], transform: Callable[[Any], Any] | None) -> None:
         self.plan = plan
         self.epoch = plan.epoch
         self.finished = False
@@ -127,10 +122,10 @@ class DevicePass(Iterator[Any]):
 
         self._inner = WorkerPass(replace(plan, to_output=convert, finished=inner_ended, wrapped=True))
         self._state = self._inner.state()
-        self._queue: queue.Queue = queue.Queue(depth)
+        self._queue: queue.Queue = queue.Queue(_DEPTH)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=_produce, args=(self._inner, self._queue, self._stop, to_device),
+            target=_produce, args=(self._inner, self._queue, self._stop),
             name="mlx-audio-transfer", daemon=True,
         )
         self._thread.start()
