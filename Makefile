@@ -22,6 +22,7 @@ demo: sync
 
 test: sync anchor
 	$(UV) run --no-sync ruff check packages tests benchmarks examples docs
+	$(UV) run --no-sync ruff format --check packages tests benchmarks examples docs
 	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data -p mlx_audio.loggers -p mlx_audio.cli
 	$(UV) run --no-sync python docs/site.py build --quiet
 	$(RUN_ENV) $(UV) run --no-sync python -m pytest $(PYTEST_ARGS)
@@ -73,6 +74,7 @@ bench: sync anchor
 
 lint: sync
 	$(UV) run --no-sync ruff check packages tests benchmarks examples docs
+	$(UV) run --no-sync ruff format --check packages tests benchmarks examples docs
 	$(UV) run --no-sync mypy -p mlx_audio.train -p mlx_audio.data -p mlx_audio.loggers -p mlx_audio.cli
 
 clean:

@@ -45,7 +45,9 @@ def make_clips(root: str, count: int) -> None:
         os.makedirs(os.path.join(root, label), exist_ok=True)
         seconds = rng.uniform(1.0, 10.0)
         t = np.arange(int(seconds * RATE_IN)) / RATE_IN
-        wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * (i % 10)) * t) + 0.05 * rng.standard_normal(t.size)
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * (i % 10)) * t) + 0.05 * rng.standard_normal(
+            t.size
+        )
         ext = "flac" if i % 2 else "wav"
         sf.write(os.path.join(root, label, f"{i:05d}.{ext}"), wave.astype(np.float32), RATE_IN)
         if i % 200 == 0:
@@ -62,7 +64,9 @@ def crop(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def sample_features(path: str, label: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The per-sample code both loaders run: decode + resample, crop, log-mel (frames, mels)."""
     wave, _ = load_audio(path, RATE)
-    return log_mel_spectrogram(crop(wave, rng), RATE, 1024, 480, filters=FILTERS, channels_last=True), label
+    return log_mel_spectrogram(
+        crop(wave, rng), RATE, 1024, 480, filters=FILTERS, channels_last=True
+    ), label
 
 
 class Features:
@@ -139,15 +143,29 @@ def main() -> None:
         print(f"generating {args.clips} clips in {root}", file=sys.stderr)
         make_clips(root, args.clips)
     folder = AudioFolder(root)
-    print(f"# {len(folder)} clips, python {platform.python_version()}, mlx {mx.__version__}, "
-          f"numpy {np.__version__}, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(
+        f"# {len(folder)} clips, python {platform.python_version()}, mlx {mx.__version__}, "
+        f"numpy {np.__version__}, {os.cpu_count()} CPUs, {platform.platform()}"
+    )
 
     collate = PadCollate(axis=0)
-    ours = DataLoader(Features(folder), batch_size=32, shuffle=True, seed=0, num_workers=args.workers, collate_fn=collate)
+    ours = DataLoader(
+        Features(folder),
+        batch_size=32,
+        shuffle=True,
+        seed=0,
+        num_workers=args.workers,
+        collate_fn=collate,
+    )
     rate_ours = best(ours, lambda b: mx.eval(b[0]), args.repeats)
     print(f"mlx_audio DataLoader, numpy log-mel in workers: {rate_ours:,.0f} clips/s")
     on_mlx = DataLoader(
-        Waves(folder), batch_size=32, shuffle=True, seed=0, num_workers=args.workers, collate_fn=PadCollate(),
+        Waves(folder),
+        batch_size=32,
+        shuffle=True,
+        seed=0,
+        num_workers=args.workers,
+        collate_fn=PadCollate(),
         mlx_transforms=LogMel(RATE, 1024, 480, 64, channels_last=True),
     )
     rate_mlx = best(on_mlx, lambda b: mx.eval(b[0]), args.repeats)
@@ -158,17 +176,27 @@ def main() -> None:
     except ImportError:
         print("torch not installed: anchor side skipped (run with the anchor venv)")
         return
-    theirs = TorchLoader(Features(folder), batch_size=32, shuffle=True, num_workers=args.workers, collate_fn=pad_frames)
+    theirs = TorchLoader(
+        Features(folder),
+        batch_size=32,
+        shuffle=True,
+        num_workers=args.workers,
+        collate_fn=pad_frames,
+    )
     rate_torch = best(theirs, lambda b: b[0].sum().item(), args.repeats)
     print(f"torch {torch.__version__} DataLoader, same per-sample code: {rate_torch:,.0f} clips/s")
-    print(f"ratio (same code): {rate_ours / rate_torch:.2f}x; with the log-mel on MLX: {rate_mlx / rate_torch:.2f}x")
+    print(
+        f"ratio (same code): {rate_ours / rate_torch:.2f}x; with the log-mel on MLX: {rate_mlx / rate_torch:.2f}x"
+    )
     lengths = folder.lengths()
     buckets = BucketBatchSampler(lengths, 32, num_buckets=8, seed=0)
     order = np.random.default_rng(0).permutation(len(lengths))
     random_batches = [lengths[order[i : i + 32]] for i in range(0, len(order), 32)]
     random_padding = 1 - lengths.sum() / sum(b.max() * len(b) for b in random_batches)
-    print(f"padding of whole clips: random batches {random_padding:.1%}, BucketBatchSampler(8 buckets) "
-          f"{buckets.padding_fraction():.1%}")
+    print(
+        f"padding of whole clips: random batches {random_padding:.1%}, BucketBatchSampler(8 buckets) "
+        f"{buckets.padding_fraction():.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,13 @@ import sys
 
 import numpy as np
 
-VARIANTS = ["ours/eager/rational", "ours/compiled/rational", "ours/compiled/nn.gelu", "ours/eager/nn.gelu", "hf/eager"]
+VARIANTS = [
+    "ours/eager/rational",
+    "ours/compiled/rational",
+    "ours/compiled/nn.gelu",
+    "ours/eager/nn.gelu",
+    "hf/eager",
+]
 
 
 def measure(variant: str, batch: int) -> float:
@@ -45,7 +51,9 @@ def measure(variant: str, batch: int) -> float:
     audio = model.audio_encoder
     x = mx.array(mels)
     grad = nn.value_and_grad(audio, lambda m, x: m(x).sum())
-    step = mx.compile(lambda: grad(audio, x)) if "/compiled/" in variant else (lambda: grad(audio, x))
+    step = (
+        mx.compile(lambda: grad(audio, x)) if "/compiled/" in variant else (lambda: grad(audio, x))
+    )
     mx.eval(model.parameters(), x, step())  # compiled: traced and run once
     base = mx.get_active_memory()
     mx.reset_peak_memory()
@@ -60,8 +68,17 @@ def main() -> None:
     print("| audio encoder fwd+bwd | B=4 MiB | B=8 MiB | per sample MiB |")
     print("|---|---:|---:|---:|")
     for variant in VARIANTS:
-        small, large = (json.loads(subprocess.run([sys.executable, __file__, variant, str(b)], capture_output=True,
-                                               text=True, check=True).stdout.splitlines()[-1]) for b in (4, 8))
+        small, large = (
+            json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, variant, str(b)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.splitlines()[-1]
+            )
+            for b in (4, 8)
+        )
         print(f"| {variant} | {small:.0f} | {large:.0f} | {(large - small) / 4:.0f} |", flush=True)
 
 

@@ -35,7 +35,9 @@ from mlx_audio.train.schedulers import WarmupCosineScheduler
 RATE = spoken_digits.RATE
 ROOT = os.environ.get("MLX_AUDIO_DEMO_DATA", os.path.join("data", "spoken_digits"))
 RUN = os.environ.get("MLX_AUDIO_DEMO_RUN", "demo_run")
-SMALL = os.environ.get("MLX_AUDIO_DEMO_SMALL") == "1"  # a quick smoke run (tests): 15 voices, 1 epoch
+SMALL = (
+    os.environ.get("MLX_AUDIO_DEMO_SMALL") == "1"
+)  # a quick smoke run (tests): 15 voices, 1 epoch
 EPOCHS = 1 if SMALL else 6
 
 
@@ -53,7 +55,9 @@ class DigitClassifier(TrainModule):
 
     def __call__(self, waves: mx.array) -> mx.array:
         mels = self.features.features(waves)  # (batch, 40, frames), on the accelerator
-        mels = (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5)
+        mels = (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
+            mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5
+        )
         return self.net(mels[:, None])
 
     def compute_loss(self, batch):
@@ -64,8 +68,12 @@ class DigitClassifier(TrainModule):
 
     def configure_optimizers(self) -> OptimizerConfig:
         total = self.trainer.max_steps or 1000
-        schedule = WarmupCosineScheduler(peak_lr=2e-3, warmup_steps=total // 20, total_steps=total, min_lr=2e-5)
-        return OptimizerConfig(optim.AdamW(learning_rate=schedule, weight_decay=0.01), lr_schedule_name="warmup_cosine")
+        schedule = WarmupCosineScheduler(
+            peak_lr=2e-3, warmup_steps=total // 20, total_steps=total, min_lr=2e-5
+        )
+        return OptimizerConfig(
+            optim.AdamW(learning_rate=schedule, weight_decay=0.01), lr_schedule_name="warmup_cosine"
+        )
 
 
 def loaders() -> tuple[DataLoader, DataLoader]:
@@ -74,11 +82,17 @@ def loaders() -> tuple[DataLoader, DataLoader]:
     buckets = BucketBatchSampler(np.minimum(train.lengths(), RATE), batch_size=32, num_buckets=4)
     val_buckets = BucketBatchSampler(val.lengths(), batch_size=64, num_buckets=4, shuffle=False)
     train_loader = DataLoader(
-        train, batch_sampler=buckets, collate_fn=PadCollate(pad_to_lengths=buckets.boundaries),
-        cpu_transforms=[RandomCrop(RATE), random_gain], num_workers=2,
+        train,
+        batch_sampler=buckets,
+        collate_fn=PadCollate(pad_to_lengths=buckets.boundaries),
+        cpu_transforms=[RandomCrop(RATE), random_gain],
+        num_workers=2,
     )
     val_loader = DataLoader(
-        val, batch_sampler=val_buckets, collate_fn=PadCollate(pad_to_lengths=val_buckets.boundaries), num_workers=2,
+        val,
+        batch_sampler=val_buckets,
+        collate_fn=PadCollate(pad_to_lengths=val_buckets.boundaries),
+        num_workers=2,
     )
     return train_loader, val_loader
 
@@ -100,7 +114,12 @@ def plot_curves(log_dir: str, out: str) -> str | None:
     for key, axis in (("train_loss", left), ("val_loss", left), ("val_accuracy", right)):
         points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
         if points:
-            axis.plot(*zip(*points), label=key, marker="o" if key.startswith("val") else None, markersize=3)
+            axis.plot(
+                *zip(*points),
+                label=key,
+                marker="o" if key.startswith("val") else None,
+                markersize=3,
+            )
     left.set_xlabel("step")
     right.set_xlabel("step")
     left.legend()
@@ -112,26 +131,41 @@ def plot_curves(log_dir: str, out: str) -> str | None:
 
 if __name__ == "__main__":
     start = time.perf_counter()
-    spoken_digits.generate(ROOT, clips_per_digit=1 if SMALL else 2, voice_limit=15 if SMALL else None)
+    spoken_digits.generate(
+        ROOT, clips_per_digit=1 if SMALL else 2, voice_limit=15 if SMALL else None
+    )
     train_loader, val_loader = loaders()
-    checkpoint = ModelCheckpoint(monitor="val_accuracy", mode="max", save_top_k=1, filename="{epoch}-{val_accuracy:.3f}")
+    checkpoint = ModelCheckpoint(
+        monitor="val_accuracy", mode="max", save_top_k=1, filename="{epoch}-{val_accuracy:.3f}"
+    )
     trainer = Trainer(
         max_epochs=EPOCHS,
         gradient_clip_val=1.0,
         seed=42,
         default_root_dir=RUN,
-        logger=[CSVLogger(RUN, name="logs", version=0), TensorBoardLogger(RUN, name="tensorboard", version=0)],
+        logger=[
+            CSVLogger(RUN, name="logs", version=0),
+            TensorBoardLogger(RUN, name="tensorboard", version=0),
+        ],
         callbacks=[LearningRateMonitor(), checkpoint],
     )
     model = DigitClassifier()
     size = sum(v.size for _, v in tree_flatten(model.parameters()))
-    print(f"mlx-audio demo: AudioCNN ({size:,} parameters) on {mx.default_device()}, {len(train_loader.dataset)} training clips")
+    print(
+        f"mlx-audio demo: AudioCNN ({size:,} parameters) on {mx.default_device()}, {len(train_loader.dataset)} training clips"
+    )
     trainer.fit(model, train_loader, val_loader, ckpt_path="last")
     accuracy = trainer.callback_metrics.get("val_accuracy", checkpoint.best_model_score)
     if accuracy is not None:
         print(f"accuracy on {len(val_loader.dataset)} clips of held-out voices: {accuracy:.1%}")
     print(f"logs: {trainer.loggers[0].log_dir} (CSV), {trainer.loggers[1].log_dir} (TensorBoard)")
-    print(f"checkpoints: {checkpoint.dirpath} (best: {os.path.basename(checkpoint.best_model_path) or '-'})")
+    print(
+        f"checkpoints: {checkpoint.dirpath} (best: {os.path.basename(checkpoint.best_model_path) or '-'})"
+    )
     png = plot_curves(trainer.loggers[0].log_dir, os.path.join(RUN, "curves.png"))
-    print(f"training curves: {png}" if png else "training curves: none (install matplotlib; or nothing was trained)")
+    print(
+        f"training curves: {png}"
+        if png
+        else "training curves: none (install matplotlib; or nothing was trained)"
+    )
     print(f"demo took {time.perf_counter() - start:.0f} s")

@@ -25,10 +25,46 @@ import numpy as np
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbcwmd")
 VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
-    "Andy", "Annie", "Denis", "Gene", "Jacky", "Lee", "Michael", "Mike", "anika", "aunty",
-    "belinda", "benjamin", "david", "edward", "grandma", "grandpa", "john", "linda", "max",
-    "norbert", "paul", "quincy", "robert", "steph", "travis", "victor", "zac", "shelby",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "Andy",
+    "Annie",
+    "Denis",
+    "Gene",
+    "Jacky",
+    "Lee",
+    "Michael",
+    "Mike",
+    "anika",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "david",
+    "edward",
+    "grandma",
+    "grandpa",
+    "john",
+    "linda",
+    "max",
+    "norbert",
+    "paul",
+    "quincy",
+    "robert",
+    "steph",
+    "travis",
+    "victor",
+    "zac",
+    "shelby",
 )
 SPEEDS = (120, 150, 180, 210)
 RATE = 16_000
@@ -49,7 +85,9 @@ def voices(seed: int = 0, limit: int | None = None) -> tuple[list[str], list[str
 def synthesize(voice: str, text: str, speed: int, pitch: int, path: str) -> None:
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", path, text],
-        check=True, capture_output=True, timeout=30,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
 
 
@@ -68,7 +106,13 @@ def noisy(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(wave + color, -1.0, 1.0).astype(np.float32)
 
 
-def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 4, voice_limit: int | None = None) -> None:
+def generate(
+    root: str,
+    clips_per_digit: int = 2,
+    seed: int = 0,
+    workers: int = 4,
+    voice_limit: int | None = None,
+) -> None:
     """Write ``root/{train,val}.csv`` and the FLAC files they name (skipped when present)."""
     import soundfile as sf
 
@@ -78,7 +122,9 @@ def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 
     if os.path.exists(marker):
         return
     if shutil.which("espeak-ng") is None:
-        sys.exit("espeak-ng is needed to make the spoken digits: apt-get install espeak-ng (brew install espeak-ng)")
+        sys.exit(
+            "espeak-ng is needed to make the spoken digits: apt-get install espeak-ng (brew install espeak-ng)"
+        )
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "clips"))
     train, val = voices(seed, voice_limit)
@@ -91,7 +137,9 @@ def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 
                     speed = int(rng.choice(SPEEDS)) + int(rng.integers(-10, 11))
                     pitch = int(rng.integers(20, 80))
                     name = f"{split}-{voice.replace('+', '_')}-{digit}-{k}.flac"
-                    jobs.append((split, voice, label, digit, speed, pitch, name, int(rng.integers(2**31))))
+                    jobs.append(
+                        (split, voice, label, digit, speed, pitch, name, int(rng.integers(2**31)))
+                    )
     scratch = tempfile.mkdtemp()
 
     def make(job: tuple) -> tuple:
@@ -100,7 +148,9 @@ def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 
         synthesize(voice, digit, speed, pitch, wav)
         wave, _ = load_audio(wav, RATE)
         os.remove(wav)
-        sf.write(os.path.join(root, "clips", name), noisy(wave, np.random.default_rng(clip_seed)), RATE)
+        sf.write(
+            os.path.join(root, "clips", name), noisy(wave, np.random.default_rng(clip_seed)), RATE
+        )
         return split, f"clips/{name}", label, voice
 
     rows: dict[str, list[tuple]] = {"train": [], "val": []}
@@ -118,8 +168,10 @@ def generate(root: str, clips_per_digit: int = 2, seed: int = 0, workers: int = 
             writer.writerow(["path", "label", "voice"])
             writer.writerows(items)
     open(marker, "w").close()
-    print(f"spoken digits: {len(rows['train'])} training clips ({len(train)} voices), "
-          f"{len(rows['val'])} validation clips ({len(val)} held-out voices) in {root}")
+    print(
+        f"spoken digits: {len(rows['train'])} training clips ({len(train)} voices), "
+        f"{len(rows['val'])} validation clips ({len(val)} held-out voices) in {root}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make installs it)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make installs it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +27,42 @@ def small_digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("spoken_digits")
     if shutil.which("espeak-ng") is not None:
         code = f"import spoken_digits; spoken_digits.generate({str(root)!r}, clips_per_digit=1, voice_limit=15)"
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT / "examples", check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT / "examples",
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
     return root
 
 
 @needs_espeak
 def test_demo_quick_run_and_resume(tmp_path, small_digits):
-    env = {**os.environ, "MLX_AUDIO_DEMO_SMALL": "1", "MLX_AUDIO_DEMO_DATA": str(small_digits),
-           "MLX_AUDIO_DEMO_RUN": str(tmp_path / "run")}
+    env = {
+        **os.environ,
+        "MLX_AUDIO_DEMO_SMALL": "1",
+        "MLX_AUDIO_DEMO_DATA": str(small_digits),
+        "MLX_AUDIO_DEMO_RUN": str(tmp_path / "run"),
+    }
 
     def run():
-        result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True,
-                                env=env, cwd=tmp_path, timeout=600)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "demo.py")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout
 
     first = run()
     assert "accuracy on" in first and "held-out voices" in first and "training curves" in first
-    assert (small_digits / "train.csv").exists() and (tmp_path / "run" / "checkpoints" / "last").exists()
+    assert (small_digits / "train.csv").exists() and (
+        tmp_path / "run" / "checkpoints" / "last"
+    ).exists()
     assert any((tmp_path / "run" / "tensorboard" / "version_0").iterdir())
     second = run()
     assert "nothing to do" in second and "making spoken digits" not in second
@@ -53,10 +73,20 @@ def test_clap_zero_shot_example_quick_run(tmp_path, small_digits):
     """examples/clap_zero_shot.py in its quick form: contrastive training on captioned clips
     through the Trainer, then zero-shot classification of held-out voices. (The full run's
     accuracy is in its docstring: 83.5 %.)"""
-    env = {**os.environ, "MLX_AUDIO_DEMO_SMALL": "1", "MLX_AUDIO_DEMO_DATA": str(small_digits),
-           "MLX_AUDIO_CLAP_RUN": str(tmp_path / "clap")}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "clap_zero_shot.py")], capture_output=True,
-                            text=True, env=env, cwd=tmp_path, timeout=600)
+    env = {
+        **os.environ,
+        "MLX_AUDIO_DEMO_SMALL": "1",
+        "MLX_AUDIO_DEMO_DATA": str(small_digits),
+        "MLX_AUDIO_CLAP_RUN": str(tmp_path / "clap"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "clap_zero_shot.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("zero-shot accuracy on"))
     accuracy = float(line.split(": ")[-1].split("%")[0])
@@ -71,12 +101,30 @@ def test_make_demo_settings_through_the_command_line(tmp_path, small_digits):
     run = tmp_path / "run"
 
     def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "mlx_audio", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "mlx_audio", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout
 
-    cli("train", "--config", "examples/demo.yaml", "--resume", "--data", str(small_digits / "train.csv"),
-        "--val-data", str(small_digits / "val.csv"), "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(run))
+    cli(
+        "train",
+        "--config",
+        "examples/demo.yaml",
+        "--resume",
+        "--data",
+        str(small_digits / "train.csv"),
+        "--val-data",
+        str(small_digits / "val.csv"),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.default_root_dir",
+        str(run),
+    )
     out = cli("evaluate", "--run", str(run), "--data", str(small_digits / "val.csv"))
     assert "accuracy: " in out and (run / "evaluation" / "confusion.txt").exists()
     assert "curves.png" in cli("plot", str(run))

@@ -17,15 +17,26 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_ELSEWHERE = {"docs/tutorials/training.md"}
 PAGES = sorted(
     str(p.relative_to(ROOT))
-    for p in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "packages").glob("*/README.md")]
-    if str(p.relative_to(ROOT)) not in RUN_ELSEWHERE and "```python" in p.read_text()
+    for p in [
+        ROOT / "README.md",
+        *(ROOT / "docs").rglob("*.md"),
+        *(ROOT / "packages").glob("*/README.md"),
+    ]
+    if str(p.relative_to(ROOT)) not in RUN_ELSEWHERE
+    and "```python" in p.read_text()
     # the data package's PyPI page reads a folder of your own files: shown, not run
     and p != ROOT / "packages" / "mlx-audio-data" / "README.md"
 )
 
 
 def test_every_page_with_code_is_run():
-    assert {"README.md", "docs/index.md", "docs/getting-started.md", "docs/migrating.md", "docs/api/data.md"} <= set(PAGES)
+    assert {
+        "README.md",
+        "docs/index.md",
+        "docs/getting-started.md",
+        "docs/migrating.md",
+        "docs/api/data.md",
+    } <= set(PAGES)
 
 
 def python_blocks(page: Path) -> list[str]:

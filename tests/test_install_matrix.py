@@ -138,7 +138,11 @@ def test_meta_package_is_lazy_with_only_data(tmp_path, wheels):
 
 
 def test_all_five_wheels(tmp_path, wheels):
-    python = venv_with(tmp_path, *(str(w) for n, w in wheels.items() if n != "mlx-audio-stack"), with_extra(wheels["mlx-audio-stack"], "cpu"))
+    python = venv_with(
+        tmp_path,
+        *(str(w) for n, w in wheels.items() if n != "mlx-audio-stack"),
+        with_extra(wheels["mlx-audio-stack"], "cpu"),
+    )
     out = run(
         python,
         """
@@ -192,20 +196,32 @@ def test_installing_next_to_another_backend_leaves_it_alone(tmp_path, wheels):
     python = venv_with(tmp_path, "mlx[cpu]")
 
     def mlx_dists() -> list[str]:
-        listed = subprocess.run([*uv(), "pip", "list", "--python", str(python), "--format", "freeze"],
-                                capture_output=True, text=True, check=True).stdout.split()
+        listed = subprocess.run(
+            [*uv(), "pip", "list", "--python", str(python), "--format", "freeze"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         return sorted(line for line in listed if line.lower().startswith("mlx"))
 
     before = mlx_dists()
-    subprocess.run([*uv(), "pip", "install", "--python", str(python), str(wheels["mlx-audio-data"])],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*uv(), "pip", "install", "--python", str(python), str(wheels["mlx-audio-data"])],
+        check=True,
+        capture_output=True,
+    )
     after = [d for d in mlx_dists() if not d.startswith("mlx-audio")]
     assert after == before, (before, after)
     import zipfile
 
-    metadata = next(n for n in zipfile.ZipFile(wheels["mlx-audio-data"]).namelist() if n.endswith("METADATA"))
-    requires = [line for line in zipfile.ZipFile(wheels["mlx-audio-data"]).read(metadata).decode().splitlines()
-                if line.startswith("Requires-Dist: mlx")]
+    metadata = next(
+        n for n in zipfile.ZipFile(wheels["mlx-audio-data"]).namelist() if n.endswith("METADATA")
+    )
+    requires = [
+        line
+        for line in zipfile.ZipFile(wheels["mlx-audio-data"]).read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist: mlx")
+    ]
     unconditional = [r for r in requires if "extra ==" not in r]
     assert unconditional == ["Requires-Dist: mlx>=0.29"], requires
     assert any("cuda13" in r for r in requires) and any("cpu" in r for r in requires)
@@ -228,7 +244,10 @@ def test_each_wheel_installs_alone_and_imports(tmp_path, wheels, dist, module):
     extra = "" if dist == "mlx-audio-loggers" else "[cpu]"
     folder = wheels[dist].parent
     python = venv_with(tmp_path, "--find-links", str(folder), f"{dist}{extra}")
-    out = run(python, f"import warnings; warnings.simplefilter('error'); import {module}; print('IMPORTED', {module}.__name__)")
+    out = run(
+        python,
+        f"import warnings; warnings.simplefilter('error'); import {module}; print('IMPORTED', {module}.__name__)",
+    )
     assert f"IMPORTED {module}" in out
 
 

@@ -109,5 +109,11 @@ def test_no_package_warns_at_import_even_after_mlx_core():
         "print('OK')"
     )
     clean = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=clean, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=120,
+    )
     assert result.returncode == 0 and result.stdout.strip() == "OK", result.stderr

@@ -29,14 +29,23 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 def test_progress_bar_draws_widgets_in_a_notebook(tmp_path):
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(CELL)]
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     outputs = notebook.cells[0].outputs
     assert not [o for o in outputs if o.get("output_type") == "error"], outputs
     bars = [o["data"]["text/plain"] for o in outputs if WIDGET in o.get("data", {})]
-    assert any(b.startswith("Sanity Checking") for b in bars) and any(b.startswith("Epoch") for b in bars)
+    assert any(b.startswith("Sanity Checking") for b in bars) and any(
+        b.startswith("Epoch") for b in bars
+    )
     assert any(b.startswith("Validation") for b in bars)
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    assert "epoch 1 validation: val_loss=" in text and "Trainer: finished at epoch 2, step 16" in text
+    assert (
+        "epoch 1 validation: val_loss=" in text and "Trainer: finished at epoch 2, step 16" in text
+    )
     assert "\r" not in text  # no terminal redraws in the cell's text: the bars are widgets
     state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     labels = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]

@@ -22,7 +22,9 @@ PENDING: dict[tuple[str, str], str] = {}
 
 
 def cases(test: str) -> list:
-    marks = {p: pytest.mark.xfail(strict=True, reason=r) for (t, p), r in PENDING.items() if t == test}
+    marks = {
+        p: pytest.mark.xfail(strict=True, reason=r) for (t, p), r in PENDING.items() if t == test
+    }
     return [pytest.param(p, marks=marks.get(p, ())) for p in sorted(PACKAGES)]
 
 
@@ -59,12 +61,18 @@ def sources(package: str) -> list[Path]:
 def test_no_import_cycles(package):
     modules = {module_name(package, p): p for p in sources(package)}
     graph = {
-        name: {m for m in imports(package, path) if m in modules and m != name and not name.startswith(m + ".")}
+        name: {
+            m
+            for m in imports(package, path)
+            if m in modules and m != name and not name.startswith(m + ".")
+        }
         for name, path in modules.items()
     }
     # a package's __init__ importing its own submodules is not a cycle of the code's logic
     for name in graph:
-        graph[name] = {m for m in graph[name] if not (modules[m].name == "__init__.py" and name.startswith(m))}
+        graph[name] = {
+            m for m in graph[name] if not (modules[m].name == "__init__.py" and name.startswith(m))
+        }
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -73,7 +81,9 @@ def test_no_import_cycles(package):
         stack.append(node)
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
+                raise AssertionError(
+                    "import cycle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt])
+                )
             if nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -95,5 +105,7 @@ def test_no_private_imports_across_distributions(package):
 
 @pytest.mark.parametrize("package", cases("test_modules_stay_small"))
 def test_modules_stay_small(package):
-    long = {p.name: n for p in sources(package) if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        p.name: n for p in sources(package) if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"

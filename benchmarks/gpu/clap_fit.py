@@ -7,8 +7,14 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def fit_times(data: Iterable[Any], steps: int, warmup: int, precision: str, text_bf16: bool = False,
-              checkpointing: bool = False) -> list[float]:
+def fit_times(
+    data: Iterable[Any],
+    steps: int,
+    warmup: int,
+    precision: str,
+    text_bf16: bool = False,
+    checkpointing: bool = False,
+) -> list[float]:
     """Seconds between consecutive train-batch ends after ``warmup`` steps (the last one up to
     the end of fit; one step is in flight, so their mean is the steady time per step).
     ``text_bf16``: the frozen text encoder's weights cast to bfloat16 (what autocast computes it
@@ -35,8 +41,10 @@ def fit_times(data: Iterable[Any], steps: int, warmup: int, precision: str, text
             mels, ids, mask = batch
             out = self.clap(mels, ids, mask)
             labels = mx.arange(mels.shape[0])
-            return (mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], labels))
-                    + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], labels))) / 2
+            return (
+                mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], labels))
+                + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], labels))
+            ) / 2
 
         def configure_optimizers(self) -> optim.Optimizer:
             return optim.AdamW(learning_rate=1e-5, weight_decay=0.01)
@@ -50,8 +58,15 @@ def fit_times(data: Iterable[Any], steps: int, warmup: int, precision: str, text
 
     clock = Clock()
     mx.random.seed(0)
-    trainer = Trainer(max_steps=warmup + steps, precision=precision, callbacks=[clock], enable_progress_bar=False,
-                      enable_checkpointing=False, logger=False, num_sanity_val_steps=0)
+    trainer = Trainer(
+        max_steps=warmup + steps,
+        precision=precision,
+        callbacks=[clock],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        logger=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(Contrastive(), data)
     mx.synchronize()
     stamps = [*clock.stamps[warmup:], time.perf_counter()]

@@ -66,14 +66,18 @@ class Clips:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple:
-        with wave.open(self.paths[i], "rb") as f:  # the stdlib reader: the lent GPU machine has no libsndfile
+        with wave.open(
+            self.paths[i], "rb"
+        ) as f:  # the stdlib reader: the lent GPU machine has no libsndfile
             pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
         if self.pcm:
             audio = pcm.astype(np.int16)
         elif self.mels:
             from mlx_audio.data.features import log_mel_spectrogram
 
-            audio = log_mel_spectrogram(pcm.astype(np.float32) / 32768, SR, 1024, 480, filters=self.filters)
+            audio = log_mel_spectrogram(
+                pcm.astype(np.float32) / 32768, SR, 1024, 480, filters=self.filters
+            )
         else:
             audio = pcm.astype(np.float32) / 32768
         return audio, self.ids[i], np.ones(TOKENS, np.int32)
@@ -151,16 +155,30 @@ def fit(data, steps: int, warmup: int) -> float:
     return 1000 * sum(per_step) / len(per_step)
 
 
-VARIANTS = ("premade", "f32", "f32-thread", "f32-device", "f32-pin", "i16", "i16-thread", "i16-pin", "mel-workers")
+VARIANTS = (
+    "premade",
+    "f32",
+    "f32-thread",
+    "f32-device",
+    "f32-pin",
+    "i16",
+    "i16-thread",
+    "i16-pin",
+    "mel-workers",
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=480)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {VARIANTS}")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {VARIANTS}"
+    )
     args = parser.parse_args()
     import mlx.core as mx
 
@@ -173,8 +191,15 @@ def main() -> None:
     print(f"wrote {len(paths)} clips in {time.perf_counter() - start:.1f} s", flush=True)
     log_mel = LogMel(SR, n_fft=1024, hop_length=480, n_mels=64, f_min=50, f_max=14_000)
     first = Clips(paths[:B])
-    premade = add_channel(log_mel((mx.array(np.stack([first[i][0] for i in range(B)])),
-                                   mx.array(first.ids[:B]), mx.ones((B, TOKENS), dtype=mx.int32))))
+    premade = add_channel(
+        log_mel(
+            (
+                mx.array(np.stack([first[i][0] for i in range(B)])),
+                mx.array(first.ids[:B]),
+                mx.ones((B, TOKENS), dtype=mx.int32),
+            )
+        )
+    )
     mx.eval(premade)
     print("batch shapes", [tuple(a.shape) for a in premade], flush=True)
     base = None
@@ -187,18 +212,30 @@ def main() -> None:
         mels = variant == "mel-workers"
         on_gpu = [add_channel] if mels else [log_mel, add_channel]  # LogMel scales int16 PCM itself
         threaded = variant.endswith(("thread", "device"))
-        loader = DataLoader(Clips(paths, pcm=pcm, mels=mels), batch_size=B, shuffle=True, drop_last=True,
-                            num_workers=args.workers, persistent_workers=True, prefetch_factor=4,
-                            pin_memory=variant.endswith("pin"),
-                            mlx_transforms=None if threaded else on_gpu)
-        data = Timed(Ahead(loader, on_gpu, to_device=variant.endswith("device")) if threaded else loader)
+        loader = DataLoader(
+            Clips(paths, pcm=pcm, mels=mels),
+            batch_size=B,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.workers,
+            persistent_workers=True,
+            prefetch_factor=4,
+            pin_memory=variant.endswith("pin"),
+            mlx_transforms=None if threaded else on_gpu,
+        )
+        data = Timed(
+            Ahead(loader, on_gpu, to_device=variant.endswith("device")) if threaded else loader
+        )
         ours = fit(data, args.steps, args.warmup)
         if threaded:
             data.data.stop.set()
         ratio = f" ({ours / base:.3f}x pre-made)" if base else ""
-        wait = 1000 * sum(data.waits[args.warmup:]) / max(1, len(data.waits[args.warmup:]))
-        print(f"{variant}: {args.files} WAV files, {args.workers} workers: {ours:.1f} ms/step{ratio}; "
-              f"host time getting a batch {wait:.1f} ms", flush=True)
+        wait = 1000 * sum(data.waits[args.warmup :]) / max(1, len(data.waits[args.warmup :]))
+        print(
+            f"{variant}: {args.files} WAV files, {args.workers} workers: {ours:.1f} ms/step{ratio}; "
+            f"host time getting a batch {wait:.1f} ms",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def ours(steps: int, dtype: str) -> None:
     if dtype == "bfloat16":
         model.set_dtype(mx.bfloat16)
     rng = np.random.default_rng(0)
-    mels = mx.array(rng.standard_normal((B, 1, FRAMES, 64)).astype(np.float32)).astype(getattr(mx, dtype))
+    mels = mx.array(rng.standard_normal((B, 1, FRAMES, 64)).astype(np.float32)).astype(
+        getattr(mx, dtype)
+    )
     ids = mx.array(rng.integers(3, 50265, (B, TOKENS)).astype(np.int32))
     mask = mx.ones((B, TOKENS), dtype=mx.int32)
     audio = model.audio_encoder
@@ -54,7 +56,10 @@ def ours(steps: int, dtype: str) -> None:
 
     def run(name: str, fn) -> None:
         compiled = mx.compile(fn)
-        print(f"ours {dtype} | {name} | {timed(lambda: mx.eval(compiled()), sync, steps):.2f} ms", flush=True)
+        print(
+            f"ours {dtype} | {name} | {timed(lambda: mx.eval(compiled()), sync, steps):.2f} ms",
+            flush=True,
+        )
 
     run("audio fwd", lambda: audio(mels))
     grad = nn.value_and_grad(audio, lambda m, x: m(x).sum())
@@ -78,7 +83,10 @@ def ours(steps: int, dtype: str) -> None:
         optimizer.apply_gradients(grads, params)
         mx.eval(optimizer.state)
 
-    print(f"ours {dtype} | adamw (audio params, uncompiled) | {timed(update, sync, steps):.2f} ms", flush=True)
+    print(
+        f"ours {dtype} | adamw (audio params, uncompiled) | {timed(update, sync, steps):.2f} ms",
+        flush=True,
+    )
     print(f"ours {dtype} | peak | {mx.get_peak_memory() / 2**30:.1f} GiB", flush=True)
 
 
@@ -109,7 +117,9 @@ def hf(steps: int, dtype: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--side", choices=["ours", "hf", "both"], default="both")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--steps", type=int, default=10)

@@ -33,13 +33,26 @@ import time
 import numpy as np
 
 B, FRAMES, TOKENS = 32, 1001, 64
-VARIANTS = ["ours/loop-32-explicit", "ours/loop-32", "ours/fit-32", "ours/fit-bf16", "ours/fit-bf16-text", "ours/fit-32-ckpt",
-            "ours/fit-bf16-ckpt", "hf/eager-32", "hf/compile-32", "hf/eager-bf16", "hf/compile-bf16"]
+VARIANTS = [
+    "ours/loop-32-explicit",
+    "ours/loop-32",
+    "ours/fit-32",
+    "ours/fit-bf16",
+    "ours/fit-bf16-text",
+    "ours/fit-32-ckpt",
+    "ours/fit-bf16-ckpt",
+    "hf/eager-32",
+    "hf/compile-32",
+    "hf/eager-bf16",
+    "hf/compile-bf16",
+]
 
 
 def inputs(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    mels = rng.standard_normal((batch, 1, 64, FRAMES)).astype(np.float32)  # ours: (B, 1, mels, frames)
+    mels = rng.standard_normal((batch, 1, 64, FRAMES)).astype(
+        np.float32
+    )  # ours: (B, 1, mels, frames)
     ids = rng.integers(3, 50265, (batch, TOKENS)).astype(np.int32)
     ids[:, 0] = 0
     return mels, ids, np.ones((batch, TOKENS), dtype=np.int32)
@@ -69,8 +82,10 @@ def ours(variant: str, batch: int, steps: int, warmup: int) -> dict:
 
     def contrastive(model: CLAP, mels: mx.array, ids: mx.array, mask: mx.array) -> mx.array:
         out = model(mels, ids, mask)
-        return (mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], labels))
-                + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], labels))) / 2
+        return (
+            mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], labels))
+            + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], labels))
+        ) / 2
 
     if variant == "ours/loop-32":
         model = CLAP()
@@ -93,15 +108,28 @@ def ours(variant: str, batch: int, steps: int, warmup: int) -> dict:
             mx.eval(state, loss)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-        return {"ms": median_ms(times), "peak_gib": mx.get_peak_memory() / 2**30, "loss": loss.item()}
+        return {
+            "ms": median_ms(times),
+            "peak_gib": mx.get_peak_memory() / 2**30,
+            "loss": loss.item(),
+        }
 
     from clap_fit import fit_times
 
     precision = "bf16-mixed" if "bf16" in variant else "32"
-    per_step = fit_times([(mels, ids, mask)] * (warmup + steps), steps, warmup, precision,
-                         text_bf16=variant.endswith("-text"), checkpointing=variant.endswith("-ckpt"))
-    return {"ms": 1000 * sum(per_step) / len(per_step), "median_ms": median_ms(per_step),
-            "peak_gib": mx.get_peak_memory() / 2**30}
+    per_step = fit_times(
+        [(mels, ids, mask)] * (warmup + steps),
+        steps,
+        warmup,
+        precision,
+        text_bf16=variant.endswith("-text"),
+        checkpointing=variant.endswith("-ckpt"),
+    )
+    return {
+        "ms": 1000 * sum(per_step) / len(per_step),
+        "median_ms": median_ms(per_step),
+        "peak_gib": mx.get_peak_memory() / 2**30,
+    }
 
 
 # -------------------------------------------------------------------------------------- torch
@@ -122,15 +150,19 @@ def hf(variant: str, batch: int, steps: int, warmup: int) -> dict:
     for p in model.text_model.parameters():
         p.requires_grad_(False)
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.01
+    )
     labels = torch.arange(batch, device="cuda")
     bf16 = variant.endswith("bf16")
 
     def loss_fn() -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             out = model(input_features=features, input_ids=ids_t, attention_mask=mask_t)
-            return (torch.nn.functional.cross_entropy(out.logits_per_audio.float(), labels)
-                    + torch.nn.functional.cross_entropy(out.logits_per_text.float(), labels)) / 2
+            return (
+                torch.nn.functional.cross_entropy(out.logits_per_audio.float(), labels)
+                + torch.nn.functional.cross_entropy(out.logits_per_text.float(), labels)
+            ) / 2
 
     forward = torch.compile(loss_fn) if "compile" in variant else loss_fn
     times = []
@@ -144,17 +176,25 @@ def hf(variant: str, batch: int, steps: int, warmup: int) -> dict:
         torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return {"ms": median_ms(times), "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "loss": loss.item(),
-            "torch": torch.__version__}
+    return {
+        "ms": median_ms(times),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "loss": loss.item(),
+        "torch": torch.__version__,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--batch", type=int, default=B)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--only", default="", help="comma-separated prefixes of the variants to run")
+    parser.add_argument(
+        "--only", default="", help="comma-separated prefixes of the variants to run"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.variant:
@@ -166,15 +206,30 @@ def main() -> None:
     for variant in VARIANTS:
         if args.only and not any(variant.startswith(p) for p in args.only.split(",")):
             continue
-        cmd = [sys.executable, __file__, "--variant", variant, "--batch", str(args.batch),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--json"]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            variant,
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--json",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        rows[variant] = json.loads(lines[-1]) if lines else {"error": done.stderr.strip().splitlines()[-3:]}
+        rows[variant] = (
+            json.loads(lines[-1]) if lines else {"error": done.stderr.strip().splitlines()[-3:]}
+        )
         print(variant, rows[variant], flush=True)
     best = min((r["ms"] for v, r in rows.items() if v.startswith("hf") and "ms" in r), default=None)
-    print(f"\nCLAP htsat-unfused train step, text frozen, AdamW, B={args.batch}, 64x{FRAMES} mels, {TOKENS} tokens; "
-          f"{args.steps} steps after {args.warmup}\n")
+    print(
+        f"\nCLAP htsat-unfused train step, text frozen, AdamW, B={args.batch}, 64x{FRAMES} mels, {TOKENS} tokens; "
+        f"{args.steps} steps after {args.warmup}\n"
+    )
     print("| variant | ms/step | samples/s | peak GiB | vs HF's best |")
     print("|---|---:|---:|---:|---:|")
     for variant, r in rows.items():
@@ -182,7 +237,9 @@ def main() -> None:
             print(f"| {variant} | error: {r['error']} | | | |")
             continue
         ratio = f"{best / r['ms']:.2f}x" if best else "-"
-        print(f"| {variant} | {r['ms']:.1f} | {args.batch * 1000 / r['ms']:,.0f} | {r['peak_gib']:.1f} | {ratio} |")
+        print(
+            f"| {variant} | {r['ms']:.1f} | {args.batch * 1000 / r['ms']:,.0f} | {r['peak_gib']:.1f} | {ratio} |"
+        )
 
 
 if __name__ == "__main__":

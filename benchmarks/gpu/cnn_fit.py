@@ -33,7 +33,9 @@ from mlx_audio.data import ArrayDataset, DataLoader  # noqa: E402
 from mlx_audio.train import Trainer  # noqa: E402
 from mlx_audio.train.callbacks import Callback  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests")
+)
 from cnn_testing import MNISTLikeCNN  # noqa: E402
 
 WARM = 50  # batches before the steady-state clock starts
@@ -57,16 +59,28 @@ class Clock(Callback):
 
 def data(n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    return rng.standard_normal((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.int32)
+    return rng.standard_normal((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(
+        np.int32
+    )
 
 
 def ours(x, y, batch: int, defaults: bool) -> tuple[float, float]:
     mx.random.seed(0)
     clock = Clock()
     root = tempfile.mkdtemp(prefix="cnn_fit_")
-    kwargs = {} if defaults else {"logger": False, "enable_progress_bar": False, "enable_checkpointing": False}
-    trainer = Trainer(max_epochs=1, gradient_clip_val=1.0, num_sanity_val_steps=0, callbacks=[clock],
-                      default_root_dir=root, **kwargs)
+    kwargs = (
+        {}
+        if defaults
+        else {"logger": False, "enable_progress_bar": False, "enable_checkpointing": False}
+    )
+    trainer = Trainer(
+        max_epochs=1,
+        gradient_clip_val=1.0,
+        num_sanity_val_steps=0,
+        callbacks=[clock],
+        default_root_dir=root,
+        **kwargs,
+    )
     loader = DataLoader(ArrayDataset(x, y), batch_size=batch, shuffle=True, seed=0)
     start = time.perf_counter()
     trainer.fit(FixedLR(), loader)
@@ -117,9 +131,16 @@ def with_lightning(x, y, batch: int, compiled: bool) -> tuple[float, float] | No
         def __init__(self):
             super().__init__()
             self.net = tnn.Sequential(
-                tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                tnn.Flatten(), tnn.Linear(64 * 7 * 7, 128), tnn.ReLU(), tnn.Linear(128, 10),
+                tnn.Conv2d(1, 32, 3, padding=1),
+                tnn.ReLU(),
+                tnn.MaxPool2d(2),
+                tnn.Conv2d(32, 64, 3, padding=1),
+                tnn.ReLU(),
+                tnn.MaxPool2d(2),
+                tnn.Flatten(),
+                tnn.Linear(64 * 7 * 7, 128),
+                tnn.ReLU(),
+                tnn.Linear(128, 10),
             )
             if compiled:
                 self.net = torch.compile(self.net)
@@ -144,9 +165,17 @@ def with_lightning(x, y, batch: int, compiled: bool) -> tuple[float, float] | No
     clock = TorchClock()
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, pin_memory=True)
-    trainer = L.Trainer(max_epochs=1, accelerator="gpu", devices=1, gradient_clip_val=1.0, logger=False,
-                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                        callbacks=[clock])
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="gpu",
+        devices=1,
+        gradient_clip_val=1.0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+    )
     start = time.perf_counter()
     trainer.fit(CNN(), loader)
     return _rates(len(x), batch, start, clock.warm, clock.end)
@@ -158,7 +187,9 @@ def _rates(n: int, batch: int, start: float, warm: float, end: float) -> tuple[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--no-lightning", action="store_true")
@@ -172,7 +203,9 @@ def main() -> None:
         versions += f", torch {torch.__version__}, lightning {lightning.__version__}"
     except ImportError:
         pass
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}"
+    )
     print(f"tutorial CNN, one epoch of {args.samples} in-memory samples, AdamW, clip 1.0\n")
     print("| B | side | whole fit samples/s | steady samples/s |")
     print("|---:|---|---:|---:|")
@@ -197,7 +230,9 @@ def main() -> None:
         for side, rates in rows.items():
             if rates is not None:
                 print(f"| {batch} | {side} | {rates[0]:,.0f} | {rates[1]:,.0f} |", flush=True)
-        best_lightning = max((r[1] for k, r in rows.items() if k.startswith("lightning") and r), default=None)
+        best_lightning = max(
+            (r[1] for k, r in rows.items() if k.startswith("lightning") and r), default=None
+        )
         bare = rows["ours bare"][1]
         summary = f"B={batch}: steady ours bare / hand loop {bare / rows['hand loop'][1]:.2f}x, defaults / bare {rows['ours defaults'][1] / bare:.2f}x"
         if best_lightning:

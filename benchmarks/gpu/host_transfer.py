@@ -19,7 +19,9 @@ import numpy as np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--size", type=int, default=6144, help="side of the GPU job's matrices")
     args = parser.parse_args()
@@ -46,8 +48,10 @@ def main() -> None:
     job = ms(lambda: mx.eval(gpu_job()))
     print(f"GPU job alone: {job:.1f} ms", flush=True)
     rng = np.random.default_rng(0)
-    for name, x in [("float32", rng.standard_normal((32, 480_000), dtype=np.float32)),
-                    ("int16", rng.integers(-3000, 3000, (32, 480_000)).astype(np.int16))]:
+    for name, x in [
+        ("float32", rng.standard_normal((32, 480_000), dtype=np.float32)),
+        ("int16", rng.integers(-3000, 3000, (32, 480_000)).astype(np.int16)),
+    ]:
         print(measure(name, x, ms, gpu_job, job), flush=True)
 
 
@@ -80,9 +84,12 @@ def measure(name: str, x: np.ndarray, ms, gpu_job, job: float) -> str:
     read = ms(then_read)
     busy = statistics.median(under_job() for _ in range(10))
     both = ms(threaded)
-    return (f"{name} {x.nbytes / 2**20:.0f} MiB: np.copyto {copy:.1f} ms | mx.array, GPU idle {idle:.1f} ms | "
-            f"mx.array + first GPU read {read:.1f} ms | mx.array while the GPU job runs {busy:.1f} ms | "
-            f"GPU job + mx.array on a thread {both:.1f} ms (job alone {job:.1f})")
+    return (
+        f"{name} {x.nbytes / 2**20:.0f} MiB: np.copyto {copy:.1f} ms | mx.array, GPU idle {idle:.1f} ms | "
+        f"mx.array + first GPU read {read:.1f} ms | mx.array while the GPU job runs {busy:.1f} ms | "
+        f"GPU job + mx.array on a thread {both:.1f} ms (job alone {job:.1f})"
+    )
+
 
 if __name__ == "__main__":
     main()

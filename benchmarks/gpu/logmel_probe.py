@@ -41,8 +41,11 @@ def main() -> None:
     logmel = LogMel(48_000, n_fft=1024, hop_length=480, n_mels=64, f_min=50, f_max=14_000)
     n_fft = 1024
     frames = 1 + (480_000 + n_fft - n_fft) // 480
-    windows = mx.as_strided(mx.pad(x32, [(0, 0), (512, 512)]), shape=(args.batch, frames, n_fft),
-                            strides=(480_000 + n_fft, 480, 1))
+    windows = mx.as_strided(
+        mx.pad(x32, [(0, 0), (512, 512)]),
+        shape=(args.batch, frames, n_fft),
+        strides=(480_000 + n_fft, 480, 1),
+    )
     windows = mx.contiguous(windows * logmel._window)
     mx.eval(windows)
     k = np.arange(n_fft // 2 + 1)

@@ -31,7 +31,9 @@ from mlx_audio.train import Trainer  # noqa: E402
 from mlx_audio.train._rng import seed_step  # noqa: E402
 from mlx_audio.train.step import StepBuilder, StepRunner  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests")
+)
 from cnn_testing import MNISTLikeCNN  # noqa: E402
 
 
@@ -42,8 +44,13 @@ class FixedLR(MNISTLikeCNN):
 
 def batches(steps: int, batch: int) -> list:
     rng = np.random.default_rng(0)
-    out = [(mx.array(rng.standard_normal((batch, 28, 28), dtype=np.float32)), mx.array(rng.integers(0, 10, batch).astype(np.int32)))
-           for _ in range(steps)]
+    out = [
+        (
+            mx.array(rng.standard_normal((batch, 28, 28), dtype=np.float32)),
+            mx.array(rng.integers(0, 10, batch).astype(np.int32)),
+        )
+        for _ in range(steps)
+    ]
     mx.eval(out)
     return out
 
@@ -122,8 +129,14 @@ def fit(data, profile: bool = False) -> float:
     mx.random.seed(0)
     model = FixedLR()
     mx.eval(model.parameters())
-    trainer = Trainer(max_epochs=1, gradient_clip_val=1.0, logger=False, enable_progress_bar=False,
-                      enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer = Trainer(
+        max_epochs=1,
+        gradient_clip_val=1.0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     if profiler is not None:
@@ -140,21 +153,30 @@ def fit(data, profile: bool = False) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     data = batches(args.steps, args.batch)
-    sides = {"hand": lambda: hand(data, False), "hand+seed": lambda: hand(data, True), "runner": lambda: runner(data),
-             "runner-noguard": lambda: runner(data, guard=False), "runner-sync": lambda: runner(data, sync=True),
-             "fit": lambda: fit(data)}
+    sides = {
+        "hand": lambda: hand(data, False),
+        "hand+seed": lambda: hand(data, True),
+        "runner": lambda: runner(data),
+        "runner-noguard": lambda: runner(data, guard=False),
+        "runner-sync": lambda: runner(data, sync=True),
+        "fit": lambda: fit(data),
+    }
     best = {name: 0.0 for name in sides}
     for _ in range(args.repeats):
         for name, side in sides.items():
             best[name] = max(best[name], side())
-    print(f"mlx {mx.__version__}, {mx.default_device()}, B={args.batch}, {args.steps} steps, best of {args.repeats}")
+    print(
+        f"mlx {mx.__version__}, {mx.default_device()}, B={args.batch}, {args.steps} steps, best of {args.repeats}"
+    )
     for name, rate in best.items():
         print(f"{name:10s} {rate:12,.0f} samples/s  {rate / best['hand']:.3f}x hand")
     if not args.no_profile:

@@ -92,7 +92,11 @@ class Recorder:
 
     @classmethod
     def for_scenario(cls, scenario: dict[str, Any]) -> Recorder:
-        return cls(scenario.get("stop_at_step"), scenario.get("log_in_batch_end", False), scenario.get("extra_logs"))
+        return cls(
+            scenario.get("stop_at_step"),
+            scenario.get("log_in_batch_end", False),
+            scenario.get("extra_logs"),
+        )
 
     def count(self, hook: str) -> None:
         self.counts[hook] = self.counts.get(hook, 0) + 1
@@ -108,12 +112,13 @@ class Recorder:
             self.events.append(["val", bool(trainer.sanity_checking), *where])
         elif hook == "on_save_checkpoint":
             saved = ["save", trainer.global_step, trainer.current_epoch]
-            if not self.events or self.events[-1] != saved:  # Lightning writes last.ckpt as a 2nd save
+            if (
+                not self.events or self.events[-1] != saved
+            ):  # Lightning writes last.ckpt as a 2nd save
                 self.events.append(saved)
         elif hook == "on_train_batch_end" and self.stop_at_step is not None:
             if trainer.global_step >= self.stop_at_step:
                 trainer.should_stop = True  # as a Timer would
-
 
     def log_extras(self, module: Any, stage: str, batch_idx: Any) -> None:
         """The scenario's ``self.log`` calls made from ``stage``'s step: a value scripted from
@@ -176,7 +181,9 @@ def read_csv_rows(path: str) -> list[list[Any]]:
     rows = []
     with open(path) as f:
         for row in csv.DictReader(f):
-            present = sorted(k for k, v in row.items() if v not in ("", None) and k not in ("step", "epoch"))
+            present = sorted(
+                k for k, v in row.items() if v not in ("", None) and k not in ("step", "epoch")
+            )
             epoch = row.get("epoch")
             value = row.get("score")
             rows.append(
@@ -185,7 +192,11 @@ def read_csv_rows(path: str) -> list[list[Any]]:
                     None if epoch in (None, "") else int(float(epoch)),
                     present,
                     None if value in (None, "") else float(value),
-                    {k: round(float(v), 4) for k, v in row.items() if k.startswith("x_") and v not in ("", None)},
+                    {
+                        k: round(float(v), 4)
+                        for k, v in row.items()
+                        if k.startswith("x_") and v not in ("", None)
+                    },
                 ]
             )
     return rows

@@ -51,7 +51,9 @@ Recording = common.recording_callback(pl.Callback)
 
 def loader(batches: int, seed: int) -> DataLoader:
     x, y = common.arrays(batches, seed)
-    return DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=common.BATCH)
+    return DataLoader(
+        TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=common.BATCH
+    )
 
 
 def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
@@ -64,7 +66,9 @@ def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
         callbacks: list[Any] = [Recording(recorder)]
         checkpoint = None
         if scenario.get("checkpoint") is not None:
-            checkpoint = ModelCheckpoint(dirpath=os.path.join(root, "ckpt"), **scenario["checkpoint"])
+            checkpoint = ModelCheckpoint(
+                dirpath=os.path.join(root, "ckpt"), **scenario["checkpoint"]
+            )
             callbacks.append(checkpoint)
         if scenario.get("early_stopping") is not None:
             callbacks.append(EarlyStopping(**scenario["early_stopping"]))
@@ -91,8 +95,12 @@ def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
                 "global_step": trainer.global_step,
                 "current_epoch": trainer.current_epoch,
                 "files": common.kept(checkpoint.dirpath if checkpoint else None, ".ckpt"),
-                "best": os.path.basename(checkpoint.best_model_path).removesuffix(".ckpt") if checkpoint else None,
-                "best_score": common.clean_score(checkpoint.best_model_score) if checkpoint else None,
+                "best": os.path.basename(checkpoint.best_model_path).removesuffix(".ckpt")
+                if checkpoint
+                else None,
+                "best_score": common.clean_score(checkpoint.best_model_score)
+                if checkpoint
+                else None,
                 "csv": common.read_csv_rows(os.path.join(logger.log_dir, "metrics.csv")),
                 "metrics": common.extra_metrics(trainer),
             }
@@ -112,7 +120,10 @@ def main() -> None:
             try:
                 results[scenario["name"]] = run(scenario, root)
             except Exception as error:  # the trace records what Lightning raised
-                results[scenario["name"]] = {"error": type(error).__name__, "message": str(error)[:300]}
+                results[scenario["name"]] = {
+                    "error": type(error).__name__,
+                    "message": str(error)[:300],
+                }
     with open(out, "w") as f:
         json.dump(results, f)
 

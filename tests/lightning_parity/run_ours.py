@@ -84,7 +84,9 @@ def run(scenario: dict[str, Any], root: str) -> dict[str, Any]:
                 "current_epoch": trainer.current_epoch,
                 "files": common.kept(checkpoint.dirpath if checkpoint else None, ""),
                 "best": os.path.basename(checkpoint.best_model_path) if checkpoint else None,
-                "best_score": common.clean_score(checkpoint.best_model_score) if checkpoint else None,
+                "best_score": common.clean_score(checkpoint.best_model_score)
+                if checkpoint
+                else None,
                 "csv": common.read_csv_rows(os.path.join(logger.log_dir, "metrics.csv")),
                 "metrics": common.extra_metrics(trainer),
             }

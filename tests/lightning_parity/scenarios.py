@@ -43,7 +43,10 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("limit_val_float", {"max_epochs": 2, "limit_val_batches": 0.5}),
     _s("limit_val_zero", {"max_epochs": 2, "limit_val_batches": 0}),
     _s("limit_val_zero_checkpoint", {"max_epochs": 2, "limit_val_batches": 0}, checkpoint={}),
-    _s("sanity_limited_by_limit_val", {"max_epochs": 1, "limit_val_batches": 1, "num_sanity_val_steps": 2}),
+    _s(
+        "sanity_limited_by_limit_val",
+        {"max_epochs": 1, "limit_val_batches": 1, "num_sanity_val_steps": 2},
+    ),
     _s("sanity_all", {"max_epochs": 1, "num_sanity_val_steps": -1}),
     _s("sanity_zero", {"max_epochs": 1, "num_sanity_val_steps": 0}),
     _s("no_val_loader", {"max_epochs": 2}, no_val=True),
@@ -54,18 +57,37 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("val_interval_float_third_odd", {"max_epochs": 2, "val_check_interval": 0.34}, train=7),
     _s("val_interval_too_large", {"max_epochs": 1, "val_check_interval": 10}),
     _s("val_every_2_epochs", {"max_epochs": 5, "check_val_every_n_epoch": 2}),
-    _s("val_every_n_none_counts_across_epochs", {"max_epochs": 3, "check_val_every_n_epoch": None, "val_check_interval": 4}),
-    _s("val_every_n_none_large_interval", {"max_epochs": 3, "check_val_every_n_epoch": None, "val_check_interval": 10}),
+    _s(
+        "val_every_n_none_counts_across_epochs",
+        {"max_epochs": 3, "check_val_every_n_epoch": None, "val_check_interval": 4},
+    ),
+    _s(
+        "val_every_n_none_large_interval",
+        {"max_epochs": 3, "check_val_every_n_epoch": None, "val_check_interval": 10},
+    ),
     _s("val_interval_with_max_steps", {"max_steps": 5, "val_check_interval": 2}),
     # -- gradient accumulation ---------------------------------------------------------------------
     _s("accumulate_2_even", {"max_epochs": 2, "accumulate_grad_batches": 2}),
     _s("accumulate_2_odd_epoch", {"max_epochs": 2, "accumulate_grad_batches": 2}, train=7),
     _s("accumulate_4_short_group", {"max_epochs": 2, "accumulate_grad_batches": 4}),
     _s("accumulate_max_steps", {"max_steps": 5, "accumulate_grad_batches": 2}),
-    _s("accumulate_val_interval_inside_group", {"max_epochs": 2, "accumulate_grad_batches": 2, "val_check_interval": 3}),
-    _s("accumulate_limit_train", {"max_epochs": 2, "accumulate_grad_batches": 3, "limit_train_batches": 5}),
-    _s("accumulate_checkpoint_steps", {"max_epochs": 2, "accumulate_grad_batches": 2}, checkpoint={"every_n_train_steps": 2, "save_top_k": -1}),
-    _s("accumulate_log_every_2", {"max_epochs": 2, "accumulate_grad_batches": 2, "log_every_n_steps": 2}),
+    _s(
+        "accumulate_val_interval_inside_group",
+        {"max_epochs": 2, "accumulate_grad_batches": 2, "val_check_interval": 3},
+    ),
+    _s(
+        "accumulate_limit_train",
+        {"max_epochs": 2, "accumulate_grad_batches": 3, "limit_train_batches": 5},
+    ),
+    _s(
+        "accumulate_checkpoint_steps",
+        {"max_epochs": 2, "accumulate_grad_batches": 2},
+        checkpoint={"every_n_train_steps": 2, "save_top_k": -1},
+    ),
+    _s(
+        "accumulate_log_every_2",
+        {"max_epochs": 2, "accumulate_grad_batches": 2, "log_every_n_steps": 2},
+    ),
     # -- ModelCheckpoint -----------------------------------------------------------------------------
     _s("ckpt_default", {"max_epochs": 3}, checkpoint={}),
     _s("ckpt_default_no_val", {"max_epochs": 3}, checkpoint={}, no_val=True),
@@ -74,30 +96,105 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("ckpt_top_zero_last", {"max_epochs": 3}, checkpoint={"save_top_k": 0, "save_last": True}),
     _s("ckpt_monitor_top1", {"max_epochs": 5}, checkpoint={"monitor": "score", "save_top_k": 1}),
     _s("ckpt_monitor_top2", {"max_epochs": 6}, checkpoint=dict(TOPK)),
-    _s("ckpt_monitor_max_top2", {"max_epochs": 6}, checkpoint={"monitor": "score", "mode": "max", "save_top_k": 2}),
+    _s(
+        "ckpt_monitor_max_top2",
+        {"max_epochs": 6},
+        checkpoint={"monitor": "score", "mode": "max", "save_top_k": 2},
+    ),
     _s("ckpt_monitor_all", {"max_epochs": 4}, checkpoint={"monitor": "score", "save_top_k": -1}),
     _s("ckpt_monitor_top2_last", {"max_epochs": 5}, checkpoint={**TOPK, "save_last": True}),
-    _s("ckpt_every_n_steps_dividing", {"max_epochs": 2}, checkpoint={"every_n_train_steps": 3, "save_top_k": -1}),
-    _s("ckpt_every_n_steps_not_dividing", {"max_epochs": 2}, checkpoint={"every_n_train_steps": 4, "save_top_k": -1}),
+    _s(
+        "ckpt_every_n_steps_dividing",
+        {"max_epochs": 2},
+        checkpoint={"every_n_train_steps": 3, "save_top_k": -1},
+    ),
+    _s(
+        "ckpt_every_n_steps_not_dividing",
+        {"max_epochs": 2},
+        checkpoint={"every_n_train_steps": 4, "save_top_k": -1},
+    ),
     _s("ckpt_every_n_steps_top1", {"max_epochs": 2}, checkpoint={"every_n_train_steps": 2}),
-    _s("ckpt_every_n_steps_monitor", {"max_epochs": 3}, checkpoint={"every_n_train_steps": 2, **TOPK}),
-    _s("ckpt_every_n_epochs_2", {"max_epochs": 5}, checkpoint={"every_n_epochs": 2, "save_top_k": -1}),
-    _s("ckpt_every_n_epochs_monitor_mid_val", {"max_epochs": 4, "val_check_interval": 0.5}, checkpoint={"every_n_epochs": 2, **TOPK}),
-    _s("ckpt_val_half_monitor", {"max_epochs": 3, "val_check_interval": 0.5}, checkpoint=dict(TOPK)),
-    _s("ckpt_val_every_2_monitor", {"max_epochs": 5, "check_val_every_n_epoch": 2}, checkpoint=dict(TOPK)),
-    _s("ckpt_filename_template", {"max_epochs": 3}, checkpoint={"filename": "{epoch:02d}-{score:.1f}", **TOPK}),
-    _s("ckpt_filename_no_metric_names", {"max_epochs": 3}, checkpoint={"filename": "m-{epoch}-{step}", "auto_insert_metric_name": False, "save_top_k": -1}),
+    _s(
+        "ckpt_every_n_steps_monitor",
+        {"max_epochs": 3},
+        checkpoint={"every_n_train_steps": 2, **TOPK},
+    ),
+    _s(
+        "ckpt_every_n_epochs_2",
+        {"max_epochs": 5},
+        checkpoint={"every_n_epochs": 2, "save_top_k": -1},
+    ),
+    _s(
+        "ckpt_every_n_epochs_monitor_mid_val",
+        {"max_epochs": 4, "val_check_interval": 0.5},
+        checkpoint={"every_n_epochs": 2, **TOPK},
+    ),
+    _s(
+        "ckpt_val_half_monitor", {"max_epochs": 3, "val_check_interval": 0.5}, checkpoint=dict(TOPK)
+    ),
+    _s(
+        "ckpt_val_every_2_monitor",
+        {"max_epochs": 5, "check_val_every_n_epoch": 2},
+        checkpoint=dict(TOPK),
+    ),
+    _s(
+        "ckpt_filename_template",
+        {"max_epochs": 3},
+        checkpoint={"filename": "{epoch:02d}-{score:.1f}", **TOPK},
+    ),
+    _s(
+        "ckpt_filename_no_metric_names",
+        {"max_epochs": 3},
+        checkpoint={
+            "filename": "m-{epoch}-{step}",
+            "auto_insert_metric_name": False,
+            "save_top_k": -1,
+        },
+    ),
     _s("ckpt_max_steps_mid_epoch", {"max_steps": 8}, checkpoint=dict(TOPK)),
     _s("ckpt_max_steps_epoch_end", {"max_steps": 12}, checkpoint=dict(TOPK)),
     # -- EarlyStopping -------------------------------------------------------------------------------
-    _s("early_stop_patience_1", {"max_epochs": 10}, early_stopping={"monitor": "score", "patience": 1}),
-    _s("early_stop_patience_3", {"max_epochs": 12}, early_stopping={"monitor": "score", "patience": 3}),
-    _s("early_stop_min_delta", {"max_epochs": 12}, early_stopping={"monitor": "score", "patience": 2, "min_delta": 1.5}),
-    _s("early_stop_max_mode", {"max_epochs": 12}, early_stopping={"monitor": "score", "patience": 2, "mode": "max"}),
-    _s("early_stop_mid_epoch", {"max_epochs": 6, "val_check_interval": 0.5}, early_stopping={"monitor": "score", "patience": 2}),
-    _s("early_stop_with_checkpoint", {"max_epochs": 12}, early_stopping={"monitor": "score", "patience": 2}, checkpoint=dict(TOPK)),
-    _s("early_stop_threshold", {"max_epochs": 12}, early_stopping={"monitor": "score", "stopping_threshold": 1.5}),
-    _s("early_stop_min_epochs", {"max_epochs": 12, "min_epochs": 6}, early_stopping={"monitor": "score", "patience": 1}),
+    _s(
+        "early_stop_patience_1",
+        {"max_epochs": 10},
+        early_stopping={"monitor": "score", "patience": 1},
+    ),
+    _s(
+        "early_stop_patience_3",
+        {"max_epochs": 12},
+        early_stopping={"monitor": "score", "patience": 3},
+    ),
+    _s(
+        "early_stop_min_delta",
+        {"max_epochs": 12},
+        early_stopping={"monitor": "score", "patience": 2, "min_delta": 1.5},
+    ),
+    _s(
+        "early_stop_max_mode",
+        {"max_epochs": 12},
+        early_stopping={"monitor": "score", "patience": 2, "mode": "max"},
+    ),
+    _s(
+        "early_stop_mid_epoch",
+        {"max_epochs": 6, "val_check_interval": 0.5},
+        early_stopping={"monitor": "score", "patience": 2},
+    ),
+    _s(
+        "early_stop_with_checkpoint",
+        {"max_epochs": 12},
+        early_stopping={"monitor": "score", "patience": 2},
+        checkpoint=dict(TOPK),
+    ),
+    _s(
+        "early_stop_threshold",
+        {"max_epochs": 12},
+        early_stopping={"monitor": "score", "stopping_threshold": 1.5},
+    ),
+    _s(
+        "early_stop_min_epochs",
+        {"max_epochs": 12, "min_epochs": 6},
+        early_stopping={"monitor": "score", "patience": 1},
+    ),
     _s("stop_on_last_batch", {"max_epochs": 4}, stop_at_step=6, checkpoint=dict(TOPK)),
     _s("stop_mid_epoch", {"max_epochs": 4}, stop_at_step=4, checkpoint=dict(TOPK)),
     # -- logging cadence and the learning-rate monitor ----------------------------------------------
@@ -105,37 +202,96 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("log_every_4", {"max_epochs": 2, "log_every_n_steps": 4}, train=7),
     _s("log_every_50_default", {"max_epochs": 2, "log_every_n_steps": 50}),
     _s("self_log_in_train_batch_end", {"max_epochs": 2}, log_in_batch_end=True),
-    _s("self_log_in_train_batch_end_every_2", {"max_epochs": 2, "log_every_n_steps": 2, "accumulate_grad_batches": 2}, log_in_batch_end=True),
+    _s(
+        "self_log_in_train_batch_end_every_2",
+        {"max_epochs": 2, "log_every_n_steps": 2, "accumulate_grad_batches": 2},
+        log_in_batch_end=True,
+    ),
     _s("lr_monitor_step", {"max_epochs": 2}, lr_monitor={"logging_interval": "step"}),
     _s("lr_monitor_epoch", {"max_epochs": 2}, lr_monitor={"logging_interval": "epoch"}),
-    _s("lr_monitor_step_every_3", {"max_epochs": 2, "log_every_n_steps": 3}, lr_monitor={"logging_interval": "step"}),
+    _s(
+        "lr_monitor_step_every_3",
+        {"max_epochs": 2, "log_every_n_steps": 3},
+        lr_monitor={"logging_interval": "step"},
+    ),
     # -- self.log options: on_step/on_epoch, reduce_fx, prog_bar, logger, batch_size, per stage --------
-    _s("log_opts_train_defaults", {"max_epochs": 2}, extra_logs=[{"stage": "train", "name": "x_a"}]),
-    _s("log_opts_train_step_and_epoch", {"max_epochs": 2}, extra_logs=[{"stage": "train", "name": "x_a", "on_step": True, "on_epoch": True, "prog_bar": True}]),
-    _s("log_opts_train_epoch_reduce", {"max_epochs": 2}, extra_logs=[
-        {"stage": "train", "name": "x_mean", "on_step": False, "on_epoch": True},
-        {"stage": "train", "name": "x_sum", "on_step": False, "on_epoch": True, "reduce_fx": "sum"},
-        {"stage": "train", "name": "x_max", "on_step": False, "on_epoch": True, "reduce_fx": "max"},
-        {"stage": "train", "name": "x_min", "on_step": False, "on_epoch": True, "reduce_fx": "min"},
-    ]),
-    _s("log_opts_train_logger_false", {"max_epochs": 2}, extra_logs=[
-        {"stage": "train", "name": "x_hidden", "logger": False, "prog_bar": True},
-        {"stage": "train", "name": "x_shown", "on_epoch": True},
-    ]),
-    _s("log_opts_train_every_2_accumulate", {"max_epochs": 2, "log_every_n_steps": 2, "accumulate_grad_batches": 2}, extra_logs=[
-        {"stage": "train", "name": "x_a", "on_step": True, "on_epoch": True},
-    ]),
-    _s("log_opts_train_batch_size", {"max_epochs": 1}, extra_logs=[
-        {"stage": "train", "name": "x_w", "on_step": False, "on_epoch": True, "batch_size": 5},
-    ]),
+    _s(
+        "log_opts_train_defaults", {"max_epochs": 2}, extra_logs=[{"stage": "train", "name": "x_a"}]
+    ),
+    _s(
+        "log_opts_train_step_and_epoch",
+        {"max_epochs": 2},
+        extra_logs=[
+            {"stage": "train", "name": "x_a", "on_step": True, "on_epoch": True, "prog_bar": True}
+        ],
+    ),
+    _s(
+        "log_opts_train_epoch_reduce",
+        {"max_epochs": 2},
+        extra_logs=[
+            {"stage": "train", "name": "x_mean", "on_step": False, "on_epoch": True},
+            {
+                "stage": "train",
+                "name": "x_sum",
+                "on_step": False,
+                "on_epoch": True,
+                "reduce_fx": "sum",
+            },
+            {
+                "stage": "train",
+                "name": "x_max",
+                "on_step": False,
+                "on_epoch": True,
+                "reduce_fx": "max",
+            },
+            {
+                "stage": "train",
+                "name": "x_min",
+                "on_step": False,
+                "on_epoch": True,
+                "reduce_fx": "min",
+            },
+        ],
+    ),
+    _s(
+        "log_opts_train_logger_false",
+        {"max_epochs": 2},
+        extra_logs=[
+            {"stage": "train", "name": "x_hidden", "logger": False, "prog_bar": True},
+            {"stage": "train", "name": "x_shown", "on_epoch": True},
+        ],
+    ),
+    _s(
+        "log_opts_train_every_2_accumulate",
+        {"max_epochs": 2, "log_every_n_steps": 2, "accumulate_grad_batches": 2},
+        extra_logs=[
+            {"stage": "train", "name": "x_a", "on_step": True, "on_epoch": True},
+        ],
+    ),
+    _s(
+        "log_opts_train_batch_size",
+        {"max_epochs": 1},
+        extra_logs=[
+            {"stage": "train", "name": "x_w", "on_step": False, "on_epoch": True, "batch_size": 5},
+        ],
+    ),
     _s("log_opts_val_defaults", {"max_epochs": 2}, extra_logs=[{"stage": "val", "name": "x_v"}]),
-    _s("log_opts_val_reduce_prog_bar", {"max_epochs": 2}, extra_logs=[
-        {"stage": "val", "name": "x_vmax", "reduce_fx": "max", "prog_bar": True},
-        {"stage": "val", "name": "x_vsum", "reduce_fx": "sum", "logger": False},
-    ]),
-    _s("log_opts_val_mid_epoch", {"max_epochs": 2, "val_check_interval": 3}, extra_logs=[
-        {"stage": "val", "name": "x_v"}, {"stage": "train", "name": "x_t", "on_epoch": True},
-    ]),
+    _s(
+        "log_opts_val_reduce_prog_bar",
+        {"max_epochs": 2},
+        extra_logs=[
+            {"stage": "val", "name": "x_vmax", "reduce_fx": "max", "prog_bar": True},
+            {"stage": "val", "name": "x_vsum", "reduce_fx": "sum", "logger": False},
+        ],
+    ),
+    _s(
+        "log_opts_val_mid_epoch",
+        {"max_epochs": 2, "val_check_interval": 3},
+        extra_logs=[
+            {"stage": "val", "name": "x_v"},
+            {"stage": "train", "name": "x_t", "on_epoch": True},
+        ],
+    ),
     # -- resume with ckpt_path="last" ------------------------------------------------------------------
     _s(
         "resume_epoch_boundary",
@@ -159,7 +315,10 @@ SCENARIOS: list[dict[str, Any]] = [
     ),
     _s(
         "resume_accumulate",
-        [{"max_steps": 3, "accumulate_grad_batches": 2}, {"max_epochs": 3, "accumulate_grad_batches": 2, "ckpt_path": "last"}],
+        [
+            {"max_steps": 3, "accumulate_grad_batches": 2},
+            {"max_epochs": 3, "accumulate_grad_batches": 2, "ckpt_path": "last"},
+        ],
         checkpoint={"save_last": True, "every_n_train_steps": 1},
     ),
     _s(

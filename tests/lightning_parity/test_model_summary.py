@@ -25,14 +25,24 @@ print(json.dumps([held(), held(enable_model_summary=False), held(enable_model_su
 
 def held(**kw):
     given = kw.pop("given", None)
-    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      callbacks=[given] if given else None, **kw)
+    trainer = Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[given] if given else None,
+        **kw,
+    )
     summaries = [c for c in trainer.callbacks if isinstance(c, ModelSummary)]
     return [len(summaries), given is not None and given in summaries]
 
 
 def test_model_summary_callbacks_as_in_lightning():
     theirs = lightning_json(LIGHTNING)
-    ours = [held(), held(enable_model_summary=False), held(enable_model_summary=True),
-            held(given=ModelSummary()), held(given=ModelSummary(), enable_model_summary=False)]
+    ours = [
+        held(),
+        held(enable_model_summary=False),
+        held(enable_model_summary=True),
+        held(given=ModelSummary()),
+        held(given=ModelSummary(), enable_model_summary=False),
+    ]
     assert dict(zip(CASES, ours)) == dict(zip(CASES, theirs))

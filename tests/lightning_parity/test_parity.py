@@ -28,10 +28,14 @@ ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"
 def lightning_traces(tmp_path_factory):
     if not ANCHOR.exists():
         if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
+            pytest.fail(
+                "the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)"
+            )
         pytest.skip("the anchor venv (make anchor) is not built")
     out = tmp_path_factory.mktemp("lightning") / "traces.json"
-    subprocess.run([str(ANCHOR), str(HERE / "run_lightning.py"), str(out)], cwd=HERE, check=True, timeout=600)
+    subprocess.run(
+        [str(ANCHOR), str(HERE / "run_lightning.py"), str(out)], cwd=HERE, check=True, timeout=600
+    )
     return json.loads(out.read_text())
 
 
@@ -49,7 +53,11 @@ def _trace(scenario, root):
 
 def _expected(trace):
     if "error" in trace:
-        return {"error": "ValueError" if trace["error"] in ("MisconfigurationException", "ValueError") else trace["error"]}
+        return {
+            "error": "ValueError"
+            if trace["error"] in ("MisconfigurationException", "ValueError")
+            else trace["error"]
+        }
     for hook in IGNORED_COUNTS:
         trace["counts"].pop(hook, None)
     return trace

@@ -10,9 +10,29 @@ from lightning_anchor import lightning_json
 
 from mlx_audio.train import Trainer
 
-INPUTS = [None, 32, "32", "32-true", "bf16", "bf16-mixed", "bf16-true", "16-true", 16, "16", "16-mixed", "x", True, 64,
-          "64", "64-true"]
-DIFFERENT = {64, "64", "64-true"}  # Lightning: "64-true"; here: ValueError (no float64 on MLX's GPU)
+INPUTS = [
+    None,
+    32,
+    "32",
+    "32-true",
+    "bf16",
+    "bf16-mixed",
+    "bf16-true",
+    "16-true",
+    16,
+    "16",
+    "16-mixed",
+    "x",
+    True,
+    64,
+    "64",
+    "64-true",
+]
+DIFFERENT = {
+    64,
+    "64",
+    "64-true",
+}  # Lightning: "64-true"; here: ValueError (no float64 on MLX's GPU)
 PROBE = """
 import json, warnings
 def outcome(make, precision):
@@ -25,7 +45,9 @@ def outcome(make, precision):
     said = sorted({k for w in caught for k in ("historical reasons", "AMP with fp16") if k in str(w.message)})
     return [result, said]
 """
-LIGHTNING = PROBE + """
+LIGHTNING = (
+    PROBE
+    + """
 import lightning.pytorch as pl
 def make(precision):
     kw = {} if precision is None else {"precision": precision}
@@ -33,11 +55,18 @@ def make(precision):
                       accelerator="cpu", **kw)
 print(json.dumps([outcome(make, p) for p in %r]))
 """
+)
 
 
 def make(precision):
-    return Trainer(precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, max_epochs=1)
+    return Trainer(
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=1,
+    )
 
 
 def test_precision_names_and_warnings_as_in_lightning():
@@ -46,7 +75,9 @@ def test_precision_names_and_warnings_as_in_lightning():
     exec(PROBE, namespace)  # the same probe here
     ours = [namespace["outcome"](make, p) for p in INPUTS]
     same = [p for p in INPUTS if p not in DIFFERENT]
-    assert {repr(p): ours[INPUTS.index(p)] for p in same} == {repr(p): theirs[INPUTS.index(p)] for p in same}
+    assert {repr(p): ours[INPUTS.index(p)] for p in same} == {
+        repr(p): theirs[INPUTS.index(p)] for p in same
+    }
     for p in DIFFERENT:
         assert theirs[INPUTS.index(p)][0] == "64-true"
         assert ours[INPUTS.index(p)][0].startswith("ValueError: Trainer: precision=")
@@ -71,7 +102,11 @@ def test_bf16_true_and_16_true_cast_the_model():
 
             return optim.SGD(learning_rate=0.1)
 
-    for precision, dtype in (("bf16-true", mx.bfloat16), ("16-true", mx.float16), ("bf16-mixed", mx.float32)):
+    for precision, dtype in (
+        ("bf16-true", mx.bfloat16),
+        ("16-true", mx.float16),
+        ("bf16-mixed", mx.float32),
+    ):
         model = Tiny()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

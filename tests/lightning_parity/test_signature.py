@@ -16,14 +16,30 @@ LIGHTNING = """
 import inspect, json, lightning.pytorch as pl
 print(json.dumps({k: repr(v.default) for k, v in inspect.signature(pl.Trainer.__init__).parameters.items() if k != "self"}))
 """
-MISSING = ["barebones", "detect_anomaly", "enable_autolog_hparams", "limit_predict_batches", "model_registry", "num_nodes",
-           "overfit_batches", "plugins", "profiler", "reload_dataloaders_every_n_epochs", "strategy", "sync_batchnorm"]
+MISSING = [
+    "barebones",
+    "detect_anomaly",
+    "enable_autolog_hparams",
+    "limit_predict_batches",
+    "model_registry",
+    "num_nodes",
+    "overfit_batches",
+    "plugins",
+    "profiler",
+    "reload_dataloaders_every_n_epochs",
+    "strategy",
+    "sync_batchnorm",
+]
 OURS_ONLY = ["compile", "on_nonfinite_loss", "seed"]
 
 
 def test_trainer_arguments_and_defaults_as_in_lightning():
     theirs = lightning_json(LIGHTNING)
-    ours = {k: repr(v.default) for k, v in inspect.signature(Trainer.__init__).parameters.items() if k != "self"}
+    ours = {
+        k: repr(v.default)
+        for k, v in inspect.signature(Trainer.__init__).parameters.items()
+        if k != "self"
+    }
     shared = sorted(set(theirs) & set(ours))
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
     assert sorted(set(theirs) - set(ours)) == MISSING

@@ -18,7 +18,9 @@ ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"
 def anchor_results(script: str, out_dir: Path) -> dict[str, Any]:
     if not ANCHOR.exists():
         if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail("the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)")
+            pytest.fail(
+                "the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)"
+            )
         pytest.skip("the anchor venv (make anchor) is not built")
     out = out_dir / "results.json"
     subprocess.run([str(ANCHOR), str(HERE / script), str(out)], cwd=HERE, check=True, timeout=600)

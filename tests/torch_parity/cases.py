@@ -42,7 +42,15 @@ def _kind(error: BaseException) -> list[str]:
     """The standard exception classes ``error`` is an instance of (ours may be several at
     once, e.g. a ValueError that is also torch's RuntimeError: ``except`` clauses written
     for torch still catch it)."""
-    kinds = (IndexError, KeyError, TypeError, ValueError, RuntimeError, AssertionError, StopIteration)
+    kinds = (
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+        AssertionError,
+        StopIteration,
+    )
     return sorted(k.__name__ for k in kinds if isinstance(error, k)) or [type(error).__name__]
 
 
@@ -67,6 +75,7 @@ def values(L, tolist, loader) -> list:
 for _n in (10, 12):
     for _bs in (1, 3, 4, 5):
         for _drop in (False, True):
+
             def _batches(L, tolist, n=_n, bs=_bs, drop=_drop):
                 loader = L.DataLoader(Range(n), batch_size=bs, drop_last=drop)
                 return {"len": len(loader), "batches": values(L, tolist, loader)}
@@ -95,7 +104,11 @@ def shuffle_covers_everything(L, tolist):
 @case
 def batch_sampler_given(L, tolist):
     sampler = L.BatchSampler(L.SequentialSampler(range(7)), batch_size=3, drop_last=False)
-    return {"lists": list(sampler), "loader": values(L, tolist, L.DataLoader(Range(7), batch_sampler=sampler)), "len": len(sampler)}
+    return {
+        "lists": list(sampler),
+        "loader": values(L, tolist, L.DataLoader(Range(7), batch_sampler=sampler)),
+        "len": len(sampler),
+    }
 
 
 @case
@@ -111,7 +124,12 @@ def sequential_sampler(L, tolist):
 @case
 def random_sampler_lengths(L, tolist):
     out = []
-    for kwargs in ({}, {"replacement": True}, {"replacement": True, "num_samples": 17}, {"num_samples": 9}):
+    for kwargs in (
+        {},
+        {"replacement": True},
+        {"replacement": True, "num_samples": 17},
+        {"num_samples": 9},
+    ):
         sampler = L.RandomSampler(range(6), **kwargs)
         drawn = list(sampler)
         out.append([len(sampler), len(drawn), all(0 <= i < 6 for i in drawn)])
@@ -166,7 +184,10 @@ def weighted_sampler_bad_replacement(L, tolist):
 @case
 def subset_order_and_list_index(L, tolist):
     sub = L.Subset(Range(10), [7, 2, 5])
-    return {"items": [float(sub[i]) for i in range(len(sub))], "loader": values(L, tolist, L.DataLoader(sub, batch_size=2))}
+    return {
+        "items": [float(sub[i]) for i in range(len(sub))],
+        "loader": values(L, tolist, L.DataLoader(sub, batch_size=2)),
+    }
 
 
 @case
@@ -181,7 +202,12 @@ def subset_subclass_getitem_is_used(L, tolist):
 @case
 def concat_indexing(L, tolist):
     data = L.ConcatDataset([Range(3), Range(2), Range(4)])
-    return {"len": len(data), "items": [float(data[i]) for i in range(len(data))], "neg": float(data[-1]), "sizes": list(data.cumulative_sizes)}
+    return {
+        "len": len(data),
+        "items": [float(data[i]) for i in range(len(data))],
+        "neg": float(data[-1]),
+        "sizes": list(data.cumulative_sizes),
+    }
 
 
 @case
@@ -218,7 +244,9 @@ def concat_rejects_iterable(L, tolist):
 @case
 def random_split_sizes(L, tolist):
     parts = L.random_split(Range(10), [3, 7])
-    return [len(p) for p in parts] + [sorted(int(p.dataset[i]) for p in parts for i in p.indices) == list(range(10))]
+    return [len(p) for p in parts] + [
+        sorted(int(p.dataset[i]) for p in parts for i in p.indices) == list(range(10))
+    ]
 
 
 @case
@@ -264,6 +292,7 @@ class Stream:
 for _workers in (0, 2, 3):
     for _bs in (None, 2, 3):
         for _shard in (True, False):
+
             def _stream(L, tolist, workers=_workers, bs=_bs, shard=_shard):
                 loader = L.DataLoader(Stream.make(L, 10, shard), batch_size=bs, num_workers=workers)
                 return values(L, tolist, loader)
@@ -274,12 +303,20 @@ for _workers in (0, 2, 3):
 
 @case
 def iterable_drop_last_sharded(L, tolist):
-    return values(L, tolist, L.DataLoader(Stream.make(L, 11, True), batch_size=2, num_workers=2, drop_last=True))
+    return values(
+        L,
+        tolist,
+        L.DataLoader(Stream.make(L, 11, True), batch_size=2, num_workers=2, drop_last=True),
+    )
 
 
 @case
 def iterable_len(L, tolist):
-    return [len(L.DataLoader(Stream.make(L, 10, False), batch_size=b, drop_last=d)) for b in (3, 4) for d in (False, True)]
+    return [
+        len(L.DataLoader(Stream.make(L, 10, False), batch_size=b, drop_last=d))
+        for b in (3, 4)
+        for d in (False, True)
+    ]
 
 
 @case
@@ -338,7 +375,10 @@ def collate_namedtuple(L, tolist):
 
 @case
 def collate_bools_and_numpy_scalars(L, tolist):
-    return [tolist(L.default_collate([True, False])), tolist(L.default_collate([np.float32(1.5), np.float32(2.5)]))]
+    return [
+        tolist(L.default_collate([True, False])),
+        tolist(L.default_collate([np.float32(1.5), np.float32(2.5)])),
+    ]
 
 
 @case
@@ -396,7 +436,13 @@ assert math.isfinite(len(CASES))
 def settings_are_fixed_after_construction(L, tolist):
     loader = L.DataLoader(Range(4), batch_size=2)
     out = []
-    for name, value in (("batch_size", 3), ("drop_last", True), ("sampler", None), ("dataset", Range(2)), ("num_workers", 0)):
+    for name, value in (
+        ("batch_size", 3),
+        ("drop_last", True),
+        ("sampler", None),
+        ("dataset", Range(2)),
+        ("num_workers", 0),
+    ):
         try:
             setattr(loader, name, value)
             out.append([name, "set"])
@@ -421,7 +467,13 @@ class Slow:
 
 @case
 def in_order_false_yields_everything_and_does_not_wait(L, tolist):
-    got = [v for b in values(L, tolist, L.DataLoader(Slow(), batch_size=1, num_workers=2, in_order=False)) for v in b]
+    got = [
+        v
+        for b in values(
+            L, tolist, L.DataLoader(Slow(), batch_size=1, num_workers=2, in_order=False)
+        )
+        for v in b
+    ]
     return [sorted(got), got[0] != 0.0]
 
 
@@ -462,14 +514,25 @@ def pin_memory_without_an_accelerator(L, tolist):
     import warnings
 
     out = {}
-    for name, kwargs in {"pin": {"pin_memory": True}, "device": {"pin_memory": True, "pin_memory_device": "cuda"},
-                         "device_alone": {"pin_memory_device": "cuda"}}.items():
+    for name, kwargs in {
+        "pin": {"pin_memory": True},
+        "device": {"pin_memory": True, "pin_memory_device": "cuda"},
+        "device_alone": {"pin_memory_device": "cuda"},
+    }.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             loader = L.DataLoader(Range(7), batch_size=3, num_workers=2, **kwargs)
             at_init = [str(w.message)[:40] for w in caught]
             batches = values(L, tolist, loader)
-            later = [str(w.message)[:40] for w in caught[len(at_init):] if "worker" not in str(w.message)]
-        out[name] = {"attr": [loader.pin_memory, loader.pin_memory_device], "at_init": at_init, "at_iter": later,
-                     "batches": batches}
+            later = [
+                str(w.message)[:40]
+                for w in caught[len(at_init) :]
+                if "worker" not in str(w.message)
+            ]
+        out[name] = {
+            "attr": [loader.pin_memory, loader.pin_memory_device],
+            "at_init": at_init,
+            "at_iter": later,
+            "batches": batches,
+        }
     return out

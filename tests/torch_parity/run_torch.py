@@ -11,7 +11,9 @@ import torch
 import torch.utils.data as tud
 from cases import CASES, run_case, to_python
 
-L = types.SimpleNamespace(**{name: getattr(tud, name) for name in dir(tud) if not name.startswith("_")})
+L = types.SimpleNamespace(
+    **{name: getattr(tud, name) for name in dir(tud) if not name.startswith("_")}
+)
 L.default_collate = tud.default_collate
 
 

@@ -18,7 +18,9 @@ def tolist(value):
 
 
 L = types.SimpleNamespace(
-    Loader=StatefulDataLoader, IterableDataset=tud.IterableDataset, get_worker_info=tud.get_worker_info,
+    Loader=StatefulDataLoader,
+    IterableDataset=tud.IterableDataset,
+    get_worker_info=tud.get_worker_info,
     roundtrip=lambda state: state,  # torchdata's state holds tensors: handed over in memory
 )
 

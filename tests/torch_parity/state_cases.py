@@ -42,6 +42,7 @@ def make_stream(base: type, get_worker_info: Any, n: int, stateful: bool) -> Any
             self.position = 0
 
     if stateful:
+
         def state_dict(self):
             return {"position": self.position}
 
@@ -76,15 +77,22 @@ def state_case(fn):
 
 for _workers in (0, 2):
     for _stop in (0, 1, 3, 7):
+
         def _map(L, tolist, workers=_workers, stop=_stop):
-            return resume_run(L, tolist, lambda: L.Loader(Numbers(20), batch_size=3, num_workers=workers), stop)
+            return resume_run(
+                L, tolist, lambda: L.Loader(Numbers(20), batch_size=3, num_workers=workers), stop
+            )
 
         _map.__name__ = f"map_w{_workers}_stop{_stop}"
         state_case(_map)
 
         def _stream(L, tolist, workers=_workers, stop=_stop):
             def make():
-                return L.Loader(make_stream(L.IterableDataset, L.get_worker_info, 17, True), batch_size=2, num_workers=workers)
+                return L.Loader(
+                    make_stream(L.IterableDataset, L.get_worker_info, 17, True),
+                    batch_size=2,
+                    num_workers=workers,
+                )
 
             return resume_run(L, tolist, make, stop)
 

@@ -34,7 +34,9 @@ def tolist(value):
 
 
 def _param(name):
-    marks = [pytest.mark.xfail(strict=True, reason=DIFFERENCES[name])] if name in DIFFERENCES else []
+    marks = (
+        [pytest.mark.xfail(strict=True, reason=DIFFERENCES[name])] if name in DIFFERENCES else []
+    )
     return pytest.param(name, id=name, marks=marks)
 
 

@@ -26,7 +26,9 @@ def tolist(value):
 
 
 L = types.SimpleNamespace(
-    Loader=ours.DataLoader, IterableDataset=ours.IterableDataset, get_worker_info=ours.get_worker_info,
+    Loader=ours.DataLoader,
+    IterableDataset=ours.IterableDataset,
+    get_worker_info=ours.get_worker_info,
     roundtrip=roundtrip_json,
 )
 

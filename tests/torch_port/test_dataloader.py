@@ -98,7 +98,11 @@ def test_splits_have_correct_size():
 
 
 def test_splits_are_mutually_exclusive():
-    for data, lengths in (([5, 2, 3, 4, 1, 6], [2, 4]), ([5, 2, 3, 4, 1, 6], [0.33, 0.67]), ([1, 2, 3, 4], [0.25, 0.75])):
+    for data, lengths in (
+        ([5, 2, 3, 4, 1, 6], [2, 4]),
+        ([5, 2, 3, 4, 1, 6], [0.33, 0.67]),
+        ([1, 2, 3, 4], [0.25, 0.75]),
+    ):
         splits = random_split(data, lengths)
         values = sorted(list(splits[0]) + list(splits[1]))
         assert values == sorted(data)
@@ -130,7 +134,9 @@ def test_splits_reproducibility():
     assert split(10, [3, 7]) == split(10, [3, 7])
     assert split(100, [60, 40]) == split(100, [60, 40])
     assert split(100, [0.33, 0.33, 0.34]) == split(100, [0.33, 0.33, 0.34])
-    assert split(100, [60, 40]) != [list(s) for s in random_split(range(100), [60, 40], generator=generator(1))]
+    assert split(100, [60, 40]) != [
+        list(s) for s in random_split(range(100), [60, 40], generator=generator(1))
+    ]
 
 
 def test_incomplete_fractional_splits():
@@ -214,7 +220,11 @@ def test_tensor_dataset():
     t = rng.standard_normal(15)
     source = TensorDataset(t)
     assert len(source) == 15 and all(source[i][0] == t[i] for i in range(15))
-    parts = [rng.standard_normal((5, 10, 2)), rng.standard_normal((5, 10)), rng.standard_normal((5, 3, 7))]
+    parts = [
+        rng.standard_normal((5, 10, 2)),
+        rng.standard_normal((5, 10)),
+        rng.standard_normal((5, 3, 7)),
+    ]
     source = TensorDataset(*parts)
     for i in range(5):
         for j, p in enumerate(parts):
@@ -268,7 +278,9 @@ def test_stack_dataset_getitems():
         assert batch[i]["t"] == t[i] and batch[i]["l"] == l1[i]
     with pytest.raises(IndexError):
         StackDataset(t, l1).__getitems__([0, 4])
-    with pytest.raises(ValueError, match="Nested dataset's output size mismatch. Expected 4, got 3"):
+    with pytest.raises(
+        ValueError, match="Nested dataset's output size mismatch. Expected 4, got 3"
+    ):
         StackDataset(GetItemsDataset(short=True), l1).__getitems__([0, 1, 2, 3])
 
 
@@ -563,7 +575,9 @@ class RandomDataset(IterableDataset):
         return np.random.randn(*self.size).astype(np.float32)
 """
 
-FD_LIMIT_SCRIPT = RANDOM_DATASET + """
+FD_LIMIT_SCRIPT = (
+    RANDOM_DATASET
+    + """
 import resource
 
 if __name__ == "__main__":
@@ -575,6 +589,7 @@ if __name__ == "__main__":
         keep_alive.append(t)
     assert len(keep_alive) == 200
 """
+)
 
 
 def test_fd_limit_exceeded(persistent):
@@ -582,7 +597,8 @@ def test_fd_limit_exceeded(persistent):
     # ulimit -n; our batches are copied out of shared memory, so the loop simply completes.
     subprocess.run(
         [sys.executable, "-c", FD_LIMIT_SCRIPT.replace("PERSISTENT", str(persistent))],
-        check=True, timeout=120,
+        check=True,
+        timeout=120,
     )
 
 
@@ -667,14 +683,23 @@ def _test_segfault():
 
 
 def _test_timeout(persistent_workers):
-    dataloader = DataLoader(SleepDataset(10, 3), batch_size=2, num_workers=2, timeout=1,
-                            persistent_workers=persistent_workers)
+    dataloader = DataLoader(
+        SleepDataset(10, 3),
+        batch_size=2,
+        num_workers=2,
+        timeout=1,
+        persistent_workers=persistent_workers,
+    )
     _ = next(iter(dataloader))
 
 
 def _test_large_sampler_indices(persistent_workers):
-    dataloader = DataLoader(EmptyTensorDataset(10000000), batch_size=40960,
-                            persistent_workers=persistent_workers, num_workers=1)
+    dataloader = DataLoader(
+        EmptyTensorDataset(10000000),
+        batch_size=40960,
+        persistent_workers=persistent_workers,
+        num_workers=1,
+    )
     it = iter(dataloader)
     for x in it:
         assert x.size == 0
@@ -684,7 +709,9 @@ def _test_large_sampler_indices(persistent_workers):
 def test_segfault():
     code, (kind, message, is_runtime) = _run_in_process(_test_segfault)
     assert code != 0 and is_runtime, (kind, message)
-    assert __import__("re").search(r"DataLoader worker \(pid \d+\) is killed by signal: ", message), message
+    assert __import__("re").search(
+        r"DataLoader worker \(pid \d+\) is killed by signal: ", message
+    ), message
 
 
 def test_timeout(persistent):
@@ -704,33 +731,50 @@ def test_invalid_ctor_args_combinations(make, data):
         make(dataset, num_workers=-1)
     with pytest.raises(ValueError, match="timeout option should be non-negative"):
         make(dataset, timeout=-1)
-    with pytest.raises(ValueError, match="batch_size=None option disables auto-batching and is mutually exclusive"):
+    with pytest.raises(
+        ValueError, match="batch_size=None option disables auto-batching and is mutually exclusive"
+    ):
         make(dataset, batch_size=None, drop_last=True)
     valid_ctx = mp.get_all_start_methods()[-1]
     with pytest.raises(ValueError, match=r"multi-process loading \(num_workers > 0\), but got"):
         make(dataset, num_workers=0, multiprocessing_context=valid_ctx)
     with pytest.raises(ValueError, match="should specify a valid start method in"):
         make(dataset, num_workers=1, multiprocessing_context="bad")
-    with pytest.raises(TypeError, match="multiprocessing_context option should be a valid context "):
+    with pytest.raises(
+        TypeError, match="multiprocessing_context option should be a valid context "
+    ):
         make(dataset, num_workers=1, multiprocessing_context=object())
 
     sampler = SequentialSampler(dataset)
     batch_sampler = BatchSampler(sampler, 3, False)
-    for kwargs in (dict(batch_size=11, sampler=sampler, shuffle=True),
-                   dict(batch_sampler=batch_sampler, sampler=sampler, shuffle=True),
-                   dict(batch_sampler=batch_sampler, sampler=sampler, shuffle=3)):
+    for kwargs in (
+        dict(batch_size=11, sampler=sampler, shuffle=True),
+        dict(batch_sampler=batch_sampler, sampler=sampler, shuffle=True),
+        dict(batch_sampler=batch_sampler, sampler=sampler, shuffle=3),
+    ):
         with pytest.raises(ValueError, match="sampler option is mutually exclusive with shuffle"):
             make(dataset, **kwargs)
-    for kwargs in (dict(batch_size=11), dict(shuffle=True), dict(drop_last=True), dict(drop_last=3)):
+    for kwargs in (
+        dict(batch_size=11),
+        dict(shuffle=True),
+        dict(drop_last=True),
+        dict(drop_last=3),
+    ):
         with pytest.raises(ValueError, match="batch_sampler option is mutually exclusive with"):
             make(dataset, batch_sampler=batch_sampler, **kwargs)
 
     iterable = CountingIterableDataset(20)
-    for kwargs, what in ((dict(shuffle=True), "shuffle"), (dict(shuffle=3), "shuffle"),
-                         (dict(sampler=SequentialSampler(iterable)), "sampler"), (dict(sampler=3), "sampler"),
-                         (dict(batch_sampler=BatchSampler(SequentialSampler(iterable), 3, False)), "batch_sampler"),
-                         (dict(batch_sampler=3), "batch_sampler")):
-        with pytest.raises(ValueError, match=f"DataLoader with IterableDataset: expected unspecified {what}"):
+    for kwargs, what in (
+        (dict(shuffle=True), "shuffle"),
+        (dict(shuffle=3), "shuffle"),
+        (dict(sampler=SequentialSampler(iterable)), "sampler"),
+        (dict(sampler=3), "sampler"),
+        (dict(batch_sampler=BatchSampler(SequentialSampler(iterable), 3, False)), "batch_sampler"),
+        (dict(batch_sampler=3), "batch_sampler"),
+    ):
+        with pytest.raises(
+            ValueError, match=f"DataLoader with IterableDataset: expected unspecified {what}"
+        ):
             make(iterable, **kwargs)
 
 
@@ -757,10 +801,14 @@ def test_iterable_style_dataset(make):
 
     num_workers = 3
     sizes_for_all_workers = [0, 4, 20]
-    expected = sorted(functools.reduce(operator.iadd, (list(range(s)) for s in sizes_for_all_workers), []))
+    expected = sorted(
+        functools.reduce(operator.iadd, (list(range(s)) for s in sizes_for_all_workers), [])
+    )
     for prefetch_factor in [2, 3, 4]:
         dataset = WorkerSpecificIterableDataset(sizes_for_all_workers)
-        dataloader = make(dataset, num_workers=num_workers, batch_size=None, prefetch_factor=prefetch_factor)
+        dataloader = make(
+            dataset, num_workers=num_workers, batch_size=None, prefetch_factor=prefetch_factor
+        )
         fetched = sorted(iter(dataloader))
         assert len(fetched) == len(expected)
         for a, b in zip(fetched, expected):
@@ -782,25 +830,47 @@ def test_iterable_style_dataset(make):
             for _ in range(20):
                 next(it)
         for _ in range(3):
-            with pytest.warns(UserWarning, match=r"but [0-9]+ samples have been fetched\. For multiprocessing data-loading, this"):
+            with pytest.warns(
+                UserWarning,
+                match=r"but [0-9]+ samples have been fetched\. For multiprocessing data-loading, this",
+            ):
                 next(it)
         del it, dataloader
 
     dataset = CountingIterableDataset(20)
     fetched = list(make(dataset, batch_size=7))
-    assert [A(b).tolist() for b in fetched] == [list(range(7)), list(range(7, 14)), list(range(14, 20))]
+    assert [A(b).tolist() for b in fetched] == [
+        list(range(7)),
+        list(range(7, 14)),
+        list(range(14, 20)),
+    ]
 
     for prefetch_factor in [2, 3, 4]:
         dataset = WorkerSpecificIterableDataset(sizes_for_all_workers)
-        fetched = list(make(dataset, num_workers=num_workers, batch_size=7, prefetch_factor=prefetch_factor))
+        fetched = list(
+            make(dataset, num_workers=num_workers, batch_size=7, prefetch_factor=prefetch_factor)
+        )
         assert len(fetched) == 4
-        assert {tuple(A(t).tolist()) for t in fetched} == {tuple(range(4)), tuple(range(7)), tuple(range(7, 14)), tuple(range(14, 20))}
+        assert {tuple(A(t).tolist()) for t in fetched} == {
+            tuple(range(4)),
+            tuple(range(7)),
+            tuple(range(7, 14)),
+            tuple(range(14, 20)),
+        }
 
     fetched = list(make(CountingIterableDataset(20), batch_size=7, drop_last=True))
     assert [A(b).tolist() for b in fetched] == [list(range(7)), list(range(7, 14))]
     for prefetch_factor in [2, 3, 4]:
         dataset = WorkerSpecificIterableDataset(sizes_for_all_workers)
-        fetched = list(make(dataset, num_workers=num_workers, batch_size=7, drop_last=True, prefetch_factor=prefetch_factor))
+        fetched = list(
+            make(
+                dataset,
+                num_workers=num_workers,
+                batch_size=7,
+                drop_last=True,
+                prefetch_factor=prefetch_factor,
+            )
+        )
         assert {tuple(A(t).tolist()) for t in fetched} == {tuple(range(7)), tuple(range(7, 14))}
     if not make(dataset, num_workers=1).persistent_workers:
         no_children_left(before)
@@ -827,7 +897,12 @@ def test_multiprocessing_contexts(make):
         loader = make(CountingDataset(11), multiprocessing_context=ctx, num_workers=3, batch_size=3)
         assert [A(b).tolist() for b in loader] == reference
         if ctx is not None:
-            loader = make(CountingDataset(11), multiprocessing_context=mp.get_context(ctx), num_workers=3, batch_size=3)
+            loader = make(
+                CountingDataset(11),
+                multiprocessing_context=mp.get_context(ctx),
+                num_workers=3,
+                batch_size=3,
+            )
             assert [A(b).tolist() for b in loader] == reference
 
 
@@ -850,8 +925,12 @@ def test_worker_seed_reproducibility():
 
 def test_multi_epochs_reproducibility(make):
     num_workers, batch_size = 2, 10
-    dataloader = make(MultiEpochDataset(batch_size * num_workers), batch_size=batch_size,
-                      shuffle=False, num_workers=num_workers)
+    dataloader = make(
+        MultiEpochDataset(batch_size * num_workers),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+    )
     for _ in range(3):
         for batch_idx, sample in enumerate(dataloader):
             assert A(sample).tolist() == [batch_idx % num_workers] * batch_size
@@ -895,7 +974,12 @@ def _worker_info_init_fn(worker_id):
 def test_get_worker_info():
     assert get_worker_info() is None
     dataset = WorkerInfoDataset(6)
-    data = [A(d) for d in DataLoader(dataset, batch_size=2, num_workers=2, worker_init_fn=_worker_info_init_fn)]
+    data = [
+        A(d)
+        for d in DataLoader(
+            dataset, batch_size=2, num_workers=2, worker_init_fn=_worker_info_init_fn
+        )
+    ]
     data = np.concatenate(data)
     pids = {}
     for worker_id, pid in data.tolist():
@@ -924,10 +1008,16 @@ def test_shuffle_reproducibility(data):
 def test_sequential_and_shuffle_workers(make, data):
     check_sequential(make(data[2], num_workers=4), data[0], data[1])
     check_sequential(make(data[2], batch_size=2, num_workers=4), data[0], data[1])
-    check_sequential(DataLoader(data[2], batch_size=2, num_workers=4, prefetch_factor=3), data[0], data[1])
+    check_sequential(
+        DataLoader(data[2], batch_size=2, num_workers=4, prefetch_factor=3), data[0], data[1]
+    )
     check_shuffle(make(data[2], shuffle=True, num_workers=4), data[0], data[1])
     check_shuffle(make(data[2], batch_size=2, shuffle=True, num_workers=4), data[0], data[1])
-    check_shuffle(DataLoader(data[2], batch_size=2, shuffle=True, num_workers=4, prefetch_factor=3), data[0], data[1])
+    check_shuffle(
+        DataLoader(data[2], batch_size=2, shuffle=True, num_workers=4, prefetch_factor=3),
+        data[0],
+        data[1],
+    )
 
 
 def test_random_sampler(data):
@@ -942,13 +1032,20 @@ def test_random_sampler(data):
     assert repeated > 0 and lo >= 0 and hi < len(dataset) and total == n
     assert sample_stat(RandomSampler(dataset)) == (0, 0, len(dataset) - 1, len(dataset))
     n = len(dataset) * 2
-    assert sample_stat(RandomSampler(dataset, num_samples=n)) == (len(dataset), 0, len(dataset) - 1, n)
+    assert sample_stat(RandomSampler(dataset, num_samples=n)) == (
+        len(dataset),
+        0,
+        len(dataset) - 1,
+        n,
+    )
     n = len(dataset) - 1
     repeated, lo, hi, total = sample_stat(RandomSampler(dataset, num_samples=n))
     assert repeated == 0 and lo >= 0 and hi < len(dataset) and total == n
     n = len(dataset) + 1
     assert sample_stat(RandomSampler(dataset, num_samples=n)) == (1, 0, len(dataset) - 1, n)
-    with pytest.raises(TypeError, match="replacement should be a boolean value, but got replacement=0"):
+    with pytest.raises(
+        TypeError, match="replacement should be a boolean value, but got replacement=0"
+    ):
         RandomSampler(dataset, replacement=0)
 
 
@@ -976,7 +1073,9 @@ def test_duplicating_data_with_drop_last(make):
     scanned = []
     for i in range(num_processes):
         s = DistributedSampler(data_set, num_processes, i)
-        for batch in make(data_set, batch_size=int(num_batches / num_processes), drop_last=True, sampler=s):
+        for batch in make(
+            data_set, batch_size=int(num_batches / num_processes), drop_last=True, sampler=s
+        ):
             scanned.extend(A(batch).tolist())
     assert len(scanned) == len(set(scanned))
 
@@ -986,8 +1085,12 @@ def test_sampler_reproducibility(data):
     for fn in (
         lambda: RandomSampler(data[2], num_samples=5, replacement=True, generator=generator(42)),
         lambda: RandomSampler(data[2], replacement=False, generator=generator(42)),
-        lambda: WeightedRandomSampler(weights, num_samples=5, replacement=True, generator=generator(42)),
-        lambda: WeightedRandomSampler(weights, num_samples=5, replacement=False, generator=generator(42)),
+        lambda: WeightedRandomSampler(
+            weights, num_samples=5, replacement=True, generator=generator(42)
+        ),
+        lambda: WeightedRandomSampler(
+            weights, num_samples=5, replacement=False, generator=generator(42)
+        ),
         lambda: SubsetRandomSampler(range(10), generator=generator(42)),
     ):
         assert list(fn()) == list(fn())
@@ -1017,7 +1120,9 @@ def test_sampler_reproducibility(data):
 
 
 def _check_sampler(make, values, **kwargs):
-    dl = make(TensorDataset(values, np.zeros(len(values))), sampler=range(2, 12), batch_size=2, **kwargs)
+    dl = make(
+        TensorDataset(values, np.zeros(len(values))), sampler=range(2, 12), batch_size=2, **kwargs
+    )
     assert len(dl) == 5
     for i, (inputs, _target) in enumerate(dl):
         assert len(inputs) == 2
@@ -1103,8 +1208,17 @@ def test_iterabledataset_len():
         def __iter__(self):
             return iter(range(10))
 
-    for batch_size, drop_last, expected in ((1, False, 10), (1, True, 10), (2, False, 5), (2, True, 5), (3, False, 4), (3, True, 3)):
-        assert len(DataLoader(SizedStream(), batch_size=batch_size, drop_last=drop_last)) == expected
+    for batch_size, drop_last, expected in (
+        (1, False, 10),
+        (1, True, 10),
+        (2, False, 5),
+        (2, True, 5),
+        (3, False, 4),
+        (3, True, 3),
+    ):
+        assert (
+            len(DataLoader(SizedStream(), batch_size=batch_size, drop_last=drop_last)) == expected
+        )
 
 
 class ScalarDataset(Dataset):
@@ -1119,9 +1233,16 @@ class ScalarDataset(Dataset):
 
 
 def test_numpy_scalars(make):
-    dtypes = {np.float64: mx.float32, np.float32: mx.float32, np.float16: mx.float16,
-              np.int64: mx.int64, np.int32: mx.int32, np.int16: mx.int16, np.int8: mx.int8,
-              np.uint8: mx.uint8}
+    dtypes = {
+        np.float64: mx.float32,
+        np.float32: mx.float32,
+        np.float16: mx.float16,
+        np.int64: mx.int64,
+        np.int32: mx.int32,
+        np.int16: mx.int16,
+        np.int8: mx.int8,
+        np.uint8: mx.uint8,
+    }
     for dt, expected in dtypes.items():
         batch = next(iter(make(ScalarDataset(dt), batch_size=2)))
         assert batch.dtype == expected, (dt, batch.dtype)
@@ -1193,7 +1314,10 @@ def test_default_collate_bad_sequence_type():
 
 
 def test_excessive_thread_creation_warning(data):
-    with pytest.warns(UserWarning, match=r"excessive worker creation might get DataLoader running slow or even freeze"):
+    with pytest.warns(
+        UserWarning,
+        match=r"excessive worker creation might get DataLoader running slow or even freeze",
+    ):
         DataLoader(data[2], batch_size=2, num_workers=1000)
 
 
@@ -1205,13 +1329,21 @@ class DictDataset(Dataset):
         return 4
 
     def __getitem__(self, ndx):
-        return {"a_tensor": np.full((4, 2), ndx, dtype=np.float32), "another_dict": {"a_number": ndx}}
+        return {
+            "a_tensor": np.full((4, 2), ndx, dtype=np.float32),
+            "another_dict": {"a_number": ndx},
+        }
 
 
 def test_dict_sequential_batch():
     for persistent_workers in (False, True):
-        loader = DataLoader(DictDataset(), batch_size=2, shuffle=False, persistent_workers=persistent_workers,
-                            num_workers=1 if persistent_workers else 0)
+        loader = DataLoader(
+            DictDataset(),
+            batch_size=2,
+            shuffle=False,
+            persistent_workers=persistent_workers,
+            num_workers=1 if persistent_workers else 0,
+        )
         for i, sample in enumerate(loader):
             idx = i * loader.batch_size
             assert set(sample) == {"a_tensor", "another_dict"}
@@ -1244,7 +1376,9 @@ def test_dataset_not_reset():
         dataset.start = i
 
 
-EARLY_EXIT_SCRIPT = RANDOM_DATASET + """
+EARLY_EXIT_SCRIPT = (
+    RANDOM_DATASET
+    + """
 
 if __name__ == "__main__":
     dl = DataLoader(RandomDataset(64, (28, 28)), batch_size=16, num_workers=2,
@@ -1252,6 +1386,7 @@ if __name__ == "__main__":
     for _ in dl:
         break
 """
+)
 
 
 def test_early_exit():
@@ -1266,8 +1401,11 @@ class NamedTupleDataset(Dataset):
         return 4
 
     def __getitem__(self, ndx):
-        return self.Batch(data=self.Data(positive=ndx, negative=-ndx), label=str(ndx),
-                          random_tensor=np.random.randn(3).astype(np.float32))
+        return self.Batch(
+            data=self.Data(positive=ndx, negative=-ndx),
+            label=str(ndx),
+            random_tensor=np.random.randn(3).astype(np.float32),
+        )
 
 
 def test_dataloader_with_namedtuple():
@@ -1301,8 +1439,14 @@ def test_ind_worker_queue():
     max_num_workers = min(6, max(len(os.sched_getaffinity(0)), 2))
     for batch_size in (8, 16, 32, 64):
         for num_workers in range(1, max_num_workers + 1):
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                timeout=5, worker_init_fn=dataset.worker_init_fn)
+            loader = DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=num_workers,
+                timeout=5,
+                worker_init_fn=dataset.worker_init_fn,
+            )
             current = 0
             for i, (worker_ids, sample) in enumerate(loader):
                 assert A(worker_ids).tolist() == [current] * batch_size
@@ -1322,5 +1466,7 @@ def test_set_affinity_in_worker_init():
     def worker_set_affinity(_):
         os.sched_setaffinity(0, [expected])
 
-    for sample in DataLoader(SetAffinityDataset(), num_workers=2, worker_init_fn=worker_set_affinity):
+    for sample in DataLoader(
+        SetAffinityDataset(), num_workers=2, worker_init_fn=worker_set_affinity
+    ):
         assert A(sample).tolist() == [expected]

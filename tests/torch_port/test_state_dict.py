@@ -106,13 +106,17 @@ class DummyIterableDataset(IterableDataset):
         sizes = self.sizes_for_all_workers if worker_info else [sum(self.sizes_for_all_workers)]
         worker_id = worker_info.id if worker_info else 0
         start = sum(sizes[:worker_id])
-        return DummyIterator(list(range(start, start + sizes[worker_id])), self.shuffle, self.include_generator)
+        return DummyIterator(
+            list(range(start, start + sizes[worker_id])), self.shuffle, self.include_generator
+        )
 
 
 class DummyMapDataset(Dataset):
     def __init__(self, size, shuffle, include_generator=True):
         self.size = size
-        self.data = [{"id": i, "strcol": f"strcol_{i}", "listcol": [i, i + 1, i + 2]} for i in range(size)]
+        self.data = [
+            {"id": i, "strcol": f"strcol_{i}", "listcol": [i, i + 1, i + 2]} for i in range(size)
+        ]
         self.shuffle, self.include_generator = shuffle, include_generator
 
     def __len__(self):
@@ -199,17 +203,28 @@ def run_and_checkpoint(make_dataset, interrupt, **kwargs):
     assert normalise(list(dl)) == normalise(exp)
 
 
-@pytest.mark.parametrize("num_workers, pw", [(0, False), (3, False), (3, True)], ids=["no_mp", "mp_x", "mp_pw"])
+@pytest.mark.parametrize(
+    "num_workers, pw", [(0, False), (3, False), (3, True)], ids=["no_mp", "mp_x", "mp_pw"]
+)
 @pytest.mark.parametrize("batch_size, interrupt", CASES)
 def test_iterable(num_workers, pw, batch_size, interrupt):
-    run_and_checkpoint(lambda: DummyIterableDataset([0, 100, 37]), interrupt, num_workers=num_workers,
-                       persistent_workers=pw, batch_size=batch_size)
+    run_and_checkpoint(
+        lambda: DummyIterableDataset([0, 100, 37]),
+        interrupt,
+        num_workers=num_workers,
+        persistent_workers=pw,
+        batch_size=batch_size,
+    )
 
 
 @pytest.mark.parametrize("num_workers, interrupt", list(itertools.product([0, 3], [0, 1, 10])))
 def test_iterable_random_state(num_workers, interrupt):
-    run_and_checkpoint(lambda: DummyIterableDataset([0, 100, 37], shuffle=True), interrupt,
-                       num_workers=num_workers, batch_size=7)
+    run_and_checkpoint(
+        lambda: DummyIterableDataset([0, 100, 37], shuffle=True),
+        interrupt,
+        num_workers=num_workers,
+        batch_size=7,
+    )
 
 
 @pytest.mark.parametrize("num_workers, pw", [(3, False), (3, True)], ids=["mp_x", "mp_pw"])
@@ -218,24 +233,44 @@ def test_iterable_random_state(num_workers, interrupt):
 def test_map(num_workers, pw, batch_size, interrupt, shuffle):
     dataset = DummyMapDataset(100, shuffle=shuffle)
     kwargs = dict(num_workers=num_workers, persistent_workers=pw, batch_size=batch_size)
-    run_and_checkpoint(lambda: dataset, interrupt, sampler=RandomSampler(dataset, seed=13), **kwargs)
+    run_and_checkpoint(
+        lambda: dataset, interrupt, sampler=RandomSampler(dataset, seed=13), **kwargs
+    )
 
 
-@pytest.mark.parametrize("num_workers, pw", [(0, False), (3, False), (3, True)], ids=["no_mp", "mp_x", "mp_pw"])
+@pytest.mark.parametrize(
+    "num_workers, pw", [(0, False), (3, False), (3, True)], ids=["no_mp", "mp_x", "mp_pw"]
+)
 @pytest.mark.parametrize("batch_size, interrupt", CASES)
 def test_stateful_sampler(num_workers, pw, batch_size, interrupt):
     dataset = DummyMapDataset(100, shuffle=False)
-    run_and_checkpoint(lambda: dataset, interrupt, sampler=DummySampler(len(dataset)), num_workers=num_workers,
-                       persistent_workers=pw, batch_size=batch_size)
+    run_and_checkpoint(
+        lambda: dataset,
+        interrupt,
+        sampler=DummySampler(len(dataset)),
+        num_workers=num_workers,
+        persistent_workers=pw,
+        batch_size=batch_size,
+    )
 
 
-@pytest.mark.parametrize("make", [lambda: GeneratorIterable([0, 100, 37]), lambda: GeneratorIterableNoState([0, 100, 37])],
-                         ids=["generator", "generator_no_state"])
-@pytest.mark.parametrize("num_workers, pw", [(0, False), (3, False), (3, True)], ids=["no_mp", "mp_x", "mp_pw"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: GeneratorIterable([0, 100, 37]), lambda: GeneratorIterableNoState([0, 100, 37])],
+    ids=["generator", "generator_no_state"],
+)
+@pytest.mark.parametrize(
+    "num_workers, pw", [(0, False), (3, False), (3, True)], ids=["no_mp", "mp_x", "mp_pw"]
+)
 @pytest.mark.parametrize("interrupt", [0, 1, 10])
 def test_generator(make, num_workers, pw, interrupt):
-    dl = DataLoader(make(), num_workers=num_workers, collate_fn=identity, persistent_workers=pw,
-                    snapshot_every_n_steps=1)
+    dl = DataLoader(
+        make(),
+        num_workers=num_workers,
+        collate_fn=identity,
+        persistent_workers=pw,
+        snapshot_every_n_steps=1,
+    )
     exp = list(dl)
     dl = DataLoader(make(), num_workers=num_workers, collate_fn=identity, persistent_workers=pw)
     batches = []
@@ -253,12 +288,20 @@ def test_generator(make, num_workers, pw, interrupt):
 @pytest.mark.parametrize("pw", [False, True])
 @pytest.mark.parametrize("kind", ["generator", "iterable", "map", "map_shuffle"])
 def test_snapshot_zero(pw, kind):
-    dataset = {"generator": lambda: GeneratorIterable([0, 100, 37]),
-               "iterable": lambda: DummyIterableDataset([0, 100, 37], shuffle=True),
-               "map": lambda: DummyMapDataset(100, shuffle=True),
-               "map_shuffle": lambda: DummyMapDataset(100, shuffle=False)}[kind]()
-    dl = DataLoader(dataset, shuffle=kind == "map_shuffle", num_workers=3, collate_fn=identity,
-                    snapshot_every_n_steps=10, persistent_workers=pw)
+    dataset = {
+        "generator": lambda: GeneratorIterable([0, 100, 37]),
+        "iterable": lambda: DummyIterableDataset([0, 100, 37], shuffle=True),
+        "map": lambda: DummyMapDataset(100, shuffle=True),
+        "map_shuffle": lambda: DummyMapDataset(100, shuffle=False),
+    }[kind]()
+    dl = DataLoader(
+        dataset,
+        shuffle=kind == "map_shuffle",
+        num_workers=3,
+        collate_fn=identity,
+        snapshot_every_n_steps=10,
+        persistent_workers=pw,
+    )
     it = iter(dl)
     state0 = dl.state_dict()
     exp = list(it)
@@ -266,10 +309,18 @@ def test_snapshot_zero(pw, kind):
     assert normalise(list(dl)) == normalise(exp)
 
 
-@pytest.mark.parametrize("pw, num_workers, every_n_steps", list(itertools.product([False, True], [0, 2], [1, 15])))
+@pytest.mark.parametrize(
+    "pw, num_workers, every_n_steps", list(itertools.product([False, True], [0, 2], [1, 15]))
+)
 def test_map_interrupted_shuffle(pw, num_workers, every_n_steps):
-    dl = DataLoader(DummyMapDataset(10, shuffle=True), shuffle=True, num_workers=num_workers, collate_fn=identity,
-                    snapshot_every_n_steps=every_n_steps, persistent_workers=pw if num_workers > 0 else False)
+    dl = DataLoader(
+        DummyMapDataset(10, shuffle=True),
+        shuffle=True,
+        num_workers=num_workers,
+        collate_fn=identity,
+        snapshot_every_n_steps=every_n_steps,
+        persistent_workers=pw if num_workers > 0 else False,
+    )
     it = iter(dl)
     state0 = dl.state_dict()
     exp = [next(it) for _ in range(4)]
@@ -284,12 +335,20 @@ def test_map_interrupted_shuffle(pw, num_workers, every_n_steps):
 @pytest.mark.parametrize("kind", ["generator", "generator_no_state", "map_shuffle"])
 def test_snapshot_end(pw, bs, kind):
     def make():
-        return {"generator": lambda: GeneratorIterable([0, 100, 37]),
-                "generator_no_state": lambda: GeneratorIterableNoState([0, 100, 37]),
-                "map_shuffle": lambda: DummyMapDataset(100, shuffle=False)}[kind]()
+        return {
+            "generator": lambda: GeneratorIterable([0, 100, 37]),
+            "generator_no_state": lambda: GeneratorIterableNoState([0, 100, 37]),
+            "map_shuffle": lambda: DummyMapDataset(100, shuffle=False),
+        }[kind]()
 
-    kwargs = dict(num_workers=3, collate_fn=identity, persistent_workers=pw, batch_size=bs,
-                  shuffle=kind == "map_shuffle", seed=0)
+    kwargs = dict(
+        num_workers=3,
+        collate_fn=identity,
+        persistent_workers=pw,
+        batch_size=bs,
+        shuffle=kind == "map_shuffle",
+        seed=0,
+    )
     dl = DataLoader(make(), **kwargs)
     exp = list(dl)
     state_end = dl.state_dict()
@@ -325,15 +384,21 @@ def test_num_workers_mismatch():
 
 def test_two_dataloaders():
     dataset = DummyMapDataset(100, shuffle=False)
-    assert normalise(list(StatefulDataLoader(dataset, num_workers=2, collate_fn=identity))) == normalise(
-        list(DataLoader(dataset, num_workers=2, collate_fn=identity)))
+    assert normalise(
+        list(StatefulDataLoader(dataset, num_workers=2, collate_fn=identity))
+    ) == normalise(list(DataLoader(dataset, num_workers=2, collate_fn=identity)))
 
 
 @pytest.mark.parametrize("snapshot_every_n_steps, interrupt", [(0, 11), (17, 19)])
 def test_fast_state_dict_request(snapshot_every_n_steps, interrupt):
     def make():
-        return DataLoader(DummyIterableDataset([25, 25, 25, 25], shuffle=True), num_workers=4, batch_size=4,
-                          collate_fn=identity, persistent_workers=True)
+        return DataLoader(
+            DummyIterableDataset([25, 25, 25, 25], shuffle=True),
+            num_workers=4,
+            batch_size=4,
+            collate_fn=identity,
+            persistent_workers=True,
+        )
 
     dl = make()
     it = iter(dl)
@@ -358,9 +423,15 @@ def test_fast_state_dict_request(snapshot_every_n_steps, interrupt):
 def test_json_serde(num_workers, kind):
     interrupt = 4
     if kind == "iterable":
-        dataset, sampler = DummyIterableDataset([0, 100, 37], shuffle=False, include_generator=False), None
+        dataset, sampler = (
+            DummyIterableDataset([0, 100, 37], shuffle=False, include_generator=False),
+            None,
+        )
     else:
-        dataset, sampler = DummyMapDataset(100, shuffle=False, include_generator=False), DummySampler(100)
+        dataset, sampler = (
+            DummyMapDataset(100, shuffle=False, include_generator=False),
+            DummySampler(100),
+        )
     dl = DataLoader(dataset, sampler=sampler, num_workers=num_workers, collate_fn=identity)
     list(dl)
     it = iter(dl)
@@ -387,7 +458,12 @@ def error_worker_init_fn(worker_id):
 
 @pytest.mark.parametrize("pw", [False, True])
 def test_initial_state(pw):
-    dl = DataLoader(DummyMapDataset(100, shuffle=False), num_workers=4, persistent_workers=pw, collate_fn=identity)
+    dl = DataLoader(
+        DummyMapDataset(100, shuffle=False),
+        num_workers=4,
+        persistent_workers=pw,
+        collate_fn=identity,
+    )
     state = dl.state_dict()
     exp = list(dl)
     it = iter(dl)
@@ -419,10 +495,16 @@ def test_load_state_and_initial_state_dict(pw, interrupt, ask_first):
 
 
 def test_init_error():
-    dl = DataLoader(DummyMapDataset(100, shuffle=True), num_workers=4, collate_fn=identity,
-                    worker_init_fn=error_worker_init_fn)
+    dl = DataLoader(
+        DummyMapDataset(100, shuffle=True),
+        num_workers=4,
+        collate_fn=identity,
+        worker_init_fn=error_worker_init_fn,
+    )
     with pytest.raises(ValueError, match="Worker init error"):
-        next(iter(dl))  # DIFFERENCE: raised at the first batch, as torch's DataLoader (torchdata: at iter())
+        next(
+            iter(dl)
+        )  # DIFFERENCE: raised at the first batch, as torch's DataLoader (torchdata: at iter())
 
 
 def test_iteration_error():

@@ -19,7 +19,10 @@ class Stream(IterableDataset):
         ({"batch_size": 2.5}, "batch_size"),
         ({"num_workers": -1}, "num_workers"),
         ({"timeout": -1}, "timeout"),
-        ({"prefetch_factor": 2}, "prefetch_factor option could only be specified in multiprocessing"),
+        (
+            {"prefetch_factor": 2},
+            "prefetch_factor option could only be specified in multiprocessing",
+        ),
         ({"num_workers": 2, "prefetch_factor": 0}, "prefetch_factor"),
         ({"persistent_workers": True}, "persistent_workers"),
         ({"sampler": SequentialSampler(DATA), "shuffle": True}, "mutually exclusive"),

@@ -33,7 +33,9 @@ RATE = 16000
 def tone(seconds: float, freq: float = 440.0, channels: int = 1) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     wave = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-    return np.stack([wave * (c + 1) / channels for c in range(channels)], 1) if channels > 1 else wave
+    return (
+        np.stack([wave * (c + 1) / channels for c in range(channels)], 1) if channels > 1 else wave
+    )
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3"])
@@ -142,7 +144,13 @@ def test_audio_manifest_rows_with_windows_labels_and_captions(tmp_path, kind):
     sf.write(tmp_path / "clips" / "a.wav", tone(2.0), RATE)
     sf.write(tmp_path / "clips" / "b.flac", tone(1.0, 300), RATE)
     rows = [
-        {"path": "clips/a.wav", "label": "yes", "caption": "a tone", "offset": 0.5, "duration": 1.0},
+        {
+            "path": "clips/a.wav",
+            "label": "yes",
+            "caption": "a tone",
+            "offset": 0.5,
+            "duration": 1.0,
+        },
         {"path": str(tmp_path / "clips" / "b.flac"), "label": "no", "caption": "another"},
     ]
     manifest = tmp_path / f"m.{kind}"
@@ -181,7 +189,9 @@ def test_pad_collate_shapes_lengths_and_masks():
     assert padded.shape == (3, 5) and lengths.tolist() == [3, 5, 4] and lengths.dtype == np.int32
     assert padded[0].tolist() == [1, 1, 1, 0, 0]
     samples = [(np.full((2, n), 1.0, np.float32), i, f"s{i}") for i, n in enumerate((3, 7))]
-    waves, labels, names, lengths, mask = PadCollate(-1.0, pad_to_multiple_of=4, return_mask=True)(samples)
+    waves, labels, names, lengths, mask = PadCollate(-1.0, pad_to_multiple_of=4, return_mask=True)(
+        samples
+    )
     assert waves.shape == (2, 2, 8) and waves[0, 0, 3] == -1.0 and labels.tolist() == [0, 1]
     assert names == ["s0", "s1"] and mask.shape == (2, 8) and mask.sum(1).tolist() == [3, 7]
     dicts = [{"audio": np.zeros((n, 4), np.float32), "label": 1} for n in (2, 6)]
@@ -246,7 +256,9 @@ def test_bucket_sampler_covers_every_index_once_and_is_seeded():
     lengths = np.random.default_rng(0).integers(100, 1000, 103)
     sampler = BucketBatchSampler(lengths, batch_size=8, num_buckets=4, seed=3)
     batches = list(sampler)
-    assert sorted(i for b in batches for i in b) == list(range(103)) and len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(103)) and len(batches) == len(
+        sampler
+    )
     for batch in batches:  # each batch from one bucket
         assert len({int(sampler.bucket_of[i]) for i in batch}) == 1
     assert list(sampler) == batches
@@ -255,7 +267,9 @@ def test_bucket_sampler_covers_every_index_once_and_is_seeded():
     dropped = BucketBatchSampler(lengths, 8, 4, drop_last=True, seed=3)
     assert all(len(b) == 8 for b in dropped) and len(list(dropped)) == len(dropped)
     ordered = list(BucketBatchSampler(lengths, 8, 4, shuffle=False))
-    assert [int(sampler.bucket_of[b[0]]) for b in ordered] == sorted(int(sampler.bucket_of[b[0]]) for b in ordered)
+    assert [int(sampler.bucket_of[b[0]]) for b in ordered] == sorted(
+        int(sampler.bucket_of[b[0]]) for b in ordered
+    )
     random_batches = [lengths[i : i + 8] for i in range(0, 103, 8)]
     random_padding = 1 - lengths.sum() / sum(b.max() * len(b) for b in random_batches)
     assert sampler.padding_fraction() < random_padding
@@ -268,7 +282,9 @@ def test_bucket_sampler_resumes_exactly_through_the_loader():
     data = [np.ones(n, np.float32) for n in lengths]
 
     def make():
-        return DataLoader(data, batch_sampler=BucketBatchSampler(lengths, 4, 4), collate_fn=pad_collate, seed=5)
+        return DataLoader(
+            data, batch_sampler=BucketBatchSampler(lengths, 4, 4), collate_fn=pad_collate, seed=5
+        )
 
     reference = [np.array(b[0]) for b in make()]
     loader = make()
@@ -287,12 +303,18 @@ def test_bucket_sampler_resumes_exactly_through_the_loader():
 def test_log_mel_on_the_accelerator_matches_numpy():
     waves = np.random.default_rng(0).standard_normal((3, 24000)).astype(np.float32) * 0.3
     reference = np.stack([log_mel_spectrogram(w, 48000, top_db=80.0) for w in waves])
-    np.testing.assert_allclose(np.array(LogMel(48000, top_db=80.0)(mx.array(waves))), reference, atol=1e-4)
+    np.testing.assert_allclose(
+        np.array(LogMel(48000, top_db=80.0)(mx.array(waves))), reference, atol=1e-4
+    )
     last = log_mel_spectrogram(waves[0], 16000, 400, 160, 80, channels_last=True)
-    ours = LogMel(16000, 400, 160, 80, channels_last=True)({"audio": waves[:1], "label": 1})["audio"][0]
+    ours = LogMel(16000, 400, 160, 80, channels_last=True)({"audio": waves[:1], "label": 1})[
+        "audio"
+    ][0]
     assert last.shape[-1] == 80
     np.testing.assert_allclose(np.array(ours), last, atol=1e-4)
-    compiled = mx.compile(LogMel(48000, top_db=80.0).features)  # inside a compiled step, as in a training_step
+    compiled = mx.compile(
+        LogMel(48000, top_db=80.0).features
+    )  # inside a compiled step, as in a training_step
     np.testing.assert_allclose(np.array(compiled(mx.array(waves))), reference, atol=1e-4)
 
 
@@ -304,12 +326,16 @@ def test_integer_pcm_gives_the_features_of_the_float_waveform():
     pcm[0, :2] = (-32768, 32767)
     floats = pcm.astype(np.float32) / 32768
     np.testing.assert_array_equal(pcm_to_float(pcm), floats)
-    np.testing.assert_array_equal(pcm_to_float(np.array([0, 128, 255], np.uint8)), np.array([-1, 0, 127 / 128], np.float32))
+    np.testing.assert_array_equal(
+        pcm_to_float(np.array([0, 128, 255], np.uint8)), np.array([-1, 0, 127 / 128], np.float32)
+    )
     assert pcm_to_float(floats) is floats
     reference = log_mel_spectrogram(floats[0], 48000)
     np.testing.assert_allclose(log_mel_spectrogram(pcm[0], 48000), reference, atol=1e-5)
     on_device = LogMel(48000)(mx.array(pcm))
-    np.testing.assert_allclose(np.array(on_device), np.array(LogMel(48000)(mx.array(floats))), atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(on_device), np.array(LogMel(48000)(mx.array(floats))), atol=1e-5
+    )
     np.testing.assert_allclose(np.array(on_device[0]), reference, atol=1e-4)
 
 

@@ -104,13 +104,23 @@ def test_unbatched_loading_converts_samples():
 @pytest.mark.parametrize(
     "samples, error, message",
     [
-        ([(np.zeros(2), 1), (np.zeros(2), 2), (np.zeros(2), None)], TypeError, r"index 2 has NoneType None where the sample at index 0 has int"),
+        (
+            [(np.zeros(2), 1), (np.zeros(2), 2), (np.zeros(2), None)],
+            TypeError,
+            r"index 2 has NoneType None where the sample at index 0 has int",
+        ),
         ([{"a": 1, "b": 2}, {"a": 1}], KeyError, r"index 1 has no key 'b'"),
-        ([np.zeros(2), np.array([1, "x"], dtype=object)], TypeError, r"index 1 has an object-dtype array"),
+        (
+            [np.zeros(2), np.array([1, "x"], dtype=object)],
+            TypeError,
+            r"index 1 has an object-dtype array",
+        ),
         ([(5,), ("5",)], TypeError, r"index 1 has str '5' where the sample at index 0 has int"),
     ],
 )
-@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # NOTE [queue teardown]
+@pytest.mark.filterwarnings(
+    "error::pytest.PytestUnhandledThreadExceptionWarning"
+)  # NOTE [queue teardown]
 def test_bad_samples_name_the_index_and_field(samples, error, message, num_workers):
     with pytest.raises(error, match=message):
         list(DataLoader(samples, batch_size=len(samples), num_workers=num_workers))
@@ -141,7 +151,9 @@ def test_datasets_may_return_mx_arrays(context):
 
 def test_mx_arrays_in_forked_workers_fail_clearly_instead_of_hanging():
     mx.eval(mx.ones(3) * 2)  # MLX has run in this process: a forked child could not
-    loader = DataLoader(MlxSamples(), batch_size=4, num_workers=2, multiprocessing_context="fork", timeout=60)
+    loader = DataLoader(
+        MlxSamples(), batch_size=4, num_workers=2, multiprocessing_context="fork", timeout=60
+    )
     with pytest.raises(RuntimeError, match="forked from a process that had loaded MLX.*spawn"):
         list(loader)
 
@@ -159,12 +171,18 @@ class MlxComputedNumpy:
 @pytest.mark.timeout(60)
 def test_mlx_work_in_forked_workers_fails_clearly_instead_of_hanging():
     mx.eval(mx.ones(3) * 2)
-    loader = DataLoader(MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="fork")
+    loader = DataLoader(
+        MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="fork"
+    )
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"forked from a process that had loaded MLX.*\(called mlx.core.ones\)"):
+    with pytest.raises(
+        RuntimeError, match=r"forked from a process that had loaded MLX.*\(called mlx.core.ones\)"
+    ):
         list(loader)  # no timeout set: before the fix this never returned
     assert time.monotonic() - start < 30
-    spawned = DataLoader(MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="spawn")
+    spawned = DataLoader(
+        MlxComputedNumpy(), batch_size=2, num_workers=1, multiprocessing_context="spawn"
+    )
     assert [b.shape for b in spawned] == [(2, 5), (2, 5)]
 
 

@@ -208,7 +208,9 @@ def test_too_small_shared_memory_gives_the_remedy(tmp_path, monkeypatch):
                 pass
         with open("/proc/self/maps") as maps:
             held += [line.split()[-1] for line in maps]
-        assert not [p for p in held if p.startswith(str(tiny))], "a slot file is still open or mapped"
+        assert not [p for p in held if p.startswith(str(tiny))], (
+            "a slot file is still open or mapped"
+        )
     finally:
         subprocess.run(["umount", "-l", str(tiny)], check=False)  # lazy: never left mounted
 
@@ -218,7 +220,11 @@ def _run_script(tmp_path, source, *args, timeout=60):
     script.write_text(textwrap.dedent(source))
     start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
     )
     return result, time.monotonic() - start
 
@@ -255,4 +261,7 @@ NO_MAIN_GUARD = """
 def test_spawn_without_a_main_guard_says_so(tmp_path):
     result, _ = _run_script(tmp_path, NO_MAIN_GUARD)
     assert result.returncode != 0
-    assert 'if __name__ == "__main__":' in result.stderr and "segfault" not in result.stderr.splitlines()[-1]
+    assert (
+        'if __name__ == "__main__":' in result.stderr
+        and "segfault" not in result.stderr.splitlines()[-1]
+    )

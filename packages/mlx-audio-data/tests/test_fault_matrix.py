@@ -23,8 +23,12 @@ MATRIX = [
 
 def loader_for(how, persistent, context, bad=21):
     return DataLoader(
-        Faulty(bad=bad, how=how, n=64), batch_size=4, num_workers=2, persistent_workers=persistent,
-        multiprocessing_context=context, timeout=30,
+        Faulty(bad=bad, how=how, n=64),
+        batch_size=4,
+        num_workers=2,
+        persistent_workers=persistent,
+        multiprocessing_context=context,
+        timeout=30,
     )
 
 
@@ -35,11 +39,22 @@ def settle(before_children, before_shm):
 
 
 @pytest.mark.parametrize("persistent, context", MATRIX)
-@pytest.mark.parametrize("how, error, text", [
-    ("raise", KeyError, "worker .* while fetching index 21"),
-    ("exit", RuntimeError, r"worker \(pid \d+\) exited unexpectedly with exit code 3 \(worker \d\)"),
-    ("sigkill", RuntimeError, r"worker \(pid \d+\) is killed by signal: Killed. \(worker \d was killed by SIGKILL"),
-])
+@pytest.mark.parametrize(
+    "how, error, text",
+    [
+        ("raise", KeyError, "worker .* while fetching index 21"),
+        (
+            "exit",
+            RuntimeError,
+            r"worker \(pid \d+\) exited unexpectedly with exit code 3 \(worker \d\)",
+        ),
+        (
+            "sigkill",
+            RuntimeError,
+            r"worker \(pid \d+\) is killed by signal: Killed. \(worker \d was killed by SIGKILL",
+        ),
+    ],
+)
 def test_fault_is_reported_fast_and_leaves_nothing(how, error, text, persistent, context):
     before_children = child_processes()
     before_shm = shm_segments([os.getpid()])
@@ -83,7 +98,9 @@ def test_leaving_a_loop_early_leaves_nothing(exit_kind, persistent, context):
 
 @pytest.mark.parametrize("persistent", [False, True])
 def test_file_descriptors_and_memory_stay_flat_over_30_epochs(persistent):
-    loader = DataLoader(Faulty(bad=-1, n=256), batch_size=8, num_workers=2, persistent_workers=persistent)
+    loader = DataLoader(
+        Faulty(bad=-1, n=256), batch_size=8, num_workers=2, persistent_workers=persistent
+    )
 
     def fds():
         return len(os.listdir("/proc/self/fd"))

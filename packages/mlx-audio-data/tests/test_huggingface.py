@@ -37,7 +37,9 @@ def test_map_style_dataset_batches_as_its_rows(workers):
 def test_streaming_dataset_gives_every_example_once_across_workers(shards, workers):
     stream = _table(24).to_iterable_dataset(num_shards=shards)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*every sample arrives")  # no such advice: it is sharded
+        warnings.filterwarnings(
+            "error", message=".*every sample arrives"
+        )  # no such advice: it is sharded
         batches = list(DataLoader(stream, batch_size=4, num_workers=workers))
     labels = sorted(int(v) for b in batches for v in np.array(b["label"]).tolist())
     assert labels == list(range(24))
@@ -64,16 +66,21 @@ def test_audio_feature_is_decoded_without_torch(audio_rows, num_workers):
     datasets = pytest.importorskip("datasets")
     from mlx_audio.data import load_audio
 
-    values = [{"bytes": None, "path": p} if i != 3 else {"bytes": open(p, "rb").read(), "path": None}
-              for i, p in enumerate(audio_rows)]
+    values = [
+        {"bytes": None, "path": p} if i != 3 else {"bytes": open(p, "rb").read(), "path": None}
+        for i, p in enumerate(audio_rows)
+    ]
     ds = datasets.Dataset.from_dict({"audio": values, "label": [0, 1, 0, 1]}).cast_column(
-        "audio", datasets.Audio(sampling_rate=16000))
+        "audio", datasets.Audio(sampling_rate=16000)
+    )
     loader = DataLoader(ds, batch_size=2, num_workers=num_workers)
     batches = list(loader)
     assert len(batches) == 2 and loader.dataset is ds
     audio = np.concatenate([np.asarray(b["audio"]["array"]) for b in batches])
     assert audio.shape == (4, 16000) and audio.dtype == np.float32
-    assert [r for b in batches for r in np.asarray(b["audio"]["sampling_rate"]).tolist()] == [16000] * 4
+    assert [r for b in batches for r in np.asarray(b["audio"]["sampling_rate"]).tolist()] == [
+        16000
+    ] * 4
     assert [p for b in batches for p in b["audio"]["path"]] == [*audio_rows[:3], None]
     assert [v for b in batches for v in np.asarray(b["label"]).tolist()] == [0, 1, 0, 1]
     for i, path in enumerate(audio_rows):  # the 8 kHz clip resampled to the column's rate

@@ -60,7 +60,9 @@ def test_persistent_workers_new_pass_ends_the_older_one_as_in_torch(data):
 
 @pytest.mark.parametrize("persistent", [False, True])
 def test_an_abandoned_iterator_in_a_reference_cycle_is_collected_quickly(data, persistent):
-    loader = DataLoader(data, batch_size=4, num_workers=2, persistent_workers=persistent, prefetch_factor=4)
+    loader = DataLoader(
+        data, batch_size=4, num_workers=2, persistent_workers=persistent, prefetch_factor=4
+    )
     for _ in range(3):
         holder: dict = {}
         iterator = iter(loader)

@@ -34,8 +34,13 @@ class Mixed(Dataset):
     def __getitem__(self, i: int) -> dict:
         if i == self.bad:
             raise ValueError(f"corrupt sample {i}")
-        return {"pcm": np.full(3, i, np.int16), "even": i % 2 == 0, "half": np.float16(i) / 2,
-                "name": f"clip{i}", "index": i}
+        return {
+            "pcm": np.full(3, i, np.int16),
+            "even": i % 2 == 0,
+            "half": np.float16(i) / 2,
+            "name": f"clip{i}",
+            "index": i,
+        }
 
 
 class Stream(IterableDataset):
@@ -46,8 +51,13 @@ class Stream(IterableDataset):
 
 
 def plain(batch: dict) -> list:
-    return [np.array(batch["pcm"]).tolist(), np.array(batch["even"]).tolist(), np.array(batch["half"]).tolist(),
-            batch["name"], np.array(batch["index"]).tolist()]
+    return [
+        np.array(batch["pcm"]).tolist(),
+        np.array(batch["even"]).tolist(),
+        np.array(batch["half"]).tolist(),
+        batch["name"],
+        np.array(batch["index"]).tolist(),
+    ]
 
 
 def loader(**kwargs) -> DataLoader:
@@ -86,10 +96,16 @@ def test_the_thread_changes_no_batch_dtype_or_epoch(cuda):
         first = [[plain(b) for b in pinned] for _ in range(2)]
     assert first == [[plain(b) for b in unpinned] for _ in range(2)]
     batch = next(iter(pinned))
-    assert (batch["pcm"].dtype, batch["even"].dtype, batch["half"].dtype) == (mx.int16, mx.bool_, mx.float16)
+    assert (batch["pcm"].dtype, batch["even"].dtype, batch["half"].dtype) == (
+        mx.int16,
+        mx.bool_,
+        mx.float16,
+    )
     assert isinstance(batch["name"], list) and isinstance(batch["index"], mx.array)
     streams = [b for b in loader(dataset=Stream(), shuffle=None, seed=None, pin_memory=True)]
-    assert [np.array(b).tolist() for b in streams] == [np.array(b).tolist() for b in loader(dataset=Stream(), shuffle=None, seed=None)]
+    assert [np.array(b).tolist() for b in streams] == [
+        np.array(b).tolist() for b in loader(dataset=Stream(), shuffle=None, seed=None)
+    ]
 
 
 def test_a_pass_runs_on_the_thread_and_the_mlx_transforms_on_the_caller(cuda):
@@ -137,7 +153,11 @@ def test_a_samples_error_is_raised_for_its_batch_and_the_pass_goes_on(cuda):
             except ValueError as error:
                 out.append("corrupt sample 9" in str(error))
 
-    assert outcomes(pin_memory=True) == outcomes() == [[0, 1, 2, 3], [4, 5, 6, 7], True, *[[i, i + 1, i + 2, i + 3] for i in range(12, 40, 4)]]
+    assert (
+        outcomes(pin_memory=True)
+        == outcomes()
+        == [[0, 1, 2, 3], [4, 5, 6, 7], True, *[[i, i + 1, i + 2, i + 3] for i in range(12, 40, 4)]]
+    )
 
 
 def test_persistent_workers_are_kept_and_an_unfinished_pass_gives_them_over(cuda):
@@ -191,7 +211,6 @@ def test_device_copy_is_a_new_evaluated_array_of_the_same_dtype():
     assert pointer(moved["a"]) != pointer(batch["a"])
 
 
-
 class Hangs(Dataset):
     def __len__(self) -> int:
         return 40
@@ -217,7 +236,10 @@ def test_a_timeout_is_raised_through_the_thread_and_ends_the_pass(cuda):
 
 def test_an_iterable_datasets_stream_resumes_exactly(cuda):
     def run(**kwargs) -> list:
-        return [np.array(b).tolist() for b in loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, **kwargs)]
+        return [
+            np.array(b).tolist()
+            for b in loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, **kwargs)
+        ]
 
     source = loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, pin_memory=True)
     it = iter(source)
@@ -227,6 +249,8 @@ def test_an_iterable_datasets_stream_resumes_exactly(cuda):
     rest = [np.array(b).tolist() for b in it]
     resumed = loader(dataset=Stream(), shuffle=None, seed=None, batch_size=3, pin_memory=True)
     resumed.load_state_dict(state)
-    with pytest.warns(UserWarning, match="replaying its stream"):  # a stream without a state of its own
+    with pytest.warns(
+        UserWarning, match="replaying its stream"
+    ):  # a stream without a state of its own
         again = [np.array(b).tolist() for b in resumed]
     assert again == rest and first + rest == run()

@@ -138,8 +138,11 @@ def test_iterable_without_state_replays_with_a_warning():
 def test_a_state_from_a_different_loader_is_refused(change, message):
     def make(batch_size=32, data_size=250, drop_last=False, sampler="random", seed=None):
         return DataLoader(
-            ImageDataset(size=data_size), batch_size=batch_size, shuffle=sampler == "random",
-            drop_last=drop_last, seed=seed,
+            ImageDataset(size=data_size),
+            batch_size=batch_size,
+            shuffle=sampler == "random",
+            drop_last=drop_last,
+            seed=seed,
         )
 
     loader = make(seed=11)
@@ -153,7 +156,9 @@ def test_a_state_from_a_different_loader_is_refused(change, message):
 
 def test_version_1_states_still_load():
     loader = DataLoader(ImageDataset(size=64), batch_size=8, shuffle=True)
-    loader.load_state_dict({"version": 1, "seed": 3, "num_workers": 0, "epoch": 0, "batches_yielded": 2})
+    loader.load_state_dict(
+        {"version": 1, "seed": 3, "num_workers": 0, "epoch": 0, "batches_yielded": 2}
+    )
     assert len(list(loader)) == 6 and loader.seed == 3
 
 
@@ -161,5 +166,7 @@ def test_a_position_past_the_epoch_is_refused():
     loader = DataLoader(ImageDataset(size=64), batch_size=8)
     state = loader.state_dict()
     state["batches_yielded"] = 10**6
-    with pytest.raises(ValueError, match="'batches_yielded' is 1000000 but an epoch of this loader has 8"):
+    with pytest.raises(
+        ValueError, match="'batches_yielded' is 1000000 but an epoch of this loader has 8"
+    ):
         DataLoader(ImageDataset(size=64), batch_size=8).load_state_dict(state)

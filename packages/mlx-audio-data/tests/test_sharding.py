@@ -31,7 +31,11 @@ def _epoch(loader: DataLoader, epoch: int) -> list[list[int]]:
 def test_ranks_together_yield_the_unsharded_global_batches(shuffle, workers):
     whole = DataLoader(_ids(96), batch_size=24, shuffle=shuffle, seed=5)
     shards = [
-        shard_loader(DataLoader(_ids(96), batch_size=12, shuffle=shuffle, seed=5, num_workers=workers), 2, rank)
+        shard_loader(
+            DataLoader(_ids(96), batch_size=12, shuffle=shuffle, seed=5, num_workers=workers),
+            2,
+            rank,
+        )
         for rank in range(2)
     ]
     assert all(isinstance(s.sampler, DistributedSampler) for s in shards)
@@ -88,13 +92,17 @@ def test_what_cannot_be_split_is_refused_with_the_way_out():
 class _WhereAmI(IterableDataset):
     def __iter__(self):
         info = get_shard_info()
-        yield np.array([info.rank, info.num_replicas, info.worker_id, info.num_workers, info.index, info.count])
+        yield np.array(
+            [info.rank, info.num_replicas, info.worker_id, info.num_workers, info.index, info.count]
+        )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_get_shard_info_in_the_main_process_and_in_workers(workers, monkeypatch):
     monkeypatch.delenv("MLX_RANK", raising=False)
-    seen = sorted(np.array(b[0]).tolist() for b in DataLoader(_WhereAmI(), batch_size=1, num_workers=workers))
+    seen = sorted(
+        np.array(b[0]).tolist() for b in DataLoader(_WhereAmI(), batch_size=1, num_workers=workers)
+    )
     if workers == 0:
         assert seen == [[0, 1, 0, 1, 0, 1]]
     else:

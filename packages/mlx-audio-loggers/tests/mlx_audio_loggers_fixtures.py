@@ -34,11 +34,24 @@ class MLflowServer:
 
     def start(self) -> None:
         mlflow = Path(sys.executable).with_name("mlflow")
-        command = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
-                   "--default-artifact-root", str(self.root / "artifacts")]
+        command = [
+            str(mlflow),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.root}/mlflow.db",
+            "--default-artifact-root",
+            str(self.root / "artifacts"),
+        ]
         self._log = open(self.root / "server.log", "a")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def healthy(self) -> bool:
         try:
@@ -50,8 +63,14 @@ class MLflowServer:
     def wait_healthy(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while not self.healthy():
-            if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{(self.root / 'server.log').read_text()[-3000:]}")
+            if (
+                self.process is None
+                or self.process.poll() is not None
+                or time.monotonic() > deadline
+            ):
+                raise RuntimeError(
+                    f"mlflow server did not start:\n{(self.root / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(0.5)
 
     def stop(self, sig: int = 15) -> None:

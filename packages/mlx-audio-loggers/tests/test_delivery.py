@@ -147,7 +147,9 @@ def test_unreachable_mlflow_never_stalls_and_nothing_is_lost(tmp_path, mlflow_se
     """MLflow's default retries (minutes against a closed port) run on the delivery thread."""
     from mlflow.tracking import MlflowClient
 
-    logger = MLflowLogger(tracking_uri=f"http://127.0.0.1:{closed_port()}", spool_dir=tmp_path, flush_timeout=2.0)
+    logger = MLflowLogger(
+        tracking_uri=f"http://127.0.0.1:{closed_port()}", spool_dir=tmp_path, flush_timeout=2.0
+    )
     started = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoggerWarning)

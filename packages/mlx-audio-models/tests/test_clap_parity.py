@@ -94,7 +94,9 @@ def test_initial_weights_are_drawn_as_transformers_draws_them(anchor, tmp_path, 
     anchor(INIT_REFERENCE, str(tmp_path / "stats.json"), config)
     reference = json.loads((tmp_path / "stats.json").read_text())
     mx.random.seed(0)
-    ours = mlx_to_hf(dict(tree_flatten(CLAP(ClapConfig.from_dict(json.loads(config))).parameters())))
+    ours = mlx_to_hf(
+        dict(tree_flatten(CLAP(ClapConfig.from_dict(json.loads(config))).parameters()))
+    )
     checked = 0
     for name, value in ours.items():
         if name not in reference:

@@ -216,11 +216,19 @@ def test_fuzzed_bin_files_never_crash_or_read_outside_their_storage(anchor, tmp_
     source = tmp_path / "small.bin"
     anchor(SMALL_BIN, str(source))
     exact = load_torch_bin(str(source))
-    assert exact["view"].shape == (4, 3) and exact["bf16"].dtype == np.float32 and exact["scalar"] == 3.5
+    assert (
+        exact["view"].shape == (4, 3)
+        and exact["bf16"].dtype == np.float32
+        and exact["scalar"] == 3.5
+    )
     script = tmp_path / "fuzz.py"
     script.write_text(FUZZ)
-    result = subprocess.run([sys.executable, str(script), str(source), str(tmp_path), "1000"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(source), str(tmp_path), "1000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded, refused, out_of_bounds = map(int, result.stdout.split("OUTCOMES")[1].split())
     assert loaded + refused == 1000 and refused > 300, (loaded, refused)
@@ -241,5 +249,7 @@ def test_a_crafted_size_past_the_storage_is_refused(anchor, tmp_path):
     with zipfile.ZipFile(crafted, "w") as archive:
         for name, blob in members.items():
             archive.writestr(name, blob)
-    with pytest.raises(pickle.UnpicklingError, match=r"crafted\.bin: tensor reads element \d+ of a storage of 12"):
+    with pytest.raises(
+        pickle.UnpicklingError, match=r"crafted\.bin: tensor reads element \d+ of a storage of 12"
+    ):
         load_torch_bin(str(crafted))

@@ -55,7 +55,9 @@ class Logging(TinyClassifier):
     def training_step(self, batch, batch_idx):
         loss, metrics = self.compute_loss(batch)
         self.log("loss_synced", loss, sync_dist=True)
-        self.log("largest_label", mx.max(batch[1]).astype(mx.float32), reduce_fx="max", on_epoch=True)
+        self.log(
+            "largest_label", mx.max(batch[1]).astype(mx.float32), reduce_fx="max", on_epoch=True
+        )
         return loss, metrics
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -81,14 +83,23 @@ def main() -> None:
         accumulate_grad_batches=config.get("accumulate", 1),
         gradient_clip_val=config.get("clip"),
         seed=config.get("seed", 7),
-        logger=CSVLogger(os.path.join(out, f"rank{rank}" if config.get("per_rank_roots") else ""), name="logs"),
+        logger=CSVLogger(
+            os.path.join(out, f"rank{rank}" if config.get("per_rank_roots") else ""), name="logs"
+        ),
         enable_progress_bar=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         default_root_dir=os.path.join(out, f"rank{rank}") if config.get("per_rank_roots") else out,
-        callbacks=[ModelCheckpoint(every_n_train_steps=config.get("every_n_train_steps", 0), save_top_k=-1), counter],
+        callbacks=[
+            ModelCheckpoint(
+                every_n_train_steps=config.get("every_n_train_steps", 0), save_top_k=-1
+            ),
+            counter,
+        ],
     )
-    mx.random.seed(100 + rank)  # different initial weights on every rank: the Trainer broadcasts rank 0's
+    mx.random.seed(
+        100 + rank
+    )  # different initial weights on every rank: the Trainer broadcasts rank 0's
     model = Logging(total_steps=40, dropout=0.0)
     if config.get("fail_rank") == rank:
         model.fail_at = config["fail_at"]
@@ -96,28 +107,47 @@ def main() -> None:
     if config.get("unequal"):  # plain iterables, a different count on every rank
         data = blobs(256)
         count = config["unequal"][rank]
-        batches = [tuple(mx.array(a) for a in data.__getitems__(np.arange(i * batch, (i + 1) * batch))) for i in range(count)]
+        batches = [
+            tuple(mx.array(a) for a in data.__getitems__(np.arange(i * batch, (i + 1) * batch)))
+            for i in range(count)
+        ]
         train = Unsized(batches) if config.get("unsized") else batches
         val = None
     elif config.get("own_stream"):
         train = DataLoader(OwnStream(blobs(256).__getitems__(np.arange(256))), batch_size=batch)
         val = DataLoader(blobs(64, seed=1), batch_size=batch)
-    elif config.get("hf_stream"):  # a Hugging Face stream, unshuffled: split by rank (and by worker)
+    elif config.get(
+        "hf_stream"
+    ):  # a Hugging Face stream, unshuffled: split by rank (and by worker)
         import datasets
 
         points = blobs(256).__getitems__(np.arange(256))
-        table = datasets.Dataset.from_dict({"x": points[0].tolist(), "y": points[1].tolist()}).with_format("numpy")
+        table = datasets.Dataset.from_dict(
+            {"x": points[0].tolist(), "y": points[1].tolist()}
+        ).with_format("numpy")
         stream = table.to_iterable_dataset(num_shards=config["hf_stream"])
-        train = DataLoader(stream, batch_size=batch, num_workers=config.get("workers", 0),
-                           collate_fn=lambda rows: (np.stack([r["x"] for r in rows]).astype(np.float32),
-                                                    np.array([r["y"] for r in rows], dtype=np.int32)))
+        train = DataLoader(
+            stream,
+            batch_size=batch,
+            num_workers=config.get("workers", 0),
+            collate_fn=lambda rows: (
+                np.stack([r["x"] for r in rows]).astype(np.float32),
+                np.array([r["y"] for r in rows], dtype=np.int32),
+            ),
+        )
         val = DataLoader(blobs(64, seed=1), batch_size=batch)
     else:
-        train = DataLoader(blobs(256), batch_size=batch, shuffle=True, seed=3, num_workers=config.get("workers", 0))
+        train = DataLoader(
+            blobs(256), batch_size=batch, shuffle=True, seed=3, num_workers=config.get("workers", 0)
+        )
         val = DataLoader(blobs(64, seed=1), batch_size=batch)
     trainer.fit(model, train, val, ckpt_path=config.get("ckpt_path"))
     counter.batches = 0
-    validated = trainer.validate(model, DataLoader(blobs(64, seed=2), batch_size=batch)) if config.get("validate") else None
+    validated = (
+        trainer.validate(model, DataLoader(blobs(64, seed=2), batch_size=batch))
+        if config.get("validate")
+        else None
+    )
     seen = {
         "validated": validated,
         "validate_batches": counter.batches,
@@ -130,7 +160,10 @@ def main() -> None:
     with open(os.path.join(out, f"seen-{rank}.json"), "w") as f:
         json.dump(seen, f)
     if rank == 0:
-        mx.save_safetensors(os.path.join(out, "weights.safetensors"), {k: mx.array(v) for k, v in flat(model.parameters()).items()})
+        mx.save_safetensors(
+            os.path.join(out, "weights.safetensors"),
+            {k: mx.array(v) for k, v in flat(model.parameters()).items()},
+        )
 
 
 if __name__ == "__main__":

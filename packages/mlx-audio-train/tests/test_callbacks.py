@@ -73,17 +73,24 @@ def test_rich_progress_bar_on_a_terminal_and_in_logs(monkeypatch):
 
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: the metrics fit beside the bar
     stream = FakeTTY()
-    trainer = quiet(max_epochs=2, callbacks=[RichProgressBar(stream=stream)], enable_progress_bar=True)
+    trainer = quiet(
+        max_epochs=2, callbacks=[RichProgressBar(stream=stream)], enable_progress_bar=True
+    )
     trainer.fit(TinyClassifier(), *loaders())
-    assert sum(isinstance(c, ProgressBar) for c in trainer.callbacks) == 1  # replaces the default bar
+    assert (
+        sum(isinstance(c, ProgressBar) for c in trainer.callbacks) == 1
+    )  # replaces the default bar
     text = stream.getvalue()
     assert "Sanity Checking" in text and "Validation" in text and "Epoch 1" in text
     assert "8/8" in text and "samples/s" in text and "loss=" in text and "lr=" in text
     assert "\x1b[" in text  # drawn by rich on a terminal
     assert "epoch 1 validation: val_loss=" in text
     plain = io.StringIO()
-    quiet(max_epochs=1, callbacks=[RichProgressBar(stream=plain, plain_interval=0)], enable_progress_bar=True).fit(
-        TinyClassifier(), *loaders())
+    quiet(
+        max_epochs=1,
+        callbacks=[RichProgressBar(stream=plain, plain_interval=0)],
+        enable_progress_bar=True,
+    ).fit(TinyClassifier(), *loaders())
     assert "Epoch 0: 8/8 (100%)" in plain.getvalue() and "\x1b" not in plain.getvalue()
 
 
@@ -101,7 +108,9 @@ def test_progress_bar_reads_the_device_at_most_once_per_interval():
 
     stream = io.StringIO()
     bar = ProgressBar(stream=stream, metrics_interval=3600, plain_interval=0)
-    trainer = Counting(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False, seed=0)
+    trainer = Counting(
+        max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False, seed=0
+    )
     module = TinyClassifier()
     trainer.fit(module, loaders()[0])
     assert Counting.reads == 3  # batch 1, then the two epochs' ends
@@ -113,7 +122,9 @@ def test_progress_bar_reads_the_device_at_most_once_per_interval():
 def test_progress_bar_off_by_environment(monkeypatch):
     monkeypatch.setenv("MLX_AUDIO_PROGRESS_BAR", "0")
     stream = FakeTTY()
-    quiet(max_epochs=1, callbacks=[ProgressBar(stream=stream)], enable_progress_bar=True).fit(TinyClassifier(), *loaders())
+    quiet(max_epochs=1, callbacks=[ProgressBar(stream=stream)], enable_progress_bar=True).fit(
+        TinyClassifier(), *loaders()
+    )
     assert stream.getvalue() == ""
 
 
@@ -139,7 +150,10 @@ def test_model_summary_is_a_default_callback_as_in_lightning(capsys):
     given = ModelSummary()
     trainer = quiet(max_steps=1, callbacks=[given])
     assert [c for c in trainer.callbacks if isinstance(c, ModelSummary)] == [given]
-    for trainer in (quiet(max_steps=1, enable_model_summary=False), quiet(max_steps=1, callbacks=[ModelSummary(max_depth=0)])):
+    for trainer in (
+        quiet(max_steps=1, enable_model_summary=False),
+        quiet(max_steps=1, callbacks=[ModelSummary(max_depth=0)]),
+    ):
         trainer.fit(TinyClassifier(), loaders()[0])
         assert "trainable params" not in capsys.readouterr().out
     assert not any(isinstance(c, ModelSummary) for c in quiet(enable_model_summary=False).callbacks)
@@ -224,7 +238,9 @@ def test_bf16_mixed_leaves_frozen_parameters_float32_a_documented_difference():
     trainer.fit(cast, loaders()[0])
     assert seen[0] == (mx.bfloat16, mx.bfloat16) and cast.frozen.weight.dtype == mx.bfloat16
     assert np.array_equal(np.array(cast.frozen.weight.astype(mx.float32)), before)
-    assert cast.fc1.weight.dtype == mx.float32 and np.isfinite(trainer.callback_metrics["train_loss"])
+    assert cast.fc1.weight.dtype == mx.float32 and np.isfinite(
+        trainer.callback_metrics["train_loss"]
+    )
 
 
 def test_fast_dev_run_and_minimum_epochs(tmp_path, monkeypatch):
@@ -267,7 +283,10 @@ def test_trace_guard_stays_on_after_the_retrace_warning():
 
     model = FailsOnThirteen()
     batches = [(mx.random.normal((n, 8)), mx.zeros((n,), dtype=mx.int32)) for n in range(2, 14)]
-    with warnings.catch_warnings(record=True) as caught, pytest.raises(RuntimeError, match="bad batch"):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        pytest.raises(RuntimeError, match="bad batch"),
+    ):
         warnings.simplefilter("always")
         quiet(max_epochs=1).fit(model, batches)
     assert any("different batch shapes" in str(w.message) for w in caught)  # the warning came first

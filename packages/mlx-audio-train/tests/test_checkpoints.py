@@ -190,7 +190,9 @@ def test_deletion_is_atomic_and_leftovers_are_cleaned(tmp_path):
     live.mkdir()
     os.symlink("nowhere", tmp_path / ".last-1234")
     removed = clean_leftovers(str(tmp_path))
-    assert sorted(removed) == sorted([".trash-epoch=0-step=2-abcd", f".tmp-epoch=0-step=3-{dead.pid}-abcd", ".last-1234"])
+    assert sorted(removed) == sorted(
+        [".trash-epoch=0-step=2-abcd", f".tmp-epoch=0-step=3-{dead.pid}-abcd", ".last-1234"]
+    )
     assert os.listdir(tmp_path) == [live.name]
 
 
@@ -203,17 +205,29 @@ def _edit_state(saved, edit):
 
 EDITS = {
     "sha256 removed": (lambda s: s.pop("sha256"), "'sha256'.*missing"),
-    "sha256 without the model": (lambda s: s["sha256"].pop("model.safetensors"), "no checksum for model.safetensors"),
+    "sha256 without the model": (
+        lambda s: s["sha256"].pop("model.safetensors"),
+        "no checksum for model.safetensors",
+    ),
     "format_version 99": (lambda s: s.update(format_version=99), "'format_version' is 99.*newer"),
     "format_version removed": (lambda s: s.pop("format_version"), "'format_version' is None"),
     "epoch negative": (lambda s: s.update(epoch=-1), "'epoch' must be a non-negative int"),
-    "global_step a string": (lambda s: s.update(global_step="7"), "'global_step' must be a non-negative int"),
+    "global_step a string": (
+        lambda s: s.update(global_step="7"),
+        "'global_step' must be a non-negative int",
+    ),
     "rng removed": (lambda s: s.pop("rng"), "'rng' is missing"),
     "rng garbled": (lambda s: s.update(rng={"numpy": [1, 2], "python": []}), "'rng' must hold"),
     "rng_base a float": (lambda s: s.update(rng_base=1.5), "'rng_base' must be int"),
     "callbacks a list": (lambda s: s.update(callbacks=[]), "'callbacks' must be dict"),
-    "callback_metrics text": (lambda s: s.update(callback_metrics={"val_loss": "low"}), "'callback_metrics' must map"),
-    "accumulated_batches negative": (lambda s: s.update(accumulated_batches=-2), "'accumulated_batches'"),
+    "callback_metrics text": (
+        lambda s: s.update(callback_metrics={"val_loss": "low"}),
+        "'callback_metrics' must map",
+    ),
+    "accumulated_batches negative": (
+        lambda s: s.update(accumulated_batches=-2),
+        "'accumulated_batches'",
+    ),
     "not an object": (lambda s: s.clear() or s.update(x=1), "'format_version' is None"),
 }
 

@@ -30,7 +30,10 @@ pytestmark = pytest.mark.skipif(
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def run(out: Path, ranks: int, timeout: float = 120, **config) -> subprocess.CompletedProcess:
@@ -41,8 +44,20 @@ def run(out: Path, ranks: int, timeout: float = 120, **config) -> subprocess.Com
         command = [sys.executable, str(SCRIPT), argument]
     else:
         launcher = str(Path(sys.executable).parent / "mlx.launch")
-        command = [launcher, "-n", str(ranks), "--backend", "ring", "--python", sys.executable, str(SCRIPT), argument]
-    return subprocess.run(command, cwd=HERE, env=_env(), capture_output=True, text=True, timeout=timeout)
+        command = [
+            launcher,
+            "-n",
+            str(ranks),
+            "--backend",
+            "ring",
+            "--python",
+            sys.executable,
+            str(SCRIPT),
+            argument,
+        ]
+    return subprocess.run(
+        command, cwd=HERE, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def finished(result: subprocess.CompletedProcess, out: Path, ranks: int) -> list[dict]:
@@ -50,7 +65,9 @@ def finished(result: subprocess.CompletedProcess, out: Path, ranks: int) -> list
     seen = []
     for rank in range(ranks):
         path = out / f"seen-{rank}.json"
-        assert path.exists(), f"rank {rank} did not finish:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        assert path.exists(), (
+            f"rank {rank} did not finish:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
         seen.append(json.loads(path.read_text()))
     return seen
 
@@ -104,7 +121,9 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, config
     assert_close_logs(logged(tmp_path / "one"), logged(tmp_path / "two"))
     # every rank decided on the same, reduced values
     assert seen[0]["callback_metrics"] == seen[1]["callback_metrics"]
-    expected_batches = float("inf") if config.get("hf_stream") or config.get("own_stream") else 8  # a stream has no length
+    expected_batches = (
+        float("inf") if config.get("hf_stream") or config.get("own_stream") else 8
+    )  # a stream has no length
     assert seen[0]["num_training_batches"] == seen[1]["num_training_batches"] == expected_batches
     # Trainer.validate splits its loader too, and reduces: the 1-process metrics on both ranks
     alone = json.loads((tmp_path / "one" / "seen-0.json").read_text())["validated"][0]
@@ -118,9 +137,14 @@ def test_only_rank_zero_writes_checkpoints_and_logs(tmp_path):
     result = run(tmp_path, 2, global_batch=32, per_rank_roots=True, every_n_train_steps=4)
     finished(result, tmp_path, 2)
     assert sorted(os.listdir(tmp_path / "rank0")) == ["checkpoints", "logs"]
-    assert len([p for p in os.listdir(tmp_path / "rank0" / "checkpoints") if p.startswith("epoch=")]) == 6
+    assert (
+        len([p for p in os.listdir(tmp_path / "rank0" / "checkpoints") if p.startswith("epoch=")])
+        == 6
+    )
     assert not (tmp_path / "rank1").exists(), list((tmp_path / "rank1").rglob("*"))
-    assert result.stdout.count("Trainer: finished") == 1  # the summary and the progress too: rank 0 only
+    assert (
+        result.stdout.count("Trainer: finished") == 1
+    )  # the summary and the progress too: rank 0 only
 
 
 def test_resume_mid_epoch_and_mid_accumulation_under_two_ranks(tmp_path):
@@ -133,9 +157,13 @@ def test_resume_mid_epoch_and_mid_accumulation_under_two_ranks(tmp_path):
             os.remove(cut / name)
     seen = finished(run(cut, 2, max_epochs=3, ckpt_path="last", **config), cut, 2)
     assert seen[0]["global_step"] == seen[1]["global_step"] == 9
-    assert_close_weights(tmp_path / "whole", cut, tolerance=0.0)  # exact: the same sums in the same order
+    assert_close_weights(
+        tmp_path / "whole", cut, tolerance=0.0
+    )  # exact: the same sums in the same order
     whole = logged(tmp_path / "whole")
-    resumed = [row for row in logged(cut) if not (row["step"] == "3" and row.get("largest_label_epoch"))]
+    resumed = [
+        row for row in logged(cut) if not (row["step"] == "3" and row.get("largest_label_epoch"))
+    ]
     assert_close_logs(whole, resumed)  # less the interrupted run's own epoch-end row
 
 
@@ -156,7 +184,9 @@ def test_a_raising_rank_ends_every_rank_with_its_error(tmp_path):
     assert "rank 0 of 2: another rank stopped during training" in text
     assert not list(tmp_path.glob("seen-*.json"))  # neither rank went on
     assert elapsed < 60
-    leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
+    ).stdout.split()
     assert not leftover, f"processes left behind: {leftover}"
 
 
@@ -184,9 +214,12 @@ def test_a_scheduler_style_launch_by_environment_variables(tmp_path):
     argument = json.dumps({"out": str(out), "global_batch": 32, "max_epochs": 2})
     procs = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPT), argument], cwd=HERE, text=True,
+            [sys.executable, str(SCRIPT), argument],
+            cwd=HERE,
+            text=True,
             env={**_env(), "MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for rank in range(2)
     ]

@@ -128,7 +128,14 @@ def test_all_four_loggers_in_one_fit_and_a_crash_finalizes_them(
     wandb_dir = used[2].log_dir
     tb = tensorboard_scalars(used[1].log_dir)
     names = set(tb)
-    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr-AdamW", "epoch"} <= names
+    assert {
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr-AdamW",
+        "epoch",
+    } <= names
     # Lightning's logging steps: 0-based, the lr at each batch's start (twice per update here)
     assert sorted({step for step, _ in tb["lr-AdamW"]}) == list(range(8))
     assert [s for s, _ in tb["val_loss"]] == [1, 3, 5, 7]  # mid-epoch validations

@@ -14,8 +14,16 @@ from mlx_audio.train.callbacks import ModelCheckpoint, ProgressBar, Timer
 
 
 def quiet(**kwargs):
-    return Trainer(**{"enable_progress_bar": False, "logger": False, "enable_checkpointing": False, "seed": 0,
-                      "enable_model_summary": False, **kwargs})
+    return Trainer(
+        **{
+            "enable_progress_bar": False,
+            "logger": False,
+            "enable_checkpointing": False,
+            "seed": 0,
+            "enable_model_summary": False,
+            **kwargs,
+        }
+    )
 
 
 SEEN: list = []  # (a list attribute would become part of an MLX module's parameter tree)
@@ -47,7 +55,9 @@ def test_accelerator_cpu_and_one_device_run_on_the_cpu():
 @pytest.mark.skipif(mx.default_device() != mx.cpu, reason="needs a machine where MLX has no GPU")
 @pytest.mark.parametrize("accelerator", ["gpu", "cuda", "mps", "tpu"])
 def test_an_accelerator_mlx_cannot_use_here_is_refused_with_what_is_available(accelerator):
-    with pytest.raises(ValueError, match=rf"accelerator='{accelerator}' can not run on your system.*\['cpu'\]"):
+    with pytest.raises(
+        ValueError, match=rf"accelerator='{accelerator}' can not run on your system.*\['cpu'\]"
+    ):
         quiet(max_epochs=1, accelerator=accelerator)
 
 
@@ -55,7 +65,10 @@ def test_an_accelerator_mlx_cannot_use_here_is_refused_with_what_is_available(ac
     "kwargs, message",
     [
         ({"accelerator": "npu"}, "accelerator must be one of"),
-        ({"devices": 2}, r"devices=2 asks for 2 devices, and this process is one of 1.*mlx.launch -n 2"),
+        (
+            {"devices": 2},
+            r"devices=2 asks for 2 devices, and this process is one of 1.*mlx.launch -n 2",
+        ),
         ({"devices": "0,1"}, "asks for 2 devices"),
         ({"devices": [0, 1, 2]}, "asks for 3 devices"),
         ({"devices": 0}, "selects no device"),
@@ -73,7 +86,11 @@ def test_bad_where_to_run_arguments_say_what_is_valid(kwargs, message):
 
 def test_accepted_lightning_flags_change_nothing():
     runs = []
-    for kwargs in ({}, {"deterministic": True, "benchmark": True, "inference_mode": False}, {"deterministic": "warn"}):
+    for kwargs in (
+        {},
+        {"deterministic": True, "benchmark": True, "inference_mode": False},
+        {"deterministic": "warn"},
+    ):
         trainer = quiet(max_epochs=1, **kwargs)  # seeds, then the model is built
         model = TinyClassifier()
         trainer.fit(model, DataLoader(blobs(32), batch_size=8, shuffle=True, seed=0))
@@ -88,19 +105,35 @@ def test_max_time_adds_a_step_timer_unless_one_is_given():
     trainer.fit(TinyClassifier(), DataLoader(blobs(64), batch_size=8))
     assert trainer.global_step == 1 and trainer.should_stop  # stopped by the time limit
     given = Timer("00:01:00:00", interval="epoch")
-    assert [c for c in quiet(max_time="00:00:00:01", callbacks=[given]).callbacks if isinstance(c, Timer)] == [given]
+    assert [
+        c
+        for c in quiet(max_time="00:00:00:01", callbacks=[given]).callbacks
+        if isinstance(c, Timer)
+    ] == [given]
     with pytest.warns(UserWarning, match="max_epochs was not set"):
         Trainer(logger=False)
     Trainer(logger=False, max_time="00:00:10:00")  # no max_epochs warning: the time limits the run
 
 
 def test_lightning_none_defaults_resolve_as_there():
-    trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=None, enable_checkpointing=None,
-                      gradient_clip_algorithm=None, log_every_n_steps=None, num_sanity_val_steps=None, precision=None)
+    trainer = Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=None,
+        enable_checkpointing=None,
+        gradient_clip_algorithm=None,
+        log_every_n_steps=None,
+        num_sanity_val_steps=None,
+        precision=None,
+    )
     assert any(isinstance(c, ProgressBar) for c in trainer.callbacks)
     assert any(isinstance(c, ModelCheckpoint) for c in trainer.callbacks)
-    assert (trainer.gradient_clip_algorithm, trainer.log_every_n_steps, trainer.num_sanity_val_steps, trainer.precision) == (
-        "norm", 50, 2, "32-true")
+    assert (
+        trainer.gradient_clip_algorithm,
+        trainer.log_every_n_steps,
+        trainer.num_sanity_val_steps,
+        trainer.precision,
+    ) == ("norm", 50, 2, "32-true")
     assert Trainer(max_steps=-1, max_epochs=2, logger=False).max_steps is None
 
 

@@ -29,7 +29,11 @@ def tiny_disk(tmp_path):
     """A 1 MiB tmpfs of our own (root can mount one; CI runs as root)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount
@@ -69,19 +73,32 @@ class Timeline(Callback):
 
 
 def fit(root, loggers, timeline, max_epochs=2, max_steps=-1):
-    trainer = Trainer(max_epochs=max_epochs, max_steps=max_steps, seed=0, default_root_dir=str(root), enable_progress_bar=False,
-                      enable_checkpointing=False, log_every_n_steps=1, logger=loggers, callbacks=[timeline])
+    trainer = Trainer(
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        seed=0,
+        default_root_dir=str(root),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        logger=loggers,
+        callbacks=[timeline],
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.monotonic()
-        trainer.fit(TinyClassifier(total_steps=STEPS), DataLoader(blobs(640), batch_size=8, shuffle=True))
+        trainer.fit(
+            TinyClassifier(total_steps=STEPS), DataLoader(blobs(640), batch_size=8, shuffle=True)
+        )
         took = time.monotonic() - started
     return took, [w for w in caught if issubclass(w.category, LoggerWarning)]
 
 
 def csv_losses(path) -> dict[int, float]:
     with open(path, newline="") as f:
-        return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")}
+        return {
+            int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")
+        }
 
 
 TRIALS = range(3)
@@ -90,11 +107,20 @@ TRIALS = range(3)
 @pytest.mark.parametrize("trial", TRIALS)
 def test_disk_fills_mid_run_then_frees_and_nothing_is_lost(tiny_disk, tmp_path, capsys, trial):
     state = {}
-    actions = {10: lambda t: state.update(filler=fill(tiny_disk)), 130: lambda t: os.remove(state["filler"])}
+    actions = {
+        10: lambda t: state.update(filler=fill(tiny_disk)),
+        130: lambda t: os.remove(state["filler"]),
+    }
     timeline = Timeline(actions, pause=0.01)
-    loggers = [CSVLogger(tiny_disk, name="csv"), TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path)]
+    loggers = [
+        CSVLogger(tiny_disk, name="csv"),
+        TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path),
+    ]
     took, notes = fit(tmp_path, loggers, timeline)
-    assert {str(n.message).split(":")[0] for n in notes} == {"CSVLogger", "TensorBoardLogger"}  # once each
+    assert {str(n.message).split(":")[0] for n in notes} == {
+        "CSVLogger",
+        "TensorBoardLogger",
+    }  # once each
     assert max(timeline.step_times) < 1.0 and took < 30
     written = csv_losses(loggers[0].metrics_file)
     assert sorted(written) == list(range(STEPS))
@@ -108,7 +134,10 @@ def test_disk_fills_mid_run_then_frees_and_nothing_is_lost(tiny_disk, tmp_path, 
 @pytest.mark.parametrize("trial", TRIALS)
 def test_disk_stays_full_and_every_metric_is_on_disk_or_spooled(tiny_disk, tmp_path, capsys, trial):
     timeline = Timeline({10: lambda t: fill(tiny_disk)})
-    loggers = [CSVLogger(tiny_disk, name="csv"), TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path, flush_timeout=2)]
+    loggers = [
+        CSVLogger(tiny_disk, name="csv"),
+        TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path, flush_timeout=2),
+    ]
     took, notes = fit(tmp_path, loggers, timeline)
     assert len(notes) == 2 and max(timeline.step_times) < 1.0 and took < 30
     out = capsys.readouterr().out
@@ -118,7 +147,11 @@ def test_disk_stays_full_and_every_metric_is_on_disk_or_spooled(tiny_disk, tmp_p
     os.remove(fallback)
     written = {s for s, _ in tensorboard_scalars(loggers[1].log_dir).get("train_loss", [])}
     (spool,) = tmp_path.glob("undelivered-TensorBoardLogger-*.jsonl")
-    spooled = {r.step for r in map(Record.from_json, spool.read_text().splitlines()) if "train_loss" in r.values}
+    spooled = {
+        r.step
+        for r in map(Record.from_json, spool.read_text().splitlines())
+        if "train_loss" in r.values
+    }
     assert written | spooled == set(range(STEPS)) and 10 < len(spooled)
 
 
@@ -150,7 +183,11 @@ def test_mlflow_server_killed_mid_run_and_restarted(tmp_path, monkeypatch):
         logger = MLflowLogger(experiment_name="outage", tracking_uri=server.url, spool_dir=tmp_path)
         local = CSVLogger(tmp_path, name="csv")
         took, notes = fit(tmp_path, [local, logger], timeline, max_epochs=None, max_steps=100_000)
-        assert state["back"] is not None and len(notes) == 1 and "MLflowLogger" in str(notes[0].message)
+        assert (
+            state["back"] is not None
+            and len(notes) == 1
+            and "MLflowLogger" in str(notes[0].message)
+        )
         assert max(timeline.step_times) < 1.0, max(timeline.step_times)
         assert logger.undelivered is None
         client = MlflowClient(tracking_uri=server.url)

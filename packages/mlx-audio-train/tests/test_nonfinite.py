@@ -50,10 +50,18 @@ class Poisoned(TinyClassifier):
 def fit(tmp_path, model, mode, accumulate=1, lr=None, epochs=2):
     if lr is not None:
         object.__setattr__(model, "configure_optimizers", lambda: optim.SGD(learning_rate=lr))
-    checkpoint = ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), every_n_train_steps=1, save_top_k=-1)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(tmp_path / "ckpt"), every_n_train_steps=1, save_top_k=-1
+    )
     trainer = Trainer(
-        max_epochs=epochs, enable_progress_bar=False, logger=False, seed=0, callbacks=[checkpoint],
-        on_nonfinite_loss=mode, accumulate_grad_batches=accumulate, num_sanity_val_steps=0,
+        max_epochs=epochs,
+        enable_progress_bar=False,
+        logger=False,
+        seed=0,
+        callbacks=[checkpoint],
+        on_nonfinite_loss=mode,
+        accumulate_grad_batches=accumulate,
+        num_sanity_val_steps=0,
     )
     error = None
     try:
@@ -97,7 +105,9 @@ def test_skip_skips_only_the_bad_batches(tmp_path, how, accumulate, capsys):
     model = Poisoned(how)
     trainer, checkpoint, error = fit(tmp_path, model, "skip", accumulate)
     assert error is None and trainer.skipped_batches == 2  # one per epoch
-    expected = 2 * (8 - 1) if accumulate == 1 else 2 * 4  # with groups of 2 the bad group still steps
+    expected = (
+        2 * (8 - 1) if accumulate == 1 else 2 * 4
+    )  # with groups of 2 the bad group still steps
     assert trainer.global_step == expected
     assert all_finite(model) and checkpoints_finite(checkpoint.dirpath) == expected
     assert capsys.readouterr().out.count("skipped step") == 2
@@ -105,8 +115,15 @@ def test_skip_skips_only_the_bad_batches(tmp_path, how, accumulate, capsys):
 
 def test_skip_leaves_weights_and_optimizer_state_untouched():
     model = Poisoned("gradients")
-    trainer = Trainer(max_steps=BAD_BATCH, enable_progress_bar=False, logger=False, enable_checkpointing=False,
-                      seed=0, on_nonfinite_loss="skip", num_sanity_val_steps=0)
+    trainer = Trainer(
+        max_steps=BAD_BATCH,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        seed=0,
+        on_nonfinite_loss="skip",
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, DataLoader(blobs(32), batch_size=4))
     before = {k: np.array(v) for k, v in model.parameters()["fc1"].items()}
     state = {k: np.array(v) for k, v in trainer.optimizer.state.items() if isinstance(v, mx.array)}
@@ -137,8 +154,16 @@ def test_raise_is_found_at_the_next_look_with_the_weights_from_before_the_bad_ba
     it (every later update gated off on the device) and the error must name it."""
 
     def run(model, **kwargs):
-        trainer = Trainer(max_epochs=1, enable_progress_bar=False, logger=False, enable_checkpointing=False,
-                          seed=0, accumulate_grad_batches=accumulate, num_sanity_val_steps=0, **kwargs)
+        trainer = Trainer(
+            max_epochs=1,
+            enable_progress_bar=False,
+            logger=False,
+            enable_checkpointing=False,
+            seed=0,
+            accumulate_grad_batches=accumulate,
+            num_sanity_val_steps=0,
+            **kwargs,
+        )
         trainer.fit(model, DataLoader(blobs(32), batch_size=4))
         return trainer
 

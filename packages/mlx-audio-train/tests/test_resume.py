@@ -117,11 +117,20 @@ def launcher(tmp_path, source: str):
     """``launch(run_folder, "fresh" | "resume")`` for the script ``source``."""
     script = tmp_path / "train.py"
     script.write_text(source)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
 
     def launch(root, mode):
         return subprocess.Popen(
-            [sys.executable, str(script), str(root), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            [sys.executable, str(script), str(root), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
 
     return launch
@@ -133,7 +142,9 @@ def assert_same_final_weights(root, reference, label=""):
     expected = mx.load(str(reference / "final.safetensors"))
     got = mx.load(str(root / "final.safetensors"))
     for key in expected:
-        np.testing.assert_array_equal(np.array(got[key]), np.array(expected[key]), err_msg=f"{label}{key}")
+        np.testing.assert_array_equal(
+            np.array(got[key]), np.array(expected[key]), err_msg=f"{label}{key}"
+        )
 
 
 def test_sigkill_at_random_points_always_resumes(tmp_path):
@@ -143,7 +154,9 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
     resume from `last`, and check the final weights equal an uninterrupted run's."""
     from mlx_audio.train.checkpoint import load_arrays, read_state
 
-    launch = launcher(tmp_path, training_script("", ", every_n_train_steps=1, save_top_k=2, monitor='train_loss'"))
+    launch = launcher(
+        tmp_path, training_script("", ", every_n_train_steps=1, save_top_k=2, monitor='train_loss'")
+    )
     ref = launch(tmp_path / "ref", "fresh")
     out, err = ref.communicate(timeout=300)
     assert "DONE 60" in out, err[-2000:]
@@ -168,7 +181,9 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
         resumed = launch(root, "resume")
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0 and "DONE 60" in out, f"trial {trial}: {err[-2000:]}"
-        assert not [n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))]  # cleaned on start
+        assert not [
+            n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))
+        ]  # cleaned on start
         assert_same_final_weights(root, tmp_path / "ref", f"trial {trial}: ")
     assert kills == 30, f"only {kills} of 30 trials were killed mid-run"
 
@@ -198,7 +213,10 @@ def test_resume_from_a_checkpoint_inside_an_accumulation_group_is_exact(tmp_path
             enable_progress_bar=False,
             logger=False,
             num_sanity_val_steps=0,
-            callbacks=[Stop(), ModelCheckpoint(dirpath=str(root / "ckpt"), monitor="val_loss", save_top_k=-1)],
+            callbacks=[
+                Stop(),
+                ModelCheckpoint(dirpath=str(root / "ckpt"), monitor="val_loss", save_top_k=-1),
+            ],
         )
         val = DataLoader(blobs(32, seed=1), batch_size=16)
         trainer.fit(model, loader, val, ckpt_path=ckpt_path)
@@ -235,7 +253,11 @@ def test_sigterm_mid_epoch_saves_exits_143_and_resumes_exactly(tmp_path):
     last = os.path.basename(os.path.realpath(tmp_path / "run" / "ckpt" / "last"))
     assert last.startswith("preempted-epoch=") and 22 <= int(last.rsplit("=", 1)[1]) < 60, last
     time.sleep(0.5)
-    assert workers and not [p for p in workers if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+    assert workers and not [
+        p
+        for p in workers
+        if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()
+    ]
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"mlx_audio_{proc.pid}_")]
     resumed = launch(tmp_path / "run", "resume")
     out, err = resumed.communicate(timeout=300)

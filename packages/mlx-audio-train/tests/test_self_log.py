@@ -83,7 +83,9 @@ def test_explicit_batch_size_overrides_the_inferred_one(tmp_path):
 def test_equal_values_logged_twice_in_the_compiled_step(tmp_path):
     calls = {"a": {}, "b": {}, "c": dict(on_step=False, on_epoch=True, reduce_fx="sum")}
     trainer, rows = fit(calls, tmp_path, accumulate_grad_batches=2)
-    assert [float(r["a"]) for r in rows if r.get("a")] == [float(r["b"]) for r in rows if r.get("b")]
+    assert [float(r["a"]) for r in rows if r.get("a")] == [
+        float(r["b"]) for r in rows if r.get("b")
+    ]
     assert trainer.callback_metrics["c"] == pytest.approx(1.5 + 5.5 + 8.5)
     assert trainer.callback_metrics["v_dup_a"] == trainer.callback_metrics["v_dup_b"] == 2.0
 

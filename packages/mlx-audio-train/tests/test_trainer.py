@@ -293,8 +293,15 @@ def test_bf16_mixed_trains_like_fp32_with_fp32_master_weights_and_optimizer_stat
 
     def run(precision):
         losses = Losses()
-        trainer = Trainer(max_steps=200, precision=precision, seed=0, logger=False, enable_checkpointing=False,
-                          enable_progress_bar=False, callbacks=[losses])
+        trainer = Trainer(
+            max_steps=200,
+            precision=precision,
+            seed=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            callbacks=[losses],
+        )
         mx.random.seed(0)
         model = TinyClassifier(dropout=0.0, total_steps=200)
         trainer.fit(model, DataLoader(blobs(512), batch_size=16, shuffle=True, seed=0))
@@ -302,7 +309,9 @@ def test_bf16_mixed_trains_like_fp32_with_fp32_master_weights_and_optimizer_stat
 
     full, _, _ = run("32")
     mixed, model, trainer = run("bf16-mixed")
-    floats = [v for _, v in tree_flatten(trainer.optimizer.state) if mx.issubdtype(v.dtype, mx.floating)]
+    floats = [
+        v for _, v in tree_flatten(trainer.optimizer.state) if mx.issubdtype(v.dtype, mx.floating)
+    ]
     assert floats and all(v.dtype == mx.float32 for v in floats)
     assert all(v.dtype == mx.float32 for _, v in tree_flatten(model.parameters()))
     assert len(full) == len(mixed) == 200

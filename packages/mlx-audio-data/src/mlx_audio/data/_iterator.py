@@ -48,7 +48,9 @@ class PassPlan:
     collate_in_main: Callable[[Any], Any]  # a collate_fn that could not go to the workers
     view_converter: Callable[[np.ndarray], Any]  # copies an array out of a shared slot
     acquire_pool: Callable[[], WorkerPool]  # the loader's persistent workers, or new ones
-    finished: Callable[[PassLike, bool], None]  # (this pass, whether it failed): keep or stop workers
+    finished: Callable[
+        [PassLike, bool], None
+    ]  # (this pass, whether it failed): keep or stop workers
     advise_sharding: Callable[[dict | None], None]  # see DataLoader._advise_sharding
     reported_length: int | None = None  # an IterableDataset's len() once len(loader) was asked
     wrapped: bool = False  # built inside a DevicePass (its warnings point one frame further out)
@@ -75,8 +77,13 @@ class Pass(Iterator[Any]):
         self._sample_failed = False
         self.skip = int(plan.resume.get("batches_yielded", 0))
         dataset = plan.dataset
-        saved = [plan.resume.get("stream") or {}, *(w or {} for w in plan.resume.get("workers") or [])]
-        has_saved = any(s.get("iterator") is not None or s.get("dataset") is not None for s in saved)
+        saved = [
+            plan.resume.get("stream") or {},
+            *(w or {} for w in plan.resume.get("workers") or []),
+        ]
+        has_saved = any(
+            s.get("iterator") is not None or s.get("dataset") is not None for s in saved
+        )
         stateful = hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
         self.exact = has_saved or (bool(self.skip) and stateful)
         if plan.iterable and self.skip and not self.exact:
@@ -171,7 +178,9 @@ class InProcessPass(Pass):
             self.yielded = self.skip
             self.stream_state = plan.resume.get("stream")
             if self.stream_state and self.stream_state.get("dataset") is not None:
-                plan.dataset.load_state_dict(self.stream_state["dataset"])  # NOTE [map-style dataset state]
+                plan.dataset.load_state_dict(
+                    self.stream_state["dataset"]
+                )  # NOTE [map-style dataset state]
             else:
                 self.stream_state = stream_parts(plan.dataset) or None  # where this pass starts
             return
@@ -206,7 +215,10 @@ class InProcessPass(Pass):
             _reraise_in_process(error)
 
     def _record_stream(self) -> None:
-        self.stream_state = {"position": self._position[0], **stream_parts(self.plan.dataset, self._iterator)}
+        self.stream_state = {
+            "position": self._position[0],
+            **stream_parts(self.plan.dataset, self._iterator),
+        }
 
     def state(self) -> dict:
         state = super().state()
@@ -239,7 +251,9 @@ class WorkerPass(Pass):
             self._first = 0  # batch j of the epoch goes to worker j % n, also after a resume
             self.dispatched = self.skip
             states = plan.resume.get("workers") or []
-            self.worker_states = list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
+            self.worker_states = (
+                list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
+            )
             reused = self.pool.passes > 0
             self.pool.passes += 1
             if plan.resume:  # a loaded state: each worker from its saved state, or restarted as new
@@ -313,7 +327,9 @@ class WorkerPass(Pass):
         received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
         if received >= self.dispatched:
             raise StopIteration
-        worker = workers[received % len(workers)] if self.plan.in_order else self._first_ready(workers)
+        worker = (
+            workers[received % len(workers)] if self.plan.in_order else self._first_ready(workers)
+        )
         message, batch = self._receive(worker)
         if message.state is not None:
             self.worker_states[workers.index(worker)] = message.state
@@ -331,7 +347,10 @@ class WorkerPass(Pass):
                     return worker
             conns = [w.conn for w in busy if isinstance(w, ProcessWorker)]
             if conns:
-                wait([*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))], 0.05)
+                wait(
+                    [*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))],
+                    0.05,
+                )
             else:
                 time.sleep(0.001)
             if deadline is not None and time.monotonic() > deadline:
@@ -359,7 +378,12 @@ class WorkerPass(Pass):
     def state(self) -> dict:
         state = super().state()
         if self.plan.iterable:
-            state.update(cursor=self.cursor, exhausted=sorted(self.exhausted), workers=self.worker_states, stream=None)
+            state.update(
+                cursor=self.cursor,
+                exhausted=sorted(self.exhausted),
+                workers=self.worker_states,
+                stream=None,
+            )
         elif any(s is not None for s in self.worker_states):
             state.update(workers=self.worker_states)
         return _jsonable(state)

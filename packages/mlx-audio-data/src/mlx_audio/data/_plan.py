@@ -54,7 +54,11 @@ def check_arguments(
 ) -> int | None:
     """``ValueError`` naming the argument and what is valid; returns the effective batch_size
     (None with a batch_sampler)."""
-    if isinstance(num_workers, (int, np.integer)) and not isinstance(num_workers, bool) and num_workers < 0:
+    if (
+        isinstance(num_workers, (int, np.integer))
+        and not isinstance(num_workers, bool)
+        and num_workers < 0
+    ):
         raise ValueError(
             "num_workers option should be non-negative; use num_workers=0 to disable multiprocessing."
         )

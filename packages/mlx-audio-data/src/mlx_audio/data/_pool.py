@@ -108,7 +108,15 @@ class ProcessWorker(_Worker):
         reader, writer = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=process_worker_loop,
-            args=(spec, self.tasks, writer, self.slot_paths, os.getpid(), ctx.get_start_method(), _mlx_has_run()),
+            args=(
+                spec,
+                self.tasks,
+                writer,
+                self.slot_paths,
+                os.getpid(),
+                ctx.get_start_method(),
+                _mlx_has_run(),
+            ),
             name=f"mlx_audio-DataLoader-worker-{spec.worker_id}",
             daemon=True,
         )
@@ -170,7 +178,7 @@ class ProcessWorker(_Worker):
                 f"DataLoader worker (pid {self.process.pid}) exited with code {code} while starting "
                 f"(worker {self.worker_id}). With the '{self.start_method}' start method each worker re-imports "
                 "your main script, so the code that creates and iterates the DataLoader must be under "
-                "`if __name__ == \"__main__\":`; the worker's own error is printed above. (Or use "
+                '`if __name__ == "__main__":`; the worker\'s own error is printed above. (Or use '
                 "worker_type='thread'.)"
             )
         return (
@@ -276,7 +284,11 @@ class WorkerPool:
         self.workers: list[ProcessWorker | ThreadWorker] = []
         self.passes = 0  # map-style passes run on these workers (persistent ones run several)
         mlx_core = sys.modules.get("mlx.core")
-        if worker_type == "process" and context.get_start_method() == "fork" and mlx_core is not None:
+        if (
+            worker_type == "process"
+            and context.get_start_method() == "fork"
+            and mlx_core is not None
+        ):
             # MLX's cached (free) buffers would be shared copy-on-write with the children, and
             # every batch written into them afterwards would fault page by page.
             mlx_core.clear_cache()

@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 VERSION = 2
-_SETTINGS = ("batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler", "num_replicas")
+_SETTINGS = (
+    "batch_size",
+    "drop_last",
+    "dataset_length",
+    "sampler",
+    "batch_sampler",
+    "num_replicas",
+)
 
 
 def settings_of(loader: Any) -> dict[str, Any]:
@@ -32,7 +39,9 @@ def settings_of(loader: Any) -> dict[str, Any]:
 
 def _replicas(loader: Any) -> int | None:
     """Ranks sharing the dataset (a position means other batches under another world size)."""
-    count = getattr(loader.sampler, "num_replicas", getattr(loader.batch_sampler, "num_replicas", 1))
+    count = getattr(
+        loader.sampler, "num_replicas", getattr(loader.batch_sampler, "num_replicas", 1)
+    )
     return int(count) if count and int(count) > 1 else None
 
 
@@ -41,7 +50,13 @@ def _name(sampler: Any) -> str | None:
 
 
 def make_state(loader: Any, seed: int, position: dict[str, Any]) -> dict[str, Any]:
-    return {"version": VERSION, "seed": seed, "num_workers": loader.num_workers, **settings_of(loader), **position}
+    return {
+        "version": VERSION,
+        "seed": seed,
+        "num_workers": loader.num_workers,
+        **settings_of(loader),
+        **position,
+    }
 
 
 def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
@@ -59,7 +74,9 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
         )
     yielded = state["batches_yielded"]
     if isinstance(yielded, bool) or not isinstance(yielded, int) or yielded < 0:
-        raise ValueError(f"DataLoader state: 'batches_yielded' must be an int >= 0, got {yielded!r}")
+        raise ValueError(
+            f"DataLoader state: 'batches_yielded' must be an int >= 0, got {yielded!r}"
+        )
     try:
         batches = len(loader)
     except TypeError:  # an unsized stream

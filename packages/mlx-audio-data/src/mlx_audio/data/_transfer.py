@@ -59,7 +59,9 @@ def transfer_active(pin_memory: bool, pin_memory_device: str, num_workers: int) 
             stacklevel=3,
         )
         return False
-    return num_workers > 0  # as in torch, the thread comes with workers; without, batches come in-line
+    return (
+        num_workers > 0
+    )  # as in torch, the thread comes with workers; without, batches come in-line
 
 
 def device_copy(batch: Any, stream: Any) -> Any:
@@ -106,7 +108,9 @@ def _produce(inner: Pass, out: queue.Queue, stop: threading.Event) -> None:
 class DevicePass(Iterator[Any]):
     """A :class:`WorkerPass` iterated on a transfer thread (NOTE [pin_memory on CUDA])."""
 
-    def __init__(self, plan: PassPlan, convert: Callable[[Any], Any], transform: Callable[[Any], Any] | None) -> None:
+    def __init__(
+        self, plan: PassPlan, convert: Callable[[Any], Any], transform: Callable[[Any], Any] | None
+    ) -> None:
         self.plan = plan
         self.epoch = plan.epoch
         self.finished = False
@@ -120,13 +124,17 @@ class DevicePass(Iterator[Any]):
             if outer is not None:
                 outer._inner_failed = failed
 
-        self._inner = WorkerPass(replace(plan, to_output=convert, finished=inner_ended, wrapped=True))
+        self._inner = WorkerPass(
+            replace(plan, to_output=convert, finished=inner_ended, wrapped=True)
+        )
         self._state = self._inner.state()
         self._queue: queue.Queue = queue.Queue(_DEPTH)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=_produce, args=(self._inner, self._queue, self._stop),
-            name="mlx-audio-transfer", daemon=True,
+            target=_produce,
+            args=(self._inner, self._queue, self._stop),
+            name="mlx-audio-transfer",
+            daemon=True,
         )
         self._thread.start()
 

@@ -82,7 +82,9 @@ def seed_globals(seed: int) -> None:
 
 def global_rng_state() -> dict:
     """Python's and numpy's global RNG states as JSON-friendly lists."""
-    name, keys, pos, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    name, keys, pos, has_gauss, cached = cast(
+        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
+    )
     version, internal, gauss_next = random.getstate()
     return {
         "numpy": [name, keys.tolist(), pos, has_gauss, cached],
@@ -129,7 +131,9 @@ class _Producer:
         self.iterator = iter(self.dataset)
         if state is not None and state.get("iterator") is not None:
             self.iterator.load_state_dict(state["iterator"])
-        self.stream = spec.fetcher.iterable_batches(self.iterator, epoch, spec.worker_id, self.position)
+        self.stream = spec.fetcher.iterable_batches(
+            self.iterator, epoch, spec.worker_id, self.position
+        )
 
     def run(self, task: tuple) -> tuple[Any, dict | None]:
         """Returns (batch or StopIteration, iterable state after it)."""
@@ -140,9 +144,15 @@ class _Producer:
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
         parts = stream_parts(self.dataset, self.iterator)
-        state: dict[str, Any] = {"position": self.position[0], "sharded": self.spec.worker_id in _asked, **parts}
+        state: dict[str, Any] = {
+            "position": self.position[0],
+            "sharded": self.spec.worker_id in _asked,
+            **parts,
+        }
         if self.owns_globals and parts:
-            state["rng"] = global_rng_state()  # a stream drawing from the worker's RNGs resumes exactly
+            state["rng"] = (
+                global_rng_state()
+            )  # a stream drawing from the worker's RNGs resumes exactly
         return batch, state
 
     def _map_state(self) -> dict | None:
@@ -229,7 +239,9 @@ def process_worker_loop(
             continue
         if task is None:
             return
-        message = _run_task(producer, task, None if isinstance(task, ResetTask) else Arena(slots[task.slot]))
+        message = _run_task(
+            producer, task, None if isinstance(task, ResetTask) else Arena(slots[task.slot])
+        )
         if message is None:
             continue
         try:

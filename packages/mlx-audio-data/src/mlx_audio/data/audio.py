@@ -83,7 +83,9 @@ def load_audio(
     half the bytes to move; ``LogMel`` and the numpy features scale it back).
     """
     if offset < 0 or (duration is not None and duration < 0):
-        raise ValueError(f"offset and duration must be >= 0 seconds, got offset={offset}, duration={duration}")
+        raise ValueError(
+            f"offset and duration must be >= 0 seconds, got offset={offset}, duration={duration}"
+        )
     if sample_rate is not None and (isinstance(sample_rate, bool) or int(sample_rate) <= 0):
         raise ValueError(f"sample_rate must be a positive int or None, got {sample_rate!r}")
     path = str(path)
@@ -118,7 +120,9 @@ def _from_float(wave: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind not in "iu":
         return wave.astype(dtype, copy=False)
     half, offset = features.pcm_range(dtype.itemsize, dtype.kind == "u")
-    return (np.clip(np.round(wave.astype(np.float64) * half), -half, half - 1) + offset).astype(dtype)
+    return (np.clip(np.round(wave.astype(np.float64) * half), -half, half - 1) + offset).astype(
+        dtype
+    )
 
 
 def _import_av(path: str) -> Any:
@@ -153,10 +157,16 @@ def _av_read(path: str, offset: float, duration: float | None) -> tuple[np.ndarr
             for frame in container.decode(stream):
                 array = frame.to_ndarray()
                 channels = len(frame.layout.channels)
-                array = array.reshape(channels, -1) if frame.format.is_planar else array.reshape(-1, channels).T
+                array = (
+                    array.reshape(channels, -1)
+                    if frame.format.is_planar
+                    else array.reshape(-1, channels).T
+                )
                 if first_time is None:
                     first_time = float(frame.time or 0.0)
-                chunks.append(features.pcm_to_float(array).astype(np.float32, copy=False))  # as libsndfile
+                chunks.append(
+                    features.pcm_to_float(array).astype(np.float32, copy=False)
+                )  # as libsndfile
                 decoded = int(round(first_time * rate)) + sum(c.shape[1] for c in chunks)
                 if wanted is not None and decoded >= wanted:
                     break

@@ -17,7 +17,19 @@ from .dataset import Dataset
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder", "AudioManifest"]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".m4a", ".aac")
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".au",
+    ".m4a",
+    ".aac",
+)
 
 
 class _AudioFiles(Dataset[Any]):
@@ -46,7 +58,11 @@ class _AudioFiles(Dataset[Any]):
             out = []
             for path, offset, duration in self._rows():
                 frames, rate, _ = audio_info(path)
-                seconds = frames / rate - offset if duration is None else min(duration, frames / rate - offset)
+                seconds = (
+                    frames / rate - offset
+                    if duration is None
+                    else min(duration, frames / rate - offset)
+                )
                 out.append(max(0, int(round(max(seconds, 0.0) * (self.sample_rate or rate)))))
             self._lengths = np.asarray(out, dtype=np.int64)
         return self._lengths
@@ -84,10 +100,16 @@ class AudioFolder(_AudioFiles):
         self.duration = duration
         self.transform = transform
         self.target_transform = target_transform
-        self.extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
-        self.classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
+        self.extensions = tuple(
+            e.lower() if e.startswith(".") else "." + e.lower() for e in extensions
+        )
+        self.classes = sorted(
+            e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")
+        )
         if not self.classes:
-            raise FileNotFoundError(f"AudioFolder: no class folders in {self.root} (expected root/<class>/<files>)")
+            raise FileNotFoundError(
+                f"AudioFolder: no class folders in {self.root} (expected root/<class>/<files>)"
+            )
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         self.samples: list[tuple[str, int]] = []
         for name in self.classes:
@@ -198,7 +220,9 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
         if path.endswith((".csv", ".tsv")):
             reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
             if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise ValueError(f"AudioManifest: {path} needs a header line with a 'path' column, got {reader.fieldnames}")
+                raise ValueError(
+                    f"AudioManifest: {path} needs a header line with a 'path' column, got {reader.fieldnames}"
+                )
             return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
         if path.endswith((".jsonl", ".json", ".ndjson")):
             rows = []
@@ -207,9 +231,13 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as error:
-                        raise ValueError(f"AudioManifest: {path}, line {number} is not JSON: {error}") from None
+                        raise ValueError(
+                            f"AudioManifest: {path}, line {number} is not JSON: {error}"
+                        ) from None
                     if not isinstance(row, dict):
-                        raise ValueError(f"AudioManifest: {path}, line {number} must be a JSON object")
+                        raise ValueError(
+                            f"AudioManifest: {path}, line {number} must be a JSON object"
+                        )
                     rows.append(row)
             return rows
     raise ValueError(f"AudioManifest: {path}: use a .csv, .tsv or .jsonl manifest")

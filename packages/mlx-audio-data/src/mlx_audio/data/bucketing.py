@@ -56,9 +56,15 @@ class BucketBatchSampler(Sampler[list[int]]):
         if (self.lengths < 0).any():
             raise ValueError("lengths must be >= 0")
         if boundaries is None:
-            if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets <= 0:
+            if (
+                isinstance(num_buckets, bool)
+                or not isinstance(num_buckets, int)
+                or num_buckets <= 0
+            ):
                 raise ValueError(f"num_buckets must be a positive int, got {num_buckets!r}")
-            quantiles = np.quantile(self.lengths, np.linspace(0, 1, num_buckets + 1)[1:], method="higher")
+            quantiles = np.quantile(
+                self.lengths, np.linspace(0, 1, num_buckets + 1)[1:], method="higher"
+            )
             boundaries = sorted({int(q) for q in quantiles})
         else:
             boundaries = sorted({int(b) for b in boundaries})
@@ -103,9 +109,14 @@ class BucketBatchSampler(Sampler[list[int]]):
     def for_rank(self, num_replicas: int, rank: int, seed: int | None = None) -> BucketBatchSampler:
         """The same sampler (buckets, batch size, seed) restricted to ``rank``'s share."""
         return BucketBatchSampler(
-            self.lengths, self.batch_size, boundaries=self.boundaries, shuffle=self.shuffle,
-            drop_last=self.drop_last, seed=self.seed if self.seed is not None else seed,
-            num_replicas=num_replicas, rank=rank,
+            self.lengths,
+            self.batch_size,
+            boundaries=self.boundaries,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            seed=self.seed if self.seed is not None else seed,
+            num_replicas=num_replicas,
+            rank=rank,
         )
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -57,7 +57,9 @@ def _where(path: str) -> str:
 def _check_kinds(batch: list[Any], path: str, allowed: tuple[type, ...], name: str) -> None:
     """Every value is one of ``allowed`` (never silently coerced), else name who is not."""
     for position, value in enumerate(batch):
-        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, (bool, np.bool_))):
+        if not isinstance(value, allowed) or (
+            bool not in allowed and isinstance(value, (bool, np.bool_))
+        ):
             raise CollateTypeError(
                 f"cannot collate{_where(path)}: {{other}} has {type(value).__name__} {value!r:.40} where "
                 f"{{first}} has {name}; return one type per field (or pass a collate_fn)",
@@ -143,7 +145,9 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
         return list(batch)  # as torch: the values as they are
     if isinstance(elem, abc.Mapping):
         for position, sample in enumerate(batch):
-            missing = [key for key in elem if not isinstance(sample, abc.Mapping) or key not in sample]
+            missing = [
+                key for key in elem if not isinstance(sample, abc.Mapping) or key not in sample
+            ]
             if missing:
                 raise CollateKeyError(
                     f"cannot collate{_where(_path)}: {{other}} has no key {missing[0]!r} that {{first}} has",
@@ -152,7 +156,10 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
                 )
         return same_mapping(
             elem,
-            {key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]") for key in elem},
+            {
+                key: collate_into([s[key] for s in batch], alloc, f"{_path}[{key!r}]")
+                for key in elem
+            },
         )
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
         return type(elem)(

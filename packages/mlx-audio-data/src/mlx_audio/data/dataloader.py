@@ -35,7 +35,16 @@ from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
 
-STATE_KEYS = ("version", "seed", "num_workers", "batch_size", "drop_last", "dataset_length", "sampler", "batch_sampler")
+STATE_KEYS = (
+    "version",
+    "seed",
+    "num_workers",
+    "batch_size",
+    "drop_last",
+    "dataset_length",
+    "sampler",
+    "batch_sampler",
+)
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -91,9 +100,22 @@ class DataLoader(Generic[T_co]):
         if snapshot_every_n_steps is not None:  # torchdata's StatefulDataLoader argument
             check_int("snapshot_every_n_steps", snapshot_every_n_steps, 0)
         batch_size = check_arguments(
-            iterable, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
-            drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
-            prefetch_factor, persistent_workers, seed, worker_type,
+            iterable,
+            batch_size,
+            shuffle,
+            sampler,
+            batch_sampler,
+            num_workers,
+            collate_fn,
+            drop_last,
+            timeout,
+            worker_init_fn,
+            multiprocessing_context,
+            generator,
+            prefetch_factor,
+            persistent_workers,
+            seed,
+            worker_type,
         )
         shuffle = bool(shuffle)
 
@@ -151,12 +173,21 @@ class DataLoader(Generic[T_co]):
 
     # NOTE [settings are fixed]: as in torch, what decides the batches cannot change once the
     # loader exists (a pass or a saved state would silently disagree with it).
-    _FIXED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
+    _FIXED = (
+        "batch_size",
+        "batch_sampler",
+        "sampler",
+        "drop_last",
+        "dataset",
+        "persistent_workers",
+    )
     _initialized = False
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self._initialized and name in self._FIXED:
-            raise ValueError(f"{name} attribute should not be set after {type(self).__name__} is initialized")
+            raise ValueError(
+                f"{name} attribute should not be set after {type(self).__name__} is initialized"
+            )
         super().__setattr__(name, value)
 
     # -- public API --------------------------------------------------------------------------
@@ -180,7 +211,9 @@ class DataLoader(Generic[T_co]):
             fetcher=fetcher,
             dataset=self.dataset,
             iterable=self._iterable,
-            index_batches=None if self._iterable else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
+            index_batches=None
+            if self._iterable
+            else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
             num_workers=self.num_workers,
             timeout=self.timeout if self.timeout > 0 else None,
             in_order=self.in_order,
@@ -194,7 +227,9 @@ class DataLoader(Generic[T_co]):
         )
         pinned = transfer_active(self.pin_memory, self.pin_memory_device, self.num_workers)
         new_pass: PassLike = (
-            DevicePass(plan, self._convert, self._mlx_transform) if pinned else (WorkerPass if self.num_workers else InProcessPass)(plan)
+            DevicePass(plan, self._convert, self._mlx_transform)
+            if pinned
+            else (WorkerPass if self.num_workers else InProcessPass)(plan)
         )
         self._pass_ref = weakref.ref(new_pass)
         return new_pass
@@ -297,7 +332,9 @@ class DataLoader(Generic[T_co]):
 
     def _fetcher(self) -> Fetcher:
         pickled = (
-            self.num_workers and self.worker_type == "process" and start_method(self.multiprocessing_context) != "fork"
+            self.num_workers
+            and self.worker_type == "process"
+            and start_method(self.multiprocessing_context) != "fork"
         )
         self._collate_in_workers = not (
             pickled and self.collate_fn is not None and not picklable(self.collate_fn)
@@ -340,11 +377,25 @@ class DataLoader(Generic[T_co]):
         try:
             rank, replicas = launch_ranks()
             specs = [
-                WorkerSpec(wid, self.num_workers, fetcher, self._resolved_seed(), epoch, self.worker_init_fn, self._iterable,
-                           rank, replicas)
+                WorkerSpec(
+                    wid,
+                    self.num_workers,
+                    fetcher,
+                    self._resolved_seed(),
+                    epoch,
+                    self.worker_init_fn,
+                    self._iterable,
+                    rank,
+                    replicas,
+                )
                 for wid in range(self.num_workers)
             ]
-            pool = WorkerPool(specs, self.prefetch_factor or 2, self.worker_type, mp_context(self.multiprocessing_context))
+            pool = WorkerPool(
+                specs,
+                self.prefetch_factor or 2,
+                self.worker_type,
+                mp_context(self.multiprocessing_context),
+            )
             self._pools_in_use.append(pool)
             return pool
         except (pickle.PicklingError, AttributeError, TypeError) as error:
@@ -378,7 +429,12 @@ class DataLoader(Generic[T_co]):
         """NOTE [sharding advice]: an IterableDataset whose ``__iter__`` never asks
         ``get_worker_info()`` yields its whole stream in every worker (as in torch): each
         sample arrives ``num_workers`` times. Say so once, with the fix."""
-        if self._sharding_advised or self.num_workers < 2 or not worker_state or worker_state.get("sharded", True):
+        if (
+            self._sharding_advised
+            or self.num_workers < 2
+            or not worker_state
+            or worker_state.get("sharded", True)
+        ):
             return
         self._sharding_advised = True
         warnings.warn(sharding_advice(self.dataset, self.num_workers), stacklevel=4)

@@ -82,7 +82,9 @@ class ChainDataset(IterableDataset[T_co]):
 def _check_chained(dataset: Any) -> None:
     """As torch, checked when the chain is used (an AssertionError there; also a TypeError)."""
     if not isinstance(dataset, IterableDataset):
-        raise _NotSupported(f"ChainDataset only supports IterableDataset, got {type(dataset).__name__}")
+        raise _NotSupported(
+            f"ChainDataset only supports IterableDataset, got {type(dataset).__name__}"
+        )
 
 
 class StackDataset(Dataset[Any]):
@@ -174,7 +176,9 @@ class ArrayDataset(Dataset[tuple]):
         for a in self.arrays:
             start = int(indices[0]) if run else 0
             if alloc is None:
-                out.append(a[start : start + len(indices)].copy() if run else np.take(a, indices, axis=0))
+                out.append(
+                    a[start : start + len(indices)].copy() if run else np.take(a, indices, axis=0)
+                )
                 continue
             target = alloc((len(indices), *a.shape[1:]), a.dtype)
             if run:

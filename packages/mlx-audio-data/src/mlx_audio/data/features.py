@@ -48,7 +48,9 @@ def mel_to_hz(mels, mel_scale: str = "slaney"):
     mels = np.asarray(mels, dtype=np.float64)
     if _check_scale(mel_scale):
         return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    return np.where(mels >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL)), _F_SP * mels)
+    return np.where(
+        mels >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL)), _F_SP * mels
+    )
 
 
 def mel_filterbank(

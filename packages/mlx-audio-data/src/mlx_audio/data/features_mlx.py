@@ -56,7 +56,9 @@ class LogMel:
         import mlx.core as mx
 
         # made here, not at the first call: that call may be inside an mx.compile trace
-        self._filters = mx.array(mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, norm, mel_scale))
+        self._filters = mx.array(
+            mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, norm, mel_scale)
+        )
         self._window = mx.array(_window(window, n_fft).astype(np.float32))
 
     def features(self, wave: Any) -> Any:
@@ -71,7 +73,9 @@ class LogMel:
         if self.center:
             half = self.n_fft // 2
             if x.shape[-1] <= half:
-                raise ValueError(f"signal of {x.shape[-1]} samples is too short for reflect padding of {half}")
+                raise ValueError(
+                    f"signal of {x.shape[-1]} samples is too short for reflect padding of {half}"
+                )
             left = x[..., 1 : half + 1][..., ::-1]
             right = x[..., -half - 1 : -1][..., ::-1]
             x = mx.concatenate([left, x, right], axis=-1)
@@ -102,7 +106,9 @@ class LogMel:
         if isinstance(batch, Mapping):
             key = "audio" if self.key is None else self.key
             if key not in batch:
-                raise KeyError(f"LogMel: the batch has no {key!r} entry (keys: {sorted(batch)}); pass key=")
+                raise KeyError(
+                    f"LogMel: the batch has no {key!r} entry (keys: {sorted(batch)}); pass key="
+                )
             return {**batch, key: self.features(batch[key])}
         if isinstance(batch, (tuple, list)):
             key = 0 if self.key is None else self.key

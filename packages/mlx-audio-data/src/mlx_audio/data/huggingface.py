@@ -53,7 +53,10 @@ class HuggingFaceAudio:
         for name in columns:
             raw = raw.cast_column(name, Audio(decode=False))
         self.raw = raw
-        self.columns = {name: (feature.sampling_rate, getattr(feature, "num_channels", None)) for name, feature in columns.items()}
+        self.columns = {
+            name: (feature.sampling_rate, getattr(feature, "num_channels", None))
+            for name, feature in columns.items()
+        }
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -72,7 +75,9 @@ class HuggingFaceAudio:
         return row
 
 
-def decode_audio_value(value: Any, sampling_rate: int | None = None, num_channels: int | None = None) -> dict:
+def decode_audio_value(
+    value: Any, sampling_rate: int | None = None, num_channels: int | None = None
+) -> dict:
     """One undecoded ``Audio`` value (``{"bytes": ..., "path": ...}``, or a path) as
     ``{"array", "sampling_rate", "path"}`` (see NOTE [Hugging Face Audio])."""
     if isinstance(value, str):
@@ -85,7 +90,9 @@ def decode_audio_value(value: Any, sampling_rate: int | None = None, num_channel
         try:
             wave, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
         except Exception as error:
-            raise ValueError(f"cannot decode the audio bytes of {path or 'a row'}: {error}") from error
+            raise ValueError(
+                f"cannot decode the audio bytes of {path or 'a row'}: {error}"
+            ) from error
         wave = wave.T
     elif path:
         wave, rate = load_audio(str(path), mono=False)
@@ -96,4 +103,8 @@ def decode_audio_value(value: Any, sampling_rate: int | None = None, num_channel
     if sampling_rate is not None and int(sampling_rate) != int(rate):
         wave = resample(wave, int(rate), int(sampling_rate))
         rate = int(sampling_rate)
-    return {"array": np.ascontiguousarray(wave, dtype=np.float32), "sampling_rate": int(rate), "path": path}
+    return {
+        "array": np.ascontiguousarray(wave, dtype=np.float32),
+        "sampling_rate": int(rate),
+        "path": path,
+    }

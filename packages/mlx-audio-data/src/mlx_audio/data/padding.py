@@ -46,9 +46,13 @@ class PadCollate:
         pad_to_lengths: Sequence[int] | None = None,
     ) -> None:
         if pad_to_multiple_of is not None and (
-            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
+            isinstance(pad_to_multiple_of, bool)
+            or not isinstance(pad_to_multiple_of, int)
+            or pad_to_multiple_of <= 0
         ):
-            raise ValueError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+            raise ValueError(
+                f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}"
+            )
         if pad_to_lengths is not None:
             pad_to_lengths = sorted(int(n) for n in pad_to_lengths)
             if not pad_to_lengths or pad_to_lengths[0] <= 0:
@@ -77,13 +81,19 @@ class PadCollate:
         elem = batch[0]
         if isinstance(elem, np.ndarray) or _is_array(elem):
             padded, lengths = self._pad([np.asarray(s) for s in batch], alloc, "")
-            return (padded, lengths, self._mask(lengths, padded, alloc)) if self.return_mask else (padded, lengths)
+            return (
+                (padded, lengths, self._mask(lengths, padded, alloc))
+                if self.return_mask
+                else (padded, lengths)
+            )
         if isinstance(elem, abc.Mapping):
             out: dict[str, Any] = {}
             for key in elem:
                 column = [s[key] for s in batch]
                 if self._pads(key, column[0]):
-                    padded, lengths = self._pad([np.asarray(v) for v in column], alloc, f"[{key!r}]")
+                    padded, lengths = self._pad(
+                        [np.asarray(v) for v in column], alloc, f"[{key!r}]"
+                    )
                     out[key] = padded
                     out[f"{key}_lengths"] = lengths
                     if self.return_mask:
@@ -96,7 +106,9 @@ class PadCollate:
             extras: list[Any] = []
             for position, values in enumerate(zip(*batch)):
                 if self._pads(position, values[0]):
-                    padded, lengths = self._pad([np.asarray(v) for v in values], alloc, f"[{position}]")
+                    padded, lengths = self._pad(
+                        [np.asarray(v) for v in values], alloc, f"[{position}]"
+                    )
                     fields.append(padded)
                     extras.append(lengths)
                     if self.return_mask:
@@ -126,10 +138,14 @@ class PadCollate:
         multiple = self.pad_to_multiple_of
         return longest if multiple is None else -(-longest // multiple) * multiple
 
-    def _pad(self, arrays: list[np.ndarray], alloc: Allocator | None, path: str) -> tuple[np.ndarray, np.ndarray]:
+    def _pad(
+        self, arrays: list[np.ndarray], alloc: Allocator | None, path: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         first = arrays[0]
         if first.ndim == 0:
-            raise CollateError(f"PadCollate cannot pad a 0-d value{' at ' + path if path else ''} ({{first}}); pass keys=")
+            raise CollateError(
+                f"PadCollate cannot pad a 0-d value{' at ' + path if path else ''} ({{first}}); pass keys="
+            )
         axis = self.axis % first.ndim
         for position, array in enumerate(arrays):
             other = array.shape[:axis] + array.shape[axis + 1 :]
@@ -157,13 +173,19 @@ class PadCollate:
     def _mask(self, lengths: np.ndarray, padded: np.ndarray, alloc: Allocator | None) -> np.ndarray:
         width = int(padded.shape[1 + self.axis % (padded.ndim - 1)])
         steps = np.arange(width)
-        mask = alloc((len(lengths), width), np.bool_) if alloc is not None else np.empty((len(lengths), width), np.bool_)
+        mask = (
+            alloc((len(lengths), width), np.bool_)
+            if alloc is not None
+            else np.empty((len(lengths), width), np.bool_)
+        )
         np.less(steps[None, :], lengths[:, None], out=mask)
         return mask
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.generic))
+    return isinstance(value, np.ndarray) or (
+        hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.generic)
+    )
 
 
 pad_collate = PadCollate()
@@ -188,7 +210,9 @@ def _audio_of(sample: Any, key: int | str | None) -> tuple[np.ndarray, Any]:
 
 
 class _FixedLength:
-    def __init__(self, length: int, axis: int = -1, pad_value: float = 0.0, key: int | str | None = None) -> None:
+    def __init__(
+        self, length: int, axis: int = -1, pad_value: float = 0.0, key: int | str | None = None
+    ) -> None:
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length <= 0:
             raise ValueError(f"length must be a positive int (samples or frames), got {length!r}")
         self.length = int(length)
@@ -225,7 +249,14 @@ class PadOrCrop(_FixedLength):
     """Exactly ``length`` along ``axis``: longer samples cropped (``align="start"`` keeps the
     beginning, ``"center"`` the middle), shorter ones padded at the end with ``pad_value``."""
 
-    def __init__(self, length: int, axis: int = -1, pad_value: float = 0.0, key: int | str | None = None, align: str = "start") -> None:
+    def __init__(
+        self,
+        length: int,
+        axis: int = -1,
+        pad_value: float = 0.0,
+        key: int | str | None = None,
+        align: str = "start",
+    ) -> None:
         super().__init__(length, axis, pad_value, key)
         if align not in ("start", "center"):
             raise ValueError(f"align must be 'start' or 'center', got {align!r}")

@@ -75,7 +75,9 @@ class RandomSampler(Sampler[int]):
         seed: int | None = None,
     ) -> None:
         if not isinstance(replacement, bool):
-            raise TypeError(f"replacement should be a boolean value, but got replacement={replacement}")
+            raise TypeError(
+                f"replacement should be a boolean value, but got replacement={replacement}"
+            )
         if num_samples is not None and (not isinstance(num_samples, int) or num_samples <= 0):
             raise ValueError(
                 f"num_samples should be a positive integer value, but got num_samples={num_samples}"
@@ -116,7 +118,12 @@ class RandomSampler(Sampler[int]):
 class SubsetRandomSampler(Sampler[int]):
     """The given ``indices`` in a random order that depends only on (seed, epoch)."""
 
-    def __init__(self, indices: Sequence[int], generator: np.random.Generator | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        indices: Sequence[int],
+        generator: np.random.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
         if generator is not None and seed is not None:
             raise ValueError("SubsetRandomSampler: pass seed or generator, not both")
         self.indices_ = np.asarray(list(indices), dtype=np.int64)
@@ -145,14 +152,28 @@ class WeightedRandomSampler(Sampler[int]):
         generator: np.random.Generator | None = None,
         seed: int | None = None,
     ) -> None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
-            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={num_samples!r}")
+        if (
+            isinstance(num_samples, bool)
+            or not isinstance(num_samples, (int, np.integer))
+            or num_samples <= 0
+        ):
+            raise ValueError(
+                f"num_samples should be a positive integer value, but got num_samples={num_samples!r}"
+            )
         if not isinstance(replacement, bool):
-            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement!r}")
+            raise ValueError(
+                f"replacement should be a boolean value, but got replacement={replacement!r}"
+            )
         weights_array = np.asarray(weights, dtype=np.float64)
         if weights_array.ndim != 1:
-            raise ValueError(f"weights should be a 1d sequence but given weights have shape {weights_array.shape}")
-        if not np.isfinite(weights_array).all() or (weights_array < 0).any() or weights_array.sum() <= 0:
+            raise ValueError(
+                f"weights should be a 1d sequence but given weights have shape {weights_array.shape}"
+            )
+        if (
+            not np.isfinite(weights_array).all()
+            or (weights_array < 0).any()
+            or weights_array.sum() <= 0
+        ):
             raise ValueError("weights must be finite, non-negative and not all zero")
         if not replacement and num_samples > len(weights_array):
             raise ValueError(
@@ -261,7 +282,9 @@ class DistributedSampler(Sampler[int]):
         if num_replicas <= 0:
             raise ValueError(f"num_replicas must be positive, got {num_replicas}")
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+            raise ValueError(
+                f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]"
+            )
         self.dataset = dataset
         self.num_replicas = num_replicas
         self.rank = rank

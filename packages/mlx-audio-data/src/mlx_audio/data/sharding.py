@@ -11,7 +11,10 @@ from .sampler import BatchSampler, DistributedSampler, RandomSampler, Sequential
 
 
 def shard_loader(
-    loader: DataLoader, num_replicas: int | None = None, rank: int | None = None, seed: int | None = None
+    loader: DataLoader,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+    seed: int | None = None,
 ) -> DataLoader:
     """A copy of ``loader`` that yields only this rank's share of every epoch.
 
@@ -27,7 +30,9 @@ def shard_loader(
     stream by rank itself, or a custom sampler): wrap or replace that sampler yourself.
     """
     if not isinstance(loader, DataLoader):
-        raise ValueError(f"shard_loader needs an mlx_audio.data.DataLoader, got {type(loader).__name__}")
+        raise ValueError(
+            f"shard_loader needs an mlx_audio.data.DataLoader, got {type(loader).__name__}"
+        )
     if num_replicas is None or rank is None:
         import mlx.core as mx
 
@@ -39,7 +44,9 @@ def shard_loader(
     batch_sampler = loader.batch_sampler
     dataset = loader.dataset
     kwargs: dict[str, Any] = {}
-    if is_hugging_face_stream(dataset):  # it splits itself by node (whole shards or every n-th example)
+    if is_hugging_face_stream(
+        dataset
+    ):  # it splits itself by node (whole shards or every n-th example)
         from datasets.distributed import split_dataset_by_node
 
         dataset = split_dataset_by_node(dataset, rank=rank, world_size=num_replicas)
@@ -50,17 +57,25 @@ def shard_loader(
     elif isinstance(sampler, (RandomSampler, SequentialSampler)) and (
         batch_sampler is None or type(batch_sampler) is BatchSampler
     ):
-        if isinstance(sampler, RandomSampler) and (sampler.replacement or sampler._num_samples is not None):
+        if isinstance(sampler, RandomSampler) and (
+            sampler.replacement or sampler._num_samples is not None
+        ):
             raise ValueError(
                 "shard_loader: a RandomSampler with replacement or num_samples cannot be split by rank; "
                 "give each rank its own sampler (e.g. seeded by rank)"
             )
         shuffle = isinstance(sampler, RandomSampler)
-        kwargs["sampler"] = DistributedSampler(loader.dataset, num_replicas, rank, shuffle=shuffle, seed=seed)
+        kwargs["sampler"] = DistributedSampler(
+            loader.dataset, num_replicas, rank, shuffle=shuffle, seed=seed
+        )
         kwargs["batch_size"] = loader.batch_size
         kwargs["drop_last"] = loader.drop_last
     else:
-        what = "an IterableDataset (other than a Hugging Face stream)" if sampler is None else f"a {type(sampler).__name__} / {type(batch_sampler).__name__}"
+        what = (
+            "an IterableDataset (other than a Hugging Face stream)"
+            if sampler is None
+            else f"a {type(sampler).__name__} / {type(batch_sampler).__name__}"
+        )
         raise ValueError(
             f"shard_loader cannot split {what} by rank: give each rank its own share (a "
             "DistributedSampler, or an IterableDataset that yields its share from "

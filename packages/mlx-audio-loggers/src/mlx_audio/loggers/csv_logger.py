@@ -87,7 +87,9 @@ class CSVLogger(VersionedDir, Logger):
             self._close_file()
             self._stale_since = self._stale_since or time.monotonic()
             if self._strict:
-                raise LoggerError(f"CSVLogger: writing {self.log_dir} failed: {error!r} (strict=True stops the run)") from error
+                raise LoggerError(
+                    f"CSVLogger: writing {self.log_dir} failed: {error!r} (strict=True stops the run)"
+                ) from error
             if not self._warned:
                 self._warned = True
                 warnings.warn(
@@ -123,7 +125,9 @@ class CSVLogger(VersionedDir, Logger):
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
-        if self._hparams is not None and not os.path.exists(os.path.join(self.log_dir, "hparams.json")):
+        if self._hparams is not None and not os.path.exists(
+            os.path.join(self.log_dir, "hparams.json")
+        ):
             self._write_hparams()
         self._file = open(self.metrics_file, "a", newline="")  # noqa: SIM115 (kept open for appends)
         self._writer = csv.DictWriter(self._file, fieldnames=self._columns)
@@ -154,7 +158,9 @@ class CSVLogger(VersionedDir, Logger):
         self._close_file()
         if self._stale_since is None:
             return
-        fallback = os.path.join(tempfile.gettempdir(), f"mlx_audio-{self.name}-{self.version}-{os.getpid()}-metrics.csv")
+        fallback = os.path.join(
+            tempfile.gettempdir(), f"mlx_audio-{self.name}-{self.version}-{os.getpid()}-metrics.csv"
+        )
         try:
             with open(fallback, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self._columns)

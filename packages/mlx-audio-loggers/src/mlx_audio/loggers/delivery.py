@@ -58,7 +58,9 @@ class Record:
     time: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "step": self.step, "time": self.time, "values": self.values})
+        return json.dumps(
+            {"kind": self.kind, "step": self.step, "time": self.time, "values": self.values}
+        )
 
     @classmethod
     def from_json(cls, line: str) -> Record:
@@ -96,7 +98,9 @@ class QueuedLogger(Logger):
     _policy: DeliveryPolicy
     _spool_dir: str | None
 
-    def _init_delivery(self, strict: bool, flush_timeout: float, spool_dir: str | os.PathLike | None) -> None:
+    def _init_delivery(
+        self, strict: bool, flush_timeout: float, spool_dir: str | os.PathLike | None
+    ) -> None:
         self._policy = DeliveryPolicy(strict=strict, flush_timeout=flush_timeout)
         self._spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self._pending: deque[Record] = deque()
@@ -197,7 +201,9 @@ class QueuedLogger(Logger):
         self._check_health()
         with self._wake:
             if self._closing is not None:
-                raise RuntimeError(f"{type(self).__name__} was finalized; create a new logger to log again")
+                raise RuntimeError(
+                    f"{type(self).__name__} was finalized; create a new logger to log again"
+                )
             if self._thread is None:
                 self._before_first_record()
             if len(self._pending) >= self._policy.max_pending:
@@ -210,8 +216,14 @@ class QueuedLogger(Logger):
     def _check_health(self) -> None:
         error = self._error
         stuck = self._in_flight_since
-        if error is None and stuck is not None and time.monotonic() - stuck > self._policy.call_timeout:
-            error = TimeoutError(f"a call to the backend has not returned after {self._policy.call_timeout:g} s")
+        if (
+            error is None
+            and stuck is not None
+            and time.monotonic() - stuck > self._policy.call_timeout
+        ):
+            error = TimeoutError(
+                f"a call to the backend has not returned after {self._policy.call_timeout:g} s"
+            )
         if error is None:
             return
         message = f"{type(self).__name__}: the backend failed: {error!r}"
@@ -230,7 +242,9 @@ class QueuedLogger(Logger):
     def _start(self) -> None:
         with self._wake:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._delivery_loop, name=f"{type(self).__name__}-delivery", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._delivery_loop, name=f"{type(self).__name__}-delivery", daemon=True
+                )
                 self._thread.start()
 
     # -- the delivery thread ---------------------------------------------------------------------
@@ -276,11 +290,21 @@ class QueuedLogger(Logger):
 
     def _spool(self, records: list[Record]) -> str:
         name = type(self).__name__
-        reason = repr(self._error or self._first_error or TimeoutError(f"not delivered within flush_timeout={self._policy.flush_timeout:g} s"))
-        lost = f"; {self._dropped} older records were dropped (more than max_pending={self._policy.max_pending} queued)" if self._dropped else ""
+        reason = repr(
+            self._error
+            or self._first_error
+            or TimeoutError(f"not delivered within flush_timeout={self._policy.flush_timeout:g} s")
+        )
+        lost = (
+            f"; {self._dropped} older records were dropped (more than max_pending={self._policy.max_pending} queued)"
+            if self._dropped
+            else ""
+        )
         if not records:
             return f"{name}: {self._dropped} records not delivered ({reason}){lost}"
-        filename = f"undelivered-{name}-{self.version or 'run'}-{os.getpid()}-{int(time.time())}.jsonl"
+        filename = (
+            f"undelivered-{name}-{self.version or 'run'}-{os.getpid()}-{int(time.time())}.jsonl"
+        )
         for folder in (self._spool_dir or os.getcwd(), tempfile.gettempdir()):
             path = os.path.join(folder, filename)
             try:
@@ -293,6 +317,8 @@ class QueuedLogger(Logger):
                 continue
             steps = [r.step for r in records if r.step is not None]
             span = f", steps {min(steps)}-{max(steps)}" if steps else ""
-            return (f"{name}: {len(records)} records not delivered ({reason}{span}){lost}; saved to {path} "
-                    f"(send them later with {name}(...).replay({path!r}))")
+            return (
+                f"{name}: {len(records)} records not delivered ({reason}{span}){lost}; saved to {path} "
+                f"(send them later with {name}(...).replay({path!r}))"
+            )
         return f"{name}: {len(records)} records not delivered ({reason}) and could not be saved anywhere{lost}"

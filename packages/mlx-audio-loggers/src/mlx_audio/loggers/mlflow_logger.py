@@ -51,7 +51,11 @@ class MLflowLogger(QueuedLogger):
         spool_dir: str | os.PathLike | None = None,
     ) -> None:
         require("mlflow", "mlflow", "MLflowLogger")
-        if tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI") and not _has_full_mlflow():
+        if (
+            tracking_uri is None
+            and not os.environ.get("MLFLOW_TRACKING_URI")
+            and not _has_full_mlflow()
+        ):
             raise ValueError(
                 "MLflowLogger(tracking_uri=None) uses MLflow's local store, which needs the full "
                 "mlflow package (pip install 'mlx-audio-loggers[mlflow]'); only mlflow-skinny is "
@@ -84,7 +88,9 @@ class MLflowLogger(QueuedLogger):
                         )
                     else:
                         self._experiment_id = found.experiment_id
-                    run = client.create_run(self._experiment_id, run_name=self._run_name, tags=self._tags)
+                    run = client.create_run(
+                        self._experiment_id, run_name=self._run_name, tags=self._tags
+                    )
                     self._run_id = run.info.run_id
                 else:
                     self._experiment_id = client.get_run(self._run_id).info.experiment_id

@@ -23,7 +23,9 @@ class EventFile:
 
     def __init__(self, folder: str, suffix: str = "") -> None:
         stamp = f"{time.time():.6f}"
-        self.path = os.path.join(folder, f"events.out.tfevents.{stamp[:10]}.{socket.gethostname()}{suffix}")
+        self.path = os.path.join(
+            folder, f"events.out.tfevents.{stamp[:10]}.{socket.gethostname()}{suffix}"
+        )
         self._good = 0  # bytes of complete records on disk
         self._fd: int | None = None
 
@@ -37,7 +39,12 @@ class EventFile:
         for event in events:
             record = event.SerializeToString()
             header = struct.pack("<Q", len(record))
-            chunks += [header, struct.pack("<I", masked_crc32c(header)), record, struct.pack("<I", masked_crc32c(record))]
+            chunks += [
+                header,
+                struct.pack("<I", masked_crc32c(header)),
+                record,
+                struct.pack("<I", masked_crc32c(record)),
+            ]
         data = b"".join(chunks)
         payload = memoryview(data)
         try:
@@ -112,11 +119,26 @@ class TensorBoardLogger(VersionedDir, QueuedLogger):
         from tensorboardX.summary import hparams
 
         if record.kind == "hparams":
-            flat = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in record.values.items()}
-            events = [event_pb2.Event(summary=s, wall_time=record.time) for s in hparams(flat, metric_dict={})]
+            flat = {
+                k: (v if isinstance(v, (bool, int, float, str)) else str(v))
+                for k, v in record.values.items()
+            }
+            events = [
+                event_pb2.Event(summary=s, wall_time=record.time)
+                for s in hparams(flat, metric_dict={})
+            ]
         else:
-            values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in record.values.items()]
-            events = [event_pb2.Event(summary=summary_pb2.Summary(value=values), step=record.step, wall_time=record.time)]
+            values = [
+                summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+                for k, v in record.values.items()
+            ]
+            events = [
+                event_pb2.Event(
+                    summary=summary_pb2.Summary(value=values),
+                    step=record.step,
+                    wall_time=record.time,
+                )
+            ]
         if self._events is None:
             self._events = EventFile(self.log_dir, self._writer_kwargs.get("filename_suffix", ""))
         self._events.write(events)

@@ -24,44 +24,105 @@ def _value(text: str) -> Any:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mlx-audio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,plot,zero-shot}")
+    top = argparse.ArgumentParser(
+        prog="mlx-audio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = top.add_subparsers(
+        dest="command", required=True, metavar="{train,evaluate,predict,plot,zero-shot}"
+    )
 
-    train = commands.add_parser("train", help="train a classifier (checkpoints, logs, progress) on audio files",
-                                description="Train an audio classifier (log-mels + AudioCNN) with the Trainer. Every "
-                                "setting below can also come from --config (YAML, same names by section); flags win.")
-    train.add_argument("--data", help="training data: a folder of class folders, or a CSV/TSV/JSONL manifest (data.train)")
-    train.add_argument("--val-data", help="validation data, same forms (data.val); default: hold out data.val_fraction")
+    train = commands.add_parser(
+        "train",
+        help="train a classifier (checkpoints, logs, progress) on audio files",
+        description="Train an audio classifier (log-mels + AudioCNN) with the Trainer. Every "
+        "setting below can also come from --config (YAML, same names by section); flags win.",
+    )
+    train.add_argument(
+        "--data",
+        help="training data: a folder of class folders, or a CSV/TSV/JSONL manifest (data.train)",
+    )
+    train.add_argument(
+        "--val-data",
+        help="validation data, same forms (data.val); default: hold out data.val_fraction",
+    )
     train.add_argument("--model", choices=["cnn"], help="model.name")
-    train.add_argument("--config", help="a YAML file of settings (see --print-config for all of them)")
-    train.add_argument("--print-config", action="store_true", help="print the resolved settings as YAML and exit")
-    train.add_argument("--resume", action="store_true", help="continue from <trainer.default_root_dir>/checkpoints/last")
-    group = train.add_argument_group("settings (section.key; values are YAML: 5, 1e-3, null, [16, 32])")
+    train.add_argument(
+        "--config", help="a YAML file of settings (see --print-config for all of them)"
+    )
+    train.add_argument(
+        "--print-config", action="store_true", help="print the resolved settings as YAML and exit"
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <trainer.default_root_dir>/checkpoints/last",
+    )
+    group = train.add_argument_group(
+        "settings (section.key; values are YAML: 5, 1e-3, null, [16, 32])"
+    )
     for key, help_text in flags():
-        group.add_argument(f"--{key}", dest=key, type=_value, default=argparse.SUPPRESS, metavar="VALUE", help=help_text)
+        group.add_argument(
+            f"--{key}",
+            dest=key,
+            type=_value,
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
+            help=help_text,
+        )
 
-    for name, text in (("evaluate", "accuracy and confusion matrix (text + PNG) of a trained run on labelled data"),
-                       ("predict", "the predicted class of every file, as CSV or JSONL")):
+    for name, text in (
+        (
+            "evaluate",
+            "accuracy and confusion matrix (text + PNG) of a trained run on labelled data",
+        ),
+        ("predict", "the predicted class of every file, as CSV or JSONL"),
+    ):
         command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("--run", required=True, help="the folder `mlx-audio train` wrote (trainer.default_root_dir)")
-        command.add_argument("--data", required=True, help="a folder of class folders or a manifest")
-        command.add_argument("--checkpoint", default="best", help="best (default), last, or a checkpoint folder")
+        command.add_argument(
+            "--run",
+            required=True,
+            help="the folder `mlx-audio train` wrote (trainer.default_root_dir)",
+        )
+        command.add_argument(
+            "--data", required=True, help="a folder of class folders or a manifest"
+        )
+        command.add_argument(
+            "--checkpoint", default="best", help="best (default), last, or a checkpoint folder"
+        )
         if name == "evaluate":
-            command.add_argument("--out", help="where confusion.txt/.png go (default: <run>/evaluation)")
+            command.add_argument(
+                "--out", help="where confusion.txt/.png go (default: <run>/evaluation)"
+            )
         else:
-            command.add_argument("--out", default="predictions.csv", help="output file: .csv (default) or .jsonl")
+            command.add_argument(
+                "--out", default="predictions.csv", help="output file: .csv (default) or .jsonl"
+            )
 
-    plot = commands.add_parser("plot", help="PNGs of a run's curves and learning rate (needs matplotlib)",
-                               description="Write <run>/curves.png and <run>/lr.png from the run's CSV log.")
+    plot = commands.add_parser(
+        "plot",
+        help="PNGs of a run's curves and learning rate (needs matplotlib)",
+        description="Write <run>/curves.png and <run>/lr.png from the run's CSV log.",
+    )
     plot.add_argument("run", help="the run folder")
 
-    zero = commands.add_parser("zero-shot", help="classify files against label names with CLAP, no training",
-                               description="Compare every file with the prompts built from --labels (CLAP): CSV of "
-                               "the best label per file; the accuracy too where the data's classes are among the labels.")
-    zero.add_argument("--model", required=True, help="a CLAP folder (config.json, weights, tokenizer.json) or a Hub repo id")
+    zero = commands.add_parser(
+        "zero-shot",
+        help="classify files against label names with CLAP, no training",
+        description="Compare every file with the prompts built from --labels (CLAP): CSV of "
+        "the best label per file; the accuracy too where the data's classes are among the labels.",
+    )
+    zero.add_argument(
+        "--model",
+        required=True,
+        help="a CLAP folder (config.json, weights, tokenizer.json) or a Hub repo id",
+    )
     zero.add_argument("--data", required=True, help="a folder of class folders or a manifest")
-    zero.add_argument("--labels", required=True, help="comma-separated label names, e.g. 'dog,siren,rain'")
-    zero.add_argument("--template", default="This is a sound of {}.", help="the prompt; {} is the label")
+    zero.add_argument(
+        "--labels", required=True, help="comma-separated label names, e.g. 'dog,siren,rain'"
+    )
+    zero.add_argument(
+        "--template", default="This is a sound of {}.", help="the prompt; {} is the label"
+    )
     zero.add_argument("--out", default="zero_shot.csv", help="output CSV")
     return top
 
@@ -73,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             overrides = {k: v for k, v in vars(args).items() if "." in k}
-            for flag, key in (("data", "data.train"), ("val_data", "data.val"), ("model", "model.name")):
+            for flag, key in (
+                ("data", "data.train"),
+                ("val_data", "data.val"),
+                ("model", "model.name"),
+            ):
                 if getattr(args, flag) is not None:
                     overrides[key] = getattr(args, flag)
             settings = load(args.config, overrides)
@@ -84,21 +149,37 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("no training data: pass --data PATH (or data.train in --config)")
             result = tasks.train(settings, args.resume)
             score = "-" if result["score"] is None else f"{result['score']:.4g}"
-            print(f"mlx-audio: best checkpoint {result['best']} ({settings.trainer.monitor}={score})")
+            print(
+                f"mlx-audio: best checkpoint {result['best']} ({settings.trainer.monitor}={score})"
+            )
             if result.get("clap"):
-                print(f"mlx-audio: fine-tuned CLAP written to {result['clap']} (mlx-audio zero-shot --model {result['clap']})")
+                print(
+                    f"mlx-audio: fine-tuned CLAP written to {result['clap']} (mlx-audio zero-shot --model {result['clap']})"
+                )
         elif args.command == "evaluate":
             out = args.out or f"{args.run}/evaluation"
             report = tasks.evaluate(args.run, args.data, args.checkpoint, out)
             print(report["confusion"], end="")
-            print(f"accuracy: {report['accuracy']:.4f} on {report['clips']} clips; confusion matrix in {out}"
-                  + ("" if report["png"] else " (text only: install matplotlib for the PNG)"))
+            print(
+                f"accuracy: {report['accuracy']:.4f} on {report['clips']} clips; confusion matrix in {out}"
+                + ("" if report["png"] else " (text only: install matplotlib for the PNG)")
+            )
         elif args.command == "predict":
             count = tasks.predict(args.run, args.data, args.checkpoint, args.out)
             print(f"mlx-audio: {count} predictions in {args.out}")
         elif args.command == "zero-shot":
-            result = tasks.zero_shot(args.model, args.data, [x.strip() for x in args.labels.split(",")], args.template, args.out)
-            accuracy = "" if result["accuracy"] is None else f"; accuracy {result['accuracy']:.4f} on {result['labelled']} labelled files"
+            result = tasks.zero_shot(
+                args.model,
+                args.data,
+                [x.strip() for x in args.labels.split(",")],
+                args.template,
+                args.out,
+            )
+            accuracy = (
+                ""
+                if result["accuracy"] is None
+                else f"; accuracy {result['accuracy']:.4f} on {result['labelled']} labelled files"
+            )
             print(f"mlx-audio: {result['count']} files classified in {args.out}{accuracy}")
         else:
             for path in tasks.plot_run(args.run):

@@ -24,8 +24,14 @@ from mlx_audio.train import OptimizerConfig, TrainModule
 
 from .config import Settings
 
-_COPIED = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "special_tokens_map.json",
-           "vocab.json", "merges.txt")
+_COPIED = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def _pretrained(settings: Settings) -> str:
@@ -36,7 +42,9 @@ def _pretrained(settings: Settings) -> str:
             "--model.name clap fine-tunes a pretrained CLAP, e.g. one saved by CLAP.save_pretrained"
         )
     if not os.path.isfile(os.path.join(folder, "tokenizer.json")):
-        raise FileNotFoundError(f"model.pretrained: {folder} has no tokenizer.json (needed to read the captions)")
+        raise FileNotFoundError(
+            f"model.pretrained: {folder} has no tokenizer.json (needed to read the captions)"
+        )
     return folder
 
 
@@ -52,7 +60,9 @@ class CaptionPairs:
     """A worker-side transform: ``(wave, label[, caption])`` -> CLAP features, caption tokens
     and a caption id (equal captions, equal ids). Seeded per sample (the loader's ``rng``)."""
 
-    def __init__(self, extractor: Any, tokenizer: Any, classes: list[str], template: str, max_tokens: int) -> None:
+    def __init__(
+        self, extractor: Any, tokenizer: Any, classes: list[str], template: str, max_tokens: int
+    ) -> None:
         self.extractor = extractor
         self.tokenizer = tokenizer
         self.classes = classes
@@ -68,11 +78,19 @@ class CaptionPairs:
 
     def __call__(self, item: Any, rng: np.random.Generator) -> tuple:
         text = self.caption(item)
-        features = self.extractor([np.asarray(item[0])], sampling_rate=self.extractor.sampling_rate,
-                                  random_state=int(rng.integers(2**31 - 1)))
+        features = self.extractor(
+            [np.asarray(item[0])],
+            sampling_rate=self.extractor.sampling_rate,
+            random_state=int(rng.integers(2**31 - 1)),
+        )
         tokens = self.tokenizer([text], padding="max_length", max_length=self.max_tokens)
-        return (features["input_features"][0], features["is_longer"][0], tokens["input_ids"][0],
-                tokens["attention_mask"][0], np.int64(zlib.crc32(text.encode())))
+        return (
+            features["input_features"][0],
+            features["is_longer"][0],
+            tokens["input_ids"][0],
+            tokens["attention_mask"][0],
+            np.int64(zlib.crc32(text.encode())),
+        )
 
 
 class CaptionedCLAP(TrainModule):
@@ -95,8 +113,10 @@ class CaptionedCLAP(TrainModule):
         out = self.clap(features, ids, attention_mask=mask, is_longer=is_longer if fusion else None)
         same = (caption_ids[:, None] == caption_ids[None, :]).astype(mx.float32)
         targets = same / mx.sum(same, axis=1, keepdims=True)
-        loss = (mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], targets))
-                + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], targets))) / 2
+        loss = (
+            mx.mean(nn.losses.cross_entropy(out["logits_per_audio"], targets))
+            + mx.mean(nn.losses.cross_entropy(out["logits_per_text"], targets))
+        ) / 2
         closest = mx.argmax(out["logits_per_audio"], axis=-1)
         hit = mx.take_along_axis(same, closest[:, None], axis=1)[:, 0]
         return loss, {"retrieval_accuracy": mx.mean(hit)}
@@ -118,17 +138,30 @@ def extractor_of(settings: Settings) -> Any:
     return extractor_for(folder, fusion)
 
 
-def loaders(settings: Settings, train: Any, val: Any, extractor: Any) -> tuple[DataLoader, DataLoader]:
+def loaders(
+    settings: Settings, train: Any, val: Any, extractor: Any
+) -> tuple[DataLoader, DataLoader]:
     from mlx_audio.models.clap import ClapTokenizer
 
     folder = _pretrained(settings)
     base = train.dataset if isinstance(train, Subset) else train
-    pairs = CaptionPairs(extractor, ClapTokenizer.from_pretrained(folder), list(getattr(base, "classes", [])),
-                         settings.data.caption_template, settings.model.max_tokens)
+    pairs = CaptionPairs(
+        extractor,
+        ClapTokenizer.from_pretrained(folder),
+        list(getattr(base, "classes", [])),
+        settings.data.caption_template,
+        settings.model.max_tokens,
+    )
     d = settings.data
     return (
-        DataLoader(train, batch_size=d.batch_size, shuffle=True, drop_last=len(train) > d.batch_size,
-                   num_workers=d.num_workers, cpu_transforms=[pairs]),
+        DataLoader(
+            train,
+            batch_size=d.batch_size,
+            shuffle=True,
+            drop_last=len(train) > d.batch_size,
+            num_workers=d.num_workers,
+            cpu_transforms=[pairs],
+        ),
         DataLoader(val, batch_size=d.batch_size, num_workers=d.num_workers, cpu_transforms=[pairs]),
     )
 

@@ -18,7 +18,9 @@ class DataSettings:
     clip_seconds: float = 1.0  # training clips are randomly cropped (padded) to this length
     batch_size: int = 32
     num_workers: int = 2
-    caption_template: str = "{label}"  # model.name clap, class folders: the caption of a clip of class {label}
+    caption_template: str = (
+        "{label}"  # model.name clap, class folders: the caption of a clip of class {label}
+    )
 
 
 @dataclass
@@ -56,7 +58,9 @@ class TrainerSettings:
     max_epochs: int = 10
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = 1.0
-    precision: Literal["32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"] = "32-true"
+    precision: Literal[
+        "32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"
+    ] = "32-true"
     seed: int = 0
     default_root_dir: str = "runs/mlx-audio"
     log_every_n_steps: int = 50
@@ -96,7 +100,9 @@ def _check(key: str, kind: Any, value: Any) -> Any:
     args = get_args(kind)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not valid; valid values: {', '.join(repr(a) for a in args)}")
+            raise ConfigError(
+                f"{key}: {value!r} is not valid; valid values: {', '.join(repr(a) for a in args)}"
+            )
         return value
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
@@ -117,7 +123,9 @@ def _check(key: str, kind: Any, value: Any) -> Any:
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(
+            f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})"
+        )
     return value
 
 
@@ -127,20 +135,28 @@ def apply(settings: Settings, values: dict[str, Any], source: str) -> None:
     for name, value in values.items():
         section, _, key = name.partition(".")
         if section not in hints:
-            raise ConfigError(f"{source}: unknown section {section!r}; valid sections: {', '.join(hints)}")
+            raise ConfigError(
+                f"{source}: unknown section {section!r}; valid sections: {', '.join(hints)}"
+            )
         if not key:
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: {section} must be a mapping of settings, got {value!r}")
+                raise ConfigError(
+                    f"{source}: {section} must be a mapping of settings, got {value!r}"
+                )
             apply(settings, {f"{section}.{k}": v for k, v in value.items()}, source)
             continue
         target = getattr(settings, section)
         kinds = typing.get_type_hints(type(target))
         if key not in kinds:
-            raise ConfigError(f"{source}: unknown setting {section}.{key}; valid: {', '.join(f'{section}.{k}' for k in kinds)}")
+            raise ConfigError(
+                f"{source}: unknown setting {section}.{key}; valid: {', '.join(f'{section}.{k}' for k in kinds)}"
+            )
         setattr(target, key, _check(f"{source}: {section}.{key}", kinds[key], value))
     for logger in settings.trainer.loggers:
         if logger not in LOGGERS:
-            raise ConfigError(f"{source}: trainer.loggers: {logger!r} is not valid; valid values: {', '.join(LOGGERS)}")
+            raise ConfigError(
+                f"{source}: trainer.loggers: {logger!r} is not valid; valid values: {', '.join(LOGGERS)}"
+            )
 
 
 def load(path: str | None, overrides: dict[str, Any]) -> Settings:
@@ -152,7 +168,9 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
         with open(path) as f:
             loaded = yaml.safe_load(f) or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections (data, model, optimizer, scheduler, trainer)")
+            raise ConfigError(
+                f"{path}: expected a mapping of sections (data, model, optimizer, scheduler, trainer)"
+            )
         apply(settings, loaded, path)
     apply(settings, overrides, "command line")
     return settings
@@ -170,5 +188,7 @@ def flags() -> list[tuple[str, str]]:
     for section, kind in typing.get_type_hints(Settings).items():
         defaults = kind()
         for key, hint in typing.get_type_hints(kind).items():
-            out.append((f"{section}.{key}", f"{_describe(hint)} (default {getattr(defaults, key)!r})"))
+            out.append(
+                (f"{section}.{key}", f"{_describe(hint)} (default {getattr(defaults, key)!r})")
+            )
     return out

@@ -38,7 +38,9 @@ def dataset(path: str, sample_rate: int) -> Any:
         return AudioFolder(path, sample_rate=sample_rate)
     if os.path.isfile(path) and path.lower().endswith(MANIFEST_SUFFIXES):
         return AudioManifest(path, sample_rate=sample_rate)
-    raise FileNotFoundError(f"--data {path!r}: expected a folder of class folders or a manifest ({', '.join(MANIFEST_SUFFIXES)})")
+    raise FileNotFoundError(
+        f"--data {path!r}: expected a folder of class folders or a manifest ({', '.join(MANIFEST_SUFFIXES)})"
+    )
 
 
 def files_of(data: Any) -> list[str]:
@@ -52,13 +54,23 @@ class AudioClassifier(TrainModule):
         super().__init__()
         model = settings.model
         self.settings = settings
-        self.features = LogMel(settings.data.sample_rate, n_fft=model.n_fft, hop_length=model.hop_length, n_mels=model.n_mels,
-                               f_min=model.f_min, top_db=model.top_db)
-        self.net = AudioCNN(num_classes=num_classes, channels=tuple(model.channels), dropout=model.dropout)
+        self.features = LogMel(
+            settings.data.sample_rate,
+            n_fft=model.n_fft,
+            hop_length=model.hop_length,
+            n_mels=model.n_mels,
+            f_min=model.f_min,
+            top_db=model.top_db,
+        )
+        self.net = AudioCNN(
+            num_classes=num_classes, channels=tuple(model.channels), dropout=model.dropout
+        )
 
     def __call__(self, waves: mx.array) -> mx.array:
         mels = self.features.features(waves)
-        mels = (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5)
+        mels = (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
+            mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5
+        )
         return self.net(mels[:, None])
 
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
@@ -79,9 +91,16 @@ def make_optimizer(settings: Settings, total: int) -> OptimizerConfig:
     opt, sched = settings.optimizer, settings.scheduler
     lr: Any = opt.lr
     if sched.name == "warmup_cosine":
-        lr = WarmupCosineScheduler(peak_lr=opt.lr, warmup_steps=int(total * sched.warmup_fraction), total_steps=total, min_lr=sched.min_lr)
+        lr = WarmupCosineScheduler(
+            peak_lr=opt.lr,
+            warmup_steps=int(total * sched.warmup_fraction),
+            total_steps=total,
+            min_lr=sched.min_lr,
+        )
     if opt.name == "sgd":
-        optimizer: optim.Optimizer = optim.SGD(learning_rate=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        optimizer: optim.Optimizer = optim.SGD(
+            learning_rate=lr, momentum=opt.momentum, weight_decay=opt.weight_decay
+        )
     elif opt.name == "adam":
         optimizer = optim.Adam(learning_rate=lr)
     else:
@@ -102,7 +121,9 @@ def datasets(settings: Settings, sample_rate: int) -> tuple[Any, Any, list[str]]
     if d.val is not None:
         val = dataset(d.val, sample_rate)
         if list(val.classes) != list(train.classes):
-            raise ValueError(f"--data.val {d.val}: classes {val.classes} differ from the training data's {train.classes}")
+            raise ValueError(
+                f"--data.val {d.val}: classes {val.classes} differ from the training data's {train.classes}"
+            )
     else:
         train, val = split(train, d.val_fraction, settings.trainer.seed)
     return train, val, list((train.dataset if isinstance(train, Subset) else train).classes)
@@ -113,8 +134,19 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
     train, val, classes = datasets(settings, d.sample_rate)
     length = int(round(d.clip_seconds * d.sample_rate))
     return (
-        DataLoader(train, batch_size=d.batch_size, shuffle=True, num_workers=d.num_workers, cpu_transforms=[RandomCrop(length)]),
-        DataLoader(val, batch_size=d.batch_size, num_workers=d.num_workers, cpu_transforms=[PadOrCrop(length)]),
+        DataLoader(
+            train,
+            batch_size=d.batch_size,
+            shuffle=True,
+            num_workers=d.num_workers,
+            cpu_transforms=[RandomCrop(length)],
+        ),
+        DataLoader(
+            val,
+            batch_size=d.batch_size,
+            num_workers=d.num_workers,
+            cpu_transforms=[PadOrCrop(length)],
+        ),
         classes,
     )
 
@@ -130,11 +162,15 @@ def make_loggers(settings: Settings) -> list[Any]:
     names = list(settings.trainer.loggers)
     if "tensorboard" in names and importlib.util.find_spec("tensorboardX") is None:
         names.remove("tensorboard")
-        print("mlx-audio: no TensorBoard log (tensorboardX is not installed: pip install 'mlx-audio-loggers[tensorboard]')")
-    made = {"csv": lambda: lg.CSVLogger(root, name="logs", version=0),
-            "tensorboard": lambda: lg.TensorBoardLogger(root, name="tensorboard", version=0),
-            "wandb": lambda: lg.WandbLogger(save_dir=root),
-            "mlflow": lambda: lg.MLflowLogger(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))}
+        print(
+            "mlx-audio: no TensorBoard log (tensorboardX is not installed: pip install 'mlx-audio-loggers[tensorboard]')"
+        )
+    made = {
+        "csv": lambda: lg.CSVLogger(root, name="logs", version=0),
+        "tensorboard": lambda: lg.TensorBoardLogger(root, name="tensorboard", version=0),
+        "wandb": lambda: lg.WandbLogger(save_dir=root),
+        "mlflow": lambda: lg.MLflowLogger(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")),
+    }
     return [made[name]() for name in names]
 
 
@@ -142,14 +178,27 @@ def trainer_for(settings: Settings, for_training: bool = True) -> Trainer:
     t = settings.trainer
     callbacks: list[Any] = []
     if for_training:
-        callbacks = [ModelCheckpoint(monitor=t.monitor, mode=t.mode, save_top_k=t.save_top_k), LearningRateMonitor()]
+        callbacks = [
+            ModelCheckpoint(monitor=t.monitor, mode=t.mode, save_top_k=t.save_top_k),
+            LearningRateMonitor(),
+        ]
         if t.early_stopping_patience is not None:
-            callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience))
+            callbacks.append(
+                EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience)
+            )
     return Trainer(
-        max_epochs=t.max_epochs, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
-        precision=t.precision, seed=t.seed, default_root_dir=t.default_root_dir, log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=t.enable_progress_bar,
-        logger=make_loggers(settings) if for_training else False, callbacks=callbacks, enable_checkpointing=for_training,
+        max_epochs=t.max_epochs,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        precision=t.precision,
+        seed=t.seed,
+        default_root_dir=t.default_root_dir,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        enable_progress_bar=t.enable_progress_bar,
+        logger=make_loggers(settings) if for_training else False,
+        callbacks=callbacks,
+        enable_checkpointing=for_training,
     )
 
 
@@ -173,16 +222,29 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         f.write(dump(settings))
     trainer = trainer_for(settings)
     last = os.path.join(root, "checkpoints", "last")
-    trainer.fit(model, train_loader, val_loader, ckpt_path=last if resume and os.path.lexists(last) else None)
+    trainer.fit(
+        model,
+        train_loader,
+        val_loader,
+        ckpt_path=last if resume and os.path.lexists(last) else None,
+    )
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
     exported = None
     if settings.model.name == "clap":
         exported = clap_tasks.export(settings, model, best, os.path.join(root, "clap"))
     with open(os.path.join(root, "run.json"), "w") as f:
-        json.dump({"classes": classes, "best": best, "model": settings.model.name, "clap": exported}, f, indent=2)
-    return {"best": best, "score": callback.best_model_score if callback else None, "clap": exported,
-            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}}
+        json.dump(
+            {"classes": classes, "best": best, "model": settings.model.name, "clap": exported},
+            f,
+            indent=2,
+        )
+    return {
+        "best": best,
+        "score": callback.best_model_score if callback else None,
+        "clap": exported,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
 
 
 def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], AudioClassifier, str]:
@@ -191,12 +253,16 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
 
     config = os.path.join(run, "config.yaml")
     if not os.path.isfile(config):
-        raise FileNotFoundError(f"--run {run}: no config.yaml (a folder written by `mlx-audio train`)")
+        raise FileNotFoundError(
+            f"--run {run}: no config.yaml (a folder written by `mlx-audio train`)"
+        )
     settings = load(config, {})
     with open(os.path.join(run, "run.json")) as f:
         saved = json.load(f)
     if saved.get("model") == "clap":
-        raise ValueError(f"--run {run} fine-tuned CLAP: classify with `mlx-audio zero-shot --model {saved['clap']} ...`")
+        raise ValueError(
+            f"--run {run} fine-tuned CLAP: classify with `mlx-audio zero-shot --model {saved['clap']} ...`"
+        )
     classes = saved["classes"]
     if checkpoint in (None, "best"):
         checkpoint = saved["best"] or os.path.join(run, "checkpoints", "last")
@@ -205,13 +271,27 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
     return settings, classes, AudioClassifier(settings, len(classes)), checkpoint
 
 
-def predictions(run: str, data_path: str, checkpoint: str | None) -> tuple[list[str], np.ndarray, Any, list[str]]:
+def predictions(
+    run: str, data_path: str, checkpoint: str | None
+) -> tuple[list[str], np.ndarray, Any, list[str]]:
     settings, classes, module, path = restore(run, checkpoint)
     data = dataset(data_path, settings.data.sample_rate)
     length = int(round(settings.data.clip_seconds * settings.data.sample_rate))
-    loader = DataLoader(data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers, cpu_transforms=[PadOrCrop(length)])
+    loader = DataLoader(
+        data,
+        batch_size=settings.data.batch_size,
+        num_workers=settings.data.num_workers,
+        cpu_transforms=[PadOrCrop(length)],
+    )
     settings.trainer.enable_progress_bar = False
-    probs = np.concatenate([np.array(p) for p in trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)])
+    probs = np.concatenate(
+        [
+            np.array(p)
+            for p in trainer_for(settings, for_training=False).predict(
+                module, loader, ckpt_path=path
+            )
+        ]
+    )
     return classes, probs, data, files_of(data)
 
 
@@ -224,16 +304,27 @@ def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict
     os.makedirs(out, exist_ok=True)
     width = max(max(len(c) for c in classes), len(str(confusion.max()))) + 2
     text = "true \\ predicted\n" + " " * width + "".join(f"{c:>{width}}" for c in classes) + "\n"
-    text += "".join(f"{c:>{width}}" + "".join(f"{v:>{width}}" for v in row) + "\n" for c, row in zip(classes, confusion))
+    text += "".join(
+        f"{c:>{width}}" + "".join(f"{v:>{width}}" for v in row) + "\n"
+        for c, row in zip(classes, confusion)
+    )
     with open(os.path.join(out, "confusion.txt"), "w") as f:
         f.write(text)
     png = plot_confusion(confusion, classes, os.path.join(out, "confusion.png"))
-    return {"accuracy": float((predicted == labels).mean()), "clips": len(labels), "confusion": text, "png": png}
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "clips": len(labels),
+        "confusion": text,
+        "png": png,
+    }
 
 
 def predict(run: str, data_path: str, checkpoint: str | None, out: str) -> int:
     classes, probs, _, files = predictions(run, data_path, checkpoint)
-    rows = [{"path": p, "label": classes[int(r.argmax())], "probability": float(r.max())} for p, r in zip(files, probs)]
+    rows = [
+        {"path": p, "label": classes[int(r.argmax())], "probability": float(r.max())}
+        for p, r in zip(files, probs)
+    ]
     if out.endswith(".jsonl"):
         with open(out, "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in rows)
@@ -267,7 +358,15 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: str) -> str 
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     for (i, j), v in np.ndenumerate(confusion):
-        axis.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > confusion.max() / 2 else "black")
+        axis.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if v > confusion.max() / 2 else "black",
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -279,14 +378,21 @@ def plot_run(run: str) -> list[str]:
     plt = _pyplot()
     if plt is None:
         raise ImportError("mlx-audio plot needs matplotlib: pip install 'mlx-audio-stack[plot]'")
-    found = sorted(os.path.join(d, "metrics.csv") for d, _, files in os.walk(run) if "metrics.csv" in files)
+    found = sorted(
+        os.path.join(d, "metrics.csv") for d, _, files in os.walk(run) if "metrics.csv" in files
+    )
     if not found:
         raise FileNotFoundError(f"{run}: no metrics.csv below it (a CSVLogger's output)")
     with open(found[-1]) as f:
         rows = list(csv.DictReader(f))
     written = []
-    panels = [("curves.png", [k for k in rows[0] if k.endswith(("loss", "accuracy")) or k.startswith("val_")]),
-              ("lr.png", [k for k in rows[0] if k.startswith("lr")])]
+    panels = [
+        (
+            "curves.png",
+            [k for k in rows[0] if k.endswith(("loss", "accuracy")) or k.startswith("val_")],
+        ),
+        ("lr.png", [k for k in rows[0] if k.startswith("lr")]),
+    ]
     for name, keys in panels:
         keys = [k for k in keys if any(r.get(k) for r in rows)]
         if not keys:
@@ -294,7 +400,12 @@ def plot_run(run: str) -> list[str]:
         fig, axis = plt.subplots(figsize=(7, 4))
         for key in keys:
             points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
-            axis.plot(*zip(*points), label=key, marker="o" if key.startswith("val") else None, markersize=3)
+            axis.plot(
+                *zip(*points),
+                label=key,
+                marker="o" if key.startswith("val") else None,
+                markersize=3,
+            )
         axis.set_xlabel("step")
         axis.legend()
         fig.tight_layout()
@@ -305,19 +416,25 @@ def plot_run(run: str) -> list[str]:
     return written
 
 
-def zero_shot(model_path: str, data_path: str, labels: list[str], template: str, out: str) -> dict[str, Any]:
+def zero_shot(
+    model_path: str, data_path: str, labels: list[str], template: str, out: str
+) -> dict[str, Any]:
     """CLAP zero-shot classification of every file against ``labels`` (prompts from ``template``)."""
     from mlx_audio.models.clap import CLAP, zero_shot_classify
 
     from .clap_tasks import extractor_for
 
     if not labels or any(not label.strip() for label in labels):
-        raise ValueError(f"--labels needs non-empty label names separated by commas, got {labels!r}")
+        raise ValueError(
+            f"--labels needs non-empty label names separated by commas, got {labels!r}"
+        )
     model = CLAP.from_pretrained(model_path)
     model.eval()
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise FileNotFoundError(f"--model {model_path}: no tokenizer.json beside the weights (needed to read the labels)")
+        raise FileNotFoundError(
+            f"--model {model_path}: no tokenizer.json beside the weights (needed to read the labels)"
+        )
     fusion = model.config.audio_config.enable_fusion
     extractor = extractor_for(model_path, fusion)
     data = dataset(data_path, extractor.sampling_rate)
@@ -326,9 +443,15 @@ def zero_shot(model_path: str, data_path: str, labels: list[str], template: str,
     for index, path in enumerate(files_of(data)):
         item = data[index]
         wave = item[0] if isinstance(item, tuple) else item
-        features = extractor([np.asarray(wave)], sampling_rate=extractor.sampling_rate, random_state=0)
+        features = extractor(
+            [np.asarray(wave)], sampling_rate=extractor.sampling_rate, random_state=0
+        )
         is_longer = mx.array(features["is_longer"]) if fusion else None
-        probs = np.array(zero_shot_classify(model, mx.array(features["input_features"]), labels, tokenizer, template, is_longer))[0]
+        probs = np.array(
+            zero_shot_classify(
+                model, mx.array(features["input_features"]), labels, tokenizer, template, is_longer
+            )
+        )[0]
         best = labels[int(probs.argmax())]
         rows.append({"path": path, "label": best, "probability": float(probs.max())})
         if isinstance(item, tuple) and names and names[int(item[1])] in labels:

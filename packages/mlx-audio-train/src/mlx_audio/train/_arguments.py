@@ -39,16 +39,23 @@ def unified_precision(value: Any) -> str:
     name = str(value)
     if name in _ALIASES:
         if name[:2] not in ("32", "64"):
-            warnings.warn(f"`precision={value}` is supported for historical reasons but its usage is discouraged. "
-                          f"Please set your precision to {_ALIASES[name]} instead!", stacklevel=4)
+            warnings.warn(
+                f"`precision={value}` is supported for historical reasons but its usage is discouraged. "
+                f"Please set your precision to {_ALIASES[name]} instead!",
+                stacklevel=4,
+            )
         name = _ALIASES[name]
     if name in _LIGHTNING_ONLY:
-        raise ValueError(f"Trainer: precision={value!r} is not available with MLX: {_LIGHTNING_ONLY[name]}. "
-                         f"Available: {PRECISIONS}")
+        raise ValueError(
+            f"Trainer: precision={value!r} is not available with MLX: {_LIGHTNING_ONLY[name]}. "
+            f"Available: {PRECISIONS}"
+        )
     if name == "16-mixed":
-        warnings.warn("You passed `Trainer(precision='16-mixed')` but AMP with fp16 needs loss scaling (torch's "
-                      "GradScaler), which MLX training here does not have. Using `precision='bf16-mixed'` instead.",
-                      stacklevel=4)
+        warnings.warn(
+            "You passed `Trainer(precision='16-mixed')` but AMP with fp16 needs loss scaling (torch's "
+            "GradScaler), which MLX training here does not have. Using `precision='bf16-mixed'` instead.",
+            stacklevel=4,
+        )
         name = "bf16-mixed"
     return name
 
@@ -61,9 +68,13 @@ def check_lightning_flags(kwargs: dict[str, Any]) -> None:
     ``benchmark`` (cuDNN autotuning) and ``inference_mode`` (torch.inference_mode vs no_grad) have
     no MLX counterpart; they are accepted, checked as Lightning does, and change nothing."""
     if kwargs["deterministic"] not in (None, True, False, "warn"):
-        raise ValueError(f"Trainer: deterministic must be None, a bool or 'warn', got {kwargs['deterministic']!r}")
+        raise ValueError(
+            f"Trainer: deterministic must be None, a bool or 'warn', got {kwargs['deterministic']!r}"
+        )
     for name, valid in (("benchmark", (None, True, False)), ("inference_mode", (True, False))):
-        if kwargs[name] not in valid or (kwargs[name] is not None and not isinstance(kwargs[name], bool)):
+        if kwargs[name] not in valid or (
+            kwargs[name] is not None and not isinstance(kwargs[name], bool)
+        ):
             raise ValueError(f"Trainer: {name} must be one of {valid}, got {kwargs[name]!r}")
 
 
@@ -95,7 +106,9 @@ class TrainerArgs:
     use_distributed_sampler: bool = True
     accelerator: str = "auto"
     devices: Any = "auto"
-    deterministic: bool | str | None = None  # accepted; no effect (NOTE [no-op Lightning arguments])
+    deterministic: bool | str | None = (
+        None  # accepted; no effect (NOTE [no-op Lightning arguments])
+    )
     benchmark: bool | None = None
     inference_mode: bool = True
 
@@ -108,8 +121,12 @@ def _count(name: str, value: Any, minimum: int, sentinel: bool = False) -> None:
 
 def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     """Validate ``Trainer(**kwargs)`` and resolve defaults, sentinels and ``fast_dev_run``."""
-    defaults = {"enable_progress_bar": True, "enable_checkpointing": True, "gradient_clip_algorithm": "norm",
-                "log_every_n_steps": 50}  # Lightning's None defaults, resolved as there
+    defaults = {
+        "enable_progress_bar": True,
+        "enable_checkpointing": True,
+        "gradient_clip_algorithm": "norm",
+        "log_every_n_steps": 50,
+    }  # Lightning's None defaults, resolved as there
     kwargs = {**kwargs, **{k: v for k, v in defaults.items() if kwargs.get(k) is None}}
     for name, minimum in (("max_epochs", 0), ("max_steps", 0)):
         _count(name, kwargs[name], minimum, sentinel=True)
@@ -121,13 +138,37 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     for name in ("accumulate_grad_batches", "log_every_n_steps"):
         if kwargs[name] is None:
             raise ValueError(f"Trainer: {name} must be an int >= 1, got None")
-    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval"):
+    for name in (
+        "limit_train_batches",
+        "limit_val_batches",
+        "limit_test_batches",
+        "val_check_interval",
+    ):
         minimum = 1 if name == "val_check_interval" else 0
-        check_number("Trainer", name, kwargs[name], minimum=minimum, integer=True, fraction=True, allow_none=True)
-    check_number("Trainer", "gradient_clip_val", kwargs["gradient_clip_val"], minimum=0, allow_none=True)
+        check_number(
+            "Trainer",
+            name,
+            kwargs[name],
+            minimum=minimum,
+            integer=True,
+            fraction=True,
+            allow_none=True,
+        )
+    check_number(
+        "Trainer", "gradient_clip_val", kwargs["gradient_clip_val"], minimum=0, allow_none=True
+    )
     runs = kwargs["fast_dev_run"]
-    check_number("Trainer", "fast_dev_run", int(runs) if isinstance(runs, bool) else runs, minimum=0, integer=True)
-    for name, valid in (("gradient_clip_algorithm", ("norm", "value")), ("on_nonfinite_loss", ("raise", "skip"))):
+    check_number(
+        "Trainer",
+        "fast_dev_run",
+        int(runs) if isinstance(runs, bool) else runs,
+        minimum=0,
+        integer=True,
+    )
+    for name, valid in (
+        ("gradient_clip_algorithm", ("norm", "value")),
+        ("on_nonfinite_loss", ("raise", "skip")),
+    ):
         if kwargs[name] not in valid:
             raise ValueError(f"Trainer: {name} must be one of {valid}, got {kwargs[name]!r}")
     values = {f.name: kwargs[f.name] for f in fields(TrainerArgs) if f.name in kwargs}
@@ -151,12 +192,19 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     values["num_sanity_val_steps"] = math.inf if sanity == -1 else (2 if sanity is None else sanity)
     values["min_epochs"] = kwargs["min_epochs"] or (1 if kwargs["min_steps"] is not None else 0)
     values["min_steps"] = kwargs["min_steps"] or 0
-    for name in ("val_check_interval", "limit_train_batches", "limit_val_batches", "limit_test_batches"):
+    for name in (
+        "val_check_interval",
+        "limit_train_batches",
+        "limit_val_batches",
+        "limit_test_batches",
+    ):
         if kwargs[name] is None:
             values[name] = 1.0
     values["fast_dev_run"] = int(runs)
     args = TrainerArgs(**values)
-    if runs:  # Lightning's fast_dev_run: n batches, one epoch, no sanity check, loggers or checkpoints
+    if (
+        runs
+    ):  # Lightning's fast_dev_run: n batches, one epoch, no sanity check, loggers or checkpoints
         n = int(runs)
         args = replace(
             args,
@@ -187,5 +235,7 @@ def val_check_batch(args: TrainerArgs, batches: float, val_batches: float) -> fl
     if math.isinf(batches):
         if interval == 1.0:
             return math.inf
-        raise ValueError("Trainer: a fractional val_check_interval needs a train loader with a length; use an int")
+        raise ValueError(
+            "Trainer: a fractional val_check_interval needs a train loader with a length; use an int"
+        )
     return max(1, int(batches * interval))

@@ -35,13 +35,17 @@ def check_accelerator(accelerator: Any) -> str:
     """``accelerator`` as one of ACCELERATORS; ``ValueError`` for an unknown one or one MLX
     cannot use here (Lightning's message: which are available)."""
     if not isinstance(accelerator, str) or accelerator.lower() not in (*ACCELERATORS, "tpu"):
-        raise ValueError(f"Trainer: accelerator must be one of {ACCELERATORS}, got {accelerator!r} "
-                         "(MLX has no Accelerator objects)")
+        raise ValueError(
+            f"Trainer: accelerator must be one of {ACCELERATORS}, got {accelerator!r} "
+            "(MLX has no Accelerator objects)"
+        )
     name = accelerator.lower()
     if name != "auto" and name not in _available():
-        raise ValueError(f"Trainer: accelerator={accelerator!r} can not run on your system since the accelerator "
-                         f"is not available to MLX here. The following accelerator(s) is available and can be passed "
-                         f"into `accelerator` argument of `Trainer`: {_available()}.")
+        raise ValueError(
+            f"Trainer: accelerator={accelerator!r} can not run on your system since the accelerator "
+            f"is not available to MLX here. The following accelerator(s) is available and can be passed "
+            f"into `accelerator` argument of `Trainer`: {_available()}."
+        )
     return name
 
 
@@ -51,7 +55,9 @@ def check_devices(devices: Any) -> None:
     if devices == "auto" or devices == -1 or devices == "-1":
         return
     if isinstance(devices, bool) or not isinstance(devices, (int, str, list, tuple)):
-        raise ValueError(f"Trainer: devices must be an int, a string or a list of indices, got {devices!r}")
+        raise ValueError(
+            f"Trainer: devices must be an int, a string or a list of indices, got {devices!r}"
+        )
     if isinstance(devices, (list, tuple)):
         count = len(devices)
     elif isinstance(devices, str) and "," in devices:
@@ -60,9 +66,13 @@ def check_devices(devices: Any) -> None:
         try:
             count = int(devices)
         except ValueError:
-            raise ValueError(f"Trainer: devices={devices!r} is not an int, 'auto' or a comma-separated list") from None
+            raise ValueError(
+                f"Trainer: devices={devices!r} is not an int, 'auto' or a comma-separated list"
+            ) from None
     if count < 1:
-        raise ValueError(f"Trainer: devices={devices!r} selects no device; give 1 or more, 'auto' or -1")
+        raise ValueError(
+            f"Trainer: devices={devices!r} selects no device; give 1 or more, 'auto' or -1"
+        )
     launched = distributed.world_size()
     if count not in (1, launched):
         raise ValueError(

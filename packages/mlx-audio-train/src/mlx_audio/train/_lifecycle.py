@@ -43,7 +43,10 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
         if signum == signal.SIGTERM:
             self.requested = True
             self.terminated = True
-            print("\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting.", flush=True)
+            print(
+                "\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting.",
+                flush=True,
+            )
             return
         if self.requested:
             raise KeyboardInterrupt
@@ -103,10 +106,16 @@ def print_summary(trainer: Any) -> None:
     if not trainer.is_global_zero:
         return
     seconds = trainer.fit_seconds
-    rate = f", {trainer.samples_trained / seconds:.1f} samples/s" if seconds > 0 and trainer.samples_trained else ""
+    rate = (
+        f", {trainer.samples_trained / seconds:.1f} samples/s"
+        if seconds > 0 and trainer.samples_trained
+        else ""
+    )
     clock = f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:04.1f}"
-    lines = [f"Trainer: finished at epoch {trainer.current_epoch}, step {trainer.global_step} "
-             f"({clock} h:m:s, {trainer.samples_trained} samples{rate})."]
+    lines = [
+        f"Trainer: finished at epoch {trainer.current_epoch}, step {trainer.global_step} "
+        f"({clock} h:m:s, {trainer.samples_trained} samples{rate})."
+    ]
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath:
         best = (
@@ -114,7 +123,9 @@ def print_summary(trainer: Any) -> None:
             if callback.monitor and callback.best_model_score is not None
             else ""
         )
-        lines.append(f"  checkpoints: {callback.dirpath} (last -> {callback.last_model_path or 'none'}){best}")
+        lines.append(
+            f"  checkpoints: {callback.dirpath} (last -> {callback.last_model_path or 'none'}){best}"
+        )
     for logger in trainer.loggers:
         lines.append(f"  logs: {type(logger).__name__} at {logger.log_dir}")
     print("\n".join(lines))

@@ -47,7 +47,11 @@ def seed_and_shard(trainer: Any, *loaders: Any) -> list[Any]:
         unseeded = is_stateful_loader(loader) and getattr(loader, "seed", 0) is None
         if unseeded and (trainer.seed is not None or distributed.world_size() > 1):
             loader.seed = trainer.rng_base
-    return distributed.shard_loaders(trainer, *loaders) if distributed.world_size() > 1 else list(loaders)
+    return (
+        distributed.shard_loaders(trainer, *loaders)
+        if distributed.world_size() > 1
+        else list(loaders)
+    )
 
 
 def is_stateful_loader(loader: Any) -> bool:
@@ -61,7 +65,9 @@ class Fetcher:
     the loader's state is snapshotted before the read-ahead so a checkpoint resumes exactly.
     """
 
-    def __init__(self, loader: Any, count: float, start: int, loader_state: dict | None, epoch: int) -> None:
+    def __init__(
+        self, loader: Any, count: float, start: int, loader_state: dict | None, epoch: int
+    ) -> None:
         self.loader = loader
         self.stateful = is_stateful_loader(loader)
         if self.stateful:
@@ -110,4 +116,6 @@ class Fetcher:
     def loader_state(self) -> dict | None:
         if not self.stateful:
             return None
-        return self.snapshot if self.ahead and self.snapshot is not None else self.loader.state_dict()
+        return (
+            self.snapshot if self.ahead and self.snapshot is not None else self.loader.state_dict()
+        )

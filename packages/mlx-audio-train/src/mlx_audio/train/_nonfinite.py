@@ -36,4 +36,6 @@ def nonfinite_step(trainer: Any, batch_idx: int, loss: float, epoch: int | None 
     trainer.skipped_batches += 1
     count = trainer.skipped_batches
     if count <= 3 or math.log10(count).is_integer():
-        print(f"Trainer: skipped {where}: loss = {loss} (non-finite loss or gradients; the weights were not changed) [{count} skipped so far]")
+        print(
+            f"Trainer: skipped {where}: loss = {loss} (non-finite loss or gradients; the weights were not changed) [{count} skipped so far]"
+        )

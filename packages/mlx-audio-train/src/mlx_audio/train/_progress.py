@@ -42,7 +42,9 @@ class Progress:
             if value is None and field.name in ("batches_that_stepped", "total_batches"):
                 value = state.get("global_step", 0)  # format 1 did not record them
             if isinstance(value, bool) != flag or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}")
+                raise ValueError(
+                    f"{file}: {key!r} must be a non-negative int (a bool for flags), got {value!r}"
+                )
             values[field.name] = value
         return cls(**values)
 

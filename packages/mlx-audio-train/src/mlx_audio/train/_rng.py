@@ -13,7 +13,9 @@ import numpy as np
 def rng_state() -> dict[str, Any]:
     """numpy's and Python's global RNG states (MLX's key is re-derived each step instead:
     ``mx.random.state`` cannot be assigned from Python)."""
-    name, keys, pos, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    name, keys, pos, has_gauss, cached = cast(
+        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
+    )
     version, internal, gauss = random.getstate()
     return {
         "numpy": [name, keys.tolist(), pos, has_gauss, cached],

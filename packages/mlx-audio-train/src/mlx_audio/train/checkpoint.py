@@ -23,7 +23,13 @@ from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_
 from ._nonfinite import check_nonfinite
 from ._tree import flatten
 
-__all__ = ["CheckpointError", "clean_leftovers", "delete_checkpoint", "point_last", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "clean_leftovers",
+    "delete_checkpoint",
+    "point_last",
+    "save_checkpoint",
+]
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -56,10 +62,15 @@ def save_checkpoint(
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
-    _refuse_nonfinite(directory, {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}})
+    _refuse_nonfinite(
+        directory,
+        {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}},
+    )
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".tmp-{os.path.basename(directory)}-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = os.path.join(
+        parent, f".tmp-{os.path.basename(directory)}-{os.getpid()}-{secrets.token_hex(4)}"
+    )
     os.makedirs(tmp)
     try:
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
@@ -158,7 +169,11 @@ def check_fields(state: Any, file: str) -> None:
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{file}: 'format_version' is {version!r}; this mlx-audio reads format {FORMAT_VERSION}"
-            + (" (written by a newer mlx-audio: upgrade it)" if isinstance(version, int) and version > FORMAT_VERSION else "")
+            + (
+                " (written by a newer mlx-audio: upgrade it)"
+                if isinstance(version, int) and version > FORMAT_VERSION
+                else ""
+            )
         )
     for key, kinds in _FIELDS.items():
         if key in state and (not isinstance(state[key], kinds) or isinstance(state[key], bool)):
@@ -168,7 +183,11 @@ def check_fields(state: Any, file: str) -> None:
         if key not in state:
             raise CheckpointError(f"{file}: {key!r} is missing")
     rng = state["rng"]
-    if not isinstance(rng.get("numpy"), list) or len(rng["numpy"]) != 5 or not isinstance(rng.get("python"), list):
+    if (
+        not isinstance(rng.get("numpy"), list)
+        or len(rng["numpy"]) != 5
+        or not isinstance(rng.get("python"), list)
+    ):
         raise CheckpointError(f"{file}: 'rng' must hold numpy's and Python's generator states")
     metrics = state.get("callback_metrics", {})
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()):
@@ -254,7 +273,9 @@ def resolve_ckpt_path(trainer: Any, ckpt_path: str) -> str:
     if ckpt_path == "best":
         callback = trainer.checkpoint_callback
         if callback is None or not callback.best_model_path:
-            raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint')
+            raise ValueError(
+                'ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint'
+            )
         return str(callback.best_model_path)
     if ckpt_path == "last":
         return os.path.join(default_dirpath(trainer), "last")
@@ -287,7 +308,9 @@ def capture(trainer: Any, path: str) -> str:
     weights = dict(flatten(module.parameters()))
     total = trainer.runner.total if trainer.runner.micro else None
     together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
-    if total is not None and together:  # the ranks' mean: resumed on every rank, the update is exact
+    if (
+        total is not None and together
+    ):  # the ranks' mean: resumed on every rank, the update is exact
         total = distributed.mean_across(total)
     accumulator = dict(flatten(total)) if total is not None else None
     if trainer.is_global_zero:  # data-parallel: the weights are equal on every rank
@@ -303,7 +326,9 @@ def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], modu
 
     count = state.get("accumulated_batches", 0)
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise CheckpointError(f"{os.path.join(directory, STATE_FILE)}: 'accumulated_batches' must be a non-negative int, got {count!r}")
+        raise CheckpointError(
+            f"{os.path.join(directory, STATE_FILE)}: 'accumulated_batches' must be a non-negative int, got {count!r}"
+        )
     if not count:
         return
     file = os.path.join(directory, ACCUMULATOR_FILE)
@@ -337,7 +362,9 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
             f"{saved_world}, or from a checkpoint written at an epoch's end (any number of processes)"
         )
     weights_file = os.path.join(directory, MODEL_FILE)
-    check_against(weights_file, load_arrays(weights_file), dict(flatten(module.parameters())), "model")
+    check_against(
+        weights_file, load_arrays(weights_file), dict(flatten(module.parameters())), "model"
+    )
     module.load_checkpoint(directory)
     optimizer_file = os.path.join(directory, OPTIMIZER_FILE)
     loaded = load_arrays(optimizer_file)
@@ -349,17 +376,23 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
     except ValueError as error:
         raise CheckpointError(str(error)) from None  # the trainer moves past a finished epoch
     trainer.progress = progress
-    trainer.metrics.callback.update({k: float(v) for k, v in state.get("callback_metrics", {}).items()})
+    trainer.metrics.callback.update(
+        {k: float(v) for k, v in state.get("callback_metrics", {}).items()}
+    )
     try:
         set_rng_state(state["rng"])
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{state_file}: 'rng' is not a valid generator state: {error}") from None
+        raise CheckpointError(
+            f"{state_file}: 'rng' is not a valid generator state: {error}"
+        ) from None
     trainer.rng_base = int(state["rng_base"])
     for callback in trainer.callbacks:
         if callback.state_key in state.get("callbacks", {}):
             try:
                 callback.load_state_dict(state["callbacks"][callback.state_key])
             except (KeyError, TypeError, ValueError) as error:
-                raise CheckpointError(f"{state_file}: 'callbacks' -> {callback.state_key!r} is invalid: {error!r}") from None
+                raise CheckpointError(
+                    f"{state_file}: 'callbacks' -> {callback.state_key!r} is invalid: {error!r}"
+                ) from None
     trainer.hooks.on_load_checkpoint(state)
     return {**state, "_dir": directory}

@@ -60,7 +60,12 @@ def broadcast(tree: Any) -> Any:
         return tree
     first = global_rank() == 0
     out = tree_map(
-        lambda x: mx.distributed.all_sum(x if first else mx.zeros_like(x)) if isinstance(x, mx.array) else x, tree
+        lambda x: (
+            mx.distributed.all_sum(x if first else mx.zeros_like(x))
+            if isinstance(x, mx.array)
+            else x
+        ),
+        tree,
     )
     mx.eval(out)
     return out
@@ -117,7 +122,9 @@ def reduce_columns(values: mx.array, modes: list[str]) -> mx.array:
         return values
     table = mx.distributed.all_gather(values[None].astype(mx.float32)).reshape(n, -1)
     reduce = {"mean": mx.mean, "sum": mx.sum, "max": mx.max, "min": mx.min}
-    return mx.stack([reduce[mode](table[:, i]) for i, mode in enumerate(modes)]).astype(values.dtype)
+    return mx.stack([reduce[mode](table[:, i]) for i, mode in enumerate(modes)]).astype(
+        values.dtype
+    )
 
 
 def all_ranks(flag: mx.array) -> mx.array:
@@ -136,7 +143,9 @@ def reduce_totals(totals: list[tuple[str, Any, int]]) -> list[tuple[Any, int]]:
         return [(total, weight) for _, total, weight in totals]
     values = mx.stack([mx.array(total).astype(mx.float32).reshape(()) for _, total, _ in totals])
     weights = mx.array([float(weight) for _, _, weight in totals], dtype=mx.float32)
-    table = mx.distributed.all_gather(mx.concatenate([values, weights])[None]).reshape(n, 2, len(totals))
+    table = mx.distributed.all_gather(mx.concatenate([values, weights])[None]).reshape(
+        n, 2, len(totals)
+    )
     mx.eval(table)
     out: list[tuple[Any, int]] = []
     for i, (mode, _, _) in enumerate(totals):
@@ -160,7 +169,9 @@ def shard_loaders(trainer: Any, *loaders: Any) -> list[Any]:
             try:
                 loader = shard_loader(loader, seed=loader.seed)
             except ValueError as error:  # a sampler or stream it cannot split: say so, keep it
-                trainer.warn_once(f"the Trainer did not split this DataLoader across the {world_size()} ranks: {error}")
+                trainer.warn_once(
+                    f"the Trainer did not split this DataLoader across the {world_size()} ranks: {error}"
+                )
         elif loader is not None and trainer.use_distributed_sampler:
             trainer.warn_once(
                 f"{type(loader).__name__} is not an mlx_audio.data.DataLoader, so the Trainer cannot "
@@ -174,7 +185,11 @@ def shard_loaders(trainer: Any, *loaders: Any) -> list[Any]:
 def explain_lost_peer(error: BaseException) -> BaseException | None:
     """A clearer error for a rank whose collective failed because another rank stopped."""
     text = str(error)
-    if world_size() == 1 or not isinstance(error, RuntimeError) or not any(k in text for k in _PEER_LOST):
+    if (
+        world_size() == 1
+        or not isinstance(error, RuntimeError)
+        or not any(k in text for k in _PEER_LOST)
+    ):
         return None
     return RuntimeError(
         f"rank {global_rank()} of {world_size()}: another rank stopped during training (its own "

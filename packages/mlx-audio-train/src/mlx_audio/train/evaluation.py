@@ -21,7 +21,12 @@ def sanity_check(trainer: Any) -> None:
     """A few validation batches before training (``num_sanity_val_steps``); nothing is logged."""
     trainer.sanity_checking = True
     trainer.hooks.on_sanity_check_start()
-    evaluate(trainer, trainer._val_loader, "validation", min(trainer.num_sanity_val_steps, trainer.num_val_batches))
+    evaluate(
+        trainer,
+        trainer._val_loader,
+        "validation",
+        min(trainer.num_sanity_val_steps, trainer.num_val_batches),
+    )
     trainer.hooks.on_sanity_check_end()
     trainer.sanity_checking = False
 
@@ -46,8 +51,14 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
         trainer.hooks.on_eval_batch_start(stage, batch, batch_idx)
         with TraceGuard(module, None, trainer.compile and batch_idx == 0):
             loss, metrics, logged = step(batch, mx.array(batch_idx))
-        values = {**({f"{prefix}_loss": loss} if loss is not None else {}), **{f"{prefix}_{k}": v for k, v in metrics.items()}, **logged}
-        results.add(values, {k: module._log_options.get(k, options) for k in values}, batch_size_of(batch))
+        values = {
+            **({f"{prefix}_loss": loss} if loss is not None else {}),
+            **{f"{prefix}_{k}": v for k, v in metrics.items()},
+            **logged,
+        }
+        results.add(
+            values, {k: module._log_options.get(k, options) for k in values}, batch_size_of(batch)
+        )
         mx.eval(list(values.values()))
         trainer.hooks.on_eval_batch_end(stage, {"loss": loss, **metrics}, batch, batch_idx)
     trainer.hooks.on_eval_epoch_end(stage)
@@ -65,7 +76,9 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
     return trainer.metrics.floats(callback)
 
 
-def standalone(trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None) -> dict[str, float]:
+def standalone(
+    trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None
+) -> dict[str, float]:
     """``Trainer.validate`` / ``Trainer.test``: one pass, optionally from a checkpoint."""
     limit = trainer.limit_val_batches if stage == "validation" else trainer.limit_test_batches
     trainer.module = model
@@ -76,10 +89,14 @@ def standalone(trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_p
     if distributed.world_size() > 1:  # each rank evaluates its share; the metrics are reduced
         loader = seed_and_shard(trainer, loader)[0]
     with device_scope(trainer.accelerator):  # NOTE [accelerator and devices]
-        return evaluate(trainer, loader, stage, distributed.smallest(limited(length_of(loader), limit)))
+        return evaluate(
+            trainer, loader, stage, distributed.smallest(limited(length_of(loader), limit))
+        )
 
 
-def predict(trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
+def predict(
+    trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+) -> list[Any]:
     """``predict_step`` on every batch (eval mode), returned as a list."""
     trainer.module = model
     model.trainer = trainer

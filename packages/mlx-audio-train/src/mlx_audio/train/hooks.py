@@ -18,7 +18,9 @@ from .callbacks.timer import Timer
 
 
 def with_defaults(
-    callbacks: list[Callback] | Callback | None, progress_bar: bool | None, checkpointing: bool | None,
+    callbacks: list[Callback] | Callback | None,
+    progress_bar: bool | None,
+    checkpointing: bool | None,
     summary: bool | None = None,
     max_time: Any = None,
 ) -> list[Callback]:
@@ -32,7 +34,9 @@ def with_defaults(
     given = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
     for callback in given:
         if not isinstance(callback, Callback):
-            raise ValueError(f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}")
+            raise ValueError(
+                f"Trainer: callbacks must be Callback instances, got {type(callback).__name__}"
+            )
     if not progress_bar:
         given = [c for c in given if not isinstance(c, ProgressBar)]
     elif not any(isinstance(c, ProgressBar) for c in given):

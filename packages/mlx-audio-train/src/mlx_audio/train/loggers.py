@@ -12,4 +12,11 @@ from mlx_audio.loggers import (  # noqa: F401
     WandbLogger,
 )
 
-__all__ = ["Logger", "CSVLogger", "TensorBoardLogger", "WandbLogger", "MLFlowLogger", "MLflowLogger"]
+__all__ = [
+    "Logger",
+    "CSVLogger",
+    "TensorBoardLogger",
+    "WandbLogger",
+    "MLFlowLogger",
+    "MLflowLogger",
+]

@@ -59,7 +59,9 @@ class LogOptions:
             **{**rest, "reduce_fx": _reduce_name(rest.get("reduce_fx", "mean"))},
         )
         if not options.on_step and not options.on_epoch:
-            raise ValueError("self.log(on_step=False, on_epoch=False) is not useful: the value would never be logged")
+            raise ValueError(
+                "self.log(on_step=False, on_epoch=False) is not useful: the value would never be logged"
+            )
         return options
 
 
@@ -75,7 +77,9 @@ def _reduce_name(reduce_fx: Any) -> str:
         name = str(reduce_fx).lower()
         name = "mean" if name == "avg" else name
     if name not in _REDUCE:
-        raise ValueError(f"self.log(reduce_fx=...) must be one of {_REDUCE} (or mx.mean/max/min/sum), got {reduce_fx!r}")
+        raise ValueError(
+            f"self.log(reduce_fx=...) must be one of {_REDUCE} (or mx.mean/max/min/sum), got {reduce_fx!r}"
+        )
     return name
 
 
@@ -125,7 +129,9 @@ class Results:
     def sync(self, reduce: Any) -> None:
         """Make the epoch reductions the whole job's (data-parallel; ``distributed.reduce_totals``)."""
         names = sorted(name for name, r in self.epoch.items() if r.weight)
-        reduced = reduce([(self.epoch[n].reduce_fx, self.epoch[n].total, self.epoch[n].weight) for n in names])
+        reduced = reduce(
+            [(self.epoch[n].reduce_fx, self.epoch[n].total, self.epoch[n].weight) for n in names]
+        )
         for name, (total, weight) in zip(names, reduced):
             self.epoch[name].total = total
             self.epoch[name].weight = weight
@@ -143,7 +149,9 @@ class Results:
         reduced = ((name, r.value()) for name, r in self.epoch.items() if r.weight)
         return self._views(reduced, "epoch")
 
-    def _views(self, items: Any, suffix: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def _views(
+        self, items: Any, suffix: str
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         log: dict[str, Any] = {}
         callback: dict[str, Any] = {}
         bar: dict[str, Any] = {}

@@ -60,7 +60,9 @@ class TrainModule(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._trainer_ref: Any = None  # the Trainer running this module (typed Any: no import cycle)
+        self._trainer_ref: Any = (
+            None  # the Trainer running this module (typed Any: no import cycle)
+        )
         self._logged: dict[str, Any] = {}
         self._log_options: dict[str, LogOptions] = {}
         self._step_fx: str | None = None
@@ -160,7 +162,9 @@ class TrainModule(nn.Module):
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"log() needs a non-empty metric name, got {name!r}")
-        fx = self._step_fx or (self._trainer_ref.current_hook if self._trainer_ref is not None else None)
+        fx = self._step_fx or (
+            self._trainer_ref.current_hook if self._trainer_ref is not None else None
+        )
         fx = fx or "training_step"  # outside a Trainer: kept like a step's value
         options = LogOptions.make(
             fx,

@@ -71,7 +71,9 @@ _FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
 
 def compute_dtype(precision: str) -> Any:
     """The dtype a step computes in under ``precision`` (NOTE [precision names]); None: float32."""
-    return {"bf16-mixed": mx.bfloat16, "bf16-true": mx.bfloat16, "16-true": mx.float16}.get(precision)
+    return {"bf16-mixed": mx.bfloat16, "bf16-true": mx.bfloat16, "16-true": mx.float16}.get(
+        precision
+    )
 
 
 def forward(
@@ -214,7 +216,13 @@ class StepBuilder:
         params = self.module.trainable_parameters()
         state = tree_map(lambda x: x, self.optimizer.state)
         self.optimizer.update(self.module, grads)
-        self.module.update(tree_map(lambda new, old: mx.where(applied, new, old), self.module.trainable_parameters(), params))
+        self.module.update(
+            tree_map(
+                lambda new, old: mx.where(applied, new, old),
+                self.module.trainable_parameters(),
+                params,
+            )
+        )
         _select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
         return applied
 
@@ -239,17 +247,27 @@ class StepBuilder:
         return loss, packed, applied, self._poison(guard, mx.logical_not(applied), call, loss)
 
     def _accumulating(
-        self, batch: Any, batch_idx: mx.array, total: Any, count: mx.array, guard: mx.array, call: mx.array,
+        self,
+        batch: Any,
+        batch_idx: mx.array,
+        total: Any,
+        count: mx.array,
+        guard: mx.array,
+        call: mx.array,
         do_update: bool,
     ) -> tuple:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
-        ok = distributed.all_ranks(mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads))))
+        ok = distributed.all_ranks(
+            mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
+        )
         loss, packed = self._across_ranks(loss, packed)
         total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
         count = count + ok.astype(count.dtype)
-        guard = self._poison(guard, mx.logical_not(ok), call, loss)  # "raise": the group never steps
+        guard = self._poison(
+            guard, mx.logical_not(ok), call, loss
+        )  # "raise": the group never steps
         applied = mx.array(False)
         if do_update:
             mean = tree_map(lambda g: g / mx.maximum(count, 1).astype(g.dtype), total)
@@ -265,9 +283,7 @@ class StepBuilder:
         if not self.compile:
             return False
         signature = tuple(
-            (tuple(x.shape), str(x.dtype))
-            for _, x in flatten(batch)
-            if isinstance(x, mx.array)
+            (tuple(x.shape), str(x.dtype)) for _, x in flatten(batch) if isinstance(x, mx.array)
         )
         self._calls += 1
         if signature in self._shapes:
@@ -334,7 +350,9 @@ class StepRunner:
         self.recent: dict[int, Any] = {}  # call number -> where it ran, since the last check
         self._in_flight: mx.array | None = None
 
-    def run(self, batch: Any, batch_idx: int, update: bool, where: Any = None) -> tuple[Any, dict, dict, bool, bool]:
+    def run(
+        self, batch: Any, batch_idx: int, update: bool, where: Any = None
+    ) -> tuple[Any, dict, dict, bool, bool]:
         """``(loss, returned metrics, logged values, whether the weights were updated, whether
         this batch's loss and gradients were finite)`` -- under ``"raise"`` both are assumed
         until :meth:`first_nonfinite` says otherwise."""
@@ -354,11 +372,28 @@ class StepRunner:
             loss, packed, total, ok, applied, self.guard = builder.accumulating(
                 batch, index, total, mx.array(float(self.micro)), self.guard, call, update
             )
-            self._dispatch([builder.state, loss, packed, ok, applied, self.guard, *([] if update else [total])], loss, deferred)
+            self._dispatch(
+                [
+                    builder.state,
+                    loss,
+                    packed,
+                    ok,
+                    applied,
+                    self.guard,
+                    *([] if update else [total]),
+                ],
+                loss,
+                deferred,
+            )
             finite = True if deferred else bool(ok.item())
             self.total = None if update else total
             self.micro = 0 if update else self.micro + int(finite)
-            return (loss, *builder.unpack(packed), update and (deferred or bool(applied.item())), finite)
+            return (
+                loss,
+                *builder.unpack(packed),
+                update and (deferred or bool(applied.item())),
+                finite,
+            )
 
     def _dispatch(self, outputs: list, loss: mx.array, deferred: bool) -> None:
         """NOTE [one step in flight]: under ``"raise"`` the step is queued (``mx.async_eval``) and

@@ -94,10 +94,14 @@ class Trainer:
         inference_mode: bool = True,
         max_time: str | dict | Any | None = None,
     ) -> None:
-        given = with_defaults(callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time)
+        given = with_defaults(
+            callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time
+        )
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         kwargs = {k: v for k, v in locals().items() if k in _ARG_NAMES}
-        self.args = make_args({**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given))
+        self.args = make_args(
+            {**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given)
+        )
         if seed is not None:  # before the model is built, so its initial weights are reproducible
             seed_everything(seed)
         self.hooks = CallbackList(self, given)
@@ -112,9 +116,13 @@ class Trainer:
         self.current_hook: str | None = None
         self.sanity_checking = False
         self.validation_has_run = False
-        self.samples_trained = 0  # by this fit's calls, all ranks together (the summary's samples/s)
+        self.samples_trained = (
+            0  # by this fit's calls, all ranks together (the summary's samples/s)
+        )
         self.fit_seconds = 0.0
-        self.eval_batches_total: float = math.inf  # batches of the running validation/test/predict pass
+        self.eval_batches_total: float = (
+            math.inf
+        )  # batches of the running validation/test/predict pass
         self.is_last_batch = False
         self.update_pending = False
         self.ckpt_path: str | None = None
@@ -142,12 +150,17 @@ class Trainer:
     global_step = property(lambda self: self.progress.global_step)
     logger = property(lambda self: self.loggers[0] if self.loggers else None)
     log_dir = property(lambda self: self.logger.log_dir if self.logger is not None else None)
-    checkpoint_callback = property(lambda self: next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None))
+    checkpoint_callback = property(
+        lambda self: next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+    )
     callback_metrics = property(lambda self: self.metrics.floats(self.metrics.callback))
     logged_metrics = property(lambda self: self.metrics.floats(self.metrics.logged))
     progress_bar_metrics = property(lambda self: self.metrics.floats(self.metrics.progress_bar))
 
-    should_stop = property(lambda self: self.progress.should_stop, lambda self, v: setattr(self.progress, "should_stop", bool(v)))
+    should_stop = property(
+        lambda self: self.progress.should_stop,
+        lambda self, v: setattr(self.progress, "should_stop", bool(v)),
+    )
 
     @property
     def max_steps(self) -> int | None:
@@ -185,11 +198,16 @@ class Trainer:
     def send_to_loggers(self, metrics: dict[str, Any], step: int) -> None:
         if not self.is_global_zero:
             return
-        values = {**self.metrics.floats(metrics), **{k: v for k, v in metrics.items() if type(v) is int}}
+        values = {
+            **self.metrics.floats(metrics),
+            **{k: v for k, v in metrics.items() if type(v) is int},
+        }
         for logger in self.loggers:
             logger.log_metrics(values, step=step)
 
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None, epoch_end: bool = False) -> None:
+    def log_metrics(
+        self, metrics: dict[str, Any], step: int | None = None, epoch_end: bool = False
+    ) -> None:
         """Send metrics to every logger as Lightning does: without a ``step``, ``epoch`` is added
         and the step is the number of updates so far (at an epoch's end: the last update's)."""
         if not metrics:
@@ -201,7 +219,9 @@ class Trainer:
         self.send_to_loggers(metrics, step)
 
     def should_update_logs(self) -> bool:
-        return (self.progress.batches_that_stepped + 1) % self.log_every_n_steps == 0 or self.should_stop
+        return (
+            self.progress.batches_that_stepped + 1
+        ) % self.log_every_n_steps == 0 or self.should_stop
 
     # -- fit -------------------------------------------------------------------------------------------
     def fit(
@@ -216,7 +236,9 @@ class Trainer:
         if not isinstance(model, TrainModule):
             raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
         if train_dataloaders is None or not hasattr(train_dataloaders, "__iter__"):
-            raise TypeError(f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}")
+            raise TypeError(
+                f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}"
+            )
         self.module = model
         model.trainer = self
         self.state_fn = "fit"
@@ -229,14 +251,19 @@ class Trainer:
         except BaseException as error:
             self.failing = True
             self.hooks.on_exception(error)
-            finalize_loggers(self.loggers, "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed")
+            finalize_loggers(
+                self.loggers,
+                "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed",
+            )
             clearer = distributed.explain_lost_peer(error)
             if clearer is not None:
                 raise clearer from error
             raise
         finally:
             self.fit_seconds += time.perf_counter() - started
-            for loader in {id(x): x for x in (train_dataloaders, self._train_loader)}.values():  # a shard too
+            for loader in {
+                id(x): x for x in (train_dataloaders, self._train_loader)
+            }.values():  # a shard too
                 if hasattr(loader, "close") and is_stateful_loader(loader):
                     loader.close()
             self._fetcher = None
@@ -245,27 +272,61 @@ class Trainer:
         if ran:
             print_summary(self)
 
-    def _fit(self, model: TrainModule, train_loader: Any, val_loader: Any, ckpt_path: str | None) -> bool:
-        self.rng_base = self.seed if self.seed is not None else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
+    def _fit(
+        self, model: TrainModule, train_loader: Any, val_loader: Any, ckpt_path: str | None
+    ) -> bool:
+        self.rng_base = (
+            self.seed
+            if self.seed is not None
+            else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
+        )
         train_loader, val_loader = seed_and_shard(self, train_loader, val_loader)
         self._train_loader = train_loader
         self._val_loader = val_loader
-        self.num_training_batches = distributed.smallest(limited(length_of(train_loader), self.limit_train_batches))
-        self.num_val_batches = distributed.smallest(limited(length_of(val_loader), self.limit_val_batches)) if val_loader is not None else 0
-        self.val_check_batch = val_check_batch(self.args, self.num_training_batches, self.num_val_batches)
-        per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches) if math.isfinite(self.num_training_batches) else None
-        self._estimated_max_steps = self.max_epochs * per_epoch if self.max_epochs is not None and per_epoch is not None else None
+        self.num_training_batches = distributed.smallest(
+            limited(length_of(train_loader), self.limit_train_batches)
+        )
+        self.num_val_batches = (
+            distributed.smallest(limited(length_of(val_loader), self.limit_val_batches))
+            if val_loader is not None
+            else 0
+        )
+        self.val_check_batch = val_check_batch(
+            self.args, self.num_training_batches, self.num_val_batches
+        )
+        per_epoch = (
+            math.ceil(self.num_training_batches / self.accumulate_grad_batches)
+            if math.isfinite(self.num_training_batches)
+            else None
+        )
+        self._estimated_max_steps = (
+            self.max_epochs * per_epoch
+            if self.max_epochs is not None and per_epoch is not None
+            else None
+        )
         if self.precision.endswith("-true") and self.precision != "32-true":
             model.set_dtype(compute_dtype(self.precision))
         self.optimizer, self.lr_schedule_name = configure_optimizer(model)
-        self.ckpt_path = checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
+        self.ckpt_path = (
+            checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
+        )
         self.hooks.setup("fit")
         resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
         model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
         assert self.optimizer is not None
-        clip_val, clip_algorithm = clipping(self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks)
-        builder = StepBuilder(model, self.optimizer, self.accumulate_grad_batches, clip_val, clip_algorithm, self.precision,
-                              self.compile, strict_nonfinite=self.on_nonfinite_loss == "raise")
+        clip_val, clip_algorithm = clipping(
+            self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks
+        )
+        builder = StepBuilder(
+            model,
+            self.optimizer,
+            self.accumulate_grad_batches,
+            clip_val,
+            clip_algorithm,
+            self.precision,
+            self.compile,
+            strict_nonfinite=self.on_nonfinite_loss == "raise",
+        )
         self.runner = StepRunner(builder, self.accumulate_grad_batches)
         if resumed is not None:
             checkpoint.restore_accumulator(self.runner, resumed["_dir"], resumed, model)
@@ -273,15 +334,21 @@ class Trainer:
             logger.log_hyperparams(hparams(self))
         self.hooks.on_fit_start()
         progress = self.progress
-        mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
+        mid_epoch = (
+            resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
+        )
         if self.enable_validation and self.num_sanity_val_steps > 0 and not mid_epoch:
             sanity_check(self)
         mid_epoch = progress.settle_resume(mid_epoch, self.num_training_batches)
         if self._fit_done():
             if self.num_training_batches == 0:
-                print("Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train.")
+                print(
+                    "Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train."
+                )
             elif resumed is not None:
-                print(f"Trainer: the run in {resumed['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do.")
+                print(
+                    f"Trainer: the run in {resumed['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do."
+                )
             ran = False
         else:
             model.train()
@@ -298,7 +365,13 @@ class Trainer:
 
     def _run_epoch(self, resumed: dict | None) -> None:
         progress = self.progress
-        self._fetcher = Fetcher(self._train_loader, self.num_training_batches, progress.batch_in_epoch, (resumed or {}).get("loader"), progress.current_epoch)
+        self._fetcher = Fetcher(
+            self._train_loader,
+            self.num_training_batches,
+            progress.batch_in_epoch,
+            (resumed or {}).get("loader"),
+            progress.current_epoch,
+        )
         self.is_last_batch = False
         if resumed is None:
             progress.epoch_finished = False
@@ -323,10 +396,14 @@ class Trainer:
                 self.update_pending = False
                 if self._interrupt.requested:
                     raise self._interrupt.stop(self.global_step)
-        progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
+        progress.epoch_finished = (
+            True  # a checkpoint written from here on resumes at the next epoch
+        )
         check_nonfinite(self)
         self.hooks.on_train_epoch_end()
-        progress.should_stop = distributed.any_rank(progress.should_stop)  # every rank stops together
+        progress.should_stop = distributed.any_rank(
+            progress.should_stop
+        )  # every rank stops together
         self._train_results.sync(distributed.reduce_totals)
         log, callback, bar = self._train_results.epoch_metrics()
         self.metrics.update(log, callback, bar)
@@ -342,7 +419,9 @@ class Trainer:
         if update:
             self.hooks.on_before_optimizer_step(self.optimizer)
         seed_step(self.rng_base, self.global_step, self.runner.micro)
-        loss, metrics, logged, updated, finite = self.runner.run(batch, batch_idx, update, (self.global_step, self.current_epoch, batch_idx))
+        loss, metrics, logged, updated, finite = self.runner.run(
+            batch, batch_idx, update, (self.global_step, self.current_epoch, batch_idx)
+        )
         self.progress.global_step += int(updated)
         if not finite:
             nonfinite_step(self, batch_idx, float(loss.item()))
@@ -375,7 +454,11 @@ class Trainer:
 
     def _epoch_done(self) -> bool:
         steps_done = self.args.max_steps is not None and self.global_step >= self.args.max_steps
-        if steps_done or self.progress.batch_in_epoch >= self.num_training_batches or self.is_last_batch:
+        if (
+            steps_done
+            or self.progress.batch_in_epoch >= self.num_training_batches
+            or self.is_last_batch
+        ):
             return True
         return self.should_stop and self._can_stop_early()
 
@@ -396,7 +479,11 @@ class Trainer:
             return self.is_last_batch or (self.should_stop and self._can_stop_early())
         if self.should_stop and self._can_stop_early():
             return True
-        count = self.progress.total_batches if self.check_val_every_n_epoch is None else self.progress.batch_in_epoch
+        count = (
+            self.progress.total_batches
+            if self.check_val_every_n_epoch is None
+            else self.progress.batch_in_epoch
+        )
         return count % self.val_check_batch == 0
 
     # -- evaluation (evaluation.py) ---------------------------------------------------------------------
@@ -406,14 +493,20 @@ class Trainer:
         self.validation_has_run = True
         self.progress.should_stop = distributed.any_rank(self.progress.should_stop)
 
-    def validate(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
+    def validate(
+        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    ) -> list[dict[str, float]]:
         """Validation metrics (means over the whole set, weighted by batch size), in a list."""
         return [standalone(self, model, dataloaders, "validation", ckpt_path)]
 
-    def test(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[dict[str, float]]:
+    def test(
+        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    ) -> list[dict[str, float]]:
         """Test metrics (``test_step``), in a list."""
         return [standalone(self, model, dataloaders, "test", ckpt_path)]
 
-    def predict(self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None) -> list[Any]:
+    def predict(
+        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    ) -> list[Any]:
         """``predict_step`` on every batch (eval mode), returned as a list."""
         return predict(self, model, dataloaders, ckpt_path)

@@ -12,8 +12,12 @@ _ERF = (0.0705230784, 0.0422820123, 0.0092705272, 0.0001520143, 0.0002765672, 0.
 def _erf_terms(x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """(a, p, dp/da) for a = |x|/sqrt(2), p = (1 + a1 a + ... + a6 a^6)^16."""
     a = mx.abs(x) * 0.7071067811865476
-    q = 1 + a * (_ERF[0] + a * (_ERF[1] + a * (_ERF[2] + a * (_ERF[3] + a * (_ERF[4] + a * _ERF[5])))))
-    dq = _ERF[0] + a * (2 * _ERF[1] + a * (3 * _ERF[2] + a * (4 * _ERF[3] + a * (5 * _ERF[4] + a * 6 * _ERF[5]))))
+    q = 1 + a * (
+        _ERF[0] + a * (_ERF[1] + a * (_ERF[2] + a * (_ERF[3] + a * (_ERF[4] + a * _ERF[5]))))
+    )
+    dq = _ERF[0] + a * (
+        2 * _ERF[1] + a * (3 * _ERF[2] + a * (4 * _ERF[3] + a * (5 * _ERF[4] + a * 6 * _ERF[5])))
+    )
     q2 = q * q
     q4 = q2 * q2
     q8 = q4 * q4

@@ -112,16 +112,22 @@ class SelfAttention(nn.Module):
         probs = self.dropout(mx.softmax(scores, axis=-1))
         return (probs @ v).transpose(0, 2, 1, 3).reshape(b, n, c)
 
-    def _fused(self, q: mx.array, k: mx.array, v: mx.array, bias: mx.array, mask: mx.array | None) -> mx.array:
+    def _fused(
+        self, q: mx.array, k: mx.array, v: mx.array, bias: mx.array, mask: mx.array | None
+    ) -> mx.array:
         """(B, heads, n, d) attention with the position bias (and shift mask) as an additive mask.
         The shift mask differs per window: windows and heads are folded into one axis so that a
         single (windows * heads, n, n) mask broadcasts over the batch."""
         b, h, n, d = q.shape
         scale = 1 / math.sqrt(d)
         if mask is None:
-            return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=bias[None].astype(q.dtype))
+            return mx.fast.scaled_dot_product_attention(
+                q, k, v, scale=scale, mask=bias[None].astype(q.dtype)
+            )
         w = mask.shape[0]
-        additive = (bias[None] + mask.astype(bias.dtype)[:, None]).reshape(1, w * h, n, n).astype(q.dtype)
+        additive = (
+            (bias[None] + mask.astype(bias.dtype)[:, None]).reshape(1, w * h, n, n).astype(q.dtype)
+        )
         q, k, v = (t.reshape(b // w, w * h, n, d) for t in (q, k, v))
         out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=additive)
         return out.reshape(b, h, n, d)

@@ -48,4 +48,6 @@ def init_like_transformers(model: Any) -> None:
                 if "bias" in module:
                     module.bias = mx.zeros_like(module.bias)
             if "relative_position_bias_table" in module:
-                module.relative_position_bias_table = mx.zeros_like(module.relative_position_bias_table)
+                module.relative_position_bias_table = mx.zeros_like(
+                    module.relative_position_bias_table
+                )

@@ -116,8 +116,14 @@ def _rebuild_tensor(
     file would read other memory or crash the process)."""
     if not isinstance(storage, np.ndarray) or storage.ndim != 1:
         raise pickle.UnpicklingError("tensor storage is not a storage")
-    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)) or len(size) != len(stride):
-        raise pickle.UnpicklingError(f"tensor size {size!r:.60} and stride {stride!r:.60} do not match")
+    if (
+        not isinstance(size, (tuple, list))
+        or not isinstance(stride, (tuple, list))
+        or len(size) != len(stride)
+    ):
+        raise pickle.UnpicklingError(
+            f"tensor size {size!r:.60} and stride {stride!r:.60} do not match"
+        )
     offset = _int(offset, "offset")
     dims = [_int(n, "size") for n in size]
     steps = [_int(n, "stride") for n in stride]
@@ -177,9 +183,13 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             raw = self.archive.read(f"{self.prefix}data/{key}")
         except KeyError:
-            raise pickle.UnpicklingError(f"storage {key!r:.40} is missing from the archive") from None
+            raise pickle.UnpicklingError(
+                f"storage {key!r:.40} is missing from the archive"
+            ) from None
         if len(raw) % (2 if kind.dtype == "bfloat16" else np.dtype(kind.dtype).itemsize):
-            raise pickle.UnpicklingError(f"storage {key!r:.40} has {len(raw)} bytes, not a whole number of {kind.name} items")
+            raise pickle.UnpicklingError(
+                f"storage {key!r:.40} has {len(raw)} bytes, not a whole number of {kind.name} items"
+            )
         if kind.dtype == "bfloat16":  # numpy has no bfloat16: widen the bits to float32
             return (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
         return np.frombuffer(raw, dtype=kind.dtype)
@@ -203,7 +213,11 @@ def load_torch_bin(path: str) -> dict[str, np.ndarray]:
     except pickle.UnpicklingError as error:
         raise pickle.UnpicklingError(f"{path}: {error}") from None
     except Exception as error:  # truncated pickles, bad zip members, wrong types: all "damaged"
-        raise pickle.UnpicklingError(f"{path} is damaged ({type(error).__name__}: {error})"[:500]) from None
-    if not isinstance(state, dict) or not all(isinstance(v, (np.ndarray, np.generic)) for v in state.values()):
+        raise pickle.UnpicklingError(
+            f"{path} is damaged ({type(error).__name__}: {error})"[:500]
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(v, (np.ndarray, np.generic)) for v in state.values()
+    ):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
     return {str(k): np.asarray(v) for k, v in state.items()}

@@ -94,7 +94,9 @@ class EarlyStopping(MonitorCallback):
         elif self.stopping_threshold is not None and self._beyond(current, self.stopping_threshold):
             stop = True
             reason = f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
-        elif self.divergence_threshold is not None and self._beyond(-current, -self.divergence_threshold):
+        elif self.divergence_threshold is not None and self._beyond(
+            -current, -self.divergence_threshold
+        ):
             stop = True
             reason = f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}"
         elif self.is_improvement(current, self.best_score):

@@ -53,21 +53,32 @@ class ModelCheckpoint(MonitorCallback):
     ) -> None:
         check_mode("ModelCheckpoint", mode)
         check_number("ModelCheckpoint", "save_top_k", save_top_k, minimum=-1, integer=True)
-        for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+        for name, value in (
+            ("every_n_train_steps", every_n_train_steps),
+            ("every_n_epochs", every_n_epochs),
+        ):
             check_number("ModelCheckpoint", name, value, minimum=0, allow_none=True, integer=True)
         if every_n_train_steps is None and every_n_epochs is None:
             every_n_train_steps = 0
             every_n_epochs = 1
         if (every_n_train_steps or 0) >= 1 and (every_n_epochs or 0) >= 1:
-            raise ValueError("ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive")
+            raise ValueError(
+                "ModelCheckpoint: every_n_train_steps and every_n_epochs are mutually exclusive"
+            )
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
-            raise ValueError(f"ModelCheckpoint: monitor must be a metric name or None, got {monitor!r}")
+            raise ValueError(
+                f"ModelCheckpoint: monitor must be a metric name or None, got {monitor!r}"
+            )
         if monitor is None and save_top_k not in (-1, 0, 1):
             raise ValueError(
                 f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration: "
                 "without a monitor there is no quantity to rank; use save_top_k 1 (newest) or -1 (all)"
             )
-        self.dirpath = os.path.realpath(os.path.expanduser(os.fspath(dirpath))) if dirpath is not None else None
+        self.dirpath = (
+            os.path.realpath(os.path.expanduser(os.fspath(dirpath)))
+            if dirpath is not None
+            else None
+        )
         self.filename = filename
         self.monitor = monitor
         self.mode = mode
@@ -95,7 +106,9 @@ class ModelCheckpoint(MonitorCallback):
 
     @property
     def state_key(self) -> str:
-        return f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+        return (
+            f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+        )
 
     # -- when ------------------------------------------------------------------------------------
     def setup(self, trainer: Any, module: Any, stage: str) -> None:
@@ -106,7 +119,9 @@ class ModelCheckpoint(MonitorCallback):
             self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
         self._writes = trainer.is_global_zero  # data-parallel: rank 0 alone touches the files
         if self._writes:
-            clean_leftovers(self.dirpath)  # half-written or half-deleted checkpoints of crashed runs
+            clean_leftovers(
+                self.dirpath
+            )  # half-written or half-deleted checkpoints of crashed runs
 
     def _skip(self, trainer: Any) -> bool:
         return (
@@ -126,7 +141,9 @@ class ModelCheckpoint(MonitorCallback):
             return True
         return trainer.val_check_interval == 1.0
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         n = self.every_n_train_steps
         if n < 1 or trainer.global_step % n != 0:
             return
@@ -134,7 +151,11 @@ class ModelCheckpoint(MonitorCallback):
         if self.monitor is not None and self.monitor not in metrics:
             self._defer_to_validation = True
             return
-        if self.monitor is not None and not self._on_epoch_end_only(trainer) and trainer.is_last_batch:
+        if (
+            self.monitor is not None
+            and not self._on_epoch_end_only(trainer)
+            and trainer.is_last_batch
+        ):
             if trainer.enable_validation and trainer.validation_due():
                 self._defer_to_validation = True
                 return
@@ -163,17 +184,28 @@ class ModelCheckpoint(MonitorCallback):
         metrics = self._candidates(trainer)
         if self.every_n_epochs >= 1 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._save_topk(trainer, metrics)
-        self._save_last(trainer, metrics)  # always the newest state (Lightning: only after a top-k save)
+        self._save_last(
+            trainer, metrics
+        )  # always the newest state (Lightning: only after a top-k save)
         self._flush()
 
     def on_train_end(self, trainer: Any, module: Any) -> None:
-        if self.save_last and not self._written_now and not trainer.fast_dev_run and trainer.global_step:
+        if (
+            self.save_last
+            and not self._written_now
+            and not trainer.fast_dev_run
+            and trainer.global_step
+        ):
             self._save_last(trainer, self._candidates(trainer))
             self._flush()
 
     def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
         preempted = isinstance(exception, SystemExit)  # SIGTERM: always save, resumable
-        if not (self.save_on_exception or preempted) or trainer.optimizer is None or trainer.fast_dev_run:
+        if (
+            not (self.save_on_exception or preempted)
+            or trainer.optimizer is None
+            or trainer.fast_dev_run
+        ):
             return
         if trainer.sanity_checking:
             return
@@ -182,10 +214,19 @@ class ModelCheckpoint(MonitorCallback):
                 self.last_model_path = self._written_now
                 self._point_last(self._written_now)
             return
-        kind = {True: "preempted", False: "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception"}[preempted]
-        path = self._unique(os.path.join(self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"))
+        kind = {
+            True: "preempted",
+            False: "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception",
+        }[preempted]
+        path = self._unique(
+            os.path.join(
+                self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"
+            )
+        )
         self._write(trainer, path)
-        if (self.save_last or preempted) and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # a clean step boundary
+        if (self.save_last or preempted) and isinstance(
+            exception, (KeyboardInterrupt, SystemExit)
+        ):  # a clean step boundary
             self.last_model_path = path
             self._point_last(path)
 
@@ -222,15 +263,23 @@ class ModelCheckpoint(MonitorCallback):
             trainer.warn_once(message)
             return
         current = metrics[self.monitor]
-        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k or self._better(current, self.kth_value):
+        if (
+            self.save_top_k == -1
+            or len(self.best_k_models) < self.save_top_k
+            or self._better(current, self.kth_value)
+        ):
             self._update_best_and_save(trainer, current, metrics)
         elif self.verbose:
-            print(f"ModelCheckpoint: {self.monitor}={current:.6g} was not in the top {self.save_top_k}")
+            print(
+                f"ModelCheckpoint: {self.monitor}={current:.6g} was not in the top {self.save_top_k}"
+            )
 
     def _better(self, current: float, reference: float) -> bool:
         return current < reference if self.mode == "min" else current > reference
 
-    def _update_best_and_save(self, trainer: Any, current: float, metrics: dict[str, float]) -> None:
+    def _update_best_and_save(
+        self, trainer: Any, current: float, metrics: dict[str, float]
+    ) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
         removed = None
         if len(self.best_k_models) == k and k > 0:
@@ -242,7 +291,9 @@ class ModelCheckpoint(MonitorCallback):
         self.best_k_models[path] = current
         if len(self.best_k_models) == k:
             pick_worst = max if self.mode == "min" else min
-            self.kth_best_model_path = pick_worst(self.best_k_models, key=self.best_k_models.__getitem__)
+            self.kth_best_model_path = pick_worst(
+                self.best_k_models, key=self.best_k_models.__getitem__
+            )
             self.kth_value = self.best_k_models[self.kth_best_model_path]
         pick_best = min if self.mode == "min" else max
         self.best_model_path = pick_best(self.best_k_models, key=self.best_k_models.__getitem__)
@@ -266,7 +317,9 @@ class ModelCheckpoint(MonitorCallback):
         if just_saved:  # `last` links to the checkpoint written at this step
             self.last_model_path = self._written_now
         else:  # no top-k checkpoint at this step: write one for `last` alone
-            path = self._unique(os.path.join(self._dir, f"last-epoch={metrics['epoch']}-step={metrics['step']}"))
+            path = self._unique(
+                os.path.join(self._dir, f"last-epoch={metrics['epoch']}-step={metrics['step']}")
+            )
             self._write(trainer, path)
             self._own_last.append(path)
             self.last_model_path = path
@@ -295,7 +348,9 @@ class ModelCheckpoint(MonitorCallback):
         for path in self._doomed if self._writes else []:
             if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self._dir):
                 continue
-            if self._resumed_from and os.path.realpath(self._resumed_from) == os.path.realpath(path):
+            if self._resumed_from and os.path.realpath(self._resumed_from) == os.path.realpath(
+                path
+            ):
                 continue
             if os.path.realpath(os.path.join(self._dir, "last")) == os.path.realpath(path):
                 continue

@@ -73,8 +73,14 @@ class TQDMProgressBar(Callback):
       device sync in the bar]).
     """
 
-    def __init__(self, refresh_rate: int = 1, leave: bool = False, stream: Any = None,
-                 metrics_interval: float = 1.0, plain_interval: float = 15.0) -> None:
+    def __init__(
+        self,
+        refresh_rate: int = 1,
+        leave: bool = False,
+        stream: Any = None,
+        metrics_interval: float = 1.0,
+        plain_interval: float = 15.0,
+    ) -> None:
         check_number("TQDMProgressBar", "refresh_rate", refresh_rate, minimum=0, integer=True)
         check_number("TQDMProgressBar", "metrics_interval", metrics_interval, minimum=0)
         check_number("TQDMProgressBar", "plain_interval", plain_interval, minimum=0)
@@ -120,9 +126,17 @@ class TQDMProgressBar(Callback):
         else:
             from tqdm import tqdm
         self._close(name)
-        bar = tqdm(total=total if math.isfinite(total) else None, desc=desc, leave=leave,
-                   file=self.out if self.mode == "tty" else None, position=1 if name == "eval" else 0,
-                   dynamic_ncols=True, smoothing=0, unit="it", mininterval=0.1)
+        bar = tqdm(
+            total=total if math.isfinite(total) else None,
+            desc=desc,
+            leave=leave,
+            file=self.out if self.mode == "tty" else None,
+            position=1 if name == "eval" else 0,
+            dynamic_ncols=True,
+            smoothing=0,
+            unit="it",
+            mininterval=0.1,
+        )
         self._bars[name] = bar
         return bar
 
@@ -138,7 +152,11 @@ class TQDMProgressBar(Callback):
         synced = force or now - self._metrics_at >= self.metrics_interval
         if synced:
             self._metrics_at = now
-            shown = {k.removeprefix("train_"): v for k, v in trainer.progress_bar_metrics.items() if not k.startswith("val_")}
+            shown = {
+                k.removeprefix("train_"): v
+                for k, v in trainer.progress_bar_metrics.items()
+                if not k.startswith("val_")
+            }
             self._postfix = {k: f"{v:.4g}" for k, v in shown.items()}
             version = getattr(trainer.logger, "version", None) if trainer.loggers else None
             if version is not None:
@@ -158,7 +176,9 @@ class TQDMProgressBar(Callback):
     # -- training -------------------------------------------------------------------------------
     def on_train_start(self, trainer: Any, module: Any) -> None:
         if trainer.is_global_zero and self.mode in ("tty", "notebook") and not self.leave:
-            self._bar("train", math.inf, "Epoch")  # one bar, reset every epoch (Lightning's leave=False)
+            self._bar(
+                "train", math.inf, "Epoch"
+            )  # one bar, reset every epoch (Lightning's leave=False)
 
     def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
         self._started = time.perf_counter()
@@ -169,34 +189,53 @@ class TQDMProgressBar(Callback):
         self._epoch_mode = self.mode
         if not trainer.is_global_zero or self._epoch_mode not in ("tty", "notebook"):
             return
-        bar = self._bar("train", math.inf, "Epoch") if self.leave or "train" not in self._bars else self._bars["train"]
+        bar = (
+            self._bar("train", math.inf, "Epoch")
+            if self.leave or "train" not in self._bars
+            else self._bars["train"]
+        )
         total = trainer.num_training_batches
         bar.reset(total=total if math.isfinite(total) else None)
         bar.set_description(f"Epoch {trainer.current_epoch}")
         if trainer.progress.batch_in_epoch:  # resumed in the middle of the epoch
             bar.update(trainer.progress.batch_in_epoch)
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._done += 1
-        self._samples = trainer.samples_trained - self._samples_before  # counted by the loop already
-        if not trainer.is_global_zero or self._epoch_mode == "off" or self._done % self.refresh_rate:
+        self._samples = (
+            trainer.samples_trained - self._samples_before
+        )  # counted by the loop already
+        if (
+            not trainer.is_global_zero
+            or self._epoch_mode == "off"
+            or self._done % self.refresh_rate
+        ):
             return
         bar = self._bars.get("train")
         if bar is not None:
             values = ", ".join(f"{k}={v}" for k, v in self._read(trainer).items())
             bar.set_postfix_str(f"{self._samples_per_second()}, {values}", refresh=False)
             bar.update(trainer.progress.batch_in_epoch - bar.n)
-        elif self._epoch_mode == "plain" and time.perf_counter() - self._line_at >= self.plain_interval:
+        elif (
+            self._epoch_mode == "plain"
+            and time.perf_counter() - self._line_at >= self.plain_interval
+        ):
             self._plain_line(trainer)
 
     def _plain_line(self, trainer: Any, force: bool = False) -> None:
         self._line_at = time.perf_counter()
         total = trainer.num_training_batches
         done = trainer.progress.batch_in_epoch
-        where = f"{done}/{total} ({done / total:.0%})" if math.isfinite(total) and total else f"{done}"
+        where = (
+            f"{done}/{total} ({done / total:.0%})" if math.isfinite(total) and total else f"{done}"
+        )
         values = ", ".join(f"{k}={v}" for k, v in self._read(trainer, force).items())
         elapsed = _clock(self._line_at - self._started)
-        self.out.write(f"Epoch {trainer.current_epoch}: {where} [{elapsed}, {self._rates()}] {values}\n")
+        self.out.write(
+            f"Epoch {trainer.current_epoch}: {where} [{elapsed}, {self._rates()}] {values}\n"
+        )
         self.out.flush()
 
     def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
@@ -246,7 +285,15 @@ class TQDMProgressBar(Callback):
     def on_validation_start(self, trainer: Any, module: Any) -> None:
         self._eval_start(trainer, "Sanity Checking" if trainer.sanity_checking else "Validation")
 
-    def on_validation_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: Any,
+        module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._eval_step(trainer)
 
     def on_validation_end(self, trainer: Any, module: Any) -> None:
@@ -255,7 +302,15 @@ class TQDMProgressBar(Callback):
     def on_test_start(self, trainer: Any, module: Any) -> None:
         self._eval_start(trainer, "Testing")
 
-    def on_test_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: Any,
+        module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._eval_step(trainer)
 
     def on_test_end(self, trainer: Any, module: Any) -> None:
@@ -264,7 +319,9 @@ class TQDMProgressBar(Callback):
     def on_predict_start(self, trainer: Any, module: Any) -> None:
         self._eval_start(trainer, "Predicting")
 
-    def on_predict_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_predict_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._eval_step(trainer)
 
     def on_predict_end(self, trainer: Any, module: Any) -> None:

@@ -16,7 +16,9 @@ class _Task:
         self.owner = owner
         self.leave = leave
         self.n = 0
-        self.task = owner.progress.add_task(desc, total=total if math.isfinite(total) else None, metrics="")
+        self.task = owner.progress.add_task(
+            desc, total=total if math.isfinite(total) else None, metrics=""
+        )
 
     def reset(self, total: float | None = None) -> None:
         self.n = 0
@@ -49,8 +51,14 @@ class RichProgressBar(TQDMProgressBar):
     (``pip install "mlx-audio-train[rich]"``); a clear ImportError says so when it is missing.
     """
 
-    def __init__(self, refresh_rate: int = 1, leave: bool = False, stream: Any = None,
-                 metrics_interval: float = 1.0, plain_interval: float = 15.0) -> None:
+    def __init__(
+        self,
+        refresh_rate: int = 1,
+        leave: bool = False,
+        stream: Any = None,
+        metrics_interval: float = 1.0,
+        plain_interval: float = 15.0,
+    ) -> None:
         try:
             import rich  # noqa: F401
         except ImportError:
@@ -73,13 +81,24 @@ class RichProgressBar(TQDMProgressBar):
             )
             from rich.table import Column
 
-            console = Console(file=self.out, force_jupyter=None if self.mode == "notebook" else False)
+            console = Console(
+                file=self.out, force_jupyter=None if self.mode == "notebook" else False
+            )
             self.progress = Progress(
-                TextColumn("[progress.description]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("•"), TimeRemainingColumn(),
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("•"),
+                TimeRemainingColumn(),
                 # the metrics take the width that is left (cut with an ellipsis), never the bar's
-                TextColumn("{task.fields[metrics]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
-                console=console, auto_refresh=False, expand=True,
+                TextColumn(
+                    "{task.fields[metrics]}",
+                    table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+                ),
+                console=console,
+                auto_refresh=False,
+                expand=True,
             )
             self.progress.start()
         self._close(name)
@@ -101,7 +120,9 @@ class RichProgressBar(TQDMProgressBar):
         else:
             super()._write(line)
 
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
         if self.progress is not None and self._done % max(self.refresh_rate, 1) == 0:
             self.progress.refresh()
