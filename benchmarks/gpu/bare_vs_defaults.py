@@ -19,8 +19,8 @@ import mlx.core as mx  # noqa: E402
 from mlx_audio.data import ArrayDataset, DataLoader  # noqa: E402
 from mlx_audio.loggers import CSVLogger  # noqa: E402
 from mlx_audio.train import Trainer  # noqa: E402
+from mlx_audio.train._step import StepRunner  # noqa: E402
 from mlx_audio.train.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
-from mlx_audio.train.step import StepRunner  # noqa: E402
 
 
 def run(x, y, batch, logger=False, bar=False, ckpt=False, sync=False):

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.train import Trainer  # noqa: E402
 from mlx_audio.train._rng import seed_step  # noqa: E402
-from mlx_audio.train.step import StepBuilder, StepRunner  # noqa: E402
+from mlx_audio.train._step import StepBuilder, StepRunner  # noqa: E402
 
 sys.path.insert(
     0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests")
@@ -88,7 +88,7 @@ def _unguarded_update(self, grads, finite):
     import mlx.nn as nn
     from mlx.utils import tree_map
 
-    from mlx_audio.train.step import _global_norm
+    from mlx_audio.train._step import _global_norm
 
     if self.world > 1:
         grads = nn.average_gradients(grads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlx_audio.data.support import ensure_fast_blas, lazy_exports  # before mlx.core
 
 ensure_fast_blas()  # OpenBLAS on Linux CPU
@@ -17,6 +19,14 @@ _EXPORTS = {
     "rank_zero_only": "distributed",
 }
 __all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
+    from ._lifecycle import Preempted as Preempted
+    from .checkpoint import CheckpointError as CheckpointError
+    from .distributed import rank_zero_only as rank_zero_only
+    from .module import OptimizerConfig as OptimizerConfig
+    from .module import TrainModule as TrainModule
+    from .trainer import Trainer as Trainer
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

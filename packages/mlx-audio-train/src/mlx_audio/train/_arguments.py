@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from ._device import check_accelerator, check_devices
 from .callbacks.base import check_number
@@ -105,7 +105,7 @@ class TrainerArgs:
     on_nonfinite_loss: str = "raise"
     use_distributed_sampler: bool = True
     accelerator: str = "auto"
-    devices: Any = "auto"
+    devices: int | str | list[int] = "auto"
     deterministic: bool | str | None = (
         None  # accepted; no effect (NOTE [no-op Lightning arguments])
     )
@@ -239,3 +239,31 @@ def val_check_batch(args: TrainerArgs, batches: float, val_batches: float) -> fl
             "Trainer: a fractional val_check_interval needs a train loader with a length; use an int"
         )
     return max(1, int(batches * interval))
+
+
+T = TypeVar("T")
+
+
+class Argument(Generic[T]):
+    """A Trainer property that reads one resolved argument: ``trainer.max_epochs`` is
+    ``trainer.args.max_epochs``. One line per argument in the class body, so each name is written
+    out and typed (a typo fails mypy). A non-data descriptor, as the attribute look-up it replaces:
+    an assignment ``trainer.max_epochs = 3`` sets an instance attribute that reads take instead."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name not in ARG_NAMES:
+            raise TypeError(f"{owner.__name__}.{name}: not a Trainer argument")
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Argument[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+    def __get__(self, instance: object, owner: type) -> Argument[T] | T:
+        if instance is None:
+            return self
+        value: T = getattr(instance.args, self.name)  # type: ignore[attr-defined]
+        return value
+
+
+ARG_NAMES = frozenset(f.name for f in fields(TrainerArgs))

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import distributed
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-def default_loggers(logger: Any, root: str, enabled: bool) -> list[Any]:
+    from mlx.optimizers import Optimizer
+
+    from mlx_audio.loggers import Logger
+
+    from .callbacks import Callback
+    from .module import TrainModule
+    from .trainer import Trainer
+
+
+def default_loggers(
+    logger: Logger | Iterable[Logger] | bool | None, root: str, enabled: bool
+) -> list[Logger]:
     """``logger=None/True``: a CSVLogger under ``root/logs``; ``False`` or ``fast_dev_run``: none."""
     if not enabled or logger is False:
         return []
@@ -71,7 +84,7 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
         self._previous = {}
 
 
-def hparams(trainer: Any) -> dict[str, Any]:
+def hparams(trainer: Trainer) -> dict[str, Any]:
     names = ("max_epochs", "accumulate_grad_batches", "gradient_clip_val", "precision", "seed")
     return {
         "trainer": {n: getattr(trainer, n) for n in names} | {"max_steps": trainer.max_steps},
@@ -102,7 +115,7 @@ def finalize_loggers(loggers: list[Any], status: str) -> None:
         raise strict_error
 
 
-def print_summary(trainer: Any) -> None:
+def print_summary(trainer: Trainer) -> None:
     if not trainer.is_global_zero:
         return
     seconds = trainer.fit_seconds
@@ -131,7 +144,7 @@ def print_summary(trainer: Any) -> None:
     print("\n".join(lines))
 
 
-def configure_optimizer(model: Any) -> tuple[Any, str | None]:
+def configure_optimizer(model: TrainModule) -> tuple[Optimizer, str | None]:
     """``model.configure_optimizers()`` -> (optimizer, schedule name), checked."""
     import mlx.optimizers as optim
 
@@ -147,7 +160,9 @@ def configure_optimizer(model: Any) -> tuple[Any, str | None]:
     return config.optimizer, config.lr_schedule_name
 
 
-def clipping(value: float | None, algorithm: str, callbacks: list[Any]) -> tuple[float | None, str]:
+def clipping(
+    value: float | None, algorithm: str, callbacks: list[Callback]
+) -> tuple[float | None, str]:
     """The one gradient clipping: ``Trainer(gradient_clip_val=...)`` or a ``GradientClipper``."""
     from .callbacks import GradientClipper
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import numpy as np
 
 from . import distributed
 from ._tree import flatten
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 def batch_size_of(batch: Any) -> int:
@@ -40,7 +43,7 @@ def limited(length: int | None, limit: int | float) -> float:
     return limit if length is None else min(length, limit)
 
 
-def seed_and_shard(trainer: Any, *loaders: Any) -> list[Any]:
+def seed_and_shard(trainer: Trainer, *loaders: Any) -> list[Any]:
     """Give seedless DataLoaders the run's seed (``Trainer(seed=...)``; with several ranks always,
     so their shards fit together), then split them across the ranks (distributed.py)."""
     for loader in loaders:
@@ -58,7 +61,7 @@ def is_stateful_loader(loader: Any) -> bool:
     return all(hasattr(loader, name) for name in ("state_dict", "load_state_dict", "set_epoch"))
 
 
-class Fetcher:
+class EpochBatches:
     """One epoch's batches with ``is_last`` known as each arrives (Lightning's data fetcher).
 
     With a known count the last batch is the count-th; otherwise one batch is read ahead, and
@@ -66,7 +69,7 @@ class Fetcher:
     """
 
     def __init__(
-        self, loader: Any, count: float, start: int, loader_state: dict | None, epoch: int
+        self, loader: Any, count: float, start: int, loader_state: dict[str, Any] | None, epoch: int
     ) -> None:
         self.loader = loader
         self.stateful = is_stateful_loader(loader)
@@ -82,7 +85,7 @@ class Fetcher:
         self.count = count
         self.seen = start
         self.ahead: list[Any] = []
-        self.snapshot: dict | None = None
+        self.snapshot: dict[str, Any] | None = None
 
     def next(self) -> tuple[Any, bool] | None:
         fetched = self._next()
@@ -113,7 +116,7 @@ class Fetcher:
             return batch, True
         return batch, False
 
-    def loader_state(self) -> dict | None:
+    def loader_state(self) -> dict[str, Any] | None:
         if not self.stateful:
             return None
         return (

@@ -1,15 +1,18 @@
 """What the loop does about a non-finite step (NOTE [non-finite steps] and NOTE [deferred
-non-finite check] in step.py): raise naming it, or skip it and say so."""
+non-finite check] in _step.py): raise naming it, or skip it and say so."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
-def check_nonfinite(trainer: Any) -> None:
+def check_nonfinite(trainer: Trainer) -> None:
     """Under ``on_nonfinite_loss="raise"``: raise for the first non-finite step the device
-    recorded since the last look (NOTE [deferred non-finite check] in step.py)."""
+    recorded since the last look (NOTE [deferred non-finite check] in _step.py)."""
     runner = getattr(trainer, "runner", None)
     if runner is None or trainer.failing or not runner.builder.strict_nonfinite:
         return
@@ -20,9 +23,9 @@ def check_nonfinite(trainer: Any) -> None:
         nonfinite_step(trainer, batch_idx, loss, epoch)
 
 
-def nonfinite_step(trainer: Any, batch_idx: int, loss: float, epoch: int | None = None) -> None:
+def nonfinite_step(trainer: Trainer, batch_idx: int, loss: float, epoch: int | None = None) -> None:
     """A batch whose loss or gradients were NaN/Inf (its update was not applied: see NOTE
-    [non-finite steps] in step.py). ``on_nonfinite_loss="raise"``: stop, naming the step;
+    [non-finite steps] in _step.py). ``on_nonfinite_loss="raise"``: stop, naming the step;
     ``"skip"``: go on, saying so for the first few and then every power of ten."""
     epoch = trainer.current_epoch if epoch is None else epoch
     where = f"step {trainer.global_step} (epoch {epoch}, batch {batch_idx})"

@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import numpy as np
@@ -22,6 +22,12 @@ from . import distributed
 from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_last
 from ._nonfinite import check_nonfinite
 from ._tree import flatten
+
+if TYPE_CHECKING:
+    from ._step import StepRunner
+    from .module import TrainModule
+    from .trainer import Trainer
+
 
 __all__ = [
     "CheckpointError",
@@ -260,7 +266,7 @@ def load_model_weights(model: Any, path: str, strict: bool = True) -> None:
 # -- a Trainer's checkpoint: capture, resolve, restore -----------------------------------------
 
 
-def default_dirpath(trainer: Any) -> str:
+def default_dirpath(trainer: Trainer) -> str:
     """``ModelCheckpoint.dirpath`` when one is set up, else ``default_root_dir/checkpoints``."""
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath:
@@ -268,7 +274,7 @@ def default_dirpath(trainer: Any) -> str:
     return os.path.join(trainer.default_root_dir, "checkpoints")
 
 
-def resolve_ckpt_path(trainer: Any, ckpt_path: str) -> str:
+def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
     """``"last"`` -> ``<dirpath>/last``; ``"best"`` -> the best checkpoint; else the path."""
     if ckpt_path == "best":
         callback = trainer.checkpoint_callback
@@ -282,7 +288,7 @@ def resolve_ckpt_path(trainer: Any, ckpt_path: str) -> str:
     return os.fspath(ckpt_path)
 
 
-def capture(trainer: Any, path: str) -> str:
+def capture(trainer: Trainer, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
     from ._rng import rng_state, versions
 
@@ -290,14 +296,17 @@ def capture(trainer: Any, path: str) -> str:
 
     module = trainer.module
     optimizer = trainer.optimizer
-    assert module is not None and optimizer is not None, "save_checkpoint needs a running fit"
+    runner = trainer.runner
+    assert module is not None and optimizer is not None and runner is not None, (
+        "save_checkpoint needs a running fit"
+    )
     progress = trainer.progress
     state: dict[str, Any] = {
         **progress.to_state(),
         "batches_that_stepped": progress.batches_that_stepped + int(trainer.update_pending),
         "rng": rng_state(),
         "rng_base": trainer.rng_base,
-        "accumulated_batches": trainer.runner.micro,
+        "accumulated_batches": runner.micro,
         "world_size": distributed.world_size(),
         "loader": trainer.loader_state() if not progress.epoch_finished else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
@@ -306,7 +315,7 @@ def capture(trainer: Any, path: str) -> str:
     }
     trainer.hooks.on_save_checkpoint(state)
     weights = dict(flatten(module.parameters()))
-    total = trainer.runner.total if trainer.runner.micro else None
+    total = runner.total if runner.micro else None
     together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
     if (
         total is not None and together
@@ -320,7 +329,9 @@ def capture(trainer: Any, path: str) -> str:
     return os.path.abspath(path)
 
 
-def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], module: Any) -> None:
+def restore_accumulator(
+    runner: StepRunner, directory: str, state: dict[str, Any], module: TrainModule
+) -> None:
     """Put an unfinished accumulation group's gradient sum back (NOTE [update boundaries])."""
     from mlx.utils import tree_unflatten
 
@@ -338,7 +349,7 @@ def restore_accumulator(runner: Any, directory: str, state: dict[str, Any], modu
     runner.micro = count
 
 
-def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
+def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
     """Load a checkpoint into the trainer, its module, optimizer and callbacks; returns the
     state (None when ``ckpt_path="last"`` has nothing to resume yet)."""
     from mlx.utils import tree_unflatten
@@ -352,6 +363,7 @@ def restore(trainer: Any, ckpt_path: str) -> dict[str, Any] | None:
         return None
     module = trainer.module
     optimizer = trainer.optimizer
+    assert module is not None and optimizer is not None, "restore runs inside fit"
     directory, state = read_state(path)
     state_file = os.path.join(directory, STATE_FILE)
     saved_world = state.get("world_size", 1)

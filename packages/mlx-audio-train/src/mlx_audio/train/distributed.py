@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlx.core as mx
 from mlx.utils import tree_map
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,7 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PEER_LOST = ("connection to a peer was lost", "Socket", "NCCL", "peer")
 
 
-def group() -> Any:
+def group() -> mx.distributed.Group:
     """The world group (size 1 when the process was not started by ``mlx.launch``)."""
     return mx.distributed.init()
 
@@ -159,7 +163,7 @@ def reduce_totals(totals: list[tuple[str, Any, int]]) -> list[tuple[Any, int]]:
     return out
 
 
-def shard_loaders(trainer: Any, *loaders: Any) -> list[Any]:
+def shard_loaders(trainer: Trainer, *loaders: Any) -> list[Any]:
     """Each rank's share of the fit's loaders (Lightning's ``use_distributed_sampler``)."""
     from mlx_audio.data import DataLoader, shard_loader
 

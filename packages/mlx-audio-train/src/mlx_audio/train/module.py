@@ -5,19 +5,23 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
+from ._metrics import LogOptions
 from ._tree import flatten
-from .metrics import LogOptions
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
 
 _PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx")
 
 
-class ParameterTree(dict):
+class ParameterTree(dict[str, Any]):
     """The nested parameter dict MLX returns, whose ``values()`` yields the leaf arrays.
 
     ``sum(p.size for p in model.parameters().values())`` (the tutorial) then counts every
@@ -60,9 +64,7 @@ class TrainModule(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._trainer_ref: Any = (
-            None  # the Trainer running this module (typed Any: no import cycle)
-        )
+        self._trainer_ref: Trainer | None = None  # the Trainer running this module
         self._logged: dict[str, Any] = {}
         self._log_options: dict[str, LogOptions] = {}
         self._step_fx: str | None = None
@@ -117,12 +119,12 @@ class TrainModule(nn.Module):
     def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None: ...
     def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
     def on_predict_end(self) -> None: ...
-    def on_save_checkpoint(self, checkpoint: dict) -> None: ...
-    def on_load_checkpoint(self, checkpoint: dict) -> None: ...
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
 
     # -- trainer access ----------------------------------------------------------------------
     @property
-    def trainer(self) -> Any:
+    def trainer(self) -> Trainer:
         if self._trainer_ref is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a Trainer (call trainer.fit(model, ...))"
@@ -130,7 +132,7 @@ class TrainModule(nn.Module):
         return self._trainer_ref
 
     @trainer.setter
-    def trainer(self, trainer: Any) -> None:
+    def trainer(self, trainer: Trainer) -> None:
         self._trainer_ref = trainer
 
     @property

@@ -1,16 +1,10 @@
-"""The Trainer: Lightning's arguments, loop and hook order, with an ``mx.compile``d step.
+"""The Trainer: Lightning's arguments and attributes, and its entry points ``fit``, ``validate``,
+``test`` and ``predict``, with an ``mx.compile``d step.
 
-``fit`` reads top to bottom. Hook order (as in Lightning 2.6)::
-
-    setup -> [restore ckpt_path] -> on_fit_start -> sanity validation -> on_train_start
-    for each epoch:  on_train_epoch_start
-        for each batch:  on_train_batch_start -> [on_before_optimizer_step] -> step
-                         -> on_train_batch_end -> [validation] (see _validation_due)
-        on_train_epoch_end (callbacks, module, then the monitors) -> epoch metrics logged
-    on_train_end -> on_fit_end -> teardown
-
-Validation: on_validation_start, on_validation_epoch_start, per batch on_validation_batch_start/
-end, on_validation_epoch_end, (metrics logged), on_validation_end.
+Where things are: the arguments are checked and resolved in ``_arguments.py``; ``fit``'s loop reads
+top to bottom in ``_fit_loop.py`` (hook order there); validation, test and predict passes are in
+``_evaluation.py``; every hook fans out through ``_hooks.CallbackList``; ``self.log`` values go
+through ``_metrics.py``.
 """
 
 from __future__ import annotations
@@ -20,40 +14,37 @@ import os
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import fields
+from datetime import timedelta
 from typing import Any
 
 import mlx.core as mx
 import mlx.optimizers as optim
-import numpy as np
 
 from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
 from . import checkpoint, distributed
-from ._arguments import TrainerArgs, make_args, val_check_batch
+from ._arguments import ARG_NAMES, Argument, make_args
 from ._device import device_scope
+from ._evaluation import predict, standalone
+from ._fit_loop import run_fit
+from ._hooks import CallbackList, with_defaults
 from ._lifecycle import (
-    clipping,
-    configure_optimizer,
     default_loggers,
     finalize_loggers,
-    hparams,
     interrupt_handler,
     print_summary,
 )
-from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, limited, seed_and_shard
-from ._nonfinite import check_nonfinite, nonfinite_step
+from ._loaders import (
+    EpochBatches,
+    is_stateful_loader,
+)
+from ._metrics import LogOptions, MetricStore, Results
 from ._progress import Progress
-from ._rng import seed_everything, seed_step
+from ._rng import seed_everything
+from ._step import StepRunner
 from .callbacks import Callback, ModelCheckpoint, Timer
-from .evaluation import evaluate, predict, sanity_check, standalone
-from .hooks import CallbackList, with_defaults
-from .metrics import LogOptions, MetricStore, Results
 from .module import TrainModule
-from .step import StepBuilder, StepRunner, compute_dtype
-
-_ARG_NAMES = frozenset(f.name for f in fields(TrainerArgs))
 
 
 class Trainer:
@@ -92,13 +83,13 @@ class Trainer:
         deterministic: bool | str | None = None,
         benchmark: bool | None = None,
         inference_mode: bool = True,
-        max_time: str | dict | Any | None = None,
+        max_time: str | timedelta | dict[str, int] | None = None,
     ) -> None:
         given = with_defaults(
             callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time
         )
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
-        kwargs = {k: v for k, v in locals().items() if k in _ARG_NAMES}
+        kwargs = {k: v for k, v in locals().items() if k in ARG_NAMES}
         self.args = make_args(
             {**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given)
         )
@@ -112,17 +103,13 @@ class Trainer:
         self.module: TrainModule | None = None
         self.optimizer: optim.Optimizer | None = None
         self.lr_schedule_name: str | None = None
-        self.state_fn: str | None = None
-        self.current_hook: str | None = None
+        self.state_fn: str | None = None  # "fit", "validation", "test" or "predict"
+        self.current_hook: str | None = None  # the hook running now (self.log's defaults)
         self.sanity_checking = False
         self.validation_has_run = False
-        self.samples_trained = (
-            0  # by this fit's calls, all ranks together (the summary's samples/s)
-        )
+        self.samples_trained = 0  # by this fit's calls, all ranks together (summary's samples/s)
         self.fit_seconds = 0.0
-        self.eval_batches_total: float = (
-            math.inf
-        )  # batches of the running validation/test/predict pass
+        self.eval_batches_total: float = math.inf  # batches of the running eval/predict pass
         self.is_last_batch = False
         self.update_pending = False
         self.ckpt_path: str | None = None
@@ -130,58 +117,120 @@ class Trainer:
         self.num_training_batches: float = math.inf
         self.num_val_batches: float = 0
         self.val_check_batch: float = math.inf
+        self.runner: StepRunner | None = None  # fit's compiled step (built in run_fit)
+        self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
+        self.failing = False  # an exception is unwinding fit (no collectives from here on)
         self._estimated_max_steps: int | None = None
-        self._fetcher: Fetcher | None = None
-        self._train_loader: Any = None
+        self._batches: EpochBatches | None = None  # the running epoch's batches
+        self._train_loader: Iterable[Any] | None = None  # after seeding and sharding
+        self._val_loader: Iterable[Any] | None = None
         self._train_results = Results()
         self._eval_results: Results | None = None
         self._interrupt = interrupt_handler()
         self._warned: set[str] = set()
-        self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
-        self.failing = False  # an exception is unwinding fit (no collectives from here on)
 
-    def __getattr__(self, name: str) -> Any:  # the arguments: trainer.max_epochs, .precision, ...
-        if name in _ARG_NAMES:
-            return getattr(self.__dict__["args"], name)
-        raise AttributeError(f"'Trainer' object has no attribute {name!r}")
-
-    # -- what callbacks and modules read -------------------------------------------------------------
-    current_epoch = property(lambda self: self.progress.current_epoch)
-    global_step = property(lambda self: self.progress.global_step)
-    logger = property(lambda self: self.loggers[0] if self.loggers else None)
-    log_dir = property(lambda self: self.logger.log_dir if self.logger is not None else None)
-    checkpoint_callback = property(
-        lambda self: next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
-    )
-    callback_metrics = property(lambda self: self.metrics.floats(self.metrics.callback))
-    logged_metrics = property(lambda self: self.metrics.floats(self.metrics.logged))
-    progress_bar_metrics = property(lambda self: self.metrics.floats(self.metrics.progress_bar))
-
-    should_stop = property(
-        lambda self: self.progress.should_stop,
-        lambda self, v: setattr(self.progress, "should_stop", bool(v)),
-    )
+    # -- the arguments, resolved (_arguments.py) ---------------------------------------------------
+    min_epochs = Argument[int]()
+    min_steps = Argument[int]()
+    max_epochs = Argument[int | None]()
+    accumulate_grad_batches = Argument[int]()
+    gradient_clip_val = Argument[float | None]()
+    gradient_clip_algorithm = Argument[str]()
+    precision = Argument[str]()
+    val_check_interval = Argument[int | float]()
+    check_val_every_n_epoch = Argument[int | None]()
+    limit_train_batches = Argument[int | float]()
+    limit_val_batches = Argument[int | float]()
+    limit_test_batches = Argument[int | float]()
+    num_sanity_val_steps = Argument[float]()
+    fast_dev_run = Argument[int]()
+    log_every_n_steps = Argument[int]()
+    enable_progress_bar = Argument[bool]()
+    enable_checkpointing = Argument[bool]()
+    enable_logging = Argument[bool]()
+    default_root_dir = Argument[str]()
+    seed = Argument[int | None]()
+    compile = Argument[bool]()
+    on_nonfinite_loss = Argument[str]()
+    use_distributed_sampler = Argument[bool]()
+    accelerator = Argument[str]()
+    devices = Argument[int | str | list[int]]()
+    deterministic = Argument[bool | str | None]()
+    benchmark = Argument[bool | None]()
+    inference_mode = Argument[bool]()
 
     @property
     def max_steps(self) -> int | None:
-        """max_steps, or in fit ``max_epochs x updates per epoch`` (Lightning: estimated_stepping_batches)."""
+        """max_steps, or in fit ``max_epochs x updates per epoch`` (Lightning:
+        estimated_stepping_batches)."""
         return self.args.max_steps if self.args.max_steps is not None else self._estimated_max_steps
 
     estimated_stepping_batches = max_steps
 
-    world_size = property(lambda self: distributed.world_size())  # data-parallel: distributed.py
-    global_rank = property(lambda self: distributed.global_rank())
-    is_global_zero = property(lambda self: distributed.global_rank() == 0)
+    # -- what callbacks and modules read -----------------------------------------------------------
+    @property
+    def current_epoch(self) -> int:
+        return self.progress.current_epoch
 
-    enable_validation = property(lambda self: self.num_val_batches > 0)
+    @property
+    def global_step(self) -> int:
+        return self.progress.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        return self.progress.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.progress.should_stop = bool(value)
+
+    @property
+    def logger(self) -> Logger | None:
+        return self.loggers[0] if self.loggers else None
+
+    @property
+    def log_dir(self) -> str | None:
+        return self.logger.log_dir if self.logger is not None else None
+
+    @property
+    def checkpoint_callback(self) -> ModelCheckpoint | None:
+        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    @property
+    def callback_metrics(self) -> dict[str, float]:
+        return self.metrics.floats(self.metrics.callback)
+
+    @property
+    def logged_metrics(self) -> dict[str, float]:
+        return self.metrics.floats(self.metrics.logged)
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        return self.metrics.floats(self.metrics.progress_bar)
+
+    @property
+    def world_size(self) -> int:  # data-parallel: distributed.py
+        return distributed.world_size()
+
+    @property
+    def global_rank(self) -> int:
+        return distributed.global_rank()
+
+    @property
+    def is_global_zero(self) -> bool:
+        return distributed.global_rank() == 0
+
+    @property
+    def enable_validation(self) -> bool:
+        return self.num_val_batches > 0
 
     def warn_once(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
             warnings.warn(message, stacklevel=3)
 
-    def loader_state(self) -> dict | None:
-        return self._fetcher.loader_state() if self._fetcher is not None else None
+    def loader_state(self) -> dict[str, Any] | None:
+        return self._batches.loader_state() if self._batches is not None else None
 
     def save_checkpoint(self, path: str) -> str:
         """Write a complete checkpoint directory at ``path`` (see mlx_audio.train.checkpoint)."""
@@ -247,7 +296,7 @@ class Trainer:
         started = time.perf_counter()
         try:
             with self._interrupt, device_scope(self.accelerator):
-                ran = self._fit(model, train_dataloaders, val_dataloaders, ckpt_path)
+                ran = run_fit(self, model, train_dataloaders, val_dataloaders, ckpt_path)
         except BaseException as error:
             self.failing = True
             self.hooks.on_exception(error)
@@ -264,235 +313,20 @@ class Trainer:
             for loader in {
                 id(x): x for x in (train_dataloaders, self._train_loader)
             }.values():  # a shard too
-                if hasattr(loader, "close") and is_stateful_loader(loader):
+                if loader is not None and hasattr(loader, "close") and is_stateful_loader(loader):
                     loader.close()
-            self._fetcher = None
+            self._batches = None
         self.failing = False
         finalize_loggers(self.loggers, "success")
         if ran:
             print_summary(self)
 
-    def _fit(
-        self, model: TrainModule, train_loader: Any, val_loader: Any, ckpt_path: str | None
-    ) -> bool:
-        self.rng_base = (
-            self.seed
-            if self.seed is not None
-            else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
-        )
-        train_loader, val_loader = seed_and_shard(self, train_loader, val_loader)
-        self._train_loader = train_loader
-        self._val_loader = val_loader
-        self.num_training_batches = distributed.smallest(
-            limited(length_of(train_loader), self.limit_train_batches)
-        )
-        self.num_val_batches = (
-            distributed.smallest(limited(length_of(val_loader), self.limit_val_batches))
-            if val_loader is not None
-            else 0
-        )
-        self.val_check_batch = val_check_batch(
-            self.args, self.num_training_batches, self.num_val_batches
-        )
-        per_epoch = (
-            math.ceil(self.num_training_batches / self.accumulate_grad_batches)
-            if math.isfinite(self.num_training_batches)
-            else None
-        )
-        self._estimated_max_steps = (
-            self.max_epochs * per_epoch
-            if self.max_epochs is not None and per_epoch is not None
-            else None
-        )
-        if self.precision.endswith("-true") and self.precision != "32-true":
-            model.set_dtype(compute_dtype(self.precision))
-        self.optimizer, self.lr_schedule_name = configure_optimizer(model)
-        self.ckpt_path = (
-            checkpoint.resolve_ckpt_path(self, ckpt_path) if ckpt_path is not None else None
-        )
-        self.hooks.setup("fit")
-        resumed = checkpoint.restore(self, ckpt_path) if ckpt_path is not None else None
-        model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
-        assert self.optimizer is not None
-        clip_val, clip_algorithm = clipping(
-            self.gradient_clip_val, self.gradient_clip_algorithm, self.callbacks
-        )
-        builder = StepBuilder(
-            model,
-            self.optimizer,
-            self.accumulate_grad_batches,
-            clip_val,
-            clip_algorithm,
-            self.precision,
-            self.compile,
-            strict_nonfinite=self.on_nonfinite_loss == "raise",
-        )
-        self.runner = StepRunner(builder, self.accumulate_grad_batches)
-        if resumed is not None:
-            checkpoint.restore_accumulator(self.runner, resumed["_dir"], resumed, model)
-        for logger in self.loggers if self.is_global_zero else []:
-            logger.log_hyperparams(hparams(self))
-        self.hooks.on_fit_start()
-        progress = self.progress
-        mid_epoch = (
-            resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
-        )
-        if self.enable_validation and self.num_sanity_val_steps > 0 and not mid_epoch:
-            sanity_check(self)
-        mid_epoch = progress.settle_resume(mid_epoch, self.num_training_batches)
-        if self._fit_done():
-            if self.num_training_batches == 0:
-                print(
-                    "Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train."
-                )
-            elif resumed is not None:
-                print(
-                    f"Trainer: the run in {resumed['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do."
-                )
-            ran = False
-        else:
-            model.train()
-            self.hooks.on_train_start()
-            while not self._fit_done():
-                self._run_epoch(resumed if mid_epoch else None)
-                mid_epoch = False
-            check_nonfinite(self)
-            self.hooks.on_train_end()
-            ran = True
-        self.hooks.on_fit_end()
-        self.hooks.teardown("fit")
-        return ran
-
-    def _run_epoch(self, resumed: dict | None) -> None:
-        progress = self.progress
-        self._fetcher = Fetcher(
-            self._train_loader,
-            self.num_training_batches,
-            progress.batch_in_epoch,
-            (resumed or {}).get("loader"),
-            progress.current_epoch,
-        )
-        self.is_last_batch = False
-        if resumed is None:
-            progress.epoch_finished = False
-            self.hooks.on_train_epoch_start()
-        while not self._epoch_done():
-            fetched = self._fetcher.next()
-            if fetched is None:
-                break
-            batch, self.is_last_batch = fetched
-            batch_idx = progress.batch_in_epoch
-            progress.batch_in_epoch += 1
-            progress.total_batches += 1
-            self._train_results.step = {}
-            if self.hooks.on_train_batch_start(batch, batch_idx) == -1:
-                self.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
-                break
-            self._train_batch(batch, batch_idx)
-            if self._validation_due():
-                self._validate()
-            if self.update_pending:
-                progress.batches_that_stepped += 1
-                self.update_pending = False
-                if self._interrupt.requested:
-                    raise self._interrupt.stop(self.global_step)
-        progress.epoch_finished = (
-            True  # a checkpoint written from here on resumes at the next epoch
-        )
-        check_nonfinite(self)
-        self.hooks.on_train_epoch_end()
-        progress.should_stop = distributed.any_rank(
-            progress.should_stop
-        )  # every rank stops together
-        self._train_results.sync(distributed.reduce_totals)
-        log, callback, bar = self._train_results.epoch_metrics()
-        self.metrics.update(log, callback, bar)
-        self.log_metrics(log, epoch_end=True)
-        self._train_results = Results()
-        progress.current_epoch += 1
-        progress.batch_in_epoch = 0
-        progress.epoch_finished = False
-
-    def _train_batch(self, batch: Any, batch_idx: int) -> None:
-        assert self.optimizer is not None and self.module is not None
-        update = not self._should_accumulate()
-        if update:
-            self.hooks.on_before_optimizer_step(self.optimizer)
-        seed_step(self.rng_base, self.global_step, self.runner.micro)
-        loss, metrics, logged, updated, finite = self.runner.run(
-            batch, batch_idx, update, (self.global_step, self.current_epoch, batch_idx)
-        )
-        self.progress.global_step += int(updated)
-        if not finite:
-            nonfinite_step(self, batch_idx, float(loss.item()))
-        self.update_pending = update
-        values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}, **logged}
-        options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
-        options.update(self.module._log_options)
-        samples = batch_size_of(batch)
-        self.samples_trained += samples * self.runner.builder.world
-        self._train_results.add(values, options, samples)
-        self.metrics.update(*self._train_results.step_metrics())
-        self.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
-        self.metrics.update(*self._train_results.step_metrics())
-        if update and self.should_update_logs():
-            check_nonfinite(self)  # the device's flags are read here, not at every step
-            self.log_metrics(self._train_results.step_metrics()[0])
-
-    # -- when things happen (Lightning's rules) ----------------------------------------------------------
-    def _can_stop_early(self) -> bool:
-        return self.current_epoch >= self.min_epochs and self.global_step >= self.min_steps
-
-    def _fit_done(self) -> bool:
-        if self.num_training_batches == 0:
-            return True
-        if self.args.max_steps is not None and self.global_step >= self.args.max_steps:
-            return True
-        if self.max_epochs is not None and self.current_epoch >= self.max_epochs:
-            return True
-        return self.should_stop and self._can_stop_early()
-
-    def _epoch_done(self) -> bool:
-        steps_done = self.args.max_steps is not None and self.global_step >= self.args.max_steps
-        if (
-            steps_done
-            or self.progress.batch_in_epoch >= self.num_training_batches
-            or self.is_last_batch
-        ):
-            return True
-        return self.should_stop and self._can_stop_early()
-
-    def _should_accumulate(self) -> bool:
-        ready = self.progress.batch_in_epoch
-        final = ready >= self.num_training_batches or self.is_last_batch
-        return ready % self.accumulate_grad_batches != 0 and not final
-
-    def validation_due(self) -> bool:
+    def validates_this_epoch(self) -> bool:
         """Whether this epoch validates at all (``check_val_every_n_epoch``)."""
         n = self.check_val_every_n_epoch
         return self.enable_validation and (n is None or (self.current_epoch + 1) % n == 0)
 
-    def _validation_due(self) -> bool:
-        if not self.validation_due():
-            return False
-        if math.isinf(self.val_check_batch):
-            return self.is_last_batch or (self.should_stop and self._can_stop_early())
-        if self.should_stop and self._can_stop_early():
-            return True
-        count = (
-            self.progress.total_batches
-            if self.check_val_every_n_epoch is None
-            else self.progress.batch_in_epoch
-        )
-        return count % self.val_check_batch == 0
-
-    # -- evaluation (evaluation.py) ---------------------------------------------------------------------
-    def _validate(self) -> None:
-        check_nonfinite(self)
-        evaluate(self, self._val_loader, "validation", self.num_val_batches)
-        self.validation_has_run = True
-        self.progress.should_stop = distributed.any_rank(self.progress.should_stop)
-
+    # -- evaluation (_evaluation.py) ------------------------------------------------------------
     def validate(
         self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
     ) -> list[dict[str, float]]:

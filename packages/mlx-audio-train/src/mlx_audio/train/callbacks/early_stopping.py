@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import MonitorCallback, check_mode, check_number
+
+if TYPE_CHECKING:
+    from ..module import TrainModule
+    from ..trainer import Trainer
 
 
 class EarlyStopping(MonitorCallback):
@@ -54,27 +58,27 @@ class EarlyStopping(MonitorCallback):
     def state_key(self) -> str:
         return f"EarlyStopping{{monitor={self.monitor}, mode={self.mode}}}"
 
-    def setup(self, trainer: Any, module: Any, stage: str) -> None:
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         if self.check_on_train_epoch_end is None:
             self.check_on_train_epoch_end = (
                 trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1
             )
 
-    def _skip(self, trainer: Any) -> bool:
+    def _skip(self, trainer: Trainer) -> bool:
         return trainer.state_fn != "fit" or trainer.sanity_checking
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.check_on_train_epoch_end and not self._skip(trainer):
             self._check(trainer)
 
-    def on_validation_end(self, trainer: Any, module: Any) -> None:
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         if not self.check_on_train_epoch_end and not self._skip(trainer):
             self._check(trainer)
 
     def _beyond(self, current: float, threshold: float) -> bool:
         return current < threshold if self.mode == "min" else current > threshold
 
-    def _check(self, trainer: Any) -> None:
+    def _check(self, trainer: Trainer) -> None:
         metrics = trainer.callback_metrics
         if trainer.fast_dev_run:
             return

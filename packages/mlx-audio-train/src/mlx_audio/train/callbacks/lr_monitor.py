@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Callback
 
+if TYPE_CHECKING:
+    from mlx.optimizers import Optimizer
 
-def next_learning_rate(optimizer: Any) -> float:
+    from ..module import TrainModule
+    from ..trainer import Trainer
+
+
+def next_learning_rate(optimizer: Optimizer) -> float:
     """The rate the optimizer's next update will use: MLX evaluates a schedule at the update
     count before incrementing it, so that is ``schedule(step)`` (a constant rate is stored)."""
     schedule = getattr(optimizer, "_schedulers", {}).get("learning_rate")
@@ -29,7 +35,7 @@ class LearningRateMonitor(Callback):
             )
         self.logging_interval = logging_interval
 
-    def _log(self, trainer: Any) -> None:
+    def _log(self, trainer: Trainer) -> None:
         optimizer = trainer.optimizer
         if optimizer is None or not trainer.loggers:
             return
@@ -38,10 +44,12 @@ class LearningRateMonitor(Callback):
         trainer.metrics.callback[name] = value
         trainer.send_to_loggers({name: value}, step=trainer.progress.batches_that_stepped)
 
-    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, module: TrainModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.logging_interval != "epoch" and trainer.should_update_logs():
             self._log(trainer)
 
-    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         if self.logging_interval != "step":
             self._log(trainer)

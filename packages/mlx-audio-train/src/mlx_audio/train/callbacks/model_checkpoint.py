@@ -19,10 +19,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
+
+if TYPE_CHECKING:
+    from ..module import TrainModule
+    from ..trainer import Trainer
+
 
 _FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
 
@@ -111,7 +116,7 @@ class ModelCheckpoint(MonitorCallback):
         )
 
     # -- when ------------------------------------------------------------------------------------
-    def setup(self, trainer: Any, module: Any, stage: str) -> None:
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         self._written_now = ""
         self._doomed = []
         self._resumed_from = trainer.ckpt_path
@@ -123,7 +128,7 @@ class ModelCheckpoint(MonitorCallback):
                 self.dirpath
             )  # half-written or half-deleted checkpoints of crashed runs
 
-    def _skip(self, trainer: Any) -> bool:
+    def _skip(self, trainer: Trainer) -> bool:
         return (
             bool(trainer.fast_dev_run)
             or trainer.state_fn != "fit"
@@ -131,7 +136,7 @@ class ModelCheckpoint(MonitorCallback):
             or self._last_global_step_saved == trainer.global_step
         )
 
-    def _on_epoch_end_only(self, trainer: Any) -> bool:
+    def _on_epoch_end_only(self, trainer: Trainer) -> bool:
         """Lightning's ``_should_save_on_train_epoch_end``."""
         if self.save_on_train_epoch_end is not None:
             return self.save_on_train_epoch_end
@@ -142,7 +147,7 @@ class ModelCheckpoint(MonitorCallback):
         return trainer.val_check_interval == 1.0
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         n = self.every_n_train_steps
         if n < 1 or trainer.global_step % n != 0:
@@ -156,7 +161,7 @@ class ModelCheckpoint(MonitorCallback):
             and not self._on_epoch_end_only(trainer)
             and trainer.is_last_batch
         ):
-            if trainer.enable_validation and trainer.validation_due():
+            if trainer.enable_validation and trainer.validates_this_epoch():
                 self._defer_to_validation = True
                 return
         if not self._skip(trainer):
@@ -164,11 +169,11 @@ class ModelCheckpoint(MonitorCallback):
             self._save_last(trainer, metrics)
             self._flush()
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if not self._skip(trainer) and self._on_epoch_end_only(trainer):
             self._epoch_save(trainer)
 
-    def on_validation_end(self, trainer: Any, module: Any) -> None:
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self._skip(trainer) or self._on_epoch_end_only(trainer):
             return
         if self._defer_to_validation:
@@ -180,7 +185,7 @@ class ModelCheckpoint(MonitorCallback):
             return
         self._epoch_save(trainer)
 
-    def _epoch_save(self, trainer: Any) -> None:
+    def _epoch_save(self, trainer: Trainer) -> None:
         metrics = self._candidates(trainer)
         if self.every_n_epochs >= 1 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._save_topk(trainer, metrics)
@@ -189,7 +194,7 @@ class ModelCheckpoint(MonitorCallback):
         )  # always the newest state (Lightning: only after a top-k save)
         self._flush()
 
-    def on_train_end(self, trainer: Any, module: Any) -> None:
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         if (
             self.save_last
             and not self._written_now
@@ -199,7 +204,7 @@ class ModelCheckpoint(MonitorCallback):
             self._save_last(trainer, self._candidates(trainer))
             self._flush()
 
-    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+    def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
         preempted = isinstance(exception, SystemExit)  # SIGTERM: always save, resumable
         if (
             not (self.save_on_exception or preempted)
@@ -236,13 +241,13 @@ class ModelCheckpoint(MonitorCallback):
         assert self.dirpath is not None, "ModelCheckpoint.dirpath is set in setup()"
         return self.dirpath
 
-    def _candidates(self, trainer: Any) -> dict[str, float]:
+    def _candidates(self, trainer: Trainer) -> dict[str, float]:
         metrics = dict(trainer.callback_metrics)
         metrics["epoch"] = int(metrics["epoch"]) if "epoch" in metrics else trainer.current_epoch
         metrics["step"] = int(metrics["step"]) if "step" in metrics else trainer.global_step
         return metrics
 
-    def _save_topk(self, trainer: Any, metrics: dict[str, float]) -> None:
+    def _save_topk(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.save_top_k == 0:
             return
         if self.monitor is None:
@@ -278,7 +283,7 @@ class ModelCheckpoint(MonitorCallback):
         return current < reference if self.mode == "min" else current > reference
 
     def _update_best_and_save(
-        self, trainer: Any, current: float, metrics: dict[str, float]
+        self, trainer: Trainer, current: float, metrics: dict[str, float]
     ) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
         removed = None
@@ -308,7 +313,7 @@ class ModelCheckpoint(MonitorCallback):
         if removed is not None:
             self._remove(removed)
 
-    def _save_last(self, trainer: Any, metrics: dict[str, float]) -> None:
+    def _save_last(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if not self.save_last:
             return
         previous = self.last_model_path
@@ -329,7 +334,7 @@ class ModelCheckpoint(MonitorCallback):
             self._remove(previous)
 
     # -- on disk ---------------------------------------------------------------------------------
-    def _write(self, trainer: Any, path: str) -> None:
+    def _write(self, trainer: Trainer, path: str) -> None:
         trainer.save_checkpoint(path)
         self._last_global_step_saved = trainer.global_step
         self._written_now = path
@@ -361,7 +366,7 @@ class ModelCheckpoint(MonitorCallback):
         """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
         template = self.filename or "{epoch}-{step}"
 
-        def field(match: re.Match) -> str:
+        def field(match: re.Match[str]) -> str:
             key = match.group(1)
             spec = match.group(2) or ""
             value = metrics.get(key, 0)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._tree import flatten
 from .base import Callback
 
+if TYPE_CHECKING:
+    from ..module import TrainModule
+    from ..trainer import Trainer
 
-def summarize(module: Any, max_depth: int = 1) -> str:
+
+def summarize(module: TrainModule, max_depth: int = 1) -> str:
     rows = []
     for name, child in module.children().items():
         children = child if isinstance(child, list) else [child]
@@ -41,6 +45,6 @@ class ModelSummary(Callback):
     def __init__(self, max_depth: int = 1) -> None:
         self.max_depth = max_depth
 
-    def on_fit_start(self, trainer: Any, module: Any) -> None:
+    def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.is_global_zero and self.max_depth != 0:
             print(summarize(module, self.max_depth))

@@ -12,9 +12,14 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Callback, check_number
+
+if TYPE_CHECKING:
+    from ..module import TrainModule
+    from ..trainer import Trainer
+
 
 ENV_DISABLE = "MLX_AUDIO_PROGRESS_BAR"  # "0": no bar (as Trainer(enable_progress_bar=False))
 
@@ -40,7 +45,7 @@ class _LearningRate:
     def __init__(self) -> None:
         self._stream: Any = None
 
-    def __call__(self, trainer: Any, synced: bool) -> float | None:
+    def __call__(self, trainer: Trainer, synced: bool) -> float | None:
         import mlx.core as mx
 
         optimizer = trainer.optimizer
@@ -146,7 +151,7 @@ class TQDMProgressBar(Callback):
             bar.close()
 
     # -- values ---------------------------------------------------------------------------------
-    def _read(self, trainer: Any, force: bool = False) -> dict[str, str]:
+    def _read(self, trainer: Trainer, force: bool = False) -> dict[str, str]:
         """The values to show; from the device only every ``metrics_interval`` s (or ``force``)."""
         now = time.perf_counter()
         synced = force or now - self._metrics_at >= self.metrics_interval
@@ -174,13 +179,13 @@ class TQDMProgressBar(Callback):
         return f"{self._done / elapsed:.2f} it/s, {self._samples_per_second()}"
 
     # -- training -------------------------------------------------------------------------------
-    def on_train_start(self, trainer: Any, module: Any) -> None:
+    def on_train_start(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.is_global_zero and self.mode in ("tty", "notebook") and not self.leave:
             self._bar(
                 "train", math.inf, "Epoch"
             )  # one bar, reset every epoch (Lightning's leave=False)
 
-    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._started = time.perf_counter()
         self._line_at = self._started
         self._done = 0
@@ -201,7 +206,7 @@ class TQDMProgressBar(Callback):
             bar.update(trainer.progress.batch_in_epoch)
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._done += 1
         self._samples = (
@@ -224,7 +229,7 @@ class TQDMProgressBar(Callback):
         ):
             self._plain_line(trainer)
 
-    def _plain_line(self, trainer: Any, force: bool = False) -> None:
+    def _plain_line(self, trainer: Trainer, force: bool = False) -> None:
         self._line_at = time.perf_counter()
         total = trainer.num_training_batches
         done = trainer.progress.batch_in_epoch
@@ -238,7 +243,7 @@ class TQDMProgressBar(Callback):
         )
         self.out.flush()
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if not trainer.is_global_zero or self.mode == "off":
             return
         bar = self._bars.get("train")
@@ -263,32 +268,32 @@ class TQDMProgressBar(Callback):
             self.out.write(line + "\n")
             self.out.flush()
 
-    def on_train_end(self, trainer: Any, module: Any) -> None:
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._close("train")
 
-    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+    def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
         for name in list(self._bars):
             self._close(name)
 
     # -- validation, test, predict, sanity check ------------------------------------------------------
-    def _eval_start(self, trainer: Any, desc: str) -> None:
+    def _eval_start(self, trainer: Trainer, desc: str) -> None:
         self._eval_done = 0
         if trainer.is_global_zero and self.mode in ("tty", "notebook"):
             self._bar("eval", getattr(trainer, "eval_batches_total", math.inf), desc, leave=False)
 
-    def _eval_step(self, trainer: Any) -> None:
+    def _eval_step(self, trainer: Trainer) -> None:
         self._eval_done += 1
         bar = self._bars.get("eval")
         if bar is not None and self._eval_done % max(self.refresh_rate, 1) == 0:
             bar.update(self._eval_done - bar.n)
 
-    def on_validation_start(self, trainer: Any, module: Any) -> None:
+    def on_validation_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_start(trainer, "Sanity Checking" if trainer.sanity_checking else "Validation")
 
     def on_validation_batch_end(
         self,
-        trainer: Any,
-        module: Any,
+        trainer: Trainer,
+        module: TrainModule,
         outputs: Any,
         batch: Any,
         batch_idx: int,
@@ -296,16 +301,16 @@ class TQDMProgressBar(Callback):
     ) -> None:
         self._eval_step(trainer)
 
-    def on_validation_end(self, trainer: Any, module: Any) -> None:
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._close("eval")
 
-    def on_test_start(self, trainer: Any, module: Any) -> None:
+    def on_test_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_start(trainer, "Testing")
 
     def on_test_batch_end(
         self,
-        trainer: Any,
-        module: Any,
+        trainer: Trainer,
+        module: TrainModule,
         outputs: Any,
         batch: Any,
         batch_idx: int,
@@ -313,18 +318,18 @@ class TQDMProgressBar(Callback):
     ) -> None:
         self._eval_step(trainer)
 
-    def on_test_end(self, trainer: Any, module: Any) -> None:
+    def on_test_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._close("eval")
 
-    def on_predict_start(self, trainer: Any, module: Any) -> None:
+    def on_predict_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_start(trainer, "Predicting")
 
     def on_predict_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._eval_step(trainer)
 
-    def on_predict_end(self, trainer: Any, module: Any) -> None:
+    def on_predict_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._close("eval")
 
 

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .progress_bar import TQDMProgressBar
+
+if TYPE_CHECKING:
+    from ..module import TrainModule
+    from ..trainer import Trainer
 
 
 class _Task:
@@ -121,7 +125,7 @@ class RichProgressBar(TQDMProgressBar):
             super()._write(line)
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
         if self.progress is not None and self._done % max(self.refresh_rate, 1) == 0:

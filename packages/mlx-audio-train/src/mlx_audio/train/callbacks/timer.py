@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Callback
 
+if TYPE_CHECKING:
+    from ..module import TrainModule
+    from ..trainer import Trainer
 
-def parse_duration(duration: str | timedelta | dict | float) -> float:
+
+def parse_duration(duration: str | timedelta | dict[str, Any] | float) -> float:
     """``"DD:HH:MM:SS"``, a timedelta, ``{"hours": 2}`` or seconds -> seconds."""
     if isinstance(duration, timedelta):
         return duration.total_seconds()
@@ -32,7 +36,9 @@ def parse_duration(duration: str | timedelta | dict | float) -> float:
 class Timer(Callback):
     """Sets ``trainer.should_stop`` once training has run for ``duration`` (checked each step)."""
 
-    def __init__(self, duration: str | timedelta | dict | float, interval: str = "step") -> None:
+    def __init__(
+        self, duration: str | timedelta | dict[str, Any] | float, interval: str = "step"
+    ) -> None:
         self.duration = parse_duration(duration)
         if self.duration <= 0:
             raise ValueError(f"Timer: duration must be positive, got {duration!r}")
@@ -48,27 +54,27 @@ class Timer(Callback):
     def time_remaining(self) -> float:
         return max(self.duration - self.time_elapsed(), 0.0)
 
-    def on_train_start(self, trainer: Any, module: Any) -> None:
+    def on_train_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._start = time.monotonic()
 
-    def on_train_end(self, trainer: Any, module: Any) -> None:
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._offset = self.time_elapsed()
         self._start = None  # the clock runs only while training
 
-    def on_exception(self, trainer: Any, module: Any, exception: BaseException) -> None:
+    def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
         self.on_train_end(trainer, module)
 
-    def _check(self, trainer: Any) -> None:
+    def _check(self, trainer: Trainer) -> None:
         if self.time_elapsed() >= self.duration:
             trainer.should_stop = True
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.interval == "step":
             self._check(trainer)
 
-    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._check(trainer)
 
     def state_dict(self) -> dict[str, Any]:

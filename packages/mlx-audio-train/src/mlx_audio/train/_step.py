@@ -1,4 +1,4 @@
-"""The compiled train step and eval step (mlx-lm style: explicit state, one graph per case).
+"""The compiled train step (mlx-lm style: explicit state, one graph per case).
 
 State captured by ``mx.compile``: ``[model.state, optimizer.state, mx.random.state]``.
 Without accumulation the step is one fused graph (forward, backward, clip, update). With
@@ -10,8 +10,7 @@ of micro-batches actually accumulated, so a short group at the end of an epoch i
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -20,102 +19,13 @@ import numpy as np
 from mlx.utils import tree_map
 
 from . import distributed
+from ._forward import forward
 from ._tree import flatten
 
+if TYPE_CHECKING:
+    from .module import TrainModule
+
 _RETRACE_WARNING_AFTER = 8
-
-
-def _is_float(x: Any) -> bool:
-    return isinstance(x, mx.array) and mx.issubdtype(x.dtype, mx.floating)
-
-
-def cast_floats(tree: Any, dtype: mx.Dtype) -> Any:
-    return tree_map(lambda x: x.astype(dtype) if _is_float(x) else x, tree)
-
-
-def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]:
-    """``(loss, metrics)``, a bare loss, or ``{"loss": ..., **metrics}`` -> ``(loss, metrics)``."""
-    where = "compute_loss/training_step" if stage == "train" else f"{stage}_step"
-    if isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], dict):
-        loss, metrics = output
-    elif isinstance(output, dict):
-        if "loss" not in output:
-            raise ValueError(f"{where} returned a dict without a 'loss' key: {sorted(output)}")
-        metrics = {k: v for k, v in output.items() if k != "loss"}
-        loss = output["loss"]
-    else:
-        loss = output
-        metrics = {}
-    if not isinstance(loss, mx.array) or loss.size != 1:
-        shape = getattr(loss, "shape", type(loss).__name__)
-        raise ValueError(
-            f"{where} must return a scalar loss (an mx.array with one element), got {shape}; reduce it, e.g. mx.mean(...)"
-        )
-    for name, value in metrics.items():
-        if isinstance(value, mx.array) and value.size != 1:
-            raise ValueError(
-                f"metric {name!r} from {where} must be a scalar, got shape {tuple(value.shape)}"
-            )
-        if not isinstance(value, (mx.array, int, float)):
-            raise ValueError(
-                f"metric {name!r} from {where} must be a scalar number or mx.array, got {type(value).__name__}"
-            )
-    return loss.reshape(()), {
-        k: mx.array(v).reshape(()) if not isinstance(v, mx.array) else v.reshape(())
-        for k, v in metrics.items()
-    }
-
-
-_FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
-
-
-def compute_dtype(precision: str) -> Any:
-    """The dtype a step computes in under ``precision`` (NOTE [precision names]); None: float32."""
-    return {"bf16-mixed": mx.bfloat16, "bf16-true": mx.bfloat16, "16-true": mx.float16}.get(
-        precision
-    )
-
-
-def forward(
-    module: Any, batch: Any, batch_idx: mx.array, stage: str, precision: str
-) -> tuple[mx.array | None, dict[str, Any], dict[str, Any]]:
-    """Run the user's step for ``stage``; float32 ``(loss, returned metrics, self.log() values)``."""
-    module._take_logged()
-    if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
-        full = module.trainable_parameters()
-        module.update(cast_floats(full, mx.bfloat16))
-    dtype = compute_dtype(precision)
-    if dtype is not None:
-        batch = cast_floats(batch, dtype)
-    module._step_fx = _FX[stage]
-    try:
-        output = getattr(module, _FX[stage])(batch, batch_idx)
-    finally:
-        module._step_fx = None
-    loss: mx.array | None = None
-    metrics: dict[str, Any] = {}
-    if output is not None or stage == "train":  # a validation_step may only log
-        loss, metrics = normalize_output(output, stage)
-    logged = {
-        k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
-        for k, v in module._take_logged().items()
-    }
-    if precision == "bf16-mixed":
-        module.update(full)
-    floats = {k: v.astype(mx.float32) for k, v in metrics.items()}
-    logged = {k: v.astype(mx.float32) for k, v in logged.items()}
-    return (loss.astype(mx.float32) if loss is not None else None), floats, logged
-
-
-def make_eval_fn(
-    module: Any, stage: str, precision: str, compile: bool
-) -> Callable[[Any, mx.array], tuple]:
-    """``(batch, batch_idx) -> (loss, metrics, logged)`` for validation or test, compiled by default."""
-
-    def evaluate(batch: Any, batch_idx: mx.array) -> tuple:
-        return forward(module, batch, batch_idx, stage, precision)
-
-    return mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
 
 
 class StepBuilder:
@@ -123,7 +33,7 @@ class StepBuilder:
 
     def __init__(
         self,
-        module: Any,
+        module: TrainModule,
         optimizer: optim.Optimizer,
         accumulate: int,
         clip_val: float | None,
@@ -141,7 +51,7 @@ class StepBuilder:
         self.compile = compile
         self.strict_nonfinite = strict_nonfinite
         self.world = distributed.world_size()
-        self._shapes: set[tuple] = set()
+        self._shapes: set[tuple[Any, ...]] = set()
         self._warned = False
         self._calls = 0
         optimizer.init(module.trainable_parameters())
@@ -240,7 +150,9 @@ class StepBuilder:
     def _healthy(self, guard: mx.array) -> mx.array:
         return guard[0] == 0 if self.strict_nonfinite else mx.array(True)
 
-    def _fused(self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array) -> tuple:
+    def _fused(
+        self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array
+    ) -> tuple[Any, ...]:
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
         loss, packed = self._across_ranks(loss, packed)  # a NaN on any rank skips the step on all
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
@@ -255,7 +167,7 @@ class StepBuilder:
         guard: mx.array,
         call: mx.array,
         do_update: bool,
-    ) -> tuple:
+    ) -> tuple[Any, ...]:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
@@ -308,7 +220,9 @@ class TraceGuard:
     references before a trace and put them back on error, so the model stays usable.
     """
 
-    def __init__(self, module: Any, optimizer: optim.Optimizer | None, active: bool) -> None:
+    def __init__(
+        self, module: TrainModule, optimizer: optim.Optimizer | None, active: bool
+    ) -> None:
         self.module = module
         self.optimizer = optimizer
         self.active = active
@@ -352,7 +266,7 @@ class StepRunner:
 
     def run(
         self, batch: Any, batch_idx: int, update: bool, where: Any = None
-    ) -> tuple[Any, dict, dict, bool, bool]:
+    ) -> tuple[Any, dict[str, Any], dict[str, Any], bool, bool]:
         """``(loss, returned metrics, logged values, whether the weights were updated, whether
         this batch's loss and gradients were finite)`` -- under ``"raise"`` both are assumed
         until :meth:`first_nonfinite` says otherwise."""
@@ -395,7 +309,7 @@ class StepRunner:
                 finite,
             )
 
-    def _dispatch(self, outputs: list, loss: mx.array, deferred: bool) -> None:
+    def _dispatch(self, outputs: list[Any], loss: mx.array, deferred: bool) -> None:
         """NOTE [one step in flight]: under ``"raise"`` the step is queued (``mx.async_eval``) and
         the host goes on to fetch the next batch and build the next graph while the device
         computes; waiting for the previous step's loss keeps at most one step ahead (memory

@@ -8,7 +8,9 @@ While a hook runs, ``trainer.current_hook`` names it (``self.log`` defaults depe
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
@@ -16,13 +18,18 @@ from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
 from .callbacks.timer import Timer
 
+if TYPE_CHECKING:
+    from mlx.optimizers import Optimizer
+
+    from .trainer import Trainer
+
 
 def with_defaults(
     callbacks: list[Callback] | Callback | None,
     progress_bar: bool | None,
     checkpointing: bool | None,
     summary: bool | None = None,
-    max_time: Any = None,
+    max_time: str | timedelta | dict[str, int] | None = None,
 ) -> list[Callback]:
     """The user's callbacks plus Lightning's defaults: a ProgressBar (unless disabled; then a
     given one is dropped too), a ModelSummary (unless one is given or ``summary`` is False; None
@@ -50,8 +57,19 @@ def with_defaults(
     return given
 
 
+class EvalHooks(NamedTuple):
+    """One evaluation pass's hooks (CallbackList.eval_hooks): validation's or test's."""
+
+    start: Callable[[], None]
+    epoch_start: Callable[[], None]
+    batch_start: Callable[[Any, int], None]
+    batch_end: Callable[[Any, Any, int], None]
+    epoch_end: Callable[[], None]
+    end: Callable[[], None]
+
+
 class CallbackList:
-    def __init__(self, trainer: Any, callbacks: list[Callback]) -> None:
+    def __init__(self, trainer: Trainer, callbacks: list[Callback]) -> None:
         self.trainer = trainer
         self.callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)] + [
             c for c in callbacks if isinstance(c, ModelCheckpoint)
@@ -119,24 +137,64 @@ class CallbackList:
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._both("on_train_batch_end", outputs, batch, batch_idx)
 
-    def on_before_optimizer_step(self, optimizer: Any) -> None:
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         self._both("on_before_optimizer_step", optimizer)
 
-    def on_eval_start(self, stage: str) -> None:
-        self._both(f"on_{stage}_start")
-        self._both(f"on_{stage}_epoch_start")
+    def on_validation_start(self) -> None:
+        self._both("on_validation_start")
 
-    def on_eval_batch_start(self, stage: str, batch: Any, batch_idx: int) -> None:
-        self._both(f"on_{stage}_batch_start", batch, batch_idx)
+    def on_validation_epoch_start(self) -> None:
+        self._both("on_validation_epoch_start")
 
-    def on_eval_batch_end(self, stage: str, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both(f"on_{stage}_batch_end", outputs, batch, batch_idx)
+    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._both("on_validation_batch_start", batch, batch_idx)
 
-    def on_eval_epoch_end(self, stage: str) -> None:
-        self._both(f"on_{stage}_epoch_end")
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._both("on_validation_batch_end", outputs, batch, batch_idx)
 
-    def on_eval_end(self, stage: str) -> None:
-        self._both(f"on_{stage}_end")
+    def on_validation_epoch_end(self) -> None:
+        self._both("on_validation_epoch_end")
+
+    def on_validation_end(self) -> None:
+        self._both("on_validation_end")
+
+    def on_test_start(self) -> None:
+        self._both("on_test_start")
+
+    def on_test_epoch_start(self) -> None:
+        self._both("on_test_epoch_start")
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._both("on_test_batch_start", batch, batch_idx)
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._both("on_test_batch_end", outputs, batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._both("on_test_epoch_end")
+
+    def on_test_end(self) -> None:
+        self._both("on_test_end")
+
+    def eval_hooks(self, stage: str) -> EvalHooks:
+        """The six hooks of a validation (``stage="validation"``) or test pass, in call order."""
+        if stage == "validation":
+            return EvalHooks(
+                self.on_validation_start,
+                self.on_validation_epoch_start,
+                self.on_validation_batch_start,
+                self.on_validation_batch_end,
+                self.on_validation_epoch_end,
+                self.on_validation_end,
+            )
+        return EvalHooks(
+            self.on_test_start,
+            self.on_test_epoch_start,
+            self.on_test_batch_start,
+            self.on_test_batch_end,
+            self.on_test_epoch_end,
+            self.on_test_end,
+        )
 
     def on_predict_start(self) -> None:
         self._both("on_predict_start")
@@ -150,15 +208,17 @@ class CallbackList:
     def on_predict_end(self) -> None:
         self._both("on_predict_end")
 
-    def on_save_checkpoint(self, state: dict) -> None:
+    def on_save_checkpoint(self, state: dict[str, Any]) -> None:
         self._both("on_save_checkpoint", state)
 
-    def on_load_checkpoint(self, state: dict) -> None:
+    def on_load_checkpoint(self, state: dict[str, Any]) -> None:
         self._both("on_load_checkpoint", state)
 
     def on_exception(self, error: BaseException) -> None:
+        module = self.trainer.module
+        assert module is not None  # fit sets it before anything can fail
         for callback in self.callbacks:
             try:
-                callback.on_exception(self.trainer, self.trainer.module, error)
+                callback.on_exception(self.trainer, module, error)
             except Exception as inner:  # never hide the original error
                 print(f"{type(callback).__name__}.on_exception failed: {inner!r}")

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 
 from . import checkpoint, distributed
 from ._device import device_scope
+from ._forward import make_eval_fn
 from ._loaders import batch_size_of, length_of, limited, seed_and_shard
-from .metrics import LogOptions, Results
+from ._metrics import LogOptions, Results
+from ._step import TraceGuard
 from .module import TrainModule
-from .step import TraceGuard, make_eval_fn
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
-def sanity_check(trainer: Any) -> None:
+def sanity_check(trainer: Trainer) -> None:
     """A few validation batches before training (``num_sanity_val_steps``); nothing is logged."""
+    assert trainer._val_loader is not None  # it runs only with a val loader
     trainer.sanity_checking = True
     trainer.hooks.on_sanity_check_start()
     evaluate(
@@ -31,7 +36,7 @@ def sanity_check(trainer: Any) -> None:
     trainer.sanity_checking = False
 
 
-def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> dict[str, float]:
+def evaluate(trainer: Trainer, loader: Iterable[Any], stage: str, count: float) -> dict[str, float]:
     """One pass of validation or test (eval mode, metrics weighted by batch size)."""
     module = trainer.module
     assert module is not None
@@ -42,13 +47,15 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
     was_training = module.training
     module.eval()
     trainer._eval_results = results = Results()
-    trainer.hooks.on_eval_start(stage)
+    hooks = trainer.hooks.eval_hooks(stage)
+    hooks.start()
+    hooks.epoch_start()
     step = make_eval_fn(module, prefix, trainer.precision, trainer.compile)
     options = LogOptions(on_step=False, on_epoch=True, prog_bar=True)
     for batch_idx, batch in enumerate(loader):
         if batch_idx >= count:
             break
-        trainer.hooks.on_eval_batch_start(stage, batch, batch_idx)
+        hooks.batch_start(batch, batch_idx)
         with TraceGuard(module, None, trainer.compile and batch_idx == 0):
             loss, metrics, logged = step(batch, mx.array(batch_idx))
         values = {
@@ -60,8 +67,8 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
             values, {k: module._log_options.get(k, options) for k in values}, batch_size_of(batch)
         )
         mx.eval(list(values.values()))
-        trainer.hooks.on_eval_batch_end(stage, {"loss": loss, **metrics}, batch, batch_idx)
-    trainer.hooks.on_eval_epoch_end(stage)
+        hooks.batch_end({"loss": loss, **metrics}, batch, batch_idx)
+    hooks.epoch_end()
     results.sync(distributed.reduce_totals)  # data-parallel: every rank decides on the same values
     log, callback, bar = results.epoch_metrics()
     trainer._eval_results = None
@@ -71,13 +78,13 @@ def evaluate(trainer: Any, loader: Iterable[Any], stage: str, count: float) -> d
             trainer.log_metrics(log)
         elif log:
             trainer.send_to_loggers(log, trainer.progress.batches_that_stepped)
-    trainer.hooks.on_eval_end(stage)
+    hooks.end()
     module.train(was_training)
     return trainer.metrics.floats(callback)
 
 
 def standalone(
-    trainer: Any, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None
+    trainer: Trainer, model: TrainModule, loader: Any, stage: str, ckpt_path: str | None
 ) -> dict[str, float]:
     """``Trainer.validate`` / ``Trainer.test``: one pass, optionally from a checkpoint."""
     limit = trainer.limit_val_batches if stage == "validation" else trainer.limit_test_batches
@@ -95,7 +102,7 @@ def standalone(
 
 
 def predict(
-    trainer: Any, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+    trainer: Trainer, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
 ) -> list[Any]:
     """``predict_step`` on every batch (eval mode), returned as a list."""
     trainer.module = model

@@ -1,0 +1,108 @@
+"""The forward half of a step, shared by training and evaluation: the user's step for a stage,
+under the precision's dtype, with its output normalised to ``(loss, metrics, self.log values)``.
+Eval passes compile it on its own (``make_eval_fn``); the train step (_step.py) wraps it with the
+backward pass and the update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import mlx.core as mx
+from mlx.utils import tree_map
+
+if TYPE_CHECKING:
+    from .module import TrainModule
+
+
+def _is_float(x: Any) -> bool:
+    return isinstance(x, mx.array) and mx.issubdtype(x.dtype, mx.floating)
+
+
+def cast_floats(tree: Any, dtype: mx.Dtype) -> Any:
+    return tree_map(lambda x: x.astype(dtype) if _is_float(x) else x, tree)
+
+
+def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]:
+    """``(loss, metrics)``, a bare loss, or ``{"loss": ..., **metrics}`` -> ``(loss, metrics)``."""
+    where = "compute_loss/training_step" if stage == "train" else f"{stage}_step"
+    if isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], dict):
+        loss, metrics = output
+    elif isinstance(output, dict):
+        if "loss" not in output:
+            raise ValueError(f"{where} returned a dict without a 'loss' key: {sorted(output)}")
+        metrics = {k: v for k, v in output.items() if k != "loss"}
+        loss = output["loss"]
+    else:
+        loss = output
+        metrics = {}
+    if not isinstance(loss, mx.array) or loss.size != 1:
+        shape = getattr(loss, "shape", type(loss).__name__)
+        raise ValueError(
+            f"{where} must return a scalar loss (an mx.array with one element), got {shape}; reduce it, e.g. mx.mean(...)"
+        )
+    for name, value in metrics.items():
+        if isinstance(value, mx.array) and value.size != 1:
+            raise ValueError(
+                f"metric {name!r} from {where} must be a scalar, got shape {tuple(value.shape)}"
+            )
+        if not isinstance(value, (mx.array, int, float)):
+            raise ValueError(
+                f"metric {name!r} from {where} must be a scalar number or mx.array, got {type(value).__name__}"
+            )
+    return loss.reshape(()), {
+        k: mx.array(v).reshape(()) if not isinstance(v, mx.array) else v.reshape(())
+        for k, v in metrics.items()
+    }
+
+
+_FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
+
+
+def compute_dtype(precision: str) -> mx.Dtype | None:
+    """The dtype a step computes in under ``precision`` (NOTE [precision names]); None: float32."""
+    return {"bf16-mixed": mx.bfloat16, "bf16-true": mx.bfloat16, "16-true": mx.float16}.get(
+        precision
+    )
+
+
+def forward(
+    module: TrainModule, batch: Any, batch_idx: mx.array, stage: str, precision: str
+) -> tuple[mx.array | None, dict[str, Any], dict[str, Any]]:
+    """Run the user's step for ``stage``; float32 ``(loss, returned metrics, self.log() values)``."""
+    module._take_logged()
+    if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
+        full = module.trainable_parameters()
+        module.update(cast_floats(full, mx.bfloat16))
+    dtype = compute_dtype(precision)
+    if dtype is not None:
+        batch = cast_floats(batch, dtype)
+    module._step_fx = _FX[stage]
+    try:
+        output = getattr(module, _FX[stage])(batch, batch_idx)
+    finally:
+        module._step_fx = None
+    loss: mx.array | None = None
+    metrics: dict[str, Any] = {}
+    if output is not None or stage == "train":  # a validation_step may only log
+        loss, metrics = normalize_output(output, stage)
+    logged = {
+        k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
+        for k, v in module._take_logged().items()
+    }
+    if precision == "bf16-mixed":
+        module.update(full)
+    floats = {k: v.astype(mx.float32) for k, v in metrics.items()}
+    logged = {k: v.astype(mx.float32) for k, v in logged.items()}
+    return (loss.astype(mx.float32) if loss is not None else None), floats, logged
+
+
+def make_eval_fn(
+    module: TrainModule, stage: str, precision: str, compile: bool
+) -> Callable[[Any, mx.array], tuple[Any, ...]]:
+    """``(batch, batch_idx) -> (loss, metrics, logged)`` for validation or test, compiled by default."""
+
+    def evaluate(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
+        return forward(module, batch, batch_idx, stage, precision)
+
+    return mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
