@@ -10,9 +10,12 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from ._fetch import Fetcher, Transform, as_transform_list, compose
-from ._iterator import InProcessPass, PassLike, PassPlan, WorkerPass
-from ._plan import (
+from ._loader.fetch import Fetcher, Transform, as_transform_list, compose
+from ._loader.passes import InProcessPass, PassLike, PassPlan, WorkerPass
+from ._loader.pool import WorkerPool
+from ._loader.protocol import WorkerSpec
+from ._loader.ranks import launch_ranks
+from ._loader.settings import (
     check_arguments,
     check_int,
     check_worker_count,
@@ -24,13 +27,10 @@ from ._plan import (
     sharding_advice,
     start_method,
 )
-from ._pool import WorkerPool
-from ._protocol import WorkerSpec
-from ._ranks import launch_ranks
-from ._state import check_state, make_state
-from ._transfer import DevicePass, transfer_active
+from ._loader.state import check_state, make_state
+from ._loader.transfer import DevicePass, transfer_active
+from .audio.huggingface import hugging_face_audio
 from .collate import to_mlx
-from .huggingface import hugging_face_audio
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]

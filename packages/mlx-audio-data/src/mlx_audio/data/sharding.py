@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._worker import is_hugging_face_stream
+from ._loader.worker import is_hugging_face_stream
 from .bucketing import BucketBatchSampler
 from .dataloader import DataLoader
 from .sampler import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler

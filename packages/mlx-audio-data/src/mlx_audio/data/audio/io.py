@@ -2,7 +2,7 @@
 
 Needs the ``audio`` extra (``pip install "mlx-audio-data[audio]"``: soundfile for decoding,
 soxr for resampling); ``[ffmpeg]`` adds PyAV for m4a/aac. The feature functions live in
-:mod:`mlx_audio.data.features` (re-exported here).
+:mod:`mlx_audio.data.audio.features` (both are re-exported by :mod:`mlx_audio.data.audio`).
 """
 
 from __future__ import annotations
@@ -13,22 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import features
-from .features import (  # noqa: F401  (re-exported: the features' former home)
-    hz_to_mel,
-    log_mel_spectrogram,
-    mel_filterbank,
-    mel_to_hz,
-    spectrogram,
-    stft,
-)
 
-__all__ = [
-    "AudioDecodeError",
-    "audio_info",
-    "load_audio",
-    "resample",
-    *features.__all__,  # re-exported: the features' former home
-]
+__all__ = ["AudioDecodeError", "audio_info", "load_audio", "resample"]
 
 
 def _require(module: str, purpose: str):

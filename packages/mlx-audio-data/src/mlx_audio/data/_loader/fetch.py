@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .collate import Allocator, CollateError, collate_into, default_convert
-from .dataset import ArrayDataset
-from .sampler import epoch_rng
+from ..collate import Allocator, CollateError, collate_into, default_convert
+from ..dataset import ArrayDataset
+from ..sampler import epoch_rng
 
 Transform = Callable[..., Any]
 _END = object()

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import IterableDataset
-from .sampler import BatchSampler
+from ..dataset import IterableDataset
+from ..sampler import BatchSampler
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:

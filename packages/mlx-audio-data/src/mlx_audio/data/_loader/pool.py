@@ -17,9 +17,9 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from ._protocol import MapTask, NextTask, Ready, ResetTask, WorkerSpec
-from ._shm import Slot, new_slot_paths, unlink_quietly, unpack
-from ._worker import process_worker_loop, thread_worker_loop
+from .protocol import MapTask, NextTask, Ready, ResetTask, WorkerSpec
+from .shm import Slot, new_slot_paths, unlink_quietly, unpack
+from .worker import process_worker_loop, thread_worker_loop
 
 
 class WorkerDied(RuntimeError):

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from ._iterator import Pass, PassLike, PassPlan, WorkerPass
-from ._plan import gpu_backend
-from ._tree import is_mlx_array, map_leaves
+from .passes import Pass, PassLike, PassPlan, WorkerPass
+from .settings import gpu_backend
+from .tree import is_mlx_array, map_leaves
 
 _BATCH, _ERROR, _END = "batch", "error", "end"
 _DEPTH = 2  # batches queued ahead of the consumer

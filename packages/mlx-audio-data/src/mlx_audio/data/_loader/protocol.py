@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from ._fetch import Fetcher, SampleError
+from .fetch import Fetcher, SampleError
 
 
 @dataclass(frozen=True)

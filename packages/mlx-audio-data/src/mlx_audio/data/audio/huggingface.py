@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import load_audio, resample
+from .io import load_audio, resample
 
 __all__ = ["decode_audio_value", "hugging_face_audio"]
 

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._fetch import Fetcher, SampleError, index_list, stream_parts
-from ._pool import ProcessWorker, ThreadWorker, WorkerPool
-from ._protocol import End, Failed, MapTask, NextTask
+from .fetch import Fetcher, SampleError, index_list, stream_parts
+from .pool import ProcessWorker, ThreadWorker, WorkerPool
+from .protocol import End, Failed, MapTask, NextTask
 
 
 class PassLike(Iterator[Any], Protocol):

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .audio import audio_info, load_audio
-from .dataset import Dataset
+from ..dataset import Dataset
+from .io import audio_info, load_audio
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioFolder", "AudioManifest"]
 

@@ -17,11 +17,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import _tree
-from ._blas import limit_blas_threads
-from ._fetch import stream_parts
-from ._protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
-from ._shm import Arena, Slot, pack
+from .._blas import limit_blas_threads
+from . import tree
+from .fetch import stream_parts
+from .protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
+from .shm import Arena, Slot, pack
 
 _POLL_SECONDS = 1.0
 
@@ -205,13 +205,13 @@ def process_worker_loop(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child may inherit a trainer's handler
     if start_method == "fork" and mlx_has_run:  # NOTE [MLX after fork]
-        _tree.mlx_forbidden = (
+        tree.mlx_forbidden = (
             f"DataLoader worker {spec.worker_id} was forked from a process that had loaded MLX, and "
             "MLX cannot compute in a forked process (its threads do not survive fork: it would hang). "
             "Return numpy from the dataset (MLX work belongs in mlx_transforms), or use "
             "multiprocessing_context='spawn' (or 'forkserver'), or worker_type='thread'"
         )
-        _tree.forbid_mlx_functions(_tree.mlx_forbidden)
+        tree.forbid_mlx_functions(tree.mlx_forbidden)
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(Ready())

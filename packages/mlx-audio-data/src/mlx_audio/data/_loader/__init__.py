@@ -1,0 +1,1 @@
+"""The DataLoader's engine (private). Filled in below."""
