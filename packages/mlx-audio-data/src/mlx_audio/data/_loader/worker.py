@@ -13,11 +13,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from .._blas import limit_blas_threads
+from ..support import global_rng_state, limit_blas_threads, set_global_rng_state
 from . import tree
 from .fetch import stream_parts
 from .protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
@@ -78,25 +78,6 @@ def seed_globals(seed: int) -> None:
     """Seed Python's and numpy's global RNGs, as torch does for each worker."""
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
-
-
-def global_rng_state() -> dict:
-    """Python's and numpy's global RNG states as JSON-friendly lists."""
-    name, keys, pos, has_gauss, cached = cast(
-        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
-    )
-    version, internal, gauss_next = random.getstate()
-    return {
-        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-        "python": [version, list(internal), gauss_next],
-    }
-
-
-def set_global_rng_state(state: dict) -> None:
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 class _Producer:
