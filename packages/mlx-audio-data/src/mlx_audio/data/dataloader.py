@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ._loader.adapters import adapter_for
 from ._loader.fetch import Fetcher, Transform, as_transform_list, compose
 from ._loader.passes import InProcessPass, PassLike, PassPlan, WorkerPass
 from ._loader.pool import WorkerPool
@@ -29,7 +30,6 @@ from ._loader.settings import (
 )
 from ._loader.state import check_state, make_state
 from ._loader.transfer import DevicePass, transfer_active
-from .audio.huggingface import hugging_face_audio
 from .collate import to_mlx
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
@@ -120,7 +120,8 @@ class DataLoader(Generic[T_co]):
         shuffle = bool(shuffle)
 
         self.dataset = dataset
-        self._fetched = hugging_face_audio(dataset)  # NOTE [Hugging Face Audio]
+        self._adapter = adapter_for(dataset)  # NOTE [dataset adapters]
+        self._fetched = dataset if self._adapter is None else self._adapter.prepare(dataset)
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.num_workers = int(num_workers)
@@ -387,6 +388,7 @@ class DataLoader(Generic[T_co]):
                     self._iterable,
                     rank,
                     replicas,
+                    self._adapter,
                 )
                 for wid in range(self.num_workers)
             ]

@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from .adapters import DatasetAdapter
 from .fetch import Fetcher, SampleError
 
 
@@ -71,6 +72,7 @@ class WorkerSpec:
     iterable: bool
     rank: int = 0  # this process among the data-parallel processes (mlx.launch), for get_shard_info
     num_replicas: int = 1
+    adapter: DatasetAdapter | None = None  # NOTE [dataset adapters]
 
 
 class WorkerError:

@@ -89,7 +89,7 @@ class _Producer:
         self.stream: Iterator[Any] | None = None
         self.iterator: Any = None
         self.position = [0]
-        self.dataset = _hugging_face_share(spec.fetcher.dataset, spec)
+        self.dataset = _worker_share(spec.fetcher.dataset, spec)
 
     def reset(self, epoch: int, state: dict | None) -> None:
         """Start (or resume) an iterable dataset's pass for ``epoch``; for a map-style dataset,
@@ -149,24 +149,16 @@ class _Producer:
         return state
 
 
-def is_hugging_face_stream(dataset: Any) -> bool:
-    """A ``datasets.IterableDataset`` (recognized by name: ``datasets`` is never imported for it)."""
-    cls = type(dataset)
-    return cls.__name__ == "IterableDataset" and cls.__module__.startswith("datasets.")
-
-
-def _hugging_face_share(dataset: Any, spec: WorkerSpec) -> Any:
-    """NOTE [Hugging Face streams]: a ``datasets.IterableDataset`` splits itself across *torch's*
-    workers (it asks torch for the worker id), never ours, so each worker would stream all of
-    it. Give each worker its share with ``datasets.distributed.split_dataset_by_node`` (whole
-    shards when they divide evenly, else every ``num_workers``-th example): nothing repeated,
-    nothing lost."""
-    if spec.num_workers < 2 or not is_hugging_face_stream(dataset):
+def _worker_share(dataset: Any, spec: WorkerSpec) -> Any:
+    """This worker's share of a stream that cannot split itself under our workers (a Hugging
+    Face ``datasets.IterableDataset``): its adapter splits it (NOTE [dataset adapters])."""
+    if spec.num_workers < 2 or spec.adapter is None:
         return dataset
-    from datasets.distributed import split_dataset_by_node
-
+    share = spec.adapter.split(dataset, spec.worker_id, spec.num_workers)
+    if share is None:
+        return dataset
     _asked.add(spec.worker_id)  # sharded: no advice needed
-    return split_dataset_by_node(dataset, rank=spec.worker_id, world_size=spec.num_workers)
+    return share
 
 
 def process_worker_loop(

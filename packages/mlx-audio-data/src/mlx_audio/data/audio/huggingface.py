@@ -9,6 +9,17 @@ workers with :func:`~mlx_audio.data.load_audio`'s decoders into ``datasets`` 3's
 column's ``sampling_rate`` (soxr). The array is ``(samples,)`` for a mono file or with
 ``num_channels=1`` (channels averaged), else ``(channels, samples)``. ``datasets`` is never
 imported unless such a dataset is given.
+
+NOTE [Hugging Face streams]: a ``datasets.IterableDataset`` splits itself across *torch's*
+workers (it asks torch for the worker id), never ours, so each worker would stream all of it.
+:class:`HuggingFaceAdapter` gives each worker its share with
+``datasets.distributed.split_dataset_by_node`` (whole shards when they divide evenly, else every
+``num_workers``-th example): nothing repeated, nothing lost. ``shard_loader`` splits it by rank
+the same way.
+
+Both are this module's :class:`HuggingFaceAdapter`, registered with the loader when this module
+is imported (NOTE [dataset adapters]: the loader imports it on first sight of a ``datasets``
+object, so users never need to).
 """
 
 from __future__ import annotations
@@ -19,9 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from .._loader.adapters import register_adapter
 from .io import load_audio, resample
 
-__all__ = ["decode_audio_value", "hugging_face_audio"]
+__all__ = [
+    "HuggingFaceAdapter",
+    "decode_audio_value",
+    "hugging_face_audio",
+    "is_hugging_face_stream",
+]
 
 
 def _audio_columns(dataset: Any) -> dict[str, Any]:
@@ -108,3 +125,29 @@ def decode_audio_value(
         "sampling_rate": int(rate),
         "path": path,
     }
+
+
+def is_hugging_face_stream(dataset: Any) -> bool:
+    """A ``datasets.IterableDataset`` (recognized by name: ``datasets`` is never imported for it)."""
+    cls = type(dataset)
+    return cls.__name__ == "IterableDataset" and cls.__module__.startswith("datasets.")
+
+
+class HuggingFaceAdapter:
+    """The loader's adapter for Hugging Face ``datasets`` (NOTE [dataset adapters])."""
+
+    def prepare(self, dataset: Any) -> Any:
+        """NOTE [Hugging Face Audio]: decoding ``Audio`` columns read by this package."""
+        return hugging_face_audio(dataset)
+
+    def split(self, dataset: Any, index: int, count: int) -> Any | None:
+        """NOTE [Hugging Face streams]: share ``index`` of ``count`` of a stream (None for
+        anything else)."""
+        if not is_hugging_face_stream(dataset):
+            return None
+        from datasets.distributed import split_dataset_by_node
+
+        return split_dataset_by_node(dataset, rank=index, world_size=count)
+
+
+register_adapter("datasets", HuggingFaceAdapter())
