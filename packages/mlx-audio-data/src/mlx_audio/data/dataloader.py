@@ -11,8 +11,8 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ._loader.adapters import adapter_for
-from ._loader.fetch import Fetcher, Transform, as_transform_list, compose
-from ._loader.passes import InProcessPass, PassLike, PassPlan, WorkerPass
+from ._loader.fetch import Fetcher, Transform, as_transform_list, compose, fetcher_class
+from ._loader.passes import PassLike, PassPlan, pass_class
 from ._loader.pool import WorkerPool
 from ._loader.protocol import WorkerSpec
 from ._loader.ranks import launch_ranks
@@ -211,7 +211,6 @@ class DataLoader(Generic[T_co]):
             resume=resume or {},
             fetcher=fetcher,
             dataset=self.dataset,
-            iterable=self._iterable,
             index_batches=None
             if self._iterable
             else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
@@ -230,7 +229,7 @@ class DataLoader(Generic[T_co]):
         new_pass: PassLike = (
             DevicePass(plan, self._convert, self._mlx_transform)
             if pinned
-            else (WorkerPass if self.num_workers else InProcessPass)(plan)
+            else pass_class(plan)(plan)
         )
         self._pass_ref = weakref.ref(new_pass)
         return new_pass
@@ -348,7 +347,7 @@ class DataLoader(Generic[T_co]):
                 "samples they send; define it at module level to collate in the workers",
                 stacklevel=4,
             )
-        return Fetcher(
+        return fetcher_class(self._iterable)(
             self._fetched,
             self.batch_size,
             self.drop_last,
@@ -385,7 +384,6 @@ class DataLoader(Generic[T_co]):
                     self._resolved_seed(),
                     epoch,
                     self.worker_init_fn,
-                    self._iterable,
                     rank,
                     replicas,
                     self._adapter,

@@ -12,6 +12,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
@@ -321,3 +322,25 @@ class WorkerPool:
         self.workers = []
         for worker in workers:
             worker.stop()
+
+
+def first_ready(workers: list[ProcessWorker | ThreadWorker], timeout: float | None) -> Any:
+    """in_order=False: the first worker with a finished batch (torch's rule: a slow sample does
+    not hold back the batches behind it); after ``timeout`` the first busy one (whose
+    ``take()`` then reports the timeout)."""
+    busy = [w for w in workers if w.in_flight]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        for worker in busy:
+            if worker.ready():
+                return worker
+        conns = [w.conn for w in busy if isinstance(w, ProcessWorker)]
+        if conns:
+            wait(
+                [*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))],
+                0.05,
+            )
+        else:
+            time.sleep(0.001)
+        if deadline is not None and time.monotonic() > deadline:
+            return busy[0]  # its take() reports the timeout

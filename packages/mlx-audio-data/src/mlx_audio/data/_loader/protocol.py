@@ -69,7 +69,6 @@ class WorkerSpec:
     seed: int
     epoch: int
     worker_init_fn: Any
-    iterable: bool
     rank: int = 0  # this process among the data-parallel processes (mlx.launch), for get_shard_info
     num_replicas: int = 1
     adapter: DatasetAdapter | None = None  # NOTE [dataset adapters]

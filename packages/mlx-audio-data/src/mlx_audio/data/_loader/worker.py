@@ -19,8 +19,18 @@ import numpy as np
 
 from ..support import global_rng_state, limit_blas_threads, set_global_rng_state
 from . import tree
-from .fetch import stream_parts
-from .protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
+from .fetch import MapFetcher, StreamFetcher, stream_parts
+from .protocol import (
+    Batch,
+    End,
+    Failed,
+    MapTask,
+    NextTask,
+    Ready,
+    ResetTask,
+    WorkerError,
+    WorkerSpec,
+)
 from .shm import Arena, Slot, pack
 
 _POLL_SECONDS = 1.0
@@ -81,19 +91,17 @@ def seed_globals(seed: int) -> None:
 
 
 class _Producer:
-    """Runs tasks for one worker: map-style index batches or the next batches of a stream."""
+    """Runs tasks for one worker; one subclass per fetcher (:data:`_PRODUCERS`)."""
 
     def __init__(self, spec: WorkerSpec, owns_globals: bool) -> None:
         self.spec = spec
         self.owns_globals = owns_globals  # threads share the process's RNGs: leave them alone
-        self.stream: Iterator[Any] | None = None
-        self.iterator: Any = None
         self.position = [0]
         self.dataset = _worker_share(spec.fetcher.dataset, spec)
 
     def reset(self, epoch: int, state: dict | None) -> None:
-        """Start (or resume) an iterable dataset's pass for ``epoch``; for a map-style dataset,
-        resume its state and the worker's RNGs (see NOTE [map-style dataset state])."""
+        """Start (or resume) this worker's pass for ``epoch``: the worker's RNGs and the
+        dataset's state (see NOTE [map-style dataset state]), then the kind's own start."""
         spec = self.spec
         spec.epoch = epoch
         if self.owns_globals:
@@ -105,23 +113,57 @@ class _Producer:
                 self.dataset.load_state_dict(state["dataset"])
             if self.owns_globals and state.get("rng"):
                 set_global_rng_state(state["rng"])
-        if not spec.iterable:
-            if state is None and spec.worker_init_fn is not None:  # restarted as a new worker
-                spec.worker_init_fn(spec.worker_id)
-            return
+        self._start(epoch, state)
+
+    def _start(self, epoch: int, state: dict | None) -> None:
+        raise NotImplementedError
+
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+        """Returns (batch or StopIteration, the state after it)."""
+        raise NotImplementedError
+
+
+class _MapProducer(_Producer):
+    """Map-style: the batch of each task's indices."""
+
+    def _start(self, epoch: int, state: dict | None) -> None:
+        spec = self.spec
+        if state is None and spec.worker_init_fn is not None:  # restarted as a new worker
+            spec.worker_init_fn(spec.worker_id)
+
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+        assert isinstance(task, MapTask) and isinstance(self.spec.fetcher, MapFetcher)
+        batch = self.spec.fetcher.fetch(task.indices, task.epoch)
+        return batch, self._map_state()
+
+    def _map_state(self) -> dict | None:
+        """NOTE [map-style dataset state]: a map-style dataset with ``state_dict()`` (torchdata's
+        ``Stateful``) has it saved after every batch, with the worker's global RNGs, so a
+        dataset drawing from them in ``__getitem__`` resumes exactly (batch j of an epoch always
+        goes to worker j % n, also after a resume)."""
+        state = stream_parts(self.spec.fetcher.dataset)
+        if not state:
+            return None
+        if self.owns_globals:
+            state["rng"] = global_rng_state()
+        return state
+
+
+class _StreamProducer(_Producer):
+    """Iterable: the next batch of this worker's stream for each task."""
+
+    stream: Iterator[Any] | None = None
+    iterator: Any = None
+
+    def _start(self, epoch: int, state: dict | None) -> None:
+        spec = self.spec
+        assert isinstance(spec.fetcher, StreamFetcher)
         self.iterator = iter(self.dataset)
         if state is not None and state.get("iterator") is not None:
             self.iterator.load_state_dict(state["iterator"])
-        self.stream = spec.fetcher.iterable_batches(
-            self.iterator, epoch, spec.worker_id, self.position
-        )
+        self.stream = spec.fetcher.batches(self.iterator, epoch, spec.worker_id, self.position)
 
-    def run(self, task: tuple) -> tuple[Any, dict | None]:
-        """Returns (batch or StopIteration, iterable state after it)."""
-        if not self.spec.iterable:
-            epoch, indices = task
-            batch = self.spec.fetcher.fetch(indices, epoch)
-            return batch, self._map_state()
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
         parts = stream_parts(self.dataset, self.iterator)
@@ -136,17 +178,13 @@ class _Producer:
             )  # a stream drawing from the worker's RNGs resumes exactly
         return batch, state
 
-    def _map_state(self) -> dict | None:
-        """NOTE [map-style dataset state]: a map-style dataset with ``state_dict()`` (torchdata's
-        ``Stateful``) has it saved after every batch, with the worker's global RNGs, so a
-        dataset drawing from them in ``__getitem__`` resumes exactly (batch j of an epoch always
-        goes to worker j % n, also after a resume)."""
-        state = stream_parts(self.spec.fetcher.dataset)
-        if not state:
-            return None
-        if self.owns_globals:
-            state["rng"] = global_rng_state()
-        return state
+
+# the worker's code for each dataset kind, chosen by the fetcher it was sent (see fetcher_class)
+_PRODUCERS: dict[type, type[_Producer]] = {MapFetcher: _MapProducer, StreamFetcher: _StreamProducer}
+
+
+def _producer(spec: WorkerSpec, owns_globals: bool) -> _Producer:
+    return _PRODUCERS[type(spec.fetcher)](spec, owns_globals)
 
 
 def _worker_share(dataset: Any, spec: WorkerSpec) -> Any:
@@ -196,7 +234,7 @@ def process_worker_loop(
         spec.rank,
         spec.num_replicas,
     )
-    producer = _Producer(spec, owns_globals=True)
+    producer = _producer(spec, owns_globals=True)
     try:
         seed_globals(_process_info.seed)
         if spec.worker_init_fn is not None:
@@ -235,7 +273,7 @@ def thread_worker_loop(
         spec.rank,
         spec.num_replicas,
     )
-    producer = _Producer(spec, owns_globals=False)
+    producer = _producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:
         try:
             spec.worker_init_fn(spec.worker_id)
@@ -265,7 +303,7 @@ def _run_task(producer: _Producer, task: Any, arena: Arena | None) -> Batch | En
             producer.reset(task.epoch, task.state)
             return None
         fetcher.alloc = arena.empty if arena is not None else None
-        batch, state = producer.run((task.epoch, task.indices) if isinstance(task, MapTask) else ())
+        batch, state = producer.run(task)
         if batch is StopIteration:
             return End()
         return Batch(pack(batch, arena) if arena is not None else batch, state)
