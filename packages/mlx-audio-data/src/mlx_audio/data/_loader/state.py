@@ -17,6 +17,17 @@ from typing import Any
 import numpy as np
 
 VERSION = 2
+# the keys a state holds besides the position (what state_dict() leaves out of a loaded state)
+STATE_KEYS = (
+    "version",
+    "seed",
+    "num_workers",
+    "batch_size",
+    "drop_last",
+    "dataset_length",
+    "sampler",
+    "batch_sampler",
+)
 _SETTINGS = (
     "batch_size",
     "drop_last",
