@@ -113,7 +113,7 @@ class DataLoader(Generic[T_co]):
         self.drop_last = drop_last
         self.num_workers = int(num_workers)
         self.collate_fn = collate_fn
-        self.pin_memory = pin_memory  # NOTE [pin_memory on CUDA] (_transfer.py)
+        self.pin_memory = pin_memory  # NOTE [pin_memory on CUDA] (_loader/transfer.py)
         self.pin_memory_device = pin_memory_device
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn

@@ -210,7 +210,7 @@ def process_worker_loop(
 ) -> None:
     """Entry point of a worker process.
 
-    Messages: see ``_protocol`` (tasks in, Ready then Batch / End / Failed out).
+    Messages: see ``protocol`` (tasks in, Ready then Batch / End / Failed out).
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle

@@ -2,7 +2,7 @@
 
 The mel filters and STFT follow librosa / Hugging Face conventions (Slaney or HTK mel scale,
 centred frames with reflect padding) so features match what pretrained models saw. The same
-log-mel on the accelerator, for ``mlx_transforms``: :class:`mlx_audio.data.features_mlx.LogMel`.
+log-mel on the accelerator, for ``mlx_transforms``: :class:`mlx_audio.data.audio.features_mlx.LogMel`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Workers then only decode and crop (cheap numpy), and the STFT, mel projection and dB scaling
 run where the model runs, on the whole padded batch at once. Matches
-:func:`mlx_audio.data.features.log_mel_spectrogram` within 1e-4 dB (same filters, window,
+:func:`mlx_audio.data.audio.features.log_mel_spectrogram` within 1e-4 dB (same filters, window,
 centring and reflect padding); ``top_db`` is applied per example here.
 """
 
