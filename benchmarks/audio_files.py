@@ -27,7 +27,7 @@ import numpy as np
 import mlx_audio.data  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.data import AudioFolder, BucketBatchSampler, DataLoader, LogMel, PadCollate
 from mlx_audio.data.audio import load_audio
-from mlx_audio.data.features import log_mel_spectrogram, mel_filterbank
+from mlx_audio.data.audio.features import log_mel_spectrogram, mel_filterbank
 from mlx_audio.data.sampler import epoch_rng
 
 RATE_IN = 16000

@@ -59,9 +59,9 @@ def run(tmp_path, mode: str, **env: str) -> tuple[float, str]:
 
 @pytest.fixture(scope="module")
 def openblas():
-    from mlx_audio.data import _blas
+    from mlx_audio.data import support
 
-    path = _blas.find_openblas()
+    path = support.find_openblas()
     if path is None:
         pytest.skip("OpenBLAS is not installed (make test installs libopenblas0-pthread)")
     return path

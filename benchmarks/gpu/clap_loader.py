@@ -58,7 +58,7 @@ class Clips:
         self.mels = mels
         rng = np.random.default_rng(1)
         self.ids = rng.integers(3, 50265, (len(paths), TOKENS)).astype(np.int32)
-        from mlx_audio.data.features import mel_filterbank
+        from mlx_audio.data.audio.features import mel_filterbank
 
         self.filters = mel_filterbank(SR, 1024, 64, 50, 14_000)
 
@@ -73,7 +73,7 @@ class Clips:
         if self.pcm:
             audio = pcm.astype(np.int16)
         elif self.mels:
-            from mlx_audio.data.features import log_mel_spectrogram
+            from mlx_audio.data.audio.features import log_mel_spectrogram
 
             audio = log_mel_spectrogram(
                 pcm.astype(np.float32) / 32768, SR, 1024, 480, filters=self.filters

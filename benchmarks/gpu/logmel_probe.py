@@ -13,7 +13,7 @@ import time
 import mlx.core as mx
 import numpy as np
 
-from mlx_audio.data.features_mlx import LogMel
+from mlx_audio.data.audio.features_mlx import LogMel
 
 
 def timed(fn, repeats: int) -> float:

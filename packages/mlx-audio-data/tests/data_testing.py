@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from mlx_audio.data import Dataset
-from mlx_audio.data._shm import shm_dir
+from mlx_audio.data._loader.shm import shm_dir
 
 
 def shm_segments(owners: Iterable[int] | None = None) -> set[str]:

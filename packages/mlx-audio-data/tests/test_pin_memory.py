@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from data_testing import wait_until
 
-import mlx_audio.data._transfer as transfer
+import mlx_audio.data._loader.transfer as transfer
 from mlx_audio.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 

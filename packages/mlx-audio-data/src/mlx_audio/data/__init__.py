@@ -1,6 +1,6 @@
 """mlx_audio.data: datasets, samplers, collate and a multiprocessing DataLoader for MLX.
 
-Importing this package first also makes MLX's Linux CPU wheels use OpenBLAS (see ``_blas``).
+Importing this package first also makes MLX's Linux CPU wheels use OpenBLAS (see ``support``).
 Exports are resolved lazily so that importing it does not import ``mlx.core``.
 """
 
@@ -33,11 +33,11 @@ _EXPORTS = {
     "default_collate": "collate",
     "default_convert": "collate",
     "to_mlx": "collate",
-    "get_worker_info": "_worker",
-    "get_shard_info": "_ranks",
-    "ShardInfo": "_ranks",
-    "sample_rng": "_fetch",
-    "WorkerInfo": "_worker",
+    "get_worker_info": "_loader.worker",
+    "get_shard_info": "_loader.ranks",
+    "ShardInfo": "_loader.ranks",
+    "sample_rng": "_loader.fetch",
+    "WorkerInfo": "_loader.worker",
     "DataLoader": "dataloader",
     "StatefulDataLoader": "dataloader",
     "BucketBatchSampler": "bucketing",
@@ -45,12 +45,12 @@ _EXPORTS = {
     "pad_collate": "padding",
     "RandomCrop": "padding",
     "PadOrCrop": "padding",
-    "AudioFolder": "audio_datasets",
-    "AudioManifest": "audio_datasets",
-    "load_audio": "audio",
-    "audio_info": "audio",
-    "LogMel": "features_mlx",
-    "log_mel_spectrogram": "features",
+    "AudioFolder": "audio.datasets",
+    "AudioManifest": "audio.datasets",
+    "load_audio": "audio.io",
+    "audio_info": "audio.io",
+    "LogMel": "audio.features_mlx",
+    "log_mel_spectrogram": "audio.features",
 }
 
 __all__ = list(_EXPORTS)

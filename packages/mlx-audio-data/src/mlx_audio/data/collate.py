@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tree import is_mlx_array, map_leaves, same_mapping, same_sequence
+from ._loader.tree import is_mlx_array, map_leaves, same_mapping, same_sequence
 
 Allocator = Callable[[tuple, Any], np.ndarray]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -10,41 +9,29 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from ._fetch import Fetcher, Transform, as_transform_list, compose
-from ._iterator import InProcessPass, PassLike, PassPlan, WorkerPass
-from ._plan import (
+from ._loader.adapters import adapter_for
+from ._loader.fetch import Fetcher, Transform, as_transform_list, compose, fetcher_class
+from ._loader.passes import PassLike, PassPlan, pass_class
+from ._loader.pool import LoaderPools, WorkerPool
+from ._loader.settings import (
     check_arguments,
     check_int,
     check_worker_count,
     close_at_exit,
+    collate_in_workers,
+    default_samplers,
     index_batches,
     is_iterable_dataset,
-    mp_context,
-    picklable,
+    main_collate_advice,
     sharding_advice,
-    start_method,
+    start_workers,
 )
-from ._pool import WorkerPool
-from ._protocol import WorkerSpec
-from ._ranks import launch_ranks
-from ._state import check_state, make_state
-from ._transfer import DevicePass, transfer_active
+from ._loader.state import STATE_KEYS, check_state, make_state
+from ._loader.transfer import DevicePass, transfer_active
 from .collate import to_mlx
-from .huggingface import hugging_face_audio
-from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader"]
 
-STATE_KEYS = (
-    "version",
-    "seed",
-    "num_workers",
-    "batch_size",
-    "drop_last",
-    "dataset_length",
-    "sampler",
-    "batch_sampler",
-)
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -120,12 +107,13 @@ class DataLoader(Generic[T_co]):
         shuffle = bool(shuffle)
 
         self.dataset = dataset
-        self._fetched = hugging_face_audio(dataset)  # NOTE [Hugging Face Audio]
+        self._adapter = adapter_for(dataset)  # NOTE [dataset adapters]
+        self._fetched = dataset if self._adapter is None else self._adapter.prepare(dataset)
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.num_workers = int(num_workers)
         self.collate_fn = collate_fn
-        self.pin_memory = pin_memory  # NOTE [pin_memory on CUDA] (_transfer.py)
+        self.pin_memory = pin_memory  # NOTE [pin_memory on CUDA] (_loader/transfer.py)
         self.pin_memory_device = pin_memory_device
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
@@ -142,26 +130,14 @@ class DataLoader(Generic[T_co]):
         self.mlx_transforms = as_transform_list(mlx_transforms, "mlx_transforms")
         self._mlx_transform = compose(self.mlx_transforms)
         self._iterable = iterable
-        if iterable:
-            self.sampler = None
-            self.batch_sampler = None
-        else:
-            if sampler is None:
-                sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-            self.sampler = sampler
-            if batch_sampler is None and batch_size is not None:
-                batch_sampler = BatchSampler(sampler, batch_size, drop_last)
-            self.batch_sampler = batch_sampler
+        self.sampler, self.batch_sampler = default_samplers(
+            dataset, iterable, shuffle, sampler, batch_sampler, batch_size, drop_last
+        )
         self._next_epoch = 0
         self._resume: dict | None = None
         self._pass_ref: Callable[[], PassLike | None] = lambda: None
         self._last_state: dict | None = None
-        self._persistent_pool: WorkerPool | None = None
-        # NOTE [pools stay reachable]: the loader holds every pool a pass is using. A pass
-        # dropped inside a reference cycle is finalized by the cyclic GC together with what
-        # only it references, and a finalized multiprocessing Connection has closed its fd
-        # without knowing it (EBADF later). Held here, the pool is never in that set.
-        self._pools_in_use: list[WorkerPool] = []
+        self._pools = LoaderPools()  # see NOTE [pools stay reachable]
         self._collate_in_workers = True
         self._warned_main_collate = False
         self._sharding_advised = False
@@ -210,7 +186,6 @@ class DataLoader(Generic[T_co]):
             resume=resume or {},
             fetcher=fetcher,
             dataset=self.dataset,
-            iterable=self._iterable,
             index_batches=None
             if self._iterable
             else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
@@ -229,7 +204,7 @@ class DataLoader(Generic[T_co]):
         new_pass: PassLike = (
             DevicePass(plan, self._convert, self._mlx_transform)
             if pinned
-            else (WorkerPass if self.num_workers else InProcessPass)(plan)
+            else pass_class(plan)(plan)
         )
         self._pass_ref = weakref.ref(new_pass)
         return new_pass
@@ -261,7 +236,7 @@ class DataLoader(Generic[T_co]):
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (empty in-process or with threads)."""
         current = self._pass_ref()
-        pool = current.pool if current is not None and current.pool else self._persistent_pool
+        pool = current.pool if current is not None and current.pool else self._pools.persistent
         return pool.pids if pool is not None else []
 
     def state_dict(self) -> dict[str, Any]:
@@ -309,11 +284,7 @@ class DataLoader(Generic[T_co]):
         current = self._pass_ref()
         if current is not None:
             current.close()
-        pools = [*self._pools_in_use, *([self._persistent_pool] if self._persistent_pool else [])]
-        self._pools_in_use = []
-        self._persistent_pool = None
-        for pool in pools:  # older passes' workers too (each pass ends at its next())
-            pool.close()
+        self._pools.close()
 
     def __del__(self) -> None:
         try:
@@ -331,23 +302,15 @@ class DataLoader(Generic[T_co]):
         return self.seed
 
     def _fetcher(self) -> Fetcher:
-        pickled = (
-            self.num_workers
-            and self.worker_type == "process"
-            and start_method(self.multiprocessing_context) != "fork"
-        )
-        self._collate_in_workers = not (
-            pickled and self.collate_fn is not None and not picklable(self.collate_fn)
+        self._collate_in_workers = collate_in_workers(
+            self.collate_fn, self.num_workers, self.worker_type, self.multiprocessing_context
         )
         if not self._collate_in_workers and not self._warned_main_collate:
             self._warned_main_collate = True
             warnings.warn(
-                f"collate_fn {getattr(self.collate_fn, '__qualname__', self.collate_fn)!r} cannot be "
-                f"pickled for '{start_method(self.multiprocessing_context)}' workers, so it runs in the main process on the "
-                "samples they send; define it at module level to collate in the workers",
-                stacklevel=4,
+                main_collate_advice(self.collate_fn, self.multiprocessing_context), stacklevel=4
             )
-        return Fetcher(
+        return fetcher_class(self._iterable)(
             self._fetched,
             self.batch_size,
             self.drop_last,
@@ -363,66 +326,29 @@ class DataLoader(Generic[T_co]):
         return self.batch_sampler is not None or (self._iterable and self.batch_size is not None)
 
     def _pool(self, fetcher: Fetcher, epoch: int) -> WorkerPool:
-        pool = self._persistent_pool
-        self._persistent_pool = None
+        """The persistent workers, or new ones (see NOTE [pools stay reachable])."""
+        pool = self._pools.reuse(self.timeout or None)
         if pool is not None:
-            try:
-                if pool.healthy():
-                    pool.drain(self.timeout or None)
-                    self._pools_in_use.append(pool)
-                    return pool
-            except Exception:
-                pass
-            pool.close()
-        try:
-            rank, replicas = launch_ranks()
-            specs = [
-                WorkerSpec(
-                    wid,
-                    self.num_workers,
-                    fetcher,
-                    self._resolved_seed(),
-                    epoch,
-                    self.worker_init_fn,
-                    self._iterable,
-                    rank,
-                    replicas,
-                )
-                for wid in range(self.num_workers)
-            ]
-            pool = WorkerPool(
-                specs,
-                self.prefetch_factor or 2,
-                self.worker_type,
-                mp_context(self.multiprocessing_context),
-            )
-            self._pools_in_use.append(pool)
             return pool
-        except (pickle.PicklingError, AttributeError, TypeError) as error:
-            if start_method(self.multiprocessing_context) == "fork" or self.worker_type == "thread":
-                raise
-            raise TypeError(
-                f"with the '{start_method(self.multiprocessing_context)}' start method each worker receives a pickled copy "
-                f"of the dataset, cpu_transforms and worker_init_fn, and pickling failed: {error}. "
-                "Define them at module level (no lambdas or local functions), or use "
-                "multiprocessing_context='fork' (Linux) or worker_type='thread'."
-            ) from error
+        return self._pools.add(
+            start_workers(
+                fetcher,
+                self._resolved_seed(),
+                epoch,
+                self.num_workers,
+                self.worker_init_fn,
+                self._adapter,
+                self.prefetch_factor,
+                self.worker_type,
+                self.multiprocessing_context,
+            )
+        )
 
     def _pass_closed(self, closed: PassLike, failed: bool) -> None:
         """Keep (persistent_workers) or stop the pass's workers; remember where it stopped."""
         pool = closed.pool
         closed.pool = None
-        self._pools_in_use = [p for p in self._pools_in_use if p is not pool]
-        if pool is not None:
-            if (
-                self.persistent_workers
-                and not failed
-                and self._persistent_pool is None
-                and pool.workers
-            ):
-                self._persistent_pool = pool
-            else:
-                pool.close()
+        self._pools.release(pool, keep=self.persistent_workers and not failed)
         self._last_state = None if closed.finished else {"epoch": closed.epoch, **closed.state()}
 
     def _advise_sharding(self, worker_state: dict | None) -> None:

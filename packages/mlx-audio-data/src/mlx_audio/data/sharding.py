@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._worker import is_hugging_face_stream
+from ._loader.adapters import adapter_for
 from .bucketing import BucketBatchSampler
 from .dataloader import DataLoader
 from .sampler import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
@@ -44,12 +44,10 @@ def shard_loader(
     batch_sampler = loader.batch_sampler
     dataset = loader.dataset
     kwargs: dict[str, Any] = {}
-    if is_hugging_face_stream(
-        dataset
-    ):  # it splits itself by node (whole shards or every n-th example)
-        from datasets.distributed import split_dataset_by_node
-
-        dataset = split_dataset_by_node(dataset, rank=rank, world_size=num_replicas)
+    adapter = adapter_for(dataset)
+    share = None if adapter is None else adapter.split(dataset, rank, num_replicas)
+    if share is not None:  # a Hugging Face stream splits itself by node (NOTE [dataset adapters])
+        dataset = share
         kwargs["batch_size"] = loader.batch_size
         kwargs["drop_last"] = loader.drop_last
     elif isinstance(batch_sampler, BucketBatchSampler):

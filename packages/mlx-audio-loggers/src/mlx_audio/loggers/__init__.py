@@ -1,7 +1,9 @@
 """mlx_audio.loggers: experiment loggers (CSV, TensorBoard, W&B, MLflow) for the Trainer.
 
 Backends are optional extras imported only when their logger is created:
-``pip install "mlx-audio-loggers[tensorboard|wandb|mlflow|all]"``.
+``pip install "mlx-audio-loggers[tensorboard|wandb|mlflow|all]"``. So the names below are
+imported eagerly: their modules need only the standard library (no numpy, no MLX), and this
+package has no lazy exports (``mlx_audio.data.support.lazy_exports`` is not a dependency of it).
 """
 
 from __future__ import annotations
@@ -13,33 +15,25 @@ try:  # loggers need no MLX, but importing any mlx_audio package first should sp
 except ImportError:
     pass
 
+from .base import Logger, flatten_params
+from .csv_logger import CSVLogger
+from .delivery import LoggerError, LoggerWarning, QueuedLogger, Record
+from .mlflow_logger import MLFlowLogger, MLflowLogger
+from .tensorboard_logger import TensorBoardLogger
+from .wandb_logger import WandbLogger
+
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "Logger": "base",
-    "CSVLogger": "csv_logger",
-    "TensorBoardLogger": "tensorboard_logger",
-    "WandbLogger": "wandb_logger",
-    "MLFlowLogger": "mlflow_logger",  # Lightning's spelling
-    "MLflowLogger": "mlflow_logger",
-    "flatten_params": "base",
-    "QueuedLogger": "delivery",
-    "Record": "delivery",
-    "LoggerError": "delivery",
-    "LoggerWarning": "delivery",
-}
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__ = [
+    "Logger",
+    "CSVLogger",
+    "TensorBoardLogger",
+    "WandbLogger",
+    "MLFlowLogger",  # Lightning's spelling
+    "MLflowLogger",
+    "flatten_params",
+    "QueuedLogger",
+    "Record",
+    "LoggerError",
+    "LoggerWarning",
+]

@@ -1,4 +1,9 @@
-"""Lazy imports of optional backends, with errors that name the extra to install."""
+"""Lazy imports of optional backends, with errors that name the extra to install.
+
+The loggers' own copy of ``mlx_audio.data.support.require`` (same rule: import on use, else an
+``ImportError`` naming the extra, raised from the original error): ``mlx-audio-loggers`` depends
+on none of our packages, so it cannot import that one.
+"""
 
 from __future__ import annotations
 

@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import random
 from importlib import metadata
-from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
 
+# one implementation of the capture (the data package's; same keys as before: the checkpoint
+# format is unchanged)
+from mlx_audio.data.support import global_rng_state as rng_state
+from mlx_audio.data.support import set_global_rng_state as set_rng_state
 
-def rng_state() -> dict[str, Any]:
-    """numpy's and Python's global RNG states (MLX's key is re-derived each step instead:
-    ``mx.random.state`` cannot be assigned from Python)."""
-    name, keys, pos, has_gauss, cached = cast(
-        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
-    )
-    version, internal, gauss = random.getstate()
-    return {
-        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-        "python": [version, list(internal), gauss],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+__all__ = ["rng_state", "set_rng_state", "seed_everything", "seed_step", "versions"]
 
 
 def seed_everything(seed: int) -> None:

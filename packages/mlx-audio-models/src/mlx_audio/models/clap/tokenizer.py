@@ -6,19 +6,19 @@ import os
 
 import numpy as np
 
+from mlx_audio.data.support import require
+
 
 class ClapTokenizer:
     """``tokenizer(texts) -> {"input_ids": (B, L) int32, "attention_mask": (B, L) int32}``,
     padded to the longest text (or ``max_length``) and truncated at ``max_length``."""
 
     def __init__(self, tokenizer_file: str, max_length: int = 77, pad_token: str = "<pad>") -> None:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as error:
-            raise ImportError(
-                "ClapTokenizer needs the tokenizers package: pip install 'mlx-audio-models[text]'"
-            ) from error
-        self.tokenizer = Tokenizer.from_file(tokenizer_file)
+        tokenizers = require(
+            "tokenizers",
+            "ClapTokenizer needs the tokenizers package: pip install 'mlx-audio-models[text]'",
+        )
+        self.tokenizer = tokenizers.Tokenizer.from_file(tokenizer_file)
         self.max_length = max_length
         pad_id = self.tokenizer.token_to_id(pad_token)
         if pad_id is None:

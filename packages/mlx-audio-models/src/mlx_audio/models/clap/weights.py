@@ -16,6 +16,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from mlx_audio.data.support import require
+
 _SKIP = ("position_ids", "token_type_ids", "relative_position_index", "num_batches_tracked")
 _PREFIXES = (("audio_model.audio_encoder.", "audio_encoder."), ("text_model.", "text_encoder."))
 
@@ -27,12 +29,10 @@ def resolve_folder(path_or_repo_id: str, revision: str | None = None) -> str:
         raise ValueError(
             f"{path_or_repo_id} is a file; from_pretrained takes a model folder or a Hugging Face repo id"
         )
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as error:
-        raise ImportError(
-            f"{path_or_repo_id!r} is not a local folder; downloading it needs huggingface_hub: pip install 'mlx-audio-models[hub]'"
-        ) from error
+    snapshot_download = require(
+        "huggingface_hub",
+        f"{path_or_repo_id!r} is not a local folder; downloading it needs huggingface_hub: pip install 'mlx-audio-models[hub]'",
+    ).snapshot_download
     patterns = [
         "config.json",
         "*.safetensors",

@@ -1,5 +1,5 @@
-"""What a DataLoader decides before a pass: its arguments checked, the epoch's index batches,
-how worker processes start. Plain functions of the loader's settings."""
+"""What a DataLoader's settings decide (main side): its arguments checked, the epoch's index
+batches, where the collate runs, how worker processes start. Plain functions of the settings."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ import pickle
 import sys
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .dataset import IterableDataset
-from .sampler import BatchSampler
+from ..dataset import IterableDataset
+from ..sampler import BatchSampler, RandomSampler, SequentialSampler
+from .adapters import DatasetAdapter
+from .fetch import Fetcher
+from .pool import WorkerPool
+from .protocol import WorkerSpec
+from .ranks import launch_ranks
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:
@@ -124,6 +129,27 @@ def check_arguments(
     return batch_size
 
 
+def default_samplers(
+    dataset: Any,
+    iterable: bool,
+    shuffle: bool,
+    sampler: Iterable[int] | None,
+    batch_sampler: Iterable[Sequence[int]] | None,
+    batch_size: int | None,
+    drop_last: bool,
+) -> tuple[Iterable[int] | None, Iterable[Sequence[int]] | None]:
+    """``(sampler, batch_sampler)`` as torch makes them: none for an iterable dataset; else the
+    given sampler or a Random/Sequential one, and the given batch_sampler or a BatchSampler
+    over it (none without auto-batching)."""
+    if iterable:
+        return None, None
+    if sampler is None:
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    if batch_sampler is None and batch_size is not None:
+        batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+    return sampler, batch_sampler
+
+
 def check_context(context: Any, num_workers: int) -> None:
     """torch's checks of ``multiprocessing_context``: a start method name or a context object,
     and only with worker processes."""
@@ -189,6 +215,55 @@ def mp_context(context: Any) -> Any:
     if context is not None and not isinstance(context, str):
         return context
     return multiprocessing.get_context(start_method(context))
+
+
+def collate_in_workers(collate_fn: Any, num_workers: int, worker_type: str, context: Any) -> bool:
+    """Whether the user's collate_fn can run in the workers: not when they receive pickled
+    copies (spawn/forkserver processes) and it cannot be pickled; it then runs in the main
+    process on the samples they send."""
+    pickled = num_workers and worker_type == "process" and start_method(context) != "fork"
+    return not (pickled and collate_fn is not None and not picklable(collate_fn))
+
+
+def main_collate_advice(collate_fn: Any, context: Any) -> str:
+    return (
+        f"collate_fn {getattr(collate_fn, '__qualname__', collate_fn)!r} cannot be "
+        f"pickled for '{start_method(context)}' workers, so it runs in the main process on the "
+        "samples they send; define it at module level to collate in the workers"
+    )
+
+
+def start_workers(
+    fetcher: Fetcher,
+    seed: int,
+    epoch: int,
+    num_workers: int,
+    worker_init_fn: Any,
+    adapter: DatasetAdapter | None,
+    prefetch_factor: int | None,
+    worker_type: str,
+    context: Any,
+) -> WorkerPool:
+    """New workers for a pass, each sent its :class:`WorkerSpec`; with spawn/forkserver, a
+    pickling failure says what to define at module level."""
+    try:
+        rank, replicas = launch_ranks()
+        specs = [
+            WorkerSpec(
+                wid, num_workers, fetcher, seed, epoch, worker_init_fn, rank, replicas, adapter
+            )
+            for wid in range(num_workers)
+        ]
+        return WorkerPool(specs, prefetch_factor or 2, worker_type, mp_context(context))
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        if start_method(context) == "fork" or worker_type == "thread":
+            raise
+        raise TypeError(
+            f"with the '{start_method(context)}' start method each worker receives a pickled copy "
+            f"of the dataset, cpu_transforms and worker_init_fn, and pickling failed: {error}. "
+            "Define them at module level (no lambdas or local functions), or use "
+            "multiprocessing_context='fork' (Linux) or worker_type='thread'."
+        ) from error
 
 
 def gpu_backend() -> bool:

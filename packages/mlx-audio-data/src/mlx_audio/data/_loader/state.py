@@ -4,13 +4,30 @@ against the loader it is loaded into, so a state never silently resumes a differ
 Keys: ``version``; what the batches depend on (``seed``, ``batch_size``, ``drop_last``,
 ``dataset_length``, ``sampler``, ``batch_sampler``, ``num_workers``); where the pass stands (``epoch``,
 ``batches_yielded``, and for iterable datasets the workers' stream states).
+
+Also here: what a saved position means to a stream's pass (:func:`resumes_exactly`), and the
+passes' states as JSON-friendly values (:func:`jsonable`).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import numpy as np
+
 VERSION = 2
+# the keys a state holds besides the position (what state_dict() leaves out of a loaded state)
+STATE_KEYS = (
+    "version",
+    "seed",
+    "num_workers",
+    "batch_size",
+    "drop_last",
+    "dataset_length",
+    "sampler",
+    "batch_sampler",
+)
 _SETTINGS = (
     "batch_size",
     "drop_last",
@@ -96,3 +113,36 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
                 f"{key}={mine[key]!r}: resuming would skip the wrong batches. Resume with the same "
                 "dataset and batching, or start the epoch afresh (loader.set_epoch(e))"
             )
+
+
+def resumes_exactly(resume: dict, dataset: Any, wrapped: bool) -> bool:
+    """Whether a stream's pass resumes from saved stream states (or the dataset's own state);
+    else it replays the stream, which is said once. Called from a stream pass's ``__init__``:
+    the warning points at the user's ``iter()`` (one frame further out when the pass is built
+    inside a ``DevicePass``: ``wrapped``)."""
+    skip = int(resume.get("batches_yielded", 0))
+    saved = [resume.get("stream") or {}, *(w or {} for w in resume.get("workers") or [])]
+    has_saved = any(s.get("iterator") is not None or s.get("dataset") is not None for s in saved)
+    stateful = hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
+    exact = has_saved or (bool(skip) and stateful)
+    if skip and not exact:
+        warnings.warn(
+            f"{type(dataset).__name__} has no state_dict()/load_state_dict(): resuming by "
+            f"replaying its stream and dropping the first {skip} batches",
+            stacklevel=5 if wrapped else 4,
+        )
+    return exact
+
+
+def jsonable(value: Any) -> Any:
+    """numpy scalars and arrays as Python values; keys are left alone (a dataset's state comes
+    back to its load_state_dict as it gave it)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

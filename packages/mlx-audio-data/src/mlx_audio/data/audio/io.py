@@ -2,7 +2,7 @@
 
 Needs the ``audio`` extra (``pip install "mlx-audio-data[audio]"``: soundfile for decoding,
 soxr for resampling); ``[ffmpeg]`` adds PyAV for m4a/aac. The feature functions live in
-:mod:`mlx_audio.data.features` (re-exported here).
+:mod:`mlx_audio.data.audio.features` (both are re-exported by :mod:`mlx_audio.data.audio`).
 """
 
 from __future__ import annotations
@@ -12,34 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from ..support import require
 from . import features
-from .features import (  # noqa: F401  (re-exported: the features' former home)
-    hz_to_mel,
-    log_mel_spectrogram,
-    mel_filterbank,
-    mel_to_hz,
-    spectrogram,
-    stft,
-)
 
-__all__ = [
-    "AudioDecodeError",
-    "audio_info",
-    "load_audio",
-    "resample",
-    *features.__all__,  # re-exported: the features' former home
-]
+__all__ = ["AudioDecodeError", "audio_info", "load_audio", "resample"]
 
 
-def _require(module: str, purpose: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"{purpose} needs {module}: pip install 'mlx-audio-data[audio]'"
-        ) from error
+_INSTALL = "pip install 'mlx-audio-data[audio]'"
 
 
 class AudioDecodeError(RuntimeError):
@@ -52,7 +31,7 @@ _FFMPEG_ONLY = (".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".amr")
 
 def audio_info(path: str) -> tuple[int, int, int]:
     """``(frames, sample_rate, channels)`` from the file's header, without decoding."""
-    soundfile = _require("soundfile", "audio_info")
+    soundfile = require("soundfile", f"audio_info needs soundfile: {_INSTALL}")
     try:
         info = soundfile.info(str(path))
     except Exception as error:
@@ -89,7 +68,7 @@ def load_audio(
     if sample_rate is not None and (isinstance(sample_rate, bool) or int(sample_rate) <= 0):
         raise ValueError(f"sample_rate must be a positive int or None, got {sample_rate!r}")
     path = str(path)
-    soundfile = _require("soundfile", "load_audio")
+    soundfile = require("soundfile", f"load_audio needs soundfile: {_INSTALL}")
     try:
         with soundfile.SoundFile(path) as f:
             rate = int(f.samplerate)
@@ -186,7 +165,7 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
         raise ValueError(f"sample rates must be positive, got {orig_rate} -> {target_rate}")
     if orig_rate == target_rate:
         return wave
-    soxr = _require("soxr", "resample")
+    soxr = require("soxr", f"resample needs soxr: {_INSTALL}")
     if wave.ndim == 1:
         return soxr.resample(wave, orig_rate, target_rate).astype(np.float32)
     return np.stack([soxr.resample(ch, orig_rate, target_rate) for ch in wave]).astype(np.float32)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ._worker import get_worker_info
+from .worker import get_worker_info
 
 
 def launch_ranks() -> tuple[int, int]:

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from ._iterator import Pass, PassLike, PassPlan, WorkerPass
-from ._plan import gpu_backend
-from ._tree import is_mlx_array, map_leaves
+from .passes import Pass, PassLike, PassPlan, pass_class
+from .settings import gpu_backend
+from .tree import is_mlx_array, map_leaves
 
 _BATCH, _ERROR, _END = "batch", "error", "end"
 _DEPTH = 2  # batches queued ahead of the consumer
@@ -106,7 +106,7 @@ def _produce(inner: Pass, out: queue.Queue, stop: threading.Event) -> None:
 
 
 class DevicePass(Iterator[Any]):
-    """A :class:`WorkerPass` iterated on a transfer thread (NOTE [pin_memory on CUDA])."""
+    """A worker pass iterated on a transfer thread (NOTE [pin_memory on CUDA])."""
 
     def __init__(
         self, plan: PassPlan, convert: Callable[[Any], Any], transform: Callable[[Any], Any] | None
@@ -124,9 +124,8 @@ class DevicePass(Iterator[Any]):
             if outer is not None:
                 outer._inner_failed = failed
 
-        self._inner = WorkerPass(
-            replace(plan, to_output=convert, finished=inner_ended, wrapped=True)
-        )
+        inner = replace(plan, to_output=convert, finished=inner_ended, wrapped=True)
+        self._inner = pass_class(inner)(inner)  # a worker pass of the plan's kind
         self._state = self._inner.state()
         self._queue: queue.Queue = queue.Queue(_DEPTH)
         self._stop = threading.Event()

@@ -1,22 +1,23 @@
-"""One pass over a DataLoader, one class per mode (torch's layout): :class:`InProcessPass`
-(``num_workers=0``) and :class:`WorkerPass`. A pass sees only its frozen :class:`PassPlan`,
-never the loader; it reports back through the plan's callbacks."""
+"""One pass over a DataLoader (main side): one class per mode, as torch's layout --
+:class:`InProcessPass` (``num_workers=0``) and :class:`WorkerPass` -- and per dataset kind, as
+the plan's fetcher says (:func:`pass_class`): ``...MapPass`` for a map-style dataset (index
+batches from the sampler), ``...StreamPass`` for an iterable one. A pass sees only its frozen
+:class:`PassPlan`, never the loader; it reports back through the plan's callbacks."""
 
 from __future__ import annotations
 
 import itertools
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 from typing import Any, Protocol
 
 import numpy as np
 
-from ._fetch import Fetcher, SampleError, index_list, stream_parts
-from ._pool import ProcessWorker, ThreadWorker, WorkerPool
-from ._protocol import End, Failed, MapTask, NextTask
+from .fetch import Fetcher, MapFetcher, SampleError, StreamFetcher, index_list, stream_parts
+from .pool import ProcessWorker, ThreadWorker, WorkerPool, first_ready
+from .protocol import End, Failed, MapTask, NextTask
+from .state import jsonable, resumes_exactly
 
 
 class PassLike(Iterator[Any], Protocol):
@@ -39,7 +40,6 @@ class PassPlan:
     resume: dict
     fetcher: Fetcher
     dataset: Any
-    iterable: bool
     index_batches: Iterable[Any] | None  # map-style: this epoch's index batches
     num_workers: int
     timeout: float | None
@@ -76,32 +76,6 @@ class Pass(Iterator[Any]):
         self.closed = False
         self._sample_failed = False
         self.skip = int(plan.resume.get("batches_yielded", 0))
-        dataset = plan.dataset
-        saved = [
-            plan.resume.get("stream") or {},
-            *(w or {} for w in plan.resume.get("workers") or []),
-        ]
-        has_saved = any(
-            s.get("iterator") is not None or s.get("dataset") is not None for s in saved
-        )
-        stateful = hasattr(dataset, "state_dict") and hasattr(dataset, "load_state_dict")
-        self.exact = has_saved or (bool(self.skip) and stateful)
-        if plan.iterable and self.skip and not self.exact:
-            warnings.warn(
-                f"{type(dataset).__name__} has no state_dict()/load_state_dict(): resuming by "
-                f"replaying its stream and dropping the first {self.skip} batches",
-                stacklevel=5 if plan.wrapped else 4,
-            )
-
-    def _skip_replayed(self) -> None:
-        """Iterable datasets without a state of their own resume by replaying the stream."""
-        if not self.plan.iterable:
-            return
-        if self.exact:
-            self.yielded = self.skip
-        else:
-            for _ in range(self.skip):
-                next(self, None)
 
     # -- iteration ---------------------------------------------------------------------------
     def __next__(self) -> Any:
@@ -166,24 +140,57 @@ class Pass(Iterator[Any]):
             pass
 
 
+def _skip_replayed(stream_pass: Pass, exact: bool) -> None:
+    """Iterable datasets without a state of their own resume by replaying the stream."""
+    if exact:
+        stream_pass.yielded = stream_pass.skip
+    else:
+        for _ in range(stream_pass.skip):
+            next(stream_pass, None)
+
+
 class InProcessPass(Pass):
     """``num_workers=0``: fetch, transform and collate in the calling thread."""
 
+    stream_state: dict | None = None
+
+
+class InProcessMapPass(InProcessPass):
     def __init__(self, plan: PassPlan) -> None:
         super().__init__(plan)
-        self.stream_state: dict | None = None
-        if not plan.iterable:
-            assert plan.index_batches is not None
-            self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
-            self.yielded = self.skip
-            self.stream_state = plan.resume.get("stream")
-            if self.stream_state and self.stream_state.get("dataset") is not None:
-                plan.dataset.load_state_dict(
-                    self.stream_state["dataset"]
-                )  # NOTE [map-style dataset state]
-            else:
-                self.stream_state = stream_parts(plan.dataset) or None  # where this pass starts
-            return
+        assert plan.index_batches is not None and isinstance(plan.fetcher, MapFetcher)
+        self.fetcher = plan.fetcher
+        self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
+        self.yielded = self.skip
+        self.stream_state = plan.resume.get("stream")
+        if self.stream_state and self.stream_state.get("dataset") is not None:
+            plan.dataset.load_state_dict(
+                self.stream_state["dataset"]
+            )  # NOTE [map-style dataset state]
+        else:
+            self.stream_state = stream_parts(plan.dataset) or None  # where this pass starts
+
+    def _next_batch(self) -> Any:
+        try:
+            batch = self.fetcher.fetch(index_list(next(self.batches)), self.epoch)
+            self.stream_state = stream_parts(self.plan.dataset) or self.stream_state
+            return batch
+        except SampleError as error:
+            self._sample_failed = True
+            _reraise_in_process(error)
+
+    def state(self) -> dict:
+        state = super().state()
+        if self.stream_state is not None:
+            state.update(stream=self.stream_state)
+        return jsonable(state)
+
+
+class InProcessStreamPass(InProcessPass):
+    def __init__(self, plan: PassPlan) -> None:
+        self.exact = resumes_exactly(plan.resume, plan.dataset, plan.wrapped)
+        super().__init__(plan)
+        assert isinstance(plan.fetcher, StreamFetcher)
         position = [0]
         if self.exact:
             stream_state = plan.resume.get("stream") or {}
@@ -195,18 +202,13 @@ class InProcessPass(Pass):
         self._iterator = iter(plan.dataset)
         if self.exact and (plan.resume.get("stream") or {}).get("iterator") is not None:
             self._iterator.load_state_dict(plan.resume["stream"]["iterator"])
-        self._stream = plan.fetcher.iterable_batches(self._iterator, self.epoch, 0, position)
+        self._stream = plan.fetcher.batches(self._iterator, self.epoch, 0, position)
         if self.stream_state is None:
             self._record_stream()  # where this pass starts (a state taken before any batch)
-        self._skip_replayed()
+        _skip_replayed(self, self.exact)
 
     def _next_batch(self) -> Any:
-        plan = self.plan
         try:
-            if not plan.iterable:
-                batch = plan.fetcher.fetch(index_list(next(self.batches)), self.epoch)
-                self.stream_state = stream_parts(plan.dataset) or self.stream_state
-                return batch
             batch = next(self._stream)
             self._record_stream()
             return batch
@@ -222,11 +224,8 @@ class InProcessPass(Pass):
 
     def state(self) -> dict:
         state = super().state()
-        if self.plan.iterable:
-            state.update(cursor=0, exhausted=[], workers=[], stream=self.stream_state)
-        elif self.stream_state is not None:
-            state.update(stream=self.stream_state)
-        return _jsonable(state)
+        state.update(cursor=0, exhausted=[], workers=[], stream=self.stream_state)
+        return jsonable(state)
 
 
 class WorkerPass(Pass):
@@ -238,52 +237,54 @@ class WorkerPass(Pass):
     are taken round-robin, skipping exhausted workers, as torch does.
     """
 
-    def __init__(self, plan: PassPlan) -> None:
-        super().__init__(plan)
-        self.worker_states: list[dict | None] = []
-        self.exhausted: set[int] = set()
-        self.cursor = 0
-        self.pool = plan.acquire_pool()
-        if not plan.iterable:
-            assert plan.index_batches is not None
-            self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
-            self.yielded = self.skip
-            self._first = 0  # batch j of the epoch goes to worker j % n, also after a resume
-            self.dispatched = self.skip
-            states = plan.resume.get("workers") or []
-            self.worker_states = (
-                list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
-            )
-            reused = self.pool.passes > 0
-            self.pool.passes += 1
-            if plan.resume:  # a loaded state: each worker from its saved state, or restarted as new
-                for worker, state in zip(self.pool.workers, self.worker_states):
-                    if state is not None or reused:  # NOTE [map-style dataset state]
-                        worker.reset(self.epoch, state)
-            self._dispatch()
-            return
-        resume = plan.resume
-        states = resume.get("workers") if self.exact else None
-        self.worker_states = list(states) if states else [None] * plan.num_workers
-        self.exhausted = set(resume.get("exhausted", [])) if self.exact else set()
-        self.cursor = int(resume.get("cursor", 0)) if self.exact else 0
-        for worker, state in zip(self.pool.workers, self.worker_states):
-            worker.reset(self.epoch, state)
-        self._dispatch()
-        self._skip_replayed()
+    worker_states: list[dict | None]
 
     def _after_failure(self) -> None:
         if self.pool is not None and self.pool.workers:
             self._dispatch()
 
     def _dispatch(self) -> None:
+        raise NotImplementedError
+
+    def _receive(self, worker: ProcessWorker | ThreadWorker) -> tuple[Any, Any]:
+        message, slot = worker.take(self.plan.timeout)
+        if isinstance(message, Failed):
+            worker.release(slot)
+            self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
+            message.error.reraise()
+        if isinstance(message, End):
+            worker.release(slot)
+            return message, None
+        batch = worker.unpack(message.payload, slot, self.plan.view_converter)
+        worker.release(slot)
+        return message, batch
+
+
+class WorkerMapPass(WorkerPass):
+    def __init__(self, plan: PassPlan) -> None:
+        super().__init__(plan)
+        self.worker_states = []
+        self.pool = plan.acquire_pool()
+        assert plan.index_batches is not None
+        self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
+        self.yielded = self.skip
+        self._first = 0  # batch j of the epoch goes to worker j % n, also after a resume
+        self.dispatched = self.skip
+        states = plan.resume.get("workers") or []
+        self.worker_states = (
+            list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
+        )
+        reused = self.pool.passes > 0
+        self.pool.passes += 1
+        if plan.resume:  # a loaded state: each worker from its saved state, or restarted as new
+            for worker, state in zip(self.pool.workers, self.worker_states):
+                if state is not None or reused:  # NOTE [map-style dataset state]
+                    worker.reset(self.epoch, state)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         assert self.pool is not None
         workers = self.pool.workers
-        if self.plan.iterable:
-            for wid, worker in enumerate(workers):
-                while wid not in self.exhausted and worker.has_room():
-                    worker.submit(NextTask)
-            return
         if not self.plan.in_order:  # any worker with room (results are taken as they finish)
             while any(w.has_room() for w in workers):
                 indices = next(self.batches, None)
@@ -304,31 +305,18 @@ class WorkerPass(Pass):
         worker.submit(lambda slot: MapTask(epoch, batch, slot))
         self.dispatched += 1
 
-    def _receive(self, worker: ProcessWorker | ThreadWorker) -> tuple[Any, Any]:
-        message, slot = worker.take(self.plan.timeout)
-        if isinstance(message, Failed):
-            worker.release(slot)
-            self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
-            message.error.reraise()
-        if isinstance(message, End):
-            worker.release(slot)
-            return message, None
-        batch = worker.unpack(message.payload, slot, self.plan.view_converter)
-        worker.release(slot)
-        return message, batch
-
     def _next_batch(self) -> Any:
         assert self.pool is not None
         workers = self.pool.workers
         if not workers:  # the loader was closed under this pass
             raise StopIteration
-        if self.plan.iterable:
-            return self._next_from_streams(workers)
         received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
         if received >= self.dispatched:
             raise StopIteration
         worker = (
-            workers[received % len(workers)] if self.plan.in_order else self._first_ready(workers)
+            workers[received % len(workers)]
+            if self.plan.in_order
+            else first_ready(workers, self.plan.timeout)
         )
         message, batch = self._receive(worker)
         if message.state is not None:
@@ -336,25 +324,43 @@ class WorkerPass(Pass):
         self._dispatch()
         return self.plan.collate_in_main(batch)
 
-    def _first_ready(self, workers: list) -> Any:
-        """in_order=False: the first worker with a finished batch (torch's rule: a slow sample
-        does not hold back the batches behind it)."""
-        busy = [w for w in workers if w.in_flight]
-        deadline = None if self.plan.timeout is None else time.monotonic() + self.plan.timeout
-        while True:
-            for worker in busy:
-                if worker.ready():
-                    return worker
-            conns = [w.conn for w in busy if isinstance(w, ProcessWorker)]
-            if conns:
-                wait(
-                    [*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))],
-                    0.05,
-                )
-            else:
-                time.sleep(0.001)
-            if deadline is not None and time.monotonic() > deadline:
-                return busy[0]  # its take() reports the timeout
+    def state(self) -> dict:
+        state = super().state()
+        if any(s is not None for s in self.worker_states):
+            state.update(workers=self.worker_states)
+        return jsonable(state)
+
+
+class WorkerStreamPass(WorkerPass):
+    def __init__(self, plan: PassPlan) -> None:
+        self.exact = resumes_exactly(plan.resume, plan.dataset, plan.wrapped)
+        super().__init__(plan)
+        self.worker_states = []
+        self.exhausted: set[int] = set()
+        self.cursor = 0
+        self.pool = plan.acquire_pool()
+        resume = plan.resume
+        states = resume.get("workers") if self.exact else None
+        self.worker_states = list(states) if states else [None] * plan.num_workers
+        self.exhausted = set(resume.get("exhausted", [])) if self.exact else set()
+        self.cursor = int(resume.get("cursor", 0)) if self.exact else 0
+        for worker, state in zip(self.pool.workers, self.worker_states):
+            worker.reset(self.epoch, state)
+        self._dispatch()
+        _skip_replayed(self, self.exact)
+
+    def _dispatch(self) -> None:
+        assert self.pool is not None
+        for wid, worker in enumerate(self.pool.workers):
+            while wid not in self.exhausted and worker.has_room():
+                worker.submit(NextTask)
+
+    def _next_batch(self) -> Any:
+        assert self.pool is not None
+        workers = self.pool.workers
+        if not workers:  # the loader was closed under this pass
+            raise StopIteration
+        return self._next_from_streams(workers)
 
     def _next_from_streams(self, workers: list) -> Any:
         while len(self.exhausted) < len(workers):
@@ -377,27 +383,24 @@ class WorkerPass(Pass):
 
     def state(self) -> dict:
         state = super().state()
-        if self.plan.iterable:
-            state.update(
-                cursor=self.cursor,
-                exhausted=sorted(self.exhausted),
-                workers=self.worker_states,
-                stream=None,
-            )
-        elif any(s is not None for s in self.worker_states):
-            state.update(workers=self.worker_states)
-        return _jsonable(state)
+        state.update(
+            cursor=self.cursor,
+            exhausted=sorted(self.exhausted),
+            workers=self.worker_states,
+            stream=None,
+        )
+        return jsonable(state)
 
 
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays as Python values; keys are left alone (a dataset's state comes
-    back to its load_state_dict as it gave it)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
+# the pass for each (dataset kind, mode): the fetcher a DataLoader made says the kind
+_PASSES: dict[tuple[type, bool], type[Pass]] = {
+    (MapFetcher, False): InProcessMapPass,
+    (StreamFetcher, False): InProcessStreamPass,
+    (MapFetcher, True): WorkerMapPass,
+    (StreamFetcher, True): WorkerStreamPass,
+}
+
+
+def pass_class(plan: PassPlan) -> type[Pass]:
+    """The pass for ``plan``: its fetcher's kind (map or stream) x in-process or workers."""
+    return _PASSES[type(plan.fetcher), plan.num_workers > 0]

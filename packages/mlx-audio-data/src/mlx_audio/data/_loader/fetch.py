@@ -1,7 +1,11 @@
-"""Turning indices into batches: fetch, per-sample transforms, collate.
+"""Turning a dataset into batches: fetch, per-sample transforms, collate -- one fetcher per kind
+of dataset, as torch's ``_utils/fetch.py``: :class:`MapFetcher` (torch's ``_MapDatasetFetcher``:
+index batches of a map-style dataset) and :class:`StreamFetcher` (``_IterableDatasetFetcher``:
+the next batches of a sample stream). :func:`make_fetcher` (torch's ``_DatasetKind``) is where
+a DataLoader's dataset kind picks one; the passes and workers run whichever they are given.
 
-Shared by the in-process path and the workers, so both produce identical batches. Nothing
-here imports MLX: this module runs inside worker processes.
+Worker side: run in the workers, and in the main process by the in-process pass
+(``num_workers=0``), so both produce identical batches. Nothing here imports MLX.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .collate import Allocator, CollateError, collate_into, default_convert
-from .dataset import ArrayDataset
-from .sampler import epoch_rng
+from ..collate import Allocator, CollateError, collate_into, default_convert
+from ..dataset import ArrayDataset
+from ..sampler import epoch_rng
 
 Transform = Callable[..., Any]
 _END = object()
@@ -60,8 +64,8 @@ class SampleError(Exception):
         self.error = error
 
 
-class Fetcher:
-    """Produces numpy batches for a map-style or iterable dataset.
+class _Fetcher:
+    """What both fetchers share: the settings, per-sample transforms and collate.
 
     ``collate_fn=None`` means :func:`default_collate`; ``collate=False`` leaves the list of
     samples uncollated (used when a spawn worker cannot receive the user's collate_fn).
@@ -116,7 +120,10 @@ class Fetcher:
             message = error.render((first, other)).replace("{", "{{").replace("}", "}}")
             raise type(error)(message, error.positions, error.path) from None
 
-    # -- map-style --------------------------------------------------------------------------
+
+class MapFetcher(_Fetcher):
+    """Batches of a map-style dataset for index batches (torch's ``_MapDatasetFetcher``)."""
+
     def fetch(self, indices: Sequence[int], epoch: int) -> Any:
         """The batch for ``indices`` (a single sample when ``batch_size`` is None)."""
         if self.use_getitems:
@@ -165,8 +172,12 @@ class Fetcher:
         except Exception as error:
             raise SampleError(index, error) from error
 
-    # -- iterable ---------------------------------------------------------------------------
-    def iterable_batches(
+
+class StreamFetcher(_Fetcher):
+    """The next batches of a sample stream (torch's ``_IterableDatasetFetcher``); the stream
+    itself belongs to whoever iterates (a worker or the in-process pass)."""
+
+    def batches(
         self, stream: Iterator[Any], epoch: int, worker_id: int, position: list[int]
     ) -> Iterator[Any]:
         """Batches from a sample stream; ``position[0]`` counts samples (for transform RNGs)."""
@@ -190,6 +201,16 @@ class Fetcher:
             if not samples or (len(samples) < size and self.drop_last):
                 return
             yield self._finish(samples, keys)
+
+
+Fetcher = MapFetcher | StreamFetcher
+
+
+def fetcher_class(iterable: bool) -> type[MapFetcher | StreamFetcher]:
+    """The fetcher for a dataset of this kind (torch's ``_DatasetKind.create_fetcher``): the one
+    place a DataLoader's dataset kind picks the code that fetches, resumes and reports state
+    (the passes and the workers dispatch on the fetcher they are given)."""
+    return StreamFetcher if iterable else MapFetcher
 
 
 def as_transform_list(

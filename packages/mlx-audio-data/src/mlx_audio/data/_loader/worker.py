@@ -13,15 +13,25 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from . import _tree
-from ._blas import limit_blas_threads
-from ._fetch import stream_parts
-from ._protocol import Batch, End, Failed, MapTask, Ready, ResetTask, WorkerError, WorkerSpec
-from ._shm import Arena, Slot, pack
+from ..support import global_rng_state, limit_blas_threads, set_global_rng_state
+from . import tree
+from .fetch import MapFetcher, StreamFetcher, stream_parts
+from .protocol import (
+    Batch,
+    End,
+    Failed,
+    MapTask,
+    NextTask,
+    Ready,
+    ResetTask,
+    WorkerError,
+    WorkerSpec,
+)
+from .shm import Arena, Slot, pack
 
 _POLL_SECONDS = 1.0
 
@@ -80,39 +90,18 @@ def seed_globals(seed: int) -> None:
     np.random.seed(seed & 0xFFFFFFFF)
 
 
-def global_rng_state() -> dict:
-    """Python's and numpy's global RNG states as JSON-friendly lists."""
-    name, keys, pos, has_gauss, cached = cast(
-        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
-    )
-    version, internal, gauss_next = random.getstate()
-    return {
-        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-        "python": [version, list(internal), gauss_next],
-    }
-
-
-def set_global_rng_state(state: dict) -> None:
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-
-
 class _Producer:
-    """Runs tasks for one worker: map-style index batches or the next batches of a stream."""
+    """Runs tasks for one worker; one subclass per fetcher (:data:`_PRODUCERS`)."""
 
     def __init__(self, spec: WorkerSpec, owns_globals: bool) -> None:
         self.spec = spec
         self.owns_globals = owns_globals  # threads share the process's RNGs: leave them alone
-        self.stream: Iterator[Any] | None = None
-        self.iterator: Any = None
         self.position = [0]
-        self.dataset = _hugging_face_share(spec.fetcher.dataset, spec)
+        self.dataset = _worker_share(spec.fetcher.dataset, spec)
 
     def reset(self, epoch: int, state: dict | None) -> None:
-        """Start (or resume) an iterable dataset's pass for ``epoch``; for a map-style dataset,
-        resume its state and the worker's RNGs (see NOTE [map-style dataset state])."""
+        """Start (or resume) this worker's pass for ``epoch``: the worker's RNGs and the
+        dataset's state (see NOTE [map-style dataset state]), then the kind's own start."""
         spec = self.spec
         spec.epoch = epoch
         if self.owns_globals:
@@ -124,36 +113,28 @@ class _Producer:
                 self.dataset.load_state_dict(state["dataset"])
             if self.owns_globals and state.get("rng"):
                 set_global_rng_state(state["rng"])
-        if not spec.iterable:
-            if state is None and spec.worker_init_fn is not None:  # restarted as a new worker
-                spec.worker_init_fn(spec.worker_id)
-            return
-        self.iterator = iter(self.dataset)
-        if state is not None and state.get("iterator") is not None:
-            self.iterator.load_state_dict(state["iterator"])
-        self.stream = spec.fetcher.iterable_batches(
-            self.iterator, epoch, spec.worker_id, self.position
-        )
+        self._start(epoch, state)
 
-    def run(self, task: tuple) -> tuple[Any, dict | None]:
-        """Returns (batch or StopIteration, iterable state after it)."""
-        if not self.spec.iterable:
-            epoch, indices = task
-            batch = self.spec.fetcher.fetch(indices, epoch)
-            return batch, self._map_state()
-        assert self.stream is not None
-        batch = next(self.stream, StopIteration)
-        parts = stream_parts(self.dataset, self.iterator)
-        state: dict[str, Any] = {
-            "position": self.position[0],
-            "sharded": self.spec.worker_id in _asked,
-            **parts,
-        }
-        if self.owns_globals and parts:
-            state["rng"] = (
-                global_rng_state()
-            )  # a stream drawing from the worker's RNGs resumes exactly
-        return batch, state
+    def _start(self, epoch: int, state: dict | None) -> None:
+        raise NotImplementedError
+
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+        """Returns (batch or StopIteration, the state after it)."""
+        raise NotImplementedError
+
+
+class _MapProducer(_Producer):
+    """Map-style: the batch of each task's indices."""
+
+    def _start(self, epoch: int, state: dict | None) -> None:
+        spec = self.spec
+        if state is None and spec.worker_init_fn is not None:  # restarted as a new worker
+            spec.worker_init_fn(spec.worker_id)
+
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+        assert isinstance(task, MapTask) and isinstance(self.spec.fetcher, MapFetcher)
+        batch = self.spec.fetcher.fetch(task.indices, task.epoch)
+        return batch, self._map_state()
 
     def _map_state(self) -> dict | None:
         """NOTE [map-style dataset state]: a map-style dataset with ``state_dict()`` (torchdata's
@@ -168,24 +149,54 @@ class _Producer:
         return state
 
 
-def is_hugging_face_stream(dataset: Any) -> bool:
-    """A ``datasets.IterableDataset`` (recognized by name: ``datasets`` is never imported for it)."""
-    cls = type(dataset)
-    return cls.__name__ == "IterableDataset" and cls.__module__.startswith("datasets.")
+class _StreamProducer(_Producer):
+    """Iterable: the next batch of this worker's stream for each task."""
+
+    stream: Iterator[Any] | None = None
+    iterator: Any = None
+
+    def _start(self, epoch: int, state: dict | None) -> None:
+        spec = self.spec
+        assert isinstance(spec.fetcher, StreamFetcher)
+        self.iterator = iter(self.dataset)
+        if state is not None and state.get("iterator") is not None:
+            self.iterator.load_state_dict(state["iterator"])
+        self.stream = spec.fetcher.batches(self.iterator, epoch, spec.worker_id, self.position)
+
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+        assert self.stream is not None
+        batch = next(self.stream, StopIteration)
+        parts = stream_parts(self.dataset, self.iterator)
+        state: dict[str, Any] = {
+            "position": self.position[0],
+            "sharded": self.spec.worker_id in _asked,
+            **parts,
+        }
+        if self.owns_globals and parts:
+            state["rng"] = (
+                global_rng_state()
+            )  # a stream drawing from the worker's RNGs resumes exactly
+        return batch, state
 
 
-def _hugging_face_share(dataset: Any, spec: WorkerSpec) -> Any:
-    """NOTE [Hugging Face streams]: a ``datasets.IterableDataset`` splits itself across *torch's*
-    workers (it asks torch for the worker id), never ours, so each worker would stream all of
-    it. Give each worker its share with ``datasets.distributed.split_dataset_by_node`` (whole
-    shards when they divide evenly, else every ``num_workers``-th example): nothing repeated,
-    nothing lost."""
-    if spec.num_workers < 2 or not is_hugging_face_stream(dataset):
+# the worker's code for each dataset kind, chosen by the fetcher it was sent (see fetcher_class)
+_PRODUCERS: dict[type, type[_Producer]] = {MapFetcher: _MapProducer, StreamFetcher: _StreamProducer}
+
+
+def _producer(spec: WorkerSpec, owns_globals: bool) -> _Producer:
+    return _PRODUCERS[type(spec.fetcher)](spec, owns_globals)
+
+
+def _worker_share(dataset: Any, spec: WorkerSpec) -> Any:
+    """This worker's share of a stream that cannot split itself under our workers (a Hugging
+    Face ``datasets.IterableDataset``): its adapter splits it (NOTE [dataset adapters])."""
+    if spec.num_workers < 2 or spec.adapter is None:
         return dataset
-    from datasets.distributed import split_dataset_by_node
-
+    share = spec.adapter.split(dataset, spec.worker_id, spec.num_workers)
+    if share is None:
+        return dataset
     _asked.add(spec.worker_id)  # sharded: no advice needed
-    return split_dataset_by_node(dataset, rank=spec.worker_id, world_size=spec.num_workers)
+    return share
 
 
 def process_worker_loop(
@@ -199,19 +210,19 @@ def process_worker_loop(
 ) -> None:
     """Entry point of a worker process.
 
-    Messages: see ``_protocol`` (tasks in, Ready then Batch / End / Failed out).
+    Messages: see ``protocol`` (tasks in, Ready then Batch / End / Failed out).
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child may inherit a trainer's handler
     if start_method == "fork" and mlx_has_run:  # NOTE [MLX after fork]
-        _tree.mlx_forbidden = (
+        tree.mlx_forbidden = (
             f"DataLoader worker {spec.worker_id} was forked from a process that had loaded MLX, and "
             "MLX cannot compute in a forked process (its threads do not survive fork: it would hang). "
             "Return numpy from the dataset (MLX work belongs in mlx_transforms), or use "
             "multiprocessing_context='spawn' (or 'forkserver'), or worker_type='thread'"
         )
-        _tree.forbid_mlx_functions(_tree.mlx_forbidden)
+        tree.forbid_mlx_functions(tree.mlx_forbidden)
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(Ready())
@@ -223,7 +234,7 @@ def process_worker_loop(
         spec.rank,
         spec.num_replicas,
     )
-    producer = _Producer(spec, owns_globals=True)
+    producer = _producer(spec, owns_globals=True)
     try:
         seed_globals(_process_info.seed)
         if spec.worker_init_fn is not None:
@@ -262,7 +273,7 @@ def thread_worker_loop(
         spec.rank,
         spec.num_replicas,
     )
-    producer = _Producer(spec, owns_globals=False)
+    producer = _producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:
         try:
             spec.worker_init_fn(spec.worker_id)
@@ -292,7 +303,7 @@ def _run_task(producer: _Producer, task: Any, arena: Arena | None) -> Batch | En
             producer.reset(task.epoch, task.state)
             return None
         fetcher.alloc = arena.empty if arena is not None else None
-        batch, state = producer.run((task.epoch, task.indices) if isinstance(task, MapTask) else ())
+        batch, state = producer.run(task)
         if batch is StopIteration:
             return End()
         return Batch(pack(batch, arena) if arena is not None else batch, state)

@@ -14,7 +14,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from ._fetch import Fetcher, SampleError
+from .adapters import DatasetAdapter
+from .fetch import Fetcher, SampleError
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,9 @@ class WorkerSpec:
     seed: int
     epoch: int
     worker_init_fn: Any
-    iterable: bool
     rank: int = 0  # this process among the data-parallel processes (mlx.launch), for get_shard_info
     num_replicas: int = 1
+    adapter: DatasetAdapter | None = None  # NOTE [dataset adapters]
 
 
 class WorkerError:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tree import is_mlx_array, map_leaves
+from .tree import is_mlx_array, map_leaves
 
 _ALIGN = 64
 _MIN_SIZE = 1 << 16
