@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 from . import distributed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from mlx.optimizers import Optimizer
 
     from mlx_audio.loggers import Logger
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def default_loggers(
-    logger: Logger | Iterable[Logger] | bool | None, root: str, enabled: bool
+    logger: Logger | list[Logger] | tuple[Logger, ...] | bool | None, root: str, enabled: bool
 ) -> list[Logger]:
     """``logger=None/True``: a CSVLogger under ``root/logs``; ``False`` or ``fast_dev_run``: none."""
     if not enabled or logger is False:
