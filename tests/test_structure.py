@@ -173,3 +173,38 @@ def test_hook_names_are_written_out():
                     if isinstance(first, ast.Constant) and str(first.value).startswith("on_"):
                         built.append(f"{path.name}:{node.lineno}")
     assert not built, f"hook names built at run time: {built}"
+
+
+INITS = [
+    *(p / "__init__.py" for p in PACKAGES.values()),
+    ROOT / "packages/mlx-audio-stack/src/mlx_audio/__init__.py",
+]
+
+
+@pytest.mark.parametrize("init", INITS, ids=lambda p: p.parent.name)
+def test_lazy_exports_are_typed(init):
+    """A package's lazy exports (PEP 562) are also imported under TYPE_CHECKING, name for name,
+    so a user's type checker sees ``mlx_audio.data.DataLoader`` as the class, not ``Any``."""
+    tree = ast.parse(init.read_text())
+    exports = next(
+        (
+            ast.literal_eval(n.value)
+            for n in tree.body
+            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "_EXPORTS"
+        ),
+        None,
+    )
+    if exports is None:  # eager imports (mlx_audio.loggers): typed as they are
+        assert "__getattr__" not in init.read_text(), f"{init}: lazy exports without _EXPORTS"
+        return
+    typed = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom):
+                    for alias in stmt.names:
+                        assert alias.asname == alias.name, f"re-export {alias.name} as itself"
+                        typed[alias.name] = ("." * stmt.level + (stmt.module or "")).lstrip(".")
+    assert sorted(typed) == sorted(exports)
+    for name, module in exports.items():
+        assert typed[name].endswith(module), (name, typed[name], module)

@@ -12,6 +12,7 @@ always there: this meta-package depends on it).
 from __future__ import annotations
 
 from pkgutil import extend_path
+from typing import TYPE_CHECKING
 
 __path__ = extend_path(__path__, __name__)
 
@@ -30,6 +31,13 @@ _EXPORTS = {
 _SUBPACKAGES = ("data", "loggers", "train", "models")
 
 __all__ = [*_EXPORTS, *_SUBPACKAGES]
+
+
+if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
+    from mlx_audio.data import DataLoader as DataLoader
+    from mlx_audio.train import OptimizerConfig as OptimizerConfig
+    from mlx_audio.train import Trainer as Trainer
+    from mlx_audio.train import TrainModule as TrainModule
 
 
 def _missing(name: str, module: str, error: Exception) -> str:
