@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._loader.tree import is_mlx_array, map_leaves, same_mapping, same_sequence
 
-Allocator = Callable[[tuple, Any], np.ndarray]
+Allocator = Callable[[tuple[int, ...], Any], npt.NDArray[Any]]
 
 __all__ = ["default_collate", "default_convert", "to_mlx", "CollateError", "CollateTypeError"]
 

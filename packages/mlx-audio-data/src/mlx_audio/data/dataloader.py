@@ -134,9 +134,9 @@ class DataLoader(Generic[T_co]):
             dataset, iterable, shuffle, sampler, batch_sampler, batch_size, drop_last
         )
         self._next_epoch = 0
-        self._resume: dict | None = None
+        self._resume: dict[str, Any] | None = None
         self._pass_ref: Callable[[], PassLike | None] = lambda: None
-        self._last_state: dict | None = None
+        self._last_state: dict[str, Any] | None = None
         self._pools = LoaderPools()  # see NOTE [pools stay reachable]
         self._collate_in_workers = True
         self._warned_main_collate = False
@@ -351,7 +351,7 @@ class DataLoader(Generic[T_co]):
         self._pools.release(pool, keep=self.persistent_workers and not failed)
         self._last_state = None if closed.finished else {"epoch": closed.epoch, **closed.state()}
 
-    def _advise_sharding(self, worker_state: dict | None) -> None:
+    def _advise_sharding(self, worker_state: dict[str, Any] | None) -> None:
         """NOTE [sharding advice]: an IterableDataset whose ``__iter__`` never asks
         ``get_worker_info()`` yields its whole stream in every worker (as in torch): each
         sample arrives ``num_workers`` times. Say so once, with the fix."""

@@ -13,9 +13,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from .collate import Allocator
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -56,7 +60,8 @@ class IterableDataset(Dataset[T_co]):
     def __iter__(self) -> Iterator[T_co]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
-    def __add__(self, other: Dataset[T_co]):
+    # torch's rule: `+` on an iterable dataset chains (a ChainDataset, not Dataset's ConcatDataset)
+    def __add__(self, other: Dataset[T_co]) -> ChainDataset[T_co]:  # type: ignore[override]
         return ChainDataset([self, other])
 
 
@@ -99,7 +104,7 @@ class StackDataset(Dataset[Any]):
             )
         if not args and not kwargs:
             raise ValueError("At least one dataset should be passed to StackDataset")
-        self.datasets: tuple | dict = args if args else kwargs
+        self.datasets: tuple[Dataset[Any], ...] | dict[str, Dataset[Any]] = args if args else kwargs
         items = args if args else tuple(kwargs.values())
         lengths = {len(d) for d in items}  # type: ignore[arg-type]
         if len(lengths) != 1:
@@ -114,10 +119,12 @@ class StackDataset(Dataset[Any]):
             return {k: d[index] for k, d in self.datasets.items()}
         return tuple(d[index] for d in self.datasets)
 
-    def __getitems__(self, indices: list) -> list:
+    def __getitems__(self, indices: list[int]) -> list[Any]:
         """torch's batch fetch: each dataset's own ``__getitems__`` where it has one."""
         named = isinstance(self.datasets, dict)
-        pairs = self.datasets.items() if named else enumerate(self.datasets)  # type: ignore[union-attr]
+        pairs: Iterable[tuple[int | str, Any]] = (
+            self.datasets.items() if named else enumerate(self.datasets)  # type: ignore[union-attr]
+        )
         columns = {}
         for key, d in pairs:
             if callable(getattr(d, "__getitems__", None)):
@@ -135,7 +142,7 @@ class StackDataset(Dataset[Any]):
         return [tuple(c[i] for c in columns.values()) for i in range(len(indices))]
 
 
-class ArrayDataset(Dataset[tuple]):
+class ArrayDataset(Dataset[tuple[Any, ...]]):
     """Samples are rows of equally long arrays (torch's ``TensorDataset``).
 
     ``__getitems__`` gathers a whole batch with one fancy-indexing call per array, so in-memory
@@ -156,13 +163,15 @@ class ArrayDataset(Dataset[tuple]):
     def __len__(self) -> int:
         return len(self.arrays[0])
 
-    def __getitem__(self, index: int) -> tuple:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         return tuple(a[index] for a in self.arrays)
 
-    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple:
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple[npt.NDArray[Any], ...]:
         return self.take(indices)
 
-    def take(self, indices: Sequence[int] | np.ndarray, alloc: Any = None) -> tuple:
+    def take(
+        self, indices: Sequence[int] | np.ndarray, alloc: Allocator | None = None
+    ) -> tuple[npt.NDArray[Any], ...]:
         """The batch at ``indices``; ``alloc(shape, dtype)`` supplies the output buffers (the
         DataLoader passes shared or MLX memory, so the batch is gathered with a single copy)."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -243,7 +252,7 @@ class ConcatDataset(Dataset[T_co]):
             if isinstance(d, IterableDataset):
                 raise _NotSupported("ConcatDataset does not support IterableDataset")
         sizes = [len(d) for d in self.datasets]  # type: ignore[arg-type]
-        self.cumulative_sizes = list(np.cumsum(sizes).tolist())
+        self.cumulative_sizes: list[int] = list(np.cumsum(sizes).tolist())
 
     def __len__(self) -> int:
         return self.cumulative_sizes[-1]

@@ -7,7 +7,7 @@ of one numpy array instead of building Python lists, and skip batches on resume 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence, Sized
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -208,7 +208,7 @@ class WeightedRandomSampler(Sampler[int]):
 def _rng(sampler: Any) -> np.random.Generator:
     """The sampler's generator, else the one for (seed, epoch) (a seed drawn at first use)."""
     if sampler.generator is not None:
-        return sampler.generator
+        return cast("np.random.Generator", sampler.generator)
     if sampler.seed is None:
         sampler.seed = int(np.random.randint(0, 2**31 - 1))
     return epoch_rng(sampler.seed, sampler.epoch)

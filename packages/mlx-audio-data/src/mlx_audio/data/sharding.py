@@ -11,11 +11,11 @@ from .sampler import BatchSampler, DistributedSampler, RandomSampler, Sequential
 
 
 def shard_loader(
-    loader: DataLoader,
+    loader: DataLoader[Any],
     num_replicas: int | None = None,
     rank: int | None = None,
     seed: int | None = None,
-) -> DataLoader:
+) -> DataLoader[Any]:
     """A copy of ``loader`` that yields only this rank's share of every epoch.
 
     A loader over the default samplers (``shuffle=True`` or ``False``) gets a

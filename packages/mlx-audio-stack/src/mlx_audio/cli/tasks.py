@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -126,7 +126,8 @@ def datasets(settings: Settings, sample_rate: int) -> tuple[Any, Any, list[str]]
             )
     else:
         train, val = split(train, d.val_fraction, settings.trainer.seed)
-    return train, val, list((train.dataset if isinstance(train, Subset) else train).classes)
+    labelled: Any = train.dataset if isinstance(train, Subset) else train  # has .classes
+    return train, val, list(labelled.classes)
 
 
 def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
@@ -232,7 +233,8 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
     exported = None
     if settings.model.name == "clap":
-        exported = clap_tasks.export(settings, model, best, os.path.join(root, "clap"))
+        clap_model = cast("clap_tasks.CaptionedCLAP", model)  # built above for model.name "clap"
+        exported = clap_tasks.export(settings, clap_model, best, os.path.join(root, "clap"))
     with open(os.path.join(root, "run.json"), "w") as f:
         json.dump(
             {"classes": classes, "best": best, "model": settings.model.name, "clap": exported},
@@ -277,7 +279,7 @@ def predictions(
     settings, classes, module, path = restore(run, checkpoint)
     data = dataset(data_path, settings.data.sample_rate)
     length = int(round(settings.data.clip_seconds * settings.data.sample_rate))
-    loader = DataLoader(
+    loader: DataLoader[Any] = DataLoader(
         data,
         batch_size=settings.data.batch_size,
         num_workers=settings.data.num_workers,

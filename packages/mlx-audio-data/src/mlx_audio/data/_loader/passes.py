@@ -10,9 +10,9 @@ import itertools
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-import numpy as np
+import numpy.typing as npt
 
 from .fetch import Fetcher, MapFetcher, SampleError, StreamFetcher, index_list, stream_parts
 from .pool import ProcessWorker, ThreadWorker, WorkerPool, first_ready
@@ -27,7 +27,7 @@ class PassLike(Iterator[Any], Protocol):
     finished: bool
     pool: WorkerPool | None
 
-    def state(self) -> dict: ...
+    def state(self) -> dict[str, Any]: ...
 
     def close(self, failed: bool = False) -> None: ...
 
@@ -37,7 +37,7 @@ class PassPlan:
     """Everything one pass needs, fixed when ``iter(loader)`` is called."""
 
     epoch: int
-    resume: dict
+    resume: dict[str, Any]
     fetcher: Fetcher
     dataset: Any
     index_batches: Iterable[Any] | None  # map-style: this epoch's index batches
@@ -46,12 +46,12 @@ class PassPlan:
     in_order: bool
     to_output: Callable[[Any], Any]  # numpy batch -> what the loader yields
     collate_in_main: Callable[[Any], Any]  # a collate_fn that could not go to the workers
-    view_converter: Callable[[np.ndarray], Any]  # copies an array out of a shared slot
+    view_converter: Callable[[npt.NDArray[Any]], Any]  # copies an array out of a shared slot
     acquire_pool: Callable[[], WorkerPool]  # the loader's persistent workers, or new ones
     finished: Callable[
         [PassLike, bool], None
     ]  # (this pass, whether it failed): keep or stop workers
-    advise_sharding: Callable[[dict | None], None]  # see DataLoader._advise_sharding
+    advise_sharding: Callable[[dict[str, Any] | None], None]  # see DataLoader._advise_sharding
     reported_length: int | None = None  # an IterableDataset's len() once len(loader) was asked
     wrapped: bool = False  # built inside a DevicePass (its warnings point one frame further out)
 
@@ -125,7 +125,7 @@ class Pass(Iterator[Any]):
         pass
 
     # -- state and clean-up ------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {"batches_yielded": self.yielded}
 
     def close(self, failed: bool = False) -> None:
@@ -152,7 +152,7 @@ def _skip_replayed(stream_pass: Pass, exact: bool) -> None:
 class InProcessPass(Pass):
     """``num_workers=0``: fetch, transform and collate in the calling thread."""
 
-    stream_state: dict | None = None
+    stream_state: dict[str, Any] | None = None
 
 
 class InProcessMapPass(InProcessPass):
@@ -179,11 +179,11 @@ class InProcessMapPass(InProcessPass):
             self._sample_failed = True
             _reraise_in_process(error)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         state = super().state()
         if self.stream_state is not None:
             state.update(stream=self.stream_state)
-        return jsonable(state)
+        return cast("dict[str, Any]", jsonable(state))
 
 
 class InProcessStreamPass(InProcessPass):
@@ -222,10 +222,10 @@ class InProcessStreamPass(InProcessPass):
             **stream_parts(self.plan.dataset, self._iterator),
         }
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         state = super().state()
         state.update(cursor=0, exhausted=[], workers=[], stream=self.stream_state)
-        return jsonable(state)
+        return cast("dict[str, Any]", jsonable(state))
 
 
 class WorkerPass(Pass):
@@ -237,7 +237,7 @@ class WorkerPass(Pass):
     are taken round-robin, skipping exhausted workers, as torch does.
     """
 
-    worker_states: list[dict | None]
+    worker_states: list[dict[str, Any] | None]
 
     def _after_failure(self) -> None:
         if self.pool is not None and self.pool.workers:
@@ -324,11 +324,11 @@ class WorkerMapPass(WorkerPass):
         self._dispatch()
         return self.plan.collate_in_main(batch)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         state = super().state()
         if any(s is not None for s in self.worker_states):
             state.update(workers=self.worker_states)
-        return jsonable(state)
+        return cast("dict[str, Any]", jsonable(state))
 
 
 class WorkerStreamPass(WorkerPass):
@@ -362,7 +362,7 @@ class WorkerStreamPass(WorkerPass):
             raise StopIteration
         return self._next_from_streams(workers)
 
-    def _next_from_streams(self, workers: list) -> Any:
+    def _next_from_streams(self, workers: list[ProcessWorker | ThreadWorker]) -> Any:
         while len(self.exhausted) < len(workers):
             wid = self.cursor % len(workers)
             self.cursor = (self.cursor + 1) % len(workers)
@@ -381,7 +381,7 @@ class WorkerStreamPass(WorkerPass):
             return self.plan.collate_in_main(batch)
         raise StopIteration
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         state = super().state()
         state.update(
             cursor=self.cursor,
@@ -389,7 +389,7 @@ class WorkerStreamPass(WorkerPass):
             workers=self.worker_states,
             stream=None,
         )
-        return jsonable(state)
+        return cast("dict[str, Any]", jsonable(state))
 
 
 # the pass for each (dataset kind, mode): the fetcher a DataLoader made says the kind

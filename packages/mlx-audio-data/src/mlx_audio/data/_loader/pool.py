@@ -18,8 +18,8 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from .protocol import MapTask, NextTask, Ready, ResetTask, WorkerSpec
-from .shm import Slot, new_slot_paths, unlink_quietly, unpack
+from .protocol import Batch, End, Failed, MapTask, NextTask, Ready, ResetTask, WorkerSpec
+from .shm import ArrayLayout, Slot, new_slot_paths, unlink_quietly, unpack
 from .worker import process_worker_loop, thread_worker_loop
 
 
@@ -79,7 +79,7 @@ class _Worker:
         self.in_flight.append(slot)
         self._put(make_task(slot))
 
-    def reset(self, epoch: int, state: dict | None) -> None:
+    def reset(self, epoch: int, state: dict[str, Any] | None) -> None:
         self._put(ResetTask(epoch, state))
 
     def take(self, timeout: float | None) -> tuple[Any, int]:
@@ -188,7 +188,7 @@ class ProcessWorker(_Worker):
             "killer are the usual causes; run with num_workers=0 to see the error in-process."
         )
 
-    def unpack(self, payload: tuple, slot: int, convert: Any) -> Any:
+    def unpack(self, payload: tuple[Any, list[ArrayLayout]], slot: int, convert: Any) -> Any:
         skeleton, layout = payload
         return unpack(skeleton, layout, self.slots[slot], convert)
 
@@ -236,8 +236,8 @@ class ProcessWorker(_Worker):
 class ThreadWorker(_Worker):
     def __init__(self, spec: WorkerSpec, prefetch: int) -> None:
         super().__init__(spec.worker_id, prefetch)
-        self.tasks: queue.Queue = queue.Queue()
-        self.results: queue.Queue = queue.Queue()
+        self.tasks: queue.Queue[MapTask | NextTask | ResetTask | None] = queue.Queue()
+        self.results: queue.Queue[Batch | End | Failed] = queue.Queue()
         self.stopping = threading.Event()
         self.thread = threading.Thread(
             target=thread_worker_loop,

@@ -35,7 +35,7 @@ class ResetTask:
     """Start (or resume from ``state``) an iterable dataset's pass for ``epoch``."""
 
     epoch: int
-    state: dict | None
+    state: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Ready:
 @dataclass(frozen=True)
 class Batch:
     payload: Any  # the batch (threads) or its shared-memory skeleton and layout (processes)
-    state: dict | None  # an iterable dataset's position after it
+    state: dict[str, Any] | None  # an iterable dataset's position after it
 
 
 @dataclass(frozen=True)

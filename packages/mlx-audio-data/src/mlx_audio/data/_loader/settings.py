@@ -11,7 +11,7 @@ import sys
 import warnings
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -191,8 +191,8 @@ def index_batches(sampler: Any, batch_sampler: Any, seed: int, epoch: int) -> It
     if hasattr(batch_sampler, "index_batches") and (
         not isinstance(batch_sampler, BatchSampler) or hasattr(batch_sampler.sampler, "indices")
     ):
-        return batch_sampler.index_batches()
-    return batch_sampler
+        return cast("Iterable[Any]", batch_sampler.index_batches())
+    return cast("Iterable[Any]", batch_sampler)
 
 
 def start_method(context: Any) -> str:

@@ -18,11 +18,16 @@ import mmap
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .tree import is_mlx_array, map_leaves
+
+# where an array sits in a slot: (byte offset, shape, dtype.str)
+ArrayLayout = tuple[int, tuple[int, ...], str]
 
 _ALIGN = 64
 _MIN_SIZE = 1 << 16
@@ -146,7 +151,7 @@ class _ArrayRef:
     def __init__(self, index: int) -> None:
         self.index = index
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[_ArrayRef], tuple[int]]:
         return (_ArrayRef, (self.index,))
 
 
@@ -156,19 +161,19 @@ class Arena:
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.offset = 0
-        self.placed: dict[int, tuple[np.ndarray, tuple[int, tuple, str]]] = {}
+        self.placed: dict[int, tuple[npt.NDArray[Any], ArrayLayout]] = {}
 
-    def empty(self, shape: tuple, dtype: Any) -> np.ndarray:
+    def empty(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         start = self.offset
         self.offset = start + -(-nbytes // _ALIGN) * _ALIGN
         self.slot.reserve(self.offset)  # growing remaps, but earlier arrays stay valid
-        view = self.slot.buffer[start : start + nbytes].view(dtype).reshape(shape)
+        view: npt.NDArray[Any] = self.slot.buffer[start : start + nbytes].view(dtype).reshape(shape)
         self.placed[id(view)] = (view, (start, tuple(shape), dtype.str))
         return view
 
-    def layout_of(self, array: np.ndarray) -> tuple[int, tuple, str]:
+    def layout_of(self, array: npt.NDArray[Any]) -> ArrayLayout:
         placed = self.placed.get(id(array))
         if placed is not None and placed[0] is array:
             return placed[1]
@@ -177,10 +182,10 @@ class Arena:
         return self.placed[id(target)][1]
 
 
-def pack(tree: Any, arena: Arena) -> tuple[Any, list[tuple[int, tuple, str]]]:
+def pack(tree: Any, arena: Arena) -> tuple[Any, list[ArrayLayout]]:
     """Place the arrays of ``tree`` in the arena's slot (copying only those not already there);
     return the (skeleton, layout) to send."""
-    arrays: list[np.ndarray] = []
+    arrays: list[npt.NDArray[Any]] = []
 
     def to_ref(leaf: Any) -> Any:
         if is_mlx_array(leaf):  # crosses the process boundary as numpy, back to mx in the parent
@@ -194,7 +199,12 @@ def pack(tree: Any, arena: Arena) -> tuple[Any, list[tuple[int, tuple, str]]]:
     return skeleton, [arena.layout_of(array) for array in arrays]
 
 
-def unpack(skeleton: Any, layout: list, slot: Slot, convert) -> Any:
+def unpack(
+    skeleton: Any,
+    layout: list[ArrayLayout],
+    slot: Slot,
+    convert: Callable[[npt.NDArray[Any]], Any],
+) -> Any:
     """Rebuild the tree; ``convert(view)`` must copy each array out of the slot."""
     slot.refresh()
     buffer = slot.buffer

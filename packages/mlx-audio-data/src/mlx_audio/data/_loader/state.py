@@ -115,7 +115,7 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
             )
 
 
-def resumes_exactly(resume: dict, dataset: Any, wrapped: bool) -> bool:
+def resumes_exactly(resume: dict[str, Any], dataset: Any, wrapped: bool) -> bool:
     """Whether a stream's pass resumes from saved stream states (or the dataset's own state);
     else it replays the stream, which is said once. Called from a stream pass's ``__init__``:
     the warning points at the user's ``iter()`` (one frame further out when the pass is built

@@ -83,14 +83,20 @@ def device_copy(batch: Any, stream: Any) -> Any:
     return batch
 
 
-def _produce(inner: Pass, out: queue.Queue, stop: threading.Event) -> None:
+def _produce(
+    inner: Pass, out: queue.Queue[tuple[str, Any, dict[str, Any]]], stop: threading.Event
+) -> None:
     """The transfer thread: every item of the inner pass, with the inner state right after it."""
     import mlx.core as mx
 
     stream = mx.new_stream(mx.default_device())  # the GPU wherever this thread is started
     while not stop.is_set():
         try:
-            item: tuple = (_BATCH, device_copy(next(inner), stream), inner.state())
+            item: tuple[str, Any, dict[str, Any]] = (
+                _BATCH,
+                device_copy(next(inner), stream),
+                inner.state(),
+            )
         except StopIteration:
             item = (_END, None, inner.state())
         except BaseException as error:  # handed to the consumer, raised there
@@ -127,7 +133,7 @@ class DevicePass(Iterator[Any]):
         inner = replace(plan, to_output=convert, finished=inner_ended, wrapped=True)
         self._inner = pass_class(inner)(inner)  # a worker pass of the plan's kind
         self._state = self._inner.state()
-        self._queue: queue.Queue = queue.Queue(_DEPTH)
+        self._queue: queue.Queue[tuple[str, Any, dict[str, Any]]] = queue.Queue(_DEPTH)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_produce,
@@ -160,7 +166,7 @@ class DevicePass(Iterator[Any]):
             raise value
         return self._transform(value) if self._transform is not None else value
 
-    def _take(self) -> tuple:
+    def _take(self) -> tuple[str, Any, dict[str, Any]]:
         while True:
             try:
                 return self._queue.get(timeout=_POLL_S)
@@ -168,7 +174,7 @@ class DevicePass(Iterator[Any]):
                 if not self._thread.is_alive() and self._queue.empty():
                     return (_END, None, self._state)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return self._state
 
     def close(self, failed: bool = False) -> None:

@@ -68,7 +68,7 @@ def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
     return fn(tree)
 
 
-def same_mapping(original: abc.Mapping, values: dict) -> Any:
+def same_mapping(original: abc.Mapping[Any, Any], values: dict[Any, Any]) -> Any:
     """``values`` as a mapping of ``original``'s type where it can be built (torch's rule: a
     copy updated in place, else the type called on a dict, else a dict)."""
     if type(original) is dict:
@@ -83,7 +83,7 @@ def same_mapping(original: abc.Mapping, values: dict) -> Any:
         return values
 
 
-def same_sequence(original: abc.Sequence, values: list) -> Any:
+def same_sequence(original: abc.Sequence[Any], values: list[Any]) -> Any:
     """``values`` as a sequence of ``original``'s type (torch's rule, as for mappings)."""
     if type(original) is list:
         return values

@@ -99,7 +99,7 @@ class _Producer:
         self.position = [0]
         self.dataset = _worker_share(spec.fetcher.dataset, spec)
 
-    def reset(self, epoch: int, state: dict | None) -> None:
+    def reset(self, epoch: int, state: dict[str, Any] | None) -> None:
         """Start (or resume) this worker's pass for ``epoch``: the worker's RNGs and the
         dataset's state (see NOTE [map-style dataset state]), then the kind's own start."""
         spec = self.spec
@@ -115,10 +115,10 @@ class _Producer:
                 set_global_rng_state(state["rng"])
         self._start(epoch, state)
 
-    def _start(self, epoch: int, state: dict | None) -> None:
+    def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
         raise NotImplementedError
 
-    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict[str, Any] | None]:
         """Returns (batch or StopIteration, the state after it)."""
         raise NotImplementedError
 
@@ -126,17 +126,17 @@ class _Producer:
 class _MapProducer(_Producer):
     """Map-style: the batch of each task's indices."""
 
-    def _start(self, epoch: int, state: dict | None) -> None:
+    def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
         spec = self.spec
         if state is None and spec.worker_init_fn is not None:  # restarted as a new worker
             spec.worker_init_fn(spec.worker_id)
 
-    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict[str, Any] | None]:
         assert isinstance(task, MapTask) and isinstance(self.spec.fetcher, MapFetcher)
         batch = self.spec.fetcher.fetch(task.indices, task.epoch)
         return batch, self._map_state()
 
-    def _map_state(self) -> dict | None:
+    def _map_state(self) -> dict[str, Any] | None:
         """NOTE [map-style dataset state]: a map-style dataset with ``state_dict()`` (torchdata's
         ``Stateful``) has it saved after every batch, with the worker's global RNGs, so a
         dataset drawing from them in ``__getitem__`` resumes exactly (batch j of an epoch always
@@ -155,7 +155,7 @@ class _StreamProducer(_Producer):
     stream: Iterator[Any] | None = None
     iterator: Any = None
 
-    def _start(self, epoch: int, state: dict | None) -> None:
+    def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
         spec = self.spec
         assert isinstance(spec.fetcher, StreamFetcher)
         self.iterator = iter(self.dataset)
@@ -163,7 +163,7 @@ class _StreamProducer(_Producer):
             self.iterator.load_state_dict(state["iterator"])
         self.stream = spec.fetcher.batches(self.iterator, epoch, spec.worker_id, self.position)
 
-    def run(self, task: MapTask | NextTask) -> tuple[Any, dict | None]:
+    def run(self, task: MapTask | NextTask) -> tuple[Any, dict[str, Any] | None]:
         assert self.stream is not None
         batch = next(self.stream, StopIteration)
         parts = stream_parts(self.dataset, self.iterator)
@@ -262,7 +262,10 @@ def process_worker_loop(
 
 
 def thread_worker_loop(
-    spec: WorkerSpec, tasks: queue.Queue, results: queue.Queue, stop: threading.Event
+    spec: WorkerSpec,
+    tasks: queue.Queue[MapTask | NextTask | ResetTask | None],
+    results: queue.Queue[Batch | End | Failed],
+    stop: threading.Event,
 ) -> None:
     """Entry point of a worker thread: same protocol, batches passed by reference."""
     _thread_info.info = WorkerInfo(

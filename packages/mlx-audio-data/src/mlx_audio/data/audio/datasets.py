@@ -81,7 +81,7 @@ class AudioFolder(_AudioFiles):
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike[str],
         sample_rate: int | None = None,
         extensions: Sequence[str] = AUDIO_EXTENSIONS,
         mono: bool = True,
@@ -156,10 +156,10 @@ class AudioManifest(_AudioFiles):
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         sample_rate: int | None = None,
         mono: bool = True,
-        root: str | os.PathLike | None = None,
+        root: str | os.PathLike[str] | None = None,
         transform: Callable[[np.ndarray], Any] | None = None,
         as_dict: bool = False,
     ) -> None:

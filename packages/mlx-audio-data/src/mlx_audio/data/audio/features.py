@@ -7,7 +7,10 @@ log-mel on the accelerator, for ``mlx_transforms``: :class:`mlx_audio.data.audio
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "hz_to_mel",
@@ -34,7 +37,7 @@ def _check_scale(mel_scale: str) -> bool:
     return mel_scale == "htk"
 
 
-def hz_to_mel(hz, mel_scale: str = "slaney"):
+def hz_to_mel(hz: npt.ArrayLike, mel_scale: str = "slaney") -> npt.NDArray[np.float64]:
     """Frequency in Hz -> mels (``"slaney"``: linear below 1 kHz, log above; or ``"htk"``)."""
     hz = np.asarray(hz, dtype=np.float64)
     if _check_scale(mel_scale):
@@ -43,7 +46,7 @@ def hz_to_mel(hz, mel_scale: str = "slaney"):
     return np.where(hz >= _MIN_LOG_HZ, logarithmic, hz / _F_SP)
 
 
-def mel_to_hz(mels, mel_scale: str = "slaney"):
+def mel_to_hz(mels: npt.ArrayLike, mel_scale: str = "slaney") -> npt.NDArray[np.float64]:
     """Inverse of :func:`hz_to_mel`."""
     mels = np.asarray(mels, dtype=np.float64)
     if _check_scale(mel_scale):
@@ -61,7 +64,7 @@ def mel_filterbank(
     f_max: float | None = None,
     norm: str | None = "slaney",
     mel_scale: str = "slaney",
-) -> np.ndarray:
+) -> npt.NDArray[np.float32]:
     """Triangular mel filters, shape ``(n_fft // 2 + 1, n_mels)`` (multiply a power spectrum).
 
     ``norm="slaney"`` scales each filter to unit area (constant energy per band), as librosa.
@@ -83,10 +86,10 @@ def mel_filterbank(
     filters = np.maximum(0.0, np.minimum(down, up))
     if norm == "slaney":
         filters *= (2.0 / (hz_points[2:] - hz_points[:-2]))[:, None]
-    return filters.T.astype(np.float32)
+    return cast("npt.NDArray[np.float32]", filters.T.astype(np.float32))
 
 
-def _window(name: str, length: int) -> np.ndarray:
+def _window(name: str, length: int) -> npt.NDArray[np.float64]:
     if name == "hann":  # periodic, as torch.hann_window and librosa (float64; cast by the caller)
         return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
     if name in ("ones", "rect", "boxcar"):
@@ -94,7 +97,7 @@ def _window(name: str, length: int) -> np.ndarray:
     raise ValueError(f"window must be 'hann' or 'ones', got {name!r}")
 
 
-def pcm_to_float(wave: np.ndarray) -> np.ndarray:
+def pcm_to_float(wave: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Integer PCM (int16, int32, uint8, ...) as float32 in [-1, 1) -- what a float read of the
     file gives (int16 / 32768; unsigned 8-bit centred first); float arrays unchanged.
 
@@ -103,7 +106,8 @@ def pcm_to_float(wave: np.ndarray) -> np.ndarray:
     if wave.dtype.kind not in "iu":
         return wave
     half, offset = pcm_range(wave.dtype.itemsize, wave.dtype.kind == "u")
-    return (wave.astype(np.float32) - offset) * np.float32(1 / half)
+    scaled: npt.NDArray[np.float32] = (wave.astype(np.float32) - offset) * np.float32(1 / half)
+    return scaled
 
 
 def pcm_range(itemsize: int, unsigned: bool) -> tuple[int, int]:
@@ -114,14 +118,14 @@ def pcm_range(itemsize: int, unsigned: bool) -> tuple[int, int]:
 
 
 def stft(
-    wave: np.ndarray,
+    wave: npt.NDArray[Any],
     n_fft: int,
     hop_length: int,
     win_length: int | None = None,
     window: str = "hann",
     center: bool = True,
     pad_mode: str = "reflect",
-) -> np.ndarray:
+) -> npt.NDArray[np.complexfloating[Any, Any]]:
     """Short-time Fourier transform along the last axis: ``(..., frames, n_fft // 2 + 1)``.
     Integer PCM is scaled to [-1, 1) first (:func:`pcm_to_float`)."""
     win_length = n_fft if win_length is None else win_length
@@ -144,15 +148,18 @@ def stft(
 
 
 def spectrogram(
-    wave: np.ndarray, n_fft: int, hop_length: int, power: float = 2.0, **stft_args
-) -> np.ndarray:
+    wave: npt.NDArray[Any], n_fft: int, hop_length: int, power: float = 2.0, **stft_args: Any
+) -> npt.NDArray[np.floating[Any]]:
     """|STFT| ** power, ``(..., frames, n_fft // 2 + 1)``, float32."""
     spec = np.abs(stft(wave, n_fft, hop_length, **stft_args)) ** power
-    return spec if spec.dtype == np.float64 else spec.astype(np.float32)
+    return cast(
+        "npt.NDArray[np.floating[Any]]",
+        spec if spec.dtype == np.float64 else spec.astype(np.float32),
+    )
 
 
 def log_mel_spectrogram(
-    wave: np.ndarray,
+    wave: npt.NDArray[Any],
     sample_rate: int,
     n_fft: int = 1024,
     hop_length: int = 480,
@@ -160,10 +167,10 @@ def log_mel_spectrogram(
     f_min: float = 0.0,
     f_max: float | None = None,
     top_db: float | None = None,
-    filters: np.ndarray | None = None,
+    filters: npt.NDArray[np.floating[Any]] | None = None,
     channels_last: bool = False,
-    **stft_args,
-) -> np.ndarray:
+    **stft_args: Any,
+) -> npt.NDArray[np.float32]:
     """Log-mel power spectrogram in dB, ``(..., n_mels, frames)``, or ``(..., frames, n_mels)``
     with ``channels_last=True`` (what MLX convolutions take: ``nn.Conv1d`` is NLC, and
     ``[..., None]`` makes it NHWC for ``nn.Conv2d``).
@@ -178,4 +185,7 @@ def log_mel_spectrogram(
     db = 10.0 * np.log10(np.maximum(mel, 1e-10))
     if top_db is not None:
         db = np.maximum(db, db.max() - top_db)
-    return (db if channels_last else np.swapaxes(db, -1, -2)).astype(np.float32)
+    return cast(
+        "npt.NDArray[np.float32]",
+        (db if channels_last else np.swapaxes(db, -1, -2)).astype(np.float32),
+    )

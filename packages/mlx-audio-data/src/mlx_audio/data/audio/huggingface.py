@@ -81,7 +81,7 @@ class HuggingFaceAudio:
     def __getitem__(self, index: int) -> Any:
         return self._decode(self.raw[index])
 
-    def __getitems__(self, indices: Sequence[int]) -> list:
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         return [self._decode(row) for row in self.raw.__getitems__([int(i) for i in indices])]
 
     def _decode(self, row: Any) -> Any:
@@ -94,7 +94,7 @@ class HuggingFaceAudio:
 
 def decode_audio_value(
     value: Any, sampling_rate: int | None = None, num_channels: int | None = None
-) -> dict:
+) -> dict[str, Any]:
     """One undecoded ``Audio`` value (``{"bytes": ..., "path": ...}``, or a path) as
     ``{"array", "sampling_rate", "path"}`` (see NOTE [Hugging Face Audio])."""
     if isinstance(value, str):

@@ -8,9 +8,10 @@ soxr for resampling); ``[ffmpeg]`` adds PyAV for m4a/aac. The feature functions 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ..support import require
 from . import features
@@ -167,5 +168,8 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
         return wave
     soxr = require("soxr", f"resample needs soxr: {_INSTALL}")
     if wave.ndim == 1:
-        return soxr.resample(wave, orig_rate, target_rate).astype(np.float32)
+        return cast(
+            "npt.NDArray[np.float32]",
+            soxr.resample(wave, orig_rate, target_rate).astype(np.float32),
+        )
     return np.stack([soxr.resample(ch, orig_rate, target_rate) for ch in wave]).astype(np.float32)
