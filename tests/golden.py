@@ -39,7 +39,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 # -- in the tests (the workspace venv) -------------------------------------------------------
 
 
-def _anchor_missing() -> None:
+def _anchor_missing() -> NoReturn:
     import pytest
 
     if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
