@@ -56,7 +56,11 @@ build: uv
 
 # torch, torchdata, mlx-data, lightning and transformers for anchor comparisons and parity tests; never a
 # dependency of our packages. pip takes the torch 2.13.0 CPU build that lies on this disk.
+# Then the differential suites' golden files (tests/*/golden/*.json, committed: the suites also run
+# without this venv) are recorded again where stale: missing, or their sources or the venv's
+# reference versions changed (tests/golden.py; with CI set, a stale committed one is an error).
 anchor: $(ANCHOR)/.done
+	$(ANCHOR)/bin/python tests/golden.py --if-stale
 $(ANCHOR)/.done: uv.lock Makefile
 	rm -rf $(ANCHOR)
 	$(PYTHON) -m venv $(ANCHOR)

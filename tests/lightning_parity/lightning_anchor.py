@@ -1,27 +1,19 @@
-"""Runs a snippet in the anchor venv (real Lightning) and reads the JSON it prints last; shared
-by the small differential tests of this folder. In CI a missing anchor venv is a failure."""
+"""Real Lightning's side of this folder's differential tests: live from the anchor venv where
+it exists, else from the golden files that `make anchor` records (golden/*.json; tests/golden.py
+says how they are made and checked). Without both, the tests fail saying so."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/golden.py, shared with make
+from golden import check_golden, reference  # noqa: E402
 
-ANCHOR = Path(__file__).resolve().parents[2] / ".venv-anchor" / "bin" / "python"
+__all__ = ["check_golden", "probe", "reference"]
 
 
-def lightning_json(code: str) -> Any:
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail(
-                "the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)"
-            )
-        pytest.skip("the anchor venv (make anchor) is not built")
-    run = subprocess.run(
-        [str(ANCHOR), "-c", code], capture_output=True, text=True, timeout=300, check=True
-    )
-    return json.loads(run.stdout.strip().splitlines()[-1])
+def probe(name: str) -> Any:
+    """The result of probes.PROBES[name] in real Lightning."""
+    return reference("probes")[name]

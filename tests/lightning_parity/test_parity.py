@@ -2,6 +2,9 @@
 Trainer with the same arguments; the traces (validations with step/epoch/batch count, saves,
 files kept, best checkpoint and score, hook call counts, CSV rows) must be equal.
 
+Lightning's traces come from golden/scenarios.json (recorded by `make anchor`), or live from the
+anchor venv where it exists (test_golden_files.py then checks that the golden file is the same).
+
 Scenarios whose difference is deliberate are listed in scenarios.DIFFERENCES with the reason
 (and in docs/api/training.md); they are expected to differ (strict xfail), so the list stays true.
 """
@@ -10,33 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
-import subprocess
 import warnings
-from pathlib import Path
 
 import pytest
 import run_ours
+from lightning_anchor import reference
 from scenarios import DIFFERENCES, IGNORED_COUNTS, SCENARIOS
-
-HERE = Path(__file__).resolve().parent
-ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"
 
 
 @pytest.fixture(scope="session")
-def lightning_traces(tmp_path_factory):
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail(
-                "the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)"
-            )
-        pytest.skip("the anchor venv (make anchor) is not built")
-    out = tmp_path_factory.mktemp("lightning") / "traces.json"
-    subprocess.run(
-        [str(ANCHOR), str(HERE / "run_lightning.py"), str(out)], cwd=HERE, check=True, timeout=600
-    )
-    return json.loads(out.read_text())
+def lightning_traces():
+    return reference("scenarios")
 
 
 def _trace(scenario, root):

@@ -1,61 +1,23 @@
 """Differential: what `Trainer(precision=...)` becomes (`trainer.precision`) and which warnings it
-gives, for every input Lightning accepts and some it refuses, in real Lightning (anchor venv, on
-the CPU) and here (NOTE [precision names]). 64-bit is the documented difference: refused here."""
+gives, for every input Lightning accepts and some it refuses, in real Lightning (on the CPU:
+probes.PRECISION, from golden/probes.json or live from the anchor venv) and here (NOTE [precision
+names]). 64-bit is the documented difference: refused here."""
 
 from __future__ import annotations
 
 import warnings
 
-from lightning_anchor import lightning_json
+from lightning_anchor import probe
+from probes import OUTCOME
+from probes import PRECISION_INPUTS as INPUTS
 
 from mlx_audio.train import Trainer
 
-INPUTS = [
-    None,
-    32,
-    "32",
-    "32-true",
-    "bf16",
-    "bf16-mixed",
-    "bf16-true",
-    "16-true",
-    16,
-    "16",
-    "16-mixed",
-    "x",
-    True,
-    64,
-    "64",
-    "64-true",
-]
 DIFFERENT = {
     64,
     "64",
     "64-true",
 }  # Lightning: "64-true"; here: ValueError (no float64 on MLX's GPU)
-PROBE = """
-import json, warnings
-def outcome(make, precision):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = make(precision).precision
-        except ValueError as error:
-            result = "ValueError: " + str(error).split(".")[0]
-    said = sorted({k for w in caught for k in ("historical reasons", "AMP with fp16") if k in str(w.message)})
-    return [result, said]
-"""
-LIGHTNING = (
-    PROBE
-    + """
-import lightning.pytorch as pl
-def make(precision):
-    kw = {} if precision is None else {"precision": precision}
-    return pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      accelerator="cpu", **kw)
-print(json.dumps([outcome(make, p) for p in %r]))
-"""
-)
 
 
 def make(precision):
@@ -70,9 +32,9 @@ def make(precision):
 
 
 def test_precision_names_and_warnings_as_in_lightning():
-    theirs = lightning_json(LIGHTNING % (INPUTS,))
+    theirs = probe("precision")
     namespace: dict = {}
-    exec(PROBE, namespace)  # the same probe here
+    exec(OUTCOME, namespace)  # the same probe here
     ours = [namespace["outcome"](make, p) for p in INPUTS]
     same = [p for p in INPUTS if p not in DIFFERENT]
     assert {repr(p): ours[INPUTS.index(p)] for p in same} == {

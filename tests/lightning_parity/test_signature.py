@@ -1,21 +1,18 @@
-"""Differential: `Trainer.__init__`'s arguments against real Lightning's (anchor venv): every
-argument both have takes the same default, and the ones still missing here are exactly the
-documented list (docs/api/training.md, "Differences from Lightning"), so the list stays true."""
+"""Differential: `Trainer.__init__`'s arguments against real Lightning's (probes.SIGNATURE, from
+golden/probes.json or live from the anchor venv): every argument both have takes the same
+default, and the ones still missing here are exactly the documented list (docs/api/training.md,
+"Differences from Lightning"), so the list stays true."""
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
-from lightning_anchor import lightning_json
+from lightning_anchor import probe
 
 from mlx_audio.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
-LIGHTNING = """
-import inspect, json, lightning.pytorch as pl
-print(json.dumps({k: repr(v.default) for k, v in inspect.signature(pl.Trainer.__init__).parameters.items() if k != "self"}))
-"""
 MISSING = [
     "barebones",
     "detect_anomaly",
@@ -34,7 +31,7 @@ OURS_ONLY = ["compile", "on_nonfinite_loss", "seed"]
 
 
 def test_trainer_arguments_and_defaults_as_in_lightning():
-    theirs = lightning_json(LIGHTNING)
+    theirs = probe("signature")
     ours = {
         k: repr(v.default)
         for k, v in inspect.signature(Trainer.__init__).parameters.items()

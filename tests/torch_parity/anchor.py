@@ -1,27 +1,13 @@
-"""Runs one of this folder's anchor scripts in the anchor venv (torch, torchdata) and reads
-its JSON results; shared by the differential tests. In CI a missing anchor venv is a failure."""
+"""torch's and torchdata's side of this folder's differential tests: live from the anchor venv
+where it exists, else from the golden files that `make anchor` records (golden/*.json;
+tests/golden.py says how they are made and checked). Without both, the tests fail saying so."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
-import pytest
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/golden.py, shared with make
+from golden import check_golden, reference  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-ANCHOR = HERE.parents[1] / ".venv-anchor" / "bin" / "python"
-
-
-def anchor_results(script: str, out_dir: Path) -> dict[str, Any]:
-    if not ANCHOR.exists():
-        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
-            pytest.fail(
-                "the anchor venv .venv-anchor is missing; `make test` builds it (make anchor)"
-            )
-        pytest.skip("the anchor venv (make anchor) is not built")
-    out = out_dir / "results.json"
-    subprocess.run([str(ANCHOR), str(HERE / script), str(out)], cwd=HERE, check=True, timeout=600)
-    return json.loads(out.read_text())
+__all__ = ["check_golden", "reference"]

@@ -1,5 +1,7 @@
 """Differential suite for the data package: each case in cases.py runs through torch's
-DataLoader (anchor venv, one subprocess) and through ours; the results must be equal.
+DataLoader and through ours; the results must be equal. torch's results come from
+golden/torch.json (recorded by `make anchor`), or live from the anchor venv (one subprocess)
+where it exists (test_golden_files.py then checks that the golden file is the same).
 
 Deliberate differences are listed in DIFFERENCES with the reason (also in docs/api/data.md)
 and expected to differ (strict xfail), so the list stays true."""
@@ -13,7 +15,7 @@ import warnings
 import mlx.core as mx
 import numpy as np
 import pytest
-from anchor import anchor_results
+from anchor import reference
 from cases import CASES, run_case, to_python
 
 import mlx_audio.data as ours
@@ -22,8 +24,8 @@ DIFFERENCES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
-def torch_results(tmp_path_factory):
-    return anchor_results("run_torch.py", tmp_path_factory.mktemp("torch"))
+def torch_results():
+    return reference("torch")
 
 
 L = types.SimpleNamespace(**{name: getattr(ours, name) for name in ours.__all__})

@@ -1,6 +1,8 @@
 """Resume differential: each case in state_cases.py runs through torchdata's
-StatefulDataLoader (anchor venv) and our DataLoader (our state through JSON); the batches
-before and after the resume must be the same."""
+StatefulDataLoader and our DataLoader (our state through JSON); the batches before and after
+the resume must be the same. torchdata's results come from golden/torchdata.json (recorded by
+`make anchor`), or live from the anchor venv where it exists (test_golden_files.py then checks
+that the golden file is the same)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,15 @@ import warnings
 
 import mlx.core as mx
 import pytest
-from anchor import anchor_results
+from anchor import reference
 from state_cases import STATE_CASES, roundtrip_json
 
 import mlx_audio.data as ours
 
 
 @pytest.fixture(scope="session")
-def torchdata_results(tmp_path_factory):
-    return anchor_results("run_torchdata.py", tmp_path_factory.mktemp("torchdata"))
+def torchdata_results():
+    return reference("torchdata")
 
 
 def tolist(value):

@@ -638,15 +638,22 @@ def test_growing_dataset(make):
 
 
 def test_multiple_dataloaders(make, data):
+    # torch's test only interleaves the two; the port also checks what each one yields
+    values, labels, _ = data
+
+    def check(batch, index):
+        assert_equal(batch[0], values[index : index + 1])
+        assert_equal(batch[1], labels[index : index + 1])
+
     for context in START_METHODS:
         loader1_it = iter(make(data[2], num_workers=1))
         loader2_it = iter(make(data[2], num_workers=2, multiprocessing_context=context))
-        next(loader1_it)
-        next(loader1_it)
-        next(loader2_it)
-        next(loader2_it)
-        next(loader1_it)
-        next(loader2_it)
+        check(next(loader1_it), 0)
+        check(next(loader1_it), 1)
+        check(next(loader2_it), 0)
+        check(next(loader2_it), 1)
+        check(next(loader1_it), 2)
+        check(next(loader2_it), 2)
         del loader1_it
         del loader2_it
 

@@ -66,22 +66,48 @@ def test_transform_rng_is_per_sample_and_reproducible(images, config):
         assert_same_batches(a, b)
     clean = list(DataLoader(images, batch_size=16, shuffle=True, seed=2))
     assert not np.allclose(as_numpy(clean[0][0]), as_numpy(reference[0][0][0]))
-    assert not np.allclose(
-        as_numpy(reference[0][0][0]), as_numpy(reference[1][0][0])
-    )  # new epoch, new noise
+    # new epoch, new noise: without shuffle each epoch sees the same images in the same order, so
+    # only a transform RNG drawn anew for each (seed, epoch, index) tells the epochs apart
+    first, second = epochs(
+        DataLoader(images, batch_size=16, seed=2, cpu_transforms=[noisy], **config)
+    )
+    assert len(first) == len(second) == len(images) // 16
+    for a, b, start in zip(first, second, range(0, len(images), 16)):
+        np.testing.assert_array_equal(as_numpy(a[1]), images.labels[start : start + 16])
+        np.testing.assert_array_equal(as_numpy(b[1]), images.labels[start : start + 16])
+        noise_a = as_numpy(a[0]) - images.images[start : start + 16]
+        noise_b = as_numpy(b[0]) - images.images[start : start + 16]
+        assert all(not np.allclose(x, y) for x, y in zip(noise_a, noise_b)), start
 
 
-def test_workers_seed_numpy_and_random_per_worker(images):
+@pytest.mark.parametrize("persistent", [False, True])
+def test_workers_seed_numpy_and_random_per_worker(images, persistent):
     """torch-style: each worker's global RNGs are seeded from (seed, epoch, worker id)."""
-    run1 = list(
-        DataLoader(images, batch_size=8, seed=4, num_workers=2, cpu_transforms=global_noise)
+
+    def make():
+        return DataLoader(
+            images,
+            batch_size=8,
+            seed=4,
+            num_workers=2,
+            persistent_workers=persistent,
+            cpu_transforms=global_noise,
+        )
+
+    run1, run2 = epochs(make()), epochs(make())
+    for a, b in zip(run1, run2):
+        assert_same_batches(a, b)
+    b0, b1 = (
+        as_numpy(run1[0][0][0]) - images.images[:8],
+        as_numpy(run1[0][1][0]) - images.images[8:16],
     )
-    run2 = list(
-        DataLoader(images, batch_size=8, seed=4, num_workers=2, cpu_transforms=global_noise)
-    )
-    assert_same_batches(run1, run2)
-    b0, b1 = as_numpy(run1[0][0]) - images.images[:8], as_numpy(run1[1][0]) - images.images[8:16]
     assert not np.allclose(b0[0], b1[0])  # workers 0 and 1 drew different numbers
+    # new epoch, new numbers: no shuffle, so the same worker sees the same images in both
+    # epochs; only its global RNGs make them differ: a new worker's are seeded for the new
+    # epoch, a persistent worker's go on (as in torch)
+    for first, second in zip(*run1):
+        np.testing.assert_array_equal(as_numpy(first[1]), as_numpy(second[1]))
+        assert not np.allclose(as_numpy(first[0]), as_numpy(second[0]))
 
 
 class ShardedStream(IterableDataset):

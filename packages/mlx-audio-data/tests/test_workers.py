@@ -70,8 +70,8 @@ SPAWN_SCRIPT = textwrap.dedent(
             spawned = [list(loader) for _ in range(2)]
         in_process = DataLoader(ds, batch_size=10, shuffle=True, seed=3, collate_fn=lambda x: x,
                                 mlx_transforms=to_mlx_batch)
-        for a, b in zip(spawned, [list(in_process) for _ in range(2)]):
-            for (x1, y1), (x2, y2) in zip(a, b):
+        for a, b in zip(spawned, [list(in_process) for _ in range(2)], strict=True):
+            for (x1, y1), (x2, y2) in zip(a, b, strict=True):
                 assert mx.array_equal(x1, x2) and mx.array_equal(y1, y2)
         notes = [str(w.message) for w in caught if "main process" in str(w.message)]
         assert len(notes) == 1, notes

@@ -1,5 +1,6 @@
 """The anchor venv (torch + transformers, built by `make anchor`, which `make test` runs)
-produces reference outputs in a subprocess; tests that need it skip, visibly, without it."""
+produces reference outputs in a subprocess; tests that need it skip, visibly, without it, and
+fail in CI (the `CI` environment variable set), where `make test` builds it."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ def anchor():
             [str(ANCHOR), "-c", "import transformers, torch"], capture_output=True
         ).returncode
     ):
-        pytest.skip(
-            "anchor venv with torch + transformers is absent: run `make anchor` (make test builds it)"
-        )
+        message = "anchor venv with torch + transformers is absent: run `make anchor` (make test builds it)"
+        if os.environ.get("CI"):  # `make test` builds it: in CI its absence is a failure
+            pytest.fail(message)
+        pytest.skip(message)
 
     def run(code: str, *args: str) -> str:
         env = {

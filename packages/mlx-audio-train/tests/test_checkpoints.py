@@ -6,7 +6,7 @@ import os
 import mlx.core as mx
 import numpy as np
 import pytest
-from train_testing import TinyClassifier, assert_trees_equal, blobs
+from train_testing import TinyClassifier, assert_trees_equal, blobs, flat
 
 from mlx_audio.data import DataLoader
 from mlx_audio.train import CheckpointError, Trainer
@@ -95,6 +95,14 @@ def test_ckpt_path_best_and_resume_of_a_finished_run(tmp_path, capsys):
         TinyClassifier(), DataLoader(blobs(32, seed=1), batch_size=16), ckpt_path="best"
     )
     assert set(result[0]) == {"val_loss", "val_accuracy"}
+    # the best checkpoint's weights were loaded: its validation metrics come back (a fresh
+    # model's val_loss is far off)
+    best = json.loads(
+        open(os.path.join(trainer.checkpoint_callback.best_model_path, "trainer_state.json")).read()
+    )
+    assert result[0] == pytest.approx(
+        {k: best["callback_metrics"][k] for k in ("val_loss", "val_accuracy")}, rel=1e-6
+    )
     fit(
         tmp_path, [ModelCheckpoint(monitor="val_accuracy", mode="max")], epochs=2
     )  # new run, same folder
@@ -240,7 +248,21 @@ def test_every_edited_field_is_refused_naming_file_and_key(tmp_path, saved, edit
         resume(tmp_path, saved)
 
 
+class StartRecorder(TinyClassifier):
+    """Keeps its parameters as they are when training starts (after a checkpoint loaded)."""
+
+    def on_train_start(self) -> None:
+        object.__setattr__(self, "at_start", flat(self.parameters()))  # not a parameter
+
+
 def test_unverified_loading_is_an_explicit_choice(tmp_path, saved, monkeypatch):
     _edit_state(saved, lambda s: s.pop("sha256"))
     monkeypatch.setenv("MLX_AUDIO_UNVERIFIED_CHECKPOINTS", "1")
-    resume(tmp_path, saved)  # loads, unverified, because the user said so
+    model = StartRecorder(total_steps=12)
+    initial = flat(model.parameters())
+    resume(tmp_path, saved, model)  # loads, unverified, because the user said so
+    stored = {k: np.array(v) for k, v in mx.load(os.path.join(saved, "model.safetensors")).items()}
+    assert stored.keys() == model.at_start.keys() == initial.keys()
+    for key, value in stored.items():  # training resumed from the checkpoint's weights
+        np.testing.assert_array_equal(model.at_start[key], value, err_msg=key)
+        assert not np.array_equal(initial[key], value), key  # not the model's own ones

@@ -48,12 +48,14 @@ def test_accumulated_update_equals_one_big_batch(compile):
     big = [(mx.concatenate([small[0][0], small[1][0]]), mx.concatenate([small[0][1], small[1][1]]))]
     a, b = Linear(), Linear()
     b.update(a.parameters())
+    initial = {k: np.array(v) for k, v in a.parameters()["layer"].items()}
     quiet(max_steps=1, accumulate_grad_batches=2, compile=compile).fit(a, small)
     quiet(max_steps=1, compile=compile).fit(b, big)
-    for (_, x), (_, y) in zip(
-        sorted(a.parameters()["layer"].items()), sorted(b.parameters()["layer"].items())
-    ):
-        np.testing.assert_allclose(np.array(x), np.array(y), rtol=1e-6, atol=1e-7)
+    assert sorted(a.parameters()["layer"]) == sorted(b.parameters()["layer"]) == ["bias", "weight"]
+    for key, x in a.parameters()["layer"].items():
+        y = b.parameters()["layer"][key]
+        np.testing.assert_allclose(np.array(x), np.array(y), rtol=1e-6, atol=1e-7, err_msg=key)
+        assert not np.allclose(np.array(x), initial[key]), key  # one update did happen
 
 
 def test_short_group_at_epoch_end_still_steps():
