@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from typing import Any
 
+from .._checkpoint_files import checkpoint_name, unique_path
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
-
-_FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -92,7 +90,7 @@ class ModelCheckpoint(MonitorCallback):
         self.verbose = verbose
         self.best_k_models: dict[str, float] = {}
         self.kth_best_model_path = ""
-        self.kth_value = math.inf if mode == "min" else -math.inf
+        self.kth_value = self.worst
         self.best_model_path = ""
         self.best_model_score: float | None = None
         self.last_model_path = ""
@@ -148,7 +146,7 @@ class ModelCheckpoint(MonitorCallback):
         if n < 1 or trainer.global_step % n != 0:
             return
         metrics = self._candidates(trainer)
-        if self.monitor is not None and self.monitor not in metrics:
+        if self.monitor is not None and self.monitored_value(metrics) is None:
             self._defer_to_validation = True
             return
         if (
@@ -218,7 +216,7 @@ class ModelCheckpoint(MonitorCallback):
             True: "preempted",
             False: "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception",
         }[preempted]
-        path = self._unique(
+        path = unique_path(
             os.path.join(
                 self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"
             )
@@ -246,14 +244,15 @@ class ModelCheckpoint(MonitorCallback):
         if self.save_top_k == 0:
             return
         if self.monitor is None:
-            path = self._unique(os.path.join(self._dir, self.format_name(metrics)))
+            path = unique_path(os.path.join(self._dir, self.format_name(metrics)))
             previous = self.best_model_path
             self.best_model_path = path
             self._write(trainer, path)
             if self.save_top_k == 1 and previous and previous != path:
                 self._remove(previous)
             return
-        if self.monitor not in metrics:
+        current = self.monitored_value(metrics)
+        if current is None:
             message = (
                 f"ModelCheckpoint(monitor={self.monitor!r}) could not find the monitored key in the "
                 f"logged metrics: {sorted(metrics)}. HINT: is it logged (a val_ metric needs val_dataloaders)?"
@@ -262,20 +261,16 @@ class ModelCheckpoint(MonitorCallback):
                 raise ValueError(message)
             trainer.warn_once(message)
             return
-        current = metrics[self.monitor]
         if (
             self.save_top_k == -1
             or len(self.best_k_models) < self.save_top_k
-            or self._better(current, self.kth_value)
+            or self.is_better(current, self.kth_value)
         ):
             self._update_best_and_save(trainer, current, metrics)
         elif self.verbose:
             print(
                 f"ModelCheckpoint: {self.monitor}={current:.6g} was not in the top {self.save_top_k}"
             )
-
-    def _better(self, current: float, reference: float) -> bool:
-        return current < reference if self.mode == "min" else current > reference
 
     def _update_best_and_save(
         self, trainer: Any, current: float, metrics: dict[str, float]
@@ -286,8 +281,8 @@ class ModelCheckpoint(MonitorCallback):
             removed = self.kth_best_model_path
             self.best_k_models.pop(removed)
         if math.isnan(current):
-            current = math.inf if self.mode == "min" else -math.inf
-        path = self._unique(os.path.join(self._dir, self.format_name(metrics)), removed)
+            current = self.worst  # NaN ranks last (Lightning)
+        path = unique_path(os.path.join(self._dir, self.format_name(metrics)), removed)
         self.best_k_models[path] = current
         if len(self.best_k_models) == k:
             pick_worst = max if self.mode == "min" else min
@@ -317,7 +312,7 @@ class ModelCheckpoint(MonitorCallback):
         if just_saved:  # `last` links to the checkpoint written at this step
             self.last_model_path = self._written_now
         else:  # no top-k checkpoint at this step: write one for `last` alone
-            path = self._unique(
+            path = unique_path(
                 os.path.join(self._dir, f"last-epoch={metrics['epoch']}-step={metrics['step']}")
             )
             self._write(trainer, path)
@@ -360,23 +355,7 @@ class ModelCheckpoint(MonitorCallback):
     def format_name(self, metrics: dict[str, float]) -> str:
         """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
         template = self.filename or "{epoch}-{step}"
-
-        def field(match: re.Match) -> str:
-            key = match.group(1)
-            spec = match.group(2) or ""
-            value = metrics.get(key, 0)
-            text = format(value, spec[1:]) if spec else str(value)
-            return f"{key}={text}" if self.auto_insert_metric_name else text
-
-        return _FIELD.sub(field, template)
-
-    def _unique(self, path: str, replacing: str | None = None) -> str:
-        candidate = path
-        n = 0
-        while os.path.lexists(candidate) and candidate != replacing:
-            n += 1
-            candidate = f"{path}-v{n}"
-        return candidate
+        return checkpoint_name(template, metrics, self.auto_insert_metric_name)
 
     def state_dict(self) -> dict[str, Any]:
         return {
