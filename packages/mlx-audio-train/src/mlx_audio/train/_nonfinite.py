@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._status import rank_zero_info
+
 
 def check_nonfinite(trainer: Any) -> None:
     """Under ``on_nonfinite_loss="raise"``: raise for the first non-finite step the device
@@ -36,6 +38,6 @@ def nonfinite_step(trainer: Any, batch_idx: int, loss: float, epoch: int | None 
     trainer.skipped_batches += 1
     count = trainer.skipped_batches
     if count <= 3 or math.log10(count).is_integer():
-        print(
+        rank_zero_info(
             f"Trainer: skipped {where}: loss = {loss} (non-finite loss or gradients; the weights were not changed) [{count} skipped so far]"
         )

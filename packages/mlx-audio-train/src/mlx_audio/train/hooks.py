@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._status import warning
 from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
@@ -161,4 +162,4 @@ class CallbackList:
             try:
                 callback.on_exception(self.trainer, self.trainer.module, error)
             except Exception as inner:  # never hide the original error
-                print(f"{type(callback).__name__}.on_exception failed: {inner!r}")
+                warning(f"{type(callback).__name__}.on_exception failed: {inner!r}")

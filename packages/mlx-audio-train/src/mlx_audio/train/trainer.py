@@ -46,6 +46,7 @@ from ._loaders import Fetcher, batch_size_of, is_stateful_loader, length_of, lim
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._progress import Progress
 from ._rng import seed_everything, seed_step
+from ._status import rank_zero_info
 from .callbacks import Callback, ModelCheckpoint, Timer
 from .evaluation import evaluate, predict, sanity_check, standalone
 from .hooks import CallbackList, with_defaults
@@ -342,11 +343,11 @@ class Trainer:
         mid_epoch = progress.settle_resume(mid_epoch, self.num_training_batches)
         if self._fit_done():
             if self.num_training_batches == 0:
-                print(
+                rank_zero_info(
                     "Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train."
                 )
             elif resumed is not None:
-                print(
+                rank_zero_info(
                     f"Trainer: the run in {resumed['_dir']} already finished (epoch {self.current_epoch}, step {self.global_step}); nothing to do."
                 )
             ran = False

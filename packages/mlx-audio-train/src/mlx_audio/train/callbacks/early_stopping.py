@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._status import rank_zero_info
 from .base import MonitorCallback, check_mode, check_number
 
 
@@ -115,7 +116,7 @@ class EarlyStopping(MonitorCallback):
             self.stopped_epoch = trainer.current_epoch
             self.reason = reason
             if trainer.is_global_zero:
-                print(f"EarlyStopping: {reason}; stopping.")
+                rank_zero_info(f"EarlyStopping: {reason}; stopping.")
 
     def state_dict(self) -> dict[str, Any]:
         return {

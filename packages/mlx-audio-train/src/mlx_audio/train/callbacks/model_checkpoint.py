@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 from .._checkpoint_files import checkpoint_name, unique_path
+from .._status import rank_zero_info
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
 
@@ -268,7 +269,7 @@ class ModelCheckpoint(MonitorCallback):
         ):
             self._update_best_and_save(trainer, current, metrics)
         elif self.verbose:
-            print(
+            rank_zero_info(
                 f"ModelCheckpoint: {self.monitor}={current:.6g} was not in the top {self.save_top_k}"
             )
 
@@ -294,7 +295,7 @@ class ModelCheckpoint(MonitorCallback):
         self.best_model_path = pick_best(self.best_k_models, key=self.best_k_models.__getitem__)
         self.best_model_score = self.best_k_models[self.best_model_path]
         if self.verbose:
-            print(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
+            rank_zero_info(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
         if removed is not None and removed == path:  # the same name again: replace it
             if self._writes:
                 delete_checkpoint(removed)
