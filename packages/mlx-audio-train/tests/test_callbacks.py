@@ -2,6 +2,7 @@
 precision modes; fast_dev_run and minimums; retrace warnings."""
 
 import io
+import logging
 import re
 import warnings
 
@@ -153,15 +154,18 @@ def test_timer_stops_training_and_its_time_survives_resume(tmp_path):
     assert restored.time_elapsed() >= timer.state_dict()["time_elapsed"] > 0
 
 
-def test_model_summary_prints_layers(capsys):
+def test_model_summary_prints_layers(caplog):
+    caplog.set_level(logging.INFO, "mlx_audio.train")
     quiet(max_steps=1, callbacks=[ModelSummary()]).fit(TinyClassifier(), loaders()[0])
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "fc1" in out and "Linear" in out and "195 trainable params" in out
 
 
-def test_model_summary_is_a_default_callback_as_in_lightning(capsys):
+def test_model_summary_is_a_default_callback_as_in_lightning(caplog):
+    caplog.set_level(logging.INFO, "mlx_audio.train")
     quiet(max_steps=1).fit(TinyClassifier(), loaders()[0])  # enable_model_summary=None: on
-    assert capsys.readouterr().out.count("195 trainable params") == 1
+    assert caplog.text.count("195 trainable params") == 1
+    caplog.clear()
     given = ModelSummary()
     trainer = quiet(max_steps=1, callbacks=[given])
     assert [c for c in trainer.callbacks if isinstance(c, ModelSummary)] == [given]
@@ -170,7 +174,7 @@ def test_model_summary_is_a_default_callback_as_in_lightning(capsys):
         quiet(max_steps=1, callbacks=[ModelSummary(max_depth=0)]),
     ):
         trainer.fit(TinyClassifier(), loaders()[0])
-        assert "trainable params" not in capsys.readouterr().out
+        assert "trainable params" not in caplog.text
     assert not any(isinstance(c, ModelSummary) for c in quiet(enable_model_summary=False).callbacks)
 
 
@@ -182,14 +186,15 @@ def test_model_summary_is_a_default_callback_as_in_lightning(capsys):
         ({"patience": 0}, "did not improve"),
     ],
 )
-def test_early_stopping_rules(kwargs, reason, capsys):
+def test_early_stopping_rules(kwargs, reason, caplog):
+    caplog.set_level(logging.INFO, "mlx_audio.train")
     trainer = quiet(
         max_epochs=10,
         num_sanity_val_steps=0,
         callbacks=[EarlyStopping(monitor="val_loss", **kwargs)],
     )
     trainer.fit(TinyClassifier(), *loaders())
-    assert trainer.current_epoch < 10 and reason in capsys.readouterr().out
+    assert trainer.current_epoch < 10 and reason in caplog.text
 
 
 def test_early_stopping_state_is_checkpointed_and_restored(tmp_path):

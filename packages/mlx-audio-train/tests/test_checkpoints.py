@@ -1,6 +1,7 @@
 """Checkpoint files, the `last` link, pruning, versioning and clear errors for bad files."""
 
 import json
+import logging
 import os
 
 import mlx.core as mx
@@ -87,7 +88,8 @@ def test_rerun_in_the_same_folder_never_overwrites(tmp_path):
     assert any(name.endswith("-v1") for name in names)
 
 
-def test_ckpt_path_best_and_resume_of_a_finished_run(tmp_path, capsys):
+def test_ckpt_path_best_and_resume_of_a_finished_run(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "mlx_audio.train")
     trainer, _ = fit(
         tmp_path, [ModelCheckpoint(monitor="val_accuracy", mode="max", save_top_k=1)], epochs=2
     )
@@ -112,7 +114,7 @@ def test_ckpt_path_best_and_resume_of_a_finished_run(tmp_path, capsys):
     trainer.fit(
         TinyClassifier(total_steps=12), DataLoader(blobs(64), batch_size=16), ckpt_path="last"
     )
-    assert "already finished" in capsys.readouterr().out
+    assert "already finished" in caplog.text
 
 
 @pytest.fixture

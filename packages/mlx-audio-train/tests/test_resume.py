@@ -1,6 +1,7 @@
 """Exact resume: an interrupted run ends bit-identical to an uninterrupted one."""
 
 import json
+import logging
 import os
 import random
 import signal
@@ -75,10 +76,11 @@ def test_resume_after_a_completed_epoch_does_not_repeat_it(tmp_path):
     assert seen == [1, 2]
 
 
-def test_last_that_does_not_exist_warns_and_starts_fresh(tmp_path, capsys):
+def test_last_that_does_not_exist_warns_and_starts_fresh(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "mlx_audio.train")
     model, loader, trainer = make(tmp_path, max_steps=2)
     trainer.fit(model, loader, ckpt_path="last")
-    assert "starting from scratch" in capsys.readouterr().out and trainer.global_step == 2
+    assert "starting from scratch" in caplog.text and trainer.global_step == 2
 
 
 def training_script(loader_args: str, checkpoint_args: str, pause: float = 0.0) -> str:

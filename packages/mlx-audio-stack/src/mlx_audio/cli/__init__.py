@@ -50,7 +50,10 @@ def parser() -> argparse.ArgumentParser:
         "--config", help="a YAML file of settings (see --print-config for all of them)"
     )
     train.add_argument(
-        "--print-config", action="store_true", help="print the resolved settings as YAML and exit"
+        "--print-config",
+        "--print_config",  # Lightning CLI's spelling
+        action="store_true",
+        help="print the resolved settings as YAML and exit",
     )
     train.add_argument(
         "--resume",
@@ -182,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"mlx-audio: {result['count']} files classified in {args.out}{accuracy}")
         else:
-            for path in tasks.plot_run(args.run):
+            from .plots import plot_run
+
+            for path in plot_run(args.run):
                 print(path)
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as error:
         print(f"mlx-audio {args.command}: error: {error}", file=sys.stderr)

@@ -4,6 +4,9 @@ YAML, overridden by ``--section.key value`` flags, validated with errors naming 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
@@ -53,24 +56,155 @@ class SchedulerSettings:
     min_lr: float = 2e-5
 
 
+# NOTE [trainer settings]: the `trainer` section is generated from `Trainer.__init__`, not kept
+# by hand: one key per argument (its name, its annotation as the type, its default), with the help
+# text from the Trainer's docstring (`Args:`), then the application's own keys below. Left out, by
+# the rule in NOT_SETTINGS: arguments whose values are Python objects or have no YAML form, and
+# those the application decides itself. tests/test_cli.py fails when a Trainer argument is in
+# neither list.
+NOT_SETTINGS = {
+    "callbacks": "Python objects; the command makes its ModelCheckpoint (and EarlyStopping) from "
+    "trainer.monitor, mode, save_top_k and early_stopping_patience",
+    "logger": "Python objects; trainer.loggers names them",
+    "enable_checkpointing": "the command always checkpoints: evaluate and predict read the run's "
+    "best and last checkpoints",
+    "max_time": "a timedelta or a dict as well as a string: no one YAML type",
+    "devices": "one device per process: `mlx.launch` starts the processes and 'auto' takes them",
+    "deterministic": "accepted by the Trainer for Lightning code, no effect in MLX",
+    "benchmark": "accepted by the Trainer for Lightning code, no effect in MLX",
+    "inference_mode": "accepted by the Trainer for Lightning code, no effect in MLX",
+}
+# The command's defaults where they differ from the Trainer's (an application's choices; the
+# Trainer's `None` defaults shown as what they resolve to).
+CLI_DEFAULTS: dict[str, Any] = {
+    "max_epochs": 10,
+    "gradient_clip_val": 1.0,
+    "precision": "32-true",
+    "seed": 0,
+    "default_root_dir": "runs/mlx-audio",
+    "log_every_n_steps": 50,
+    "enable_progress_bar": True,
+}
+# Types narrower than the Trainer's annotation, checked here so that the error names the key.
+CLI_TYPES: dict[str, Any] = {
+    "precision": Literal["32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"],
+    "default_root_dir": str,  # the run folder, which evaluate and predict read
+}
+
+
 @dataclass
-class TrainerSettings:
-    max_epochs: int = 10
-    accumulate_grad_batches: int = 1
-    gradient_clip_val: float | None = 1.0
-    precision: Literal[
-        "32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"
-    ] = "32-true"
-    seed: int = 0
-    default_root_dir: str = "runs/mlx-audio"
-    log_every_n_steps: int = 50
-    check_val_every_n_epoch: int = 1
-    enable_progress_bar: bool = True
+class AppSettings:
+    """The `trainer` section's keys that are the command's, not the Trainer's."""
+
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
     monitor: str = "val_accuracy"
     mode: Literal["min", "max"] = "max"
     save_top_k: int = 1
     early_stopping_patience: int | None = None
+
+
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def _annotation(parameter: inspect.Parameter) -> Any:
+    """A Trainer argument's annotation as a type (None: a library class, not a YAML value)."""
+    hint = parameter.annotation
+    if isinstance(hint, str):  # `from __future__ import annotations` in trainer.py
+        try:
+            hint = eval(hint, {"Any": Any})  # the library's own annotation text
+        except NameError:
+            return None
+    return hint
+
+
+def expressible(kind: Any) -> bool:
+    """Whether YAML and flags can give a value of ``kind`` (what ``_check`` checks)."""
+    origin = get_origin(kind)
+    if origin is Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(expressible(a) for a in get_args(kind))
+    if origin is list:
+        return expressible(get_args(kind)[0])
+    return kind in _SCALARS
+
+
+def trainer_arguments() -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of each Trainer argument the `trainer` section holds."""
+    from mlx_audio.train import Trainer
+
+    found = []
+    for name, parameter in inspect.signature(Trainer.__init__).parameters.items():
+        if name == "self" or name in NOT_SETTINGS:
+            continue
+        kind = CLI_TYPES.get(name, _annotation(parameter))
+        if kind is None or not expressible(kind):
+            continue  # not a setting until NOT_SETTINGS says why (tests/test_cli.py)
+        found.append((name, kind, CLI_DEFAULTS.get(name, parameter.default)))
+    return found
+
+
+def trainer_help() -> dict[str, str]:
+    """The first sentence of each argument's entry in the Trainer's docstring (``Args:``)."""
+    from mlx_audio.train import Trainer
+
+    entries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    lines = (inspect.getdoc(Trainer.__init__) or "").splitlines()
+    for line in lines[lines.index("Args:") + 1 :] if "Args:" in lines else []:
+        if line and not line.startswith(" "):
+            break  # the next section
+        entry = re.match(r"    (\w+)(?: \(.*?\))?: (.*)", line)
+        if entry:
+            current = entries[entry.group(1)] = [entry.group(2)]
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    helps = {}
+    for name, parts in entries.items():
+        text = " ".join(parts).replace("``", "")
+        first = re.match(r"(.*?\.)(?:\s|$)", text)
+        helps[name] = first.group(1) if first else text
+    return helps
+
+
+def _field(default: Any, factory: Any = dataclasses.MISSING) -> Any:
+    return (
+        field(default_factory=factory)
+        if factory is not dataclasses.MISSING
+        else field(default=default)
+    )
+
+
+TRAINER_ARGUMENTS = trainer_arguments()
+
+
+def trainer_kwargs(section: Any) -> dict[str, Any]:
+    """The Trainer's arguments from a `trainer` section."""
+    return {name: getattr(section, name) for name, _, _ in TRAINER_ARGUMENTS}
+
+
+if typing.TYPE_CHECKING:
+
+    class TrainerSettings(AppSettings):  # what the type checker sees: the Trainer's keys are Any
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
+else:
+    _app = typing.get_type_hints(AppSettings)
+    TrainerSettings = dataclasses.make_dataclass(
+        "TrainerSettings",
+        [
+            *((name, kind, _field(default)) for name, kind, default in TRAINER_ARGUMENTS),
+            *(
+                (f.name, _app[f.name], _field(f.default, f.default_factory))
+                for f in dataclasses.fields(AppSettings)
+            ),
+        ],
+        namespace={
+            "__doc__": "The `trainer` section: the Trainer's arguments, then the command's.",
+            "__module__": __name__,
+        },
+    )
 
 
 @dataclass
@@ -108,7 +242,17 @@ def _check(key: str, kind: Any, value: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check(key, inner[0], value)
+        if len(inner) == 1:
+            return _check(key, inner[0], value)
+        exact = [a for a in inner if type(value) is a]  # int | float: 2 stays an int
+        for kind_ in exact + [a for a in inner if a not in exact]:
+            try:
+                return _check(key, kind_, value)
+            except ConfigError:
+                pass
+        raise ConfigError(
+            f"{key}: expected {_describe(kind)}, got {value!r} ({type(value).__name__})"
+        )
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list ({_describe(kind)}), got {value!r}")
@@ -185,10 +329,12 @@ def dump(settings: Settings) -> str:
 def flags() -> list[tuple[str, str]]:
     """(``section.key``, help) for every setting: the ``--section.key`` flags."""
     out = []
+    helps = {"trainer": trainer_help()}  # NOTE [trainer settings]
     for section, kind in typing.get_type_hints(Settings).items():
         defaults = kind()
         for key, hint in typing.get_type_hints(kind).items():
-            out.append(
-                (f"{section}.{key}", f"{_describe(hint)} (default {getattr(defaults, key)!r})")
-            )
+            text = f"{_describe(hint)} (default {getattr(defaults, key)!r})"
+            if key in helps.get(section, {}):
+                text += ": " + helps[section][key].replace("%", "%%")  # argparse's % formatting
+            out.append((f"{section}.{key}", text))
     return out

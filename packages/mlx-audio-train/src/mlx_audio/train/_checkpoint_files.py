@@ -1,4 +1,5 @@
-"""Checkpoint directories on disk: atomic deletion, the ``last`` link, and what crashed runs left.
+"""Checkpoint directories on disk: their names, atomic deletion, the ``last`` link, and what
+crashed runs left.
 
 A crash at any moment leaves every checkpoint complete or absent (see checkpoint.py).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 
@@ -77,3 +79,30 @@ def point_last(dirpath: str, target: str, name: str = "last") -> str:
     os.replace(tmp, link)
     fsync(dirpath)
     return link
+
+
+_FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
+
+
+def checkpoint_name(template: str, metrics: dict[str, float], auto_insert_metric_name: bool) -> str:
+    """``template`` (``"{epoch:02d}-{val_loss:.3f}"``) filled from ``metrics``, a missing one as
+    0, as Lightning's ``format_checkpoint_name`` (``epoch=03-val_loss=0.412`` with the names)."""
+
+    def field(match: re.Match[str]) -> str:
+        key = match.group(1)
+        spec = match.group(2) or ""
+        value = metrics.get(key, 0)
+        text = format(value, spec[1:]) if spec else str(value)
+        return f"{key}={text}" if auto_insert_metric_name else text
+
+    return _FIELD.sub(field, template)
+
+
+def unique_path(path: str, replacing: str | None = None) -> str:
+    """``path``, or ``path-v1``, ``path-v2``... the first not on disk (or the one ``replacing``)."""
+    candidate = path
+    n = 0
+    while os.path.lexists(candidate) and candidate != replacing:
+        n += 1
+        candidate = f"{path}-v{n}"
+    return candidate

@@ -14,6 +14,7 @@ from ._device import device_scope
 from ._forward import make_eval_fn
 from ._loaders import batch_size_of, length_of, limited, seed_and_shard
 from ._metrics import LogOptions, Results
+from ._publish import log_metrics, send_to_loggers
 from ._step import TraceGuard
 from .module import TrainModule
 
@@ -75,9 +76,9 @@ def evaluate(trainer: Trainer, loader: Iterable[Any], stage: str, count: float) 
     if not trainer.sanity_checking:
         trainer.metrics.update(log, callback, bar)
         if trainer.state_fn == "fit":
-            trainer.log_metrics(log)
+            log_metrics(trainer, log)
         elif log:
-            trainer.send_to_loggers(log, trainer.progress.batches_that_stepped)
+            send_to_loggers(trainer, log, trainer.progress.batches_that_stepped)
     hooks.end()
     module.train(was_training)
     return trainer.metrics.floats(callback)

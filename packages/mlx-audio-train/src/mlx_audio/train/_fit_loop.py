@@ -31,7 +31,9 @@ from ._lifecycle import clipping, configure_optimizer, hparams
 from ._loaders import EpochBatches, batch_size_of, length_of, limited, seed_and_shard
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
+from ._publish import log_metrics, should_update_logs
 from ._rng import seed_step
+from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
 from .module import TrainModule
 
@@ -113,11 +115,11 @@ def run_fit(
     mid_epoch = progress.settle_resume(mid_epoch, trainer.num_training_batches)
     if fit_done(trainer):
         if trainer.num_training_batches == 0:
-            print(
+            rank_zero_info(
                 "Trainer: no training batches (an empty train loader or limit_train_batches=0); nothing to train."
             )
         elif resumed is not None:
-            print(
+            rank_zero_info(
                 f"Trainer: the run in {resumed['_dir']} already finished (epoch {trainer.current_epoch}, step {trainer.global_step}); nothing to do."
             )
         ran = False
@@ -175,7 +177,7 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
     trainer._train_results.sync(distributed.reduce_totals)
     log, callback, bar = trainer._train_results.epoch_metrics()
     trainer.metrics.update(log, callback, bar)
-    trainer.log_metrics(log, epoch_end=True)
+    log_metrics(trainer, log, epoch_end=True)
     trainer._train_results = Results()
     progress.current_epoch += 1
     progress.batch_in_epoch = 0
@@ -205,9 +207,9 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     trainer.metrics.update(*trainer._train_results.step_metrics())
     trainer.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
     trainer.metrics.update(*trainer._train_results.step_metrics())
-    if update and trainer.should_update_logs():
+    if update and should_update_logs(trainer):
         check_nonfinite(trainer)  # the device's flags are read here, not at every step
-        trainer.log_metrics(trainer._train_results.step_metrics()[0])
+        log_metrics(trainer, trainer._train_results.step_metrics()[0])
 
 
 # -- when things happen (Lightning's rules) ----------------------------------------------------------

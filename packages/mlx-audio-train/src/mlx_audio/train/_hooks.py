@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._status import warning
 from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
@@ -221,4 +222,4 @@ class CallbackList:
             try:
                 callback.on_exception(self.trainer, module, error)
             except Exception as inner:  # never hide the original error
-                print(f"{type(callback).__name__}.on_exception failed: {inner!r}")
+                warning(f"{type(callback).__name__}.on_exception failed: {inner!r}")

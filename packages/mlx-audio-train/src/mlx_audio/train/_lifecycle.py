@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import distributed
+from ._status import rank_zero_info, rank_zero_warning
 
 if TYPE_CHECKING:
     from mlx.optimizers import Optimizer
@@ -54,15 +55,16 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
         if signum == signal.SIGTERM:
             self.requested = True
             self.terminated = True
-            print(
-                "\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting.",
-                flush=True,
+            rank_zero_info(  # logging: never raises on a closed stdout (NOTE [console logging])
+                "\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting."
             )
             return
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once).")
+        rank_zero_info(
+            "\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once)."
+        )
 
     def stop(self, step: int) -> BaseException:
         """What to raise at the step boundary after a request."""
@@ -103,12 +105,14 @@ def finalize_loggers(loggers: list[Any], status: str) -> None:
         except LoggerError as error:
             strict_error = strict_error or error
             if status != "success":
-                print(f"Trainer: {error}")
+                rank_zero_warning(f"Trainer: {error}")
         except Exception as error:
-            print(f"Trainer: {type(logger).__name__}.finalize({status!r}) failed: {error!r}")
+            rank_zero_warning(
+                f"Trainer: {type(logger).__name__}.finalize({status!r}) failed: {error!r}"
+            )
         report = getattr(logger, "undelivered", None)
         if report:
-            print(f"Trainer: {report}")
+            rank_zero_warning(f"Trainer: {report}")
     if strict_error is not None and status == "success":
         raise strict_error
 
@@ -139,7 +143,7 @@ def print_summary(trainer: Trainer) -> None:
         )
     for logger in trainer.loggers:
         lines.append(f"  logs: {type(logger).__name__} at {logger.log_dir}")
-    print("\n".join(lines))
+    rank_zero_info("\n".join(lines))
 
 
 def configure_optimizer(model: TrainModule) -> tuple[Optimizer, str | None]:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .trainer import Trainer
 
+from ._status import rank_zero_info
+
 
 def check_nonfinite(trainer: Trainer) -> None:
     """Under ``on_nonfinite_loss="raise"``: raise for the first non-finite step the device
@@ -39,6 +41,6 @@ def nonfinite_step(trainer: Trainer, batch_idx: int, loss: float, epoch: int | N
     trainer.skipped_batches += 1
     count = trainer.skipped_batches
     if count <= 3 or math.log10(count).is_integer():
-        print(
+        rank_zero_info(
             f"Trainer: skipped {where}: loss = {loss} (non-finite loss or gradients; the weights were not changed) [{count} skipped so far]"
         )

@@ -21,6 +21,7 @@ import numpy as np
 from . import distributed
 from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_last
 from ._nonfinite import check_nonfinite
+from ._status import rank_zero_info
 from ._tree import flatten
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
 
     path = resolve_ckpt_path(trainer, ckpt_path)
     if ckpt_path == "last" and not os.path.lexists(path):
-        print(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
+        rank_zero_info(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
         return None
     module = trainer.module
     optimizer = trainer.optimizer

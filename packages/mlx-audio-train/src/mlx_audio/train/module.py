@@ -12,6 +12,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 
 from ._metrics import LogOptions
+from ._publish import log_from_hook
 from ._tree import flatten
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class TrainModule(nn.Module):
             self._logged[name] = value
             self._log_options[name] = options
         else:
-            self.trainer.log_from_hook(name, value, options)
+            log_from_hook(self.trainer, name, value, options)
 
     def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
         for name, value in metrics.items():

@@ -1,15 +1,20 @@
 """Learning-rate schedules: callables ``step -> lr`` for an MLX optimizer's ``learning_rate``.
 
 ``step`` is an int or a 0-d ``mx.array`` (MLX passes the optimizer's update counter, which
-starts at 0). The formulas use ``mx.where`` instead of Python branches, so they work inside
-``mx.compile`` without retracing.
+starts at 0). Each schedule is MLX's own (``mlx.optimizers.linear_schedule``, ``cosine_decay``,
+``step_decay``) behind a warm-up, joined with ``join_schedules`` as mlx-lm's
+``tuner/utils.py:build_schedule`` does; the classes only name the arguments, check them and
+keep Lightning-style names. ``join_schedules`` selects with ``mx.where`` instead of Python
+branches, so the schedules work inside ``mx.compile`` without retracing.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import mlx.core as mx
+import mlx.optimizers as optim
 
 __all__ = [
     "WarmupCosineScheduler",
@@ -50,16 +55,26 @@ class _Warmup:
         self.warmup_steps = int(warmup_steps)
         self.total_steps = None if total_steps is None else int(total_steps)
 
-    def _warm(self, s: mx.array, after: mx.array) -> mx.array:
+    def _schedule(self) -> Callable[[mx.array], mx.array]:
+        """The MLX schedule (built per call: the object stays plain data to copy and pickle)."""
+        raise NotImplementedError
+
+    def __call__(self, step: int | mx.array) -> mx.array:
+        return self._schedule()(_as_step(step))
+
+    def _warm(self, after: Callable[[mx.array], mx.array]) -> Callable[[mx.array], mx.array]:
+        """``after`` (counting from 0 at ``s = W``) behind the warm-up ``peak * (s + 1) / W``:
+        MLX's linear schedule from ``peak / W`` to ``peak`` over steps 0 .. W-1."""
         if self.warmup_steps == 0:
             return after
-        warm = self.peak_lr * (s + 1) / self.warmup_steps
-        return mx.where(s < self.warmup_steps, warm, after)
+        w = self.warmup_steps
+        warm = optim.linear_schedule(self.peak_lr / w, self.peak_lr, max(w - 1, 1))
+        return optim.join_schedules([warm, after], [w])
 
-    def _progress(self, s: mx.array) -> mx.array:
-        """0 at the end of warm-up, 1 at ``total_steps`` (clamped)."""
-        span = max(self.total_steps - self.warmup_steps, 1)  # type: ignore[operator]
-        return mx.clip((s - self.warmup_steps) / span, 0.0, 1.0)
+    @property
+    def _span(self) -> int:
+        """Steps from the end of warm-up to ``total_steps`` (at least 1)."""
+        return max(self.total_steps - self.warmup_steps, 1)  # type: ignore[operator]
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -79,12 +94,8 @@ class WarmupCosineScheduler(_Warmup):
     ) -> None:
         super().__init__(peak_lr, warmup_steps, total_steps, min_lr)
 
-    def __call__(self, step: int | mx.array) -> mx.array:
-        s = _as_step(step)
-        cosine = self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (
-            1.0 + mx.cos(math.pi * self._progress(s))
-        )
-        return self._warm(s, cosine)
+    def _schedule(self) -> Callable[[mx.array], mx.array]:
+        return self._warm(optim.cosine_decay(self.peak_lr, self._span, self.min_lr))
 
 
 class WarmupLinearScheduler(_Warmup):
@@ -96,10 +107,8 @@ class WarmupLinearScheduler(_Warmup):
     ) -> None:
         super().__init__(peak_lr, warmup_steps, total_steps, min_lr)
 
-    def __call__(self, step: int | mx.array) -> mx.array:
-        s = _as_step(step)
-        linear = self.peak_lr + (self.min_lr - self.peak_lr) * self._progress(s)
-        return self._warm(s, linear)
+    def _schedule(self) -> Callable[[mx.array], mx.array]:
+        return self._warm(optim.linear_schedule(self.peak_lr, self.min_lr, self._span))
 
 
 class WarmupConstantScheduler(_Warmup):
@@ -108,9 +117,9 @@ class WarmupConstantScheduler(_Warmup):
     def __init__(self, peak_lr: float, warmup_steps: int = 0) -> None:
         super().__init__(peak_lr, warmup_steps)
 
-    def __call__(self, step: int | mx.array) -> mx.array:
-        s = _as_step(step)
-        return self._warm(s, mx.full(s.shape, self.peak_lr))
+    def _schedule(self) -> Callable[[mx.array], mx.array]:
+        peak = self.peak_lr
+        return self._warm(lambda s: mx.full(s.shape, peak))  # MLX has no constant schedule
 
 
 class StepDecayScheduler(_Warmup):
@@ -125,10 +134,8 @@ class StepDecayScheduler(_Warmup):
         self.step_size = int(step_size)
         self.gamma = float(gamma)
 
-    def __call__(self, step: int | mx.array) -> mx.array:
-        s = _as_step(step)
-        decays = mx.floor(mx.maximum(s - self.warmup_steps, 0.0) / self.step_size)
-        return self._warm(s, self.peak_lr * mx.power(mx.array(self.gamma), decays))
+    def _schedule(self) -> Callable[[mx.array], mx.array]:
+        return self._warm(optim.step_decay(self.peak_lr, self.gamma, self.step_size))
 
 
 class OneCycleScheduler(_Warmup):
@@ -154,15 +161,12 @@ class OneCycleScheduler(_Warmup):
             float(final_div_factor),
         )
 
-    def __call__(self, step: int | mx.array) -> mx.array:
-        s = _as_step(step)
+    def _schedule(self) -> Callable[[mx.array], mx.array]:
         start = self.peak_lr / self.div_factor
-        peak = self.peak_lr
         end = start / self.final_div_factor
         rise = max(self.pct_start * self.total_steps, 1.0)  # type: ignore[operator]
         fall = max(self.total_steps - rise, 1.0)  # type: ignore[operator]
-        up = mx.clip(s / rise, 0.0, 1.0)
-        down = mx.clip((s - rise) / fall, 0.0, 1.0)
-        rising = start + (peak - start) * 0.5 * (1 - mx.cos(math.pi * up))
-        falling = end + (peak - end) * 0.5 * (1 + mx.cos(math.pi * down))
-        return mx.where(s < rise, rising, falling)
+        # a cosine "decay" from start to peak is the rise; a float rise is fine for MLX
+        rising = optim.cosine_decay(start, rise, self.peak_lr)  # type: ignore[arg-type]
+        falling = optim.cosine_decay(self.peak_lr, fall, end)  # type: ignore[arg-type]
+        return optim.join_schedules([rising, falling], [rise])  # type: ignore[list-item]

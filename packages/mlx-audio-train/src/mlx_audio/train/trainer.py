@@ -39,7 +39,7 @@ from ._loaders import (
     EpochBatches,
     is_stateful_loader,
 )
-from ._metrics import LogOptions, MetricStore, Results
+from ._metrics import MetricStore, Results
 from ._progress import Progress
 from ._rng import seed_everything
 from ._step import StepRunner
@@ -85,6 +85,112 @@ class Trainer:
         inference_mode: bool = True,
         max_time: str | timedelta | dict[str, int] | None = None,
     ) -> None:
+        """Lightning's ``Trainer`` arguments, with Lightning 2.6's defaults and meaning in MLX.
+
+        Every argument is checked here (a ``ValueError`` naming it and what is valid); Lightning's
+        ``None`` defaults resolve as there. Arguments that exist only here: ``seed``,
+        ``compile``, ``on_nonfinite_loss``.
+
+        Args:
+            max_epochs: Stop after this many epochs. With neither ``max_epochs`` nor
+                ``max_steps`` set it becomes 1000, with Lightning's warning; ``-1`` trains
+                without an epoch limit.
+            max_steps: Stop after this many optimizer steps (updates, not batches: with
+                ``accumulate_grad_batches`` one step takes several batches); ``-1`` (the
+                default) means no limit. When it is not set, ``trainer.max_steps`` is
+                ``max_epochs`` times the updates per epoch inside ``fit`` (Lightning's
+                ``estimated_stepping_batches``), so ``configure_optimizers`` can size a schedule.
+            min_epochs: Train at least this many epochs, even when a callback asks to stop
+                earlier. ``None``: no minimum (1 when ``min_steps`` is given, as in Lightning).
+            min_steps: Train at least this many optimizer steps, even when a callback asks to
+                stop earlier. ``None``: no minimum.
+            accumulate_grad_batches: Accumulate gradients over this many batches before each
+                optimizer step. They are averaged over the batches actually accumulated, and a
+                shorter group at the end of an epoch still steps.
+            gradient_clip_val: Clip the gradients at this value before each optimizer step (once,
+                after accumulation and averaging across ranks). ``None`` (the default) does not
+                clip; a ``GradientClipper`` callback is the other way to ask, and the two must
+                agree.
+            gradient_clip_algorithm: How ``gradient_clip_val`` clips: ``"norm"`` (the global
+                norm, the default for ``None``) or ``"value"`` (each element).
+            precision: The numeric precision of training: ``"32-true"`` (the default for
+                ``None``), ``"bf16-mixed"`` (compute in bfloat16 on bfloat16 copies of the
+                trainable weights while the weights and optimizer state stay float32),
+                ``"bf16-true"`` or ``"16-true"`` (the model itself cast). Lightning's aliases
+                are taken: ``32`` and ``"32"``, ``"bf16"`` (bf16-mixed, with Lightning's
+                warning); ``"16-mixed"`` (``16``, ``"16"``) becomes ``"bf16-mixed"`` with a
+                warning, as Lightning does on the CPU (fp16 needs a loss scaler), and
+                ``"64-true"`` is an error (MLX has no float64 on the GPU).
+                ``trainer.precision`` is the full name.
+            val_check_interval: How often to validate within a training epoch: a float is a
+                fraction of the epoch (the default 1.0: at its end; it needs a train loader with
+                a length), an int is a number of training batches, which may exceed an epoch only
+                with ``check_val_every_n_epoch=None``. Lightning's time-based intervals
+                (``"DD:HH:MM:SS"``) are not taken.
+            check_val_every_n_epoch: Validate after every this many training epochs (default 1).
+                ``None`` validates by training batches alone, across epochs; then
+                ``val_check_interval`` must be an int.
+            limit_train_batches: How much of the training loader each epoch uses: an int is a
+                number of batches, a float in (0, 1] a fraction (default 1.0); per process in a
+                data-parallel run.
+            limit_val_batches: How much of the validation loader each validation uses (int:
+                batches, float: fraction, default 1.0); 0 turns validation off.
+            limit_test_batches: How much of the test loader ``test`` uses (int: batches, float:
+                fraction, default 1.0).
+            num_sanity_val_steps: Validation batches run before training starts, to find bugs in
+                ``validation_step`` early; nothing they compute is logged. ``None`` means 2 (the
+                default), ``-1`` all of them, 0 none.
+            fast_dev_run: A smoke test: ``True`` (or an int n) runs 1 (n) batches of training,
+                validation and test in one epoch, without sanity check, loggers or checkpoints.
+            log_every_n_steps: Send the values logged per step to the loggers every this many
+                optimizer steps (``None``: 50, the default).
+            callbacks: A callback or a list of them, called in order (each ``ModelCheckpoint``
+                after the others, as Lightning does). The default ones are added unless you give
+                your own: a progress bar, a ``ModelSummary`` and a ``ModelCheckpoint`` (see the
+                ``enable_*`` arguments) and, for ``max_time``, a ``Timer``.
+            logger: A logger or a list of loggers (``mlx_audio.loggers``). ``None`` or ``True``
+                (the default) writes a ``CSVLogger`` under ``default_root_dir/logs`` (Lightning
+                prefers TensorBoard when it is installed); ``False`` logs nothing.
+            enable_progress_bar: Show the progress bar (tqdm's bars on a terminal, plain lines in
+                logs): a ``ProgressBar`` is added unless you gave one. ``False`` removes every bar,
+                yours too; ``None`` is ``True``.
+            enable_checkpointing: Add a ``ModelCheckpoint`` when you gave none (``None`` is
+                ``True``). Unlike Lightning's, it keeps a ``last`` link
+                (``default_root_dir/checkpoints/last``) that ``ckpt_path="last"`` resumes from.
+            enable_model_summary: Print a ``ModelSummary`` table of the layers and their
+                parameter counts when fitting starts (``None`` is ``True``).
+            default_root_dir: Where the default logger and checkpoints write; ``None`` is the
+                current directory.
+            seed: Seed MLX, numpy and ``random`` here (before you build the model, so its initial
+                weights are reproducible) and every ``mlx_audio.data`` DataLoader that has no
+                seed of its own; ``None`` seeds nothing. Lightning has ``seed_everything`` for this.
+            compile: Run the training step as one ``mx.compile``d graph (the default); ``False``
+                runs it eagerly, slower and easier to debug.
+            on_nonfinite_loss: What a batch whose loss or gradients are NaN or infinite does; its
+                update is never applied. ``"raise"`` (the default) stops with a
+                ``FloatingPointError`` naming the step, epoch and batch; ``"skip"`` goes on,
+                reporting the first three skips and then every power of ten.
+            use_distributed_sampler: In a data-parallel run, give each process its own share of
+                every ``mlx_audio.data`` DataLoader (as Lightning's ``DistributedSampler``);
+                ``False`` leaves the loaders as you made them.
+            accelerator: The device that ``fit``, ``validate``, ``test`` and ``predict`` run on:
+                ``"auto"`` (MLX's default device: the GPU where there is one), ``"cpu"`` or
+                ``"gpu"`` (``"cuda"`` and ``"mps"`` also name the kind of GPU). One MLX cannot use
+                here is an error listing those it can; MLX's global default device is left as it
+                is. There are no Accelerator objects.
+            devices: How many devices, which in MLX means processes, one device each, started by
+                ``mlx.launch``: ``"auto"`` or ``-1`` take what was launched; an int, ``"N"``,
+                ``"0,1"`` or a list of indices must count 1 or the launched processes.
+            deterministic: Accepted and checked as Lightning does (``None``, a bool or
+                ``"warn"``); no effect, MLX has no torch deterministic-algorithms switch.
+            benchmark: Accepted and checked as Lightning does (``None`` or a bool); no effect, MLX
+                has no cuDNN autotuning switch.
+            inference_mode: Accepted and checked as Lightning does (a bool); no effect: evaluation
+                computes no gradients either way.
+            max_time: Stop training after this much time: ``"DD:HH:MM:SS"``, a
+                ``datetime.timedelta`` or a dict of its arguments (``{"hours": 2}``). It adds a
+                ``Timer`` checked after every step, unless you gave one.
+        """
         given = with_defaults(
             callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time
         )
@@ -235,42 +341,6 @@ class Trainer:
     def save_checkpoint(self, path: str) -> str:
         """Write a complete checkpoint directory at ``path`` (see mlx_audio.train.checkpoint)."""
         return checkpoint.capture(self, path)
-
-    # -- logging ---------------------------------------------------------------------------------------
-    def log_from_hook(self, name: str, value: Any, options: LogOptions) -> None:
-        """``self.log`` from a hook (not a step): into the running loop's results."""
-        results = self._eval_results if self._eval_results is not None else self._train_results
-        results.add({name: value}, {name: options}, 1)
-        if self._eval_results is None and options.on_step:  # eval values are published at its end
-            self.metrics.update(*results.step_metrics())
-
-    def send_to_loggers(self, metrics: dict[str, Any], step: int) -> None:
-        if not self.is_global_zero:
-            return
-        values = {
-            **self.metrics.floats(metrics),
-            **{k: v for k, v in metrics.items() if type(v) is int},
-        }
-        for logger in self.loggers:
-            logger.log_metrics(values, step=step)
-
-    def log_metrics(
-        self, metrics: dict[str, Any], step: int | None = None, epoch_end: bool = False
-    ) -> None:
-        """Send metrics to every logger as Lightning does: without a ``step``, ``epoch`` is added
-        and the step is the number of updates so far (at an epoch's end: the last update's)."""
-        if not metrics:
-            return
-        self.metrics.logged.update(metrics)
-        if step is None:
-            metrics = {**metrics, "epoch": self.current_epoch}
-            step = self.progress.batches_that_stepped - (1 if epoch_end else 0)
-        self.send_to_loggers(metrics, step)
-
-    def should_update_logs(self) -> bool:
-        return (
-            self.progress.batches_that_stepped + 1
-        ) % self.log_every_n_steps == 0 or self.should_stop
 
     # -- fit -------------------------------------------------------------------------------------------
     def fit(

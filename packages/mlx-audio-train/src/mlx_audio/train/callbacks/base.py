@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -86,14 +88,35 @@ class MonitorCallback(Callback):
     """Base of callbacks that act on a monitored metric (ModelCheckpoint, EarlyStopping).
 
     They run after the module's ``on_train_epoch_end`` (so they see what it logged) and share
-    the comparison: ``mode`` "min" or "max", improvement by more than ``min_delta``.
+    reading the monitored value and comparing two values of it (Keras 3's ``MonitorCallback``):
+    ``mode`` "min" or "max", improvement by more than ``min_delta``. Each callback keeps its own
+    rules on top (Lightning's): what a missing metric does, thresholds, top-k, ties.
+
+    NaN: every comparison with NaN is False, so a NaN is never better nor an improvement, and
+    nothing is better than a NaN reference. ``worst`` (+inf for "min", -inf for "max") is the
+    reference before any value was seen; ModelCheckpoint also ranks a saved NaN there.
     """
 
     monitor: str | None = None
     mode: str = "min"
     min_delta: float = 0.0
 
+    @property
+    def worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
+
+    def monitored_value(self, metrics: Mapping[str, Any]) -> Any:
+        """The value of ``monitor`` in ``metrics`` as logged (None when it is not there)."""
+        if self.monitor is None or self.monitor not in metrics:
+            return None
+        return metrics[self.monitor]
+
+    def is_better(self, current: float, reference: float) -> bool:
+        """Strictly better under ``mode`` (Lightning's ``monitor_op``: ``<`` or ``>``)."""
+        return current < reference if self.mode == "min" else current > reference
+
     def is_improvement(self, current: float, reference: float) -> bool:
+        """Better than ``reference`` by more than ``min_delta``."""
         if self.mode == "min":
             return current + self.min_delta < reference
         return current - self.min_delta > reference

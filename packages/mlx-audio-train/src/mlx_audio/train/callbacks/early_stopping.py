@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .._status import rank_zero_info
 from .base import MonitorCallback, check_mode, check_number
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class EarlyStopping(MonitorCallback):
         self.divergence_threshold = divergence_threshold
         self.check_on_train_epoch_end = check_on_train_epoch_end
         self.wait_count = 0
-        self.best_score = math.inf if mode == "min" else -math.inf
+        self.best_score = self.worst
         self.stopped_epoch = 0
         self.reason: str | None = None
 
@@ -75,30 +76,30 @@ class EarlyStopping(MonitorCallback):
         if not self.check_on_train_epoch_end and not self._skip(trainer):
             self._check(trainer)
 
-    def _beyond(self, current: float, threshold: float) -> bool:
-        return current < threshold if self.mode == "min" else current > threshold
-
     def _check(self, trainer: Trainer) -> None:
         metrics = trainer.callback_metrics
         if trainer.fast_dev_run:
             return
-        if self.monitor not in metrics:
+        value = self.monitored_value(metrics)
+        if value is None:
             if self.strict:
                 raise RuntimeError(
                     f"EarlyStopping conditioned on metric {self.monitor!r}, which is not available; "
                     f"logged metrics: {sorted(metrics)} (a val_ metric needs val_dataloaders)"
                 )
             return
-        current = float(metrics[self.monitor])
+        current = float(value)
         stop = False
         reason = None
         if self.check_finite and not math.isfinite(current):
             stop = True
             reason = f"{self.monitor} = {current} is not finite"
-        elif self.stopping_threshold is not None and self._beyond(current, self.stopping_threshold):
+        elif self.stopping_threshold is not None and self.is_better(
+            current, self.stopping_threshold
+        ):
             stop = True
             reason = f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
-        elif self.divergence_threshold is not None and self._beyond(
+        elif self.divergence_threshold is not None and self.is_better(
             -current, -self.divergence_threshold
         ):
             stop = True
@@ -119,7 +120,7 @@ class EarlyStopping(MonitorCallback):
             self.stopped_epoch = trainer.current_epoch
             self.reason = reason
             if trainer.is_global_zero:
-                print(f"EarlyStopping: {reason}; stopping.")
+                rank_zero_info(f"EarlyStopping: {reason}; stopping.")
 
     def state_dict(self) -> dict[str, Any]:
         return {

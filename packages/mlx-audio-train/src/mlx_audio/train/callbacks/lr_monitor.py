@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._publish import send_to_loggers, should_update_logs
 from .base import Callback
 
 if TYPE_CHECKING:
@@ -42,12 +43,12 @@ class LearningRateMonitor(Callback):
         name = f"lr-{type(optimizer).__name__}"
         value = next_learning_rate(optimizer)
         trainer.metrics.callback[name] = value
-        trainer.send_to_loggers({name: value}, step=trainer.progress.batches_that_stepped)
+        send_to_loggers(trainer, {name: value}, step=trainer.progress.batches_that_stepped)
 
     def on_train_batch_start(
         self, trainer: Trainer, module: TrainModule, batch: Any, batch_idx: int
     ) -> None:
-        if self.logging_interval != "epoch" and trainer.should_update_logs():
+        if self.logging_interval != "epoch" and should_update_logs(trainer):
             self._log(trainer)
 
     def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:

@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
+from .._checkpoint_files import checkpoint_name, unique_path
+from .._status import rank_zero_info
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
 
 if TYPE_CHECKING:
     from ..module import TrainModule
     from ..trainer import Trainer
-
-
-_FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -97,7 +95,7 @@ class ModelCheckpoint(MonitorCallback):
         self.verbose = verbose
         self.best_k_models: dict[str, float] = {}
         self.kth_best_model_path = ""
-        self.kth_value = math.inf if mode == "min" else -math.inf
+        self.kth_value = self.worst
         self.best_model_path = ""
         self.best_model_score: float | None = None
         self.last_model_path = ""
@@ -153,7 +151,7 @@ class ModelCheckpoint(MonitorCallback):
         if n < 1 or trainer.global_step % n != 0:
             return
         metrics = self._candidates(trainer)
-        if self.monitor is not None and self.monitor not in metrics:
+        if self.monitor is not None and self.monitored_value(metrics) is None:
             self._defer_to_validation = True
             return
         if (
@@ -223,7 +221,7 @@ class ModelCheckpoint(MonitorCallback):
             True: "preempted",
             False: "interrupted" if isinstance(exception, KeyboardInterrupt) else "exception",
         }[preempted]
-        path = self._unique(
+        path = unique_path(
             os.path.join(
                 self._dir, f"{kind}-epoch={trainer.current_epoch}-step={trainer.global_step}"
             )
@@ -251,14 +249,15 @@ class ModelCheckpoint(MonitorCallback):
         if self.save_top_k == 0:
             return
         if self.monitor is None:
-            path = self._unique(os.path.join(self._dir, self.format_name(metrics)))
+            path = unique_path(os.path.join(self._dir, self.format_name(metrics)))
             previous = self.best_model_path
             self.best_model_path = path
             self._write(trainer, path)
             if self.save_top_k == 1 and previous and previous != path:
                 self._remove(previous)
             return
-        if self.monitor not in metrics:
+        current = self.monitored_value(metrics)
+        if current is None:
             message = (
                 f"ModelCheckpoint(monitor={self.monitor!r}) could not find the monitored key in the "
                 f"logged metrics: {sorted(metrics)}. HINT: is it logged (a val_ metric needs val_dataloaders)?"
@@ -267,20 +266,16 @@ class ModelCheckpoint(MonitorCallback):
                 raise ValueError(message)
             trainer.warn_once(message)
             return
-        current = metrics[self.monitor]
         if (
             self.save_top_k == -1
             or len(self.best_k_models) < self.save_top_k
-            or self._better(current, self.kth_value)
+            or self.is_better(current, self.kth_value)
         ):
             self._update_best_and_save(trainer, current, metrics)
         elif self.verbose:
-            print(
+            rank_zero_info(
                 f"ModelCheckpoint: {self.monitor}={current:.6g} was not in the top {self.save_top_k}"
             )
-
-    def _better(self, current: float, reference: float) -> bool:
-        return current < reference if self.mode == "min" else current > reference
 
     def _update_best_and_save(
         self, trainer: Trainer, current: float, metrics: dict[str, float]
@@ -291,8 +286,8 @@ class ModelCheckpoint(MonitorCallback):
             removed = self.kth_best_model_path
             self.best_k_models.pop(removed)
         if math.isnan(current):
-            current = math.inf if self.mode == "min" else -math.inf
-        path = self._unique(os.path.join(self._dir, self.format_name(metrics)), removed)
+            current = self.worst  # NaN ranks last (Lightning)
+        path = unique_path(os.path.join(self._dir, self.format_name(metrics)), removed)
         self.best_k_models[path] = current
         if len(self.best_k_models) == k:
             pick_worst = max if self.mode == "min" else min
@@ -304,7 +299,7 @@ class ModelCheckpoint(MonitorCallback):
         self.best_model_path = pick_best(self.best_k_models, key=self.best_k_models.__getitem__)
         self.best_model_score = self.best_k_models[self.best_model_path]
         if self.verbose:
-            print(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
+            rank_zero_info(f"ModelCheckpoint: {self.monitor}={current:.6g}, saving {path}")
         if removed is not None and removed == path:  # the same name again: replace it
             if self._writes:
                 delete_checkpoint(removed)
@@ -322,7 +317,7 @@ class ModelCheckpoint(MonitorCallback):
         if just_saved:  # `last` links to the checkpoint written at this step
             self.last_model_path = self._written_now
         else:  # no top-k checkpoint at this step: write one for `last` alone
-            path = self._unique(
+            path = unique_path(
                 os.path.join(self._dir, f"last-epoch={metrics['epoch']}-step={metrics['step']}")
             )
             self._write(trainer, path)
@@ -365,23 +360,7 @@ class ModelCheckpoint(MonitorCallback):
     def format_name(self, metrics: dict[str, float]) -> str:
         """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
         template = self.filename or "{epoch}-{step}"
-
-        def field(match: re.Match[str]) -> str:
-            key = match.group(1)
-            spec = match.group(2) or ""
-            value = metrics.get(key, 0)
-            text = format(value, spec[1:]) if spec else str(value)
-            return f"{key}={text}" if self.auto_insert_metric_name else text
-
-        return _FIELD.sub(field, template)
-
-    def _unique(self, path: str, replacing: str | None = None) -> str:
-        candidate = path
-        n = 0
-        while os.path.lexists(candidate) and candidate != replacing:
-            n += 1
-            candidate = f"{path}-v{n}"
-        return candidate
+        return checkpoint_name(template, metrics, self.auto_insert_metric_name)
 
     def state_dict(self) -> dict[str, Any]:
         return {

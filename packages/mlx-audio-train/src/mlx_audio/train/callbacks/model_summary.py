@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._status import rank_zero_info
 from .._tree import flatten
 from .base import Callback
 
@@ -47,4 +48,4 @@ class ModelSummary(Callback):
 
     def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.is_global_zero and self.max_depth != 0:
-            print(summarize(module, self.max_depth))
+            rank_zero_info(summarize(module, self.max_depth))
