@@ -199,6 +199,18 @@ def _worker_share(dataset: Any, spec: WorkerSpec) -> Any:
     return share
 
 
+def _worker_info(spec: WorkerSpec) -> WorkerInfo:
+    """What ``get_worker_info()`` returns in this worker (process or thread)."""
+    return WorkerInfo(
+        spec.worker_id,
+        spec.num_workers,
+        worker_seed(spec.seed, spec.epoch, spec.worker_id),
+        spec.fetcher.dataset,
+        spec.rank,
+        spec.num_replicas,
+    )
+
+
 def process_worker_loop(
     spec: WorkerSpec,
     tasks: Any,
@@ -226,14 +238,7 @@ def process_worker_loop(
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
     results.send(Ready())
-    _process_info = WorkerInfo(
-        spec.worker_id,
-        spec.num_workers,
-        worker_seed(spec.seed, spec.epoch, spec.worker_id),
-        spec.fetcher.dataset,
-        spec.rank,
-        spec.num_replicas,
-    )
+    _process_info = _worker_info(spec)
     producer = _producer(spec, owns_globals=True)
     try:
         seed_globals(_process_info.seed)
@@ -268,14 +273,7 @@ def thread_worker_loop(
     stop: threading.Event,
 ) -> None:
     """Entry point of a worker thread: same protocol, batches passed by reference."""
-    _thread_info.info = WorkerInfo(
-        spec.worker_id,
-        spec.num_workers,
-        worker_seed(spec.seed, spec.epoch, spec.worker_id),
-        spec.fetcher.dataset,
-        spec.rank,
-        spec.num_replicas,
-    )
+    _thread_info.info = _worker_info(spec)
     producer = _producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:
         try:
