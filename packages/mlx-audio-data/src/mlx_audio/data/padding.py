@@ -232,14 +232,28 @@ class _FixedLength:
 
 
 class RandomCrop(_FixedLength):
-    """A random window of ``length`` along ``axis`` (padded at the end when shorter): a
-    ``cpu_transform`` drawing from the DataLoader's per-sample generator, so it is seeded and
-    resumes exactly. ``key`` picks the array in a tuple (position, default 0) or dict
-    (name, default ``"audio"``)."""
+    """A random window of ``length`` along ``axis`` (padded at the end when shorter, unless
+    ``pad=False``: then shorter samples pass as they are, for a ``PadCollate`` that pads each
+    batch once): a ``cpu_transform`` drawing from the DataLoader's per-sample generator, so it
+    is seeded and resumes exactly. ``key`` picks the array in a tuple (position, default 0) or
+    dict (name, default ``"audio"``)."""
+
+    def __init__(
+        self,
+        length: int,
+        axis: int = -1,
+        pad_value: float = 0.0,
+        key: int | str | None = None,
+        pad: bool = True,
+    ) -> None:
+        super().__init__(length, axis, pad_value, key)
+        self.pad = pad
 
     def __call__(self, sample: Any, rng: np.random.Generator | None = None) -> Any:
         array, put = _audio_of(sample, self.key)
         size = array.shape[self.axis % array.ndim] if array.ndim else 0
+        if size <= self.length and not self.pad:
+            return sample
         generator = rng if rng is not None else np.random.default_rng()
         start = int(generator.integers(0, size - self.length + 1)) if size > self.length else 0
         return put(self._fit(array, start))

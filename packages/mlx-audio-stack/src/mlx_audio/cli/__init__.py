@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in plot_run(args.run):
                 print(path)
+    except tasks.DATA_ERRORS as error:  # the data's mistake: one message, exit status 1
+        print(f"mlx-audio {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as error:
         print(f"mlx-audio {args.command}: error: {error}", file=sys.stderr)
         return 2

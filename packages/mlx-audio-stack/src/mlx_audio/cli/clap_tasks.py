@@ -19,9 +19,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from mlx_audio.data import DataLoader, Subset
+from mlx_audio.data import DataLoader
 from mlx_audio.train import OptimizerConfig, TrainModule
 
+from .clips import DropUnreadable, Unreadable
 from .config import Settings
 
 _COPIED = (
@@ -76,7 +77,9 @@ class CaptionPairs:
             return str(item[-1])
         return self.template.format(label=self.classes[int(item[1])])
 
-    def __call__(self, item: Any, rng: np.random.Generator) -> tuple:
+    def __call__(self, item: Any, rng: np.random.Generator) -> Any:
+        if isinstance(item, Unreadable):  # data.on_error: skip; the collate drops it
+            return item
         text = self.caption(item)
         features = self.extractor(
             [np.asarray(item[0])],
@@ -144,11 +147,10 @@ def loaders(
     from mlx_audio.models.clap import ClapTokenizer
 
     folder = _pretrained(settings)
-    base = train.dataset if isinstance(train, Subset) else train
     pairs = CaptionPairs(
         extractor,
         ClapTokenizer.from_pretrained(folder),
-        list(getattr(base, "classes", [])),
+        list(train.classes),
         settings.data.caption_template,
         settings.model.max_tokens,
     )
@@ -161,8 +163,15 @@ def loaders(
             drop_last=len(train) > d.batch_size,
             num_workers=d.num_workers,
             cpu_transforms=[pairs],
+            collate_fn=DropUnreadable(),
         ),
-        DataLoader(val, batch_size=d.batch_size, num_workers=d.num_workers, cpu_transforms=[pairs]),
+        DataLoader(
+            val,
+            batch_size=d.batch_size,
+            num_workers=d.num_workers,
+            cpu_transforms=[pairs],
+            collate_fn=DropUnreadable(),
+        ),
     )
 
 

@@ -24,6 +24,8 @@ class DataSettings:
     caption_template: str = (
         "{label}"  # model.name clap, class folders: the caption of a clip of class {label}
     )
+    label_column: str = "label"  # a manifest's column of class names
+    on_error: Literal["raise", "skip"] = "raise"  # a file failing while training: stop, or drop it
 
 
 @dataclass

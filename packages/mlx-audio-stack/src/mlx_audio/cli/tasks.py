@@ -13,24 +13,19 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
-from mlx_audio.data import (
-    AudioFolder,
-    AudioManifest,
-    DataLoader,
-    LogMel,
-    PadOrCrop,
-    RandomCrop,
-    Subset,
-)
+from mlx_audio.data import AudioFolder, AudioManifest, DataLoader, LogMel
+from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.models import AudioCNN
 from mlx_audio.train import OptimizerConfig, Trainer, TrainModule
 from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from mlx_audio.train.schedulers import WarmupCosineScheduler
 
+from . import clips
 from .config import Settings, dump, trainer_kwargs
+from .data import MANIFEST_SUFFIXES, DataError
 from .plots import plot_confusion
 
-MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+DATA_ERRORS = (DataError, AudioDecodeError)  # what the command reports as the data's mistake
 
 
 def dataset(path: str, sample_rate: int) -> Any:
@@ -39,8 +34,8 @@ def dataset(path: str, sample_rate: int) -> Any:
         return AudioFolder(path, sample_rate=sample_rate)
     if os.path.isfile(path) and path.lower().endswith(MANIFEST_SUFFIXES):
         return AudioManifest(path, sample_rate=sample_rate)
-    raise FileNotFoundError(
-        f"--data {path!r}: expected a folder of class folders or a manifest ({', '.join(MANIFEST_SUFFIXES)})"
+    raise DataError(
+        f"--data {path}: expected a folder of class folders or a manifest ({', '.join(MANIFEST_SUFFIXES)})"
     )
 
 
@@ -55,6 +50,7 @@ class AudioClassifier(TrainModule):
         super().__init__()
         model = settings.model
         self.settings = settings
+        self.num_classes = num_classes
         self.features = LogMel(
             settings.data.sample_rate,
             n_fft=model.n_fft,
@@ -79,6 +75,12 @@ class AudioClassifier(TrainModule):
         logits = self(waves)
         loss = mx.mean(nn.losses.cross_entropy(logits, labels))
         return loss, {"accuracy": mx.mean(mx.argmax(logits, axis=-1) == labels)}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
+
+    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
+        clips.check_labels(batch[1], self.num_classes)
 
     def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
         return mx.softmax(self(batch[0]), axis=-1)
@@ -109,45 +111,28 @@ def make_optimizer(settings: Settings, total: int) -> OptimizerConfig:
     return OptimizerConfig(optimizer, lr_schedule_name=sched.name)
 
 
-def split(data: Any, fraction: float, seed: int) -> tuple[Any, Any]:
-    order = np.random.default_rng(seed).permutation(len(data))
-    held = max(1, int(round(len(data) * fraction)))
-    return Subset(data, order[held:].tolist()), Subset(data, sorted(order[:held].tolist()))
-
-
 def datasets(settings: Settings, sample_rate: int) -> tuple[Any, Any, list[str]]:
-    """The training and validation sets (``data.val``, or ``data.val_fraction`` held out) and the classes."""
-    d = settings.data
-    train = dataset(d.train, sample_rate)
-    if d.val is not None:
-        val = dataset(d.val, sample_rate)
-        if list(val.classes) != list(train.classes):
-            raise ValueError(
-                f"--data.val {d.val}: classes {val.classes} differ from the training data's {train.classes}"
-            )
-    else:
-        train, val = split(train, d.val_fraction, settings.trainer.seed)
-    labelled: Any = train.dataset if isinstance(train, Subset) else train  # has .classes
-    return train, val, list(labelled.classes)
+    """The training and validation sets (``data.val``, or ``data.val_fraction`` of each class
+    held out), every file checked, and the classes (``clips.training``)."""
+    return clips.training(settings, sample_rate)
 
 
 def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
     d = settings.data
-    train, val, classes = datasets(settings, d.sample_rate)
-    length = int(round(d.clip_seconds * d.sample_rate))
+    train, val, classes = datasets(settings, d.sample_rate)  # clips cut to data.clip_seconds
     return (
         DataLoader(
             train,
             batch_size=d.batch_size,
             shuffle=True,
             num_workers=d.num_workers,
-            cpu_transforms=[RandomCrop(length)],
+            collate_fn=clips.DropUnreadable(),
         ),
         DataLoader(
             val,
             batch_size=d.batch_size,
             num_workers=d.num_workers,
-            cpu_transforms=[PadOrCrop(length)],
+            collate_fn=clips.DropUnreadable(),
         ),
         classes,
     )
@@ -222,6 +207,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         val_loader,
         ckpt_path=last if resume and os.path.lexists(last) else None,
     )
+    clips.report_skipped(train_loader.dataset, root)
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
     exported = None
@@ -267,16 +253,12 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
 
 
 def predictions(
-    run: str, data_path: str, checkpoint: str | None
+    run: str, data_path: str, checkpoint: str | None, labelled: bool = False
 ) -> tuple[list[str], np.ndarray, Any, list[str]]:
     settings, classes, module, path = restore(run, checkpoint)
-    data = dataset(data_path, settings.data.sample_rate)
-    length = int(round(settings.data.clip_seconds * settings.data.sample_rate))
+    data = clips.for_run(data_path, settings, classes if labelled else None)
     loader: DataLoader[Any] = DataLoader(
-        data,
-        batch_size=settings.data.batch_size,
-        num_workers=settings.data.num_workers,
-        cpu_transforms=[PadOrCrop(length)],
+        data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers
     )
     settings.trainer.enable_progress_bar = False
     probs = np.concatenate(
@@ -287,12 +269,12 @@ def predictions(
             )
         ]
     )
-    return classes, probs, data, files_of(data)
+    return classes, probs, data, [str(p) for p in data.paths]
 
 
 def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict[str, Any]:
-    classes, probs, data, _ = predictions(run, data_path, checkpoint)
-    labels = np.array(data.targets if isinstance(data, AudioFolder) else data.labels)
+    classes, probs, data, _ = predictions(run, data_path, checkpoint, labelled=True)
+    labels = np.asarray(data.targets)  # numbered by the run's classes
     predicted = probs.argmax(axis=-1)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)

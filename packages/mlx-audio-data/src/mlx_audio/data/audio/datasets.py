@@ -77,6 +77,11 @@ class AudioFolder(_AudioFiles):
     (``(channels, samples)`` with ``mono=False``) at ``sample_rate`` (the file's own if None);
     ``offset``/``duration`` (seconds) read a window of every file. ``transform`` and
     ``target_transform`` run on the waveform and the index.
+
+    ``classes`` fixes the class list (e.g. the one a model was trained with, to evaluate on a
+    folder that lacks some classes): indices follow it, a class missing from ``root`` is fine,
+    a sub-folder not in it is an error naming it. Hidden files and folders (``.DS_Store``,
+    macOS's ``._*`` companions) and ``__MACOSX`` folders are not data and are skipped.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class AudioFolder(_AudioFiles):
         transform: Callable[[np.ndarray], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
         allow_empty: bool = False,
+        classes: Sequence[str] | None = None,
     ) -> None:
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
@@ -103,19 +109,26 @@ class AudioFolder(_AudioFiles):
         self.extensions = tuple(
             e.lower() if e.startswith(".") else "." + e.lower() for e in extensions
         )
-        self.classes = sorted(
-            e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")
+        found_classes = sorted(
+            e.name for e in os.scandir(self.root) if e.is_dir() and not _hidden(e.name)
         )
-        if not self.classes:
+        if not found_classes:
             raise FileNotFoundError(
                 f"AudioFolder: no class folders in {self.root} (expected root/<class>/<files>)"
             )
+        self.classes = list(found_classes if classes is None else classes)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        unknown = [name for name in found_classes if name not in self.class_to_idx]
+        if unknown:
+            raise ValueError(
+                f"AudioFolder: {self.root}: class folders {unknown} are not among the classes "
+                f"{self.classes}"
+            )
         self.samples: list[tuple[str, int]] = []
-        for name in self.classes:
+        for name in found_classes:
             found = sorted(
                 os.path.join(folder, file)
-                for folder, _, files in os.walk(os.path.join(self.root, name), followlinks=True)
+                for folder, dirs, files in _walk(os.path.join(self.root, name))
                 for file in files
                 if file.lower().endswith(self.extensions)
             )
@@ -143,15 +156,31 @@ class AudioFolder(_AudioFiles):
         return wave, label
 
 
+def _hidden(name: str) -> bool:
+    """Not data: hidden files and folders (``.DS_Store``, ``._*``) and ``__MACOSX``."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _walk(folder: str) -> Any:
+    """``os.walk`` (following links) without hidden files and folders (:func:`_hidden`)."""
+    for parent, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not _hidden(d)]
+        yield parent, dirs, [f for f in files if not _hidden(f)]
+
+
 class AudioManifest(_AudioFiles):
-    """Rows of a CSV (header line) or JSON-lines file: ``path`` (required; relative paths are
-    resolved against the manifest's folder, or ``root``), optional ``label``, ``caption``,
-    ``offset`` and ``duration`` (seconds).
+    """Rows of a CSV/TSV (header line; an Excel byte-order mark is fine), JSON-lines or JSON
+    array file: ``path`` (required; relative paths are resolved against the manifest's folder,
+    or ``root``), optional ``label`` (another column with ``label_column``), ``caption``,
+    ``offset`` and ``duration`` (seconds). ``columns`` lists the columns found.
 
     Items are tuples ``(waveform, label)``, ``(waveform, caption)`` or ``(waveform, label,
     caption)`` -- the columns present, in that order -- or dicts with ``as_dict=True``
     (``{"audio", "label", "caption"}``). String labels are mapped to indices by sorted name
-    (``classes``, ``class_to_idx``); integer labels are kept.
+    (``classes``, ``class_to_idx``); integer labels are kept as class indices (they must be
+    >= 0), and ``classes`` is then ``"0"`` .. the largest, so ``len(classes)`` outputs cover
+    every label. ``classes`` given (e.g. a trained model's) maps every label, string or integer,
+    by its name in that list; a label not in it is an error naming it and the known ones.
     """
 
     def __init__(
@@ -162,6 +191,8 @@ class AudioManifest(_AudioFiles):
         root: str | os.PathLike[str] | None = None,
         transform: Callable[[np.ndarray], Any] | None = None,
         as_dict: bool = False,
+        classes: Sequence[str] | None = None,
+        label_column: str = "label",
     ) -> None:
         self.path = os.fspath(path)
         self.sample_rate = sample_rate
@@ -170,7 +201,9 @@ class AudioManifest(_AudioFiles):
         self.as_dict = as_dict
         base = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(self.path))
         rows = _read_manifest(self.path)
-        self.has_label = any("label" in r for r in rows)
+        self.columns = sorted({key for row in rows for key in row})
+        self.label_column = label_column
+        self.has_label = any(label_column in r for r in rows)
         self.has_caption = any("caption" in r for r in rows)
         self.rows: list[tuple[str, float, float | None]] = []
         labels: list[Any] = []
@@ -187,12 +220,14 @@ class AudioManifest(_AudioFiles):
             duration = _seconds(row.get("duration"), "duration", where)
             self.rows.append((file, offset, duration))
             if self.has_label:
-                if row.get("label") in (None, ""):
-                    raise ValueError(f"AudioManifest: {where} has no label but other rows do")
-                labels.append(row["label"])
+                if row.get(label_column) in (None, ""):
+                    raise ValueError(
+                        f"AudioManifest: {where} has no {label_column!r} but other rows do"
+                    )
+                labels.append(row[label_column])
             if self.has_caption:
                 self.captions.append(str(row.get("caption") or ""))
-        self.class_to_idx, self.labels = _index_labels(labels)
+        self.class_to_idx, self.labels = _index_labels(labels, classes, self.path)
         self.classes = list(self.class_to_idx)
 
     def _rows(self) -> list[tuple[str, float, float | None]]:
@@ -216,7 +251,7 @@ class AudioManifest(_AudioFiles):
 def _read_manifest(path: str) -> list[dict[str, Any]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"AudioManifest: no manifest at {path}")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
         if path.endswith((".csv", ".tsv")):
             reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
             if reader.fieldnames is None or "path" not in reader.fieldnames:
@@ -224,6 +259,10 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
                     f"AudioManifest: {path} needs a header line with a 'path' column, got {reader.fieldnames}"
                 )
             return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
+        if path.endswith(".json") and f.read(1024).lstrip().startswith("["):
+            f.seek(0)
+            return _json_array(path, f)
+        f.seek(0)
         if path.endswith((".jsonl", ".json", ".ndjson")):
             rows = []
             for number, line in enumerate(f, start=1):
@@ -255,11 +294,40 @@ def _seconds(value: Any, name: str, where: str) -> float | None:
     return seconds
 
 
-def _index_labels(labels: list[Any]) -> tuple[dict[str, int], list[int]]:
-    """``(class_to_idx, label indices)``: integer labels kept as they are (``"3" -> 3``);
-    names mapped to their index in sorted order."""
-    if all(isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in labels):
+def _json_array(path: str, f: Any) -> list[dict[str, Any]]:
+    """A ``.json`` manifest holding one array of row objects."""
+    try:
+        rows = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"AudioManifest: {path} is not JSON: {error}") from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValueError(f"AudioManifest: {path}, item {number} must be a JSON object")
+    return list(rows)
+
+
+def _index_labels(
+    labels: list[Any], classes: Sequence[str] | None, path: str
+) -> tuple[dict[str, int], list[int]]:
+    """``(class_to_idx, label indices)``. With ``classes``: every label by its name there.
+    Else integer labels kept as indices (``"3" -> 3``; ``classes`` "0".."max"), names mapped
+    to their index in sorted order. Never an index outside ``range(len(class_to_idx))``."""
+    if classes is not None:
+        index = {str(name): i for i, name in enumerate(classes)}
+        unknown = sorted({str(v) for v in labels} - set(index))
+        if unknown:
+            raise ValueError(
+                f"AudioManifest: {path}: labels {unknown} are not among the classes {list(index)}"
+            )
+        return index, [index[str(v)] for v in labels]
+    if labels and all(
+        isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in labels
+    ):
         values = [int(v) for v in labels]
-        return {str(v): v for v in sorted(set(values))}, values
+        if min(values) < 0:
+            raise ValueError(
+                f"AudioManifest: {path}: integer label {min(values)} is not a class index (>= 0)"
+            )
+        return {str(v): v for v in range(max(values) + 1)}, values
     index = {name: i for i, name in enumerate(sorted({str(v) for v in labels}))}
     return index, [index[str(v)] for v in labels]

@@ -1,0 +1,233 @@
+"""The command's dataset over a checked :class:`~.data.Table`: clips read at the sample rate,
+training clips cut by seeking to a random window (a 1-s crop of a 10-minute file decodes 1 s),
+and the ``data.on_error`` policy for files that fail while training (``skip``: the sample is
+dropped from its batch, warned once per file, listed at the end of the run)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from mlx_audio.data import Dataset, PadOrCrop, load_audio, sample_rng
+from mlx_audio.data.collate import collate_into
+
+from . import data
+from .config import Settings
+from .data import DataError, Table, _example, _why, count
+
+
+class SkipLog:
+    """Files dropped under ``data.on_error: skip``: a file that worker processes append to
+    (one line per drop: path, tab, why), so the main process can count and list them."""
+
+    def __init__(self) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="mlx-audio-skipped-", suffix=".tsv")
+        os.close(handle)
+        atexit.register(self.remove)
+
+    def remove(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def add(self, path: str, why: str) -> bool:
+        """Record a drop; True the first time this file is dropped (warn then, once)."""
+        first = path not in {line.split("\t", 1)[0] for line in self.lines()}
+        with open(self.path, "a") as f:  # one short write: appends from processes stay whole
+            f.write(f"{path}\t{why}\n")
+        return first
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def report(self, folder: str | None) -> str | None:
+        """The run's summary line of dropped files (written to ``folder/skipped.txt``), or None."""
+        lines = self.lines()
+        self.remove()
+        if not lines:
+            return None
+        files = sorted({line.split("\t", 1)[0] for line in lines})
+        at_check = [line for line in lines if line.endswith("(header)")]
+        while_training = len(lines) - len(at_check)
+        where = ""
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "skipped.txt"), "w") as f:
+                f.writelines(line + "\n" for line in lines)
+            where = f", listed in {os.path.join(folder, 'skipped.txt')}"
+        parts = [f"{count(len(at_check), 'unreadable file')} left out"] if at_check else []
+        if while_training:
+            failed = len(files) - len(at_check)
+            parts.append(
+                f"{count(while_training, 'sample')} of {count(failed, 'file')} dropped "
+                "while training"
+            )
+        return f"mlx-audio: data.on_error: skip: {' and '.join(parts)}{where}: {_example(files)}"
+
+
+class Unreadable:
+    """What :class:`Clips` yields for a file it skipped; :class:`DropUnreadable` drops it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class Clips(Dataset[Any]):
+    """Items ``(wave, class index)``, ``(wave, caption)``, ``(wave, index, caption)`` or
+    ``(wave,)`` (what the table holds) of ``length`` samples at ``sample_rate``: with ``crop``
+    a random window (seeded per sample, seeking into the file; shorter clips padded at the end),
+    else the start, padded or cut. ``length=None``: whole windows (CLAP's features cut them)."""
+
+    def __init__(
+        self,
+        table: Table,
+        sample_rate: int,
+        length: int | None,
+        crop: bool = False,
+        on_error: str = "raise",
+        skipped: SkipLog | None = None,
+    ) -> None:
+        self.paths = np.asarray(table.paths, dtype=str)  # numpy, not lists: NOTE copy-on-read
+        self.offsets = np.asarray(table.offsets, dtype=np.float64)
+        self.seconds = np.asarray(table.seconds, dtype=np.float64)  # available from the offset
+        self.durations = np.asarray(
+            [np.nan if d is None else d for d in table.durations], dtype=np.float64
+        )
+        self.targets = table.targets
+        self.captions = table.captions
+        self.classes = table.classes
+        self.sample_rate = sample_rate
+        self.length = length
+        self.crop = crop
+        self.on_error = on_error
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, index: int) -> np.ndarray:
+        path, offset, seconds = str(self.paths[index]), self.offsets[index], self.seconds[index]
+        rate = self.sample_rate
+        if self.length is not None and self.crop and seconds * rate > self.length:
+            clip = self.length / rate
+            start = offset + float(sample_rng().uniform(0.0, seconds - clip))
+            wave, _ = load_audio(path, rate, offset=start, duration=clip)  # seeks: decodes `clip`
+        else:
+            window = self.durations[index]
+            wave, _ = load_audio(
+                path, rate, offset=offset, duration=None if np.isnan(window) else window
+            )
+        return wave if self.length is None else PadOrCrop(self.length)(wave)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            wave = self.read(index)
+        except Exception as error:  # any decoder's error: the data.on_error policy decides
+            path = str(self.paths[index])
+            if self.on_error != "skip":
+                raise DataError(
+                    f"cannot read {path} ({_why(error)}); set data.on_error: skip to drop "
+                    "files that fail while training"
+                ) from None
+            if self.skipped is None or self.skipped.add(path, _why(error)):
+                print(f"mlx-audio: warning: skipping {path}: {_why(error)}", file=sys.stderr)
+            return Unreadable(path)
+        item: tuple[Any, ...] = (wave,)
+        if self.targets is not None:
+            item += (int(self.targets[index]),)
+        if self.captions is not None:
+            item += (self.captions[index],)
+        return item
+
+
+class DropUnreadable:
+    """The default collate (into shared memory in process workers) without skipped samples."""
+
+    def _kept(self, samples: list[Any]) -> list[Any]:
+        kept = [s for s in samples if not isinstance(s, Unreadable)]
+        if not kept:
+            raise DataError(
+                f"every file of a batch failed to read ({_example([s.path for s in samples])}): "
+                "check the files listed above"
+            )
+        return kept
+
+    def __call__(self, samples: list[Any]) -> Any:
+        return collate_into(self._kept(samples), None)
+
+    def collate_into(self, samples: list[Any], alloc: Any) -> Any:
+        return collate_into(self._kept(samples), alloc)
+
+
+def check_labels(labels: Any, num_classes: int) -> None:
+    """A batch's class indices are all in ``range(num_classes)`` (past the end, MLX's
+    ``take``/``cross_entropy`` read out of bounds: undefined behaviour, not an error)."""
+    values = np.asarray(labels)
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        bad = int(values.min()) if values.min() < 0 else int(values.max())
+        raise DataError(
+            f"label index {bad} is not a class of this model (it has {num_classes} classes: "
+            f"0..{num_classes - 1})"
+        )
+
+
+def report_skipped(dataset: Any, folder: str) -> None:
+    """At the end of training: the files ``data.on_error: skip`` dropped, if any."""
+    skipped = getattr(dataset, "skipped", None)
+    line = skipped.report(folder) if skipped is not None else None
+    if line:
+        print(line)
+
+
+def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[str]]:
+    """The training and validation sets -- ``data.val``, or ``data.val_fraction`` of each class
+    held out -- with every header checked and a summary printed, and the run's classes."""
+    d = settings.data
+    classifier = settings.model.name != "clap"
+    train = data.labelled(d.train, None, d.label_column, need_labels=classifier)
+    if classifier and len(train.classes) < 2:
+        raise DataError(
+            f"--data {d.train}: one class ({', '.join(map(repr, train.classes))}); a classifier "
+            "needs two or more classes of clips"
+        )
+    data.report_ignored(train)
+    skipped = SkipLog() if d.on_error == "skip" else None
+    train = data.check_headers(train, d.on_error, skipped)
+    held: float | None = None
+    if d.val is not None:
+        known = train.classes if train.targets is not None else None
+        val = data.labelled(d.val, known, d.label_column, need_labels=classifier)
+        data.report_ignored(val)
+        val = data.check_headers(val, d.on_error, skipped)
+    else:
+        keep, out = data.stratified_split(
+            train.targets, len(train.paths), d.val_fraction, settings.trainer.seed
+        )
+        train, val, held = train.take(keep), train.take(out), d.val_fraction
+    print(data.summary(train, val, held))
+    length = None if not classifier else int(round(d.clip_seconds * sample_rate))
+    return (
+        Clips(train, sample_rate, length, crop=True, on_error=d.on_error, skipped=skipped),
+        Clips(val, sample_rate, length, on_error=d.on_error, skipped=skipped),
+        train.classes,
+    )
+
+
+def for_run(path: str, settings: Settings, classes: list[str] | None) -> Clips:
+    """``evaluate`` (``classes``: the run's, labels numbered by them) or ``predict`` (None:
+    every audio file of a file, folder or manifest) data, checked, clips padded or cut as the
+    run's validation clips. Files that fail are errors here: a dropped clip would shift rows."""
+    d = settings.data
+    table = data.labelled(path, classes, d.label_column) if classes else data.unlabelled(path)
+    data.report_ignored(table)
+    table = data.check_headers(table, "raise")
+    length = int(round(d.clip_seconds * d.sample_rate))
+    return Clips(table, d.sample_rate, length)
