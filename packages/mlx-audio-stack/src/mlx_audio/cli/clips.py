@@ -18,7 +18,7 @@ from mlx_audio.data.collate import collate_into
 
 from . import data
 from .config import Settings
-from .data import DataError, Table, _example, _why, count
+from .data import DataError, Table, count, example, reason
 
 
 class SkipLog:
@@ -70,7 +70,7 @@ class SkipLog:
                 f"{count(while_training, 'sample')} of {count(failed, 'file')} dropped "
                 "while training"
             )
-        return f"mlx-audio: data.on_error: skip: {' and '.join(parts)}{where}: {_example(files)}"
+        return f"mlx-audio: data.on_error: skip: {' and '.join(parts)}{where}: {example(files)}"
 
 
 class Unreadable:
@@ -94,8 +94,10 @@ class Clips(Dataset[Any]):
         crop: bool = False,
         on_error: str = "raise",
         skipped: SkipLog | None = None,
+        training: bool = True,
     ) -> None:
-        self.paths = np.asarray(table.paths, dtype=str)  # numpy, not lists: NOTE copy-on-read
+        # numpy arrays, not lists of str: a worker reading a list of objects copies its pages
+        self.paths = np.asarray(table.paths, dtype=str)
         self.offsets = np.asarray(table.offsets, dtype=np.float64)
         self.seconds = np.asarray(table.seconds, dtype=np.float64)  # available from the offset
         self.durations = np.asarray(
@@ -109,6 +111,7 @@ class Clips(Dataset[Any]):
         self.crop = crop
         self.on_error = on_error
         self.skipped = skipped
+        self.training = training  # evaluate/predict: no data.on_error advice
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -133,12 +136,12 @@ class Clips(Dataset[Any]):
         except Exception as error:  # any decoder's error: the data.on_error policy decides
             path = str(self.paths[index])
             if self.on_error != "skip":
+                advice = "; set data.on_error: skip to drop files that fail while training"
                 raise DataError(
-                    f"cannot read {path} ({_why(error)}); set data.on_error: skip to drop "
-                    "files that fail while training"
+                    f"cannot read {path} ({reason(error)}){advice if self.training else ''}"
                 ) from None
-            if self.skipped is None or self.skipped.add(path, _why(error)):
-                print(f"mlx-audio: warning: skipping {path}: {_why(error)}", file=sys.stderr)
+            if self.skipped is None or self.skipped.add(path, reason(error)):
+                print(f"mlx-audio: warning: skipping {path}: {reason(error)}", file=sys.stderr)
             return Unreadable(path)
         item: tuple[Any, ...] = (wave,)
         if self.targets is not None:
@@ -155,7 +158,7 @@ class DropUnreadable:
         kept = [s for s in samples if not isinstance(s, Unreadable)]
         if not kept:
             raise DataError(
-                f"every file of a batch failed to read ({_example([s.path for s in samples])}): "
+                f"every file of a batch failed to read ({example([s.path for s in samples])}): "
                 "check the files listed above"
             )
         return kept
@@ -228,6 +231,6 @@ def for_run(path: str, settings: Settings, classes: list[str] | None) -> Clips:
     d = settings.data
     table = data.labelled(path, classes, d.label_column) if classes else data.unlabelled(path)
     data.report_ignored(table)
-    table = data.check_headers(table, "raise")
+    table = data.check_headers(table, "raise", training=False)
     length = int(round(d.clip_seconds * d.sample_rate))
-    return Clips(table, d.sample_rate, length)
+    return Clips(table, d.sample_rate, length, training=False)

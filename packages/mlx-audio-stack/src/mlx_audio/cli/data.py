@@ -24,6 +24,7 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 # Extensions a decoder reads (libsndfile, or PyAV with the ffmpeg extra) that are not looked for:
 # reported, never taken silently nor dropped silently.
 UNLISTED_AUDIO = (".wave", ".wma", ".mp4", ".webm", ".mka", ".amr", ".caf", ".w64", ".aifc")
+SHOWN_CLASSES = 30  # rows of the summary's class table
 FEW_VALIDATION_CLIPS = 50  # below this, one clip moves val_accuracy by more than 2 points
 
 
@@ -103,6 +104,7 @@ def _library(make: Any, where: str) -> Any:
         return make()
     except (ValueError, FileNotFoundError) as error:
         text = str(error).removeprefix("AudioManifest: ").removeprefix("AudioFolder: ")
+        text = text.replace("(allow_empty=True to accept empty classes)", "(remove the folder)")
         path = where.removeprefix("--data ")
         raise DataError(f"{where}: {text.removeprefix(path + ': ')}") from None
 
@@ -183,7 +185,7 @@ def unlabelled(path: str) -> Table:
     return Table(path, audio, [0.0] * len(audio), [None] * len(audio), ignored=ignored)
 
 
-def _example(paths: list[str]) -> str:
+def example(paths: list[str]) -> str:
     return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
@@ -199,11 +201,11 @@ def report_ignored(table: Table) -> None:
     }
     for kind, paths in groups.items():
         print(
-            f"mlx-audio: warning: {count(len(paths), 'file')} not used, {why[kind]}: {_example(paths)}"
+            f"mlx-audio: warning: {count(len(paths), 'file')} not used, {why[kind]}: {example(paths)}"
         )
 
 
-def _why(error: BaseException) -> str:
+def reason(error: BaseException) -> str:
     cause = error.__cause__
     text = getattr(cause, "error_string", None) or str(error)
     return str(text).strip().removeprefix("Error : ").rstrip(".") or type(error).__name__
@@ -216,13 +218,13 @@ def _info(path: str) -> tuple[float, str | None]:
     try:
         frames, rate, _ = audio_info(path)
     except Exception as error:  # any decoder's error: the file is unreadable, said below
-        return float("nan"), _why(error)
+        return float("nan"), reason(error)
     if frames <= 0:
         return float("nan"), "no audio samples"
     return frames / rate, None
 
 
-def check_headers(table: Table, on_error: str, skipped: Any = None) -> Table:
+def check_headers(table: Table, on_error: str, skipped: Any = None, training: bool = True) -> Table:
     """Read every file's header (threads; a progress line for large sets) and set
     ``table.seconds``. Unreadable or empty files: a :class:`DataError` listing them all, or,
     with ``on_error == "skip"``, a warning and rows without them (recorded in ``skipped``)."""
@@ -241,14 +243,14 @@ def check_headers(table: Table, on_error: str, skipped: Any = None) -> Table:
     bad = [(path, why) for path, (_, why) in results.items() if why is not None]
     if bad and on_error != "skip":
         listing = "".join(f"\n  {path}: {why}" for path, why in bad)
+        advice = ", or set data.on_error: skip to train without them" if training else ""
         raise DataError(
-            f"{len(bad)} of {len(unique)} files cannot be read (fix or remove them, or set "
-            f"data.on_error: skip to train without them):{listing}"
+            f"{len(bad)} of {len(unique)} files cannot be read (fix or remove them{advice}):{listing}"
         )
     if bad:
         print(
             f"mlx-audio: warning: leaving out {count(len(bad), 'unreadable file')} "
-            f"(data.on_error: skip): {_example([p for p, _ in bad])}"
+            f"(data.on_error: skip): {example([p for p, _ in bad])}"
         )
         if skipped is not None:
             for path, why in bad:
@@ -262,27 +264,26 @@ def check_headers(table: Table, on_error: str, skipped: Any = None) -> Table:
 
 
 def stratified_split(
-    targets: np.ndarray | None, count: int, fraction: float, seed: int
+    targets: np.ndarray | None, size: int, fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
     """``(train, validation)`` indices: ``fraction`` of each class held out (at least one clip
     of every class with two or more), seeded; without labels a plain seeded draw."""
     rng = np.random.default_rng(seed)
     if targets is None:
-        order = rng.permutation(count)
-        held = max(1, int(round(count * fraction)))
+        order = rng.permutation(size)
+        held = max(1, int(round(size * fraction)))
         return sorted(order[held:].tolist()), sorted(order[:held].tolist())
     val: list[int] = []
     for label in np.unique(targets):
         members = np.flatnonzero(targets == label)
-        size = len(members)
-        take = 0 if size < 2 else min(size - 1, max(1, int(round(size * fraction))))
-        val.extend(rng.permutation(members)[:take].tolist())
+        take = 0 if len(members) < 2 else max(1, int(round(len(members) * fraction)))
+        val.extend(rng.permutation(members)[: min(take, len(members) - 1)].tolist())
     if not val:
         raise DataError(
             "too few files to hold out a validation set (one per class): pass --val-data"
         )
     chosen = set(val)
-    return [i for i in range(count) if i not in chosen], sorted(val)
+    return [i for i in range(size) if i not in chosen], sorted(val)
 
 
 def duration(seconds: float) -> str:
@@ -307,15 +308,17 @@ def summary(train: Table, val: Table, held_out: float | None) -> str:
     if train.targets is not None and val.targets is not None:
         width = max(5, *(len(c) for c in train.classes))
         lines.append(f"  {'class':<{width}}  training  validation  duration")
-        for index, name in enumerate(train.classes):
+        for index, name in enumerate(train.classes[:SHOWN_CLASSES]):
             fit, held = train.targets == index, val.targets == index
             spent = float(train.seconds[fit].sum() + val.seconds[held].sum())
             lines.append(
                 f"  {name:<{width}}  {int(fit.sum()):>8}  {int(held.sum()):>10}  {duration(spent):>8}"
             )
+        if len(train.classes) > SHOWN_CLASSES:
+            lines.append(f"  ... and {len(train.classes) - SHOWN_CLASSES} more classes")
         missing = [c for i, c in enumerate(train.classes) if not (val.targets == i).any()]
         if missing:
-            lines.append(f"mlx-audio: warning: no validation clips of {', '.join(missing)}")
+            lines.append(f"mlx-audio: warning: no validation clips of {example(missing)}")
     lines.append(
         f"  validation: {count(len(val.paths), 'file')} "
         + (
