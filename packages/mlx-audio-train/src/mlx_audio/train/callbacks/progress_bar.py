@@ -226,6 +226,7 @@ class TQDMProgressBar(Callback):
         elif (
             self._epoch_mode == "plain"
             and time.perf_counter() - self._line_at >= self.plain_interval
+            and not trainer.is_last_batch  # the epoch's end writes that line, once
         ):
             self._plain_line(trainer)
 
