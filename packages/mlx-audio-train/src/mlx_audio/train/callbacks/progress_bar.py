@@ -184,6 +184,8 @@ class TQDMProgressBar(Callback):
             self._bar(
                 "train", math.inf, "Epoch"
             )  # one bar, reset every epoch (Lightning's leave=False)
+        if trainer.progress.batch_in_epoch:  # resumed mid-epoch: no on_train_epoch_start comes
+            self.on_train_epoch_start(trainer, module)
 
     def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._started = time.perf_counter()
