@@ -15,6 +15,11 @@ import sys
 from typing import Any
 
 
+class _NotYaml(str):
+    """A flag's value that YAML cannot read: reported by ``main`` in one line, naming the key
+    (argparse's own error would print the whole usage first)."""
+
+
 def _value(text: str) -> Any:
     import yaml
 
@@ -22,8 +27,8 @@ def _value(text: str) -> Any:
 
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as error:  # argparse: "argument --key: <this>", exit status 2
-        raise argparse.ArgumentTypeError(f"not a YAML value: {text!r}{yaml_error(error)}") from None
+    except yaml.YAMLError as error:
+        return _NotYaml(f"not a YAML value: {text!r} ({yaml_error(error)[1]})")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -150,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             overrides = {k: v for k, v in vars(args).items() if "." in k}
+            for key, value in overrides.items():
+                if isinstance(value, _NotYaml):
+                    raise ConfigError(f"command line: {key}: {value}")
             for flag, key in (
                 ("data", "data.train"),
                 ("val_data", "data.val"),

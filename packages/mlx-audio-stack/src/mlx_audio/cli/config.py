@@ -334,7 +334,8 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
             try:
                 loaded = yaml.safe_load(f) or {}
             except yaml.YAMLError as error:
-                raise ConfigError(f"{path}{yaml_error(error)}") from None
+                where, problem = yaml_error(error)
+                raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{path}: expected a mapping of sections (data, model, optimizer, scheduler, trainer)"
@@ -356,12 +357,11 @@ def source_of(key: str, path: str | None, overrides: dict[str, Any]) -> str:
     return "command line" if key in overrides or path is None else path
 
 
-def yaml_error(error: Exception) -> str:
-    """``, line L, column C: not YAML: <problem>`` of a YAML syntax error (one line)."""
+def yaml_error(error: Exception) -> tuple[str, str]:
+    """(``", line L, column C"`` or ``""``, the problem) of a YAML syntax error, for one line."""
     mark = getattr(error, "problem_mark", None)
     where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    return f"{where}: not valid YAML: {problem}"
+    return where, getattr(error, "problem", None) or str(error).splitlines()[0]
 
 
 def dump(settings: Settings) -> str:
