@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -277,3 +278,99 @@ def test_all_extras_stay_lean(tmp_path, wheels):
         """,
     )
     assert "LOCAL-STORE-EXPLAINED" in out and float(out.split("SIZE")[1].split()[0]) < 300, out
+
+
+def readme_stack_installs() -> list[str]:
+    """The README's install lines of the meta-package, as written: ``mlx-audio-stack[cpu]``..."""
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r'^pip install "?(mlx-audio-stack(?:\[[\w,]+\])?)"?', text, flags=re.M)
+
+
+def extras_of(requirement: str) -> set[str]:
+    return set(requirement.partition("[")[2].rstrip("]").split(",")) - {""}
+
+
+def write_clips(root: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for label, pitch in (("low", 220.0), ("high", 880.0)):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            wave = np.sin(2 * np.pi * pitch * np.arange(8000) / 16000) / 2
+            sf.write(root / label / f"{i}.flac", wave + rng.normal(0, 0.05, 8000), 16000)
+
+
+COMMAND_LINE = """
+    import os, subprocess, sys
+    os.chdir(sys.argv[1])
+    cli = os.path.join(os.path.dirname(sys.executable), "mlx-audio")
+    def run(*args):
+        done = subprocess.run([cli, *args], capture_output=True, text=True)
+        print(f"$ mlx-audio {args[0]}: {done.returncode}", done.stdout.strip().splitlines()[-1:], done.stderr.strip().splitlines())
+        return done
+    small = ["--data.clip_seconds", "0.5", "--data.num_workers", "1", "--model.channels", "[4]", "--trainer.max_epochs", "1"]
+    assert run("train", "--data", "clips", "--trainer.default_root_dir", "run", *small).returncode == 0
+    assert run("evaluate", "--run", "run", "--data", "clips").returncode == 0
+    assert run("predict", "--run", "run", "--data", "clips", "--out", "p.csv").returncode == 0
+    assert len(open("p.csv").read().splitlines()) == 13
+    plot = run("plot", "run")
+    print("PLOT", plot.returncode, repr(plot.stderr))
+    open("x.m4a", "wb").write(b"not audio")  # m4a/aac need PyAV ([ffmpeg]) only where they are
+    from mlx_audio.data.audio import AudioDecodeError, load_audio
+    try:
+        load_audio("x.m4a")
+    except AudioDecodeError as error:
+        print("M4A", len(str(error).splitlines()), str(error))
+"""
+
+
+def test_readme_install_lines_give_what_the_command_line_needs(tmp_path, wheels):
+    """Each README line of the meta-package: on Linux, `[cpu]` trains, evaluates and predicts on
+    audio files through `mlx-audio` (plot says what to add) and `[cpu,plot]` plots; the macOS
+    lines resolve, for macOS, to MLX's Metal build with soundfile (and matplotlib for plot)."""
+    lines = readme_stack_installs()
+    assert {"mlx-audio-stack", "mlx-audio-stack[cpu]", "mlx-audio-stack[cpu,plot]"} <= set(lines)
+    folder = wheels["mlx-audio-stack"].parent
+    python = venv_with(tmp_path, "--find-links", str(folder), "mlx-audio-stack[cpu]")
+    work = tmp_path / "work"
+    write_clips(work / "clips")  # flac files, written here: the venv reads them
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    script = textwrap.dedent(COMMAND_LINE)
+
+    def command_line() -> str:
+        done = subprocess.run(
+            [str(python), "-c", script, str(work)], capture_output=True, text=True, env=clean
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = command_line()
+    assert (
+        "PLOT 2 \"mlx-audio plot: error: mlx-audio plot needs matplotlib: pip install 'mlx-audio-stack[plot]'\\n\""
+        in out
+    ), out
+    assert "M4A 1 " in out and "mlx-audio-data[ffmpeg]" in out, out
+    for line in (x for x in lines if "cpu" in extras_of(x) and x != "mlx-audio-stack[cpu]"):
+        extra = subprocess.run(
+            [*uv(), "pip", "install", "--python", str(python), "--find-links", str(folder), line],
+            capture_output=True,
+            text=True,
+        )
+        assert extra.returncode == 0, extra.stderr
+        shutil.rmtree(work / "run")
+        out = command_line()
+        assert "PLOT 0 ''" in out and (work / "run" / "curves.png").exists(), out
+    for line in (x for x in lines if not extras_of(x) & {"cpu", "cuda12", "cuda13"}):  # macOS
+        resolved = subprocess.run(
+            [*uv(), "pip", "compile", "-", "--python-platform", "aarch64-apple-darwin"]
+            + ["--python-version", "3.11", "--find-links", str(folder), "--no-header"],
+            input=line,
+            capture_output=True,
+            text=True,
+        )
+        assert resolved.returncode == 0, resolved.stderr
+        names = set(re.findall(r"^([\w.-]+)==", resolved.stdout, flags=re.M))
+        wanted = {"mlx-metal", "soundfile", "soxr"} | ({"matplotlib"} if "plot" in line else set())
+        assert wanted <= names, (line, resolved.stdout)

@@ -14,16 +14,26 @@ import argparse
 import sys
 from typing import Any
 
-from .config import ConfigError, dump, flags, load
+
+class _NotYaml(str):
+    """A flag's value that YAML cannot read: reported by ``main`` in one line, naming the key
+    (argparse's own error would print the whole usage first)."""
 
 
 def _value(text: str) -> Any:
     import yaml
 
-    return yaml.safe_load(text)
+    from .config import yaml_error
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        return _NotYaml(f"not a YAML value: {text!r} ({yaml_error(error)[1]})")
 
 
 def parser() -> argparse.ArgumentParser:
+    from .config import flags
+
     top = argparse.ArgumentParser(
         prog="mlx-audio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -45,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
         "--val-data",
         help="validation data, same forms (data.val); default: hold out data.val_fraction",
     )
-    train.add_argument("--model", choices=["cnn"], help="model.name")
+    train.add_argument("--model", choices=["cnn", "clap"], help="model.name")
     train.add_argument(
         "--config", help="a YAML file of settings (see --print-config for all of them)"
     )
@@ -98,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
             )
         else:
             command.add_argument(
-                "--out", default="predictions.csv", help="output file: .csv (default) or .jsonl"
+                "--out",
+                default="predictions.csv",
+                help="output file: .csv (default), .jsonl or .json",
             )
 
     plot = commands.add_parser(
@@ -126,17 +138,26 @@ def parser() -> argparse.ArgumentParser:
     zero.add_argument(
         "--template", default="This is a sound of {}.", help="the prompt; {} is the label"
     )
-    zero.add_argument("--out", default="zero_shot.csv", help="output CSV")
+    zero.add_argument("--out", default="zero_shot.csv", help="output file: .csv, .jsonl or .json")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from . import tasks
+    try:  # Ctrl-C while the libraries load: one line too (the imports are in here for that)
+        args = parser().parse_args(argv)
+        from . import outputs, tasks
+        from .config import ConfigError, dump, load
+        from .runs import Interrupted
+    except KeyboardInterrupt:
+        print("mlx-audio: interrupted", file=sys.stderr)
+        return 130
 
     try:
         if args.command == "train":
             overrides = {k: v for k, v in vars(args).items() if "." in k}
+            for key, value in overrides.items():
+                if isinstance(value, _NotYaml):
+                    raise ConfigError(f"command line: {key}: {value}")
             for flag, key in (
                 ("data", "data.train"),
                 ("val_data", "data.val"),
@@ -168,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                 + ("" if report["png"] else " (text only: install matplotlib for the PNG)")
             )
         elif args.command == "predict":
+            outputs.check(args.out)
             count = tasks.predict(args.run, args.data, args.checkpoint, args.out)
             print(f"mlx-audio: {count} predictions in {args.out}")
         elif args.command == "zero-shot":
+            outputs.check(args.out)
             result = tasks.zero_shot(
                 args.model,
                 args.data,
@@ -195,4 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as error:
         print(f"mlx-audio {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stopped:  # NOTE [run folder]: the checkpoint is written already
+        print(f"mlx-audio {args.command}: {stopped}", file=sys.stderr)
+        return stopped.status
+    except KeyboardInterrupt:  # before or after training: nothing to keep
+        print(f"mlx-audio {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zlib
 from typing import Any
@@ -47,6 +48,26 @@ def _pretrained(settings: Settings) -> str:
             f"model.pretrained: {folder} has no tokenizer.json (needed to read the captions)"
         )
     return folder
+
+
+def load_clap(path: str) -> Any:
+    """``zero-shot --model``: a CLAP folder, or a Hub repo id (``namespace/name``); a path that
+    is neither is reported as the missing folder it is."""
+    from mlx_audio.models.clap import CLAP
+
+    if os.path.isdir(path):
+        return CLAP.from_pretrained(path)
+    if re.fullmatch(r"[\w-][\w.-]*/[\w.-]*[\w-]", path) is None:  # not namespace/name
+        raise FileNotFoundError(
+            f"--model {path}: no such folder (a CLAP folder: config.json, weights, tokenizer.json)"
+        )
+    try:
+        return CLAP.from_pretrained(path)
+    except Exception as error:  # the Hub's many kinds of "no": one line, not its traceback
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise FileNotFoundError(
+            f"--model {path}: no such folder here, and the Hugging Face Hub gave no model: {reason}"
+        ) from None
 
 
 def extractor_for(folder: str, fusion: bool) -> Any:

@@ -84,8 +84,12 @@ CLI_DEFAULTS: dict[str, Any] = {
     "precision": "32-true",
     "seed": 0,
     "default_root_dir": "runs/mlx-audio",
-    "log_every_n_steps": 50,
+    "log_every_n_steps": None,  # the command fits it to the run's length (CLI_NOTES)
     "enable_progress_bar": True,
+}
+# What the command does with a setting beyond the Trainer's meaning (shown in --help).
+CLI_NOTES = {
+    "log_every_n_steps": "null: fitted to the run, about 100 points, at most every 50 steps",
 }
 # Types narrower than the Trainer's annotation, checked here so that the error names the key.
 CLI_TYPES: dict[str, Any] = {
@@ -225,10 +229,27 @@ class ConfigError(ValueError):
     """A setting that is unknown, of the wrong type or not one of the valid values."""
 
 
+_YAML_NAMES = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}
+
+
 def _describe(kind: Any) -> str:
-    if get_origin(kind) is Literal:
+    """A type as YAML names it: ``int``, ``str | null``, ``list of int``, ``one of 'a', 'b'``."""
+    origin = get_origin(kind)
+    if origin is Literal:
         return "one of " + ", ".join(repr(v) for v in get_args(kind))
-    return str(kind).replace("typing.", "")
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_describe(a) for a in get_args(kind))
+    if origin is list:
+        return f"list of {_describe(get_args(kind)[0])}"
+    return _YAML_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def yaml_text(value: Any) -> str:
+    """``value`` as written in YAML: ``null``, ``true``, ``[16, 32]``, ``runs/mlx-audio``."""
+    import yaml
+
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1000)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
 def _check(key: str, kind: Any, value: Any) -> Any:
@@ -312,14 +333,37 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
     settings = Settings()
     if path is not None:
         with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
+            try:
+                loaded = yaml.safe_load(f) or {}
+            except yaml.YAMLError as error:
+                where, problem = yaml_error(error)
+                raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{path}: expected a mapping of sections (data, model, optimizer, scheduler, trainer)"
             )
         apply(settings, loaded, path)
     apply(settings, overrides, "command line")
+    for key, value in (
+        ("data.clip_seconds", settings.data.clip_seconds),
+        ("data.sample_rate", settings.data.sample_rate),
+        ("data.batch_size", settings.data.batch_size),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{source_of(key, path, overrides)}: {key}: must be > 0, got {value}")
     return settings
+
+
+def source_of(key: str, path: str | None, overrides: dict[str, Any]) -> str:
+    """Where a setting's value came from, as the errors name it."""
+    return "command line" if key in overrides or path is None else path
+
+
+def yaml_error(error: Exception) -> tuple[str, str]:
+    """(``", line L, column C"`` or ``""``, the problem) of a YAML syntax error, for one line."""
+    mark = getattr(error, "problem_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return where, getattr(error, "problem", None) or str(error).splitlines()[0]
 
 
 def dump(settings: Settings) -> str:
@@ -335,7 +379,9 @@ def flags() -> list[tuple[str, str]]:
     for section, kind in typing.get_type_hints(Settings).items():
         defaults = kind()
         for key, hint in typing.get_type_hints(kind).items():
-            text = f"{_describe(hint)} (default {getattr(defaults, key)!r})"
+            note = CLI_NOTES.get(key, "") if section == "trainer" else ""
+            default = yaml_text(getattr(defaults, key)) + (f"; {note}" if note else "")
+            text = f"{_describe(hint)} (default {default})"
             if key in helps.get(section, {}):
                 text += ": " + helps[section][key].replace("%", "%%")  # argparse's % formatting
             out.append((f"{section}.{key}", text))

@@ -47,25 +47,46 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: str) -> str 
     return path
 
 
+def joined_rows(logs: str) -> list[dict[str, str]]:
+    """The rows of every ``version_N/metrics.csv`` under ``logs``, in order: a resumed run logs
+    each part to a new version (NOTE [run folder]); a later part replaces the rows from its
+    first step on (the steps a crash made it train again)."""
+
+    def number(name: str) -> int:
+        tail = name.removeprefix("version_")
+        return int(tail) if tail.isdigit() else -1
+
+    rows: list[dict[str, str]] = []
+    for name in sorted(os.listdir(logs), key=lambda n: (number(n), n)):
+        path = os.path.join(logs, name, "metrics.csv")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            part = [r for r in csv.DictReader(f) if r.get("step")]
+        if part:
+            start = min(int(r["step"]) for r in part)
+            rows = [r for r in rows if int(r["step"]) < start] + part
+    return rows
+
+
 def plot_run(run: str) -> list[str]:
     """Curves (losses, validation metrics) and the learning rate from ``run/logs/*/metrics.csv``."""
     plt = _pyplot()
     if plt is None:
         raise ImportError("mlx-audio plot needs matplotlib: pip install 'mlx-audio-stack[plot]'")
-    found = sorted(
-        os.path.join(d, "metrics.csv") for d, _, files in os.walk(run) if "metrics.csv" in files
-    )
+    found = [d for d, _, files in os.walk(run) if "metrics.csv" in files]
     if not found:
         raise FileNotFoundError(f"{run}: no metrics.csv below it (a CSVLogger's output)")
-    with open(found[-1]) as f:
-        rows = list(csv.DictReader(f))
+    logs = os.path.join(run, "logs")
+    rows = joined_rows(logs if os.path.isdir(logs) else os.path.dirname(found[0]))
+    columns = list(dict.fromkeys(k for r in rows for k in r))
     written = []
     panels = [
         (
             "curves.png",
-            [k for k in rows[0] if k.endswith(("loss", "accuracy")) or k.startswith("val_")],
+            [k for k in columns if k.endswith(("loss", "accuracy")) or k.startswith("val_")],
         ),
-        ("lr.png", [k for k in rows[0] if k.startswith("lr")]),
+        ("lr.png", [k for k in columns if k.startswith("lr")]),
     ]
     for name, keys in panels:
         keys = [k for k in keys if any(r.get(k) for r in rows)]

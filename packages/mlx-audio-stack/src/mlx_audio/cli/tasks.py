@@ -3,8 +3,6 @@ trained, evaluated and run over files with the library's own parts."""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from typing import Any, cast
 
@@ -16,11 +14,11 @@ import numpy as np
 from mlx_audio.data import AudioFolder, AudioManifest, DataLoader, LogMel
 from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.models import AudioCNN
-from mlx_audio.train import OptimizerConfig, Trainer, TrainModule
-from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from mlx_audio.train import OptimizerConfig, Preempted, Trainer, TrainModule
+from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor
 from mlx_audio.train.schedulers import WarmupCosineScheduler
 
-from . import clips
+from . import clips, outputs, runs
 from .config import Settings, dump, trainer_kwargs
 from .data import MANIFEST_SUFFIXES, DataError
 from .plots import plot_confusion
@@ -138,9 +136,10 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
     )
 
 
-def make_loggers(settings: Settings) -> list[Any]:
-    """The loggers named in ``trainer.loggers``; TensorBoard only where tensorboardX is installed
-    (said once), so the default list works with the plain install."""
+def make_loggers(settings: Settings, version: int = 0) -> list[Any]:
+    """The loggers named in ``trainer.loggers``, the file-based ones at ``version_<version>``;
+    TensorBoard only where tensorboardX is installed (said once), so the default list works
+    with the plain install."""
     import importlib.util
 
     from mlx_audio import loggers as lg
@@ -149,24 +148,34 @@ def make_loggers(settings: Settings) -> list[Any]:
     names = list(settings.trainer.loggers)
     if "tensorboard" in names and importlib.util.find_spec("tensorboardX") is None:
         names.remove("tensorboard")
-        print(
-            "mlx-audio: no TensorBoard log (tensorboardX is not installed: pip install 'mlx-audio-loggers[tensorboard]')"
+        runs.say(
+            "no TensorBoard log (tensorboardX is not installed: pip install 'mlx-audio-loggers[tensorboard]')"
         )
     made = {
-        "csv": lambda: lg.CSVLogger(root, name="logs", version=0),
-        "tensorboard": lambda: lg.TensorBoardLogger(root, name="tensorboard", version=0),
+        "csv": lambda: lg.CSVLogger(root, name="logs", version=version),
+        "tensorboard": lambda: lg.TensorBoardLogger(root, name="tensorboard", version=version),
         "wandb": lambda: lg.WandbLogger(save_dir=root),
         "mlflow": lambda: lg.MLflowLogger(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")),
     }
     return [made[name]() for name in names]
 
 
-def trainer_for(settings: Settings, for_training: bool = True) -> Trainer:
+def trainer_for(
+    settings: Settings, for_training: bool = True, run: dict[str, Any] | None = None
+) -> Trainer:
+    """The Trainer of ``settings``; for training with the run folder's checkpoints (and
+    run.json, with ``run``'s fields, at each: NOTE [run folder]), loggers and early stopping."""
     t = settings.trainer
     callbacks: list[Any] = []
     if for_training:
         callbacks = [
-            ModelCheckpoint(monitor=t.monitor, mode=t.mode, save_top_k=t.save_top_k),
+            runs.RunCheckpoint(
+                t.default_root_dir,
+                run or {},
+                monitor=t.monitor,
+                mode=t.mode,
+                save_top_k=t.save_top_k,
+            ),
             LearningRateMonitor(),
         ]
         if t.early_stopping_patience is not None:
@@ -175,15 +184,21 @@ def trainer_for(settings: Settings, for_training: bool = True) -> Trainer:
             )
     return Trainer(
         **trainer_kwargs(t),  # every Trainer argument of the section (NOTE [trainer settings])
-        logger=make_loggers(settings) if for_training else False,
+        logger=make_loggers(settings, runs.log_version(t.default_root_dir))
+        if for_training
+        else False,
         callbacks=callbacks,
         enable_checkpointing=for_training,
     )
 
 
 def train(settings: Settings, resume: bool) -> dict[str, Any]:
+    """Train into the run folder (NOTE [run folder]); the model is built after the Trainer has
+    seeded everything (``trainer.seed``), so a seed gives the same run."""
     model: TrainModule
-    if settings.model.name == "clap":
+    ckpt_path = runs.start(settings, resume)
+    clap = settings.model.name == "clap"
+    if clap:
         from . import clap_tasks
 
         if settings.trainer.monitor == "val_accuracy":  # the classifier's default
@@ -191,39 +206,34 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         extractor = clap_tasks.extractor_of(settings)
         train_set, val_set, classes = datasets(settings, int(extractor.sampling_rate))
         train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set, extractor)
-        model = clap_tasks.CaptionedCLAP(settings)
     else:
         train_loader, val_loader, classes = loaders(settings)
-        model = AudioClassifier(settings, len(classes))
+    runs.fit_log_interval(settings, len(train_loader))
     root = settings.trainer.default_root_dir
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "config.yaml"), "w") as f:
         f.write(dump(settings))
-    trainer = trainer_for(settings)
-    last = os.path.join(root, "checkpoints", "last")
-    trainer.fit(
-        model,
-        train_loader,
-        val_loader,
-        ckpt_path=last if resume and os.path.lexists(last) else None,
-    )
+    fields: dict[str, Any] = {"classes": classes, "model": settings.model.name, "clap": None}
+    trainer = trainer_for(settings, run=fields)  # seeds MLX, numpy and random (trainer.seed)
+    if clap:
+        model = clap_tasks.CaptionedCLAP(settings)
+    else:
+        model = AudioClassifier(settings, len(classes))
+    try:
+        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
+    except (KeyboardInterrupt, Preempted) as error:
+        raise runs.interrupted(trainer, root, error) from None
     clips.report_skipped(train_loader.dataset, root)
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None and callback.best_model_path else None
-    exported = None
-    if settings.model.name == "clap":
+    if clap:
         clap_model = cast("clap_tasks.CaptionedCLAP", model)  # built above for model.name "clap"
-        exported = clap_tasks.export(settings, clap_model, best, os.path.join(root, "clap"))
-    with open(os.path.join(root, "run.json"), "w") as f:
-        json.dump(
-            {"classes": classes, "best": best, "model": settings.model.name, "clap": exported},
-            f,
-            indent=2,
-        )
+        fields["clap"] = clap_tasks.export(settings, clap_model, best, os.path.join(root, "clap"))
+    runs.write(root, trainer, fields, "finished")
     return {
         "best": best,
         "score": callback.best_model_score if callback else None,
-        "clap": exported,
+        "clap": fields["clap"],
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
 
@@ -238,18 +248,15 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
             f"--run {run}: no config.yaml (a folder written by `mlx-audio train`)"
         )
     settings = load(config, {})
-    with open(os.path.join(run, "run.json")) as f:
-        saved = json.load(f)
+    saved = runs.read(run)
     if saved.get("model") == "clap":
+        clap = os.path.join(run, saved["clap"]) if saved.get("clap") else f"{run}/clap"
         raise ValueError(
-            f"--run {run} fine-tuned CLAP: classify with `mlx-audio zero-shot --model {saved['clap']} ...`"
+            f"--run {run} fine-tuned CLAP: classify with `mlx-audio zero-shot --model {clap} ...`"
         )
     classes = saved["classes"]
-    if checkpoint in (None, "best"):
-        checkpoint = saved["best"] or os.path.join(run, "checkpoints", "last")
-    elif checkpoint == "last":
-        checkpoint = os.path.join(run, "checkpoints", "last")
-    return settings, classes, AudioClassifier(settings, len(classes)), checkpoint
+    path = runs.checkpoint(run, saved, checkpoint)
+    return settings, classes, AudioClassifier(settings, len(classes)), path
 
 
 def predictions(
@@ -302,14 +309,7 @@ def predict(run: str, data_path: str, checkpoint: str | None, out: str) -> int:
         {"path": p, "label": classes[int(r.argmax())], "probability": float(r.max())}
         for p, r in zip(files, probs)
     ]
-    if out.endswith(".jsonl"):
-        with open(out, "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-    else:
-        with open(out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["path", "label", "probability"])
-            writer.writeheader()
-            writer.writerows(rows)
+    outputs.write(out, rows, ["path", "label", "probability"])
     return len(rows)
 
 
@@ -317,15 +317,15 @@ def zero_shot(
     model_path: str, data_path: str, labels: list[str], template: str, out: str
 ) -> dict[str, Any]:
     """CLAP zero-shot classification of every file against ``labels`` (prompts from ``template``)."""
-    from mlx_audio.models.clap import CLAP, zero_shot_classify
+    from mlx_audio.models.clap import zero_shot_classify
 
-    from .clap_tasks import extractor_for
+    from .clap_tasks import extractor_for, load_clap
 
     if not labels or any(not label.strip() for label in labels):
         raise ValueError(
             f"--labels needs non-empty label names separated by commas, got {labels!r}"
         )
-    model = CLAP.from_pretrained(model_path)
+    model = load_clap(model_path)
     model.eval()
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -354,8 +354,5 @@ def zero_shot(
         if isinstance(item, tuple) and names and names[int(item[1])] in labels:
             known += 1
             right += int(names[int(item[1])] == best)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "probability"])
-        writer.writeheader()
-        writer.writerows(rows)
+    outputs.write(out, rows, ["path", "label", "probability"])
     return {"count": len(rows), "accuracy": right / known if known else None, "labelled": known}

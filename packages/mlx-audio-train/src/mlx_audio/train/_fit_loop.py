@@ -18,6 +18,7 @@ end, on_validation_epoch_end, (metrics logged), on_validation_end (_evaluation.p
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,7 @@ def run_fit(
     trainer.val_check_batch = val_check_batch(
         trainer.args, trainer.num_training_batches, trainer.num_val_batches
     )
+    warn_short_epoch(trainer)
     per_epoch = (
         math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         if math.isfinite(trainer.num_training_batches)
@@ -213,6 +215,21 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
 
 
 # -- when things happen (Lightning's rules) ----------------------------------------------------------
+def warn_short_epoch(trainer: Trainer) -> None:
+    """Lightning 2.6's warning (``_FitLoop.setup_data``, its words): an epoch with fewer batches
+    than ``log_every_n_steps`` logs no step of its own."""
+    batches = trainer.num_training_batches
+    if trainer.loggers and batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
+        if trainer.is_global_zero:
+            warnings.warn(
+                f"The number of training batches ({batches}) is smaller than the logging interval"
+                f" Trainer(log_every_n_steps={trainer.log_every_n_steps}). Set a lower value for"
+                " log_every_n_steps if you want to see logs for the training epoch.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
 def can_stop_early(trainer: Trainer) -> bool:
     return trainer.current_epoch >= trainer.min_epochs and trainer.global_step >= trainer.min_steps
 

@@ -184,6 +184,8 @@ class TQDMProgressBar(Callback):
             self._bar(
                 "train", math.inf, "Epoch"
             )  # one bar, reset every epoch (Lightning's leave=False)
+        if trainer.progress.batch_in_epoch:  # resumed mid-epoch: no on_train_epoch_start comes
+            self.on_train_epoch_start(trainer, module)
 
     def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._started = time.perf_counter()
@@ -226,6 +228,7 @@ class TQDMProgressBar(Callback):
         elif (
             self._epoch_mode == "plain"
             and time.perf_counter() - self._line_at >= self.plain_interval
+            and not trainer.is_last_batch  # the epoch's end writes that line, once
         ):
             self._plain_line(trainer)
 

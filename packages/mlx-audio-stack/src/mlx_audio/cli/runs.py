@@ -1,0 +1,213 @@
+"""A training run's folder (``trainer.default_root_dir``), as ``mlx-audio train`` keeps it.
+
+NOTE [run folder]: a folder holds one run. ``train`` refuses a folder that already holds one
+(a ``run.json`` or checkpoints) unless ``--resume`` says to go on with it; ``--resume`` where
+there is no checkpoint yet says that it starts a new run. Each
+resumed part logs to a new ``logs/version_N`` (as Lightning's loggers version a new run), so
+the earlier part's rows stay; ``plot`` joins the versions.
+
+``run.json`` (what ``evaluate`` and ``predict`` read) is rewritten, atomically, every time a
+checkpoint is written -- not only at the end -- so a run stopped by Ctrl-C, SIGTERM or a crash
+can be evaluated and resumed. Its paths are relative to the run folder, so a moved or copied
+run still works. Ctrl-C stops at the next step boundary and saves a checkpoint there
+(``ModelCheckpoint(save_on_exception=True)``): ``--resume`` goes on after the last finished
+batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+from mlx_audio.train.callbacks import ModelCheckpoint
+
+if TYPE_CHECKING:
+    from mlx_audio.train import Trainer, TrainModule
+
+    from .config import Settings
+
+RUN_JSON = "run.json"
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked: it holds a run already, or lacks run.json."""
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM; ``str()`` says where the work is."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def say(line: str) -> None:
+    print(f"mlx-audio: {line}", flush=True)  # flushed: forked workers must not repeat it
+
+
+def start(settings: Settings, resume: bool) -> str | None:
+    """Before training: the checkpoint ``--resume`` goes on from (None: a new run); a folder
+    that already holds a run is refused without ``--resume`` (NOTE [run folder])."""
+    root = settings.trainer.default_root_dir
+    checkpoints = os.path.join(root, "checkpoints")
+    last = os.path.join(checkpoints, "last")
+    if resume:
+        if os.path.lexists(last):
+            target = os.path.realpath(last)
+            if not os.path.isdir(target):
+                raise RunFolderError(f"--resume: {last} points at {target}, which is missing")
+            say(f"resuming from {target}")
+            return last
+        say(f"--resume: no checkpoint in {checkpoints}; starting a new run")
+        return None
+    found = [RUN_JSON] if os.path.isfile(os.path.join(root, RUN_JSON)) else []
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        found.append("checkpoints/")
+    if found:  # a folder with neither has nothing to lose: its logs get a new version
+        raise RunFolderError(
+            f"{root} already holds a run ({', '.join(found)}): continue it with --resume, or "
+            "start another with --trainer.default_root_dir <new folder>"
+        )
+    return None
+
+
+def log_version(root: str) -> int:
+    """The ``logs/version_N`` (and ``tensorboard/version_N``) of this part of the run."""
+    from mlx_audio.loggers.base import next_version
+
+    return max(next_version(os.path.join(root, name)) for name in ("logs", "tensorboard"))
+
+
+def fit_log_interval(settings: Settings, batches: int) -> None:
+    """``trainer.log_every_n_steps: null`` (the default): an interval that gives a curve of
+    about 100 points over the run, at least one point per epoch and at most Lightning's 50."""
+    t = settings.trainer
+    if t.log_every_n_steps is not None:
+        return
+    limit = t.limit_train_batches
+    if isinstance(limit, float):
+        batches = int(batches * limit)
+    elif isinstance(limit, int):
+        batches = min(batches, limit)
+    per_epoch = max(1, math.ceil(batches / t.accumulate_grad_batches))
+    epochs = t.max_epochs if t.max_epochs is not None and t.max_epochs >= 0 else None
+    total = t.max_steps if t.max_steps is not None and t.max_steps >= 0 else None
+    if total is None and epochs is not None:
+        total = per_epoch * epochs
+    every = max(1, min(50, per_epoch, (total or 50 * 100) // 100))
+    t.log_every_n_steps = every
+    length = f"{total} steps in all, {per_epoch} an epoch" if total else f"{per_epoch} an epoch"
+    say(
+        f"logging training metrics every {every} step{'s' if every > 1 else ''} ({length}; "
+        "set trainer.log_every_n_steps to choose)"
+    )
+
+
+def _relative(path: str | None, root: str) -> str | None:
+    if not path:
+        return None
+    absolute, folder = os.path.realpath(path), os.path.realpath(root)
+    inside = os.path.commonpath([absolute, folder]) == folder
+    return os.path.relpath(absolute, folder) if inside else absolute
+
+
+def write(root: str, trainer: Trainer, fields: dict[str, Any], status: str) -> None:
+    """``root/run.json`` (atomically): ``fields`` (classes, model, clap), the best and last
+    checkpoints relative to ``root``, the status and where training stood."""
+    callback = trainer.checkpoint_callback
+    best = callback.best_model_path if callback is not None else None
+    last = os.path.join(root, "checkpoints", "last")
+    record = {
+        **fields,
+        "best": _relative(best, root),
+        "last": os.path.join("checkpoints", "last") if os.path.lexists(last) else None,
+        "clap": _relative(fields.get("clap"), root),
+        "status": status,
+        "epoch": trainer.current_epoch,
+        "step": trainer.global_step,
+    }
+    tmp = os.path.join(root, f".{RUN_JSON}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, os.path.join(root, RUN_JSON))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """The command's ModelCheckpoint: also at Ctrl-C (``save_on_exception``), and run.json
+    rewritten after every checkpoint it writes (NOTE [run folder])."""
+
+    def __init__(self, root: str, fields: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(save_on_exception=True, **kwargs)
+        self.root = root
+        self.fields = fields
+        self._recorded: tuple[str, str] | None = None
+
+    def _record(self, trainer: Trainer, status: str = "running") -> None:
+        now = (self.best_model_path, self.last_model_path)
+        if self.last_model_path and (now != self._recorded or status != "running"):
+            if trainer.is_global_zero:
+                write(self.root, trainer, self.fields, status)
+            self._recorded = now
+
+    def on_train_batch_end(
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+        self._record(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
+        super().on_train_epoch_end(trainer, module)
+        self._record(trainer)
+
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
+        super().on_validation_end(trainer, module)
+        self._record(trainer)
+
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
+        super().on_train_end(trainer, module)
+        self._record(trainer)
+
+    def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
+        super().on_exception(trainer, module, exception)
+        stopped = isinstance(exception, (KeyboardInterrupt, SystemExit))
+        self._record(trainer, "interrupted" if stopped else "failed")
+
+
+def interrupted(trainer: Trainer, root: str, error: BaseException) -> Interrupted:
+    """What the command says when Ctrl-C (or SIGTERM) stopped training: one line."""
+    how = "stopped by SIGTERM" if isinstance(error, SystemExit) else "interrupted"
+    status = 143 if isinstance(error, SystemExit) else 130
+    last = os.path.join(root, "checkpoints", "last")
+    callback = trainer.checkpoint_callback
+    if callback is None or not callback.last_model_path or not os.path.lexists(last):
+        return Interrupted(f"{how} before the first step ended; nothing was saved", status)
+    return Interrupted(
+        f"{how} at epoch {trainer.current_epoch}, step {trainer.global_step}; saved "
+        f"{os.path.realpath(last)} (--resume goes on from there)",
+        status,
+    )
+
+
+def read(run: str) -> dict[str, Any]:
+    """``run/run.json``, checked."""
+    path = os.path.join(run, RUN_JSON)
+    if not os.path.isfile(path):
+        raise RunFolderError(
+            f"--run {run}: no {RUN_JSON} (written by `mlx-audio train` at its first checkpoint)"
+        )
+    with open(path) as f:
+        saved: dict[str, Any] = json.load(f)
+    return saved
+
+
+def checkpoint(run: str, saved: dict[str, Any], which: str | None) -> str:
+    """The checkpoint folder ``--checkpoint`` names: best (default), last, or a folder. The
+    run's own paths are relative to it (older runs: absolute, still read)."""
+    last = os.path.join(run, saved.get("last") or os.path.join("checkpoints", "last"))
+    if which in (None, "best"):
+        return os.path.join(run, saved["best"]) if saved.get("best") else last
+    if which == "last":
+        return last
+    return which
