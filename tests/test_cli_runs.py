@@ -21,7 +21,7 @@ import pytest
 from mlx_audio.cli import main
 
 PITCHES = {"low": 220.0, "mid": 440.0, "high": 880.0}
-STEPS = 8  # an epoch: 36 files, 4 held out for validation, batches of 4
+STEPS = 9  # an epoch: 36 files, 3 held out for validation (one per class), batches of 4
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_log_interval_fits_a_short_run(clips, tmp_path, capsys):
     run = tmp_path / "curve"
     assert main(small(clips, run, "--trainer.max_epochs", "2")) == 0
     out = capsys.readouterr().out
-    assert "mlx-audio: logging training metrics every 1 step (16 steps" in out, out
+    assert "mlx-audio: logging training metrics every 1 step (18 steps" in out, out
     assert logged_steps(run / "logs" / "version_0") == list(range(2 * STEPS))
 
 
