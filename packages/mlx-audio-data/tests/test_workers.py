@@ -1,9 +1,11 @@
 """Worker processes: the tutorial's collate under fork and spawn, batched fetch, lifecycle."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import mlx.core as mx
 import numpy as np
@@ -210,3 +212,49 @@ def test_large_batches_grow_slots_and_shared_memory_is_unlinked_while_running():
 def test_imagedataset_helper_is_deterministic():
     a, b = ImageDataset(seed=1), ImageDataset(seed=1)
     np.testing.assert_array_equal(a.images, b.images)
+
+
+class Eleven(Dataset):
+    """11 items: uneven shares for 3 workers."""
+
+    def __len__(self):
+        return 11
+
+    def __getitem__(self, i):
+        return np.float32(i)
+
+
+START_METHODS = [
+    *("fork", "spawn", "forkserver"),
+    *(multiprocessing.get_context(m) for m in ("fork", "spawn", "forkserver")),
+]
+
+
+def test_persistent_workers_under_every_start_method_never_exit_while_in_use():
+    """Issue 29: a forkserver worker idle for one poll (its parent is the fork server, not the
+    main process) took the main process for dead and exited with code 0 mid-pass (NOTE [worker
+    watchdog]). Six persistent loaders (each start method by name and as a context), their
+    first passes left waiting while the others start and then for 1.5 s, then 100 rounds of
+    an epoch on each, with a short-lived fork loader made and torn down every tenth round."""
+    started = time.monotonic()
+    loaders = [
+        DataLoader(Eleven(), num_workers=3, persistent_workers=True, multiprocessing_context=ctx)
+        for ctx in START_METHODS
+    ]
+    passes = [iter(loader) for loader in loaders]  # every worker has its first tasks done
+    time.sleep(1.5)  # ... and waits, idle, for longer than one poll
+    expected = [[float(i)] for i in range(11)]
+    for loader, first in zip(loaders, passes):
+        assert [b.tolist() for b in first] == expected, loader.multiprocessing_context
+    pids = [loader.worker_pids for loader in loaders]
+    for round_ in range(100):
+        for loader in loaders:
+            assert [b.tolist() for b in loader] == expected
+        if round_ % 10 == 0:
+            brief = DataLoader(Eleven(), batch_size=4, num_workers=3, persistent_workers=True)
+            assert sum(len(b) for b in brief) == 11
+            brief.close()
+    assert [loader.worker_pids for loader in loaders] == pids  # the same workers throughout
+    for loader in loaders:
+        loader.close()
+    assert time.monotonic() - started < 30

@@ -47,6 +47,7 @@ queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/passes.py``
 settings are fixed              ``dataloader.py``
 sharding advice                 ``dataloader.py``
+worker watchdog                 ``_loader/worker.py``
 ==============================  =====================================
 
 (paths relative to ``mlx_audio/data/``; ``tests/test_import_paths.py`` of this package checks

@@ -11,7 +11,7 @@ import queue
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,11 +246,12 @@ def process_worker_loop(
             spec.worker_init_fn(spec.worker_id)
     except Exception as error:
         results.send(Failed(WorkerError(spec.worker_id, error)))
+    watched = _parent_watch(parent_pid)
     while True:
         try:
             task = tasks.get(timeout=_POLL_SECONDS)
         except queue.Empty:
-            if os.getppid() != parent_pid:  # the main process died: do not linger
+            if not watched():  # the main process died: do not linger
                 return
             continue
         if task is None:
@@ -264,6 +265,31 @@ def process_worker_loop(
             results.send(message)
         except (BrokenPipeError, EOFError, OSError):  # the main process stopped listening
             return
+
+
+def _parent_watch(parent_pid: int) -> Callable[[], bool]:
+    """NOTE [worker watchdog]: an idle worker checks, once per poll, that the process it serves
+    still exists. Its parent is not always that process: a ``forkserver`` worker is forked by
+    the fork server, so ``os.getppid()`` never equals the main process's pid. Comparing the two
+    (as this loop once did) made every forkserver worker idle for one poll (a slow sample on
+    another worker, the other workers still starting, a pause between two batches) exit with
+    code 0 while its loader was alive: ``WorkerDied ... exit code 0``, more often on a busy
+    machine. As torch's ``ManagerWatchdog``: the parent seen at start must stay the parent (an
+    orphan is re-parented), and the main process must still exist."""
+    start_parent = os.getppid()
+
+    def alive() -> bool:
+        if os.getppid() != start_parent:
+            return False
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists (another user's by now: pid reuse, accepted)
+            pass
+        return True
+
+    return alive
 
 
 def thread_worker_loop(
