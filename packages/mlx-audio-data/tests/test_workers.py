@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from data_testing import ImageDataset, assert_same_batches, child_processes, shm_segments
 
-from mlx_audio.data import ArrayDataset, DataLoader, Dataset
+from mlx_audio.data import ArrayDataset, DataLoader, Dataset, IterableDataset
 
 
 def to_mlx_batch(batch):
@@ -109,8 +109,10 @@ def test_spawn_with_unpicklable_dataset_explains(images):
             return np.zeros(2)
 
     loader = DataLoader(Local(), batch_size=2, num_workers=1, multiprocessing_context="spawn")
-    with pytest.raises(TypeError, match="module level"):
-        list(loader)
+    # as torch: its warning, and pickle's own error (AttributeError for a local class)
+    with pytest.warns(UserWarning, match="Got pickle error"):
+        with pytest.raises(AttributeError, match="Can't pickle local object.*module level"):
+            list(loader)
 
 
 class CountingArrays(ArrayDataset):
@@ -179,6 +181,25 @@ def test_thread_workers_have_worker_info(images):
     )
     assert {int(v) for b in batches[:2] for v in np.array(b[1])} == {0, 1}
     assert get_worker_info() is None
+
+
+def test_thread_worker_info_is_torchs_thread_variant():
+    """torch 2.13's WorkerInfo fields (issue 29): a thread worker says worker_method="thread" and
+    carries its own generators, seeded with its seed (threads share the global RNGs)."""
+    from mlx_audio.data import get_worker_info
+
+    class Draws(IterableDataset):
+        def __iter__(self):
+            info = get_worker_info()
+            expected = np.random.default_rng(info.seed).integers(1000, size=3)
+            rng = info.rng
+            assert info.worker_method == "thread" and info.rng is not None
+            assert (rng.numpy_generator.integers(1000, size=3) == expected).all()
+            assert isinstance(rng.random_generator.random(), float)
+            yield np.int32(info.id)
+
+    loader = DataLoader(Draws(), batch_size=None, num_workers=2, worker_type="thread")
+    assert sorted(int(b) for b in loader) == [0, 1]
 
 
 def test_worker_init_fn_runs_in_each_worker(images, tmp_path):

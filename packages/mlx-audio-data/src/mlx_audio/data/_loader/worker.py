@@ -40,14 +40,27 @@ class _ReadOnly(RuntimeError, AttributeError):
     """torch raises RuntimeError; Python's read-only attributes raise AttributeError."""
 
 
+@dataclass(frozen=True)
+class WorkerRNG:
+    """A thread worker's own generators, seeded with its ``WorkerInfo.seed`` (torch's ``_RNG``,
+    without a torch generator): threads share the process's global RNGs."""
+
+    random_generator: random.Random
+    numpy_generator: np.random.Generator
+
+
 @dataclass
 class WorkerInfo:
-    """What a worker knows about itself (torch's ``WorkerInfo``); read-only."""
+    """What a worker knows about itself: torch's ``WorkerInfo`` (its fields, in its order:
+    ``rng`` is None in a process, a :class:`WorkerRNG` in a thread; ``worker_method`` is
+    ``"multiprocessing"`` or ``"thread"``), then ``rank`` and ``num_replicas``; read-only."""
 
     id: int
     num_workers: int
     seed: int
     dataset: Any
+    rng: WorkerRNG | None = None
+    worker_method: str | None = "multiprocessing"
     rank: int = 0  # beyond torch's fields: the data-parallel process (see get_shard_info)
     num_replicas: int = 1
 
@@ -199,13 +212,16 @@ def _worker_share(dataset: Any, spec: WorkerSpec) -> Any:
     return share
 
 
-def _worker_info(spec: WorkerSpec) -> WorkerInfo:
+def _worker_info(spec: WorkerSpec, thread: bool = False) -> WorkerInfo:
     """What ``get_worker_info()`` returns in this worker (process or thread)."""
+    seed = worker_seed(spec.seed, spec.epoch, spec.worker_id)
     return WorkerInfo(
         spec.worker_id,
         spec.num_workers,
-        worker_seed(spec.seed, spec.epoch, spec.worker_id),
+        seed,
         spec.fetcher.dataset,
+        WorkerRNG(random.Random(seed), np.random.default_rng(seed)) if thread else None,
+        "thread" if thread else "multiprocessing",
         spec.rank,
         spec.num_replicas,
     )
@@ -299,7 +315,7 @@ def thread_worker_loop(
     stop: threading.Event,
 ) -> None:
     """Entry point of a worker thread: same protocol, batches passed by reference."""
-    _thread_info.info = _worker_info(spec)
+    _thread_info.info = _worker_info(spec, thread=True)
     producer = _producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:
         try:
