@@ -551,23 +551,6 @@ def in_order_true_keeps_order(L, tolist):
     return values(L, tolist, L.DataLoader(Slow(), batch_size=2, num_workers=2))
 
 
-class SlowIndex:
-    """torch's _TestSlowIndexDataset: (worker id, index), index ``slow`` takes 1 s."""
-
-    def __init__(self, L, end, slow):
-        self.L, self.end, self.slow = L, end, slow
-
-    def __len__(self):
-        return self.end
-
-    def __getitem__(self, i):
-        import time
-
-        if i == self.slow:
-            time.sleep(1.0)
-        return [self.L.get_worker_info().id, i]
-
-
 def slow_stream(L, start, end):
     """torch's _TestSlowIterableDataset: each worker its contiguous share, (worker id, value);
     the middle value takes 1 s."""
@@ -589,7 +572,8 @@ def slow_stream(L, start, end):
 
 
 def _order_case(name, make, in_order):
-    """torch's TestOutOfOrderDataLoader: which worker's items come first."""
+    """torch's TestOutOfOrderDataLoader: which worker's items come first (with an iterable
+    dataset: every item of the worker not held back by a slow one, then the other's)."""
 
     def fn(L, tolist):
         loader = L.DataLoader(make(L), num_workers=2, prefetch_factor=2, in_order=in_order)
@@ -599,8 +583,6 @@ def _order_case(name, make, in_order):
     case(fn)
 
 
-_order_case("out_of_order_index_ds", lambda L: SlowIndex(L, 10, 0), False)
-_order_case("in_order_iterable_ds", lambda L: slow_stream(L, 0, 10), True)
 _order_case("out_of_order_iterable_ds", lambda L: slow_stream(L, 0, 10), False)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..support import global_rng_state, limit_blas_threads, set_global_rng_state
 from . import tree
-from .fetch import MapFetcher, StreamFetcher, stream_parts
+from .fetch import MapFetcher, SampleError, StreamFetcher, stream_parts
 from .protocol import (
     Batch,
     End,
@@ -175,6 +175,11 @@ class _StreamProducer(_Producer):
         if state is not None and state.get("iterator") is not None:
             self.iterator.load_state_dict(state["iterator"])
         self.stream = spec.fetcher.batches(self.iterator, epoch, spec.worker_id, self.position)
+        for _ in range(int((state or {}).get("skip", 0))):  # a replay: batches handed out before
+            try:
+                next(self.stream, None)
+            except SampleError:  # raised to the user then
+                pass
 
     def run(self, task: MapTask | NextTask) -> tuple[Any, dict[str, Any] | None]:
         assert self.stream is not None
@@ -348,7 +353,7 @@ def _run_task(producer: _Producer, task: Any, arena: Arena | None) -> Batch | En
         fetcher.alloc = arena.empty if arena is not None else None
         batch, state = producer.run(task)
         if batch is StopIteration:
-            return End()
+            return End(state)
         return Batch(pack(batch, arena) if arena is not None else batch, state)
     except Exception as error:
         return Failed(WorkerError(producer.spec.worker_id, error))
