@@ -106,8 +106,14 @@ class WorkerMapPass(WorkerPass):
             wid = min(busy, key=lambda w: self.queued[w][0])
         else:
             wid = workers.index(first_ready([workers[w] for w in busy], self.plan.timeout))
-        self.delivered.mark(self.queued[wid].popleft())  # handed out, or its error raised
-        message, batch = self._receive(workers[wid])
+        position = self.queued[wid].popleft()
+        try:
+            message, batch = self._receive(workers[wid])
+        except BaseException:
+            if self._sample_failed:  # its error is raised for it: the batch is consumed
+                self.delivered.mark(position)
+            raise
+        self.delivered.mark(position)
         if message.state is not None:
             self.worker_states[wid] = message.state
         self._dispatch()
