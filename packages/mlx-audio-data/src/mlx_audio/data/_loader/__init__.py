@@ -12,7 +12,8 @@ Main process (the loader and its passes; may import MLX)
     ``worker_passes`` the passes with workers, map-style or stream, and ``pass_class``
     ``pool``       handles on the workers (processes or threads), a loader's pools
     ``transfer``   ``pin_memory`` on CUDA: a pass iterated on a transfer thread
-    ``state``      the loader's versioned ``state_dict`` and its checks
+    ``state``      the loader's versioned ``state_dict`` and its checks, which batches a pass
+                   has handed out, where the next epoch starts
 Both sides (imported by workers too: no MLX)
     ``protocol``   the messages between the main process and its workers, ``WorkerSpec``
     ``tree``       the one tree walker for batches; MLX forbidden after fork
