@@ -347,6 +347,75 @@ def worker_info_fields(L, tolist):
     return values(L, tolist, L.DataLoader(Info(), batch_size=None, num_workers=2))
 
 
+@case
+def worker_info_has_torchs_fields(L, tolist):
+    """torch 2.13's WorkerInfo: id, num_workers, seed, dataset, rng, worker_method (its repr
+    lists them), none of them assignable or deletable."""
+    import json
+
+    class Info(L.IterableDataset):
+        def __iter__(self):
+            info = L.get_worker_info()
+            names = ["id", "num_workers", "seed", "dataset", "rng", "worker_method"]
+            refused = []
+            for name in names:
+                for how in ("set", "delete"):
+                    try:
+                        setattr(info, name, 1) if how == "set" else delattr(info, name)
+                    except AttributeError:
+                        refused.append(f"{how} {name}")
+            shown = repr(info)
+            yield json.dumps(
+                {
+                    "fields": [name for name in names if f"{name}=" in shown],
+                    "kept": [info.id, info.num_workers, info.dataset is self],
+                    "rng": info.rng is None,
+                    "worker_method": info.worker_method,
+                    "refused": refused,
+                }
+            )
+
+    loader = L.DataLoader(Info(), batch_size=None, num_workers=2)
+    return [json.loads(b) for b in loader]
+
+
+def _unpicklable_init_case(context):
+    def fn(L, tolist):
+        """A local worker_init_fn cannot be pickled for spawn/forkserver workers: torch warns that
+        pickling failed and raises the pickling error from iter()."""
+        import warnings
+
+        def init(worker_id):
+            pass
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loader = L.DataLoader(
+                Range(4), num_workers=2, worker_init_fn=init, multiprocessing_context=context
+            )
+            where, raised = "iter", None
+            try:
+                batches = iter(loader)
+                where = "next"
+                next(batches)
+                where = "nowhere"
+            except Exception as error:
+                raised = type(error).__name__
+        warned = [
+            [w.category.__name__, str(w.message).split(".")[0]]
+            for w in caught
+            if "pickle" in str(w.message)
+        ]
+        return {"raised": raised, "where": where, "warned": warned}
+
+    fn.__name__ = f"worker_init_fn_unpicklable_{context}"
+    case(fn)
+
+
+for _context in ("spawn", "forkserver"):
+    _unpicklable_init_case(_context)
+
+
 # -- collation -------------------------------------------------------------------------------------
 Point = collections.namedtuple("Point", ["x", "y"])
 
@@ -480,6 +549,41 @@ def in_order_false_yields_everything_and_does_not_wait(L, tolist):
 @case
 def in_order_true_keeps_order(L, tolist):
     return values(L, tolist, L.DataLoader(Slow(), batch_size=2, num_workers=2))
+
+
+def slow_stream(L, start, end):
+    """torch's _TestSlowIterableDataset: each worker its contiguous share, (worker id, value);
+    the middle value takes 1 s."""
+
+    class SlowStream(L.IterableDataset):
+        def __iter__(self):
+            import time
+
+            info = L.get_worker_info()
+            share = -(-(end - start) // info.num_workers)
+            first = start + info.id * share
+            mid = -(-(end - start) // 2)
+            for i in range(first, min(first + share, end)):
+                if i == mid:
+                    time.sleep(1.0)
+                yield [info.id, i]
+
+    return SlowStream()
+
+
+def _order_case(name, make, in_order):
+    """torch's TestOutOfOrderDataLoader: which worker's items come first (with an iterable
+    dataset: every item of the worker not held back by a slow one, then the other's)."""
+
+    def fn(L, tolist):
+        loader = L.DataLoader(make(L), num_workers=2, prefetch_factor=2, in_order=in_order)
+        return [[int(tolist(v)[0]) for v in b] for b in loader]
+
+    fn.__name__ = name
+    case(fn)
+
+
+_order_case("out_of_order_iterable_ds", lambda L: slow_stream(L, 0, 10), False)
 
 
 def _collate_case(name, samples):

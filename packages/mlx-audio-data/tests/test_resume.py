@@ -1,13 +1,14 @@
 """state_dict()/load_state_dict(): a restored loader continues exactly where it stopped."""
 
 import json
+import time
 import warnings
 
 import numpy as np
 import pytest
 from data_testing import ImageDataset, as_numpy, assert_same_batches
 
-from mlx_audio.data import DataLoader, IterableDataset, get_worker_info
+from mlx_audio.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 
 def run(loader, epochs):
@@ -170,3 +171,91 @@ def test_a_position_past_the_epoch_is_refused():
         ValueError, match="'batches_yielded' is 1000000 but an epoch of this loader has 8"
     ):
         DataLoader(ImageDataset(size=64), batch_size=8).load_state_dict(state)
+
+
+class SlowStart(Dataset):
+    """64 items; the first batch is slow, so with in_order=False later ones overtake it."""
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        if i == 0:
+            time.sleep(0.3)
+        return np.int32(i)
+
+
+def _flat(batches):
+    return [int(v) for b in batches for v in np.array(b).reshape(-1)]
+
+
+@pytest.mark.parametrize(
+    "resume_with",
+    [dict(num_workers=2, in_order=False), dict(num_workers=2), dict(num_workers=0)],
+    ids=["out-of-order", "in-order", "in-process"],
+)
+def test_an_out_of_order_state_resumes_exactly_what_was_not_handed_out(resume_with):
+    """Issue 29: a mid-epoch state with in_order=False lost some samples and repeated others;
+    it records which batches were handed out (NOTE [out-of-order resume])."""
+    loader = DataLoader(SlowStart(), batch_size=2, num_workers=2, in_order=False)
+    seen = []
+    for i, batch in enumerate(loader):
+        seen.append(batch)
+        if i == 9:
+            state = json.loads(json.dumps(loader.state_dict()))
+            break
+    assert _flat(seen)[:2] != [0, 1]  # the slow batch was overtaken
+    resumed = DataLoader(SlowStart(), batch_size=2, **resume_with)
+    resumed.load_state_dict(state)
+    rest = _flat(resumed)
+    assert sorted(_flat(seen) + rest) == list(range(64))
+    assert len(list(resumed)) == 32  # and the next epoch is whole
+
+
+class Shares(IterableDataset):
+    """Worker w yields w*20 .. w*20+19; worker 0's first item is slow. Resumed by replay."""
+
+    position = 0
+
+    def __iter__(self):
+        info = get_worker_info()
+        for i in range(info.id * 20 + self.position, info.id * 20 + 20):
+            if i == 0:
+                time.sleep(0.3)
+            self.position += 1
+            yield np.int32(i)
+        self.position = 0
+
+
+class StatefulShares(Shares):
+    """Resumed through its own state."""
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = state["position"]
+
+
+@pytest.mark.parametrize("kind", [StatefulShares, Shares], ids=["stateful", "replayed"])
+def test_an_iterable_in_order_false_takes_whichever_worker_is_ready_and_resumes_exactly(kind):
+    """torch's rule for an IterableDataset with in_order=False: a worker held back by a slow
+    item does not hold back the others; a state resumes each worker where it was."""
+    loader = DataLoader(kind(), batch_size=2, num_workers=2, in_order=False)
+    seen = []
+    for i, batch in enumerate(loader):
+        seen.append(batch)
+        if i == 7:
+            state = json.loads(json.dumps(loader.state_dict()))
+            break
+    assert _flat(seen)[0] >= 20  # worker 1's items came first
+    resumed = DataLoader(kind(), batch_size=2, num_workers=2, in_order=False)
+    resumed.load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the replay warning (Shares)
+        rest = _flat(resumed)
+    everything = _flat(seen) + rest
+    assert sorted(everything) == list(range(40))
+    for worker in (0, 1):  # each worker's own order is kept
+        mine = [v for v in everything if v // 20 == worker]
+        assert mine == sorted(mine)

@@ -1,16 +1,18 @@
 """Worker processes: the tutorial's collate under fork and spawn, batched fetch, lifecycle."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import mlx.core as mx
 import numpy as np
 import pytest
 from data_testing import ImageDataset, assert_same_batches, child_processes, shm_segments
 
-from mlx_audio.data import ArrayDataset, DataLoader, Dataset
+from mlx_audio.data import ArrayDataset, DataLoader, Dataset, IterableDataset
 
 
 def to_mlx_batch(batch):
@@ -107,8 +109,10 @@ def test_spawn_with_unpicklable_dataset_explains(images):
             return np.zeros(2)
 
     loader = DataLoader(Local(), batch_size=2, num_workers=1, multiprocessing_context="spawn")
-    with pytest.raises(TypeError, match="module level"):
-        list(loader)
+    # as torch: its warning, and pickle's own error (AttributeError for a local class)
+    with pytest.warns(UserWarning, match="Got pickle error"):
+        with pytest.raises(AttributeError, match="Can't pickle local object.*module level"):
+            list(loader)
 
 
 class CountingArrays(ArrayDataset):
@@ -179,6 +183,25 @@ def test_thread_workers_have_worker_info(images):
     assert get_worker_info() is None
 
 
+def test_thread_worker_info_is_torchs_thread_variant():
+    """torch 2.13's WorkerInfo fields (issue 29): a thread worker says worker_method="thread" and
+    carries its own generators, seeded with its seed (threads share the global RNGs)."""
+    from mlx_audio.data import get_worker_info
+
+    class Draws(IterableDataset):
+        def __iter__(self):
+            info = get_worker_info()
+            expected = np.random.default_rng(info.seed).integers(1000, size=3)
+            rng = info.rng
+            assert info.worker_method == "thread" and info.rng is not None
+            assert (rng.numpy_generator.integers(1000, size=3) == expected).all()
+            assert isinstance(rng.random_generator.random(), float)
+            yield np.int32(info.id)
+
+    loader = DataLoader(Draws(), batch_size=None, num_workers=2, worker_type="thread")
+    assert sorted(int(b) for b in loader) == [0, 1]
+
+
 def test_worker_init_fn_runs_in_each_worker(images, tmp_path):
     def init(worker_id):
         (tmp_path / f"w{worker_id}-{os.getpid()}").touch()
@@ -210,3 +233,49 @@ def test_large_batches_grow_slots_and_shared_memory_is_unlinked_while_running():
 def test_imagedataset_helper_is_deterministic():
     a, b = ImageDataset(seed=1), ImageDataset(seed=1)
     np.testing.assert_array_equal(a.images, b.images)
+
+
+class Eleven(Dataset):
+    """11 items: uneven shares for 3 workers."""
+
+    def __len__(self):
+        return 11
+
+    def __getitem__(self, i):
+        return np.float32(i)
+
+
+START_METHODS = [
+    *("fork", "spawn", "forkserver"),
+    *(multiprocessing.get_context(m) for m in ("fork", "spawn", "forkserver")),
+]
+
+
+def test_persistent_workers_under_every_start_method_never_exit_while_in_use():
+    """Issue 29: a forkserver worker idle for one poll (its parent is the fork server, not the
+    main process) took the main process for dead and exited with code 0 mid-pass (NOTE [worker
+    watchdog]). Six persistent loaders (each start method by name and as a context), their
+    first passes left waiting while the others start and then for 1.5 s, then 100 rounds of
+    an epoch on each, with a short-lived fork loader made and torn down every tenth round."""
+    started = time.monotonic()
+    loaders = [
+        DataLoader(Eleven(), num_workers=3, persistent_workers=True, multiprocessing_context=ctx)
+        for ctx in START_METHODS
+    ]
+    passes = [iter(loader) for loader in loaders]  # every worker has its first tasks done
+    time.sleep(1.5)  # ... and waits, idle, for longer than one poll
+    expected = [[float(i)] for i in range(11)]
+    for loader, first in zip(loaders, passes):
+        assert [b.tolist() for b in first] == expected, loader.multiprocessing_context
+    pids = [loader.worker_pids for loader in loaders]
+    for round_ in range(100):
+        for loader in loaders:
+            assert [b.tolist() for b in loader] == expected
+        if round_ % 10 == 0:
+            brief = DataLoader(Eleven(), batch_size=4, num_workers=3, persistent_workers=True)
+            assert sum(len(b) for b in brief) == 11
+            brief.close()
+    assert [loader.worker_pids for loader in loaders] == pids  # the same workers throughout
+    for loader in loaders:
+        loader.close()
+    assert time.monotonic() - started < 30

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._loader.adapters import adapter_for
 from ._loader.fetch import Fetcher, Transform, as_transform_list, compose, fetcher_class
-from ._loader.passes import PassLike, PassPlan, pass_class
+from ._loader.passes import PassLike, PassPlan
 from ._loader.pool import LoaderPools, WorkerPool
 from ._loader.settings import (
     check_arguments,
@@ -26,8 +26,9 @@ from ._loader.settings import (
     sharding_advice,
     start_workers,
 )
-from ._loader.state import STATE_KEYS, check_state, make_state
+from ._loader.state import STATE_KEYS, check_state, make_state, next_epoch_start
 from ._loader.transfer import DevicePass, transfer_active
+from ._loader.worker_passes import pass_class
 from .collate import to_mlx
 
 __all__ = ["DataLoader"]
@@ -44,7 +45,8 @@ class DataLoader(Generic[T_co]):
     ``rng`` keyword gets a numpy Generator seeded from (seed, epoch, index)) and
     ``mlx_transforms`` (run in the main process on each batch; their result is yielded).
     ``in_order=False`` (torch's): with workers, a batch is yielded as soon as it is ready, so
-    one slow sample does not hold back the rest (order, and so exact resume, not kept).
+    one slow sample does not hold back the rest (the order is not kept; a state still records
+    exactly which batches were handed out).
     ``state_dict()``/``load_state_dict()`` are built in (torchdata's ``StatefulDataLoader``, also
     importable under that name; its ``snapshot_every_n_steps`` is accepted: every state is exact).
 
@@ -136,7 +138,7 @@ class DataLoader(Generic[T_co]):
         self._next_epoch = 0
         self._resume: dict[str, Any] | None = None
         self._pass_ref: Callable[[], PassLike | None] = lambda: None
-        self._last_state: dict[str, Any] | None = None
+        self._last_state: tuple[int, dict[str, Any]] | None = None  # (its pass's epoch, position)
         self._pools = LoaderPools()  # see NOTE [pools stay reachable]
         self._collate_in_workers = True
         self._warned_main_collate = False
@@ -251,8 +253,8 @@ class DataLoader(Generic[T_co]):
             position.setdefault("epoch", self._next_epoch)
         elif current is not None and not current.finished:
             position = {"epoch": current.epoch, **current.state()}
-        elif self._last_state is not None and self._last_state["epoch"] + 1 == self._next_epoch:
-            position = self._last_state
+        elif self._last_state is not None and self._last_state[0] + 1 == self._next_epoch:
+            position = self._last_state[1]  # where the last pass stopped, or the next epoch
         else:
             position = {"epoch": self._next_epoch, "batches_yielded": 0}
         return make_state(self, self._resolved_seed(), position)
@@ -264,20 +266,7 @@ class DataLoader(Generic[T_co]):
         self.seed = int(state["seed"])
         self.generator = None
         self._next_epoch = int(state["epoch"])
-        resume = dict(state)
-        if (
-            self._iterable
-            and state.get("num_workers") != self.num_workers
-            and state["batches_yielded"]
-        ):
-            warnings.warn(
-                f"the state was saved with num_workers={state.get('num_workers')} and this loader "
-                f"has {self.num_workers}: an IterableDataset's stream is split per worker, so "
-                "resuming replays it instead",
-                stacklevel=2,
-            )
-            resume = {"batches_yielded": state["batches_yielded"]}
-        self._resume = resume  # also at an epoch's start: the state says where the stream was
+        self._resume = dict(state)  # also at an epoch's start: the state says where it was
 
     def close(self) -> None:
         """Stop workers now (they also stop when the loader is garbage-collected)."""
@@ -348,8 +337,14 @@ class DataLoader(Generic[T_co]):
         """Keep (persistent_workers) or stop the pass's workers; remember where it stopped."""
         pool = closed.pool
         closed.pool = None
-        self._pools.release(pool, keep=self.persistent_workers and not failed)
-        self._last_state = None if closed.finished else {"epoch": closed.epoch, **closed.state()}
+        keep = self.persistent_workers and not failed
+        self._pools.release(pool, keep=keep)
+        position = (
+            {"epoch": closed.epoch + 1, **next_epoch_start(closed.state(), self._iterable, keep)}
+            if closed.finished
+            else {"epoch": closed.epoch, **closed.state()}
+        )
+        self._last_state = (closed.epoch, position)
 
     def _advise_sharding(self, worker_state: dict[str, Any] | None) -> None:
         """NOTE [sharding advice]: an IterableDataset whose ``__iter__`` never asks

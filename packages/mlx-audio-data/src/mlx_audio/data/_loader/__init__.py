@@ -7,11 +7,13 @@ Main process (the loader and its passes; may import MLX)
     ``settings``   what the loader's settings decide: arguments checked, torch's default
                    samplers, the epoch's index batches, where the collate runs, the start method,
                    how worker processes start (``start_workers``)
-    ``passes``     one pass (epoch) per ``iter()``: in-process or with workers, map-style or
-                   stream (``pass_class``), and its resumable position
+    ``passes``     one pass (epoch) per ``iter()``: the pass's plan and base, the in-process
+                   passes, and their resumable position
+    ``worker_passes`` the passes with workers, map-style or stream, and ``pass_class``
     ``pool``       handles on the workers (processes or threads), a loader's pools
     ``transfer``   ``pin_memory`` on CUDA: a pass iterated on a transfer thread
-    ``state``      the loader's versioned ``state_dict`` and its checks
+    ``state``      the loader's versioned ``state_dict`` and its checks, which batches a pass
+                   has handed out, where the next epoch starts
 Both sides (imported by workers too: no MLX)
     ``protocol``   the messages between the main process and its workers, ``WorkerSpec``
     ``tree``       the one tree walker for batches; MLX forbidden after fork
@@ -40,13 +42,15 @@ loader seed                     ``_loader/settings.py``
 map-style dataset state         ``_loader/worker.py``
 MLX after fork                  ``_loader/tree.py``
 one pass per iter()             ``dataloader.py``
+out-of-order resume             ``_loader/state.py``
 output conversion               ``dataloader.py``
 pin_memory on CUDA              ``_loader/transfer.py``
 pools stay reachable            ``_loader/pool.py``
 queue teardown                  ``_loader/pool.py``
-round-robin order               ``_loader/passes.py``
+round-robin order               ``_loader/worker_passes.py``
 settings are fixed              ``dataloader.py``
 sharding advice                 ``dataloader.py``
+worker watchdog                 ``_loader/worker.py``
 ==============================  =====================================
 
 (paths relative to ``mlx_audio/data/``; ``tests/test_import_paths.py`` of this package checks

@@ -243,7 +243,11 @@ def compose(fns: Sequence[Callable[[Any], Any]]) -> Callable[[Any], Any] | None:
 
 def stream_parts(dataset: Any, iterator: Any = None) -> dict[str, Any]:
     """What resumes a dataset exactly: its own ``state_dict()``, else that of the iterator its
-    ``__iter__`` returned (torchdata's ``Stateful`` protocol); empty when neither has one."""
+    ``__iter__`` returned (torchdata's ``Stateful`` protocol); empty when neither has one. A
+    dataset that is its own iterator has an iterator's state (as in torchdata): it describes
+    what ``__iter__`` set up, so it is loaded after ``iter()``, never before."""
+    if iterator is dataset and callable(getattr(iterator, "state_dict", None)):
+        return {"iterator": iterator.state_dict()}
     if callable(getattr(dataset, "state_dict", None)):
         return {"dataset": dataset.state_dict()}
     if iterator is not None and callable(getattr(iterator, "state_dict", None)):

@@ -1,12 +1,12 @@
 """One pass over a DataLoader (main side): one class per mode, as torch's layout --
-:class:`InProcessPass` (``num_workers=0``) and :class:`WorkerPass` -- and per dataset kind, as
-the plan's fetcher says (:func:`pass_class`): ``...MapPass`` for a map-style dataset (index
-batches from the sampler), ``...StreamPass`` for an iterable one. A pass sees only its frozen
-:class:`PassPlan`, never the loader; it reports back through the plan's callbacks."""
+:class:`InProcessPass` (``num_workers=0``, here) and ``WorkerPass`` (``worker_passes``) -- and
+per dataset kind, as the plan's fetcher says (``worker_passes.pass_class``): ``...MapPass`` for
+a map-style dataset (index batches from the sampler), ``...StreamPass`` for an iterable one. A
+pass sees only its frozen :class:`PassPlan`, never the loader; it reports back through the
+plan's callbacks."""
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,9 +15,8 @@ from typing import Any, Protocol, cast
 import numpy.typing as npt
 
 from .fetch import Fetcher, MapFetcher, SampleError, StreamFetcher, index_list, stream_parts
-from .pool import ProcessWorker, ThreadWorker, WorkerPool, first_ready
-from .protocol import End, Failed, MapTask, NextTask
-from .state import jsonable, resumes_exactly
+from .pool import WorkerPool
+from .state import Delivered, jsonable, resumes_exactly
 
 
 class PassLike(Iterator[Any], Protocol):
@@ -56,7 +55,7 @@ class PassPlan:
     wrapped: bool = False  # built inside a DevicePass (its warnings point one frame further out)
 
 
-def _reraise_in_process(error: SampleError) -> None:
+def reraise_in_process(error: SampleError) -> None:
     original = error.error
     if hasattr(original, "add_note"):
         original.add_note(f"(raised by the DataLoader while fetching index {error.index})")
@@ -140,7 +139,7 @@ class Pass(Iterator[Any]):
             pass
 
 
-def _skip_replayed(stream_pass: Pass, exact: bool) -> None:
+def skip_replayed(stream_pass: Pass, exact: bool) -> None:
     """Iterable datasets without a state of their own resume by replaying the stream."""
     if exact:
         stream_pass.yielded = stream_pass.skip
@@ -160,7 +159,8 @@ class InProcessMapPass(InProcessPass):
         super().__init__(plan)
         assert plan.index_batches is not None and isinstance(plan.fetcher, MapFetcher)
         self.fetcher = plan.fetcher
-        self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
+        self.delivered = Delivered(plan.resume)  # NOTE [out-of-order resume]
+        self.batches = self.delivered.remaining(plan.index_batches)
         self.yielded = self.skip
         self.stream_state = plan.resume.get("stream")
         if self.stream_state and self.stream_state.get("dataset") is not None:
@@ -171,16 +171,18 @@ class InProcessMapPass(InProcessPass):
             self.stream_state = stream_parts(plan.dataset) or None  # where this pass starts
 
     def _next_batch(self) -> Any:
+        position, indices = next(self.batches)
+        self.delivered.mark(position)
         try:
-            batch = self.fetcher.fetch(index_list(next(self.batches)), self.epoch)
+            batch = self.fetcher.fetch(index_list(indices), self.epoch)
             self.stream_state = stream_parts(self.plan.dataset) or self.stream_state
             return batch
         except SampleError as error:
             self._sample_failed = True
-            _reraise_in_process(error)
+            reraise_in_process(error)
 
     def state(self) -> dict[str, Any]:
-        state = super().state()
+        state = {**super().state(), **self.delivered.state()}
         if self.stream_state is not None:
             state.update(stream=self.stream_state)
         return cast("dict[str, Any]", jsonable(state))
@@ -205,16 +207,19 @@ class InProcessStreamPass(InProcessPass):
         self._stream = plan.fetcher.batches(self._iterator, self.epoch, 0, position)
         if self.stream_state is None:
             self._record_stream()  # where this pass starts (a state taken before any batch)
-        _skip_replayed(self, self.exact)
+        skip_replayed(self, self.exact)
 
     def _next_batch(self) -> Any:
         try:
             batch = next(self._stream)
             self._record_stream()
             return batch
+        except StopIteration:
+            self._record_stream()  # the state after the end (next_epoch_start keeps it)
+            raise
         except SampleError as error:
             self._sample_failed = True  # (a generator that raised simply ends at the next call)
-            _reraise_in_process(error)
+            reraise_in_process(error)
 
     def _record_stream(self) -> None:
         self.stream_state = {
@@ -226,181 +231,3 @@ class InProcessStreamPass(InProcessPass):
         state = super().state()
         state.update(cursor=0, exhausted=[], workers=[], stream=self.stream_state)
         return cast("dict[str, Any]", jsonable(state))
-
-
-class WorkerPass(Pass):
-    """Workers fetch; results come back through each worker's channel.
-
-    NOTE [round-robin order]: map-style batch j goes to worker ``j % n`` and is read back from
-    it, so the batch order never depends on worker timing (``in_order=False`` reads whichever
-    worker is ready). An iterable dataset's workers each run their own stream; their batches
-    are taken round-robin, skipping exhausted workers, as torch does.
-    """
-
-    worker_states: list[dict[str, Any] | None]
-
-    def _after_failure(self) -> None:
-        if self.pool is not None and self.pool.workers:
-            self._dispatch()
-
-    def _dispatch(self) -> None:
-        raise NotImplementedError
-
-    def _receive(self, worker: ProcessWorker | ThreadWorker) -> tuple[Any, Any]:
-        message, slot = worker.take(self.plan.timeout)
-        if isinstance(message, Failed):
-            worker.release(slot)
-            self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
-            message.error.reraise()
-        if isinstance(message, End):
-            worker.release(slot)
-            return message, None
-        batch = worker.unpack(message.payload, slot, self.plan.view_converter)
-        worker.release(slot)
-        return message, batch
-
-
-class WorkerMapPass(WorkerPass):
-    def __init__(self, plan: PassPlan) -> None:
-        super().__init__(plan)
-        self.worker_states = []
-        self.pool = plan.acquire_pool()
-        assert plan.index_batches is not None
-        self.batches = itertools.islice(iter(plan.index_batches), self.skip, None)
-        self.yielded = self.skip
-        self._first = 0  # batch j of the epoch goes to worker j % n, also after a resume
-        self.dispatched = self.skip
-        states = plan.resume.get("workers") or []
-        self.worker_states = (
-            list(states) if len(states) == plan.num_workers else [None] * plan.num_workers
-        )
-        reused = self.pool.passes > 0
-        self.pool.passes += 1
-        if plan.resume:  # a loaded state: each worker from its saved state, or restarted as new
-            for worker, state in zip(self.pool.workers, self.worker_states):
-                if state is not None or reused:  # NOTE [map-style dataset state]
-                    worker.reset(self.epoch, state)
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        assert self.pool is not None
-        workers = self.pool.workers
-        if not self.plan.in_order:  # any worker with room (results are taken as they finish)
-            while any(w.has_room() for w in workers):
-                indices = next(self.batches, None)
-                if indices is None:
-                    return
-                worker = min((w for w in workers if w.has_room()), key=lambda w: len(w.in_flight))
-                self._submit(worker, indices)
-            return
-        while workers[self.dispatched % len(workers)].has_room():
-            indices = next(self.batches, None)
-            if indices is None:
-                return
-            self._submit(workers[self.dispatched % len(workers)], indices)
-
-    def _submit(self, worker: ProcessWorker | ThreadWorker, indices: Any) -> None:
-        epoch = self.epoch
-        batch = index_list(indices)
-        worker.submit(lambda slot: MapTask(epoch, batch, slot))
-        self.dispatched += 1
-
-    def _next_batch(self) -> Any:
-        assert self.pool is not None
-        workers = self.pool.workers
-        if not workers:  # the loader was closed under this pass
-            raise StopIteration
-        received = self.yielded - self._first  # the j-th batch dispatched went to worker j % n
-        if received >= self.dispatched:
-            raise StopIteration
-        worker = (
-            workers[received % len(workers)]
-            if self.plan.in_order
-            else first_ready(workers, self.plan.timeout)
-        )
-        message, batch = self._receive(worker)
-        if message.state is not None:
-            self.worker_states[workers.index(worker)] = message.state
-        self._dispatch()
-        return self.plan.collate_in_main(batch)
-
-    def state(self) -> dict[str, Any]:
-        state = super().state()
-        if any(s is not None for s in self.worker_states):
-            state.update(workers=self.worker_states)
-        return cast("dict[str, Any]", jsonable(state))
-
-
-class WorkerStreamPass(WorkerPass):
-    def __init__(self, plan: PassPlan) -> None:
-        self.exact = resumes_exactly(plan.resume, plan.dataset, plan.wrapped)
-        super().__init__(plan)
-        self.worker_states = []
-        self.exhausted: set[int] = set()
-        self.cursor = 0
-        self.pool = plan.acquire_pool()
-        resume = plan.resume
-        states = resume.get("workers") if self.exact else None
-        self.worker_states = list(states) if states else [None] * plan.num_workers
-        self.exhausted = set(resume.get("exhausted", [])) if self.exact else set()
-        self.cursor = int(resume.get("cursor", 0)) if self.exact else 0
-        for worker, state in zip(self.pool.workers, self.worker_states):
-            worker.reset(self.epoch, state)
-        self._dispatch()
-        _skip_replayed(self, self.exact)
-
-    def _dispatch(self) -> None:
-        assert self.pool is not None
-        for wid, worker in enumerate(self.pool.workers):
-            while wid not in self.exhausted and worker.has_room():
-                worker.submit(NextTask)
-
-    def _next_batch(self) -> Any:
-        assert self.pool is not None
-        workers = self.pool.workers
-        if not workers:  # the loader was closed under this pass
-            raise StopIteration
-        return self._next_from_streams(workers)
-
-    def _next_from_streams(self, workers: list[ProcessWorker | ThreadWorker]) -> Any:
-        while len(self.exhausted) < len(workers):
-            wid = self.cursor % len(workers)
-            self.cursor = (self.cursor + 1) % len(workers)
-            if wid in self.exhausted:
-                continue
-            message, batch = self._receive(workers[wid])
-            if isinstance(message, End):
-                self.exhausted.add(wid)
-                workers[wid].drain(self.plan.timeout)
-                # advised once a worker has gone through its stream (torch's own tests expect
-                # no warning from a pass that has not)
-                self.plan.advise_sharding(self.worker_states[wid])
-                continue
-            self.worker_states[wid] = message.state
-            self._dispatch()
-            return self.plan.collate_in_main(batch)
-        raise StopIteration
-
-    def state(self) -> dict[str, Any]:
-        state = super().state()
-        state.update(
-            cursor=self.cursor,
-            exhausted=sorted(self.exhausted),
-            workers=self.worker_states,
-            stream=None,
-        )
-        return cast("dict[str, Any]", jsonable(state))
-
-
-# the pass for each (dataset kind, mode): the fetcher a DataLoader made says the kind
-_PASSES: dict[tuple[type, bool], type[Pass]] = {
-    (MapFetcher, False): InProcessMapPass,
-    (StreamFetcher, False): InProcessStreamPass,
-    (MapFetcher, True): WorkerMapPass,
-    (StreamFetcher, True): WorkerStreamPass,
-}
-
-
-def pass_class(plan: PassPlan) -> type[Pass]:
-    """The pass for ``plan``: its fetcher's kind (map or stream) x in-process or workers."""
-    return _PASSES[type(plan.fetcher), plan.num_workers > 0]

@@ -51,7 +51,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class End:
-    pass
+    state: dict[str, Any] | None = None  # the stream's state after its end (torchdata's)
 
 
 @dataclass(frozen=True)

@@ -258,12 +258,23 @@ def start_workers(
     except (pickle.PicklingError, AttributeError, TypeError) as error:
         if start_method(context) == "fork" or worker_type == "thread":
             raise
-        raise TypeError(
-            f"with the '{start_method(context)}' start method each worker receives a pickled copy "
-            f"of the dataset, cpu_transforms and worker_init_fn, and pickling failed: {error}. "
-            "Define them at module level (no lambdas or local functions), or use "
-            "multiprocessing_context='fork' (Linux) or worker_type='thread'."
-        ) from error
+        # as torch: its warning, then the pickling error itself (same class), with our advice
+        advice = (
+            f"With the '{start_method(context)}' start method each worker receives a pickled copy "
+            "of the dataset, cpu_transforms and worker_init_fn: define them at module level (no "
+            "lambdas or local functions), or use multiprocessing_context='fork' (Linux) or "
+            "worker_type='thread'."
+        )
+        warnings.warn(
+            "Got pickle error when attempting to start a worker Process. This might be because "
+            f"the worker Process arguments are not picklable. {advice}",
+            stacklevel=6,
+        )
+        try:
+            explained = type(error)(f"{error}. {advice}")
+        except Exception:
+            raise error from None
+        raise explained from error
 
 
 def gpu_backend() -> bool:

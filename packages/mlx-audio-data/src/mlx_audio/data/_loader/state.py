@@ -11,7 +11,9 @@ passes' states as JSON-friendly values (:func:`jsonable`).
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -103,6 +105,7 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
             f"DataLoader state: 'batches_yielded' is {yielded} but an epoch of this loader has "
             f"{batches} batches: the state belongs to another loader or was edited"
         )
+    _check_streams_split(state, loader)
     if state["version"] == 1:
         return  # written before the settings were recorded
     mine = settings_of(loader)
@@ -113,6 +116,28 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
                 f"{key}={mine[key]!r}: resuming would skip the wrong batches. Resume with the same "
                 "dataset and batching, or start the epoch afresh (loader.set_epoch(e))"
             )
+
+
+class WorkersChanged(ValueError, AssertionError):
+    """torchdata raises ``AssertionError`` for a state of another ``num_workers``."""
+
+
+def _check_streams_split(state: dict[str, Any], loader: Any) -> None:
+    """An IterableDataset runs one stream per worker: a position in those streams means
+    nothing to another number of workers (torchdata refuses any such state; a map-style one
+    resumes here with any number, the batches do not depend on the workers)."""
+    saved = [state.get("stream") or {}, *(w or {} for w in state.get("workers") or [])]
+    positioned = state["batches_yielded"] or any(
+        s.get("dataset") is not None or s.get("iterator") is not None for s in saved
+    )
+    if loader._iterable and state.get("num_workers") != loader.num_workers and positioned:
+        raise WorkersChanged(
+            f"the state was saved with num_workers={state.get('num_workers')} and this loader "
+            f"has num_workers={loader.num_workers}: an IterableDataset's stream is split per "
+            "worker, so where each one stood cannot be carried over. Resume with "
+            f"num_workers={state.get('num_workers')}, or start the epoch afresh "
+            "(loader.set_epoch(e))"
+        )
 
 
 def resumes_exactly(resume: dict[str, Any], dataset: Any, wrapped: bool) -> bool:
@@ -146,3 +171,59 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+class Delivered:
+    """Which of an epoch's index batches a map-style pass has handed out, by position.
+
+    NOTE [out-of-order resume]: with ``in_order=False`` batches are handed out as workers finish
+    them, so "the first ``batches_yielded`` batches" is not what was delivered (counting them
+    so lost some batches and repeated others on resume). The state records what was: every
+    position below the first one not yet handed out, plus those handed out beyond it
+    (``ahead``); a resumed pass dispatches exactly the others, each once. A stream's workers
+    hand their batches back in their own order, so a stream's state (each worker's position
+    after its last batch handed out) is exact either way. ``in_order=True`` never has
+    ``ahead``: its states are unchanged.
+    """
+
+    def __init__(self, resume: dict[str, Any]) -> None:
+        self.ahead = {int(p) for p in resume.get("ahead", [])}
+        self.first = int(resume.get("batches_yielded", 0)) - len(self.ahead)
+
+    def remaining(self, batches: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        """(position, index batch) of the batches still to hand out, in epoch order."""
+        done = frozenset(self.ahead)  # fixed now: ``mark`` drops positions the pass reaches
+        for position, indices in itertools.islice(enumerate(batches), self.first, None):
+            if position not in done:
+                yield position, indices
+
+    def mark(self, position: int) -> None:
+        """The batch at ``position`` is handed out (or its error raised)."""
+        if position != self.first:
+            self.ahead.add(position)
+            return
+        self.first += 1
+        while self.first in self.ahead:
+            self.ahead.discard(self.first)
+            self.first += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"ahead": sorted(self.ahead)} if self.ahead else {}
+
+
+def next_epoch_start(final: dict[str, Any], iterable: bool, persistent: bool) -> dict[str, Any]:
+    """Where the next epoch starts after a pass that ran to its end (torchdata's state after
+    ``StopIteration``): what outlives the pass. A dataset object that lives on (in the main
+    process; with ``persistent_workers``, in the workers) keeps its state -- a persistent
+    map-style worker its global RNGs too (they are not reseeded between epochs) -- so a loader
+    resumed from this state starts the next epoch as the uninterrupted one would."""
+    position: dict[str, Any] = {"batches_yielded": 0}
+    stream = final.get("stream") or {}
+    if stream.get("dataset") is not None:  # an iterator's state ends with its pass
+        position["stream"] = {"dataset": stream["dataset"]}
+    workers = final.get("workers") or []
+    if persistent and iterable:
+        workers = [{"dataset": w["dataset"]} if w and "dataset" in w else None for w in workers]
+    if persistent and any(w is not None for w in workers):
+        position["workers"] = workers
+    return position

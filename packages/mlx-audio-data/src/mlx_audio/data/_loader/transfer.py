@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from .passes import Pass, PassLike, PassPlan, pass_class
+from .passes import Pass, PassLike, PassPlan
 from .settings import gpu_backend
 from .tree import is_mlx_array, map_leaves
+from .worker_passes import pass_class
 
 _BATCH, _ERROR, _END = "batch", "error", "end"
 _DEPTH = 2  # batches queued ahead of the consumer

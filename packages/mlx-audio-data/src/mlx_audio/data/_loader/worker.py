@@ -11,7 +11,7 @@ import queue
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..support import global_rng_state, limit_blas_threads, set_global_rng_state
 from . import tree
-from .fetch import MapFetcher, StreamFetcher, stream_parts
+from .fetch import MapFetcher, SampleError, StreamFetcher, stream_parts
 from .protocol import (
     Batch,
     End,
@@ -40,14 +40,27 @@ class _ReadOnly(RuntimeError, AttributeError):
     """torch raises RuntimeError; Python's read-only attributes raise AttributeError."""
 
 
+@dataclass(frozen=True)
+class WorkerRNG:
+    """A thread worker's own generators, seeded with its ``WorkerInfo.seed`` (torch's ``_RNG``,
+    without a torch generator): threads share the process's global RNGs."""
+
+    random_generator: random.Random
+    numpy_generator: np.random.Generator
+
+
 @dataclass
 class WorkerInfo:
-    """What a worker knows about itself (torch's ``WorkerInfo``); read-only."""
+    """What a worker knows about itself: torch's ``WorkerInfo`` (its fields, in its order:
+    ``rng`` is None in a process, a :class:`WorkerRNG` in a thread; ``worker_method`` is
+    ``"multiprocessing"`` or ``"thread"``), then ``rank`` and ``num_replicas``; read-only."""
 
     id: int
     num_workers: int
     seed: int
     dataset: Any
+    rng: WorkerRNG | None = None
+    worker_method: str | None = "multiprocessing"
     rank: int = 0  # beyond torch's fields: the data-parallel process (see get_shard_info)
     num_replicas: int = 1
 
@@ -162,6 +175,11 @@ class _StreamProducer(_Producer):
         if state is not None and state.get("iterator") is not None:
             self.iterator.load_state_dict(state["iterator"])
         self.stream = spec.fetcher.batches(self.iterator, epoch, spec.worker_id, self.position)
+        for _ in range(int((state or {}).get("skip", 0))):  # a replay: batches handed out before
+            try:
+                next(self.stream, None)
+            except SampleError:  # raised to the user then
+                pass
 
     def run(self, task: MapTask | NextTask) -> tuple[Any, dict[str, Any] | None]:
         assert self.stream is not None
@@ -199,13 +217,16 @@ def _worker_share(dataset: Any, spec: WorkerSpec) -> Any:
     return share
 
 
-def _worker_info(spec: WorkerSpec) -> WorkerInfo:
+def _worker_info(spec: WorkerSpec, thread: bool = False) -> WorkerInfo:
     """What ``get_worker_info()`` returns in this worker (process or thread)."""
+    seed = worker_seed(spec.seed, spec.epoch, spec.worker_id)
     return WorkerInfo(
         spec.worker_id,
         spec.num_workers,
-        worker_seed(spec.seed, spec.epoch, spec.worker_id),
+        seed,
         spec.fetcher.dataset,
+        WorkerRNG(random.Random(seed), np.random.default_rng(seed)) if thread else None,
+        "thread" if thread else "multiprocessing",
         spec.rank,
         spec.num_replicas,
     )
@@ -246,11 +267,12 @@ def process_worker_loop(
             spec.worker_init_fn(spec.worker_id)
     except Exception as error:
         results.send(Failed(WorkerError(spec.worker_id, error)))
+    watched = _parent_watch(parent_pid)
     while True:
         try:
             task = tasks.get(timeout=_POLL_SECONDS)
         except queue.Empty:
-            if os.getppid() != parent_pid:  # the main process died: do not linger
+            if not watched():  # the main process died: do not linger
                 return
             continue
         if task is None:
@@ -266,6 +288,31 @@ def process_worker_loop(
             return
 
 
+def _parent_watch(parent_pid: int) -> Callable[[], bool]:
+    """NOTE [worker watchdog]: an idle worker checks, once per poll, that the process it serves
+    still exists. Its parent is not always that process: a ``forkserver`` worker is forked by
+    the fork server, so ``os.getppid()`` never equals the main process's pid. Comparing the two
+    (as this loop once did) made every forkserver worker idle for one poll (a slow sample on
+    another worker, the other workers still starting, a pause between two batches) exit with
+    code 0 while its loader was alive: ``WorkerDied ... exit code 0``, more often on a busy
+    machine. As torch's ``ManagerWatchdog``: the parent seen at start must stay the parent (an
+    orphan is re-parented), and the main process must still exist."""
+    start_parent = os.getppid()
+
+    def alive() -> bool:
+        if os.getppid() != start_parent:
+            return False
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists (another user's by now: pid reuse, accepted)
+            pass
+        return True
+
+    return alive
+
+
 def thread_worker_loop(
     spec: WorkerSpec,
     tasks: queue.Queue[MapTask | NextTask | ResetTask | None],
@@ -273,7 +320,7 @@ def thread_worker_loop(
     stop: threading.Event,
 ) -> None:
     """Entry point of a worker thread: same protocol, batches passed by reference."""
-    _thread_info.info = _worker_info(spec)
+    _thread_info.info = _worker_info(spec, thread=True)
     producer = _producer(spec, owns_globals=False)
     if spec.worker_init_fn is not None:
         try:
@@ -306,7 +353,7 @@ def _run_task(producer: _Producer, task: Any, arena: Arena | None) -> Batch | En
         fetcher.alloc = arena.empty if arena is not None else None
         batch, state = producer.run(task)
         if batch is StopIteration:
-            return End()
+            return End(state)
         return Batch(pack(batch, arena) if arena is not None else batch, state)
     except Exception as error:
         return Failed(WorkerError(producer.spec.worker_id, error))
