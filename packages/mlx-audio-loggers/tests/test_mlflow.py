@@ -76,7 +76,9 @@ def test_default_local_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     from mlflow.tracking import MlflowClient
 
-    logger = MLflowLogger(experiment_name="local")
+    # the first use of a new local store creates it and runs MLflow's migrations: on a busy
+    # 2-core machine that alone can take longer than the default flush_timeout
+    logger = MLflowLogger(experiment_name="local", flush_timeout=120)
     logger.log_hyperparams({"a": 1})
     logger.log_metrics({"loss": 2.0}, step=3)
     logger.finalize("success")
