@@ -8,6 +8,7 @@ truncated or edited file is refused with its name. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -97,6 +98,14 @@ def save_checkpoint(
         fsync(tmp)
         os.rename(tmp, directory)
         fsync(parent)
+    except (OSError, RuntimeError) as error:  # MLX says only "[write] Unable to write ... bytes"
+        shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(parent).free / 2**20
+        raise OSError(
+            getattr(error, "errno", None) or errno.EIO,
+            f"could not write the checkpoint {directory}: {error} ({free:.0f} MiB free on its "
+            "file system; a full disk?); the previous checkpoints are kept",
+        ) from error
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -302,14 +311,22 @@ def capture(trainer: Trainer, path: str) -> str:
         "save_checkpoint needs a running fit"
     )
     progress = trainer.progress
+    # at the epoch's last batch (its update done) the epoch is over: the checkpoint resumes at
+    # the next epoch, without the loader's position, so on any number of processes
+    ended = progress.epoch_finished or (
+        runner.micro == 0
+        and progress.batch_in_epoch > 0
+        and (trainer.is_last_batch or progress.batch_in_epoch >= trainer.num_training_batches)
+    )
     state: dict[str, Any] = {
         **progress.to_state(),
+        "epoch_finished": ended,
         "batches_that_stepped": progress.batches_that_stepped + int(trainer.update_pending),
         "rng": rng_state(),
         "rng_base": trainer.rng_base,
         "accumulated_batches": runner.micro,
         "world_size": distributed.world_size(),
-        "loader": trainer.loader_state() if not progress.epoch_finished else None,
+        "loader": trainer.loader_state() if not ended else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
         "versions": versions(),
