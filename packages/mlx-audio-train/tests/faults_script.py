@@ -41,6 +41,18 @@ class Pace(Callback):
         time.sleep(self.sleep)
 
 
+class SlowSave(Callback):
+    """Rank 0 says (``saving-0``) that it is writing a checkpoint, and takes ``seconds`` more."""
+
+    def __init__(self, out: str, seconds: float) -> None:
+        self.out, self.seconds = out, seconds
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        if trainer.global_rank == 0:
+            open(os.path.join(self.out, "saving-0"), "w").close()
+            time.sleep(self.seconds)
+
+
 class Masks(TinyClassifier):
     """Records the dropout mask each step draws (eager steps only: ``compile=False``)."""
 
@@ -56,6 +68,8 @@ def fit(config: dict, out: str, rank: int, ckpt_path: str | None) -> Trainer:
     callbacks = [ModelCheckpoint(save_top_k=-1, every_n_train_steps=config.get("every_n", 0))]
     if config.get("sleep") is not None:
         callbacks.append(Pace(out, config["sleep"], config.get("ready_at", 2), rank))
+    if config.get("slow_save"):
+        callbacks.append(SlowSave(out, config["slow_save"]))
     trainer = Trainer(
         max_steps=steps,
         seed=7,

@@ -9,8 +9,10 @@ weights of the uninterrupted run (one launch resumes every trial's checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -233,3 +235,151 @@ def test_sigterm_to_any_rank_saves_a_checkpoint_that_resumes_exactly(tmp_path, j
         assert outcome["last"] == os.path.realpath(checkpoints[name]), table
         assert outcome["exits"] == ["143", "143"], table
         assert outcome["resumed"] == 0.0, table
+
+
+def wait_for(path: Path, job: Job, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert job.proc.poll() is None and time.monotonic() < deadline, (
+            f"{path.name} never appeared:\n{job.text()}"
+        )
+        time.sleep(0.02)
+
+
+def gone(pid: int, timeout: float) -> float | None:
+    """Seconds until ``pid`` ended (None: still running after ``timeout``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _state(pid) in ("", "Z"):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return None
+
+
+def logged_steps(out: Path) -> list[int]:
+    import csv
+
+    rows = csv.DictReader(open(out / "logs" / "version_0" / "metrics.csv"))
+    return [int(row["step"]) for row in rows if row.get("train_loss")]
+
+
+# -- 2. the save runs under the handler: a second SIGTERM is noted, the files get written ---------
+@pytest.mark.timeout(180)
+def test_a_second_sigterm_while_rank_0_saves_is_noted_and_the_save_completes(tmp_path, jobs):
+    job = jobs(tmp_path, sleep=0.1, slow_save=2.0)
+    pids = job.ready()
+    _kill(pids[1], signal.SIGTERM)  # the stop; rank 0 then takes 2 s to write the checkpoint
+    wait_for(tmp_path / "saving-0", job)
+    _kill(pids[0], signal.SIGTERM)  # as mlx.launch or a scheduler's second round would
+    _kill(pids[1], signal.SIGTERM)
+    job.wait(60)
+    saved = job.preempted()
+    assert len(saved) == 1, job.text()
+    assert job.exits() == ["143", "143"], job.text()
+    assert "SIGTERM received again; still stopping" in job.text()
+    step = int(saved[0].name.rsplit("=", 1)[1])
+    assert logged_steps(tmp_path)[-1] == step - 1  # the CSV logger's rows up to the stop (0-based)
+
+
+# -- 3. a broken stdout never kills the save -----------------------------------------------------
+@pytest.mark.timeout(180)
+def test_a_sigterm_with_stdout_gone_still_saves(tmp_path):
+    """Two ranks started as a scheduler does (MLX_RANK + MLX_HOSTFILE, no launcher), each with
+    its stdout a pipe whose reader is gone when the SIGTERM comes: status lines are dropped,
+    the checkpoint is written, both exit 143 (Python's own flush at exit does not turn it
+    into 120)."""
+    port = _free_port()
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]]))
+    argument = json.dumps({"out": str(tmp_path), "max_steps": STEPS, "sleep": 0.1})
+    procs: list[subprocess.Popen] = []
+    for rank in range(2):
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(SCRIPT), argument],
+                cwd=HERE,
+                env={**_env(), "MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)},
+                stdout=subprocess.PIPE,
+                stderr=open(tmp_path / f"stderr-{rank}", "w"),
+                start_new_session=True,
+            )
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not all((tmp_path / f"ready-{r}").exists() for r in range(2)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.02)
+        for proc in procs:
+            proc.stdout.close()  # the reader is gone: every write to stdout is a broken pipe
+        procs[1].send_signal(signal.SIGTERM)  # rank 0 learns of it in the step, and says so
+        codes = [proc.wait(60) for proc in procs]
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    errors = [(tmp_path / f"stderr-{r}").read_text() for r in range(2)]
+    assert codes == [143, 143], errors
+    assert len(list((tmp_path / "checkpoints").glob("preempted-*"))) == 1
+    assert not any("Traceback" in e or "BrokenPipe" in e for e in errors), errors
+
+
+# -- 4. a launcher that is gone: its ranks save and exit -------------------------------------------
+@pytest.mark.timeout(180)
+def test_ranks_whose_launcher_is_gone_save_and_exit(tmp_path, jobs):
+    job = jobs(tmp_path, sleep=0.1)
+    job.ready()
+    os.kill(job.proc.pid, signal.SIGTERM)  # mlx.launch alone: orphans with a broken stdout
+    job.wait(60)
+    assert len(job.preempted()) == 1, job.text()
+    assert job.exits() == ["143", "143"], job.text()
+
+
+# -- 5. a stopped peer ends the job, and SIGTERM / Ctrl-C are honoured while waiting for it -------
+@pytest.mark.timeout(180)
+def test_a_stopped_rank_ends_the_other_after_collective_timeout(tmp_path, jobs):
+    job = jobs(tmp_path, sleep=0.1, trainer={"collective_timeout": 3})
+    pids = job.ready()
+    os.kill(pids[1], signal.SIGSTOP)
+    took = gone(pids[0], 30)
+    os.kill(pids[1], signal.SIGCONT)  # mlx.launch waits for a stopped rank forever
+    job.wait(30)
+    assert took is not None and took < 15, job.text()
+    assert re.search(
+        r"rank 0 of 2 waited \d+ s for rank 1 in the train step at step \d+ ", job.text()
+    )
+    assert "longer than Trainer(collective_timeout=3)" in job.text()
+    assert "Node with rank 0 exited with code 1" in job.text()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "signals, code, said",
+    [([signal.SIGTERM], 143, "SIGTERM came"), ([signal.SIGINT] * 2, 130, "Ctrl-C came twice")],
+    ids=["sigterm", "ctrl-c-twice"],
+)
+def test_sigterm_and_ctrl_c_end_a_rank_waiting_for_a_stopped_peer(
+    tmp_path, jobs, signals, code, said
+):
+    job = jobs(tmp_path, sleep=0.1)  # the default collective_timeout: 30 minutes
+    pids = job.ready()
+    os.kill(pids[1], signal.SIGSTOP)
+    time.sleep(1.0)  # rank 0 waits in its next step
+    for signum in signals:
+        os.kill(pids[0], signum)
+        time.sleep(0.2)
+    took = gone(pids[0], 30)
+    os.kill(pids[1], signal.SIGCONT)
+    job.wait(30)
+    assert took is not None and took < 20, job.text()
+    assert said in job.text() and "for rank 1 in the train step" in job.text(), job.text()
+    assert f"Node with rank 0 exited with code {code}" in job.text()
+
+
+# -- 7. each rank draws its own random numbers (dropout) -------------------------------------------
+@pytest.mark.timeout(180)
+def test_each_rank_draws_its_own_dropout_masks(tmp_path, jobs):
+    job = jobs(tmp_path, masks=True, max_steps=5)
+    job.wait(120)
+    masks = [json.loads((tmp_path / f"masks-{r}.json").read_text()) for r in range(2)]
+    assert len(masks[0]) == len(masks[1]) == 5, job.text()
+    assert all(a != b for a, b in zip(*masks))  # every step: rank 0's mask is not rank 1's
