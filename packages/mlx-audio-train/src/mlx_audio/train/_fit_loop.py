@@ -41,6 +41,7 @@ from ._loaders import (
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, should_update_logs
+from ._resume import restore, restore_accumulator
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
@@ -96,7 +97,7 @@ def run_fit(
         checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
     )
     trainer.hooks.setup("fit")
-    resumed = checkpoint.restore(trainer, ckpt_path) if ckpt_path is not None else None
+    resumed = restore(trainer, ckpt_path) if ckpt_path is not None else None
     model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
     assert trainer.optimizer is not None
     clip_val, clip_algorithm = clipping(
@@ -114,7 +115,7 @@ def run_fit(
     )
     trainer.runner = StepRunner(builder, trainer.accumulate_grad_batches)
     if resumed is not None:
-        checkpoint.restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
+        restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
     for logger in trainer.loggers if trainer.is_global_zero else []:
         logger.log_hyperparams(hparams(trainer))
     trainer.hooks.on_fit_start()

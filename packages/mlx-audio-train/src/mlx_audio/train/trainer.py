@@ -23,19 +23,12 @@ import mlx.optimizers as optim
 from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
-from . import checkpoint, distributed
+from . import _lifecycle, checkpoint, distributed
 from ._arguments import ARG_NAMES, Argument, make_args
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
 from ._hooks import CallbackList, with_defaults
-from ._lifecycle import (
-    default_loggers,
-    finalize_loggers,
-    interrupt_handler,
-    on_fit_error,
-    print_summary,
-)
 from ._loaders import EpochBatches, check_fit_inputs, close_loaders
 from ._metrics import MetricStore, Results
 from ._progress import Progress
@@ -174,10 +167,9 @@ class Trainer:
                 every ``mlx_audio.data`` DataLoader (as Lightning's ``DistributedSampler``);
                 ``False`` leaves the loaders as you made them.
             collective_timeout: In a data-parallel run, the seconds a process waits for the
-                others (a step's collectives, an exchange, rank 0's checkpoint) before it ends
-                with a message naming the step and the rank it waited for (default 1800: 30
-                minutes, torch's and Lightning's process-group timeout). A stopped or hung rank
-                then ends the job instead of hanging it; see docs/api/distributed.md.
+                others (a step's collectives, rank 0's checkpoint) before it ends, naming the
+                step and the rank it waited for: a stopped or hung rank ends the job instead of
+                hanging it (default 1800: 30 minutes, Lightning's DDP timeout).
             accelerator: The device that ``fit``, ``validate``, ``test`` and ``predict`` run on:
                 ``"auto"`` (MLX's default device: the GPU where there is one), ``"cpu"`` or
                 ``"gpu"`` (``"cuda"`` and ``"mps"`` also name the kind of GPU). One MLX cannot use
@@ -208,7 +200,7 @@ class Trainer:
             seed_everything(seed)
         self.hooks = CallbackList(self, given)
         self.callbacks = self.hooks.callbacks
-        self.loggers = default_loggers(logger, root, self.args.enable_logging)
+        self.loggers = _lifecycle.default_loggers(logger, root, self.args.enable_logging)
         self.progress = Progress()
         self.metrics = MetricStore()
         self.module: TrainModule | None = None
@@ -237,7 +229,7 @@ class Trainer:
         self._val_loader: Iterable[Any] | None = None
         self._train_results = Results()
         self._eval_results: Results | None = None
-        self._interrupt = interrupt_handler()
+        self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
 
     # -- the arguments, resolved (_arguments.py) ---------------------------------------------------
@@ -370,7 +362,7 @@ class Trainer:
                 with device_scope(self.accelerator):
                     ran = run_fit(self, model, train_dataloaders, val_dataloaders, ckpt_path)
             except BaseException as error:
-                clearer = on_fit_error(self, error)
+                clearer = _lifecycle.on_fit_error(self, error)
                 if clearer is not None:
                     raise clearer from error
                 raise
@@ -378,9 +370,9 @@ class Trainer:
                 self.fit_seconds += time.perf_counter() - started
                 close_loaders(self, train_dataloaders)
             self.failing = False
-            finalize_loggers(self.loggers, "success")
+            _lifecycle.finalize_loggers(self.loggers, "success")
         if ran:
-            print_summary(self)
+            _lifecycle.print_summary(self)
 
     def validates_this_epoch(self) -> bool:
         """Whether this epoch validates at all (``check_val_every_n_epoch``)."""
