@@ -143,7 +143,11 @@ def frozen() -> TinyClassifier:
 @pytest.mark.parametrize(
     "model, data, message",
     [
-        (frozen(), "loader", r"every parameter of the TinyClassifier is frozen.*unfreeze"),
+        (
+            frozen(),
+            "loader",
+            r"the TinyClassifier has no trainable parameter \(every one frozen.*unfreeze",
+        ),
         (TinyClassifier(), "model", r"train_dataloaders is a TinyClassifier, a model: fit takes"),
         (TinyClassifier(), "data/train", r"train_dataloaders is a path \('data/train'\)"),
         (TinyClassifier(), ("loader", "data/val"), r"val_dataloaders is a path \('data/val'\)"),

@@ -35,7 +35,7 @@ from ._loaders import (
     batch_size_of,
     length_of,
     limited,
-    one_pass,
+    one_pass_done,
     seed_and_shard,
 )
 from ._metrics import LogOptions, Results
@@ -263,7 +263,7 @@ def fit_done(trainer: Trainer) -> bool:
         return True
     if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
         return True
-    if trainer.current_epoch >= 1 and one_pass(trainer._train_loader):
+    if one_pass_done(trainer):
         return True  # a generator's batches came once (check_fit_inputs warned)
     return trainer.should_stop and can_stop_early(trainer)
 

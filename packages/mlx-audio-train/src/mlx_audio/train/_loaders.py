@@ -55,9 +55,9 @@ def check_fit_inputs(trainer: Trainer, model: Any, train: Any, val: Any) -> None
         raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
     if not flatten(model.trainable_parameters()):
         raise ValueError(
-            f"Trainer.fit: every parameter of the {type(model).__name__} is frozen, so there is "
-            "nothing to train: unfreeze what should learn (model.unfreeze(), or "
-            "layer.unfreeze() for a part) after any model.freeze()"
+            f"Trainer.fit: the {type(model).__name__} has no trainable parameter (every one "
+            "frozen, or none at all), so there is nothing to train: unfreeze what should learn "
+            "(model.unfreeze(), or layer.unfreeze() for a part) after any model.freeze()"
         )
     for name, loader in (("train_dataloaders", train), ("val_dataloaders", val)):
         if isinstance(loader, nn.Module):
@@ -81,9 +81,10 @@ def check_fit_inputs(trainer: Trainer, model: Any, train: Any, val: Any) -> None
         )
 
 
-def one_pass(loader: Any) -> bool:
-    """Whether ``loader`` is an iterator (a generator): its batches come once (one epoch)."""
-    return isinstance(loader, Iterator)
+def one_pass_done(trainer: Trainer) -> bool:
+    """Whether the train data is an iterator (a generator), whose batches come once, and this
+    ``fit`` has run its epoch (``trainer._batches`` is the epoch's; None when ``fit`` starts)."""
+    return isinstance(trainer._train_loader, Iterator) and trainer._batches is not None
 
 
 def agreed_batches(trainer: Trainer, count: float) -> float:

@@ -289,7 +289,7 @@ class StepRunner:
                 loss, packed, applied, self.guard, agreed = builder.fused(
                     batch, index, self.guard, call, request
                 )
-                self._stops.append(agreed)
+                self._note_stop(agreed)
                 self._dispatch(
                     [builder.state, loss, packed, applied, self.guard, agreed], loss, deferred
                 )
@@ -299,7 +299,7 @@ class StepRunner:
             loss, packed, total, ok, applied, self.guard, agreed = builder.accumulating(
                 batch, index, total, mx.array(float(self.micro)), self.guard, call, request, update
             )
-            self._stops.append(agreed)
+            self._note_stop(agreed)
             kept = [] if update else [total]
             self._dispatch(
                 [builder.state, loss, packed, ok, applied, self.guard, agreed, *kept],
@@ -328,6 +328,10 @@ class StepRunner:
         if self._in_flight is not None:
             mx.eval(self._in_flight)
         self._in_flight = loss
+
+    def _note_stop(self, agreed: mx.array) -> None:
+        if self.builder.world > 1:  # one process reads its own request (interrupt_handler)
+            self._stops.append(agreed)
 
     def agreed_stop(self) -> int:
         """NOTE [agreed stop]: a rank's stop request (0 none, 1 Ctrl-C, 2 SIGTERM) enters each

@@ -19,8 +19,8 @@ It sees the signals through ``signal.set_wakeup_fd`` (the C-level handler writes
 number to a pipe even while the main thread is blocked); the Python handlers still run when the
 main thread returns. It also checks the parent process: when it changes (``mlx.launch`` killed:
 the rank is an orphan, its stdout a broken pipe) the rank sends itself SIGTERM, so it saves and
-exits like a preempted one. It runs only in a data-parallel ``fit`` (one process needs none,
-and a ``nohup`` run outlives its shell on purpose).
+exits like a preempted one. It runs only with several processes, in ``fit``, ``validate`` and
+``test`` (one process needs none, and a ``nohup`` run outlives its shell on purpose).
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ class Watchdog:
         if self._thread is None or self._fds is None:
             return
         self._stop.set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._fds[1], b"\0")  # wakes the thread (0 is no signal)
         self._thread.join()
         self._thread = None
         signal.set_wakeup_fd(self._previous_fd)
