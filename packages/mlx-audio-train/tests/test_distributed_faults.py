@@ -337,17 +337,17 @@ def test_ranks_whose_launcher_is_gone_save_and_exit(tmp_path, jobs):
 # -- 5. a stopped peer ends the job, and SIGTERM / Ctrl-C are honoured while waiting for it -------
 @pytest.mark.timeout(180)
 def test_a_stopped_rank_ends_the_other_after_collective_timeout(tmp_path, jobs):
-    job = jobs(tmp_path, sleep=0.1, trainer={"collective_timeout": 3})
+    job = jobs(tmp_path, sleep=0.1, trainer={"collective_timeout": 5})
     pids = job.ready()
     os.kill(pids[1], signal.SIGSTOP)
-    took = gone(pids[0], 30)
+    took = gone(pids[0], 40)
     os.kill(pids[1], signal.SIGCONT)  # mlx.launch waits for a stopped rank forever
     job.wait(30)
-    assert took is not None and took < 15, job.text()
+    assert took is not None and took < 20, job.text()
     assert re.search(
         r"rank 0 of 2 waited \d+ s for rank 1 in the train step at step \d+ ", job.text()
     )
-    assert "longer than Trainer(collective_timeout=3)" in job.text()
+    assert "longer than Trainer(collective_timeout=5)" in job.text()
     assert "Node with rank 0 exited with code 1" in job.text()
 
 
@@ -367,10 +367,10 @@ def test_sigterm_and_ctrl_c_end_a_rank_waiting_for_a_stopped_peer(
     for signum in signals:
         os.kill(pids[0], signum)
         time.sleep(0.2)
-    took = gone(pids[0], 30)
+    took = gone(pids[0], 40)  # a grace of twice the longest wait so far + 5 s: seconds here
     os.kill(pids[1], signal.SIGCONT)
     job.wait(30)
-    assert took is not None and took < 20, job.text()
+    assert took is not None and took < 30, job.text()
     assert said in job.text() and "for rank 1 in the train step" in job.text(), job.text()
     assert f"Node with rank 0 exited with code {code}" in job.text()
 

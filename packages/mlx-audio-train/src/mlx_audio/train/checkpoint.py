@@ -8,7 +8,6 @@ truncated or edited file is refused with its name. Nothing here ever unpickles.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -98,11 +97,12 @@ def save_checkpoint(
     except (OSError, RuntimeError) as error:  # MLX says only "[write] Unable to write ... bytes"
         shutil.rmtree(tmp, ignore_errors=True)
         free = shutil.disk_usage(parent).free / 2**20
-        raise OSError(
-            getattr(error, "errno", None) or errno.EIO,
+        number = getattr(error, "errno", None)
+        message = (
             f"could not write the checkpoint {directory}: {error} ({free:.0f} MiB free on its "
-            "file system; a full disk?); the previous checkpoints are kept",
-        ) from error
+            "file system; a full disk?); the previous checkpoints are kept"
+        )
+        raise (OSError(number, message) if number else OSError(message)) from error
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
