@@ -293,18 +293,18 @@ def test_a_sigterm_with_stdout_gone_still_saves(tmp_path):
     hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]]))
     argument = json.dumps({"out": str(tmp_path), "max_steps": STEPS, "sleep": 0.1})
     procs: list[subprocess.Popen] = []
-    for rank in range(2):
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(SCRIPT), argument],
-                cwd=HERE,
-                env={**_env(), "MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)},
-                stdout=subprocess.PIPE,
-                stderr=open(tmp_path / f"stderr-{rank}", "w"),
-                start_new_session=True,
+    try:  # every rank started is killed at the end, whatever fails
+        for rank in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(SCRIPT), argument],
+                    cwd=HERE,
+                    env={**_env(), "MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)},
+                    stdout=subprocess.PIPE,
+                    stderr=open(tmp_path / f"stderr-{rank}", "w"),
+                    start_new_session=True,
+                )
             )
-        )
-    try:
         deadline = time.monotonic() + 90
         while not all((tmp_path / f"ready-{r}").exists() for r in range(2)):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
