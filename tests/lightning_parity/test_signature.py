@@ -27,7 +27,7 @@ MISSING = [
     "strategy",
     "sync_batchnorm",
 ]
-OURS_ONLY = ["compile", "on_nonfinite_loss", "seed"]
+OURS_ONLY = ["collective_timeout", "compile", "on_nonfinite_loss", "seed"]
 
 
 def test_trainer_arguments_and_defaults_as_in_lightning():

@@ -51,6 +51,7 @@ class Logging(TinyClassifier):
     """Also logs through self.log: a mean with sync_dist and a max (reduced by its reduce_fx)."""
 
     fail_at: int | None = None
+    fail_message = "failed on purpose"
 
     def training_step(self, batch, batch_idx):
         loss, metrics = self.compute_loss(batch)
@@ -62,7 +63,7 @@ class Logging(TinyClassifier):
 
     def on_train_batch_start(self, batch, batch_idx):
         if self.fail_at is not None and self.trainer.global_step == self.fail_at:
-            raise RuntimeError(f"rank {self.trainer.global_rank} failed on purpose")
+            raise RuntimeError(f"rank {self.trainer.global_rank} {self.fail_message}")
 
     def validation_step(self, batch, batch_idx):
         loss, metrics = self.compute_loss(batch)
@@ -103,6 +104,7 @@ def main() -> None:
     model = Logging(total_steps=40, dropout=0.0)
     if config.get("fail_rank") == rank:
         model.fail_at = config["fail_at"]
+        model.fail_message = config.get("fail_message", model.fail_message)
     batch = config["global_batch"] // ranks
     if config.get("unequal"):  # plain iterables, a different count on every rank
         data = blobs(256)

@@ -132,3 +132,46 @@ def test_nonfinite_loss_raises_with_the_step_or_is_skipped():
     before = {k: v for k, v in model.parameters()["fc1"].items()}
     t.fit(model, DataLoader(blobs(16), batch_size=4))
     assert t.global_step == 0 and all(mx.array_equal(before[k], model.fc1[k]) for k in before)
+
+
+def frozen() -> TinyClassifier:
+    model = TinyClassifier()
+    model.freeze()
+    return model
+
+
+@pytest.mark.parametrize(
+    "model, data, message",
+    [
+        (
+            frozen(),
+            "loader",
+            r"the TinyClassifier has no trainable parameter \(every one frozen.*unfreeze",
+        ),
+        (TinyClassifier(), "model", r"train_dataloaders is a TinyClassifier, a model: fit takes"),
+        (TinyClassifier(), "data/train", r"train_dataloaders is a path \('data/train'\)"),
+        (TinyClassifier(), ("loader", "data/val"), r"val_dataloaders is a path \('data/val'\)"),
+        (TinyClassifier(), ("loader", "model"), r"val_dataloaders is a TinyClassifier, a model"),
+    ],
+    ids=["frozen", "model-as-data", "path-as-data", "path-as-val", "model-as-val"],
+)
+def test_fit_mistakes_say_what_went_wrong(model, data, message):
+    """Each was a ValueError from deep inside (``[grad] Must specify at least one argument``,
+    ``too many values to unpack``) before."""
+    loader = DataLoader(blobs(16), batch_size=4)
+    named = {"loader": loader, "model": model}
+    train, val = data if isinstance(data, tuple) else (data, None)
+    with pytest.raises((TypeError, ValueError), match=message):
+        trainer().fit(model, named.get(train, train), named.get(val, val))
+
+
+def test_a_generator_as_train_data_trains_one_epoch_and_says_so():
+    def batches():
+        yield from DataLoader(blobs(32), batch_size=8)
+
+    t = trainer(max_epochs=3)
+    with pytest.warns(
+        UserWarning, match=r"iterator \(generator\).*once, so fit trains one epoch, not 3"
+    ):
+        t.fit(TinyClassifier(), batches())
+    assert (t.current_epoch, t.global_step) == (1, 4)  # before: 3 epochs, the last two empty

@@ -268,3 +268,40 @@ def test_unverified_loading_is_an_explicit_choice(tmp_path, saved, monkeypatch):
     for key, value in stored.items():  # training resumed from the checkpoint's weights
         np.testing.assert_array_equal(model.at_start[key], value, err_msg=key)
         assert not np.array_equal(initial[key], value), key  # not the model's own ones
+
+
+FULL_DISK = """
+import resource, signal, sys
+from train_testing import TinyClassifier, blobs
+from mlx_audio.data import DataLoader
+from mlx_audio.train import Trainer
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))  # the weights file needs more
+trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=sys.argv[1])
+trainer.fit(TinyClassifier(), DataLoader(blobs(16), batch_size=4))
+"""
+
+
+def test_a_checkpoint_that_cannot_be_written_names_its_path(tmp_path):
+    """MLX says only "[write] Unable to write 8 bytes to file."; the error names the checkpoint,
+    the free space, and leaves no temporary directory behind."""
+    import subprocess
+    import sys
+
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    target = os.path.join(os.path.realpath(tmp_path), "checkpoints", "epoch=0-step=4")
+    assert f"OSError: could not write the checkpoint {target}: [write]" in result.stderr, (
+        result.stderr[-2000:]
+    )
+    assert "MiB free on its file system" in result.stderr
+    assert os.listdir(tmp_path / "checkpoints") == []

@@ -175,13 +175,36 @@ def test_resuming_mid_epoch_on_another_world_size_is_refused(tmp_path):
     assert "written in the middle of an epoch by 2 process(es) and this run has 1" in result.stderr
 
 
-def test_a_raising_rank_ends_every_rank_with_its_error(tmp_path):
+def test_a_checkpoint_at_an_epochs_last_batch_resumes_on_any_world_size(tmp_path):
+    """Saved after the update of the epoch's last batch (every_n_train_steps hits it), before
+    the epoch's end hooks: it counts as an epoch's end, so one process resumes it."""
+    config = {"global_batch": 32, "every_n_train_steps": 8}  # 8 batches per epoch on 2 ranks
+    finished(run(tmp_path / "whole", 2, max_epochs=2, **config), tmp_path / "whole", 2)
+    cut = tmp_path / "cut"
+    finished(run(cut, 2, max_steps=8, **config), cut, 2)
+    assert os.path.realpath(cut / "checkpoints" / "last").endswith("epoch=0-step=8")
+    os.remove(cut / "seen-0.json")
+    result = run(cut, 1, max_epochs=2, ckpt_path="last", **config)
+    assert finished(result, cut, 1)[0]["global_step"] == 16, result.stderr
+    assert_close_weights(tmp_path / "whole", cut)  # as the 2-process run, within float rounding
+
+
+@pytest.mark.parametrize(
+    "message", ["failed on purpose", "lost its NCCL peer: Socket closed"], ids=["plain", "peer"]
+)
+def test_a_raising_rank_ends_every_rank_with_its_error(tmp_path, message):
+    """The failing rank's own error stays as it is, even when it mentions a peer (relabelling is
+    decided on the error's type and origin, distributed.explain_lost_peer); the other rank says
+    that another rank stopped."""
     started = time.monotonic()
-    result = run(tmp_path, 2, timeout=60, global_batch=32, fail_rank=1, fail_at=5)
+    result = run(
+        tmp_path, 2, timeout=60, global_batch=32, fail_rank=1, fail_at=5, fail_message=message
+    )
     elapsed = time.monotonic() - started
     text = result.stdout + result.stderr
-    assert "RuntimeError: rank 1 failed on purpose" in text
+    assert f"RuntimeError: rank 1 {message}" in text
     assert "rank 0 of 2: another rank stopped during training" in text
+    assert "rank 1 of 2: another rank stopped" not in text
     assert not list(tmp_path.glob("seen-*.json"))  # neither rank went on
     assert elapsed < 60
     leftover = subprocess.run(
@@ -196,6 +219,13 @@ def test_ranks_with_unequal_batch_counts_finish_together(tmp_path, unsized):
     seen = finished(result, tmp_path, 2)
     assert seen[0]["global_step"] == seen[1]["global_step"] == 6  # 3 batches per epoch on both
     assert "cannot split it across the 2 ranks" in result.stderr
+    said = (  # not silent: the numbers, once (rank 0 knows them all when the loaders have lengths)
+        "rank 0 of 2: its training loader still had batches when another rank's ended, after 3"
+        if unsized
+        else "the ranks' training loaders differ in length (5, 3 batches per epoch, rank 0 first)"
+        ": every rank trains 3 per epoch"
+    )
+    assert result.stderr.count(said) == 1, result.stderr
 
 
 def test_a_scheduler_style_launch_by_environment_variables(tmp_path):

@@ -104,6 +104,7 @@ class TrainerArgs:
     compile: bool = True
     on_nonfinite_loss: str = "raise"
     use_distributed_sampler: bool = True
+    collective_timeout: float = 1800.0
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
     deterministic: bool | str | None = (
@@ -157,6 +158,12 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     check_number(
         "Trainer", "gradient_clip_val", kwargs["gradient_clip_val"], minimum=0, allow_none=True
     )
+    timeout = kwargs["collective_timeout"]
+    check_number("Trainer", "collective_timeout", timeout, minimum=0)
+    if not 0 < timeout < math.inf:
+        raise ValueError(
+            f"Trainer: collective_timeout must be a number of seconds > 0, got {timeout!r}"
+        )
     runs = kwargs["fast_dev_run"]
     check_number(
         "Trainer",

@@ -16,6 +16,7 @@ from ._loaders import batch_size_of, length_of, limited, seed_and_shard
 from ._metrics import LogOptions, Results
 from ._publish import log_metrics, send_to_loggers
 from ._step import TraceGuard
+from ._watchdog import Watchdog
 from .module import TrainModule
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def standalone(
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     if distributed.world_size() > 1:  # each rank evaluates its share; the metrics are reduced
         loader = seed_and_shard(trainer, loader)[0]
-    with device_scope(trainer.accelerator):  # NOTE [accelerator and devices]
+    with Watchdog(trainer), device_scope(trainer.accelerator):  # NOTE [accelerator and devices]
         return evaluate(
             trainer, loader, stage, distributed.smallest(limited(length_of(loader), limit))
         )

@@ -29,10 +29,19 @@ from ._arguments import val_check_batch
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
 from ._lifecycle import clipping, configure_optimizer, hparams
-from ._loaders import EpochBatches, batch_size_of, length_of, limited, seed_and_shard
+from ._loaders import (
+    EpochBatches,
+    agreed_batches,
+    batch_size_of,
+    length_of,
+    limited,
+    one_pass_done,
+    seed_and_shard,
+)
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, should_update_logs
+from ._resume import restore, restore_accumulator
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
@@ -58,8 +67,8 @@ def run_fit(
     train_loader, val_loader = seed_and_shard(trainer, train_loader, val_loader)
     trainer._train_loader = train_loader
     trainer._val_loader = val_loader
-    trainer.num_training_batches = distributed.smallest(
-        limited(length_of(train_loader), trainer.limit_train_batches)
+    trainer.num_training_batches = agreed_batches(
+        trainer, limited(length_of(train_loader), trainer.limit_train_batches)
     )
     trainer.num_val_batches = (
         distributed.smallest(limited(length_of(val_loader), trainer.limit_val_batches))
@@ -88,7 +97,7 @@ def run_fit(
         checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
     )
     trainer.hooks.setup("fit")
-    resumed = checkpoint.restore(trainer, ckpt_path) if ckpt_path is not None else None
+    resumed = restore(trainer, ckpt_path) if ckpt_path is not None else None
     model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
     assert trainer.optimizer is not None
     clip_val, clip_algorithm = clipping(
@@ -106,7 +115,7 @@ def run_fit(
     )
     trainer.runner = StepRunner(builder, trainer.accumulate_grad_batches)
     if resumed is not None:
-        checkpoint.restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
+        restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
     for logger in trainer.loggers if trainer.is_global_zero else []:
         logger.log_hyperparams(hparams(trainer))
     trainer.hooks.on_fit_start()
@@ -164,14 +173,26 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
-        train_batch(trainer, batch, batch_idx)
+        with distributed.waiting("the train step"):  # NOTE [collective waits]
+            train_batch(trainer, batch, batch_idx)
         if validate_now(trainer):
             validate_in_fit(trainer)
         if trainer.update_pending:
             progress.batches_that_stepped += 1
             trainer.update_pending = False
-            if trainer._interrupt.requested:
-                raise trainer._interrupt.stop(trainer.global_step)
+            assert trainer.runner is not None
+            with distributed.waiting("the train step"):
+                agreed = trainer.runner.agreed_stop()  # NOTE [agreed stop]
+            trainer._interrupt.at_boundary(agreed, trainer.global_step)
+    if trainer._batches.cut_short and "cut short" not in trainer._warned:
+        trainer._warned.add("cut short")  # once, with this rank's numbers
+        warnings.warn(
+            f"rank {trainer.global_rank} of {trainer.world_size}: its training loader still had "
+            f"batches when another rank's ended, after {progress.batch_in_epoch} in epoch "
+            f"{progress.current_epoch}: every rank trains only as many batches per epoch as the "
+            "shortest has (an unsized loader's epoch ends on every rank when it ends on one)",
+            stacklevel=2,
+        )
     progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
     check_nonfinite(trainer)
     trainer.hooks.on_train_epoch_end()
@@ -192,9 +213,10 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     update = not should_accumulate(trainer)
     if update:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
-    seed_step(trainer.rng_base, trainer.global_step, runner.micro)
+    seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
+    where = (trainer.global_step, trainer.current_epoch, batch_idx)
     loss, metrics, logged, updated, finite = runner.run(
-        batch, batch_idx, update, (trainer.global_step, trainer.current_epoch, batch_idx)
+        batch, batch_idx, update, where, trainer._interrupt.level
     )
     trainer.progress.global_step += int(updated)
     if not finite:
@@ -241,6 +263,8 @@ def fit_done(trainer: Trainer) -> bool:
         return True
     if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
         return True
+    if one_pass_done(trainer):
+        return True  # a generator's batches came once (check_fit_inputs warned)
     return trainer.should_stop and can_stop_early(trainer)
 
 

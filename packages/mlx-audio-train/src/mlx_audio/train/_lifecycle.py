@@ -42,21 +42,37 @@ class Preempted(SystemExit):
 
 
 class interrupt_handler:  # noqa: N801 (used as a context manager, like a function)
-    """First Ctrl-C: ``requested`` becomes True and the loop stops at the next optimizer-step
-    boundary (a clean point for a checkpoint). Second Ctrl-C: KeyboardInterrupt at once.
-    SIGTERM: the same stop at the next boundary, then a resumable checkpoint and :class:`Preempted`."""
+    """First Ctrl-C: a stop request, and the loop stops at the next optimizer-step boundary (a
+    clean point for a checkpoint). Second Ctrl-C: KeyboardInterrupt at once. SIGTERM: the same
+    stop at the next boundary, then a resumable checkpoint and :class:`Preempted`; a later SIGTERM
+    is noted, never fatal, while the Trainer saves.
+
+    NOTE [saving under the handler]: ``Trainer.fit`` keeps this handler installed until the
+    checkpoint of a stop and the loggers' files are on disk (``on_fit_error``): ``mlx.launch``
+    SIGTERMs the other ranks as soon as one exits, and a scheduler may signal twice. In a
+    data-parallel run the request is agreed across the ranks (NOTE [agreed stop] in _step.py): a
+    SIGTERM to any one rank stops every rank at the same boundary."""
 
     def __init__(self) -> None:
         self.requested = False
         self.terminated = False
+        self.agreed = False  # every rank is stopping at this boundary: collectives still work
         self._previous: dict[int, Any] = {}
+
+    @property
+    def level(self) -> int:
+        """This rank's request: 0 none, 1 Ctrl-C, 2 SIGTERM (the largest wins across ranks)."""
+        return 2 if self.terminated else int(self.requested)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGTERM:
-            self.requested = True
-            self.terminated = True
+            again = self.terminated
+            self.requested = self.terminated = True
             rank_zero_info(  # logging: never raises on a closed stdout (NOTE [console logging])
-                "\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting."
+                "\nTrainer: SIGTERM received again; still stopping, exiting once the checkpoint "
+                "is on disk."
+                if again
+                else "\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting."
             )
             return
         if self.requested:
@@ -66,13 +82,26 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
             "\nTrainer: Ctrl-C received; stopping after this step (press again to stop at once)."
         )
 
-    def stop(self, step: int) -> BaseException:
-        """What to raise at the step boundary after a request."""
-        return Preempted(step) if self.terminated else KeyboardInterrupt()
+    def at_boundary(self, agreed: int, step: int) -> None:
+        """At an optimizer-step boundary: raise the stop every rank agreed on (``agreed``, from
+        the step; this rank's own request when it runs alone)."""
+        level = agreed if distributed.world_size() > 1 else self.level
+        if level > self.level:  # another rank's request (this one said nothing, or less)
+            rank_zero_info(
+                f"\nTrainer: {'SIGTERM' if level == 2 else 'Ctrl-C'} reached another rank; every "
+                f"rank stops at step {step}"
+                + (", saves a checkpoint and exits." if level == 2 else ".")
+            )
+        if level:
+            self.agreed = True
+            self.requested = True
+            self.terminated = self.terminated or level == 2
+            raise Preempted(step) if level == 2 else KeyboardInterrupt()
 
     def __enter__(self) -> interrupt_handler:
         self.requested = False
         self.terminated = False
+        self.agreed = False
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -82,6 +111,21 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous = {}
+
+
+def on_fit_error(trainer: Trainer, error: BaseException) -> BaseException | None:
+    """``fit`` raised ``error``: the callbacks' ``on_exception`` (ModelCheckpoint's save), the
+    loggers finalized, and after a stop all ranks agreed on, one last barrier, so that no rank
+    exits (and ``mlx.launch`` SIGTERMs the rest) before rank 0, the rank that writes, has its
+    files on disk (NOTE [saving under the handler]). Returns a clearer error to raise, or None."""
+    stop = isinstance(error, (KeyboardInterrupt, SystemExit))
+    agreed = stop and trainer._interrupt.agreed
+    trainer.failing = not agreed  # collectives only where every rank is here too
+    trainer.hooks.on_exception(error)
+    finalize_loggers(trainer.loggers, "interrupted" if stop else "failed")
+    if agreed:
+        distributed.barrier("rank 0's checkpoint and log files")
+    return distributed.explain_lost_peer(error)
 
 
 def hparams(trainer: Trainer) -> dict[str, Any]:

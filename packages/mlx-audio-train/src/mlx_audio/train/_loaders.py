@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,73 @@ def limited(length: int | None, limit: int | float) -> float:
             raise ValueError("a fractional limit_*_batches needs a loader with a length")
         return int(length * limit) if limit < 1.0 else length
     return limit if length is None else min(length, limit)
+
+
+def check_fit_inputs(trainer: Trainer, model: Any, train: Any, val: Any) -> None:
+    """A TypeError that says what went wrong for the usual mix-ups of ``fit``'s arguments, and a
+    warning when the train data is an iterator (a generator) that yields its batches once."""
+    import mlx.nn as nn
+
+    from .module import TrainModule
+
+    if not isinstance(model, TrainModule):
+        raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
+    if not flatten(model.trainable_parameters()):
+        raise ValueError(
+            f"Trainer.fit: the {type(model).__name__} has no trainable parameter (every one "
+            "frozen, or none at all), so there is nothing to train: unfreeze what should learn "
+            "(model.unfreeze(), or layer.unfreeze() for a part) after any model.freeze()"
+        )
+    for name, loader in (("train_dataloaders", train), ("val_dataloaders", val)):
+        if isinstance(loader, nn.Module):
+            raise TypeError(
+                f"Trainer.fit: {name} is a {type(loader).__name__}, a model: fit takes the model "
+                "first, then the data: trainer.fit(model, train_loader, val_loader)"
+            )
+        if isinstance(loader, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"Trainer.fit: {name} is a path ({loader!r}), not batches: pass an iterable of "
+                "batches, such as an mlx_audio.data.DataLoader over a dataset that reads it"
+            )
+        if (loader is not None or name == "train_dataloaders") and not hasattr(loader, "__iter__"):
+            raise TypeError(f"{name} must be an iterable of batches, got {type(loader).__name__}")
+    epochs = trainer.max_epochs
+    if isinstance(train, Iterator) and (epochs is None or epochs > 1) and trainer.is_global_zero:
+        trainer.warn_once(
+            f"train_dataloaders is an iterator ({type(train).__name__}): it yields its batches "
+            f"once, so fit trains one epoch, not {epochs or 'more'}; pass a list or a DataLoader "
+            "to train for several epochs"
+        )
+
+
+def one_pass_done(trainer: Trainer) -> bool:
+    """Whether the train data is an iterator (a generator), whose batches come once, and this
+    ``fit`` has run its epoch (``trainer._batches`` is the epoch's; None when ``fit`` starts)."""
+    return isinstance(trainer._train_loader, Iterator) and trainer._batches is not None
+
+
+def agreed_batches(trainer: Trainer, count: float) -> float:
+    """The training batches per epoch of every rank: the smallest count of any rank (unequal
+    counts would deadlock), said once when they differ (uneven shards)."""
+    counts = distributed.each_rank(count)
+    least = min(counts)
+    if len(set(counts)) > 1 and trainer.is_global_zero:
+        shown = ", ".join(str(int(c)) if math.isfinite(c) else "unsized" for c in counts)
+        trainer.warn_once(
+            f"the ranks' training loaders differ in length ({shown} batches per epoch, rank 0 "
+            f"first): every rank trains {int(least)} per epoch, the shortest's count, and the "
+            "rest of the longer ones is never used. Give every rank as many batches (an "
+            "mlx_audio.data DataLoader is split evenly, padded as torch's DistributedSampler)"
+        )
+    return int(least) if math.isfinite(least) else least
+
+
+def close_loaders(trainer: Trainer, given: Any) -> None:
+    """Close the loaders ``fit`` opened: the one given and its shard (those with workers)."""
+    for loader in {id(x): x for x in (given, trainer._train_loader)}.values():
+        if loader is not None and hasattr(loader, "close") and is_stateful_loader(loader):
+            loader.close()
+    trainer._batches = None
 
 
 def seed_and_shard(trainer: Trainer, *loaders: Any) -> list[Any]:
@@ -86,6 +154,7 @@ class EpochBatches:
         self.seen = start
         self.ahead: list[Any] = []
         self.snapshot: dict[str, Any] | None = None
+        self.cut_short = False  # data-parallel, unsized: this rank had batches left at the end
 
     def next(self) -> tuple[Any, bool] | None:
         fetched = self._next()
@@ -94,6 +163,7 @@ class EpochBatches:
         # data-parallel over unsized loaders: the epoch ends on every rank when it ends on one
         # (NOTE [same collectives on every rank] in distributed.py); 2 = no batch, 1 = the last
         agreed = distributed.largest(2 if fetched is None else int(fetched[1]))
+        self.cut_short = fetched is not None and agreed > int(fetched[1])
         return None if fetched is None or agreed == 2 else (fetched[0], agreed == 1)
 
     def _next(self) -> tuple[Any, bool] | None:

@@ -92,17 +92,21 @@ class StepBuilder:
         values = [packed[i] for i in range(len(metric_keys) + len(logged_keys))]
         return dict(zip(metric_keys, values)), dict(zip(logged_keys, values[len(metric_keys) :]))
 
-    def _across_ranks(self, loss: mx.array, packed: mx.array) -> tuple[mx.array, mx.array]:
+    def _across_ranks(
+        self, loss: mx.array, packed: mx.array, stop: mx.array
+    ) -> tuple[mx.array, mx.array, mx.array]:
         """Data-parallel: the loss and the returned metrics averaged over the ranks, each
         ``self.log`` value reduced by its ``reduce_fx`` -- so every rank logs, and decides on,
-        the whole global batch's values (a 1-process run's)."""
+        the whole global batch's values (a 1-process run's) -- and the largest stop request
+        (NOTE [agreed stop]), all in the step's one ``all_gather``."""
         if self.world == 1:
-            return loss, packed
+            return loss, packed, stop
         options = self.module._log_options
         modes = ["mean"] * (1 + len(self._aux_keys[0]))
         modes += [options[k].reduce_fx if k in options else "mean" for k in self._aux_keys[1]]
-        reduced = distributed.reduce_columns(mx.concatenate([loss.reshape(1), packed]), modes)
-        return reduced[0], reduced[1:]
+        columns = mx.concatenate([loss.reshape(1), packed, stop.reshape(1).astype(packed.dtype)])
+        reduced = distributed.reduce_columns(columns, [*modes, "max"])
+        return reduced[0], reduced[1:-1], reduced[-1]
 
     def _update(self, grads: Any, finite: mx.array) -> mx.array:
         """Average (data-parallel), clip, apply -- unless ``finite`` is False or the gradients
@@ -151,12 +155,12 @@ class StepBuilder:
         return guard[0] == 0 if self.strict_nonfinite else mx.array(True)
 
     def _fused(
-        self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array
+        self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array, stop: mx.array
     ) -> tuple[Any, ...]:
         (loss, packed), grads = self._value_and_grad(batch, batch_idx)
-        loss, packed = self._across_ranks(loss, packed)  # a NaN on any rank skips the step on all
+        loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
-        return loss, packed, applied, self._poison(guard, mx.logical_not(applied), call, loss)
+        return loss, packed, applied, self._poison(guard, mx.logical_not(applied), call, loss), stop
 
     def _accumulating(
         self,
@@ -166,6 +170,7 @@ class StepBuilder:
         count: mx.array,
         guard: mx.array,
         call: mx.array,
+        stop: mx.array,
         do_update: bool,
     ) -> tuple[Any, ...]:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
@@ -174,7 +179,7 @@ class StepBuilder:
         ok = distributed.all_ranks(
             mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
         )
-        loss, packed = self._across_ranks(loss, packed)
+        loss, packed, stop = self._across_ranks(loss, packed, stop)
         total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
         count = count + ok.astype(count.dtype)
         guard = self._poison(
@@ -186,7 +191,7 @@ class StepBuilder:
             gate = mx.logical_and(count > 0, self._healthy(guard))
             applied = self._update(mean, gate)
             guard = self._poison(guard, mx.logical_and(gate, mx.logical_not(applied)), call, loss)
-        return loss, packed, total, ok, applied, guard
+        return loss, packed, total, ok, applied, guard, stop
 
     # -- bookkeeping -------------------------------------------------------------------------
     def note_shapes(self, batch: Any) -> bool:
@@ -263,39 +268,41 @@ class StepRunner:
         self.calls = 0
         self.recent: dict[int, Any] = {}  # call number -> where it ran, since the last check
         self._in_flight: mx.array | None = None
+        self._stops: list[mx.array] = []  # the calls' agreed stop requests, not read yet
 
     def run(
-        self, batch: Any, batch_idx: int, update: bool, where: Any = None
+        self, batch: Any, batch_idx: int, update: bool, where: Any = None, stop: int = 0
     ) -> tuple[Any, dict[str, Any], dict[str, Any], bool, bool]:
         """``(loss, returned metrics, logged values, whether the weights were updated, whether
         this batch's loss and gradients were finite)`` -- under ``"raise"`` both are assumed
-        until :meth:`first_nonfinite` says otherwise."""
+        until :meth:`first_nonfinite` says otherwise. ``stop``: this rank's stop request
+        (NOTE [agreed stop])."""
         builder = self.builder
         index = mx.array(batch_idx)
         call = mx.array(float(self.calls))
+        request = mx.array(float(stop))
         self.recent[self.calls] = where
         self.calls += 1
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
-                loss, packed, applied, self.guard = builder.fused(batch, index, self.guard, call)
-                self._dispatch([builder.state, loss, packed, applied, self.guard], loss, deferred)
+                loss, packed, applied, self.guard, agreed = builder.fused(
+                    batch, index, self.guard, call, request
+                )
+                self._note_stop(agreed)
+                self._dispatch(
+                    [builder.state, loss, packed, applied, self.guard, agreed], loss, deferred
+                )
                 done = True if deferred else bool(applied.item())
                 return (loss, *builder.unpack(packed), done, done)
             total = self.total if self.total is not None else builder.zeros
-            loss, packed, total, ok, applied, self.guard = builder.accumulating(
-                batch, index, total, mx.array(float(self.micro)), self.guard, call, update
+            loss, packed, total, ok, applied, self.guard, agreed = builder.accumulating(
+                batch, index, total, mx.array(float(self.micro)), self.guard, call, request, update
             )
+            self._note_stop(agreed)
+            kept = [] if update else [total]
             self._dispatch(
-                [
-                    builder.state,
-                    loss,
-                    packed,
-                    ok,
-                    applied,
-                    self.guard,
-                    *([] if update else [total]),
-                ],
+                [builder.state, loss, packed, ok, applied, self.guard, agreed, *kept],
                 loss,
                 deferred,
             )
@@ -321,6 +328,22 @@ class StepRunner:
         if self._in_flight is not None:
             mx.eval(self._in_flight)
         self._in_flight = loss
+
+    def _note_stop(self, agreed: mx.array) -> None:
+        if self.builder.world > 1:  # one process reads its own request (interrupt_handler)
+            self._stops.append(agreed)
+
+    def agreed_stop(self) -> int:
+        """NOTE [agreed stop]: a rank's stop request (0 none, 1 Ctrl-C, 2 SIGTERM) enters each
+        call of the step and leaves it as the largest over the ranks, inside the step's own
+        ``all_gather``: no collective of its own and no wait (NOTE [one step in flight]). The host
+        reads the calls whose step has completed -- all but the newest under ``"raise"`` -- so
+        every rank reads the same calls and stops at the same update boundary, one step later
+        than the request at most."""
+        ready = self._stops[:-1] if self.builder.strict_nonfinite else self._stops
+        level = max((int(np.asarray(flag)) for flag in ready), default=0)
+        del self._stops[: len(ready)]
+        return level
 
     def first_nonfinite(self) -> tuple[Any, float] | None:
         """``(where, loss)`` of the first bad call since the last check, or None (one device read)."""

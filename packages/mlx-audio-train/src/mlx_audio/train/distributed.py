@@ -15,11 +15,17 @@ agreed across ranks before it is acted on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import linecache
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlx.core as mx
+import numpy as np
 from mlx.utils import tree_map
 
 if TYPE_CHECKING:
@@ -28,8 +34,40 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# A rank whose peer died sees one of these from the backend (ring: "connection to a peer was lost").
-_PEER_LOST = ("connection to a peer was lost", "Socket", "NCCL", "peer")
+
+class Wait:
+    """NOTE [collective waits]: a collective blocks in MLX's C++ code until every rank has
+    called it (the GIL released, no Python signal handler running), so a stopped or stuck peer
+    would hang this rank forever. Every place the main thread may wait for the other ranks -- the
+    functions below and each training batch (its step's collectives are read by the host there)
+    -- runs inside :func:`waiting`, which records what and since when (``current``, one
+    attribute, so another thread reads it whole); the Trainer's watchdog thread
+    (``_watchdog.py``) ends a wait that outlasts ``collective_timeout``, or a SIGTERM/Ctrl-C."""
+
+    current: tuple[str, float] | None = None  # (what, since) of the outermost wait
+    longest = 0.0  # seconds, the longest wait that ended (the watchdog's grace after a signal)
+    depth = 0
+
+
+wait = Wait()
+
+
+@contextlib.contextmanager
+def waiting(what: str) -> Iterator[None]:
+    """Mark a wait for the other ranks (NOTE [collective waits]); nests, the outermost counts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if wait.depth == 0:
+        wait.current = (what, time.monotonic())
+    wait.depth += 1
+    try:
+        yield
+    finally:
+        wait.depth -= 1
+        if wait.depth == 0 and wait.current is not None:
+            wait.longest = max(wait.longest, time.monotonic() - wait.current[1])
+            wait.current = None
 
 
 def group() -> mx.distributed.Group:
@@ -71,7 +109,8 @@ def broadcast(tree: Any) -> Any:
         ),
         tree,
     )
-    mx.eval(out)
+    with waiting("a broadcast from rank 0"):
+        mx.eval(out)
     return out
 
 
@@ -82,19 +121,32 @@ def broadcast_int(value: int) -> int:
     return int(broadcast(mx.array([value], dtype=mx.int32)).item())
 
 
+def each_rank(value: float) -> list[float]:
+    """``value`` of every rank, in rank order, as floats (exact for ints below 2**24)."""
+    if world_size() == 1:
+        return [value]
+    gathered = mx.distributed.all_gather(mx.array([value], dtype=mx.float32))
+    with waiting("an exchange of values between the ranks"):
+        return [float(v) for v in np.asarray(gathered)]
+
+
 def smallest(value: float) -> float:
     """The smallest ``value`` over the ranks (equal batch counts: unequal ones deadlock)."""
     if world_size() == 1:
         return value
-    least = float(mx.distributed.all_min(mx.array([value], dtype=mx.float32)).item())  # type: ignore[arg-type]
-    return int(least) if isinstance(value, int) else least
+    least = mx.distributed.all_min(mx.array([value], dtype=mx.float32))
+    with waiting("an exchange of values between the ranks"):
+        found = float(least.item())  # type: ignore[arg-type]
+    return int(found) if isinstance(value, int) else found
 
 
 def largest(value: float) -> float:
     """The largest ``value`` over the ranks."""
     if world_size() == 1:
         return value
-    return float(mx.distributed.all_max(mx.array([value], dtype=mx.float32)).item())  # type: ignore[arg-type]
+    most = mx.distributed.all_max(mx.array([value], dtype=mx.float32))
+    with waiting("an exchange of values between the ranks"):
+        return float(most.item())  # type: ignore[arg-type]
 
 
 def any_rank(flag: bool) -> bool:
@@ -102,9 +154,10 @@ def any_rank(flag: bool) -> bool:
     return largest(float(flag)) > 0
 
 
-def barrier() -> None:
+def barrier(what: str = "a barrier") -> None:
     if world_size() > 1:
-        mx.eval(mx.distributed.all_sum(mx.array([1.0])))
+        with waiting(what):
+            mx.eval(mx.distributed.all_sum(mx.array([1.0])))
 
 
 def mean_across(tree: Any) -> Any:
@@ -113,7 +166,8 @@ def mean_across(tree: Any) -> Any:
     if n == 1:
         return tree
     out = tree_map(lambda x: mx.distributed.all_sum(x) / n if isinstance(x, mx.array) else x, tree)
-    mx.eval(out)  # now, on every rank: a lazy collective run later by one rank alone would hang
+    with waiting("a mean across the ranks"):
+        mx.eval(out)  # now, on every rank: a lazy collective run later by one rank alone would hang
     return out
 
 
@@ -150,7 +204,8 @@ def reduce_totals(totals: list[tuple[str, Any, int]]) -> list[tuple[Any, int]]:
     table = mx.distributed.all_gather(mx.concatenate([values, weights])[None]).reshape(
         n, 2, len(totals)
     )
-    mx.eval(table)
+    with waiting("the epoch's metrics from every rank"):
+        mx.eval(table)
     out: list[tuple[Any, int]] = []
     for i, (mode, _, _) in enumerate(totals):
         column = table[:, 0, i]
@@ -187,15 +242,31 @@ def shard_loaders(trainer: Trainer, *loaders: Any) -> list[Any]:
 
 
 def explain_lost_peer(error: BaseException) -> BaseException | None:
-    """A clearer error for a rank whose collective failed because another rank stopped."""
-    text = str(error)
-    if (
-        world_size() == 1
-        or not isinstance(error, RuntimeError)
-        or not any(k in text for k in _PEER_LOST)
-    ):
+    """A clearer error for a rank whose collective failed because another rank stopped.
+
+    Decided on the error's type and origin, never on its text (a rank's own error may well
+    mention a "peer" or "NCCL"): a ``RuntimeError`` (what MLX raises from C++) that MLX raised
+    while this package evaluated arrays -- the innermost frame of its traceback is one of ours,
+    calling, not a ``raise`` statement -- in a run of several processes. Such an error on a
+    rank that is itself failing (out of memory in a step) is relabelled too; the message keeps
+    MLX's words."""
+    if world_size() == 1 or type(error) is not RuntimeError or not _raised_by_mlx(error):
         return None
     return RuntimeError(
         f"rank {global_rank()} of {world_size()}: another rank stopped during training (its own "
-        f"error is in its output above); the backend said: {text}"
+        f"error is in its output above), so a collective failed; MLX said: {error}"
     )
+
+
+def _raised_by_mlx(error: BaseException) -> bool:
+    trace = error.__traceback__
+    if trace is None:
+        return False
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    file = trace.tb_frame.f_code.co_filename
+    ours = os.path.dirname(os.path.abspath(file)).startswith(_HERE)
+    return ours and not linecache.getline(file, trace.tb_lineno).lstrip().startswith("raise")
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))

@@ -23,26 +23,18 @@ import mlx.optimizers as optim
 from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
-from . import checkpoint, distributed
+from . import _lifecycle, checkpoint, distributed
 from ._arguments import ARG_NAMES, Argument, make_args
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
 from ._hooks import CallbackList, with_defaults
-from ._lifecycle import (
-    default_loggers,
-    finalize_loggers,
-    interrupt_handler,
-    print_summary,
-)
-from ._loaders import (
-    EpochBatches,
-    is_stateful_loader,
-)
+from ._loaders import EpochBatches, check_fit_inputs, close_loaders
 from ._metrics import MetricStore, Results
 from ._progress import Progress
 from ._rng import seed_everything
 from ._step import StepRunner
+from ._watchdog import Watchdog
 from .callbacks import Callback, ModelCheckpoint, Timer
 from .module import TrainModule
 
@@ -78,6 +70,7 @@ class Trainer:
         compile: bool = True,
         on_nonfinite_loss: str = "raise",
         use_distributed_sampler: bool = True,
+        collective_timeout: float = 1800.0,
         accelerator: str = "auto",
         devices: int | str | list[int] = "auto",
         deterministic: bool | str | None = None,
@@ -89,7 +82,7 @@ class Trainer:
 
         Every argument is checked here (a ``ValueError`` naming it and what is valid); Lightning's
         ``None`` defaults resolve as there. Arguments that exist only here: ``seed``,
-        ``compile``, ``on_nonfinite_loss``.
+        ``compile``, ``on_nonfinite_loss``, ``collective_timeout``.
 
         Args:
             max_epochs: Stop after this many epochs. With neither ``max_epochs`` nor
@@ -173,6 +166,10 @@ class Trainer:
             use_distributed_sampler: In a data-parallel run, give each process its own share of
                 every ``mlx_audio.data`` DataLoader (as Lightning's ``DistributedSampler``);
                 ``False`` leaves the loaders as you made them.
+            collective_timeout: In a data-parallel run, the seconds a process waits for the
+                others (a step's collectives, rank 0's checkpoint) before it ends, naming the
+                step and the rank it waited for: a stopped or hung rank ends the job instead of
+                hanging it (default 1800: 30 minutes, Lightning's DDP timeout).
             accelerator: The device that ``fit``, ``validate``, ``test`` and ``predict`` run on:
                 ``"auto"`` (MLX's default device: the GPU where there is one), ``"cpu"`` or
                 ``"gpu"`` (``"cuda"`` and ``"mps"`` also name the kind of GPU). One MLX cannot use
@@ -203,7 +200,7 @@ class Trainer:
             seed_everything(seed)
         self.hooks = CallbackList(self, given)
         self.callbacks = self.hooks.callbacks
-        self.loggers = default_loggers(logger, root, self.args.enable_logging)
+        self.loggers = _lifecycle.default_loggers(logger, root, self.args.enable_logging)
         self.progress = Progress()
         self.metrics = MetricStore()
         self.module: TrainModule | None = None
@@ -232,7 +229,7 @@ class Trainer:
         self._val_loader: Iterable[Any] | None = None
         self._train_results = Results()
         self._eval_results: Results | None = None
-        self._interrupt = interrupt_handler()
+        self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
 
     # -- the arguments, resolved (_arguments.py) ---------------------------------------------------
@@ -259,6 +256,7 @@ class Trainer:
     compile = Argument[bool]()
     on_nonfinite_loss = Argument[str]()
     use_distributed_sampler = Argument[bool]()
+    collective_timeout = Argument[float]()
     accelerator = Argument[str]()
     devices = Argument[int | str | list[int]]()
     deterministic = Argument[bool | str | None]()
@@ -352,44 +350,29 @@ class Trainer:
     ) -> None:
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
         ``"last"`` or ``"best"``). Resuming a finished run does no training."""
-        if not isinstance(model, TrainModule):
-            raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
-        if train_dataloaders is None or not hasattr(train_dataloaders, "__iter__"):
-            raise TypeError(
-                f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}"
-            )
+        check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
         self.module = model
         model.trainer = self
         self.state_fn = "fit"
         if mx.default_device() == mx.cpu:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
         started = time.perf_counter()
-        try:
-            with self._interrupt, device_scope(self.accelerator):
-                ran = run_fit(self, model, train_dataloaders, val_dataloaders, ckpt_path)
-        except BaseException as error:
-            self.failing = True
-            self.hooks.on_exception(error)
-            finalize_loggers(
-                self.loggers,
-                "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed",
-            )
-            clearer = distributed.explain_lost_peer(error)
-            if clearer is not None:
-                raise clearer from error
-            raise
-        finally:
-            self.fit_seconds += time.perf_counter() - started
-            for loader in {
-                id(x): x for x in (train_dataloaders, self._train_loader)
-            }.values():  # a shard too
-                if loader is not None and hasattr(loader, "close") and is_stateful_loader(loader):
-                    loader.close()
-            self._batches = None
-        self.failing = False
-        finalize_loggers(self.loggers, "success")
+        with self._interrupt, Watchdog(self):  # NOTE [saving under the handler]
+            try:
+                with device_scope(self.accelerator):
+                    ran = run_fit(self, model, train_dataloaders, val_dataloaders, ckpt_path)
+            except BaseException as error:
+                clearer = _lifecycle.on_fit_error(self, error)
+                if clearer is not None:
+                    raise clearer from error
+                raise
+            finally:
+                self.fit_seconds += time.perf_counter() - started
+                close_loaders(self, train_dataloaders)
+            self.failing = False
+            _lifecycle.finalize_loggers(self.loggers, "success")
         if ran:
-            print_summary(self)
+            _lifecycle.print_summary(self)
 
     def validates_this_epoch(self) -> bool:
         """Whether this epoch validates at all (``check_val_every_n_epoch``)."""
