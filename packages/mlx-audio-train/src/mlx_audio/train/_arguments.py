@@ -145,6 +145,8 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
         "val_check_interval",
     ):
         minimum = 1 if name == "val_check_interval" else 0
+        if name.startswith("limit_") and type(kwargs[name]) is float and kwargs[name] == 0.0:
+            continue  # Lightning: 0.0 turns the loop off, as 0 does
         check_number(
             "Trainer",
             name,
@@ -219,6 +221,18 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
             enable_logging=False,
         )
     return args
+
+
+def check_fit_inputs(model: Any, train_dataloaders: Any) -> None:
+    """``Trainer.fit``'s model and training batches, checked (a ``TypeError`` naming them)."""
+    from .module import TrainModule
+
+    if not isinstance(model, TrainModule):
+        raise TypeError(f"Trainer.fit needs a TrainModule, got {type(model).__name__}")
+    if train_dataloaders is None or not hasattr(train_dataloaders, "__iter__"):
+        raise TypeError(
+            f"train_dataloaders must be an iterable of batches, got {type(train_dataloaders).__name__}"
+        )
 
 
 def val_check_batch(args: TrainerArgs, batches: float, val_batches: float) -> float:

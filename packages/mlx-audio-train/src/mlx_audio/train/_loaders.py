@@ -34,6 +34,8 @@ def length_of(loader: Any) -> int | None:
 
 def limited(length: int | None, limit: int | float) -> float:
     """Batches per pass after ``limit_*_batches`` (an int count or a fraction); inf if unknown."""
+    if limit == 0:  # 0 or 0.0: the loop is off, whatever the loader
+        return 0
     if isinstance(limit, float):
         if length is None:
             if limit == 1.0:
@@ -55,6 +57,13 @@ def seed_and_shard(trainer: Trainer, *loaders: Any) -> list[Any]:
         if distributed.world_size() > 1
         else list(loaders)
     )
+
+
+def close_loaders(*loaders: Any) -> None:
+    """Stop the workers of the stateful DataLoaders among ``loaders`` (each one once)."""
+    for loader in {id(x): x for x in loaders}.values():
+        if loader is not None and hasattr(loader, "close") and is_stateful_loader(loader):
+            loader.close()
 
 
 def is_stateful_loader(loader: Any) -> bool:
