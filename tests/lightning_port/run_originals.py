@@ -4,11 +4,10 @@ the ports assert is Lightning's behaviour.
     python tests/lightning_port/run_originals.py PATH/TO/pytorch-lightning/tests
 
 ``PATH`` is a checkout of Lightning's repository at the anchor's version (2.6.x; the anchor venv
-holds the package, not its tests). The originals run with the anchor venv's interpreter; pytest,
+holds the package, not its tests). The originals run with the anchor venv's interpreter; pytest
 and tensorboardX, which the anchor venv lacks, come from this workspace's venv through
-``PYTHONPATH`` (a folder of
-links to those packages only, and a stub of jsonargparse, which one file imports for tests not
-run here: nothing is installed into the anchor venv).
+``PYTHONPATH`` (a folder of links to those packages only, and a stub of jsonargparse, which one
+file imports for tests not run here): nothing is installed into the anchor venv.
 """
 
 from __future__ import annotations
