@@ -82,8 +82,10 @@ class Recorder:
         stop_at_step: int | None = None,
         log_in_batch_end: bool = False,
         extra_logs: list[dict[str, Any]] | None = None,
+        train_epoch_score: bool = False,
     ) -> None:
         self.log_in_batch_end = log_in_batch_end
+        self.train_epoch_score = train_epoch_score
         self.extra_logs = extra_logs or []
         self.events: list[list[Any]] = []
         self.counts: dict[str, int] = {}
@@ -96,6 +98,7 @@ class Recorder:
             scenario.get("stop_at_step"),
             scenario.get("log_in_batch_end", False),
             scenario.get("extra_logs"),
+            scenario.get("train_epoch_score", False),
         )
 
     def count(self, hook: str) -> None:
@@ -155,7 +158,8 @@ def recording_callback(base: type) -> type:
 
 def count_module_hooks(cls: type, base: type) -> None:
     """Make ``cls``'s module hooks count themselves; ``on_validation_epoch_end`` also logs the
-    scripted ``score`` (``cls`` instances have a ``recorder``)."""
+    scripted ``score``, and ``on_train_epoch_end`` ``train_score`` when the scenario asks
+    (``cls`` instances have a ``recorder``)."""
 
     def make(name: str) -> Any:
         inherited = getattr(base, name)
@@ -164,6 +168,8 @@ def count_module_hooks(cls: type, base: type) -> None:
             self.recorder.count("module." + name)
             if name == "on_validation_epoch_end":
                 self.log("score", score(self.trainer.global_step))
+            if name == "on_train_epoch_end" and self.recorder.train_epoch_score:
+                self.log("train_score", score(self.trainer.global_step))
             if name == "on_train_batch_end" and self.recorder.log_in_batch_end:
                 self.log("hook_value", 1.0)
             return inherited(self, *args)

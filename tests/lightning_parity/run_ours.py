@@ -22,19 +22,17 @@ class Module(TrainModule):
         self.layer = nn.Linear(common.DIM, 1)
         object.__setattr__(self, "recorder", recorder)
 
-    def compute_loss(self, batch: Any) -> tuple[mx.array, dict]:
-        x, y = batch
-        return mx.mean((self.layer(x) - y) ** 2), {}
-
     def training_step(self, batch: Any, batch_idx: Any) -> Any:
-        output = self.compute_loss(batch)
+        x, y = batch
+        loss = mx.mean((self.layer(x) - y) ** 2)
+        self.log("train_loss", loss)
         self.recorder.log_extras(self, "train", batch_idx)
-        return output
+        return loss
 
-    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
-        output = self.compute_loss(batch)
+    def validation_step(self, batch: Any, batch_idx: Any) -> None:
+        x, y = batch
+        self.log("val_loss", mx.mean((self.layer(x) - y) ** 2))
         self.recorder.log_extras(self, "val", batch_idx)
-        return output
 
     def configure_optimizers(self) -> optim.Optimizer:
         return optim.SGD(learning_rate=0.01)

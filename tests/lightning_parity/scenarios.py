@@ -3,7 +3,8 @@
 Each scenario: ``train``/``val`` batches per epoch (batch size 2), ``runs`` (Trainer arguments
 of each consecutive ``fit`` in one directory; ``ckpt_path`` resumes), optional
 ``checkpoint``/``early_stopping``/``lr_monitor`` arguments, ``stop_at_step`` (a callback sets
-``should_stop`` there, as a Timer would), ``no_val``. ``DIFFERENCES`` lists scenarios whose
+``should_stop`` there, as a Timer would), ``no_val``, ``extra_logs`` (``self.log`` calls in the
+steps), ``train_epoch_score`` (``on_train_epoch_end`` logs ``train_score``). ``DIFFERENCES`` lists scenarios whose
 difference from Lightning is deliberate, with the reason (also in docs/api/training.md).
 """
 
@@ -43,6 +44,8 @@ SCENARIOS: list[dict[str, Any]] = [
     _s("limit_val_float", {"max_epochs": 2, "limit_val_batches": 0.5}),
     _s("limit_val_zero", {"max_epochs": 2, "limit_val_batches": 0}),
     _s("limit_val_zero_checkpoint", {"max_epochs": 2, "limit_val_batches": 0}, checkpoint={}),
+    _s("limit_train_zero_float", {"max_epochs": 2, "limit_train_batches": 0.0}),
+    _s("limit_val_zero_float", {"max_epochs": 2, "limit_val_batches": 0.0}, checkpoint={}),
     _s(
         "sanity_limited_by_limit_val",
         {"max_epochs": 1, "limit_val_batches": 1, "num_sanity_val_steps": 2},
@@ -195,6 +198,26 @@ SCENARIOS: list[dict[str, Any]] = [
         {"max_epochs": 12, "min_epochs": 6},
         early_stopping={"monitor": "score", "patience": 1},
     ),
+    _s(
+        "early_stop_train_epoch_end_metric",
+        {"max_epochs": 12},
+        train=4,
+        train_epoch_score=True,
+        early_stopping={
+            "monitor": "train_score",
+            "mode": "max",
+            "patience": 1,
+            "check_on_train_epoch_end": True,
+        },
+    ),
+    _s(
+        "ckpt_monitor_train_epoch_end_metric",
+        {"max_epochs": 6},
+        train=4,
+        no_val=True,
+        train_epoch_score=True,
+        checkpoint={"monitor": "train_score", "mode": "min", "save_top_k": 2},
+    ),
     _s("stop_on_last_batch", {"max_epochs": 4}, stop_at_step=6, checkpoint=dict(TOPK)),
     _s("stop_mid_epoch", {"max_epochs": 4}, stop_at_step=4, checkpoint=dict(TOPK)),
     # -- logging cadence and the learning-rate monitor ----------------------------------------------
@@ -282,6 +305,18 @@ SCENARIOS: list[dict[str, Any]] = [
         extra_logs=[
             {"stage": "val", "name": "x_vmax", "reduce_fx": "max", "prog_bar": True},
             {"stage": "val", "name": "x_vsum", "reduce_fx": "sum", "logger": False},
+        ],
+    ),
+    _s(
+        "log_opts_val_on_step",
+        {"max_epochs": 2},
+        extra_logs=[{"stage": "val", "name": "x_v", "on_step": True, "on_epoch": False}],
+    ),
+    _s(
+        "log_opts_val_step_and_epoch_mid_epoch",
+        {"max_epochs": 2, "val_check_interval": 3},
+        extra_logs=[
+            {"stage": "val", "name": "x_v", "on_step": True, "on_epoch": True, "prog_bar": True}
         ],
     ),
     _s(

@@ -4,16 +4,21 @@ values inside the compiled step, errors. (Lightning's per-hook defaults, ``name_
 tests/lightning_parity, scenarios ``log_opts_*``.)"""
 
 import csv
+import io
+import re
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+from train_testing import TinyClassifier, blobs
 
 from mlx_audio.data import ArrayDataset, DataLoader
 from mlx_audio.loggers import CSVLogger
 from mlx_audio.train import Trainer, TrainModule
+from mlx_audio.train._metrics import MetricStore
+from mlx_audio.train.callbacks import ProgressBar
 
 
 class Logging(TrainModule):
@@ -122,3 +127,107 @@ def test_reduce_fx_spellings_lightning_accepts(tmp_path):
     with open(f"{trainer.log_dir}/metrics.csv") as f:
         header = f.readline().strip().split(",")
     assert header == sorted(header)  # Lightning's CSVLogger sorts its columns
+
+
+# -- the two idioms (NOTE [two logging idioms]), eval outputs, no device sync per step ----------
+class Returns(TinyClassifier):
+    """Lightning's idiom: the steps compute the loss themselves and log what they want."""
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self.compute_loss(batch)
+        self.log("my_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, metrics = self.compute_loss(batch)
+        self.log("my_val", loss)
+        return {"x": loss, "acc": metrics["accuracy"]}  # a dict without "loss"
+
+
+def blob_fit(model, **kwargs):
+    trainer = Trainer(
+        max_epochs=1,
+        enable_checkpointing=False,
+        logger=False,
+        seed=0,
+        num_sanity_val_steps=0,
+        **{"enable_progress_bar": False, **kwargs},
+    )
+    loader = DataLoader(blobs(32), batch_size=8)
+    trainer.fit(model, loader, loader)
+    return trainer
+
+
+def test_compute_loss_idiom_logs_what_it_returns_also_through_super():
+    class Probe(TinyClassifier):
+        def training_step(self, batch, batch_idx):
+            self.log("extra", 1.0)
+            return super().training_step(batch, batch_idx)
+
+    for model in (TinyClassifier(), Probe()):
+        trainer = blob_fit(model)
+        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(
+            trainer.callback_metrics
+        )
+        assert "train_loss" in trainer.progress_bar_metrics
+
+
+def test_lightning_idiom_logs_only_what_self_log_logs():
+    trainer = blob_fit(Returns())
+    assert set(trainer.logged_metrics) == {"my_loss", "my_val"}
+    assert set(trainer.callback_metrics) == {"my_loss", "my_val"}
+
+
+def test_lightning_idiom_shows_the_training_loss_in_the_progress_bar_only():
+    stream = io.StringIO()
+    bar = ProgressBar(stream=stream, metrics_interval=0, plain_interval=0)
+    trainer = blob_fit(Returns(), callbacks=[bar], enable_progress_bar=True)
+    assert "loss" not in trainer.progress_bar_metrics  # nothing was logged with prog_bar=True
+    assert re.search(r"Epoch 0: .* loss=\d", stream.getvalue())
+
+
+@pytest.mark.parametrize("compile", [True, False])
+@pytest.mark.parametrize("returned", ["dict", "list", "none"])
+def test_validation_and_test_steps_may_return_anything(returned, compile):
+    seen = []
+
+    class Anything(TinyClassifier):
+        def validation_step(self, batch, batch_idx):
+            loss, _ = self.compute_loss(batch)
+            self.log("v", loss)
+            return {"dict": {"x": loss}, "list": [loss, loss * 2], "none": None}[returned]
+
+        def on_validation_batch_end(self, outputs, batch, batch_idx):
+            seen.append(outputs)
+
+    trainer = blob_fit(Anything(), compile=compile)
+    results = trainer.test(Anything(), DataLoader(blobs(16), batch_size=8))
+    assert set(results[0]) == {"v"} and "v" in trainer.callback_metrics
+    assert len(seen) == 4
+    if returned == "none":
+        assert all(out is None for out in seen)
+    else:
+        kind = dict if returned == "dict" else list
+        assert all(isinstance(out, kind) for out in seen)
+        first = seen[0]["x"] if returned == "dict" else seen[0][0]
+        assert isinstance(first, mx.array) and first.size == 1
+
+
+def test_logged_step_values_stay_on_the_device_until_read(monkeypatch):
+    """Values logged inside the compiled step are not read back per step: with nothing asking
+    (no logger, bar or monitor), training reads no metric from the device."""
+    reads = []
+    original = MetricStore.floats
+    monkeypatch.setattr(
+        MetricStore, "floats", staticmethod(lambda values: reads.append(1) or original(values))
+    )
+    trainer = Trainer(
+        max_epochs=3,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        logger=False,
+        compile=True,
+    )
+    trainer.fit(Logging({"m": dict(on_step=True, on_epoch=True)}), DataLoader(data(16), 4))
+    assert reads == []
+    assert trainer.callback_metrics["m"] is not None and reads == [1]

@@ -146,6 +146,8 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
         "val_check_interval",
     ):
         minimum = 1 if name == "val_check_interval" else 0
+        if name.startswith("limit_") and type(kwargs[name]) is float and kwargs[name] == 0.0:
+            continue  # Lightning: 0.0 turns the loop off, as 0 does
         check_number(
             "Trainer",
             name,

@@ -8,7 +8,8 @@ Hook order (as in Lightning 2.6)::
     for each epoch:  on_train_epoch_start
         for each batch:  on_train_batch_start -> [on_before_optimizer_step] -> step
                          -> on_train_batch_end -> [validation] (see validate_now)
-        on_train_epoch_end (callbacks, module, then the monitors) -> epoch metrics logged
+        [epoch reductions made] -> on_train_epoch_end (callbacks, module, then the
+        monitors) -> epoch metrics logged
     on_train_end -> on_fit_end -> teardown
 
 Validation: on_validation_start, on_validation_epoch_start, per batch on_validation_batch_start/
@@ -28,7 +29,7 @@ from . import checkpoint, distributed
 from ._arguments import val_check_batch
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
-from ._lifecycle import clipping, configure_optimizer, hparams
+from ._lifecycle import clipping, hparams
 from ._loaders import (
     EpochBatches,
     agreed_batches,
@@ -40,7 +41,7 @@ from ._loaders import (
 )
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
-from ._publish import log_metrics, should_update_logs
+from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
 from ._resume import restore, restore_accumulator
 from ._rng import seed_step
 from ._status import rank_zero_info
@@ -92,7 +93,7 @@ def run_fit(
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
-    trainer.optimizer, trainer.lr_schedule_name = configure_optimizer(model)
+    trainer.optimizer, trainer.lr_schedule_name = trainer.hooks.configure_optimizers()
     trainer.ckpt_path = (
         checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
     )
@@ -169,7 +170,7 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         batch_idx = progress.batch_in_epoch
         progress.batch_in_epoch += 1
         progress.total_batches += 1
-        trainer._train_results.step = {}
+        trainer._train_results.batch_start(batch_size_of(batch))
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
@@ -195,11 +196,11 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         )
     progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
     check_nonfinite(trainer)
+    results = trainer._train_results
+    results.end_batches(distributed.reduce_totals)  # NOTE [live metric views]: before the hooks
     trainer.hooks.on_train_epoch_end()
     progress.should_stop = distributed.any_rank(progress.should_stop)  # every rank stops together
-    trainer._train_results.sync(distributed.reduce_totals)
-    log, callback, bar = trainer._train_results.epoch_metrics()
-    trainer.metrics.update(log, callback, bar)
+    log = publish_epoch(trainer, results, distributed.reduce_totals)
     log_metrics(trainer, log, epoch_end=True)
     trainer._train_results = Results()
     progress.current_epoch += 1
@@ -222,18 +223,21 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))
     trainer.update_pending = update
-    values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}, **logged}
+    trainer.last_loss = loss  # the progress bar's `loss` (NOTE [two logging idioms])
+    auto = runner.builder.auto_log
+    values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}} if auto else {}
     options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
-    options.update(trainer.module._log_options)
+    values.update(logged)
+    options.update(trainer.module._log_options.get("training_step", {}))
     samples = batch_size_of(batch)
     trainer.samples_trained += samples * runner.builder.world
-    trainer._train_results.add(values, options, samples)
-    trainer.metrics.update(*trainer._train_results.step_metrics())
+    results = trainer._train_results
+    results.add("training_step", values, options, samples)
     trainer.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
-    trainer.metrics.update(*trainer._train_results.step_metrics())
+    log = publish_step(trainer, results)
     if update and should_update_logs(trainer):
         check_nonfinite(trainer)  # the device's flags are read here, not at every step
-        log_metrics(trainer, trainer._train_results.step_metrics()[0])
+        log_metrics(trainer, log)
 
 
 # -- when things happen (Lightning's rules) ----------------------------------------------------------

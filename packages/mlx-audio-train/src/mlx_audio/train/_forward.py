@@ -68,9 +68,14 @@ def compute_dtype(precision: str) -> mx.Dtype | None:
 
 def forward(
     module: TrainModule, batch: Any, batch_idx: mx.array, stage: str, precision: str
-) -> tuple[mx.array | None, dict[str, Any], dict[str, Any]]:
-    """Run the user's step for ``stage``; float32 ``(loss, returned metrics, self.log() values)``."""
+) -> tuple[mx.array | None, dict[str, Any], dict[str, Any], Any, bool]:
+    """Run the user's step for ``stage``: float32 ``(loss, returned metrics, self.log() values,
+    the step's output, whether the returned values are logged)`` (NOTE [two logging idioms]).
+
+    Training needs a loss; a validation/test step may return anything (a dict without
+    ``"loss"``, a list, None): written in Lightning's way its output only goes to the hooks."""
     module._take_logged()
+    module._default_step = False
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
         full = module.trainable_parameters()
         module.update(cast_floats(full, mx.bfloat16))
@@ -82,9 +87,10 @@ def forward(
         output = getattr(module, _FX[stage])(batch, batch_idx)
     finally:
         module._step_fx = None
+    auto = module._default_step
     loss: mx.array | None = None
     metrics: dict[str, Any] = {}
-    if output is not None or stage == "train":  # a validation_step may only log
+    if stage == "train" or (auto and output is not None):  # a validation_step may only log
         loss, metrics = normalize_output(output, stage)
     logged = {
         k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
@@ -94,13 +100,18 @@ def forward(
         module.update(full)
     floats = {k: v.astype(mx.float32) for k, v in metrics.items()}
     logged = {k: v.astype(mx.float32) for k, v in logged.items()}
-    return (loss.astype(mx.float32) if loss is not None else None), floats, logged
+    if loss is not None:
+        loss = loss.astype(mx.float32)
+    if auto and stage != "train":  # the hooks get the loss and metrics, not compute_loss's tuple
+        output = None if loss is None else {"loss": loss, **floats}
+    return loss, floats, logged, output, auto
 
 
 def make_eval_fn(
     module: TrainModule, stage: str, precision: str, compile: bool
 ) -> Callable[[Any, mx.array], tuple[Any, ...]]:
-    """``(batch, batch_idx) -> (loss, metrics, logged)`` for validation or test, compiled by default."""
+    """``(batch, batch_idx) -> forward(...)`` for validation or test, compiled by default (the
+    step's output and the idiom flag come back as constants of the trace)."""
 
     def evaluate(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
         return forward(module, batch, batch_idx, stage, precision)

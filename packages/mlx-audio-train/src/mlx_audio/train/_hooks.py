@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._lifecycle import configure_optimizer
 from ._status import warning
 from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
@@ -79,20 +80,24 @@ class CallbackList:
     # -- fan-out -------------------------------------------------------------------------------
     def _callbacks(self, hook: str, *args: Any, monitors: bool | None = None) -> None:
         trainer = self.trainer
-        for callback in self.callbacks:
-            if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
-                continue
-            trainer.current_hook = hook
-            getattr(callback, hook)(trainer, trainer.module, *args)
-        trainer.current_hook = None
+        outer = trainer.current_hook  # a hook may run inside another (a save in a callback)
+        try:
+            for callback in self.callbacks:
+                if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
+                    continue
+                trainer.current_hook = hook
+                getattr(callback, hook)(trainer, trainer.module, *args)
+        finally:
+            trainer.current_hook = outer
 
     def _module(self, hook: str, *args: Any) -> Any:
         module = self.trainer.module
+        outer = self.trainer.current_hook
         self.trainer.current_hook = hook
         try:
             return getattr(module, hook)(*args) if hasattr(module, hook) else None
         finally:
-            self.trainer.current_hook = None
+            self.trainer.current_hook = outer
 
     def _both(self, hook: str, *args: Any) -> Any:
         self._callbacks(hook, *args)
@@ -104,6 +109,16 @@ class CallbackList:
 
     def teardown(self, stage: str) -> None:
         self._both("teardown", stage)
+
+    def configure_optimizers(self) -> tuple[Optimizer, str | None]:
+        """The module's optimizer and schedule name, checked (``_lifecycle.configure_optimizer``)."""
+        outer = self.trainer.current_hook
+        self.trainer.current_hook = "configure_optimizers"  # self.log refuses it (Lightning)
+        try:
+            assert self.trainer.module is not None
+            return configure_optimizer(self.trainer.module)
+        finally:
+            self.trainer.current_hook = outer
 
     def on_fit_start(self) -> None:
         self._both("on_fit_start")

@@ -35,6 +35,8 @@ def length_of(loader: Any) -> int | None:
 
 def limited(length: int | None, limit: int | float) -> float:
     """Batches per pass after ``limit_*_batches`` (an int count or a fraction); inf if unknown."""
+    if limit == 0:  # 0 or 0.0: the loop is off, whatever the loader
+        return 0
     if isinstance(limit, float):
         if length is None:
             if limit == 1.0:

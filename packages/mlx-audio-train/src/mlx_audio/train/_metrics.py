@@ -1,38 +1,87 @@
-"""``self.log`` bookkeeping (Lightning's semantics): step values, epoch reductions, and the
-``callback_metrics`` / ``logged_metrics`` / ``progress_bar_metrics`` the callbacks read.
+"""``self.log`` bookkeeping with Lightning 2.6's semantics: which hooks may log and their defaults
+(``_FxValidator``), the checks of a logged value, one running entry per (hook, name) with its
+step value and epoch reduction (``_ResultCollection``), and the ``callback_metrics`` /
+``logged_metrics`` / ``progress_bar_metrics`` views the Trainer exposes (``MetricStore``).
 
-Values stay ``mx.array`` until something reads them (a logger at a logging step, a monitor at
-validation end, the progress bar at its refresh), so logging adds no device sync per step.
+NOTE [live metric views]: as in Lightning, the Trainer's three metric dicts are live: reading one
+merges the running loop's current view into what was published before. Inside a batch loop the
+view holds the latest step values; once the loop's batches are done (``Results.end_batches``,
+before the epoch-end hooks) it holds the epoch reductions, so ``on_*_epoch_end`` hooks and the
+monitors there (EarlyStopping, ModelCheckpoint) see this epoch's values. Values stay ``mx.array``
+until something reads them (a logger at a logging step, a monitor, the progress bar at its
+refresh), so logging adds no device sync per step.
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 
-# Hooks whose self.log defaults to on_step=True, on_epoch=False (Lightning's _FxValidator);
-# every other hook that may log defaults to on_step=False, on_epoch=True.
-STEP_HOOKS = frozenset(
-    {"training_step", "on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step"}
-)
-LOGGING_HOOKS = STEP_HOOKS | {
-    "validation_step",
-    "test_step",
-    "on_train_epoch_start",
-    "on_train_epoch_end",
-    "on_validation_start",
-    "on_validation_end",
-    "on_validation_epoch_start",
-    "on_validation_epoch_end",
-    "on_validation_batch_start",
-    "on_validation_batch_end",
-    "on_test_epoch_start",
-    "on_test_epoch_end",
-    "on_test_batch_start",
-    "on_test_batch_end",
+# Lightning's _FxValidator: hook -> (default on_step, default on_epoch, epoch level only)
+_STEP = (True, False, False)
+_EVAL_STEP = (False, True, False)
+_EPOCH = (False, True, True)
+FX_RULES: dict[str, tuple[bool, bool, bool]] = {
+    **dict.fromkeys(
+        ("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step"),
+        _STEP,
+    ),
+    **dict.fromkeys(
+        (
+            "validation_step",
+            "test_step",
+            "on_validation_batch_start",
+            "on_validation_batch_end",
+            "on_test_batch_start",
+            "on_test_batch_end",
+        ),
+        _EVAL_STEP,
+    ),
+    **dict.fromkeys(
+        (
+            "on_train_start",
+            "on_train_epoch_start",
+            "on_train_epoch_end",
+            "on_validation_start",
+            "on_validation_epoch_start",
+            "on_validation_epoch_end",
+            "on_test_start",
+            "on_test_epoch_start",
+            "on_test_epoch_end",
+        ),
+        _EPOCH,
+    ),
 }
+LOGGING_HOOKS = frozenset(FX_RULES)
+# The hooks where Lightning refuses self.log ("You can't ..."); any other name is not a hook.
+NO_LOGGING_HOOKS = frozenset(
+    {
+        "setup",
+        "teardown",
+        "configure_optimizers",
+        "on_fit_start",
+        "on_fit_end",
+        "on_sanity_check_start",
+        "on_sanity_check_end",
+        "on_train_end",
+        "on_validation_end",
+        "on_test_end",
+        "on_predict_start",
+        "on_predict_end",
+        "on_predict_batch_start",
+        "on_predict_batch_end",
+        "predict_step",
+        "on_save_checkpoint",
+        "on_load_checkpoint",
+        "on_exception",
+        "state_dict",
+        "load_state_dict",
+    }
+)
 _REDUCE = ("mean", "sum", "max", "min")
 
 
@@ -48,39 +97,70 @@ class LogOptions:
 
     @classmethod
     def make(cls, fx: str, on_step: bool | None, on_epoch: bool | None, **rest: Any) -> LogOptions:
-        if fx not in LOGGING_HOOKS:
-            raise ValueError(
-                f"self.log() cannot be called in {fx}: log in a *_step method or one of {sorted(LOGGING_HOOKS - STEP_HOOKS)}"
-            )
-        step_default = fx in STEP_HOOKS
-        options = cls(
-            on_step=step_default if on_step is None else bool(on_step),
-            on_epoch=(not step_default) if on_epoch is None else bool(on_epoch),
-            **{**rest, "reduce_fx": _reduce_name(rest.get("reduce_fx", "mean"))},
-        )
-        if not options.on_step and not options.on_epoch:
-            raise ValueError(
-                "self.log(on_step=False, on_epoch=False) is not useful: the value would never be logged"
-            )
-        return options
+        """The options of ``self.log`` in hook ``fx``, checked as Lightning's ``_FxValidator``
+        and ``_Metadata`` do (same messages; ValueError for its MisconfigurationException)."""
+        if fx not in FX_RULES:
+            if fx in NO_LOGGING_HOOKS:
+                raise ValueError(
+                    f"You can't `self.log()` inside `{fx}`. HINT: You can still log directly to the"
+                    " logger by using `self.trainer.logger.log_metrics(...)`."
+                )
+            raise RuntimeError(f"Logging inside `{fx}` is not implemented.")
+        default_step, default_epoch, epoch_only = FX_RULES[fx]
+        on_step = default_step if on_step is None else bool(on_step)
+        on_epoch = default_epoch if on_epoch is None else bool(on_epoch)
+        if epoch_only:
+            for key, value, allowed in (("on_step", on_step, False), ("on_epoch", on_epoch, True)):
+                if value != allowed:
+                    raise ValueError(
+                        f"You can't `self.log({key}={value})` inside `{fx}`, must be one of ({allowed},)."
+                    )
+        if not on_step and not on_epoch:
+            raise ValueError("`self.log(on_step=False, on_epoch=False)` is not useful.")
+        reduce_fx = _reduce_name(rest.pop("reduce_fx", "mean"))
+        return cls(on_step=on_step, on_epoch=on_epoch, reduce_fx=reduce_fx, **rest)
 
 
 def _reduce_name(reduce_fx: Any) -> str:
-    """Lightning's accepted reductions: min/max/mean/sum (any case, ``avg`` = mean) or the
-    framework's function (``mx.mean``, ``mx.max``, ...)."""
-    if callable(reduce_fx):
-        import mlx.core as mx
-
-        known = {mx.mean: "mean", mx.max: "max", mx.min: "min", mx.sum: "sum"}
-        name = next((v for k, v in known.items() if k is reduce_fx), None)
-    else:
-        name = str(reduce_fx).lower()
+    """Lightning's accepted reductions: min/max/mean/sum (any case, ``avg`` = mean), the
+    framework's functions (``mx.mean``, ``mx.max``, ...) or the builtins ``min``/``max``/``sum``."""
+    if isinstance(reduce_fx, str):
+        name: str | None = reduce_fx.lower()
         name = "mean" if name == "avg" else name
+    else:
+        known: list[tuple[Any, str]] = [(mx.mean, "mean"), (mx.max, "max"), (max, "max")]
+        known += [(mx.min, "min"), (min, "min"), (mx.sum, "sum"), (sum, "sum")]
+        name = next((v for k, v in known if k is reduce_fx), None)
     if name not in _REDUCE:
         raise ValueError(
-            f"self.log(reduce_fx=...) must be one of {_REDUCE} (or mx.mean/max/min/sum), got {reduce_fx!r}"
+            "Only `self.log(..., reduce_fx={min,max,mean,sum})` are supported. If you need a custom"
+            f" reduction, reduce the values yourself and log the result. Found: {reduce_fx}"
         )
     return name
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Lightning's checks of a logged value (its messages): a number or an array of one element,
+    returned as a float or a 0-d floating ``mx.array``."""
+    if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+        raise ValueError(
+            f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged"
+        )
+    if isinstance(value, np.ndarray):
+        value = mx.array(value)
+    if isinstance(value, numbers.Number):
+        return float(value)  # type: ignore[arg-type]
+    if not isinstance(value, mx.array):
+        raise ValueError(
+            f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged"
+        )
+    if value.size != 1:
+        raise ValueError(
+            f"`self.log({name}, <array of shape {tuple(value.shape)}>)` was called, but the tensor"
+            f" must have a single element. You can try doing `self.log({name}, value.mean())`"
+        )
+    value = value.reshape(())
+    return value if mx.issubdtype(value.dtype, mx.floating) else value.astype(mx.float32)
 
 
 class _Reduction:
@@ -107,66 +187,120 @@ class _Reduction:
         return self.total / self.weight if self.reduce_fx == "mean" else self.total
 
 
+class _Entry:
+    """One logged (hook, name), Lightning's ``_ResultMetric``: its last step value (kept until
+    the loop resets, as Lightning's forward cache) and its epoch reduction."""
+
+    __slots__ = ("last", "name", "options", "reduction", "synced")
+
+    def __init__(self, name: str, options: LogOptions) -> None:
+        self.name = name
+        self.options = options
+        self.last: Any = None
+        self.reduction = _Reduction(options.reduce_fx) if options.on_epoch else None
+        self.synced = False
+
+
 class Results:
-    """One loop's logged values (the train loop's or the validation loop's)."""
+    """One loop's logged values (the train loop's or one validation/test pass's).
 
-    def __init__(self) -> None:
-        self.options: dict[str, LogOptions] = {}
-        self.epoch: dict[str, _Reduction] = {}
-        self.step: dict[str, Any] = {}
+    ``stepping`` is True from the loop's first batch until ``end_batches`` (Lightning's
+    ``_first_loop_iter is not None``): its view is then the step values, else the epoch values.
+    """
 
-    def add(self, values: dict[str, Any], options: dict[str, LogOptions], batch_size: int) -> None:
-        """Record values of the running batch (the loop clears ``step`` when a batch starts)."""
+    def __init__(self, training: bool = True) -> None:
+        self.training = training
+        self.entries: dict[str, _Entry] = {}
+        self.stepping = False
+        self.batch_size = 1  # the running batch's (weights what its hooks log on_epoch)
+
+    def batch_start(self, batch_size: int) -> None:
+        self.stepping = True
+        self.batch_size = batch_size
+
+    def add(
+        self,
+        fx: str,
+        values: dict[str, Any],
+        options: dict[str, LogOptions],
+        batch_size: int | None = None,
+    ) -> None:
+        """Record the values logged in hook ``fx`` (a step's, or one ``self.log`` of a hook)."""
         for name, value in values.items():
             opt = options[name]
-            self.options[name] = opt
+            key = f"{fx}.{name}"
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = self.entries[key] = _Entry(name, opt)
+            elif entry.options != opt:
+                raise ValueError(
+                    f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
+                    " This is not allowed"
+                )
             if opt.on_step:
-                self.step[name] = value
-            if opt.on_epoch:
-                reduction = self.epoch.setdefault(name, _Reduction(opt.reduce_fx))
-                reduction.add(value, opt.batch_size or batch_size)
+                entry.last = value
+            if entry.reduction is not None:
+                entry.reduction.add(value, opt.batch_size or batch_size or self.batch_size)
+
+    def end_batches(self, reduce: Any) -> None:
+        """The loop's batches are done (Lightning's ``epoch_end_reached``): from now on the view
+        is the epoch reductions, made the whole job's first (NOTE [live metric views])."""
+        self.stepping = False
+        self.batch_size = 1
+        self.sync(reduce)
 
     def sync(self, reduce: Any) -> None:
-        """Make the epoch reductions the whole job's (data-parallel; ``distributed.reduce_totals``)."""
-        names = sorted(name for name, r in self.epoch.items() if r.weight)
-        reduced = reduce(
-            [(self.epoch[n].reduce_fx, self.epoch[n].total, self.epoch[n].weight) for n in names]
+        """Make the epoch reductions not yet synced the whole job's (data-parallel;
+        ``distributed.reduce_totals``); those logged after ``end_batches`` (by the epoch-end
+        hooks) are synced when the epoch is published."""
+        pending = sorted(
+            key
+            for key, e in self.entries.items()
+            if e.reduction is not None and e.reduction.weight and not e.synced
         )
-        for name, (total, weight) in zip(names, reduced):
-            self.epoch[name].total = total
-            self.epoch[name].weight = weight
+        reductions = [self.entries[key].reduction for key in pending]
+        reduced = reduce([(r.reduce_fx, r.total, r.weight) for r in reductions if r is not None])
+        for key, (total, weight) in zip(pending, reduced):
+            entry = self.entries[key]
+            assert entry.reduction is not None
+            entry.reduction.total, entry.reduction.weight = total, weight
+            entry.synced = True
 
-    def _forked(self, name: str, suffix: str) -> str:
-        opt = self.options[name]
-        return f"{name}_{suffix}" if opt.on_step and opt.on_epoch else name
-
-    def step_metrics(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """(log, callback, progress bar) views of the last batch's on_step values."""
-        return self._views(self.step.items(), "step")
-
-    def epoch_metrics(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """(log, callback, progress bar) views of the epoch reductions."""
-        reduced = ((name, r.value()) for name, r in self.epoch.items() if r.weight)
-        return self._views(reduced, "epoch")
-
-    def _views(
-        self, items: Any, suffix: str
-    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def metrics(self, on_step: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(log, callback, progress bar) values: the step values or the epoch reductions, with
+        Lightning's names (``name_step`` / ``name_epoch`` when both are logged) and rules (an
+        eval loop's step values are not callback metrics)."""
         log: dict[str, Any] = {}
         callback: dict[str, Any] = {}
         bar: dict[str, Any] = {}
-        for name, value in items:
-            key = self._forked(name, suffix)
-            callback[key] = callback[name] = value
-            if self.options[name].logger:
-                log[key] = value
-            if self.options[name].prog_bar:
-                bar[key] = value
+        for entry in self.entries.values():
+            opt = entry.options
+            if on_step:
+                if not opt.on_step or entry.last is None:
+                    continue
+                value = entry.last
+            else:
+                if entry.reduction is None or not entry.reduction.weight:
+                    continue
+                value = entry.reduction.value()
+            forked = entry.name
+            if opt.on_step and opt.on_epoch:
+                forked = f"{entry.name}_{'step' if on_step else 'epoch'}"
+            if opt.logger:
+                log[forked] = value
+            if self.training or not on_step:
+                callback[entry.name] = callback[forked] = value
+            if opt.prog_bar:
+                bar[forked] = value
         return log, callback, bar
+
+    def view(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        return self.metrics(on_step=self.stepping)
 
 
 class MetricStore:
-    """What the Trainer exposes as ``callback_metrics``, ``logged_metrics``, ``progress_bar_metrics``."""
+    """What the Trainer exposes as ``callback_metrics``, ``logged_metrics``, ``progress_bar_metrics``:
+    the values published so far, merged with the running loop's view when read."""
 
     def __init__(self) -> None:
         self.callback: dict[str, Any] = {}
@@ -177,6 +311,24 @@ class MetricStore:
         self.callback.update(callback)
         self.logged.update(log)
         self.progress_bar.update(bar)
+
+    def read(self, kind: str, results: Results) -> dict[str, float]:
+        """``kind`` ("callback", "logged" or "progress_bar") with ``results``' live view merged
+        in (NOTE [live metric views]), as floats."""
+        log, callback, bar = results.view()
+        stored, live = {
+            "callback": (self.callback, callback),
+            "logged": (self.logged, log),
+            "progress_bar": (self.progress_bar, bar),
+        }[kind]
+        stored.update(live)
+        return self.floats(stored)
+
+    def snapshot(self) -> tuple[dict[str, Any], ...]:
+        return dict(self.callback), dict(self.logged), dict(self.progress_bar)
+
+    def restore(self, snapshot: tuple[dict[str, Any], ...]) -> None:
+        self.callback, self.logged, self.progress_bar = (dict(d) for d in snapshot)
 
     @staticmethod
     def floats(values: dict[str, Any]) -> dict[str, float]:

@@ -60,6 +60,7 @@ class StepBuilder:
         state = [module.state, optimizer.state, mx.random.state]  # what each step updates
         self.state = state
         self._aux_keys: tuple[list[str], list[str]] = ([], [])
+        self.auto_log = True  # NOTE [two logging idioms], found when the step is traced
         wrap = (
             (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
         )
@@ -81,7 +82,9 @@ class StepBuilder:
         # stacked into one vector (names kept here, see `unpack`): under mx.compile, MLX 0.32's
         # value_and_grad fails (IndexError `_Map_base::at`) when its aux output holds two equal
         # expressions that do not depend on the parameters, e.g. two self.log calls of one value.
-        loss, metrics, logged = forward(self.module, batch, batch_idx, "train", self.precision)
+        loss, metrics, logged, _, self.auto_log = forward(
+            self.module, batch, batch_idx, "train", self.precision
+        )
         self._aux_keys = (list(metrics), list(logged))
         values = [*metrics.values(), *logged.values()]
         return loss, mx.stack(values) if values else mx.zeros((0,))
@@ -101,7 +104,7 @@ class StepBuilder:
         (NOTE [agreed stop]), all in the step's one ``all_gather``."""
         if self.world == 1:
             return loss, packed, stop
-        options = self.module._log_options
+        options = self.module._log_options.get("training_step", {})
         modes = ["mean"] * (1 + len(self._aux_keys[0]))
         modes += [options[k].reduce_fx if k in options else "mean" for k in self._aux_keys[1]]
         columns = mx.concatenate([loss.reshape(1), packed, stop.reshape(1).astype(packed.dtype)])

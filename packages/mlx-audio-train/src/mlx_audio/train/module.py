@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from ._metrics import LogOptions
+from ._metrics import LogOptions, check_value
 from ._publish import log_from_hook
 from ._tree import flatten
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-_PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx")
+_PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx", "_default_step")
 
 
 class ParameterTree(dict[str, Any]):
@@ -61,14 +62,23 @@ class TrainModule(nn.Module):
     Inside a compiled step (the default), ``batch_idx`` is a 0-d ``mx.array``, values passed
     to :meth:`log` are returned as outputs of the trace, and attributes read there (such as
     ``self.global_step``) are frozen at trace time; ``Trainer(compile=False)`` runs eagerly.
+
+    NOTE [two logging idioms]: when a step is TrainModule's own ``training_step`` /
+    ``validation_step`` (``test_step`` runs ``validation_step``), i.e. the tutorial's
+    ``compute_loss`` -- also through ``super()`` from an override -- the loss and metrics it
+    returns are logged automatically as ``train_*`` / ``val_*`` / ``test_*``. A step written in
+    Lightning's way logs only what it passes to :meth:`log`, as in Lightning; the progress bar
+    still shows the training loss as ``loss``. The default steps set ``_default_step``, which
+    ``_forward.forward`` reads once the step has run (at trace time when compiled).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._trainer_ref: Trainer | None = None  # the Trainer running this module
         self._logged: dict[str, Any] = {}
-        self._log_options: dict[str, LogOptions] = {}
+        self._log_options: dict[str, dict[str, LogOptions]] = {}  # hook -> name -> options
         self._step_fx: str | None = None
+        self._default_step = False  # NOTE [two logging idioms]
 
     # -- what users implement ----------------------------------------------------------------
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
@@ -77,9 +87,11 @@ class TrainModule(nn.Module):
         )
 
     def training_step(self, batch: Any, batch_idx: Any) -> Any:
+        self._default_step = True  # NOTE [two logging idioms]
         return self.compute_loss(batch)
 
     def validation_step(self, batch: Any, batch_idx: Any) -> Any:
+        self._default_step = True
         return self.compute_loss(batch)
 
     def test_step(self, batch: Any, batch_idx: Any) -> Any:
@@ -149,41 +161,81 @@ class TrainModule(nn.Module):
         name: str,
         value: Any,
         prog_bar: bool = False,
-        logger: bool = True,
+        logger: bool | None = None,
         on_step: bool | None = None,
         on_epoch: bool | None = None,
         reduce_fx: str | Callable[..., Any] = "mean",
         sync_dist: bool = False,
         batch_size: int | None = None,
+        add_dataloader_idx: bool = True,
     ) -> None:
-        """Record a scalar under exactly ``name`` (Lightning's ``self.log``).
+        """Record a scalar under exactly ``name`` (Lightning's ``self.log``, its checks and
+        messages: ``_metrics.LogOptions.make``).
 
         Defaults follow Lightning per hook: in ``training_step`` and the train-batch hooks
         ``on_step=True, on_epoch=False``; elsewhere (``validation_step``, epoch hooks)
         ``on_step=False, on_epoch=True``. With both, ``name_step`` and ``name_epoch`` are logged.
         Epoch values are means weighted by batch size (or ``reduce_fx``: sum, max, min).
+        Hooks that may not log (``setup``, ``configure_optimizers``, ``on_fit_start``,
+        ``on_train_end``, ``on_validation_end``, ...) raise a ``ValueError``.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"log() needs a non-empty metric name, got {name!r}")
-        fx = self._step_fx or (
-            self._trainer_ref.current_hook if self._trainer_ref is not None else None
-        )
-        fx = fx or "training_step"  # outside a Trainer: kept like a step's value
+        if not isinstance(value, (int, float, mx.array)):
+            check_value(name, value)  # Lightning checks the value before anything else
+        trainer = self._trainer_ref
+        if trainer is None:
+            warnings.warn(
+                "You are trying to `self.log()` but the `self.trainer` reference is not registered"
+                " on the model yet. This is most likely because the model hasn't been passed to the"
+                " `Trainer`",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        if trainer.state_fn == "predict":
+            raise ValueError(
+                "You are trying to `self.log()` but the loop's result collection is not registered"
+                " yet. This is most likely because you are trying to log in a `predict` hook, but it"
+                " doesn't support logging"
+            )
+        fx = self._step_fx or trainer.current_hook
+        if fx is None:
+            raise ValueError(
+                "You are trying to `self.log()` but it is not managed by the `Trainer` control flow"
+            )
         options = LogOptions.make(
             fx,
             on_step,
             on_epoch,
             prog_bar=prog_bar,
-            logger=logger,
+            logger=True if logger is None else bool(logger),
             reduce_fx=reduce_fx,
             sync_dist=sync_dist,
             batch_size=batch_size,
         )
-        if self._step_fx is not None or self._trainer_ref is None:  # a (traced) step's output
-            self._logged[name] = value
-            self._log_options[name] = options
-        else:
-            log_from_hook(self.trainer, name, value, options)
+        if add_dataloader_idx and "/dataloader_idx_" in name:
+            raise ValueError(
+                f"You called `self.log` with the key `{name}` but it should not contain information"
+                " about `dataloader_idx` when `add_dataloader_idx=True`"
+            )
+        value = check_value(name, value)
+        if logger and not trainer.loggers:
+            trainer.warn_once(
+                f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured."
+                " You can enable one by doing `Trainer(logger=ALogger(...))`"
+            )
+        if self._step_fx is None:
+            log_from_hook(trainer, fx, name, value, options)
+            return
+        known = self._log_options.setdefault(fx, {})  # a (traced) step's output
+        if name in self._logged and known.get(name) != options:
+            raise ValueError(
+                f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
+                " This is not allowed"
+            )
+        known[name] = options
+        self._logged[name] = value
 
     def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
         for name, value in metrics.items():

@@ -1,11 +1,6 @@
 """The Trainer: Lightning's arguments and attributes, and its entry points ``fit``, ``validate``,
-``test`` and ``predict``, with an ``mx.compile``d step.
-
-Where things are: the arguments are checked and resolved in ``_arguments.py``; ``fit``'s loop reads
-top to bottom in ``_fit_loop.py`` (hook order there); validation, test and predict passes are in
-``_evaluation.py``; every hook fans out through ``_hooks.CallbackList``; ``self.log`` values go
-through ``_metrics.py``.
-"""
+``test`` and ``predict``, with an ``mx.compile``d step. Which module holds which part (arguments,
+the fit loop, evaluation, hooks, ``self.log``): docs/contributing.md, "A map of the code"."""
 
 from __future__ import annotations
 
@@ -32,6 +27,7 @@ from ._hooks import CallbackList, with_defaults
 from ._loaders import EpochBatches, check_fit_inputs, close_loaders
 from ._metrics import MetricStore, Results
 from ._progress import Progress
+from ._publish import active_results, start_run
 from ._rng import seed_everything
 from ._step import StepRunner
 from ._watchdog import Watchdog
@@ -125,11 +121,11 @@ class Trainer:
                 ``val_check_interval`` must be an int.
             limit_train_batches: How much of the training loader each epoch uses: an int is a
                 number of batches, a float in (0, 1] a fraction (default 1.0); per process in a
-                data-parallel run.
+                data-parallel run. 0 (or 0.0) turns training off.
             limit_val_batches: How much of the validation loader each validation uses (int:
                 batches, float: fraction, default 1.0); 0 turns validation off.
             limit_test_batches: How much of the test loader ``test`` uses (int: batches, float:
-                fraction, default 1.0).
+                fraction, default 1.0); 0 turns it off (``test`` then returns ``[]``).
             num_sanity_val_steps: Validation batches run before training starts, to find bugs in
                 ``validation_step`` early; nothing they compute is logged. ``None`` means 2 (the
                 default), ``-1`` all of them, 0 none.
@@ -229,6 +225,8 @@ class Trainer:
         self._val_loader: Iterable[Any] | None = None
         self._train_results = Results()
         self._eval_results: Results | None = None
+        self.eval_log_step = 0  # eval batches logged in this fit (Lightning's step for them)
+        self.last_loss: mx.array | None = None  # the last training step's loss (progress bar)
         self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
 
@@ -302,15 +300,16 @@ class Trainer:
 
     @property
     def callback_metrics(self) -> dict[str, float]:
-        return self.metrics.floats(self.metrics.callback)
+        """What callbacks monitor: live (NOTE [live metric views]), as in Lightning."""
+        return self.metrics.read("callback", active_results(self))
 
     @property
     def logged_metrics(self) -> dict[str, float]:
-        return self.metrics.floats(self.metrics.logged)
+        return self.metrics.read("logged", active_results(self))
 
     @property
     def progress_bar_metrics(self) -> dict[str, float]:
-        return self.metrics.floats(self.metrics.progress_bar)
+        return self.metrics.read("progress_bar", active_results(self))
 
     @property
     def world_size(self) -> int:  # data-parallel: distributed.py
@@ -351,9 +350,7 @@ class Trainer:
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
         ``"last"`` or ``"best"``). Resuming a finished run does no training."""
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
-        self.module = model
-        model.trainer = self
-        self.state_fn = "fit"
+        start_run(self, model, "fit")
         if mx.default_device() == mx.cpu:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
         started = time.perf_counter()
@@ -383,14 +380,15 @@ class Trainer:
     def validate(
         self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
     ) -> list[dict[str, float]]:
-        """Validation metrics (means over the whole set, weighted by batch size), in a list."""
-        return [standalone(self, model, dataloaders, "validation", ckpt_path)]
+        """Validation metrics (means over the whole set, weighted by batch size), in a list
+        (empty when ``limit_val_batches`` is 0)."""
+        return standalone(self, model, dataloaders, "validation", ckpt_path)
 
     def test(
         self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
     ) -> list[dict[str, float]]:
-        """Test metrics (``test_step``), in a list."""
-        return [standalone(self, model, dataloaders, "test", ckpt_path)]
+        """Test metrics (``test_step``), in a list (empty when ``limit_test_batches`` is 0)."""
+        return standalone(self, model, dataloaders, "test", ckpt_path)
 
     def predict(
         self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None

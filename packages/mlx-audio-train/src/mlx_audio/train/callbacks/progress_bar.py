@@ -162,6 +162,9 @@ class TQDMProgressBar(Callback):
                 for k, v in trainer.progress_bar_metrics.items()
                 if not k.startswith("val_")
             }
+            loss = trainer.last_loss  # the step's loss, also when nothing logs it
+            if "loss" not in shown and loss is not None and trainer.state_fn == "fit":
+                shown = {"loss": float(loss.item()), **shown}  # type: ignore[arg-type]
             self._postfix = {k: f"{v:.4g}" for k, v in shown.items()}
             version = getattr(trainer.logger, "version", None) if trainer.loggers else None
             if version is not None:

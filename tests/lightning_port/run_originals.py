@@ -1,0 +1,108 @@
+"""Run the Lightning originals of the tests ported here, on real Lightning, to check that what
+the ports assert is Lightning's behaviour.
+
+    python tests/lightning_port/run_originals.py PATH/TO/pytorch-lightning/tests
+
+``PATH`` is a checkout of Lightning's repository at the anchor's version (2.6.x; the anchor venv
+holds the package, not its tests). The originals run with the anchor venv's interpreter; pytest
+and tensorboardX, which the anchor venv lacks, come from this workspace's venv through
+``PYTHONPATH`` (a folder of links to those packages only, and a stub of jsonargparse, which one
+file imports for tests not run here): nothing is installed into the anchor venv.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ANCHOR = ROOT / ".venv-anchor" / "bin" / "python"
+LOGGING = "tests_pytorch/trainer/logging_"
+ORIGINALS = [
+    *(
+        f"{LOGGING}/test_train_loop_logging.py::{name}"
+        for name in (
+            "test__training_step__log",
+            "test__training_step__epoch_end__log",
+            "test__training_step__log_max_reduce_fx",
+            "test_log_works_in_train_callback",
+            "test_progress_bar_metrics_contains_values_on_train_epoch_end",
+            "test_log_invalid_raises",
+            "test_logging_raises",
+            "test_sanity_metrics_are_reset",
+            "test_on_epoch_logging_with_sum_and_on_batch_start",
+            "test_log_metrics_epoch_step_values",
+            "test_log_on_train_start",
+            "test_unsqueezed_tensor_logging",
+        )
+    ),
+    *(
+        f"{LOGGING}/test_eval_loop_logging.py::{name}"
+        for name in (
+            "test__validation_step__log",
+            "test__validation_step__epoch_end__log",
+            "test_eval_epoch_logging",
+            "test_eval_float_logging",
+            "test_eval_logging_auto_reduce",
+            "test_eval_epoch_only_logging",
+            "test_log_works_in_val_callback",
+            "test_validation_step_log_with_tensorboard",
+            "test_eval_step_logging",
+        )
+    ),
+    f"{LOGGING}/test_logger_connector.py::test_fx_validator_integration",
+    f"{LOGGING}/test_logger_connector.py::test_logged_metrics_has_logged_epoch_value",
+    f"{LOGGING}/test_loop_logging.py::test_default_level_for_hooks_that_support_logging",
+    "tests_pytorch/callbacks/test_early_stopping.py::test_early_stopping_patience_train",
+    "tests_pytorch/checkpointing/test_model_checkpoint.py::test_model_checkpoint_score_and_ckpt",
+    *(
+        f"tests_pytorch/callbacks/test_timer.py::{name}"
+        for name in (
+            "test_timer_parse_duration",
+            "test_timer_parse_duration_misconfiguration",
+            "test_timer_interval_choice",
+            "test_timer_zero_duration_stop",
+            "test_timer_duration_min_steps_override",
+            "test_timer_track_stages",
+        )
+    ),
+    "tests_pytorch/trainer/test_trainer.py::test_disabled_training",
+    "tests_pytorch/trainer/test_trainer.py::test_disabled_validation",
+]
+_PYTEST = (
+    "pytest",
+    "_pytest",
+    "pluggy",
+    "iniconfig",
+    "py.py",
+    "cloudpickle",
+    "tensorboardX",
+    "google",
+)
+_INFOS = ("pytest", "pluggy", "iniconfig", "tensorboardx", "protobuf")
+
+
+def main() -> int:
+    tests = Path(sys.argv[1]).resolve()
+    import pytest  # this venv's: linked into the overlay below
+
+    site = Path(pytest.__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as overlay:
+        for name in _PYTEST:
+            if (site / name).exists():
+                os.symlink(site / name, Path(overlay) / name)
+        for info in site.glob("*.dist-info"):
+            if info.name.split("-")[0] in _INFOS:
+                os.symlink(info, Path(overlay) / info.name)
+        # test_model_checkpoint.py imports jsonargparse for other tests; the anchor lacks it
+        (Path(overlay) / "jsonargparse.py").write_text("ArgumentParser = None\n")
+        env = {**os.environ, "PYTHONPATH": overlay}
+        command = [str(ANCHOR), "-m", "pytest", "-q", "-p", "no:cacheprovider", *ORIGINALS]
+        return subprocess.run(command, cwd=tests, env=env).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
