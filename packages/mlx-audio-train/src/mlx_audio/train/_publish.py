@@ -26,15 +26,9 @@ def start_run(trainer: Trainer, model: TrainModule, state_fn: str) -> None:
     trainer.eval_log_step = 0
 
 
-def active_results(trainer: Trainer) -> Results:
-    """The running loop's results: a validation/test pass's, else the train loop's."""
-    eval_results = trainer._eval_results
-    return eval_results if eval_results is not None else trainer._train_results
-
-
 def log_from_hook(trainer: Trainer, fx: str, name: str, value: Any, options: LogOptions) -> None:
     """``self.log`` from hook ``fx`` (not a step): into the running loop's results."""
-    active_results(trainer).add(fx, {name: value}, {name: options})
+    trainer.active_results().add(fx, {name: value}, {name: options})
 
 
 def publish_step(trainer: Trainer, results: Results) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import mlx.optimizers as optim
 from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
-from . import _lifecycle, checkpoint, distributed
+from . import _lifecycle, checkpoint
 from ._arguments import ARG_NAMES, Argument, make_args
 from ._device import device_scope
 from ._evaluation import predict, standalone
@@ -27,15 +27,16 @@ from ._hooks import CallbackList, with_defaults
 from ._loaders import EpochBatches, check_fit_inputs, close_loaders
 from ._metrics import MetricStore, Results
 from ._progress import Progress
-from ._publish import active_results, start_run
+from ._publish import start_run
 from ._rng import seed_everything
 from ._step import StepRunner
+from ._views import TrainerViews
 from ._watchdog import Watchdog
-from .callbacks import Callback, ModelCheckpoint, Timer
+from .callbacks import Callback, Timer
 from .module import TrainModule
 
 
-class Trainer:
+class Trainer(TrainerViews):
     """Fits a :class:`TrainModule` on any iterable of batches. See docs/api/training.md."""
 
     def __init__(
@@ -268,64 +269,6 @@ class Trainer:
         return self.args.max_steps if self.args.max_steps is not None else self._estimated_max_steps
 
     estimated_stepping_batches = max_steps
-
-    # -- what callbacks and modules read -----------------------------------------------------------
-    @property
-    def current_epoch(self) -> int:
-        return self.progress.current_epoch
-
-    @property
-    def global_step(self) -> int:
-        return self.progress.global_step
-
-    @property
-    def should_stop(self) -> bool:
-        return self.progress.should_stop
-
-    @should_stop.setter
-    def should_stop(self, value: bool) -> None:
-        self.progress.should_stop = bool(value)
-
-    @property
-    def logger(self) -> Logger | None:
-        return self.loggers[0] if self.loggers else None
-
-    @property
-    def log_dir(self) -> str | None:
-        return self.logger.log_dir if self.logger is not None else None
-
-    @property
-    def checkpoint_callback(self) -> ModelCheckpoint | None:
-        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
-
-    @property
-    def callback_metrics(self) -> dict[str, float]:
-        """What callbacks monitor: live (NOTE [live metric views]), as in Lightning."""
-        return self.metrics.read("callback", active_results(self))
-
-    @property
-    def logged_metrics(self) -> dict[str, float]:
-        return self.metrics.read("logged", active_results(self))
-
-    @property
-    def progress_bar_metrics(self) -> dict[str, float]:
-        return self.metrics.read("progress_bar", active_results(self))
-
-    @property
-    def world_size(self) -> int:  # data-parallel: distributed.py
-        return distributed.world_size()
-
-    @property
-    def global_rank(self) -> int:
-        return distributed.global_rank()
-
-    @property
-    def is_global_zero(self) -> bool:
-        return distributed.global_rank() == 0
-
-    @property
-    def enable_validation(self) -> bool:
-        return self.num_val_batches > 0
 
     def warn_once(self, message: str) -> None:
         if message not in self._warned:
