@@ -203,7 +203,14 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         return (batch.tolist() for batch in self.index_batches())
 
     def __len__(self) -> int:
-        """This epoch's number of batches (it can differ between epochs when shuffling)."""
+        """This epoch's number of batches (it can differ between epochs when shuffling). A
+        ``TypeError`` (what an unsized sampler raises) while it depends on a seed not yet
+        known: ``seed=None`` until the DataLoader fills it in at its first pass."""
+        if self.seed is None and (self.shuffle or not self.sync_buckets):
+            raise TypeError(
+                "len() of a DynamicBucketingSampler depends on its seed, which it takes from the "
+                "DataLoader at the first pass (seed=None): pass seed= to know it before"
+            )
         return len(self.index_batches())
 
     def stats(self) -> dict[str, Any]:
