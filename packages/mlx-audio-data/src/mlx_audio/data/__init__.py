@@ -46,8 +46,8 @@ _EXPORTS = {
     "DynamicBucketingSampler": "dynamic_bucketing",
     "estimate_duration_buckets": "dynamic_bucketing",
     "DynamicBucketingDataset": "bucketing_stream",
-    "Mux": "mux",
-    "mux": "mux",
+    "Mux": "interleave",
+    "mux": "interleave",
     "PadCollate": "padding",
     "pad_collate": "padding",
     "RandomCrop": "padding",
@@ -93,8 +93,8 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from .dataset import random_split as random_split
     from .dynamic_bucketing import DynamicBucketingSampler as DynamicBucketingSampler
     from .dynamic_bucketing import estimate_duration_buckets as estimate_duration_buckets
-    from .mux import Mux as Mux
-    from .mux import mux as mux
+    from .interleave import Mux as Mux
+    from .interleave import mux as mux
     from .padding import PadCollate as PadCollate
     from .padding import PadOrCrop as PadOrCrop
     from .padding import RandomCrop as RandomCrop
