@@ -131,9 +131,15 @@ def test_resume_mid_stream_is_exact(num_workers, stateful):
     assert sorted(i for b in expected for i in b) == sorted(str(i) for i in range(240))
 
 
-def test_ranks_step_in_lockstep_and_share_the_stream():
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_ranks_step_in_lockstep_and_share_the_stream(num_workers):
     durations = long_tail(301, seed=4)
-    loader = DataLoader(bucketing(durations, shuffle=True), batch_size=None, collate_fn=keep)
+    loader = DataLoader(
+        bucketing(durations, shuffle=True),
+        batch_size=None,
+        collate_fn=keep,
+        num_workers=num_workers,
+    )
     shards = [shard_loader(loader, 3, rank) for rank in range(3)]
     epochs = [list(shard) for shard in shards]
     assert len({len(e) for e in epochs}) == 1
