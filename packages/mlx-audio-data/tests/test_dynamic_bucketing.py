@@ -203,3 +203,29 @@ def test_it_is_not_the_fixed_size_bucket_sampler():
     fixed = BucketBatchSampler((durations * 100).astype(int), batch_size=8, seed=0)
     dynamic = DynamicBucketingSampler(durations, max_duration=60.0, seed=0, shuffle=True)
     assert max(map(len, fixed)) == 8 and max(map(len, dynamic)) > 16
+
+
+def test_a_state_late_in_a_longer_epoch_is_accepted():
+    """Epochs differ in batch count when shuffling: a state is measured against its own
+    epoch's count, not the first epoch's (here epoch 3 has 31 batches, epoch 0 has 29)."""
+    durations = np.round(
+        np.clip(0.5 + np.random.default_rng(5).lognormal(1.0, 0.9, 160), 0.5, 30), 3
+    )
+
+    def loader():
+        sampler = DynamicBucketingSampler(
+            durations, max_duration=30.0, shuffle=True, seed=5, buffer_size=40
+        )
+        return DataLoader(Clips(durations), batch_sampler=sampler, collate_fn=PadCollate())
+
+    whole = loader()
+    whole.set_epoch(3)
+    expected = ids(whole)
+    assert len(expected) == 31
+    first = loader()
+    first.set_epoch(3)
+    iterator = iter(first)
+    head = [np.asarray(next(iterator)[1]).tolist() for _ in range(30)]
+    resumed = loader()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + ids(resumed) == expected
