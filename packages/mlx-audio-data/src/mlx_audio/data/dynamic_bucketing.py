@@ -203,13 +203,15 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         return (batch.tolist() for batch in self.index_batches())
 
     def __len__(self) -> int:
-        """This epoch's number of batches (it can differ between epochs when shuffling). A
-        ``TypeError`` (what an unsized sampler raises) while it depends on a seed not yet
-        known: ``seed=None`` until the DataLoader fills it in at its first pass."""
-        if self.seed is None and (self.shuffle or not self.sync_buckets):
+        """The number of batches of an epoch, when it is the same for every epoch
+        (``shuffle=False`` with ``sync_buckets``). A shuffling sampler's count changes from epoch
+        to epoch, so it has no ``len()`` (a ``TypeError``, as Lhotse's): a loop over it, or a
+        Trainer, runs each epoch to its end instead of stopping at a stale count;
+        ``stats()["batches"]`` gives the current epoch's."""
+        if self.shuffle or not self.sync_buckets:
             raise TypeError(
-                "len() of a DynamicBucketingSampler depends on its seed, which it takes from the "
-                "DataLoader at the first pass (seed=None): pass seed= to know it before"
+                "a shuffling DynamicBucketingSampler has no len(): its number of batches changes "
+                "from epoch to epoch (stats()['batches'] gives this epoch's)"
             )
         return len(self.index_batches())
 

@@ -96,7 +96,6 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
         raise ValueError(
             f"DataLoader state: 'batches_yielded' must be an int >= 0, got {yielded!r}"
         )
-    _at_epoch(loader, state["epoch"])
     try:
         batches = len(loader)
     except TypeError:  # an unsized stream
@@ -117,15 +116,6 @@ def check_state(state: Any, loader: Any, given_seed: int | None) -> None:
                 f"{key}={mine[key]!r}: resuming would skip the wrong batches. Resume with the same "
                 "dataset and batching, or start the epoch afresh (loader.set_epoch(e))"
             )
-
-
-def _at_epoch(loader: Any, epoch: Any) -> None:
-    """A batch sampler whose epochs differ in length (``DynamicBucketingSampler``) is measured
-    at the state's epoch (each pass sets its epoch again, so this changes nothing else)."""
-    source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
-    if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0:
-        if hasattr(source, "set_epoch"):
-            source.set_epoch(epoch)
 
 
 class WorkersChanged(ValueError, AssertionError):
