@@ -233,3 +233,28 @@ def test_mux_arguments_are_checked():
         mux(sources(), [0, 0, 0])
     with pytest.raises(ValueError, match="at least one"):
         mux([])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_bucketing_a_mux_of_corpora_resumes_exactly(num_workers):
+    """Corpora mixed by weight, then batched by duration: the bucketing state holds the mux's
+    state (its draws, each corpus's position), which holds each corpus's."""
+
+    def loader():
+        corpora = [Records(long_tail(120, seed=k), name) for k, name in enumerate("xyz")]
+        mixed = mux(corpora, [0.5, 0.3, 0.2], seed=2, stopping_strategy="all_exhausted")
+        data = DynamicBucketingDataset(
+            mixed, "duration", max_duration=30.0, duration_bins=[2.0, 5.0], buffer_size=40
+        )
+        return DataLoader(data, batch_size=None, collate_fn=keep, num_workers=num_workers)
+
+    expected = list(loader())
+    first = loader()
+    iterator = iter(first)
+    head = [next(iterator) for _ in range(9)]
+    state = json.loads(json.dumps(first.state_dict()))
+    first.close()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert head + list(resumed) == expected
+    assert {i[0] for b in expected for i in b} == set("xyz")
