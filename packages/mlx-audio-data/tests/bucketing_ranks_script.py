@@ -68,6 +68,7 @@ def main() -> None:
         batch_ids = np.asarray(batch[1]).tolist() if config["kind"] == "sampler" else batch
         seen.append(batch_ids)
         mx.eval(mx.distributed.all_sum(mx.array([len(batch_ids)]), group=group))
+    share.close()  # its workers and their shared memory, before the launcher reaps this rank
     with open(os.path.join(config["out"], f"rank{group.rank()}.json"), "w") as f:
         json.dump({"batches": seen, "size": group.size()}, f)
 
