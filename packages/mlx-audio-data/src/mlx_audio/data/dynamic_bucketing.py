@@ -149,14 +149,17 @@ class DynamicBucketingSampler(Sampler[list[int]]):
 
     def index_batches(self) -> list[np.ndarray]:
         """This epoch's batches (this rank's share) as index arrays."""
-        if self.seed is None:
-            self.seed = int(np.random.randint(0, 2**31 - 1))
-        key = (int(self.seed), int(self.epoch))
+        key = self._key()
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self._compute(*key))
+            self._cache = (key, list(self._generate(*key)))
         return list(self._cache[1])
 
-    def _compute(self, seed: int, epoch: int) -> list[np.ndarray]:
+    def _key(self) -> tuple[int, int]:
+        if self.seed is None:
+            self.seed = int(np.random.randint(0, 2**31 - 1))
+        return int(self.seed), int(self.epoch)
+
+    def _generate(self, seed: int, epoch: int) -> Iterator[np.ndarray]:
         n = len(self.durations)
         order = epoch_rng(seed, epoch).permutation(n) if self.shuffle else np.arange(n)
         stream = iter(order.tolist())
@@ -178,7 +181,8 @@ class DynamicBucketingSampler(Sampler[list[int]]):
             self.num_replicas,
         )
         batches = rank_batches(bucketer.next_batch, self.num_replicas, self.rank, self.drop_last)
-        return [np.fromiter((i for i, _ in b), dtype=np.int64, count=len(b)) for b in batches]
+        for b in batches:
+            yield np.fromiter((i for i, _ in b), dtype=np.int64, count=len(b))
 
     def for_rank(
         self, num_replicas: int, rank: int, seed: int | None = None
@@ -200,7 +204,12 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         )
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (batch.tolist() for batch in self.index_batches())
+        """This epoch's batches, computed as they are taken (the DataLoader takes the whole
+        epoch at once: ``index_batches``)."""
+        key = self._key()
+        if self._cache is not None and self._cache[0] == key:
+            return (batch.tolist() for batch in self._cache[1])
+        return (batch.tolist() for batch in self._generate(*key))
 
     def __len__(self) -> int:
         """The number of batches of an epoch, when it is the same for every epoch
