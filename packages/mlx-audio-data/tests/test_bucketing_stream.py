@@ -146,6 +146,18 @@ def test_ranks_step_in_lockstep_and_share_the_stream(num_workers):
     assert {i for e in epochs for b in e for i in b} == {str(i) for i in range(301)}
 
 
+def test_a_state_from_another_world_size_is_refused():
+    loader = DataLoader(bucketing(long_tail(100)), batch_size=None, collate_fn=keep)
+    first = shard_loader(loader, 2, 0)
+    iterator = iter(first)
+    next(iterator)
+    state = first.state_dict()
+    other = shard_loader(loader, 3, 0)
+    other.load_state_dict(state)
+    with pytest.raises(ValueError, match="rank 0 of 2 and this stream is rank 0 of 3"):
+        next(iter(other))
+
+
 def test_stream_arguments_are_checked():
     with pytest.raises(ValueError, match="duration must be"):
         DynamicBucketingDataset(Records([1.0]), None, max_duration=5.0)

@@ -218,6 +218,8 @@ class _BucketingIterator(Iterator[list[Any]]):
         oldest = min(self.items, default=self.read)
         position = self.items[oldest][1] if self.items else self.cursor.position()
         return {
+            "num_replicas": self.owner.num_replicas,
+            "rank": self.owner.rank,
             "read": self.read,
             "oldest": oldest,
             "source": position,
@@ -228,6 +230,16 @@ class _BucketingIterator(Iterator[list[Any]]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or "read" not in state:
             raise ValueError(f"not a DynamicBucketingDataset state: {state!r:.200}")
+        saved = (
+            state.get("num_replicas", self.owner.num_replicas),
+            state.get("rank", self.owner.rank),
+        )
+        if saved != (self.owner.num_replicas, self.owner.rank):
+            raise ValueError(
+                f"the state was saved by rank {saved[1]} of {saved[0]} and this stream is rank "
+                f"{self.owner.rank} of {self.owner.num_replicas}: its batches would differ. Resume "
+                "on the same number of ranks, or start the epoch afresh (loader.set_epoch(e))"
+            )
         self.pending = state if "bucketer" in state else None
 
     def _restore(self, state: dict[str, Any]) -> None:
