@@ -6,11 +6,13 @@ ranks in lockstep, Hugging Face parity."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 from mlx_audio.data import (
+    ChainDataset,
     DataLoader,
     DynamicBucketingDataset,
     DynamicBucketingSampler,
@@ -270,3 +272,33 @@ def test_bucketing_a_mux_of_corpora_resumes_exactly(num_workers):
     resumed.load_state_dict(state)
     assert head + list(resumed) == expected
     assert {i[0] for b in expected for i in b} == set("xyz")
+
+
+# -- ChainDataset ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("stateful", [False, True])
+def test_chain_resumes_in_its_current_dataset_without_rereading_the_others(num_workers, stateful):
+    def chain():
+        return ChainDataset(
+            [Records([1.0] * n, name, stateful) for name, n in zip("abc", (7, 5, 9))]
+        )
+
+    def loader(data):
+        return DataLoader(data, batch_size=3, collate_fn=ids_of, num_workers=num_workers)
+
+    expected = list(loader(chain()))
+    first = loader(chain())
+    iterator = iter(first)
+    head = [next(iterator) for _ in range(3)]  # into "b" (worker 0) or "c" (one worker)
+    state = json.loads(json.dumps(first.state_dict()))
+    first.close()
+    resumed_data = chain()
+    resumed = loader(resumed_data)
+    resumed.load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact: no "resuming by replaying" warning
+        assert head + list(resumed) == expected
+    if num_workers == 0:
+        assert resumed_data.datasets[0].reads == 0  # "a" is not read again
