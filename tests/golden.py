@@ -113,6 +113,13 @@ GOLDEN = {
             ("run_torchdata.py", "state_cases.py"),
             ("torch", "torchdata", "numpy"),
         ),
+        Golden(
+            "weight_averaging",
+            "toolkit_parity",
+            "run_averaging.py",
+            ("run_averaging.py", "averaging_cases.py"),
+            ("torch", "lightning", "numpy"),
+        ),
     )
 }
 

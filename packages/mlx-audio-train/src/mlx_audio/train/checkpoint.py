@@ -38,7 +38,9 @@ __all__ = [
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACCUMULATOR_FILE = "accumulator.safetensors"  # only inside an accumulation group
+CURRENT_MODEL_FILE = "current_model.safetensors"  # the raw weights beside averaged ones
 STATE_FILE = "trainer_state.json"
+_FILES = (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE, CURRENT_MODEL_FILE)
 FORMAT_VERSION = 1
 
 
@@ -60,15 +62,22 @@ def save_checkpoint(
     optimizer_state: dict[str, mx.array],
     state: dict[str, Any],
     accumulator: dict[str, mx.array] | None = None,
+    current_model: dict[str, mx.array] | None = None,
 ) -> str:
     """Write a complete checkpoint at ``directory`` (which must not exist yet); ``accumulator``
-    is the gradient sum of an unfinished accumulation group."""
+    is the gradient sum of an unfinished accumulation group; ``current_model`` the raw weights
+    when ``model_weights`` are averaged ones (NOTE [averaged weights in checkpoints])."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
     _refuse_nonfinite(
         directory,
-        {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}},
+        {
+            "model": model_weights,
+            "optimizer": optimizer_state,
+            "accumulator": accumulator or {},
+            "current_model": current_model or {},
+        },
     )
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
@@ -80,6 +89,8 @@ def save_checkpoint(
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
         if accumulator:
             files[ACCUMULATOR_FILE] = accumulator
+        if current_model is not None:
+            files[CURRENT_MODEL_FILE] = current_model
         digests = {}
         for name, arrays in files.items():
             path = os.path.join(tmp, name)
@@ -146,11 +157,11 @@ def read_state(path: str, verify: bool | None = None) -> tuple[str, dict[str, An
             f"{state_path}: 'sha256' (the files' checksums) is missing or malformed, so the weights "
             "cannot be verified; load it anyway with MLX_AUDIO_UNVERIFIED_CHECKPOINTS=1"
         )
-    for name in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+    for name in _FILES:
         if os.path.exists(os.path.join(directory, name)) and name not in digests:
             raise CheckpointError(f"{state_path}: 'sha256' has no checksum for {name}")
     for name, digest in digests.items():
-        if name not in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+        if name not in _FILES:
             raise CheckpointError(f"{state_path}: 'sha256' names an unknown file {name!r}")
         file = os.path.join(directory, name)
         if not os.path.exists(file):
@@ -328,8 +339,10 @@ def capture(trainer: Trainer, path: str) -> str:
         "callback_metrics": dict(trainer.callback_metrics),
         "versions": versions(),
     }
+    state["state_dict"] = dict(flatten(module.parameters()))  # Lightning's checkpoint keys
     trainer.hooks.on_save_checkpoint(state)
-    weights = dict(flatten(module.parameters()))
+    weights = state.pop("state_dict")  # NOTE [averaged weights in checkpoints]
+    current = state.pop("current_model_state", None)
     total = runner.total if runner.micro else None
     together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
     if (
@@ -338,7 +351,9 @@ def capture(trainer: Trainer, path: str) -> str:
         total = distributed.mean_across(total)
     accumulator = dict(flatten(total)) if total is not None else None
     if trainer.is_global_zero:  # data-parallel: the weights are equal on every rank
-        path = save_checkpoint(path, weights, dict(flatten(optimizer.state)), state, accumulator)
+        path = save_checkpoint(
+            path, weights, dict(flatten(optimizer.state)), state, accumulator, current
+        )
     if together:
         distributed.barrier()  # the files exist before any rank goes on
     return os.path.abspath(path)

@@ -9,9 +9,11 @@ from .model_summary import ModelSummary
 from .progress_bar import ProgressBar, TQDMProgressBar
 from .rich_progress import RichProgressBar
 from .timer import Timer
+from .weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
     "Callback",
+    "EMAWeightAveraging",
     "EarlyStopping",
     "GradientClipper",
     "LearningRateMonitor",
@@ -21,4 +23,5 @@ __all__ = [
     "RichProgressBar",
     "TQDMProgressBar",
     "Timer",
+    "WeightAveraging",
 ]
