@@ -120,6 +120,13 @@ GOLDEN = {
             ("run_averaging.py", "averaging_cases.py"),
             ("torch", "lightning", "numpy"),
         ),
+        Golden(
+            "torchmetrics",
+            "toolkit_parity",
+            "run_torchmetrics.py",
+            ("run_torchmetrics.py", "metric_cases.py"),
+            ("torch", "torchmetrics", "numpy"),
+        ),
     )
 }
 
