@@ -38,10 +38,42 @@ def deferring() -> Iterator[list[tuple[Metric, dict[str, mx.array]]]]:
         _PENDING.reset(token)
 
 
-def apply_pending(metrics: list[Metric], contributions: list[dict[str, mx.array]]) -> None:
-    """Merge the contributions a step returned into their metrics' states."""
-    for metric, contribution in zip(metrics, contributions):
-        metric._merge(contribution)
+def tracing() -> bool:
+    """Whether metric updates are being queued (inside a step, maybe traced by mx.compile)."""
+    return _PENDING.get() is not None
+
+
+class StepUpdates:
+    """The metric updates of one compiled step (NOTE [metric updates leave the compiled step]):
+    ``pack`` (while the step runs or is traced) remembers which metric each queued contribution
+    belongs to and returns them as one float32 vector (one output: NOTE [one aux array] in
+    _step.py); ``apply`` (after each call) splits the real vector and merges it."""
+
+    def __init__(self) -> None:
+        self.layout: list[tuple[Metric, list[tuple[str, tuple[int, ...], mx.Dtype]]]] = []
+
+    def pack(self, pending: list[tuple[Metric, dict[str, mx.array]]]) -> mx.array:
+        self.layout = [
+            (metric, [(k, tuple(v.shape), v.dtype) for k, v in contribution.items()])
+            for metric, contribution in pending
+        ]
+        flat = [v.astype(mx.float32).reshape(-1) for _, c in pending for v in c.values()]
+        return mx.concatenate(flat) if flat else mx.zeros((0,))
+
+    def apply(self, packed: mx.array) -> None:
+        if not self.layout:
+            return
+        start = 0
+        merged: list[mx.array] = []
+        for metric, fields in self.layout:
+            contribution = {}
+            for name, shape, dtype in fields:
+                size = int(np.prod(shape)) if shape else 1
+                contribution[name] = packed[start : start + size].reshape(shape).astype(dtype)
+                start += size
+            metric._merge(contribution)
+            merged.extend(v for v in metric._states.values() if isinstance(v, mx.array))
+        mx.async_eval(merged)  # the running sums never wait for a sync, nor grow a long graph
 
 
 class Metric:

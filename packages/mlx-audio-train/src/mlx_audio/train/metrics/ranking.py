@@ -11,7 +11,7 @@ from typing import Any
 import mlx.core as mx
 
 from ._checks import check_average, check_shapes, check_task, classes_last, normalize, safe_divide
-from .base import Metric
+from .base import Metric, tracing
 
 
 class _Ranking(Metric):
@@ -82,7 +82,7 @@ class _Ranking(Metric):
         if self.average == "none":
             return per
         keep = mx.logical_not(mx.isnan(per))
-        if not bool(mx.all(keep).item()):
+        if not tracing() and not bool(mx.all(keep).item()):  # no host sync inside a step
             warnings.warn(
                 f"{type(self).__name__} for one or more classes was `nan`. Ignoring these classes "
                 f"in {self.average}-average",
