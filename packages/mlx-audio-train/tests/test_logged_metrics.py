@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlx_audio.data import ArrayDataset, DataLoader
-from mlx_audio.train import TrainModule, Trainer
+from mlx_audio.train import Trainer, TrainModule
 from mlx_audio.train.metrics import Accuracy, AveragePrecision, F1Score
 
 
