@@ -42,13 +42,22 @@ def files_of(data: Any) -> list[str]:
 
 
 class AudioClassifier(TrainModule):
-    """Waveforms ``(B, samples)`` -> normalized log-mels on the accelerator -> ``AudioCNN``."""
+    """Waveforms ``(B, samples)`` -> normalized log-mels on the accelerator -> ``AudioCNN``.
 
-    def __init__(self, settings: Settings, num_classes: int) -> None:
+    ``multilabel``: several classes per clip (multi-hot targets), sigmoid outputs trained with
+    binary cross-entropy; validation logs ``val_mAP`` (macro average precision, AudioSet's
+    mAP: ``mlx_audio.train.metrics.AveragePrecision``) computed over the whole epoch."""
+
+    def __init__(self, settings: Settings, num_classes: int, multilabel: bool = False) -> None:
         super().__init__()
         model = settings.model
         self.settings = settings
         self.num_classes = num_classes
+        self.multilabel = multilabel
+        if multilabel:
+            from mlx_audio.train.metrics import AveragePrecision
+
+            self.val_map = AveragePrecision("multilabel", num_labels=num_classes)
         self.features = LogMel(
             settings.data.sample_rate,
             n_fft=model.n_fft,
@@ -71,17 +80,32 @@ class AudioClassifier(TrainModule):
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
         waves, labels = batch
         logits = self(waves)
+        if self.multilabel:
+            loss = mx.mean(nn.losses.binary_cross_entropy(logits, labels, with_logits=True))
+            return loss, {}
         loss = mx.mean(nn.losses.cross_entropy(logits, labels))
         return loss, {"accuracy": mx.mean(mx.argmax(logits, axis=-1) == labels)}
 
+    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
+        output = super().validation_step(batch, batch_idx)
+        if (
+            self.multilabel
+        ):  # the epoch's mAP, not a mean of batches' (NOTE [logged Metric objects])
+            self.val_map.update(self(batch[0]), batch[1].astype(mx.int32))
+            self.log("val_mAP", self.val_map, prog_bar=True)
+        return output
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
+        if not self.multilabel:
+            clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
 
     def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
-        clips.check_labels(batch[1], self.num_classes)
+        if not self.multilabel:
+            clips.check_labels(batch[1], self.num_classes)
 
     def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
-        return mx.softmax(self(batch[0]), axis=-1)
+        logits = self(batch[0])
+        return mx.sigmoid(logits) if self.multilabel else mx.softmax(logits, axis=-1)
 
     def configure_optimizers(self) -> OptimizerConfig:
         return make_optimizer(self.settings, self.trainer.max_steps or 1000)
@@ -208,17 +232,21 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set, extractor)
     else:
         train_loader, val_loader, classes = loaders(settings)
+    multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
+    if multilabel and settings.trainer.monitor == "val_accuracy":  # the classifier's default
+        settings.trainer.monitor, settings.trainer.mode = "val_mAP", "max"
     runs.fit_log_interval(settings, len(train_loader))
     root = settings.trainer.default_root_dir
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "config.yaml"), "w") as f:
         f.write(dump(settings))
     fields: dict[str, Any] = {"classes": classes, "model": settings.model.name, "clap": None}
+    fields["task"] = "multilabel" if multilabel else "multiclass"
     trainer = trainer_for(settings, run=fields)  # seeds MLX, numpy and random (trainer.seed)
     if clap:
         model = clap_tasks.CaptionedCLAP(settings)
     else:
-        model = AudioClassifier(settings, len(classes))
+        model = AudioClassifier(settings, len(classes), multilabel)
     try:
         trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, Preempted) as error:
@@ -256,7 +284,8 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
         )
     classes = saved["classes"]
     path = runs.checkpoint(run, saved, checkpoint)
-    return settings, classes, AudioClassifier(settings, len(classes)), path
+    multilabel = saved.get("task") == "multilabel"
+    return settings, classes, AudioClassifier(settings, len(classes), multilabel), path
 
 
 def predictions(

@@ -79,17 +79,23 @@ class StepBuilder:
         return self._zeros
 
     # -- traced pieces -----------------------------------------------------------------------
-    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array | None, mx.array, mx.array]:
+    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array | None, mx.array]:
         # NOTE [one aux array]: the returned metrics and self.log values leave the traced step
         # stacked into one vector (names kept here, see `unpack`): under mx.compile, MLX 0.32's
         # value_and_grad fails (IndexError `_Map_base::at`) when its aux output holds two equal
         # expressions that do not depend on the parameters, e.g. two self.log calls of one value.
+        # The Metric updates (NOTE [metric updates leave the compiled step]) ride at its end.
         loss, metrics, logged, _, self.auto_log, updates = forward(
             self.module, batch, batch_idx, "train", self.precision, self.metric_updates
         )
         self._aux_keys = (list(metrics), list(logged))
         values = [*metrics.values(), *logged.values()]
-        return loss, mx.stack(values) if values else mx.zeros((0,)), updates
+        return loss, mx.concatenate([mx.stack(values), updates]) if values else updates
+
+    def _split(self, aux: mx.array) -> tuple[mx.array, mx.array]:
+        """``(stacked values, Metric updates)`` of the one aux vector."""
+        count = len(self._aux_keys[0]) + len(self._aux_keys[1])
+        return aux[:count], aux[count:]
 
     def unpack(self, packed: mx.array) -> tuple[dict[str, mx.array], dict[str, mx.array]]:
         """``(returned metrics, logged values)`` from the step's stacked aux vector."""
@@ -162,7 +168,8 @@ class StepBuilder:
     def _fused(
         self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array, stop: mx.array
     ) -> tuple[Any, ...]:
-        (loss, packed, updates), grads = self._value_and_grad(batch, batch_idx)
+        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
+        packed, updates = self._split(aux)
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
         guard = self._poison(guard, mx.logical_not(applied), call, loss)
@@ -181,7 +188,8 @@ class StepBuilder:
     ) -> tuple[Any, ...]:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
-        (loss, packed, updates), grads = self._value_and_grad(batch, batch_idx)
+        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
+        packed, updates = self._split(aux)
         ok = distributed.all_ranks(
             mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
         )
