@@ -85,9 +85,30 @@ def test_train_detects_multilabel_and_monitors_map(manifest, tmp_path, capsys):
         if row.get("val_mAP")
     ]
     assert checkpoint["best_model_score"] == pytest.approx(max(map(float, scores)), abs=1e-6)  # max
-    with open(run / "logs" / "version_0" / "metrics.csv") as f:
-        logged = list(csv.DictReader(f))
-    assert any(row.get("val_mAP") for row in logged)
+    capsys.readouterr()
+    # evaluate: each class's average precision and the mAP, as validation computes it
+    assert main(["evaluate", "--run", str(run), "--data", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "mAP: " in out and (run / "evaluation" / "average_precision.txt").exists(), out
+    # predict: the classes at or above 0.5 and every class's probability
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                "--data",
+                str(manifest),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 0
+    )
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 36 and set(rows[0]) == {"path", "labels", "high", "low", "mid"}
+    assert all(0.0 <= float(row["low"]) <= 1.0 for row in rows)
 
 
 def test_task_and_data_must_agree(manifest, tmp_path, capsys):

@@ -308,8 +308,32 @@ def predictions(
     return classes, probs, data, [str(p) for p in data.paths]
 
 
+def multilabel_run(run: str) -> bool:
+    return bool(runs.read(run).get("task") == "multilabel")
+
+
+def evaluate_multilabel(
+    classes: list[str], probs: np.ndarray, targets: Any, out: str
+) -> dict[str, Any]:
+    """A multi-label run: each class's average precision and their mean (mAP), as validation
+    computes them (``AveragePrecision``, torchmetrics' numbers), in ``out/average_precision.txt``."""
+    from mlx_audio.train.metrics import AveragePrecision
+
+    metric = AveragePrecision("multilabel", num_labels=len(classes), average="none")
+    metric.update(mx.array(probs), mx.array(np.asarray(targets, np.int32)))
+    per = np.array(metric.compute())
+    width = max(len(c) for c in classes) + 2
+    text = "".join(f"{c:<{width}}{v:.4f}\n" for c, v in zip(classes, per))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "average_precision.txt"), "w") as f:
+        f.write("class average precision\n" + text)
+    return {"mAP": float(per.mean()), "clips": len(probs), "text": text}
+
+
 def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict[str, Any]:
     classes, probs, data, _ = predictions(run, data_path, checkpoint, labelled=True)
+    if multilabel_run(run):
+        return evaluate_multilabel(classes, probs, data.targets, out)
     labels = np.asarray(data.targets)  # numbered by the run's classes
     predicted = probs.argmax(axis=-1)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -334,6 +358,14 @@ def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict
 
 def predict(run: str, data_path: str, checkpoint: str | None, out: str) -> int:
     classes, probs, _, files = predictions(run, data_path, checkpoint)
+    if multilabel_run(run):  # every class at or above 0.5, and each class's probability
+        tagged = [
+            {"path": p, "labels": ";".join(c for c, v in zip(classes, r) if v >= 0.5)}
+            | {c: float(v) for c, v in zip(classes, r)}
+            for p, r in zip(files, probs)
+        ]
+        outputs.write(out, tagged, ["path", "labels", *classes])
+        return len(tagged)
     rows = [
         {"path": p, "label": classes[int(r.argmax())], "probability": float(r.max())}
         for p, r in zip(files, probs)
