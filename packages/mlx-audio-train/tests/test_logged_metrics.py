@@ -113,3 +113,18 @@ def test_on_step_needs_the_batch_value():
     )
     with pytest.raises(ValueError, match="call the metric"):
         trainer.fit(OnlyUpdate(), DataLoader(tagged(16, 1), batch_size=16))
+
+
+def test_compute_inside_a_step_is_refused():
+    class Computes(Tagger):
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.val_map.update(self(x), y)
+            self.log("val_mAP", self.val_map.compute())  # frozen at trace time if allowed
+
+    trainer = Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
+    data = DataLoader(tagged(16, 1), batch_size=16)
+    with pytest.raises(RuntimeError, match="compute\\(\\) inside a step"):
+        trainer.fit(Computes(), data, data)

@@ -166,6 +166,12 @@ class Metric:
     def compute(self) -> Any:
         """The value over every batch since the last reset (all ranks' when
         ``sync_on_compute`` and data-parallel); cached until the next update."""
+        if tracing():
+            raise RuntimeError(
+                f"{type(self).__name__}.compute() inside a step: a compiled step would read the "
+                "states as they were when it was traced. Log the metric object "
+                "(self.log(name, metric)) or call compute() in an epoch-end hook"
+            )
         if self._computed is None:
             self._computed = self._compute(self._synced_states())
         return self._computed
