@@ -39,6 +39,27 @@ CASES: dict[str, tuple[str, dict, dict]] = {
         {"max_epochs": 3},
     ),
     "swa_accumulate": ("mean", {}, {"max_epochs": 2, "accumulate_grad_batches": 2}),
+    # StochasticWeightAveraging: averages at epoch starts from swa_epoch_start, SWALR's rates
+    "swa_cos": (
+        "swa",
+        {"swa_lrs": 0.02, "swa_epoch_start": 2, "annealing_epochs": 2},
+        {"max_epochs": 5},
+    ),
+    "swa_linear_fraction": (
+        "swa",
+        {
+            "swa_lrs": 0.3,
+            "swa_epoch_start": 0.5,
+            "annealing_epochs": 3,
+            "annealing_strategy": "linear",
+        },
+        {"max_epochs": 6},
+    ),
+    "swa_no_annealing": (
+        "swa",
+        {"swa_lrs": 0.01, "swa_epoch_start": 1, "annealing_epochs": 0},
+        {"max_epochs": 3},
+    ),
 }
 
 

@@ -16,7 +16,11 @@ import warnings
 import lightning.pytorch as pl
 import torch
 from averaging_cases import BATCH, CASES, LR, problem, rounded
-from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+from lightning.pytorch.callbacks import (
+    EMAWeightAveraging,
+    StochasticWeightAveraging,
+    WeightAveraging,
+)
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -49,7 +53,8 @@ def run(name):
     model = Linear(p)
     train = DataLoader(TensorDataset(torch.from_numpy(p["x"]), torch.from_numpy(p["y"])), BATCH)
     val = DataLoader(TensorDataset(torch.from_numpy(p["vx"]), torch.from_numpy(p["vy"])), BATCH)
-    callback = EMAWeightAveraging(**kwargs) if kind == "ema" else WeightAveraging(**kwargs)
+    make = {"ema": EMAWeightAveraging, "mean": WeightAveraging, "swa": StochasticWeightAveraging}
+    callback = make[kind](**kwargs)
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
             callbacks=[callback],
@@ -65,7 +70,9 @@ def run(name):
     return {
         "final": rounded(torch.cat([model.fc.weight.ravel(), model.fc.bias]).detach().numpy()),
         "val_losses": rounded(model.val_losses),
-        "n_averaged": int(callback._average_model.n_averaged),
+        "n_averaged": int(
+            callback.n_averaged if kind == "swa" else callback._average_model.n_averaged
+        ),
         "global_step": trainer.global_step,
     }
 

@@ -1,4 +1,5 @@
-"""Differential test of WeightAveraging / EMAWeightAveraging against Lightning 2.6 on one problem
+"""Differential test of WeightAveraging / EMAWeightAveraging / StochasticWeightAveraging against
+Lightning 2.6 on one problem
 (averaging_cases.py): the same linear model, initial weights, data and SGD; the weights the
 model holds at the end of fit (the averaged ones), the validation losses (computed with the
 averaged weights swapped in) and the number of averaged models must match."""
@@ -15,7 +16,11 @@ from toolkit_anchor import check_golden, reference
 
 from mlx_audio.data import ArrayDataset, DataLoader
 from mlx_audio.train import Trainer, TrainModule
-from mlx_audio.train.callbacks import EMAWeightAveraging, WeightAveraging
+from mlx_audio.train.callbacks import (
+    EMAWeightAveraging,
+    StochasticWeightAveraging,
+    WeightAveraging,
+)
 
 
 class Record:
@@ -52,7 +57,8 @@ def run_ours(name, **extra):
     model = Linear(p)
     train = DataLoader(ArrayDataset(p["x"], p["y"]), batch_size=BATCH)
     val = DataLoader(ArrayDataset(p["vx"], p["vy"]), batch_size=BATCH)
-    callback = EMAWeightAveraging(**kwargs) if kind == "ema" else WeightAveraging(**kwargs)
+    make = {"ema": EMAWeightAveraging, "mean": WeightAveraging, "swa": StochasticWeightAveraging}
+    callback = make[kind](**kwargs)
     trainer = Trainer(
         callbacks=[callback],
         logger=False,

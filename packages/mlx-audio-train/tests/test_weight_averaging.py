@@ -14,15 +14,20 @@ from train_testing import TinyClassifier, assert_trees_equal, blobs, flat
 
 from mlx_audio.data import DataLoader
 from mlx_audio.train import Trainer
-from mlx_audio.train.callbacks import EMAWeightAveraging, ModelCheckpoint, WeightAveraging
+from mlx_audio.train.callbacks import (
+    EMAWeightAveraging,
+    ModelCheckpoint,
+    StochasticWeightAveraging,
+    WeightAveraging,
+)
 
 EPOCHS = 2  # 100 samples / batch 16 = 7 batches per epoch, 14 steps
 
 
 def make(root, callback, **overrides):
     loader = DataLoader(blobs(100), batch_size=16, shuffle=True, num_workers=0, seed=3)
+    overrides = {"max_epochs": EPOCHS, **overrides}
     trainer = Trainer(
-        max_epochs=EPOCHS,
         seed=7,
         default_root_dir=str(root),
         enable_progress_bar=False,
@@ -111,3 +116,32 @@ def test_ema_should_update_follows_lightning():
     assert [e for e in range(3) if by_epoch.should_update(epoch_idx=e)] == [1, 2]
     with pytest.raises(ValueError, match="Invalid decay value 1.5"):
         EMAWeightAveraging(decay=1.5)
+
+
+@pytest.mark.parametrize("stop_at", [5, 11])  # mid-epoch: before averaging starts, and during it
+def test_swa_mid_epoch_resume_is_bit_identical(tmp_path, stop_at):
+    def swa():
+        return StochasticWeightAveraging(swa_lrs=0.005, swa_epoch_start=2, annealing_epochs=1)
+
+    full_model, loader, full = make(tmp_path / "full", swa(), max_epochs=3)
+    full.fit(full_model, loader)
+    cut_model, loader, cut = make(tmp_path / "cut", swa(), max_epochs=3, max_steps=stop_at)
+    cut.fit(cut_model, loader)
+    checkpoint = tmp_path / "cut" / "ckpt" / "last"
+    if stop_at > 7:  # averaging has started: the average is saved beside the weights
+        assert (checkpoint / "average_model.safetensors").exists()
+    callback = swa()
+    model, loader, trainer = make(tmp_path / "cut", callback, max_epochs=3)
+    trainer.fit(model, loader, ckpt_path="last")
+    assert trainer.global_step == full.global_step == 21 and callback.n_averaged == 2
+    assert_trees_equal(model.parameters(), full_model.parameters())
+    assert_trees_equal(trainer.optimizer.state, full.optimizer.state)
+
+
+def test_swa_arguments_are_checked_as_lightning():
+    with pytest.raises(ValueError, match="swa_epoch_start should be a >0 integer"):
+        StochasticWeightAveraging(swa_lrs=0.1, swa_epoch_start=0)
+    with pytest.raises(ValueError, match="The `swa_lrs` should a positive float"):
+        StochasticWeightAveraging(swa_lrs=-0.1)
+    with pytest.raises(ValueError, match="annealing_strategy must be 'cos' or 'linear'"):
+        StochasticWeightAveraging(swa_lrs=0.1, annealing_strategy="exp")

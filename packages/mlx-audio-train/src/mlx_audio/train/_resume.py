@@ -12,7 +12,7 @@ from ._status import rank_zero_info
 from ._tree import flatten
 from .checkpoint import (
     ACCUMULATOR_FILE,
-    CURRENT_MODEL_FILE,
+    ARRAY_KEYS,
     MODEL_FILE,
     OPTIMIZER_FILE,
     STATE_FILE,
@@ -77,10 +77,11 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
     expected = dict(flatten(module.parameters()))
     arrays = {"state_dict": load_arrays(weights_file)}  # Lightning's checkpoint keys
     check_against(weights_file, arrays["state_dict"], expected, "model")
-    current_file = os.path.join(directory, CURRENT_MODEL_FILE)
-    if os.path.exists(current_file):  # NOTE [averaged weights in checkpoints]
-        arrays["current_model_state"] = load_arrays(current_file)
-        check_against(current_file, arrays["current_model_state"], expected, "model")
+    for key, name in ARRAY_KEYS.items():  # NOTE [averaged weights in checkpoints]
+        file = os.path.join(directory, name)
+        if os.path.exists(file):
+            arrays[key] = load_arrays(file)
+            check_against(file, arrays[key], expected, "model")
     module.load_checkpoint(directory)
     optimizer_file = os.path.join(directory, OPTIMIZER_FILE)
     loaded = load_arrays(optimizer_file)

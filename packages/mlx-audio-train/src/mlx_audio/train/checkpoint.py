@@ -39,8 +39,11 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACCUMULATOR_FILE = "accumulator.safetensors"  # only inside an accumulation group
 CURRENT_MODEL_FILE = "current_model.safetensors"  # the raw weights beside averaged ones
+AVERAGE_MODEL_FILE = "average_model.safetensors"  # StochasticWeightAveraging's average
 STATE_FILE = "trainer_state.json"
-_FILES = (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE, CURRENT_MODEL_FILE)
+_FILES = (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE, CURRENT_MODEL_FILE, AVERAGE_MODEL_FILE)
+# NOTE [averaged weights in checkpoints]: checkpoint keys (Lightning's) -> the extra files
+ARRAY_KEYS = {"current_model_state": CURRENT_MODEL_FILE, "average_model_state": AVERAGE_MODEL_FILE}
 FORMAT_VERSION = 1
 
 
@@ -62,11 +65,11 @@ def save_checkpoint(
     optimizer_state: dict[str, mx.array],
     state: dict[str, Any],
     accumulator: dict[str, mx.array] | None = None,
-    current_model: dict[str, mx.array] | None = None,
+    extra: dict[str, dict[str, mx.array]] | None = None,
 ) -> str:
     """Write a complete checkpoint at ``directory`` (which must not exist yet); ``accumulator``
-    is the gradient sum of an unfinished accumulation group; ``current_model`` the raw weights
-    when ``model_weights`` are averaged ones (NOTE [averaged weights in checkpoints])."""
+    is the gradient sum of an unfinished accumulation group; ``extra`` more weights files (file
+    name -> arrays: NOTE [averaged weights in checkpoints])."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
@@ -76,7 +79,7 @@ def save_checkpoint(
             "model": model_weights,
             "optimizer": optimizer_state,
             "accumulator": accumulator or {},
-            "current_model": current_model or {},
+            **{name: arrays for name, arrays in (extra or {}).items()},
         },
     )
     parent = os.path.dirname(directory)
@@ -89,8 +92,7 @@ def save_checkpoint(
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
         if accumulator:
             files[ACCUMULATOR_FILE] = accumulator
-        if current_model is not None:
-            files[CURRENT_MODEL_FILE] = current_model
+        files.update(extra or {})
         digests = {}
         for name, arrays in files.items():
             path = os.path.join(tmp, name)
@@ -342,7 +344,7 @@ def capture(trainer: Trainer, path: str) -> str:
     state["state_dict"] = dict(flatten(module.parameters()))  # Lightning's checkpoint keys
     trainer.hooks.on_save_checkpoint(state)
     weights = state.pop("state_dict")  # NOTE [averaged weights in checkpoints]
-    current = state.pop("current_model_state", None)
+    extra = {file: state.pop(key) for key, file in ARRAY_KEYS.items() if key in state}
     total = runner.total if runner.micro else None
     together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
     if (
@@ -352,7 +354,7 @@ def capture(trainer: Trainer, path: str) -> str:
     accumulator = dict(flatten(total)) if total is not None else None
     if trainer.is_global_zero:  # data-parallel: the weights are equal on every rank
         path = save_checkpoint(
-            path, weights, dict(flatten(optimizer.state)), state, accumulator, current
+            path, weights, dict(flatten(optimizer.state)), state, accumulator, extra
         )
     if together:
         distributed.barrier()  # the files exist before any rank goes on

@@ -8,6 +8,7 @@ from .model_checkpoint import ModelCheckpoint
 from .model_summary import ModelSummary
 from .progress_bar import ProgressBar, TQDMProgressBar
 from .rich_progress import RichProgressBar
+from .stochastic_weight_avg import StochasticWeightAveraging
 from .timer import Timer
 from .weight_averaging import EMAWeightAveraging, WeightAveraging
 
@@ -21,6 +22,7 @@ __all__ = [
     "ModelSummary",
     "ProgressBar",
     "RichProgressBar",
+    "StochasticWeightAveraging",
     "TQDMProgressBar",
     "Timer",
     "WeightAveraging",
