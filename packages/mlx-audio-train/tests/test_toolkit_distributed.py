@@ -1,5 +1,6 @@
 """Metrics and weight averaging data-parallel, with real ``mlx.launch --backend ring`` processes:
-metric states reduced across ranks (counts summed, scores gathered from unequal shares) give
+metric states reduced across ranks (counts summed, scores gathered from unequal shares, or from
+one rank when the other saw no batch) give
 the one-process values, and EMAWeightAveraging on two ranks (global batch 8) averages the same
 weights as one process with batch 8."""
 
@@ -44,7 +45,7 @@ def run(out: Path, ranks: int, **config) -> dict:
 def test_metrics_and_ema_under_two_ranks_match_one_process(tmp_path):
     alone = run(tmp_path / "one", 1, batch=8)
     pair = run(tmp_path / "two", 2, batch=4)
-    for name in ("map", "auroc", "accuracy", "confusion"):
+    for name in ("map", "auroc", "accuracy", "confusion", "lonely"):
         np.testing.assert_allclose(pair[name], alone[name], rtol=1e-6, atol=1e-6, err_msg=name)
     assert pair["n_averaged"] == alone["n_averaged"] == 8
     for key, value in alone["ema"].items():

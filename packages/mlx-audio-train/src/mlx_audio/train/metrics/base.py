@@ -95,11 +95,19 @@ class Metric:
         self._update_count = 0
         self._computed: Any = None
         self._forward_cache: Any = None
+        self._cat_rows: dict[str, mx.array] = {}  # "cat" state -> an empty (0, ...) of its rows
 
     # -- states ------------------------------------------------------------------------------
-    def add_state(self, name: str, default: mx.array | list[Any], dist_reduce_fx: str) -> None:
+    def add_state(
+        self,
+        name: str,
+        default: mx.array | list[Any],
+        dist_reduce_fx: str,
+        row_shape: tuple[int, ...] | None = None,
+    ) -> None:
         """A state: an array merged by ``"sum"``/``"max"``/``"min"`` (and reduced so across
-        ranks), or ``[]`` for ``"cat"`` (batches appended, gathered across ranks)."""
+        ranks), or ``[]`` for ``"cat"`` (batches appended, gathered across ranks; ``row_shape``,
+        the shape of one row, lets a rank that saw no batch take part in the gather)."""
         if dist_reduce_fx not in _REDUCTIONS:
             raise ValueError(
                 f"{type(self).__name__}.add_state({name!r}): dist_reduce_fx must be one of "
@@ -110,6 +118,8 @@ class Metric:
                 raise ValueError(f"a 'cat' state starts as [], got {default!r}")
             self._defaults[name] = (mx.zeros((0,)), "cat")
             self._states[name] = []
+            if row_shape is not None:
+                self._cat_rows[name] = mx.zeros((0, *row_shape))
         else:
             if not isinstance(default, mx.array):
                 raise ValueError(f"state {name!r}: default must be an mx.array, got {default!r}")
@@ -191,7 +201,8 @@ class Metric:
         for name, (_, reduce) in self._defaults.items():
             value = self._states[name]
             if reduce == "cat":
-                value = mx.concatenate(value, axis=0) if value else None
+                empty = self._cat_rows.get(name)  # a rank without updates still joins a gather
+                value = mx.concatenate(value, axis=0) if value else empty
             states[name] = value
         return states
 
@@ -229,17 +240,23 @@ def _sync(states: dict[str, Any], reductions: dict[str, str]) -> dict[str, Any]:
 
 
 def _gather(value: mx.array | None, world: int, rank: int, group: Any) -> mx.array | None:
+    """One "cat" state over the ranks: lengths (and whether a rank has no rows to give a shape)
+    shared first, so every rank agrees on what follows: the gather, None, or the error."""
     length = 0 if value is None else int(value.shape[0])
-    counts = mx.zeros((world,), dtype=mx.int32)
-    counts = mx.distributed.all_sum(counts.at[rank].add(length), group=group)
-    sizes = [int(c) for c in np.asarray(counts)]
+    shared = mx.zeros((2 * world,), dtype=mx.int32).at[rank].add(length)
+    shared = mx.distributed.all_sum(shared.at[world + rank].add(int(value is None)), group=group)
+    numbers = [int(c) for c in np.asarray(shared)]
+    sizes, shapeless = numbers[:world], numbers[world:]
     if max(sizes) == 0:
         return None
-    assert value is not None or length == 0
-    if value is None:
-        raise ValueError("a rank without any update cannot share the shape of a 'cat' state")
-    pad = max(sizes) - length
+    if any(shapeless):
+        raise ValueError(
+            "a 'cat' state cannot be gathered: a rank saw no batch and its add_state has no "
+            "row_shape to stand in with"
+        )
+    assert value is not None
+    step = max(sizes)
+    pad = step - length
     padded = mx.pad(value, [(0, pad)] + [(0, 0)] * (value.ndim - 1)) if pad else value
     gathered = mx.distributed.all_gather(padded, group=group)
-    step = max(sizes)
     return mx.concatenate([gathered[i * step : i * step + sizes[i]] for i in range(world)], axis=0)

@@ -39,8 +39,11 @@ class _Ranking(Metric):
             )
         self.ignore_index = ignore_index
         self.validate_args = validate_args
-        self.add_state("preds", [], "cat")
-        self.add_state("target", [], "cat")
+        columns = 1 if self.task == "binary" else self.width
+        self.add_state("preds", [], "cat", row_shape=(columns,))
+        self.add_state(
+            "target", [], "cat", row_shape=() if self.task == "multiclass" else (columns,)
+        )
 
     def _contribution(self, preds: mx.array, target: mx.array) -> dict[str, mx.array]:
         preds, target = mx.array(preds), mx.array(target)
@@ -63,7 +66,7 @@ class _Ranking(Metric):
     def _columns(self, states: dict[str, mx.array]) -> tuple[mx.array, mx.array, mx.array]:
         """``(scores, positives, weights)``, each ``(N, K)``: one column per binary problem."""
         preds, target = states["preds"], states["target"]
-        if preds is None:
+        if preds is None or preds.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}.compute() called before any update")
         ignore = self.ignore_index if self.ignore_index is not None else -(2**31)
         if self.task == "multiclass":
