@@ -149,6 +149,27 @@ for normalize in (None, "true", "pred", "all"):
         {**BI, "normalize": normalize},
         ("binary", 1, 43, "logits"),
     )
+# the task-specific classes, with their own defaults (Multiclass*/Multilabel*: average="macro")
+for cls, kwargs, data in (
+    ("BinaryAccuracy", {}, ("binary", 1, 51, "logits")),
+    ("MulticlassAccuracy", {"num_classes": 5}, ("multiclass", 5, 52, "absent")),
+    ("MultilabelAccuracy", {"num_labels": 4}, ("multilabel", 4, 53, "logits")),
+    ("BinaryPrecision", {"threshold": 0.3}, ("binary", 1, 54, "probs")),
+    ("MulticlassPrecision", {"num_classes": 5, "top_k": 2}, ("multiclass", 5, 55, "logits")),
+    ("MultilabelRecall", {"num_labels": 4}, ("multilabel", 4, 56, "absent")),
+    ("MulticlassF1Score", {"num_classes": 5}, ("multiclass", 5, 57, "absent")),
+    ("MultilabelF1Score", {"num_labels": 4, "ignore_index": -1}, ("multilabel", 4, 58, "ignore")),
+    ("BinaryF1Score", {}, ("binary", 1, 59, "labels")),
+    ("MulticlassConfusionMatrix", {"num_classes": 5}, ("multiclass", 5, 60, "logits")),
+    ("MultilabelConfusionMatrix", {"num_labels": 4}, ("multilabel", 4, 61, "logits")),
+    ("BinaryAveragePrecision", {}, ("binary", 1, 62, "ties")),
+    ("MulticlassAveragePrecision", {"num_classes": 5}, ("multiclass", 5, 63, "logits")),
+    ("MultilabelAveragePrecision", {"num_labels": 4}, ("multilabel", 4, 64, "absent")),
+    ("BinaryAUROC", {}, ("binary", 1, 65, "logits")),
+    ("MulticlassAUROC", {"num_classes": 5}, ("multiclass", 5, 66, "probs")),
+    ("MultilabelAUROC", {"num_labels": 4}, ("multilabel", 4, 67, "logits")),
+):
+    CASES[f"{cls}-defaults"] = (cls, kwargs, data)
 CASES["ConfusionMatrix-mc-ignore"] = (
     "ConfusionMatrix",
     {**MC, "ignore_index": -1},

@@ -13,7 +13,7 @@ if "LD_PRELOAD" in os.environ:  # torch's own BLAS, not the tests' OpenBLAS
 import warnings  # noqa: E402
 
 import torch  # noqa: E402
-import torchmetrics  # noqa: E402
+import torchmetrics.classification  # noqa: E402
 from metric_cases import CASES, run_case  # noqa: E402
 
 
@@ -25,7 +25,10 @@ if __name__ == "__main__":
     warnings.filterwarnings("ignore")
     results = {
         name: run_case(
-            name, lambda cls, kw: getattr(torchmetrics, cls)(**kw), torch.from_numpy, tolist
+            name,
+            lambda cls, kw: getattr(torchmetrics.classification, cls)(**kw),
+            torch.from_numpy,
+            tolist,
         )
         for name in CASES
     }
