@@ -124,3 +124,14 @@ def test_python_api_reads_the_labels_column(manifest):
     assert data.multilabel and data.classes == ["high", "low", "mid"]
     wave, target = data[0]
     assert target.dtype == np.float32 and target.shape == (3,) and target.sum() >= 1
+
+
+def test_ema_decay_keeps_an_average_in_the_checkpoints(manifest, tmp_path, capsys):
+    run = tmp_path / "ema"
+    assert main(args(manifest, run, "--trainer.ema_decay", "0.9")) == 0
+    last = run / "checkpoints" / "last"
+    assert (last / "current_model.safetensors").exists()  # the raw weights beside the average
+    state = json.loads((last / "trainer_state.json").read_text())
+    assert state["averaging_state"]["n_averaged"] == 8  # 2 epochs x 4 batches (27 clips, 8 a batch)
+    assert main(args(manifest, tmp_path / "bad", "--trainer.ema_decay", "1.5")) == 2
+    assert "trainer.ema_decay must be in [0, 1], got 1.5" in capsys.readouterr().err

@@ -110,6 +110,9 @@ class AppSettings:
     mode: Literal["min", "max"] = "max"
     save_top_k: int = 1
     early_stopping_patience: int | None = None
+    # a number: keep an exponential moving average of the weights (EMAWeightAveraging(decay)),
+    # used for validation, saved in the checkpoints and by evaluate/predict
+    ema_decay: float | None = None
 
 
 _SCALARS = (int, float, str, bool, type(None))

@@ -15,11 +15,11 @@ from mlx_audio.data import AudioFolder, AudioManifest, DataLoader, LogMel
 from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.models import AudioCNN
 from mlx_audio.train import OptimizerConfig, Preempted, Trainer, TrainModule
-from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor
+from mlx_audio.train.callbacks import EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 from . import clips, outputs, runs
-from .config import Settings, dump, trainer_kwargs
+from .config import ConfigError, Settings, dump, trainer_kwargs
 from .data import MANIFEST_SUFFIXES, DataError
 from .plots import plot_confusion
 
@@ -202,6 +202,10 @@ def trainer_for(
             ),
             LearningRateMonitor(),
         ]
+        if t.ema_decay is not None:
+            if not 0.0 <= t.ema_decay <= 1.0:
+                raise ConfigError(f"trainer.ema_decay must be in [0, 1], got {t.ema_decay}")
+            callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
         if t.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience)
