@@ -120,6 +120,20 @@ GOLDEN = {
             ("run_lhotse.py", "lhotse_cases.py"),
             ("lhotse", "numpy"),
         ),
+        Golden(
+            "weight_averaging",
+            "toolkit_parity",
+            "run_averaging.py",
+            ("run_averaging.py", "averaging_cases.py"),
+            ("torch", "lightning", "numpy"),
+        ),
+        Golden(
+            "torchmetrics",
+            "toolkit_parity",
+            "run_torchmetrics.py",
+            ("run_torchmetrics.py", "metric_cases.py"),
+            ("torch", "torchmetrics", "numpy"),
+        ),
     )
 }
 

@@ -86,6 +86,7 @@ def evaluate(
     results.end_batches(distributed.reduce_totals)  # every rank decides on the same values
     hooks.epoch_end()
     log = publish_epoch(trainer, results, distributed.reduce_totals)
+    results.reset_metrics()  # NOTE [logged Metric objects]
     if not trainer.sanity_checking:
         if trainer.state_fn == "fit":
             log_metrics(trainer, log)

@@ -201,6 +201,7 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
     trainer.hooks.on_train_epoch_end()
     progress.should_stop = distributed.any_rank(progress.should_stop)  # every rank stops together
     log = publish_epoch(trainer, results, distributed.reduce_totals)
+    results.reset_metrics()  # NOTE [logged Metric objects]
     log_metrics(trainer, log, epoch_end=True)
     trainer._train_results = Results()
     progress.current_epoch += 1

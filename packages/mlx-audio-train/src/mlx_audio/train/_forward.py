@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import mlx.core as mx
 from mlx.utils import tree_map
 
+from .metrics.base import StepUpdates, deferring
+
 if TYPE_CHECKING:
     from .module import TrainModule
 
@@ -67,10 +69,16 @@ def compute_dtype(precision: str) -> mx.Dtype | None:
 
 
 def forward(
-    module: TrainModule, batch: Any, batch_idx: mx.array, stage: str, precision: str
-) -> tuple[mx.array | None, dict[str, Any], dict[str, Any], Any, bool]:
+    module: TrainModule,
+    batch: Any,
+    batch_idx: mx.array,
+    stage: str,
+    precision: str,
+    updates: StepUpdates,
+) -> tuple[mx.array | None, dict[str, Any], dict[str, Any], Any, bool, mx.array]:
     """Run the user's step for ``stage``: float32 ``(loss, returned metrics, self.log() values,
-    the step's output, whether the returned values are logged)`` (NOTE [two logging idioms]).
+    the step's output, whether the returned values are logged, the Metric updates packed by
+    ``updates``)`` (NOTE [two logging idioms], NOTE [metric updates leave the compiled step]).
 
     Training needs a loss; a validation/test step may return anything (a dict without
     ``"loss"``, a list, None): written in Lightning's way its output only goes to the hooks."""
@@ -84,9 +92,11 @@ def forward(
         batch = cast_floats(batch, dtype)
     module._step_fx = _FX[stage]
     try:
-        output = getattr(module, _FX[stage])(batch, batch_idx)
+        with deferring() as pending:
+            output = getattr(module, _FX[stage])(batch, batch_idx)
     finally:
         module._step_fx = None
+    packed = updates.pack(pending)
     auto = module._default_step
     loss: mx.array | None = None
     metrics: dict[str, Any] = {}
@@ -104,7 +114,7 @@ def forward(
         loss = loss.astype(mx.float32)
     if auto and stage != "train":  # the hooks get the loss and metrics, not compute_loss's tuple
         output = None if loss is None else {"loss": loss, **floats}
-    return loss, floats, logged, output, auto
+    return loss, floats, logged, output, auto, packed
 
 
 def make_eval_fn(
@@ -113,7 +123,16 @@ def make_eval_fn(
     """``(batch, batch_idx) -> forward(...)`` for validation or test, compiled by default (the
     step's output and the idiom flag come back as constants of the trace)."""
 
-    def evaluate(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
-        return forward(module, batch, batch_idx, stage, precision)
+    updates = StepUpdates()
 
-    return mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
+    def evaluate(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
+        return forward(module, batch, batch_idx, stage, precision, updates)
+
+    step = mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
+
+    def run(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
+        *result, packed = step(batch, batch_idx)
+        updates.apply(packed)
+        return tuple(result)
+
+    return run

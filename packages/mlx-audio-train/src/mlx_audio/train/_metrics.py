@@ -94,6 +94,7 @@ class LogOptions:
     reduce_fx: str = "mean"
     sync_dist: bool = False
     batch_size: int | None = None
+    metric: Any = None  # a logged Metric object: its epoch value is its compute()
 
     @classmethod
     def make(cls, fx: str, on_step: bool | None, on_epoch: bool | None, **rest: Any) -> LogOptions:
@@ -191,13 +192,16 @@ class _Entry:
     """One logged (hook, name), Lightning's ``_ResultMetric``: its last step value (kept until
     the loop resets, as Lightning's forward cache) and its epoch reduction."""
 
-    __slots__ = ("last", "name", "options", "reduction", "synced")
+    __slots__ = ("computed", "last", "name", "options", "reduction", "synced")
 
     def __init__(self, name: str, options: LogOptions) -> None:
         self.name = name
         self.options = options
         self.last: Any = None
-        self.reduction = _Reduction(options.reduce_fx) if options.on_epoch else None
+        self.reduction = (
+            _Reduction(options.reduce_fx) if options.on_epoch and options.metric is None else None
+        )
+        self.computed: Any = None  # a logged Metric's epoch value (NOTE [logged Metric objects])
         self.synced = False
 
 
@@ -258,6 +262,11 @@ class Results:
             for key, e in self.entries.items()
             if e.reduction is not None and e.reduction.weight and not e.synced
         )
+        for key in sorted(self.entries):  # NOTE [logged Metric objects]
+            entry = self.entries[key]
+            if entry.options.metric is not None and entry.options.on_epoch and not entry.synced:
+                entry.computed = epoch_value(entry.name, entry.options.metric)
+                entry.synced = True
         reductions = [self.entries[key].reduction for key in pending]
         reduced = reduce([(r.reduce_fx, r.total, r.weight) for r in reductions if r is not None])
         for key, (total, weight) in zip(pending, reduced):
@@ -279,6 +288,8 @@ class Results:
                 if not opt.on_step or entry.last is None:
                     continue
                 value = entry.last
+            elif entry.computed is not None:
+                value = entry.computed
             else:
                 if entry.reduction is None or not entry.reduction.weight:
                     continue
@@ -296,6 +307,46 @@ class Results:
 
     def view(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         return self.metrics(on_step=self.stepping)
+
+    def reset_metrics(self) -> None:
+        """The epoch is published: reset the logged Metric objects (Lightning does)."""
+        for entry in self.entries.values():
+            if entry.options.metric is not None:
+                entry.options.metric.reset()
+
+
+def epoch_value(name: str, metric: Any) -> Any:
+    """NOTE [logged Metric objects]: ``self.log(name, metric)`` logs, at each step (``on_step``),
+    the metric's value on that batch (its ``forward``) and, for the epoch (``on_epoch``), its
+    ``compute()`` over every batch of the epoch -- not a mean of batch values -- made when the
+    loop's batches are done (on every rank, in the same order: it syncs across ranks); the
+    metric is reset once the epoch is published, as Lightning does with torchmetrics."""
+    if metric.update_count == 0:
+        return None
+    value = metric.compute()
+    if not isinstance(value, mx.array) or value.size != 1:
+        shape = getattr(value, "shape", type(value).__name__)
+        raise ValueError(
+            f"`self.log({name}, {type(metric).__name__})`: its compute() gives {shape}, not a"
+            " single number; log a metric with a scalar value (e.g. average='macro')"
+        )
+    return value.reshape(()).astype(mx.float32)
+
+
+def metric_step_value(name: str, metric: Any, on_step: bool) -> Any:
+    """What ``self.log(name, metric)`` records for a step: the metric's batch value when
+    ``on_step`` (it must have been called, its ``forward``), else a placeholder 0 (the epoch
+    value comes from ``compute``)."""
+    if not on_step:
+        return mx.array(0.0)
+    value = metric._forward_cache
+    if value is None:
+        raise ValueError(
+            f"`self.log({name}, {type(metric).__name__}, on_step=True)` needs the metric's value"
+            " on this batch: call the metric (`metric(preds, target)`, its forward) in this"
+            " step, not only `update`, or log it with on_step=False"
+        )
+    return check_value(name, value)
 
 
 class MetricStore:

@@ -12,6 +12,7 @@ from ._status import rank_zero_info
 from ._tree import flatten
 from .checkpoint import (
     ACCUMULATOR_FILE,
+    ARRAY_KEYS,
     MODEL_FILE,
     OPTIMIZER_FILE,
     STATE_FILE,
@@ -73,9 +74,14 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
             f"{saved_world}, or from a checkpoint written at an epoch's end (any number of processes)"
         )
     weights_file = os.path.join(directory, MODEL_FILE)
-    check_against(
-        weights_file, load_arrays(weights_file), dict(flatten(module.parameters())), "model"
-    )
+    expected = dict(flatten(module.parameters()))
+    arrays = {"state_dict": load_arrays(weights_file)}  # Lightning's checkpoint keys
+    check_against(weights_file, arrays["state_dict"], expected, "model")
+    for key, name in ARRAY_KEYS.items():  # NOTE [averaged weights in checkpoints]
+        file = os.path.join(directory, name)
+        if os.path.exists(file):
+            arrays[key] = load_arrays(file)
+            check_against(file, arrays[key], expected, "model")
     module.load_checkpoint(directory)
     optimizer_file = os.path.join(directory, OPTIMIZER_FILE)
     loaded = load_arrays(optimizer_file)
@@ -105,5 +111,5 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
                 raise CheckpointError(
                     f"{state_file}: 'callbacks' -> {callback.state_key!r} is invalid: {error!r}"
                 ) from None
-    trainer.hooks.on_load_checkpoint(state)
+    trainer.hooks.on_load_checkpoint({**state, **arrays})
     return {**state, "_dir": directory}

@@ -21,6 +21,7 @@ from mlx.utils import tree_map
 from . import distributed
 from ._forward import forward
 from ._tree import flatten
+from .metrics.base import StepUpdates
 
 if TYPE_CHECKING:
     from .module import TrainModule
@@ -60,6 +61,7 @@ class StepBuilder:
         state = [module.state, optimizer.state, mx.random.state]  # what each step updates
         self.state = state
         self._aux_keys: tuple[list[str], list[str]] = ([], [])
+        self.metric_updates = StepUpdates()  # NOTE [metric updates leave the compiled step]
         self.auto_log = True  # NOTE [two logging idioms], found when the step is traced
         wrap = (
             (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
@@ -82,12 +84,18 @@ class StepBuilder:
         # stacked into one vector (names kept here, see `unpack`): under mx.compile, MLX 0.32's
         # value_and_grad fails (IndexError `_Map_base::at`) when its aux output holds two equal
         # expressions that do not depend on the parameters, e.g. two self.log calls of one value.
-        loss, metrics, logged, _, self.auto_log = forward(
-            self.module, batch, batch_idx, "train", self.precision
+        # The Metric updates (NOTE [metric updates leave the compiled step]) ride at its end.
+        loss, metrics, logged, _, self.auto_log, updates = forward(
+            self.module, batch, batch_idx, "train", self.precision, self.metric_updates
         )
         self._aux_keys = (list(metrics), list(logged))
         values = [*metrics.values(), *logged.values()]
-        return loss, mx.stack(values) if values else mx.zeros((0,))
+        return loss, mx.concatenate([mx.stack(values), updates]) if values else updates
+
+    def _split(self, aux: mx.array) -> tuple[mx.array, mx.array]:
+        """``(stacked values, Metric updates)`` of the one aux vector."""
+        count = len(self._aux_keys[0]) + len(self._aux_keys[1])
+        return aux[:count], aux[count:]
 
     def unpack(self, packed: mx.array) -> tuple[dict[str, mx.array], dict[str, mx.array]]:
         """``(returned metrics, logged values)`` from the step's stacked aux vector."""
@@ -160,10 +168,12 @@ class StepBuilder:
     def _fused(
         self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array, stop: mx.array
     ) -> tuple[Any, ...]:
-        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
+        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
+        packed, updates = self._split(aux)
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
-        return loss, packed, applied, self._poison(guard, mx.logical_not(applied), call, loss), stop
+        guard = self._poison(guard, mx.logical_not(applied), call, loss)
+        return loss, packed, applied, guard, stop, updates
 
     def _accumulating(
         self,
@@ -178,7 +188,8 @@ class StepBuilder:
     ) -> tuple[Any, ...]:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
-        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
+        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
+        packed, updates = self._split(aux)
         ok = distributed.all_ranks(
             mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
         )
@@ -194,7 +205,7 @@ class StepBuilder:
             gate = mx.logical_and(count > 0, self._healthy(guard))
             applied = self._update(mean, gate)
             guard = self._poison(guard, mx.logical_and(gate, mx.logical_not(applied)), call, loss)
-        return loss, packed, total, ok, applied, guard, stop
+        return loss, packed, total, ok, applied, guard, stop, updates
 
     # -- bookkeeping -------------------------------------------------------------------------
     def note_shapes(self, batch: Any) -> bool:
@@ -289,9 +300,10 @@ class StepRunner:
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
-                loss, packed, applied, self.guard, agreed = builder.fused(
+                loss, packed, applied, self.guard, agreed, updates = builder.fused(
                     batch, index, self.guard, call, request
                 )
+                builder.metric_updates.apply(updates)
                 self._note_stop(agreed)
                 self._dispatch(
                     [builder.state, loss, packed, applied, self.guard, agreed], loss, deferred
@@ -299,9 +311,10 @@ class StepRunner:
                 done = True if deferred else bool(applied.item())
                 return (loss, *builder.unpack(packed), done, done)
             total = self.total if self.total is not None else builder.zeros
-            loss, packed, total, ok, applied, self.guard, agreed = builder.accumulating(
+            loss, packed, total, ok, applied, self.guard, agreed, updates = builder.accumulating(
                 batch, index, total, mx.array(float(self.micro)), self.guard, call, request, update
             )
+            builder.metric_updates.apply(updates)
             self._note_stop(agreed)
             kept = [] if update else [total]
             self._dispatch(

@@ -12,9 +12,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from ._metrics import LogOptions, check_value
+from ._metrics import LogOptions, check_value, metric_step_value
 from ._publish import log_from_hook
 from ._tree import flatten
+from .metrics.base import Metric
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -181,7 +182,8 @@ class TrainModule(nn.Module):
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"log() needs a non-empty metric name, got {name!r}")
-        if not isinstance(value, (int, float, mx.array)):
+        metric = value if isinstance(value, Metric) else None  # NOTE [logged Metric objects]
+        if not isinstance(value, (int, float, mx.array)) and metric is None:
             check_value(name, value)  # Lightning checks the value before anything else
         trainer = self._trainer_ref
         if trainer is None:
@@ -213,12 +215,15 @@ class TrainModule(nn.Module):
             reduce_fx=reduce_fx,
             sync_dist=sync_dist,
             batch_size=batch_size,
+            metric=metric,
         )
         if add_dataloader_idx and "/dataloader_idx_" in name:
             raise ValueError(
                 f"You called `self.log` with the key `{name}` but it should not contain information"
                 " about `dataloader_idx` when `add_dataloader_idx=True`"
             )
+        if metric is not None:
+            value = metric_step_value(name, metric, options.on_step)
         value = check_value(name, value)
         if logger and not trainer.loggers:
             trainer.warn_once(
