@@ -77,7 +77,9 @@ class AudioClassifier(TrainModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
 
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         clips.check_labels(batch[1], self.num_classes)
 
     def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
