@@ -207,3 +207,14 @@ def test_save_hyperparameters_refuses_what_json_cannot_hold():
             self.save_hyperparameters(ignore=["encoder"])
 
     assert Fine(nn.Linear(2, 2)).hparams == {"width": 4}
+
+
+def test_a_validation_step_without_a_loader_warns_as_lightning(tmp_path):
+    class Model(TinyClassifier):
+        def validation_step(self, batch, batch_idx):
+            self.log("v", 1.0)
+
+    trainer = _trainer(tmp_path, max_epochs=1)
+    with pytest.warns(UserWarning, match="You defined a `validation_step` but have no"):
+        trainer.fit(Model(), DataLoader(blobs(16), batch_size=8))
+    assert trainer.num_val_batches == []

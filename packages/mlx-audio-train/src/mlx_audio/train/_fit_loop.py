@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checkpoint, distributed
 from ._arguments import val_check_batch
-from ._data_source import prepare_data, request
+from ._data_source import is_overridden, prepare_data, request
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
 from ._hparams import logged_hparams
@@ -70,6 +70,11 @@ def run_fit(
     trainer.hooks.setup("fit")
     if trainer.limit_val_batches != 0 and getattr(model, "validation_step", None) is not None:
         val_loader = request(trainer, val_loader, "val", required=False)
+        overridden = is_overridden("validation_step", model, TrainModule)
+        if val_loader is None and overridden and trainer.is_global_zero:
+            trainer.warn_once(  # Lightning's words (its configuration validator)
+                "You defined a `validation_step` but have no `val_dataloader`. Skipping val loop."
+            )
     train_loader = request(trainer, train_loader, "train", required=True)
     check_fit_inputs(trainer, model, train_loader, val_loader)
     trainer.rng_base = (

@@ -269,15 +269,12 @@ def logged_hparams(trainer: Trainer) -> dict[str, Any]:
 
 
 def rebuild_kwargs(
-    cls: type, path: str, overrides: dict[str, Any], datamodule: bool = False
+    cls: type, state: dict[str, Any], overrides: dict[str, Any], datamodule: bool = False
 ) -> dict[str, Any]:
     """Lightning's ``_load_state``: the checkpoint's hyperparameters (the module's, or the
     datamodule's; under their ``save_hyperparameters`` name when one container was saved),
     updated with ``overrides``, kept to what ``cls.__init__`` takes unless it takes
-    ``**kwargs``."""
-    from .checkpoint import read_state
-
-    _, state = read_state(path)
+    ``**kwargs``. ``state`` is the checkpoint's ``trainer_state.json``."""
     key, name_key = (
         (DM_HPARAMS_KEY, DM_HPARAMS_NAME_KEY) if datamodule else (HPARAMS_KEY, HPARAMS_NAME_KEY)
     )

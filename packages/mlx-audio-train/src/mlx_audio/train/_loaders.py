@@ -15,6 +15,7 @@ from . import distributed
 from ._tree import flatten
 
 if TYPE_CHECKING:
+    from .module import TrainModule
     from .trainer import Trainer
 
 
@@ -225,7 +226,9 @@ def _is_loader(value: Any) -> bool:
     return hasattr(value, "__iter__") and not isinstance(value, _BATCH_TYPES)
 
 
-def check_dataloader_idx(module: Any, hooks: tuple[str, ...], several: bool, prefix: str) -> None:
+def check_dataloader_idx(
+    module: TrainModule, hooks: tuple[str, ...], several: bool, prefix: str
+) -> None:
     """Lightning's ``_verify_dataloader_idx_requirement`` (its messages): with several loaders
     the step and batch hooks must take ``dataloader_idx``; with one, it must have a default."""
     import inspect

@@ -76,7 +76,10 @@ class DataModule(HyperparametersMixin):
     ) -> _D:
         """A new datamodule built from the hyperparameters a checkpoint saved of it
         (``save_hyperparameters``), updated with ``kwargs`` (Lightning's)."""
-        return cls(**rebuild_kwargs(cls, os.fspath(checkpoint_path), kwargs, datamodule=True))
+        from .checkpoint import read_state
+
+        _, state = read_state(os.fspath(checkpoint_path))
+        return cls(**rebuild_kwargs(cls, state, kwargs, datamodule=True))
 
 
 LightningDataModule = DataModule

@@ -312,8 +312,10 @@ class TrainModule(nn.Module, HyperparametersMixin):
         ``load_from_checkpoint``). ``checkpoint_path`` is a checkpoint directory or a ``last``
         link (``trainer.checkpoint_callback.best_model_path`` for the best)."""
         from ._hparams import rebuild_kwargs
+        from .checkpoint import read_state
 
-        module = cls(**rebuild_kwargs(cls, os.fspath(checkpoint_path), kwargs))
+        _, state = read_state(os.fspath(checkpoint_path))
+        module = cls(**rebuild_kwargs(cls, state, kwargs))
         module.load_checkpoint(os.fspath(checkpoint_path), strict=strict)
         return module
 
