@@ -218,3 +218,35 @@ def test_a_validation_step_without_a_loader_warns_as_lightning(tmp_path):
     with pytest.warns(UserWarning, match="You defined a `validation_step` but have no"):
         trainer.fit(Model(), DataLoader(blobs(16), batch_size=8))
     assert trainer.num_val_batches == []
+
+
+def test_datamodule_hyperparameters_and_state_come_back_from_a_checkpoint(tmp_path):
+    class Data(DataModule):
+        def __init__(self, batch_size=8, root="data"):
+            super().__init__()
+            self.save_hyperparameters()
+            self.seen = 0
+
+        def train_dataloader(self):
+            return DataLoader(blobs(16), batch_size=self.hparams.batch_size)
+
+        def state_dict(self):
+            return {"seen": 3}
+
+        def load_state_dict(self, state):
+            self.seen = state["seen"]
+
+    loads = []
+
+    class Model(TinyClassifier):
+        def on_load_checkpoint(self, checkpoint):
+            loads.append(checkpoint["global_step"])
+
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(Model(), datamodule=Data(batch_size=4, root="elsewhere"))
+    last = os.path.join(str(tmp_path), "checkpoints", "last")
+    data = Data.load_from_checkpoint(last)
+    assert data.hparams == {"batch_size": 4, "root": "elsewhere"} and data.seen == 3
+    assert Data.load_from_checkpoint(last, batch_size=2).hparams.batch_size == 2
+    Model.load_from_checkpoint(last)
+    assert loads == [4]

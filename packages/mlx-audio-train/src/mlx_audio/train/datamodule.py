@@ -75,11 +75,15 @@ class DataModule(HyperparametersMixin):
         cls: type[_D], checkpoint_path: str | os.PathLike[str], **kwargs: Any
     ) -> _D:
         """A new datamodule built from the hyperparameters a checkpoint saved of it
-        (``save_hyperparameters``), updated with ``kwargs`` (Lightning's)."""
+        (``save_hyperparameters``), updated with ``kwargs``, with its ``state_dict`` loaded
+        (Lightning's)."""
         from .checkpoint import read_state
 
         _, state = read_state(os.fspath(checkpoint_path))
-        return cls(**rebuild_kwargs(cls, state, kwargs, datamodule=True))
+        datamodule = cls(**rebuild_kwargs(cls, state, kwargs, datamodule=True))
+        if cls.__qualname__ in state:  # what its state_dict() returned at that checkpoint
+            datamodule.load_state_dict(state[cls.__qualname__])
+        return datamodule
 
 
 LightningDataModule = DataModule

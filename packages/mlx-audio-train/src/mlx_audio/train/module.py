@@ -308,14 +308,15 @@ class TrainModule(nn.Module, HyperparametersMixin):
         cls: type[_M], checkpoint_path: str | os.PathLike[str], strict: bool = True, **kwargs: Any
     ) -> _M:
         """A new module built from a checkpoint's hyperparameters (``save_hyperparameters``),
-        updated with ``kwargs``, with the checkpoint's weights loaded (Lightning's
-        ``load_from_checkpoint``). ``checkpoint_path`` is a checkpoint directory or a ``last``
+        updated with ``kwargs``, given ``on_load_checkpoint(state)``, then the checkpoint's
+        weights loaded (Lightning's ``load_from_checkpoint``). ``checkpoint_path`` is a checkpoint directory or a ``last``
         link (``trainer.checkpoint_callback.best_model_path`` for the best)."""
         from ._hparams import rebuild_kwargs
         from .checkpoint import read_state
 
         _, state = read_state(os.fspath(checkpoint_path))
         module = cls(**rebuild_kwargs(cls, state, kwargs))
+        module.on_load_checkpoint(state)  # before the weights, as Lightning
         module.load_checkpoint(os.fspath(checkpoint_path), strict=strict)
         return module
 
