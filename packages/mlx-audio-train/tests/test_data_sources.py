@@ -250,3 +250,28 @@ def test_datamodule_hyperparameters_and_state_come_back_from_a_checkpoint(tmp_pa
     assert Data.load_from_checkpoint(last, batch_size=2).hparams.batch_size == 2
     Model.load_from_checkpoint(last)
     assert loads == [4]
+
+
+def test_every_entry_point_logs_the_hyperparameters_unless_logger_false(tmp_path):
+    class Recorder(CSVLogger):
+        def __init__(self):
+            super().__init__(str(tmp_path), name="rec")
+            self.params = []
+
+        def log_hyperparams(self, params):
+            self.params.append(dict(params))
+
+    class Quiet(TinyClassifier):
+        def __init__(self, width=3):
+            super().__init__()
+            self.save_hyperparameters(logger=False)
+
+    loader = DataLoader(blobs(8), batch_size=8)
+    recorder = Recorder()
+    trainer = _trainer(tmp_path, logger=recorder)
+    trainer.validate(Described(width=5), loader)
+    trainer.test(Described(width=6), loader)
+    trainer.predict(Described(width=7), loader)
+    trainer.validate(Quiet(), loader)
+    trainer.validate(TinyClassifier(), loader)  # saved none: nothing logged
+    assert [p["width"] for p in recorder.params] == [5, 6, 7]

@@ -13,6 +13,7 @@ from . import checkpoint, distributed
 from ._data_source import prepare_data, request
 from ._device import device_scope
 from ._forward import make_eval_fn
+from ._hparams import log_hyperparams
 from ._loaders import (
     batch_size_of,
     check_dataloader_idx,
@@ -137,6 +138,7 @@ def standalone(
     entry = "validate" if stage == "validation" else "test"
     prepare_data(trainer)
     trainer.hooks.setup(entry)
+    log_hyperparams(trainer)
     if ckpt_path is not None:
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     if limit == 0:  # Lightning asks for no loader then
@@ -166,6 +168,7 @@ def predict(
     trainer.state_fn = "predict"
     prepare_data(trainer)
     trainer.hooks.setup("predict")
+    log_hyperparams(trainer)
     if ckpt_path is not None:
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     loaders = split_loaders(request(trainer, given, "predict", True))

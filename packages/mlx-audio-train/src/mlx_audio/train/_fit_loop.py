@@ -30,7 +30,7 @@ from ._arguments import val_check_batch
 from ._data_source import is_overridden, prepare_data, request
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
-from ._hparams import logged_hparams
+from ._hparams import log_hyperparams
 from ._lifecycle import clipping
 from ._loaders import (
     EpochBatches,
@@ -132,10 +132,8 @@ def run_fit(
     trainer.runner = StepRunner(builder, trainer.accumulate_grad_batches)
     if resumed is not None:
         restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
-    params = logged_hparams(trainer)  # save_hyperparameters' (module and datamodule), if any
-    for logger in trainer.loggers if trainer.is_global_zero and params else []:
-        logger.log_hyperparams(params)
     trainer.hooks.on_fit_start()
+    log_hyperparams(trainer)  # after on_fit_start, as Lightning
     progress = trainer.progress
     mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
     if trainer.enable_validation and trainer.num_sanity_val_steps > 0 and not mid_epoch:

@@ -248,24 +248,34 @@ def checkpoint_hparams(trainer: Trainer) -> dict[str, Any]:
     return state
 
 
-def logged_hparams(trainer: Trainer) -> dict[str, Any]:
-    """Lightning's ``_log_hyperparams``: the module's ``hparams_initial`` merged with the
-    datamodule's (a RuntimeError when both have one name with different values), leaving out
-    an owner that asked ``save_hyperparameters(logger=False)``; empty: nothing to log."""
+def log_hyperparams(trainer: Trainer) -> None:
+    """Lightning's ``_log_hyperparams`` (every entry point, after ``setup``): the module's
+    ``hparams_initial`` merged with the datamodule's, of those that called
+    ``save_hyperparameters`` (with ``logger=True``), to every logger from rank 0; a name saved by
+    both with two values is Lightning's RuntimeError. Nothing when neither saved any."""
+    if not trainer.loggers:
+        return
     module, datamodule = trainer.module, trainer.datamodule
-    module_on = module is not None and getattr(module, "_log_hyperparams", True)
-    dm_on = datamodule is not None and getattr(datamodule, "_log_hyperparams", True)
+    module_on = module is not None and getattr(module, "_log_hyperparams", False)
+    dm_on = datamodule is not None and getattr(datamodule, "_log_hyperparams", False)
+    if not module_on and not dm_on:
+        return
     merged = dict(module.hparams_initial) if module is not None and module_on else {}
     if datamodule is not None and dm_on:
         dm_hparams = dict(datamodule.hparams_initial)
-        inconsistent = [k for k in set(merged) & set(dm_hparams) if merged[k] != dm_hparams[k]]
+        inconsistent = [
+            k
+            for k in merged.keys() & dm_hparams.keys()
+            if type(merged[k]) is not type(dm_hparams[k]) or merged[k] != dm_hparams[k]
+        ]
         if inconsistent:
             raise RuntimeError(
-                f"Error while merging hparams: the keys {sorted(inconsistent)} are present in both"
-                " the LightningModule's and LightningDataModule's hparams but have different values."
+                f"Error while merging hparams: the keys {inconsistent} are present in both the"
+                " LightningModule's and LightningDataModule's hparams but have different values."
             )
         merged.update(dm_hparams)
-    return merged
+    for logger in trainer.loggers if trainer.is_global_zero else []:
+        logger.log_hyperparams(merged)
 
 
 def rebuild_kwargs(
