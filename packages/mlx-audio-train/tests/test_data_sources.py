@@ -108,6 +108,8 @@ def test_predict_returns_a_list_per_loader(tmp_path):
 def test_loaders_from_the_module_or_the_datamodule_and_lightnings_errors(tmp_path):
     model = TinyClassifier()
     trainer = _trainer(tmp_path, max_epochs=1)
+    with pytest.raises(TypeError, match=r"`Trainer.validate\(\)` requires a `LightningModule`"):
+        trainer.validate()
     with pytest.raises(ValueError, match="`train_dataloader` must be implemented"):
         trainer.fit(model)
 
@@ -124,6 +126,7 @@ def test_loaders_from_the_module_or_the_datamodule_and_lightnings_errors(tmp_pat
         trainer.test(model, datamodule=Data())
     trainer.fit(model, Data())  # a DataModule where the loaders go is the datamodule
     assert trainer.global_step == 2 and trainer.num_val_batches == []
+    assert len(trainer.predict(dataloaders=loader)) == 2  # the model of the previous run
 
     class WithLoaders(TinyClassifier):
         def train_dataloader(self):

@@ -39,8 +39,8 @@ def attach(
         model = trainer.module
         if model is None:
             raise TypeError(
-                f"`model` must be provided to `trainer.{entry}()` when it hasn't been passed in a"
-                " previous run"
+                f"`Trainer.{entry}()` requires a `LightningModule` when it hasn't been passed in a"
+                " previous run (here a TrainModule)"
             )
     if datamodule is not None:
         if not isinstance(datamodule, DataModule):
