@@ -77,6 +77,9 @@ ORIGINALS = [
             "test_train_val_loop_only",
             "test_dm_checkpoint_save_and_load",
             "test_full_loop",
+            "test_dm_init_from_datasets_dataloaders",
+            "test_dm_init_from_datasets_with_init_params",
+            "test_hyperparameters_saving",
         )
     ),
     *(

@@ -6,8 +6,8 @@ Same names, models and assertions; ``BoringModel`` / ``BoringDataModule`` are th
 ``BoringDataModule`` + ``BoringModel`` with the loss checked instead of the accuracy. A
 checkpoint is a directory whose ``trainer_state.json`` holds what ``torch.load`` shows there,
 and the restore is a resuming ``fit`` (``_restore_modules_and_callbacks`` is Lightning's
-internal). Left out: pickling, ``reload_dataloaders_every_n_epochs``, ``from_datasets``,
-profilers, the printed ``__str__`` of a datamodule, OmegaConf.
+internal); the default ``*_dataloader`` of a DataModule raises ``NotImplementedError`` with
+Lightning's words. Left out: pickling, ``reload_dataloaders_every_n_epochs``, profilers, the printed ``__str__`` of a datamodule, OmegaConf.
 """
 
 from __future__ import annotations
@@ -15,13 +15,21 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from argparse import Namespace
 from functools import partial, update_wrapper
 from typing import Any
+from unittest import mock
+from unittest.mock import call
 
+import pytest
 from boring_classes import BoringDataModule, BoringModel
 
+from mlx_audio.data import Dataset, IterableDataset
 from mlx_audio.train import DataModule, LightningDataModule, Trainer
+from mlx_audio.train._hparams import AttributeDict
 from mlx_audio.train.callbacks import ModelCheckpoint
+
+MisconfigurationException = NotImplementedError  # the default *_dataloader's error here
 
 
 def get_members(cls):
@@ -241,6 +249,179 @@ def test_full_loop(tmp_path):
     result = trainer.test(model, dm)
     assert dm.trainer is not None
     assert set(result[0]) == {"test_loss"}
+
+
+class DummyDS(Dataset):
+    def __getitem__(self, index):
+        return 1
+
+    def __len__(self):
+        return 100
+
+
+class DummyIDS(IterableDataset):
+    def __iter__(self):
+        yield 1
+
+
+@pytest.mark.parametrize("iterable", [False, True])
+def test_dm_init_from_datasets_dataloaders(iterable):
+    ds = DummyIDS if iterable else DummyDS
+
+    train_ds = ds()
+    dm = LightningDataModule.from_datasets(train_ds, batch_size=4, num_workers=0)
+    with mock.patch("mlx_audio.data.DataLoader") as dl_mock:
+        dm.train_dataloader()
+        dl_mock.assert_called_once_with(
+            train_ds, batch_size=4, shuffle=not iterable, num_workers=0, pin_memory=True
+        )
+    with pytest.raises(MisconfigurationException, match="`val_dataloader` must be implemented"):
+        _ = dm.val_dataloader()
+    with pytest.raises(MisconfigurationException, match="`test_dataloader` must be implemented"):
+        _ = dm.test_dataloader()
+
+    train_ds_sequence = [ds(), ds()]
+    dm = LightningDataModule.from_datasets(train_ds_sequence, batch_size=4, num_workers=0)
+    with mock.patch("mlx_audio.data.DataLoader") as dl_mock:
+        dm.train_dataloader()
+        dl_mock.assert_has_calls(
+            [
+                call(
+                    train_ds_sequence[0],
+                    batch_size=4,
+                    shuffle=not iterable,
+                    num_workers=0,
+                    pin_memory=True,
+                ),
+                call(
+                    train_ds_sequence[1],
+                    batch_size=4,
+                    shuffle=not iterable,
+                    num_workers=0,
+                    pin_memory=True,
+                ),
+            ]
+        )
+    with pytest.raises(MisconfigurationException, match="`val_dataloader` must be implemented"):
+        _ = dm.val_dataloader()
+    with pytest.raises(MisconfigurationException, match="`test_dataloader` must be implemented"):
+        _ = dm.test_dataloader()
+
+    valid_ds = ds()
+    test_ds = ds()
+    dm = LightningDataModule.from_datasets(
+        val_dataset=valid_ds, test_dataset=test_ds, batch_size=2, num_workers=0
+    )
+    with mock.patch("mlx_audio.data.DataLoader") as dl_mock:
+        dm.val_dataloader()
+        dl_mock.assert_called_with(
+            valid_ds, batch_size=2, shuffle=False, num_workers=0, pin_memory=True
+        )
+        dm.test_dataloader()
+        dl_mock.assert_called_with(
+            test_ds, batch_size=2, shuffle=False, num_workers=0, pin_memory=True
+        )
+    with pytest.raises(MisconfigurationException, match="`train_dataloader` must be implemented"):
+        _ = dm.train_dataloader()
+
+    valid_dss = [ds(), ds()]
+    test_dss = [ds(), ds()]
+    predict_dss = [ds(), ds()]
+    dm = LightningDataModule.from_datasets(
+        train_ds, valid_dss, test_dss, predict_dss, batch_size=4, num_workers=0
+    )
+    with mock.patch("mlx_audio.data.DataLoader") as dl_mock:
+        dm.val_dataloader()
+        dm.test_dataloader()
+        dm.predict_dataloader()
+        dl_mock.assert_has_calls(
+            [
+                call(valid_dss[0], batch_size=4, shuffle=False, num_workers=0, pin_memory=True),
+                call(valid_dss[1], batch_size=4, shuffle=False, num_workers=0, pin_memory=True),
+                call(test_dss[0], batch_size=4, shuffle=False, num_workers=0, pin_memory=True),
+                call(test_dss[1], batch_size=4, shuffle=False, num_workers=0, pin_memory=True),
+                call(predict_dss[0], batch_size=4, shuffle=False, num_workers=0, pin_memory=True),
+                call(predict_dss[1], batch_size=4, shuffle=False, num_workers=0, pin_memory=True),
+            ]
+        )
+
+
+def test_dm_init_from_datasets_with_init_params():
+    """Test that extra kwargs can be passed down to the init via the ``LightningDataModule.from_datasets`` method.
+
+    The two special arguments batch_size and num_workers get passed down depending on whether the __init__ accepts them.
+
+    """
+    # No additional parameters
+    LightningDataModule.from_datasets(DummyDS(), batch_size=4, num_workers=2)
+
+    class KnownExtraParametersDataModule(LightningDataModule):
+        def __init__(self, batch_size=1, num_workers=0):
+            super().__init__()
+            self.batch_size = batch_size
+            self.num_workers = num_workers
+
+    # batch_size and num_workers get special treatment - they are part of the `from_datasets` signature
+    dm = KnownExtraParametersDataModule.from_datasets(DummyDS(), batch_size=4, num_workers=2)
+    assert dm.batch_size == 4
+    assert dm.num_workers == 2
+
+    class UnknownExtraParametersDataModule(LightningDataModule):
+        def __init__(self, other, batch_size=1):
+            super().__init__()
+            self.other = other
+            self.batch_size = batch_size
+
+    # additional parameter `other` gets forwarded, alongside the special `batch_size` parameter
+    dm = UnknownExtraParametersDataModule.from_datasets(
+        DummyDS(), batch_size=4, num_workers=2, other=5
+    )
+    assert dm.batch_size == 4
+    assert dm.other == 5
+
+    # positional arguments raise an error as they would when instantiating the datamodule normally
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'other'"):
+        UnknownExtraParametersDataModule.from_datasets(DummyDS(), batch_size=4, num_workers=2)
+
+    class KwargsParametersDataModule(LightningDataModule):
+        def __init__(self, num_workers, **kwargs):
+            super().__init__()
+            self.num_workers = num_workers
+            for key, value in kwargs.items():
+                setattr(self, key, value)
+
+    # everything gets forwarded, because there is `**kwargs` present
+    dm = KwargsParametersDataModule.from_datasets(
+        DummyDS(), batch_size=10, num_workers=100, another=None
+    )
+    assert dm.batch_size == 10
+    assert dm.num_workers == 100
+    assert dm.another is None
+
+
+# all args
+class DataModuleWithHparams_0(LightningDataModule):
+    def __init__(self, arg0, arg1, kwarg0=None):
+        super().__init__()
+        self.save_hyperparameters()
+
+
+# single arg
+class DataModuleWithHparams_1(LightningDataModule):
+    def __init__(self, arg0, *args, **kwargs):
+        super().__init__()
+        self.save_hyperparameters(arg0)
+
+
+def test_hyperparameters_saving():
+    data = DataModuleWithHparams_0(10, "foo", kwarg0="bar")
+    assert data.hparams == AttributeDict({"arg0": 10, "arg1": "foo", "kwarg0": "bar"})
+
+    data = DataModuleWithHparams_1(Namespace(**{"hello": "world"}), "foo", kwarg0="bar")
+    assert data.hparams == AttributeDict({"hello": "world"})
+
+    data = DataModuleWithHparams_1({"hello": "world"}, "foo", kwarg0="bar")
+    assert data.hparams == AttributeDict({"hello": "world"})
 
 
 def test_datamodule_alias():

@@ -10,6 +10,8 @@ return JSON values) and ``teardown(stage)``; ``load_state_dict`` when ``fit`` re
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +71,55 @@ class DataModule(HyperparametersMixin):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned (``fit(ckpt_path=...)``)."""
+
+    @classmethod
+    def from_datasets(
+        cls: type[_D],
+        train_dataset: Any = None,
+        val_dataset: Any = None,
+        test_dataset: Any = None,
+        predict_dataset: Any = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        **datamodule_kwargs: Any,
+    ) -> _D:
+        """A datamodule whose loaders are ``mlx_audio.data.DataLoader``s over the datasets given
+        (each a dataset, or a list / dict of them: several loaders), ``shuffle`` for training
+        (not for an ``IterableDataset``), as Lightning's. ``batch_size`` and ``num_workers``
+        go to ``__init__`` too when it takes them; ``datamodule_kwargs`` always do."""
+        params = inspect.signature(cls.__init__).parameters
+        special = {"batch_size": batch_size, "num_workers": num_workers}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            special = {k: v for k, v in special.items() if k in params}
+        datamodule = cls(**datamodule_kwargs, **special)
+
+        def loaders(datasets: Any, shuffle: bool = False) -> Any:
+            from mlx_audio.data import DataLoader, Dataset, IterableDataset
+
+            if isinstance(datasets, Dataset):
+                return DataLoader(
+                    datasets,
+                    batch_size=batch_size,
+                    shuffle=shuffle and not isinstance(datasets, IterableDataset),
+                    num_workers=num_workers,
+                    pin_memory=True,
+                )
+            if isinstance(datasets, dict):
+                return {k: loaders(v, shuffle) for k, v in datasets.items()}
+            if isinstance(datasets, (list, tuple)):
+                return [loaders(v, shuffle) for v in datasets]
+            return datasets
+
+        given = (
+            ("train_dataloader", train_dataset, True),
+            ("val_dataloader", val_dataset, False),
+            ("test_dataloader", test_dataset, False),
+            ("predict_dataloader", predict_dataset, False),
+        )
+        for name, datasets, shuffle in given:
+            if datasets is not None:
+                setattr(datamodule, name, functools.partial(loaders, datasets, shuffle))
+        return datamodule
 
     @classmethod
     def load_from_checkpoint(
