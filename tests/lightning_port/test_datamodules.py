@@ -25,8 +25,7 @@ import pytest
 from boring_classes import BoringDataModule, BoringModel
 
 from mlx_audio.data import Dataset, IterableDataset
-from mlx_audio.train import DataModule, LightningDataModule, Trainer
-from mlx_audio.train._hparams import AttributeDict
+from mlx_audio.train import AttributeDict, DataModule, LightningDataModule, Trainer
 from mlx_audio.train.callbacks import ModelCheckpoint
 
 MisconfigurationException = NotImplementedError  # the default *_dataloader's error here

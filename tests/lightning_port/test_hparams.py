@@ -23,8 +23,7 @@ from boring_classes import BoringDataModule, BoringModel, RandomDataset
 
 from mlx_audio.data import DataLoader
 from mlx_audio.loggers import CSVLogger, Logger
-from mlx_audio.train import LightningDataModule, Trainer, TrainModule
-from mlx_audio.train._hparams import AttributeDict
+from mlx_audio.train import AttributeDict, LightningDataModule, Trainer, TrainModule
 
 LightningModule = TrainModule
 

@@ -19,10 +19,12 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "Preempted": "_lifecycle",
     "rank_zero_only": "distributed",
+    "AttributeDict": "_hparams",
 }
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
+    from ._hparams import AttributeDict as AttributeDict
     from ._lifecycle import Preempted as Preempted
     from .checkpoint import CheckpointError as CheckpointError
     from .datamodule import DataModule as DataModule
