@@ -124,6 +124,8 @@ def test_loaders_from_the_module_or_the_datamodule_and_lightnings_errors(tmp_pat
         trainer.test(model, loader, datamodule=Data())
     with pytest.raises(ValueError, match="`test_dataloader` must be implemented"):
         trainer.test(model, datamodule=Data())
+    with pytest.raises(TypeError, match="train_dataloaders holds several loaders"):
+        trainer.fit(model, [loader, loader])
     trainer.fit(model, Data())  # a DataModule where the loaders go is the datamodule
     assert trainer.global_step == 2 and trainer.num_val_batches == []
     assert len(trainer.predict(dataloaders=loader)) == 2  # the model of the previous run

@@ -75,6 +75,13 @@ def check_fit_inputs(trainer: Trainer, model: Any, train: Any, val: Any) -> None
             )
         if loader is not None and not hasattr(loader, "__iter__"):
             raise TypeError(f"{name} must be an iterable of batches, got {type(loader).__name__}")
+    if isinstance(train, dict) or (train is not None and len(split_loaders(train)) > 1):
+        raise TypeError(
+            "Trainer.fit: train_dataloaders holds several loaders; training on several at once "
+            "(Lightning's CombinedLoader) is not available here: concatenate the datasets "
+            "(mlx_audio.data.ConcatDataset) into one loader. Several validation loaders are "
+            "taken: val_dataloaders=[a, b]"
+        )
     epochs = trainer.max_epochs
     if isinstance(train, Iterator) and (epochs is None or epochs > 1) and trainer.is_global_zero:
         trainer.warn_once(
