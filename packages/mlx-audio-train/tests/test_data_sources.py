@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -280,3 +283,71 @@ def test_every_entry_point_logs_the_hyperparameters_unless_logger_false(tmp_path
     trainer.validate(Quiet(), loader)
     trainer.validate(TinyClassifier(), loader)  # saved none: nothing logged
     assert [p["width"] for p in recorder.params] == [5, 6, 7]
+
+
+_SCRIPT = """
+import json, os, sys
+from train_testing import TinyClassifier, blobs
+from mlx_audio.data import ArrayDataset, DataLoader
+from mlx_audio.train import DataModule, Trainer
+
+out = sys.argv[1]
+
+
+class Data(DataModule):
+    def prepare_data(self):
+        with open(os.path.join(out, "prepared"), "a") as f:
+            f.write(os.environ.get("MLX_RANK", "alone") + "\\n")
+
+    def setup(self, stage):
+        self.train, self.val = blobs(64, seed=1), blobs(48, seed=2)
+
+    def train_dataloader(self):
+        return DataLoader(self.train, batch_size=16 // self.trainer.world_size, shuffle=True)
+
+    def val_dataloader(self):
+        half = ArrayDataset(*(a[:24] for a in self.val.arrays))
+        return [DataLoader(self.val, batch_size=8), DataLoader(half, batch_size=4)]
+
+
+trainer = Trainer(max_epochs=2, seed=3, enable_progress_bar=False, enable_model_summary=False,
+                  logger=False, default_root_dir=out)
+trainer.fit(TinyClassifier(dropout=0.0), datamodule=Data())
+results = trainer.validate(datamodule=Data())
+with open(os.path.join(out, f"seen-{trainer.global_rank}.json"), "w") as f:
+    json.dump({"results": results, "num_val_batches": trainer.num_val_batches}, f)
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("mlx.launch", path=os.path.dirname(sys.executable)) is None,
+    reason="mlx.launch is not installed next to this Python",
+)
+def test_two_ranks_prepare_once_and_validate_several_loaders_like_one_process(tmp_path):
+    """Under mlx.launch -n 2: prepare_data runs on rank 0 only, each validation loader is split
+    across the ranks, and the per-loader results equal a one-process run's."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = tmp_path / "script.py"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    seen = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"ranks{ranks}"
+        out.mkdir()
+        command = [sys.executable, str(script), str(out)]
+        if ranks == 2:
+            launcher = os.path.join(os.path.dirname(sys.executable), "mlx.launch")
+            command = [launcher, "-n", "2", "--backend", "ring", "--python", *command]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+        seen[ranks] = [json.loads((out / f"seen-{r}.json").read_text()) for r in range(ranks)]
+        prepared = (out / "prepared").read_text().split()
+        assert prepared == ["alone", "alone"] if ranks == 1 else prepared == ["0", "0"]
+    alone = seen[1][0]
+    assert alone["num_val_batches"] == [6, 6]
+    for rank in seen[2]:
+        assert rank["num_val_batches"] == [3, 3]  # its half of each loader
+        assert [set(r) for r in rank["results"]] == [set(r) for r in alone["results"]]
+        for mine, reference in zip(rank["results"], alone["results"]):
+            for key, value in reference.items():
+                assert mine[key] == pytest.approx(value, abs=1e-5), key
