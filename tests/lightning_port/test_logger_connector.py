@@ -4,7 +4,7 @@
 ``trainer/logging_/test_loop_logging.py::test_default_level_for_hooks_that_support_logging``.
 
 Same names and assertions over our hooks (``get_members`` of ``TrainModule`` and ``Callback``);
-Lightning's hooks that do not exist here (``on_before_backward``, ``*_dataloader``,
+Lightning's hooks that do not exist here (``on_before_backward``,
 ``configure_model``, the ``on_*_model_*`` hooks, ...) are left out, and so is
 ``compute_loss`` (not a hook: it runs inside the steps). The default-level test checks the
 ``(on_step, on_epoch)`` that ``self.log`` resolves per hook (Lightning mocks the private
@@ -18,7 +18,7 @@ from functools import partial
 
 import mlx.nn as nn
 import pytest
-from boring_classes import BoringModel, fit, test
+from boring_classes import BoringModel, fit
 
 from mlx_audio.loggers import CSVLogger
 from mlx_audio.train import Trainer, TrainModule
@@ -84,12 +84,15 @@ def test_fx_validator_integration(tmp_path):
         "setup": "You can't",
         "configure_optimizers": "You can't",
         "on_fit_start": "You can't",
+        "train_dataloader": "You can't",
+        "val_dataloader": "You can't",
         "on_validation_end": "You can't",
         "on_train_end": "You can't",
         "on_fit_end": "You can't",
         "teardown": "You can't",
         "on_sanity_check_start": "You can't",
         "on_sanity_check_end": "You can't",
+        "prepare_data": "You can't",
         "on_save_checkpoint": "You can't",
         "on_load_checkpoint": "You can't",
         "on_exception": "You can't",
@@ -108,19 +111,21 @@ def test_fx_validator_integration(tmp_path):
         limit_test_batches=1,
         callbacks=callback,
     )
-    fit(trainer, model)
+    trainer.fit(model)
 
     not_supported.update(
         {
             # `lightning_module` ref is now present from the `fit` call
+            "test_dataloader": "You can't",
             "on_test_end": "You can't",
         }
     )
-    test(trainer, model)
+    trainer.test(model, verbose=False)
 
     not_supported.update(dict.fromkeys(not_supported, "result collection is not registered yet"))
     not_supported.update(
         {
+            "predict_dataloader": "result collection is not registered yet",
             "on_predict_start": "result collection is not registered yet",
             "on_predict_batch_start": "result collection is not registered yet",
             "predict_step": "result collection is not registered yet",
@@ -128,7 +133,7 @@ def test_fx_validator_integration(tmp_path):
             "on_predict_end": "result collection is not registered yet",
         }
     )
-    trainer.predict(model, model.val_dataloader())
+    trainer.predict(model)
 
 
 @pytest.mark.parametrize("logger", [False, True])

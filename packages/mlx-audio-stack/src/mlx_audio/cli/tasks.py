@@ -99,7 +99,9 @@ class AudioClassifier(TrainModule):
         if not self.multilabel:
             clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
 
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if not self.multilabel:
             clips.check_labels(batch[1], self.num_classes)
 

@@ -27,17 +27,21 @@ import numpy as np
 
 from . import checkpoint, distributed
 from ._arguments import val_check_batch
+from ._data_source import is_overridden, prepare_data, request
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
-from ._lifecycle import clipping, hparams
+from ._hparams import log_hyperparams
+from ._lifecycle import clipping
 from ._loaders import (
     EpochBatches,
     agreed_batches,
     batch_size_of,
+    check_fit_inputs,
     length_of,
     limited,
     one_pass_done,
     seed_and_shard,
+    split_loaders,
 )
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
@@ -55,29 +59,41 @@ if TYPE_CHECKING:
 def run_fit(
     trainer: Trainer,
     model: TrainModule,
-    train_loader: Iterable[Any],
+    train_loader: Iterable[Any] | None,
     val_loader: Iterable[Any] | None,
     ckpt_path: str | None,
 ) -> bool:
-    """Everything ``Trainer.fit`` runs inside its error handling; False if nothing was trained."""
+    """Everything ``Trainer.fit`` runs inside its error handling; False if nothing was trained.
+    Loaders not given come from the datamodule or the module, asked for after ``setup``
+    (validation's first, as Lightning's sanity check does)."""
+    prepare_data(trainer)
+    trainer.hooks.setup("fit")
+    if trainer.limit_val_batches != 0 and getattr(model, "validation_step", None) is not None:
+        val_loader = request(trainer, val_loader, "val", required=False)
+        overridden = is_overridden("validation_step", model, TrainModule)
+        if val_loader is None and overridden and trainer.is_global_zero:
+            trainer.warn_once(  # Lightning's words (its configuration validator)
+                "You defined a `validation_step` but have no `val_dataloader`. Skipping val loop."
+            )
+    train_loader = request(trainer, train_loader, "train", required=True)
+    check_fit_inputs(trainer, model, train_loader, val_loader)
     trainer.rng_base = (
         trainer.seed
         if trainer.seed is not None
         else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
     )
-    train_loader, val_loader = seed_and_shard(trainer, train_loader, val_loader)
+    val_loaders = [] if val_loader is None else split_loaders(val_loader)
+    train_loader, *val_loaders = seed_and_shard(trainer, train_loader, *val_loaders)
     trainer._train_loader = train_loader
-    trainer._val_loader = val_loader
+    trainer._val_loaders = val_loaders
     trainer.num_training_batches = agreed_batches(
         trainer, limited(length_of(train_loader), trainer.limit_train_batches)
     )
-    trainer.num_val_batches = (
-        distributed.smallest(limited(length_of(val_loader), trainer.limit_val_batches))
-        if val_loader is not None
-        else 0
-    )
+    trainer.num_val_batches = [
+        distributed.smallest(limited(length_of(x), trainer.limit_val_batches)) for x in val_loaders
+    ]
     trainer.val_check_batch = val_check_batch(
-        trainer.args, trainer.num_training_batches, trainer.num_val_batches
+        trainer.args, trainer.num_training_batches, sum(trainer.num_val_batches)
     )
     warn_short_epoch(trainer)
     per_epoch = (
@@ -97,7 +113,6 @@ def run_fit(
     trainer.ckpt_path = (
         checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
     )
-    trainer.hooks.setup("fit")
     resumed = restore(trainer, ckpt_path) if ckpt_path is not None else None
     model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
     assert trainer.optimizer is not None
@@ -117,9 +132,8 @@ def run_fit(
     trainer.runner = StepRunner(builder, trainer.accumulate_grad_batches)
     if resumed is not None:
         restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
-    for logger in trainer.loggers if trainer.is_global_zero else []:
-        logger.log_hyperparams(hparams(trainer))
     trainer.hooks.on_fit_start()
+    log_hyperparams(trainer)  # after on_fit_start, as Lightning
     progress = trainer.progress
     mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
     if trainer.enable_validation and trainer.num_sanity_val_steps > 0 and not mid_epoch:
@@ -310,7 +324,6 @@ def validate_now(trainer: Trainer) -> bool:
 
 def validate_in_fit(trainer: Trainer) -> None:
     check_nonfinite(trainer)
-    assert trainer._val_loader is not None  # validation runs only with a val loader
-    evaluate(trainer, trainer._val_loader, "validation", trainer.num_val_batches)
+    evaluate(trainer, trainer._val_loaders, "validation", trainer.num_val_batches)
     trainer.validation_has_run = True
     trainer.progress.should_stop = distributed.any_rank(trainer.progress.should_stop)

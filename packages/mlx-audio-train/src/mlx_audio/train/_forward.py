@@ -75,13 +75,15 @@ def forward(
     stage: str,
     precision: str,
     updates: StepUpdates,
+    dataloader_idx: int | None = None,
 ) -> tuple[mx.array | None, dict[str, Any], dict[str, Any], Any, bool, mx.array]:
     """Run the user's step for ``stage``: float32 ``(loss, returned metrics, self.log() values,
     the step's output, whether the returned values are logged, the Metric updates packed by
     ``updates``)`` (NOTE [two logging idioms], NOTE [metric updates leave the compiled step]).
 
     Training needs a loss; a validation/test step may return anything (a dict without
-    ``"loss"``, a list, None): written in Lightning's way its output only goes to the hooks."""
+    ``"loss"``, a list, None): written in Lightning's way its output only goes to the hooks.
+    ``dataloader_idx`` is passed to the step only with several loaders, as Lightning does."""
     module._take_logged()
     module._default_step = False
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
@@ -92,8 +94,9 @@ def forward(
         batch = cast_floats(batch, dtype)
     module._step_fx = _FX[stage]
     try:
+        extra = () if dataloader_idx is None else (dataloader_idx,)
         with deferring() as pending:
-            output = getattr(module, _FX[stage])(batch, batch_idx)
+            output = getattr(module, _FX[stage])(batch, batch_idx, *extra)
     finally:
         module._step_fx = None
     packed = updates.pack(pending)
@@ -118,15 +121,20 @@ def forward(
 
 
 def make_eval_fn(
-    module: TrainModule, stage: str, precision: str, compile: bool
+    module: TrainModule,
+    stage: str,
+    precision: str,
+    compile: bool,
+    dataloader_idx: int | None = None,
 ) -> Callable[[Any, mx.array], tuple[Any, ...]]:
     """``(batch, batch_idx) -> forward(...)`` for validation or test, compiled by default (the
-    step's output and the idiom flag come back as constants of the trace)."""
+    step's output and the idiom flag come back as constants of the trace); one per loader, whose
+    ``dataloader_idx`` (a Python int, as Lightning passes it) is a constant of the trace."""
 
     updates = StepUpdates()
 
     def evaluate(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
-        return forward(module, batch, batch_idx, stage, precision, updates)
+        return forward(module, batch, batch_idx, stage, precision, updates, dataloader_idx)
 
     step = mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
 

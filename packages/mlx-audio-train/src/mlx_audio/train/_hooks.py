@@ -59,13 +59,18 @@ def with_defaults(
     return given
 
 
+def _idx(dataloader_idx: int | None) -> tuple[int, ...]:
+    """Lightning passes ``dataloader_idx`` to the batch hooks only with several loaders."""
+    return () if dataloader_idx is None else (dataloader_idx,)
+
+
 class EvalHooks(NamedTuple):
     """One evaluation pass's hooks (CallbackList.eval_hooks): validation's or test's."""
 
     start: Callable[[], None]
     epoch_start: Callable[[], None]
-    batch_start: Callable[[Any, int], None]
-    batch_end: Callable[[Any, Any, int], None]
+    batch_start: Callable[[Any, int, int | None], None]
+    batch_end: Callable[[Any, Any, int, int | None], None]
     epoch_end: Callable[[], None]
     end: Callable[[], None]
 
@@ -104,11 +109,34 @@ class CallbackList:
         return self._module(hook, *args)
 
     # -- one method per hook ---------------------------------------------------------------------
+    def call_data_hook(self, owner: Any, hook: str, *args: Any, **kwargs: Any) -> Any:
+        """A datamodule's hook, or a module's data hook (``prepare_data``, ``*_dataloader``)."""
+        outer = self.trainer.current_hook
+        self.trainer.current_hook = hook
+        try:
+            return getattr(owner, hook)(*args, **kwargs)
+        finally:
+            self.trainer.current_hook = outer
+
     def setup(self, stage: str) -> None:
+        """The datamodule's ``setup`` first, then the callbacks' and the module's (Lightning)."""
+        if self.trainer.datamodule is not None:
+            self.call_data_hook(self.trainer.datamodule, "setup", stage=stage)  # as Lightning
         self._both("setup", stage)
 
     def teardown(self, stage: str) -> None:
+        if self.trainer.datamodule is not None:
+            self.call_data_hook(self.trainer.datamodule, "teardown", stage=stage)
         self._both("teardown", stage)
+
+    def datamodule_state_dict(self) -> dict[str, Any]:
+        assert self.trainer.datamodule is not None
+        state: dict[str, Any] = self.call_data_hook(self.trainer.datamodule, "state_dict")
+        return state
+
+    def datamodule_load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.trainer.datamodule is not None
+        self.call_data_hook(self.trainer.datamodule, "load_state_dict", state)
 
     def configure_optimizers(self) -> tuple[Optimizer, str | None]:
         """The module's optimizer and schedule name, checked (``_lifecycle.configure_optimizer``)."""
@@ -162,11 +190,15 @@ class CallbackList:
     def on_validation_epoch_start(self) -> None:
         self._both("on_validation_epoch_start")
 
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._both("on_validation_batch_start", batch, batch_idx)
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_validation_batch_start", batch, batch_idx, *_idx(dataloader_idx))
 
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_validation_batch_end", outputs, batch, batch_idx)
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_validation_batch_end", outputs, batch, batch_idx, *_idx(dataloader_idx))
 
     def on_validation_epoch_end(self) -> None:
         self._both("on_validation_epoch_end")
@@ -180,11 +212,15 @@ class CallbackList:
     def on_test_epoch_start(self) -> None:
         self._both("on_test_epoch_start")
 
-    def on_test_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._both("on_test_batch_start", batch, batch_idx)
+    def on_test_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_test_batch_start", batch, batch_idx, *_idx(dataloader_idx))
 
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_test_batch_end", outputs, batch, batch_idx)
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_test_batch_end", outputs, batch, batch_idx, *_idx(dataloader_idx))
 
     def on_test_epoch_end(self) -> None:
         self._both("on_test_epoch_end")
@@ -215,11 +251,15 @@ class CallbackList:
     def on_predict_start(self) -> None:
         self._both("on_predict_start")
 
-    def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._both("on_predict_batch_start", batch, batch_idx)
+    def on_predict_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_predict_batch_start", batch, batch_idx, *_idx(dataloader_idx))
 
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_predict_batch_end", outputs, batch, batch_idx)
+    def on_predict_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_predict_batch_end", outputs, batch, batch_idx, *_idx(dataloader_idx))
 
     def on_predict_end(self) -> None:
         self._both("on_predict_end")

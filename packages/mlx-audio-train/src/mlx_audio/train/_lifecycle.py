@@ -1,4 +1,4 @@
-"""A run's edges: Ctrl-C handling, hyperparameters for the loggers, finalizing, the summary."""
+"""A run's edges: Ctrl-C handling, finalizing the loggers, the summary."""
 
 from __future__ import annotations
 
@@ -126,15 +126,6 @@ def on_fit_error(trainer: Trainer, error: BaseException) -> BaseException | None
     if agreed:
         distributed.barrier("rank 0's checkpoint and log files")
     return distributed.explain_lost_peer(error)
-
-
-def hparams(trainer: Trainer) -> dict[str, Any]:
-    names = ("max_epochs", "accumulate_grad_batches", "gradient_clip_val", "precision", "seed")
-    return {
-        "trainer": {n: getattr(trainer, n) for n in names} | {"max_steps": trainer.max_steps},
-        "optimizer": type(trainer.optimizer).__name__,
-        "lr_schedule": trainer.lr_schedule_name,
-    }
 
 
 def finalize_loggers(loggers: list[Any], status: str) -> None:

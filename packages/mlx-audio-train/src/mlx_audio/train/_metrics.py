@@ -62,6 +62,11 @@ NO_LOGGING_HOOKS = frozenset(
     {
         "setup",
         "teardown",
+        "prepare_data",
+        "train_dataloader",
+        "val_dataloader",
+        "test_dataloader",
+        "predict_dataloader",
         "configure_optimizers",
         "on_fit_start",
         "on_fit_end",
@@ -95,6 +100,7 @@ class LogOptions:
     sync_dist: bool = False
     batch_size: int | None = None
     metric: Any = None  # a logged Metric object: its epoch value is its compute()
+    add_dataloader_idx: bool = True
 
     @classmethod
     def make(cls, fx: str, on_step: bool | None, on_epoch: bool | None, **rest: Any) -> LogOptions:
@@ -192,11 +198,12 @@ class _Entry:
     """One logged (hook, name), Lightning's ``_ResultMetric``: its last step value (kept until
     the loop resets, as Lightning's forward cache) and its epoch reduction."""
 
-    __slots__ = ("computed", "last", "name", "options", "reduction", "synced")
+    __slots__ = ("computed", "dataloader_idx", "last", "name", "options", "reduction", "synced")
 
-    def __init__(self, name: str, options: LogOptions) -> None:
+    def __init__(self, name: str, options: LogOptions, dataloader_idx: int | None) -> None:
         self.name = name
         self.options = options
+        self.dataloader_idx = dataloader_idx  # the loader it was logged for (several loaders)
         self.last: Any = None
         self.reduction = (
             _Reduction(options.reduce_fx) if options.on_epoch and options.metric is None else None
@@ -210,6 +217,11 @@ class Results:
 
     ``stepping`` is True from the loop's first batch until ``end_batches`` (Lightning's
     ``_first_loop_iter is not None``): its view is then the step values, else the epoch values.
+
+    NOTE [several loaders]: with several validation/test loaders, ``dataloader_idx`` is the
+    running loader's index (None with one loader, and in the epoch-level hooks). A value logged
+    then is its own entry, named ``name/dataloader_idx_N`` (unless ``add_dataloader_idx=False``),
+    and the views show only the running loader's entries, as Lightning's ``valid_items``.
     """
 
     def __init__(self, training: bool = True) -> None:
@@ -217,10 +229,12 @@ class Results:
         self.entries: dict[str, _Entry] = {}
         self.stepping = False
         self.batch_size = 1  # the running batch's (weights what its hooks log on_epoch)
+        self.dataloader_idx: int | None = None  # NOTE [several loaders]
 
-    def batch_start(self, batch_size: int) -> None:
+    def batch_start(self, batch_size: int, dataloader_idx: int | None = None) -> None:
         self.stepping = True
         self.batch_size = batch_size
+        self.dataloader_idx = dataloader_idx
 
     def add(
         self,
@@ -230,13 +244,16 @@ class Results:
         batch_size: int | None = None,
     ) -> None:
         """Record the values logged in hook ``fx`` (a step's, or one ``self.log`` of a hook)."""
+        idx = self.dataloader_idx
         for name, value in values.items():
             opt = options[name]
             key = f"{fx}.{name}"
+            if opt.add_dataloader_idx and idx is not None:
+                key += f".{idx}"
             entry = self.entries.get(key)
             if entry is None:
-                entry = self.entries[key] = _Entry(name, opt)
-            elif entry.options != opt:
+                entry = self.entries[key] = _Entry(name, opt, idx)
+            elif entry.options != opt or entry.dataloader_idx != idx:
                 raise ValueError(
                     f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
                     " This is not allowed"
@@ -283,6 +300,8 @@ class Results:
         callback: dict[str, Any] = {}
         bar: dict[str, Any] = {}
         for entry in self.entries.values():
+            if entry.dataloader_idx != self.dataloader_idx:
+                continue  # NOTE [several loaders]
             opt = entry.options
             if on_step:
                 if not opt.on_step or entry.last is None:
@@ -294,13 +313,16 @@ class Results:
                 if entry.reduction is None or not entry.reduction.weight:
                     continue
                 value = entry.reduction.value()
-            forked = entry.name
+            name = forked = entry.name
             if opt.on_step and opt.on_epoch:
                 forked = f"{entry.name}_{'step' if on_step else 'epoch'}"
+            if opt.add_dataloader_idx and entry.dataloader_idx is not None:
+                suffix = f"/dataloader_idx_{entry.dataloader_idx}"
+                name, forked = name + suffix, forked + suffix
             if opt.logger:
                 log[forked] = value
             if self.training or not on_step:
-                callback[entry.name] = callback[forked] = value
+                callback[name] = callback[forked] = value
             if opt.prog_bar:
                 bar[forked] = value
         return log, callback, bar

@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 def start_run(trainer: Trainer, model: TrainModule, state_fn: str) -> None:
     """A ``fit``, ``validate`` or ``test`` of ``model`` starts: Lightning resets the metric
-    views, and the count of eval batches logged (their logged step)."""
+    views, and the count of eval batches logged per loader (their logged step)."""
     trainer.module = model
     model.trainer = trainer
     trainer.state_fn = state_fn
     trainer.metrics = MetricStore()
     trainer._train_results = Results()
-    trainer.eval_log_step = 0
+    trainer.eval_log_steps = {}
 
 
 def log_from_hook(trainer: Trainer, fx: str, name: str, value: Any, options: LogOptions) -> None:

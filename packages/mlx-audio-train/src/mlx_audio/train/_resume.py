@@ -111,5 +111,8 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
                 raise CheckpointError(
                     f"{state_file}: 'callbacks' -> {callback.state_key!r} is invalid: {error!r}"
                 ) from None
+    datamodule = trainer.datamodule
+    if datamodule is not None and type(datamodule).__qualname__ in state:  # Lightning's key
+        trainer.hooks.datamodule_load_state_dict(state[type(datamodule).__qualname__])
     trainer.hooks.on_load_checkpoint({**state, **arrays})
     return {**state, "_dir": directory}

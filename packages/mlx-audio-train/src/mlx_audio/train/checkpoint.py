@@ -310,6 +310,7 @@ def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
 
 def capture(trainer: Trainer, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
+    from ._hparams import checkpoint_hparams
     from ._rng import rng_state, versions
 
     check_nonfinite(trainer)  # never write after a non-finite step the host has not seen yet
@@ -340,6 +341,7 @@ def capture(trainer: Trainer, path: str) -> str:
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
         "versions": versions(),
+        **checkpoint_hparams(trainer),  # hyperparameters, the datamodule's state (JSON)
     }
     state["state_dict"] = dict(flatten(module.parameters()))  # Lightning's checkpoint keys
     trainer.hooks.on_save_checkpoint(state)

@@ -6,12 +6,13 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
+from ._hparams import HyperparametersMixin
 from ._metrics import LogOptions, check_value, metric_step_value
 from ._publish import log_from_hook
 from ._tree import flatten
@@ -21,7 +22,18 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-_PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx", "_default_step")
+_M = TypeVar("_M", bound="TrainModule")
+_PLAIN = (
+    "_trainer_ref",
+    "_logged",
+    "_log_options",
+    "_step_fx",
+    "_default_step",
+    "_hparams",  # NOTE [JSON hyperparameters] in _hparams.py: never part of the module tree
+    "_hparams_initial",
+    "_hparams_name",
+    "_log_hyperparams",
+)
 
 
 class ParameterTree(dict[str, Any]):
@@ -55,7 +67,7 @@ class OptimizerConfig:
             )
 
 
-class TrainModule(nn.Module):
+class TrainModule(nn.Module, HyperparametersMixin):
     """Subclass and implement ``compute_loss(batch) -> (loss, metrics)`` (the tutorial's way)
     or Lightning's ``training_step(batch, batch_idx) -> loss | {"loss": ..., ...}``, plus
     ``configure_optimizers() -> OptimizerConfig | Optimizer``.
@@ -72,6 +84,8 @@ class TrainModule(nn.Module):
     still shows the training loss as ``loss``. The default steps set ``_default_step``, which
     ``_forward.forward`` reads once the step has run (at trace time when compiled).
     """
+
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"  # in a checkpoint's trainer_state.json
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,19 +105,44 @@ class TrainModule(nn.Module):
         self._default_step = True  # NOTE [two logging idioms]
         return self.compute_loss(batch)
 
-    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
+    # (batch, batch_idx[, dataloader_idx]): dataloader_idx comes with several loaders only
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
         self._default_step = True
-        return self.compute_loss(batch)
+        return self.compute_loss(args[0] if args else kwargs["batch"])
 
-    def test_step(self, batch: Any, batch_idx: Any) -> Any:
-        return self.validation_step(batch, batch_idx)
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self.validation_step(*args, **kwargs)
 
-    def predict_step(self, batch: Any, batch_idx: Any) -> Any:
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        batch = args[0] if args else kwargs["batch"]
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(inputs)
 
     def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
+
+    # -- data hooks (Lightning's DataHooks): used when fit/validate/test/predict get no loader
+    # and no DataModule; the defaults here mean "not defined" (_data_source.is_overridden) --
+    def prepare_data(self) -> None: ...
+    def train_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`train_dataloader` must be implemented to be used with the Trainer"
+        )
+
+    def val_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`val_dataloader` must be implemented to be used with the Trainer"
+        )
+
+    def test_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`test_dataloader` must be implemented to be used with the Trainer"
+        )
+
+    def predict_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`predict_dataloader` must be implemented to be used with the Trainer"
+        )
 
     # -- hooks (no-ops; called by the Trainer in Lightning's order, see trainer.py) -------------
     def setup(self, stage: str) -> None: ...
@@ -121,17 +160,27 @@ class TrainModule(nn.Module):
     def on_validation_end(self) -> None: ...
     def on_validation_epoch_start(self) -> None: ...
     def on_validation_epoch_end(self) -> None: ...
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None: ...
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
     def on_test_start(self) -> None: ...
     def on_test_end(self) -> None: ...
     def on_test_epoch_start(self) -> None: ...
     def on_test_epoch_end(self) -> None: ...
-    def on_test_batch_start(self, batch: Any, batch_idx: int) -> None: ...
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
     def on_predict_start(self) -> None: ...
-    def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None: ...
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_predict_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
+    def on_predict_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
     def on_predict_end(self) -> None: ...
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
@@ -216,6 +265,7 @@ class TrainModule(nn.Module):
             sync_dist=sync_dist,
             batch_size=batch_size,
             metric=metric,
+            add_dataloader_idx=bool(add_dataloader_idx),
         )
         if add_dataloader_idx and "/dataloader_idx_" in name:
             raise ValueError(
@@ -257,6 +307,23 @@ class TrainModule(nn.Module):
 
     def trainable_parameters(self) -> ParameterTree:
         return ParameterTree(super().trainable_parameters())
+
+    @classmethod
+    def load_from_checkpoint(
+        cls: type[_M], checkpoint_path: str | os.PathLike[str], strict: bool = True, **kwargs: Any
+    ) -> _M:
+        """A new module built from a checkpoint's hyperparameters (``save_hyperparameters``),
+        updated with ``kwargs``, given ``on_load_checkpoint(state)``, then the checkpoint's
+        weights loaded (Lightning's ``load_from_checkpoint``). ``checkpoint_path`` is a checkpoint directory or a ``last``
+        link (``trainer.checkpoint_callback.best_model_path`` for the best)."""
+        from ._hparams import rebuild_kwargs
+        from .checkpoint import read_state
+
+        _, state = read_state(os.fspath(checkpoint_path))
+        module = cls(**rebuild_kwargs(cls, state, kwargs))
+        module.on_load_checkpoint(state)  # before the weights, as Lightning
+        module.load_checkpoint(os.fspath(checkpoint_path), strict=strict)
+        return module
 
     def load_checkpoint(self, path: str, strict: bool = True) -> TrainModule:
         """Load the weights of a checkpoint directory (or its ``last`` link) into this model."""

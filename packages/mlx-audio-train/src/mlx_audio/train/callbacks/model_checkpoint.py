@@ -140,7 +140,7 @@ class ModelCheckpoint(MonitorCallback):
             return self.save_on_train_epoch_end
         if trainer.check_val_every_n_epoch != 1:
             return False
-        if trainer.num_val_batches == 0:
+        if not sum(trainer.num_val_batches):
             return True
         return trainer.val_check_interval == 1.0
 
