@@ -110,6 +110,7 @@ def run_fit(
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
     trainer.optimizer, trainer.lr_schedule_name = trainer.hooks.configure_optimizers()
+    trainer.hooks.optimizer_configured()
     trainer.ckpt_path = (
         checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
     )

@@ -18,6 +18,7 @@ from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
+from .callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from .callbacks.timer import Timer
 
 if TYPE_CHECKING:
@@ -147,6 +148,14 @@ class CallbackList:
             return configure_optimizer(self.trainer.module)
         finally:
             self.trainer.current_hook = outer
+
+    def optimizer_configured(self) -> None:
+        """Not a Lightning hook: the callbacks that change the optimizer itself do it here, once
+        it is configured and before its state is restored or the step is compiled
+        (``StochasticWeightAveraging``'s learning rate)."""
+        for callback in self.callbacks:
+            if isinstance(callback, StochasticWeightAveraging):
+                callback.install_rate(self.trainer)
 
     def on_fit_start(self) -> None:
         self._both("on_fit_start")

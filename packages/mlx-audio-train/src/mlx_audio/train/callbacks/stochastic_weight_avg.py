@@ -109,7 +109,6 @@ class StochasticWeightAveraging(Callback):
         if stage != "fit":
             return
         self._average = dict(flatten(module.parameters()))
-        self._install_rate(trainer)
 
     def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
@@ -205,10 +204,12 @@ class StochasticWeightAveraging(Callback):
         self.n_averaged += 1
         mx.eval(list(self._average.values()))
 
-    def _install_rate(self, trainer: Trainer) -> None:
-        """NOTE [SWA's learning rate]."""
+    def install_rate(self, trainer: Trainer) -> None:
+        """NOTE [SWA's learning rate]. Called by the Trainer once the optimizer is configured,
+        before its state is restored from a checkpoint and before the step is compiled (``setup``
+        runs before ``configure_optimizers``, as in Lightning)."""
         optimizer = trainer.optimizer
-        assert optimizer is not None, "setup runs after configure_optimizers"
+        assert optimizer is not None, "called after configure_optimizers"
         self._optimizer = optimizer
         if "swa_lr" in optimizer.state:  # a second fit with the same optimizer
             optimizer.state["swa_lr"] = mx.array(_OFF)
