@@ -122,9 +122,11 @@ def test_fx_validator_integration(tmp_path):
     not_supported.update(
         {
             "on_predict_start": "result collection is not registered yet",
+            "on_predict_epoch_start": "result collection is not registered yet",
             "on_predict_batch_start": "result collection is not registered yet",
             "predict_step": "result collection is not registered yet",
             "on_predict_batch_end": "result collection is not registered yet",
+            "on_predict_epoch_end": "result collection is not registered yet",
             "on_predict_end": "result collection is not registered yet",
         }
     )

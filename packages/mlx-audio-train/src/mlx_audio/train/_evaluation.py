@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from . import checkpoint, distributed
 from ._device import device_scope
-from ._forward import make_eval_fn
+from ._forward import call_step, make_eval_fn
 from ._loaders import batch_size_of, length_of, limited, seed_and_shard
 from ._metrics import LogOptions, Results
 from ._publish import log_metrics, publish_epoch, publish_step, send_to_loggers, start_run
@@ -53,7 +54,7 @@ def evaluate(
     prefix = "val" if stage == "validation" else "test"
     fx = "validation_step" if stage == "validation" else "test_step"
     trainer.eval_batches_total = count  # what a progress bar shows as the total
-    was_training = module.training
+    modes = module_modes(module)
     module.eval()
     trainer._eval_results = results = Results(training=False)
     hooks = trainer.hooks.eval_hooks(stage)
@@ -93,7 +94,7 @@ def evaluate(
             send_to_loggers(trainer, log, trainer.progress.batches_that_stepped)
     hooks.end()
     trainer._eval_results = None
-    module.train(was_training)
+    restore_modes(module, modes)
     return trainer.metrics.floats(dict(log))
 
 
@@ -103,7 +104,9 @@ def standalone(
     """``Trainer.validate`` / ``Trainer.test``: one pass, optionally from a checkpoint; its
     logged epoch values in a list, empty when the limit turns the pass off (Lightning)."""
     limit = trainer.limit_val_batches if stage == "validation" else trainer.limit_test_batches
+    verb = "validate" if stage == "validation" else "test"  # Lightning's stage names
     start_run(trainer, model, stage)
+    trainer.hooks.setup(verb)
     if ckpt_path is not None:
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     if distributed.world_size() > 1:  # each rank evaluates its share; the metrics are reduced
@@ -111,31 +114,58 @@ def standalone(
     with Watchdog(trainer), device_scope(trainer.accelerator):  # NOTE [accelerator and devices]
         count = distributed.smallest(limited(length_of(loader), limit))
         metrics = evaluate(trainer, loader, stage, count)
+    trainer.hooks.teardown(verb)
     return [] if metrics is None else [metrics]
 
 
 def predict(
-    trainer: Trainer, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-) -> list[Any]:
-    """``predict_step`` on every batch (eval mode), returned as a list."""
-    trainer.module = model
-    model.trainer = trainer
-    trainer.state_fn = "predict"
+    trainer: Trainer,
+    model: TrainModule,
+    dataloaders: Iterable[Any],
+    ckpt_path: str | None = None,
+    return_predictions: bool = True,
+) -> list[Any] | None:
+    """``predict_step`` on every batch (eval mode, each submodule's mode restored after), as a
+    list, or None with ``return_predictions=False``; ``fast_dev_run=n`` runs n batches."""
+    start_run(trainer, model, "predict")  # fresh metric views, as for the other stages
+    trainer.hooks.setup("predict")
     if ckpt_path is not None:
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
-    was_training = model.training
-    model.eval()
     total = length_of(dataloaders)
-    trainer.eval_batches_total = math.inf if total is None else total
+    count = math.inf if total is None else total
+    if trainer.fast_dev_run:
+        count = min(count, trainer.fast_dev_run)
+    trainer.eval_batches_total = count
+    modes = module_modes(model)
+    model.eval()
     trainer.hooks.on_predict_start()
+    trainer.hooks.on_predict_epoch_start()
     outputs = []
     with device_scope(trainer.accelerator):
         for batch_idx, batch in enumerate(dataloaders):
+            if batch_idx >= count:
+                break
             trainer.hooks.on_predict_batch_start(batch, batch_idx)
-            output = model.predict_step(batch, mx.array(batch_idx))
+            output = call_step(model.predict_step, batch, mx.array(batch_idx))
             mx.eval(output)
-            outputs.append(output)
+            if return_predictions:
+                outputs.append(output)
             trainer.hooks.on_predict_batch_end(output, batch, batch_idx)
+    trainer.hooks.on_predict_epoch_end()
     trainer.hooks.on_predict_end()
-    model.train(was_training)
-    return outputs
+    restore_modes(model, modes)
+    trainer.hooks.teardown("predict")
+    return outputs if return_predictions else None
+
+
+def module_modes(module: nn.Module) -> dict[str, bool]:
+    """Every submodule's train/eval mode by name (Lightning's ``_ModuleMode.capture``)."""
+    return {name: sub.training for name, sub in module.named_modules()}
+
+
+def restore_modes(module: nn.Module, modes: dict[str, bool]) -> None:
+    """Put each submodule's own mode back as :func:`module_modes` found it, one module at a time
+    (Lightning's ``_ModuleMode.restore`` sets ``mod.training``; MLX's ``train`` is recursive)."""
+    for name, sub in module.named_modules():
+        if name in modes:
+            sub._set_training_mode(modes[name])

@@ -78,7 +78,9 @@ class CallbackList:
         ]
 
     # -- fan-out -------------------------------------------------------------------------------
-    def _callbacks(self, hook: str, *args: Any, monitors: bool | None = None) -> None:
+    def _callbacks(
+        self, hook: str, *args: Any, monitors: bool | None = None, **kwargs: Any
+    ) -> None:
         trainer = self.trainer
         outer = trainer.current_hook  # a hook may run inside another (a save in a callback)
         try:
@@ -86,29 +88,31 @@ class CallbackList:
                 if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
                     continue
                 trainer.current_hook = hook
-                getattr(callback, hook)(trainer, trainer.module, *args)
+                getattr(callback, hook)(trainer, trainer.module, *args, **kwargs)
         finally:
             trainer.current_hook = outer
 
-    def _module(self, hook: str, *args: Any) -> Any:
+    def _module(self, hook: str, *args: Any, **kwargs: Any) -> Any:
         module = self.trainer.module
         outer = self.trainer.current_hook
         self.trainer.current_hook = hook
         try:
-            return getattr(module, hook)(*args) if hasattr(module, hook) else None
+            return getattr(module, hook)(*args, **kwargs) if hasattr(module, hook) else None
         finally:
             self.trainer.current_hook = outer
 
-    def _both(self, hook: str, *args: Any) -> Any:
-        self._callbacks(hook, *args)
-        return self._module(hook, *args)
+    def _both(self, hook: str, *args: Any, **kwargs: Any) -> Any:
+        self._callbacks(hook, *args, **kwargs)
+        return self._module(hook, *args, **kwargs)
 
     # -- one method per hook ---------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        self._both("setup", stage)
+        """``stage``: ``"fit"``, ``"validate"``, ``"test"`` or ``"predict"``, passed by keyword
+        (as Lightning calls it)."""
+        self._both("setup", stage=stage)
 
     def teardown(self, stage: str) -> None:
-        self._both("teardown", stage)
+        self._both("teardown", stage=stage)
 
     def configure_optimizers(self) -> tuple[Optimizer, str | None]:
         """The module's optimizer and schedule name, checked (``_lifecycle.configure_optimizer``)."""
@@ -215,6 +219,12 @@ class CallbackList:
     def on_predict_start(self) -> None:
         self._both("on_predict_start")
 
+    def on_predict_epoch_start(self) -> None:
+        self._both("on_predict_epoch_start")
+
+    def on_predict_epoch_end(self) -> None:
+        self._both("on_predict_epoch_end")
+
     def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._both("on_predict_batch_start", batch, batch_idx)
 
@@ -227,8 +237,14 @@ class CallbackList:
     def on_save_checkpoint(self, state: dict[str, Any]) -> None:
         self._both("on_save_checkpoint", state)
 
-    def on_load_checkpoint(self, state: dict[str, Any]) -> None:
-        self._both("on_load_checkpoint", state)
+    def on_load_checkpoint_module(self, state: dict[str, Any]) -> None:
+        """The module's ``on_load_checkpoint``: first in a restore, before its weights load."""
+        self._module("on_load_checkpoint", state)
+
+    def on_load_checkpoint_callbacks(self, state: dict[str, Any]) -> None:
+        """The callbacks' ``on_load_checkpoint``, after the module's and the weights, before
+        their ``load_state_dict`` (Lightning's ``_restore_modules_and_callbacks``)."""
+        self._callbacks("on_load_checkpoint", state)
 
     def on_exception(self, error: BaseException) -> None:
         module = self.trainer.module

@@ -201,6 +201,13 @@ class _Entry:
         self.synced = False
 
 
+# NOTE [a name logged twice in a step]: as in Lightning, each ``self.log`` call of a step is an
+# update of the name's metric: the step value is the last call's, the epoch value reduces them
+# all. A step's values leave it in one dict (traced when compiled), so the second and later calls
+# of a name are kept under ``name + REPEAT + n``; ``Results.add`` reads them back in call order.
+REPEAT = "\x00"
+
+
 class Results:
     """One loop's logged values (the train loop's or one validation/test pass's).
 
@@ -226,7 +233,8 @@ class Results:
         batch_size: int | None = None,
     ) -> None:
         """Record the values logged in hook ``fx`` (a step's, or one ``self.log`` of a hook)."""
-        for name, value in values.items():
+        for logged, value in values.items():
+            name = logged.split(REPEAT, 1)[0]  # NOTE [a name logged twice in a step]
             opt = options[name]
             key = f"{fx}.{name}"
             entry = self.entries.get(key)

@@ -12,7 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from ._metrics import LogOptions, check_value
+from ._metrics import REPEAT, LogOptions, check_value
 from ._publish import log_from_hook
 from ._tree import flatten
 
@@ -52,6 +52,19 @@ class OptimizerConfig:
             raise TypeError(
                 f"OptimizerConfig.optimizer must be an mlx.optimizers.Optimizer, got {type(self.optimizer).__name__}"
             )
+
+
+class NoOptimizer(optim.Optimizer):
+    """What a fit runs with when ``configure_optimizers`` returns None (Lightning's
+    ``_MockOptimizer``): the steps run and count, the weights never change."""
+
+    def init_single(self, parameter: mx.array, state: dict[str, Any]) -> None:
+        pass
+
+    def apply_single(
+        self, gradient: mx.array, parameter: mx.array, state: dict[str, Any]
+    ) -> mx.array:
+        return parameter
 
 
 class TrainModule(nn.Module):
@@ -101,7 +114,7 @@ class TrainModule(nn.Module):
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(inputs)
 
-    def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer:
+    def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer | None:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
 
     # -- hooks (no-ops; called by the Trainer in Lightning's order, see trainer.py) -------------
@@ -129,6 +142,8 @@ class TrainModule(nn.Module):
     def on_test_batch_start(self, batch: Any, batch_idx: int) -> None: ...
     def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
     def on_predict_start(self) -> None: ...
+    def on_predict_epoch_start(self) -> None: ...
+    def on_predict_epoch_end(self) -> None: ...
     def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None: ...
     def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
     def on_predict_end(self) -> None: ...
@@ -229,13 +244,17 @@ class TrainModule(nn.Module):
             log_from_hook(trainer, fx, name, value, options)
             return
         known = self._log_options.setdefault(fx, {})  # a (traced) step's output
-        if name in self._logged and known.get(name) != options:
-            raise ValueError(
-                f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
-                " This is not allowed"
-            )
+        key = name
+        if name in self._logged:  # NOTE [a name logged twice in a step] (_metrics.py)
+            if known.get(name) != options:
+                raise ValueError(
+                    f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
+                    " This is not allowed"
+                )
+            repeats = sum(k.split(REPEAT, 1)[0] == name for k in self._logged)
+            key = f"{name}{REPEAT}{repeats}"
         known[name] = options
-        self._logged[name] = value
+        self._logged[key] = value
 
     def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
         for name, value in metrics.items():

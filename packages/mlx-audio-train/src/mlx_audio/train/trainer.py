@@ -334,7 +334,12 @@ class Trainer(TrainerViews):
         return standalone(self, model, dataloaders, "test", ckpt_path)
 
     def predict(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-    ) -> list[Any]:
-        """``predict_step`` on every batch (eval mode), returned as a list."""
-        return predict(self, model, dataloaders, ckpt_path)
+        self,
+        model: TrainModule,
+        dataloaders: Iterable[Any],
+        ckpt_path: str | None = None,
+        return_predictions: bool | None = None,
+    ) -> list[Any] | None:
+        """``predict_step`` on every batch (eval mode), returned as a list; ``None`` with
+        ``return_predictions=False`` (``None``, the default, is ``True``)."""
+        return predict(self, model, dataloaders, ckpt_path, return_predictions is not False)
