@@ -11,9 +11,7 @@ Same names, inputs and expected lists, with these changes:
   ``on_after_batch_transfer`` (unified memory), ``forward`` (``__call__`` of an MLX module),
   ``on_before_backward``, ``backward``, ``on_after_backward``, ``clip_gradients``,
   ``configure_gradient_clipping``, ``optimizer_step``, ``lr_scheduler_step`` (the update is one
-  fused step; schedules are the optimizer's), ``on_{validation,test,predict}_model_{eval,train,
-  zero_grad}`` (the Trainer sets the modes itself; the ``train(False)`` entry of ``eval()`` is
-  kept).
+  fused step; schedules are the optimizer's), ``on_validation_model_zero_grad``.
 * ``on_before_optimizer_step`` runs before ``training_step``: the forward, backward and update
   are one compiled function, so the hook sees the optimizer before the step (documented in
   docs/api/training.md, "Differences from Lightning").
@@ -21,9 +19,8 @@ Same names, inputs and expected lists, with these changes:
   ``validation_step`` when it is traced, not on every batch.
 * The checkpoint a hook receives is this Trainer's ``trainer_state.json`` dict: it is matched on
   the keys both have (``epoch``, ``global_step``).
-* Left out: ``automatic_optimization=False`` and the ``override_on_*_model_train`` parameters
-  (no manual optimization, no ``on_*_model_train`` hooks); the GPU, ``16-mixed``, DeepSpeed and
-  DDP cases; ``test_on_before_zero_grad_called``, ``test_apply_batch_transfer_handler``,
+* Left out: ``automatic_optimization=False`` (no manual optimization); the GPU, ``16-mixed``,
+  DeepSpeed and DDP cases; ``test_on_before_zero_grad_called``, ``test_apply_batch_transfer_handler``,
   ``test_transfer_batch_hook_ddp`` (hooks MLX has no use for); ``test_trainer_datamodule_hook_system``
   and ``test_load_from_checkpoint_hook_calls`` (DataModule / ``load_from_checkpoint``: not here);
   ``test_hooks_with_different_argument_names`` (several test/predict loaders, ``dataloader_idx``).
@@ -33,6 +30,7 @@ Same names, inputs and expected lists, with these changes:
 
 from __future__ import annotations
 
+import inspect
 from functools import partial, update_wrapper
 from inspect import getmembers, isfunction
 from unittest.mock import ANY
@@ -52,6 +50,14 @@ class _State(dict):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, dict) and all(other.get(k) == v for k, v in self.items())
+
+
+def overridden(model, name):
+    """Lightning's ``is_overridden``: the instance's method is not TrainModule's own."""
+    method = getattr(model, name, None)
+    if method is None:
+        return False
+    return getattr(inspect.unwrap(method), "__func__", method) is not getattr(TrainModule, name)
 
 
 def get_members(cls):
@@ -106,6 +112,12 @@ class HookedModel(BoringModel):
             partial_h = partial(call, h, attr)
             update_wrapper(partial_h, attr)
             setattr(self, h, partial_h)
+
+    # override so that it gets called
+    def on_validation_model_train(self): ...
+
+    # override so that it gets called
+    def on_test_model_train(self): ...
 
     @staticmethod
     def _train_batch(trainer, model, batches, current_epoch=0, current_batch=0):
@@ -176,9 +188,15 @@ class HookedModel(BoringModel):
         return out
 
 
-def test_trainer_model_hook_system_fit(tmp_path):
+@pytest.mark.parametrize("override_on_validation_model_train", [True, False])
+def test_trainer_model_hook_system_fit(override_on_validation_model_train, tmp_path):
     called = []
     model = HookedModel(called)
+
+    if not override_on_validation_model_train:
+        model.on_validation_model_train = None
+    assert overridden(model, "on_validation_model_train") == override_on_validation_model_train
+
     callback = HookedCallback(called)
     train_batches = 2
     val_batches = 2
@@ -203,11 +221,13 @@ def test_trainer_model_hook_system_fit(tmp_path):
         {"name": "on_fit_start"},
         {"name": "Callback.on_sanity_check_start", "args": (trainer, model)},
         {"name": "train", "args": (False,)},
+        {"name": "on_validation_model_eval"},
         {"name": "Callback.on_validation_start", "args": (trainer, model)},
         {"name": "on_validation_start"},
         *model._eval_epoch("validation", trainer, model, val_batches, "x"),
         {"name": "Callback.on_validation_end", "args": (trainer, model)},
         {"name": "on_validation_end"},
+        *([{"name": "on_validation_model_train"}] if override_on_validation_model_train else []),
         {"name": "Callback.on_sanity_check_end", "args": (trainer, model)},
         {"name": "Callback.on_train_start", "args": (trainer, model)},
         {"name": "on_train_start"},
@@ -215,11 +235,13 @@ def test_trainer_model_hook_system_fit(tmp_path):
         {"name": "on_train_epoch_start"},
         *model._train_batch(trainer, model, train_batches),
         {"name": "train", "args": (False,)},
+        {"name": "on_validation_model_eval"},
         {"name": "Callback.on_validation_start", "args": (trainer, model)},
         {"name": "on_validation_start"},
         *model._eval_epoch("validation", trainer, model, val_batches, "x"),
         {"name": "Callback.on_validation_end", "args": (trainer, model)},
         {"name": "on_validation_end"},
+        *([{"name": "on_validation_model_train"}] if override_on_validation_model_train else []),
         {"name": "Callback.on_train_epoch_end", "args": (trainer, model)},
         {
             "name": "on_train_epoch_end"
@@ -378,9 +400,15 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_steps(tmp_path):
     ("verb", "noun", "dataloader", "key"),
     [("validate", "validation", "val", "x"), ("test", "test", "test", "y")],
 )
-def test_trainer_model_hook_system_eval(tmp_path, batches, verb, noun, dataloader, key):
+@pytest.mark.parametrize("override_on_x_model_train", [True, False])
+def test_trainer_model_hook_system_eval(
+    tmp_path, override_on_x_model_train, batches, verb, noun, dataloader, key
+):
     called = []
     model = HookedModel(called)
+    if not override_on_x_model_train:
+        setattr(model, f"on_{noun}_model_train", None)
+    assert overridden(model, f"on_{noun}_model_train") == override_on_x_model_train
     callback = HookedCallback(called)
     trainer = Trainer(
         devices=1,
@@ -397,11 +425,13 @@ def test_trainer_model_hook_system_eval(tmp_path, batches, verb, noun, dataloade
     fn(trainer, model)
     hooks = [
         {"name": "train", "args": (False,)},
+        {"name": f"on_{noun}_model_eval"},
         {"name": f"Callback.on_{noun}_start", "args": (trainer, model)},
         {"name": f"on_{noun}_start"},
         *model._eval_epoch(noun, trainer, model, batches, key),
         {"name": f"Callback.on_{noun}_end", "args": (trainer, model)},
         {"name": f"on_{noun}_end"},
+        *([{"name": f"on_{noun}_model_train"}] if override_on_x_model_train else []),
     ]
     expected = [
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": verb}},
@@ -429,6 +459,7 @@ def test_trainer_model_hook_system_predict(tmp_path):
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": "predict"}},
         {"name": "setup", "kwargs": {"stage": "predict"}},
         {"name": "train", "args": (False,)},
+        {"name": "on_predict_model_eval"},
         {"name": "Callback.on_predict_start", "args": (trainer, model)},
         {"name": "on_predict_start"},
         {"name": "Callback.on_predict_epoch_start", "args": (trainer, model)},

@@ -38,7 +38,7 @@ from mlx_audio.train import Trainer, TrainModule
 from mlx_audio.train.callbacks import EarlyStopping
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/golden.py
-from golden import reference  # noqa: E402
+from golden import check_golden, reference  # noqa: E402
 
 
 class Items(Dataset):
@@ -129,6 +129,12 @@ def resumed(root, first, second, val=False, callbacks=None, compile=True):
     again.fit(Recorder(seen), loader(), loader() if val else None, ckpt_path=path)
     seen.append(["fit_end", again.current_epoch, again.global_step])
     return seen
+
+
+def test_golden_file_is_what_lightning_gives():
+    """golden/loops.json is what run_loops.py gives on the anchor's Lightning now (the live run
+    the cases below use where the anchor venv exists)."""
+    check_golden("loops")
 
 
 RESUMES = {

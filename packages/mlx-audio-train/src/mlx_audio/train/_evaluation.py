@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -54,10 +55,10 @@ def evaluate(
     prefix = "val" if stage == "validation" else "test"
     fx = "validation_step" if stage == "validation" else "test_step"
     trainer.eval_batches_total = count  # what a progress bar shows as the total
-    modes = module_modes(module)
-    module.eval()
     trainer._eval_results = results = Results(training=False)
     hooks = trainer.hooks.eval_hooks(stage)
+    modes = module_modes(module)
+    hooks.model_eval()
     hooks.start()
     hooks.epoch_start()
     step = make_eval_fn(module, prefix, trainer.precision, trainer.compile)
@@ -94,7 +95,11 @@ def evaluate(
             send_to_loggers(trainer, log, trainer.progress.batches_that_stepped)
     hooks.end()
     trainer._eval_results = None
-    restore_modes(module, modes)
+    train_hook = "on_validation_model_train" if stage == "validation" else "on_test_model_train"
+    if overridden(module, train_hook):
+        hooks.model_train()
+    else:
+        restore_modes(module, modes)
     return trainer.metrics.floats(dict(log))
 
 
@@ -137,7 +142,7 @@ def predict(
         count = min(count, trainer.fast_dev_run)
     trainer.eval_batches_total = count
     modes = module_modes(model)
-    model.eval()
+    trainer.hooks.on_predict_model_eval()
     trainer.hooks.on_predict_start()
     trainer.hooks.on_predict_epoch_start()
     outputs = []
@@ -156,6 +161,16 @@ def predict(
     restore_modes(model, modes)
     trainer.hooks.teardown("predict")
     return outputs if return_predictions else None
+
+
+def overridden(module: TrainModule, hook: str) -> bool:
+    """Whether ``hook`` is the module's own (Lightning's ``is_overridden``): a method of a
+    subclass, or a callable set on the instance (``None`` there: not overridden)."""
+    method = getattr(module, hook, None)
+    if method is None:
+        return False
+    function = getattr(inspect.unwrap(method), "__func__", method)
+    return function is not getattr(TrainModule, hook)
 
 
 def module_modes(module: nn.Module) -> dict[str, bool]:

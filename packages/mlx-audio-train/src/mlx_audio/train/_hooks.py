@@ -62,6 +62,8 @@ def with_defaults(
 class EvalHooks(NamedTuple):
     """One evaluation pass's hooks (CallbackList.eval_hooks): validation's or test's."""
 
+    model_eval: Callable[[], None]
+    model_train: Callable[[], None]
     start: Callable[[], None]
     epoch_start: Callable[[], None]
     batch_start: Callable[[Any, int], None]
@@ -97,7 +99,8 @@ class CallbackList:
         outer = self.trainer.current_hook
         self.trainer.current_hook = hook
         try:
-            return getattr(module, hook)(*args, **kwargs) if hasattr(module, hook) else None
+            method = getattr(module, hook, None)  # None: switched off (Lightning's tests do)
+            return method(*args, **kwargs) if method is not None else None
         finally:
             self.trainer.current_hook = outer
 
@@ -160,6 +163,22 @@ class CallbackList:
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         self._both("on_before_optimizer_step", optimizer)
 
+    def on_validation_model_eval(self) -> None:
+        """The module's alone, as all ``on_*_model_*`` hooks (Lightning's ModelHooks)."""
+        self._module("on_validation_model_eval")
+
+    def on_validation_model_train(self) -> None:
+        self._module("on_validation_model_train")
+
+    def on_test_model_eval(self) -> None:
+        self._module("on_test_model_eval")
+
+    def on_test_model_train(self) -> None:
+        self._module("on_test_model_train")
+
+    def on_predict_model_eval(self) -> None:
+        self._module("on_predict_model_eval")
+
     def on_validation_start(self) -> None:
         self._both("on_validation_start")
 
@@ -200,6 +219,8 @@ class CallbackList:
         """The six hooks of a validation (``stage="validation"``) or test pass, in call order."""
         if stage == "validation":
             return EvalHooks(
+                self.on_validation_model_eval,
+                self.on_validation_model_train,
                 self.on_validation_start,
                 self.on_validation_epoch_start,
                 self.on_validation_batch_start,
@@ -208,6 +229,8 @@ class CallbackList:
                 self.on_validation_end,
             )
         return EvalHooks(
+            self.on_test_model_eval,
+            self.on_test_model_train,
             self.on_test_start,
             self.on_test_epoch_start,
             self.on_test_batch_start,

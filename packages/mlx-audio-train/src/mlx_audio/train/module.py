@@ -148,6 +148,25 @@ class TrainModule(nn.Module):
     def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
     def on_predict_end(self) -> None: ...
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+    # Lightning's ModelHooks for the modes of evaluation (the Trainer calls an
+    # ``on_*_model_train`` only when you override it; otherwise it puts back every submodule's
+    # own mode, as it found it before ``on_*_model_eval``)
+    def on_validation_model_eval(self) -> None:
+        self.eval()
+
+    def on_validation_model_train(self) -> None:
+        self.train()
+
+    def on_test_model_eval(self) -> None:
+        self.eval()
+
+    def on_test_model_train(self) -> None:
+        self.train()
+
+    def on_predict_model_eval(self) -> None:
+        self.eval()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
 
     # -- trainer access ----------------------------------------------------------------------
