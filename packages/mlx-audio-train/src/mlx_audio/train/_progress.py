@@ -62,9 +62,10 @@ class Progress:
         set (iteration-based) goes on inside that epoch after its last batch, without
         ``on_train_epoch_start`` and with ``on_train_epoch_end`` again at its end; without
         ``max_steps`` it starts the next epoch."""
-        if self.epoch_finished and self.epoch_cut and iteration_based:
+        cut = self.epoch_finished and self.epoch_cut and iteration_based
+        if cut and self.batch_in_epoch < num_training_batches:
             self.epoch_finished = self.epoch_cut = False
-            return self.batch_in_epoch < num_training_batches
+            return True
         if mid_epoch and self.batch_in_epoch >= num_training_batches:
             self.epoch_finished = True  # saved at the epoch's last batch: nothing left in it
             mid_epoch = False

@@ -236,7 +236,8 @@ class StepBuilder:
 # state stay as they were, ``global_step`` still advances, and with ``accumulate_grad_batches``
 # the batch adds nothing to its group (whose mean is over the batches that returned a loss).
 # Whether the step returned None is found when it is traced: a compiled step decides it once
-# per graph, so a step that returns None for some batches only needs ``Trainer(compile=False)``.
+# per graph, so a step that returns None for some batches only needs ``Trainer(compile=False)``;
+# data-parallel, every rank must return None for the same batches (as with Lightning's DDP).
 
 
 class TraceGuard:
