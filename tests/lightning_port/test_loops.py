@@ -18,7 +18,10 @@ Ported tests (same names and assertions; left out: the manual-optimization halve
 checks of Lightning's internal ``automatic_optimization.run``; ``optimizer_step`` becomes
 ``on_before_optimizer_step``, which this Trainer calls before the update):
 ``test_train_step_no_return``, ``test_training_step_no_return_when_even``,
-``test_no_batch_idx_gradient_accumulation``, ``test_none_optimizer``, ``test_eval_mode_warning``.
+``test_no_batch_idx_gradient_accumulation``, ``test_none_optimizer``, ``test_eval_mode_warning``,
+``test_on_train_batch_start_return_minus_one`` (without its ``trainer.fit_loop.batch_idx``
+asserts: no ``fit_loop`` here) and ``test_should_stop_mid_epoch`` (``training_step`` sets
+``should_stop``: run eagerly, ``compile=False``, as a compiled step runs it once).
 """
 
 from __future__ import annotations
@@ -369,3 +372,55 @@ def test_eval_mode_warning(tmp_path, warn):
                 if issubclass(w.category, UserWarning) and "eval mode" in str(w.message)
             ]
             assert len(eval_warnings) == 0, "Expected no eval mode warnings"
+
+
+@pytest.mark.parametrize(("max_epochs", "batch_idx_"), [(2, 5), (3, 8), (4, 12)])
+def test_on_train_batch_start_return_minus_one(max_epochs, batch_idx_, tmp_path):
+    class CurrentModel(BoringModel):
+        def on_train_batch_start(self, batch, batch_idx):
+            if batch_idx == batch_idx_:
+                return -1
+            return None
+
+    model = CurrentModel()
+    trainer = Trainer(default_root_dir=tmp_path, max_epochs=max_epochs, limit_train_batches=10)
+    fit(trainer, model)
+    if batch_idx_ > trainer.num_training_batches - 1:
+        assert trainer.global_step == trainer.num_training_batches * max_epochs
+    else:
+        assert trainer.global_step == batch_idx_ * max_epochs
+
+    assert trainer.is_last_batch
+
+
+def test_should_stop_mid_epoch(tmp_path):
+    """Test that training correctly stops mid epoch and that validation is still called at the right time."""
+
+    class TestModel(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.validation_called_at = None
+
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 4:
+                self.trainer.should_stop = True
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, *args):
+            self.validation_called_at = (self.trainer.current_epoch, self.trainer.global_step)
+            return super().validation_step(*args)
+
+    model = TestModel()
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=10,
+        limit_val_batches=1,
+        compile=False,
+    )
+    fit(trainer, model)
+
+    # even though we stopped mid epoch, the fit loop finished normally and the current epoch was increased
+    assert trainer.current_epoch == 1
+    assert trainer.global_step == 5
+    assert model.validation_called_at == (0, 5)

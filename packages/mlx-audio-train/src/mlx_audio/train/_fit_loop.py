@@ -4,7 +4,9 @@ step and its logging), and the rules for when things happen (Lightning's).
 
 Hook order (as in Lightning 2.6)::
 
-    setup -> [restore ckpt_path] -> on_fit_start -> sanity validation -> on_train_start
+    setup -> [restore: module's on_load_checkpoint, weights, callbacks' on_load_checkpoint and
+    load_state_dict] -> configure_optimizers -> [optimizer state, counters] -> on_fit_start
+    -> sanity validation -> on_train_start (not when there is nothing to train)
     for each epoch:  on_train_epoch_start
         for each batch:  on_train_batch_start -> [on_before_optimizer_step] -> step
                          -> on_train_batch_end -> [validation] (see validate_now)
@@ -12,8 +14,9 @@ Hook order (as in Lightning 2.6)::
         monitors) -> epoch metrics logged
     on_train_end -> on_fit_end -> teardown
 
-Validation: on_validation_start, on_validation_epoch_start, per batch on_validation_batch_start/
-end, on_validation_epoch_end, (metrics logged), on_validation_end (_evaluation.py).
+Validation: on_validation_model_eval, on_validation_start, on_validation_epoch_start, per batch
+on_validation_batch_start/end, on_validation_epoch_end, (metrics logged), on_validation_end,
+then each submodule's mode put back (or an overridden on_validation_model_train) (_evaluation.py).
 """
 
 from __future__ import annotations
