@@ -181,6 +181,7 @@ CASES = {
     "max_steps_then_max_steps": lambda: resumed({"max_steps": 3}, {"max_steps": 7}),
     "max_steps_then_more_steps": lambda: resumed({"max_steps": 3}, {"max_steps": 12}),
     "max_steps_then_max_epochs": lambda: resumed({"max_steps": 3}, {"max_epochs": 2}),
+    "max_steps_then_both": lambda: resumed({"max_steps": 3}, {"max_steps": 7, "max_epochs": 2}),
     "finished_then_resumed": lambda: resumed({"max_epochs": 1}, {"max_epochs": 1}),
     "early_stopping_then_more_epochs": lambda: resumed(
         {"max_epochs": 5}, {"max_epochs": 6}, val=True, callbacks=lambda: [early_stopping()]

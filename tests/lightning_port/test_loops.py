@@ -154,6 +154,18 @@ def test_resume_as_lightning(tmp_path, name):
     assert resumed(tmp_path, first, second) == reference("loops")[name]
 
 
+def test_resume_with_max_steps_and_max_epochs_counts_the_cut_epoch_once(tmp_path):
+    """A difference (docs/api/training.md): resumed inside an epoch that ``max_steps`` cut short,
+    with both limits, Lightning counts that epoch twice towards ``max_epochs`` (its ``processed``
+    counter advances at both of its ends) and stops after it; here it counts once, and the run
+    goes on to ``max_steps``. Up to Lightning's stop, both see the same batches."""
+    ours = resumed(tmp_path, {"max_steps": 3}, {"max_steps": 7, "max_epochs": 2})
+    theirs = reference("loops")["max_steps_then_both"]
+    assert theirs[-1] == ["fit_end", 2, 5] and ours[-1] == ["fit_end", 2, 7]
+    stop = theirs.index(["train_end"], theirs.index(["fit_end", 1, 3]))
+    assert ours[:stop] == theirs[:stop]
+
+
 def test_resume_after_early_stopping_trains_on(tmp_path):
     seen = resumed(
         tmp_path,
