@@ -63,7 +63,9 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
     directory, state = read_state(path)
     state_file = os.path.join(directory, STATE_FILE)
     saved_world = state.get("world_size", 1)
-    if state.get("loader") is not None and saved_world != distributed.world_size():
+    # a cut epoch's position is used only by a run with max_steps (NOTE [an epoch cut short])
+    goes_on = not state.get("epoch_finished") or trainer.args.max_steps is not None
+    if state.get("loader") is not None and goes_on and saved_world != distributed.world_size():
         raise CheckpointError(
             f"{directory} was written in the middle of an epoch by {saved_world} process(es) and this run has "
             f"{distributed.world_size()}: each rank's share of the epoch would differ. Resume with "
