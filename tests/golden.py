@@ -100,6 +100,13 @@ GOLDEN = {
             ("torch", "lightning"),
         ),
         Golden(
+            "loops",
+            "lightning_port",
+            "run_loops.py",
+            ("run_loops.py",),
+            ("torch", "lightning", "torchdata"),
+        ),
+        Golden(
             "torch",
             "torch_parity",
             "run_torch.py",

@@ -127,6 +127,33 @@ ORIGINALS = [
     ),
     "tests_pytorch/trainer/test_trainer.py::test_disabled_training",
     "tests_pytorch/trainer/test_trainer.py::test_disabled_validation",
+    *(
+        f"tests_pytorch/models/test_hooks.py::{name}"
+        for name in (
+            "test_trainer_model_hook_system_fit",
+            "test_trainer_model_hook_system_fit_no_val_and_resume_max_epochs",
+            "test_trainer_model_hook_system_fit_no_val_and_resume_max_steps",
+            "test_trainer_model_hook_system_eval",
+            "test_trainer_model_hook_system_predict",
+            "test_train_eval_mode_restored",
+        )
+    ),
+    "tests_pytorch/loops/test_training_loop_flow_scalar.py::test_train_step_no_return",
+    "tests_pytorch/loops/test_training_loop_flow_scalar.py::test_training_step_no_return_when_even",
+    "tests_pytorch/loops/test_training_epoch_loop.py::test_no_batch_idx_gradient_accumulation",
+    "tests_pytorch/loops/test_training_loop.py::test_eval_mode_warning",
+    "tests_pytorch/loops/test_training_loop.py::test_on_train_batch_start_return_minus_one",
+    "tests_pytorch/loops/test_training_loop.py::test_should_stop_mid_epoch",
+    *(
+        f"tests_pytorch/trainer/test_trainer.py::{name}"
+        for name in (
+            "test_predict_return_predictions_cpu",
+            "test_repeated_fit_calls_with_max_epochs_and_steps",
+            "test_trainer_access_in_configure_optimizers",
+        )
+    ),
+    "tests_pytorch/loops/test_prediction_loop.py::test_prediction_loop_stores_predictions",
+    "tests_pytorch/trainer/optimization/test_optimizers.py::test_none_optimizer",
 ]
 _PYTEST = (
     "pytest",

@@ -5,7 +5,7 @@
 
 Same names and assertions over our hooks (``get_members`` of ``TrainModule`` and ``Callback``);
 Lightning's hooks that do not exist here (``on_before_backward``,
-``configure_model``, the ``on_*_model_*`` hooks, ...) are left out, and so is
+``configure_model``, ``on_validation_model_zero_grad``, ...) are left out, and so is
 ``compute_loss`` (not a hook: it runs inside the steps). The default-level test checks the
 ``(on_step, on_epoch)`` that ``self.log`` resolves per hook (Lightning mocks the private
 ``_ResultCollection.log`` for it).
@@ -93,6 +93,8 @@ def test_fx_validator_integration(tmp_path):
         "on_sanity_check_start": "You can't",
         "on_sanity_check_end": "You can't",
         "prepare_data": "You can't",
+        "on_validation_model_eval": "You can't",
+        "on_validation_model_train": "You can't",
         "on_save_checkpoint": "You can't",
         "on_load_checkpoint": "You can't",
         "on_exception": "You can't",
@@ -117,6 +119,8 @@ def test_fx_validator_integration(tmp_path):
         {
             # `lightning_module` ref is now present from the `fit` call
             "test_dataloader": "You can't",
+            "on_test_model_eval": "You can't",
+            "on_test_model_train": "You can't",
             "on_test_end": "You can't",
         }
     )
@@ -126,10 +130,13 @@ def test_fx_validator_integration(tmp_path):
     not_supported.update(
         {
             "predict_dataloader": "result collection is not registered yet",
+            "on_predict_model_eval": "result collection is not registered yet",
             "on_predict_start": "result collection is not registered yet",
+            "on_predict_epoch_start": "result collection is not registered yet",
             "on_predict_batch_start": "result collection is not registered yet",
             "predict_step": "result collection is not registered yet",
             "on_predict_batch_end": "result collection is not registered yet",
+            "on_predict_epoch_end": "result collection is not registered yet",
             "on_predict_end": "result collection is not registered yet",
         }
     )

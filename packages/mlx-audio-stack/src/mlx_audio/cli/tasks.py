@@ -303,14 +303,9 @@ def predictions(
         data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers
     )
     settings.trainer.enable_progress_bar = False
-    probs = np.concatenate(
-        [
-            np.array(p)
-            for p in trainer_for(settings, for_training=False).predict(
-                module, loader, ckpt_path=path
-            )
-        ]
-    )
+    outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)
+    assert outputs is not None  # return_predictions is on
+    probs = np.concatenate([np.array(p) for p in outputs])
     return classes, probs, data, [str(p) for p in data.paths]
 
 

@@ -8,11 +8,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from . import checkpoint, distributed
-from ._data_source import prepare_data, request
+from ._data_source import is_overridden, prepare_data, request
 from ._device import device_scope
-from ._forward import make_eval_fn
+from ._forward import call_step, make_eval_fn
 from ._hparams import log_hyperparams
 from ._loaders import (
     batch_size_of,
@@ -66,11 +67,11 @@ def evaluate(
     prefix = "val" if stage == "validation" else "test"
     fx = "validation_step" if stage == "validation" else "test_step"
     check_dataloader_idx(module, _HOOKS[stage], several, prefix)
-    was_training = module.training
-    module.eval()
     trainer._eval_results = results = Results(training=False)
     trainer.eval_batches_total = sum(counts)  # a progress bar's total: every loader's batches
     hooks = trainer.hooks.eval_hooks(stage)
+    modes = module_modes(module)
+    hooks.model_eval()
     hooks.start()
     hooks.epoch_start()
     per_loader: list[dict[str, Any]] = []
@@ -92,7 +93,11 @@ def evaluate(
         log_metrics(trainer, log)
     hooks.end()
     trainer._eval_results = None
-    module.train(was_training)
+    train_hook = "on_validation_model_train" if stage == "validation" else "on_test_model_train"
+    if is_overridden(train_hook, module, TrainModule):
+        hooks.model_train()
+    else:
+        restore_modes(module, modes)
     return [trainer.metrics.floats(values | at_end) for values in per_loader]
 
 
@@ -160,13 +165,16 @@ def standalone(
 
 
 def predict(
-    trainer: Trainer, model: TrainModule, given: Any, ckpt_path: str | None = None
-) -> list[Any]:
-    """``predict_step`` on every batch (eval mode), returned as a list; with several loaders a
-    list per loader (Lightning)."""
-    trainer.module = model
-    model.trainer = trainer
-    trainer.state_fn = "predict"
+    trainer: Trainer,
+    model: TrainModule,
+    given: Any,
+    ckpt_path: str | None = None,
+    return_predictions: bool = True,
+) -> list[Any] | None:
+    """``predict_step`` on every batch (eval mode, each submodule's mode restored after), as a
+    list (with several loaders a list per loader, Lightning), or None with
+    ``return_predictions=False``; ``fast_dev_run=n`` runs n batches of each loader."""
+    start_run(trainer, model, "predict")  # fresh metric views, as for the other stages
     prepare_data(trainer)
     trainer.hooks.setup("predict")
     log_hyperparams(trainer)
@@ -175,25 +183,47 @@ def predict(
     loaders = split_loaders(request(trainer, given, "predict", True))
     several = len(loaders) > 1
     check_dataloader_idx(model, _HOOKS["predict"], several, "predict")
-    totals = [length_of(x) for x in loaders]
-    trainer.num_predict_batches = [math.inf if t is None else t for t in totals]
-    trainer.eval_batches_total = sum(trainer.num_predict_batches)  # a progress bar's total
-    was_training = model.training
-    model.eval()
+    counts = [math.inf if (n := length_of(x)) is None else n for x in loaders]
+    if trainer.fast_dev_run:
+        counts = [min(count, trainer.fast_dev_run) for count in counts]
+    trainer.num_predict_batches = counts
+    trainer.eval_batches_total = sum(counts)  # a progress bar's total
+    modes = module_modes(model)
+    trainer.hooks.on_predict_model_eval()
     trainer.hooks.on_predict_start()
+    trainer.hooks.on_predict_epoch_start()
     outputs: list[list[Any]] = []
     with device_scope(trainer.accelerator):
-        for index, loader in enumerate(loaders):
+        for index, (loader, count) in enumerate(zip(loaders, counts)):
             idx = index if several else None
             extra = () if idx is None else (idx,)
             outputs.append([])
             for batch_idx, batch in enumerate(loader):
+                if batch_idx >= count:
+                    break
                 trainer.hooks.on_predict_batch_start(batch, batch_idx, idx)
-                output = model.predict_step(batch, mx.array(batch_idx), *extra)
+                output = call_step(model.predict_step, batch, mx.array(batch_idx), *extra)
                 mx.eval(output)
-                outputs[-1].append(output)
+                if return_predictions:
+                    outputs[-1].append(output)
                 trainer.hooks.on_predict_batch_end(output, batch, batch_idx, idx)
+    trainer.hooks.on_predict_epoch_end()
     trainer.hooks.on_predict_end()
-    model.train(was_training)
+    restore_modes(model, modes)
     trainer.hooks.teardown("predict")
+    if not return_predictions:
+        return None
     return outputs if several else outputs[0]
+
+
+def module_modes(module: nn.Module) -> dict[str, bool]:
+    """Every submodule's train/eval mode by name (Lightning's ``_ModuleMode.capture``)."""
+    return {name: sub.training for name, sub in module.named_modules()}
+
+
+def restore_modes(module: nn.Module, modes: dict[str, bool]) -> None:
+    """Put each submodule's own mode back as :func:`module_modes` found it, one module at a time
+    (Lightning's ``_ModuleMode.restore`` sets ``mod.training``; MLX's ``train`` is recursive)."""
+    for name, sub in module.named_modules():
+        if name in modes:
+            sub._set_training_mode(modes[name])

@@ -68,6 +68,8 @@ def _idx(dataloader_idx: int | None) -> tuple[int, ...]:
 class EvalHooks(NamedTuple):
     """One evaluation pass's hooks (CallbackList.eval_hooks): validation's or test's."""
 
+    model_eval: Callable[[], None]
+    model_train: Callable[[], None]
     start: Callable[[], None]
     epoch_start: Callable[[], None]
     batch_start: Callable[[Any, int, int | None], None]
@@ -84,7 +86,9 @@ class CallbackList:
         ]
 
     # -- fan-out -------------------------------------------------------------------------------
-    def _callbacks(self, hook: str, *args: Any, monitors: bool | None = None) -> None:
+    def _callbacks(
+        self, hook: str, *args: Any, monitors: bool | None = None, **kwargs: Any
+    ) -> None:
         trainer = self.trainer
         outer = trainer.current_hook  # a hook may run inside another (a save in a callback)
         try:
@@ -92,22 +96,23 @@ class CallbackList:
                 if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
                     continue
                 trainer.current_hook = hook
-                getattr(callback, hook)(trainer, trainer.module, *args)
+                getattr(callback, hook)(trainer, trainer.module, *args, **kwargs)
         finally:
             trainer.current_hook = outer
 
-    def _module(self, hook: str, *args: Any) -> Any:
+    def _module(self, hook: str, *args: Any, **kwargs: Any) -> Any:
         module = self.trainer.module
         outer = self.trainer.current_hook
         self.trainer.current_hook = hook
         try:
-            return getattr(module, hook)(*args) if hasattr(module, hook) else None
+            method = getattr(module, hook, None)  # None: switched off (Lightning's tests do)
+            return method(*args, **kwargs) if method is not None else None
         finally:
             self.trainer.current_hook = outer
 
-    def _both(self, hook: str, *args: Any) -> Any:
-        self._callbacks(hook, *args)
-        return self._module(hook, *args)
+    def _both(self, hook: str, *args: Any, **kwargs: Any) -> Any:
+        self._callbacks(hook, *args, **kwargs)
+        return self._module(hook, *args, **kwargs)
 
     # -- one method per hook ---------------------------------------------------------------------
     def call_data_hook(self, owner: Any, hook: str, *args: Any, **kwargs: Any) -> Any:
@@ -120,15 +125,17 @@ class CallbackList:
             self.trainer.current_hook = outer
 
     def setup(self, stage: str) -> None:
-        """The datamodule's ``setup`` first, then the callbacks' and the module's (Lightning)."""
+        """``stage``: ``"fit"``, ``"validate"``, ``"test"`` or ``"predict"``, passed by keyword
+        (as Lightning calls it); the datamodule's ``setup`` first, then the callbacks' and the
+        module's (Lightning)."""
         if self.trainer.datamodule is not None:
             self.call_data_hook(self.trainer.datamodule, "setup", stage=stage)  # as Lightning
-        self._both("setup", stage)
+        self._both("setup", stage=stage)
 
     def teardown(self, stage: str) -> None:
         if self.trainer.datamodule is not None:
             self.call_data_hook(self.trainer.datamodule, "teardown", stage=stage)
-        self._both("teardown", stage)
+        self._both("teardown", stage=stage)
 
     def datamodule_state_dict(self) -> dict[str, Any]:
         assert self.trainer.datamodule is not None
@@ -193,6 +200,22 @@ class CallbackList:
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         self._both("on_before_optimizer_step", optimizer)
 
+    def on_validation_model_eval(self) -> None:
+        """The module's alone, as all ``on_*_model_*`` hooks (Lightning's ModelHooks)."""
+        self._module("on_validation_model_eval")
+
+    def on_validation_model_train(self) -> None:
+        self._module("on_validation_model_train")
+
+    def on_test_model_eval(self) -> None:
+        self._module("on_test_model_eval")
+
+    def on_test_model_train(self) -> None:
+        self._module("on_test_model_train")
+
+    def on_predict_model_eval(self) -> None:
+        self._module("on_predict_model_eval")
+
     def on_validation_start(self) -> None:
         self._both("on_validation_start")
 
@@ -241,6 +264,8 @@ class CallbackList:
         """The six hooks of a validation (``stage="validation"``) or test pass, in call order."""
         if stage == "validation":
             return EvalHooks(
+                self.on_validation_model_eval,
+                self.on_validation_model_train,
                 self.on_validation_start,
                 self.on_validation_epoch_start,
                 self.on_validation_batch_start,
@@ -249,6 +274,8 @@ class CallbackList:
                 self.on_validation_end,
             )
         return EvalHooks(
+            self.on_test_model_eval,
+            self.on_test_model_train,
             self.on_test_start,
             self.on_test_epoch_start,
             self.on_test_batch_start,
@@ -259,6 +286,12 @@ class CallbackList:
 
     def on_predict_start(self) -> None:
         self._both("on_predict_start")
+
+    def on_predict_epoch_start(self) -> None:
+        self._both("on_predict_epoch_start")
+
+    def on_predict_epoch_end(self) -> None:
+        self._both("on_predict_epoch_end")
 
     def on_predict_batch_start(
         self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
@@ -276,8 +309,14 @@ class CallbackList:
     def on_save_checkpoint(self, state: dict[str, Any]) -> None:
         self._both("on_save_checkpoint", state)
 
-    def on_load_checkpoint(self, state: dict[str, Any]) -> None:
-        self._both("on_load_checkpoint", state)
+    def on_load_checkpoint_module(self, state: dict[str, Any]) -> None:
+        """The module's ``on_load_checkpoint``: first in a restore, before its weights load."""
+        self._module("on_load_checkpoint", state)
+
+    def on_load_checkpoint_callbacks(self, state: dict[str, Any]) -> None:
+        """The callbacks' ``on_load_checkpoint``, after the module's and the weights, before
+        their ``load_state_dict`` (Lightning's ``_restore_modules_and_callbacks``)."""
+        self._callbacks("on_load_checkpoint", state)
 
     def on_exception(self, error: BaseException) -> None:
         module = self.trainer.module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import distributed
@@ -185,9 +186,18 @@ def configure_optimizer(model: TrainModule) -> tuple[Optimizer, str | None]:
     """``model.configure_optimizers()`` -> (optimizer, schedule name), checked."""
     import mlx.optimizers as optim
 
-    from .module import OptimizerConfig
+    from .module import NoOptimizer, OptimizerConfig
 
     config = model.configure_optimizers()
+    if config is None:  # Lightning: a fit without an optimizer (its _MockOptimizer)
+        if distributed.global_rank() == 0:
+            warnings.warn(
+                "`LightningModule.configure_optimizers` returned `None`, this fit will run with no"
+                " optimizer",
+                UserWarning,
+                stacklevel=5,
+            )
+        return NoOptimizer(), None
     if isinstance(config, optim.Optimizer):
         config = OptimizerConfig(config)
     if not isinstance(config, OptimizerConfig):

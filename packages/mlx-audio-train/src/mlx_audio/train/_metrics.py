@@ -76,7 +76,14 @@ NO_LOGGING_HOOKS = frozenset(
         "on_validation_end",
         "on_test_end",
         "on_predict_start",
+        "on_predict_epoch_start",
+        "on_predict_epoch_end",
         "on_predict_end",
+        "on_validation_model_eval",
+        "on_validation_model_train",
+        "on_test_model_eval",
+        "on_test_model_train",
+        "on_predict_model_eval",
         "on_predict_batch_start",
         "on_predict_batch_end",
         "predict_step",
@@ -212,6 +219,13 @@ class _Entry:
         self.synced = False
 
 
+# NOTE [a name logged twice in a step]: as in Lightning, each ``self.log`` call of a step is an
+# update of the name's metric: the step value is the last call's, the epoch value reduces them
+# all. A step's values leave it in one dict (traced when compiled), so the second and later calls
+# of a name are kept under ``name + REPEAT + n``; ``Results.add`` reads them back in call order.
+REPEAT = "\x00"
+
+
 class Results:
     """One loop's logged values (the train loop's or one validation/test pass's).
 
@@ -245,7 +259,8 @@ class Results:
     ) -> None:
         """Record the values logged in hook ``fx`` (a step's, or one ``self.log`` of a hook)."""
         idx = self.dataloader_idx
-        for name, value in values.items():
+        for logged, value in values.items():
+            name = logged.split(REPEAT, 1)[0]  # NOTE [a name logged twice in a step]
             opt = options[name]
             key = f"{fx}.{name}"
             if opt.add_dataloader_idx and idx is not None:

@@ -337,7 +337,7 @@ def capture(trainer: Trainer, path: str) -> str:
         "rng_base": trainer.rng_base,
         "accumulated_batches": runner.micro,
         "world_size": distributed.world_size(),
-        "loader": trainer.loader_state() if not ended else None,
+        "loader": trainer.loader_state() if not ended or progress.epoch_cut else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
         "versions": versions(),

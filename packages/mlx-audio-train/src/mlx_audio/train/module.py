@@ -13,7 +13,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 
 from ._hparams import HyperparametersMixin
-from ._metrics import LogOptions, check_value, metric_step_value
+from ._metrics import REPEAT, LogOptions, check_value, metric_step_value
 from ._publish import log_from_hook
 from ._tree import flatten
 from .metrics.base import Metric
@@ -67,6 +67,19 @@ class OptimizerConfig:
             )
 
 
+class NoOptimizer(optim.Optimizer):
+    """What a fit runs with when ``configure_optimizers`` returns None (Lightning's
+    ``_MockOptimizer``): the steps run and count, the weights never change."""
+
+    def init_single(self, parameter: mx.array, state: dict[str, Any]) -> None:
+        pass
+
+    def apply_single(
+        self, gradient: mx.array, parameter: mx.array, state: dict[str, Any]
+    ) -> mx.array:
+        return parameter
+
+
 class TrainModule(nn.Module, HyperparametersMixin):
     """Subclass and implement ``compute_loss(batch) -> (loss, metrics)`` (the tutorial's way)
     or Lightning's ``training_step(batch, batch_idx) -> loss | {"loss": ..., ...}``, plus
@@ -118,7 +131,7 @@ class TrainModule(nn.Module, HyperparametersMixin):
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(inputs)
 
-    def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer:
+    def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer | None:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
 
     # -- data hooks (Lightning's DataHooks): used when fit/validate/test/predict get no loader
@@ -175,6 +188,8 @@ class TrainModule(nn.Module, HyperparametersMixin):
         self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None: ...
     def on_predict_start(self) -> None: ...
+    def on_predict_epoch_start(self) -> None: ...
+    def on_predict_epoch_end(self) -> None: ...
     def on_predict_batch_start(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None: ...
@@ -183,6 +198,25 @@ class TrainModule(nn.Module, HyperparametersMixin):
     ) -> None: ...
     def on_predict_end(self) -> None: ...
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+    # Lightning's ModelHooks for the modes of evaluation (the Trainer calls an
+    # ``on_*_model_train`` only when you override it; otherwise it puts back every submodule's
+    # own mode, as it found it before ``on_*_model_eval``)
+    def on_validation_model_eval(self) -> None:
+        self.eval()
+
+    def on_validation_model_train(self) -> None:
+        self.train()
+
+    def on_test_model_eval(self) -> None:
+        self.eval()
+
+    def on_test_model_train(self) -> None:
+        self.train()
+
+    def on_predict_model_eval(self) -> None:
+        self.eval()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
 
     # -- trainer access ----------------------------------------------------------------------
@@ -284,13 +318,17 @@ class TrainModule(nn.Module, HyperparametersMixin):
             log_from_hook(trainer, fx, name, value, options)
             return
         known = self._log_options.setdefault(fx, {})  # a (traced) step's output
-        if name in self._logged and known.get(name) != options:
-            raise ValueError(
-                f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
-                " This is not allowed"
-            )
+        key = name
+        if name in self._logged:  # NOTE [a name logged twice in a step] (_metrics.py)
+            if known.get(name) != options:
+                raise ValueError(
+                    f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
+                    " This is not allowed"
+                )
+            repeats = sum(k.split(REPEAT, 1)[0] == name for k in self._logged)
+            key = f"{name}{REPEAT}{repeats}"
         known[name] = options
-        self._logged[name] = value
+        self._logged[key] = value
 
     def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
         for name, value in metrics.items():

@@ -364,8 +364,10 @@ class Trainer(TrainerViews):
         dataloaders: Any = None,
         datamodule: DataModule | None = None,
         ckpt_path: str | None = None,
-    ) -> list[Any]:
+        return_predictions: bool | None = None,
+    ) -> list[Any] | None:
         """``predict_step`` on every batch (eval mode), returned as a list (a list per loader
-        with several)."""
+        with several); ``None`` with ``return_predictions=False`` (``None``, the default, is
+        ``True``)."""
         model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "predict")
-        return predict(self, model, dataloaders, ckpt_path)
+        return predict(self, model, dataloaders, ckpt_path, return_predictions is not False)

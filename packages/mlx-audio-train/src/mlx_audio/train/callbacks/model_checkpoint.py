@@ -121,7 +121,7 @@ class ModelCheckpoint(MonitorCallback):
         if self.dirpath is None:
             self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
         self._writes = trainer.is_global_zero  # data-parallel: rank 0 alone touches the files
-        if self._writes:
+        if self._writes and stage == "fit":  # validate/test/predict touch no files (Lightning)
             clean_leftovers(
                 self.dirpath
             )  # half-written or half-deleted checkpoints of crashed runs
