@@ -172,7 +172,7 @@ def test_logged_metrics_has_logged_epoch_value(tmp_path, logger):
 
 
 def test_default_level_for_hooks_that_support_logging():
-    from mlx_audio.train._metrics import LOGGING_HOOKS, LogOptions
+    from mlx_audio.train._log_rules import LOGGING_HOOKS, LogOptions
 
     def _make_assertion(hooks, on_step, on_epoch):
         for hook in hooks:

@@ -23,7 +23,8 @@ from ._loaders import (
     seed_and_shard,
     split_loaders,
 )
-from ._metrics import LogOptions, Results
+from ._log_rules import LogOptions
+from ._metrics import Results
 from ._publish import log_metrics, publish_epoch, publish_step, start_run
 from ._step import TraceGuard
 from ._watchdog import Watchdog

@@ -46,7 +46,8 @@ from ._loaders import (
     seed_and_shard,
     split_loaders,
 )
-from ._metrics import LogOptions, Results
+from ._log_rules import LogOptions
+from ._metrics import Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
 from ._resume import restore, restore_accumulator, restore_training_state

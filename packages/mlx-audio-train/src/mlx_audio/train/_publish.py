@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._metrics import MetricStore, Results
 
 if TYPE_CHECKING:
-    from ._metrics import LogOptions
+    from ._log_rules import LogOptions
     from .module import TrainModule
     from .trainer import Trainer
 

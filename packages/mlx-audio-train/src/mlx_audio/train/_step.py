@@ -178,7 +178,7 @@ class StepBuilder:
         packed, updates = self._split(aux)
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
         if self.returned_none:  # NOTE [a step that returns None]: no update, nothing poisoned
-            return loss, packed, mx.array(False), guard, stop
+            return loss, packed, mx.array(False), guard, stop, updates
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
         guard = self._poison(guard, mx.logical_not(applied), call, loss)
         return loss, packed, applied, guard, stop, updates

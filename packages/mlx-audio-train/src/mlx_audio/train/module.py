@@ -13,7 +13,8 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 
 from ._hparams import HyperparametersMixin
-from ._metrics import REPEAT, LogOptions, check_value, metric_step_value
+from ._log_rules import LogOptions, check_value
+from ._metrics import REPEAT, metric_step_value
 from ._publish import log_from_hook
 from ._tree import flatten
 from .metrics.base import Metric
