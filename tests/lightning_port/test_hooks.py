@@ -1,31 +1,36 @@
 """Ports of Lightning 2.6's ``tests_pytorch/models/test_hooks.py``: the order in which ``fit``,
-``validate``, ``test`` and ``predict`` call the module's and the callbacks' hooks, and the
-train/eval mode of every submodule.
+``validate``, ``test`` and ``predict`` call the module's and the callbacks' hooks (the loaders
+come from the module's ``*_dataloader`` methods, as there), and the train/eval mode of every
+submodule.
 
 Same names, inputs and expected lists, with these changes:
 
 * Hooks that do not exist in MLX or here are dropped from the expected lists:
-  ``configure_callbacks``, ``prepare_data``, ``configure_model``, ``*_dataloader`` (the loaders
-  are passed to the Trainer), ``zero_grad`` and ``on_before_zero_grad``/``optimizer_zero_grad``
-  (MLX has no gradient buffers), ``on_before_batch_transfer``, ``transfer_batch_to_device``,
-  ``on_after_batch_transfer`` (unified memory), ``forward`` (``__call__`` of an MLX module),
-  ``on_before_backward``, ``backward``, ``on_after_backward``, ``clip_gradients``,
-  ``configure_gradient_clipping``, ``optimizer_step``, ``lr_scheduler_step`` (the update is one
-  fused step; schedules are the optimizer's), ``on_validation_model_zero_grad``.
+  ``configure_callbacks``, ``configure_model``, ``zero_grad`` and
+  ``on_before_zero_grad``/``optimizer_zero_grad`` (MLX has no gradient buffers),
+  ``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer``
+  (unified memory), ``forward`` (``__call__`` of an MLX module), ``on_before_backward``,
+  ``backward``, ``on_after_backward``, ``clip_gradients``, ``configure_gradient_clipping``,
+  ``optimizer_step``, ``lr_scheduler_step`` (the update is one fused step; schedules are the
+  optimizer's), ``on_validation_model_zero_grad``, ``on_predict_model_train``.
 * ``on_before_optimizer_step`` runs before ``training_step``: the forward, backward and update
   are one compiled function, so the hook sees the optimizer before the step (documented in
   docs/api/training.md, "Differences from Lightning").
 * The Trainers run with ``compile=False``: a compiled step calls ``training_step`` /
   ``validation_step`` when it is traced, not on every batch.
 * The checkpoint a hook receives is this Trainer's ``trainer_state.json`` dict: it is matched on
-  the keys both have (``epoch``, ``global_step``).
+  the keys both have (``epoch``, ``global_step``, the datamodule's ``state_dict``).
+* ``batch_idx`` is a 0-d ``mx.array`` (docs/api/training.md, "Differences from Lightning"):
+  ``test_hooks_with_different_argument_names`` checks that instead of an ``int``.
+* ``test_trainer_model_hook_system_predict``'s module returns a loader of 2 batches from
+  ``predict_dataloader`` instead of ``limit_predict_batches=2`` (no such argument here), and
+  ``test_train_eval_mode_restored`` predicts all 64 batches.
+* ``test_load_from_checkpoint_hook_calls`` saves its checkpoint after a ``fit`` of no batch (a
+  checkpoint needs a fit here, not ``strategy.connect``), and has no ``configure_model`` case.
 * Left out: ``automatic_optimization=False`` (no manual optimization); the GPU, ``16-mixed``,
   DeepSpeed and DDP cases; ``test_on_before_zero_grad_called``, ``test_apply_batch_transfer_handler``,
-  ``test_transfer_batch_hook_ddp`` (hooks MLX has no use for); ``test_trainer_datamodule_hook_system``
-  and ``test_load_from_checkpoint_hook_calls`` (DataModule / ``load_from_checkpoint``: not here);
-  ``test_hooks_with_different_argument_names`` (several test/predict loaders, ``dataloader_idx``).
-  ``test_trainer_model_hook_system_predict`` passes a loader of 2 batches instead of
-  ``limit_predict_batches=2``, and ``validate``/``test`` are called without ``verbose=False``.
+  ``test_transfer_batch_hook_ddp`` (hooks MLX has no use for). ``test_trainer_datamodule_hook_system``
+  is in test_datamodules.py.
 """
 
 from __future__ import annotations
@@ -38,10 +43,10 @@ from unittest.mock import ANY
 import mlx.core as mx
 import mlx.nn as nn
 import pytest
-from boring_classes import BoringModel, RandomDataset, fit, test, validate
+from boring_classes import BoringDataModule, BoringModel, RandomDataset
 
 from mlx_audio.data import DataLoader
-from mlx_audio.train import Trainer, TrainModule
+from mlx_audio.train import LightningDataModule, Trainer, TrainModule
 from mlx_audio.train.callbacks import Callback
 
 
@@ -86,6 +91,30 @@ class HookedCallback(Callback):
         return {"foo": True}
 
 
+class HookedDataModule(BoringDataModule):
+    def __init__(self, called):
+        super().__init__()
+
+        def call(hook, fn, *args, **kwargs):
+            out = fn(*args, **kwargs)
+            d = {"name": hook}
+            if args:
+                d["args"] = args
+            if kwargs:
+                d["kwargs"] = kwargs
+            called.append(d)
+            return out
+
+        for h in get_members(LightningDataModule):
+            attr = getattr(self, h)
+            partial_h = partial(call, h, attr)
+            update_wrapper(partial_h, attr)
+            setattr(self, h, partial_h)
+
+    # override so that it gets called
+    def prepare_data(self): ...
+
+
 class HookedModel(BoringModel):
     def __init__(self, called):
         super().__init__()
@@ -118,6 +147,9 @@ class HookedModel(BoringModel):
 
     # override so that it gets called
     def on_test_model_train(self): ...
+
+    # override so that it gets called
+    def prepare_data(self): ...
 
     @staticmethod
     def _train_batch(trainer, model, batches, current_epoch=0, current_batch=0):
@@ -211,15 +243,17 @@ def test_trainer_model_hook_system_fit(override_on_validation_model_train, tmp_p
         devices=1,
         compile=False,
     )
-    fit(trainer, model)
+    trainer.fit(model)
     saved_ckpt = _State({"epoch": 0, "global_step": train_batches})
     expected = [
+        {"name": "prepare_data"},
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": "fit"}},
         {"name": "setup", "kwargs": {"stage": "fit"}},
         {"name": "configure_optimizers"},
         {"name": "Callback.on_fit_start", "args": (trainer, model)},
         {"name": "on_fit_start"},
         {"name": "Callback.on_sanity_check_start", "args": (trainer, model)},
+        {"name": "val_dataloader"},
         {"name": "train", "args": (False,)},
         {"name": "on_validation_model_eval"},
         {"name": "Callback.on_validation_start", "args": (trainer, model)},
@@ -229,6 +263,7 @@ def test_trainer_model_hook_system_fit(override_on_validation_model_train, tmp_p
         {"name": "on_validation_end"},
         *([{"name": "on_validation_model_train"}] if override_on_validation_model_train else []),
         {"name": "Callback.on_sanity_check_end", "args": (trainer, model)},
+        {"name": "train_dataloader"},
         {"name": "Callback.on_train_start", "args": (trainer, model)},
         {"name": "on_train_start"},
         {"name": "Callback.on_train_epoch_start", "args": (trainer, model)},
@@ -273,7 +308,7 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_epochs(tmp_path):
         enable_model_summary=False,
         callbacks=[HookedCallback([])],
     )
-    fit(trainer, model)
+    trainer.fit(model)
     best_model_path = trainer.checkpoint_callback.best_model_path
 
     called = []
@@ -293,10 +328,11 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_epochs(tmp_path):
 
     # resume from checkpoint with HookedModel
     model = HookedModel(called)
-    fit(trainer, model, ckpt_path=best_model_path)
+    trainer.fit(model, ckpt_path=best_model_path)
     loaded_ckpt = _State({"epoch": 0, "global_step": 2})
     saved_ckpt = _State({**loaded_ckpt, "global_step": 4, "epoch": 1})
     expected = [
+        {"name": "prepare_data"},
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": "fit"}},
         {"name": "setup", "kwargs": {"stage": "fit"}},
         {"name": "on_load_checkpoint", "args": (loaded_ckpt,)},
@@ -305,6 +341,7 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_epochs(tmp_path):
         {"name": "configure_optimizers"},
         {"name": "Callback.on_fit_start", "args": (trainer, model)},
         {"name": "on_fit_start"},
+        {"name": "train_dataloader"},
         {"name": "Callback.on_train_start", "args": (trainer, model)},
         {"name": "on_train_start"},
         {"name": "Callback.on_train_epoch_start", "args": (trainer, model)},
@@ -340,7 +377,7 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_steps(tmp_path):
         enable_model_summary=False,
         callbacks=[HookedCallback([])],
     )
-    fit(trainer, model)
+    trainer.fit(model)
     best_model_path = trainer.checkpoint_callback.best_model_path
 
     # resume from checkpoint with HookedModel
@@ -362,10 +399,11 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_steps(tmp_path):
         compile=False,
     )
 
-    fit(trainer, model, ckpt_path=best_model_path)
+    trainer.fit(model, ckpt_path=best_model_path)
     loaded_ckpt = _State({"epoch": 0, "global_step": 1})
     saved_ckpt = _State({**loaded_ckpt, "global_step": steps_after_reload})
     expected = [
+        {"name": "prepare_data"},
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": "fit"}},
         {"name": "setup", "kwargs": {"stage": "fit"}},
         {"name": "on_load_checkpoint", "args": (loaded_ckpt,)},
@@ -374,6 +412,7 @@ def test_trainer_model_hook_system_fit_no_val_and_resume_max_steps(tmp_path):
         {"name": "configure_optimizers"},
         {"name": "Callback.on_fit_start", "args": (trainer, model)},
         {"name": "on_fit_start"},
+        {"name": "train_dataloader"},
         {"name": "Callback.on_train_start", "args": (trainer, model)},
         {"name": "on_train_start"},
         *model._train_batch(trainer, model, steps_after_reload, current_batch=1),
@@ -421,9 +460,10 @@ def test_trainer_model_hook_system_eval(
         callbacks=[callback],
         compile=False,
     )
-    fn = {"validate": validate, "test": test}[verb]
-    fn(trainer, model)
+    fn = getattr(trainer, verb)
+    fn(model, verbose=False)
     hooks = [
+        {"name": f"{dataloader}_dataloader"},
         {"name": "train", "args": (False,)},
         {"name": f"on_{noun}_model_eval"},
         {"name": f"Callback.on_{noun}_start", "args": (trainer, model)},
@@ -434,6 +474,7 @@ def test_trainer_model_hook_system_eval(
         *([{"name": f"on_{noun}_model_train"}] if override_on_x_model_train else []),
     ]
     expected = [
+        {"name": "prepare_data"},
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": verb}},
         {"name": "setup", "kwargs": {"stage": verb}},
         *(hooks if batches else []),
@@ -444,20 +485,27 @@ def test_trainer_model_hook_system_eval(
 
 
 def test_trainer_model_hook_system_predict(tmp_path):
-    called = []
-    model = HookedModel(called)
-    callback = HookedCallback(called)
     batches = 2
+
+    class TestModel(HookedModel):  # Lightning: limit_predict_batches=batches
+        def predict_dataloader(self):
+            return DataLoader(RandomDataset(32, batches))
+
+    called = []
+    model = TestModel(called)
+    callback = HookedCallback(called)
     trainer = Trainer(
         devices=1,
         default_root_dir=tmp_path,
         enable_progress_bar=False,
         callbacks=[callback],
     )
-    trainer.predict(model, DataLoader(RandomDataset(32, batches)))
+    trainer.predict(model)
     expected = [
+        {"name": "prepare_data"},
         {"name": "Callback.setup", "args": (trainer, model), "kwargs": {"stage": "predict"}},
         {"name": "setup", "kwargs": {"stage": "predict"}},
+        {"name": "predict_dataloader"},
         {"name": "train", "args": (False,)},
         {"name": "on_predict_model_eval"},
         {"name": "Callback.on_predict_start", "args": (trainer, model)},
@@ -474,6 +522,98 @@ def test_trainer_model_hook_system_predict(tmp_path):
         {"name": "teardown", "kwargs": {"stage": "predict"}},
     ]
     assert expected == called  # ANY first: an mx.array compared with ANY is not NotImplemented
+
+
+def test_hooks_with_different_argument_names(tmp_path):
+    """Test that argument names can be anything in the hooks."""
+
+    class CustomBoringModel(BoringModel):
+        def assert_args(self, x, batch_nb):
+            assert isinstance(x, mx.array)
+            assert x.shape == (1, 32)
+            assert isinstance(batch_nb, mx.array) and batch_nb.ndim == 0  # Lightning: int
+
+        def training_step(self, x1, batch_nb1):
+            self.assert_args(x1, batch_nb1)
+            return super().training_step(x1, batch_nb1)
+
+        def validation_step(self, x2, batch_nb2):
+            self.assert_args(x2, batch_nb2)
+            return super().validation_step(x2, batch_nb2)
+
+        # we don't support a different name for `dataloader_idx`
+        def test_step(self, x3, batch_nb3, dataloader_idx):
+            self.assert_args(x3, batch_nb3)
+            assert isinstance(dataloader_idx, int)
+            return super().test_step(x3, batch_nb3)
+
+        # we don't support a different name for `dataloader_idx`
+        def predict_step(self, x4, batch_nb4, dataloader_idx):
+            self.assert_args(x4, batch_nb4)
+            assert isinstance(dataloader_idx, int)
+            return super().predict_step(x4, batch_nb4, dataloader_idx)
+
+        def test_dataloader(self):
+            return [DataLoader(RandomDataset(32, 64)), DataLoader(RandomDataset(32, 64))]
+
+        def predict_dataloader(self):
+            return [DataLoader(RandomDataset(32, 64)), DataLoader(RandomDataset(32, 64))]
+
+    model = CustomBoringModel()
+
+    trainer = Trainer(devices=1, default_root_dir=tmp_path, fast_dev_run=5, compile=False)
+
+    trainer.fit(model)
+    trainer.test(model)
+
+    preds = trainer.predict(model)
+    assert len(preds) == 2
+    assert all(len(x) == 5 for x in preds)
+
+
+def test_load_from_checkpoint_hook_calls(tmp_path):
+    class CustomHookedDataModule(HookedDataModule):
+        def state_dict(self):
+            return {"foo": "bar"}
+
+    class CustomHookedModel(HookedModel):
+        pass
+
+    lm_called, ldm_called = [], []
+    model = CustomHookedModel(lm_called)
+
+    datamodule = CustomHookedDataModule(ldm_called)
+    trainer = Trainer(
+        devices=1,
+        default_root_dir=tmp_path,
+        limit_train_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=False,
+    )
+    # Lightning: trainer.strategy.connect(model); trainer._data_connector.attach_data(...)
+    trainer.fit(model, datamodule=datamodule)
+    lm_called.clear()
+    ldm_called.clear()
+    ckpt_path = str(tmp_path / "file.ckpt")
+    trainer.save_checkpoint(ckpt_path)
+
+    datamodule_state_dict_key = datamodule.__class__.__qualname__
+    saved_ckpt = _State({"epoch": 0, "global_step": 0, datamodule_state_dict_key: {"foo": "bar"}})
+
+    assert [{"name": "on_save_checkpoint", "args": (saved_ckpt,)}] == lm_called
+    assert ldm_called == [{"name": "state_dict"}]
+
+    lm_called, ldm_called = [], []
+    _ = CustomHookedModel.load_from_checkpoint(ckpt_path, called=lm_called)
+    _ = CustomHookedDataModule.load_from_checkpoint(ckpt_path, called=ldm_called)
+
+    expected_lm_called = [{"name": "on_load_checkpoint", "args": (saved_ckpt,)}]
+    assert expected_lm_called == lm_called
+    assert ldm_called == [
+        {"name": "load_state_dict", "args": (saved_ckpt[datamodule_state_dict_key],)}
+    ]
 
 
 def test_train_eval_mode_restored(tmp_path):
@@ -533,10 +673,10 @@ def test_train_eval_mode_restored(tmp_path):
         compile=False,
     )
     with pytest.warns(UserWarning, match=r"Found 1 module\(s\) in eval mode"):
-        fit(trainer, model)
-    validate(trainer, model)
-    test(trainer, model)
-    trainer.predict(model, DataLoader(RandomDataset(32, 2)))
+        trainer.fit(model)
+    trainer.validate(model)
+    trainer.test(model)
+    trainer.predict(model)
     # after every loop, each submodule has the mode the user gave it
     assert model.training and model.layer.training and not model.frozen.training
 

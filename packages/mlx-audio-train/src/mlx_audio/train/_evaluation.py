@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
@@ -34,12 +35,15 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-def sanity_check(trainer: Trainer) -> None:
+def sanity_check(trainer: Trainer, setup_val: Callable[[], None]) -> None:
     """A few validation batches before training (``num_sanity_val_steps``); nothing is logged
-    and what they put in the metric views is dropped afterwards (Lightning resets them)."""
+    and what they put in the metric views is dropped afterwards (Lightning resets them). The
+    validation loaders are asked for after ``on_sanity_check_start`` (``setup_val``), as
+    Lightning's validation loop does."""
     before = trainer.metrics.snapshot()
     trainer.sanity_checking = True
     trainer.hooks.on_sanity_check_start()
+    setup_val()
     counts = [min(trainer.num_sanity_val_steps, n) for n in trainer.num_val_batches]
     evaluate(trainer, trainer._val_loaders, "validation", counts)
     trainer.hooks.on_sanity_check_end()

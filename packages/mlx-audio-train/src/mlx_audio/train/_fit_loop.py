@@ -29,22 +29,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint, distributed
-from ._arguments import val_check_batch
-from ._data_source import is_overridden, prepare_data, request
+from ._data_source import FitData, prepare_data
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
 from ._hparams import log_hyperparams
 from ._lifecycle import clipping
 from ._loaders import (
     EpochBatches,
-    agreed_batches,
     batch_size_of,
-    check_fit_inputs,
-    length_of,
-    limited,
     one_pass_done,
-    seed_and_shard,
-    split_loaders,
 )
 from ._log_rules import LogOptions
 from ._metrics import Results
@@ -76,44 +69,16 @@ def run_fit(
         progress.batch_in_epoch = 0
     prepare_data(trainer)
     trainer.hooks.setup("fit")  # Lightning: setup, the restore's first half, configure_optimizers
-    if trainer.limit_val_batches != 0 and getattr(model, "validation_step", None) is not None:
-        val_loader = request(trainer, val_loader, "val", required=False)
-        overridden = is_overridden("validation_step", model, TrainModule)
-        if val_loader is None and overridden and trainer.is_global_zero:
-            trainer.warn_once(  # Lightning's words (its configuration validator)
-                "You defined a `validation_step` but have no `val_dataloader`. Skipping val loop."
-            )
-    train_loader = request(trainer, train_loader, "train", required=True)
-    check_fit_inputs(trainer, model, train_loader, val_loader)
     trainer.rng_base = (
         trainer.seed
         if trainer.seed is not None
         else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
     )
-    val_loaders = [] if val_loader is None else split_loaders(val_loader)
-    train_loader, *val_loaders = seed_and_shard(trainer, train_loader, *val_loaders)
-    trainer._train_loader = train_loader
-    trainer._val_loaders = val_loaders
-    trainer.num_training_batches = agreed_batches(
-        trainer, limited(length_of(train_loader), trainer.limit_train_batches)
-    )
-    trainer.num_val_batches = [
-        distributed.smallest(limited(length_of(x), trainer.limit_val_batches)) for x in val_loaders
-    ]
-    trainer.val_check_batch = val_check_batch(
-        trainer.args, trainer.num_training_batches, sum(trainer.num_val_batches)
-    )
-    warn_short_epoch(trainer)
-    per_epoch = (
-        math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        if math.isfinite(trainer.num_training_batches)
-        else None
-    )
-    trainer._estimated_max_steps = (
-        trainer.max_epochs * per_epoch
-        if trainer.max_epochs is not None and per_epoch is not None
-        else None
-    )
+    # NOTE [when the loaders are asked for]: as Lightning, the validation loaders at the sanity
+    # check (after on_sanity_check_start), the train loader after it, before on_train_start;
+    # earlier only when something reads trainer.estimated_stepping_batches (configure_optimizers)
+    data = FitData(trainer, model, train_loader, val_loader)
+    trainer._pending_data = data.train
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
@@ -151,8 +116,12 @@ def run_fit(
         (not progress.epoch_finished and progress.batch_in_epoch > 0)
         or (progress.epoch_finished and progress.epoch_cut and iteration_based)
     )
-    if trainer.enable_validation and trainer.num_sanity_val_steps > 0 and not mid_epoch:
-        sanity_check(trainer)
+    if data.val_defined() and trainer.num_sanity_val_steps > 0 and not mid_epoch:
+        sanity_check(trainer, data.val)
+    data.train()
+    data.val()  # Lightning's on_run_start: the val loaders too, for the progress bar
+    data.finish()
+    trainer._pending_data = None
     mid_epoch = progress.settle_resume(mid_epoch, trainer.num_training_batches, iteration_based)
     if fit_done(trainer):
         if trainer.num_training_batches == 0:
@@ -299,21 +268,6 @@ def warn_eval_modules(model: TrainModule) -> None:
             UserWarning,
             stacklevel=4,
         )
-
-
-def warn_short_epoch(trainer: Trainer) -> None:
-    """Lightning 2.6's warning (``_FitLoop.setup_data``, its words): an epoch with fewer batches
-    than ``log_every_n_steps`` logs no step of its own."""
-    batches = trainer.num_training_batches
-    if trainer.loggers and batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
-        if trainer.is_global_zero:
-            warnings.warn(
-                f"The number of training batches ({batches}) is smaller than the logging interval"
-                f" Trainer(log_every_n_steps={trainer.log_every_n_steps}). Set a lower value for"
-                " log_every_n_steps if you want to see logs for the training epoch.",
-                UserWarning,
-                stacklevel=4,
-            )
 
 
 def can_stop_early(trainer: Trainer) -> bool:

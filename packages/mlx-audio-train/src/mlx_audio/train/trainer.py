@@ -8,7 +8,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -226,6 +226,7 @@ class Trainer(TrainerViews):
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
         self.failing = False  # an exception is unwinding fit (no collectives from here on)
         self._estimated_max_steps: int | None = None
+        self._pending_data: Callable[[], None] | None = None  # fit's train loader, not asked yet
         self._batches: EpochBatches | None = None  # the running epoch's batches
         self._train_loader: Iterable[Any] | None = None  # after seeding and sharding
         self._val_loaders: list[Any] = []  # after seeding and sharding
@@ -271,6 +272,8 @@ class Trainer(TrainerViews):
     def max_steps(self) -> int | None:
         """max_steps, or in fit ``max_epochs x updates per epoch`` (Lightning:
         estimated_stepping_batches)."""
+        if self.args.max_steps is None and self._pending_data is not None:
+            self._pending_data()  # Lightning loads the train loader to estimate (NOTE in _fit_loop)
         return self.args.max_steps if self.args.max_steps is not None else self._estimated_max_steps
 
     estimated_stepping_batches = max_steps
@@ -319,6 +322,7 @@ class Trainer(TrainerViews):
                 raise
             finally:
                 self.fit_seconds += time.perf_counter() - started
+                self._pending_data = None
                 close_loaders(self, train_dataloaders)
             self.failing = False
             _lifecycle.finalize_loggers(self.loggers, "success")
