@@ -21,6 +21,7 @@ from mlx_audio.data import DataLoader
 from mlx_audio.loggers import CSVLogger
 from mlx_audio.train import DataModule, Trainer
 from mlx_audio.train import distributed as dist
+from mlx_audio.train.callbacks import Callback
 
 
 def _trainer(tmp_path, **kwargs):
@@ -143,6 +144,58 @@ def test_loaders_from_the_module_or_the_datamodule_and_lightnings_errors(tmp_pat
     trainer = _trainer(tmp_path, max_epochs=1)
     trainer.fit(WithLoaders())
     assert trainer.num_val_batches == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("read", "sanity", "expected"),
+    [  # what Lightning 2.6.6 records for the same module and callback
+        (False, 2, ["on_sanity_check_start", "val_dataloader", "train_dataloader"]),
+        (False, 0, ["train_dataloader", "val_dataloader"]),
+        (
+            True,
+            2,
+            ["train_dataloader", ("estimated", 2), "on_sanity_check_start", "val_dataloader"],
+        ),
+    ],
+)
+def test_fit_asks_for_the_loaders_when_lightning_does(tmp_path, read, sanity, expected):
+    """The validation loaders at the sanity check, the train loader after it; the train loader
+    first when configure_optimizers reads estimated_stepping_batches (Lightning loads it then)."""
+    called = []
+
+    class Recorder(Callback):
+        def on_sanity_check_start(self, trainer, module):
+            called.append("on_sanity_check_start")
+
+        def on_train_start(self, trainer, module):
+            called.append("on_train_start")
+
+    class Model(TinyClassifier):
+        def setup(self, stage):
+            called.append("setup")
+
+        def configure_optimizers(self):
+            called.append("configure_optimizers")
+            if read:
+                called.append(("estimated", self.trainer.estimated_stepping_batches))
+            return super().configure_optimizers()
+
+        def on_fit_start(self):
+            called.append("on_fit_start")
+
+        def train_dataloader(self):
+            called.append("train_dataloader")
+            return DataLoader(blobs(16), batch_size=8)
+
+        def val_dataloader(self):
+            called.append("val_dataloader")
+            return DataLoader(blobs(16), batch_size=8)
+
+    trainer = _trainer(tmp_path, max_epochs=1, num_sanity_val_steps=sanity, callbacks=[Recorder()])
+    trainer.fit(Model())
+    configured = ["configure_optimizers", *expected[:2]] if read else ["configure_optimizers"]
+    rest = expected[2:] if read else expected
+    assert called == ["setup", *configured, "on_fit_start", *rest, "on_train_start"]
 
 
 def test_prepare_data_runs_on_rank_zero_only(tmp_path, monkeypatch):
@@ -290,6 +343,7 @@ import json, os, sys
 from train_testing import TinyClassifier, blobs
 from mlx_audio.data import ArrayDataset, DataLoader
 from mlx_audio.train import DataModule, Trainer
+from mlx_audio.train.callbacks import Callback
 
 out = sys.argv[1]
 
