@@ -3,9 +3,9 @@
 ``BoringModel`` keeps Lightning's shapes and outputs: a ``Linear(32, 2)``, the loss
 ``mean((out - 1)^2)``, ``training_step -> {"loss": ...}``, ``validation_step -> {"x": ...}``,
 ``test_step -> {"y": ...}``, SGD at 0.1, and loaders of ``RandomDataset(32, 64)`` with batch size
-1. Lightning takes the loaders from the module's ``*_dataloader`` methods; here ``fit``,
-``validate`` and ``test`` pass them to the Trainer (``model.val_dataloader = None`` or
-``model.validation_step = None``: no validation loader, as Lightning then skips validation).
+1. As in Lightning, the Trainer takes the loaders from the module's ``*_dataloader`` methods
+(``model.val_dataloader = None`` or ``model.validation_step = None``: no validation);
+``fit``, ``validate`` and ``test`` here are ``trainer.fit(model)`` and so on.
 
 ``RecordingLogger`` stands in for Lightning's ``mock.patch("...TensorBoardLogger.log_metrics")``:
 it records ``call(metrics=..., step=...)`` for every ``log_metrics`` (no ``hp_metric`` call: ours
@@ -125,17 +125,15 @@ class _Rows(Dataset):
 
 def fit(trainer: Any, model: BoringModel, **kwargs: Any) -> None:
     """Lightning's ``trainer.fit(model)``: the loaders come from the model."""
-    no_val = model.val_dataloader is None or model.validation_step is None
-    val = None if no_val else model.val_dataloader()
-    trainer.fit(model, model.train_dataloader(), val, **kwargs)
+    trainer.fit(model, **kwargs)
 
 
 def validate(trainer: Any, model: BoringModel) -> list[dict[str, float]]:
-    return trainer.validate(model, model.val_dataloader())
+    return trainer.validate(model)
 
 
 def test(trainer: Any, model: BoringModel) -> list[dict[str, float]]:
-    return trainer.test(model, model.test_dataloader())
+    return trainer.test(model)
 
 
 test.__test__ = False  # type: ignore[attr-defined]  (not a pytest test)

@@ -125,6 +125,10 @@ class FitData:
         self.trainer, self.model = trainer, model
         self.given_train, self.given_val = train, val
         self.train_done = self.val_done = False
+        # Lightning's values before its loops set up their data (none of the last run's)
+        trainer.num_training_batches, trainer.num_val_batches = math.inf, []
+        trainer._train_loader, trainer._val_loaders = None, []
+        trainer._estimated_max_steps = None
 
     def val_defined(self) -> bool:
         """Lightning's ``enable_validation``: a validation source, a ``validation_step`` and a

@@ -4,9 +4,11 @@ step and its logging), and the rules for when things happen (Lightning's).
 
 Hook order (as in Lightning 2.6)::
 
-    setup -> [restore: module's on_load_checkpoint, weights, callbacks' on_load_checkpoint and
-    load_state_dict] -> configure_optimizers -> [optimizer state, counters] -> on_fit_start
-    -> sanity validation -> on_train_start (not when there is nothing to train)
+    prepare_data -> setup -> [restore: module's on_load_checkpoint, weights, callbacks'
+    on_load_checkpoint and load_state_dict] -> configure_optimizers -> [optimizer state,
+    counters] -> on_fit_start -> on_sanity_check_start, val_dataloader, sanity validation,
+    on_sanity_check_end -> train_dataloader (and val_dataloader if not asked yet)
+    -> on_train_start (not when there is nothing to train)
     for each epoch:  on_train_epoch_start
         for each batch:  on_train_batch_start -> [on_before_optimizer_step] -> step
                          -> on_train_batch_end -> [validation] (see validate_now)
@@ -61,8 +63,8 @@ def run_fit(
     ckpt_path: str | None,
 ) -> bool:
     """Everything ``Trainer.fit`` runs inside its error handling; False if nothing was trained.
-    Loaders not given come from the datamodule or the module, asked for after ``setup``
-    (validation's first, as Lightning's sanity check does)."""
+    Loaders not given come from the datamodule or the module, asked for when first needed
+    (NOTE [when the loaders are asked for])."""
     progress = trainer.progress
     progress.should_stop = False  # Lightning: every fit starts without a stop request
     if not progress.epoch_finished:  # a failed fit's epoch starts over (Lightning), steps kept
