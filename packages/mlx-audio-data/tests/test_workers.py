@@ -279,3 +279,40 @@ def test_persistent_workers_under_every_start_method_never_exit_while_in_use():
     for loader in loaders:
         loader.close()
     assert time.monotonic() - started < 30
+
+
+class SlowToStart(Dataset):
+    """A dataset whose copy in a forkserver (or spawn) worker takes ``delay`` seconds to
+    arrive (unpickled before the worker can say it is ready)."""
+
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __setstate__(self, state):
+        time.sleep(state["delay"])
+        self.__dict__.update(state)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return np.full((4,), i, np.float32)
+
+
+def test_iter_does_not_wait_for_the_workers_to_start():
+    """NOTE [fast start]: iter() starts the workers and sends their first tasks without waiting
+    for them (it used to block until every worker had started: the workers' start-up, then a
+    round trip, before the first task); the batches, and the slots unlinked by the first
+    batch, are as before."""
+    loader = DataLoader(
+        SlowToStart(2.0), batch_size=2, num_workers=2, multiprocessing_context="forkserver"
+    )
+    started = time.monotonic()
+    it = iter(loader)
+    returned = time.monotonic() - started
+    first = next(it)
+    assert shm_segments([os.getpid()]) == set()  # every slot name is gone with the first batch
+    assert returned < 2.0 <= time.monotonic() - started
+    assert [first.tolist(), *(b.tolist() for b in it)] == [
+        [[float(i)] * 4, [float(i + 1)] * 4] for i in range(0, 8, 2)
+    ]

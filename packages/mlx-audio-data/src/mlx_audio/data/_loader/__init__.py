@@ -32,9 +32,11 @@ The ``NOTE [...]`` blocks (written once, referred to by name elsewhere):
 NOTE                            where
 ==============================  =====================================
 a sample's error                ``_loader/passes.py``
+batch copies                    ``_loader/shm.py``
 bucketer state                  ``_bucketer.py``
 dataset adapters                ``_loader/adapters.py``
 fast BLAS                       ``support.py``
+fast start                      ``_loader/pool.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``
 integer PCM                     ``audio/features.py``
