@@ -220,16 +220,27 @@ def _pythons() -> tuple[str, str | None]:
     return (str(ours) if ours.exists() else sys.executable), theirs
 
 
-def start_table(rounds: int, n_pass: int) -> None:
+def _src_path(root: Path) -> str:
+    return os.pathsep.join(str(p) for p in sorted(root.glob("packages/*/src")))
+
+
+def start_table(rounds: int, n_pass: int, baseline: str | None = None) -> None:
+    """``baseline``: another checkout (e.g. the main branch's) measured as a third loader."""
     root = Path(__file__).resolve().parent.parent
-    src = os.pathsep.join(str(p) for p in sorted(root.glob("packages/*/src")))
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ours_python, torch_python = _pythons()
-    who = [("ours", ours_python)] + ([("torch", torch_python)] if torch_python else [])
+    who = [("ours", "ours", ours_python, _src_path(root))]
+    if baseline:
+        who.append((f"ours at {baseline}", "ours", ours_python, _src_path(Path(baseline))))
+    if torch_python:
+        who.append(("torch", "torch", torch_python, _src_path(root)))
     results: dict[tuple[str, str], list[dict]] = {}
     for _ in range(rounds):
         for method in ("fork", "spawn"):
-            for which, python in who:
+            for label, which, python, src in who:
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                }
                 out = subprocess.run(
                     [python, __file__, "--child", which, method, str(n_pass)],
                     env=env,
@@ -237,11 +248,11 @@ def start_table(rounds: int, n_pass: int) -> None:
                     text=True,
                     check=True,
                 ).stdout
-                results.setdefault((which, method), []).append(json.loads(out.splitlines()[-1]))
+                results.setdefault((label, method), []).append(json.loads(out.splitlines()[-1]))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"\nstart of a pass: 32 x {START_SHAPE} float32 batches, 2 workers, medians of {rounds} "
-        f"fresh processes per row, ours and torch alternating; load average {load:.1f} on "
+        f"fresh processes per row, the loaders alternating; load average {load:.1f} on "
         f"{os.cpu_count()} cores\n"
     )
     print(
@@ -250,12 +261,12 @@ def start_table(rounds: int, n_pass: int) -> None:
     )
     print("|---|---|---:|---:|---:|")
     for method in ("fork", "spawn"):
-        for which, _ in who:
-            runs = results[(which, method)]
+        for label, *_ in who:
+            runs = results[(label, method)]
             cold = statistics.median(r["cold_ms"] for r in runs)
             warm = statistics.median(r["warm_ms"] for r in runs)
             rate = statistics.median(r["pass_sps"] for r in runs)
-            print(f"| {method} | {which} | {cold:.0f} | {warm:.0f} | {rate:,.0f} |")
+            print(f"| {method} | {label} | {cold:.0f} | {warm:.0f} | {rate:,.0f} |")
     sys.stdout.flush()
 
 
@@ -274,6 +285,9 @@ def main() -> None:
         help="only the start-of-a-pass table, ours vs torch interleaved (about a minute)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="--start: fresh processes per row")
+    parser.add_argument(
+        "--baseline", help="--start: another checkout to measure too (e.g. /work/main)"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -281,7 +295,7 @@ def main() -> None:
         print(json.dumps(start_child(which, method, int(n_pass), warm=2)))
         return
     if args.start:
-        start_table(args.rounds, 1536)
+        start_table(args.rounds, 1536, args.baseline)
         return
     scale = 4 if args.quick else 1
     has_torch = available("torch") and not args.mlx_only
