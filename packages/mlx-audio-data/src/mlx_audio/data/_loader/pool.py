@@ -315,11 +315,12 @@ class WorkerPool:
         try:
             # NOTE [fast start]: the workers are not waited for here. The pass sends its first
             # tasks at once, while they start (queued in their task queues), so a worker's start
-            # overlaps the others' and the first batch comes one round trip sooner. A worker's
-            # Ready (its slots are open: their names can go) is read before its first result,
-            # every worker's once the pass has its first result (``started``), so from then on
-            # the slots live only as descriptors, as before; a worker that dies while starting
-            # is reported by that read, its slot names unlinked at once.
+            # overlaps the others' and the first batch comes one round trip sooner. A worker
+            # unlinks its slots' names once it has opened them, then says Ready; the main process
+            # reads a worker's Ready before its first result, and every worker's once the pass
+            # has its first result (``started``), so from then on the slots live only as
+            # descriptors, as before. A worker that dies while starting is reported by that read
+            # (its slot names unlinked then, if it had not).
             for spec in specs:
                 if worker_type == "thread":
                     self.workers.append(ThreadWorker(spec, prefetch))

@@ -1,7 +1,8 @@
 """Shared-memory slots that carry batches from worker processes to the main process.
 
 Each worker owns a few reusable slots (one per batch it may have in flight). A slot is a file
-in /dev/shm that the main process creates and *unlinks as soon as the worker has opened it*:
+in /dev/shm that the main process creates and opens, and that the worker *unlinks as soon as it
+has opened it* (the main process unlinks it too when the worker's ``Ready`` comes, or its death):
 from then on it lives only as open file descriptors, so the kernel frees it when the last
 process exits, however that happens (normal end, exception, Ctrl-C, SIGKILL). Segments are
 managed by hand because Python 3.11's ``SharedMemory`` registers even attach-only segments
