@@ -108,3 +108,22 @@ def test_run_folder_removed_spools_the_whole_run_which_replays(no_wandb_account,
     assert wait_for_wandb_exit(run_dir) == 0
     assert [r["loss"] for r in wandb_history(run_dir)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert wandb_config(run_dir)["lr"] == 0.1
+
+
+def test_run_folder_removed_with_strict_raises_and_still_spools(no_wandb_account, tmp_path):
+    import shutil
+
+    from mlx_audio.loggers import LoggerError
+
+    logger = WandbLogger(
+        save_dir=tmp_path / "out", offline=True, spool_dir=tmp_path / "spool", strict=True
+    )
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.save()
+    shutil.rmtree(tmp_path / "out")
+    with pytest.raises(LoggerError, match="was removed during the run"):
+        logger.log_metrics({"loss": 2.0}, step=1)
+        logger.save()
+    with pytest.raises(LoggerError, match="2 records not delivered"):
+        logger.finalize("failed")
+    assert len(list((tmp_path / "spool").glob("undelivered-WandbLogger-*.jsonl"))) == 1
