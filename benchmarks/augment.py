@@ -125,8 +125,8 @@ def worker_chain(folder: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3, help="steps per timed block")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=2, help="steps per timed block")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     batch = (
