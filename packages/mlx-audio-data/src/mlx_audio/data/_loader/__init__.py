@@ -34,6 +34,7 @@ NOTE                            where
 a sample's error                ``_loader/passes.py``
 bucketer state                  ``_bucketer.py``
 dataset adapters                ``_loader/adapters.py``
+device augmentation RNG         ``audio/augment_mlx.py``
 fast BLAS                       ``support.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``
@@ -49,6 +50,7 @@ pin_memory on CUDA              ``_loader/transfer.py``
 pools stay reachable            ``_loader/pool.py``
 queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/worker_passes.py``
+seeded augmentation             ``audio/augment.py``
 settings are fixed              ``dataloader.py``
 sharding advice                 ``dataloader.py``
 source positions                ``_streams.py``

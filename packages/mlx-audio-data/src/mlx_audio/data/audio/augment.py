@@ -140,7 +140,8 @@ class Gain(AudioTransform):
 
     def apply(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         db = rng.uniform(self.min_gain_db, self.max_gain_db)
-        return (wave * np.float32(10.0 ** (db / 20.0))).astype(np.float32)
+        out: np.ndarray = wave * np.float32(10.0 ** (db / 20.0))
+        return out.astype(np.float32)
 
 
 class Shift(AudioTransform):
@@ -301,7 +302,8 @@ class AddBackgroundNoise(_FromFiles):
         if signal_rms == 0.0 or noise_rms == 0.0:
             return wave
         scale = signal_rms / (10.0 ** (snr / 20.0)) / noise_rms
-        return (wave + np.float32(scale) * noise).astype(np.float32)
+        out: np.ndarray = wave + np.float32(scale) * noise
+        return out.astype(np.float32)
 
 
 class ApplyImpulseResponse(_FromFiles):
