@@ -168,6 +168,11 @@ class Shift(AudioTransform):
         if shift_unit == "seconds" and not sample_rate:
             raise ValueError("Shift(shift_unit='seconds') needs sample_rate")
         _check_range("shift", min_shift, max_shift)
+        if shift_unit == "fraction" and not -1 <= min_shift <= max_shift <= 1:
+            raise ValueError(
+                f"with shift_unit='fraction' the shifts must be in [-1, 1], got {min_shift!r}, "
+                f"{max_shift!r}"
+            )
         self.min_shift, self.max_shift = min_shift, max_shift
         self.shift_unit, self.rollover, self.sample_rate = shift_unit, rollover, sample_rate
 
@@ -309,8 +314,8 @@ class AddBackgroundNoise(_FromFiles):
 class ApplyImpulseResponse(_FromFiles):
     """Convolve with a room impulse response from ``ir_path`` (a folder or one file): the
     reverberant signal ``signal * ir``, cut to the input's length when
-    ``leave_length_unchanged`` (else ``n + len(ir) - 1`` samples), scaled back to the input's
-    peak so reverberation does not change the level."""
+    ``leave_length_unchanged`` (else ``n + len(ir) - 1`` samples). As audiomentations, the
+    whole convolution is scaled to a peak of 0.5 (before the cut), whatever the input's level."""
 
     def __init__(
         self,
@@ -331,8 +336,8 @@ class ApplyImpulseResponse(_FromFiles):
         full = size + ir.shape[-1] - 1
         n = 1 << (full - 1).bit_length()
         out = np.fft.irfft(np.fft.rfft(wave, n, axis=-1) * np.fft.rfft(ir, n), n, axis=-1)
-        out = out[..., : size if self.leave_length_unchanged else full]
-        peak_in, peak_out = float(np.max(np.abs(wave))), float(np.max(np.abs(out)))
-        if peak_out > 0.0:
-            out = out * (peak_in / peak_out)
-        return out.astype(np.float32)
+        out = out[..., :full]
+        peak = float(np.max(np.abs(out)))
+        if peak > 0.0:
+            out = out * (0.5 / peak)
+        return out[..., : size if self.leave_length_unchanged else full].astype(np.float32)
