@@ -79,6 +79,14 @@ def test_adaptive_masks_never_touch_the_padding():
     assert widths[lengths == 50].max() == 24 and widths[lengths == 20].max() == 9
 
 
+def test_frequency_masks_ignore_lengths():
+    spec = mx.ones((3, 40, 6))
+    lengths = mx.array([6, 2, 1])
+    a = FrequencyMasking(30, iid_masks=True)(spec, lengths=lengths, key=mx.random.key(4))
+    b = FrequencyMasking(30, iid_masks=True)(spec, key=mx.random.key(4))
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
 def test_beta_samples_match_numpy():
     for alpha in (0.2, 0.8, 1.0, 3.0):
         ours = np.array(sample_beta(alpha, (4000,), key=mx.random.key(int(alpha * 10))))

@@ -53,6 +53,8 @@ class _AxisMasking:
                 f"expected a spectrogram (..., freq, time), got shape {specgram.shape}"
             )
         size = specgram.shape[self.axis]
+        if self.axis != -1:
+            lengths = None  # lengths count frames: a frequency band spans them all
         lead = specgram.shape[:-2]
         iid = (self.iid_masks or lengths is not None) and specgram.ndim >= 3
         shape = lead if iid else ()
