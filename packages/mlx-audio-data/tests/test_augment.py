@@ -172,6 +172,14 @@ def test_impulse_response_is_a_convolution(rir_dir):
     assert longer(wave, rng=np.random.default_rng(0)).shape == (599,)
 
 
+def test_the_file_cache_is_not_pickled(noise_dir):
+    import pickle
+
+    noise = AddBackgroundNoise(noise_dir, p=1.0, sample_rate=RATE)
+    noise(np.ones(100, np.float32), rng=np.random.default_rng(0))
+    assert noise._cache and not pickle.loads(pickle.dumps(noise))._cache
+
+
 def test_bad_arguments_are_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got 1.5"):
         Gain(p=1.5)

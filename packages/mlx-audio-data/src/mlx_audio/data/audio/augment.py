@@ -260,6 +260,9 @@ class _FromFiles(AudioTransform):
         self.sample_rate = sample_rate
         self._cache: dict[str, np.ndarray] = {}
 
+    def __getstate__(self) -> dict[str, Any]:  # sent to spawned workers without the cache
+        return {**self.__dict__, "_cache": {}}
+
     def _pick(self, rng: np.random.Generator) -> np.ndarray:
         path = self.paths[int(rng.integers(len(self.paths)))]
         if path not in self._cache:
