@@ -73,6 +73,10 @@ def test_augmented_training_runs_and_repeats_exactly(folders, tmp_path):
         ),
         (["--data.noise_dir", "/no/such/noise"], "/no/such/noise is neither an audio file"),
         (["--model.spec_augment", "maybe"], "model.spec_augment: expected bool"),
+        (
+            ["--model.name", "clap", "--model.mixup_alpha", "0.2"],
+            "model.mixup_alpha: augmentation applies to model.name cnn only, not clap",
+        ),
     ],
 )
 def test_bad_augmentation_settings_are_one_line_exit_2(folders, tmp_path, capsys, flags, message):

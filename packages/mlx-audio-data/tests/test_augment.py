@@ -172,6 +172,20 @@ def test_impulse_response_is_a_convolution(rir_dir):
     assert longer(wave, rng=np.random.default_rng(0)).shape == (599,)
 
 
+def test_multichannel_clips_keep_their_channels(noise_dir, rir_dir):
+    wave = np.random.default_rng(0).standard_normal((2, 4000)).astype(np.float32) * 0.1
+    for transform in (
+        Gain(p=1.0),
+        Shift(p=1.0),
+        AddBackgroundNoise(noise_dir, p=1.0, sample_rate=RATE),
+        ApplyImpulseResponse(rir_dir, p=1.0, sample_rate=RATE),
+    ):
+        out = transform(wave, rng=np.random.default_rng(1))
+        assert out.shape == (2, 4000) and out.dtype == np.float32
+    fast = SpeedPerturbation(RATE, [1.1], p=1.0)(wave, rng=np.random.default_rng(1))
+    assert fast.shape[0] == 2 and abs(fast.shape[1] - 4000 / 1.1) <= 1
+
+
 def test_the_file_cache_is_not_pickled(noise_dir):
     import pickle
 

@@ -19,7 +19,7 @@ from mlx_audio.data import (
 )
 
 from . import clips
-from .config import Settings
+from .config import ConfigError, Settings
 
 
 class InWorkers:
@@ -60,3 +60,26 @@ def on_device(settings: Settings, num_classes: int) -> tuple[list[Any], Mixup | 
             model.mixup_alpha, model.cutmix_alpha, label_smoothing=0.0, num_classes=num_classes
         )
     return masks, mixup
+
+
+def check(settings: Settings) -> None:
+    """The augmentation settings belong to the classifier (``model.name: cnn``): set for CLAP,
+    they would be ignored, so they are an error."""
+    d, m = settings.data, settings.model
+    asked = [
+        name
+        for name, on in (
+            ("data.noise_dir", d.noise_dir is not None),
+            ("data.rir_dir", d.rir_dir is not None),
+            ("data.gain_db", d.gain_db > 0),
+            ("model.spec_augment", m.spec_augment),
+            ("model.mixup_alpha", m.mixup_alpha > 0),
+            ("model.cutmix_alpha", m.cutmix_alpha > 0),
+        )
+        if on
+    ]
+    if m.name == "clap" and asked:
+        raise ConfigError(
+            f"{', '.join(asked)}: augmentation applies to model.name cnn only, not clap; "
+            "remove these settings"
+        )

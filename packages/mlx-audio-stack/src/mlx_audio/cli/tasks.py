@@ -245,6 +245,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     """Train into the run folder (NOTE [run folder]); the model is built after the Trainer has
     seeded everything (``trainer.seed``), so a seed gives the same run."""
     model: TrainModule
+    augment.check(settings)
     ckpt_path = runs.start(settings, resume)
     clap = settings.model.name == "clap"
     if clap:
