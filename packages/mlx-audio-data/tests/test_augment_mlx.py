@@ -168,5 +168,7 @@ def test_augmentations_compile_and_odd_batches_are_refused():
         mix(mx.ones((3, 10)), mx.array([0, 1, 2]))
     with pytest.raises(ValueError, match="mode must be 'batch', 'pair' or 'elem'"):
         Mixup(mode="half")
+    with pytest.raises(ValueError, match=r"lengths must be \(batch,\)"):
+        TimeMasking(3)(mx.ones((8, 10)), lengths=mx.array([10]))
     with pytest.raises(ValueError, match="mask_param must be a non-negative int"):
         TimeMasking(-1)

@@ -55,6 +55,12 @@ class _AxisMasking:
         size = specgram.shape[self.axis]
         if self.axis != -1:
             lengths = None  # lengths count frames: a frequency band spans them all
+        lengths = None if lengths is None else mx.array(lengths)
+        if lengths is not None and (specgram.ndim < 3 or lengths.ndim != 1):
+            raise ValueError(
+                f"lengths must be (batch,) for a batch (batch, ..., freq, time); got lengths "
+                f"{tuple(lengths.shape)} for a spectrogram {tuple(specgram.shape)}"
+            )
         lead = specgram.shape[:-2]
         iid = (self.iid_masks or lengths is not None) and specgram.ndim >= 3
         shape = lead if iid else ()
