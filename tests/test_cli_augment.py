@@ -83,3 +83,29 @@ def test_bad_augmentation_settings_are_one_line_exit_2(folders, tmp_path, capsys
     assert train(tmp_path / "run", folders[0], *flags) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_multilabel_targets_are_mixed_as_multi_hot(tmp_path):
+    """A multi-label manifest (`labels`, `;`-separated) with mixup/cutmix and SpecAugment: the
+    multi-hot targets are mixed (BCE on soft targets) and the run trains."""
+    import csv
+
+    import soundfile as sf
+
+    rows = []
+    for i in range(12):
+        t = np.arange(8000) / 16000
+        names = [("low", 220.0), ("high", 880.0)][: 1 + i % 2]
+        wave = sum(0.3 * np.sin(2 * np.pi * f * t) for _, f in names)
+        sf.write(tmp_path / f"{i}.wav", wave.astype(np.float32), 16000)
+        rows.append({"path": f"{i}.wav", "labels": ";".join(n for n, _ in names)})
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "labels"])
+        writer.writeheader()
+        writer.writerows(rows)
+    flags = ["--model.spec_augment", "true", "--model.mixup_alpha", "0.4"]
+    flags += ["--model.cutmix_alpha", "1.0", "--data.val_fraction", "0.25"]
+    assert train(tmp_path / "run", tmp_path / "train.csv", *flags) == 0
+    from mlx_audio.cli import runs
+
+    assert runs.read(str(tmp_path / "run")).get("task") == "multilabel"

@@ -6,7 +6,9 @@ per-clip one, the Trainer's per-step key): runs repeat and resume exactly."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import mlx.core as mx
 
 from mlx_audio.data import (
     AddBackgroundNoise,
@@ -20,6 +22,9 @@ from mlx_audio.data import (
 
 from . import clips
 from .config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from .tasks import AudioClassifier
 
 
 class InWorkers:
@@ -83,3 +88,18 @@ def check(settings: Settings) -> None:
             f"{', '.join(asked)}: augmentation applies to model.name cnn only, not clap; "
             "remove these settings"
         )
+
+
+def forward(module: AudioClassifier, waves: mx.array, labels: mx.array) -> tuple[mx.array, Any]:
+    """``(logits, targets)``: while training, SpecAugment on the normalized log-mels and mixup /
+    cutmix of the batch (an odd last batch goes unmixed; targets become soft, or mixed
+    multi-hot); otherwise the plain forward and the labels."""
+    if not module.training or (not module.masks and module.mixup is None):
+        return module(waves), labels
+    mels = module.normalized(waves)
+    for mask in module.masks:
+        mels = mask(mels)
+    targets: Any = labels
+    if module.mixup is not None and waves.shape[0] % 2 == 0:
+        mels, targets = module.mixup(mels, labels)
+    return module.net(mels[:, None]), targets

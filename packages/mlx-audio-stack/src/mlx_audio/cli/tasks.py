@@ -87,16 +87,7 @@ class AudioClassifier(TrainModule):
 
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
         waves, labels = batch
-        if self.training and (self.masks or self.mixup is not None):  # device augmentation
-            mels = self.normalized(waves)
-            for mask in self.masks:
-                mels = mask(mels)
-            targets: Any = labels
-            if self.mixup is not None and waves.shape[0] % 2 == 0:  # an odd last batch: unmixed
-                mels, targets = self.mixup(mels, labels)  # soft (or mixed multi-hot) targets
-            logits = self.net(mels[:, None])
-        else:
-            logits, targets = self(waves), labels
+        logits, targets = augment.forward(self, waves, labels)  # augmented while training
         if self.multilabel:
             loss = mx.mean(nn.losses.binary_cross_entropy(logits, targets, with_logits=True))
             return loss, {}
