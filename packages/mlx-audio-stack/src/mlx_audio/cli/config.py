@@ -26,6 +26,13 @@ class DataSettings:
     )
     label_column: str = "label"  # a manifest's column of class names
     on_error: Literal["raise", "skip"] = "raise"  # a file failing while training: stop, or drop it
+    # augmentation of the training clips, in the workers (seeded per clip; off by default)
+    noise_dir: str | None = None  # add a noise file of this folder to each clip (p 0.5) ...
+    noise_snr_db: list[float] = field(
+        default_factory=lambda: [5.0, 20.0]
+    )  # ... at an SNR in this range
+    rir_dir: str | None = None  # convolve with a room impulse response of this folder (p 0.5)
+    gain_db: float = 0.0  # a random gain in [-gain_db, gain_db] dB (p 0.5); 0: off
 
 
 @dataclass
@@ -44,6 +51,9 @@ class ModelSettings:
     top_db: float | None = 80.0
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     dropout: float = 0.1
+    spec_augment: bool = False  # SpecAugment while training: 2 frequency + 2 time masks
+    mixup_alpha: float = 0.0  # mixup of training batches, lam ~ Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # cutmix along time (with mixup: each batch picks one); 0: off
 
 
 @dataclass
@@ -350,13 +360,24 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
             )
         apply(settings, loaded, path)
     apply(settings, overrides, "command line")
-    for key, value in (
-        ("data.clip_seconds", settings.data.clip_seconds),
-        ("data.sample_rate", settings.data.sample_rate),
-        ("data.batch_size", settings.data.batch_size),
+    d, m = settings.data, settings.model
+    for key, value, least in (
+        ("data.clip_seconds", d.clip_seconds, "> 0"),
+        ("data.sample_rate", d.sample_rate, "> 0"),
+        ("data.batch_size", d.batch_size, "> 0"),
+        ("data.gain_db", d.gain_db, ">= 0"),
+        ("model.mixup_alpha", m.mixup_alpha, ">= 0"),
+        ("model.cutmix_alpha", m.cutmix_alpha, ">= 0"),
     ):
-        if value <= 0:
-            raise ConfigError(f"{source_of(key, path, overrides)}: {key}: must be > 0, got {value}")
+        if value < 0 or (value == 0 and least == "> 0"):
+            raise ConfigError(
+                f"{source_of(key, path, overrides)}: {key}: must be {least}, got {value}"
+            )
+    if len(snr := settings.data.noise_snr_db) != 2 or snr[0] > snr[1]:
+        where = source_of("data.noise_snr_db", path, overrides)
+        raise ConfigError(
+            f"{where}: data.noise_snr_db: expected [min, max] dB, min <= max, got {snr}"
+        )
     return settings
 
 
