@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -116,8 +115,9 @@ def standalone(
 
 def predict(
     trainer: Trainer, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-) -> list[Any]:
-    """``predict_step`` on every batch (eval mode), returned as a list."""
+) -> list[Any] | None:
+    """``predict_step`` on every batch (eval mode, up to ``limit_predict_batches``), returned
+    as a list; None when the limit is 0 (Lightning)."""
     trainer.module = model
     model.trainer = trainer
     trainer.state_fn = "predict"
@@ -125,12 +125,17 @@ def predict(
         model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
     was_training = model.training
     model.eval()
-    total = length_of(dataloaders)
-    trainer.eval_batches_total = math.inf if total is None else total
+    total = limited(length_of(dataloaders), trainer.limit_predict_batches)
+    if total == 0:  # Lightning: a skipped prediction loop returns None, calling no hook
+        model.train(was_training)
+        return None
+    trainer.eval_batches_total = total
     trainer.hooks.on_predict_start()
     outputs = []
     with device_scope(trainer.accelerator):
         for batch_idx, batch in enumerate(dataloaders):
+            if batch_idx >= total:  # limit_predict_batches
+                break
             trainer.hooks.on_predict_batch_start(batch, batch_idx)
             output = model.predict_step(batch, mx.array(batch_idx))
             mx.eval(output)

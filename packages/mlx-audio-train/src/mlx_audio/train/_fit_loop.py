@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint, distributed
+from ._anomaly import raise_anomaly, random_key
 from ._arguments import val_check_batch
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
@@ -42,11 +43,13 @@ from ._loaders import (
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
+from ._reload import overfit_loaders, reload_if_due
 from ._resume import restore, restore_accumulator
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
 from .module import TrainModule
+from .profiler import on_device
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -65,6 +68,8 @@ def run_fit(
         if trainer.seed is not None
         else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
     )
+    train_loader, val_loader = overfit_loaders(trainer, train_loader, val_loader)
+    trainer.last_reload = None  # reload_dataloaders_every_n_epochs counts from here
     train_loader, val_loader = seed_and_shard(trainer, train_loader, val_loader)
     trainer._train_loader = train_loader
     trainer._val_loader = val_loader
@@ -139,7 +144,9 @@ def run_fit(
         model.train()
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
-            run_epoch(trainer, resumed if mid_epoch else None)
+            reload_if_due(trainer)
+            with trainer.profiler.profile("run_training_epoch"):
+                run_epoch(trainer, resumed if mid_epoch else None)
             mid_epoch = False
         check_nonfinite(trainer)
         trainer.hooks.on_train_end()
@@ -163,7 +170,8 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         progress.epoch_finished = False
         trainer.hooks.on_train_epoch_start()
     while not epoch_done(trainer):
-        fetched = trainer._batches.next()
+        with trainer.profiler.profile("[_TrainingEpochLoop].train_dataloader_next"):
+            fetched = trainer._batches.next()
         if fetched is None:
             break
         batch, trainer.is_last_batch = fetched
@@ -174,8 +182,10 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
-        with distributed.waiting("the train step"):  # NOTE [collective waits]
-            train_batch(trainer, batch, batch_idx)
+        with trainer.profiler.profile("run_training_batch"):
+            with distributed.waiting("the train step"):  # NOTE [collective waits]
+                train_batch(trainer, batch, batch_idx)
+            on_device(trainer)  # NOTE [device time in the profile] (profiler.py)
         if validate_now(trainer):
             validate_in_fit(trainer)
         if trainer.update_pending:
@@ -216,9 +226,12 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
     seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
+    key = random_key()  # detect_anomaly re-runs a failing batch from here
     loss, metrics, logged, updated, finite = runner.run(
         batch, batch_idx, update, where, trainer._interrupt.level
     )
+    if trainer.detect_anomaly:
+        raise_anomaly(trainer, batch, batch_idx, finite, key)
     trainer.progress.global_step += int(updated)
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))

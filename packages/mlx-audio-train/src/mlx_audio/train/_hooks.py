@@ -19,6 +19,7 @@ from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
 from .callbacks.timer import Timer
+from .profiler import profiled
 
 if TYPE_CHECKING:
     from mlx.optimizers import Optimizer
@@ -86,7 +87,8 @@ class CallbackList:
                 if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
                     continue
                 trainer.current_hook = hook
-                getattr(callback, hook)(trainer, trainer.module, *args)
+                with profiled(trainer, f"[Callback]{callback.state_key}.{hook}"):
+                    getattr(callback, hook)(trainer, trainer.module, *args)
         finally:
             trainer.current_hook = outer
 
@@ -95,7 +97,10 @@ class CallbackList:
         outer = self.trainer.current_hook
         self.trainer.current_hook = hook
         try:
-            return getattr(module, hook)(*args) if hasattr(module, hook) else None
+            if not hasattr(module, hook):
+                return None
+            with profiled(self.trainer, f"[LightningModule]{type(module).__name__}.{hook}"):
+                return getattr(module, hook)(*args)
         finally:
             self.trainer.current_hook = outer
 

@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -19,10 +19,11 @@ from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
 from . import _lifecycle, checkpoint
-from ._arguments import ARG_NAMES, Argument, make_args
+from ._arguments import ARG_NAMES, make_args
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
+from ._flags import check_barebones, resolve_flags
 from ._hooks import CallbackList, with_defaults
 from ._loaders import EpochBatches, check_fit_inputs, close_loaders
 from ._metrics import MetricStore, Results
@@ -34,6 +35,9 @@ from ._views import TrainerViews
 from ._watchdog import Watchdog
 from .callbacks import Callback, Timer
 from .module import TrainModule
+from .profiler import Profiler, make_profiler
+
+R = TypeVar("R")
 
 
 class Trainer(TrainerViews):
@@ -74,6 +78,15 @@ class Trainer(TrainerViews):
         benchmark: bool | None = None,
         inference_mode: bool = True,
         max_time: str | timedelta | dict[str, int] | None = None,
+        limit_predict_batches: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        reload_dataloaders_every_n_epochs: int = 0,
+        strategy: str = "auto",
+        num_nodes: int = 1,
+        sync_batchnorm: bool = False,
+        barebones: bool = False,
+        profiler: Profiler | str | None = None,
+        detect_anomaly: bool = False,
     ) -> None:
         """Lightning's ``Trainer`` arguments, with Lightning 2.6's defaults and meaning in MLX.
 
@@ -184,15 +197,52 @@ class Trainer(TrainerViews):
             max_time: Stop training after this much time: ``"DD:HH:MM:SS"``, a
                 ``datetime.timedelta`` or a dict of its arguments (``{"hours": 2}``). It adds a
                 ``Timer`` checked after every step, unless you gave one.
+            limit_predict_batches: How much of the loader ``predict`` uses (int: batches, float:
+                fraction, default 1.0); 0 predicts nothing.
+            overfit_batches: Train and validate on only this much of the data (int: batches,
+                float: fraction; default 0.0, off), the same batches every epoch: a
+                ``DataLoader`` that shuffles is rebuilt in order, with Lightning's warning. It
+                sets ``limit_train_batches`` and ``limit_val_batches``.
+            reload_dataloaders_every_n_epochs: Ask the data for new loaders every this many
+                epochs (0, the default: never): the datamodule's or the module's
+                ``train_dataloader()``/``val_dataloader()`` hook, when it has one; loaders given
+                to ``fit`` are the same loaders again, as in Lightning.
+            strategy: ``"auto"`` (the default) or ``"ddp"``: data-parallel over the processes
+                ``mlx.launch`` started; ``"single_device"`` for one process. Strategies that
+                start processes themselves (``"ddp_spawn"``) or shard the model (``"fsdp"``,
+                ``"deepspeed"``) are a ``ValueError``.
+            num_nodes: The machines the ``mlx.launch`` job spans (default 1); it must divide
+                the number of launched processes, and ``devices`` stays ``"auto"`` with several.
+            sync_batchnorm: Batch normalization with statistics over the whole global batch:
+                each ``nn.BatchNorm`` sums its batch moments across the processes (default
+                ``False``: each process normalizes by its own share).
+            barebones: Lightning's speed-analysis mode: no checkpoints, loggers or ``self.log``,
+                progress bar, model summary or sanity check; asking for one of them (or for
+                ``fast_dev_run``, ``detect_anomaly``, ``profiler``) is a ``ValueError``.
+            profiler: Time the hooks and loop actions and report when the run ends:
+                ``"simple"`` (mean and total seconds per action, the step's time measured on the
+                device), ``"advanced"`` (``cProfile`` per action) or a profiler from
+                ``mlx_audio.train.profiler``; ``None``: no profiling.
+            detect_anomaly: When a step's loss or gradients are non-finite, re-run that batch
+                eagerly and name where it started: the first module whose output went
+                non-finite from finite inputs, and the parameters whose gradients are
+                (``False`` by default: it synchronizes every step).
         """
+        if check_barebones(locals()):  # Lightning's barebones: checked, then these are off
+            logger = enable_checkpointing = enable_progress_bar = enable_model_summary = False
+            num_sanity_val_steps, log_every_n_steps = 0, None
         given = with_defaults(
             callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time
         )
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         kwargs = {k: v for k, v in locals().items() if k in ARG_NAMES}
-        self.args = make_args(
-            {**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given)
+        self.args = resolve_flags(
+            make_args(
+                {**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given)
+            ),
+            kwargs,
         )
+        self.profiler = make_profiler(profiler)
         if seed is not None:  # before the model is built, so its initial weights are reproducible
             seed_everything(seed)
         self.hooks = CallbackList(self, given)
@@ -217,6 +267,7 @@ class Trainer(TrainerViews):
         self.num_training_batches: float = math.inf
         self.num_val_batches: float = 0
         self.val_check_batch: float = math.inf
+        self.last_reload: int | None = None  # the epoch fit's loaders were last loaded
         self.runner: StepRunner | None = None  # fit's compiled step (built in run_fit)
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
         self.failing = False  # an exception is unwinding fit (no collectives from here on)
@@ -230,37 +281,6 @@ class Trainer(TrainerViews):
         self.last_loss: mx.array | None = None  # the last training step's loss (progress bar)
         self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
-
-    # -- the arguments, resolved (_arguments.py) ---------------------------------------------------
-    min_epochs = Argument[int]()
-    min_steps = Argument[int]()
-    max_epochs = Argument[int | None]()
-    accumulate_grad_batches = Argument[int]()
-    gradient_clip_val = Argument[float | None]()
-    gradient_clip_algorithm = Argument[str]()
-    precision = Argument[str]()
-    val_check_interval = Argument[int | float]()
-    check_val_every_n_epoch = Argument[int | None]()
-    limit_train_batches = Argument[int | float]()
-    limit_val_batches = Argument[int | float]()
-    limit_test_batches = Argument[int | float]()
-    num_sanity_val_steps = Argument[float]()
-    fast_dev_run = Argument[int]()
-    log_every_n_steps = Argument[int]()
-    enable_progress_bar = Argument[bool]()
-    enable_checkpointing = Argument[bool]()
-    enable_logging = Argument[bool]()
-    default_root_dir = Argument[str]()
-    seed = Argument[int | None]()
-    compile = Argument[bool]()
-    on_nonfinite_loss = Argument[str]()
-    use_distributed_sampler = Argument[bool]()
-    collective_timeout = Argument[float]()
-    accelerator = Argument[str]()
-    devices = Argument[int | str | list[int]]()
-    deterministic = Argument[bool | str | None]()
-    benchmark = Argument[bool | None]()
-    inference_mode = Argument[bool]()
 
     @property
     def max_steps(self) -> int | None:
@@ -294,6 +314,7 @@ class Trainer(TrainerViews):
         ``"last"`` or ``"best"``). Resuming a finished run does no training."""
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
         start_run(self, model, "fit")
+        self.profile_start("fit")
         if mx.default_device() == mx.cpu:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
         started = time.perf_counter()
@@ -311,8 +332,17 @@ class Trainer(TrainerViews):
                 close_loaders(self, train_dataloaders)
             self.failing = False
             _lifecycle.finalize_loggers(self.loggers, "success")
+        self.profiler.describe()
         if ran:
             _lifecycle.print_summary(self)
+
+    def profile_start(self, stage: str) -> None:
+        rank = self.global_rank if self.world_size > 1 else None  # Lightning's local_rank
+        self.profiler.setup(stage, rank, self.log_dir)
+
+    def profile_end(self, result: R) -> R:
+        self.profiler.describe()
+        return result
 
     def validates_this_epoch(self) -> bool:
         """Whether this epoch validates at all (``check_val_every_n_epoch``)."""
@@ -325,16 +355,20 @@ class Trainer(TrainerViews):
     ) -> list[dict[str, float]]:
         """Validation metrics (means over the whole set, weighted by batch size), in a list
         (empty when ``limit_val_batches`` is 0)."""
-        return standalone(self, model, dataloaders, "validation", ckpt_path)
+        self.profile_start("validate")
+        return self.profile_end(standalone(self, model, dataloaders, "validation", ckpt_path))
 
     def test(
         self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
     ) -> list[dict[str, float]]:
         """Test metrics (``test_step``), in a list (empty when ``limit_test_batches`` is 0)."""
-        return standalone(self, model, dataloaders, "test", ckpt_path)
+        self.profile_start("test")
+        return self.profile_end(standalone(self, model, dataloaders, "test", ckpt_path))
 
     def predict(
         self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-    ) -> list[Any]:
-        """``predict_step`` on every batch (eval mode), returned as a list."""
-        return predict(self, model, dataloaders, ckpt_path)
+    ) -> list[Any] | None:
+        """``predict_step`` on every batch (eval mode), returned as a list (None when
+        ``limit_predict_batches`` is 0, as in Lightning)."""
+        self.profile_start("predict")
+        return self.profile_end(predict(self, model, dataloaders, ckpt_path))

@@ -1,0 +1,126 @@
+"""The loaders the flags change: ``overfit_batches`` (the same first batches every epoch: a
+shuffling DataLoader rebuilt in order), ``reload_dataloaders_every_n_epochs`` (new loaders from
+the data's ``*_dataloader()`` hooks) and a DataLoader rebuilt with another batch size (the
+tuner's ``scale_batch_size``)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+def rebuilt(loader: Any, **changes: Any) -> Any:
+    """A new ``mlx_audio.data.DataLoader`` with ``loader``'s settings and ``changes`` (e.g.
+    ``batch_size=64``, or ``sampler=...``); its seed is kept, so its order is the same."""
+    from mlx_audio.data import DataLoader
+
+    if not isinstance(loader, DataLoader):
+        raise TypeError(
+            f"only an mlx_audio.data.DataLoader can be rebuilt, got {type(loader).__name__}"
+        )
+    if loader.batch_sampler is not None and type(loader.batch_sampler).__name__ != "BatchSampler":
+        raise ValueError(
+            f"the DataLoader's batch_sampler is a {type(loader.batch_sampler).__name__}, which sets "
+            "the batches itself: it cannot be rebuilt with another batch size or order"
+        )
+    settings: dict[str, Any] = {
+        "batch_size": loader.batch_size,
+        "drop_last": loader.drop_last,
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "prefetch_factor": loader.prefetch_factor,
+        "persistent_workers": loader.persistent_workers,
+        "seed": loader.seed,
+        "worker_type": loader.worker_type,
+        "cpu_transforms": loader.cpu_transforms,
+        "mlx_transforms": loader.mlx_transforms,
+        "in_order": loader.in_order,
+    }
+    if loader.sampler is not None and "sampler" not in changes:
+        settings["sampler"] = loader.sampler
+    return DataLoader(loader.dataset, **{**settings, **changes})
+
+
+def in_order(loader: Any, prefix: str) -> Any:
+    """Lightning's ``_resolve_overfit_batches``: a loader whose sampler is not sequential is
+    rebuilt with a ``SequentialSampler``, with Lightning's warning; other iterables (a list of
+    batches) are taken as they are."""
+    from mlx_audio.data import SequentialSampler
+
+    sampler = getattr(loader, "sampler", None)
+    if sampler is None or isinstance(sampler, SequentialSampler):
+        return loader
+    warnings.warn(
+        f"You requested to overfit but enabled {prefix} dataloader shuffling. We are turning off "
+        f"the {prefix} dataloader shuffling for you.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return rebuilt(loader, sampler=SequentialSampler(loader.dataset))
+
+
+def overfit_loaders(trainer: Trainer, train: Any, val: Any) -> tuple[Any, Any]:
+    """``fit``'s loaders under ``overfit_batches > 0`` (Lightning: train and val each in order)."""
+    if trainer.overfit_batches <= 0:
+        return train, val
+    return in_order(train, "train"), None if val is None else in_order(val, "val")
+
+
+def fresh_loader(trainer: Trainer, stage: str) -> Any:
+    """A new loader for ``stage`` ("train" or "val") from the data's hook: the datamodule's
+    ``train_dataloader()``/``val_dataloader()``, else the module's; None when neither has one
+    (then the loader given to ``fit`` is used again, as Lightning's ``_DataLoaderSource`` does
+    for an instance)."""
+    name = f"{stage}_dataloader"
+    for source in (getattr(trainer, "datamodule", None), trainer.module):
+        hook = getattr(source, name, None)
+        if callable(hook):
+            try:
+                return hook()
+            except NotImplementedError:  # a default hook the user did not write
+                continue
+    return None
+
+
+def reload_due(trainer: Trainer, last: int | None) -> bool:
+    """Lightning's ``_should_reload_*_dl``: every ``reload_dataloaders_every_n_epochs`` epochs
+    since the last load (``last``: the epoch it happened)."""
+    n = trainer.reload_dataloaders_every_n_epochs
+    return bool(n) and (last is None or trainer.current_epoch - last >= n)
+
+
+def reload_if_due(trainer: Trainer) -> None:
+    """At an epoch's start under ``reload_dataloaders_every_n_epochs``: new train and val
+    loaders from the hooks (:func:`fresh_loader`), seeded, sharded and limited as ``fit``'s."""
+    from . import distributed
+    from ._arguments import val_check_batch
+    from ._loaders import agreed_batches, length_of, limited, seed_and_shard
+
+    if trainer.last_reload is None:  # fit's first epoch (or the resumed one): fit's loaders
+        trainer.last_reload = trainer.current_epoch
+        return
+    if not reload_due(trainer, trainer.last_reload):
+        return
+    trainer.last_reload = trainer.current_epoch
+    train, val = fresh_loader(trainer, "train"), fresh_loader(trainer, "val")
+    train, val = overfit_loaders(trainer, train, val)
+    train, val = seed_and_shard(trainer, train, val)
+    if train is not None:
+        trainer._train_loader = train
+        trainer.num_training_batches = agreed_batches(
+            trainer, limited(length_of(train), trainer.limit_train_batches)
+        )
+    if val is not None:
+        trainer._val_loader = val
+        trainer.num_val_batches = distributed.smallest(
+            limited(length_of(val), trainer.limit_val_batches)
+        )
+    trainer.val_check_batch = val_check_batch(
+        trainer.args, trainer.num_training_batches, trainer.num_val_batches
+    )
