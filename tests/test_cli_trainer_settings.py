@@ -62,13 +62,13 @@ def test_a_new_trainer_argument_must_be_classified(monkeypatch):
     in the docstring) or listed in NOT_SETTINGS; anything else fails the test above."""
 
     class Newer(Trainer):
-        def __init__(self, profiler: object = None, overfit_batches: int | float = 0.0, **kw):
+        def __init__(self, future_object: object = None, future_limit: int | float = 0.0, **kw):
             super().__init__(**kw)
 
     monkeypatch.setattr("mlx_audio.train.Trainer", Newer)
-    assert unclassified() >= {"profiler"}  # a Python object, not in NOT_SETTINGS
+    assert unclassified() >= {"future_object"}  # a Python object, not in NOT_SETTINGS
     exposed = {name for name, _, _ in cli_config.trainer_arguments()}
-    assert "overfit_batches" in exposed and "overfit_batches" not in cli_config.trainer_help()
+    assert "future_limit" in exposed and "future_limit" not in cli_config.trainer_help()
 
 
 def test_help_text_is_the_trainers_docstring(capsys, monkeypatch):

@@ -48,6 +48,7 @@ from ._resume import restore, restore_accumulator
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
+from ._syncbn import sync_if_asked
 from .module import TrainModule
 from .profiler import on_device
 
@@ -95,6 +96,7 @@ def run_fit(
         if trainer.max_epochs is not None and per_epoch is not None
         else None
     )
+    sync_if_asked(trainer, model)  # sync_batchnorm: before the step is built
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)

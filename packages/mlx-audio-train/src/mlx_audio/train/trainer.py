@@ -207,10 +207,10 @@ class Trainer(TrainerViews):
                 epochs (0, the default: never): the datamodule's or the module's
                 ``train_dataloader()``/``val_dataloader()`` hook, when it has one; loaders given
                 to ``fit`` are the same loaders again, as in Lightning.
-            strategy: ``"auto"`` (the default) or ``"ddp"``: data-parallel over the processes
-                ``mlx.launch`` started; ``"single_device"`` for one process. Strategies that
-                start processes themselves (``"ddp_spawn"``) or shard the model (``"fsdp"``,
-                ``"deepspeed"``) are a ``ValueError``.
+            strategy: How the processes train together. ``"auto"`` (the default) or ``"ddp"``:
+                data-parallel over the processes ``mlx.launch`` started; ``"single_device"``: one
+                process. Strategies that start processes themselves (``"ddp_spawn"``) or shard the
+                model (``"fsdp"``, ``"deepspeed"``) are a ``ValueError``.
             num_nodes: The machines the ``mlx.launch`` job spans (default 1); it must divide
                 the number of launched processes, and ``devices`` stays ``"auto"`` with several.
             sync_batchnorm: Batch normalization with statistics over the whole global batch:
@@ -225,7 +225,7 @@ class Trainer(TrainerViews):
                 ``mlx_audio.train.profiler``; ``None``: no profiling.
             detect_anomaly: When a step's loss or gradients are non-finite, re-run that batch
                 eagerly and name where it started: the first module whose output went
-                non-finite from finite inputs, and the parameters whose gradients are
+                non-finite from finite inputs, and the parameters with non-finite gradients
                 (``False`` by default: it synchronizes every step).
         """
         if check_barebones(locals()):  # Lightning's barebones: checked, then these are off
