@@ -12,7 +12,7 @@ statistics then agree on every rank. One process: nothing to synchronize, nothin
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -23,16 +23,22 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-@mx.custom_function
-def global_sum(x: mx.array) -> mx.array:
-    """``all_sum`` whose gradient is summed over the ranks too (each rank's input feeds every
-    rank's loss through the statistics; MLX's own ``all_sum`` passes the cotangent through)."""
+def _all_sum(x: mx.array) -> mx.array:
     return mx.distributed.all_sum(x, group=distributed.group())
 
 
-@global_sum.vjp
-def _global_sum_vjp(primals: mx.array, cotangent: mx.array, output: mx.array) -> mx.array:
+def _all_sum_vjp(primals: mx.array, cotangent: mx.array, output: mx.array) -> mx.array:
     return mx.distributed.all_sum(cotangent, group=distributed.group())
+
+
+# ``all_sum`` whose gradient is summed over the ranks too: each rank's input feeds every rank's
+# loss through the statistics (MLX's own ``all_sum`` passes the cotangent through unchanged).
+_global = mx.custom_function(_all_sum)
+_global.vjp(_all_sum_vjp)
+
+
+def global_sum(x: mx.array) -> mx.array:
+    return cast("mx.array", _global(x))
 
 
 class SyncBatchNorm(nn.BatchNorm):

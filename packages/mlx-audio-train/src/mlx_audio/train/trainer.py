@@ -267,6 +267,7 @@ class Trainer(TrainerViews):
         self.num_training_batches: float = math.inf
         self.num_val_batches: float = 0
         self.val_check_batch: float = math.inf
+        self.summarize = True  # the line that ends fit
         self.last_reload: int | None = None  # the epoch fit's loaders were last loaded
         self.runner: StepRunner | None = None  # fit's compiled step (built in run_fit)
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
@@ -333,7 +334,7 @@ class Trainer(TrainerViews):
             self.failing = False
             _lifecycle.finalize_loggers(self.loggers, "success")
         self.profiler.describe()
-        if ran:
+        if ran and self.summarize:  # the tuner's searches do not (tuner.py)
             _lifecycle.print_summary(self)
 
     def profile_start(self, stage: str) -> None:
