@@ -19,6 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ._forward import forward
+from ._rng import seed_step
 from ._tree import flatten
 
 if TYPE_CHECKING:
@@ -94,21 +95,15 @@ def diagnose(module: TrainModule, batch: Any, batch_idx: int, precision: str) ->
     return "; ".join(parts) if parts else "the eager re-run was finite (not reproducible)"
 
 
-def random_key() -> Any:
-    """MLX's global random key now (a step's dropout draws from it)."""
-    state: list[Any] = mx.random.state  # type: ignore[assignment]
-    return state[0]
-
-
-def raise_anomaly(trainer: Trainer, batch: Any, batch_idx: int, finite: bool, key: Any) -> None:
+def raise_anomaly(trainer: Trainer, batch: Any, batch_idx: int, finite: bool, micro: int) -> None:
     """After a step under ``detect_anomaly=True``: if it was non-finite, re-run the batch and
     raise a ``FloatingPointError`` naming where it started (whatever ``on_nonfinite_loss``)."""
     runner = trainer.runner
     assert runner is not None and trainer.module is not None
     if finite and (not runner.builder.strict_nonfinite or runner.first_nonfinite() is None):
         return
-    state: list[Any] = mx.random.state  # type: ignore[assignment]
-    state[0] = key  # the key the step drew its random numbers from
+    # the key the step drew its random numbers from (``micro``: its micro-batch before it ran)
+    seed_step(trainer.rng_base, trainer.global_step, micro, trainer.global_rank)
     was_training = trainer.module.training
     trainer.module.train()
     found = diagnose(trainer.module, batch, batch_idx, trainer.precision)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint, distributed
-from ._anomaly import raise_anomaly, random_key
+from ._anomaly import raise_anomaly
 from ._arguments import val_check_batch
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
@@ -228,12 +228,12 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
     seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
-    key = random_key()  # detect_anomaly re-runs a failing batch from here
+    micro = runner.micro  # detect_anomaly re-runs a failing batch from here
     loss, metrics, logged, updated, finite = runner.run(
         batch, batch_idx, update, where, trainer._interrupt.level
     )
     if trainer.detect_anomaly:
-        raise_anomaly(trainer, batch, batch_idx, finite, key)
+        raise_anomaly(trainer, batch, batch_idx, finite, micro)
     trainer.progress.global_step += int(updated)
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))

@@ -73,19 +73,22 @@ def overfit_loaders(trainer: Trainer, train: Any, val: Any) -> tuple[Any, Any]:
 
 
 def fresh_loader(trainer: Trainer, stage: str) -> Any:
-    """A new loader for ``stage`` ("train" or "val") from the data's hook: the datamodule's
-    ``train_dataloader()``/``val_dataloader()``, else the module's; None when neither has one
-    (then the loader given to ``fit`` is used again, as Lightning's ``_DataLoaderSource`` does
-    for an instance)."""
+    """A new loader for ``stage`` ("train" or "val") from where ``fit``'s came from (Lightning's
+    ``_DataLoaderSource``): the datamodule's ``train_dataloader()``/``val_dataloader()`` when
+    ``trainer.datamodule`` is set, the module's when ``trainer.loaders_from_hooks`` says that
+    ``fit`` took its loaders from the module's hooks; None otherwise: loaders given to ``fit`` are
+    the same loaders again, as Lightning's source of an instance returns it."""
     name = f"{stage}_dataloader"
-    for source in (getattr(trainer, "datamodule", None), trainer.module):
-        hook = getattr(source, name, None)
-        if callable(hook):
-            try:
-                return hook()
-            except NotImplementedError:  # a default hook the user did not write
-                continue
-    return None
+    source = getattr(trainer, "datamodule", None)
+    if source is None and getattr(trainer, "loaders_from_hooks", False):
+        source = trainer.module
+    hook = getattr(source, name, None)
+    if not callable(hook):
+        return None
+    try:
+        return hook()
+    except NotImplementedError:  # a default hook the user did not write
+        return None
 
 
 def reload_due(trainer: Trainer, last: int | None) -> bool:
