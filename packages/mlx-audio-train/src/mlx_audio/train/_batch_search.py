@@ -7,6 +7,15 @@ from collections.abc import Callable
 
 from ._status import rank_zero_info
 
+_OOM = ("out of memory", "outofmemory", "insufficient memory", "[metal::malloc]", "[cuda::malloc]")
+
+
+def is_oom_error(error: BaseException) -> bool:
+    """Whether ``error`` is MLX's out-of-memory error (Metal's or CUDA's allocator, or a command
+    buffer that ran out of memory)."""
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(k in text for k in _OOM)
+
 
 def search_batch_size(
     trial: Callable[[int], None],
@@ -21,8 +30,6 @@ def search_batch_size(
     """The largest size whose ``trial`` raised no out-of-memory error (``tuner.is_oom_error``;
     any other error propagates), by Lightning's ``_run_power_scaling`` /
     ``_run_binsearch_scaling``, with its messages. ``set_size`` sees every size tried."""
-    from .tuner import is_oom_error
-
     size = init_val
 
     def adjust(new: int, desc: str | None = None) -> tuple[int, bool]:

@@ -21,11 +21,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 
 from ._status import log
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 __all__ = ["Profiler", "SimpleProfiler", "AdvancedProfiler", "PassThroughProfiler"]
 
@@ -274,13 +277,13 @@ def make_profiler(profiler: Profiler | str | None) -> Profiler:
     return profiler or PassThroughProfiler()
 
 
-def on_device(trainer: Any) -> None:
+def on_device(trainer: Trainer) -> None:
     """NOTE [device time in the profile]: with a profiler on, wait for the step just queued."""
     if not isinstance(trainer.profiler, PassThroughProfiler) and trainer.runner is not None:
         mx.eval(trainer.runner.builder.state, trainer.last_loss)
 
 
-def profiled(trainer: Any, action_name: str) -> AbstractContextManager[Any]:
+def profiled(trainer: Trainer, action_name: str) -> AbstractContextManager[Any]:
     """``trainer.profiler.profile(action_name)``; nothing at all under the default profiler."""
     profiler: Profiler | None = getattr(trainer, "profiler", None)
     if profiler is None or isinstance(profiler, PassThroughProfiler):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import mlx.core as mx
 import numpy as np
 
+from ._batch_search import is_oom_error, search_batch_size
 from ._reload import rebuilt
 from .callbacks.base import Callback
 
@@ -47,14 +48,6 @@ _PASSED_ON = (  # the Trainer arguments a search keeps (NOTE [tuner runs])
     "limit_val_batches",
     "sync_batchnorm",
 )
-_OOM = ("out of memory", "outofmemory", "insufficient memory", "[metal::malloc]", "[cuda::malloc]")
-
-
-def is_oom_error(error: BaseException) -> bool:
-    """Whether ``error`` is MLX's out-of-memory error (Metal's or CUDA's allocator, or a command
-    buffer that ran out of memory)."""
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and any(k in text for k in _OOM)
 
 
 def _search_trainer(trainer: Trainer, callbacks: list[Callback], **overrides: Any) -> Trainer:
@@ -203,12 +196,14 @@ class _LRCallback(Callback):
         self.avg_loss = 0.0
         self.best_loss = 0.0
 
-    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, module: TrainModule, batch: Any, batch_idx: int
+    ) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
             self.lrs.append(self.finder.lr_at(trainer.global_step))
 
     def on_train_batch_end(
-        self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
             return
@@ -310,8 +305,6 @@ class Tuner:
         ``"binsearch"`` then bisects, and takes ``margin`` off the result), each trial
         ``steps_per_trial`` steps of a ``fit`` on the loaders rebuilt with that batch size
         (NOTE [batch size in MLX]). Returns the size (None under ``fast_dev_run``)."""
-        from ._batch_search import search_batch_size
-
         if mode not in ("power", "binsearch"):
             raise ValueError(f"scale_batch_size: mode must be 'power' or 'binsearch', got {mode!r}")
         if not 0.0 <= margin < 1.0:
