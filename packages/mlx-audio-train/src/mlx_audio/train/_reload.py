@@ -62,7 +62,10 @@ def in_order(loader: Any, prefix: str) -> Any:
         UserWarning,
         stacklevel=4,
     )
-    return rebuilt(loader, sampler=SequentialSampler(loader.dataset))
+    try:
+        return rebuilt(loader, sampler=SequentialSampler(loader.dataset))
+    except ValueError as error:
+        raise ValueError(f"Trainer(overfit_batches=...): the {prefix} loader: {error}") from None
 
 
 def overfit_loaders(trainer: Trainer, train: Any, val: Any) -> tuple[Any, Any]:
@@ -103,7 +106,7 @@ def reload_if_due(trainer: Trainer) -> None:
     loaders from the hooks (:func:`fresh_loader`), seeded, sharded and limited as ``fit``'s."""
     from . import distributed
     from ._arguments import val_check_batch
-    from ._loaders import agreed_batches, length_of, limited, seed_and_shard
+    from ._loaders import agreed_batches, is_stateful_loader, length_of, limited, seed_and_shard
 
     if trainer.last_reload is None:  # fit's first epoch (or the resumed one): fit's loaders
         trainer.last_reload = trainer.current_epoch
@@ -114,6 +117,10 @@ def reload_if_due(trainer: Trainer) -> None:
     train, val = fresh_loader(trainer, "train"), fresh_loader(trainer, "val")
     train, val = overfit_loaders(trainer, train, val)
     train, val = seed_and_shard(trainer, train, val)
+    for old, new in ((trainer._train_loader, train), (trainer._val_loader, val)):
+        closable: Any = old  # an mlx_audio.data.DataLoader (with workers) has close()
+        if new is not None and old is not new and is_stateful_loader(old) and hasattr(old, "close"):
+            closable.close()  # the replaced loader's workers and shared memory
     if train is not None:
         trainer._train_loader = train
         trainer.num_training_batches = agreed_batches(
