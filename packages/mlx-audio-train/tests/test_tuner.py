@@ -201,3 +201,42 @@ def test_scale_batch_size_needs_a_dataloader_it_can_rebuild():
     batches = [(mx.zeros((4, 8)), mx.zeros((4,), mx.int32))]
     with pytest.raises(TypeError, match="only an mlx_audio.data.DataLoader can be rebuilt"):
         Tuner(Trainer(max_epochs=1, **QUIET)).scale_batch_size(Fits(), batches)
+
+
+# Ported from Lightning 2.6 (tests/tests_pytorch/tuner/test_scale_batch_size.py), the batch size
+# in our DataLoader instead of the model's dataloader hooks.
+@pytest.mark.parametrize(
+    ("max_trials", "mode", "init_val", "expected"),
+    [
+        (3, "power", 2, 8),
+        (3, "binsearch", 2, 7),  # applied margin of 5% on 8 -> int(8 * 0.95) = 7
+        (1, "power", 4, 4),
+        (0, "power", 2, 2),
+    ],
+)
+def test_scale_batch_size_max_trials_modes(in_tmp, max_trials, mode, init_val, expected):
+    result = Tuner(Trainer(max_epochs=1, **QUIET)).scale_batch_size(
+        Fits(limit=10_000),
+        DataLoader(blobs(64), batch_size=4),
+        mode=mode,
+        steps_per_trial=1,
+        max_trials=max_trials,
+        init_val=init_val,
+    )
+    assert result == expected
+
+
+@pytest.mark.parametrize(
+    ("scale_method", "expected_batch_size"), [("power", 62), ("binsearch", 95)]
+)
+def test_dataloader_batch_size_updated_on_failure(in_tmp, scale_method, expected_batch_size):
+    model = Fits(limit=100)
+    new_batch_size = Tuner(Trainer(max_epochs=2, compile=False, **QUIET)).scale_batch_size(
+        model,
+        DataLoader(blobs(1000), batch_size=16),
+        max_trials=10,
+        steps_per_trial=1,
+        init_val=500,
+        mode=scale_method,
+    )
+    assert new_batch_size == model.batch_size == expected_batch_size
