@@ -240,3 +240,81 @@ def test_dataloader_batch_size_updated_on_failure(in_tmp, scale_method, expected
         mode=scale_method,
     )
     assert new_batch_size == model.batch_size == expected_batch_size
+
+
+# Ported from Lightning 2.6 (tests/tests_pytorch/tuner/test_lr_finder.py).
+def test_accumulation_and_early_stopping(in_tmp):
+    model = TinyClassifier(dropout=0.0, lr=1e-3)
+    trainer = Trainer(max_epochs=-1, accumulate_grad_batches=2, **QUIET)
+    lr_finder = Tuner(trainer).lr_find(
+        model, DataLoader(blobs(64), batch_size=4), early_stop_threshold=None
+    )
+    assert lr_finder.suggestion() != 1e-3
+    assert len(lr_finder.results["lr"]) == len(lr_finder.results["loss"]) == 100
+
+
+def test_lr_finder_ends_before_num_training(in_tmp):
+    class Counted(TinyClassifier):
+        def on_before_optimizer_step(self, optimizer):
+            assert self.trainer.global_step < 3
+
+    Tuner(Trainer(max_epochs=-1, **QUIET)).lr_find(
+        Counted(), DataLoader(blobs(64), batch_size=4), num_training=3
+    )
+
+
+def test_multiple_lr_find_calls_gives_same_results(in_tmp):
+    model = TinyClassifier(dropout=0.0)
+    trainer = Trainer(max_epochs=2, limit_train_batches=10, limit_val_batches=2, **QUIET)
+    loader = DataLoader(blobs(256), batch_size=8, shuffle=True, seed=1)
+    all_res = [Tuner(trainer).lr_find(model, loader, update_attr=False).results for _ in range(3)]
+    assert all(
+        all_res[0][k] == current[k] and len(current[k]) > 10
+        for current in all_res[1:]
+        for k in all_res[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("skip_begin", "skip_end", "losses", "expected_error"),
+    [
+        (0, 0, [], True),
+        (10, 1, [], True),
+        (0, 2, [0, 1, 2], True),
+        (0, 1, [0, 1, 2], False),
+        (1, 1, [0, 1, 2], True),
+        (1, 1, [0, 1, 2, 3], False),
+        (0, 1, [np.nan, np.nan, 0, np.inf, 1, 2, 3, np.inf, 2, np.nan, 1], False),
+        (4, 1, [np.nan, np.nan, 0, np.inf, 1, 2, 3, np.inf, 2, np.nan, 1], False),
+    ],
+)
+def test_suggestion_not_enough_finite_points(losses, skip_begin, skip_end, expected_error, caplog):
+    from mlx_audio.train.tuner import LRFinder
+
+    lr_finder = LRFinder(mode="exponential", lr_min=1e-8, lr_max=1, num_training=100)
+    lr_finder.results = {"lr": [float(i) for i in range(len(losses))], "loss": losses}
+    with caplog.at_level(logging.ERROR, logger="mlx_audio.train"):
+        lr = lr_finder.suggestion(skip_begin=skip_begin, skip_end=skip_end)
+    if expected_error:
+        assert lr is None
+        assert "Failed to compute suggestion for learning rate" in caplog.text
+    else:
+        assert lr is not None
+
+
+def test_lr_attribute_when_suggestion_invalid(in_tmp):
+    class Rated(TinyClassifier):
+        def __init__(self):
+            super().__init__()
+            del self.lr
+            self.learning_rate = 0.123
+
+        def configure_optimizers(self):
+            return optim.SGD(learning_rate=self.learning_rate)
+
+    model = Rated()
+    lr_finder = Tuner(Trainer(max_epochs=-1, **QUIET)).lr_find(
+        model, DataLoader(blobs(64), batch_size=8), update_attr=True, num_training=1
+    )
+    assert lr_finder.suggestion() is None
+    assert model.learning_rate == 0.123  # unchanged: no suggestion is possible
