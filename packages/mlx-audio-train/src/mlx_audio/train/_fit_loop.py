@@ -50,7 +50,7 @@ from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
 from ._syncbn import sync_if_asked
 from .module import TrainModule
-from .profiler import on_device
+from .profiler import on_device, profiled
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -147,7 +147,7 @@ def run_fit(
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
             reload_if_due(trainer)
-            with trainer.profiler.profile("run_training_epoch"):
+            with profiled(trainer, "run_training_epoch"):
                 run_epoch(trainer, resumed if mid_epoch else None)
             mid_epoch = False
         check_nonfinite(trainer)
@@ -172,7 +172,7 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         progress.epoch_finished = False
         trainer.hooks.on_train_epoch_start()
     while not epoch_done(trainer):
-        with trainer.profiler.profile("[_TrainingEpochLoop].train_dataloader_next"):
+        with profiled(trainer, "[_TrainingEpochLoop].train_dataloader_next"):
             fetched = trainer._batches.next()
         if fetched is None:
             break
@@ -184,7 +184,7 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
-        with trainer.profiler.profile("run_training_batch"):
+        with profiled(trainer, "run_training_batch"):
             with distributed.waiting("the train step"):  # NOTE [collective waits]
                 train_batch(trainer, batch, batch_idx)
             on_device(trainer)  # NOTE [device time in the profile] (profiler.py)
