@@ -5,11 +5,11 @@ fail is compared with real Lightning in tests/lightning_parity/test_flags.py."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import mlx.core as mx
@@ -63,6 +63,55 @@ def test_barebones_writes_nothing_and_self_log_is_off(in_tmp):
     assert os.listdir(in_tmp) == []  # no checkpoints, no logs
     with pytest.raises(ValueError, match="Checkpointing can impact raw speed"):
         Trainer(barebones=True, enable_checkpointing=True)
+
+
+# Ported from Lightning 2.6 (tests/tests_pytorch/trainer/flags/test_barebones.py).
+def test_barebones_disables_logging():
+    module = TinyClassifier()
+    module.trainer = Trainer(barebones=True)
+    with pytest.warns(match=r"barebones=True\)` is configured"):
+        module.log("foo", 1.0)
+    with pytest.warns(match=r"barebones=True\)` is configured"):
+        module.log_dict({"foo": 1.0})
+
+
+def test_barebones_argument_selection(caplog):
+    from mlx_audio.train import PassThroughProfiler
+    from mlx_audio.train.callbacks import ModelSummary, ProgressBar
+
+    with caplog.at_level(logging.INFO, logger="mlx_audio.train"):
+        trainer = Trainer(barebones=True)
+    assert "running in `Trainer(barebones=True)` mode" in caplog.text
+    assert trainer.barebones
+    assert trainer.checkpoint_callback is None
+    assert not trainer.loggers
+    assert not any(isinstance(cb, (ProgressBar, ModelSummary)) for cb in trainer.callbacks)
+    assert not trainer.log_every_n_steps
+    assert not trainer.num_sanity_val_steps
+    assert not trainer.fast_dev_run
+    assert not trainer.detect_anomaly
+    assert isinstance(trainer.profiler, PassThroughProfiler)
+
+
+def test_barebones_raises():
+    with pytest.raises(ValueError, match=r"enable_checkpointing=True\)` was passed"):
+        Trainer(barebones=True, enable_checkpointing=True)
+    with pytest.raises(ValueError, match=r"logger=True\)` was passed"):
+        Trainer(barebones=True, logger=True)
+    with pytest.raises(ValueError, match=r"enable_progress_bar=True\)` was passed"):
+        Trainer(barebones=True, enable_progress_bar=True)
+    with pytest.raises(ValueError, match=r"enable_model_summary=True\)` was passed"):
+        Trainer(barebones=True, enable_model_summary=True)
+    with pytest.raises(ValueError, match=r"log_every_n_steps=1\)` was passed"):
+        Trainer(barebones=True, log_every_n_steps=1)
+    with pytest.raises(ValueError, match=r"num_sanity_val_steps=1\)` was passed"):
+        Trainer(barebones=True, num_sanity_val_steps=1)
+    with pytest.raises(ValueError, match=r"fast_dev_run=1\)` was passed"):
+        Trainer(barebones=True, fast_dev_run=1)
+    with pytest.raises(ValueError, match=r"detect_anomaly=True\)` was passed"):
+        Trainer(barebones=True, detect_anomaly=True)
+    with pytest.raises(ValueError, match=r"profiler='simple'\)` was passed"):
+        Trainer(barebones=True, profiler="simple")
 
 
 # -- overfit_batches and limit_predict_batches ------------------------------------------------------
@@ -272,10 +321,3 @@ def test_detect_anomaly_names_the_module_and_the_parameters(in_tmp, compile, on_
     with pytest.raises(FloatingPointError) as caught:  # without it: the step, not the module
         plain.fit(Breaks(), DataLoader(blobs(48), batch_size=8))
     assert "log_layer" not in str(caught.value)
-
-
-def test_barebones_refuses_detect_anomaly():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="Anomaly detection can impact raw speed"):
-            Trainer(barebones=True, detect_anomaly=True)
