@@ -37,7 +37,8 @@ class Profiler:
     """The base of the profilers (Lightning's ``Profiler``): ``start``/``stop`` an action by
     name, ``profile(name)`` as a context manager, and ``summary()``, written by ``describe()``
     through ``logging`` (logger ``mlx_audio.train``) or, with ``dirpath`` and ``filename``, to
-    ``dirpath/{stage}-{filename}.txt``. Without ``dirpath`` the logger's ``log_dir`` is used."""
+    ``dirpath/{stage}-{filename}.txt``. Without ``dirpath``, the Trainer's ``log_dir`` (its
+    ``default_root_dir`` without a logger), as Lightning."""
 
     def __init__(self, dirpath: str | Path | None = None, filename: str | None = None) -> None:
         self.dirpath = dirpath
@@ -257,6 +258,14 @@ class AdvancedProfiler(Profiler):
     def teardown(self, stage: str | None) -> None:
         super().teardown(stage)
         self.profiled_actions.clear()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # cProfile objects cannot be copied (Lightning's)
+        state = {"dirpath": self.dirpath, "filename": self.filename}
+        return (
+            self.__class__,
+            (),
+            {**state, "line_count_restriction": self.line_count_restriction},
+        )
 
 
 def make_profiler(profiler: Profiler | str | None) -> Profiler:

@@ -339,7 +339,7 @@ class Trainer(TrainerViews):
 
     def profile_start(self, stage: str) -> None:
         rank = self.global_rank if self.world_size > 1 else None  # Lightning's local_rank
-        self.profiler.setup(stage, rank, self.log_dir)
+        self.profiler.setup(stage, rank, self.log_dir or self.default_root_dir)  # Lightning's
 
     def profile_end(self, result: R) -> R:
         self.profiler.describe()
