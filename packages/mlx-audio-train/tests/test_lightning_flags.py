@@ -321,3 +321,27 @@ def test_detect_anomaly_names_the_module_and_the_parameters(in_tmp, compile, on_
     with pytest.raises(FloatingPointError) as caught:  # without it: the step, not the module
         plain.fit(Breaks(), DataLoader(blobs(48), batch_size=8))
     assert "log_layer" not in str(caught.value)
+
+
+# Ported from Lightning 2.6 (tests/tests_pytorch/trainer/flags/test_limit_batches.py).
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "limit_train_batches",
+        "limit_val_batches",
+        "limit_test_batches",
+        "limit_predict_batches",
+        "overfit_batches",
+    ],
+)
+@pytest.mark.parametrize("value", [1, 1.0])
+def test_limit_batches_info_message(caplog, argument, value):
+    with caplog.at_level(logging.INFO, logger="mlx_audio.train"):
+        Trainer(max_epochs=1, logger=False, **{argument: value})
+    assert f"`Trainer({argument}={value})` was configured" in caplog.text
+    message = f"configured so {'1' if isinstance(value, int) else '100%'}"
+    assert message in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlx_audio.train"):
+        Trainer(max_epochs=1, logger=False)  # the message should not appear by default
+    assert message not in caplog.text

@@ -92,6 +92,21 @@ def batch_limit(value: Any, name: str) -> int | float:
     )
 
 
+def limit_info(name: str, value: Any) -> None:
+    """Lightning's line (``_determine_batch_limits``, its words) for a limit given as 1 or 1.0,
+    whose meaning depends on its type."""
+    if isinstance(value, int) and value == 1:
+        what = (
+            "1 batch per epoch will be used"
+            if name == "limit_train_batches"
+            else "1 batch will be used"
+        )
+        rank_zero_info(f"`Trainer({name}=1)` was configured so {what}.")
+    elif isinstance(value, float) and value == 1.0:
+        what = "100% of the batches" + (" per epoch" if name == "limit_train_batches" else "")
+        rank_zero_info(f"`Trainer({name}=1.0)` was configured so {what} will be used..")
+
+
 def check_strategy(strategy: Any, num_nodes: Any) -> str:
     """``strategy`` and ``num_nodes`` against the world ``mlx.launch`` started (NOTE [strategies])."""
     check_number("Trainer", "num_nodes", num_nodes, minimum=1, integer=True)
@@ -166,6 +181,13 @@ def resolve_flags(args: TrainerArgs, given: dict[str, Any]) -> TrainerArgs:
     ``_init_debugging_flags``); ``fast_dev_run`` limits predict; ``barebones`` logs nothing."""
     values = check_flags(given)
     args = replace(args, **values)
+    limits = ["overfit_batches"]  # Lightning's order; none of them under fast_dev_run
+    if not given["fast_dev_run"]:
+        limits += [] if args.overfit_batches > 0 else ["limit_train_batches", "limit_val_batches"]
+        limits += ["limit_test_batches", "limit_predict_batches"]
+    for name in limits:
+        if given[name] is not None:
+            limit_info(name, given[name])
     if args.fast_dev_run:
         args = replace(args, limit_predict_batches=args.fast_dev_run)
     if args.overfit_batches > 0:
