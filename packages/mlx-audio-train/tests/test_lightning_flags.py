@@ -19,7 +19,7 @@ import pytest
 from train_testing import TinyClassifier, blobs
 
 from mlx_audio.data import DataLoader
-from mlx_audio.train import Trainer
+from mlx_audio.train import DataModule, Trainer
 from mlx_audio.train.callbacks import Callback
 
 HERE = Path(__file__).parent
@@ -171,15 +171,15 @@ def test_limit_predict_batches_zero_returns_none_without_hooks(in_tmp):
 
 
 # -- reload_dataloaders_every_n_epochs ---------------------------------------------------------------
-class DataModule:
-    """A datamodule's hooks (what the Trainer asks when ``trainer.datamodule`` is set): each
-    train loader made holds other data (its seed), so the test sees which one trained."""
+class Data(DataModule):
+    """Each train loader made holds other data (its seed), so the test sees which one trained."""
 
     def __init__(self) -> None:
-        self.made = 0
+        super().__init__()
+        object.__setattr__(self, "made", 0)
 
     def train_dataloader(self):
-        self.made += 1
+        object.__setattr__(self, "made", self.made + 1)
         return DataLoader(blobs(16, seed=self.made), batch_size=8)
 
     def val_dataloader(self):
@@ -187,13 +187,12 @@ class DataModule:
 
 
 def test_reload_dataloaders_asks_the_datamodule_every_n_epochs(in_tmp):
-    module, seen = DataModule(), Seen()
+    data, seen = Data(), Seen()
     trainer = Trainer(
         max_epochs=5, reload_dataloaders_every_n_epochs=2, callbacks=[seen], logger=False, **QUIET
     )
-    trainer.datamodule = module  # where fit's loaders came from (a datamodule)
-    trainer.fit(TinyClassifier(), module.train_dataloader(), module.val_dataloader())
-    assert module.made == 3  # fit's, then at epochs 2 and 4 (Lightning's rule)
+    trainer.fit(TinyClassifier(), datamodule=data)
+    assert data.made == 3  # fit's, then at epochs 2 and 4 (Lightning's rule)
     firsts = [float(blobs(16, seed=s)[0][0][0]) for s in (1, 1, 2, 2, 3)]
     assert [epoch[0] for epoch in seen.train] == firsts
 

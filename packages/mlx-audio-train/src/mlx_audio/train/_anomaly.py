@@ -63,7 +63,7 @@ def _watched(module: nn.Module, found: list[str]) -> Iterator[None]:
             sub.__class__ = cls
 
 
-def diagnose(module: TrainModule, batch: Any, batch_idx: int, precision: str) -> str:
+def diagnose(module: TrainModule, batch: Any, batch_idx: int, precision: str, updates: Any) -> str:
     """What the eager re-run found (NOTE [anomaly re-run]), as sentences for the error."""
     parts = []
     inputs = _bad(batch)
@@ -75,9 +75,8 @@ def diagnose(module: TrainModule, batch: Any, batch_idx: int, precision: str) ->
     found: list[str] = []
 
     def loss_fn(batch: Any) -> mx.array:
-        loss = forward(module, batch, mx.array(batch_idx), "train", precision)[0]
-        assert loss is not None
-        return loss
+        loss = forward(module, batch, mx.array(batch_idx), "train", precision, updates)[0]
+        return mx.zeros(()) if loss is None else loss
 
     with _watched(module, found):
         loss, grads = nn.value_and_grad(module, lambda b: loss_fn(b))(batch)
@@ -106,7 +105,9 @@ def raise_anomaly(trainer: Trainer, batch: Any, batch_idx: int, finite: bool, mi
     seed_step(trainer.rng_base, trainer.global_step, micro, trainer.global_rank)
     was_training = trainer.module.training
     trainer.module.train()
-    found = diagnose(trainer.module, batch, batch_idx, trainer.precision)
+    found = diagnose(
+        trainer.module, batch, batch_idx, trainer.precision, runner.builder.metric_updates
+    )
     trainer.module.train(was_training)
     raise FloatingPointError(
         f"detect_anomaly: non-finite loss or gradients at step {trainer.global_step} (epoch "

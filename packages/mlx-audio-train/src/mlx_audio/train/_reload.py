@@ -68,30 +68,21 @@ def in_order(loader: Any, prefix: str) -> Any:
         raise ValueError(f"Trainer(overfit_batches=...): the {prefix} loader: {error}") from None
 
 
-def overfit_loaders(trainer: Trainer, train: Any, val: Any) -> tuple[Any, Any]:
+def overfit_loaders(trainer: Trainer, train: Any, vals: list[Any]) -> tuple[Any, list[Any]]:
     """``fit``'s loaders under ``overfit_batches > 0`` (Lightning: train and val each in order)."""
     if trainer.overfit_batches <= 0:
-        return train, val
-    return in_order(train, "train"), None if val is None else in_order(val, "val")
+        return train, vals
+    return in_order(train, "train"), [in_order(v, "val") for v in vals]
 
 
-def fresh_loader(trainer: Trainer, stage: str) -> Any:
-    """A new loader for ``stage`` ("train" or "val") from where ``fit``'s came from (Lightning's
-    ``_DataLoaderSource``): the datamodule's ``train_dataloader()``/``val_dataloader()`` when
-    ``trainer.datamodule`` is set, the module's when ``trainer.loaders_from_hooks`` says that
-    ``fit`` took its loaders from the module's hooks; None otherwise: loaders given to ``fit`` are
-    the same loaders again, as Lightning's source of an instance returns it."""
-    name = f"{stage}_dataloader"
-    source = getattr(trainer, "datamodule", None)
-    if source is None and getattr(trainer, "loaders_from_hooks", False):
-        source = trainer.module
-    hook = getattr(source, name, None)
-    if not callable(hook):
-        return None
-    try:
-        return hook()
-    except NotImplementedError:  # a default hook the user did not write
-        return None
+def fresh_loader(trainer: Trainer, kind: str) -> Any:
+    """The loaders of ``kind`` ("train" or "val") from where ``fit``'s came from (Lightning's
+    ``_DataLoaderSource``): the datamodule's or the module's ``*_dataloader()`` asked again, or
+    the very loaders given to ``fit`` (a source that is an instance returns it)."""
+    from ._data_source import request
+
+    given = trainer.given_loaders[0 if kind == "train" else 1]
+    return request(trainer, given, kind, required=kind == "train")
 
 
 def reload_due(trainer: Trainer, last: int | None) -> bool:
@@ -102,11 +93,19 @@ def reload_due(trainer: Trainer, last: int | None) -> bool:
 
 
 def reload_if_due(trainer: Trainer) -> None:
-    """At an epoch's start under ``reload_dataloaders_every_n_epochs``: new train and val
-    loaders from the hooks (:func:`fresh_loader`), seeded, sharded and limited as ``fit``'s."""
+    """At an epoch's start under ``reload_dataloaders_every_n_epochs``: the train and val loaders
+    asked for again (:func:`fresh_loader`), made ready as ``fit``'s (overfit, seeds, shards,
+    limits); the loaders they replace are closed."""
     from . import distributed
     from ._arguments import val_check_batch
-    from ._loaders import agreed_batches, is_stateful_loader, length_of, limited, seed_and_shard
+    from ._loaders import (
+        agreed_batches,
+        is_stateful_loader,
+        length_of,
+        limited,
+        seed_and_shard,
+        split_loaders,
+    )
 
     if trainer.last_reload is None:  # fit's first epoch (or the resumed one): fit's loaders
         trainer.last_reload = trainer.current_epoch
@@ -115,22 +114,24 @@ def reload_if_due(trainer: Trainer) -> None:
         return
     trainer.last_reload = trainer.current_epoch
     train, val = fresh_loader(trainer, "train"), fresh_loader(trainer, "val")
-    train, val = overfit_loaders(trainer, train, val)
-    train, val = seed_and_shard(trainer, train, val)
-    for old, new in ((trainer._train_loader, train), (trainer._val_loader, val)):
-        closable: Any = old  # an mlx_audio.data.DataLoader (with workers) has close()
-        if new is not None and old is not new and is_stateful_loader(old) and hasattr(old, "close"):
-            closable.close()  # the replaced loader's workers and shared memory
-    if train is not None:
-        trainer._train_loader = train
-        trainer.num_training_batches = agreed_batches(
-            trainer, limited(length_of(train), trainer.limit_train_batches)
-        )
+    vals = [] if val is None else split_loaders(val)
+    train, vals = overfit_loaders(trainer, train, vals)
+    train, *vals = seed_and_shard(trainer, train, *vals)
+    old_loaders = [trainer._train_loader, *trainer._val_loaders]
+    for old in old_loaders:
+        if old is not None and all(old is not new for new in (train, *vals)):
+            closable: Any = old  # an mlx_audio.data.DataLoader (with workers) has close()
+            if is_stateful_loader(old) and hasattr(old, "close"):
+                closable.close()  # the replaced loader's workers and shared memory
+    trainer._train_loader = train
+    trainer.num_training_batches = agreed_batches(
+        trainer, limited(length_of(train), trainer.limit_train_batches)
+    )
     if val is not None:
-        trainer._val_loader = val
-        trainer.num_val_batches = distributed.smallest(
-            limited(length_of(val), trainer.limit_val_batches)
-        )
+        trainer._val_loaders = vals
+        trainer.num_val_batches = [
+            distributed.smallest(limited(length_of(x), trainer.limit_val_batches)) for x in vals
+        ]
     trainer.val_check_batch = val_check_batch(
-        trainer.args, trainer.num_training_batches, trainer.num_val_batches
+        trainer.args, trainer.num_training_batches, sum(trainer.num_val_batches)
     )

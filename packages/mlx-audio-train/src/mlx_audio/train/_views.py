@@ -24,7 +24,7 @@ class TrainerViews:
     metrics: MetricStore
     callbacks: list[Callback]
     loggers: list[Logger]
-    num_val_batches: float
+    num_val_batches: list[float]
     _train_results: Results
     _eval_results: Results | None
 
@@ -126,4 +126,4 @@ class TrainerViews:
 
     @property
     def enable_validation(self) -> bool:
-        return self.num_val_batches > 0
+        return sum(self.num_val_batches) > 0

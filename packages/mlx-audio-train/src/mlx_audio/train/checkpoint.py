@@ -38,7 +38,12 @@ __all__ = [
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACCUMULATOR_FILE = "accumulator.safetensors"  # only inside an accumulation group
+CURRENT_MODEL_FILE = "current_model.safetensors"  # the raw weights beside averaged ones
+AVERAGE_MODEL_FILE = "average_model.safetensors"  # StochasticWeightAveraging's average
 STATE_FILE = "trainer_state.json"
+_FILES = (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE, CURRENT_MODEL_FILE, AVERAGE_MODEL_FILE)
+# NOTE [averaged weights in checkpoints]: checkpoint keys (Lightning's) -> the extra files
+ARRAY_KEYS = {"current_model_state": CURRENT_MODEL_FILE, "average_model_state": AVERAGE_MODEL_FILE}
 FORMAT_VERSION = 1
 
 
@@ -60,15 +65,22 @@ def save_checkpoint(
     optimizer_state: dict[str, mx.array],
     state: dict[str, Any],
     accumulator: dict[str, mx.array] | None = None,
+    extra: dict[str, dict[str, mx.array]] | None = None,
 ) -> str:
     """Write a complete checkpoint at ``directory`` (which must not exist yet); ``accumulator``
-    is the gradient sum of an unfinished accumulation group."""
+    is the gradient sum of an unfinished accumulation group; ``extra`` more weights files (file
+    name -> arrays: NOTE [averaged weights in checkpoints])."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
     _refuse_nonfinite(
         directory,
-        {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}},
+        {
+            "model": model_weights,
+            "optimizer": optimizer_state,
+            "accumulator": accumulator or {},
+            **{name: arrays for name, arrays in (extra or {}).items()},
+        },
     )
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
@@ -80,6 +92,7 @@ def save_checkpoint(
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
         if accumulator:
             files[ACCUMULATOR_FILE] = accumulator
+        files.update(extra or {})
         digests = {}
         for name, arrays in files.items():
             path = os.path.join(tmp, name)
@@ -146,11 +159,11 @@ def read_state(path: str, verify: bool | None = None) -> tuple[str, dict[str, An
             f"{state_path}: 'sha256' (the files' checksums) is missing or malformed, so the weights "
             "cannot be verified; load it anyway with MLX_AUDIO_UNVERIFIED_CHECKPOINTS=1"
         )
-    for name in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+    for name in _FILES:
         if os.path.exists(os.path.join(directory, name)) and name not in digests:
             raise CheckpointError(f"{state_path}: 'sha256' has no checksum for {name}")
     for name, digest in digests.items():
-        if name not in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+        if name not in _FILES:
             raise CheckpointError(f"{state_path}: 'sha256' names an unknown file {name!r}")
         file = os.path.join(directory, name)
         if not os.path.exists(file):
@@ -297,6 +310,7 @@ def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
 
 def capture(trainer: Trainer, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
+    from ._hparams import checkpoint_hparams
     from ._rng import rng_state, versions
 
     check_nonfinite(trainer)  # never write after a non-finite step the host has not seen yet
@@ -323,13 +337,16 @@ def capture(trainer: Trainer, path: str) -> str:
         "rng_base": trainer.rng_base,
         "accumulated_batches": runner.micro,
         "world_size": distributed.world_size(),
-        "loader": trainer.loader_state() if not ended else None,
+        "loader": trainer.loader_state() if not ended or progress.epoch_cut else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
         "versions": versions(),
+        **checkpoint_hparams(trainer),  # hyperparameters, the datamodule's state (JSON)
     }
+    state["state_dict"] = dict(flatten(module.parameters()))  # Lightning's checkpoint keys
     trainer.hooks.on_save_checkpoint(state)
-    weights = dict(flatten(module.parameters()))
+    weights = state.pop("state_dict")  # NOTE [averaged weights in checkpoints]
+    extra = {file: state.pop(key) for key, file in ARRAY_KEYS.items() if key in state}
     total = runner.total if runner.micro else None
     together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
     if (
@@ -338,7 +355,9 @@ def capture(trainer: Trainer, path: str) -> str:
         total = distributed.mean_across(total)
     accumulator = dict(flatten(total)) if total is not None else None
     if trainer.is_global_zero:  # data-parallel: the weights are equal on every rank
-        path = save_checkpoint(path, weights, dict(flatten(optimizer.state)), state, accumulator)
+        path = save_checkpoint(
+            path, weights, dict(flatten(optimizer.state)), state, accumulator, extra
+        )
     if together:
         distributed.barrier()  # the files exist before any rank goes on
     return os.path.abspath(path)

@@ -18,7 +18,7 @@ import pstats
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -292,9 +292,10 @@ def on_device(trainer: Trainer) -> None:
         mx.eval(trainer.runner.builder.state, trainer.last_loss)
 
 
-def profiled(trainer: Trainer, action_name: str) -> AbstractContextManager[Any]:
-    """``trainer.profiler.profile(action_name)``; nothing at all under the default profiler."""
+def profiled(trainer: Trainer, action: str | Callable[[], str]) -> AbstractContextManager[Any]:
+    """``trainer.profiler.profile(action)``; nothing at all under the default profiler (a
+    callable ``action`` makes the name only when a profiler records it)."""
     profiler: Profiler | None = getattr(trainer, "profiler", None)
     if profiler is None or isinstance(profiler, PassThroughProfiler):
         return nullcontext()
-    return profiler.profile(action_name)
+    return profiler.profile(action if isinstance(action, str) else action())

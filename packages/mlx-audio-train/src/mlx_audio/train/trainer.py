@@ -20,6 +20,7 @@ from mlx_audio.loggers import Logger
 
 from . import _lifecycle, checkpoint
 from ._arguments import ARG_NAMES, make_args
+from ._data_source import attach
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
@@ -34,6 +35,7 @@ from ._step import StepRunner
 from ._views import TrainerViews
 from ._watchdog import Watchdog
 from .callbacks import Callback, Timer
+from .datamodule import DataModule
 from .module import TrainModule
 from .profiler import Profiler, make_profiler
 
@@ -198,35 +200,24 @@ class Trainer(TrainerViews):
                 ``datetime.timedelta`` or a dict of its arguments (``{"hours": 2}``). It adds a
                 ``Timer`` checked after every step, unless you gave one.
             limit_predict_batches: How much of the loader ``predict`` uses (int: batches, float:
-                fraction, default 1.0); 0 predicts nothing.
-            overfit_batches: Train and validate on only this much of the data (int: batches,
-                float: fraction; default 0.0, off), the same batches every epoch: a
-                ``DataLoader`` that shuffles is rebuilt in order, with Lightning's warning. It
-                sets ``limit_train_batches`` and ``limit_val_batches``.
-            reload_dataloaders_every_n_epochs: Ask the data for new loaders every this many
-                epochs (0, the default: never): the datamodule's or the module's
-                ``train_dataloader()``/``val_dataloader()`` hook, when it has one; loaders given
-                to ``fit`` are the same loaders again, as in Lightning.
-            strategy: How the processes train together. ``"auto"`` (the default) or ``"ddp"``:
-                data-parallel over the processes ``mlx.launch`` started; ``"single_device"``: one
-                process. Strategies that start processes themselves (``"ddp_spawn"``) or shard the
-                model (``"fsdp"``, ``"deepspeed"``) are a ``ValueError``.
-            num_nodes: The machines the ``mlx.launch`` job spans (default 1); it must divide
-                the number of launched processes, and ``devices`` stays ``"auto"`` with several.
-            sync_batchnorm: Batch normalization with statistics over the whole global batch:
-                each ``nn.BatchNorm`` sums its batch moments across the processes (default
-                ``False``: each process normalizes by its own share).
-            barebones: Lightning's speed-analysis mode: no checkpoints, loggers or ``self.log``,
-                progress bar, model summary or sanity check; asking for one of them (or for
-                ``fast_dev_run``, ``detect_anomaly``, ``profiler``) is a ``ValueError``.
-            profiler: Time the hooks and loop actions and report when the run ends:
-                ``"simple"`` (mean and total seconds per action, the step's time measured on the
-                device), ``"advanced"`` (``cProfile`` per action) or a profiler from
-                ``mlx_audio.train.profiler``; ``None``: no profiling.
-            detect_anomaly: When a step's loss or gradients are non-finite, re-run that batch
-                eagerly and name where it started: the first module whose output went
-                non-finite from finite inputs, and the parameters with non-finite gradients
-                (``False`` by default: it synchronizes every step).
+                fraction, default 1.0); 0 predicts nothing (``predict`` returns None).
+            overfit_batches: Train and validate on only this many (int) or this share (float)
+                of the batches, the same ones every epoch: a shuffling ``DataLoader`` is rebuilt
+                in order, with Lightning's warning (default 0.0: off).
+            reload_dataloaders_every_n_epochs: Take new loaders from the datamodule's or the
+                module's ``*_dataloader()`` every this many epochs (default 0: never).
+            strategy: How the processes train together. ``"auto"`` or ``"ddp"``: data-parallel
+                over what ``mlx.launch`` started; ``"single_device"``: one process; others
+                (``"ddp_spawn"``, ``"fsdp"``) are a ``ValueError``.
+            num_nodes: The machines the ``mlx.launch`` job spans (default 1, ``devices="auto"``).
+            sync_batchnorm: Normalize each ``nn.BatchNorm`` by the global batch's statistics,
+                summed across the processes (default ``False``: each its own share).
+            barebones: Lightning's speed mode: no checkpoints, loggers, ``self.log``, progress
+                bar, model summary or sanity check (asking for one is a ``ValueError``).
+            profiler: Time the hooks and loop actions and report at the end: ``"simple"``,
+                ``"advanced"`` (``cProfile``) or a profiler object (``mlx_audio.train``).
+            detect_anomaly: Name where a non-finite step started (its batch re-run eagerly):
+                the first module with a non-finite output, the non-finite gradients.
         """
         if check_barebones(locals()):  # Lightning's barebones: checked, then these are off
             logger = enable_checkpointing = enable_progress_bar = enable_model_summary = False
@@ -251,6 +242,7 @@ class Trainer(TrainerViews):
         self.progress = Progress()
         self.metrics = MetricStore()
         self.module: TrainModule | None = None
+        self.datamodule: DataModule | None = None  # fit/validate/test/predict(datamodule=...)
         self.optimizer: optim.Optimizer | None = None
         self.lr_schedule_name: str | None = None
         self.state_fn: str | None = None  # "fit", "validation", "test" or "predict"
@@ -265,20 +257,23 @@ class Trainer(TrainerViews):
         self.ckpt_path: str | None = None
         self.rng_base = 0
         self.num_training_batches: float = math.inf
-        self.num_val_batches: float = 0
+        self.num_val_batches: list[float] = []  # per validation loader (Lightning)
+        self.num_test_batches: list[float] = []
+        self.num_predict_batches: list[float] = []
         self.val_check_batch: float = math.inf
         self.summarize = True  # the line that ends fit
         self.last_reload: int | None = None  # the epoch fit's loaders were last loaded
+        self.given_loaders: tuple[Any, Any] = (None, None)  # fit's train/val arguments
         self.runner: StepRunner | None = None  # fit's compiled step (built in run_fit)
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
         self.failing = False  # an exception is unwinding fit (no collectives from here on)
         self._estimated_max_steps: int | None = None
         self._batches: EpochBatches | None = None  # the running epoch's batches
         self._train_loader: Iterable[Any] | None = None  # after seeding and sharding
-        self._val_loader: Iterable[Any] | None = None
+        self._val_loaders: list[Any] = []  # after seeding and sharding
         self._train_results = Results()
         self._eval_results: Results | None = None
-        self.eval_log_step = 0  # eval batches logged in this fit (Lightning's step for them)
+        self.eval_log_steps: dict[int, int] = {}  # eval batches logged per loader (their step)
         self.last_loss: mx.array | None = None  # the last training step's loss (progress bar)
         self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
@@ -307,12 +302,18 @@ class Trainer(TrainerViews):
     def fit(
         self,
         model: TrainModule,
-        train_dataloaders: Iterable[Any],
+        train_dataloaders: Iterable[Any] | DataModule | None = None,
         val_dataloaders: Iterable[Any] | None = None,
+        datamodule: DataModule | None = None,
         ckpt_path: str | None = None,
     ) -> None:
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
-        ``"last"`` or ``"best"``). Resuming a finished run does no training."""
+        ``"last"`` or ``"best"``). Resuming a finished run does no training. The loaders come
+        from the arguments, else ``datamodule``, else the module's ``*_dataloader()`` methods;
+        several validation loaders in a list or dict are validated in turn."""
+        model, _, (train_dataloaders, val_dataloaders) = attach(
+            self, model, datamodule, (train_dataloaders, val_dataloaders), "fit"
+        )
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
         start_run(self, model, "fit")
         self.profile_start("fit")
@@ -337,9 +338,9 @@ class Trainer(TrainerViews):
         if ran and self.summarize:  # the tuner's searches do not (tuner.py)
             _lifecycle.print_summary(self)
 
-    def profile_start(self, stage: str) -> None:
-        rank = self.global_rank if self.world_size > 1 else None  # Lightning's local_rank
-        self.profiler.setup(stage, rank, self.log_dir or self.default_root_dir)  # Lightning's
+    def profile_start(self, stage: str) -> None:  # Lightning's __setup_profiler
+        rank = self.global_rank if self.world_size > 1 else None
+        self.profiler.setup(stage, rank, self.log_dir or self.default_root_dir)
 
     def profile_end(self, result: R) -> R:
         self.profiler.describe()
@@ -352,24 +353,47 @@ class Trainer(TrainerViews):
 
     # -- evaluation (_evaluation.py) ------------------------------------------------------------
     def validate(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+        self,
+        model: TrainModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | None = None,
+        verbose: bool = True,
+        datamodule: DataModule | None = None,
     ) -> list[dict[str, float]]:
-        """Validation metrics (means over the whole set, weighted by batch size), in a list
-        (empty when ``limit_val_batches`` is 0)."""
+        """Validation metrics (means over the whole set, weighted by batch size), one dict per
+        loader (empty when ``limit_val_batches`` is 0). ``verbose`` is accepted (no table is
+        printed); the loaders come as in ``fit``."""
+        model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "validate")
         self.profile_start("validate")
         return self.profile_end(standalone(self, model, dataloaders, "validation", ckpt_path))
 
     def test(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+        self,
+        model: TrainModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | None = None,
+        verbose: bool = True,
+        datamodule: DataModule | None = None,
     ) -> list[dict[str, float]]:
-        """Test metrics (``test_step``), in a list (empty when ``limit_test_batches`` is 0)."""
+        """Test metrics (``test_step``), one dict per loader (empty when
+        ``limit_test_batches`` is 0)."""
+        model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "test")
         self.profile_start("test")
         return self.profile_end(standalone(self, model, dataloaders, "test", ckpt_path))
 
     def predict(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+        self,
+        model: TrainModule | None = None,
+        dataloaders: Any = None,
+        datamodule: DataModule | None = None,
+        ckpt_path: str | None = None,
+        return_predictions: bool | None = None,
     ) -> list[Any] | None:
-        """``predict_step`` on every batch (eval mode), returned as a list (None when
-        ``limit_predict_batches`` is 0, as in Lightning)."""
+        """``predict_step`` on every batch (eval mode), returned as a list (a list per loader
+        with several); ``None`` with ``return_predictions=False`` (``None``, the default, is
+        ``True``)."""
+        model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "predict")
         self.profile_start("predict")
-        return self.profile_end(predict(self, model, dataloaders, ckpt_path))
+        return self.profile_end(
+            predict(self, model, dataloaders, ckpt_path, return_predictions is not False)
+        )

@@ -264,6 +264,8 @@ class Tuner:
 
         def configure_optimizers() -> OptimizerConfig:
             config = type(model).configure_optimizers(model)  # the model's own
+            if config is None:
+                raise ValueError("lr_find needs the optimizer of configure_optimizers(): got None")
             if not isinstance(config, OptimizerConfig):
                 config = OptimizerConfig(config)
             config.optimizer._maybe_schedule("learning_rate", finder.schedule)
