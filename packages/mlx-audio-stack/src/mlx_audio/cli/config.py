@@ -88,6 +88,10 @@ NOT_SETTINGS = {
     "deterministic": "accepted by the Trainer for Lightning code, no effect in MLX",
     "benchmark": "accepted by the Trainer for Lightning code, no effect in MLX",
     "inference_mode": "accepted by the Trainer for Lightning code, no effect in MLX",
+    "barebones": "the command always checkpoints and logs (evaluate and predict read the run), "
+    "which barebones turns off",
+    "reload_dataloaders_every_n_epochs": "the command passes its loaders to fit: there is no "
+    "dataloader hook to reload from",
 }
 # The command's defaults where they differ from the Trainer's (an application's choices; the
 # Trainer's `None` defaults shown as what they resolve to).
@@ -107,6 +111,8 @@ CLI_NOTES = {
 # Types narrower than the Trainer's annotation, checked here so that the error names the key.
 CLI_TYPES: dict[str, Any] = {
     "precision": Literal["32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"],
+    "profiler": Literal["simple", "advanced"] | None,  # a name: profiler objects are Python's
+    "strategy": Literal["auto", "ddp", "single_device"],
     "default_root_dir": str,  # the run folder, which evaluate and predict read
 }
 

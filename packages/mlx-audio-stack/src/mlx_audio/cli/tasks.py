@@ -315,7 +315,11 @@ def predictions(
     )
     settings.trainer.enable_progress_bar = False
     outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)
-    assert outputs is not None  # return_predictions is on
+    if not outputs:  # None: trainer.limit_predict_batches is 0 (Lightning's skipped loop)
+        raise ValueError(
+            f"nothing to predict: no batches from {data_path} (trainer.limit_predict_batches="
+            f"{settings.trainer.limit_predict_batches})"
+        )
     probs = np.concatenate([np.array(p) for p in outputs])
     return classes, probs, data, [str(p) for p in data.paths]
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint, distributed
+from ._anomaly import raise_anomaly
 from ._arguments import val_check_batch
 from ._data_source import is_overridden, prepare_data, request
 from ._evaluation import evaluate, sanity_check
@@ -50,11 +51,14 @@ from ._log_rules import LogOptions
 from ._metrics import Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
+from ._reload import overfit_loaders, reload_if_due
 from ._resume import restore, restore_accumulator, restore_training_state
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
+from ._syncbn import sync_if_asked
 from .module import TrainModule
+from .profiler import on_device, profiled
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -74,6 +78,7 @@ def run_fit(
     progress.should_stop = False  # Lightning: every fit starts without a stop request
     if not progress.epoch_finished:  # a failed fit's epoch starts over (Lightning), steps kept
         progress.batch_in_epoch = 0
+    trainer.given_loaders = (train_loader, val_loader)  # their source (reload_if_due)
     prepare_data(trainer)
     trainer.hooks.setup("fit")  # Lightning: setup, the restore's first half, configure_optimizers
     if trainer.limit_val_batches != 0 and getattr(model, "validation_step", None) is not None:
@@ -91,6 +96,8 @@ def run_fit(
         else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
     )
     val_loaders = [] if val_loader is None else split_loaders(val_loader)
+    train_loader, val_loaders = overfit_loaders(trainer, train_loader, val_loaders)
+    trainer.last_reload = None  # reload_dataloaders_every_n_epochs counts from here
     train_loader, *val_loaders = seed_and_shard(trainer, train_loader, *val_loaders)
     trainer._train_loader = train_loader
     trainer._val_loaders = val_loaders
@@ -114,6 +121,7 @@ def run_fit(
         if trainer.max_epochs is not None and per_epoch is not None
         else None
     )
+    sync_if_asked(trainer, model)  # sync_batchnorm: before the step is built
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
@@ -168,7 +176,9 @@ def run_fit(
         warn_eval_modules(model)  # Lightning leaves each submodule's mode as the user set it
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
-            run_epoch(trainer, resumed if mid_epoch else None)
+            reload_if_due(trainer)
+            with profiled(trainer, "run_training_epoch"):
+                run_epoch(trainer, resumed if mid_epoch else None)
             mid_epoch = False
         check_nonfinite(trainer)
         trainer.hooks.on_train_end()
@@ -193,7 +203,8 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         trainer.hooks.on_train_epoch_start()
     exhausted = False
     while not epoch_done(trainer):
-        fetched = trainer._batches.next()
+        with profiled(trainer, "[_TrainingEpochLoop].train_dataloader_next"):
+            fetched = trainer._batches.next()
         if fetched is None:
             exhausted = True
             break
@@ -205,8 +216,10 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
-        with distributed.waiting("the train step"):  # NOTE [collective waits]
-            train_batch(trainer, batch, batch_idx)
+        with profiled(trainer, "run_training_batch"):
+            with distributed.waiting("the train step"):  # NOTE [collective waits]
+                train_batch(trainer, batch, batch_idx)
+            on_device(trainer)  # NOTE [device time in the profile] (profiler.py)
         if validate_now(trainer):
             validate_in_fit(trainer)
         if trainer.update_pending:
@@ -255,9 +268,12 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
     seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
+    micro = runner.micro  # detect_anomaly re-runs a failing batch from here
     loss, metrics, logged, updated, finite = runner.run(
         batch, batch_idx, update, where, trainer._interrupt.level
     )
+    if trainer.detect_anomaly:
+        raise_anomaly(trainer, batch, batch_idx, finite, micro)
     trainer.progress.global_step += int(updated)
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))
