@@ -75,6 +75,7 @@ bench: sync anchor
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/dataloader.py
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/trainer_overhead.py
 	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/audio_files.py
+	$(RUN_ENV) $(ANCHOR)/bin/python benchmarks/augment.py
 
 lint: sync
 	$(UV) run --no-sync ruff check packages tests benchmarks examples docs

@@ -9,15 +9,28 @@ Cases: (a) 28x28 float32 + int label, B=64; (b) 1x64x1001 float32 log-mels, B=32
 (c) CPU-heavy per-sample transform (random crop + gain of a 1x160000 waveform, then a numpy
 log-mel), B=16. All datasets are per-sample Python ``__getitem__`` datasets; ``ArrayDataset``
 rows compare the batched fetch path against mlx-data.
+
+``--start`` (about a minute): the start of a pass, ours against torch's DataLoader, each
+measurement in a fresh process, alternating ours and torch for ``--rounds`` rounds (medians,
+so that a shared machine's noise hits both): the time from ``iter(loader)`` to the first batch
+of 32 x (1, 64, 1001) float32 through 2 workers with ``fork`` and ``spawn`` (cold: the
+process's first pass; warm: a later one), and a whole pass of 1,536 such samples. Ours runs
+this checkout's code (its ``packages/*/src`` first on ``PYTHONPATH``); torch runs in this
+interpreter if it has torch, else in ``.venv-anchor``. torch's strongest CPU settings: no
+``pin_memory``, new workers per pass as ours, ``prefetch_factor`` 2 (its best here).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -126,6 +139,137 @@ def available(module: str) -> bool:
         return False
 
 
+# -- the start of a pass (--start) -----------------------------------------------------------------
+START_SHAPE = (1, 64, 1001)  # 256 KB float32 samples
+
+
+class BigSamples:
+    """``n`` samples of 256 KB, views of 64 distinct ones (small to pickle under spawn)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.base = np.random.default_rng(0).standard_normal((64, *START_SHAPE), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.base[i % 64], i % 10
+
+
+class OurBigSamples(BigSamples, Dataset):
+    pass
+
+
+def start_child(which: str, method: str, n_pass: int, warm: int) -> dict:
+    """In a fresh process: first-batch latency (the first pass, then ``warm`` more), and the
+    samples/s of a whole pass over ``n_pass`` samples (start included)."""
+    if which == "ours":
+        dataset: BigSamples = OurBigSamples(n_pass)
+
+        def make(n: int):
+            dataset.n = n
+            return DataLoader(
+                dataset,
+                batch_size=32,
+                shuffle=True,
+                num_workers=2,
+                seed=0,
+                multiprocessing_context=method,
+            )
+    else:
+        import torch
+
+        dataset = BigSamples(n_pass)
+
+        def make(n: int):
+            dataset.n = n
+            return torch.utils.data.DataLoader(
+                dataset,
+                batch_size=32,
+                shuffle=True,
+                num_workers=2,
+                multiprocessing_context=method,
+                prefetch_factor=2,
+            )
+
+    firsts = []
+    for _ in range(1 + warm):
+        loader = make(256)
+        start = time.perf_counter()
+        iterator = iter(loader)
+        next(iterator)
+        firsts.append(time.perf_counter() - start)
+        del iterator, loader
+    loader = make(n_pass)
+    start = time.perf_counter()
+    count = sum(len(batch[1]) for batch in loader)
+    seconds = time.perf_counter() - start
+    return {
+        "cold_ms": firsts[0] * 1e3,
+        "warm_ms": statistics.median(firsts[1:]) * 1e3 if warm else None,
+        "pass_sps": count / seconds,
+    }
+
+
+def _pythons() -> tuple[str, str | None]:
+    root = Path(__file__).resolve().parent.parent
+    ours = root / ".venv" / "bin" / "python"
+    anchor = root / ".venv-anchor" / "bin" / "python"
+    theirs = sys.executable if available("torch") else (str(anchor) if anchor.exists() else None)
+    return (str(ours) if ours.exists() else sys.executable), theirs
+
+
+def _src_path(root: Path) -> str:
+    return os.pathsep.join(str(p) for p in sorted(root.glob("packages/*/src")))
+
+
+def start_table(rounds: int, n_pass: int, baseline: str | None = None) -> None:
+    """``baseline``: another checkout (e.g. the main branch's) measured as a third loader."""
+    root = Path(__file__).resolve().parent.parent
+    ours_python, torch_python = _pythons()
+    who = [("ours", "ours", ours_python, _src_path(root))]
+    if baseline:
+        who.append((f"ours at {baseline}", "ours", ours_python, _src_path(Path(baseline))))
+    if torch_python:
+        who.append(("torch", "torch", torch_python, _src_path(root)))
+    results: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(rounds):
+        for method in ("fork", "spawn"):
+            for label, which, python, src in who:
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                }
+                out = subprocess.run(
+                    [python, __file__, "--child", which, method, str(n_pass)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                results.setdefault((label, method), []).append(json.loads(out.splitlines()[-1]))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"\nstart of a pass: 32 x {START_SHAPE} float32 batches, 2 workers, medians of {rounds} "
+        f"fresh processes per row, the loaders alternating; load average {load:.1f} on "
+        f"{os.cpu_count()} cores\n"
+    )
+    print(
+        "| start method | loader | first batch, cold (ms) | first batch, warm (ms) | "
+        f"pass of {n_pass:,} samples (samples/s) |"
+    )
+    print("|---|---|---:|---:|---:|")
+    for method in ("fork", "spawn"):
+        for label, *_ in who:
+            runs = results[(label, method)]
+            cold = statistics.median(r["cold_ms"] for r in runs)
+            warm = statistics.median(r["warm_ms"] for r in runs)
+            rate = statistics.median(r["pass_sps"] for r in runs)
+            print(f"| {method} | {label} | {cold:.0f} | {warm:.0f} | {rate:,.0f} |")
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,7 +279,24 @@ def main() -> None:
     parser.add_argument(
         "--mlx-only", action="store_true", help="skip torch and mlx-data even if installed"
     )
+    parser.add_argument(
+        "--start",
+        action="store_true",
+        help="only the start-of-a-pass table, ours vs torch interleaved (about a minute)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--start: fresh processes per row")
+    parser.add_argument(
+        "--baseline", help="--start: another checkout to measure too (e.g. /work/main)"
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        which, method, n_pass = args.child
+        print(json.dumps(start_child(which, method, int(n_pass), warm=2)))
+        return
+    if args.start:
+        start_table(args.rounds, 1536, args.baseline)
+        return
     scale = 4 if args.quick else 1
     has_torch = available("torch") and not args.mlx_only
     has_mlx_data = available("mlx.data") and not args.mlx_only

@@ -69,13 +69,13 @@ def test_a_new_trainer_argument_must_be_classified(monkeypatch):
     in the docstring) or listed in NOT_SETTINGS; anything else fails the test above."""
 
     class Newer(Trainer):
-        def __init__(self, profiler: object = None, overfit_batches: int | float = 0.0, **kw):
+        def __init__(self, future_object: object = None, future_limit: int | float = 0.0, **kw):
             super().__init__(**kw)
 
     monkeypatch.setattr("mlx_audio.train.Trainer", Newer)
-    assert unclassified() >= {"profiler"}  # a Python object, not in NOT_SETTINGS
+    assert unclassified() >= {"future_object"}  # a Python object, not in NOT_SETTINGS
     exposed = {name for name, _, _ in cli_config.trainer_arguments()}
-    assert "overfit_batches" in exposed and "overfit_batches" not in cli_config.trainer_help()
+    assert "future_limit" in exposed and "future_limit" not in cli_config.trainer_help()
 
 
 def test_help_text_is_the_trainers_docstring(capsys, monkeypatch):
@@ -121,12 +121,37 @@ def test_print_config_lightning_spelling_and_the_new_keys(tmp_path, capsys):
             ["--trainer.default_root_dir", "null"],
             "trainer.default_root_dir: expected str, got None",
         ),
+        (
+            ["--trainer.strategy", "fsdp"],
+            "trainer.strategy: 'fsdp' is not valid; valid values: 'auto', 'ddp', 'single_device'",
+        ),
+        (
+            ["--trainer.profiler", "pytorch"],
+            "trainer.profiler: 'pytorch' is not valid; valid values: 'simple', 'advanced'",
+        ),
     ],
 )
 def test_bad_values_of_generated_keys_name_the_key(args, message, capsys):
     assert main(["train", "--data", "x", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_lightning_flags_are_settings_with_their_types():
+    """The debugging and launch flags reach the Trainer from YAML and flags (profiler and
+    strategy by name only: a profiler object is Python's)."""
+    settings = cli_config.load(
+        None,
+        {"trainer.profiler": "simple", "trainer.overfit_batches": 2, "trainer.strategy": "ddp"},
+    )
+    t = settings.trainer
+    assert (t.profiler, t.overfit_batches, t.strategy, t.detect_anomaly) == (
+        "simple",
+        2,
+        "ddp",
+        False,
+    )
+    assert {"barebones", "reload_dataloaders_every_n_epochs"} <= set(cli_config.NOT_SETTINGS)
 
 
 def test_the_demo_config_loads_unchanged():

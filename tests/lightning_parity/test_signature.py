@@ -14,18 +14,9 @@ from mlx_audio.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 MISSING = [
-    "barebones",
-    "detect_anomaly",
     "enable_autolog_hparams",
-    "limit_predict_batches",
     "model_registry",
-    "num_nodes",
-    "overfit_batches",
     "plugins",
-    "profiler",
-    "reload_dataloaders_every_n_epochs",
-    "strategy",
-    "sync_batchnorm",
 ]
 OURS_ONLY = ["collective_timeout", "compile", "on_nonfinite_loss", "seed"]
 

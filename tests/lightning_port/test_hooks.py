@@ -22,9 +22,6 @@ Same names, inputs and expected lists, with these changes:
   the keys both have (``epoch``, ``global_step``, the datamodule's ``state_dict``).
 * ``batch_idx`` is a 0-d ``mx.array`` (docs/api/training.md, "Differences from Lightning"):
   ``test_hooks_with_different_argument_names`` checks that instead of an ``int``.
-* ``test_trainer_model_hook_system_predict``'s module returns a loader of 2 batches from
-  ``predict_dataloader`` instead of ``limit_predict_batches=2`` (no such argument here), and
-  ``test_train_eval_mode_restored`` predicts all 64 batches.
 * ``test_load_from_checkpoint_hook_calls`` saves its checkpoint after a ``fit`` of no batch (a
   checkpoint needs a fit here, not ``strategy.connect``), and has no ``configure_model`` case.
 * Left out: ``automatic_optimization=False`` (no manual optimization); the GPU, ``16-mixed``,
@@ -485,18 +482,14 @@ def test_trainer_model_hook_system_eval(
 
 
 def test_trainer_model_hook_system_predict(tmp_path):
-    batches = 2
-
-    class TestModel(HookedModel):  # Lightning: limit_predict_batches=batches
-        def predict_dataloader(self):
-            return DataLoader(RandomDataset(32, batches))
-
     called = []
-    model = TestModel(called)
+    model = HookedModel(called)
     callback = HookedCallback(called)
+    batches = 2
     trainer = Trainer(
         devices=1,
         default_root_dir=tmp_path,
+        limit_predict_batches=batches,
         enable_progress_bar=False,
         callbacks=[callback],
     )
@@ -667,6 +660,7 @@ def test_train_eval_mode_restored(tmp_path):
         limit_train_batches=3,
         limit_val_batches=2,
         limit_test_batches=2,
+        limit_predict_batches=2,
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,

@@ -279,3 +279,81 @@ def test_persistent_workers_under_every_start_method_never_exit_while_in_use():
     for loader in loaders:
         loader.close()
     assert time.monotonic() - started < 30
+
+
+class SlowToStart(Dataset):
+    """A dataset whose copy in a forkserver (or spawn) worker takes ``delay`` seconds to
+    arrive (unpickled before the worker can say it is ready)."""
+
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __setstate__(self, state):
+        time.sleep(state["delay"])
+        self.__dict__.update(state)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return np.full((4,), i, np.float32)
+
+
+def test_iter_does_not_wait_for_the_workers_to_start():
+    """NOTE [fast start]: iter() starts the workers and sends their first tasks without waiting
+    for them (it used to block until every worker had started: the workers' start-up, then a
+    round trip, before the first task); the batches, and the slots unlinked by the first
+    batch, are as before."""
+    loader = DataLoader(
+        SlowToStart(2.0), batch_size=2, num_workers=2, multiprocessing_context="forkserver"
+    )
+    started = time.monotonic()
+    it = iter(loader)
+    returned = time.monotonic() - started
+    first = next(it)
+    assert shm_segments([os.getpid()]) == set()  # every slot name is gone with the first batch
+    assert returned < 2.0 <= time.monotonic() - started
+    assert [first.tolist(), *(b.tolist() for b in it)] == [
+        [[float(i)] * 4, [float(i + 1)] * 4] for i in range(0, 8, 2)
+    ]
+
+
+KILLED_BEFORE_THE_FIRST_BATCH = """
+import pathlib, sys, time
+import numpy as np
+from mlx_audio.data import DataLoader, Dataset
+
+class Slow(Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        time.sleep(60)  # no batch comes before the kill
+        return np.zeros(4, np.float32)
+
+def started(worker_id):
+    pathlib.Path(sys.argv[1], f"started-{worker_id}").touch()
+
+if __name__ == "__main__":
+    it = iter(DataLoader(Slow(), batch_size=2, num_workers=2, worker_init_fn=started))
+    time.sleep(120)
+"""
+
+
+def test_slot_names_are_gone_once_the_workers_start_even_if_the_main_process_is_killed(tmp_path):
+    """NOTE [fast start]: iter() no longer waits for the workers, so it is the worker that
+    unlinks its slots' names once it has opened them: a main process SIGKILLed before its
+    first batch leaves nothing in /dev/shm."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_BEFORE_THE_FIRST_BATCH)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("started-*"))) < 2:  # after the workers opened their slots
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(10)
+        assert shm_segments([proc.pid]) == set()
+    finally:
+        os.killpg(proc.pid, 9)  # the orphaned workers too

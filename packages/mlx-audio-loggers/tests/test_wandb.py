@@ -69,3 +69,61 @@ def test_finalize_status_becomes_the_exit_code(no_wandb_account, tmp_path, statu
     logger.finalize(status)
     assert wait_for_wandb_exit(run_dir) == code
     assert wandb_history(run_dir)[0]["loss"] == 1.0  # nothing logged is lost
+
+
+@pytest.mark.parametrize("when", ["mid-run", "before finalize"])
+def test_run_folder_removed_spools_the_whole_run_which_replays(no_wandb_account, tmp_path, when):
+    """W&B's service keeps writing into the deleted .wandb file and reports nothing: the
+    logger notices, spools every record of the run (named like any backend failure), and the
+    spool replays into a new run."""
+    import shutil
+
+    from mlx_audio.loggers import LoggerWarning
+
+    logger = WandbLogger(save_dir=tmp_path / "out", offline=True, spool_dir=tmp_path / "spool")
+    logger.log_hyperparams({"lr": 0.1})
+    for step in range(3):
+        logger.log_metrics({"loss": float(step)}, step=step)
+    logger.save()
+    shutil.rmtree(tmp_path / "out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(3, 6):
+            logger.log_metrics({"loss": float(step)}, step=step)
+            if when == "mid-run":
+                logger.save()  # delivered (and found lost) before the next call
+        logger.finalize("success")
+    report = logger.undelivered
+    assert report is not None and report.startswith("WandbLogger: 7 records not delivered")
+    assert "was removed during the run" in report and "steps 0-5" in report
+    assert [w.category for w in caught] == ([LoggerWarning] if when == "mid-run" else [])
+    (spool,) = (tmp_path / "spool").glob("undelivered-WandbLogger-*.jsonl")
+    assert str(spool) in report
+
+    again = WandbLogger(save_dir=tmp_path / "again", offline=True)
+    assert again.replay(spool) == 7
+    run_dir = again.log_dir
+    again.finalize("success")
+    assert again.undelivered is None
+    assert wait_for_wandb_exit(run_dir) == 0
+    assert [r["loss"] for r in wandb_history(run_dir)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert wandb_config(run_dir)["lr"] == 0.1
+
+
+def test_run_folder_removed_with_strict_raises_and_still_spools(no_wandb_account, tmp_path):
+    import shutil
+
+    from mlx_audio.loggers import LoggerError
+
+    logger = WandbLogger(
+        save_dir=tmp_path / "out", offline=True, spool_dir=tmp_path / "spool", strict=True
+    )
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.save()
+    shutil.rmtree(tmp_path / "out")
+    with pytest.raises(LoggerError, match="was removed during the run"):
+        logger.log_metrics({"loss": 2.0}, step=1)
+        logger.save()
+    with pytest.raises(LoggerError, match="2 records not delivered"):
+        logger.finalize("failed")
+    assert len(list((tmp_path / "spool").glob("undelivered-WandbLogger-*.jsonl"))) == 1

@@ -265,3 +265,66 @@ def test_sigterm_mid_epoch_saves_exits_143_and_resumes_exactly(tmp_path):
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and "DONE 60" in out, err[-2000:]
     assert_same_final_weights(tmp_path / "run", tmp_path / "ref")
+
+
+@pytest.mark.parametrize("nohup", [False, True])
+def test_closing_the_terminal_of_a_foreground_run_saves_like_sigterm(tmp_path, nohup):
+    """SIGHUP: the run's terminal closes (the kernel hangs up a pty's session). The run saves
+    a `preempted-...` checkpoint and exits 143, progress bar and all on the dead terminal;
+    under `nohup` (SIGHUP ignored) it is left alone and trains to the end."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    source = (
+        training_script("", "", pause=0.03)
+        .replace(
+            'print("STEP", trainer.global_step, flush=True)',
+            'Path(sys.argv[1], "step").write_text(str(trainer.global_step))',
+        )
+        .replace("enable_progress_bar=False", "enable_progress_bar=True")
+    )
+    script = tmp_path / "train.py"
+    script.write_text(source)
+    master, slave = pty.openpty()
+
+    def controlling_terminal():  # the child leads a new session whose terminal is the pty
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    root = tmp_path / "run"
+    root.mkdir()
+    proc = subprocess.Popen(
+        ["nohup" if nohup else "env", sys.executable, str(script), str(root), "fresh"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,
+        cwd=tmp_path,  # nohup writes nohup.out here
+        env={**os.environ, "PYTHONPATH": os.path.dirname(__file__)},
+    )
+    os.close(slave)
+    screen: list[bytes] = []
+    watched = [master]
+    try:
+        deadline = time.monotonic() + 120
+        while not ((root / "step").exists() and int((root / "step").read_text() or 0) >= 22):
+            assert proc.poll() is None and time.monotonic() < deadline, b"".join(screen)[-2000:]
+            if select.select(watched, [], [], 0.01)[0]:  # the terminal shows what it gets
+                try:
+                    screen.append(os.read(master, 65536))
+                except OSError:  # EIO: nothing has the terminal open (nohup moved the output)
+                    watched = []
+        os.close(master)  # the terminal closes (no read in flight): SIGHUP to the session
+        code = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = os.path.basename(os.path.realpath(root / "ckpt" / "last"))
+    if nohup:
+        assert code == 0 and (root / "final.safetensors").exists()
+        assert not last.startswith("preempted-"), last
+    else:
+        assert code == 143, b"".join(screen)[-2000:]
+        assert last.startswith("preempted-epoch=") and 22 <= int(last.rsplit("=", 1)[1]) < 60, last

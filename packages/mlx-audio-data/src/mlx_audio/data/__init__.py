@@ -58,6 +58,16 @@ _EXPORTS = {
     "audio_info": "audio.io",
     "LogMel": "audio.features_mlx",
     "log_mel_spectrogram": "audio.features",
+    "Compose": "audio.augment",
+    "OneOf": "audio.augment",
+    "Gain": "audio.augment",
+    "Shift": "audio.augment",
+    "SpeedPerturbation": "audio.augment",
+    "AddBackgroundNoise": "audio.augment",
+    "ApplyImpulseResponse": "audio.augment",
+    "FrequencyMasking": "audio.augment_mlx",
+    "TimeMasking": "audio.augment_mlx",
+    "Mixup": "audio.augment_mlx",
 }
 
 __all__ = list(_EXPORTS)
@@ -69,6 +79,16 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from ._loader.ranks import get_shard_info as get_shard_info
     from ._loader.worker import WorkerInfo as WorkerInfo
     from ._loader.worker import get_worker_info as get_worker_info
+    from .audio.augment import AddBackgroundNoise as AddBackgroundNoise
+    from .audio.augment import ApplyImpulseResponse as ApplyImpulseResponse
+    from .audio.augment import Compose as Compose
+    from .audio.augment import Gain as Gain
+    from .audio.augment import OneOf as OneOf
+    from .audio.augment import Shift as Shift
+    from .audio.augment import SpeedPerturbation as SpeedPerturbation
+    from .audio.augment_mlx import FrequencyMasking as FrequencyMasking
+    from .audio.augment_mlx import Mixup as Mixup
+    from .audio.augment_mlx import TimeMasking as TimeMasking
     from .audio.datasets import AudioFolder as AudioFolder
     from .audio.datasets import AudioManifest as AudioManifest
     from .audio.features import log_mel_spectrogram as log_mel_spectrogram

@@ -288,6 +288,20 @@ class QueuedLogger(Logger):
             self._close_error = error
         self._closed.set()
 
+    def _requeue(self, records: list[Record], error: BaseException, dropped: int = 0) -> None:
+        """Put records the backend took but then lost back at the front of the queue (the
+        delivery thread's side): they are retried, and spooled by ``finalize`` if never taken;
+        ``dropped`` older ones were lost for good."""
+        with self._wake:
+            self._dropped += dropped
+            self._pending.extendleft(reversed(records))
+            while len(self._pending) > self._policy.max_pending:
+                self._pending.popleft()
+                self._dropped += 1
+            self._error = error
+            self._first_error = self._first_error or error
+            self._wake.notify_all()
+
     def _spool(self, records: list[Record]) -> str:
         name = type(self).__name__
         reason = repr(

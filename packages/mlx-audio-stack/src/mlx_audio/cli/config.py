@@ -26,6 +26,13 @@ class DataSettings:
     )
     label_column: str = "label"  # a manifest's column of class names
     on_error: Literal["raise", "skip"] = "raise"  # a file failing while training: stop, or drop it
+    # augmentation of the training clips, in the workers (seeded per clip; off by default)
+    noise_dir: str | None = None  # add a noise file of this folder to each clip (p 0.5) ...
+    noise_snr_db: list[float] = field(
+        default_factory=lambda: [5.0, 20.0]
+    )  # ... at an SNR in this range
+    rir_dir: str | None = None  # convolve with a room impulse response of this folder (p 0.5)
+    gain_db: float = 0.0  # a random gain in [-gain_db, gain_db] dB (p 0.5); 0: off
 
 
 @dataclass
@@ -44,6 +51,9 @@ class ModelSettings:
     top_db: float | None = 80.0
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     dropout: float = 0.1
+    spec_augment: bool = False  # SpecAugment while training: 2 frequency + 2 time masks
+    mixup_alpha: float = 0.0  # mixup of training batches, lam ~ Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # cutmix along time (with mixup: each batch picks one); 0: off
 
 
 @dataclass
@@ -78,6 +88,10 @@ NOT_SETTINGS = {
     "deterministic": "accepted by the Trainer for Lightning code, no effect in MLX",
     "benchmark": "accepted by the Trainer for Lightning code, no effect in MLX",
     "inference_mode": "accepted by the Trainer for Lightning code, no effect in MLX",
+    "barebones": "the command always checkpoints and logs (evaluate and predict read the run), "
+    "which barebones turns off",
+    "reload_dataloaders_every_n_epochs": "the command passes its loaders to fit: there is no "
+    "dataloader hook to reload from",
 }
 # The command's defaults where they differ from the Trainer's (an application's choices; the
 # Trainer's `None` defaults shown as what they resolve to).
@@ -97,6 +111,8 @@ CLI_NOTES = {
 # Types narrower than the Trainer's annotation, checked here so that the error names the key.
 CLI_TYPES: dict[str, Any] = {
     "precision": Literal["32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"],
+    "profiler": Literal["simple", "advanced"] | None,  # a name: profiler objects are Python's
+    "strategy": Literal["auto", "ddp", "single_device"],
     "default_root_dir": str,  # the run folder, which evaluate and predict read
 }
 
@@ -350,13 +366,24 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
             )
         apply(settings, loaded, path)
     apply(settings, overrides, "command line")
-    for key, value in (
-        ("data.clip_seconds", settings.data.clip_seconds),
-        ("data.sample_rate", settings.data.sample_rate),
-        ("data.batch_size", settings.data.batch_size),
+    d, m = settings.data, settings.model
+    for key, value, least in (
+        ("data.clip_seconds", d.clip_seconds, "> 0"),
+        ("data.sample_rate", d.sample_rate, "> 0"),
+        ("data.batch_size", d.batch_size, "> 0"),
+        ("data.gain_db", d.gain_db, ">= 0"),
+        ("model.mixup_alpha", m.mixup_alpha, ">= 0"),
+        ("model.cutmix_alpha", m.cutmix_alpha, ">= 0"),
     ):
-        if value <= 0:
-            raise ConfigError(f"{source_of(key, path, overrides)}: {key}: must be > 0, got {value}")
+        if value < 0 or (value == 0 and least == "> 0"):
+            raise ConfigError(
+                f"{source_of(key, path, overrides)}: {key}: must be {least}, got {value}"
+            )
+    if len(snr := settings.data.noise_snr_db) != 2 or snr[0] > snr[1]:
+        where = source_of("data.noise_snr_db", path, overrides)
+        raise ConfigError(
+            f"{where}: data.noise_snr_db: expected [min, max] dB, min <= max, got {snr}"
+        )
     return settings
 
 

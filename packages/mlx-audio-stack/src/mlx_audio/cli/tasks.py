@@ -11,14 +11,19 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
-from mlx_audio.data import AudioFolder, AudioManifest, DataLoader, LogMel
+from mlx_audio.data import (
+    AudioFolder,
+    AudioManifest,
+    DataLoader,
+    LogMel,
+)
 from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.models import AudioCNN
 from mlx_audio.train import OptimizerConfig, Preempted, Trainer, TrainModule
 from mlx_audio.train.callbacks import EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 from mlx_audio.train.schedulers import WarmupCosineScheduler
 
-from . import clips, outputs, runs
+from . import augment, clips, outputs, runs
 from .config import ConfigError, Settings, dump, trainer_kwargs
 from .data import MANIFEST_SUFFIXES, DataError
 from .plots import plot_confusion
@@ -69,21 +74,24 @@ class AudioClassifier(TrainModule):
         self.net = AudioCNN(
             num_classes=num_classes, channels=tuple(model.channels), dropout=model.dropout
         )
+        self.masks, self.mixup = augment.on_device(settings, num_classes)
 
-    def __call__(self, waves: mx.array) -> mx.array:
+    def normalized(self, waves: mx.array) -> mx.array:
         mels = self.features.features(waves)
-        mels = (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
+        return (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
             mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5
         )
-        return self.net(mels[:, None])
+
+    def __call__(self, waves: mx.array) -> mx.array:
+        return self.net(self.normalized(waves)[:, None])
 
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
         waves, labels = batch
-        logits = self(waves)
+        logits, targets = augment.forward(self, waves, labels)  # augmented while training
         if self.multilabel:
-            loss = mx.mean(nn.losses.binary_cross_entropy(logits, labels, with_logits=True))
+            loss = mx.mean(nn.losses.binary_cross_entropy(logits, targets, with_logits=True))
             return loss, {}
-        loss = mx.mean(nn.losses.cross_entropy(logits, labels))
+        loss = mx.mean(nn.losses.cross_entropy(logits, targets))
         return loss, {"accuracy": mx.mean(mx.argmax(logits, axis=-1) == labels)}
 
     def validation_step(self, batch: Any, batch_idx: Any) -> Any:
@@ -143,6 +151,7 @@ def datasets(settings: Settings, sample_rate: int) -> tuple[Any, Any, list[str]]
 
 def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
     d = settings.data
+    workers = augment.InWorkers(settings)  # before reading the data: a wrong folder fails at once
     train, val, classes = datasets(settings, d.sample_rate)  # clips cut to data.clip_seconds
     return (
         DataLoader(
@@ -151,6 +160,7 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
             shuffle=True,
             num_workers=d.num_workers,
             collate_fn=clips.DropUnreadable(),
+            cpu_transforms=[workers] if workers.chain is not None else None,
         ),
         DataLoader(
             val,
@@ -226,6 +236,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     """Train into the run folder (NOTE [run folder]); the model is built after the Trainer has
     seeded everything (``trainer.seed``), so a seed gives the same run."""
     model: TrainModule
+    augment.check(settings)
     ckpt_path = runs.start(settings, resume)
     clap = settings.model.name == "clap"
     if clap:
@@ -304,7 +315,11 @@ def predictions(
     )
     settings.trainer.enable_progress_bar = False
     outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)
-    assert outputs is not None  # return_predictions is on
+    if not outputs:  # None: trainer.limit_predict_batches is 0 (Lightning's skipped loop)
+        raise ValueError(
+            f"nothing to predict: no batches from {data_path} (trainer.limit_predict_batches="
+            f"{settings.trainer.limit_predict_batches})"
+        )
     probs = np.concatenate([np.array(p) for p in outputs])
     return classes, probs, data, [str(p) for p in data.paths]
 

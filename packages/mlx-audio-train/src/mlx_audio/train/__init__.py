@@ -19,6 +19,11 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "Preempted": "_lifecycle",
     "rank_zero_only": "distributed",
+    "Tuner": "tuner",
+    "Profiler": "profiler",
+    "SimpleProfiler": "profiler",
+    "AdvancedProfiler": "profiler",
+    "PassThroughProfiler": "profiler",
     "AttributeDict": "_hparams",
 }
 __all__ = list(_EXPORTS)
@@ -32,7 +37,12 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from .distributed import rank_zero_only as rank_zero_only
     from .module import OptimizerConfig as OptimizerConfig
     from .module import TrainModule as TrainModule
+    from .profiler import AdvancedProfiler as AdvancedProfiler
+    from .profiler import PassThroughProfiler as PassThroughProfiler
+    from .profiler import Profiler as Profiler
+    from .profiler import SimpleProfiler as SimpleProfiler
     from .trainer import Trainer as Trainer
+    from .tuner import Tuner as Tuner
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

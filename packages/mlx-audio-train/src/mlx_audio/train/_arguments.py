@@ -112,6 +112,15 @@ class TrainerArgs:
     )
     benchmark: bool | None = None
     inference_mode: bool = True
+    # Lightning's debugging and launch flags, resolved in _flags.py
+    overfit_batches: int | float = 0.0
+    limit_predict_batches: int | float = 1.0
+    reload_dataloaders_every_n_epochs: int = 0
+    num_nodes: int = 1
+    strategy: str = "auto"
+    sync_batchnorm: bool = False
+    barebones: bool = False
+    detect_anomaly: bool = False
 
 
 def _count(name: str, value: Any, minimum: int, sentinel: bool = False) -> None:

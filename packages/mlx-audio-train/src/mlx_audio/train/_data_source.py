@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from ._loaders import (
     seed_and_shard,
     split_loaders,
 )
+from ._reload import overfit_loaders
 from .datamodule import DataModule
 from .module import TrainModule
 
@@ -87,6 +89,18 @@ def prepare_data(trainer: Trainer) -> None:
         distributed.barrier("rank 0's prepare_data")
 
 
+_PENDING: weakref.WeakKeyDictionary[Any, FitData] = weakref.WeakKeyDictionary()
+
+
+def estimated_steps(trainer: Trainer) -> int | None:
+    """``max_epochs x updates per epoch``; in a fit that has not asked for its train loader yet,
+    it is asked for now (Lightning's ``estimated_stepping_batches`` loads it)."""
+    data = _PENDING.get(trainer)
+    if data is not None:
+        data.train()
+    return trainer._estimated_max_steps
+
+
 def has_source(trainer: Trainer, kind: str) -> bool:
     """Whether the datamodule (when there is one) or else the module defines
     ``{kind}_dataloader`` (Lightning's ``_DataHookSelector``: the datamodule wins)."""
@@ -129,6 +143,7 @@ class FitData:
         trainer.num_training_batches, trainer.num_val_batches = math.inf, []
         trainer._train_loader, trainer._val_loaders = None, []
         trainer._estimated_max_steps = None
+        _PENDING[trainer] = self  # until done(): estimated_steps asks for the train loader
 
     def val_defined(self) -> bool:
         """Lightning's ``enable_validation``: a validation source, a ``validation_step`` and a
@@ -153,7 +168,7 @@ class FitData:
                     " Skipping val loop."
                 )
         check_fit_inputs(trainer, model, None, loader)
-        loaders = [] if loader is None else split_loaders(loader)
+        _, loaders = overfit_loaders(trainer, None, [] if loader is None else split_loaders(loader))
         trainer._val_loaders = seed_and_shard(trainer, *loaders)
         trainer.num_val_batches = [
             distributed.smallest(limited(length_of(x), trainer.limit_val_batches))
@@ -167,6 +182,7 @@ class FitData:
         trainer = self.trainer
         loader = request(trainer, self.given_train, "train", required=True)
         check_fit_inputs(trainer, self.model, loader, None)
+        loader, _ = overfit_loaders(trainer, loader, [])
         (trainer._train_loader,) = seed_and_shard(trainer, loader)
         trainer.num_training_batches = agreed_batches(
             trainer, limited(length_of(trainer._train_loader), trainer.limit_train_batches)
@@ -183,8 +199,9 @@ class FitData:
         )
 
     def finish(self) -> None:
-        """What needs both: when to validate, and the short-epoch warning."""
+        """Once both are asked for: when to validate, and the short-epoch warning."""
         trainer = self.trainer
+        _PENDING.pop(trainer, None)
         trainer.val_check_batch = val_check_batch(
             trainer.args, trainer.num_training_batches, sum(trainer.num_val_batches)
         )

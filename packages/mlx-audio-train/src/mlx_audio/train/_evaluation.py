@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -188,10 +187,13 @@ def predict(
     loaders = split_loaders(request(trainer, given, "predict", True))
     several = len(loaders) > 1
     check_dataloader_idx(model, _HOOKS["predict"], several, "predict")
-    counts = [math.inf if (n := length_of(x)) is None else n for x in loaders]
+    counts = [limited(length_of(x), trainer.limit_predict_batches) for x in loaders]
     if trainer.fast_dev_run:
         counts = [min(count, trainer.fast_dev_run) for count in counts]
     trainer.num_predict_batches = counts
+    if sum(counts) == 0:  # limit_predict_batches=0: Lightning's skipped loop returns None
+        trainer.hooks.teardown("predict")
+        return None
     trainer.eval_batches_total = sum(counts)  # a progress bar's total
     modes = module_modes(model)
     trainer.hooks.on_predict_model_eval()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint, distributed
+from ._anomaly import raise_anomaly
 from ._data_source import FitData, prepare_data
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
@@ -45,11 +46,14 @@ from ._log_rules import LogOptions
 from ._metrics import Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
+from ._reload import reload_if_due
 from ._resume import restore, restore_accumulator, restore_training_state
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
+from ._syncbn import sync_if_asked
 from .module import TrainModule
+from .profiler import on_device, profiled
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -69,6 +73,7 @@ def run_fit(
     progress.should_stop = False  # Lightning: every fit starts without a stop request
     if not progress.epoch_finished:  # a failed fit's epoch starts over (Lightning), steps kept
         progress.batch_in_epoch = 0
+    trainer.given_loaders = (train_loader, val_loader)  # their source (reload_if_due)
     prepare_data(trainer)
     trainer.hooks.setup("fit")  # Lightning: setup, the restore's first half, configure_optimizers
     trainer.rng_base = (
@@ -80,7 +85,8 @@ def run_fit(
     # check (after on_sanity_check_start), the train loader after it, before on_train_start;
     # earlier only when something reads trainer.estimated_stepping_batches (configure_optimizers)
     data = FitData(trainer, model, train_loader, val_loader)
-    trainer._pending_data = data.train
+    trainer.last_reload = None  # reload_dataloaders_every_n_epochs counts from here
+    sync_if_asked(trainer, model)  # sync_batchnorm: before the step is built
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
@@ -123,7 +129,6 @@ def run_fit(
     data.train()
     data.val()  # Lightning's on_run_start: the val loaders too, for the progress bar
     data.finish()
-    trainer._pending_data = None
     mid_epoch = progress.settle_resume(mid_epoch, trainer.num_training_batches, iteration_based)
     if fit_done(trainer):
         if trainer.num_training_batches == 0:
@@ -139,7 +144,9 @@ def run_fit(
         warn_eval_modules(model)  # Lightning leaves each submodule's mode as the user set it
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
-            run_epoch(trainer, resumed if mid_epoch else None)
+            reload_if_due(trainer)
+            with profiled(trainer, "run_training_epoch"):
+                run_epoch(trainer, resumed if mid_epoch else None)
             mid_epoch = False
         check_nonfinite(trainer)
         trainer.hooks.on_train_end()
@@ -164,7 +171,8 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         trainer.hooks.on_train_epoch_start()
     exhausted = False
     while not epoch_done(trainer):
-        fetched = trainer._batches.next()
+        with profiled(trainer, "[_TrainingEpochLoop].train_dataloader_next"):
+            fetched = trainer._batches.next()
         if fetched is None:
             exhausted = True
             break
@@ -176,8 +184,10 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
-        with distributed.waiting("the train step"):  # NOTE [collective waits]
-            train_batch(trainer, batch, batch_idx)
+        with profiled(trainer, "run_training_batch"):
+            with distributed.waiting("the train step"):  # NOTE [collective waits]
+                train_batch(trainer, batch, batch_idx)
+            on_device(trainer)  # NOTE [device time in the profile] (profiler.py)
         if validate_now(trainer):
             validate_in_fit(trainer)
         if trainer.update_pending:
@@ -226,9 +236,12 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
     seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
+    micro = runner.micro  # detect_anomaly re-runs a failing batch from here
     loss, metrics, logged, updated, finite = runner.run(
         batch, batch_idx, update, where, trainer._interrupt.level
     )
+    if trainer.detect_anomaly:
+        raise_anomaly(trainer, batch, batch_idx, finite, micro)
     trainer.progress.global_step += int(updated)
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))

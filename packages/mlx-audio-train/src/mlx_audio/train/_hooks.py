@@ -20,6 +20,7 @@ from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
 from .callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from .callbacks.timer import Timer
+from .profiler import profiled
 
 if TYPE_CHECKING:
     from mlx.optimizers import Optimizer
@@ -78,6 +79,11 @@ class EvalHooks(NamedTuple):
     end: Callable[[], None]
 
 
+def _action(callback: Callback, hook: str) -> Callable[[], str]:
+    """A callback hook's profiler name (Lightning's), made only when a profiler records it."""
+    return lambda: f"[Callback]{callback.state_key}.{hook}"
+
+
 class CallbackList:
     def __init__(self, trainer: Trainer, callbacks: list[Callback]) -> None:
         self.trainer = trainer
@@ -96,7 +102,8 @@ class CallbackList:
                 if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
                     continue
                 trainer.current_hook = hook
-                getattr(callback, hook)(trainer, trainer.module, *args, **kwargs)
+                with profiled(trainer, _action(callback, hook)):
+                    getattr(callback, hook)(trainer, trainer.module, *args, **kwargs)
         finally:
             trainer.current_hook = outer
 
@@ -106,7 +113,10 @@ class CallbackList:
         self.trainer.current_hook = hook
         try:
             method = getattr(module, hook, None)  # None: switched off (Lightning's tests do)
-            return method(*args, **kwargs) if method is not None else None
+            if method is None:
+                return None
+            with profiled(self.trainer, lambda: f"[LightningModule]{type(module).__name__}.{hook}"):
+                return method(*args, **kwargs)
         finally:
             self.trainer.current_hook = outer
 

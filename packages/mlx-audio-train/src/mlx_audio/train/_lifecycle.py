@@ -46,7 +46,8 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
     """First Ctrl-C: a stop request, and the loop stops at the next optimizer-step boundary (a
     clean point for a checkpoint). Second Ctrl-C: KeyboardInterrupt at once. SIGTERM: the same
     stop at the next boundary, then a resumable checkpoint and :class:`Preempted`; a later SIGTERM
-    is noted, never fatal, while the Trainer saves.
+    is noted, never fatal, while the Trainer saves. SIGHUP (a foreground run's terminal closed) is
+    taken as SIGTERM, unless it is ignored (``nohup``) or has the caller's own handler.
 
     NOTE [saving under the handler]: ``Trainer.fit`` keeps this handler installed until the
     checkpoint of a stop and the loggers' files are on disk (``on_fit_error``): ``mlx.launch``
@@ -66,14 +67,15 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
         return 2 if self.terminated else int(self.requested)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGTERM:
+        if signum != signal.SIGINT:  # SIGTERM, or SIGHUP (its terminal closed): a preemption
             again = self.terminated
             self.requested = self.terminated = True
+            name = signal.Signals(signum).name
             rank_zero_info(  # logging: never raises on a closed stdout (NOTE [console logging])
-                "\nTrainer: SIGTERM received again; still stopping, exiting once the checkpoint "
+                f"\nTrainer: {name} received again; still stopping, exiting once the checkpoint "
                 "is on disk."
                 if again
-                else "\nTrainer: SIGTERM received; saving a checkpoint after this step, then exiting."
+                else f"\nTrainer: {name} received; saving a checkpoint after this step, then exiting."
             )
             return
         if self.requested:
@@ -104,7 +106,9 @@ class interrupt_handler:  # noqa: N801 (used as a context manager, like a functi
         self.terminated = False
         self.agreed = False
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                if signum == signal.SIGHUP and signal.getsignal(signum) is not signal.SIG_DFL:
+                    continue  # ignored (nohup) or the caller's own handler: left alone
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -82,4 +82,5 @@ def log_metrics(
 def should_update_logs(trainer: Trainer) -> bool:
     """Whether this update's step metrics go to the loggers (``log_every_n_steps``)."""
     steps = trainer.progress.batches_that_stepped + 1
-    return steps % trainer.log_every_n_steps == 0 or trainer.should_stop
+    n = trainer.log_every_n_steps  # 0 (barebones): never, as Lightning's should_update_logs
+    return (n > 0 and steps % n == 0) or trainer.should_stop

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import distributed
+from ._arguments import Argument
 from .callbacks import Callback, ModelCheckpoint
 
 if TYPE_CHECKING:
@@ -26,6 +27,45 @@ class TrainerViews:
     num_val_batches: list[float]
     _train_results: Results
     _eval_results: Results | None
+
+    # -- the arguments, resolved (_arguments.py; Trainer.args) ---------------------------------------------------
+    min_epochs = Argument[int]()
+    min_steps = Argument[int]()
+    max_epochs = Argument[int | None]()
+    accumulate_grad_batches = Argument[int]()
+    gradient_clip_val = Argument[float | None]()
+    gradient_clip_algorithm = Argument[str]()
+    precision = Argument[str]()
+    val_check_interval = Argument[int | float]()
+    check_val_every_n_epoch = Argument[int | None]()
+    limit_train_batches = Argument[int | float]()
+    limit_val_batches = Argument[int | float]()
+    limit_test_batches = Argument[int | float]()
+    num_sanity_val_steps = Argument[float]()
+    fast_dev_run = Argument[int]()
+    log_every_n_steps = Argument[int]()
+    enable_progress_bar = Argument[bool]()
+    enable_checkpointing = Argument[bool]()
+    enable_logging = Argument[bool]()
+    default_root_dir = Argument[str]()
+    seed = Argument[int | None]()
+    compile = Argument[bool]()
+    on_nonfinite_loss = Argument[str]()
+    use_distributed_sampler = Argument[bool]()
+    collective_timeout = Argument[float]()
+    accelerator = Argument[str]()
+    devices = Argument[int | str | list[int]]()
+    deterministic = Argument[bool | str | None]()
+    benchmark = Argument[bool | None]()
+    inference_mode = Argument[bool]()
+    overfit_batches = Argument[int | float]()
+    limit_predict_batches = Argument[int | float]()
+    reload_dataloaders_every_n_epochs = Argument[int]()
+    num_nodes = Argument[int]()
+    strategy = Argument[str]()
+    sync_batchnorm = Argument[bool]()
+    barebones = Argument[bool]()
+    detect_anomaly = Argument[bool]()
 
     def active_results(self) -> Results:
         """The running loop's results: a validation/test pass's, else the train loop's."""

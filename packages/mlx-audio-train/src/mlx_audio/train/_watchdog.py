@@ -100,7 +100,7 @@ class Watchdog:
             self._check_wait()
 
     def _signal(self, signum: int) -> None:
-        if signum == signal.SIGTERM:
+        if signum in (signal.SIGTERM, signal.SIGHUP):
             self.code = 143
         elif signum == signal.SIGINT:
             self.interrupts += 1

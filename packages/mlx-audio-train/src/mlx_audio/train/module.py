@@ -279,6 +279,14 @@ class TrainModule(nn.Module, HyperparametersMixin):
                 stacklevel=2,
             )
             return
+        if trainer.barebones:
+            warnings.warn(
+                "You are trying to `self.log()` but `Trainer(barebones=True)` is configured."
+                " Logging can impact raw speed so it is disabled under this setting.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
         if trainer.state_fn == "predict":
             raise ValueError(
                 "You are trying to `self.log()` but the loop's result collection is not registered"

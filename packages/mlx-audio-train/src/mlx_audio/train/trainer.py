@@ -8,9 +8,9 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -19,11 +19,12 @@ from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
 from . import _lifecycle, checkpoint
-from ._arguments import ARG_NAMES, Argument, make_args
-from ._data_source import attach
+from ._arguments import ARG_NAMES, make_args
+from ._data_source import attach, estimated_steps
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
+from ._flags import check_barebones, resolve_flags
 from ._hooks import CallbackList, with_defaults
 from ._loaders import EpochBatches, check_fit_inputs, close_loaders
 from ._metrics import MetricStore, Results
@@ -36,6 +37,9 @@ from ._watchdog import Watchdog
 from .callbacks import Callback, Timer
 from .datamodule import DataModule
 from .module import TrainModule
+from .profiler import Profiler, make_profiler
+
+R = TypeVar("R")
 
 
 class Trainer(TrainerViews):
@@ -76,6 +80,15 @@ class Trainer(TrainerViews):
         benchmark: bool | None = None,
         inference_mode: bool = True,
         max_time: str | timedelta | dict[str, int] | None = None,
+        limit_predict_batches: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        reload_dataloaders_every_n_epochs: int = 0,
+        strategy: str = "auto",
+        num_nodes: int = 1,
+        sync_batchnorm: bool = False,
+        barebones: bool = False,
+        profiler: Profiler | str | None = None,
+        detect_anomaly: bool = False,
     ) -> None:
         """Lightning's ``Trainer`` arguments, with Lightning 2.6's defaults and meaning in MLX.
 
@@ -186,15 +199,41 @@ class Trainer(TrainerViews):
             max_time: Stop training after this much time: ``"DD:HH:MM:SS"``, a
                 ``datetime.timedelta`` or a dict of its arguments (``{"hours": 2}``). It adds a
                 ``Timer`` checked after every step, unless you gave one.
+            limit_predict_batches: How much of the loader ``predict`` uses (int: batches, float:
+                fraction, default 1.0); 0 predicts nothing (``predict`` returns None).
+            overfit_batches: Train and validate on only this many (int) or this share (float)
+                of the batches, the same ones every epoch: a shuffling ``DataLoader`` is rebuilt
+                in order, with Lightning's warning (default 0.0: off).
+            reload_dataloaders_every_n_epochs: Take new loaders from the datamodule's or the
+                module's ``*_dataloader()`` every this many epochs (default 0: never).
+            strategy: How the processes train together. ``"auto"`` or ``"ddp"``: data-parallel
+                over what ``mlx.launch`` started; ``"single_device"``: one process; others
+                (``"ddp_spawn"``, ``"fsdp"``) are a ``ValueError``.
+            num_nodes: The machines the ``mlx.launch`` job spans (default 1, ``devices="auto"``).
+            sync_batchnorm: Normalize each ``nn.BatchNorm`` by the global batch's statistics,
+                summed across the processes (default ``False``: each its own share).
+            barebones: Lightning's speed mode: no checkpoints, loggers, ``self.log``, progress
+                bar, model summary or sanity check (asking for one is a ``ValueError``).
+            profiler: Time the hooks and loop actions and report at the end: ``"simple"``,
+                ``"advanced"`` (``cProfile``) or a profiler object (``mlx_audio.train``).
+            detect_anomaly: Name where a non-finite step started (its batch re-run eagerly):
+                the first module with a non-finite output, the non-finite gradients.
         """
+        if check_barebones(locals()):  # Lightning's barebones: checked, then these are off
+            logger = enable_checkpointing = enable_progress_bar = enable_model_summary = False
+            num_sanity_val_steps, log_every_n_steps = 0, None
         given = with_defaults(
             callbacks, enable_progress_bar, enable_checkpointing, enable_model_summary, max_time
         )
         root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
         kwargs = {k: v for k, v in locals().items() if k in ARG_NAMES}
-        self.args = make_args(
-            {**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given)
+        self.args = resolve_flags(
+            make_args(
+                {**kwargs, "default_root_dir": root}, any(isinstance(c, Timer) for c in given)
+            ),
+            kwargs,
         )
+        self.profiler = make_profiler(profiler)
         if seed is not None:  # before the model is built, so its initial weights are reproducible
             seed_everything(seed)
         self.hooks = CallbackList(self, given)
@@ -222,11 +261,13 @@ class Trainer(TrainerViews):
         self.num_test_batches: list[float] = []
         self.num_predict_batches: list[float] = []
         self.val_check_batch: float = math.inf
+        self.summarize = True  # the line that ends fit
+        self.last_reload: int | None = None  # the epoch fit's loaders were last loaded
+        self.given_loaders: tuple[Any, Any] = (None, None)  # fit's train/val arguments
         self.runner: StepRunner | None = None  # fit's compiled step (built in run_fit)
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
         self.failing = False  # an exception is unwinding fit (no collectives from here on)
         self._estimated_max_steps: int | None = None
-        self._pending_data: Callable[[], None] | None = None  # fit's train loader, not asked yet
         self._batches: EpochBatches | None = None  # the running epoch's batches
         self._train_loader: Iterable[Any] | None = None  # after seeding and sharding
         self._val_loaders: list[Any] = []  # after seeding and sharding
@@ -237,44 +278,11 @@ class Trainer(TrainerViews):
         self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
 
-    # -- the arguments, resolved (_arguments.py) ---------------------------------------------------
-    min_epochs = Argument[int]()
-    min_steps = Argument[int]()
-    max_epochs = Argument[int | None]()
-    accumulate_grad_batches = Argument[int]()
-    gradient_clip_val = Argument[float | None]()
-    gradient_clip_algorithm = Argument[str]()
-    precision = Argument[str]()
-    val_check_interval = Argument[int | float]()
-    check_val_every_n_epoch = Argument[int | None]()
-    limit_train_batches = Argument[int | float]()
-    limit_val_batches = Argument[int | float]()
-    limit_test_batches = Argument[int | float]()
-    num_sanity_val_steps = Argument[float]()
-    fast_dev_run = Argument[int]()
-    log_every_n_steps = Argument[int]()
-    enable_progress_bar = Argument[bool]()
-    enable_checkpointing = Argument[bool]()
-    enable_logging = Argument[bool]()
-    default_root_dir = Argument[str]()
-    seed = Argument[int | None]()
-    compile = Argument[bool]()
-    on_nonfinite_loss = Argument[str]()
-    use_distributed_sampler = Argument[bool]()
-    collective_timeout = Argument[float]()
-    accelerator = Argument[str]()
-    devices = Argument[int | str | list[int]]()
-    deterministic = Argument[bool | str | None]()
-    benchmark = Argument[bool | None]()
-    inference_mode = Argument[bool]()
-
     @property
     def max_steps(self) -> int | None:
         """max_steps, or in fit ``max_epochs x updates per epoch`` (Lightning:
-        estimated_stepping_batches)."""
-        if self.args.max_steps is None and self._pending_data is not None:
-            self._pending_data()  # Lightning loads the train loader to estimate (NOTE in _fit_loop)
-        return self.args.max_steps if self.args.max_steps is not None else self._estimated_max_steps
+        estimated_stepping_batches: it asks for the train loader if fit has not yet)."""
+        return self.args.max_steps if self.args.max_steps is not None else estimated_steps(self)
 
     estimated_stepping_batches = max_steps
 
@@ -308,6 +316,7 @@ class Trainer(TrainerViews):
         )
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
         start_run(self, model, "fit")
+        self.profile_start("fit")
         if mx.default_device() == mx.cpu:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
         started = time.perf_counter()
@@ -322,12 +331,20 @@ class Trainer(TrainerViews):
                 raise
             finally:
                 self.fit_seconds += time.perf_counter() - started
-                self._pending_data = None
                 close_loaders(self, train_dataloaders)
             self.failing = False
             _lifecycle.finalize_loggers(self.loggers, "success")
-        if ran:
+        self.profiler.describe()
+        if ran and self.summarize:  # the tuner's searches do not (tuner.py)
             _lifecycle.print_summary(self)
+
+    def profile_start(self, stage: str) -> None:  # Lightning's __setup_profiler
+        rank = self.global_rank if self.world_size > 1 else None
+        self.profiler.setup(stage, rank, self.log_dir or self.default_root_dir)
+
+    def profile_end(self, result: R) -> R:
+        self.profiler.describe()
+        return result
 
     def validates_this_epoch(self) -> bool:
         """Whether this epoch validates at all (``check_val_every_n_epoch``)."""
@@ -347,7 +364,8 @@ class Trainer(TrainerViews):
         loader (empty when ``limit_val_batches`` is 0). ``verbose`` is accepted (no table is
         printed); the loaders come as in ``fit``."""
         model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "validate")
-        return standalone(self, model, dataloaders, "validation", ckpt_path)
+        self.profile_start("validate")
+        return self.profile_end(standalone(self, model, dataloaders, "validation", ckpt_path))
 
     def test(
         self,
@@ -360,7 +378,8 @@ class Trainer(TrainerViews):
         """Test metrics (``test_step``), one dict per loader (empty when
         ``limit_test_batches`` is 0)."""
         model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "test")
-        return standalone(self, model, dataloaders, "test", ckpt_path)
+        self.profile_start("test")
+        return self.profile_end(standalone(self, model, dataloaders, "test", ckpt_path))
 
     def predict(
         self,
@@ -374,4 +393,7 @@ class Trainer(TrainerViews):
         with several); ``None`` with ``return_predictions=False`` (``None``, the default, is
         ``True``)."""
         model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "predict")
-        return predict(self, model, dataloaders, ckpt_path, return_predictions is not False)
+        self.profile_start("predict")
+        return self.profile_end(
+            predict(self, model, dataloaders, ckpt_path, return_predictions is not False)
+        )

@@ -32,9 +32,12 @@ The ``NOTE [...]`` blocks (written once, referred to by name elsewhere):
 NOTE                            where
 ==============================  =====================================
 a sample's error                ``_loader/passes.py``
+batch copies                    ``_loader/shm.py``
 bucketer state                  ``_bucketer.py``
 dataset adapters                ``_loader/adapters.py``
+device augmentation RNG         ``audio/augment_mlx.py``
 fast BLAS                       ``support.py``
+fast start                      ``_loader/pool.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``
 integer PCM                     ``audio/features.py``
@@ -49,6 +52,7 @@ pin_memory on CUDA              ``_loader/transfer.py``
 pools stay reachable            ``_loader/pool.py``
 queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/worker_passes.py``
+seeded augmentation             ``audio/augment.py``
 settings are fixed              ``dataloader.py``
 sharding advice                 ``dataloader.py``
 source positions                ``_streams.py``

@@ -12,7 +12,6 @@ import queue
 import signal
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
@@ -101,6 +100,7 @@ class ProcessWorker(_Worker):
         super().__init__(spec.worker_id, prefetch)
         self.slot_paths = new_slot_paths(prefetch)
         self.linked = True
+        self._early: Any = None  # a message ready() has read, for the next _get
         self.start_method = ctx.get_start_method()
         self.tasks = ctx.Queue()
         # tasks are disposable: never let interpreter exit wait for the queue's feeder thread
@@ -143,12 +143,10 @@ class ProcessWorker(_Worker):
     def _put(self, task: Any) -> None:
         self.tasks.put(task)
 
-    def wait_ready(self) -> None:
-        """Block until the worker has opened its slots, then unlink their names."""
-        if self.linked:  # "ready" is always a worker's first message
-            self._get(None, until_ready=True)
-
     def _get(self, timeout: float | None, until_ready: bool = False) -> Any:
+        if self._early is not None:  # read by ready() or wait_ready()
+            message, self._early = self._early, None
+            return message
         while True:
             ready = wait([self.conn, self.process.sentinel], timeout)
             if self.conn in ready:
@@ -157,20 +155,30 @@ class ProcessWorker(_Worker):
                 except EOFError:
                     message = None
                 if message is None:
-                    self.process.join(1.0)
-                    raise WorkerDied(self._died_message(self.linked))
+                    raise self._death()
                 if isinstance(message, Ready):  # it has opened its slots: the names can go now
                     self.unlink()
                     if until_ready:
-                        return message
+                        return None
                     continue
                 return message
             if ready:
-                self.process.join(1.0)
-                raise WorkerDied(self._died_message(self.linked))
+                raise self._death()
             raise LoaderTimeout(
                 f"DataLoader timed out after {timeout:g} seconds waiting for worker {self.worker_id}"
             )
+
+    def wait_ready(self) -> None:
+        """Block until the worker has opened its slots (its first message), then unlink their
+        names; a result read meanwhile is kept for the next ``take``."""
+        while self.linked and self._early is None:
+            self._early = self._get(None, until_ready=True)
+
+    def _death(self) -> WorkerDied:
+        self.process.join(1.0)
+        error = WorkerDied(self._died_message(self.linked))
+        self.unlink()  # its slots' names are of no use any more
+        return error
 
     def _died_message(self, starting: bool = False) -> str:
         code = self.process.exitcode
@@ -193,7 +201,17 @@ class ProcessWorker(_Worker):
         return unpack(skeleton, layout, self.slots[slot], convert)
 
     def ready(self) -> bool:
-        return self.conn.poll() or not self.process.is_alive()
+        """A result is waiting (a worker's first message, ``Ready``, is not one)."""
+        while self._early is None and self.conn.poll():
+            try:
+                message = self.conn.recv()
+            except EOFError:
+                return True  # take() reports the death
+            if isinstance(message, Ready):
+                self.unlink()
+            else:
+                self._early = message
+        return self._early is not None or not self.process.is_alive()
 
     def healthy(self) -> bool:
         """Alive and still connected (a pool finalized by the garbage collector is not)."""
@@ -284,6 +302,7 @@ class WorkerPool:
     ) -> None:
         self.workers: list[ProcessWorker | ThreadWorker] = []
         self.passes = 0  # map-style passes run on these workers (persistent ones run several)
+        self.starting = True  # until every worker's Ready is read (NOTE [fast start])
         mlx_core = sys.modules.get("mlx.core")
         if (
             worker_type == "process"
@@ -294,14 +313,19 @@ class WorkerPool:
             # every batch written into them afterwards would fault page by page.
             mlx_core.clear_cache()
         try:
+            # NOTE [fast start]: the workers are not waited for here. The pass sends its first
+            # tasks at once, while they start (queued in their task queues), so a worker's start
+            # overlaps the others' and the first batch comes one round trip sooner. A worker
+            # unlinks its slots' names once it has opened them, then says Ready; the main process
+            # reads a worker's Ready before its first result, and every worker's once the pass
+            # has its first result (``started``), so from then on the slots live only as
+            # descriptors, as before. A worker that dies while starting is reported by that read
+            # (its slot names unlinked then, if it had not).
             for spec in specs:
                 if worker_type == "thread":
                     self.workers.append(ThreadWorker(spec, prefetch))
                 else:
                     self.workers.append(ProcessWorker(context, spec, prefetch))
-            for worker in self.workers:
-                if isinstance(worker, ProcessWorker):
-                    worker.wait_ready()
         except BaseException:
             self.close()
             raise
@@ -309,6 +333,14 @@ class WorkerPool:
     @property
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
+
+    def started(self) -> None:
+        """After a pass's first result: every worker has opened its slots (NOTE [fast start])."""
+        if self.starting:
+            self.starting = False
+            for worker in self.workers:
+                if isinstance(worker, ProcessWorker):
+                    worker.wait_ready()
 
     def drain(self, timeout: float | None) -> None:
         for worker in self.workers:
@@ -374,25 +406,3 @@ class LoaderPools:
         self.persistent = None
         for pool in pools:  # older passes' workers too (each pass ends at its next())
             pool.close()
-
-
-def first_ready(workers: list[ProcessWorker | ThreadWorker], timeout: float | None) -> Any:
-    """in_order=False: the first worker with a finished batch (torch's rule: a slow sample does
-    not hold back the batches behind it); after ``timeout`` the first busy one (whose
-    ``take()`` then reports the timeout)."""
-    busy = [w for w in workers if w.in_flight]
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        for worker in busy:
-            if worker.ready():
-                return worker
-        conns = [w.conn for w in busy if isinstance(w, ProcessWorker)]
-        if conns:
-            wait(
-                [*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))],
-                0.05,
-            )
-        else:
-            time.sleep(0.001)
-        if deadline is not None and time.monotonic() > deadline:
-            return busy[0]  # its take() reports the timeout

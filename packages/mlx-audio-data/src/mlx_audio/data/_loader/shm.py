@@ -1,14 +1,30 @@
 """Shared-memory slots that carry batches from worker processes to the main process.
 
 Each worker owns a few reusable slots (one per batch it may have in flight). A slot is a file
-in /dev/shm that the main process creates and *unlinks as soon as the worker has opened it*:
+in /dev/shm that the main process creates and opens, and that the worker *unlinks as soon as it
+has opened it* (the main process unlinks it too when the worker's ``Ready`` comes, or its death):
 from then on it lives only as open file descriptors, so the kernel frees it when the last
 process exits, however that happens (normal end, exception, Ctrl-C, SIGKILL). Segments are
 managed by hand because Python 3.11's ``SharedMemory`` registers even attach-only segments
 with the resource tracker (``track=False`` needs 3.13).
 
-Only a small skeleton (tree structure, offsets, shapes, dtypes) is pickled; array bytes are
-copied once into the slot by the worker and once out of it by the main process.
+Only a small skeleton (tree structure, offsets, shapes, dtypes) is pickled.
+
+NOTE [batch copies]: a batch's array bytes are copied twice, the minimum while an ``mx.array``
+must own its memory (MLX cannot wrap a buffer that the worker will overwrite):
+
+1. in the worker, each sample once, into the slot: the default collate (and ``PadCollate``)
+   stacks straight into :meth:`Arena.empty` (``collate_into``), so there is no intermediate
+   batch; an array the collate made elsewhere (a user ``collate_fn``) is copied in by
+   :meth:`Arena.layout_of` instead, still once;
+2. in the main process, once out of the slot into the ``mx.array`` (:func:`unpack`'s
+   ``convert``), after which the slot is free for the worker's next batch.
+
+torch's DataLoader copies once (its collate stacks into a new shared-memory tensor that the main
+process maps), but pays fresh pages for every batch; a slot is reused, so after a pass's first
+batches the worker writes into memory that is already mapped on both sides. On a GPU, the second
+copy runs on the transfer thread (NOTE [pin_memory on CUDA]); on the CPU it is on the consumer's
+thread, a millisecond per 8 MB batch (docs/benchmarks.md).
 """
 
 from __future__ import annotations

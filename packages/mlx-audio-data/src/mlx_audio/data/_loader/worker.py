@@ -31,7 +31,7 @@ from .protocol import (
     WorkerError,
     WorkerSpec,
 )
-from .shm import Arena, Slot, pack
+from .shm import Arena, Slot, pack, unlink_quietly
 
 _POLL_SECONDS = 1.0
 
@@ -258,6 +258,7 @@ def process_worker_loop(
         tree.forbid_mlx_functions(tree.mlx_forbidden)
     limit_blas_threads(1)  # N workers x multi-threaded BLAS on the same cores would thrash
     slots = [Slot(path) for path in slot_paths]
+    unlink_quietly(slot_paths)  # open on both sides now: only descriptors (NOTE [fast start])
     results.send(Ready())
     _process_info = _worker_info(spec)
     producer = _producer(spec, owns_globals=True)

@@ -5,16 +5,40 @@ plan (its fetcher's kind x in-process or workers)."""
 from __future__ import annotations
 
 import functools
+import time
 from collections import deque
+from multiprocessing.connection import wait
 from typing import Any, cast
 
 from .fetch import MapFetcher, StreamFetcher, index_list
 from .passes import InProcessMapPass, InProcessStreamPass, Pass, PassPlan, skip_replayed
-from .pool import ProcessWorker, ThreadWorker, first_ready
+from .pool import ProcessWorker, ThreadWorker
 from .protocol import End, Failed, MapTask, NextTask
 from .state import Delivered, jsonable, resumes_exactly
 
 Worker = ProcessWorker | ThreadWorker
+
+
+def first_ready(workers: list[ProcessWorker | ThreadWorker], timeout: float | None) -> Any:
+    """in_order=False: the first worker with a finished batch (torch's rule: a slow sample does
+    not hold back the batches behind it); after ``timeout`` the first busy one (whose
+    ``take()`` then reports the timeout)."""
+    busy = [w for w in workers if w.in_flight]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        for worker in busy:
+            if worker.ready():
+                return worker
+        conns = [w.conn for w in busy if isinstance(w, ProcessWorker)]
+        if conns:
+            wait(
+                [*conns, *(w.process.sentinel for w in busy if isinstance(w, ProcessWorker))],
+                0.05,
+            )
+        else:
+            time.sleep(0.001)
+        if deadline is not None and time.monotonic() > deadline:
+            return busy[0]  # its take() reports the timeout
 
 
 class WorkerPass(Pass):
@@ -39,6 +63,8 @@ class WorkerPass(Pass):
 
     def _receive(self, worker: Worker) -> tuple[Any, Any]:
         message, slot = worker.take(self.plan.timeout)
+        if self.pool is not None:
+            self.pool.started()  # NOTE [fast start] in pool.py
         if isinstance(message, Failed):
             worker.release(slot)
             self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next

@@ -5,6 +5,10 @@
 - :mod:`~mlx_audio.data.audio.datasets`: ``AudioFolder``, ``AudioManifest``;
 - :mod:`~mlx_audio.data.audio.features`: STFT and log-mel features in numpy;
 - :mod:`~mlx_audio.data.audio.features_mlx`: ``LogMel``, the same features on the accelerator;
+- :mod:`~mlx_audio.data.audio.augment`: waveform augmentation in the workers (``Gain``,
+  ``Shift``, ``SpeedPerturbation``, ``AddBackgroundNoise``, ``ApplyImpulseResponse``,
+  ``Compose``, ``OneOf``); :mod:`~mlx_audio.data.audio.augment_mlx`: SpecAugment masks and
+  ``Mixup`` on the accelerator;
 - :mod:`~mlx_audio.data.audio.huggingface`: Hugging Face ``datasets`` as a registered dataset
   adapter (NOTE [dataset adapters]: the generic loader imports nothing of it).
 
