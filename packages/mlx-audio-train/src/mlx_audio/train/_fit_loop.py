@@ -32,8 +32,9 @@ import numpy as np
 
 from . import checkpoint, distributed
 from ._anomaly import raise_anomaly
-from ._data_source import FitData, prepare_data
+from ._data_source import prepare_data
 from ._evaluation import evaluate, sanity_check
+from ._fit_data import FitData
 from ._forward import compute_dtype
 from ._hparams import log_hyperparams
 from ._lifecycle import clipping
