@@ -208,6 +208,10 @@ def trainer_for(
             if not 0.0 <= t.ema_decay <= 1.0:
                 raise ConfigError(f"trainer.ema_decay must be in [0, 1], got {t.ema_decay}")
             callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+        if settings.model.name == "clap-audio-classifier":
+            from .clap_classifier import callbacks as model_callbacks
+
+            callbacks += model_callbacks(settings)
         if t.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience)
@@ -236,6 +240,13 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         extractor = clap_tasks.extractor_of(settings)
         train_set, val_set, classes = datasets(settings, int(extractor.sampling_rate))
         train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set, extractor)
+    elif settings.model.name == "clap-audio-classifier":
+        from . import clap_classifier as probe
+
+        probe.check(settings)
+        extractor = probe.extractor_of(settings)
+        train_set, val_set, classes = datasets(settings, int(extractor.sampling_rate))
+        train_loader, val_loader = probe.loaders(settings, train_set, val_set, extractor)
     else:
         train_loader, val_loader, classes = loaders(settings)
     multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
@@ -251,6 +262,8 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     trainer = trainer_for(settings, run=fields)  # seeds MLX, numpy and random (trainer.seed)
     if clap:
         model = clap_tasks.CaptionedCLAP(settings)
+    elif settings.model.name == "clap-audio-classifier":
+        model = probe.ClapClassifierModule(settings, len(classes))
     else:
         model = AudioClassifier(settings, len(classes), multilabel)
     try:
@@ -283,6 +296,11 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
         )
     settings = load(config, {})
     saved = runs.read(run)
+    if saved.get("model") == "clap-audio-classifier":
+        raise ValueError(
+            f"--run {run} is a clap-audio-classifier run: evaluate and predict read cnn runs only "
+            "for now; load its checkpoint with ClapClassifierModule.load_checkpoint"
+        )
     if saved.get("model") == "clap":
         clap = os.path.join(run, saved["clap"]) if saved.get("clap") else f"{run}/clap"
         raise ValueError(

@@ -114,10 +114,15 @@ class BaseFinetuning(Callback):
         lr: float | None = None,
         initial_denom_lr: float = 10.0,
         train_bn: bool = True,
+        *,
+        lr_scale: float | None = None,
     ) -> None:
         """Unfreezes ``modules``; their newly trainable parameters get the rate ``lr`` (default:
         the optimizer's rate / ``initial_denom_lr``). Parameters that were trainable already
-        keep the optimizer's rate (Lightning warns that they are in another group)."""
+        keep the optimizer's rate (Lightning warns that they are in another group).
+
+        ``lr_scale`` (not in Lightning): the group's rate is ``lr_scale`` times the optimizer's
+        rate at every step, so it follows the optimizer's schedule (``lr`` is then unused)."""
         module = self._module
         if module is None:
             raise RuntimeError("unfreeze_and_add_param_group runs inside fit (finetune_function)")
@@ -131,7 +136,9 @@ class BaseFinetuning(Callback):
         names = sorted(_names(module) - before)
         rate = _current_lr(optimizer) if lr is None else float(lr)
         denom = initial_denom_lr if lr is None else 1.0
-        if names:
+        if names and lr_scale is not None:
+            self._add_group(names, float(lr_scale), scale=True)
+        elif names:
             self._add_group(names, rate / denom)
 
     # -- hooks ---------------------------------------------------------------------------------------
@@ -160,13 +167,15 @@ class BaseFinetuning(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._groups = [
-            {"names": list(g["names"]), "lr": float(g["lr"])} for g in state["param_groups"]
+            {"names": list(g["names"]), "lr": float(g["lr"]), "scale": bool(g.get("scale"))}
+            for g in state["param_groups"]
         ]
 
     # -- the groups' rates (NOTE [the backbone's learning rate]) ---------------------------------------
     @property
     def group_lrs(self) -> list[float]:
-        """The learning rate of each added group, in the order they were added."""
+        """The learning rate of each added group, in the order they were added (for an
+        ``lr_scale`` group: the scale)."""
         return [float(g["lr"]) for g in self._groups]
 
     def set_group_lr(self, index: int, lr: float) -> None:
@@ -174,10 +183,10 @@ class BaseFinetuning(Callback):
         self._groups[index]["lr"] = float(lr)
         self._write_rates()
 
-    def _add_group(self, names: list[str], lr: float) -> None:
+    def _add_group(self, names: list[str], lr: float, scale: bool = False) -> None:
         optimizer, module = self._optimizer, self._module
         assert optimizer is not None and module is not None
-        self._groups.append({"names": names, "lr": float(lr)})
+        self._groups.append({"names": names, "lr": float(lr), "scale": scale})
         optimizer.init(module.trainable_parameters())  # state for the new parameters
         self._write_rates()
 
@@ -209,7 +218,11 @@ class BaseFinetuning(Callback):
             base = _state_of(optimizer)["learning_rate"].astype(mx.float32)
             new, old = dict(flatten(updated)), dict(flatten(parameters))
             for index, group in enumerate(self._groups):
-                ratio = mx.where(base == 0, 0.0, rates[index] / base)
+                ratio = (
+                    rates[index]
+                    if group["scale"]
+                    else mx.where(base == 0, 0.0, rates[index] / base)
+                )
                 for name in group["names"]:
                     if name in new:
                         delta = (new[name] - old[name]).astype(mx.float32) * ratio
