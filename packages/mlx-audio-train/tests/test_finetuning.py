@@ -199,10 +199,18 @@ def test_backbone_is_frozen_until_its_epoch_then_trains_at_its_rate(tmp_path):
         np.testing.assert_allclose(flat(ours.parameters())[key], value, atol=1e-6, err_msg=key)
 
 
+class FrozenNorm(BackboneFinetuning):
+    """Its BatchNorm frozen too (not tracking statistics) until the backbone unfreezes."""
+
+    def freeze_before_training(self, module):
+        self.freeze(module.backbone, train_bn=False)
+
+
+@pytest.mark.parametrize("kind", [BackboneFinetuning, FrozenNorm])
 @pytest.mark.parametrize("stop_at", [2, 4, 7])  # before the backbone unfreezes, and after
-def test_mid_run_resume_is_bit_identical(tmp_path, stop_at):
+def test_mid_run_resume_is_bit_identical(tmp_path, stop_at, kind):
     def run(root, **overrides):
-        finetuning = BackboneFinetuning(unfreeze_backbone_at_epoch=1, lambda_func=lambda e: 1.5)
+        finetuning = kind(unfreeze_backbone_at_epoch=1, lambda_func=lambda e: 1.5)
         checkpoints = ModelCheckpoint(
             dirpath=str(root / "ckpt"), every_n_train_steps=1, save_top_k=-1
         )

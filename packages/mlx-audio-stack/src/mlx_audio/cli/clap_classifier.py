@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import mlx.core as mx
@@ -159,6 +160,10 @@ class ClapClassifierModule(TrainModule):
 
     def __call__(self, features: mx.array, is_longer: mx.array | None = None) -> mx.array:
         return self.head(self.backbone(features, is_longer if self.fusion else None))
+
+    def on_fit_start(self) -> None:
+        if self.settings.model.freeze_backbone:  # the probe's frozen backbone is meant to be so
+            warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", UserWarning)
 
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
         features, is_longer, labels = batch

@@ -357,5 +357,7 @@ def _unfreeze_names(module: nn.Module, names: list[str]) -> None:
         owner = module
         for part in path.split(".") if path else []:
             owner = owner[int(part)] if isinstance(owner, list) else owner[part]
+        if isinstance(owner, nn.BatchNorm):  # make_trainable's: it tracks its statistics again
+            owner.track_running_stats = "running_mean" in owner
         if isinstance(owner, nn.Module):
             owner.unfreeze(keys=[key], recurse=False, strict=False)
