@@ -242,3 +242,61 @@ def test_a_module_without_backbone_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="should have a nn.Module `backbone` attribute"):
         trainer_for(tmp_path, [BackboneFinetuning()]).fit(NoBackbone(), loader())
+
+
+def test_freeze_and_make_trainable_as_lightning():
+    """Lightning's test_freeze_unfreeze_function, in MLX terms (trainable = requires_grad)."""
+    from mlx_audio.train.callbacks import BaseFinetuning
+
+    backbone = nn.Sequential(nn.Linear(32, 32), nn.BatchNorm(32), nn.ReLU(), nn.Linear(32, 2))
+
+    def trainable(i):
+        return "weight" in dict(backbone.layers[i].trainable_parameters())
+
+    BaseFinetuning.freeze(backbone, train_bn=True)
+    assert not trainable(0) and trainable(1) and not trainable(3)
+    assert backbone.layers[1].track_running_stats
+    BaseFinetuning.freeze(backbone, train_bn=False)
+    assert not trainable(0) and not trainable(1) and not trainable(3)
+    assert not backbone.layers[1].track_running_stats
+    BaseFinetuning.make_trainable(backbone)
+    assert trainable(0) and trainable(1) and trainable(3)
+    assert backbone.layers[1].track_running_stats
+    assert "running_mean" not in dict(backbone.layers[1].trainable_parameters())
+    BaseFinetuning.freeze(backbone.layers[0], train_bn=False)
+    assert not trainable(0)
+    BaseFinetuning.freeze([backbone.layers[1], [backbone.layers[3]]], train_bn=True)
+    assert trainable(1) and backbone.layers[1].track_running_stats and not trainable(3)
+
+
+def test_complex_nested_model_as_lightning():
+    """Lightning's test_complex_nested_model: parent modules with arrays of their own."""
+    from mlx_audio.train.callbacks import BaseFinetuning
+
+    class ConvBlock(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv, self.act, self.bn = nn.Conv2d(cin, cout, 3), nn.ReLU(), nn.BatchNorm(cout)
+
+    class ConvBlockParam(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.module_dict = {"conv": nn.Conv2d(cin, cout, 3), "act": nn.ReLU()}
+            self.parent_param = mx.zeros((1,))
+            self.bn = nn.BatchNorm(cout)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(ConvBlockParam(3, 64), ConvBlock(64, 128))
+            self.decoder = ConvBlock(128, 10)
+
+    model = Model()
+    assert len(BaseFinetuning.flatten_modules(model)) == 10
+    BaseFinetuning.freeze(model.encoder, train_bn=True)
+    first = model.encoder.layers[0]
+    assert "weight" not in first.module_dict["conv"].trainable_parameters()
+    assert "parent_param" not in first.trainable_parameters()
+    assert "weight" in first.bn.trainable_parameters()
+    BaseFinetuning.make_trainable(model)
+    assert len(list(BaseFinetuning.filter_params(model.encoder, train_bn=True))) == 9
