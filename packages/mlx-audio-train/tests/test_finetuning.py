@@ -167,18 +167,31 @@ def _pad(rows):
     return [[*row, *([np.nan] * (2 - len(row)))] for row in rows]
 
 
-def test_backbone_is_frozen_until_its_epoch_then_trains_at_its_rate(tmp_path):
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_backbone_is_frozen_until_its_epoch_then_trains_at_its_rate(tmp_path, accumulate):
     """Frozen until epoch 2; then Adam at the group's rate gives the weights of an
     ``optim.MultiOptimizer`` with that rate for the backbone (the update is linear in the
     rate), while BatchNorm (``train_bn``) trains with the head from the start."""
     model = Backboned()
     start = flat(model.parameters())
     finetuning = BackboneFinetuning(unfreeze_backbone_at_epoch=2, lambda_func=lambda e: 1.0)
-    trainer_for(tmp_path / "a", [finetuning], max_epochs=2).fit(model, loader())
-    after = flat(model.parameters())
-    assert np.array_equal(after["backbone.layers.0.weight"], start["backbone.layers.0.weight"])
-    assert not np.array_equal(after["backbone.layers.1.weight"], start["backbone.layers.1.weight"])
-    assert not np.array_equal(after["head.weight"], start["head.weight"])
+    seen = []
+
+    class Snapshot(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            seen.append(flat(module.parameters()))
+
+    trainer = trainer_for(
+        tmp_path / "a", [finetuning, Snapshot()], max_epochs=3, accumulate_grad_batches=accumulate
+    )
+    trainer.fit(model, loader())
+    key = "backbone.layers.0.weight"
+    assert np.array_equal(seen[1][key], start[key])  # frozen in epochs 0 and 1
+    assert not np.array_equal(seen[2][key], start[key])  # trained in epoch 2
+    assert not np.array_equal(
+        seen[0]["backbone.layers.1.weight"], start["backbone.layers.1.weight"]
+    )
+    assert not np.array_equal(seen[0]["head.weight"], start["head.weight"])
 
     # (without BatchNorm: the bias before it has a zero gradient, and Adam's step on a zero
     # gradient is rounding noise)
@@ -192,8 +205,9 @@ def test_backbone_is_frozen_until_its_epoch_then_trains_at_its_rate(tmp_path):
     )
     reference.update(ours.parameters())
     finetuning = BackboneFinetuning(unfreeze_backbone_at_epoch=0, lambda_func=lambda e: 1.0)
-    trainer_for(tmp_path / "b", [finetuning], max_epochs=3).fit(ours, loader())
-    trainer_for(tmp_path / "c", [], max_epochs=3).fit(reference, loader())
+    settings = {"max_epochs": 3, "accumulate_grad_batches": accumulate}
+    trainer_for(tmp_path / "b", [finetuning], **settings).fit(ours, loader())
+    trainer_for(tmp_path / "c", [], **settings).fit(reference, loader())
     assert finetuning.group_lrs == [pytest.approx(0.01)]
     for key, value in flat(reference.parameters()).items():
         np.testing.assert_allclose(flat(ours.parameters())[key], value, atol=1e-6, err_msg=key)

@@ -59,6 +59,7 @@ class BaseFinetuning(Callback):
         self._groups: list[dict[str, Any]] = []  # [{"names": [...], "lr": float}, ...]
         self._optimizer: optim.Optimizer | None = None
         self._module: nn.Module | None = None
+        self._trainer: Trainer | None = None
 
     # -- Lightning's static helpers ----------------------------------------------------------------
     @staticmethod
@@ -188,6 +189,9 @@ class BaseFinetuning(Callback):
         assert optimizer is not None and module is not None
         self._groups.append({"names": names, "lr": float(lr), "scale": scale})
         optimizer.init(module.trainable_parameters())  # state for the new parameters
+        runner = self._trainer.runner if self._trainer is not None else None
+        if runner is not None:  # the accumulator's zeros: the new, larger gradient tree
+            runner.builder._zeros = None
         self._write_rates()
 
     def _write_rates(self) -> None:
@@ -201,7 +205,7 @@ class BaseFinetuning(Callback):
         state matches the trainable parameters, and wraps the optimizer's update."""
         optimizer, module = trainer.optimizer, trainer.module
         assert optimizer is not None and module is not None
-        self._optimizer, self._module = optimizer, module
+        self._optimizer, self._module, self._trainer = optimizer, module, trainer
         if self._groups:  # resumed: the groups were unfrozen when the checkpoint was saved
             _unfreeze_names(module, [n for g in self._groups for n in g["names"]])
             optimizer.init(module.trainable_parameters())
