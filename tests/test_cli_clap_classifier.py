@@ -111,6 +111,39 @@ def test_linear_probe_trains_only_the_head(tiny_clap, clips, tmp_path, capsys):
         assert set(after) >= set(before)
         for key, value in before.items():
             np.testing.assert_array_equal(after[key], value, err_msg=key)
+    # evaluate and predict read the run (CLAP's features, at its extractor's rate)
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                str(out),
+                "--data",
+                str(clips / "train"),
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    assert "accuracy" in capsys.readouterr().out and (tmp_path / "ev" / "confusion.txt").exists()
+    predicted = tmp_path / "pred.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(out),
+                "--data",
+                str(clips / "train" / "low"),
+                "--out",
+                str(predicted),
+            ]
+        )
+        == 0
+    )
+    rows = predicted.read_text().splitlines()
+    assert rows[0] == "path,label,probability" and len(rows) == 13
 
 
 def test_fine_tune_unfreezes_the_backbone_at_its_epoch(tiny_clap, clips, tmp_path, capsys):

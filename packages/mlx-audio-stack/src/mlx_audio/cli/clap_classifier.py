@@ -107,11 +107,8 @@ class ClipFeatures:
             sampling_rate=self.extractor.sampling_rate,
             random_state=int(rng.integers(2**31 - 1)),
         )
-        return (
-            features["input_features"][0],
-            features["is_longer"][0],
-            np.int32(item[1]),
-        )
+        label = (np.int32(item[1]),) if len(item) > 1 else ()  # predict: no labels
+        return (features["input_features"][0], features["is_longer"][0], *label)
 
 
 def loaders(settings: Settings, train: Any, val: Any, extractor: Any) -> tuple[Any, Any]:
@@ -211,3 +208,13 @@ class ScaledBackbone(BaseFinetuning):
     def finetune_function(self, module: Any, epoch: int, optimizer: Any) -> None:
         if epoch == self.at_epoch:
             self.unfreeze_and_add_param_group(module.backbone, optimizer, lr_scale=self.ratio)
+
+
+def restored(settings: Settings, num_classes: int) -> ClapClassifierModule:
+    """``evaluate``/``predict`` of a run: the module (its checkpoint is loaded after), with the
+    features made in the loader (``cpu_transforms``) from audio read at the extractor's rate."""
+    extractor = extractor_of(settings)
+    settings.data.sample_rate = int(extractor.sampling_rate)
+    module = ClapClassifierModule(settings, num_classes)
+    object.__setattr__(module, "cpu_transforms", [ClipFeatures(extractor)])  # not a child
+    return module

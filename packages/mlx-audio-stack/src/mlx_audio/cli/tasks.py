@@ -285,7 +285,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     }
 
 
-def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], AudioClassifier, str]:
+def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], TrainModule, str]:
     """A trained run folder: its settings, classes, model and the checkpoint to load."""
     from .config import load
 
@@ -296,11 +296,6 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
         )
     settings = load(config, {})
     saved = runs.read(run)
-    if saved.get("model") == "clap-audio-classifier":
-        raise ValueError(
-            f"--run {run} is a clap-audio-classifier run: evaluate and predict read cnn runs only "
-            "for now; load its checkpoint with ClapClassifierModule.load_checkpoint"
-        )
     if saved.get("model") == "clap":
         clap = os.path.join(run, saved["clap"]) if saved.get("clap") else f"{run}/clap"
         raise ValueError(
@@ -309,6 +304,10 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
     classes = saved["classes"]
     path = runs.checkpoint(run, saved, checkpoint)
     multilabel = saved.get("task") == "multilabel"
+    if saved.get("model") == "clap-audio-classifier":  # audio read at its extractor's rate
+        from .clap_classifier import restored
+
+        return settings, classes, restored(settings, len(classes)), path
     return settings, classes, AudioClassifier(settings, len(classes), multilabel), path
 
 
@@ -318,7 +317,10 @@ def predictions(
     settings, classes, module, path = restore(run, checkpoint)
     data = clips.for_run(data_path, settings, classes if labelled else None)
     loader: DataLoader[Any] = DataLoader(
-        data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers
+        data,
+        batch_size=settings.data.batch_size,
+        num_workers=settings.data.num_workers,
+        cpu_transforms=getattr(module, "cpu_transforms", None),  # clap-audio-classifier's
     )
     settings.trainer.enable_progress_bar = False
     outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)
