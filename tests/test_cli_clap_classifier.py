@@ -163,6 +163,16 @@ def test_fine_tune_unfreezes_the_backbone_at_its_epoch(tiny_clap, clips, tmp_pat
     state = json.loads((second / "trainer_state.json").read_text())["callbacks"]
     (group,) = state["ScaledBackbone"]["param_groups"]
     assert group["lr"] == 0.5 and group["scale"] and "backbone." + key in group["names"]
+    # a run stopped after epoch 0 and resumed ends with the same weights, bit for bit
+    cut = tmp_path / "cut"
+    args[args.index(str(out))] = str(cut)
+    assert main([*args, "--trainer.max_epochs", "1"]) == 0
+    assert main([*args, "--resume"]) == 0
+    resumed = mx.load(str(checkpoints(cut)[-1] / "model.safetensors"))
+    full = mx.load(str(second / "model.safetensors"))
+    assert set(resumed) == set(full)
+    for name, value in full.items():
+        np.testing.assert_array_equal(np.array(resumed[name]), np.array(value), err_msg=name)
 
 
 @pytest.mark.parametrize(
