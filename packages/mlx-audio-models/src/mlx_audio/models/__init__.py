@@ -17,6 +17,7 @@ _EXPORTS = {
     "CNNClassifier": "cnn",
     "AudioCNN": "cnn",
     "CLAP": "clap",
+    "ClapAudioClassifier": "clap",
     "ClapConfig": "clap",
     "zero_shot_classify": "clap",
 }
@@ -25,6 +26,7 @@ __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from .clap import CLAP as CLAP
+    from .clap import ClapAudioClassifier as ClapAudioClassifier
     from .clap import ClapConfig as ClapConfig
     from .clap import zero_shot_classify as zero_shot_classify
     from .cnn import AudioCNN as AudioCNN

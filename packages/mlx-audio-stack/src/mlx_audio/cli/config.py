@@ -37,11 +37,16 @@ class DataSettings:
 
 @dataclass
 class ModelSettings:
-    name: Literal["cnn", "clap"] = "cnn"  # clap: fine-tune `pretrained` contrastively on captions
+    name: Literal["cnn", "clap", "clap-audio-classifier"] = "cnn"
+    # clap: fine-tune `pretrained` contrastively on captions; clap-audio-classifier: the audio
+    # tower of the CLAP folder `pretrained` (the backbone) under a new linear head, one class a clip
     # cnn: one class per clip (softmax) or several (sigmoid + BCE, monitored by val_mAP); auto:
     # multilabel when the manifest has a `labels` column (names separated by `;`)
     task: Literal["auto", "multiclass", "multilabel"] = "auto"
     pretrained: str | None = None  # clap: a CLAP folder (config.json, weights, tokenizer.json)
+    freeze_backbone: bool = False  # clap-audio-classifier: train only the head (a linear probe)
+    unfreeze_at_epoch: int = 0  # clap-audio-classifier: the backbone is frozen before this epoch
+    backbone_lr_ratio: float = 0.1  # clap-audio-classifier: the backbone's rate / the head's
     freeze_text: bool = True  # clap: keep the text encoder as it is
     max_tokens: int = 64  # clap: captions are cut/padded to this many tokens
     n_mels: int = 40

@@ -218,6 +218,10 @@ def trainer_for(
             if not 0.0 <= t.ema_decay <= 1.0:
                 raise ConfigError(f"trainer.ema_decay must be in [0, 1], got {t.ema_decay}")
             callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+        if settings.model.name == "clap-audio-classifier":
+            from .clap_classifier import callbacks as model_callbacks
+
+            callbacks += model_callbacks(settings)
         if t.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience)
@@ -247,6 +251,13 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         extractor = clap_tasks.extractor_of(settings)
         train_set, val_set, classes = datasets(settings, int(extractor.sampling_rate))
         train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set, extractor)
+    elif settings.model.name == "clap-audio-classifier":
+        from . import clap_classifier as probe
+
+        probe.check(settings)
+        extractor = probe.extractor_of(settings)
+        train_set, val_set, classes = datasets(settings, int(extractor.sampling_rate))
+        train_loader, val_loader = probe.loaders(settings, train_set, val_set, extractor)
     else:
         train_loader, val_loader, classes = loaders(settings)
     multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
@@ -262,6 +273,8 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     trainer = trainer_for(settings, run=fields)  # seeds MLX, numpy and random (trainer.seed)
     if clap:
         model = clap_tasks.CaptionedCLAP(settings)
+    elif settings.model.name == "clap-audio-classifier":
+        model = probe.ClapClassifierModule(settings, len(classes))
     else:
         model = AudioClassifier(settings, len(classes), multilabel)
     try:
@@ -283,7 +296,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     }
 
 
-def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], AudioClassifier, str]:
+def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], TrainModule, str]:
     """A trained run folder: its settings, classes, model and the checkpoint to load."""
     from .config import load
 
@@ -302,6 +315,10 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
     classes = saved["classes"]
     path = runs.checkpoint(run, saved, checkpoint)
     multilabel = saved.get("task") == "multilabel"
+    if saved.get("model") == "clap-audio-classifier":  # audio read at its extractor's rate
+        from .clap_classifier import restored
+
+        return settings, classes, restored(settings, len(classes)), path
     return settings, classes, AudioClassifier(settings, len(classes), multilabel), path
 
 
@@ -311,7 +328,10 @@ def predictions(
     settings, classes, module, path = restore(run, checkpoint)
     data = clips.for_run(data_path, settings, classes if labelled else None)
     loader: DataLoader[Any] = DataLoader(
-        data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers
+        data,
+        batch_size=settings.data.batch_size,
+        num_workers=settings.data.num_workers,
+        cpu_transforms=getattr(module, "cpu_transforms", None),  # clap-audio-classifier's
     )
     settings.trainer.enable_progress_bar = False
     outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._lifecycle import configure_optimizer
 from ._status import warning
 from .callbacks.base import Callback, MonitorCallback
+from .callbacks.finetuning import BaseFinetuning
 from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
@@ -169,9 +170,9 @@ class CallbackList:
     def optimizer_configured(self) -> None:
         """Not a Lightning hook: the callbacks that change the optimizer itself do it here, once
         it is configured and before its state is restored or the step is compiled
-        (``StochasticWeightAveraging``'s learning rate)."""
+        (``StochasticWeightAveraging``'s learning rate, ``BaseFinetuning``'s groups)."""
         for callback in self.callbacks:
-            if isinstance(callback, StochasticWeightAveraging):
+            if isinstance(callback, (StochasticWeightAveraging, BaseFinetuning)):
                 callback.install_rate(self.trainer)
 
     def on_fit_start(self) -> None:

@@ -1,5 +1,6 @@
 """CLAP (contrastive language-audio pretraining), compatible with transformers' ClapModel."""
 
+from .classifier import ClapAudioClassifier, ClapAudioTower
 from .config import ClapAudioConfig, ClapConfig, ClapTextConfig
 from .features import ClapFeatureExtractor
 from .model import CLAP, zero_shot_classify
@@ -7,6 +8,8 @@ from .tokenizer import ClapTokenizer
 
 __all__ = [
     "CLAP",
+    "ClapAudioClassifier",
+    "ClapAudioTower",
     "ClapConfig",
     "ClapAudioConfig",
     "ClapTextConfig",

@@ -2,6 +2,7 @@
 
 from .base import Callback
 from .early_stopping import EarlyStopping
+from .finetuning import BackboneFinetuning, BaseFinetuning
 from .gradient_clipper import GradientClipper
 from .lr_monitor import LearningRateMonitor
 from .model_checkpoint import ModelCheckpoint
@@ -13,6 +14,8 @@ from .timer import Timer
 from .weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
+    "BackboneFinetuning",
+    "BaseFinetuning",
     "Callback",
     "EMAWeightAveraging",
     "EarlyStopping",
