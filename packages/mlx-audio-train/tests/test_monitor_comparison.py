@@ -106,7 +106,7 @@ def test_early_stopping_and_model_checkpoint_decide_through_the_shared_compariso
     threshold = EarlyStopping(monitor="val_loss", stopping_threshold=10.0)
     trainer = fake_trainer(val_loss=1.0)
     threshold._check(trainer)
-    assert not trainer.should_stop and threshold.reason is None
+    assert not trainer.should_stop and threshold.stopping_reason_message is None
 
 
 def test_missing_monitored_value_is_read_the_same_way(monkeypatch):

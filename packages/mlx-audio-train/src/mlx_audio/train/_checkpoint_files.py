@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+from typing import Any
 
 
 def fsync(path: str) -> None:
@@ -81,21 +82,30 @@ def point_last(dirpath: str, target: str, name: str = "last") -> str:
     return link
 
 
-_FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
+_GROUP = re.compile(r"(\{.*?)[:\}]")
 
 
-def checkpoint_name(template: str, metrics: dict[str, float], auto_insert_metric_name: bool) -> str:
-    """``template`` (``"{epoch:02d}-{val_loss:.3f}"``) filled from ``metrics``, a missing one as
-    0, as Lightning's ``format_checkpoint_name`` (``epoch=03-val_loss=0.412`` with the names)."""
-
-    def field(match: re.Match[str]) -> str:
-        key = match.group(1)
-        spec = match.group(2) or ""
-        value = metrics.get(key, 0)
-        text = format(value, spec[1:]) if spec else str(value)
-        return f"{key}={text}" if auto_insert_metric_name else text
-
-    return _FIELD.sub(field, template)
+def checkpoint_name(
+    template: str | None,
+    metrics: dict[str, Any],
+    auto_insert_metric_name: bool,
+    prefix: str = "",
+    join: str = "-",
+    equals: str = "=",
+) -> str:
+    """``template`` (``"{epoch:02d}-{val_loss:.3f}"``; default ``"{epoch}-{step}"``) filled from
+    ``metrics``, a missing one as 0: Lightning's ``_format_checkpoint_name``, step for step
+    (``epoch=03-val_loss=0.412`` with the names; names may hold ``/``, ``.`` and ``@``)."""
+    filename = template or join.join(("{epoch}", "{step}"))
+    values = dict(metrics)
+    for group in sorted(_GROUP.findall(filename), key=len, reverse=True):
+        name = group[1:]
+        if auto_insert_metric_name:
+            filename = filename.replace(group, name + equals + "{" + name)
+        filename = filename.replace(group, f"{{0[{name}]")  # names with dots (str.format)
+        values.setdefault(name, 0)
+    filename = filename.format(values)
+    return join.join((prefix, filename)) if prefix else filename
 
 
 def unique_path(path: str, replacing: str | None = None) -> str:

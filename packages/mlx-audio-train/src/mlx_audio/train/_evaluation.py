@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import mlx.core as mx
 
 from . import checkpoint, distributed
+from ._arguments import mark_validation_end
 from ._device import device_scope
 from ._forward import make_eval_fn
 from ._loaders import batch_size_of, length_of, limited, seed_and_shard
@@ -34,8 +35,9 @@ def sanity_check(trainer: Trainer) -> None:
         trainer,
         trainer._val_loader,
         "validation",
-        min(trainer.num_sanity_val_steps, trainer.num_val_batches),
+        min(trainer.num_sanity_val_steps, trainer.val_batches_total),
     )
+    mark_validation_end(trainer)  # NOTE [time-based validation]
     trainer.hooks.on_sanity_check_end()
     trainer.sanity_checking = False
     trainer.metrics.restore(before)
@@ -104,12 +106,15 @@ def standalone(
     logged epoch values in a list, empty when the limit turns the pass off (Lightning)."""
     limit = trainer.limit_val_batches if stage == "validation" else trainer.limit_test_batches
     start_run(trainer, model, stage)
-    if ckpt_path is not None:
-        model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
+    checkpoint.load_for_evaluation(trainer, model, ckpt_path)
     if distributed.world_size() > 1:  # each rank evaluates its share; the metrics are reduced
         loader = seed_and_shard(trainer, loader)[0]
     with Watchdog(trainer), device_scope(trainer.accelerator):  # NOTE [accelerator and devices]
         count = distributed.smallest(limited(length_of(loader), limit))
+        if stage == "validation":
+            trainer.num_val_batches = count
+        else:
+            trainer.num_test_batches = count
         metrics = evaluate(trainer, loader, stage, count)
     return [] if metrics is None else [metrics]
 
@@ -121,8 +126,7 @@ def predict(
     trainer.module = model
     model.trainer = trainer
     trainer.state_fn = "predict"
-    if ckpt_path is not None:
-        model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
+    checkpoint.load_for_evaluation(trainer, model, ckpt_path)
     was_training = model.training
     model.eval()
     total = length_of(dataloaders)

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint, distributed
-from ._arguments import val_check_batch
+from ._arguments import (
+    mark_validation_end,
+    start_validation_clock,
+    val_check_batch,
+    validation_time_due,
+    warn_eval_modules,
+)
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
 from ._lifecycle import clipping, hparams
@@ -77,7 +83,7 @@ def run_fit(
         else 0
     )
     trainer.val_check_batch = val_check_batch(
-        trainer.args, trainer.num_training_batches, trainer.num_val_batches
+        trainer.args, trainer.num_training_batches, trainer.val_batches_total
     )
     warn_short_epoch(trainer)
     per_epoch = (
@@ -86,8 +92,8 @@ def run_fit(
         else None
     )
     trainer._estimated_max_steps = (
-        trainer.max_epochs * per_epoch
-        if trainer.max_epochs is not None and per_epoch is not None
+        trainer.epoch_limit * per_epoch
+        if trainer.epoch_limit is not None and per_epoch is not None
         else None
     )
     dtype = compute_dtype(trainer.precision)
@@ -136,7 +142,9 @@ def run_fit(
             )
         ran = False
     else:
+        warn_eval_modules(model)
         model.train()
+        start_validation_clock(trainer)
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
             run_epoch(trainer, resumed if mid_epoch else None)
@@ -265,7 +273,7 @@ def fit_done(trainer: Trainer) -> bool:
         return True
     if trainer.args.max_steps is not None and trainer.global_step >= trainer.args.max_steps:
         return True
-    if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
+    if trainer.epoch_limit is not None and trainer.current_epoch >= trainer.epoch_limit:
         return True
     if one_pass_done(trainer):
         return True  # a generator's batches came once (check_fit_inputs warned)
@@ -295,6 +303,8 @@ def validate_now(trainer: Trainer) -> bool:
     """Whether to validate after this batch (``val_check_interval``, or a stop request)."""
     if not trainer.validates_this_epoch():
         return False
+    if trainer.val_check_time_interval is not None:  # NOTE [time-based validation]
+        return (trainer.should_stop and can_stop_early(trainer)) or validation_time_due(trainer)
     if math.isinf(trainer.val_check_batch):
         return trainer.is_last_batch or (trainer.should_stop and can_stop_early(trainer))
     if trainer.should_stop and can_stop_early(trainer):
@@ -310,6 +320,7 @@ def validate_now(trainer: Trainer) -> bool:
 def validate_in_fit(trainer: Trainer) -> None:
     check_nonfinite(trainer)
     assert trainer._val_loader is not None  # validation runs only with a val loader
-    evaluate(trainer, trainer._val_loader, "validation", trainer.num_val_batches)
+    evaluate(trainer, trainer._val_loader, "validation", trainer.val_batches_total)
+    mark_validation_end(trainer)  # NOTE [time-based validation]
     trainer.validation_has_run = True
     trainer.progress.should_stop = distributed.any_rank(trainer.progress.should_stop)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import distributed
+from . import checkpoint, distributed
 from ._status import rank_zero_info
 from ._tree import flatten
 from .checkpoint import (
@@ -97,6 +97,7 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
             f"{state_file}: 'rng' is not a valid generator state: {error}"
         ) from None
     trainer.rng_base = int(state["rng_base"])
+    checkpoint.warn_missing_callbacks(trainer, state)
     for callback in trainer.callbacks:
         if callback.state_key in state.get("callbacks", {}):
             try:

@@ -7,13 +7,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import distributed
-from .callbacks import Callback, ModelCheckpoint
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
 
 if TYPE_CHECKING:
+    from mlx.optimizers import Optimizer
+
     from mlx_audio.loggers import Logger
 
+    from ._arguments import TrainerArgs
     from ._metrics import MetricStore, Results
     from ._progress import Progress
+    from .module import TrainModule
 
 
 class TrainerViews:
@@ -23,7 +27,12 @@ class TrainerViews:
     metrics: MetricStore
     callbacks: list[Callback]
     loggers: list[Logger]
-    num_val_batches: float
+    module: TrainModule | None
+    optimizer: Optimizer | None
+    args: TrainerArgs
+    _val_batches: list[float]
+    _test_batches: list[float]
+    _interrupted: bool
     _train_results: Results
     _eval_results: Results | None
 
@@ -55,9 +64,86 @@ class TrainerViews:
     def log_dir(self) -> str | None:
         return self.logger.log_dir if self.logger is not None else None
 
+    # -- callbacks found by type (Lightning: the first one, and all of them) ----------------------
     @property
     def checkpoint_callback(self) -> ModelCheckpoint | None:
-        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+        return next(iter(self.checkpoint_callbacks), None)
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [c for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        return next(iter(self.early_stopping_callbacks), None)
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((c for c in self.callbacks if isinstance(c, ProgressBar)), None)
+
+    # -- the module and the run's state -----------------------------------------------------------
+    @property
+    def lightning_module(self) -> TrainModule | None:
+        """The module of the running (or last) ``fit``/``validate``/``test``/``predict``."""
+        return self.module
+
+    @property
+    def model(self) -> TrainModule | None:
+        """Lightning's ``trainer.model`` (there the module maybe wrapped for DDP): the module;
+        data-parallel here wraps nothing."""
+        return self.module
+
+    @property
+    def optimizers(self) -> list[Optimizer]:
+        """Lightning's list of optimizers: the one ``configure_optimizers`` returned."""
+        return [self.optimizer] if self.optimizer is not None else []
+
+    @property
+    def epoch_limit(self) -> int | None:
+        """``max_epochs`` for the loops: None for no limit (``-1``; ``None`` before ``fit``
+        resolves it)."""
+        epochs = self.args.max_epochs
+        return None if epochs is None or epochs == -1 else epochs
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the last ``fit`` ended on an exception, Ctrl-C or SIGTERM (Lightning's
+        ``TrainerStatus.INTERRUPTED``)."""
+        return self._interrupted
+
+    @property
+    def num_val_batches(self) -> list[float]:
+        """Validation batches per loader of the running (or last) fit or ``validate``, after
+        ``limit_val_batches`` (``inf``: a loader without a length); ``[]`` without validation."""
+        return self._val_batches
+
+    @num_val_batches.setter
+    def num_val_batches(self, value: float | list[float]) -> None:
+        self._val_batches = _per_loader(value)
+
+    @property
+    def num_test_batches(self) -> list[float]:
+        """Test batches per loader of the last ``test``, after ``limit_test_batches``."""
+        return self._test_batches
+
+    @num_test_batches.setter
+    def num_test_batches(self, value: float | list[float]) -> None:
+        self._test_batches = _per_loader(value)
+
+    @property
+    def num_sanity_val_batches(self) -> list[float]:
+        """Batches the sanity check runs per validation loader (Lightning's)."""
+        steps = self.num_sanity_val_steps  # type: ignore[attr-defined]
+        return [min(steps, n) for n in self._val_batches]
+
+    @property
+    def val_batches_total(self) -> float:
+        """The validation batches over all loaders (one number for the loops)."""
+        return float(sum(self._val_batches))
 
     @property
     def callback_metrics(self) -> dict[str, float]:
@@ -86,4 +172,11 @@ class TrainerViews:
 
     @property
     def enable_validation(self) -> bool:
-        return self.num_val_batches > 0
+        return self.val_batches_total > 0
+
+
+def _per_loader(value: float | list[float]) -> list[float]:
+    """A per-loader list from a list, or from one loader's count (0: no loader, ``[]``)."""
+    if isinstance(value, list):
+        return list(value)
+    return [value] if value else []

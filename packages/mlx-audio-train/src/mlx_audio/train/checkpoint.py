@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
@@ -24,6 +25,7 @@ from ._nonfinite import check_nonfinite
 from ._tree import flatten
 
 if TYPE_CHECKING:
+    from .module import TrainModule
     from .trainer import Trainer
 
 
@@ -293,6 +295,38 @@ def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
     if ckpt_path == "last":
         return os.path.join(default_dirpath(trainer), "last")
     return os.fspath(ckpt_path)
+
+
+_FN = {"validation": "validate"}  # state_fn -> the Trainer method
+
+
+def load_for_evaluation(trainer: Trainer, model: TrainModule, ckpt_path: str | None) -> None:
+    """``validate``/``test``/``predict``'s ``ckpt_path``: the weights loaded, and
+    ``trainer.ckpt_path`` set to the checkpoint (None without one), as in Lightning."""
+    path = resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
+    if ckpt_path == "last" and path is not None and not os.path.lexists(path):
+        warnings.warn(
+            f'.{_FN.get(str(trainer.state_fn), trainer.state_fn)}(ckpt_path="last") is set, but there is no last checkpoint '
+            "available. No checkpoint will be loaded. HINT: Set `ModelCheckpoint(..., "
+            "save_last=True)`.",
+            stacklevel=3,
+        )
+        path = None
+    trainer.ckpt_path = path
+    if path is not None:
+        model.load_checkpoint(path)
+
+
+def warn_missing_callbacks(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Lightning's warning when a checkpoint holds the state of a callback this Trainer has not."""
+    missing = set(state.get("callbacks", {})) - {c.state_key for c in trainer.callbacks}
+    if missing:
+        warnings.warn(
+            "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to "
+            "be provided during `Trainer` instantiation. Please add the following callbacks: "
+            f"{sorted(missing)}.",
+            stacklevel=3,
+        )
 
 
 def capture(trainer: Trainer, path: str) -> str:

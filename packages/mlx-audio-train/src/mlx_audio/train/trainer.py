@@ -19,7 +19,7 @@ from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
 from . import _lifecycle, checkpoint
-from ._arguments import ARG_NAMES, Argument, make_args
+from ._arguments import ARG_NAMES, Argument, make_args, resolve_loop_limits
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
@@ -49,7 +49,7 @@ class Trainer(TrainerViews):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
         precision: str | int | None = None,
-        val_check_interval: int | float | None = None,
+        val_check_interval: int | float | str | timedelta | dict[str, int] | None = None,
         check_val_every_n_epoch: int | None = 1,
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
@@ -215,7 +215,10 @@ class Trainer(TrainerViews):
         self.ckpt_path: str | None = None
         self.rng_base = 0
         self.num_training_batches: float = math.inf
-        self.num_val_batches: float = 0
+        self._val_batches: list[float] = []  # num_val_batches, per loader (_views.py)
+        self._test_batches: list[float] = []
+        self._interrupted = False
+        self.last_val_time = 0.0  # NOTE [time-based validation]
         self.val_check_batch: float = math.inf
         self.runner: StepRunner | None = None  # fit's compiled step (built in run_fit)
         self.skipped_batches = 0  # non-finite batches skipped (on_nonfinite_loss="skip")
@@ -234,12 +237,13 @@ class Trainer(TrainerViews):
     # -- the arguments, resolved (_arguments.py) ---------------------------------------------------
     min_epochs = Argument[int]()
     min_steps = Argument[int]()
-    max_epochs = Argument[int | None]()
+    max_epochs = Argument[int | None]()  # as given; None resolves in fit (Lightning's)
     accumulate_grad_batches = Argument[int]()
     gradient_clip_val = Argument[float | None]()
     gradient_clip_algorithm = Argument[str]()
     precision = Argument[str]()
-    val_check_interval = Argument[int | float]()
+    val_check_interval = Argument[int | float | str | timedelta | dict[str, int]]()
+    val_check_time_interval = Argument[float | None]()
     check_val_every_n_epoch = Argument[int | None]()
     limit_train_batches = Argument[int | float]()
     limit_val_batches = Argument[int | float]()
@@ -293,6 +297,8 @@ class Trainer(TrainerViews):
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
         ``"last"`` or ``"best"``). Resuming a finished run does no training."""
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
+        self._interrupted = False
+        self.args = resolve_loop_limits(self.args, self.callbacks)
         start_run(self, model, "fit")
         if mx.default_device() == mx.cpu:
             report_slow_blas("mlx_audio.train")  # once, through logging, with the fix
@@ -302,6 +308,7 @@ class Trainer(TrainerViews):
                 with device_scope(self.accelerator):
                     ran = run_fit(self, model, train_dataloaders, val_dataloaders, ckpt_path)
             except BaseException as error:
+                self._interrupted = True
                 clearer = _lifecycle.on_fit_error(self, error)
                 if clearer is not None:
                     raise clearer from error
