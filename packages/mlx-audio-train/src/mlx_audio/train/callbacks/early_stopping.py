@@ -87,13 +87,13 @@ class EarlyStopping(MonitorCallback):
 
     def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.check_on_train_epoch_end and not self._skip(trainer):
-            self._check(trainer)
+            self._run_early_stopping_check(trainer)
 
     def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         if not self.check_on_train_epoch_end and not self._skip(trainer):
-            self._check(trainer)
+            self._run_early_stopping_check(trainer)
 
-    def _check(self, trainer: Trainer) -> None:
+    def _run_early_stopping_check(self, trainer: Trainer) -> None:
         metrics = trainer.callback_metrics
         if trainer.fast_dev_run:
             return
