@@ -217,9 +217,7 @@ def test_early_stopping_reasons(
         if "stopping_reason" in state_dict_override:
             # State persistence test
             early_stopping.stopping_reason = state_dict_override["stopping_reason"]
-            early_stopping.stopping_reason_message = state_dict_override[
-                "stopping_reason_message"
-            ]
+            early_stopping.stopping_reason_message = state_dict_override["stopping_reason_message"]
             state_dict = early_stopping.state_dict()
             new_early_stopping = EarlyStopping(**early_stopping_kwargs)
             new_early_stopping.load_state_dict(state_dict)

@@ -21,8 +21,7 @@ from unittest.mock import patch
 import pytest
 from boring_classes import BoringModel, fit
 
-from mlx_audio.train import Trainer
-from mlx_audio.train import _arguments
+from mlx_audio.train import Trainer, _arguments
 
 MisconfigurationException = ValueError
 CLOCK = "mlx_audio.train._arguments.monotonic"

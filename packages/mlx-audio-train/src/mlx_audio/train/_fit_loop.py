@@ -128,6 +128,7 @@ def run_fit(
     trainer.hooks.on_fit_start()
     progress = trainer.progress
     mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
+    warn_eval_modules(model)  # before anything switches modes (Lightning keeps them)
     if trainer.enable_validation and trainer.num_sanity_val_steps > 0 and not mid_epoch:
         sanity_check(trainer)
     mid_epoch = progress.settle_resume(mid_epoch, trainer.num_training_batches)
@@ -142,7 +143,6 @@ def run_fit(
             )
         ran = False
     else:
-        warn_eval_modules(model)
         model.train()
         start_validation_clock(trainer)
         trainer.hooks.on_train_start()
