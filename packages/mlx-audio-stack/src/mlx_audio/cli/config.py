@@ -95,6 +95,8 @@ CLI_NOTES = {
 CLI_TYPES: dict[str, Any] = {
     "precision": Literal["32-true", "bf16-mixed", "bf16-true", "16-true", "32", "bf16", "16-mixed"],
     "default_root_dir": str,  # the run folder, which evaluate and predict read
+    # batches or a fraction only: YAML 1.1 reads a "DD:HH:MM:SS" time as a base-60 int
+    "val_check_interval": int | float | None,
 }
 
 

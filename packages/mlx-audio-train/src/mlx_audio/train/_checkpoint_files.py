@@ -116,3 +116,56 @@ def unique_path(path: str, replacing: str | None = None) -> str:
         n += 1
         candidate = f"{path}-v{n}"
     return candidate
+
+
+class CheckpointNames:
+    """``ModelCheckpoint``'s names, as Lightning's (its class constants and methods)."""
+
+    CHECKPOINT_JOIN_CHAR = "-"
+    CHECKPOINT_EQUALS_CHAR = "="
+    CHECKPOINT_NAME_LAST = "last"
+    FILE_EXTENSION = ""  # a checkpoint is a directory
+    filename: str | None
+    dirpath: str | None
+    auto_insert_metric_name: bool
+
+    def format_name(self, metrics: dict[str, float]) -> str:
+        """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
+        return self._format_checkpoint_name(
+            self.filename, metrics, auto_insert_metric_name=self.auto_insert_metric_name
+        )
+
+    def _format_checkpoint_name(
+        self,
+        filename: str | None,
+        metrics: dict[str, Any],
+        prefix: str = "",
+        auto_insert_metric_name: bool = True,
+    ) -> str:
+        return checkpoint_name(
+            filename,
+            metrics,
+            auto_insert_metric_name,
+            prefix,
+            self.CHECKPOINT_JOIN_CHAR,
+            self.CHECKPOINT_EQUALS_CHAR,
+        )
+
+    def format_checkpoint_name(
+        self,
+        metrics: dict[str, Any],
+        filename: str | None = None,
+        ver: int | None = None,
+        prefix: str = "",
+    ) -> str:
+        """The checkpoint path for ``metrics`` (Lightning's): ``filename`` (default: this
+        callback's) filled in, with ``prefix`` and a ``-v{ver}`` suffix, under ``dirpath``
+        (a bare name when ``dirpath`` is not set yet). Checkpoints are directories, so there is
+        no ``.ckpt`` extension (``FILE_EXTENSION`` is ``""``)."""
+        name = self._format_checkpoint_name(
+            filename or self.filename, metrics, prefix, self.auto_insert_metric_name
+        )
+        if ver is not None:
+            name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
+        name += self.FILE_EXTENSION
+        return os.path.join(self.dirpath, name) if self.dirpath else name

@@ -82,9 +82,9 @@ class Trainer(TrainerViews):
         ``compile``, ``on_nonfinite_loss``, ``collective_timeout``.
 
         Args:
-            max_epochs: Stop after this many epochs. With neither ``max_epochs`` nor
-                ``max_steps`` set it becomes 1000, with Lightning's warning; ``-1`` trains
-                without an epoch limit.
+            max_epochs: Stop after this many epochs; ``-1`` trains without an epoch limit.
+                ``None`` resolves when ``fit`` runs, as in Lightning: 1000 with its warning, or
+                ``-1`` when ``max_steps`` or a ``Timer`` limits the run.
             max_steps: Stop after this many optimizer steps (updates, not batches: with
                 ``accumulate_grad_batches`` one step takes several batches); ``-1`` (the
                 default) means no limit. When it is not set, ``trainer.max_steps`` is
@@ -115,8 +115,10 @@ class Trainer(TrainerViews):
             val_check_interval: How often to validate within a training epoch: a float is a
                 fraction of the epoch (the default 1.0: at its end; it needs a train loader with
                 a length), an int is a number of training batches, which may exceed an epoch only
-                with ``check_val_every_n_epoch=None``. Lightning's time-based intervals
-                (``"DD:HH:MM:SS"``) are not taken.
+                with ``check_val_every_n_epoch=None``. A time (``"DD:HH:MM:SS"``, a
+                ``timedelta`` or a dict of its arguments) validates after the first batch that
+                ends that long after training started or the last validation ended (Lightning
+                2.6's time-based interval).
             check_val_every_n_epoch: Validate after every this many training epochs (default 1).
                 ``None`` validates by training batches alone, across epochs; then
                 ``val_check_interval`` must be an int.

@@ -20,7 +20,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from .._checkpoint_files import checkpoint_name, unique_path
+from .._checkpoint_files import CheckpointNames, unique_path
 from .._status import rank_zero_info
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..trainer import Trainer
 
 
-class ModelCheckpoint(MonitorCallback):
+class ModelCheckpoint(CheckpointNames, MonitorCallback):
     """Saves checkpoint directories under ``dirpath`` (default ``default_root_dir/checkpoints``).
 
     ``filename`` is a template such as ``"{epoch:02d}-{val_loss:.3f}"`` (metric names are
@@ -38,11 +38,6 @@ class ModelCheckpoint(MonitorCallback):
     ``save_on_exception`` writes one more checkpoint when training stops on an exception or
     Ctrl-C (then ``last`` points at it when it stopped at a step boundary).
     """
-
-    CHECKPOINT_JOIN_CHAR = "-"
-    CHECKPOINT_EQUALS_CHAR = "="
-    CHECKPOINT_NAME_LAST = "last"
-    FILE_EXTENSION = ""  # a checkpoint is a directory
 
     def __init__(
         self,
@@ -367,47 +362,6 @@ class ModelCheckpoint(MonitorCallback):
                 continue
             delete_checkpoint(path)
         self._doomed = []
-
-    def format_name(self, metrics: dict[str, float]) -> str:
-        """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
-        return self._format_checkpoint_name(
-            self.filename, metrics, auto_insert_metric_name=self.auto_insert_metric_name
-        )
-
-    def _format_checkpoint_name(
-        self,
-        filename: str | None,
-        metrics: dict[str, Any],
-        prefix: str = "",
-        auto_insert_metric_name: bool = True,
-    ) -> str:
-        return checkpoint_name(
-            filename,
-            metrics,
-            auto_insert_metric_name,
-            prefix,
-            self.CHECKPOINT_JOIN_CHAR,
-            self.CHECKPOINT_EQUALS_CHAR,
-        )
-
-    def format_checkpoint_name(
-        self,
-        metrics: dict[str, Any],
-        filename: str | None = None,
-        ver: int | None = None,
-        prefix: str = "",
-    ) -> str:
-        """The checkpoint path for ``metrics`` (Lightning's): ``filename`` (default: this
-        callback's) filled in, with ``prefix`` and a ``-v{ver}`` suffix, under ``dirpath``
-        (a bare name when ``dirpath`` is not set yet). Checkpoints are directories, so there is
-        no ``.ckpt`` extension (``FILE_EXTENSION`` is ``""``)."""
-        name = self._format_checkpoint_name(
-            filename or self.filename, metrics, prefix, self.auto_insert_metric_name
-        )
-        if ver is not None:
-            name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
-        name += self.FILE_EXTENSION
-        return os.path.join(self.dirpath, name) if self.dirpath else name
 
     def state_dict(self) -> dict[str, Any]:
         return {
