@@ -107,6 +107,9 @@ ORIGINALS = [
     "tests_pytorch/trainer/flags/test_min_max_epochs.py::test_max_epochs_not_set_warning",
     "tests_pytorch/trainer/test_states.py::test_interrupt_state_on_keyboard_interrupt",
     "tests_pytorch/loops/test_training_loop.py::test_eval_mode_warning",
+    "tests_pytorch/callbacks/test_timer.py::test_timer_time_remaining",
+    "tests_pytorch/callbacks/test_callbacks.py::test_resume_incomplete_callbacks_list_warning",
+    "tests_pytorch/models/test_restore.py::test_restarting_mid_epoch_raises_warning",
 ]
 _PYTEST = (
     "pytest",
