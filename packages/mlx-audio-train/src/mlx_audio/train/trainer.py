@@ -82,7 +82,7 @@ class Trainer(TrainerViews):
         ``compile``, ``on_nonfinite_loss``, ``collective_timeout``.
 
         Args:
-            max_epochs: Stop after this many epochs; ``-1`` trains without an epoch limit.
+            max_epochs: Stop after this many epochs. ``-1`` trains without an epoch limit;
                 ``None`` resolves when ``fit`` runs, as in Lightning: 1000 with its warning, or
                 ``-1`` when ``max_steps`` or a ``Timer`` limits the run.
             max_steps: Stop after this many optimizer steps (updates, not batches: with
