@@ -100,11 +100,9 @@ def run_fit(
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
     trainer.optimizer, trainer.lr_schedule_name = trainer.hooks.configure_optimizers()
-    trainer.ckpt_path = (
-        checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
-    )
+    trainer.ckpt_path = checkpoint.selected_ckpt_path(trainer, ckpt_path)  # None: a fresh start
     trainer.hooks.setup("fit")
-    resumed = restore(trainer, ckpt_path) if ckpt_path is not None else None
+    resumed = restore(trainer, trainer.ckpt_path) if trainer.ckpt_path is not None else None
     model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
     assert trainer.optimizer is not None
     clip_val, clip_algorithm = clipping(

@@ -22,6 +22,7 @@ import numpy as np
 from . import distributed
 from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_last
 from ._nonfinite import check_nonfinite
+from ._status import rank_zero_info
 from ._tree import flatten
 
 if TYPE_CHECKING:
@@ -318,18 +319,31 @@ def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
 def load_for_evaluation(trainer: Trainer, model: TrainModule, ckpt_path: str | None) -> None:
     """``validate``/``test``/``predict``'s ``ckpt_path``: the weights loaded, and
     ``trainer.ckpt_path`` set to the checkpoint (None without one), as in Lightning."""
-    path = resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
-    if ckpt_path == "last" and path is not None and not os.path.lexists(path):
-        warnings.warn(
-            f'.{_FN.get(str(trainer.state_fn), trainer.state_fn)}(ckpt_path="last") is set, but there is no last checkpoint '
-            "available. No checkpoint will be loaded. HINT: Set `ModelCheckpoint(..., "
-            "save_last=True)`.",
-            stacklevel=3,
-        )
-        path = None
-    trainer.ckpt_path = path
+    trainer.ckpt_path = path = selected_ckpt_path(trainer, ckpt_path)
     if path is not None:
         model.load_checkpoint(path)
+
+
+def selected_ckpt_path(trainer: Trainer, ckpt_path: str | None) -> str | None:
+    """``ckpt_path`` resolved (``trainer.ckpt_path``); None for a ``"last"`` that does not exist
+    yet: nothing is loaded and a fit starts fresh, saying so through ``logging`` (resuming from
+    ``"last"`` on every start is the documented idiom; Lightning warns), while ``validate`` /
+    ``test`` / ``predict`` give Lightning's warning."""
+    path = resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
+    if ckpt_path == "last" and path is not None and not os.path.lexists(path):
+        if trainer.state_fn == "fit":
+            rank_zero_info(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
+            return None
+        if not trainer.is_global_zero:
+            return None
+        warnings.warn(
+            f'.{_FN.get(str(trainer.state_fn), trainer.state_fn)}(ckpt_path="last") is set, but '
+            "there is no last checkpoint available. No checkpoint will be loaded. HINT: Set "
+            "`ModelCheckpoint(..., save_last=True)`.",
+            stacklevel=4,
+        )
+        return None
+    return path
 
 
 def warn_missing_callbacks(trainer: Trainer, state: dict[str, Any]) -> None:
