@@ -303,3 +303,16 @@ def test_lr_monitor_without_a_logger_is_silent(tmp_path):
     )
     fit(trainer, BoringModel())
     assert lr_monitor.lrs == {"lr-SGD": []} and trainer.global_step == 2
+
+
+def test_last_model_path_is_the_last_link(tmp_path):
+    """Lightning's ``last_model_path`` is ``dirpath/last.ckpt``; ours is the ``last`` link."""
+    mc = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor=None, save_top_k=1, filename="model")
+    trainer = Trainer(
+        max_epochs=2, limit_train_batches=1, limit_val_batches=0, logger=False, callbacks=[mc]
+    )
+    fit(trainer, BoringModel())
+    assert mc.last_model_path == str(tmp_path / "ckpt" / "last")
+    assert Path(mc.last_model_path).is_symlink()
+    assert Path(mc.last_model_path).resolve() == Path(mc.best_model_path).resolve()
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last", "model"]
