@@ -54,7 +54,7 @@ sync: uv system-deps
 build: uv
 	rm -rf dist && $(UV) build --all-packages --out-dir dist
 
-# torch, torchdata, mlx-data, lightning and transformers for anchor comparisons and parity tests; never a
+# torch, torchdata, mlx-data, lightning, transformers and lhotse for anchor comparisons and parity tests; never a
 # dependency of our packages. pip takes the torch 2.13.0 CPU build that lies on this disk.
 # Then the differential suites' golden files (tests/*/golden/*.json, committed: the suites also run
 # without this venv) are recorded again where stale: missing, or their sources or the venv's
@@ -66,7 +66,7 @@ $(ANCHOR)/.done: uv.lock Makefile
 	$(PYTHON) -m venv $(ANCHOR)
 	$(UV) export --all-packages --no-hashes --no-emit-workspace --no-dev --format requirements-txt > $(ANCHOR)/constraints.txt
 	$(ANCHOR)/bin/pip install --quiet --upgrade pip
-	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning transformers torchdata \
+	$(ANCHOR)/bin/pip install --quiet -c $(ANCHOR)/constraints.txt torch==2.13.0 mlx-data==0.1.0 lightning transformers torchdata lhotse==1.33.0 \
 		-e 'packages/mlx-audio-data[audio,cpu]' -e packages/mlx-audio-loggers -e packages/mlx-audio-train \
 		-e 'packages/mlx-audio-models[all]' -e packages/mlx-audio-stack
 	touch $@

@@ -39,6 +39,10 @@ PAGES = {
         "Callbacks of `mlx-audio-train`. Guide: [Training](../api/training.md#callbacks).",
     ),
     "schedulers": ("mlx_audio.train.schedulers", "Learning-rate schedules of `mlx-audio-train`."),
+    "metrics": (
+        "mlx_audio.train.metrics",
+        "Metrics of `mlx-audio-train` (torchmetrics' names and numbers). Guide: [Training](../api/training.md#metrics).",
+    ),
     "models": (
         "mlx_audio.models",
         "`pip install mlx-audio-models` — audio CNNs and CLAP. Guide: [Models](../api/models.md).",

@@ -36,7 +36,14 @@ def test_the_section_is_exactly_the_trainers_yaml_arguments_then_the_commands():
     assert set(cli_config.NOT_SETTINGS) <= set(arguments())  # no stale reasons
     assert exposed == [a for a in arguments() if a not in cli_config.NOT_SETTINGS]  # their order
     keys = [f.name for f in dataclasses.fields(cli_config.TrainerSettings)]
-    assert keys == exposed + ["loggers", "monitor", "mode", "save_top_k", "early_stopping_patience"]
+    assert keys == exposed + [
+        "loggers",
+        "monitor",
+        "mode",
+        "save_top_k",
+        "early_stopping_patience",
+        "ema_decay",
+    ]
     signature = inspect.signature(Trainer.__init__).parameters
     for name, kind, default in cli_config.TRAINER_ARGUMENTS:
         assert cli_config.expressible(kind), name

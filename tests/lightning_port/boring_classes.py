@@ -24,7 +24,7 @@ import numpy as np
 
 from mlx_audio.data import DataLoader, Dataset
 from mlx_audio.loggers import Logger
-from mlx_audio.train import TrainModule
+from mlx_audio.train import DataModule, TrainModule
 
 
 class RandomDataset(Dataset):
@@ -75,6 +75,52 @@ class BoringModel(TrainModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(RandomDataset(32, 64))
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(RandomDataset(32, 64))
+
+
+class BoringDataModule(DataModule):
+    """Lightning's ``BoringDataModule``: ``RandomDataset(32, 64 * 4)`` split into four parts of
+    64 in ``setup`` (train, val, test, predict), batch size 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.random_full = RandomDataset(32, 64 * 4)
+
+    def setup(self, stage: str) -> None:
+        data = self.random_full.data
+        if stage == "fit":
+            self.random_train = data[:64]
+        if stage in ("fit", "validate"):
+            self.random_val = data[64 : 64 * 2]
+        if stage == "test":
+            self.random_test = data[64 * 2 : 64 * 3]
+        if stage == "predict":
+            self.random_predict = data[64 * 3 : 64 * 4]
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.random_train))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.random_val))
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.random_test))
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.random_predict))
+
+
+class _Rows(Dataset):
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.data[index]
+
+    def __len__(self) -> int:
+        return len(self.data)
 
 
 def fit(trainer: Any, model: BoringModel, **kwargs: Any) -> None:

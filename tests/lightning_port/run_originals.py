@@ -51,6 +51,62 @@ ORIGINALS = [
             "test_log_works_in_val_callback",
             "test_validation_step_log_with_tensorboard",
             "test_eval_step_logging",
+            "test_multi_dataloaders_add_suffix_properly",
+            "test_log_works_in_test_callback",
+            "test_multiple_dataloaders_reset",
+            "test_logging_results_with_no_dataloader_idx",
+            "test_logging_multi_dataloader_on_epoch_end",
+        )
+    ),
+    *(
+        f"tests_pytorch/loops/test_evaluation_loop.py::test_invalid_dataloader_idx_raises_{name}"
+        for name in ("step", "batch_start", "batch_end")
+    ),
+    *(
+        f"tests_pytorch/loops/test_prediction_loop.py::test_invalid_dataloader_idx_raises_{name}"
+        for name in ("step", "batch_start", "batch_end")
+    ),
+    "tests_pytorch/models/test_hooks.py::test_trainer_datamodule_hook_system",
+    *(
+        f"tests_pytorch/core/test_datamodules.py::{name}"
+        for name in (
+            "test_hooks_no_recursion_error",
+            "test_helper_boringdatamodule",
+            "test_helper_boringdatamodule_with_verbose_setup",
+            "test_train_loop_only",
+            "test_train_val_loop_only",
+            "test_dm_checkpoint_save_and_load",
+            "test_full_loop",
+            "test_dm_init_from_datasets_dataloaders",
+            "test_dm_init_from_datasets_with_init_params",
+            "test_hyperparameters_saving",
+        )
+    ),
+    *(
+        f"tests_pytorch/models/test_hparams.py::{name}"
+        for name in (
+            "test_namespace_hparams",
+            "test_dict_hparams",
+            "test_explicit_args_hparams",
+            "test_implicit_args_hparams",
+            "test_explicit_missing_args_hparams",
+            "test_class_nesting",
+            "test_collect_init_arguments",
+            "test_collect_init_arguments_in_other_methods",
+            "test_save_hyperparameters_under_composition",
+            "test_save_hyperparameters_ignore",
+            "test_collect_init_arguments_with_local_vars",
+            "test_single_config_models_fail",
+            "test_ignore_args_list_hparams",
+            "test_hparams_ignore_in_subclass_overrides_base",
+            "test_save_no_parameters",
+            "test_empty_hparams_container",
+            "test_hparams_name_from_container",
+            "test_dataclass_lightning_module",
+            "test_dataclass_with_init_false_fields",
+            "test_adding_datamodule_hparams",
+            "test_no_datamodule_for_hparams",
+            "test_colliding_hparams",
         )
     ),
     f"{LOGGING}/test_logger_connector.py::test_fx_validator_integration",
@@ -106,10 +162,36 @@ ORIGINALS = [
     "tests_pytorch/trainer/test_trainer.py::test_checkpoint_path_input",
     "tests_pytorch/trainer/flags/test_min_max_epochs.py::test_max_epochs_not_set_warning",
     "tests_pytorch/trainer/test_states.py::test_interrupt_state_on_keyboard_interrupt",
-    "tests_pytorch/loops/test_training_loop.py::test_eval_mode_warning",
     "tests_pytorch/callbacks/test_timer.py::test_timer_time_remaining",
     "tests_pytorch/callbacks/test_callbacks.py::test_resume_incomplete_callbacks_list_warning",
     "tests_pytorch/models/test_restore.py::test_restarting_mid_epoch_raises_warning",
+    *(
+        f"tests_pytorch/models/test_hooks.py::{name}"
+        for name in (
+            "test_trainer_model_hook_system_fit",
+            "test_trainer_model_hook_system_fit_no_val_and_resume_max_epochs",
+            "test_trainer_model_hook_system_fit_no_val_and_resume_max_steps",
+            "test_trainer_model_hook_system_eval",
+            "test_trainer_model_hook_system_predict",
+            "test_train_eval_mode_restored",
+        )
+    ),
+    "tests_pytorch/loops/test_training_loop_flow_scalar.py::test_train_step_no_return",
+    "tests_pytorch/loops/test_training_loop_flow_scalar.py::test_training_step_no_return_when_even",
+    "tests_pytorch/loops/test_training_epoch_loop.py::test_no_batch_idx_gradient_accumulation",
+    "tests_pytorch/loops/test_training_loop.py::test_eval_mode_warning",
+    "tests_pytorch/loops/test_training_loop.py::test_on_train_batch_start_return_minus_one",
+    "tests_pytorch/loops/test_training_loop.py::test_should_stop_mid_epoch",
+    *(
+        f"tests_pytorch/trainer/test_trainer.py::{name}"
+        for name in (
+            "test_predict_return_predictions_cpu",
+            "test_repeated_fit_calls_with_max_epochs_and_steps",
+            "test_trainer_access_in_configure_optimizers",
+        )
+    ),
+    "tests_pytorch/loops/test_prediction_loop.py::test_prediction_loop_stores_predictions",
+    "tests_pytorch/trainer/optimization/test_optimizers.py::test_none_optimizer",
 ]
 _PYTEST = (
     "pytest",

@@ -3,8 +3,8 @@
 Same names, inputs and assertions; ``BoringModel`` is the MLX one of ``boring_classes.py``,
 values are floats, ``mock.patch(TensorBoardLogger.log_metrics)`` is a ``RecordingLogger``
 (without Lightning's ``hp_metric`` call), ``trainer.state.fn`` is ``trainer.state_fn``, and a test
-that keeps values from inside a step runs with ``compile=False``. Left out: several dataloaders
-(``dataloader_idx``), the printed results tables, devices.
+that keeps values from inside a step runs with ``compile=False``; ``trainer._results`` is
+``trainer._eval_results``. Left out: the printed results tables, devices.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from unittest.mock import ANY, call
 import mlx.core as mx
 import numpy as np
 import pytest
-from boring_classes import BoringModel, RecordingLogger, fit, test, validate
+from boring_classes import BoringModel, RandomDataset, RecordingLogger, fit, test, validate
 
+from mlx_audio.data import DataLoader
 from mlx_audio.train import Trainer, callbacks
 
 MisconfigurationException = ValueError  # Lightning's MisconfigurationException
@@ -411,12 +412,13 @@ def test_validation_step_log_with_tensorboard(tmp_path):
     assert set(results[0]) == {"test_loss"}
 
 
-def test_eval_step_logging(tmp_path):
-    """Test that eval step during fit/validate/test is updated correctly (one dataloader)."""
+@pytest.mark.parametrize("num_dataloaders", [1, 2])
+def test_eval_step_logging(tmp_path, num_dataloaders):
+    """Test that eval step during fit/validate/test is updated correctly."""
     fn_names = {"fit": "fit", "validation": "validate", "test": "test"}
 
     class CustomBoringModel(BoringModel):
-        def validation_step(self, batch, batch_idx):
+        def validation_step(self, batch, batch_idx, dataloader_idx=None):
             self.log(
                 f"val_log_{fn_names[self.trainer.state_fn]}",
                 batch_idx,
@@ -424,8 +426,14 @@ def test_eval_step_logging(tmp_path):
                 on_epoch=False,
             )
 
-        def test_step(self, batch, batch_idx):
+        def test_step(self, batch, batch_idx, dataloader_idx=None):
             self.log("test_log", batch_idx, on_step=True, on_epoch=False)
+
+        def val_dataloader(self):
+            return [super().val_dataloader()] * num_dataloaders
+
+        def test_dataloader(self):
+            return [super().test_dataloader()] * num_dataloaders
 
     limit_batches = 4
     max_epochs = 3
@@ -440,11 +448,18 @@ def test_eval_step_logging(tmp_path):
     )
     model = CustomBoringModel()
 
+    def get_suffix(dl_idx):
+        return f"/dataloader_idx_{dl_idx}" if num_dataloaders == 2 else ""
+
     eval_steps = range(limit_batches)
     fit(trainer, model)
     fit_calls = [
-        call(metrics={"val_log_fit": float(step)}, step=step + (limit_batches * epoch))
+        call(
+            metrics={f"val_log_fit{get_suffix(dl_idx)}": float(step)},
+            step=step + (limit_batches * epoch),
+        )
         for epoch in range(max_epochs)
+        for dl_idx in range(num_dataloaders)
         for step in eval_steps
     ]
     assert mock_log_metrics.mock_calls == fit_calls
@@ -452,11 +467,362 @@ def test_eval_step_logging(tmp_path):
     mock_log_metrics.reset_mock()
     validate(trainer, model)
     validate_calls = [
-        call(metrics={"val_log_validate": float(val)}, step=val) for val in eval_steps
+        call(metrics={f"val_log_validate{get_suffix(dl_idx)}": float(val)}, step=val)
+        for dl_idx in range(num_dataloaders)
+        for val in eval_steps
     ]
     assert mock_log_metrics.mock_calls == validate_calls
 
     mock_log_metrics.reset_mock()
     test(trainer, model)
-    test_calls = [call(metrics={"test_log": float(val)}, step=val) for val in eval_steps]
+    test_calls = [
+        call(metrics={f"test_log{get_suffix(dl_idx)}": float(val)}, step=val)
+        for dl_idx in range(num_dataloaders)
+        for val in eval_steps
+    ]
     assert mock_log_metrics.mock_calls == test_calls
+
+
+@pytest.mark.parametrize("suffix", [False, True])
+def test_multi_dataloaders_add_suffix_properly(suffix, tmp_path):
+    class TestModel(BoringModel):
+        def test_step(self, batch, batch_idx, dataloader_idx=0):
+            out = super().test_step(batch, batch_idx)
+            self.log("test_loss", out["y"], on_step=True, on_epoch=True)
+            return out
+
+        def test_dataloader(self):
+            if suffix:
+                return [
+                    DataLoader(RandomDataset(32, 64)),
+                    DataLoader(RandomDataset(32, 64)),
+                ]
+            return super().test_dataloader()
+
+    model = TestModel()
+
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        limit_train_batches=0,
+        limit_val_batches=0,
+        limit_test_batches=2,
+        max_epochs=1,
+        log_every_n_steps=1,
+        enable_model_summary=False,
+    )
+    results = test(trainer, model)
+
+    assert len(results) == (2 if suffix else 1)
+    for i, r in enumerate(results):
+        expected = {"test_loss_epoch"}
+        if suffix:
+            expected = {e + f"/dataloader_idx_{i}" for e in expected}
+        assert set(r) == expected
+
+
+def test_log_works_in_test_callback(tmp_path):
+    """Tests that log can be called within callback."""
+
+    class TestCallback(callbacks.Callback):
+        # helpers
+        count = 0
+        choices = [False, True]
+
+        # used to compute expected values
+        callback_funcs_called = collections.defaultdict(list)
+        funcs_called_count = collections.defaultdict(int)
+        funcs_attr = {}
+
+        def make_logging(self, pl_module, func_name, on_steps, on_epochs, prob_bars):
+            original_func_name = func_name[:]
+            self.funcs_called_count[original_func_name] += 1
+
+            for idx, (on_step, on_epoch, prog_bar) in enumerate(
+                itertools.product(on_steps, on_epochs, prob_bars)
+            ):
+                func_name = original_func_name[:]
+                custom_func_name = f"{idx}_{func_name}"
+
+                if not on_step and not on_epoch:
+                    with pytest.raises(MisconfigurationException, match="is not useful"):
+                        pl_module.log(
+                            custom_func_name, self.count, on_step=on_step, on_epoch=on_epoch
+                        )
+                    continue
+                pl_module.log(
+                    custom_func_name,
+                    self.count,
+                    on_step=on_step,
+                    on_epoch=on_epoch,
+                    prog_bar=prog_bar,
+                )
+
+                num_dl_ext = ""
+                dl_idx = pl_module.trainer._eval_results.dataloader_idx
+                if dl_idx is not None:
+                    num_dl_ext = f"/dataloader_idx_{dl_idx}"
+                    func_name += num_dl_ext
+
+                # catch information for verification
+                self.callback_funcs_called[func_name].append([self.count])
+                self.funcs_attr[custom_func_name + num_dl_ext] = {
+                    "on_step": on_step,
+                    "on_epoch": on_epoch,
+                    "prog_bar": prog_bar,
+                    "func_name": func_name,
+                }
+                if on_step and on_epoch:
+                    self.funcs_attr[f"{custom_func_name}_step" + num_dl_ext] = {
+                        "on_step": True,
+                        "on_epoch": False,
+                        "prog_bar": prog_bar,
+                        "func_name": func_name,
+                    }
+
+                    self.funcs_attr[f"{custom_func_name}_epoch" + num_dl_ext] = {
+                        "on_step": False,
+                        "on_epoch": True,
+                        "prog_bar": prog_bar,
+                        "func_name": func_name,
+                    }
+
+        def on_test_start(self, _, pl_module):
+            self.make_logging(
+                pl_module,
+                "on_test_start",
+                on_steps=[False],
+                on_epochs=[True],
+                prob_bars=self.choices,
+            )
+
+        def on_test_epoch_start(self, _, pl_module):
+            self.make_logging(
+                pl_module,
+                "on_test_epoch_start",
+                on_steps=[False],
+                on_epochs=[True],
+                prob_bars=self.choices,
+            )
+
+        def on_test_batch_end(self, _, pl_module, *__):
+            self.make_logging(
+                pl_module,
+                "on_test_batch_end",
+                on_steps=self.choices,
+                on_epochs=self.choices,
+                prob_bars=self.choices,
+            )
+
+        def on_test_epoch_end(self, _, pl_module):
+            self.make_logging(
+                pl_module,
+                "on_test_epoch_end",
+                on_steps=[False],
+                on_epochs=[True],
+                prob_bars=self.choices,
+            )
+
+    num_dataloaders = 2
+
+    class TestModel(BoringModel):
+        seen_losses = {i: [] for i in range(num_dataloaders)}
+
+        def test_step(self, batch, batch_idx, dataloader_idx=0):
+            loss = super().test_step(batch, batch_idx)["y"]
+            self.log("test_loss", loss)
+            self.seen_losses[dataloader_idx].append(loss)
+
+        def test_dataloader(self):
+            return [DataLoader(RandomDataset(32, 64)) for _ in range(num_dataloaders)]
+
+    model = TestModel()
+    cb = TestCallback()
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        limit_test_batches=2,
+        num_sanity_val_steps=0,
+        max_epochs=2,
+        callbacks=[cb],
+        compile=False,
+    )
+    test(trainer, model)
+
+    assert cb.funcs_called_count["on_test_start"] == 1
+    assert cb.funcs_called_count["on_test_epoch_start"] == 1
+    assert cb.funcs_called_count["on_test_batch_end"] == 4
+    assert cb.funcs_called_count["on_test_epoch_end"] == 1
+
+    callback_metrics = trainer.callback_metrics
+    for func_name in cb.callback_funcs_called:
+        for key in callback_metrics:
+            if func_name in key:
+                break
+        else:
+            pytest.fail(f"{func_name}, {list(callback_metrics)}")
+
+    def get_expected(on_epoch, values):
+        reduction = np.mean if on_epoch else np.max
+        return reduction(values)
+
+    # Make sure the func_name output equals the average from all logged values when on_epoch true
+    for dl_idx in range(num_dataloaders):
+        key = f"test_loss/dataloader_idx_{dl_idx}"
+        assert key in trainer.callback_metrics
+        expected = float(mx.mean(mx.stack(model.seen_losses[dl_idx])).item())
+        assert trainer.callback_metrics.pop(key) == pytest.approx(expected)
+        trainer.metrics.callback.pop(key)  # the port's views are copies: drop it at the source
+
+    for func_name, output_value in trainer.callback_metrics.items():
+        func_attr = cb.funcs_attr[func_name]
+        original_values = cb.callback_funcs_called[func_attr["func_name"]]
+        expected_output = get_expected(func_attr["on_epoch"], original_values)
+        assert output_value == expected_output
+
+    for fx, attrs in cb.funcs_attr.items():
+        should_include = attrs["prog_bar"] and attrs["on_step"] ^ attrs["on_epoch"]
+        is_included = fx in trainer.progress_bar_metrics
+        assert is_included if should_include else not is_included
+
+
+@pytest.mark.parametrize("val_check_interval", [0.5, 1.0])
+def test_multiple_dataloaders_reset(val_check_interval, tmp_path):
+    class TestModel(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.val_outputs = [[], []]  # an MLX module keeps lists as children: set them here
+
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            value = 1 + batch_idx
+            if self.current_epoch != 0:
+                value *= 10
+            self.log("batch_idx", value, on_step=True, on_epoch=True, prog_bar=True)
+            return out
+
+        def on_train_epoch_end(self):
+            metrics = self.trainer.progress_bar_metrics
+            v = 15 if self.current_epoch == 0 else 150
+            assert metrics["batch_idx_epoch"] == (v / 5.0)
+
+        def validation_step(self, batch, batch_idx, dataloader_idx):
+            value = (1 + batch_idx) * (1 + dataloader_idx)
+            if self.current_epoch != 0:
+                value *= 10
+            self.val_outputs[dataloader_idx].append(value)
+            self.log("val_loss", value, on_step=False, on_epoch=True, prog_bar=True, logger=True)
+
+        def on_validation_epoch_end(self):
+            outputs = self.val_outputs
+            self.val_outputs = [[], []]
+
+            if self.current_epoch == 0:
+                assert sum(outputs[0]) / 5 == 3
+                assert sum(outputs[1]) / 5 == 6
+            else:
+                assert sum(outputs[0]) / 5 == 30
+                assert sum(outputs[1]) / 5 == 60
+
+            tot_loss = np.mean(np.array(outputs, dtype=np.float32))
+            if self.current_epoch == 0:
+                assert tot_loss == (3 + 6) / 2
+            else:
+                assert tot_loss == (30 + 60) / 2
+            entries = self.trainer._eval_results.entries
+            assert entries["validation_step.val_loss.0"].reduction.weight == 5
+            assert entries["validation_step.val_loss.1"].reduction.weight == 5
+
+        def val_dataloader(self):
+            return [super().val_dataloader(), super().val_dataloader()]
+
+    model = TestModel()
+    trainer = Trainer(
+        default_root_dir=tmp_path,
+        limit_train_batches=5,
+        limit_val_batches=5,
+        num_sanity_val_steps=0,
+        val_check_interval=val_check_interval,
+        max_epochs=3,
+        log_every_n_steps=1,
+        enable_model_summary=False,
+        compile=False,
+    )
+    fit(trainer, model)
+
+
+def test_logging_results_with_no_dataloader_idx(tmp_path):
+    num_dataloaders = 2
+    log_common_same_val = {"test_log_common": 789}
+    log_common_diff_val = "test_log_common_diff_value"
+    log_key_no_dl_idx = "test_log_no_dl_idx_{}"
+    log_key_dl0 = {"test_log_a_class": 123}
+    log_key_dl1 = {"test_log_b_class": 456}
+
+    class CustomBoringModel(BoringModel):
+        def test_step(self, batch, batch_idx, dataloader_idx):
+            self.log_dict(log_common_same_val)
+            self.log(log_common_diff_val, dataloader_idx + 1)
+            self.log(
+                log_key_no_dl_idx.format(dataloader_idx),
+                321 * (dataloader_idx + 1),
+                add_dataloader_idx=False,
+            )
+            self.log_dict(
+                log_key_dl0 if dataloader_idx == 0 else log_key_dl1, add_dataloader_idx=False
+            )
+
+        def test_dataloader(self):
+            return [DataLoader(RandomDataset(32, 64)) for _ in range(num_dataloaders)]
+
+    model = CustomBoringModel()
+    trainer = Trainer(default_root_dir=tmp_path, fast_dev_run=1)
+    results = test(trainer, model)
+
+    assert len(results) == num_dataloaders
+    assert results[0] == {
+        "test_log_common/dataloader_idx_0": 789.0,
+        "test_log_common_diff_value/dataloader_idx_0": 1.0,
+        "test_log_no_dl_idx_0": 321,
+        "test_log_a_class": 123.0,
+    }
+    assert results[1] == {
+        "test_log_common/dataloader_idx_1": 789.0,
+        "test_log_common_diff_value/dataloader_idx_1": 2.0,
+        "test_log_no_dl_idx_1": 321 * 2,
+        "test_log_b_class": 456.0,
+    }
+
+
+def test_logging_multi_dataloader_on_epoch_end(tmp_path):
+    class CustomBoringModel(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.outputs = [[], []]
+
+        def test_step(self, batch, batch_idx, dataloader_idx):
+            value = dataloader_idx + 1
+            self.log("foo", value)
+            self.outputs[dataloader_idx].append(value)
+            return value
+
+        def on_test_epoch_end(self):
+            self.log("foobar", sum(sum(o) for o in self.outputs))
+
+        def test_dataloader(self):
+            return [super().test_dataloader(), super().test_dataloader()]
+
+    model = CustomBoringModel()
+    mock_log_metrics = RecordingLogger()
+    trainer = Trainer(default_root_dir=tmp_path, limit_test_batches=1, logger=mock_log_metrics)
+    results = test(trainer, model)
+
+    # what's logged in `on_test_epoch_end` gets included in the results of each dataloader
+    assert results == [
+        {"foo/dataloader_idx_0": 1, "foobar": 3},
+        {"foo/dataloader_idx_1": 2, "foobar": 3},
+    ]
+    cb_metrics = set(trainer.callback_metrics)
+    assert cb_metrics == {"foo/dataloader_idx_0", "foo/dataloader_idx_1", "foobar"}
+
+    logged_metrics = mock_log_metrics.mock_calls[0].kwargs["metrics"]
+    cb_metrics.add("epoch")
+    assert set(logged_metrics) == cb_metrics

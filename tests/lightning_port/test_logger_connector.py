@@ -4,8 +4,8 @@
 ``trainer/logging_/test_loop_logging.py::test_default_level_for_hooks_that_support_logging``.
 
 Same names and assertions over our hooks (``get_members`` of ``TrainModule`` and ``Callback``);
-Lightning's hooks that do not exist here (``on_before_backward``, ``*_dataloader``,
-``configure_model``, the ``on_*_model_*`` hooks, ...) are left out, and so is
+Lightning's hooks that do not exist here (``on_before_backward``,
+``configure_model``, ``on_validation_model_zero_grad``, ...) are left out, and so is
 ``compute_loss`` (not a hook: it runs inside the steps). The default-level test checks the
 ``(on_step, on_epoch)`` that ``self.log`` resolves per hook (Lightning mocks the private
 ``_ResultCollection.log`` for it).
@@ -18,7 +18,7 @@ from functools import partial
 
 import mlx.nn as nn
 import pytest
-from boring_classes import BoringModel, fit, test
+from boring_classes import BoringModel, fit
 
 from mlx_audio.loggers import CSVLogger
 from mlx_audio.train import Trainer, TrainModule
@@ -84,12 +84,17 @@ def test_fx_validator_integration(tmp_path):
         "setup": "You can't",
         "configure_optimizers": "You can't",
         "on_fit_start": "You can't",
+        "train_dataloader": "You can't",
+        "val_dataloader": "You can't",
         "on_validation_end": "You can't",
         "on_train_end": "You can't",
         "on_fit_end": "You can't",
         "teardown": "You can't",
         "on_sanity_check_start": "You can't",
         "on_sanity_check_end": "You can't",
+        "prepare_data": "You can't",
+        "on_validation_model_eval": "You can't",
+        "on_validation_model_train": "You can't",
         "on_save_checkpoint": "You can't",
         "on_load_checkpoint": "You can't",
         "on_exception": "You can't",
@@ -108,27 +113,34 @@ def test_fx_validator_integration(tmp_path):
         limit_test_batches=1,
         callbacks=callback,
     )
-    fit(trainer, model)
+    trainer.fit(model)
 
     not_supported.update(
         {
             # `lightning_module` ref is now present from the `fit` call
+            "test_dataloader": "You can't",
+            "on_test_model_eval": "You can't",
+            "on_test_model_train": "You can't",
             "on_test_end": "You can't",
         }
     )
-    test(trainer, model)
+    trainer.test(model, verbose=False)
 
     not_supported.update(dict.fromkeys(not_supported, "result collection is not registered yet"))
     not_supported.update(
         {
+            "predict_dataloader": "result collection is not registered yet",
+            "on_predict_model_eval": "result collection is not registered yet",
             "on_predict_start": "result collection is not registered yet",
+            "on_predict_epoch_start": "result collection is not registered yet",
             "on_predict_batch_start": "result collection is not registered yet",
             "predict_step": "result collection is not registered yet",
             "on_predict_batch_end": "result collection is not registered yet",
+            "on_predict_epoch_end": "result collection is not registered yet",
             "on_predict_end": "result collection is not registered yet",
         }
     )
-    trainer.predict(model, model.val_dataloader())
+    trainer.predict(model)
 
 
 @pytest.mark.parametrize("logger", [False, True])
@@ -160,7 +172,7 @@ def test_logged_metrics_has_logged_epoch_value(tmp_path, logger):
 
 
 def test_default_level_for_hooks_that_support_logging():
-    from mlx_audio.train._metrics import LOGGING_HOOKS, LogOptions
+    from mlx_audio.train._log_rules import LOGGING_HOOKS, LogOptions
 
     def _make_assertion(hooks, on_step, on_epoch):
         for hook in hooks:

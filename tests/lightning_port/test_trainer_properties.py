@@ -1,8 +1,8 @@
 """Ports of Lightning 2.6's tests of Trainer properties and argument resolution:
 ``trainer.ckpt_path`` after ``validate``/``test``/``predict`` (``trainer/test_trainer.py``),
-``max_epochs=None`` resolved when ``fit`` runs (``trainer/flags/test_min_max_epochs.py``),
-``trainer.interrupted`` (``trainer/test_states.py``) and the eval-mode warning
-(``loops/test_training_loop.py``); then our own tests of the names Lightning has no test for.
+``max_epochs=None`` resolved when ``fit`` runs (``trainer/flags/test_min_max_epochs.py``) and
+``trainer.interrupted`` (``trainer/test_states.py``); then our own tests of the names Lightning
+has no test for.
 
 Same names, inputs and assertions. Changes: ``validate``/``test``/``predict`` always take the
 model and its loaders here, so the cases that call them without a model (Lightning then loads
@@ -20,7 +20,6 @@ import math
 import warnings
 from pathlib import Path
 
-import mlx.nn as nn
 import pytest
 from boring_classes import BoringModel, fit
 
@@ -190,34 +189,6 @@ def test_interrupt_state_on_keyboard_interrupt(tmp_path, extra_params):
     with pytest.raises(KeyboardInterrupt):
         fit(trainer, model)
     assert trainer.interrupted
-
-
-@pytest.mark.parametrize("warn", [True, False])
-def test_eval_mode_warning(tmp_path, warn):
-    """Test that a warning is raised if any module is in eval mode at the start of training."""
-    model = BoringModel()
-    if warn:
-        model.some_eval_module = nn.Linear(32, 16)
-        model.some_eval_module.eval()
-
-    trainer = Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=1,
-    )
-
-    if warn:
-        with pytest.warns(PossibleUserWarning):
-            fit(trainer, model)
-    else:
-        with warnings.catch_warnings(record=True) as warning_list:
-            warnings.simplefilter("always")
-            fit(trainer, model)
-            eval_warnings = [
-                w
-                for w in warning_list
-                if issubclass(w.category, PossibleUserWarning) and "eval mode" in str(w.message)
-            ]
-            assert len(eval_warnings) == 0, "Expected no eval mode warnings"
 
 
 # -- ours: the names Lightning has no test of its own for -------------------------------------

@@ -27,6 +27,7 @@ _EXPORTS = {
     "TrainModule": "train",
     "OptimizerConfig": "train",
     "Trainer": "train",
+    "DataModule": "train",
 }
 _SUBPACKAGES = ("data", "loggers", "train", "models")
 
@@ -35,6 +36,7 @@ __all__ = [*_EXPORTS, *_SUBPACKAGES]
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from mlx_audio.data import DataLoader as DataLoader
+    from mlx_audio.train import DataModule as DataModule
     from mlx_audio.train import OptimizerConfig as OptimizerConfig
     from mlx_audio.train import Trainer as Trainer
     from mlx_audio.train import TrainModule as TrainModule

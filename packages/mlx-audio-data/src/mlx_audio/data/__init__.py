@@ -43,6 +43,11 @@ _EXPORTS = {
     "DataLoader": "dataloader",
     "StatefulDataLoader": "dataloader",
     "BucketBatchSampler": "bucketing",
+    "DynamicBucketingSampler": "dynamic_bucketing",
+    "estimate_duration_buckets": "dynamic_bucketing",
+    "DynamicBucketingDataset": "bucketing_stream",
+    "Mux": "interleave",
+    "mux": "interleave",
     "PadCollate": "padding",
     "pad_collate": "padding",
     "RandomCrop": "padding",
@@ -71,6 +76,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from .audio.io import audio_info as audio_info
     from .audio.io import load_audio as load_audio
     from .bucketing import BucketBatchSampler as BucketBatchSampler
+    from .bucketing_stream import DynamicBucketingDataset as DynamicBucketingDataset
     from .collate import default_collate as default_collate
     from .collate import default_convert as default_convert
     from .collate import to_mlx as to_mlx
@@ -85,6 +91,10 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers
     from .dataset import Subset as Subset
     from .dataset import TensorDataset as TensorDataset
     from .dataset import random_split as random_split
+    from .dynamic_bucketing import DynamicBucketingSampler as DynamicBucketingSampler
+    from .dynamic_bucketing import estimate_duration_buckets as estimate_duration_buckets
+    from .interleave import Mux as Mux
+    from .interleave import mux as mux
     from .padding import PadCollate as PadCollate
     from .padding import PadOrCrop as PadOrCrop
     from .padding import RandomCrop as RandomCrop

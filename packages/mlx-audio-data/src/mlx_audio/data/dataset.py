@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -66,15 +66,17 @@ class IterableDataset(Dataset[T_co]):
 
 
 class ChainDataset(IterableDataset[T_co]):
-    """Several iterable datasets one after another (``a + b`` for iterable datasets)."""
+    """Several iterable datasets one after another (``a + b`` for iterable datasets).
+
+    Resumable: its iterator's ``state_dict()`` says which dataset it is in and where (that
+    dataset's own ``state_dict()`` where it has one, else the samples taken from it, replayed
+    on resume): a resume starts in that dataset, never re-reading the ones before it."""
 
     def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets: list[Any] = list(datasets)
 
     def __iter__(self) -> Iterator[T_co]:
-        for d in self.datasets:
-            _check_chained(d)
-            yield from d
+        return _ChainIterator(self.datasets)
 
     def __len__(self) -> int:
         total = 0
@@ -82,6 +84,63 @@ class ChainDataset(IterableDataset[T_co]):
             _check_chained(d)
             total += len(d)
         return total
+
+
+class _ChainIterator(Iterator[Any]):
+    """One pass of a :class:`ChainDataset`, with a resumable state."""
+
+    def __init__(self, datasets: list[Any]) -> None:
+        self.datasets = datasets
+        self.index = 0  # the dataset being read
+        self.taken = 0  # samples taken from it
+        self.current: Iterator[Any] | None = None
+        self.pending: dict[str, Any] | None = None
+
+    def __next__(self) -> Any:
+        if self.pending is not None:
+            self._restore(self.pending)
+        while self.index < len(self.datasets):
+            if self.current is None:
+                _check_chained(self.datasets[self.index])
+                self.current, self.taken = iter(self.datasets[self.index]), 0
+            for item in self.current:
+                self.taken += 1
+                return item
+            self.index, self.current = self.index + 1, None
+        raise StopIteration
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.pending is not None:
+            return self.pending
+        state: dict[str, Any] = {"index": self.index, "taken": self.taken}
+        if self.current is not None:
+            dataset, iterator = self.datasets[self.index], cast(Any, self.current)
+            if iterator is not dataset and callable(getattr(dataset, "state_dict", None)):
+                state["dataset"] = dataset.state_dict()
+            elif callable(getattr(iterator, "state_dict", None)):
+                state["iterator"] = iterator.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or not {"index", "taken"} <= set(state):
+            raise ValueError(f"not a ChainDataset state: {state!r:.200}")
+        self.pending = dict(state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.pending, self.index, self.current = None, int(state["index"]), None
+        self.taken = int(state["taken"])
+        if self.index >= len(self.datasets) or not (self.taken or len(state) > 2):
+            return
+        dataset = self.datasets[self.index]
+        _check_chained(dataset)
+        if state.get("dataset") is not None:
+            dataset.load_state_dict(state["dataset"])
+        self.current = iter(dataset)
+        if state.get("iterator") is not None:
+            cast(Any, self.current).load_state_dict(state["iterator"])
+        elif state.get("dataset") is None:
+            for _ in range(self.taken):  # replayed: a dataset without a state of its own
+                next(self.current)
 
 
 def _check_chained(dataset: Any) -> None:

@@ -6,7 +6,9 @@ from typing import Any
 
 from ._loader.adapters import adapter_for
 from .bucketing import BucketBatchSampler
+from .bucketing_stream import DynamicBucketingDataset
 from .dataloader import DataLoader
+from .dynamic_bucketing import DynamicBucketingSampler
 from .sampler import BatchSampler, DistributedSampler, RandomSampler, SequentialSampler
 
 
@@ -19,8 +21,9 @@ def shard_loader(
     """A copy of ``loader`` that yields only this rank's share of every epoch.
 
     A loader over the default samplers (``shuffle=True`` or ``False``) gets a
-    :class:`DistributedSampler` with its settings; a :class:`BucketBatchSampler` is rebuilt for the
-    rank; a Hugging Face ``datasets.IterableDataset`` is split with its own
+    :class:`DistributedSampler` with its settings; a :class:`BucketBatchSampler` or
+    :class:`DynamicBucketingSampler` is rebuilt for the rank, and so is a
+    :class:`DynamicBucketingDataset` (it keeps every ``num_replicas``-th batch); a Hugging Face ``datasets.IterableDataset`` is split with its own
     ``split_dataset_by_node``. Every rank gets the same number of batches (DistributedSampler pads by repeating
     samples, as torch's). With the same ``seed`` on every rank, batch ``b`` of all ranks together
     holds exactly the samples of batch ``b`` of the unsharded loader at ``num_replicas`` times
@@ -50,8 +53,12 @@ def shard_loader(
         dataset = share
         kwargs["batch_size"] = loader.batch_size
         kwargs["drop_last"] = loader.drop_last
-    elif isinstance(batch_sampler, BucketBatchSampler):
+    elif isinstance(batch_sampler, (BucketBatchSampler, DynamicBucketingSampler)):
         kwargs["batch_sampler"] = batch_sampler.for_rank(num_replicas, rank, seed)
+    elif isinstance(dataset, DynamicBucketingDataset):  # keeps every num_replicas-th batch
+        dataset = dataset.for_rank(num_replicas, rank)
+        kwargs["batch_size"] = loader.batch_size
+        kwargs["drop_last"] = loader.drop_last
     elif isinstance(sampler, (RandomSampler, SequentialSampler)) and (
         batch_sampler is None or type(batch_sampler) is BatchSampler
     ):

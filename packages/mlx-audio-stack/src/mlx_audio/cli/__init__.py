@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             out = args.out or f"{args.run}/evaluation"
             report = tasks.evaluate(args.run, args.data, args.checkpoint, out)
+            if "mAP" in report:  # a multi-label run
+                print(report["text"], end="")
+                print(f"mAP: {report['mAP']:.4f} on {report['clips']} clips; per class in {out}")
+                return 0
             print(report["confusion"], end="")
             print(
                 f"accuracy: {report['accuracy']:.4f} on {report['clips']} clips; confusion matrix in {out}"

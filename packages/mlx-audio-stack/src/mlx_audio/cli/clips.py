@@ -144,8 +144,9 @@ class Clips(Dataset[Any]):
                 print(f"mlx-audio: warning: skipping {path}: {reason(error)}", file=sys.stderr)
             return Unreadable(path)
         item: tuple[Any, ...] = (wave,)
-        if self.targets is not None:
-            item += (int(self.targets[index]),)
+        if self.targets is not None:  # a class index, or multi-hot (several classes per clip)
+            target = self.targets[index]
+            item += (target.astype(np.float32) if target.ndim else int(target),)
         if self.captions is not None:
             item += (self.captions[index],)
         return item
@@ -196,7 +197,18 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
     d = settings.data
     classifier = settings.model.name != "clap"
     train = data.labelled(d.train, None, d.label_column, need_labels=classifier)
-    if classifier and len(train.classes) < 2:
+    task = settings.model.task
+    if classifier and task == "multilabel" and not train.multilabel:
+        raise DataError(
+            f"--data {d.train}: model.task multilabel needs a manifest with a 'labels' column "
+            "(each clip's class names separated by ';'); this data has one class per clip"
+        )
+    if classifier and task == "multiclass" and train.multilabel:
+        raise DataError(
+            f"--data {d.train} has a 'labels' column (several classes per clip): train it with "
+            "model.task multilabel (or auto)"
+        )
+    if classifier and len(train.classes) < 2 and not train.multilabel:
         raise DataError(
             f"--data {d.train}: one class ({', '.join(map(repr, train.classes))}); a classifier "
             "needs two or more classes of clips"

@@ -31,6 +31,9 @@ class DataSettings:
 @dataclass
 class ModelSettings:
     name: Literal["cnn", "clap"] = "cnn"  # clap: fine-tune `pretrained` contrastively on captions
+    # cnn: one class per clip (softmax) or several (sigmoid + BCE, monitored by val_mAP); auto:
+    # multilabel when the manifest has a `labels` column (names separated by `;`)
+    task: Literal["auto", "multiclass", "multilabel"] = "auto"
     pretrained: str | None = None  # clap: a CLAP folder (config.json, weights, tokenizer.json)
     freeze_text: bool = True  # clap: keep the text encoder as it is
     max_tokens: int = 64  # clap: captions are cut/padded to this many tokens
@@ -109,6 +112,9 @@ class AppSettings:
     mode: Literal["min", "max"] = "max"
     save_top_k: int = 1
     early_stopping_patience: int | None = None
+    # a number: keep an exponential moving average of the weights (EMAWeightAveraging(decay)),
+    # used for validation, saved in the checkpoints and by evaluate/predict
+    ema_decay: float | None = None
 
 
 _SCALARS = (int, float, str, bool, type(None))

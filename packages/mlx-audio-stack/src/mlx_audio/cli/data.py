@@ -59,11 +59,20 @@ class Table:
     paths: list[str]
     offsets: list[float]
     durations: list[float | None]
-    targets: np.ndarray | None = None  # indices into classes
+    targets: np.ndarray | None = None  # indices into classes; multi-label: (rows, classes) 0/1
     classes: list[str] = field(default_factory=list)
     captions: list[str] | None = None
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason kind)
     seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per row, from the headers
+
+    @property
+    def multilabel(self) -> bool:
+        return self.targets is not None and self.targets.ndim == 2
+
+    def of_class(self, index: int) -> np.ndarray:
+        """Which rows are of class ``index`` (multi-label: which have it among theirs)."""
+        assert self.targets is not None
+        return self.targets[:, index] > 0 if self.multilabel else self.targets == index
 
     def take(self, keep: Sequence[int]) -> Table:
         index = list(keep)
@@ -151,16 +160,23 @@ def labelled(
             f"{where} has no {label_column!r} column (columns: {', '.join(manifest.columns)}); "
             "name the column of class names with --data.label_column"
         )
-    if manifest.has_label and classes is None:
+    if manifest.has_label and classes is None and not manifest.multilabel:
         names = sorted({manifest.classes[i] for i in manifest.labels})  # integers are names too
         if names != manifest.classes:
             manifest = _library(lambda: read(names), where)
+    targets = None
+    if manifest.has_label and not manifest.multilabel:
+        targets = np.asarray(manifest.labels, np.int64)
+    elif manifest.multilabel:  # AudioSet-style: several classes per clip (a `labels` column)
+        targets = np.zeros((len(manifest.labels), len(manifest.classes)), np.int8)
+        for row, indices in enumerate(manifest.labels):
+            targets[row, indices] = 1
     return Table(
         path,
         [p for p, _, _ in manifest.rows],
         [o for _, o, _ in manifest.rows],
         [d for _, _, d in manifest.rows],
-        np.asarray(manifest.labels, np.int64) if manifest.has_label else None,
+        targets,
         list(manifest.classes),
         list(manifest.captions) if manifest.has_caption else None,
     )
@@ -267,9 +283,10 @@ def stratified_split(
     targets: np.ndarray | None, size: int, fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
     """``(train, validation)`` indices: ``fraction`` of each class held out (at least one clip
-    of every class with two or more), seeded; without labels a plain seeded draw."""
+    of every class with two or more), seeded; without labels (or with several per clip) a
+    plain seeded draw."""
     rng = np.random.default_rng(seed)
-    if targets is None:
+    if targets is None or targets.ndim == 2:
         order = rng.permutation(size)
         held = max(1, int(round(size * fraction)))
         return sorted(order[held:].tolist()), sorted(order[:held].tolist())
@@ -309,20 +326,21 @@ def summary(train: Table, val: Table, held_out: float | None) -> str:
         width = max(5, *(len(c) for c in train.classes))
         lines.append(f"  {'class':<{width}}  training  validation  duration")
         for index, name in enumerate(train.classes[:SHOWN_CLASSES]):
-            fit, held = train.targets == index, val.targets == index
+            fit, held = train.of_class(index), val.of_class(index)
             spent = float(train.seconds[fit].sum() + val.seconds[held].sum())
             lines.append(
                 f"  {name:<{width}}  {int(fit.sum()):>8}  {int(held.sum()):>10}  {duration(spent):>8}"
             )
         if len(train.classes) > SHOWN_CLASSES:
             lines.append(f"  ... and {len(train.classes) - SHOWN_CLASSES} more classes")
-        missing = [c for i, c in enumerate(train.classes) if not (val.targets == i).any()]
+        missing = [c for i, c in enumerate(train.classes) if not val.of_class(i).any()]
         if missing:
             lines.append(f"mlx-audio: warning: no validation clips of {example(missing)}")
     lines.append(
         f"  validation: {count(len(val.paths), 'file')} "
         + (
-            f"held out, stratified by class (data.val_fraction {held_out})"
+            f"held out, {'at random' if train.multilabel else 'stratified by class'} "
+            f"(data.val_fraction {held_out})"
             if held_out is not None
             else f"from {val.source}"
         )

@@ -15,11 +15,11 @@ from mlx_audio.data import AudioFolder, AudioManifest, DataLoader, LogMel
 from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.models import AudioCNN
 from mlx_audio.train import OptimizerConfig, Preempted, Trainer, TrainModule
-from mlx_audio.train.callbacks import EarlyStopping, LearningRateMonitor
+from mlx_audio.train.callbacks import EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 from . import clips, outputs, runs
-from .config import Settings, dump, trainer_kwargs
+from .config import ConfigError, Settings, dump, trainer_kwargs
 from .data import MANIFEST_SUFFIXES, DataError
 from .plots import plot_confusion
 
@@ -42,13 +42,22 @@ def files_of(data: Any) -> list[str]:
 
 
 class AudioClassifier(TrainModule):
-    """Waveforms ``(B, samples)`` -> normalized log-mels on the accelerator -> ``AudioCNN``."""
+    """Waveforms ``(B, samples)`` -> normalized log-mels on the accelerator -> ``AudioCNN``.
 
-    def __init__(self, settings: Settings, num_classes: int) -> None:
+    ``multilabel``: several classes per clip (multi-hot targets), sigmoid outputs trained with
+    binary cross-entropy; validation logs ``val_mAP`` (macro average precision, AudioSet's
+    mAP: ``mlx_audio.train.metrics.AveragePrecision``) computed over the whole epoch."""
+
+    def __init__(self, settings: Settings, num_classes: int, multilabel: bool = False) -> None:
         super().__init__()
         model = settings.model
         self.settings = settings
         self.num_classes = num_classes
+        self.multilabel = multilabel
+        if multilabel:
+            from mlx_audio.train.metrics import AveragePrecision
+
+            self.val_map = AveragePrecision("multilabel", num_labels=num_classes)
         self.features = LogMel(
             settings.data.sample_rate,
             n_fft=model.n_fft,
@@ -71,17 +80,34 @@ class AudioClassifier(TrainModule):
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
         waves, labels = batch
         logits = self(waves)
+        if self.multilabel:
+            loss = mx.mean(nn.losses.binary_cross_entropy(logits, labels, with_logits=True))
+            return loss, {}
         loss = mx.mean(nn.losses.cross_entropy(logits, labels))
         return loss, {"accuracy": mx.mean(mx.argmax(logits, axis=-1) == labels)}
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
+    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
+        output = super().validation_step(batch, batch_idx)
+        if (
+            self.multilabel
+        ):  # the epoch's mAP, not a mean of batches' (NOTE [logged Metric objects])
+            self.val_map.update(self(batch[0]), batch[1].astype(mx.int32))
+            self.log("val_mAP", self.val_map, prog_bar=True)
+        return output
 
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
-        clips.check_labels(batch[1], self.num_classes)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if not self.multilabel:
+            clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
+
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if not self.multilabel:
+            clips.check_labels(batch[1], self.num_classes)
 
     def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
-        return mx.softmax(self(batch[0]), axis=-1)
+        logits = self(batch[0])
+        return mx.sigmoid(logits) if self.multilabel else mx.softmax(logits, axis=-1)
 
     def configure_optimizers(self) -> OptimizerConfig:
         return make_optimizer(self.settings, self.trainer.max_steps or 1000)
@@ -178,6 +204,10 @@ def trainer_for(
             ),
             LearningRateMonitor(),
         ]
+        if t.ema_decay is not None:
+            if not 0.0 <= t.ema_decay <= 1.0:
+                raise ConfigError(f"trainer.ema_decay must be in [0, 1], got {t.ema_decay}")
+            callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
         if t.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStopping(monitor=t.monitor, mode=t.mode, patience=t.early_stopping_patience)
@@ -208,17 +238,21 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         train_loader, val_loader = clap_tasks.loaders(settings, train_set, val_set, extractor)
     else:
         train_loader, val_loader, classes = loaders(settings)
+    multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
+    if multilabel and settings.trainer.monitor == "val_accuracy":  # the classifier's default
+        settings.trainer.monitor, settings.trainer.mode = "val_mAP", "max"
     runs.fit_log_interval(settings, len(train_loader))
     root = settings.trainer.default_root_dir
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "config.yaml"), "w") as f:
         f.write(dump(settings))
     fields: dict[str, Any] = {"classes": classes, "model": settings.model.name, "clap": None}
+    fields["task"] = "multilabel" if multilabel else "multiclass"
     trainer = trainer_for(settings, run=fields)  # seeds MLX, numpy and random (trainer.seed)
     if clap:
         model = clap_tasks.CaptionedCLAP(settings)
     else:
-        model = AudioClassifier(settings, len(classes))
+        model = AudioClassifier(settings, len(classes), multilabel)
     try:
         trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, Preempted) as error:
@@ -256,7 +290,8 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Audi
         )
     classes = saved["classes"]
     path = runs.checkpoint(run, saved, checkpoint)
-    return settings, classes, AudioClassifier(settings, len(classes)), path
+    multilabel = saved.get("task") == "multilabel"
+    return settings, classes, AudioClassifier(settings, len(classes), multilabel), path
 
 
 def predictions(
@@ -268,19 +303,38 @@ def predictions(
         data, batch_size=settings.data.batch_size, num_workers=settings.data.num_workers
     )
     settings.trainer.enable_progress_bar = False
-    probs = np.concatenate(
-        [
-            np.array(p)
-            for p in trainer_for(settings, for_training=False).predict(
-                module, loader, ckpt_path=path
-            )
-        ]
-    )
+    outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)
+    assert outputs is not None  # return_predictions is on
+    probs = np.concatenate([np.array(p) for p in outputs])
     return classes, probs, data, [str(p) for p in data.paths]
+
+
+def multilabel_run(run: str) -> bool:
+    return bool(runs.read(run).get("task") == "multilabel")
+
+
+def evaluate_multilabel(
+    classes: list[str], probs: np.ndarray, targets: Any, out: str
+) -> dict[str, Any]:
+    """A multi-label run: each class's average precision and their mean (mAP), as validation
+    computes them (``AveragePrecision``, torchmetrics' numbers), in ``out/average_precision.txt``."""
+    from mlx_audio.train.metrics import AveragePrecision
+
+    metric = AveragePrecision("multilabel", num_labels=len(classes), average="none")
+    metric.update(mx.array(probs), mx.array(np.asarray(targets, np.int32)))
+    per = np.array(metric.compute())
+    width = max(len(c) for c in classes) + 2
+    text = "".join(f"{c:<{width}}{v:.4f}\n" for c, v in zip(classes, per))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "average_precision.txt"), "w") as f:
+        f.write("class average precision\n" + text)
+    return {"mAP": float(per.mean()), "clips": len(probs), "text": text}
 
 
 def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict[str, Any]:
     classes, probs, data, _ = predictions(run, data_path, checkpoint, labelled=True)
+    if multilabel_run(run):
+        return evaluate_multilabel(classes, probs, data.targets, out)
     labels = np.asarray(data.targets)  # numbered by the run's classes
     predicted = probs.argmax(axis=-1)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -305,6 +359,14 @@ def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict
 
 def predict(run: str, data_path: str, checkpoint: str | None, out: str) -> int:
     classes, probs, _, files = predictions(run, data_path, checkpoint)
+    if multilabel_run(run):  # every class at or above 0.5, and each class's probability
+        tagged = [
+            {"path": p, "labels": ";".join(c for c, v in zip(classes, r) if v >= 0.5)}
+            | {c: float(v) for c, v in zip(classes, r)}
+            for p, r in zip(files, probs)
+        ]
+        outputs.write(out, tagged, ["path", "labels", *classes])
+        return len(tagged)
     rows = [
         {"path": p, "label": classes[int(r.argmax())], "probability": float(r.max())}
         for p, r in zip(files, probs)

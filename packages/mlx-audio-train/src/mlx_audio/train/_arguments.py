@@ -19,8 +19,6 @@ from ._device import check_accelerator, check_devices
 from .callbacks.base import check_number
 
 if TYPE_CHECKING:
-    import mlx.nn as nn
-
     from .trainer import Trainer
 
 # NOTE [precision names]: Lightning's inputs and names (lightning.fabric.connector's
@@ -303,18 +301,6 @@ def validation_time_due(trainer: Trainer) -> bool:
     interval = trainer.val_check_time_interval
     assert interval is not None
     return monotonic() - trainer.last_val_time >= interval
-
-
-def warn_eval_modules(module: nn.Module) -> None:
-    """Lightning's warning when submodules are in eval mode as training starts."""
-    eval_modules = [name for name, m in module.named_modules() if not m.training]
-    if eval_modules:
-        warnings.warn(
-            f"Found {len(eval_modules)} module(s) in eval mode at the start of training."
-            " This may lead to unexpected behavior during training. If this is intentional,"
-            " you can ignore this warning.",
-            stacklevel=3,
-        )
 
 
 def val_check_batch(args: TrainerArgs, batches: float, val_batches: float) -> float:

@@ -4,7 +4,9 @@ step and its logging), and the rules for when things happen (Lightning's).
 
 Hook order (as in Lightning 2.6)::
 
-    setup -> [restore ckpt_path] -> on_fit_start -> sanity validation -> on_train_start
+    setup -> [restore: module's on_load_checkpoint, weights, callbacks' on_load_checkpoint and
+    load_state_dict] -> configure_optimizers -> [optimizer state, counters] -> on_fit_start
+    -> sanity validation -> on_train_start (not when there is nothing to train)
     for each epoch:  on_train_epoch_start
         for each batch:  on_train_batch_start -> [on_before_optimizer_step] -> step
                          -> on_train_batch_end -> [validation] (see validate_now)
@@ -12,8 +14,9 @@ Hook order (as in Lightning 2.6)::
         monitors) -> epoch metrics logged
     on_train_end -> on_fit_end -> teardown
 
-Validation: on_validation_start, on_validation_epoch_start, per batch on_validation_batch_start/
-end, on_validation_epoch_end, (metrics logged), on_validation_end (_evaluation.py).
+Validation: on_validation_model_eval, on_validation_start, on_validation_epoch_start, per batch
+on_validation_batch_start/end, on_validation_epoch_end, (metrics logged), on_validation_end,
+then each submodule's mode put back (or an overridden on_validation_model_train) (_evaluation.py).
 """
 
 from __future__ import annotations
@@ -25,30 +28,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import distributed
 from ._arguments import (
     mark_validation_end,
     start_validation_clock,
     val_check_batch,
     validation_time_due,
-    warn_eval_modules,
 )
+from ._ckpt_path import selected_ckpt_path
+from ._data_source import is_overridden, prepare_data, request
 from ._evaluation import evaluate, sanity_check
 from ._forward import compute_dtype
-from ._lifecycle import clipping, hparams
+from ._hparams import log_hyperparams
+from ._lifecycle import clipping
 from ._loaders import (
     EpochBatches,
     agreed_batches,
     batch_size_of,
+    check_fit_inputs,
     length_of,
     limited,
     one_pass_done,
     seed_and_shard,
+    split_loaders,
 )
-from ._metrics import LogOptions, Results
+from ._log_rules import LogOptions
+from ._metrics import Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
-from ._resume import restore, restore_accumulator
+from ._resume import restore, restore_accumulator, restore_training_state
 from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
@@ -61,29 +69,46 @@ if TYPE_CHECKING:
 def run_fit(
     trainer: Trainer,
     model: TrainModule,
-    train_loader: Iterable[Any],
+    train_loader: Iterable[Any] | None,
     val_loader: Iterable[Any] | None,
     ckpt_path: str | None,
 ) -> bool:
-    """Everything ``Trainer.fit`` runs inside its error handling; False if nothing was trained."""
+    """Everything ``Trainer.fit`` runs inside its error handling; False if nothing was trained.
+    Loaders not given come from the datamodule or the module, asked for after ``setup``
+    (validation's first, as Lightning's sanity check does)."""
+    progress = trainer.progress
+    progress.should_stop = False  # Lightning: every fit starts without a stop request
+    if not progress.epoch_finished:  # a failed fit's epoch starts over (Lightning), steps kept
+        progress.batch_in_epoch = 0
+    prepare_data(trainer)
+    trainer.hooks.setup("fit")  # Lightning: setup, the restore's first half, configure_optimizers
+    if trainer.limit_val_batches != 0 and getattr(model, "validation_step", None) is not None:
+        val_loader = request(trainer, val_loader, "val", required=False)
+        overridden = is_overridden("validation_step", model, TrainModule)
+        if val_loader is None and overridden and trainer.is_global_zero:
+            trainer.warn_once(  # Lightning's words (its configuration validator)
+                "You defined a `validation_step` but have no `val_dataloader`. Skipping val loop."
+            )
+    train_loader = request(trainer, train_loader, "train", required=True)
+    check_fit_inputs(trainer, model, train_loader, val_loader)
     trainer.rng_base = (
         trainer.seed
         if trainer.seed is not None
         else distributed.broadcast_int(int(np.random.randint(0, 2**31 - 1)))
     )
-    train_loader, val_loader = seed_and_shard(trainer, train_loader, val_loader)
+    off = val_loader is None or trainer.limit_val_batches == 0  # Lightning: num_val_batches []
+    val_loaders = [] if off else split_loaders(val_loader)
+    train_loader, *val_loaders = seed_and_shard(trainer, train_loader, *val_loaders)
     trainer._train_loader = train_loader
-    trainer._val_loader = val_loader
+    trainer._val_loaders = val_loaders
     trainer.num_training_batches = agreed_batches(
         trainer, limited(length_of(train_loader), trainer.limit_train_batches)
     )
-    trainer.num_val_batches = (
-        distributed.smallest(limited(length_of(val_loader), trainer.limit_val_batches))
-        if val_loader is not None
-        else 0
-    )
+    trainer.num_val_batches = [
+        distributed.smallest(limited(length_of(x), trainer.limit_val_batches)) for x in val_loaders
+    ]
     trainer.val_check_batch = val_check_batch(
-        trainer.args, trainer.num_training_batches, trainer.val_batches_total
+        trainer.args, trainer.num_training_batches, sum(trainer.num_val_batches)
     )
     warn_short_epoch(trainer)
     per_epoch = (
@@ -99,10 +124,12 @@ def run_fit(
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
-    trainer.optimizer, trainer.lr_schedule_name = trainer.hooks.configure_optimizers()
-    trainer.ckpt_path = checkpoint.selected_ckpt_path(trainer, ckpt_path)  # None: a fresh start
-    trainer.hooks.setup("fit")
+    trainer.ckpt_path = selected_ckpt_path(trainer, ckpt_path)  # None: a fresh start
     resumed = restore(trainer, trainer.ckpt_path) if trainer.ckpt_path is not None else None
+    trainer.optimizer, trainer.lr_schedule_name = trainer.hooks.configure_optimizers()
+    trainer.hooks.optimizer_configured()
+    if resumed is not None:
+        restore_training_state(trainer, resumed)
     model.update(distributed.broadcast(model.parameters()))  # data-parallel: rank 0's weights
     assert trainer.optimizer is not None
     clip_val, clip_algorithm = clipping(
@@ -121,15 +148,17 @@ def run_fit(
     trainer.runner = StepRunner(builder, trainer.accumulate_grad_batches)
     if resumed is not None:
         restore_accumulator(trainer.runner, resumed["_dir"], resumed, model)
-    for logger in trainer.loggers if trainer.is_global_zero else []:
-        logger.log_hyperparams(hparams(trainer))
     trainer.hooks.on_fit_start()
+    log_hyperparams(trainer)  # after on_fit_start, as Lightning
     progress = trainer.progress
-    mid_epoch = resumed is not None and not progress.epoch_finished and progress.batch_in_epoch > 0
-    warn_eval_modules(model)  # before anything switches modes (Lightning keeps them)
+    iteration_based = trainer.args.max_steps is not None
+    mid_epoch = resumed is not None and (
+        (not progress.epoch_finished and progress.batch_in_epoch > 0)
+        or (progress.epoch_finished and progress.epoch_cut and iteration_based)
+    )
     if trainer.enable_validation and trainer.num_sanity_val_steps > 0 and not mid_epoch:
         sanity_check(trainer)
-    mid_epoch = progress.settle_resume(mid_epoch, trainer.num_training_batches)
+    mid_epoch = progress.settle_resume(mid_epoch, trainer.num_training_batches, iteration_based)
     if fit_done(trainer):
         if trainer.num_training_batches == 0:
             rank_zero_info(
@@ -141,8 +170,8 @@ def run_fit(
             )
         ran = False
     else:
-        model.train()
-        start_validation_clock(trainer)
+        warn_eval_modules(model)  # Lightning leaves each submodule's mode as the user set it
+        start_validation_clock(trainer)  # NOTE [time-based validation]
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
             run_epoch(trainer, resumed if mid_epoch else None)
@@ -168,9 +197,11 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
     if resumed is None:
         progress.epoch_finished = False
         trainer.hooks.on_train_epoch_start()
+    exhausted = False
     while not epoch_done(trainer):
         fetched = trainer._batches.next()
         if fetched is None:
+            exhausted = True
             break
         batch, trainer.is_last_batch = fetched
         batch_idx = progress.batch_in_epoch
@@ -201,17 +232,25 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
             stacklevel=2,
         )
     progress.epoch_finished = True  # a checkpoint written from here on resumes at the next epoch
+    # ... unless batches were left (max_steps, a stop request): NOTE [an epoch cut short]
+    progress.epoch_cut = not (
+        exhausted
+        or trainer.is_last_batch
+        or progress.batch_in_epoch >= trainer.num_training_batches
+    )
     check_nonfinite(trainer)
     results = trainer._train_results
     results.end_batches(distributed.reduce_totals)  # NOTE [live metric views]: before the hooks
     trainer.hooks.on_train_epoch_end()
     progress.should_stop = distributed.any_rank(progress.should_stop)  # every rank stops together
     log = publish_epoch(trainer, results, distributed.reduce_totals)
+    results.reset_metrics()  # NOTE [logged Metric objects]
     log_metrics(trainer, log, epoch_end=True)
     trainer._train_results = Results()
     progress.current_epoch += 1
     progress.batch_in_epoch = 0
     progress.epoch_finished = False
+    progress.epoch_cut = False
 
 
 def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
@@ -229,8 +268,14 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))
     trainer.update_pending = update
-    trainer.last_loss = loss  # the progress bar's `loss` (NOTE [two logging idioms])
-    auto = runner.builder.auto_log
+    none = runner.builder.returned_none  # NOTE [a step that returns None]
+    if none:
+        trainer.warn_once(
+            "`training_step` returned `None`. If this was on purpose, ignore this warning..."
+        )
+    else:
+        trainer.last_loss = loss  # the progress bar's `loss` (NOTE [two logging idioms])
+    auto = runner.builder.auto_log and not none
     values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}} if auto else {}
     options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
     values.update(logged)
@@ -239,7 +284,8 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     trainer.samples_trained += samples * runner.builder.world
     results = trainer._train_results
     results.add("training_step", values, options, samples)
-    trainer.hooks.on_train_batch_end({"loss": loss, **metrics}, batch, batch_idx)
+    outputs = {} if none else {"loss": loss, **metrics}
+    trainer.hooks.on_train_batch_end(outputs, batch, batch_idx)
     log = publish_step(trainer, results)
     if update and should_update_logs(trainer):
         check_nonfinite(trainer)  # the device's flags are read here, not at every step
@@ -247,6 +293,20 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
 
 
 # -- when things happen (Lightning's rules) ----------------------------------------------------------
+def warn_eval_modules(model: TrainModule) -> None:
+    """Lightning 2.6's warning (``_FitLoop._warn_if_modules_in_eval_mode``, its words): fit no
+    longer calls ``model.train()``, so a submodule left in eval mode stays so while training."""
+    in_eval = [name for name, module in model.named_modules() if not module.training]
+    if in_eval:
+        warnings.warn(
+            f"Found {len(in_eval)} module(s) in eval mode at the start of training. This may lead"
+            " to unexpected behavior during training. If this is intentional, you can ignore this"
+            " warning.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def warn_short_epoch(trainer: Trainer) -> None:
     """Lightning 2.6's warning (``_FitLoop.setup_data``, its words): an epoch with fewer batches
     than ``log_every_n_steps`` logs no step of its own."""
@@ -317,8 +377,7 @@ def validate_now(trainer: Trainer) -> bool:
 
 def validate_in_fit(trainer: Trainer) -> None:
     check_nonfinite(trainer)
-    assert trainer._val_loader is not None  # validation runs only with a val loader
-    evaluate(trainer, trainer._val_loader, "validation", trainer.val_batches_total)
+    evaluate(trainer, trainer._val_loaders, "validation", trainer.num_val_batches)
     mark_validation_end(trainer)  # NOTE [time-based validation]
     trainer.validation_has_run = True
     trainer.progress.should_stop = distributed.any_rank(trainer.progress.should_stop)

@@ -5,11 +5,14 @@ backward pass and the update."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 from mlx.utils import tree_map
+
+from .metrics.base import StepUpdates, deferring
 
 if TYPE_CHECKING:
     from .module import TrainModule
@@ -59,6 +62,22 @@ def normalize_output(output: Any, stage: str) -> tuple[mx.array, dict[str, Any]]
 _FX = {"train": "training_step", "val": "validation_step", "test": "test_step"}
 
 
+def call_step(step: Callable[..., Any], batch: Any, batch_idx: Any, *extra: int) -> Any:
+    """``step(batch, batch_idx, *extra)``, or ``step(batch, *extra)`` when the step takes no
+    ``batch_idx`` (Lightning's ``is_param_in_hook_signature(step, "batch_idx", min_args=2)``);
+    ``extra`` is ``(dataloader_idx,)`` with several loaders."""
+    try:
+        parameters = inspect.signature(step).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass both
+        return step(batch, batch_idx, *extra)
+    takes = any(p.name == "batch_idx" or p.kind == p.VAR_POSITIONAL for p in parameters)
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    needed = 2 + len(extra)
+    if takes or len(positional) >= needed:
+        return step(batch, batch_idx, *extra)
+    return step(batch, *extra)
+
+
 def compute_dtype(precision: str) -> mx.Dtype | None:
     """The dtype a step computes in under ``precision`` (NOTE [precision names]); None: float32."""
     return {"bf16-mixed": mx.bfloat16, "bf16-true": mx.bfloat16, "16-true": mx.float16}.get(
@@ -67,13 +86,22 @@ def compute_dtype(precision: str) -> mx.Dtype | None:
 
 
 def forward(
-    module: TrainModule, batch: Any, batch_idx: mx.array, stage: str, precision: str
-) -> tuple[mx.array | None, dict[str, Any], dict[str, Any], Any, bool]:
+    module: TrainModule,
+    batch: Any,
+    batch_idx: mx.array,
+    stage: str,
+    precision: str,
+    updates: StepUpdates,
+    dataloader_idx: int | None = None,
+) -> tuple[mx.array | None, dict[str, Any], dict[str, Any], Any, bool, mx.array]:
     """Run the user's step for ``stage``: float32 ``(loss, returned metrics, self.log() values,
-    the step's output, whether the returned values are logged)`` (NOTE [two logging idioms]).
+    the step's output, whether the returned values are logged, the Metric updates packed by
+    ``updates``)`` (NOTE [two logging idioms], NOTE [metric updates leave the compiled step]).
 
-    Training needs a loss; a validation/test step may return anything (a dict without
-    ``"loss"``, a list, None): written in Lightning's way its output only goes to the hooks."""
+    Training needs a loss, or None: Lightning skips the batch's update (NOTE [a step that
+    returns None]); a validation/test step may return anything (a dict without ``"loss"``, a
+    list, None): written in Lightning's way its output only goes to the hooks.
+    ``dataloader_idx`` is passed to the step only with several loaders, as Lightning does."""
     module._take_logged()
     module._default_step = False
     if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
@@ -84,13 +112,16 @@ def forward(
         batch = cast_floats(batch, dtype)
     module._step_fx = _FX[stage]
     try:
-        output = getattr(module, _FX[stage])(batch, batch_idx)
+        extra = () if dataloader_idx is None else (dataloader_idx,)
+        with deferring() as pending:
+            output = call_step(getattr(module, _FX[stage]), batch, batch_idx, *extra)
     finally:
         module._step_fx = None
+    packed = updates.pack(pending)
     auto = module._default_step
     loss: mx.array | None = None
     metrics: dict[str, Any] = {}
-    if stage == "train" or (auto and output is not None):  # a validation_step may only log
+    if output is not None and (stage == "train" or auto):  # a validation_step may only log
         loss, metrics = normalize_output(output, stage)
     logged = {
         k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
@@ -104,16 +135,30 @@ def forward(
         loss = loss.astype(mx.float32)
     if auto and stage != "train":  # the hooks get the loss and metrics, not compute_loss's tuple
         output = None if loss is None else {"loss": loss, **floats}
-    return loss, floats, logged, output, auto
+    return loss, floats, logged, output, auto, packed
 
 
 def make_eval_fn(
-    module: TrainModule, stage: str, precision: str, compile: bool
+    module: TrainModule,
+    stage: str,
+    precision: str,
+    compile: bool,
+    dataloader_idx: int | None = None,
 ) -> Callable[[Any, mx.array], tuple[Any, ...]]:
     """``(batch, batch_idx) -> forward(...)`` for validation or test, compiled by default (the
-    step's output and the idiom flag come back as constants of the trace)."""
+    step's output and the idiom flag come back as constants of the trace); one per loader, whose
+    ``dataloader_idx`` (a Python int, as Lightning passes it) is a constant of the trace."""
+
+    updates = StepUpdates()
 
     def evaluate(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
-        return forward(module, batch, batch_idx, stage, precision)
+        return forward(module, batch, batch_idx, stage, precision, updates, dataloader_idx)
 
-    return mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
+    step = mx.compile(evaluate, inputs=[module.state]) if compile else evaluate
+
+    def run(batch: Any, batch_idx: mx.array) -> tuple[Any, ...]:
+        *result, packed = step(batch, batch_idx)
+        updates.apply(packed)
+        return tuple(result)
+
+    return run

@@ -18,6 +18,7 @@ from .callbacks.base import Callback, MonitorCallback
 from .callbacks.model_checkpoint import ModelCheckpoint
 from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
+from .callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from .callbacks.timer import Timer
 
 if TYPE_CHECKING:
@@ -64,13 +65,20 @@ def with_defaults(
     return given
 
 
+def _idx(dataloader_idx: int | None) -> tuple[int, ...]:
+    """Lightning passes ``dataloader_idx`` to the batch hooks only with several loaders."""
+    return () if dataloader_idx is None else (dataloader_idx,)
+
+
 class EvalHooks(NamedTuple):
     """One evaluation pass's hooks (CallbackList.eval_hooks): validation's or test's."""
 
+    model_eval: Callable[[], None]
+    model_train: Callable[[], None]
     start: Callable[[], None]
     epoch_start: Callable[[], None]
-    batch_start: Callable[[Any, int], None]
-    batch_end: Callable[[Any, Any, int], None]
+    batch_start: Callable[[Any, int, int | None], None]
+    batch_end: Callable[[Any, Any, int, int | None], None]
     epoch_end: Callable[[], None]
     end: Callable[[], None]
 
@@ -83,7 +91,9 @@ class CallbackList:
         ]
 
     # -- fan-out -------------------------------------------------------------------------------
-    def _callbacks(self, hook: str, *args: Any, monitors: bool | None = None) -> None:
+    def _callbacks(
+        self, hook: str, *args: Any, monitors: bool | None = None, **kwargs: Any
+    ) -> None:
         trainer = self.trainer
         outer = trainer.current_hook  # a hook may run inside another (a save in a callback)
         try:
@@ -91,29 +101,55 @@ class CallbackList:
                 if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
                     continue
                 trainer.current_hook = hook
-                getattr(callback, hook)(trainer, trainer.module, *args)
+                getattr(callback, hook)(trainer, trainer.module, *args, **kwargs)
         finally:
             trainer.current_hook = outer
 
-    def _module(self, hook: str, *args: Any) -> Any:
+    def _module(self, hook: str, *args: Any, **kwargs: Any) -> Any:
         module = self.trainer.module
         outer = self.trainer.current_hook
         self.trainer.current_hook = hook
         try:
-            return getattr(module, hook)(*args) if hasattr(module, hook) else None
+            method = getattr(module, hook, None)  # None: switched off (Lightning's tests do)
+            return method(*args, **kwargs) if method is not None else None
         finally:
             self.trainer.current_hook = outer
 
-    def _both(self, hook: str, *args: Any) -> Any:
-        self._callbacks(hook, *args)
-        return self._module(hook, *args)
+    def _both(self, hook: str, *args: Any, **kwargs: Any) -> Any:
+        self._callbacks(hook, *args, **kwargs)
+        return self._module(hook, *args, **kwargs)
 
     # -- one method per hook ---------------------------------------------------------------------
+    def call_data_hook(self, owner: Any, hook: str, *args: Any, **kwargs: Any) -> Any:
+        """A datamodule's hook, or a module's data hook (``prepare_data``, ``*_dataloader``)."""
+        outer = self.trainer.current_hook
+        self.trainer.current_hook = hook
+        try:
+            return getattr(owner, hook)(*args, **kwargs)
+        finally:
+            self.trainer.current_hook = outer
+
     def setup(self, stage: str) -> None:
-        self._both("setup", stage)
+        """``stage``: ``"fit"``, ``"validate"``, ``"test"`` or ``"predict"``, passed by keyword
+        (as Lightning calls it); the datamodule's ``setup`` first, then the callbacks' and the
+        module's (Lightning)."""
+        if self.trainer.datamodule is not None:
+            self.call_data_hook(self.trainer.datamodule, "setup", stage=stage)  # as Lightning
+        self._both("setup", stage=stage)
 
     def teardown(self, stage: str) -> None:
-        self._both("teardown", stage)
+        if self.trainer.datamodule is not None:
+            self.call_data_hook(self.trainer.datamodule, "teardown", stage=stage)
+        self._both("teardown", stage=stage)
+
+    def datamodule_state_dict(self) -> dict[str, Any]:
+        assert self.trainer.datamodule is not None
+        state: dict[str, Any] = self.call_data_hook(self.trainer.datamodule, "state_dict")
+        return state
+
+    def datamodule_load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.trainer.datamodule is not None
+        self.call_data_hook(self.trainer.datamodule, "load_state_dict", state)
 
     def configure_optimizers(self) -> tuple[Optimizer, str | None]:
         """The module's optimizer and schedule name, checked (``_lifecycle.configure_optimizer``)."""
@@ -124,6 +160,14 @@ class CallbackList:
             return configure_optimizer(self.trainer.module)
         finally:
             self.trainer.current_hook = outer
+
+    def optimizer_configured(self) -> None:
+        """Not a Lightning hook: the callbacks that change the optimizer itself do it here, once
+        it is configured and before its state is restored or the step is compiled
+        (``StochasticWeightAveraging``'s learning rate)."""
+        for callback in self.callbacks:
+            if isinstance(callback, StochasticWeightAveraging):
+                callback.install_rate(self.trainer)
 
     def on_fit_start(self) -> None:
         self._both("on_fit_start")
@@ -161,17 +205,37 @@ class CallbackList:
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         self._both("on_before_optimizer_step", optimizer)
 
+    def on_validation_model_eval(self) -> None:
+        """The module's alone, as all ``on_*_model_*`` hooks (Lightning's ModelHooks)."""
+        self._module("on_validation_model_eval")
+
+    def on_validation_model_train(self) -> None:
+        self._module("on_validation_model_train")
+
+    def on_test_model_eval(self) -> None:
+        self._module("on_test_model_eval")
+
+    def on_test_model_train(self) -> None:
+        self._module("on_test_model_train")
+
+    def on_predict_model_eval(self) -> None:
+        self._module("on_predict_model_eval")
+
     def on_validation_start(self) -> None:
         self._both("on_validation_start")
 
     def on_validation_epoch_start(self) -> None:
         self._both("on_validation_epoch_start")
 
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._both("on_validation_batch_start", batch, batch_idx)
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_validation_batch_start", batch, batch_idx, *_idx(dataloader_idx))
 
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_validation_batch_end", outputs, batch, batch_idx)
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_validation_batch_end", outputs, batch, batch_idx, *_idx(dataloader_idx))
 
     def on_validation_epoch_end(self) -> None:
         self._both("on_validation_epoch_end")
@@ -185,11 +249,15 @@ class CallbackList:
     def on_test_epoch_start(self) -> None:
         self._both("on_test_epoch_start")
 
-    def on_test_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._both("on_test_batch_start", batch, batch_idx)
+    def on_test_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_test_batch_start", batch, batch_idx, *_idx(dataloader_idx))
 
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_test_batch_end", outputs, batch, batch_idx)
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_test_batch_end", outputs, batch, batch_idx, *_idx(dataloader_idx))
 
     def on_test_epoch_end(self) -> None:
         self._both("on_test_epoch_end")
@@ -201,6 +269,8 @@ class CallbackList:
         """The six hooks of a validation (``stage="validation"``) or test pass, in call order."""
         if stage == "validation":
             return EvalHooks(
+                self.on_validation_model_eval,
+                self.on_validation_model_train,
                 self.on_validation_start,
                 self.on_validation_epoch_start,
                 self.on_validation_batch_start,
@@ -209,6 +279,8 @@ class CallbackList:
                 self.on_validation_end,
             )
         return EvalHooks(
+            self.on_test_model_eval,
+            self.on_test_model_train,
             self.on_test_start,
             self.on_test_epoch_start,
             self.on_test_batch_start,
@@ -220,11 +292,21 @@ class CallbackList:
     def on_predict_start(self) -> None:
         self._both("on_predict_start")
 
-    def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._both("on_predict_batch_start", batch, batch_idx)
+    def on_predict_epoch_start(self) -> None:
+        self._both("on_predict_epoch_start")
 
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_predict_batch_end", outputs, batch, batch_idx)
+    def on_predict_epoch_end(self) -> None:
+        self._both("on_predict_epoch_end")
+
+    def on_predict_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_predict_batch_start", batch, batch_idx, *_idx(dataloader_idx))
+
+    def on_predict_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int | None = None
+    ) -> None:
+        self._both("on_predict_batch_end", outputs, batch, batch_idx, *_idx(dataloader_idx))
 
     def on_predict_end(self) -> None:
         self._both("on_predict_end")
@@ -232,8 +314,14 @@ class CallbackList:
     def on_save_checkpoint(self, state: dict[str, Any]) -> None:
         self._both("on_save_checkpoint", state)
 
-    def on_load_checkpoint(self, state: dict[str, Any]) -> None:
-        self._both("on_load_checkpoint", state)
+    def on_load_checkpoint_module(self, state: dict[str, Any]) -> None:
+        """The module's ``on_load_checkpoint``: first in a restore, before its weights load."""
+        self._module("on_load_checkpoint", state)
+
+    def on_load_checkpoint_callbacks(self, state: dict[str, Any]) -> None:
+        """The callbacks' ``on_load_checkpoint``, after the module's and the weights, before
+        their ``load_state_dict`` (Lightning's ``_restore_modules_and_callbacks``)."""
+        self._callbacks("on_load_checkpoint", state)
 
     def on_exception(self, error: BaseException) -> None:
         module = self.trainer.module

@@ -1,10 +1,11 @@
-"""A run's edges: Ctrl-C handling, hyperparameters for the loggers, finalizing, the summary."""
+"""A run's edges: Ctrl-C handling, finalizing the loggers, the summary."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import distributed
@@ -129,15 +130,6 @@ def on_fit_error(trainer: Trainer, error: BaseException) -> BaseException | None
     return distributed.explain_lost_peer(error)
 
 
-def hparams(trainer: Trainer) -> dict[str, Any]:
-    names = ("max_epochs", "accumulate_grad_batches", "gradient_clip_val", "precision", "seed")
-    return {
-        "trainer": {n: getattr(trainer, n) for n in names} | {"max_steps": trainer.max_steps},
-        "optimizer": type(trainer.optimizer).__name__,
-        "lr_schedule": trainer.lr_schedule_name,
-    }
-
-
 def finalize_loggers(loggers: list[Any], status: str) -> None:
     """End every logger's run; say what a logger could not deliver (NOTE [logger delivery] in
     mlx_audio.loggers.delivery). A strict logger's error ends a successful ``fit`` with it."""
@@ -194,9 +186,18 @@ def configure_optimizer(model: TrainModule) -> tuple[Optimizer, str | None]:
     """``model.configure_optimizers()`` -> (optimizer, schedule name), checked."""
     import mlx.optimizers as optim
 
-    from .module import OptimizerConfig
+    from .module import NoOptimizer, OptimizerConfig
 
     config = model.configure_optimizers()
+    if config is None:  # Lightning: a fit without an optimizer (its _MockOptimizer)
+        if distributed.global_rank() == 0:
+            warnings.warn(
+                "`LightningModule.configure_optimizers` returned `None`, this fit will run with no"
+                " optimizer",
+                UserWarning,
+                stacklevel=5,
+            )
+        return NoOptimizer(), None
     if isinstance(config, optim.Optimizer):
         config = OptimizerConfig(config)
     if not isinstance(config, OptimizerConfig):

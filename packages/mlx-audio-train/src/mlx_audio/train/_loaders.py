@@ -16,6 +16,7 @@ from . import distributed
 from ._tree import flatten
 
 if TYPE_CHECKING:
+    from .module import TrainModule
     from .trainer import Trainer
 
 
@@ -73,8 +74,15 @@ def check_fit_inputs(trainer: Trainer, model: Any, train: Any, val: Any) -> None
                 f"Trainer.fit: {name} is a path ({loader!r}), not batches: pass an iterable of "
                 "batches, such as an mlx_audio.data.DataLoader over a dataset that reads it"
             )
-        if (loader is not None or name == "train_dataloaders") and not hasattr(loader, "__iter__"):
+        if loader is not None and not hasattr(loader, "__iter__"):
             raise TypeError(f"{name} must be an iterable of batches, got {type(loader).__name__}")
+    if isinstance(train, dict) or (train is not None and len(split_loaders(train)) > 1):
+        raise TypeError(
+            "Trainer.fit: train_dataloaders holds several loaders; training on several at once "
+            "(Lightning's CombinedLoader) is not available here: concatenate the datasets "
+            "(mlx_audio.data.ConcatDataset) into one loader. Several validation loaders are "
+            "taken: val_dataloaders=[a, b]"
+        )
     epochs = trainer.epoch_limit
     if isinstance(train, Iterator) and (epochs is None or epochs > 1) and trainer.is_global_zero:
         trainer.warn_once(
@@ -203,3 +211,61 @@ class EpochBatches:
         return (
             self.snapshot if self.ahead and self.snapshot is not None else self.loader.state_dict()
         )
+
+
+_BATCH_TYPES = (mx.array, np.ndarray, tuple, list, dict, str, bytes, int, float)
+
+
+def split_loaders(given: Any) -> list[Any]:
+    """Lightning's sequential ``CombinedLoader`` over ``dataloaders``: a list or tuple of loaders,
+    or a dict of them (its values, in order), are several loaders; anything else is one.
+
+    NOTE [several loaders]: a list here may also be one loader whose items are batches (arrays,
+    tuples, dicts), as our ``fit``/``validate`` take any iterable of batches: a list is several
+    loaders only when every item is a loader (an iterable that is not itself a batch)."""
+    if isinstance(given, dict):
+        loaders = list(given.values())
+        for name, loader in given.items():
+            if not hasattr(loader, "__iter__") or isinstance(loader, (str, bytes)):
+                raise TypeError(
+                    f"dataloaders[{name!r}] must be an iterable of batches, got "
+                    f"{type(loader).__name__}"
+                )
+        return loaders
+    if isinstance(given, (list, tuple)) and given:
+        if all(_is_loader(x) for x in given):
+            return list(given)
+    return [given]
+
+
+def _is_loader(value: Any) -> bool:
+    return hasattr(value, "__iter__") and not isinstance(value, _BATCH_TYPES)
+
+
+def check_dataloader_idx(
+    module: TrainModule, hooks: tuple[str, ...], several: bool, prefix: str
+) -> None:
+    """Lightning's ``_verify_dataloader_idx_requirement`` (its messages): with several loaders
+    the step and batch hooks must take ``dataloader_idx``; with one, it must have a default."""
+    import inspect
+
+    for hook in hooks:
+        fx = getattr(module, hook)
+        fx = getattr(fx, "__wrapped__", fx)
+        spec = inspect.getfullargspec(fx)
+        present = "dataloader_idx" in spec.args[1:] or spec.varargs is not None
+        if not several:
+            params = inspect.signature(fx).parameters
+            if present and "dataloader_idx" in params:
+                if params["dataloader_idx"].default is inspect.Parameter.empty:
+                    raise RuntimeError(
+                        f"You provided only a single `{prefix}_dataloader`, but have included "
+                        f"`dataloader_idx` in `{type(module).__name__}.{hook}()`. Either remove the"
+                        " argument or give it a default value i.e. `dataloader_idx=0`."
+                    )
+        elif not present:
+            raise RuntimeError(
+                f"You provided multiple `{prefix}_dataloader`, but no `dataloader_idx`"
+                f" argument in `{type(module).__name__}.{hook}()`. Try adding `dataloader_idx=0` to its"
+                " signature."
+            )

@@ -1,5 +1,5 @@
-"""``self.log`` bookkeeping with Lightning 2.6's semantics: which hooks may log and their defaults
-(``_FxValidator``), the checks of a logged value, one running entry per (hook, name) with its
+"""``self.log`` bookkeeping with Lightning 2.6's semantics (which hooks may log, the options and
+checks of a value: ``_log_rules.py``): one running entry per (hook, name) with its
 step value and epoch reduction (``_ResultCollection``), and the ``callback_metrics`` /
 ``logged_metrics`` / ``progress_bar_metrics`` views the Trainer exposes (``MetricStore``).
 
@@ -14,153 +14,11 @@ refresh), so logging adds no device sync per step.
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-import numpy as np
 
-# Lightning's _FxValidator: hook -> (default on_step, default on_epoch, epoch level only)
-_STEP = (True, False, False)
-_EVAL_STEP = (False, True, False)
-_EPOCH = (False, True, True)
-FX_RULES: dict[str, tuple[bool, bool, bool]] = {
-    **dict.fromkeys(
-        ("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step"),
-        _STEP,
-    ),
-    **dict.fromkeys(
-        (
-            "validation_step",
-            "test_step",
-            "on_validation_batch_start",
-            "on_validation_batch_end",
-            "on_test_batch_start",
-            "on_test_batch_end",
-        ),
-        _EVAL_STEP,
-    ),
-    **dict.fromkeys(
-        (
-            "on_train_start",
-            "on_train_epoch_start",
-            "on_train_epoch_end",
-            "on_validation_start",
-            "on_validation_epoch_start",
-            "on_validation_epoch_end",
-            "on_test_start",
-            "on_test_epoch_start",
-            "on_test_epoch_end",
-        ),
-        _EPOCH,
-    ),
-}
-LOGGING_HOOKS = frozenset(FX_RULES)
-# The hooks where Lightning refuses self.log ("You can't ..."); any other name is not a hook.
-NO_LOGGING_HOOKS = frozenset(
-    {
-        "setup",
-        "teardown",
-        "configure_optimizers",
-        "on_fit_start",
-        "on_fit_end",
-        "on_sanity_check_start",
-        "on_sanity_check_end",
-        "on_train_end",
-        "on_validation_end",
-        "on_test_end",
-        "on_predict_start",
-        "on_predict_end",
-        "on_predict_batch_start",
-        "on_predict_batch_end",
-        "predict_step",
-        "on_save_checkpoint",
-        "on_load_checkpoint",
-        "on_exception",
-        "state_dict",
-        "load_state_dict",
-    }
-)
-_REDUCE = ("mean", "sum", "max", "min")
-
-
-@dataclass(frozen=True)
-class LogOptions:
-    on_step: bool
-    on_epoch: bool
-    prog_bar: bool = False
-    logger: bool = True
-    reduce_fx: str = "mean"
-    sync_dist: bool = False
-    batch_size: int | None = None
-
-    @classmethod
-    def make(cls, fx: str, on_step: bool | None, on_epoch: bool | None, **rest: Any) -> LogOptions:
-        """The options of ``self.log`` in hook ``fx``, checked as Lightning's ``_FxValidator``
-        and ``_Metadata`` do (same messages; ValueError for its MisconfigurationException)."""
-        if fx not in FX_RULES:
-            if fx in NO_LOGGING_HOOKS:
-                raise ValueError(
-                    f"You can't `self.log()` inside `{fx}`. HINT: You can still log directly to the"
-                    " logger by using `self.trainer.logger.log_metrics(...)`."
-                )
-            raise RuntimeError(f"Logging inside `{fx}` is not implemented.")
-        default_step, default_epoch, epoch_only = FX_RULES[fx]
-        on_step = default_step if on_step is None else bool(on_step)
-        on_epoch = default_epoch if on_epoch is None else bool(on_epoch)
-        if epoch_only:
-            for key, value, allowed in (("on_step", on_step, False), ("on_epoch", on_epoch, True)):
-                if value != allowed:
-                    raise ValueError(
-                        f"You can't `self.log({key}={value})` inside `{fx}`, must be one of ({allowed},)."
-                    )
-        if not on_step and not on_epoch:
-            raise ValueError("`self.log(on_step=False, on_epoch=False)` is not useful.")
-        reduce_fx = _reduce_name(rest.pop("reduce_fx", "mean"))
-        return cls(on_step=on_step, on_epoch=on_epoch, reduce_fx=reduce_fx, **rest)
-
-
-def _reduce_name(reduce_fx: Any) -> str:
-    """Lightning's accepted reductions: min/max/mean/sum (any case, ``avg`` = mean), the
-    framework's functions (``mx.mean``, ``mx.max``, ...) or the builtins ``min``/``max``/``sum``."""
-    if isinstance(reduce_fx, str):
-        name: str | None = reduce_fx.lower()
-        name = "mean" if name == "avg" else name
-    else:
-        known: list[tuple[Any, str]] = [(mx.mean, "mean"), (mx.max, "max"), (max, "max")]
-        known += [(mx.min, "min"), (min, "min"), (mx.sum, "sum"), (sum, "sum")]
-        name = next((v for k, v in known if k is reduce_fx), None)
-    if name not in _REDUCE:
-        raise ValueError(
-            "Only `self.log(..., reduce_fx={min,max,mean,sum})` are supported. If you need a custom"
-            f" reduction, reduce the values yourself and log the result. Found: {reduce_fx}"
-        )
-    return name
-
-
-def check_value(name: str, value: Any) -> Any:
-    """Lightning's checks of a logged value (its messages): a number or an array of one element,
-    returned as a float or a 0-d floating ``mx.array``."""
-    if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
-        raise ValueError(
-            f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged"
-        )
-    if isinstance(value, np.ndarray):
-        value = mx.array(value)
-    if isinstance(value, numbers.Number):
-        return float(value)  # type: ignore[arg-type]
-    if not isinstance(value, mx.array):
-        raise ValueError(
-            f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged"
-        )
-    if value.size != 1:
-        raise ValueError(
-            f"`self.log({name}, <array of shape {tuple(value.shape)}>)` was called, but the tensor"
-            f" must have a single element. You can try doing `self.log({name}, value.mean())`"
-        )
-    value = value.reshape(())
-    return value if mx.issubdtype(value.dtype, mx.floating) else value.astype(mx.float32)
+from ._log_rules import LogOptions, check_value
 
 
 class _Reduction:
@@ -191,14 +49,25 @@ class _Entry:
     """One logged (hook, name), Lightning's ``_ResultMetric``: its last step value (kept until
     the loop resets, as Lightning's forward cache) and its epoch reduction."""
 
-    __slots__ = ("last", "name", "options", "reduction", "synced")
+    __slots__ = ("computed", "dataloader_idx", "last", "name", "options", "reduction", "synced")
 
-    def __init__(self, name: str, options: LogOptions) -> None:
+    def __init__(self, name: str, options: LogOptions, dataloader_idx: int | None) -> None:
         self.name = name
         self.options = options
+        self.dataloader_idx = dataloader_idx  # the loader it was logged for (several loaders)
         self.last: Any = None
-        self.reduction = _Reduction(options.reduce_fx) if options.on_epoch else None
+        self.reduction = (
+            _Reduction(options.reduce_fx) if options.on_epoch and options.metric is None else None
+        )
+        self.computed: Any = None  # a logged Metric's epoch value (NOTE [logged Metric objects])
         self.synced = False
+
+
+# NOTE [a name logged twice in a step]: as in Lightning, each ``self.log`` call of a step is an
+# update of the name's metric: the step value is the last call's, the epoch value reduces them
+# all. A step's values leave it in one dict (traced when compiled), so the second and later calls
+# of a name are kept under ``name + REPEAT + n``; ``Results.add`` reads them back in call order.
+REPEAT = "\x00"
 
 
 class Results:
@@ -206,6 +75,11 @@ class Results:
 
     ``stepping`` is True from the loop's first batch until ``end_batches`` (Lightning's
     ``_first_loop_iter is not None``): its view is then the step values, else the epoch values.
+
+    NOTE [several loaders]: with several validation/test loaders, ``dataloader_idx`` is the
+    running loader's index (None with one loader, and in the epoch-level hooks). A value logged
+    then is its own entry, named ``name/dataloader_idx_N`` (unless ``add_dataloader_idx=False``),
+    and the views show only the running loader's entries, as Lightning's ``valid_items``.
     """
 
     def __init__(self, training: bool = True) -> None:
@@ -213,10 +87,12 @@ class Results:
         self.entries: dict[str, _Entry] = {}
         self.stepping = False
         self.batch_size = 1  # the running batch's (weights what its hooks log on_epoch)
+        self.dataloader_idx: int | None = None  # NOTE [several loaders]
 
-    def batch_start(self, batch_size: int) -> None:
+    def batch_start(self, batch_size: int, dataloader_idx: int | None = None) -> None:
         self.stepping = True
         self.batch_size = batch_size
+        self.dataloader_idx = dataloader_idx
 
     def add(
         self,
@@ -226,13 +102,17 @@ class Results:
         batch_size: int | None = None,
     ) -> None:
         """Record the values logged in hook ``fx`` (a step's, or one ``self.log`` of a hook)."""
-        for name, value in values.items():
+        idx = self.dataloader_idx
+        for logged, value in values.items():
+            name = logged.split(REPEAT, 1)[0]  # NOTE [a name logged twice in a step]
             opt = options[name]
             key = f"{fx}.{name}"
+            if opt.add_dataloader_idx and idx is not None:
+                key += f".{idx}"
             entry = self.entries.get(key)
             if entry is None:
-                entry = self.entries[key] = _Entry(name, opt)
-            elif entry.options != opt:
+                entry = self.entries[key] = _Entry(name, opt, idx)
+            elif entry.options != opt or entry.dataloader_idx != idx:
                 raise ValueError(
                     f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
                     " This is not allowed"
@@ -258,6 +138,11 @@ class Results:
             for key, e in self.entries.items()
             if e.reduction is not None and e.reduction.weight and not e.synced
         )
+        for key in sorted(self.entries):  # NOTE [logged Metric objects]
+            entry = self.entries[key]
+            if entry.options.metric is not None and entry.options.on_epoch and not entry.synced:
+                entry.computed = epoch_value(entry.name, entry.options.metric)
+                entry.synced = True
         reductions = [self.entries[key].reduction for key in pending]
         reduced = reduce([(r.reduce_fx, r.total, r.weight) for r in reductions if r is not None])
         for key, (total, weight) in zip(pending, reduced):
@@ -274,28 +159,75 @@ class Results:
         callback: dict[str, Any] = {}
         bar: dict[str, Any] = {}
         for entry in self.entries.values():
+            if entry.dataloader_idx != self.dataloader_idx:
+                continue  # NOTE [several loaders]
             opt = entry.options
             if on_step:
                 if not opt.on_step or entry.last is None:
                     continue
                 value = entry.last
+            elif entry.computed is not None:
+                value = entry.computed
             else:
                 if entry.reduction is None or not entry.reduction.weight:
                     continue
                 value = entry.reduction.value()
-            forked = entry.name
+            name = forked = entry.name
             if opt.on_step and opt.on_epoch:
                 forked = f"{entry.name}_{'step' if on_step else 'epoch'}"
+            if opt.add_dataloader_idx and entry.dataloader_idx is not None:
+                suffix = f"/dataloader_idx_{entry.dataloader_idx}"
+                name, forked = name + suffix, forked + suffix
             if opt.logger:
                 log[forked] = value
             if self.training or not on_step:
-                callback[entry.name] = callback[forked] = value
+                callback[name] = callback[forked] = value
             if opt.prog_bar:
                 bar[forked] = value
         return log, callback, bar
 
     def view(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         return self.metrics(on_step=self.stepping)
+
+    def reset_metrics(self) -> None:
+        """The epoch is published: reset the logged Metric objects (Lightning does)."""
+        for entry in self.entries.values():
+            if entry.options.metric is not None:
+                entry.options.metric.reset()
+
+
+def epoch_value(name: str, metric: Any) -> Any:
+    """NOTE [logged Metric objects]: ``self.log(name, metric)`` logs, at each step (``on_step``),
+    the metric's value on that batch (its ``forward``) and, for the epoch (``on_epoch``), its
+    ``compute()`` over every batch of the epoch -- not a mean of batch values -- made when the
+    loop's batches are done (on every rank, in the same order: it syncs across ranks); the
+    metric is reset once the epoch is published, as Lightning does with torchmetrics."""
+    if metric.update_count == 0:
+        return None
+    value = metric.compute()
+    if not isinstance(value, mx.array) or value.size != 1:
+        shape = getattr(value, "shape", type(value).__name__)
+        raise ValueError(
+            f"`self.log({name}, {type(metric).__name__})`: its compute() gives {shape}, not a"
+            " single number; log a metric with a scalar value (e.g. average='macro')"
+        )
+    return value.reshape(()).astype(mx.float32)
+
+
+def metric_step_value(name: str, metric: Any, on_step: bool) -> Any:
+    """What ``self.log(name, metric)`` records for a step: the metric's batch value when
+    ``on_step`` (it must have been called, its ``forward``), else a placeholder 0 (the epoch
+    value comes from ``compute``)."""
+    if not on_step:
+        return mx.array(0.0)
+    value = metric._forward_cache
+    if value is None:
+        raise ValueError(
+            f"`self.log({name}, {type(metric).__name__}, on_step=True)` needs the metric's value"
+            " on this batch: call the metric (`metric(preds, target)`, its forward) in this"
+            " step, not only `update`, or log it with on_step=False"
+        )
+    return check_value(name, value)
 
 
 class MetricStore:

@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING, Any
 from ._metrics import MetricStore, Results
 
 if TYPE_CHECKING:
-    from ._metrics import LogOptions
+    from ._log_rules import LogOptions
     from .module import TrainModule
     from .trainer import Trainer
 
 
 def start_run(trainer: Trainer, model: TrainModule, state_fn: str) -> None:
     """A ``fit``, ``validate`` or ``test`` of ``model`` starts: Lightning resets the metric
-    views, and the count of eval batches logged (their logged step)."""
+    views, and the count of eval batches logged per loader (their logged step)."""
     trainer.module = model
     model.trainer = trainer
     trainer.state_fn = state_fn
     trainer.metrics = MetricStore()
     trainer._train_results = Results()
-    trainer.eval_log_step = 0
+    trainer.eval_log_steps = {}
 
 
 def log_from_hook(trainer: Trainer, fx: str, name: str, value: Any, options: LogOptions) -> None:

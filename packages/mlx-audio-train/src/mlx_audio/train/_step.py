@@ -20,7 +20,9 @@ from mlx.utils import tree_map
 
 from . import distributed
 from ._forward import forward
+from ._metrics import REPEAT
 from ._tree import flatten
+from .metrics.base import StepUpdates
 
 if TYPE_CHECKING:
     from .module import TrainModule
@@ -60,7 +62,9 @@ class StepBuilder:
         state = [module.state, optimizer.state, mx.random.state]  # what each step updates
         self.state = state
         self._aux_keys: tuple[list[str], list[str]] = ([], [])
+        self.metric_updates = StepUpdates()  # NOTE [metric updates leave the compiled step]
         self.auto_log = True  # NOTE [two logging idioms], found when the step is traced
+        self.returned_none = False  # NOTE [a step that returns None], found when traced
         wrap = (
             (lambda fn: mx.compile(fn, inputs=state, outputs=state)) if compile else (lambda fn: fn)
         )
@@ -82,12 +86,21 @@ class StepBuilder:
         # stacked into one vector (names kept here, see `unpack`): under mx.compile, MLX 0.32's
         # value_and_grad fails (IndexError `_Map_base::at`) when its aux output holds two equal
         # expressions that do not depend on the parameters, e.g. two self.log calls of one value.
-        loss, metrics, logged, _, self.auto_log = forward(
-            self.module, batch, batch_idx, "train", self.precision
+        # The Metric updates (NOTE [metric updates leave the compiled step]) ride at its end.
+        loss, metrics, logged, _, self.auto_log, updates = forward(
+            self.module, batch, batch_idx, "train", self.precision, self.metric_updates
         )
+        self.returned_none = loss is None
+        if loss is None:  # zero gradients, and the update is left out (see _fused)
+            loss = mx.zeros(())
         self._aux_keys = (list(metrics), list(logged))
         values = [*metrics.values(), *logged.values()]
-        return loss, mx.stack(values) if values else mx.zeros((0,))
+        return loss, mx.concatenate([mx.stack(values), updates]) if values else updates
+
+    def _split(self, aux: mx.array) -> tuple[mx.array, mx.array]:
+        """``(stacked values, Metric updates)`` of the one aux vector."""
+        count = len(self._aux_keys[0]) + len(self._aux_keys[1])
+        return aux[:count], aux[count:]
 
     def unpack(self, packed: mx.array) -> tuple[dict[str, mx.array], dict[str, mx.array]]:
         """``(returned metrics, logged values)`` from the step's stacked aux vector."""
@@ -106,7 +119,8 @@ class StepBuilder:
             return loss, packed, stop
         options = self.module._log_options.get("training_step", {})
         modes = ["mean"] * (1 + len(self._aux_keys[0]))
-        modes += [options[k].reduce_fx if k in options else "mean" for k in self._aux_keys[1]]
+        names = [k.split(REPEAT, 1)[0] for k in self._aux_keys[1]]  # _metrics.REPEAT
+        modes += [options[k].reduce_fx if k in options else "mean" for k in names]
         columns = mx.concatenate([loss.reshape(1), packed, stop.reshape(1).astype(packed.dtype)])
         reduced = distributed.reduce_columns(columns, [*modes, "max"])
         return reduced[0], reduced[1:-1], reduced[-1]
@@ -160,10 +174,14 @@ class StepBuilder:
     def _fused(
         self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array, stop: mx.array
     ) -> tuple[Any, ...]:
-        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
+        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
+        packed, updates = self._split(aux)
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
+        if self.returned_none:  # NOTE [a step that returns None]: no update, nothing poisoned
+            return loss, packed, mx.array(False), guard, stop, updates
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
-        return loss, packed, applied, self._poison(guard, mx.logical_not(applied), call, loss), stop
+        guard = self._poison(guard, mx.logical_not(applied), call, loss)
+        return loss, packed, applied, guard, stop, updates
 
     def _accumulating(
         self,
@@ -178,23 +196,27 @@ class StepBuilder:
     ) -> tuple[Any, ...]:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
-        (loss, packed), grads = self._value_and_grad(batch, batch_idx)
+        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
+        packed, updates = self._split(aux)
         ok = distributed.all_ranks(
             mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
         )
         loss, packed, stop = self._across_ranks(loss, packed, stop)
-        total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
-        count = count + ok.astype(count.dtype)
-        guard = self._poison(
-            guard, mx.logical_not(ok), call, loss
-        )  # "raise": the group never steps
+        if self.returned_none:  # NOTE [a step that returns None]: not part of the group
+            ok = mx.array(False)
+        else:
+            total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
+            count = count + ok.astype(count.dtype)
+            guard = self._poison(
+                guard, mx.logical_not(ok), call, loss
+            )  # "raise": the group never steps
         applied = mx.array(False)
         if do_update:
             mean = tree_map(lambda g: g / mx.maximum(count, 1).astype(g.dtype), total)
             gate = mx.logical_and(count > 0, self._healthy(guard))
             applied = self._update(mean, gate)
             guard = self._poison(guard, mx.logical_and(gate, mx.logical_not(applied)), call, loss)
-        return loss, packed, total, ok, applied, guard, stop
+        return loss, packed, total, ok, applied, guard, stop, updates
 
     # -- bookkeeping -------------------------------------------------------------------------
     def note_shapes(self, batch: Any) -> bool:
@@ -218,6 +240,15 @@ class StepBuilder:
                 stacklevel=3,
             )
         return True
+
+
+# NOTE [a step that returns None]: Lightning's automatic optimization skips the backward of a
+# ``training_step`` that returns None (with its warning, once): the weights and the optimizer
+# state stay as they were, ``global_step`` still advances, and with ``accumulate_grad_batches``
+# the batch adds nothing to its group (whose mean is over the batches that returned a loss).
+# Whether the step returned None is found when it is traced: a compiled step decides it once
+# per graph, so a step that returns None for some batches only needs ``Trainer(compile=False)``;
+# data-parallel, every rank must return None for the same batches (as with Lightning's DDP).
 
 
 class TraceGuard:
@@ -289,19 +320,22 @@ class StepRunner:
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
-                loss, packed, applied, self.guard, agreed = builder.fused(
+                loss, packed, applied, self.guard, agreed, updates = builder.fused(
                     batch, index, self.guard, call, request
                 )
+                builder.metric_updates.apply(updates)
                 self._note_stop(agreed)
                 self._dispatch(
                     [builder.state, loss, packed, applied, self.guard, agreed], loss, deferred
                 )
-                done = True if deferred else bool(applied.item())
+                none = builder.returned_none  # counts as a step, as in Lightning
+                done = True if deferred or none else bool(applied.item())
                 return (loss, *builder.unpack(packed), done, done)
             total = self.total if self.total is not None else builder.zeros
-            loss, packed, total, ok, applied, self.guard, agreed = builder.accumulating(
+            loss, packed, total, ok, applied, self.guard, agreed, updates = builder.accumulating(
                 batch, index, total, mx.array(float(self.micro)), self.guard, call, request, update
             )
+            builder.metric_updates.apply(updates)
             self._note_stop(agreed)
             kept = [] if update else [total]
             self._dispatch(
@@ -309,13 +343,14 @@ class StepRunner:
                 loss,
                 deferred,
             )
-            finite = True if deferred else bool(ok.item())
+            none = builder.returned_none
+            finite = True if deferred or none else bool(ok.item())
             self.total = None if update else total
-            self.micro = 0 if update else self.micro + int(finite)
+            self.micro = 0 if update else self.micro + int(finite and not none)
             return (
                 loss,
                 *builder.unpack(packed),
-                update and (deferred or bool(applied.item())),
+                update and (deferred or none or bool(applied.item())),
                 finite,
             )
 

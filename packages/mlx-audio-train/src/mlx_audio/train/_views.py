@@ -30,8 +30,8 @@ class TrainerViews:
     module: TrainModule | None
     optimizer: Optimizer | None
     args: TrainerArgs
-    _val_batches: list[float]
-    _test_batches: list[float]
+    num_val_batches: list[float]
+    num_test_batches: list[float]
     _interrupted: bool
     _train_results: Results
     _eval_results: Results | None
@@ -116,34 +116,10 @@ class TrainerViews:
         return self._interrupted
 
     @property
-    def num_val_batches(self) -> list[float]:
-        """Validation batches per loader of the running (or last) fit or ``validate``, after
-        ``limit_val_batches`` (``inf``: a loader without a length); ``[]`` without validation."""
-        return self._val_batches
-
-    @num_val_batches.setter
-    def num_val_batches(self, value: float | list[float]) -> None:
-        self._val_batches = _per_loader(value)
-
-    @property
-    def num_test_batches(self) -> list[float]:
-        """Test batches per loader of the last ``test``, after ``limit_test_batches``."""
-        return self._test_batches
-
-    @num_test_batches.setter
-    def num_test_batches(self, value: float | list[float]) -> None:
-        self._test_batches = _per_loader(value)
-
-    @property
     def num_sanity_val_batches(self) -> list[float]:
         """Batches the sanity check runs per validation loader (Lightning's)."""
         steps = self.num_sanity_val_steps  # type: ignore[attr-defined]
-        return [min(steps, n) for n in self._val_batches]
-
-    @property
-    def val_batches_total(self) -> float:
-        """The validation batches over all loaders (one number for the loops)."""
-        return float(sum(self._val_batches))
+        return [min(steps, n) for n in self.num_val_batches]
 
     @property
     def callback_metrics(self) -> dict[str, float]:
@@ -172,11 +148,4 @@ class TrainerViews:
 
     @property
     def enable_validation(self) -> bool:
-        return self.val_batches_total > 0
-
-
-def _per_loader(value: float | list[float]) -> list[float]:
-    """A per-loader list from a list, or from one loader's count (0: no loader, ``[]``)."""
-    if isinstance(value, list):
-        return list(value)
-    return [value] if value else []
+        return sum(self.num_val_batches) > 0

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
@@ -22,11 +21,9 @@ import numpy as np
 from . import distributed
 from ._checkpoint_files import clean_leftovers, delete_checkpoint, fsync, point_last
 from ._nonfinite import check_nonfinite
-from ._status import rank_zero_info
 from ._tree import flatten
 
 if TYPE_CHECKING:
-    from .module import TrainModule
     from .trainer import Trainer
 
 
@@ -41,7 +38,12 @@ __all__ = [
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACCUMULATOR_FILE = "accumulator.safetensors"  # only inside an accumulation group
+CURRENT_MODEL_FILE = "current_model.safetensors"  # the raw weights beside averaged ones
+AVERAGE_MODEL_FILE = "average_model.safetensors"  # StochasticWeightAveraging's average
 STATE_FILE = "trainer_state.json"
+_FILES = (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE, CURRENT_MODEL_FILE, AVERAGE_MODEL_FILE)
+# NOTE [averaged weights in checkpoints]: checkpoint keys (Lightning's) -> the extra files
+ARRAY_KEYS = {"current_model_state": CURRENT_MODEL_FILE, "average_model_state": AVERAGE_MODEL_FILE}
 FORMAT_VERSION = 1
 
 
@@ -67,15 +69,22 @@ def save_checkpoint(
     optimizer_state: dict[str, mx.array],
     state: dict[str, Any],
     accumulator: dict[str, mx.array] | None = None,
+    extra: dict[str, dict[str, mx.array]] | None = None,
 ) -> str:
     """Write a complete checkpoint at ``directory`` (which must not exist yet); ``accumulator``
-    is the gradient sum of an unfinished accumulation group."""
+    is the gradient sum of an unfinished accumulation group; ``extra`` more weights files (file
+    name -> arrays: NOTE [averaged weights in checkpoints])."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory):
         raise FileExistsError(f"checkpoint {directory} already exists")
     _refuse_nonfinite(
         directory,
-        {"model": model_weights, "optimizer": optimizer_state, "accumulator": accumulator or {}},
+        {
+            "model": model_weights,
+            "optimizer": optimizer_state,
+            "accumulator": accumulator or {},
+            **{name: arrays for name, arrays in (extra or {}).items()},
+        },
     )
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
@@ -87,6 +96,7 @@ def save_checkpoint(
         files = {MODEL_FILE: model_weights, OPTIMIZER_FILE: optimizer_state}
         if accumulator:
             files[ACCUMULATOR_FILE] = accumulator
+        files.update(extra or {})
         digests = {}
         for name, arrays in files.items():
             path = os.path.join(tmp, name)
@@ -153,11 +163,11 @@ def read_state(path: str, verify: bool | None = None) -> tuple[str, dict[str, An
             f"{state_path}: 'sha256' (the files' checksums) is missing or malformed, so the weights "
             "cannot be verified; load it anyway with MLX_AUDIO_UNVERIFIED_CHECKPOINTS=1"
         )
-    for name in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+    for name in _FILES:
         if os.path.exists(os.path.join(directory, name)) and name not in digests:
             raise CheckpointError(f"{state_path}: 'sha256' has no checksum for {name}")
     for name, digest in digests.items():
-        if name not in (MODEL_FILE, OPTIMIZER_FILE, ACCUMULATOR_FILE):
+        if name not in _FILES:
             raise CheckpointError(f"{state_path}: 'sha256' names an unknown file {name!r}")
         file = os.path.join(directory, name)
         if not os.path.exists(file):
@@ -316,50 +326,9 @@ def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
     return os.fspath(ckpt_path)
 
 
-def load_for_evaluation(trainer: Trainer, model: TrainModule, ckpt_path: str | None) -> None:
-    """``validate``/``test``/``predict``'s ``ckpt_path``: the weights loaded, and
-    ``trainer.ckpt_path`` set to the checkpoint (None without one), as in Lightning."""
-    trainer.ckpt_path = path = selected_ckpt_path(trainer, ckpt_path)
-    if path is not None:
-        model.load_checkpoint(path)
-
-
-def selected_ckpt_path(trainer: Trainer, ckpt_path: str | None) -> str | None:
-    """``ckpt_path`` resolved (``trainer.ckpt_path``); None for a ``"last"`` that does not exist
-    yet: nothing is loaded and a fit starts fresh, saying so through ``logging`` (resuming from
-    ``"last"`` on every start is the documented idiom; Lightning warns), while ``validate`` /
-    ``test`` / ``predict`` give Lightning's warning."""
-    path = resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
-    if ckpt_path == "last" and path is not None and not os.path.lexists(path):
-        if trainer.state_fn == "fit":
-            rank_zero_info(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
-            return None
-        if not trainer.is_global_zero:
-            return None
-        warnings.warn(
-            f'.{_FN.get(str(trainer.state_fn), trainer.state_fn)}(ckpt_path="last") is set, but '
-            "there is no last checkpoint available. No checkpoint will be loaded. HINT: Set "
-            "`ModelCheckpoint(..., save_last=True)`.",
-            stacklevel=4,
-        )
-        return None
-    return path
-
-
-def warn_missing_callbacks(trainer: Trainer, state: dict[str, Any]) -> None:
-    """Lightning's warning when a checkpoint holds the state of a callback this Trainer has not."""
-    missing = set(state.get("callbacks", {})) - {c.state_key for c in trainer.callbacks}
-    if missing:
-        warnings.warn(
-            "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to "
-            "be provided during `Trainer` instantiation. Please add the following callbacks: "
-            f"{sorted(missing)}.",
-            stacklevel=3,
-        )
-
-
 def capture(trainer: Trainer, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
+    from ._hparams import checkpoint_hparams
     from ._rng import rng_state, versions
 
     check_nonfinite(trainer)  # never write after a non-finite step the host has not seen yet
@@ -386,13 +355,16 @@ def capture(trainer: Trainer, path: str) -> str:
         "rng_base": trainer.rng_base,
         "accumulated_batches": runner.micro,
         "world_size": distributed.world_size(),
-        "loader": trainer.loader_state() if not ended else None,
+        "loader": trainer.loader_state() if not ended or progress.epoch_cut else None,
         "callbacks": {c.state_key: c.state_dict() for c in trainer.callbacks},
         "callback_metrics": dict(trainer.callback_metrics),
         "versions": versions(),
+        **checkpoint_hparams(trainer),  # hyperparameters, the datamodule's state (JSON)
     }
+    state["state_dict"] = dict(flatten(module.parameters()))  # Lightning's checkpoint keys
     trainer.hooks.on_save_checkpoint(state)
-    weights = dict(flatten(module.parameters()))
+    weights = state.pop("state_dict")  # NOTE [averaged weights in checkpoints]
+    extra = {file: state.pop(key) for key, file in ARRAY_KEYS.items() if key in state}
     total = runner.total if runner.micro else None
     together = not trainer.failing  # NOTE [same collectives on every rank]: none while failing
     if (
@@ -401,7 +373,9 @@ def capture(trainer: Trainer, path: str) -> str:
         total = distributed.mean_across(total)
     accumulator = dict(flatten(total)) if total is not None else None
     if trainer.is_global_zero:  # data-parallel: the weights are equal on every rank
-        path = save_checkpoint(path, weights, dict(flatten(optimizer.state)), state, accumulator)
+        path = save_checkpoint(
+            path, weights, dict(flatten(optimizer.state)), state, accumulator, extra
+        )
     if together:
         distributed.barrier()  # the files exist before any rank goes on
     return os.path.abspath(path)

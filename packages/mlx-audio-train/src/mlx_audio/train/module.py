@@ -6,21 +6,35 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from ._metrics import LogOptions, check_value
+from ._hparams import HyperparametersMixin
+from ._log_rules import LogOptions, check_value
+from ._metrics import REPEAT, metric_step_value
 from ._publish import log_from_hook
 from ._tree import flatten
+from .metrics.base import Metric
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
 
-_PLAIN = ("_trainer_ref", "_logged", "_log_options", "_step_fx", "_default_step")
+_M = TypeVar("_M", bound="TrainModule")
+_PLAIN = (
+    "_trainer_ref",
+    "_logged",
+    "_log_options",
+    "_step_fx",
+    "_default_step",
+    "_hparams",  # NOTE [JSON hyperparameters] in _hparams.py: never part of the module tree
+    "_hparams_initial",
+    "_hparams_name",
+    "_log_hyperparams",
+)
 
 
 class ParameterTree(dict[str, Any]):
@@ -54,7 +68,20 @@ class OptimizerConfig:
             )
 
 
-class TrainModule(nn.Module):
+class NoOptimizer(optim.Optimizer):
+    """What a fit runs with when ``configure_optimizers`` returns None (Lightning's
+    ``_MockOptimizer``): the steps run and count, the weights never change."""
+
+    def init_single(self, parameter: mx.array, state: dict[str, Any]) -> None:
+        pass
+
+    def apply_single(
+        self, gradient: mx.array, parameter: mx.array, state: dict[str, Any]
+    ) -> mx.array:
+        return parameter
+
+
+class TrainModule(nn.Module, HyperparametersMixin):
     """Subclass and implement ``compute_loss(batch) -> (loss, metrics)`` (the tutorial's way)
     or Lightning's ``training_step(batch, batch_idx) -> loss | {"loss": ..., ...}``, plus
     ``configure_optimizers() -> OptimizerConfig | Optimizer``.
@@ -71,6 +98,8 @@ class TrainModule(nn.Module):
     still shows the training loss as ``loss``. The default steps set ``_default_step``, which
     ``_forward.forward`` reads once the step has run (at trace time when compiled).
     """
+
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"  # in a checkpoint's trainer_state.json
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,19 +119,44 @@ class TrainModule(nn.Module):
         self._default_step = True  # NOTE [two logging idioms]
         return self.compute_loss(batch)
 
-    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
+    # (batch, batch_idx[, dataloader_idx]): dataloader_idx comes with several loaders only
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
         self._default_step = True
-        return self.compute_loss(batch)
+        return self.compute_loss(args[0] if args else kwargs["batch"])
 
-    def test_step(self, batch: Any, batch_idx: Any) -> Any:
-        return self.validation_step(batch, batch_idx)
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self.validation_step(*args, **kwargs)
 
-    def predict_step(self, batch: Any, batch_idx: Any) -> Any:
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        batch = args[0] if args else kwargs["batch"]
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(inputs)
 
-    def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer:
+    def configure_optimizers(self) -> OptimizerConfig | optim.Optimizer | None:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
+
+    # -- data hooks (Lightning's DataHooks): used when fit/validate/test/predict get no loader
+    # and no DataModule; the defaults here mean "not defined" (_data_source.is_overridden) --
+    def prepare_data(self) -> None: ...
+    def train_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`train_dataloader` must be implemented to be used with the Trainer"
+        )
+
+    def val_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`val_dataloader` must be implemented to be used with the Trainer"
+        )
+
+    def test_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`test_dataloader` must be implemented to be used with the Trainer"
+        )
+
+    def predict_dataloader(self) -> Any:
+        raise NotImplementedError(
+            "`predict_dataloader` must be implemented to be used with the Trainer"
+        )
 
     # -- hooks (no-ops; called by the Trainer in Lightning's order, see trainer.py) -------------
     def setup(self, stage: str) -> None: ...
@@ -120,19 +174,50 @@ class TrainModule(nn.Module):
     def on_validation_end(self) -> None: ...
     def on_validation_epoch_start(self) -> None: ...
     def on_validation_epoch_end(self) -> None: ...
-    def on_validation_batch_start(self, batch: Any, batch_idx: int) -> None: ...
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_validation_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
     def on_test_start(self) -> None: ...
     def on_test_end(self) -> None: ...
     def on_test_epoch_start(self) -> None: ...
     def on_test_epoch_end(self) -> None: ...
-    def on_test_batch_start(self, batch: Any, batch_idx: int) -> None: ...
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
     def on_predict_start(self) -> None: ...
-    def on_predict_batch_start(self, batch: Any, batch_idx: int) -> None: ...
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_predict_epoch_start(self) -> None: ...
+    def on_predict_epoch_end(self) -> None: ...
+    def on_predict_batch_start(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
+    def on_predict_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None: ...
     def on_predict_end(self) -> None: ...
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+    # Lightning's ModelHooks for the modes of evaluation (the Trainer calls an
+    # ``on_*_model_train`` only when you override it; otherwise it puts back every submodule's
+    # own mode, as it found it before ``on_*_model_eval``)
+    def on_validation_model_eval(self) -> None:
+        self.eval()
+
+    def on_validation_model_train(self) -> None:
+        self.train()
+
+    def on_test_model_eval(self) -> None:
+        self.eval()
+
+    def on_test_model_train(self) -> None:
+        self.train()
+
+    def on_predict_model_eval(self) -> None:
+        self.eval()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
 
     # -- trainer access ----------------------------------------------------------------------
@@ -181,7 +266,8 @@ class TrainModule(nn.Module):
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"log() needs a non-empty metric name, got {name!r}")
-        if not isinstance(value, (int, float, mx.array)):
+        metric = value if isinstance(value, Metric) else None  # NOTE [logged Metric objects]
+        if not isinstance(value, (int, float, mx.array)) and metric is None:
             check_value(name, value)  # Lightning checks the value before anything else
         trainer = self._trainer_ref
         if trainer is None:
@@ -213,12 +299,16 @@ class TrainModule(nn.Module):
             reduce_fx=reduce_fx,
             sync_dist=sync_dist,
             batch_size=batch_size,
+            metric=metric,
+            add_dataloader_idx=bool(add_dataloader_idx),
         )
         if add_dataloader_idx and "/dataloader_idx_" in name:
             raise ValueError(
                 f"You called `self.log` with the key `{name}` but it should not contain information"
                 " about `dataloader_idx` when `add_dataloader_idx=True`"
             )
+        if metric is not None:
+            value = metric_step_value(name, metric, options.on_step)
         value = check_value(name, value)
         if logger and not trainer.loggers:
             trainer.warn_once(
@@ -229,13 +319,17 @@ class TrainModule(nn.Module):
             log_from_hook(trainer, fx, name, value, options)
             return
         known = self._log_options.setdefault(fx, {})  # a (traced) step's output
-        if name in self._logged and known.get(name) != options:
-            raise ValueError(
-                f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
-                " This is not allowed"
-            )
+        key = name
+        if name in self._logged:  # NOTE [a name logged twice in a step] (_metrics.py)
+            if known.get(name) != options:
+                raise ValueError(
+                    f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
+                    " This is not allowed"
+                )
+            repeats = sum(k.split(REPEAT, 1)[0] == name for k in self._logged)
+            key = f"{name}{REPEAT}{repeats}"
         known[name] = options
-        self._logged[name] = value
+        self._logged[key] = value
 
     def log_dict(self, metrics: dict[str, Any], **kwargs: Any) -> None:
         for name, value in metrics.items():
@@ -252,6 +346,23 @@ class TrainModule(nn.Module):
 
     def trainable_parameters(self) -> ParameterTree:
         return ParameterTree(super().trainable_parameters())
+
+    @classmethod
+    def load_from_checkpoint(
+        cls: type[_M], checkpoint_path: str | os.PathLike[str], strict: bool = True, **kwargs: Any
+    ) -> _M:
+        """A new module built from a checkpoint's hyperparameters (``save_hyperparameters``),
+        updated with ``kwargs``, given ``on_load_checkpoint(state)``, then the checkpoint's
+        weights loaded (Lightning's ``load_from_checkpoint``). ``checkpoint_path`` is a checkpoint directory or a ``last``
+        link (``trainer.checkpoint_callback.best_model_path`` for the best)."""
+        from ._hparams import rebuild_kwargs
+        from .checkpoint import read_state
+
+        _, state = read_state(os.fspath(checkpoint_path))
+        module = cls(**rebuild_kwargs(cls, state, kwargs))
+        module.on_load_checkpoint(state)  # before the weights, as Lightning
+        module.load_checkpoint(os.fspath(checkpoint_path), strict=strict)
+        return module
 
     def load_checkpoint(self, path: str, strict: bool = True) -> TrainModule:
         """Load the weights of a checkpoint directory (or its ``last`` link) into this model."""

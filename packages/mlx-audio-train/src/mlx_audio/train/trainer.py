@@ -20,6 +20,7 @@ from mlx_audio.loggers import Logger
 
 from . import _lifecycle, checkpoint
 from ._arguments import ARG_NAMES, Argument, make_args, resolve_loop_limits
+from ._data_source import attach
 from ._device import device_scope
 from ._evaluation import predict, standalone
 from ._fit_loop import run_fit
@@ -33,6 +34,7 @@ from ._step import StepRunner
 from ._views import TrainerViews
 from ._watchdog import Watchdog
 from .callbacks import Callback, Timer
+from .datamodule import DataModule
 from .module import TrainModule
 
 
@@ -203,6 +205,7 @@ class Trainer(TrainerViews):
         self.progress = Progress()
         self.metrics = MetricStore()
         self.module: TrainModule | None = None
+        self.datamodule: DataModule | None = None  # fit/validate/test/predict(datamodule=...)
         self.optimizer: optim.Optimizer | None = None
         self.lr_schedule_name: str | None = None
         self.state_fn: str | None = None  # "fit", "validation", "test" or "predict"
@@ -217,8 +220,9 @@ class Trainer(TrainerViews):
         self.ckpt_path: str | None = None
         self.rng_base = 0
         self.num_training_batches: float = math.inf
-        self._val_batches: list[float] = []  # num_val_batches, per loader (_views.py)
-        self._test_batches: list[float] = []
+        self.num_val_batches: list[float] = []  # per validation loader (Lightning)
+        self.num_test_batches: list[float] = []
+        self.num_predict_batches: list[float] = []
         self._interrupted = False
         self.last_val_time = 0.0  # NOTE [time-based validation]
         self.val_check_batch: float = math.inf
@@ -228,10 +232,10 @@ class Trainer(TrainerViews):
         self._estimated_max_steps: int | None = None
         self._batches: EpochBatches | None = None  # the running epoch's batches
         self._train_loader: Iterable[Any] | None = None  # after seeding and sharding
-        self._val_loader: Iterable[Any] | None = None
+        self._val_loaders: list[Any] = []  # after seeding and sharding
         self._train_results = Results()
         self._eval_results: Results | None = None
-        self.eval_log_step = 0  # eval batches logged in this fit (Lightning's step for them)
+        self.eval_log_steps: dict[int, int] = {}  # eval batches logged per loader (their step)
         self.last_loss: mx.array | None = None  # the last training step's loss (progress bar)
         self._interrupt = _lifecycle.interrupt_handler()
         self._warned: set[str] = set()
@@ -292,12 +296,18 @@ class Trainer(TrainerViews):
     def fit(
         self,
         model: TrainModule,
-        train_dataloaders: Iterable[Any],
+        train_dataloaders: Iterable[Any] | DataModule | None = None,
         val_dataloaders: Iterable[Any] | None = None,
+        datamodule: DataModule | None = None,
         ckpt_path: str | None = None,
     ) -> None:
         """Train ``model``; ``ckpt_path`` resumes (a checkpoint directory, a ``last`` link,
-        ``"last"`` or ``"best"``). Resuming a finished run does no training."""
+        ``"last"`` or ``"best"``). Resuming a finished run does no training. The loaders come
+        from the arguments, else ``datamodule``, else the module's ``*_dataloader()`` methods;
+        several validation loaders in a list or dict are validated in turn."""
+        model, _, (train_dataloaders, val_dataloaders) = attach(
+            self, model, datamodule, (train_dataloaders, val_dataloaders), "fit"
+        )
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
         self._interrupted = False
         self.args = resolve_loop_limits(self.args, self.callbacks)
@@ -330,20 +340,42 @@ class Trainer(TrainerViews):
 
     # -- evaluation (_evaluation.py) ------------------------------------------------------------
     def validate(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+        self,
+        model: TrainModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | None = None,
+        verbose: bool = True,
+        datamodule: DataModule | None = None,
     ) -> list[dict[str, float]]:
-        """Validation metrics (means over the whole set, weighted by batch size), in a list
-        (empty when ``limit_val_batches`` is 0)."""
+        """Validation metrics (means over the whole set, weighted by batch size), one dict per
+        loader (empty when ``limit_val_batches`` is 0). ``verbose`` is accepted (no table is
+        printed); the loaders come as in ``fit``."""
+        model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "validate")
         return standalone(self, model, dataloaders, "validation", ckpt_path)
 
     def test(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
+        self,
+        model: TrainModule | None = None,
+        dataloaders: Any = None,
+        ckpt_path: str | None = None,
+        verbose: bool = True,
+        datamodule: DataModule | None = None,
     ) -> list[dict[str, float]]:
-        """Test metrics (``test_step``), in a list (empty when ``limit_test_batches`` is 0)."""
+        """Test metrics (``test_step``), one dict per loader (empty when
+        ``limit_test_batches`` is 0)."""
+        model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "test")
         return standalone(self, model, dataloaders, "test", ckpt_path)
 
     def predict(
-        self, model: TrainModule, dataloaders: Iterable[Any], ckpt_path: str | None = None
-    ) -> list[Any]:
-        """``predict_step`` on every batch (eval mode), returned as a list."""
-        return predict(self, model, dataloaders, ckpt_path)
+        self,
+        model: TrainModule | None = None,
+        dataloaders: Any = None,
+        datamodule: DataModule | None = None,
+        ckpt_path: str | None = None,
+        return_predictions: bool | None = None,
+    ) -> list[Any] | None:
+        """``predict_step`` on every batch (eval mode), returned as a list (a list per loader
+        with several); ``None`` with ``return_predictions=False`` (``None``, the default, is
+        ``True``)."""
+        model, _, (dataloaders,) = attach(self, model, datamodule, (dataloaders,), "predict")
+        return predict(self, model, dataloaders, ckpt_path, return_predictions is not False)

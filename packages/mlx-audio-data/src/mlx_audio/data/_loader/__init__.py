@@ -32,6 +32,7 @@ The ``NOTE [...]`` blocks (written once, referred to by name elsewhere):
 NOTE                            where
 ==============================  =====================================
 a sample's error                ``_loader/passes.py``
+bucketer state                  ``_bucketer.py``
 dataset adapters                ``_loader/adapters.py``
 fast BLAS                       ``support.py``
 Hugging Face Audio              ``audio/huggingface.py``
@@ -50,6 +51,8 @@ queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/worker_passes.py``
 settings are fixed              ``dataloader.py``
 sharding advice                 ``dataloader.py``
+source positions                ``_streams.py``
+stream bucketing state          ``bucketing_stream.py``
 worker watchdog                 ``_loader/worker.py``
 ==============================  =====================================
 

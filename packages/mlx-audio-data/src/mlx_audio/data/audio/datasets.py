@@ -181,6 +181,11 @@ class AudioManifest(_AudioFiles):
     >= 0), and ``classes`` is then ``"0"`` .. the largest, so ``len(classes)`` outputs cover
     every label. ``classes`` given (e.g. a trained model's) maps every label, string or integer,
     by its name in that list; a label not in it is an error naming it and the known ones.
+
+    Multi-label (AudioSet-style): a ``labels`` column (``labels_column``) of class names
+    separated by ``;`` (``label_separator``; an empty cell: no label) makes ``multilabel``
+    True; each item's label is then a multi-hot ``float32`` vector over ``classes`` (sorted
+    names, or the given ``classes``) and ``labels`` holds each row's class indices.
     """
 
     def __init__(
@@ -193,6 +198,8 @@ class AudioManifest(_AudioFiles):
         as_dict: bool = False,
         classes: Sequence[str] | None = None,
         label_column: str = "label",
+        labels_column: str = "labels",
+        label_separator: str = ";",
     ) -> None:
         self.path = os.fspath(path)
         self.sample_rate = sample_rate
@@ -203,6 +210,15 @@ class AudioManifest(_AudioFiles):
         rows = _read_manifest(self.path)
         self.columns = sorted({key for row in rows for key in row})
         self.label_column = label_column
+        self.multilabel = any(labels_column in r for r in rows)
+        if self.multilabel and any(label_column in r for r in rows):
+            raise ValueError(
+                f"AudioManifest: {self.path} has both a {label_column!r} column (one class per "
+                f"clip) and a {labels_column!r} column (several, {label_separator!r}-separated):"
+                " keep the one you mean"
+            )
+        if self.multilabel:
+            label_column = labels_column
         self.has_label = any(label_column in r for r in rows)
         self.has_caption = any("caption" in r for r in rows)
         self.rows: list[tuple[str, float, float | None]] = []
@@ -219,7 +235,11 @@ class AudioManifest(_AudioFiles):
             offset = _seconds(row.get("offset"), "offset", where) or 0.0
             duration = _seconds(row.get("duration"), "duration", where)
             self.rows.append((file, offset, duration))
-            if self.has_label:
+            if self.multilabel:
+                cell = row.get(label_column)
+                names = [] if cell is None else str(cell).split(label_separator)
+                labels.append([n.strip() for n in names if n.strip()])
+            elif self.has_label:
                 if row.get(label_column) in (None, ""):
                     raise ValueError(
                         f"AudioManifest: {where} has no {label_column!r} but other rows do"
@@ -227,7 +247,10 @@ class AudioManifest(_AudioFiles):
                 labels.append(row[label_column])
             if self.has_caption:
                 self.captions.append(str(row.get("caption") or ""))
-        self.class_to_idx, self.labels = _index_labels(labels, classes, self.path)
+        if self.multilabel:
+            self.class_to_idx, self.labels = _index_label_sets(labels, classes, self.path)
+        else:
+            self.class_to_idx, self.labels = _index_labels(labels, classes, self.path)
         self.classes = list(self.class_to_idx)
 
     def _rows(self) -> list[tuple[str, float, float | None]]:
@@ -241,7 +264,11 @@ class AudioManifest(_AudioFiles):
         if self.transform is not None:
             wave = self.transform(wave)
         item: dict[str, Any] = {"audio": wave}
-        if self.has_label:
+        if self.multilabel:
+            hot = np.zeros(len(self.classes), np.float32)
+            hot[self.labels[index]] = 1.0
+            item["label"] = hot
+        elif self.has_label:
             item["label"] = self.labels[index]
         if self.has_caption:
             item["caption"] = self.captions[index]
@@ -304,6 +331,21 @@ def _json_array(path: str, f: Any) -> list[dict[str, Any]]:
         if not isinstance(row, dict):
             raise ValueError(f"AudioManifest: {path}, item {number} must be a JSON object")
     return list(rows)
+
+
+def _index_label_sets(
+    labels: list[list[str]], classes: Sequence[str] | None, path: str
+) -> tuple[dict[str, int], list[Any]]:
+    """Multi-label rows: ``(class_to_idx, each row's class indices)``, names sorted unless
+    ``classes`` is given (then a name not in it is an error naming it)."""
+    names = sorted({n for row in labels for n in row}) if classes is None else list(classes)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({n for row in labels for n in row} - set(index))
+    if unknown:
+        raise ValueError(
+            f"AudioManifest: {path}: labels {unknown} are not among the classes {list(index)}"
+        )
+    return index, [sorted({index[n] for n in row}) for row in labels]
 
 
 def _index_labels(

@@ -8,10 +8,13 @@ from .model_checkpoint import ModelCheckpoint
 from .model_summary import ModelSummary
 from .progress_bar import ProgressBar, TQDMProgressBar
 from .rich_progress import RichProgressBar
+from .stochastic_weight_avg import StochasticWeightAveraging
 from .timer import Timer
+from .weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
     "Callback",
+    "EMAWeightAveraging",
     "EarlyStopping",
     "GradientClipper",
     "LearningRateMonitor",
@@ -19,6 +22,8 @@ __all__ = [
     "ModelSummary",
     "ProgressBar",
     "RichProgressBar",
+    "StochasticWeightAveraging",
     "TQDMProgressBar",
     "Timer",
+    "WeightAveraging",
 ]

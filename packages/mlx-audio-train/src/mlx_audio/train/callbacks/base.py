@@ -45,27 +45,62 @@ class Callback:
     def on_validation_epoch_start(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_validation_epoch_end(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_validation_batch_start(
-        self, trainer: Trainer, module: TrainModule, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None: ...
     def on_validation_batch_end(
-        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None: ...
     def on_test_start(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_test_end(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_test_epoch_start(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_test_epoch_end(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_test_batch_start(
-        self, trainer: Trainer, module: TrainModule, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None: ...
     def on_test_batch_end(
-        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None: ...
     def on_predict_start(self, trainer: Trainer, module: TrainModule) -> None: ...
+    def on_predict_epoch_start(self, trainer: Trainer, module: TrainModule) -> None: ...
+    def on_predict_epoch_end(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_predict_batch_start(
-        self, trainer: Trainer, module: TrainModule, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None: ...
     def on_predict_batch_end(
-        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None: ...
     def on_predict_end(self, trainer: Trainer, module: TrainModule) -> None: ...
     def on_save_checkpoint(

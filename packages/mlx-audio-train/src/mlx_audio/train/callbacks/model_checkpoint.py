@@ -123,7 +123,7 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
         if self.dirpath is None:
             self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
         self._writes = trainer.is_global_zero  # data-parallel: rank 0 alone touches the files
-        if self._writes:
+        if self._writes and stage == "fit":  # validate/test/predict touch no files (Lightning)
             clean_leftovers(
                 self.dirpath
             )  # half-written or half-deleted checkpoints of crashed runs
@@ -144,7 +144,7 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
             return False
         if trainer.check_val_every_n_epoch != 1:
             return False
-        if trainer.val_batches_total == 0:  # no validation
+        if not sum(trainer.num_val_batches):
             return True
         return trainer.val_check_interval == 1.0
 

@@ -331,7 +331,13 @@ class TQDMProgressBar(Callback):
         self._eval_start(trainer, "Predicting")
 
     def on_predict_batch_end(
-        self, trainer: Trainer, module: TrainModule, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: Trainer,
+        module: TrainModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self._eval_step(trainer)
 
