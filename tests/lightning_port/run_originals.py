@@ -128,6 +128,44 @@ ORIGINALS = [
     "tests_pytorch/trainer/test_trainer.py::test_disabled_training",
     "tests_pytorch/trainer/test_trainer.py::test_disabled_validation",
     *(
+        f"tests_pytorch/checkpointing/test_model_checkpoint.py::{name}"
+        for name in (
+            "test_model_checkpoint_format_checkpoint_name",
+            "test_none_monitor_top_k",
+            "test_none_monitor_not_alternating",
+            "test_configure_model_checkpoint",
+            "test_current_score",
+            "test_current_score_when_nan",
+        )
+    ),
+    "tests_pytorch/callbacks/test_early_stopping.py::test_early_stopping_no_extraneous_invocations",
+    "tests_pytorch/callbacks/test_early_stopping.py::test_early_stopping_reasons",
+    *(
+        f"tests_pytorch/callbacks/test_lr_monitor.py::{name}"
+        for name in (
+            "test_lr_monitor_single_lr",
+            "test_lr_monitor_single_lr_with_momentum",
+            "test_lr_monitor_no_lr_scheduler_single_lr",
+            "test_lr_monitor_no_lr_scheduler_single_lr_with_momentum",
+            "test_log_momentum_no_momentum_optimizer_no_lr_scheduler",
+        )
+    ),
+    *(
+        f"tests_pytorch/trainer/flags/test_val_check_interval.py::{name}"
+        for name in (
+            "test_val_check_interval_float_with_none_check_val_every_n_epoch",
+            "test_time_based_val_check_interval",
+            "test_time_and_epoch_gated_val_check",
+        )
+    ),
+    "tests_pytorch/trainer/test_trainer.py::test_checkpoint_path_input_last",
+    "tests_pytorch/trainer/test_trainer.py::test_checkpoint_path_input",
+    "tests_pytorch/trainer/flags/test_min_max_epochs.py::test_max_epochs_not_set_warning",
+    "tests_pytorch/trainer/test_states.py::test_interrupt_state_on_keyboard_interrupt",
+    "tests_pytorch/callbacks/test_timer.py::test_timer_time_remaining",
+    "tests_pytorch/callbacks/test_callbacks.py::test_resume_incomplete_callbacks_list_warning",
+    "tests_pytorch/models/test_restore.py::test_restarting_mid_epoch_raises_warning",
+    *(
         f"tests_pytorch/models/test_hooks.py::{name}"
         for name in (
             "test_trainer_model_hook_system_fit",

@@ -180,8 +180,8 @@ def test_model_summary_is_a_default_callback_as_in_lightning(caplog):
 @pytest.mark.parametrize(
     "kwargs, reason",
     [
-        ({"stopping_threshold": 10.0}, "reached stopping_threshold"),
-        ({"divergence_threshold": 1e-6}, "diverged"),
+        ({"stopping_threshold": 10.0}, "Stopping threshold reached"),
+        ({"divergence_threshold": 1e-6}, "Divergence threshold reached"),
         ({"patience": 0}, "did not improve"),
     ],
 )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import mlx.core as mx
 import pytest
 from train_testing import TinyClassifier, blobs
@@ -110,9 +112,17 @@ def test_max_time_adds_a_step_timer_unless_one_is_given():
         for c in quiet(max_time="00:00:00:01", callbacks=[given]).callbacks
         if isinstance(c, Timer)
     ] == [given]
-    with pytest.warns(UserWarning, match="max_epochs was not set"):
-        Trainer(logger=False)
-    Trainer(logger=False, max_time="00:00:10:00")  # no max_epochs warning: the time limits the run
+    # Lightning resolves max_epochs=None when fit runs: 1000 with a warning, -1 under a Timer
+    unset = Trainer(logger=False, limit_train_batches=0, enable_progress_bar=False)
+    assert unset.max_epochs is None
+    with pytest.warns(UserWarning, match="`max_epochs` was not set"):
+        unset.fit(TinyClassifier(), DataLoader(blobs(16), batch_size=8))
+    assert unset.max_epochs == 1000
+    timed = Trainer(logger=False, max_time="00:00:10:00", limit_train_batches=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no max_epochs warning: the time limits the run
+        timed.fit(TinyClassifier(), DataLoader(blobs(16), batch_size=8))
+    assert timed.max_epochs == -1
 
 
 def test_lightning_none_defaults_resolve_as_there():

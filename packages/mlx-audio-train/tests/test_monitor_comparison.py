@@ -82,7 +82,7 @@ def test_early_stopping_and_model_checkpoint_decide_through_the_shared_compariso
     """Swap the shared comparison: both callbacks' decisions follow it (nothing compares on its own)."""
     stopper = EarlyStopping(monitor="val_loss", patience=2)
     for value in (3.0, 2.0, 1.0):  # improving under the real comparison
-        stopper._check(fake_trainer(val_loss=value))
+        stopper._run_early_stopping_check(fake_trainer(val_loss=value))
     assert stopper.wait_count == 0 and stopper.best_score == 1.0
     checkpoint = ModelCheckpoint(dirpath=str(tmp_path), monitor="val_loss", save_top_k=1)
     saved = []
@@ -96,8 +96,8 @@ def test_early_stopping_and_model_checkpoint_decide_through_the_shared_compariso
     monkeypatch.setattr(MonitorCallback, "is_improvement", lambda self, c, r: False)
     monkeypatch.setattr(MonitorCallback, "is_better", lambda self, c, r: False)
     trainer = fake_trainer(val_loss=0.5)
-    stopper._check(trainer)
-    stopper._check(trainer)
+    stopper._run_early_stopping_check(trainer)
+    stopper._run_early_stopping_check(trainer)
     assert stopper.wait_count == 2 and trainer.should_stop and stopper.best_score == 1.0
     trainer.save_checkpoint = saved.append
     checkpoint._save_topk(trainer, {"val_loss": 0.5, "epoch": 0, "step": 3})
@@ -105,14 +105,14 @@ def test_early_stopping_and_model_checkpoint_decide_through_the_shared_compariso
     # the thresholds are the same mode comparison (Lightning's monitor_op): 1.0 < 10 would stop
     threshold = EarlyStopping(monitor="val_loss", stopping_threshold=10.0)
     trainer = fake_trainer(val_loss=1.0)
-    threshold._check(trainer)
-    assert not trainer.should_stop and threshold.reason is None
+    threshold._run_early_stopping_check(trainer)
+    assert not trainer.should_stop and threshold.stopping_reason_message is None
 
 
 def test_missing_monitored_value_is_read_the_same_way(monkeypatch):
     monkeypatch.setattr(MonitorCallback, "monitored_value", lambda self, metrics: None)
     with pytest.raises(RuntimeError, match="EarlyStopping conditioned on metric 'val_loss'"):
-        EarlyStopping(monitor="val_loss")._check(fake_trainer(val_loss=1.0))
+        EarlyStopping(monitor="val_loss")._run_early_stopping_check(fake_trainer(val_loss=1.0))
     checkpoint = ModelCheckpoint(dirpath="unused", monitor="val_loss")
     with pytest.raises(ValueError, match="could not find the monitored key"):
         checkpoint._save_topk(fake_trainer(val_loss=1.0), {"val_loss": 1.0, "epoch": 0, "step": 1})

@@ -119,6 +119,8 @@ CLI_TYPES: dict[str, Any] = {
     "profiler": Literal["simple", "advanced"] | None,  # a name: profiler objects are Python's
     "strategy": Literal["auto", "ddp", "single_device"],
     "default_root_dir": str,  # the run folder, which evaluate and predict read
+    # batches or a fraction only: YAML 1.1 reads a "DD:HH:MM:SS" time as a base-60 int
+    "val_check_interval": int | float | None,
 }
 
 

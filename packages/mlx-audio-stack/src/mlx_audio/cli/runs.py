@@ -145,7 +145,8 @@ class RunCheckpoint(ModelCheckpoint):
         self._recorded: tuple[str, str] | None = None
 
     def _record(self, trainer: Trainer, status: str = "running") -> None:
-        now = (self.best_model_path, self.last_model_path)
+        last = os.path.realpath(self.last_model_path) if self.last_model_path else ""
+        now = (self.best_model_path, last)  # last_model_path is dirpath/last: where it points
         if self.last_model_path and (now != self._recorded or status != "running"):
             if trainer.is_global_zero:
                 write(self.root, trainer, self.fields, status)

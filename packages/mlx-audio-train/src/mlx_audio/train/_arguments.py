@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Any, Generic, TypeVar, overload
+from datetime import timedelta
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ._device import check_accelerator, check_devices
 from .callbacks.base import check_number
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 # NOTE [precision names]: Lightning's inputs and names (lightning.fabric.connector's
 # _convert_precision_to_unified_args): 32/"32" -> "32-true", "bf16" -> "bf16-mixed" (with
@@ -88,7 +94,8 @@ class TrainerArgs:
     gradient_clip_val: float | None = None
     gradient_clip_algorithm: str = "norm"
     precision: str = "32-true"
-    val_check_interval: int | float = 1.0
+    val_check_interval: int | float | str | timedelta | dict[str, int] = 1.0
+    val_check_time_interval: float | None = None  # seconds, for a time-based val_check_interval
     check_val_every_n_epoch: int | None = 1
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0
@@ -148,11 +155,19 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     for name in ("accumulate_grad_batches", "log_every_n_steps"):
         if kwargs[name] is None:
             raise ValueError(f"Trainer: {name} must be an int >= 1, got None")
+    time_based = isinstance(kwargs["val_check_interval"], (str, timedelta, dict))
+    if kwargs["check_val_every_n_epoch"] is None and isinstance(
+        kwargs["val_check_interval"], float
+    ):
+        raise ValueError(
+            "`val_check_interval` should be an integer or a time-based duration (str 'DD:HH:MM:SS', "
+            "datetime.timedelta, or dict kwargs for timedelta) when `check_val_every_n_epoch=None`."
+        )
     for name in (
         "limit_train_batches",
         "limit_val_batches",
         "limit_test_batches",
-        "val_check_interval",
+        *(() if time_based else ("val_check_interval",)),
     ):
         minimum = 1 if name == "val_check_interval" else 0
         if name.startswith("limit_") and type(kwargs[name]) is float and kwargs[name] == 0.0:
@@ -194,18 +209,11 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
     values["accelerator"] = check_accelerator(kwargs["accelerator"])
     check_devices(kwargs["devices"])
     check_lightning_flags(kwargs)
-    max_epochs = kwargs["max_epochs"]
+    # max_epochs stays as given (None: resolved when fit runs, resolve_loop_limits)
     max_steps = kwargs["max_steps"]
-    if max_epochs is None and max_steps in (None, -1):
-        if not has_timer:
-            warnings.warn(
-                f"Trainer: max_epochs was not set. Setting it to {_DEFAULT_MAX_EPOCHS} epochs. "
-                "To train without an epoch limit, set max_epochs=-1.",
-                stacklevel=3,
-            )
-            max_epochs = _DEFAULT_MAX_EPOCHS
-    values["max_epochs"] = None if max_epochs == -1 else max_epochs
     values["max_steps"] = None if max_steps == -1 else max_steps
+    if time_based:
+        values["val_check_time_interval"] = parse_time_interval(kwargs["val_check_interval"])
     sanity = kwargs["num_sanity_val_steps"]
     values["num_sanity_val_steps"] = math.inf if sanity == -1 else (2 if sanity is None else sanity)
     values["min_epochs"] = kwargs["min_epochs"] or (1 if kwargs["min_steps"] is not None else 0)
@@ -233,15 +241,83 @@ def make_args(kwargs: dict[str, Any], has_timer: bool) -> TrainerArgs:
             limit_test_batches=n,
             num_sanity_val_steps=0,
             val_check_interval=1.0,
+            val_check_time_interval=None,  # time not applicable in fast_dev_run (Lightning)
             check_val_every_n_epoch=1,
             enable_logging=False,
         )
     return args
 
 
+def parse_time_interval(value: str | timedelta | dict[str, int]) -> float:
+    """A time-based ``val_check_interval`` in seconds: ``"DD:HH:MM:SS"``, a ``timedelta`` or a
+    dict of its arguments (Lightning's ``_parse_time_interval_seconds``, its messages)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        try:
+            return timedelta(**value).total_seconds()
+        except TypeError as error:
+            raise ValueError(
+                f"Trainer: val_check_interval={value!r} is not a valid dict of timedelta arguments "
+                f"(days, hours, minutes, seconds, ...): {error}"
+            ) from None
+    parts = value.split(":")
+    if len(parts) != 4:
+        raise ValueError(
+            f"Invalid time format for `val_check_interval`: {value!r}. Expected 'DD:HH:MM:SS'."
+        )
+    try:
+        days, hours, minutes, seconds = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError(
+            f"Non-integer component in `val_check_interval` string: {value!r}. Use 'DD:HH:MM:SS'."
+        ) from None
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+
+
+def resolve_loop_limits(args: TrainerArgs, callbacks: Iterable[object]) -> TrainerArgs:
+    """``max_epochs=None`` when ``fit`` runs (Lightning's ``_parse_loop_limits``): 1000 with its
+    warning, or no limit (``-1``) when ``max_steps`` is set or a ``Timer`` limits the time."""
+    from .callbacks import Timer
+
+    if args.max_epochs is not None:
+        return args
+    if args.max_steps is None and not any(isinstance(c, Timer) for c in callbacks):
+        warnings.warn(
+            f"`max_epochs` was not set. Setting it to {_DEFAULT_MAX_EPOCHS} epochs. To train "
+            "without an epoch limit, set `max_epochs=-1`.",
+            stacklevel=3,
+        )
+        return replace(args, max_epochs=_DEFAULT_MAX_EPOCHS)
+    return replace(args, max_epochs=-1)
+
+
+# NOTE [time-based validation]: with a time-based val_check_interval (Lightning 2.6) the fit
+# loop validates after a batch once this many seconds passed since training started or the last
+# validation ended; the clock is read once when training starts, once per batch of an epoch that
+# validates, and once at the end of every evaluation run -- where Lightning reads it -- so the
+# ported tests can drive it with a fake ``monotonic``.
+def start_validation_clock(trainer: Trainer) -> None:
+    if trainer.val_check_time_interval is not None:
+        trainer.last_val_time = monotonic()
+
+
+def mark_validation_end(trainer: Trainer) -> None:
+    trainer.last_val_time = monotonic()
+
+
+def validation_time_due(trainer: Trainer) -> bool:
+    interval = trainer.val_check_time_interval
+    assert interval is not None
+    return monotonic() - trainer.last_val_time >= interval
+
+
 def val_check_batch(args: TrainerArgs, batches: float, val_batches: float) -> float:
-    """Batches between validations (Lightning's ``val_check_batch``); inf: at the epoch's end."""
+    """Batches between validations (Lightning's ``val_check_batch``); inf: at the epoch's end
+    (or by time: NOTE [time-based validation])."""
     interval = args.val_check_interval
+    if args.val_check_time_interval is not None or not isinstance(interval, (int, float)):
+        return math.inf
     if isinstance(interval, int):
         if interval > batches and args.check_val_every_n_epoch is not None and val_batches > 0:
             raise ValueError(

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+from typing import Any
 
 
 def fsync(path: str) -> None:
@@ -81,21 +82,30 @@ def point_last(dirpath: str, target: str, name: str = "last") -> str:
     return link
 
 
-_FIELD = re.compile(r"\{([A-Za-z_][\w/.]*)(:[^}]*)?\}")
+_GROUP = re.compile(r"(\{.*?)[:\}]")
 
 
-def checkpoint_name(template: str, metrics: dict[str, float], auto_insert_metric_name: bool) -> str:
-    """``template`` (``"{epoch:02d}-{val_loss:.3f}"``) filled from ``metrics``, a missing one as
-    0, as Lightning's ``format_checkpoint_name`` (``epoch=03-val_loss=0.412`` with the names)."""
-
-    def field(match: re.Match[str]) -> str:
-        key = match.group(1)
-        spec = match.group(2) or ""
-        value = metrics.get(key, 0)
-        text = format(value, spec[1:]) if spec else str(value)
-        return f"{key}={text}" if auto_insert_metric_name else text
-
-    return _FIELD.sub(field, template)
+def checkpoint_name(
+    template: str | None,
+    metrics: dict[str, Any],
+    auto_insert_metric_name: bool,
+    prefix: str = "",
+    join: str = "-",
+    equals: str = "=",
+) -> str:
+    """``template`` (``"{epoch:02d}-{val_loss:.3f}"``; default ``"{epoch}-{step}"``) filled from
+    ``metrics``, a missing one as 0: Lightning's ``_format_checkpoint_name``, step for step
+    (``epoch=03-val_loss=0.412`` with the names; names may hold ``/``, ``.`` and ``@``)."""
+    filename = template or join.join(("{epoch}", "{step}"))
+    values = dict(metrics)
+    for group in sorted(_GROUP.findall(filename), key=len, reverse=True):
+        name = group[1:]
+        if auto_insert_metric_name:
+            filename = filename.replace(group, name + equals + "{" + name)
+        filename = filename.replace(group, f"{{0[{name}]")  # names with dots (str.format)
+        values.setdefault(name, 0)
+    filename = filename.format(values)
+    return join.join((prefix, filename)) if prefix else filename
 
 
 def unique_path(path: str, replacing: str | None = None) -> str:
@@ -106,3 +116,56 @@ def unique_path(path: str, replacing: str | None = None) -> str:
         n += 1
         candidate = f"{path}-v{n}"
     return candidate
+
+
+class CheckpointNames:
+    """``ModelCheckpoint``'s names, as Lightning's (its class constants and methods)."""
+
+    CHECKPOINT_JOIN_CHAR = "-"
+    CHECKPOINT_EQUALS_CHAR = "="
+    CHECKPOINT_NAME_LAST = "last"
+    FILE_EXTENSION = ""  # a checkpoint is a directory
+    filename: str | None
+    dirpath: str | None
+    auto_insert_metric_name: bool
+
+    def format_name(self, metrics: dict[str, float]) -> str:
+        """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
+        return self._format_checkpoint_name(
+            self.filename, metrics, auto_insert_metric_name=self.auto_insert_metric_name
+        )
+
+    def _format_checkpoint_name(
+        self,
+        filename: str | None,
+        metrics: dict[str, Any],
+        prefix: str = "",
+        auto_insert_metric_name: bool = True,
+    ) -> str:
+        return checkpoint_name(
+            filename,
+            metrics,
+            auto_insert_metric_name,
+            prefix,
+            self.CHECKPOINT_JOIN_CHAR,
+            self.CHECKPOINT_EQUALS_CHAR,
+        )
+
+    def format_checkpoint_name(
+        self,
+        metrics: dict[str, Any],
+        filename: str | None = None,
+        ver: int | None = None,
+        prefix: str = "",
+    ) -> str:
+        """The checkpoint path for ``metrics`` (Lightning's): ``filename`` (default: this
+        callback's) filled in, with ``prefix`` and a ``-v{ver}`` suffix, under ``dirpath``
+        (a bare name when ``dirpath`` is not set yet). Checkpoints are directories, so there is
+        no ``.ckpt`` extension (``FILE_EXTENSION`` is ``""``)."""
+        name = self._format_checkpoint_name(
+            filename or self.filename, metrics, prefix, self.auto_insert_metric_name
+        )
+        if ver is not None:
+            name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
+        name += self.FILE_EXTENSION
+        return os.path.join(self.dirpath, name) if self.dirpath else name

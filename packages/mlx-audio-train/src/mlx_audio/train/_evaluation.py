@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from . import checkpoint, distributed
+from . import distributed
+from ._arguments import mark_validation_end
+from ._ckpt_path import load_for_evaluation
 from ._data_source import is_overridden, prepare_data, request
 from ._device import device_scope
 from ._forward import call_step, make_eval_fn
@@ -45,6 +47,7 @@ def sanity_check(trainer: Trainer, setup_val: Callable[[], None]) -> None:
     setup_val()
     counts = [min(trainer.num_sanity_val_steps, n) for n in trainer.num_val_batches]
     evaluate(trainer, trainer._val_loaders, "validation", counts)
+    mark_validation_end(trainer)  # NOTE [time-based validation]
     trainer.hooks.on_sanity_check_end()
     trainer.sanity_checking = False
     trainer.metrics.restore(before)
@@ -149,8 +152,7 @@ def standalone(
     prepare_data(trainer)
     trainer.hooks.setup(entry)
     log_hyperparams(trainer)
-    if ckpt_path is not None:
-        model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
+    load_for_evaluation(trainer, model, ckpt_path)
     if limit == 0:  # Lightning asks for no loader then
         trainer.hooks.teardown(entry)
         return []
@@ -182,8 +184,7 @@ def predict(
     prepare_data(trainer)
     trainer.hooks.setup("predict")
     log_hyperparams(trainer)
-    if ckpt_path is not None:
-        model.load_checkpoint(checkpoint.resolve_ckpt_path(trainer, ckpt_path))
+    load_for_evaluation(trainer, model, ckpt_path)
     loaders = split_loaders(request(trainer, given, "predict", True))
     several = len(loaders) > 1
     check_dataloader_idx(model, _HOOKS["predict"], several, "predict")

@@ -89,8 +89,8 @@ class FitData:
             else None
         )
         trainer._estimated_max_steps = (
-            trainer.max_epochs * per_epoch
-            if trainer.max_epochs is not None and per_epoch is not None
+            trainer.epoch_limit * per_epoch
+            if trainer.epoch_limit is not None and per_epoch is not None
             else None
         )
 

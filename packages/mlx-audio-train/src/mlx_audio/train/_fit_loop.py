@@ -30,8 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import distributed
 from ._anomaly import raise_anomaly
+from ._arguments import (
+    mark_validation_end,
+    start_validation_clock,
+    validation_time_due,
+)
+from ._ckpt_path import selected_ckpt_path
 from ._data_source import prepare_data
 from ._evaluation import evaluate, sanity_check
 from ._fit_data import FitData
@@ -91,10 +97,8 @@ def run_fit(
     dtype = compute_dtype(trainer.precision)
     if trainer.precision.endswith("-true") and dtype is not None:  # bf16-true, 16-true
         model.set_dtype(dtype)
-    trainer.ckpt_path = (
-        checkpoint.resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
-    )
-    resumed = restore(trainer, ckpt_path) if ckpt_path is not None else None
+    trainer.ckpt_path = selected_ckpt_path(trainer, ckpt_path)  # None: a fresh start
+    resumed = restore(trainer, trainer.ckpt_path) if trainer.ckpt_path is not None else None
     trainer.optimizer, trainer.lr_schedule_name = trainer.hooks.configure_optimizers()
     trainer.hooks.optimizer_configured()
     if resumed is not None:
@@ -143,6 +147,7 @@ def run_fit(
         ran = False
     else:
         warn_eval_modules(model)  # Lightning leaves each submodule's mode as the user set it
+        start_validation_clock(trainer)  # NOTE [time-based validation]
         trainer.hooks.on_train_start()
         while not fit_done(trainer):
             reload_if_due(trainer)
@@ -295,7 +300,7 @@ def fit_done(trainer: Trainer) -> bool:
         return True
     if trainer.args.max_steps is not None and trainer.global_step >= trainer.args.max_steps:
         return True
-    if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
+    if trainer.epoch_limit is not None and trainer.current_epoch >= trainer.epoch_limit:
         return True
     if one_pass_done(trainer):
         return True  # a generator's batches came once (check_fit_inputs warned)
@@ -325,6 +330,8 @@ def validate_now(trainer: Trainer) -> bool:
     """Whether to validate after this batch (``val_check_interval``, or a stop request)."""
     if not trainer.validates_this_epoch():
         return False
+    if trainer.val_check_time_interval is not None:  # NOTE [time-based validation]
+        return (trainer.should_stop and can_stop_early(trainer)) or validation_time_due(trainer)
     if math.isinf(trainer.val_check_batch):
         return trainer.is_last_batch or (trainer.should_stop and can_stop_early(trainer))
     if trainer.should_stop and can_stop_early(trainer):
@@ -340,5 +347,6 @@ def validate_now(trainer: Trainer) -> bool:
 def validate_in_fit(trainer: Trainer) -> None:
     check_nonfinite(trainer)
     evaluate(trainer, trainer._val_loaders, "validation", trainer.num_val_batches)
+    mark_validation_end(trainer)  # NOTE [time-based validation]
     trainer.validation_has_run = True
     trainer.progress.should_stop = distributed.any_rank(trainer.progress.should_stop)

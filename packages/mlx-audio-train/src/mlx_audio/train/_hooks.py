@@ -55,6 +55,11 @@ def with_defaults(
         given.append(ProgressBar())
     if summary is not False and not any(isinstance(c, ModelSummary) for c in given):
         given.append(ModelSummary())
+    if checkpointing is False and any(isinstance(c, ModelCheckpoint) for c in given):
+        raise ValueError(
+            "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` "
+            "in callbacks list."
+        )
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in given):
         given.append(ModelCheckpoint())
     if max_time is not None and not any(isinstance(c, Timer) for c in given):

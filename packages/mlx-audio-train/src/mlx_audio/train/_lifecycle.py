@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import warnings
@@ -178,9 +179,8 @@ def print_summary(trainer: Trainer) -> None:
             if callback.monitor and callback.best_model_score is not None
             else ""
         )
-        lines.append(
-            f"  checkpoints: {callback.dirpath} (last -> {callback.last_model_path or 'none'}){best}"
-        )
+        last = os.path.realpath(callback.last_model_path) if callback.last_model_path else "none"
+        lines.append(f"  checkpoints: {callback.dirpath} (last -> {last}){best}")
     for logger in trainer.loggers:
         lines.append(f"  logs: {type(logger).__name__} at {logger.log_dir}")
     rank_zero_info("\n".join(lines))

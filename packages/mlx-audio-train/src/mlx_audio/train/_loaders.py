@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +83,7 @@ def check_fit_inputs(trainer: Trainer, model: Any, train: Any, val: Any) -> None
             "(mlx_audio.data.ConcatDataset) into one loader. Several validation loaders are "
             "taken: val_dataloaders=[a, b]"
         )
-    epochs = trainer.max_epochs
+    epochs = trainer.epoch_limit
     if isinstance(train, Iterator) and (epochs is None or epochs > 1) and trainer.is_global_zero:
         trainer.warn_once(
             f"train_dataloaders is an iterator ({type(train).__name__}): it yields its batches "
@@ -158,6 +159,14 @@ class EpochBatches:
                 loader.set_epoch(epoch)
         iterator = iter(loader)
         if start and not (self.stateful and loader_state):  # not resumable: skip what was seen
+            warnings.warn(
+                "You're resuming from a checkpoint that ended before the epoch ended and your "
+                "dataloader is not resumable. This can cause unreliable results if further "
+                "training is done. Consider using an end-of-epoch checkpoint or make your "
+                "dataloader resumable by implementing the `state_dict` / `load_state_dict` "
+                "interface.",
+                stacklevel=3,
+            )
             iterator = itertools.islice(iterator, start, None)
         self.iterator: Iterator[Any] = iterator
         self.count = count

@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import distributed
+from ._ckpt_path import warn_missing_callbacks
 from ._status import rank_zero_info
 from ._tree import flatten
 from .checkpoint import (
@@ -87,6 +88,7 @@ def restore(trainer: Trainer, ckpt_path: str) -> dict[str, Any] | None:
     if datamodule is not None and type(datamodule).__qualname__ in state:  # Lightning's key
         trainer.hooks.datamodule_load_state_dict(state[type(datamodule).__qualname__])
     trainer.hooks.on_load_checkpoint_callbacks({**state, **arrays})
+    warn_missing_callbacks(trainer, state)
     for callback in trainer.callbacks:
         if callback.state_key in state.get("callbacks", {}):
             try:

@@ -4,17 +4,22 @@ progress, loggers, callbacks found by type, the live metric views and the data-p
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from . import distributed
 from ._arguments import Argument
-from .callbacks import Callback, ModelCheckpoint
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
 
 if TYPE_CHECKING:
+    from mlx.optimizers import Optimizer
+
     from mlx_audio.loggers import Logger
 
+    from ._arguments import TrainerArgs
     from ._metrics import MetricStore, Results
     from ._progress import Progress
+    from .module import TrainModule
 
 
 class TrainerViews:
@@ -24,19 +29,25 @@ class TrainerViews:
     metrics: MetricStore
     callbacks: list[Callback]
     loggers: list[Logger]
+    module: TrainModule | None
+    optimizer: Optimizer | None
+    args: TrainerArgs
     num_val_batches: list[float]
+    num_test_batches: list[float]
+    _interrupted: bool
     _train_results: Results
     _eval_results: Results | None
 
     # -- the arguments, resolved (_arguments.py; Trainer.args) ---------------------------------------------------
     min_epochs = Argument[int]()
     min_steps = Argument[int]()
-    max_epochs = Argument[int | None]()
+    max_epochs = Argument[int | None]()  # as given; None resolves in fit (Lightning's)
     accumulate_grad_batches = Argument[int]()
     gradient_clip_val = Argument[float | None]()
     gradient_clip_algorithm = Argument[str]()
     precision = Argument[str]()
-    val_check_interval = Argument[int | float]()
+    val_check_interval = Argument[int | float | str | timedelta | dict[str, int]]()
+    val_check_time_interval = Argument[float | None]()
     check_val_every_n_epoch = Argument[int | None]()
     limit_train_batches = Argument[int | float]()
     limit_val_batches = Argument[int | float]()
@@ -95,9 +106,62 @@ class TrainerViews:
     def log_dir(self) -> str | None:
         return self.logger.log_dir if self.logger is not None else None
 
+    # -- callbacks found by type (Lightning: the first one, and all of them) ----------------------
     @property
     def checkpoint_callback(self) -> ModelCheckpoint | None:
-        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+        return next(iter(self.checkpoint_callbacks), None)
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [c for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        return next(iter(self.early_stopping_callbacks), None)
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((c for c in self.callbacks if isinstance(c, ProgressBar)), None)
+
+    # -- the module and the run's state -----------------------------------------------------------
+    @property
+    def lightning_module(self) -> TrainModule | None:
+        """The module of the running (or last) ``fit``/``validate``/``test``/``predict``."""
+        return self.module
+
+    @property
+    def model(self) -> TrainModule | None:
+        """Lightning's ``trainer.model`` (there the module maybe wrapped for DDP): the module;
+        data-parallel here wraps nothing."""
+        return self.module
+
+    @property
+    def optimizers(self) -> list[Optimizer]:
+        """Lightning's list of optimizers: the one ``configure_optimizers`` returned."""
+        return [self.optimizer] if self.optimizer is not None else []
+
+    @property
+    def epoch_limit(self) -> int | None:
+        """``max_epochs`` for the loops: None for no limit (``-1``; ``None`` before ``fit``
+        resolves it)."""
+        epochs = self.args.max_epochs
+        return None if epochs is None or epochs == -1 else epochs
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the last ``fit`` ended on an exception, Ctrl-C or SIGTERM (Lightning's
+        ``TrainerStatus.INTERRUPTED``)."""
+        return self._interrupted
+
+    @property
+    def num_sanity_val_batches(self) -> list[float]:
+        """Batches the sanity check runs per validation loader (Lightning's)."""
+        steps = self.num_sanity_val_steps
+        return [min(steps, n) for n in self.num_val_batches]
 
     @property
     def callback_metrics(self) -> dict[str, float]:

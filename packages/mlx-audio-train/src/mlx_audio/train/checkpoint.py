@@ -51,6 +51,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, truncated, tampered or for another model."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint at the path (a ``FileNotFoundError`` too, as Lightning's is)."""
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -126,7 +130,7 @@ def resolve(path: str) -> str:
     """The real checkpoint directory behind ``path`` (a directory or a ``last`` link)."""
     real = os.path.realpath(path)
     if not os.path.isdir(real):
-        raise CheckpointError(
+        raise CheckpointNotFoundError(
             f"no checkpoint directory at {path}"
             + (f" (-> {real})" if real != os.path.abspath(path) else "")
         )
@@ -294,13 +298,27 @@ def default_dirpath(trainer: Trainer) -> str:
     return os.path.join(trainer.default_root_dir, "checkpoints")
 
 
+_FN = {"validation": "validate"}  # state_fn -> the Trainer method
+
+
 def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
     """``"last"`` -> ``<dirpath>/last``; ``"best"`` -> the best checkpoint; else the path."""
-    if ckpt_path == "best":
+    if ckpt_path == "best":  # Lightning's messages
+        fn = _FN.get(str(trainer.state_fn), trainer.state_fn)
         callback = trainer.checkpoint_callback
-        if callback is None or not callback.best_model_path:
+        if callback is None:
             raise ValueError(
-                'ckpt_path="best" needs a ModelCheckpoint that has saved a best checkpoint'
+                f'`.{fn}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured.'
+            )
+        if not callback.best_model_path:
+            if trainer.fast_dev_run:
+                raise ValueError(
+                    f'You cannot execute `.{fn}(ckpt_path="best")` with `fast_dev_run=True`. Please pass '
+                    f"an exact checkpoint path to `.{fn}(ckpt_path=...)`"
+                )
+            raise ValueError(
+                f'`.{fn}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured to save the '
+                "best model."
             )
         return str(callback.best_model_path)
     if ckpt_path == "last":

@@ -19,7 +19,7 @@ from mlx_audio.data.support import report_slow_blas
 from mlx_audio.loggers import Logger
 
 from . import _lifecycle, checkpoint
-from ._arguments import ARG_NAMES, make_args
+from ._arguments import ARG_NAMES, make_args, resolve_loop_limits
 from ._data_source import attach, estimated_steps
 from ._device import device_scope
 from ._evaluation import predict, standalone
@@ -55,7 +55,7 @@ class Trainer(TrainerViews):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
         precision: str | int | None = None,
-        val_check_interval: int | float | None = None,
+        val_check_interval: int | float | str | timedelta | dict[str, int] | None = None,
         check_val_every_n_epoch: int | None = 1,
         limit_train_batches: int | float | None = None,
         limit_val_batches: int | float | None = None,
@@ -97,9 +97,9 @@ class Trainer(TrainerViews):
         ``compile``, ``on_nonfinite_loss``, ``collective_timeout``.
 
         Args:
-            max_epochs: Stop after this many epochs. With neither ``max_epochs`` nor
-                ``max_steps`` set it becomes 1000, with Lightning's warning; ``-1`` trains
-                without an epoch limit.
+            max_epochs: Stop after this many epochs. ``-1`` trains without an epoch limit;
+                ``None`` resolves when ``fit`` runs, as in Lightning: 1000 with its warning, or
+                ``-1`` when ``max_steps`` or a ``Timer`` limits the run.
             max_steps: Stop after this many optimizer steps (updates, not batches: with
                 ``accumulate_grad_batches`` one step takes several batches); ``-1`` (the
                 default) means no limit. When it is not set, ``trainer.max_steps`` is
@@ -130,8 +130,10 @@ class Trainer(TrainerViews):
             val_check_interval: How often to validate within a training epoch: a float is a
                 fraction of the epoch (the default 1.0: at its end; it needs a train loader with
                 a length), an int is a number of training batches, which may exceed an epoch only
-                with ``check_val_every_n_epoch=None``. Lightning's time-based intervals
-                (``"DD:HH:MM:SS"``) are not taken.
+                with ``check_val_every_n_epoch=None``. A time (``"DD:HH:MM:SS"``, a
+                ``timedelta`` or a dict of its arguments) validates after the first batch that
+                ends that long after training started or the last validation ended (Lightning
+                2.6's time-based interval).
             check_val_every_n_epoch: Validate after every this many training epochs (default 1).
                 ``None`` validates by training batches alone, across epochs; then
                 ``val_check_interval`` must be an int.
@@ -260,6 +262,8 @@ class Trainer(TrainerViews):
         self.num_val_batches: list[float] = []  # per validation loader (Lightning)
         self.num_test_batches: list[float] = []
         self.num_predict_batches: list[float] = []
+        self._interrupted = False
+        self.last_val_time = 0.0  # NOTE [time-based validation]
         self.val_check_batch: float = math.inf
         self.summarize = True  # the line that ends fit
         self.last_reload: int | None = None  # the epoch fit's loaders were last loaded
@@ -315,6 +319,8 @@ class Trainer(TrainerViews):
             self, model, datamodule, (train_dataloaders, val_dataloaders), "fit"
         )
         check_fit_inputs(self, model, train_dataloaders, val_dataloaders)
+        self._interrupted = False
+        self.args = resolve_loop_limits(self.args, self.callbacks)
         start_run(self, model, "fit")
         self.profile_start("fit")
         if mx.default_device() == mx.cpu:
@@ -325,6 +331,7 @@ class Trainer(TrainerViews):
                 with device_scope(self.accelerator):
                     ran = run_fit(self, model, train_dataloaders, val_dataloaders, ckpt_path)
             except BaseException as error:
+                self._interrupted = True
                 clearer = _lifecycle.on_fit_error(self, error)
                 if clearer is not None:
                     raise clearer from error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .._status import rank_zero_info
@@ -13,12 +14,27 @@ if TYPE_CHECKING:
     from ..trainer import Trainer
 
 
+class EarlyStoppingReason(Enum):
+    """Why :class:`EarlyStopping` stopped training (Lightning's enum, same values)."""
+
+    NOT_STOPPED = 0
+    STOPPING_THRESHOLD = 1
+    DIVERGENCE_THRESHOLD = 2
+    PATIENCE_EXHAUSTED = 3
+    NON_FINITE_METRIC = 4
+
+
+_ORDER = {"min": "<", "max": ">"}
+
+
 class EarlyStopping(MonitorCallback):
     """Checked after each validation -- or at each training epoch's end when validation runs once
     per epoch (``check_on_train_epoch_end``, decided at setup as in Lightning). Stops after
     ``patience`` checks without an improvement of more than ``min_delta``; at once when the
     metric becomes non-finite (``check_finite``), reaches ``stopping_threshold`` or goes past
-    ``divergence_threshold``. A missing metric raises with ``strict`` (the default)."""
+    ``divergence_threshold``. A missing metric raises with ``strict`` (the default).
+    ``stopping_reason`` (an :class:`EarlyStoppingReason`) and ``stopping_reason_message`` say
+    why it stopped (``NOT_STOPPED`` / ``None`` while it has not); both are checkpointed."""
 
     def __init__(
         self,
@@ -53,7 +69,8 @@ class EarlyStopping(MonitorCallback):
         self.wait_count = 0
         self.best_score = self.worst
         self.stopped_epoch = 0
-        self.reason: str | None = None
+        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+        self.stopping_reason_message: str | None = None
 
     @property
     def state_key(self) -> str:
@@ -70,13 +87,13 @@ class EarlyStopping(MonitorCallback):
 
     def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.check_on_train_epoch_end and not self._skip(trainer):
-            self._check(trainer)
+            self._run_early_stopping_check(trainer)
 
     def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         if not self.check_on_train_epoch_end and not self._skip(trainer):
-            self._check(trainer)
+            self._run_early_stopping_check(trainer)
 
-    def _check(self, trainer: Trainer) -> None:
+    def _run_early_stopping_check(self, trainer: Trainer) -> None:
         metrics = trainer.callback_metrics
         if trainer.fast_dev_run:
             return
@@ -89,38 +106,58 @@ class EarlyStopping(MonitorCallback):
                 )
             return
         current = float(value)
-        stop = False
-        reason = None
-        if self.check_finite and not math.isfinite(current):
-            stop = True
-            reason = f"{self.monitor} = {current} is not finite"
-        elif self.stopping_threshold is not None and self.is_better(
-            current, self.stopping_threshold
-        ):
-            stop = True
-            reason = f"{self.monitor} = {current:.6g} reached stopping_threshold {self.stopping_threshold}"
-        elif self.divergence_threshold is not None and self.is_better(
-            -current, -self.divergence_threshold
-        ):
-            stop = True
-            reason = f"{self.monitor} = {current:.6g} diverged past {self.divergence_threshold}"
-        elif self.is_improvement(current, self.best_score):
-            self.best_score = current
-            self.wait_count = 0
-        else:
-            self.wait_count += 1
-            if self.wait_count >= self.patience:
-                stop = True
-                reason = (
-                    f"{self.monitor} did not improve by more than {self.min_delta} in "
-                    f"{self.wait_count} checks (best {self.best_score:.6g})"
-                )
+        stop, reason = self._evaluate_stopping_criteria(current)
         trainer.should_stop = trainer.should_stop or stop
         if stop:
             self.stopped_epoch = trainer.current_epoch
-            self.reason = reason
-            if trainer.is_global_zero:
-                rank_zero_info(f"EarlyStopping: {reason}; stopping.")
+            self.stopping_reason_message = reason
+        if reason and self.verbose and trainer.is_global_zero:
+            rank_zero_info(reason)
+        elif stop and trainer.is_global_zero:
+            rank_zero_info(f"EarlyStopping: {reason}")
+
+    def _evaluate_stopping_criteria(self, current: float) -> tuple[bool, str | None]:
+        """Lightning's criteria, in its order, with its messages (``stopping_reason`` set)."""
+        monitor, order = self.monitor, _ORDER[self.mode]
+        if self.check_finite and not math.isfinite(current):
+            self.stopping_reason = EarlyStoppingReason.NON_FINITE_METRIC
+            return True, (
+                f"Monitored metric {monitor} = {current} is not finite."
+                f" Previous best value was {self.best_score:.3f}. Signaling Trainer to stop."
+            )
+        if self.stopping_threshold is not None and self.is_better(current, self.stopping_threshold):
+            self.stopping_reason = EarlyStoppingReason.STOPPING_THRESHOLD
+            return True, (
+                f"Stopping threshold reached: {monitor} = {current} {order} "
+                f"{self.stopping_threshold}. Signaling Trainer to stop."
+            )
+        if self.divergence_threshold is not None and self.is_better(
+            -current, -self.divergence_threshold
+        ):
+            self.stopping_reason = EarlyStoppingReason.DIVERGENCE_THRESHOLD
+            return True, (
+                f"Divergence threshold reached: {monitor} = {current} {order} "
+                f"{self.divergence_threshold}. Signaling Trainer to stop."
+            )
+        if self.is_improvement(current, self.best_score):
+            if math.isfinite(self.best_score):
+                message = (
+                    f"Metric {monitor} improved by {abs(self.best_score - current):.3f} >="
+                    f" min_delta = {abs(self.min_delta)}. New best score: {current:.3f}"
+                )
+            else:
+                message = f"Metric {monitor} improved. New best score: {current:.3f}"
+            self.best_score = current
+            self.wait_count = 0
+            return False, message
+        self.wait_count += 1
+        if self.wait_count < self.patience:
+            return False, None
+        self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
+        return True, (
+            f"Monitored metric {monitor} did not improve in the last {self.wait_count} records."
+            f" Best score: {self.best_score:.3f}. Signaling Trainer to stop."
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -128,9 +165,15 @@ class EarlyStopping(MonitorCallback):
             "best_score": self.best_score,
             "stopped_epoch": self.stopped_epoch,
             "patience": self.patience,
+            "stopping_reason": self.stopping_reason.value,
+            "stopping_reason_message": self.stopping_reason_message,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.wait_count = int(state["wait_count"])
         self.best_score = float(state["best_score"])
         self.stopped_epoch = int(state.get("stopped_epoch", 0))
+        self.stopping_reason = EarlyStoppingReason(
+            state.get("stopping_reason", EarlyStoppingReason.NOT_STOPPED.value)
+        )
+        self.stopping_reason_message = state.get("stopping_reason_message")

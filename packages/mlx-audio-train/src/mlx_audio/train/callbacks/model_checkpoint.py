@@ -20,7 +20,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from .._checkpoint_files import checkpoint_name, unique_path
+from .._checkpoint_files import CheckpointNames, unique_path
 from .._status import rank_zero_info
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..trainer import Trainer
 
 
-class ModelCheckpoint(MonitorCallback):
+class ModelCheckpoint(CheckpointNames, MonitorCallback):
     """Saves checkpoint directories under ``dirpath`` (default ``default_root_dir/checkpoints``).
 
     ``filename`` is a template such as ``"{epoch:02d}-{val_loss:.3f}"`` (metric names are
@@ -79,8 +79,8 @@ class ModelCheckpoint(MonitorCallback):
             )
         self.dirpath = (
             os.path.realpath(os.path.expanduser(os.fspath(dirpath)))
-            if dirpath is not None
-            else None
+            if dirpath
+            else dirpath  # None: resolved in setup; "": the working directory, as in Lightning
         )
         self.filename = filename
         self.monitor = monitor
@@ -98,7 +98,9 @@ class ModelCheckpoint(MonitorCallback):
         self.kth_value = self.worst
         self.best_model_path = ""
         self.best_model_score: float | None = None
-        self.last_model_path = ""
+        self.last_model_path = ""  # dirpath/last once it exists (Lightning's last.ckpt)
+        self.current_score: float | None = None  # the monitored value at the last top-k check
+        self._last_target = ""  # the checkpoint `last` links to
         self._last_global_step_saved = 0  # nothing to save before the first step
         self._defer_to_validation = False
         self._own_last: list[str] = []  # last-only directories this callback wrote
@@ -138,6 +140,8 @@ class ModelCheckpoint(MonitorCallback):
         """Lightning's ``_should_save_on_train_epoch_end``."""
         if self.save_on_train_epoch_end is not None:
             return self.save_on_train_epoch_end
+        if trainer.val_check_time_interval is not None:  # time-based: at validation's end
+            return False
         if trainer.check_val_every_n_epoch != 1:
             return False
         if not sum(trainer.num_val_batches):
@@ -214,7 +218,6 @@ class ModelCheckpoint(MonitorCallback):
             return
         if self._last_global_step_saved == trainer.global_step:
             if preempted and self._written_now:  # this step is on disk already: point `last` at it
-                self.last_model_path = self._written_now
                 self._point_last(self._written_now)
             return
         kind = {
@@ -230,7 +233,6 @@ class ModelCheckpoint(MonitorCallback):
         if (self.save_last or preempted) and isinstance(
             exception, (KeyboardInterrupt, SystemExit)
         ):  # a clean step boundary
-            self.last_model_path = path
             self._point_last(path)
 
     # -- which -----------------------------------------------------------------------------------
@@ -248,10 +250,12 @@ class ModelCheckpoint(MonitorCallback):
     def _save_topk(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.save_top_k == 0:
             return
-        if self.monitor is None:
-            path = unique_path(os.path.join(self._dir, self.format_name(metrics)))
+        if self.monitor is None:  # the same name again replaces the previous one (Lightning)
             previous = self.best_model_path
+            path = unique_path(os.path.join(self._dir, self.format_name(metrics)), previous)
             self.best_model_path = path
+            if path == previous and self._writes:
+                delete_checkpoint(previous)
             self._write(trainer, path)
             if self.save_top_k == 1 and previous and previous != path:
                 self._remove(previous)
@@ -287,6 +291,7 @@ class ModelCheckpoint(MonitorCallback):
             self.best_k_models.pop(removed)
         if math.isnan(current):
             current = self.worst  # NaN ranks last (Lightning)
+        self.current_score = current
         path = unique_path(os.path.join(self._dir, self.format_name(metrics)), removed)
         self.best_k_models[path] = current
         if len(self.best_k_models) == k:
@@ -311,20 +316,19 @@ class ModelCheckpoint(MonitorCallback):
     def _save_last(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if not self.save_last:
             return
-        previous = self.last_model_path
+        previous = self._last_target
         on_disk = os.path.isdir(self._written_now) or not self._writes
         just_saved = self._last_global_step_saved == trainer.global_step and on_disk
         if just_saved:  # `last` links to the checkpoint written at this step
-            self.last_model_path = self._written_now
+            target = self._written_now
         else:  # no top-k checkpoint at this step: write one for `last` alone
-            path = unique_path(
+            target = unique_path(
                 os.path.join(self._dir, f"last-epoch={metrics['epoch']}-step={metrics['step']}")
             )
-            self._write(trainer, path)
-            self._own_last.append(path)
-            self.last_model_path = path
-        self._point_last(self.last_model_path)
-        if previous in self._own_last and previous != self.last_model_path:
+            self._write(trainer, target)
+            self._own_last.append(target)
+        self._point_last(target)
+        if previous in self._own_last and previous != target:
             self._own_last.remove(previous)
             self._remove(previous)
 
@@ -335,6 +339,8 @@ class ModelCheckpoint(MonitorCallback):
         self._written_now = path
 
     def _point_last(self, target: str) -> None:
+        self._last_target = target
+        self.last_model_path = os.path.join(self._dir, "last")
         if self._writes:
             point_last(self._dir, target)
 
@@ -357,11 +363,6 @@ class ModelCheckpoint(MonitorCallback):
             delete_checkpoint(path)
         self._doomed = []
 
-    def format_name(self, metrics: dict[str, float]) -> str:
-        """The file name for ``metrics`` (missing metrics format as 0, as in Lightning)."""
-        template = self.filename or "{epoch}-{step}"
-        return checkpoint_name(template, metrics, self.auto_insert_metric_name)
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor,
@@ -372,6 +373,8 @@ class ModelCheckpoint(MonitorCallback):
             "best_model_path": self.best_model_path,
             "best_model_score": self.best_model_score,
             "last_model_path": self.last_model_path,
+            "last_target": self._last_target,
+            "current_score": self.current_score,
             "own_last": self._own_last,
         }
 
@@ -383,5 +386,9 @@ class ModelCheckpoint(MonitorCallback):
         self.kth_value = float(state.get("kth_value", self.kth_value))
         self.best_model_path = state.get("best_model_path", "")
         self.best_model_score = state.get("best_model_score")
+        self.current_score = state.get("current_score")
         self.last_model_path = state.get("last_model_path", "")
+        self._last_target = state.get("last_target", self.last_model_path)  # older: the target
+        if self._last_target:
+            self.last_model_path = os.path.join(os.path.dirname(self._last_target), "last")
         self._own_last = [p for p in state.get("own_last", []) if os.path.isdir(p)]
