@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mlx_audio.cli import main, tasks
+from mlx_audio.cli import classifier, main, tasks
 from mlx_audio.cli.config import load
 
 PITCHES = {"high": 880.0, "low": 220.0, "mid": 440.0}
@@ -120,7 +120,7 @@ def test_integer_labels_are_class_names(clips, tmp_path):
 def test_the_classifier_refuses_a_label_past_its_classes():
     import mlx.core as mx
 
-    module = tasks.AudioClassifier(load(None, {}), 3)
+    module = classifier.AudioClassifier(load(None, {}), 3)
     with pytest.raises(ValueError, match="label index 3 is not a class of this model"):
         module.on_train_batch_start((mx.zeros((2, 16000)), mx.array([0, 3])), 0)
 

@@ -24,7 +24,7 @@ from . import clips
 from .config import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from .tasks import AudioClassifier
+    from .classifier import AudioClassifier
 
 
 class InWorkers:

@@ -180,7 +180,7 @@ class ClapClassifierModule(TrainModule):
         return mx.softmax(self(batch[0], batch[1]), axis=-1)
 
     def configure_optimizers(self) -> OptimizerConfig:
-        from .tasks import make_optimizer
+        from .classifier import make_optimizer
 
         return make_optimizer(self.settings, self.trainer.max_steps or 1000)
 

@@ -146,7 +146,7 @@ class CaptionedCLAP(TrainModule):
         return loss, {"retrieval_accuracy": mx.mean(hit)}
 
     def configure_optimizers(self) -> OptimizerConfig:
-        from .tasks import make_optimizer
+        from .classifier import make_optimizer
 
         return make_optimizer(self.settings, self.trainer.max_steps or 1000)
 

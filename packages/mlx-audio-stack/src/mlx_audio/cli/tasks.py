@@ -7,23 +7,19 @@ import os
 from typing import Any, cast
 
 import mlx.core as mx
-import mlx.nn as nn
-import mlx.optimizers as optim
 import numpy as np
 
 from mlx_audio.data import (
     AudioFolder,
     AudioManifest,
     DataLoader,
-    LogMel,
 )
 from mlx_audio.data.audio import AudioDecodeError
-from mlx_audio.models import AudioCNN
-from mlx_audio.train import OptimizerConfig, Preempted, Trainer, TrainModule
+from mlx_audio.train import Preempted, Trainer, TrainModule
 from mlx_audio.train.callbacks import EarlyStopping, EMAWeightAveraging, LearningRateMonitor
-from mlx_audio.train.schedulers import WarmupCosineScheduler
 
 from . import augment, clips, outputs, runs
+from .classifier import AudioClassifier
 from .config import ConfigError, Settings, dump, trainer_kwargs
 from .data import MANIFEST_SUFFIXES, DataError
 from .plots import plot_confusion
@@ -44,103 +40,6 @@ def dataset(path: str, sample_rate: int) -> Any:
 
 def files_of(data: Any) -> list[str]:
     return [path for path, *_ in data.files()]
-
-
-class AudioClassifier(TrainModule):
-    """Waveforms ``(B, samples)`` -> normalized log-mels on the accelerator -> ``AudioCNN``.
-
-    ``multilabel``: several classes per clip (multi-hot targets), sigmoid outputs trained with
-    binary cross-entropy; validation logs ``val_mAP`` (macro average precision, AudioSet's
-    mAP: ``mlx_audio.train.metrics.AveragePrecision``) computed over the whole epoch."""
-
-    def __init__(self, settings: Settings, num_classes: int, multilabel: bool = False) -> None:
-        super().__init__()
-        model = settings.model
-        self.settings = settings
-        self.num_classes = num_classes
-        self.multilabel = multilabel
-        if multilabel:
-            from mlx_audio.train.metrics import AveragePrecision
-
-            self.val_map = AveragePrecision("multilabel", num_labels=num_classes)
-        self.features = LogMel(
-            settings.data.sample_rate,
-            n_fft=model.n_fft,
-            hop_length=model.hop_length,
-            n_mels=model.n_mels,
-            f_min=model.f_min,
-            top_db=model.top_db,
-        )
-        self.net = AudioCNN(
-            num_classes=num_classes, channels=tuple(model.channels), dropout=model.dropout
-        )
-        self.masks, self.mixup = augment.on_device(settings, num_classes)
-
-    def normalized(self, waves: mx.array) -> mx.array:
-        mels = self.features.features(waves)
-        return (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
-            mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5
-        )
-
-    def __call__(self, waves: mx.array) -> mx.array:
-        return self.net(self.normalized(waves)[:, None])
-
-    def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
-        waves, labels = batch
-        logits, targets = augment.forward(self, waves, labels)  # augmented while training
-        if self.multilabel:
-            loss = mx.mean(nn.losses.binary_cross_entropy(logits, targets, with_logits=True))
-            return loss, {}
-        loss = mx.mean(nn.losses.cross_entropy(logits, targets))
-        return loss, {"accuracy": mx.mean(mx.argmax(logits, axis=-1) == labels)}
-
-    def validation_step(self, batch: Any, batch_idx: Any) -> Any:
-        output = super().validation_step(batch, batch_idx)
-        if (
-            self.multilabel
-        ):  # the epoch's mAP, not a mean of batches' (NOTE [logged Metric objects])
-            self.val_map.update(self(batch[0]), batch[1].astype(mx.int32))
-            self.log("val_mAP", self.val_map, prog_bar=True)
-        return output
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if not self.multilabel:
-            clips.check_labels(batch[1], self.num_classes)  # outside the compiled step: cheap
-
-    def on_validation_batch_start(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if not self.multilabel:
-            clips.check_labels(batch[1], self.num_classes)
-
-    def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
-        logits = self(batch[0])
-        return mx.sigmoid(logits) if self.multilabel else mx.softmax(logits, axis=-1)
-
-    def configure_optimizers(self) -> OptimizerConfig:
-        return make_optimizer(self.settings, self.trainer.max_steps or 1000)
-
-
-def make_optimizer(settings: Settings, total: int) -> OptimizerConfig:
-    """The optimizer and schedule of ``settings`` for a run of ``total`` optimizer steps."""
-    opt, sched = settings.optimizer, settings.scheduler
-    lr: Any = opt.lr
-    if sched.name == "warmup_cosine":
-        lr = WarmupCosineScheduler(
-            peak_lr=opt.lr,
-            warmup_steps=int(total * sched.warmup_fraction),
-            total_steps=total,
-            min_lr=sched.min_lr,
-        )
-    if opt.name == "sgd":
-        optimizer: optim.Optimizer = optim.SGD(
-            learning_rate=lr, momentum=opt.momentum, weight_decay=opt.weight_decay
-        )
-    elif opt.name == "adam":
-        optimizer = optim.Adam(learning_rate=lr)
-    else:
-        optimizer = optim.AdamW(learning_rate=lr, weight_decay=opt.weight_decay)
-    return OptimizerConfig(optimizer, lr_schedule_name=sched.name)
 
 
 def datasets(settings: Settings, sample_rate: int) -> tuple[Any, Any, list[str]]:
