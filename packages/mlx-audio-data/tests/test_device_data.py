@@ -149,9 +149,7 @@ def test_mlx_transforms_and_collate_fn_see_the_device_batch():
     loader = DataLoader(
         ArrayDataset(x, y, device=True), batch_size=32, shuffle=True, seed=0, mlx_transforms=scale
     )
-    host = DataLoader(
-        ArrayDataset(x, y), batch_size=32, shuffle=True, seed=0, mlx_transforms=scale
-    )
+    host = DataLoader(ArrayDataset(x, y), batch_size=32, shuffle=True, seed=0, mlx_transforms=scale)
     exact(list(host), list(loader))
     assert set(seen) == {mx.array}
     collated = DataLoader(

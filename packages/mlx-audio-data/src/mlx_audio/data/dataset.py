@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
-import numpy.typing as npt
 
 if TYPE_CHECKING:
     from .collate import Allocator
@@ -232,7 +231,9 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
             self.arrays = tuple(np.asarray(a) for a in arrays)
         shapes = [tuple(a.shape) for a in self.arrays]
         if any(len(s) == 0 for s in shapes):
-            raise ValueError(f"ArrayDataset arrays must have a first dimension, got shapes {shapes}")
+            raise ValueError(
+                f"ArrayDataset arrays must have a first dimension, got shapes {shapes}"
+            )
         if len({s[0] for s in shapes}) != 1:
             raise ValueError(
                 f"ArrayDataset arrays must have the same first dimension, got {shapes}"

@@ -26,6 +26,9 @@ class DataSettings:
     )
     label_column: str = "label"  # a manifest's column of class names
     on_error: Literal["raise", "skip"] = "raise"  # a file failing while training: stop, or drop it
+    in_memory: bool = (
+        False  # cnn: decode every clip once into the accelerator's memory, batch there
+    )
 
 
 @dataclass

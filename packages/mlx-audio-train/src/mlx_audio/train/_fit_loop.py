@@ -37,13 +37,13 @@ from ._loaders import (
     length_of,
     limited,
     one_pass_done,
+    report_device_data,
     seed_and_shard,
 )
 from ._metrics import LogOptions, Results
 from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
 from ._resume import restore, restore_accumulator
-from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
 from .module import TrainModule
@@ -68,6 +68,7 @@ def run_fit(
     train_loader, val_loader = seed_and_shard(trainer, train_loader, val_loader)
     trainer._train_loader = train_loader
     trainer._val_loader = val_loader
+    report_device_data(train_loader, val_loader)
     trainer.num_training_batches = agreed_batches(
         trainer, limited(length_of(train_loader), trainer.limit_train_batches)
     )
@@ -215,10 +216,10 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     update = not should_accumulate(trainer)
     if update:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
-    seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
+    seed = (trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     loss, metrics, logged, updated, finite = runner.run(
-        batch, batch_idx, update, where, trainer._interrupt.level
+        batch, batch_idx, update, where, trainer._interrupt.level, seed
     )
     trainer.progress.global_step += int(updated)
     if not finite:
