@@ -92,7 +92,7 @@ def _unguarded_update(self, grads, finite):
     import mlx.nn as nn
     from mlx.utils import tree_map
 
-    from mlx_audio.train._step import _global_norm
+    from mlx_audio.train._guarded import global_norm as _global_norm
 
     if self.world > 1:
         grads = nn.average_gradients(grads)
@@ -107,7 +107,7 @@ def _naive_update(self, grads, finite):
     """StepBuilder._update as before issue 30 (each new array selected against its old one)."""
     from mlx.utils import tree_map
 
-    from mlx_audio.train._step import _select_in_place
+    from mlx_audio.train._guarded import select_in_place as _select_in_place
 
     leaves = [g for _, g in tree_flatten(grads)]
     norm = mx.sqrt(mx.sum(mx.stack([mx.sum(mx.square(g.astype(mx.float32))) for g in leaves])))

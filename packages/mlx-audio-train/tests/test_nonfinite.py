@@ -244,7 +244,8 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
     used to split each update into five or six kernels: ~40 more for this model)."""
     from mlx.utils import tree_flatten, tree_map
 
-    from mlx_audio.train._step import StepBuilder, StepRunner, _global_norm
+    from mlx_audio.train._guarded import global_norm as _global_norm
+    from mlx_audio.train._step import StepBuilder, StepRunner
 
     def unguarded(self, grads, finite):
         norm = _global_norm(grads)

@@ -15,6 +15,7 @@ from ._loader.passes import PassLike, PassPlan
 from ._loader.pool import LoaderPools, WorkerPool
 from ._loader.settings import (
     check_arguments,
+    check_device_settings,
     check_int,
     check_worker_count,
     close_at_exit,
@@ -152,7 +153,7 @@ class DataLoader(Generic[T_co]):
         check_worker_count(self.num_workers)
         self._device = device_resident(self._fetched) is not None
         if self._device:
-            _check_device_settings(self)
+            check_device_settings(self)
         self._initialized = True
         close_at_exit(self)
 
@@ -401,33 +402,6 @@ class DataLoader(Generic[T_co]):
     def _to_output(self, batch: Any) -> Any:
         batch = self._convert(batch)
         return self._mlx_transform(batch) if self._mlx_transform is not None else batch
-
-
-def _check_device_settings(loader: DataLoader[Any]) -> None:
-    """NOTE [device-resident data]: an ``ArrayDataset`` whose arrays are ``mx.array`` s (or
-    ``device=True``) lives in the accelerator's memory; the loader keeps the sampler's index
-    batches exactly as for host data (shuffle, samplers, ``DistributedSampler``,
-    ``BucketBatchSampler``, seeds: same batches, order and ``state_dict()``), and the gather is
-    one ``mx.take`` per array inside MLX's graph (``DeviceFetcher``). Nothing is copied on the
-    host per step, so there is nothing for worker processes to do -- and MLX arrays cannot cross
-    into them: ``num_workers`` is ignored (said once, here), and ``cpu_transforms`` (numpy, per
-    sample) cannot run; ``mlx_transforms`` run on the device batch as always."""
-    name = type(loader.dataset).__name__
-    if loader.cpu_transforms:
-        raise ValueError(
-            f"cpu_transforms run per sample on numpy arrays, but this {name}'s arrays are on the "
-            "device (mx.array or device=True) and are batched there: use mlx_transforms (run on "
-            "each batch on the device), or keep the data on the host (numpy arrays, device=False)"
-        )
-    if loader.num_workers > 0:
-        warnings.warn(
-            f"num_workers={loader.num_workers} is not used: this {name}'s arrays are on the "
-            "device (mx.array or device=True), so each batch is one mx.take there, in the main "
-            "process, with nothing for worker processes to do (and MLX arrays cannot be sent "
-            "to them); pass num_workers=0 to silence this",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 StatefulDataLoader = DataLoader  # torchdata's name: state_dict()/load_state_dict() are built in

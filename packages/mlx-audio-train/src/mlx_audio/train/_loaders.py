@@ -198,7 +198,7 @@ class EpochBatches:
 
 def report_device_data(train: Any, val: Any) -> None:
     """A status line per loader over a device-resident ``ArrayDataset`` (NOTE [device-resident
-    data] in mlx_audio.data's dataloader.py) with the memory its arrays take there; on a CUDA GPU,
+    data] in mlx_audio.data's _loader/settings.py) with the memory its arrays take there; on a CUDA GPU,
     where a loader batches an in-memory ``ArrayDataset`` on the host instead, the line says how
     to keep it on the device."""
     from mlx_audio.data import ArrayDataset, DataLoader

@@ -20,6 +20,7 @@ from mlx.utils import tree_map
 
 from . import distributed
 from ._forward import forward
+from ._guarded import global_norm, select_in_place, tied
 from ._rng import seed_step
 from ._tree import flatten
 from .metrics.base import StepUpdates
@@ -140,7 +141,7 @@ class StepBuilder:
         """
         if self.world > 1:
             grads = nn.average_gradients(grads)
-        norm = _global_norm(grads)
+        norm = global_norm(grads)
         applied = mx.logical_and(finite, mx.isfinite(norm))
         if self.clip_val is not None:
             bound = self.clip_val
@@ -152,10 +153,10 @@ class StepBuilder:
         params = self.module.trainable_parameters()
         state = tree_map(lambda x: x, self.optimizer.state)
         self.optimizer.update(self.module, grads)
-        _select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
+        select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
         self.module.update(
             tree_map(
-                lambda new, old, own: mx.where(applied, new, _tied(old, own)),
+                lambda new, old, own: mx.where(applied, new, tied(old, own)),
                 self.module.trainable_parameters(),
                 params,
                 self.optimizer.state,
@@ -210,7 +211,7 @@ class StepBuilder:
         (loss, aux), grads = self._value_and_grad(batch, batch_idx)
         packed, updates = self._split(aux)
         ok = distributed.all_ranks(
-            mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
+            mx.logical_and(mx.isfinite(loss), mx.isfinite(global_norm(grads)))
         )
         loss, packed, stop = self._across_ranks(loss, packed, stop)
         total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
@@ -414,38 +415,3 @@ class StepRunner:
             self.recent.clear()
             return None
         return self.recent.get(int(call)), loss
-
-
-def _global_norm(grads: Any) -> mx.array:
-    """The gradients' global L2 norm (squares summed in float32: float16 would overflow). The
-    per-array sums are added as scalars, which MLX fuses into one kernel (a stack + sum is two)."""
-    leaves = [g for _, g in flatten(grads)]
-    if not leaves:
-        return mx.array(0.0)
-    total = mx.sum(mx.square(leaves[0].astype(mx.float32)))
-    for g in leaves[1:]:
-        total = total + mx.sum(mx.square(g.astype(mx.float32)))
-    return mx.sqrt(total)
-
-
-def _tied(old: mx.array, own: Any) -> mx.array:
-    """``old``, made to read the (selected) optimizer state arrays of its shape: an inert
-    ``where(s == s, old, old)`` per array (NaN-safe: both branches are ``old``), so MLX fuses the
-    weight's update, its state's and their selections into one kernel (NOTE [one fused guarded
-    update])."""
-    kept = old
-    for _, value in flatten(own if isinstance(own, (dict, list)) else [own]):
-        if isinstance(value, mx.array) and value.shape == old.shape:
-            kept = mx.where(value == value, kept, old)
-    return kept
-
-
-def _select_in_place(tree: Any, old: Any, keep_new: mx.array) -> None:
-    """``tree[k] = where(keep_new, tree[k], old[k])`` for every array leaf, mutating the dicts
-    and lists of ``tree`` themselves (the compiled step's captured state is those objects)."""
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
-    for key, value in list(items):
-        if isinstance(value, (dict, list)):
-            _select_in_place(value, old[key], keep_new)
-        elif isinstance(value, mx.array) and value is not old[key]:  # unchanged: nothing to pick
-            tree[key] = mx.where(keep_new, value, old[key])

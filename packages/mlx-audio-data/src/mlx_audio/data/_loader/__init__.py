@@ -34,6 +34,7 @@ NOTE                            where
 a sample's error                ``_loader/passes.py``
 bucketer state                  ``_bucketer.py``
 dataset adapters                ``_loader/adapters.py``
+device-resident data            ``_loader/settings.py``
 fast BLAS                       ``support.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``

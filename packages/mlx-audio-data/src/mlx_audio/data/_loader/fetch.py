@@ -175,7 +175,7 @@ class MapFetcher(_Fetcher):
 
 class DeviceFetcher(MapFetcher):
     """Batches of a device-resident :class:`ArrayDataset` (NOTE [device-resident data], in
-    ``dataloader.py``): the index batch goes to the dataset, which gathers it with one
+    ``_loader/settings.py``): the index batch goes to the dataset, which gathers it with one
     ``mx.take`` per array on the accelerator; no per-sample work, no host copy. Runs in the
     main process only (the loader never gives it to workers)."""
 
