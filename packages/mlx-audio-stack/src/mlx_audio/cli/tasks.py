@@ -11,7 +11,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
-from mlx_audio.data import ArrayDataset, AudioFolder, AudioManifest, DataLoader, LogMel
+from mlx_audio.data import AudioFolder, AudioManifest, DataLoader, LogMel
 from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.models import AudioCNN
 from mlx_audio.train import OptimizerConfig, Preempted, Trainer, TrainModule
@@ -144,8 +144,10 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
     train, val, classes = datasets(settings, d.sample_rate)  # clips cut to data.clip_seconds
     if d.in_memory:
         return (
-            DataLoader(in_memory(train, settings, "train"), batch_size=d.batch_size, shuffle=True),
-            DataLoader(in_memory(val, settings, "val"), batch_size=d.batch_size),
+            DataLoader(
+                clips.in_memory(train, settings, "train"), batch_size=d.batch_size, shuffle=True
+            ),
+            DataLoader(clips.in_memory(val, settings, "val"), batch_size=d.batch_size),
             classes,
         )
     return (
@@ -164,32 +166,6 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
         ),
         classes,
     )
-
-
-def in_memory(clips_set: Any, settings: Settings, name: str) -> ArrayDataset:
-    """``data.in_memory``: every clip decoded once (by ``data.num_workers`` workers) into one
-    device-resident array (NOTE [device-resident data] in mlx_audio.data): batches are then one
-    ``mx.take`` on the accelerator, with no decode or copy per step. Training clips keep the
-    window drawn for the first epoch (seeded) instead of a fresh one each epoch; files that fail
-    under ``data.on_error: skip`` are left out. The memory taken is printed."""
-    d = settings.data
-    loader: DataLoader[Any] = DataLoader(
-        clips_set,
-        batch_size=max(d.batch_size, 64),
-        num_workers=d.num_workers,
-        collate_fn=clips.DropUnreadable(),
-        seed=settings.trainer.seed if settings.trainer.seed is not None else 0,
-    )
-    batches = [cast("tuple[mx.array, mx.array]", tuple(b)) for b in loader]
-    dataset = ArrayDataset(
-        mx.concatenate([w for w, _ in batches]), mx.concatenate([y for _, y in batches])
-    )
-    setattr(dataset, "skipped", getattr(clips_set, "skipped", None))  # noqa: B010 (report_skipped)
-    print(
-        f"mlx-audio: data.in_memory: {len(dataset):,} {name} clips on the device, "
-        f"{dataset.nbytes / 2**20:,.1f} MiB"
-    )
-    return dataset
 
 
 def make_loggers(settings: Settings, version: int = 0) -> list[Any]:
