@@ -241,3 +241,21 @@ def test_the_header_check_shows_progress_on_large_sets(tmp_path, capsys):
         sf.write(paths[-1], np.zeros(160, np.float32), 16000)
     table = data.check_headers(data.Table("x", paths, [0.0] * 600, [None] * 600), "raise")
     assert np.allclose(table.seconds, 0.01) and "checking files: 600/600" in capsys.readouterr().err
+
+
+def test_in_memory_decodes_once_onto_the_device_and_trains(clips, tmp_path, capsys):
+    """data.in_memory (issue 30): the clips are decoded once into a device-resident
+    ArrayDataset (its memory printed), batched there, the same labels as from the files."""
+    flags = ["data.train", str(clips / "train"), "trainer.seed", 3]
+    settings = load(None, dict(zip(flags[::2], flags[1::2])) | {"data.in_memory": True})
+    settings.trainer.default_root_dir = str(tmp_path / "run")
+    train, val, classes = tasks.loaders(settings)
+    assert train.dataset.on_device and val.dataset.on_device and classes == sorted(PITCHES)
+    printed = capsys.readouterr().out
+    assert "data.in_memory: 15 train clips on the device" in printed and " MiB" in printed
+    from_files = sorted(train_labels(tmp_path, *flags))
+    assert sorted(int(v) for _, labels in train for v in np.array(labels)) == from_files
+    out = tmp_path / "trained"
+    args = ["train", "--data", str(clips / "train"), "--trainer.default_root_dir", str(out)]
+    assert main([*args, *QUICK, "--data.in_memory", "true"]) == 0
+    assert (out / "checkpoints").is_dir() or any(out.rglob("*.safetensors"))

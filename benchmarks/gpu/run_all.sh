@@ -9,6 +9,10 @@ export PYTHONPATH="/tmp/site:$(ls -d "$PWD"/packages/*/src | paste -sd:)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 quiet() { grep -v -E "^(Epoch|Trainer:|  checkpoints:|  logs:|GPU available|TPU available|HPU available|LOCAL_RANK|You are using|.*warn)" ; }
 python3 benchmarks/gpu/cnn_fit.py ${CNN_ARGS:-} 2>&1 | quiet | tee "$out/cnn_fit.txt"
+for b in 64 256; do
+  python3 benchmarks/gpu/step_overhead.py --batch $b --steps 600 --repeats 3 --no-profile 2>&1 | tee -a "$out/step_overhead.txt"
+done
+python3 benchmarks/gpu/step_overhead.py --kernels --steps 4 2>&1 | tee -a "$out/step_overhead.txt"
 python3 benchmarks/trainer_overhead.py --repeats 3 --steps 600 2>&1 | tail -9 | tee "$out/trainer_overhead.txt"
 python3 benchmarks/gpu/host_transfer.py 2>&1 | tee "$out/host_transfer.txt"
 # data-parallel code path on NCCL with one process, against a plain run of the same script

@@ -5,9 +5,12 @@ The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
   hand+seed       the same, reseeding MLX's key and passing the batch index each step (as fit does)
   runner          our StepBuilder/StepRunner alone (guarded update, metrics vector, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
+  runner-naive-guard  the guard as before issue 30: every new weight and state array selected
+                  against its old value (splits each parameter's fused update into 5-6 kernels)
   runner-sync     the same with the step evaluated synchronously (mx.eval) instead of async
   fit             Trainer.fit with nothing switched on
-and a cProfile of ``fit`` (host time per function).
+and a cProfile of ``fit`` (host time per function). ``--kernels``: the kernels of one compiled
+step of each (MLX's graph of its lazy outputs after compile's fusion, views left out).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
 
 import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.train import Trainer  # noqa: E402
@@ -88,7 +92,7 @@ def _unguarded_update(self, grads, finite):
     import mlx.nn as nn
     from mlx.utils import tree_map
 
-    from mlx_audio.train._step import _global_norm
+    from mlx_audio.train._guarded import global_norm as _global_norm
 
     if self.world > 1:
         grads = nn.average_gradients(grads)
@@ -99,9 +103,34 @@ def _unguarded_update(self, grads, finite):
     return mx.isfinite(norm)
 
 
-def runner(data, guard: bool = True, sync: bool = False) -> float:
+def _naive_update(self, grads, finite):
+    """StepBuilder._update as before issue 30 (each new array selected against its old one)."""
+    from mlx.utils import tree_map
+
+    from mlx_audio.train._guarded import select_in_place as _select_in_place
+
+    leaves = [g for _, g in tree_flatten(grads)]
+    norm = mx.sqrt(mx.sum(mx.stack([mx.sum(mx.square(g.astype(mx.float32))) for g in leaves])))
+    applied = mx.logical_and(finite, mx.isfinite(norm))
+    scale = mx.minimum(1.0, self.clip_val / (norm + 1e-6))
+    grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
+    params = self.module.trainable_parameters()
+    state = tree_map(lambda x: x, self.optimizer.state)
+    self.optimizer.update(self.module, grads)
+    self.module.update(
+        tree_map(
+            lambda new, old: mx.where(applied, new, old), self.module.trainable_parameters(), params
+        )
+    )
+    _select_in_place(self.optimizer.state, state, applied)
+    return applied
+
+
+def runner(data, guard: bool | str = True, sync: bool = False) -> float:
     original = (StepBuilder._update, StepRunner._dispatch)
-    if not guard:
+    if guard == "naive":
+        StepBuilder._update = _naive_update
+    elif not guard:
         StepBuilder._update = _unguarded_update
     if sync:
         StepRunner._dispatch = lambda self, outputs, loss, deferred: mx.eval(outputs)
@@ -152,6 +181,74 @@ def fit(data, profile: bool = False) -> float:
     return len(data) * data[0][0].shape[0] / seconds
 
 
+VIEWS = {"ExpandDims", "Reshape", "Transpose", "Squeeze", "Broadcast", "AsStrided", "Flatten"}
+
+
+def _count(outputs) -> int:
+    import re
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "step.dot")
+    mx.export_to_dot(path, *[v for _, v in tree_flatten(outputs) if isinstance(v, mx.array)])
+    labels = re.findall(r'label ="([A-Za-z]+)"', open(path).read())
+    return sum(1 for name in labels if name not in VIEWS and len(name) > 1)
+
+
+def kernels(data) -> dict[str, int]:
+    """Kernels of one compiled step (the third call, after tracing) of the hand loop and of our
+    step with each guard."""
+    out = {}
+    mx.random.seed(0)
+    model = FixedLR()
+    optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=0.01)
+    value_and_grad = nn.value_and_grad(
+        model, lambda model, x, y: mx.mean(nn.losses.cross_entropy(model(x), y))
+    )
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(x, y):
+        loss, grads = value_and_grad(model, x, y)
+        grads, _ = optim.clip_grad_norm(grads, 1.0)
+        optimizer.update(model, grads)
+        return loss
+
+    for x, y in data[:2]:
+        mx.eval(state, step(x, y))
+    out["hand"] = _count([state, step(*data[2])])
+    mx.eval(state)
+    for name, update in (
+        ("runner", StepBuilder._update),
+        ("runner-naive-guard", _naive_update),
+        ("runner-noguard", _unguarded_update),
+    ):
+        original = StepBuilder._update
+        StepBuilder._update = update
+        try:
+            model = FixedLR()
+            builder = StepBuilder(
+                model,
+                optim.AdamW(learning_rate=1e-3, weight_decay=0.01),
+                1,
+                1.0,
+                "norm",
+                "32",
+                True,
+            )
+            run = StepRunner(builder, 1)
+            for i, batch in enumerate(data[:2]):
+                run.run(batch, i, True, None, 0, (0, i, 0, 0))
+            mx.eval(builder.state)
+            clock = mx.array(np.array([2, 2], dtype=np.int32))
+            out[name] = _count(
+                [builder.state, builder.fused(data[2], clock, run.guard, mx.array(0.0))]
+            )
+            mx.eval(builder.state)
+        finally:
+            StepBuilder._update = original
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,13 +257,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--kernels", action="store_true", help="count each step's kernels only")
     args = parser.parse_args()
     data = batches(args.steps, args.batch)
+    if args.kernels:
+        print(f"kernels per step (B={args.batch}; views left out):")
+        for name, count in kernels(data).items():
+            print(f"  {name:20s} {count}")
+        return
     sides = {
         "hand": lambda: hand(data, False),
         "hand+seed": lambda: hand(data, True),
         "runner": lambda: runner(data),
         "runner-noguard": lambda: runner(data, guard=False),
+        "runner-naive-guard": lambda: runner(data, guard="naive"),
         "runner-sync": lambda: runner(data, sync=True),
         "fit": lambda: fit(data),
     }

@@ -180,3 +180,93 @@ def test_raise_is_found_at_the_next_look_with_the_weights_from_before_the_bad_ba
     assert before.global_step == BAD_BATCH // accumulate
     for name, value in clean.parameters()["fc1"].items():
         np.testing.assert_array_equal(np.array(value), np.array(poisoned.parameters()["fc1"][name]))
+
+
+def _adamw_state(trainer):
+    from mlx.utils import tree_flatten
+
+    return {k: np.array(v) for k, v in tree_flatten(trainer.optimizer.state)}
+
+
+def test_skip_leaves_every_adamw_moment_untouched():
+    """NOTE [one fused guarded update]: the weights, both moments of every parameter and the
+    step count stay bit for bit as they were, under a bad batch of a compiled AdamW step."""
+    model = Poisoned("gradients")
+    object.__setattr__(
+        model, "configure_optimizers", lambda: optim.AdamW(learning_rate=0.1, weight_decay=0.1)
+    )
+    trainer = Trainer(
+        max_steps=BAD_BATCH,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        seed=0,
+        on_nonfinite_loss="skip",
+        gradient_clip_val=1.0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, DataLoader(blobs(32), batch_size=4))
+    batch = next(iter(DataLoader(blobs(32), batch_size=4)))
+    from mlx.utils import tree_flatten
+
+    before = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    state = _adamw_state(trainer)
+    assert {k.split(".")[-1] for k in state} >= {"m", "v", "step"}
+    trainer.runner.run(batch, BAD_BATCH, True)
+    after = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert all(np.array_equal(v, _adamw_state(trainer)[k]) for k, v in state.items())
+    trainer.runner.run(batch, BAD_BATCH + 1, True)  # a good batch still trains every moment
+    moved = _adamw_state(trainer)
+    assert all(
+        not np.array_equal(v, moved[k]) for k, v in state.items() if k.endswith((".m", ".v"))
+    )
+
+
+VIEWS = {"ExpandDims", "Reshape", "Transpose", "Squeeze", "Broadcast", "AsStrided", "Flatten"}
+
+
+def _kernels(outputs, path):
+    """The compiled step's primitives that run a kernel (views left out), from MLX's graph of
+    the lazy outputs of one call (after compile's fusion)."""
+    import re
+
+    from mlx.utils import tree_flatten
+
+    mx.export_to_dot(str(path), *[v for _, v in tree_flatten(outputs) if isinstance(v, mx.array)])
+    labels = re.findall(r'label ="([A-Za-z]+)"', open(path).read())
+    return [name for name in labels if name not in VIEWS and len(name) > 1]
+
+
+def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
+    """NOTE [one fused guarded update]: with the guard, each parameter's AdamW update is still one
+    fused kernel, so the guard adds a handful of scalar kernels whatever the model's size (it
+    used to split each update into five or six kernels: ~40 more for this model)."""
+    from mlx.utils import tree_flatten, tree_map
+
+    from mlx_audio.train._guarded import global_norm as _global_norm
+    from mlx_audio.train._step import StepBuilder, StepRunner
+
+    def unguarded(self, grads, finite):
+        norm = _global_norm(grads)
+        scale = mx.minimum(1.0, self.clip_val / (norm + 1e-6))
+        self.optimizer.update(self.module, tree_map(lambda g: g * scale, grads))
+        return mx.isfinite(norm)
+
+    batch = next(iter(DataLoader(blobs(32), batch_size=4)))
+    counts = []
+    for guarded in (True, False):
+        if not guarded:
+            monkeypatch.setattr(StepBuilder, "_update", unguarded)
+        model = TinyClassifier()
+        builder = StepBuilder(model, optim.AdamW(learning_rate=0.1), 1, 1.0, "norm", "32", True)
+        runner = StepRunner(builder, 1)
+        runner.run(batch, 0, True)
+        mx.eval(builder.state)
+        clock = mx.array(np.array([1, 1], dtype=np.int32))
+        outputs = builder.fused(batch, clock, runner.guard, mx.array(0.0))
+        counts.append(_kernels([builder.state, outputs], tmp_path / f"{guarded}.dot"))
+    parameters = len(tree_flatten(model.trainable_parameters()))
+    fused = [k for k in counts[0] if k.startswith("Compiled") and "Sqrt" in k and "Select" in k]
+    assert len(fused) == parameters  # one kernel per parameter: its update and the selections
+    assert len(counts[0]) - len(counts[1]) <= 8, (len(counts[0]), len(counts[1]), parameters)

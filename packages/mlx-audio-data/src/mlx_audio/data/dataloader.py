@@ -15,6 +15,7 @@ from ._loader.passes import PassLike, PassPlan
 from ._loader.pool import LoaderPools, WorkerPool
 from ._loader.settings import (
     check_arguments,
+    check_device_settings,
     check_int,
     check_worker_count,
     close_at_exit,
@@ -30,6 +31,7 @@ from ._loader.state import STATE_KEYS, check_state, make_state, next_epoch_start
 from ._loader.transfer import DevicePass, transfer_active
 from ._loader.worker_passes import pass_class
 from .collate import to_mlx
+from .dataset import device_resident
 
 __all__ = ["DataLoader"]
 
@@ -57,6 +59,9 @@ class DataLoader(Generic[T_co]):
     ``mlx_transforms`` unconverted (the tutorial's pattern). A collate_fn with a
     ``collate_into(samples, alloc)`` method (like :class:`PadCollate`) writes its arrays
     straight into the workers' shared memory.
+
+    A device-resident :class:`ArrayDataset` (built from ``mx.array`` s or with ``device=True``)
+    is batched on the accelerator, in the main process: see NOTE [device-resident data].
     """
 
     def __init__(
@@ -146,6 +151,9 @@ class DataLoader(Generic[T_co]):
         self._reported_length: int | None = None
         self.in_order = bool(in_order)
         check_worker_count(self.num_workers)
+        self._device = device_resident(self._fetched) is not None
+        if self._device:
+            check_device_settings(self)
         self._initialized = True
         close_at_exit(self)
 
@@ -191,7 +199,7 @@ class DataLoader(Generic[T_co]):
             index_batches=None
             if self._iterable
             else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
-            num_workers=self.num_workers,
+            num_workers=self._workers,
             timeout=self.timeout if self.timeout > 0 else None,
             in_order=self.in_order,
             to_output=self._to_output,
@@ -202,7 +210,7 @@ class DataLoader(Generic[T_co]):
             advise_sharding=self._advise_sharding,
             reported_length=self._reported_length,
         )
-        pinned = transfer_active(self.pin_memory, self.pin_memory_device, self.num_workers)
+        pinned = transfer_active(self.pin_memory, self.pin_memory_device, self._workers)
         new_pass: PassLike = (
             DevicePass(plan, self._convert, self._mlx_transform)
             if pinned
@@ -290,16 +298,21 @@ class DataLoader(Generic[T_co]):
                 self.seed = int(np.random.randint(0, 2**31 - 1))
         return self.seed
 
+    @property
+    def _workers(self) -> int:
+        """The worker processes a pass uses: none for device-resident data."""
+        return 0 if self._device else self.num_workers
+
     def _fetcher(self) -> Fetcher:
         self._collate_in_workers = collate_in_workers(
-            self.collate_fn, self.num_workers, self.worker_type, self.multiprocessing_context
+            self.collate_fn, self._workers, self.worker_type, self.multiprocessing_context
         )
         if not self._collate_in_workers and not self._warned_main_collate:
             self._warned_main_collate = True
             warnings.warn(
                 main_collate_advice(self.collate_fn, self.multiprocessing_context), stacklevel=4
             )
-        return fetcher_class(self._iterable)(
+        return fetcher_class(self._iterable, self._device)(
             self._fetched,
             self.batch_size,
             self.drop_last,

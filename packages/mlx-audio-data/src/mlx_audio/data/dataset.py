@@ -1,7 +1,9 @@
 """Datasets: map-style and iterable, with torch's names and semantics.
 
 Datasets return numpy arrays and Python values, never ``mx.array``: they run in worker
-processes, and MLX arrays must not cross process boundaries.
+processes, and MLX arrays must not cross process boundaries. The one exception is a
+device-resident :class:`ArrayDataset` (NOTE [device-resident data]): its arrays live in MLX's
+memory and the DataLoader batches it in the main process, on the accelerator.
 
 Store big per-sample data as one numpy array rather than a Python list of objects: forked
 workers share numpy buffers, while touching list items (refcounts) copies pages into every
@@ -16,7 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
-import numpy.typing as npt
 
 if TYPE_CHECKING:
     from .collate import Allocator
@@ -206,39 +207,69 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
 
     ``__getitems__`` gathers a whole batch with one fancy-indexing call per array, so in-memory
     data moves without a Python call per sample.
+
+    Device-resident (NOTE [device-resident data]): built from ``mx.array`` s, or from numpy arrays
+    with ``device=True`` (moved into MLX's memory once, here), the arrays stay on the accelerator
+    and a batch is one ``mx.take`` per array there -- nothing is gathered or copied on the host
+    per step. :attr:`nbytes` says how much memory the arrays take.
     """
 
-    def __init__(self, *arrays: Any) -> None:
+    def __init__(self, *arrays: Any, device: bool = False) -> None:
         if not arrays:
             raise ValueError("ArrayDataset needs at least one array")
-        self.arrays = tuple(np.asarray(a) for a in arrays)
-        lengths = {len(a) for a in self.arrays}
-        if len(lengths) != 1:
-            shapes = [a.shape for a in self.arrays]
+        if not isinstance(device, bool):
+            raise ValueError(f"ArrayDataset device must be True or False, got {device!r}")
+        self.on_device = device or any(_is_mlx(a) for a in arrays)
+        if self.on_device:
+            import mlx.core as mx
+
+            self.arrays: tuple[Any, ...] = tuple(
+                a if isinstance(a, mx.array) else mx.array(np.asarray(a)) for a in arrays
+            )
+            mx.eval(self.arrays)  # materialised once, not inside the first step's graph
+        else:
+            self.arrays = tuple(np.asarray(a) for a in arrays)
+        shapes = [tuple(a.shape) for a in self.arrays]
+        if any(len(s) == 0 for s in shapes):
+            raise ValueError(
+                f"ArrayDataset arrays must have a first dimension, got shapes {shapes}"
+            )
+        if len({s[0] for s in shapes}) != 1:
             raise ValueError(
                 f"ArrayDataset arrays must have the same first dimension, got {shapes}"
             )
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the arrays take (in MLX's memory when device-resident)."""
+        return sum(int(a.nbytes) for a in self.arrays)
+
     def __len__(self) -> int:
-        return len(self.arrays[0])
+        return int(self.arrays[0].shape[0])
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         return tuple(a[index] for a in self.arrays)
 
-    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple[npt.NDArray[Any], ...]:
+    def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple[Any, ...]:
         return self.take(indices)
 
     def take(
         self, indices: Sequence[int] | np.ndarray, alloc: Allocator | None = None
-    ) -> tuple[npt.NDArray[Any], ...]:
+    ) -> tuple[Any, ...]:
         """The batch at ``indices``; ``alloc(shape, dtype)`` supplies the output buffers (the
-        DataLoader passes shared or MLX memory, so the batch is gathered with a single copy)."""
+        DataLoader passes shared or MLX memory, so the batch is gathered with a single copy).
+        Device-resident: one ``mx.take`` per array, on the accelerator (``alloc`` unused)."""
         indices = np.asarray(indices, dtype=np.int64)
         n = len(self)
         if len(indices) and (indices.min() < -n or indices.max() >= n):
             raise IndexError(
                 f"ArrayDataset index out of range for {n} samples: {indices.min()}..{indices.max()}"
             )
+        if self.on_device:
+            import mlx.core as mx
+
+            where = mx.array(np.where(indices < 0, indices + n, indices).astype(np.int32))
+            return tuple(mx.take(a, where, axis=0) for a in self.arrays)
         run = len(indices) > 0 and _is_contiguous_run(indices)
         out = []
         for a in self.arrays:
@@ -255,6 +286,21 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
                 np.take(a, indices, axis=0, out=target, mode="wrap")  # "raise" would buffer `out`
             out.append(target)
         return tuple(out)
+
+
+def _is_mlx(array: Any) -> bool:
+    """An ``mx.array`` (checked without importing MLX: workers must not)."""
+    return type(array).__module__.split(".")[0] == "mlx" and type(array).__name__ == "array"
+
+
+def device_resident(dataset: Any) -> ArrayDataset | None:
+    """The device-resident :class:`ArrayDataset` behind ``dataset`` (itself, or under
+    :class:`Subset` s, e.g. from :func:`random_split`), else None."""
+    while isinstance(dataset, Subset) and type(dataset).__getitems__ is Subset.__getitems__:
+        dataset = dataset.dataset
+    if isinstance(dataset, ArrayDataset) and dataset.on_device:
+        return dataset
+    return None
 
 
 TensorDataset = ArrayDataset  # torch's name for the same thing

@@ -9,11 +9,11 @@ import atexit
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from mlx_audio.data import Dataset, PadOrCrop, load_audio, sample_rng
+from mlx_audio.data import ArrayDataset, DataLoader, Dataset, PadOrCrop, load_audio, sample_rng
 from mlx_audio.data.collate import collate_into
 
 from . import data
@@ -246,3 +246,32 @@ def for_run(path: str, settings: Settings, classes: list[str] | None) -> Clips:
     table = data.check_headers(table, "raise", training=False)
     length = int(round(d.clip_seconds * d.sample_rate))
     return Clips(table, d.sample_rate, length, training=False)
+
+
+def in_memory(clips_set: Any, settings: Settings, name: str) -> ArrayDataset:
+    """``data.in_memory``: every clip decoded once (by ``data.num_workers`` workers) into one
+    device-resident array (NOTE [device-resident data] in mlx_audio.data): batches are then one
+    ``mx.take`` on the accelerator, with no decode or copy per step. Training clips keep the
+    window drawn for the first epoch (seeded) instead of a fresh one each epoch; files that fail
+    under ``data.on_error: skip`` are left out. The memory taken is printed."""
+    import mlx.core as mx  # here: this module also runs in the loader's workers
+
+    d = settings.data
+    loader: DataLoader[Any] = DataLoader(
+        clips_set,
+        batch_size=max(d.batch_size, 64),
+        num_workers=d.num_workers,
+        collate_fn=DropUnreadable(),
+        seed=settings.trainer.seed if settings.trainer.seed is not None else 0,
+    )
+    batches = [cast("tuple[mx.array, mx.array]", tuple(b)) for b in loader]
+    dataset = ArrayDataset(
+        mx.concatenate([w for w, _ in batches]), mx.concatenate([y for _, y in batches])
+    )
+    for field in ("skipped", "targets"):  # what the command reads of its dataset
+        setattr(dataset, field, getattr(clips_set, field, None))
+    print(
+        f"mlx-audio: data.in_memory: {len(dataset):,} {name} clips on the device, "
+        f"{dataset.nbytes / 2**20:,.1f} MiB"
+    )
+    return dataset

@@ -33,6 +33,9 @@ class DataSettings:
     )  # ... at an SNR in this range
     rir_dir: str | None = None  # convolve with a room impulse response of this folder (p 0.5)
     gain_db: float = 0.0  # a random gain in [-gain_db, gain_db] dB (p 0.5); 0: off
+    in_memory: bool = (
+        False  # cnn: decode every clip once into the accelerator's memory, batch there
+    )
 
 
 @dataclass

@@ -52,6 +52,14 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
     d = settings.data
     workers = augment.InWorkers(settings)  # before reading the data: a wrong folder fails at once
     train, val, classes = datasets(settings, d.sample_rate)  # clips cut to data.clip_seconds
+    if d.in_memory:
+        return (
+            DataLoader(
+                clips.in_memory(train, settings, "train"), batch_size=d.batch_size, shuffle=True
+            ),
+            DataLoader(clips.in_memory(val, settings, "val"), batch_size=d.batch_size),
+            classes,
+        )
     return (
         DataLoader(
             train,
@@ -142,6 +150,11 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     augment.check(settings)
     ckpt_path = runs.start(settings, resume)
     clap = settings.model.name == "clap"
+    if clap and settings.data.in_memory:
+        raise DataError(
+            "data.in_memory: the cnn model only (clap's batches are made per sample by its "
+            "feature extractor); drop --data.in_memory for model.name clap"
+        )
     if clap:
         from . import clap_tasks
 

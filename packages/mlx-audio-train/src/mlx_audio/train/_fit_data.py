@@ -17,6 +17,7 @@ from ._loaders import (
     check_fit_inputs,
     length_of,
     limited,
+    report_device_data,
     seed_and_shard,
     split_loaders,
 )
@@ -101,6 +102,7 @@ class FitData:
             trainer.args, trainer.num_training_batches, sum(trainer.num_val_batches)
         )
         warn_short_epoch(trainer)
+        report_device_data(trainer._train_loader, trainer._val_loaders)
 
 
 def warn_short_epoch(trainer: Trainer) -> None:

@@ -55,7 +55,6 @@ from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
 from ._reload import reload_if_due
 from ._resume import restore, restore_accumulator, restore_training_state
-from ._rng import seed_step
 from ._status import rank_zero_info
 from ._step import StepBuilder, StepRunner
 from ._syncbn import sync_if_asked
@@ -240,11 +239,11 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     update = not should_accumulate(trainer)
     if update:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
-    seed_step(trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
     micro = runner.micro  # detect_anomaly re-runs a failing batch from here
+    seed = (trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     loss, metrics, logged, updated, finite = runner.run(
-        batch, batch_idx, update, where, trainer._interrupt.level
+        batch, batch_idx, update, where, trainer._interrupt.level, seed
     )
     if trainer.detect_anomaly:
         raise_anomaly(trainer, batch, batch_idx, finite, micro)

@@ -269,3 +269,41 @@ def check_dataloader_idx(
                 f" argument in `{type(module).__name__}.{hook}()`. Try adding `dataloader_idx=0` to its"
                 " signature."
             )
+
+
+def report_device_data(train: Any, vals: list[Any]) -> None:
+    """A status line per loader over a device-resident ``ArrayDataset`` (NOTE [device-resident
+    data] in mlx_audio.data's _loader/settings.py) with the memory its arrays take there; on a CUDA GPU,
+    where a loader batches an in-memory ``ArrayDataset`` on the host instead, the line says how
+    to keep it on the device."""
+    from mlx_audio.data import ArrayDataset, DataLoader
+
+    from ._status import rank_zero_info
+
+    gpu = bool(getattr(mx, "cuda", None) and mx.cuda.is_available())
+    named = [("train", train)] + [
+        ("val", v) if len(vals) == 1 else (f"val {i}", v) for i, v in enumerate(vals)
+    ]
+    for name, loader in named:
+        dataset = loader.dataset if isinstance(loader, DataLoader) else None
+        while dataset is not None and hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
+            dataset = dataset.dataset  # a Subset (random_split)
+        if not isinstance(dataset, ArrayDataset):
+            continue
+        size = f"{len(loader.dataset):,} samples; its arrays take {_bytes(dataset.nbytes)}"
+        if dataset.on_device:
+            rank_zero_info(
+                f"Trainer: {name} data on the device ({size}): batched there, one mx.take per array"
+            )
+        elif gpu:
+            rank_zero_info(
+                f"Trainer: {name} data is an in-memory ArrayDataset ({size}) batched on the host; "
+                "ArrayDataset(..., device=True) keeps it on the GPU and batches it there"
+            )
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"

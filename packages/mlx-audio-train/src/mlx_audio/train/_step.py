@@ -20,7 +20,9 @@ from mlx.utils import tree_map
 
 from . import distributed
 from ._forward import forward
+from ._guarded import global_norm, select_in_place, tied
 from ._metrics import REPEAT
+from ._rng import seed_step
 from ._tree import flatten
 from .metrics.base import StepUpdates
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from .module import TrainModule
 
 _RETRACE_WARNING_AFTER = 8
+Guard = tuple[mx.array, mx.array, mx.array]  # (poisoned, call number, loss)
 
 
 class StepBuilder:
@@ -132,10 +135,19 @@ class StepBuilder:
         NOTE [non-finite steps]: the update is computed and then selected with ``mx.where``
         against the previous weights and optimizer state, inside the compiled step: a NaN/Inf
         loss or gradient never reaches the weights, with no host round trip to decide it.
+
+        NOTE [one fused guarded update]: selected naively (every new weight and every new state
+        array against its old value), the selection splits each parameter's update -- one fused
+        element-wise kernel in a plain step -- into five or six: MLX fuses an intermediate only
+        when all its consumers are in the same kernel, and the new moments then feed both the
+        weight's formula and their own selection. So each weight's kept value is tied, by an
+        inert ``where(s == s, old, old)``, to the already selected state arrays of its shape: the
+        weight, its state and the selections become one kernel again (counted with
+        ``mx.export_to_dot`` on the compiled step: ``benchmarks/gpu/step_overhead.py --kernels``).
         """
         if self.world > 1:
             grads = nn.average_gradients(grads)
-        norm = _global_norm(grads)
+        norm = global_norm(grads)
         applied = mx.logical_and(finite, mx.isfinite(norm))
         if self.clip_val is not None:
             bound = self.clip_val
@@ -147,33 +159,41 @@ class StepBuilder:
         params = self.module.trainable_parameters()
         state = tree_map(lambda x: x, self.optimizer.state)
         self.optimizer.update(self.module, grads)
+        select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
         self.module.update(
             tree_map(
-                lambda new, old: mx.where(applied, new, old),
+                lambda new, old, own: mx.where(applied, new, tied(old, own)),
                 self.module.trainable_parameters(),
                 params,
+                self.optimizer.state,
             )
         )
-        _select_in_place(self.optimizer.state, state, applied)  # in place: compile captured it
         return applied
 
-    def _poison(self, guard: mx.array, bad: mx.array, call: mx.array, loss: mx.array) -> mx.array:
+    def _poison(self, guard: Guard, bad: mx.array, call: mx.array, loss: mx.array) -> Guard:
         """NOTE [deferred non-finite check]: under ``on_nonfinite_loss="raise"`` the host does
         not read each step's flag (a device sync per step). The first bad call is recorded in
-        ``guard`` = [poisoned, call number, loss] and every later update is gated off, so when
-        the host looks (``StepRunner.first_nonfinite``, at logging steps, validation,
-        checkpoints and epoch ends) the weights are still those from before the bad batch."""
+        ``guard`` = (poisoned, call number, loss), three 0-d arrays (selected in one fused
+        kernel), and every later update is gated off, so when the host looks
+        (``StepRunner.first_nonfinite``, at logging steps, validation, checkpoints and epoch
+        ends) the weights are still those from before the bad batch."""
         if not self.strict_nonfinite:
             return guard
         first = mx.logical_and(bad, guard[0] == 0)
-        return mx.where(first, mx.stack([mx.array(1.0), call, loss.astype(mx.float32)]), guard)
+        new = (mx.array(1.0), call.astype(mx.float32), loss.astype(mx.float32))
+        return tuple(mx.where(first, n, g) for n, g in zip(new, guard))  # type: ignore[return-value]
 
-    def _healthy(self, guard: mx.array) -> mx.array:
+    def _healthy(self, guard: Guard) -> mx.array:
         return guard[0] == 0 if self.strict_nonfinite else mx.array(True)
 
-    def _fused(
-        self, batch: Any, batch_idx: mx.array, guard: mx.array, call: mx.array, stop: mx.array
-    ) -> tuple[Any, ...]:
+    def _fused(self, batch: Any, clock: mx.array, guard: Guard, stop: mx.array) -> tuple[Any, ...]:
+        """One step without accumulation. NOTE [step clock]: the call number and ``batch_idx``
+        come from ``clock`` = [call, batch_idx], an int32 vector that stays on the device and
+        leaves the step advanced by one: no small array is made on the host and copied to the
+        device per step for them (the host makes a new clock only when the device's would read
+        other values: an epoch's start, a resumed run). MLX's random key is still seeded on
+        the host (``seed_step``): MLX 0.32 offers no way to set the global key from an array."""
+        call, batch_idx = clock[0], clock[1]
         (loss, aux), grads = self._value_and_grad(batch, batch_idx)
         packed, updates = self._split(aux)
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
@@ -181,7 +201,7 @@ class StepBuilder:
             return loss, packed, mx.array(False), guard, stop, updates
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
         guard = self._poison(guard, mx.logical_not(applied), call, loss)
-        return loss, packed, applied, guard, stop, updates
+        return loss, packed, applied, guard, stop, clock + 1, updates
 
     def _accumulating(
         self,
@@ -189,7 +209,7 @@ class StepBuilder:
         batch_idx: mx.array,
         total: Any,
         count: mx.array,
-        guard: mx.array,
+        guard: Guard,
         call: mx.array,
         stop: mx.array,
         do_update: bool,
@@ -199,7 +219,7 @@ class StepBuilder:
         (loss, aux), grads = self._value_and_grad(batch, batch_idx)
         packed, updates = self._split(aux)
         ok = distributed.all_ranks(
-            mx.logical_and(mx.isfinite(loss), mx.isfinite(_global_norm(grads)))
+            mx.logical_and(mx.isfinite(loss), mx.isfinite(global_norm(grads)))
         )
         loss, packed, stop = self._across_ranks(loss, packed, stop)
         if self.returned_none:  # NOTE [a step that returns None]: not part of the group
@@ -298,39 +318,58 @@ class StepRunner:
         self.accumulate = accumulate
         self.total: Any = None
         self.micro = 0  # finite micro-batches summed in ``total``
-        self.guard = mx.zeros((3,))  # NOTE [deferred non-finite check]
+        zero = mx.array(0.0)
+        self.guard: Guard = (zero, zero, zero)  # NOTE [deferred non-finite check]
         self.calls = 0
         self.recent: dict[int, Any] = {}  # call number -> where it ran, since the last check
         self._in_flight: mx.array | None = None
         self._stops: list[mx.array] = []  # the calls' agreed stop requests, not read yet
+        self._no_stop = zero  # one process: its stop request is read on the host
+        # NOTE [step clock]: the device's clock and what the host expects it to read next
+        self._clock: mx.array | None = None
+        self._expect: tuple[int, int] | None = None
 
     def run(
-        self, batch: Any, batch_idx: int, update: bool, where: Any = None, stop: int = 0
+        self,
+        batch: Any,
+        batch_idx: int,
+        update: bool,
+        where: Any = None,
+        stop: int = 0,
+        seed: tuple[int, int, int, int] | None = None,
     ) -> tuple[Any, dict[str, Any], dict[str, Any], bool, bool]:
         """``(loss, returned metrics, logged values, whether the weights were updated, whether
         this batch's loss and gradients were finite)`` -- under ``"raise"`` both are assumed
         until :meth:`first_nonfinite` says otherwise. ``stop``: this rank's stop request
-        (NOTE [agreed stop])."""
+        (NOTE [agreed stop]). ``seed``: ``seed_step``'s ``(base, global_step, micro, rank)``
+        to seed this step's random key with (None: the caller seeded it)."""
         builder = self.builder
-        index = mx.array(batch_idx)
-        call = mx.array(float(self.calls))
-        request = mx.array(float(stop))
+        if seed is not None:
+            seed_step(*seed)
+        request = self._no_stop if builder.world == 1 and stop == 0 else mx.array(float(stop))
         self.recent[self.calls] = where
         self.calls += 1
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
-                loss, packed, applied, self.guard, agreed, updates = builder.fused(
-                    batch, index, self.guard, call, request
+                clock = self._tick(batch_idx)
+                self._clock = None  # until the step is built (a failed trace leaves none)
+                loss, packed, applied, self.guard, agreed, self._clock, updates = builder.fused(
+                    batch, clock, self.guard, request
                 )
+                self._expect = (self.calls, batch_idx + 1)
                 builder.metric_updates.apply(updates)
                 self._note_stop(agreed)
                 self._dispatch(
-                    [builder.state, loss, packed, applied, self.guard, agreed], loss, deferred
+                    [builder.state, loss, packed, applied, self.guard, agreed, self._clock],
+                    loss,
+                    deferred,
                 )
                 none = builder.returned_none  # counts as a step, as in Lightning
                 done = True if deferred or none else bool(applied.item())
                 return (loss, *builder.unpack(packed), done, done)
+            index = mx.array(batch_idx)
+            call = mx.array(float(self.calls - 1))
             total = self.total if self.total is not None else builder.zeros
             loss, packed, total, ok, applied, self.guard, agreed, updates = builder.accumulating(
                 batch, index, total, mx.array(float(self.micro)), self.guard, call, request, update
@@ -353,6 +392,14 @@ class StepRunner:
                 update and (deferred or none or bool(applied.item())),
                 finite,
             )
+
+    def _tick(self, batch_idx: int) -> mx.array:
+        """NOTE [step clock]: the clock for this call; a new one only when the device's would
+        read other values."""
+        want = (self.calls - 1, batch_idx)
+        if self._clock is None or want != self._expect:
+            return mx.array(np.array(want, dtype=np.int32))
+        return self._clock
 
     def _dispatch(self, outputs: list[Any], loss: mx.array, deferred: bool) -> None:
         """NOTE [one step in flight]: under ``"raise"`` the step is queued (``mx.async_eval``) and
@@ -385,28 +432,8 @@ class StepRunner:
 
     def first_nonfinite(self) -> tuple[Any, float] | None:
         """``(where, loss)`` of the first bad call since the last check, or None (one device read)."""
-        poisoned, call, loss = (float(v) for v in np.asarray(self.guard))
+        poisoned, call, loss = (float(v) for v in np.asarray(mx.stack(list(self.guard))))
         if not poisoned:
             self.recent.clear()
             return None
         return self.recent.get(int(call)), loss
-
-
-def _global_norm(grads: Any) -> mx.array:
-    """The gradients' global L2 norm (squares summed in float32: float16 would overflow)."""
-    leaves = [g for _, g in flatten(grads)]
-    if not leaves:
-        return mx.array(0.0)
-    squares = [mx.sum(mx.square(g.astype(mx.float32))) for g in leaves]
-    return mx.sqrt(mx.sum(mx.stack(squares)))
-
-
-def _select_in_place(tree: Any, old: Any, keep_new: mx.array) -> None:
-    """``tree[k] = where(keep_new, tree[k], old[k])`` for every array leaf, mutating the dicts
-    and lists of ``tree`` themselves (the compiled step's captured state is those objects)."""
-    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
-    for key, value in list(items):
-        if isinstance(value, (dict, list)):
-            _select_in_place(value, old[key], keep_new)
-        elif isinstance(value, mx.array):
-            tree[key] = mx.where(keep_new, value, old[key])

@@ -173,6 +173,22 @@ class MapFetcher(_Fetcher):
             raise SampleError(index, error) from error
 
 
+class DeviceFetcher(MapFetcher):
+    """Batches of a device-resident :class:`ArrayDataset` (NOTE [device-resident data], in
+    ``_loader/settings.py``): the index batch goes to the dataset, which gathers it with one
+    ``mx.take`` per array on the accelerator; no per-sample work, no host copy. Runs in the
+    main process only (the loader never gives it to workers)."""
+
+    def fetch(self, indices: Sequence[int], epoch: int) -> Any:
+        if not self.batched:  # batch_size=None: one sample per index, as any map-style dataset
+            return super().fetch(indices, epoch)
+        try:
+            data = self.dataset.__getitems__(indices)
+        except Exception as error:
+            raise SampleError(list(map(int, indices)), error) from error
+        return data if self.collate_fn is None else self.collate_fn(data)
+
+
 class StreamFetcher(_Fetcher):
     """The next batches of a sample stream (torch's ``_IterableDatasetFetcher``); the stream
     itself belongs to whoever iterates (a worker or the in-process pass)."""
@@ -206,11 +222,14 @@ class StreamFetcher(_Fetcher):
 Fetcher = MapFetcher | StreamFetcher
 
 
-def fetcher_class(iterable: bool) -> type[MapFetcher | StreamFetcher]:
+def fetcher_class(iterable: bool, device: bool = False) -> type[MapFetcher | StreamFetcher]:
     """The fetcher for a dataset of this kind (torch's ``_DatasetKind.create_fetcher``): the one
     place a DataLoader's dataset kind picks the code that fetches, resumes and reports state
-    (the passes and the workers dispatch on the fetcher they are given)."""
-    return StreamFetcher if iterable else MapFetcher
+    (the passes and the workers dispatch on the fetcher they are given). ``device``: a
+    device-resident ``ArrayDataset`` (NOTE [device-resident data])."""
+    if iterable:
+        return StreamFetcher
+    return DeviceFetcher if device else MapFetcher
 
 
 def as_transform_list(

@@ -329,3 +329,30 @@ def _close_live_loaders() -> None:
             loader.close()
         except Exception:
             pass
+
+
+def check_device_settings(loader: Any) -> None:
+    """NOTE [device-resident data]: an ``ArrayDataset`` whose arrays are ``mx.array`` s (or
+    ``device=True``) lives in the accelerator's memory; the loader keeps the sampler's index
+    batches exactly as for host data (shuffle, samplers, ``DistributedSampler``,
+    ``BucketBatchSampler``, seeds: same batches, order and ``state_dict()``), and the gather is
+    one ``mx.take`` per array inside MLX's graph (``DeviceFetcher``). Nothing is copied on the
+    host per step, so there is nothing for worker processes to do -- and MLX arrays cannot cross
+    into them: ``num_workers`` is ignored (said once, here), and ``cpu_transforms`` (numpy, per
+    sample) cannot run; ``mlx_transforms`` run on the device batch as always."""
+    name = type(loader.dataset).__name__
+    if loader.cpu_transforms:
+        raise ValueError(
+            f"cpu_transforms run per sample on numpy arrays, but this {name}'s arrays are on the "
+            "device (mx.array or device=True) and are batched there: use mlx_transforms (run on "
+            "each batch on the device), or keep the data on the host (numpy arrays, device=False)"
+        )
+    if loader.num_workers > 0:
+        warnings.warn(
+            f"num_workers={loader.num_workers} is not used: this {name}'s arrays are on the "
+            "device (mx.array or device=True), so each batch is one mx.take there, in the main "
+            "process, with nothing for worker processes to do (and MLX arrays cannot be sent "
+            "to them); pass num_workers=0 to silence this",
+            UserWarning,
+            stacklevel=4,
+        )

@@ -10,7 +10,7 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Any, cast
 
-from .fetch import MapFetcher, StreamFetcher, index_list
+from .fetch import DeviceFetcher, MapFetcher, StreamFetcher, index_list
 from .passes import InProcessMapPass, InProcessStreamPass, Pass, PassPlan, skip_replayed
 from .pool import ProcessWorker, ThreadWorker
 from .protocol import End, Failed, MapTask, NextTask
@@ -226,6 +226,7 @@ class WorkerStreamPass(WorkerPass):
 # the pass for each (dataset kind, mode): the fetcher a DataLoader made says the kind
 _PASSES: dict[tuple[type, bool], type[Pass]] = {
     (MapFetcher, False): InProcessMapPass,
+    (DeviceFetcher, False): InProcessMapPass,  # NOTE [device-resident data]: never in workers
     (StreamFetcher, False): InProcessStreamPass,
     (MapFetcher, True): WorkerMapPass,
     (StreamFetcher, True): WorkerStreamPass,

@@ -1,0 +1,48 @@
+"""Pieces of the guarded update (NOTE [non-finite steps] and NOTE [one fused guarded update] in
+``_step.py``): the gradients' global norm, and the selections that keep a bad step's update out
+of the weights and the optimizer state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+from ._tree import flatten
+
+__all__ = ["global_norm", "select_in_place", "tied"]
+
+
+def global_norm(grads: Any) -> mx.array:
+    """The gradients' global L2 norm (squares summed in float32: float16 would overflow). The
+    per-array sums are added as scalars, which MLX fuses into one kernel (a stack + sum is two)."""
+    leaves = [g for _, g in flatten(grads)]
+    if not leaves:
+        return mx.array(0.0)
+    total = mx.sum(mx.square(leaves[0].astype(mx.float32)))
+    for g in leaves[1:]:
+        total = total + mx.sum(mx.square(g.astype(mx.float32)))
+    return mx.sqrt(total)
+
+
+def tied(old: mx.array, own: Any) -> mx.array:
+    """``old``, made to read the (selected) optimizer state arrays of its shape: an inert
+    ``where(s == s, old, old)`` per array (NaN-safe: both branches are ``old``), so MLX fuses the
+    weight's update, its state's and their selections into one kernel (NOTE [one fused guarded
+    update])."""
+    kept = old
+    for _, value in flatten(own if isinstance(own, (dict, list)) else [own]):
+        if isinstance(value, mx.array) and value.shape == old.shape:
+            kept = mx.where(value == value, kept, old)
+    return kept
+
+
+def select_in_place(tree: Any, old: Any, keep_new: mx.array) -> None:
+    """``tree[k] = where(keep_new, tree[k], old[k])`` for every array leaf, mutating the dicts
+    and lists of ``tree`` themselves (the compiled step's captured state is those objects)."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in list(items):
+        if isinstance(value, (dict, list)):
+            select_in_place(value, old[key], keep_new)
+        elif isinstance(value, mx.array) and value is not old[key]:  # unchanged: nothing to pick
+            tree[key] = mx.where(keep_new, value, old[key])
