@@ -19,7 +19,7 @@ import mlx.core as mx  # noqa: E402
 from mlx_audio.data import ArrayDataset, DataLoader  # noqa: E402
 from mlx_audio.loggers import CSVLogger  # noqa: E402
 from mlx_audio.train import Trainer  # noqa: E402
-from mlx_audio.train._step import StepRunner  # noqa: E402
+from mlx_audio.train._runner import StepRunner  # noqa: E402
 from mlx_audio.train.callbacks import ModelCheckpoint, ProgressBar  # noqa: E402
 
 

@@ -33,7 +33,8 @@ from mlx.utils import tree_flatten  # noqa: E402
 import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.train import Trainer  # noqa: E402
 from mlx_audio.train._rng import seed_step  # noqa: E402
-from mlx_audio.train._step import StepBuilder, StepRunner  # noqa: E402
+from mlx_audio.train._runner import StepRunner  # noqa: E402
+from mlx_audio.train._step import StepBuilder  # noqa: E402
 
 sys.path.insert(
     0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests")

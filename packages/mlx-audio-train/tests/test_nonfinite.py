@@ -245,7 +245,8 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
     from mlx.utils import tree_flatten, tree_map
 
     from mlx_audio.train._guarded import global_norm as _global_norm
-    from mlx_audio.train._step import StepBuilder, StepRunner
+    from mlx_audio.train._runner import StepRunner
+    from mlx_audio.train._step import StepBuilder
 
     def unguarded(self, grads, finite):
         norm = _global_norm(grads)

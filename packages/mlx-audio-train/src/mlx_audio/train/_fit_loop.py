@@ -55,8 +55,9 @@ from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
 from ._reload import reload_if_due
 from ._resume import restore, restore_accumulator, restore_training_state
+from ._runner import StepRunner
 from ._status import rank_zero_info
-from ._step import StepBuilder, StepRunner
+from ._step import StepBuilder
 from ._syncbn import sync_if_asked
 from .module import TrainModule
 from .profiler import on_device, profiled

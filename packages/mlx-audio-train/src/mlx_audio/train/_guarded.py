@@ -10,7 +10,7 @@ import mlx.core as mx
 
 from ._tree import flatten
 
-__all__ = ["global_norm", "select_in_place", "tied"]
+__all__ = ["global_norm", "select_in_place", "state_at", "tied"]
 
 
 def global_norm(grads: Any) -> mx.array:
@@ -35,6 +35,20 @@ def tied(old: mx.array, own: Any) -> mx.array:
         if isinstance(value, mx.array) and value.shape == old.shape:
             kept = mx.where(value == value, kept, old)
     return kept
+
+
+def state_at(state: Any, path: str) -> Any:
+    """The optimizer state kept for the parameter at ``path`` (``"layers.0.weight"``), or None
+    where the state is not laid out like the parameters (``MultiOptimizer``: nothing is tied)."""
+    node = state
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
 
 
 def select_in_place(tree: Any, old: Any, keep_new: mx.array) -> None:

@@ -25,7 +25,7 @@ from .checkpoint import (
 )
 
 if TYPE_CHECKING:
-    from ._step import StepRunner
+    from ._runner import StepRunner
     from .module import TrainModule
     from .trainer import Trainer
 

@@ -31,7 +31,7 @@ from ._metrics import MetricStore, Results
 from ._progress import Progress
 from ._publish import start_run
 from ._rng import seed_everything
-from ._step import StepRunner
+from ._runner import StepRunner
 from ._views import TrainerViews
 from ._watchdog import Watchdog
 from .callbacks import Callback, Timer
