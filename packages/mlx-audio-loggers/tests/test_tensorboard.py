@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import shutil
@@ -103,3 +104,21 @@ def test_log_folder_left_alone_keeps_nothing_back(tmp_path):
     logger.finalize("success")
     assert logger.undelivered is None and not (tmp_path / "spool").exists()
     assert tensorboard_scalars(logger.log_dir) == {"loss": [(s, float(s)) for s in range(3)]}
+
+
+def test_log_folder_removed_keeps_at_most_max_pending_records(tmp_path):
+    """What the logger keeps for a file that may vanish is bounded like its queue: the
+    oldest records beyond max_pending are dropped and counted in the report."""
+    logger = TensorBoardLogger(tmp_path / "out", name="tb", spool_dir=tmp_path / "spool")
+    logger._policy = type(logger._policy)(max_pending=4)
+    for step in range(10):
+        logger.log_metrics({"loss": float(step)}, step=step)
+    logger.save()
+    shutil.rmtree(tmp_path / "out")
+    logger.log_metrics({"loss": 10.0}, step=10)
+    logger.finalize("success")
+    report = logger.undelivered
+    assert report is not None and report.startswith("TensorBoardLogger: 4 records not delivered")
+    assert "steps 7-10" in report and "7 older records were dropped" in report
+    (spool,) = (tmp_path / "spool").glob("undelivered-TensorBoardLogger-*.jsonl")
+    assert [json.loads(line)["step"] for line in spool.read_text().splitlines()] == [7, 8, 9, 10]
