@@ -316,23 +316,39 @@ class QueuedLogger(Logger):
         )
         if not records:
             return f"{name}: {self._dropped} records not delivered ({reason}){lost}"
-        filename = (
-            f"undelivered-{name}-{self.version or 'run'}-{os.getpid()}-{int(time.time())}.jsonl"
+        path = write_spool(
+            spool_name(name, self.version, "jsonl"),
+            [record.to_json() + "\n" for record in records],
+            self._spool_dir,
         )
-        for folder in (self._spool_dir or os.getcwd(), tempfile.gettempdir()):
-            path = os.path.join(folder, filename)
-            try:
-                os.makedirs(folder, exist_ok=True)
-                with open(path, "w") as f:
-                    f.writelines(record.to_json() + "\n" for record in records)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError:
-                continue
-            steps = [r.step for r in records if r.step is not None]
-            span = f", steps {min(steps)}-{max(steps)}" if steps else ""
-            return (
-                f"{name}: {len(records)} records not delivered ({reason}{span}){lost}; saved to {path} "
-                f"(send them later with {name}(...).replay({path!r}))"
-            )
-        return f"{name}: {len(records)} records not delivered ({reason}) and could not be saved anywhere{lost}"
+        if path is None:
+            return f"{name}: {len(records)} records not delivered ({reason}) and could not be saved anywhere{lost}"
+        steps = [r.step for r in records if r.step is not None]
+        span = f", steps {min(steps)}-{max(steps)}" if steps else ""
+        return (
+            f"{name}: {len(records)} records not delivered ({reason}{span}){lost}; saved to {path} "
+            f"(send them later with {name}(...).replay({path!r}))"
+        )
+
+
+def spool_name(logger: str, version: object, extension: str) -> str:
+    """``undelivered-<Logger>-<version>-<pid>-<time>.<extension>``."""
+    version = "run" if version is None else version
+    return f"undelivered-{logger}-{version}-{os.getpid()}-{int(time.time())}.{extension}"
+
+
+def write_spool(filename: str, lines: list[str], spool_dir: str | None) -> str | None:
+    """Write ``lines`` to ``filename`` in ``spool_dir``, else the working directory, else the
+    system's temporary directory (the first that works, synced); its path, or ``None``."""
+    for folder in (spool_dir or os.getcwd(), tempfile.gettempdir()):
+        path = os.path.join(folder, filename)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "w", newline="") as f:
+                f.writelines(lines)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            continue
+        return path
+    return None

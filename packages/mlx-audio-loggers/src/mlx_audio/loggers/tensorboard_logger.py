@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ._extras import require
+from ._watched import WatchedFile
 from .base import VersionedDir
 from .delivery import QueuedLogger, Record
 
@@ -28,6 +29,7 @@ class EventFile:
         )
         self._good = 0  # bytes of complete records on disk
         self._fd: int | None = None
+        self.created = False  # True once, right after the write that created the file
 
     def write(self, events: list[Any]) -> None:
         from tensorboardX.proto import event_pb2
@@ -56,6 +58,7 @@ class EventFile:
         except OSError:
             self._cut_back()
             raise
+        self.created = self._good == 0
         self._good += len(data)
 
     def _cut_back(self) -> None:
@@ -72,6 +75,12 @@ class EventFile:
             os.close(self._fd)
             self._fd = None
 
+    def abandon(self) -> None:
+        """Close the file without syncing (it was deleted: nothing there to keep)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
 
 class TensorBoardLogger(VersionedDir, QueuedLogger):
     """Scalars as TensorBoard summaries at the trainer's step; view with
@@ -83,6 +92,11 @@ class TensorBoardLogger(VersionedDir, QueuedLogger):
     thread; a full disk delays them instead of stopping training (NOTE [logger delivery]).
     ``experiment`` is a ``tensorboardX.SummaryWriter`` on the same folder for images, audio
     and histograms (``writer_kwargs`` go to it).
+
+    If the event file is removed during the run (its folder deleted), the logger notices
+    before its next write or at ``finalize`` and spools every scalar record of the run (at
+    most ``max_pending``) like any backend failure; replay the spool into a new logger
+    (NOTE [removed log files] in _watched.py).
     """
 
     def __init__(
@@ -104,6 +118,7 @@ class TensorBoardLogger(VersionedDir, QueuedLogger):
         self._writer = None
         self._events: EventFile | None = None
         self._init_delivery(strict, flush_timeout, spool_dir)
+        self._watched = WatchedFile(self, "TensorBoard: the event file")
 
     @property
     def experiment(self):
@@ -139,16 +154,26 @@ class TensorBoardLogger(VersionedDir, QueuedLogger):
                     wall_time=record.time,
                 )
             ]
+        self._watched.check()
         if self._events is None:
             self._events = EventFile(self.log_dir, self._writer_kwargs.get("filename_suffix", ""))
         self._events.write(events)
+        if self._watched.lost is None and self._events.created:
+            self._watched.watch(self._events.path)
+        self._watched.keep(record)
 
     def _close(self, status: str) -> None:
         if self._events is not None:
             self._events.close()
+            self._watched.check()  # removed before the end: the records go to the spool
+            self._watched.release()
 
     def finalize(self, status: str = "success") -> None:
-        super().finalize(status)
+        try:
+            super().finalize(status)
+        finally:
+            if self._watched.lost is not None and self._events is not None:
+                self._events.abandon()  # the delivery thread gave up on the deleted file
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()

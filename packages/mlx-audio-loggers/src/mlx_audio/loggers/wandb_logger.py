@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 import netrc
 import os
 import threading
 import warnings
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from ._extras import require
+from ._watched import WatchedFile
 from .delivery import QueuedLogger, Record
 
 _EXIT_CODES = {"success": 0, "failed": 1, "interrupted": 255}
@@ -96,11 +95,9 @@ class WandbLogger(QueuedLogger):
         self._mode_chosen: str | None = None
         self._started = threading.Event()
         self._create = threading.Lock()
-        self._run_file: tuple[str, int, int] | None = None  # an offline run's path, device, inode
-        self._kept: deque[Record] = deque()  # given to the offline run, lost with its file
-        self._kept_dropped = 0
-        self._lost: str | None = None
         self._init_delivery(strict, flush_timeout, spool_dir)
+        # NOTE [removed log files]: an offline run's records are lost with its file
+        self._run_file = WatchedFile(self, "W&B: the offline run's file")
 
     def _before_first_record(self) -> None:
         self._mode_chosen = self._mode()  # on the caller's thread, so its warning points there
@@ -150,9 +147,7 @@ class WandbLogger(QueuedLogger):
             self._run_dir = os.path.dirname(self._run.dir)
             self._id = self._run.id
             if self._run.offline:
-                path = self._run.settings.sync_file
-                stat = os.stat(path)
-                self._run_file = (path, stat.st_dev, stat.st_ino)
+                self._run_file.watch(self._run.settings.sync_file)
             self._run.define_metric(self.STEP_METRIC)
             self._run.define_metric("*", step_metric=self.STEP_METRIC, step_sync=True)
             self._started.set()
@@ -180,49 +175,28 @@ class WandbLogger(QueuedLogger):
 
     def _deliver(self, record: Record) -> None:
         run = self.experiment
-        self._check_run_file()
+        self._run_file.check()
         if record.kind == "hparams":
             run.config.update(record.values, allow_val_change=True)
         else:
             run.log({**record.values, self.STEP_METRIC: record.step})
-        if self._run_file is not None:
-            if len(self._kept) >= self._policy.max_pending:
-                self._kept.popleft()
-                self._kept_dropped += 1
-            self._kept.append(record)
-
-    def _check_run_file(self) -> None:
-        """Raise (once the records it held are queued again) if the offline run's file is gone."""
-        if self._lost is None and self._run_file is not None:
-            path, device, inode = self._run_file
-            try:
-                stat = os.stat(path)
-                gone = (stat.st_dev, stat.st_ino) != (device, inode)
-            except OSError:
-                gone = True
-            if gone:
-                self._lost = f"the offline run's file {path} was removed during the run"
-                self._requeue(list(self._kept), self._lost_error(), self._kept_dropped)
-                self._kept.clear()
-        if self._lost is not None:
-            raise self._lost_error()
-
-    def _lost_error(self) -> FileNotFoundError:
-        return FileNotFoundError(errno.ENOENT, f"W&B: {self._lost}")
+        self._run_file.keep(record)
 
     def _close(self, status: str) -> None:
         if self._run is not None:
             run, self._run = self._run, None
             run.finish(exit_code=_EXIT_CODES[status])
-            self._check_run_file()  # removed before the end: the records go to the spool
-            self._kept.clear()
+            self._run_file.check()  # removed before the end: the records go to the spool
+            self._run_file.release()
 
     def finalize(self, status: str = "success") -> None:
         try:
             super().finalize(status)
         finally:
             run, self._run = self._run, None
-            if run is not None and self._lost is not None:  # the delivery thread gave up on it
+            if (
+                run is not None and self._run_file.lost is not None
+            ):  # the delivery thread gave up on it
                 try:
                     run.finish(exit_code=_EXIT_CODES[status])
                 except Exception:
