@@ -198,11 +198,12 @@ for _workers in (0, 4):
         data1 = listed(dl, tolist)
         after = L.same(L.roundtrip(dl.state_dict()), state2)
         data2 = listed(dl, tolist)
-        return {
-            "epochs": [exp0, exp1, exp2],
-            "resumed_same": [data1 == exp1, data2 == exp2],
-            "state_after_resumed_epoch_same": after,
-        }
+        result = {"epochs": [exp0, exp1, exp2], "resumed_same": [data1 == exp1, data2 == exp2]}
+        if workers == 0:  # with workers torchdata's answer is racy: how far its workers'
+            # prefetch got decides it (True or False between runs of the same code); ours is
+            # exact and checked in tests/torch_port/test_state_dict.py
+            result["state_after_resumed_epoch_same"] = after
+        return result
 
     _multi_epoch.__name__ = f"multi_epoch_load_then_state_w{_workers}"
     state_case(_multi_epoch)
