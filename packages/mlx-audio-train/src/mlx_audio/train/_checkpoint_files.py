@@ -11,7 +11,10 @@ import os
 import re
 import secrets
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 def fsync(path: str) -> None:
@@ -169,3 +172,55 @@ class CheckpointNames:
             name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
         name += self.FILE_EXTENSION
         return os.path.join(self.dirpath, name) if self.dirpath else name
+
+
+# NOTE [default checkpoint directory]: ``ModelCheckpoint(dirpath=None)`` resolves its directory
+# in ``setup`` as Lightning's ``__resolve_ckpt_dir``: with loggers, the first one's
+# ``save_dir/name/version_N/checkpoints`` (a string version as it is; no ``save_dir``: the
+# Trainer's ``default_root_dir``), without, ``default_root_dir/checkpoints``. Rank 0's answer is
+# broadcast, so every process of an ``mlx.launch`` job names the directory rank 0 writes (a
+# logger picks its next free version on each rank, and only rank 0 creates one).
+def logger_ckpt_dir(trainer: Trainer) -> tuple[str, str] | None:
+    """``(save_dir, name)`` of the first logger, under which a ``dirpath=None`` ModelCheckpoint
+    writes (``save_dir/name/<version>/checkpoints``); None without loggers."""
+    if not trainer.loggers:
+        return None
+    logger = trainer.loggers[0]
+    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+    return os.fspath(save_dir), str(logger.name)
+
+
+def resolve_ckpt_dir(trainer: Trainer) -> str:
+    """The directory of a ``ModelCheckpoint(dirpath=None)`` (NOTE [default checkpoint
+    directory]), the same on every rank."""
+    from . import distributed
+
+    under = logger_ckpt_dir(trainer)
+    if under is None:
+        path = os.path.join(trainer.default_root_dir, "checkpoints")
+    else:
+        version = trainer.loggers[0].version
+        version = version if isinstance(version, str) else f"version_{version}"
+        path = os.path.join(*under, version, "checkpoints")
+    path = os.path.realpath(os.path.expanduser(path))
+    if distributed.world_size() == 1:
+        return path
+    import mlx.core as mx
+
+    size = distributed.broadcast_int(len(path.encode()))  # rank 0's length: the same shapes
+    mine = list(path.encode().ljust(size, b"\0")[:size])
+    codes = distributed.broadcast(mx.array(mine, dtype=mx.int32))
+    return bytes(int(c) for c in codes.tolist()).decode()
+
+
+def newest_last(save_dir: str, name: str) -> str | None:
+    """The ``last`` link under ``save_dir/name/*/checkpoints`` moved most recently (the
+    checkpoint directory it names exists), None if there is none: what ``ckpt_path="last"``
+    resumes from when this run's logger version has no ``last`` yet."""
+    root = os.path.join(save_dir, name)
+    found: list[tuple[float, str]] = []
+    for version in os.listdir(root) if os.path.isdir(root) else []:
+        link = os.path.join(root, version, "checkpoints", "last")
+        if os.path.isdir(link):
+            found.append((os.lstat(link).st_mtime, link))
+    return max(found)[1] if found else None
