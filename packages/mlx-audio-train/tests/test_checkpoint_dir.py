@@ -15,17 +15,25 @@ from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import ModelCheckpoint
 
 
-class NoSaveDir(Logger):
-    """A logger without a ``save_dir`` (as W&B or MLflow can be): Lightning takes the Trainer's
-    ``default_root_dir`` instead."""
+class Remote(Logger):
+    """A logger without a local ``save_dir`` (a tracking server's URI, or none): Lightning takes
+    the Trainer's ``default_root_dir`` instead; without a version yet (a run that starts in the
+    background), ``default_root_dir/checkpoints``."""
+
+    def __init__(self, save_dir=None, version=3):
+        self._save_dir, self._version = save_dir, version
+
+    @property
+    def save_dir(self):
+        return self._save_dir
 
     @property
     def name(self) -> str:
         return "remote"
 
     @property
-    def version(self) -> int:
-        return 3
+    def version(self):
+        return self._version
 
     def log_metrics(self, metrics, step):
         pass
@@ -55,16 +63,17 @@ def fit(root, ckpt_path=None, max_steps=4, **kwargs):
         (None, "logs/version_0/checkpoints"),  # the default CSVLogger(root, name="logs")
         (False, "checkpoints"),
         ("tb", "tb/run/awesome/checkpoints"),  # a string version as it is
-        ("no_save_dir", "remote/version_3/checkpoints"),
+        (Remote(), "remote/version_3/checkpoints"),
+        (Remote("http://localhost:5000", "run-id"), "remote/run-id/checkpoints"),
+        (Remote(version=None), "checkpoints"),
     ],
+    ids=["csv", "none", "tensorboard", "no-save-dir", "uri", "no-version"],
 )
 def test_default_dirpath_is_lightnings(tmp_path, logger, expected):
     if logger == "tb":
         from mlx_audio.loggers import TensorBoardLogger
 
         logger = TensorBoardLogger(tmp_path / "tb", name="run", version="awesome")
-    elif logger == "no_save_dir":
-        logger = NoSaveDir()
     trainer = fit(tmp_path, max_steps=2, logger=logger)
     dirpath = trainer.checkpoint_callback.dirpath
     assert dirpath == os.path.realpath(tmp_path / expected)

@@ -176,18 +176,23 @@ class CheckpointNames:
 
 # NOTE [default checkpoint directory]: ``ModelCheckpoint(dirpath=None)`` resolves its directory
 # in ``setup`` as Lightning's ``__resolve_ckpt_dir``: with loggers, the first one's
-# ``save_dir/name/version_N/checkpoints`` (a string version as it is; no ``save_dir``: the
-# Trainer's ``default_root_dir``), without, ``default_root_dir/checkpoints``. Rank 0's answer is
-# broadcast, so every process of an ``mlx.launch`` job names the directory rank 0 writes (a
-# logger picks its next free version on each rank, and only rank 0 creates one).
-def logger_ckpt_dir(trainer: Trainer) -> tuple[str, str] | None:
-    """``(save_dir, name)`` of the first logger, under which a ``dirpath=None`` ModelCheckpoint
-    writes (``save_dir/name/<version>/checkpoints``); None without loggers."""
-    if not trainer.loggers:
+# ``save_dir/name/version_N/checkpoints`` (a string version as it is; no local ``save_dir``: the
+# Trainer's ``default_root_dir``), without, ``default_root_dir/checkpoints``. A logger whose
+# version is not known yet (W&B, MLflow: their run starts in the background, never waited for)
+# counts as none. Rank 0's answer is broadcast, so every process of an ``mlx.launch`` job names
+# the directory rank 0 writes (a logger picks its next free version on each rank).
+def logger_ckpt_dir(trainer: Trainer) -> tuple[str, str, str] | None:
+    """``(save_dir, name, version)`` of the first logger, under which a ``dirpath=None``
+    ModelCheckpoint writes (``save_dir/name/version/checkpoints``); None without one."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is None or logger.version is None:
         return None
-    logger = trainer.loggers[0]
-    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-    return os.fspath(save_dir), str(logger.name)
+    save_dir = logger.save_dir
+    if save_dir is None or "://" in os.fspath(save_dir):  # a tracking server's URI
+        save_dir = trainer.default_root_dir
+    version = logger.version
+    version = version if isinstance(version, str) else f"version_{version}"
+    return os.fspath(save_dir), str(logger.name), version
 
 
 def resolve_ckpt_dir(trainer: Trainer) -> str:
@@ -196,13 +201,8 @@ def resolve_ckpt_dir(trainer: Trainer) -> str:
     from . import distributed
 
     under = logger_ckpt_dir(trainer)
-    if under is None:
-        path = os.path.join(trainer.default_root_dir, "checkpoints")
-    else:
-        version = trainer.loggers[0].version
-        version = version if isinstance(version, str) else f"version_{version}"
-        path = os.path.join(*under, version, "checkpoints")
-    path = os.path.realpath(os.path.expanduser(path))
+    parts = (*under, "checkpoints") if under else (trainer.default_root_dir, "checkpoints")
+    path = os.path.realpath(os.path.expanduser(os.path.join(*parts)))
     if distributed.world_size() == 1:
         return path
     import mlx.core as mx

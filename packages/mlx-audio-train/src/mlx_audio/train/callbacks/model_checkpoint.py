@@ -128,7 +128,8 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
         self._doomed = []
         self._resumed_from = trainer.ckpt_path
         if self.dirpath is None:  # NOTE [default checkpoint directory]
-            self._logger_root = logger_ckpt_dir(trainer)
+            under = logger_ckpt_dir(trainer)
+            self._logger_root = (under[0], under[1]) if under else None
             self.dirpath = resolve_ckpt_dir(trainer)
         self._writes = trainer.is_global_zero  # data-parallel: rank 0 alone touches the files
         if self._writes and stage == "fit":  # validate/test/predict touch no files (Lightning)
