@@ -61,7 +61,7 @@ def test_demo_quick_run_and_resume(tmp_path, small_digits):
     first = run()
     assert "accuracy on" in first and "held-out voices" in first and "training curves" in first
     assert (small_digits / "train.csv").exists() and (
-        tmp_path / "run" / "checkpoints" / "last"
+        tmp_path / "run" / "logs" / "version_0" / "checkpoints" / "last"  # under the first logger
     ).exists()
     assert any((tmp_path / "run" / "tensorboard" / "version_0").iterdir())
     second = run()
@@ -91,7 +91,8 @@ def test_clap_zero_shot_example_quick_run(tmp_path, small_digits):
     line = next(x for x in result.stdout.splitlines() if x.startswith("zero-shot accuracy on"))
     accuracy = float(line.split(": ")[-1].split("%")[0])
     assert 0 <= accuracy <= 100 and "held-out voices" in line
-    assert (tmp_path / "clap" / "checkpoints" / "last" / "model.safetensors").exists()
+    last = tmp_path / "clap" / "logs" / "version_0" / "checkpoints" / "last"  # the default logger's
+    assert (last / "model.safetensors").exists()
 
 
 @needs_espeak

@@ -136,6 +136,7 @@ ORIGINALS = [
             "test_configure_model_checkpoint",
             "test_current_score",
             "test_current_score_when_nan",
+            "test_model_checkpoint_path",
         )
     ),
     "tests_pytorch/callbacks/test_early_stopping.py::test_early_stopping_no_extraneous_invocations",

@@ -1,6 +1,6 @@
 """Ports of Lightning 2.6's ``checkpointing/test_model_checkpoint.py``: checkpoint names
-(``format_checkpoint_name``), ``monitor=None`` keeping one name, ``current_score``, and
-``trainer.checkpoint_callbacks``.
+(``format_checkpoint_name``), ``monitor=None`` keeping one name, ``current_score``,
+``trainer.checkpoint_callbacks`` and the default directory under the logger's version.
 
 Same names, inputs and assertions. Changes: a checkpoint is a directory, so it has no ``.ckpt``
 extension (``ModelCheckpoint.FILE_EXTENSION`` is ``""``) and is read back from its
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from boring_classes import BoringModel, fit
 
+from mlx_audio.loggers import TensorBoardLogger
 from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import ModelCheckpoint
 
@@ -247,3 +248,28 @@ def test_current_score_when_nan(tmp_path, mode: str):
     expected = float("inf" if mode == "min" else "-inf")
     assert model_checkpoint.best_model_score == expected
     assert model_checkpoint.current_score == expected
+
+
+class LogInTwoMethods(BoringModel):
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        self.log("early_stop_on", out["loss"])
+        return out
+
+    def on_validation_epoch_end(self):
+        self.log("val_acc", 1.23)
+
+
+@pytest.mark.parametrize(
+    ("logger_version", "expected"), [(None, "version_0"), (1, "version_1"), ("awesome", "awesome")]
+)
+def test_model_checkpoint_path(tmp_path, logger_version, expected: str):
+    """Test that "version_" prefix is only added when logger's version is an integer."""
+    model = LogInTwoMethods()
+    logger = TensorBoardLogger(tmp_path, version=logger_version)
+
+    trainer = Trainer(default_root_dir=tmp_path, overfit_batches=0.2, max_epochs=2, logger=logger)
+    fit(trainer, model)
+
+    ckpt_version = Path(trainer.checkpoint_callback.dirpath).parent.name
+    assert ckpt_version == expected

@@ -85,7 +85,9 @@ def main() -> None:
         gradient_clip_val=config.get("clip"),
         seed=config.get("seed", 7),
         logger=CSVLogger(
-            os.path.join(out, f"rank{rank}" if config.get("per_rank_roots") else ""), name="logs"
+            os.path.join(out, f"rank{rank}" if config.get("per_rank_roots") else ""),
+            name="logs",
+            version=config["logger_versions"][rank] if "logger_versions" in config else None,
         ),
         enable_progress_bar=False,
         log_every_n_steps=1,
@@ -158,6 +160,8 @@ def main() -> None:
         "global_step": trainer.global_step,
         "callback_metrics": trainer.callback_metrics,
         "num_training_batches": trainer.num_training_batches,
+        "ckpt_dirpath": trainer.checkpoint_callback.dirpath,
+        "ckpt_path": trainer.ckpt_path,
     }
     with open(os.path.join(out, f"seen-{rank}.json"), "w") as f:
         json.dump(seen, f)

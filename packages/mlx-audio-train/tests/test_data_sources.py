@@ -237,7 +237,7 @@ def test_hyperparameters_rebuild_the_module_from_a_checkpoint_and_reach_the_logg
     logged = json.loads((tmp_path / "logs" / "version_0" / "hparams.json").read_text())
     assert logged["width"] == 12 and logged["lr"] == 0.02
 
-    last = os.path.join(str(tmp_path), "checkpoints", "last")
+    last = os.path.join(str(tmp_path), "logs", "version_0", "checkpoints", "last")  # the logger's
     with open(os.path.join(last, "trainer_state.json")) as f:
         state = json.load(f)
     assert state["hyper_parameters"] == {"width": 12, "lr": 0.02, "tags": ["a", "b"]}

@@ -134,13 +134,21 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, config
 
 
 def test_only_rank_zero_writes_checkpoints_and_logs(tmp_path):
-    result = run(tmp_path, 2, global_batch=32, per_rank_roots=True, every_n_train_steps=4)
-    finished(result, tmp_path, 2)
-    assert sorted(os.listdir(tmp_path / "rank0")) == ["checkpoints", "logs"]
-    assert (
-        len([p for p in os.listdir(tmp_path / "rank0" / "checkpoints") if p.startswith("epoch=")])
-        == 6
+    """Every rank takes rank 0's checkpoint directory (ModelCheckpoint(dirpath=None) resolves it
+    from each rank's own logger: here another root and another version on rank 1)."""
+    result = run(
+        tmp_path,
+        2,
+        global_batch=32,
+        per_rank_roots=True,
+        every_n_train_steps=4,
+        logger_versions=[None, "elsewhere"],
     )
+    seen = finished(result, tmp_path, 2)
+    checkpoints = tmp_path / "rank0" / "logs" / "version_0" / "checkpoints"
+    assert seen[0]["ckpt_dirpath"] == seen[1]["ckpt_dirpath"] == os.path.realpath(checkpoints)
+    assert sorted(os.listdir(tmp_path / "rank0")) == ["logs"]
+    assert len([p for p in os.listdir(checkpoints) if p.startswith("epoch=")]) == 6
     assert not (tmp_path / "rank1").exists(), list((tmp_path / "rank1").rglob("*"))
     assert (
         result.stdout.count("Trainer: finished") == 1
@@ -157,6 +165,10 @@ def test_resume_mid_epoch_and_mid_accumulation_under_two_ranks(tmp_path):
             os.remove(cut / name)
     seen = finished(run(cut, 2, max_epochs=3, ckpt_path="last", **config), cut, 2)
     assert seen[0]["global_step"] == seen[1]["global_step"] == 9
+    # a new logger version: "last" is the newest of the earlier ones, on every rank
+    first = os.path.realpath(cut / "logs" / "version_0" / "checkpoints")
+    assert seen[0]["ckpt_path"] == seen[1]["ckpt_path"] == os.path.join(first, "last")
+    assert seen[0]["ckpt_dirpath"] == seen[1]["ckpt_dirpath"] != first
     assert_close_weights(
         tmp_path / "whole", cut, tolerance=0.0
     )  # exact: the same sums in the same order
@@ -182,7 +194,8 @@ def test_a_checkpoint_at_an_epochs_last_batch_resumes_on_any_world_size(tmp_path
     finished(run(tmp_path / "whole", 2, max_epochs=2, **config), tmp_path / "whole", 2)
     cut = tmp_path / "cut"
     finished(run(cut, 2, max_steps=8, **config), cut, 2)
-    assert os.path.realpath(cut / "checkpoints" / "last").endswith("epoch=0-step=8")
+    last = cut / "logs" / "version_0" / "checkpoints" / "last"
+    assert os.path.realpath(last).endswith("epoch=0-step=8")
     os.remove(cut / "seen-0.json")
     result = run(cut, 1, max_epochs=2, ckpt_path="last", **config)
     assert finished(result, cut, 1)[0]["global_step"] == 16, result.stderr

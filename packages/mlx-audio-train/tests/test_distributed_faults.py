@@ -27,6 +27,9 @@ import pytest
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "faults_script.py"
+CKPT_DIR = Path(
+    "logs", "version_0", "checkpoints"
+)  # ModelCheckpoint(dirpath=None) under the CSV logger
 LAUNCHER = Path(sys.executable).parent / "mlx.launch"
 STEPS = 40  # per run; a paced run takes >= STEPS x 0.1 s, signals land within its first 2 s
 
@@ -132,7 +135,7 @@ class Job:
         ]
 
     def preempted(self) -> list[Path]:
-        root = self.out / "checkpoints"
+        root = self.out / CKPT_DIR
         return sorted(root.glob("preempted-*")) if root.exists() else []
 
 
@@ -217,7 +220,7 @@ def test_sigterm_to_any_rank_saves_a_checkpoint_that_resumes_exactly(tmp_path, j
                 _kill(pids[target], signal.SIGTERM)
         job.wait(60)
         saved = job.preempted()
-        last = job.out / "checkpoints" / "last"
+        last = job.out / CKPT_DIR / "last"
         outcomes[name] = {
             "exits": job.exits(),
             "preempted": [p.name for p in saved],
@@ -319,7 +322,7 @@ def test_a_sigterm_with_stdout_gone_still_saves(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
     errors = [(tmp_path / f"stderr-{r}").read_text() for r in range(2)]
     assert codes == [143, 143], errors
-    assert len(list((tmp_path / "checkpoints").glob("preempted-*"))) == 1
+    assert len(list((tmp_path / CKPT_DIR).glob("preempted-*"))) == 1
     assert not any("Traceback" in e or "BrokenPipe" in e for e in errors), errors
 
 

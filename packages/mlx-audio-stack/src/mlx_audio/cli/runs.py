@@ -139,6 +139,8 @@ class RunCheckpoint(ModelCheckpoint):
     rewritten after every checkpoint it writes (NOTE [run folder])."""
 
     def __init__(self, root: str, fields: dict[str, Any], **kwargs: Any) -> None:
+        # the run folder's own layout (root/checkpoints), whatever the loggers' versions
+        kwargs.setdefault("dirpath", os.path.join(root, "checkpoints"))
         super().__init__(save_on_exception=True, **kwargs)
         self.root = root
         self.fields = fields

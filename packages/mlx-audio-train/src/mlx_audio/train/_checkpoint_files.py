@@ -11,7 +11,10 @@ import os
 import re
 import secrets
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 def fsync(path: str) -> None:
@@ -169,3 +172,55 @@ class CheckpointNames:
             name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
         name += self.FILE_EXTENSION
         return os.path.join(self.dirpath, name) if self.dirpath else name
+
+
+# NOTE [default checkpoint directory]: ``ModelCheckpoint(dirpath=None)`` resolves its directory
+# in ``setup`` as Lightning's ``__resolve_ckpt_dir``: with loggers, the first one's
+# ``save_dir/name/version_N/checkpoints`` (a string version as it is; no local ``save_dir``: the
+# Trainer's ``default_root_dir``), without, ``default_root_dir/checkpoints``. A logger whose
+# version is not known yet (W&B, MLflow: their run starts in the background, never waited for)
+# counts as none. Rank 0's answer is broadcast, so every process of an ``mlx.launch`` job names
+# the directory rank 0 writes (a logger picks its next free version on each rank).
+def logger_ckpt_dir(trainer: Trainer) -> tuple[str, str, str] | None:
+    """``(save_dir, name, version)`` of the first logger, under which a ``dirpath=None``
+    ModelCheckpoint writes (``save_dir/name/version/checkpoints``); None without one."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is None or logger.version is None:
+        return None
+    save_dir = logger.save_dir
+    if save_dir is None or "://" in os.fspath(save_dir):  # a tracking server's URI
+        save_dir = trainer.default_root_dir
+    version = logger.version
+    version = version if isinstance(version, str) else f"version_{version}"
+    return os.fspath(save_dir), str(logger.name), version
+
+
+def resolve_ckpt_dir(trainer: Trainer) -> str:
+    """The directory of a ``ModelCheckpoint(dirpath=None)`` (NOTE [default checkpoint
+    directory]), the same on every rank."""
+    from . import distributed
+
+    under = logger_ckpt_dir(trainer)
+    parts = (*under, "checkpoints") if under else (trainer.default_root_dir, "checkpoints")
+    path = os.path.realpath(os.path.expanduser(os.path.join(*parts)))
+    if distributed.world_size() == 1:
+        return path
+    import mlx.core as mx
+
+    size = distributed.broadcast_int(len(path.encode()))  # rank 0's length: the same shapes
+    mine = list(path.encode().ljust(size, b"\0")[:size])
+    codes = distributed.broadcast(mx.array(mine, dtype=mx.int32))
+    return bytes(int(c) for c in codes.tolist()).decode()
+
+
+def newest_last(save_dir: str, name: str) -> str | None:
+    """The ``last`` link under ``save_dir/name/*/checkpoints`` moved most recently (the
+    checkpoint directory it names exists), None if there is none: what ``ckpt_path="last"``
+    resumes from when this run's logger version has no ``last`` yet."""
+    root = os.path.join(save_dir, name)
+    found: list[tuple[float, str]] = []
+    for version in os.listdir(root) if os.path.isdir(root) else []:
+        link = os.path.join(root, version, "checkpoints", "last")
+        if os.path.isdir(link):
+            found.append((os.lstat(link).st_mtime, link))
+    return max(found)[1] if found else None

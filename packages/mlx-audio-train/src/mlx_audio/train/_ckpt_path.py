@@ -7,6 +7,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from ._checkpoint_files import newest_last
 from ._status import rank_zero_info
 from .checkpoint import _FN, resolve_ckpt_path
 
@@ -25,11 +26,18 @@ def load_for_evaluation(trainer: Trainer, model: TrainModule, ckpt_path: str | N
 
 def selected_ckpt_path(trainer: Trainer, ckpt_path: str | None) -> str | None:
     """``ckpt_path`` resolved (``trainer.ckpt_path``); None for a ``"last"`` that does not exist
-    yet: nothing is loaded and a fit starts fresh, saying so through ``logging`` (resuming from
+    yet (nor in an earlier logger version: :func:`earlier_last`): nothing is loaded and a fit starts fresh, saying so through ``logging`` (resuming from
     ``"last"`` on every start is the documented idiom; Lightning warns), while ``validate`` /
     ``test`` / ``predict`` give Lightning's warning."""
     path = resolve_ckpt_path(trainer, ckpt_path) if ckpt_path is not None else None
     if ckpt_path == "last" and path is not None and not os.path.lexists(path):
+        earlier = earlier_last(trainer)
+        if earlier is not None:
+            rank_zero_info(
+                f"Trainer: no checkpoint at {path} yet; loading {earlier}, the newest `last` "
+                "of an earlier version of this logger."
+            )
+            return earlier
         if trainer.state_fn == "fit":
             rank_zero_info(f"Trainer: no checkpoint at {path} yet; starting from scratch.")
             return None
@@ -43,6 +51,17 @@ def selected_ckpt_path(trainer: Trainer, ckpt_path: str | None) -> str | None:
         )
         return None
     return path
+
+
+def earlier_last(trainer: Trainer) -> str | None:
+    """For ``ckpt_path="last"`` when the first ModelCheckpoint took its directory from a logger
+    (``save_dir/name/<version>/checkpoints``) and this version has no ``last`` yet: the newest
+    ``last`` of the logger's other versions, so that a job started again (a new Trainer, a new
+    logger version) goes on where it stopped. Lightning looks in this version only and starts
+    from scratch (a documented difference)."""
+    callback = trainer.checkpoint_callback
+    under = callback._logger_root if callback is not None else None
+    return newest_last(*under) if under is not None else None
 
 
 def warn_missing_callbacks(trainer: Trainer, state: dict[str, Any]) -> None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from .._checkpoint_files import CheckpointNames, unique_path
+from .._checkpoint_files import CheckpointNames, logger_ckpt_dir, resolve_ckpt_dir, unique_path
 from .._status import rank_zero_info
 from ..checkpoint import clean_leftovers, delete_checkpoint, point_last
 from .base import MonitorCallback, check_mode, check_number
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 
 class ModelCheckpoint(CheckpointNames, MonitorCallback):
-    """Saves checkpoint directories under ``dirpath`` (default ``default_root_dir/checkpoints``).
+    """Saves checkpoint directories under ``dirpath``; by default, as in Lightning, the first
+    logger's ``save_dir/name/version_N/checkpoints``, without loggers ``default_root_dir/checkpoints``.
 
     ``filename`` is a template such as ``"{epoch:02d}-{val_loss:.3f}"`` (metric names are
     inserted: ``epoch=03-val_loss=0.412``); a name already on disk gets ``-v1``, ``-v2``.
@@ -82,6 +84,10 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
             if dirpath
             else dirpath  # None: resolved in setup; "": the working directory, as in Lightning
         )
+        self._given_dirpath = self.dirpath  # the state key's (stable across logger versions)
+        self._logger_root: tuple[str, str] | None = (
+            None  # dirpath=None: the logger's save_dir, name
+        )
         self.filename = filename
         self.monitor = monitor
         self.mode = mode
@@ -112,7 +118,8 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
     @property
     def state_key(self) -> str:
         return (
-            f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, dirpath={self.dirpath}}}"
+            f"ModelCheckpoint{{monitor={self.monitor}, mode={self.mode}, "
+            f"dirpath={self._given_dirpath}}}"
         )
 
     # -- when ------------------------------------------------------------------------------------
@@ -120,13 +127,13 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
         self._written_now = ""
         self._doomed = []
         self._resumed_from = trainer.ckpt_path
-        if self.dirpath is None:
-            self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        if self.dirpath is None:  # NOTE [default checkpoint directory]
+            under = logger_ckpt_dir(trainer)
+            self._logger_root = (under[0], under[1]) if under else None
+            self.dirpath = resolve_ckpt_dir(trainer)
         self._writes = trainer.is_global_zero  # data-parallel: rank 0 alone touches the files
         if self._writes and stage == "fit":  # validate/test/predict touch no files (Lightning)
-            clean_leftovers(
-                self.dirpath
-            )  # half-written or half-deleted checkpoints of crashed runs
+            clean_leftovers(self.dirpath)  # crashed runs' half-written or half-deleted ones
 
     def _skip(self, trainer: Trainer) -> bool:
         return (
@@ -191,9 +198,7 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
         metrics = self._candidates(trainer)
         if self.every_n_epochs >= 1 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._save_topk(trainer, metrics)
-        self._save_last(
-            trainer, metrics
-        )  # always the newest state (Lightning: only after a top-k save)
+        self._save_last(trainer, metrics)  # always (Lightning: only after a top-k save)
         self._flush()
 
     def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
@@ -379,8 +384,15 @@ class ModelCheckpoint(CheckpointNames, MonitorCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("dirpath", self.dirpath) != self.dirpath:
-            return  # Lightning: a different directory starts fresh
+        if state.get("dirpath", self.dirpath) != self.dirpath:  # Lightning: starts fresh
+            warnings.warn(
+                f"The dirpath has changed from {state.get('dirpath')!r} to {self.dirpath!r}, therefore"
+                " `best_model_score`, `kth_best_model_path`, `kth_value`, `last_model_path` and"
+                " `best_k_models` won't be reloaded. Only `best_model_path` will be reloaded.",
+                stacklevel=2,
+            )
+            self.best_model_path = state.get("best_model_path", "")
+            return
         self.best_k_models = {p: float(s) for p, s in state.get("best_k_models", {}).items()}
         self.kth_best_model_path = state.get("kth_best_model_path", "")
         self.kth_value = float(state.get("kth_value", self.kth_value))
