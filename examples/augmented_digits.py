@@ -16,12 +16,23 @@ per shape); the augmented run adds
   masks kept inside each clip's own frames) and `Mixup`;
 - `EMAWeightAveraging`: the held-out clips are scored with the averaged weights.
 
-    python examples/augmented_digits.py             # a few minutes on a 2-core CPU
-    python examples/augmented_digits.py --quick     # a smoke run (~30 s; what the tests run)
+    python examples/augmented_digits.py             # about 3 minutes on a 2-core CPU
+    python examples/augmented_digits.py --quick     # a smoke run (~10 s; what the tests run)
 
 It prints a table of the held-out accuracies of both runs and their difference, whatever it
 is. `--root` names the data folder (made once), `--train-voices` and `--epochs` change the
-split and the length of the runs.
+split and the length of the runs. Measured on a loaded 2-core Linux CPU (other jobs running;
+data made in 23 s, then 92 s plain + 77 s augmented), 240 clips of 12 held-out voices:
+
+                          as recorded  + noise -5..5 dB
+    plain                       58.3%             43.8%
+    augmented                   72.1%             48.8%
+    difference (points)         +13.8              +5.0
+
+With half the epochs (`--epochs 15`) the augmented run had not caught up yet: 50.4 % / 29.6 %
+plain, 25.4 % / 19.6 % augmented (-25.0 and -10.0 points). Augmentation makes the task
+harder to fit, so it needs the longer run before it pays off (one seed each: the differences
+carry a few points of seed-to-seed noise).
 """
 
 from __future__ import annotations
@@ -254,12 +265,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=os.path.join("data", "augmented_digits"))
     parser.add_argument("--train-voices", type=int, default=None, help="default 12 (quick: 4)")
-    parser.add_argument("--epochs", type=int, default=None, help="default 15 (quick: 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="default 30 (quick: 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="15 voices, 1 clip per digit")
     args = parser.parse_args()
     voices = args.train_voices or (4 if args.quick else 12)
-    epochs = args.epochs or (2 if args.quick else 15)
+    epochs = args.epochs or (2 if args.quick else 30)
     start = time.perf_counter()
     paths = prepare(args.root, os.path.join(args.root, "augmented"), voices, args.quick)
     print(f"data ready in {args.root}: {time.perf_counter() - start:.0f} s")
