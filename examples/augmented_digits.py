@@ -122,7 +122,7 @@ def prepare(root: str, work: str, train_voices: int, quick: bool) -> dict[str, s
         writer = csv.DictWriter(f, ["path", "label", "voice"])
         writer.writeheader()
         writer.writerows(
-            {**row, "path": os.path.join(root, row["path"])}
+            {**row, "path": os.path.abspath(os.path.join(root, row["path"]))}
             for row in rows
             if row["voice"] in voices
         )

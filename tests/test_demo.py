@@ -139,10 +139,10 @@ def test_augmented_digits_recipe_quick_run(tmp_path, small_digits):
     shutil.copytree(small_digits, root)  # the recipe writes its noise folders next to the clips
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "augmented_digits.py"), "--quick"]
-        + ["--root", str(root)],
+        + ["--root", "digits"],  # relative, as the default data/augmented_digits
         capture_output=True,
         text=True,
-        cwd=ROOT / "examples",
+        cwd=tmp_path,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
