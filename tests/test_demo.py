@@ -129,3 +129,37 @@ def test_make_demo_settings_through_the_command_line(tmp_path, small_digits):
     out = cli("evaluate", "--run", str(run), "--data", str(small_digits / "val.csv"))
     assert "accuracy: " in out and (run / "evaluation" / "confusion.txt").exists()
     assert "curves.png" in cli("plot", str(run))
+
+
+@needs_espeak
+def test_augmented_digits_recipe_quick_run(tmp_path, small_digits):
+    """examples/augmented_digits.py --quick: the harder split (4 training voices, held-out
+    voices also scored with extra noise), trained plain and with duration batching + worker
+    noise + SpecAugment + mixup + EMA; the table holds both runs and their difference."""
+    root = tmp_path / "digits"
+    shutil.copytree(small_digits, root)  # the recipe writes its noise folders next to the clips
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "augmented_digits.py"), "--quick"]
+        + ["--root", "digits"],  # relative, as the default data/augmented_digits
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "making spoken digits" not in result.stdout  # the cached clips were used
+    rows = {}
+    for line in result.stdout.splitlines():
+        for name in ("plain", "augmented", "difference (points)"):
+            if line.startswith(name + " "):
+                rows[name] = [float(x.rstrip("%")) for x in line[len(name) :].split()]
+    assert set(rows) == {"plain", "augmented", "difference (points)"}, result.stdout
+    for accuracy in rows["plain"] + rows["augmented"]:
+        assert 0.0 <= accuracy <= 100.0
+    for k in range(2):
+        assert rows["difference (points)"][k] == pytest.approx(
+            rows["augmented"][k] - rows["plain"][k], abs=0.11
+        )
+    assert "30 clips of 3 voices never heard in training (4 training voices" in result.stdout
+    assert len(os.listdir(root / "augmented" / "noise-train")) == 8
+    assert len(os.listdir(root / "augmented" / "val-noisy")) == 30
