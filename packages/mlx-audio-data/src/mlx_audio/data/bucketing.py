@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .sampler import Sampler, epoch_rng
+from .support import check_replicas
 
 __all__ = ["BucketBatchSampler"]
 
@@ -44,10 +45,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
-        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas <= 0:
-            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
+        check_replicas(num_replicas, rank)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)

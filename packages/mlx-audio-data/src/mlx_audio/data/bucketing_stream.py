@@ -21,6 +21,7 @@ from ._loader.worker import get_worker_info
 from ._streams import END, SourceCursor, duration_reader
 from .dataset import IterableDataset
 from .dynamic_bucketing import _positive, check_bucketing
+from .support import check_replicas
 
 __all__ = ["DynamicBucketingDataset"]
 
@@ -72,10 +73,7 @@ class DynamicBucketingDataset(IterableDataset[list[Any]]):
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
-        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas <= 0:
-            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
+        check_replicas(num_replicas, rank)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
         bins = check_bucketing(

@@ -21,6 +21,7 @@ from ._bucketer import (
     rank_batches,
 )
 from .sampler import Sampler, epoch_rng
+from .support import check_replicas
 
 __all__ = ["DynamicBucketingSampler", "estimate_duration_buckets", "check_bucketing"]
 
@@ -110,10 +111,7 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
-        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas <= 0:
-            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
+        check_replicas(num_replicas, rank)
         values = np.asarray(durations, dtype=np.float64).reshape(-1)
         if len(values) == 0:
             raise ValueError("DynamicBucketingSampler needs at least one duration")

@@ -45,6 +45,7 @@ __all__ = [
     "slow_blas_reason",
     "lazy_exports",
     "require",
+    "check_replicas",
     "global_rng_state",
     "set_global_rng_state",
 ]
@@ -86,6 +87,14 @@ def lazy_exports(
         return sorted([*namespace, *exports, *subpackages])
 
     return __getattr__, __dir__
+
+
+def check_replicas(num_replicas: int, rank: int) -> None:
+    """A sampler's data-parallel split: ``num_replicas`` a positive int, ``rank`` in range."""
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas <= 0:
+        raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
 
 
 def require(module: str, message: str) -> ModuleType:
