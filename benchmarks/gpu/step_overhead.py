@@ -2,7 +2,8 @@
 
 The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
   hand            the hand-written mx.compile loop (mx.eval each step)
-  hand+seed       the same, reseeding MLX's key and passing the batch index each step (as fit does)
+  hand+seed       the same, reseeding MLX's key and passing the batch index each step (as fit did
+                  before issue 30: fit now carries the key in the compiled step's state)
   runner          our StepBuilder/StepRunner alone (guarded update, metrics vector, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
   runner-naive-guard  the guard as before issue 30: every new weight and state array selected
@@ -149,7 +150,6 @@ def _runner(data) -> float:
     start = time.perf_counter()
     run = StepRunner(StepBuilder(model, optimizer, 1, 1.0, "norm", "32", True), 1)
     for i, batch in enumerate(data):
-        seed_step(0, i, 0)
         loss = run.run(batch, i, True, (i, 0, i))[0]
     mx.eval(loss, model.parameters())
     return len(data) * data[0][0].shape[0] / (time.perf_counter() - start)
@@ -238,9 +238,9 @@ def kernels(data) -> dict[str, int]:
             )
             run = StepRunner(builder, 1)
             for i, batch in enumerate(data[:2]):
-                run.run(batch, i, True, None, 0, (0, i, 0, 0))
+                run.run(batch, i, True, None, 0)
             mx.eval(builder.state)
-            clock = mx.array(np.array([2, 2], dtype=np.int32))
+            clock = mx.array(2, dtype=mx.int32)
             out[name] = _count(
                 [builder.state, builder.fused(data[2], clock, run.guard, mx.array(0.0))]
             )

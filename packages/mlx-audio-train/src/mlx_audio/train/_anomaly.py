@@ -19,7 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ._forward import forward
-from ._rng import seed_step
+from ._rng import current_key, key_words, set_key
 from ._tree import flatten
 
 if TYPE_CHECKING:
@@ -94,21 +94,24 @@ def diagnose(module: TrainModule, batch: Any, batch_idx: int, precision: str, up
     return "; ".join(parts) if parts else "the eager re-run was finite (not reproducible)"
 
 
-def raise_anomaly(trainer: Trainer, batch: Any, batch_idx: int, finite: bool, micro: int) -> None:
+def raise_anomaly(trainer: Trainer, batch: Any, batch_idx: int, finite: bool) -> None:
     """After a step under ``detect_anomaly=True``: if it was non-finite, re-run the batch and
     raise a ``FloatingPointError`` naming where it started (whatever ``on_nonfinite_loss``)."""
     runner = trainer.runner
     assert runner is not None and trainer.module is not None
     if finite and (not runner.builder.strict_nonfinite or runner.first_nonfinite() is None):
         return
-    # the key the step drew its random numbers from (``micro``: its micro-batch before it ran)
-    seed_step(trainer.rng_base, trainer.global_step, micro, trainer.global_rank)
+    # the key the step drew its random numbers from (NOTE [the run's key]), and after the
+    # diagnosis the key the step left (the error may be caught and fit called again)
+    after = key_words(current_key())
+    set_key(key_words(runner.key_before))
     was_training = trainer.module.training
     trainer.module.train()
     found = diagnose(
         trainer.module, batch, batch_idx, trainer.precision, runner.builder.metric_updates
     )
     trainer.module.train(was_training)
+    set_key(after)
     raise FloatingPointError(
         f"detect_anomaly: non-finite loss or gradients at step {trainer.global_step} (epoch "
         f"{trainer.current_epoch}, batch {batch_idx}): {found}. The weights were left as they "

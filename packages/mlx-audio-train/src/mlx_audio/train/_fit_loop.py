@@ -55,6 +55,7 @@ from ._nonfinite import check_nonfinite, nonfinite_step
 from ._publish import log_metrics, publish_epoch, publish_step, should_update_logs
 from ._reload import reload_if_due
 from ._resume import restore, restore_accumulator, restore_training_state
+from ._rng import current_key, key_words, set_key, start_key
 from ._runner import StepRunner
 from ._status import rank_zero_info
 from ._step import StepBuilder
@@ -149,6 +150,13 @@ def run_fit(
         warn_eval_modules(model)  # Lightning leaves each submodule's mode as the user set it
         start_validation_clock(trainer)  # NOTE [time-based validation]
         trainer.hooks.on_train_start()
+        start_key(  # NOTE [the run's key]: once per fit, never per step
+            trainer.rng_base,
+            trainer.global_rank,
+            trainer.global_step,
+            trainer.runner.micro,
+            resumed.get("mlx_key") if resumed is not None else None,
+        )
         while not fit_done(trainer):
             reload_if_due(trainer)
             with profiled(trainer, "run_training_epoch"):
@@ -241,13 +249,11 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
     if update:
         trainer.hooks.on_before_optimizer_step(trainer.optimizer)
     where = (trainer.global_step, trainer.current_epoch, batch_idx)
-    micro = runner.micro  # detect_anomaly re-runs a failing batch from here
-    seed = (trainer.rng_base, trainer.global_step, runner.micro, trainer.global_rank)
     loss, metrics, logged, updated, finite = runner.run(
-        batch, batch_idx, update, where, trainer._interrupt.level, seed
+        batch, batch_idx, update, where, trainer._interrupt.level
     )
     if trainer.detect_anomaly:
-        raise_anomaly(trainer, batch, batch_idx, finite, micro)
+        raise_anomaly(trainer, batch, batch_idx, finite)
     trainer.progress.global_step += int(updated)
     if not finite:
         nonfinite_step(trainer, batch_idx, float(loss.item()))
@@ -346,7 +352,15 @@ def validate_now(trainer: Trainer) -> bool:
 
 def validate_in_fit(trainer: Trainer) -> None:
     check_nonfinite(trainer)
-    evaluate(trainer, trainer._val_loaders, "validation", trainer.num_val_batches)
+    runner = trainer.runner
+    assert runner is not None
+    runner.held_key = current_key()  # NOTE [the run's key]: validation draws leave no trace
+    words = key_words(runner.held_key)
+    try:
+        evaluate(trainer, trainer._val_loaders, "validation", trainer.num_val_batches)
+    finally:
+        runner.held_key = None
+        set_key(words)
     mark_validation_end(trainer)  # NOTE [time-based validation]
     trainer.validation_has_run = True
     trainer.progress.should_stop = distributed.any_rank(trainer.progress.should_stop)

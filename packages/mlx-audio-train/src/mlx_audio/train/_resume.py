@@ -106,7 +106,7 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any]) -> None:
     from mlx.utils import tree_unflatten
 
     from ._progress import Progress
-    from ._rng import set_rng_state
+    from ._rng import read_keys, set_rng_state
 
     module = trainer.module
     optimizer = trainer.optimizer
@@ -134,3 +134,8 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any]) -> None:
             f"{state_file}: 'rng' is not a valid generator state: {error}"
         ) from None
     trainer.rng_base = int(state["rng_base"])
+    if "mlx_key" in state:  # NOTE [the run's key]: set where training starts (start_key)
+        try:
+            read_keys(state["mlx_key"], state_file)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None

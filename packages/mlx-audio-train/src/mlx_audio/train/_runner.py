@@ -9,7 +9,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from ._rng import seed_step
+from ._rng import current_key
 from ._step import Guard, StepBuilder, TraceGuard
 
 
@@ -30,15 +30,20 @@ class StepRunner:
         self.total: Any = None
         self.micro = 0  # finite micro-batches summed in ``total``
         zero = mx.array(0.0)
-        self.guard: Guard = (zero, zero, zero)  # NOTE [deferred non-finite check]
+        self.guard: Guard = mx.array(0, dtype=mx.int32)  # NOTE [deferred non-finite check]
         self.calls = 0
-        self.recent: dict[int, Any] = {}  # call number -> where it ran, since the last check
+        # "raise": call number -> (where it ran, its loss), since the last check
+        self.recent: dict[int, tuple[Any, mx.array]] = {}
         self._in_flight: mx.array | None = None
         self._stops: list[mx.array] = []  # the calls' agreed stop requests, not read yet
         self._no_stop = zero  # one process: its stop request is read on the host
         # NOTE [step clock]: the device's clock and what the host expects it to read next
         self._clock: mx.array | None = None
-        self._expect: tuple[int, int] | None = None
+        self._expect: int | None = None
+        # NOTE [the run's key]: the key each call starts from (a lazy reference: no read), for the
+        # anomaly re-run; and, during validation in fit, the key training goes on with
+        self.key_before: mx.array = current_key()
+        self.held_key: mx.array | None = None
 
     def run(
         self,
@@ -47,18 +52,15 @@ class StepRunner:
         update: bool,
         where: Any = None,
         stop: int = 0,
-        seed: tuple[int, int, int, int] | None = None,
     ) -> tuple[Any, dict[str, Any], dict[str, Any], bool, bool]:
         """``(loss, returned metrics, logged values, whether the weights were updated, whether
         this batch's loss and gradients were finite)`` -- under ``"raise"`` both are assumed
         until :meth:`first_nonfinite` says otherwise. ``stop``: this rank's stop request
-        (NOTE [agreed stop]). ``seed``: ``seed_step``'s ``(base, global_step, micro, rank)``
-        to seed this step's random key with (None: the caller seeded it)."""
+        (NOTE [agreed stop]). MLX's key is the step's own state (NOTE [the run's key])."""
         builder = self.builder
-        if seed is not None:
-            seed_step(*seed)
+        self.key_before = current_key()
         request = self._no_stop if builder.world == 1 and stop == 0 else mx.array(float(stop))
-        self.recent[self.calls] = where
+        call = self.calls
         self.calls += 1
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
@@ -68,11 +70,23 @@ class StepRunner:
                 loss, packed, applied, self.guard, agreed, self._clock, updates = builder.fused(
                     batch, clock, self.guard, request
                 )
-                self._expect = (self.calls, batch_idx + 1)
-                builder.metric_updates.apply(updates)
+                if updates:
+                    builder.metric_updates.apply(updates[0])
+                self._expect = batch_idx + 1
+                if deferred:
+                    self.recent[call] = (where, loss)
                 self._note_stop(agreed)
                 self._dispatch(
-                    [builder.state, loss, packed, applied, self.guard, agreed, self._clock],
+                    [
+                        builder.state,
+                        loss,
+                        packed,
+                        applied,
+                        self.guard,
+                        agreed,
+                        self._clock,
+                        updates,
+                    ],
                     loss,
                     deferred,
                 )
@@ -80,16 +94,18 @@ class StepRunner:
                 done = True if deferred or none else bool(applied.item())
                 return (loss, *builder.unpack(packed), done, done)
             index = mx.array(batch_idx)
-            call = mx.array(float(self.calls - 1))
             total = self.total if self.total is not None else builder.zeros
             loss, packed, total, ok, applied, self.guard, agreed, updates = builder.accumulating(
-                batch, index, total, mx.array(float(self.micro)), self.guard, call, request, update
+                batch, index, total, mx.array(float(self.micro)), self.guard, request, update
             )
-            builder.metric_updates.apply(updates)
+            if updates:
+                builder.metric_updates.apply(updates[0])
+            if deferred:
+                self.recent[call] = (where, loss)
             self._note_stop(agreed)
             kept = [] if update else [total]
             self._dispatch(
-                [builder.state, loss, packed, ok, applied, self.guard, agreed, *kept],
+                [builder.state, loss, packed, ok, applied, self.guard, agreed, updates, *kept],
                 loss,
                 deferred,
             )
@@ -107,9 +123,8 @@ class StepRunner:
     def _tick(self, batch_idx: int) -> mx.array:
         """NOTE [step clock]: the clock for this call; a new one only when the device's would
         read other values."""
-        want = (self.calls - 1, batch_idx)
-        if self._clock is None or want != self._expect:
-            return mx.array(np.array(want, dtype=np.int32))
+        if self._clock is None or batch_idx != self._expect:
+            return mx.array(batch_idx, dtype=mx.int32)
         return self._clock
 
     def _dispatch(self, outputs: list[Any], loss: mx.array, deferred: bool) -> None:
@@ -142,9 +157,12 @@ class StepRunner:
         return level
 
     def first_nonfinite(self) -> tuple[Any, float] | None:
-        """``(where, loss)`` of the first bad call since the last check, or None (one device read)."""
-        poisoned, call, loss = (float(v) for v in np.asarray(mx.stack(list(self.guard))))
-        if not poisoned:
+        """``(where, loss)`` of the first bad call since the last check, or None (one device
+        read). The guard counts the calls since the first bad one (NOTE [deferred non-finite
+        check]), the host counts every call: the difference is its number."""
+        since = int(np.asarray(self.guard))
+        if not since:
             self.recent.clear()
             return None
-        return self.recent.get(int(call)), loss
+        where, loss = self.recent.get(self.calls - since, (None, mx.array(float("nan"))))
+        return where, float(np.asarray(loss))

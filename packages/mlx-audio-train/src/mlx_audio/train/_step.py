@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_map, tree_unflatten
 
 from . import distributed
 from ._forward import forward
 from ._guarded import global_norm, select_in_place, state_at, tied
 from ._metrics import REPEAT
+from ._rng import current_key
 from ._tree import flatten
 from .metrics.base import StepUpdates
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from .module import TrainModule
 
 _RETRACE_WARNING_AFTER = 8
-Guard = tuple[mx.array, mx.array, mx.array]  # (poisoned, call number, loss)
+Guard = mx.array  # int32: calls since the first bad one (NOTE [deferred non-finite check])
 
 
 class StepBuilder:
@@ -82,12 +84,14 @@ class StepBuilder:
         return self._zeros
 
     # -- traced pieces -----------------------------------------------------------------------
-    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array | None, mx.array]:
-        # NOTE [one aux array]: the returned metrics and self.log values leave the traced step
-        # stacked into one vector (names kept here, see `unpack`): under mx.compile, MLX 0.32's
+    def _loss(self, batch: Any, batch_idx: mx.array) -> tuple[mx.array | None, Any]:
+        # NOTE [one aux array]: the returned metrics and self.log values leave the traced step as
+        # one array (names kept here, see `unpack`): the value itself when there is one (no
+        # kernel), else the values stacked into one vector -- under mx.compile, MLX 0.32's
         # value_and_grad fails (IndexError `_Map_base::at`) when its aux output holds two equal
         # expressions that do not depend on the parameters, e.g. two self.log calls of one value.
-        # The Metric updates (NOTE [metric updates leave the compiled step]) ride at its end.
+        # The Metric updates (NOTE [metric updates leave the compiled step]) are a second array,
+        # present only when some Metric was updated: no per-step array otherwise.
         loss, metrics, logged, _, self.auto_log, updates = forward(
             self.module, batch, batch_idx, "train", self.precision, self.metric_updates
         )
@@ -96,22 +100,23 @@ class StepBuilder:
             loss = mx.zeros(())
         self._aux_keys = (list(metrics), list(logged))
         values = [*metrics.values(), *logged.values()]
-        return loss, mx.concatenate([mx.stack(values), updates]) if values else updates
+        packed = values[:1] if len(values) == 1 else [mx.stack(values)] if values else []
+        return loss, (packed, [updates] if updates.size else [])
 
-    def _split(self, aux: mx.array) -> tuple[mx.array, mx.array]:
-        """``(stacked values, Metric updates)`` of the one aux vector."""
-        count = len(self._aux_keys[0]) + len(self._aux_keys[1])
-        return aux[:count], aux[count:]
-
-    def unpack(self, packed: mx.array) -> tuple[dict[str, mx.array], dict[str, mx.array]]:
-        """``(returned metrics, logged values)`` from the step's stacked aux vector."""
+    def unpack(self, packed: list[mx.array]) -> tuple[dict[str, mx.array], dict[str, mx.array]]:
+        """``(returned metrics, logged values)`` from the step's aux array (NOTE [one aux
+        array]): a lazy view of it per value, made only when there are several."""
         metric_keys, logged_keys = self._aux_keys
-        values = [packed[i] for i in range(len(metric_keys) + len(logged_keys))]
+        count = len(metric_keys) + len(logged_keys)
+        if count <= 1:
+            values = packed
+        else:
+            values = [packed[0][i] for i in range(count)]
         return dict(zip(metric_keys, values)), dict(zip(logged_keys, values[len(metric_keys) :]))
 
     def _across_ranks(
-        self, loss: mx.array, packed: mx.array, stop: mx.array
-    ) -> tuple[mx.array, mx.array, mx.array]:
+        self, loss: mx.array, packed: list[mx.array], stop: mx.array
+    ) -> tuple[mx.array, list[mx.array], mx.array]:
         """Data-parallel: the loss and the returned metrics averaged over the ranks, each
         ``self.log`` value reduced by its ``reduce_fx`` -- so every rank logs, and decides on,
         the whole global batch's values (a 1-process run's) -- and the largest stop request
@@ -122,9 +127,11 @@ class StepBuilder:
         modes = ["mean"] * (1 + len(self._aux_keys[0]))
         names = [k.split(REPEAT, 1)[0] for k in self._aux_keys[1]]  # _metrics.REPEAT
         modes += [options[k].reduce_fx if k in options else "mean" for k in names]
-        columns = mx.concatenate([loss.reshape(1), packed, stop.reshape(1).astype(packed.dtype)])
+        row = [loss, *packed, stop]
+        columns = mx.concatenate([v.reshape(-1).astype(mx.float32) for v in row])
         reduced = distributed.reduce_columns(columns, [*modes, "max"])
-        return reduced[0], reduced[1:-1], reduced[-1]
+        values = [reduced[1:-1].reshape(p.shape).astype(p.dtype) for p in packed]
+        return reduced[0].astype(loss.dtype), values, reduced[-1].astype(stop.dtype)
 
     def _update(self, grads: Any, finite: mx.array) -> mx.array:
         """Average (data-parallel), clip, apply -- unless ``finite`` is False or the gradients
@@ -146,13 +153,18 @@ class StepBuilder:
         if self.world > 1:
             grads = nn.average_gradients(grads)
         norm = global_norm(grads)
-        applied = mx.logical_and(finite, mx.isfinite(norm))
-        if self.clip_val is not None:
-            bound = self.clip_val
-            if self.clip_algorithm == "norm":
-                scale = mx.minimum(1.0, bound / (norm + 1e-6))
-                grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
-            else:
+        if self.clip_val is not None and self.clip_algorithm == "norm":
+            # NaN where the norm is not finite: the norm's one consumer is then the scale, and
+            # its sum, root and division stay one kernel (as in a plain clip_grad_norm)
+            scale = mx.where(
+                mx.isfinite(norm), mx.minimum(1.0, self.clip_val / (norm + 1e-6)), mx.nan
+            )
+            applied = mx.logical_and(finite, mx.isfinite(scale))
+            grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
+        else:
+            applied = mx.logical_and(finite, mx.isfinite(norm))
+            if self.clip_val is not None:
+                bound = self.clip_val
                 grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
         params = self.module.trainable_parameters()
         state = tree_map(lambda x: x, self.optimizer.state)
@@ -166,37 +178,37 @@ class StepBuilder:
         self.module.update(tree_unflatten(kept))
         return applied
 
-    def _poison(self, guard: Guard, bad: mx.array, call: mx.array, loss: mx.array) -> Guard:
+    def _poison(self, guard: Guard, good: mx.array) -> Guard:
         """NOTE [deferred non-finite check]: under ``on_nonfinite_loss="raise"`` the host does
         not read each step's flag (a device sync per step). The first bad call is recorded in
-        ``guard`` = (poisoned, call number, loss), three 0-d arrays (selected in one fused
-        kernel), and every later update is gated off, so when the host looks
-        (``StepRunner.first_nonfinite``, at logging steps, validation, checkpoints and epoch
-        ends) the weights are still those from before the bad batch."""
+        ``guard``, one 0-d int32: the calls since the first bad one -- 0 while every call was
+        good, 1 after the first bad one, one more each call after it -- and every later update is
+        gated off, so when the host looks (at logging steps, validation, checkpoints and epoch
+        ends) the weights are still those from before the bad batch. The host counts the calls
+        and keeps a lazy reference to each one's loss until it looks, so it works out which call
+        it was and its loss (``StepRunner.first_nonfinite``): no call number enters the step and
+        the guard is one scalar kernel. ``good``: whether the call was good, False whenever the
+        guard was already poisoned (the callers gate on it); one ``good`` per call."""
         if not self.strict_nonfinite:
             return guard
-        first = mx.logical_and(bad, guard[0] == 0)
-        new = (mx.array(1.0), call.astype(mx.float32), loss.astype(mx.float32))
-        return tuple(mx.where(first, n, g) for n, g in zip(new, guard))  # type: ignore[return-value]
+        return guard + mx.logical_not(good).astype(guard.dtype)
 
     def _healthy(self, guard: Guard) -> mx.array:
-        return guard[0] == 0 if self.strict_nonfinite else mx.array(True)
+        return guard == 0 if self.strict_nonfinite else mx.array(True)
 
     def _fused(self, batch: Any, clock: mx.array, guard: Guard, stop: mx.array) -> tuple[Any, ...]:
-        """One step without accumulation. NOTE [step clock]: the call number and ``batch_idx``
-        come from ``clock`` = [call, batch_idx], an int32 vector that stays on the device and
-        leaves the step advanced by one: no small array is made on the host and copied to the
-        device per step for them (the host makes a new clock only when the device's would read
-        other values: an epoch's start, a resumed run). MLX's random key is still seeded on
-        the host (``seed_step``): MLX 0.32 offers no way to set the global key from an array."""
-        call, batch_idx = clock[0], clock[1]
-        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
-        packed, updates = self._split(aux)
+        """One step without accumulation. NOTE [step clock]: ``batch_idx`` is ``clock``, a 0-d
+        int32 that stays on the device and leaves the step advanced by one: no small array is
+        made on the host and copied to the device per step for it (the host makes a new clock
+        only when the device's would read another value: an epoch's start, a resumed run). MLX's random key is part of the state
+        and is not seeded per step either (NOTE [the run's key] in _rng.py)."""
+        (loss, (packed, updates)), grads = self._value_and_grad(batch, clock)
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
         if self.returned_none:  # NOTE [a step that returns None]: no update, nothing poisoned
+            guard = self._poison(guard, self._healthy(guard))  # a call all the same
             return loss, packed, mx.array(False), guard, stop, clock + 1, updates
         applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
-        guard = self._poison(guard, mx.logical_not(applied), call, loss)
+        guard = self._poison(guard, applied)  # applied: finite, and the guard healthy
         return loss, packed, applied, guard, stop, clock + 1, updates
 
     def _accumulating(
@@ -206,32 +218,32 @@ class StepBuilder:
         total: Any,
         count: mx.array,
         guard: Guard,
-        call: mx.array,
         stop: mx.array,
         do_update: bool,
     ) -> tuple[Any, ...]:
         """One micro-batch: its gradients join the group's sum only when it is finite (see
         NOTE [non-finite steps]); at the group's end the mean of the finite ones is applied."""
-        (loss, aux), grads = self._value_and_grad(batch, batch_idx)
-        packed, updates = self._split(aux)
+        (loss, (packed, updates)), grads = self._value_and_grad(batch, batch_idx)
         ok = distributed.all_ranks(
             mx.logical_and(mx.isfinite(loss), mx.isfinite(global_norm(grads)))
         )
         loss, packed, stop = self._across_ranks(loss, packed, stop)
+        good = self._healthy(guard)
         if self.returned_none:  # NOTE [a step that returns None]: not part of the group
             ok = mx.array(False)
         else:
             total = tree_map(lambda t, g: mx.where(ok, t + g, t), total, grads)
             count = count + ok.astype(count.dtype)
-            guard = self._poison(
-                guard, mx.logical_not(ok), call, loss
-            )  # "raise": the group never steps
+            good = mx.logical_and(good, ok)
         applied = mx.array(False)
         if do_update:
             mean = tree_map(lambda g: g / mx.maximum(count, 1).astype(g.dtype), total)
-            gate = mx.logical_and(count > 0, self._healthy(guard))
+            # "raise": a bad micro-batch poisons the guard, so its group never steps; "skip":
+            # the group steps with the mean of its finite micro-batches
+            gate = mx.logical_and(count > 0, good) if self.strict_nonfinite else count > 0
             applied = self._update(mean, gate)
-            guard = self._poison(guard, mx.logical_and(gate, mx.logical_not(applied)), call, loss)
+            good = mx.logical_and(good, mx.logical_or(applied, mx.logical_not(gate)))
+        guard = self._poison(guard, good)
         return loss, packed, total, ok, applied, guard, stop, updates
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -288,6 +300,7 @@ class TraceGuard:
             self.state = (
                 tree_map(lambda x: x, self.optimizer.state) if self.optimizer is not None else None
             )
+            self.key = current_key()
         return self
 
     def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
@@ -295,4 +308,5 @@ class TraceGuard:
             self.module.update(self.params)
             if self.optimizer is not None and self.state is not None:
                 self.optimizer.state = self.state
-            mx.random.seed(0)  # the trainer reseeds before every step anyway
+            key_words = np.asarray(self.key, dtype=np.uint32).reshape(-1)  # a failed trace's
+            mx.random.seed((int(key_words[0]) << 32) | int(key_words[1]))  # tracer: put back

@@ -326,6 +326,17 @@ def resolve_ckpt_path(trainer: Trainer, ckpt_path: str) -> str:
     return os.fspath(ckpt_path)
 
 
+def run_keys(trainer: Trainer, together: bool) -> list[list[int]]:
+    """Every rank's MLX key, the one training goes on with (NOTE [the run's key])."""
+    from ._rng import current_key, gather_keys
+
+    runner = trainer.runner
+    assert runner is not None
+    key = runner.held_key if runner.held_key is not None else current_key()
+    with distributed.waiting("an exchange of the ranks' random keys"):
+        return gather_keys(key, distributed.world_size(), together)
+
+
 def capture(trainer: Trainer, path: str) -> str:
     """Write the trainer's complete state at ``path`` (weights, optimizer, progress, RNG, loader)."""
     from ._hparams import checkpoint_hparams
@@ -353,6 +364,7 @@ def capture(trainer: Trainer, path: str) -> str:
         "batches_that_stepped": progress.batches_that_stepped + int(trainer.update_pending),
         "rng": rng_state(),
         "rng_base": trainer.rng_base,
+        "mlx_key": run_keys(trainer, not trainer.failing),  # NOTE [the run's key]
         "accumulated_batches": runner.micro,
         "world_size": distributed.world_size(),
         "loader": trainer.loader_state() if not ended or progress.epoch_cut else None,
