@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -194,13 +195,14 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
         batch_idx = progress.batch_in_epoch
         progress.batch_in_epoch += 1
         progress.total_batches += 1
-        trainer._train_results.batch_start(batch_size_of(batch))
+        samples = batch_size_of(batch)
+        trainer._train_results.batch_start(samples)
         if trainer.hooks.on_train_batch_start(batch, batch_idx) == -1:
             trainer.is_last_batch = True  # Lightning: -1 skips the rest of the epoch
             break
         with profiled(trainer, "run_training_batch"):
-            with distributed.waiting("the train step"):  # NOTE [collective waits]
-                train_batch(trainer, batch, batch_idx)
+            with ranks_waiting(trainer, "the train step"):  # NOTE [collective waits]
+                train_batch(trainer, batch, batch_idx, samples)
             on_device(trainer)  # NOTE [device time in the profile] (profiler.py)
         if validate_now(trainer):
             validate_in_fit(trainer)
@@ -208,7 +210,7 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
             progress.batches_that_stepped += 1
             trainer.update_pending = False
             assert trainer.runner is not None
-            with distributed.waiting("the train step"):
+            with ranks_waiting(trainer, "the train step"):
                 agreed = trainer.runner.agreed_stop()  # NOTE [agreed stop]
             trainer._interrupt.at_boundary(agreed, trainer.global_step)
     if trainer._batches.cut_short and "cut short" not in trainer._warned:
@@ -242,7 +244,21 @@ def run_epoch(trainer: Trainer, resumed: dict[str, Any] | None) -> None:
     progress.epoch_cut = False
 
 
-def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
+_AUTO = LogOptions(on_step=True, on_epoch=False, prog_bar=True)  # a returned value's (frozen)
+
+
+def ranks_waiting(trainer: Trainer, what: str) -> AbstractContextManager[Any]:
+    """``distributed.waiting`` where there are other ranks to wait for (one process: nothing)."""
+    runner = trainer.runner
+    if runner is not None and runner.builder.world == 1:
+        return _NOTHING
+    return distributed.waiting(what)
+
+
+_NOTHING = nullcontext()
+
+
+def train_batch(trainer: Trainer, batch: Any, batch_idx: int, samples: int) -> None:
     runner = trainer.runner
     assert trainer.optimizer is not None and trainer.module is not None and runner is not None
     update = not should_accumulate(trainer)
@@ -267,10 +283,9 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int) -> None:
         trainer.last_loss = loss  # the progress bar's `loss` (NOTE [two logging idioms])
     auto = runner.builder.auto_log and not none
     values = {"train_loss": loss, **{f"train_{k}": v for k, v in metrics.items()}} if auto else {}
-    options = {k: LogOptions(on_step=True, on_epoch=False, prog_bar=True) for k in values}
+    options = dict.fromkeys(values, _AUTO)
     values.update(logged)
     options.update(trainer.module._log_options.get("training_step", {}))
-    samples = batch_size_of(batch)
     trainer.samples_trained += samples * runner.builder.world
     results = trainer._train_results
     results.add("training_step", values, options, samples)

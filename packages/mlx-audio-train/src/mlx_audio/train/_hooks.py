@@ -21,7 +21,8 @@ from .callbacks.model_summary import ModelSummary
 from .callbacks.progress_bar import ProgressBar
 from .callbacks.stochastic_weight_avg import StochasticWeightAveraging
 from .callbacks.timer import Timer
-from .profiler import profiled
+from .module import TrainModule
+from .profiler import PassThroughProfiler, profiled
 
 if TYPE_CHECKING:
     from mlx.optimizers import Optimizer
@@ -88,6 +89,14 @@ class EvalHooks(NamedTuple):
 def _action(callback: Callback, hook: str) -> Callable[[], str]:
     """A callback hook's profiler name (Lightning's), made only when a profiler records it."""
     return lambda: f"[Callback]{callback.state_key}.{hook}"
+
+
+def _overrides(owner: Any, hook: str, base: type) -> bool:
+    """Whether ``owner`` (a callback or the module) has its own ``hook``: a method of its class
+    other than ``base``'s no-op, or one set on the instance."""
+    return hook in getattr(owner, "__dict__", ()) or getattr(
+        type(owner), hook, None
+    ) is not getattr(base, hook, None)
 
 
 class CallbackList:
@@ -206,15 +215,38 @@ class CallbackList:
         self._module("on_train_epoch_end")
         self._callbacks("on_train_epoch_end", monitors=True)
 
+    def _per_batch(self, hook: str, *args: Any) -> Any:
+        """NOTE [hooks nobody overrides]: a per-batch hook (``on_train_batch_start/end``,
+        ``on_before_optimizer_step``) runs only on the callbacks and the module that override
+        it: the base classes' are no-ops, and calling each of them per batch is most of the
+        fit loop's host time on a small model. Under a profiler every hook is called (its
+        report names each, as Lightning's)."""
+        trainer = self.trainer
+        if not isinstance(getattr(trainer, "profiler", None), PassThroughProfiler):
+            return self._both(hook, *args)
+        module = trainer.module
+        callbacks = [c for c in self.callbacks if _overrides(c, hook, Callback)]
+        if callbacks:
+            outer = trainer.current_hook
+            try:
+                for callback in callbacks:
+                    trainer.current_hook = hook
+                    getattr(callback, hook)(trainer, module, *args)
+            finally:
+                trainer.current_hook = outer
+        if module is None or not _overrides(module, hook, TrainModule):
+            return None
+        return self._module(hook, *args)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> Any:
         """The module's return value: ``-1`` skips the rest of the epoch (Lightning)."""
-        return self._both("on_train_batch_start", batch, batch_idx)
+        return self._per_batch("on_train_batch_start", batch, batch_idx)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._both("on_train_batch_end", outputs, batch, batch_idx)
+        self._per_batch("on_train_batch_end", outputs, batch, batch_idx)
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
-        self._both("on_before_optimizer_step", optimizer)
+        self._per_batch("on_before_optimizer_step", optimizer)
 
     def on_validation_model_eval(self) -> None:
         """The module's alone, as all ``on_*_model_*`` hooks (Lightning's ModelHooks)."""

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 def batch_size_of(batch: Any) -> int:
     """The leading dimension of the first array in the batch (1 for scalars)."""
+    first = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+    if isinstance(first, mx.array) and first.ndim > 0:  # the usual (x, y): no tree walk
+        return int(first.shape[0])
     for _, leaf in flatten(batch if isinstance(batch, (list, tuple, dict)) else [batch]):
         if isinstance(leaf, (mx.array, np.ndarray)) and leaf.ndim > 0:
             return int(leaf.shape[0])

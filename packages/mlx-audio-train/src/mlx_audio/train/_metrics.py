@@ -112,7 +112,7 @@ class Results:
             entry = self.entries.get(key)
             if entry is None:
                 entry = self.entries[key] = _Entry(name, opt, idx)
-            elif entry.options != opt or entry.dataloader_idx != idx:
+            elif (entry.options is not opt and entry.options != opt) or entry.dataloader_idx != idx:
                 raise ValueError(
                     f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments."
                     " This is not allowed"

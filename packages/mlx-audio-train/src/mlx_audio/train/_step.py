@@ -252,9 +252,10 @@ class StepBuilder:
         graph each). Returns whether this batch may trigger a trace (for :class:`TraceGuard`)."""
         if not self.compile:
             return False
-        signature = tuple(
-            (tuple(x.shape), str(x.dtype)) for _, x in flatten(batch) if isinstance(x, mx.array)
-        )
+        leaves = batch if isinstance(batch, (tuple, list)) else [batch]
+        if not all(isinstance(x, mx.array) for x in leaves):  # nested: the general walk
+            leaves = [x for _, x in flatten(batch)]
+        signature = tuple((x.shape, x.dtype) for x in leaves if isinstance(x, mx.array))
         self._calls += 1
         if signature in self._shapes:
             return self._calls <= 4  # the first calls may still trace (update / no-update graphs)

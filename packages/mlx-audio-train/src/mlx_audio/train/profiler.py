@@ -292,10 +292,13 @@ def on_device(trainer: Trainer) -> None:
         mx.eval(trainer.runner.builder.state, trainer.last_loss)
 
 
+_NOTHING = nullcontext()  # reusable: one for every unprofiled action
+
+
 def profiled(trainer: Trainer, action: str | Callable[[], str]) -> AbstractContextManager[Any]:
     """``trainer.profiler.profile(action)``; nothing at all under the default profiler (a
     callable ``action`` makes the name only when a profiler records it)."""
     profiler: Profiler | None = getattr(trainer, "profiler", None)
     if profiler is None or isinstance(profiler, PassThroughProfiler):
-        return nullcontext()
+        return _NOTHING
     return profiler.profile(action if isinstance(action, str) else action())
