@@ -4,7 +4,7 @@ The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
   hand            the hand-written mx.compile loop (mx.eval each step)
   hand+seed       the same, reseeding MLX's key and passing the batch index each step (as fit did
                   before issue 30: fit now carries the key in the compiled step's state)
-  runner          our StepBuilder/StepRunner alone (guarded update, metrics vector, async dispatch)
+  runner          our StepBuilder/StepRunner alone (guarded update, the model's metric, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
   runner-naive-guard  the guard as before issue 30: every new weight and state array selected
                   against its old value (splits each parameter's fused update into 5-6 kernels)

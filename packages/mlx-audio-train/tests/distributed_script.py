@@ -103,7 +103,7 @@ def main() -> None:
     mx.random.seed(
         100 + rank
     )  # different initial weights on every rank: the Trainer broadcasts rank 0's
-    model = Logging(total_steps=40, dropout=0.0)
+    model = Logging(total_steps=40, dropout=config.get("dropout", 0.0))
     if config.get("fail_rank") == rank:
         model.fail_at = config["fail_at"]
         model.fail_message = config.get("fail_message", model.fail_message)

@@ -156,10 +156,15 @@ def test_only_rank_zero_writes_checkpoints_and_logs(tmp_path):
 
 
 def test_resume_mid_epoch_and_mid_accumulation_under_two_ranks(tmp_path):
-    config = {"global_batch": 32, "accumulate": 3, "every_n_train_steps": 1}
+    """With dropout: each rank's key is saved and restored (NOTE [the run's key])."""
+    config = {"global_batch": 32, "accumulate": 3, "every_n_train_steps": 1, "dropout": 0.2}
     finished(run(tmp_path / "whole", 2, max_epochs=3, **config), tmp_path / "whole", 2)
     cut = tmp_path / "cut"
     finished(run(cut, 2, max_steps=4, **config), cut, 2)
+    state = json.loads(
+        (cut / "logs" / "version_0" / "checkpoints" / "last" / "trainer_state.json").read_text()
+    )
+    assert len(state["mlx_key"]) == 2 and state["mlx_key"][0] != state["mlx_key"][1]
     for name in os.listdir(cut):
         if name.startswith("seen-"):
             os.remove(cut / name)
