@@ -275,3 +275,27 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
     ]
     assert len(fused) == parameters  # one kernel per parameter: its update and the selections
     assert len(counts[0]) - len(counts[1]) <= 8, (len(counts[0]), len(counts[1]), parameters)
+
+
+def test_the_deferred_guard_names_the_first_bad_call_after_many_calls():
+    """NOTE [deferred non-finite check]: the device keeps only a count of the calls since the
+    first bad one; the host keeps each call's loss, a bounded number of them, and still names
+    the first bad call and its loss after more calls than it keeps."""
+    from mlx_audio.train._runner import _KEPT, StepRunner
+    from mlx_audio.train._step import StepBuilder
+
+    x, y = next(iter(DataLoader(blobs(32), batch_size=4)))
+    bad = (mx.full(x.shape, float("nan")), y)
+    builder = StepBuilder(
+        TinyClassifier(), optim.AdamW(learning_rate=1e-3), 1, 1.0, "norm", "32", True
+    )
+    runner = StepRunner(builder, 1)
+    first_bad = _KEPT + 7
+    for call in range(first_bad + 5):
+        runner.run(bad if call in (first_bad, first_bad + 2) else (x, y), call, True, ("at", call))
+        assert len(runner.recent) <= _KEPT + 1
+    where, loss = runner.first_nonfinite()
+    assert where == ("at", first_bad) and np.isnan(loss)
+    assert all(
+        bool(mx.all(mx.isfinite(v)).item()) for _, v in builder.module.parameters()["fc1"].items()
+    )

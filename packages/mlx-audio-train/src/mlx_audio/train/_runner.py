@@ -12,6 +12,8 @@ import numpy as np
 from ._rng import current_key
 from ._step import Guard, StepBuilder, TraceGuard
 
+_KEPT = 1024  # calls whose loss the host keeps before it looks at the guard itself
+
 
 class StepRunner:
     """Runs the train step one micro-batch at a time and owns the gradient accumulator.
@@ -62,6 +64,8 @@ class StepRunner:
         request = self._no_stop if builder.world == 1 and stop == 0 else mx.array(float(stop))
         call = self.calls
         self.calls += 1
+        if len(self.recent) >= _KEPT:  # bounded: a look at the guard every _KEPT calls at most
+            self._forget()
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
@@ -155,6 +159,11 @@ class StepRunner:
         level = max((int(np.asarray(flag)) for flag in ready), default=0)
         del self._stops[: len(ready)]
         return level
+
+    def _forget(self) -> None:
+        """Drop the kept losses when no call went bad yet (one device read)."""
+        if not int(np.asarray(self.guard)):
+            self.recent.clear()
 
     def first_nonfinite(self) -> tuple[Any, float] | None:
         """``(where, loss)`` of the first bad call since the last check, or None (one device
