@@ -50,6 +50,9 @@ class ModelSettings:
     freeze_backbone: bool = False  # clap-audio-classifier: train only the head (a linear probe)
     unfreeze_at_epoch: int = 0  # clap-audio-classifier: the backbone is frozen before this epoch
     backbone_lr_ratio: float = 0.1  # clap-audio-classifier: the backbone's rate / the head's
+    # clap-audio-classifier: BEiT/timm layer-wise decay instead of one ratio: each Swin block's
+    # rate is the head's x layer_decay ** (its depth from the top); null: off
+    layer_decay: float | None = None
     freeze_text: bool = True  # clap: keep the text encoder as it is
     max_tokens: int = 64  # clap: captions are cut/padded to this many tokens
     n_mels: int = 40
