@@ -58,7 +58,7 @@ class AudioClassifier(TrainModule):
         return self.net(self.normalized(waves)[:, None])
 
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
-        waves, labels = batch
+        waves, labels = batch[0], batch[1]  # duration batching: (waves, labels, lengths)
         logits, targets = augment.forward(self, waves, labels)  # augmented while training
         if self.multilabel:
             loss = mx.mean(nn.losses.binary_cross_entropy(logits, targets, with_logits=True))

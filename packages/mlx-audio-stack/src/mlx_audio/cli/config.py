@@ -14,7 +14,10 @@ from typing import Any, Literal, get_args, get_origin
 
 @dataclass
 class DataSettings:
-    train: str = ""  # a folder of class folders (AudioFolder) or a CSV/TSV/JSONL manifest
+    # a folder of class folders (AudioFolder) or a CSV/TSV/JSONL manifest; several (a list, or
+    # paths separated by commas): samples drawn from each by data.weights, seeded
+    train: str | list[str] = ""
+    weights: list[float] | None = None  # several data.train sources: their weights (null: equal)
     val: str | None = None  # same; without it, val_fraction of train is held out
     val_fraction: float = 0.1
     sample_rate: int = 16000
@@ -36,6 +39,15 @@ class DataSettings:
     in_memory: bool = (
         False  # cnn: decode every clip once into the accelerator's memory, batch there
     )
+    # fixed: batches of batch_size clips cut to clip_seconds; duration: whole clips, as many a
+    # batch as fit max_duration seconds padded (Lhotse's DynamicBucketingSampler)
+    batching: Literal["fixed", "duration"] = "fixed"
+    max_duration: float | None = None  # duration: seconds of audio a batch, padding included
+    num_buckets: int = 10  # duration: buckets of similar durations (boundaries from the data)
+    quadratic_duration: float | None = None  # duration: a clip of d s counts d + d**2 / this
+    max_batch_size: int | None = None  # duration: at most this many clips a batch
+    pad_to_multiple_of: int | None = None  # duration: pad batches to a multiple of these
+    # samples (null: a tenth of a second), so few batch shapes (each one compiles the step)
 
 
 @dataclass

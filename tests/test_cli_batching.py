@@ -1,0 +1,202 @@
+"""`mlx-audio train --data.batching duration` (issue 31): whole clips batched by Lhotse's
+``DynamicBucketingSampler`` within ``data.max_duration``, padded to few shapes (each new shape
+retraces the compiled step: counted here), resumed exactly mid-epoch, split evenly by rank, its
+padding and batch sizes reported; and the one-line errors for bad settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mlx_audio.cli import batching, main
+from mlx_audio.cli.config import load
+from mlx_audio.data import DataLoader, Dataset, PadCollate
+from mlx_audio.train import OptimizerConfig, Trainer, TrainModule
+
+QUICK = ["--trainer.max_epochs", "1", "--model.channels", "[8]", "--data.num_workers", "0"]
+QUICK += ["--trainer.enable_progress_bar", "false", "--trainer.loggers", "[csv]"]
+
+
+def tone(path: Path, pitch: float, seconds: float, rate: int = 16000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate * seconds)) / rate
+    sf.write(path, (0.5 * np.sin(2 * np.pi * pitch * t)).astype(np.float32), rate)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    for name, pitch in (("low", 220.0), ("high", 880.0)):
+        for i in range(10):
+            tone(root / name / f"{i}.wav", pitch, float(rng.choice([0.5, 1.0, 2.0])))
+    return root
+
+
+class Waves(Dataset):
+    """Ones of the given lengths, labels alternating."""
+
+    def __init__(self, lengths) -> None:
+        self.lengths = [int(n) for n in lengths]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        return np.ones(self.lengths[i], np.float32), i % 2
+
+
+class Counting(TrainModule):
+    """``traces``: how often the compiled step was traced (compute_loss's Python runs then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(1, 2)
+        self.traces = 0
+
+    def compute_loss(self, batch):
+        self.traces += 1
+        logits = self.lin(mx.mean(batch[0], axis=-1, keepdims=True))
+        return mx.mean(nn.losses.cross_entropy(logits, batch[1])), {}
+
+    def configure_optimizers(self):
+        return OptimizerConfig(optim.SGD(learning_rate=0.1))
+
+
+def traces(loader) -> int:
+    module = Counting()
+    Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        num_sanity_val_steps=0, seed=0,
+    ).fit(module, loader)  # fmt: skip
+    return module.traces
+
+
+def test_each_new_batch_shape_traces_the_compiled_step_once():
+    batches = [[0, 1], [2, 3], [4, 5], [6], [0, 1], [2, 3]]  # shapes (2,10) (2,10) (2,20) (1,30)
+    loader = DataLoader(Waves([10, 10, 10, 10, 20, 20, 30]), batch_sampler=batches)
+    loader.collate_fn = PadCollate()
+    assert traces(loader) == 3
+    loader.collate_fn = PadCollate(pad_to_multiple_of=32)  # every length pads to 32
+    assert traces(loader) == 2  # (2, 32) and (1, 32)
+
+
+def settings_for(*flags: str):
+    return load(None, dict(zip(flags[::2], flags[1::2])))
+
+
+def epoch_shapes(seconds: np.ndarray, multiple: int | None, budget: float):
+    """The command's sampler and collate at 100 Hz (quick), and the epoch's batch shapes."""
+    clips = SimpleNamespace(seconds=seconds, sources=np.zeros(len(seconds), np.int64))
+    flags = ["data.batching", "duration", "data.max_duration", budget, "data.sample_rate", 100]
+    settings = settings_for(*flags, "data.pad_to_multiple_of", multiple)
+    lengths = batching.pad_lengths(seconds, float(seconds.max()), settings)
+    sampler = batching.sampler(clips, settings, True, lengths)
+    sampler.seed = 0
+    shapes = {(len(b), float(sampler.durations[b].max())) for b in sampler.index_batches()}
+    return sampler, batching.collate(lengths, settings), shapes
+
+
+def test_padding_to_the_buckets_bounds_the_retraces():
+    """NOTE [batch shapes]: a long tail of 0.5-30 s clips. Padded to a multiple of 0.01 s,
+    nearly every batch is a new shape (a retrace); padded to the bucket boundaries (the
+    default), about two shapes a bucket (its full batches, and its last one)."""
+    rng = np.random.default_rng(0)
+    seconds = np.clip(rng.lognormal(1.0, 1.0, 4000), 0.5, 30.0)
+    fine = epoch_shapes(seconds, 1, 120.0)[2]
+    sampler, _, coarse = epoch_shapes(seconds, None, 120.0)
+    batches = len(sampler.index_batches())
+    assert batches > 100 and len(fine) > 0.5 * batches and len(coarse) <= 2 * 10 + 5, (
+        batches,
+        len(fine),
+        len(coarse),
+    )
+    # the compiled step traces once a shape (a smaller set: the Trainer runs it)
+    seconds = seconds[:400]
+    sampler, collate, shapes = epoch_shapes(seconds, None, 120.0)
+    rows = np.round(seconds * 100).astype(int)
+    loader = DataLoader(Waves(rows), batch_sampler=sampler, collate_fn=collate, seed=0)
+    assert traces(loader) == len(shapes) <= 25
+
+
+def test_the_commands_sampler_resumes_exactly_and_splits_evenly_by_rank():
+    rng = np.random.default_rng(1)
+    seconds = rng.uniform(0.5, 4.0, 200)
+    clips = SimpleNamespace(seconds=seconds, sources=np.zeros(200, np.int64))
+    settings = settings_for("data.batching", "duration", "data.max_duration", 20.0)
+    lengths = batching.pad_lengths(seconds, float(seconds.max()), settings)
+    rows = np.round(seconds * 100).astype(int)
+
+    def loader():
+        sampler = batching.sampler(clips, settings, True, lengths)
+        return DataLoader(Waves(rows), batch_sampler=sampler, collate_fn=PadCollate(), seed=3)
+
+    whole = [np.array(b[0]).shape for b in loader()]
+    first = loader()
+    it = iter(first)
+    taken = [np.array(next(it)[0]).shape for _ in range(5)]
+    state = first.state_dict()
+    resumed = loader()
+    resumed.load_state_dict(state)
+    assert taken + [np.array(b[0]).shape for b in resumed] == whole
+    sampler = batching.sampler(clips, settings, True, lengths)
+    sampler.seed = 3
+    shares = [sampler.for_rank(2, r).index_batches() for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) > 0
+
+
+def test_train_by_duration_reports_padding_and_batch_sizes(folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(folder), "--trainer.default_root_dir", str(run), *QUICK]
+    args += ["--data.batching", "duration", "--data.max_duration", "8", "--data.num_buckets", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("mlx-audio: duration batching:"))
+    assert re.search(r"padding \d+\.\d%, \d+ batch shapes; batch sizes \(size:count\)", line)
+    saved = json.loads((run / "batching.json").read_text())
+    assert saved["samples"] == 18 and sum(saved["batch_sizes"].values()) == saved["batches"]
+    assert 0.0 <= saved["padding_fraction"] < 0.5
+    assert main(["evaluate", "--run", str(run), "--data", str(folder)]) == 0  # whole clips
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data.batching", "duration"], "data.batching duration needs data.max_duration"),
+        (["--data.batching", "length"], "'length' is not valid; valid values: 'fixed', 'duration'"),
+        (["--data.batching", "duration", "--data.max_duration", "0"], "data.max_duration: must be > 0"),
+        (["--data.batching", "duration", "--data.max_duration", "-5"], "data.max_duration: must be > 0"),
+        (["--data.max_duration", "60"], "data.max_duration: duration batching's; add --data.batching duration"),
+        (["--data.batching", "duration", "--data.max_duration", "60", "--data.batch_size", "8"],
+         "cannot go with data.batch_size"),
+        (["--data.batching", "duration", "--data.max_duration", "60", "--data.in_memory", "true"],
+         "cannot go with data.in_memory"),
+        (["--data.batching", "duration", "--data.max_duration", "60", "--data.num_buckets", "1"],
+         "data.num_buckets: must be >= 2"),
+        (["--data.batching", "duration", "--data.max_duration", "60", "--data.pad_to_multiple_of", "0"],
+         "data.pad_to_multiple_of: must be >= 1"),
+    ],
+)  # fmt: skip
+def test_bad_batching_settings_are_one_line_exit_2(folder, tmp_path, capsys, flags, message):
+    args = ["train", "--data", str(folder), "--trainer.default_root_dir", str(tmp_path / "r")]
+    assert main([*args, *QUICK, *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_a_budget_below_the_longest_clip_names_it_with_a_hint(folder, tmp_path, capsys):
+    args = ["train", "--data", str(folder), "--trainer.default_root_dir", str(tmp_path / "r")]
+    flags = ["--data.batching", "duration", "--data.max_duration", "1.5"]
+    assert main([*args, *QUICK, *flags]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.max_duration 1.5 s is shorter than the longest clip" in err[0]
+    assert "2.00 s); raise data.max_duration to at least 2.00" in err[0]
