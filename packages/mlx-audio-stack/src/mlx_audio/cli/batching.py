@@ -191,9 +191,10 @@ def sampler(
     if mixed is not None and shuffle:
         order = WeightedOrder(train.sources, mixed)
     seconds = np.asarray(train.seconds, dtype=np.float64)
+    seed = settings.trainer.seed  # NOTE: set here, not drawn when first asked (len, stats)
     if d.batching == "fixed":  # one bucket: batches of batch_size in the mux's order
         return DynamicBucketingSampler(
-            seconds, max_batch_size=d.batch_size, duration_bins=[], order=order
+            seconds, max_batch_size=d.batch_size, duration_bins=[], order=order, seed=seed
         )
     padded = padded_samples(seconds, lengths, settings)
     rate = d.sample_rate
@@ -210,6 +211,7 @@ def sampler(
         quadratic_duration=None if d.quadratic_duration is None else d.quadratic_duration * rate,
         shuffle=shuffle,
         order=order,
+        seed=seed,
     )
 
 

@@ -324,6 +324,10 @@ def _check(key: str, kind: Any, value: Any) -> Any:
             f"{key}: expected {_describe(kind)}, got {value!r} ({type(value).__name__})"
         )
     if origin is list:
+        if isinstance(value, str) and "," in value:  # a flag's `a,b,c`: a list of YAML values
+            import yaml
+
+            value = [yaml.safe_load(part.strip()) for part in value.split(",")]
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list ({_describe(kind)}), got {value!r}")
         return [_check(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
