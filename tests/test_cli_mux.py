@@ -14,7 +14,7 @@ import soundfile as sf
 
 from mlx_audio.cli import main, tasks
 from mlx_audio.cli.config import load
-from mlx_audio.data import DataLoader, DynamicBucketingSampler
+from mlx_audio.data import DynamicBucketingSampler
 from mlx_audio.data.interleave import WeightedOrder
 
 QUICK = ["--trainer.max_epochs", "1", "--model.channels", "[8]", "--data.num_workers", "0"]
