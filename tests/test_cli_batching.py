@@ -200,3 +200,60 @@ def test_a_budget_below_the_longest_clip_names_it_with_a_hint(folder, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.max_duration 1.5 s is shorter than the longest clip" in err[0]
     assert "2.00 s); raise data.max_duration to at least 2.00" in err[0]
+
+
+def test_ctrl_c_then_resume_gives_the_uninterrupted_runs_weights(folder, tmp_path):
+    """Duration batching, stopped by Ctrl-C mid-run and resumed (`--resume`) to the end of the
+    epoch it stopped in: the same weights as a run that was never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.numpy import load_file
+
+    def args(run: Path, epochs: int, *more: str) -> list[str]:
+        flags = [sys.executable, "-m", "mlx_audio", "train", "--data", str(folder), *QUICK[2:]]
+        flags += ["--data.batching", "duration", "--data.max_duration", "8"]
+        flags += ["--data.num_buckets", "2", "--scheduler.name", "constant"]
+        return [
+            *flags,
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.default_root_dir",
+            str(run),
+            *more,
+        ]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLX_AUDIO_PROGRESS_BAR": "0"}
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(
+        args(stopped, 1000), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (stopped / "run.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no run.json"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, output
+    saved = json.loads((stopped / "run.json").read_text())
+    epochs = saved["epoch"] + 1
+    resumed = subprocess.run(
+        args(stopped, epochs, "--resume"), capture_output=True, text=True, env=env, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    whole = tmp_path / "whole"
+    done = subprocess.run(args(whole, epochs), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    a, b = (
+        load_file(str(r / "checkpoints" / "last" / "model.safetensors")) for r in (stopped, whole)
+    )
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

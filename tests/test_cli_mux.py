@@ -117,6 +117,7 @@ def test_mux_mistakes_are_one_line(sources, tmp_path, capsys):
         ([f"{a},{tmp_path}/none.csv"], 1, "none.csv: no such file or folder (one of data.train's sources)"),
         ([str(a), "--data.weights", "0.5,0.5"], 2, "data.weights: 2 weights for 1 training sources"),
         ([f"{a},{b}", "--data.label_column", "cls"], 1, "has no 'cls' column"),
+        ([f"{a},{b}", "--data.in_memory", "true"], 2, "data.in_memory batches one array"),
     ]  # fmt: skip
     for flags, status, message in cases:
         assert main(["train", "--data", *flags, *root]) == status, flags

@@ -67,6 +67,11 @@ def check(settings: Settings) -> None:
         if len(paths) > 1 and not os.path.exists(path):
             raise DataError(f"--data {path}: no such file or folder (one of data.train's sources)")
     weights(settings)
+    if len(paths) > 1 and d.in_memory:
+        raise ConfigError(
+            "data.train: several sources are drawn by weight from the files; data.in_memory "
+            "batches one array: drop one of them"
+        )
     if len(paths) > 1 and settings.model.name != "cnn":
         raise ConfigError(
             f"data.train: several sources are mixed for model.name cnn only, not "
