@@ -257,3 +257,28 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_runs_weights(folder, tmp_pat
         load_file(str(r / "checkpoints" / "last" / "model.safetensors")) for r in (stopped, whole)
     )
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_under_mlx_launch_each_rank_takes_an_equal_share(folder, tmp_path):
+    """Two ranks (`mlx.launch --backend ring`): the epoch's duration batches are split so both
+    take the same number of steps (a collective each: unequal counts would hang)."""
+    import shutil
+    import subprocess
+    import sys
+
+    launcher = Path(sys.executable).parent / "mlx.launch"
+    if shutil.which("mlx.launch", path=str(launcher.parent)) is None:
+        pytest.skip("mlx.launch is not installed next to this Python")
+    script = tmp_path / "cli.py"
+    script.write_text("import sys\nfrom mlx_audio.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(folder), *QUICK, "--trainer.default_root_dir", str(run)]
+    args += ["--data.batching", "duration", "--data.max_duration", "8", "--data.num_buckets", "2"]
+    command = [str(launcher), "-n", "2", "--backend", "ring", "--python", sys.executable]
+    result = subprocess.run(
+        [*command, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    batches = json.loads((run / "batching.json").read_text())["batches"]
+    steps = json.loads((run / "run.json").read_text())["step"]
+    assert steps == -(-batches // 2), (batches, steps)

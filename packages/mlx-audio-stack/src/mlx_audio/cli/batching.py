@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from mlx_audio.data import DynamicBucketingSampler, PadCollate, estimate_duration_buckets
+from mlx_audio.data import (
+    DataLoader,
+    DynamicBucketingSampler,
+    PadCollate,
+    estimate_duration_buckets,
+)
 from mlx_audio.data.interleave import WeightedOrder
 
 from . import clips
@@ -265,3 +270,29 @@ def report_sources(train: clips.Clips, settings: Settings, per_source: list[Any]
             + (f"; only here: {', '.join(own[:10])}" if own else "")
         )
     return "\n".join(lines)
+
+
+def loaders(
+    train: clips.Clips, val: clips.Clips, settings: Settings, transforms: Any
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    """Duration batching's training and validation loaders (validation unshuffled), both padded
+    to the training set's bucket lengths (NOTE [batch shapes])."""
+    d = settings.data
+    longest = float(max(train.seconds.max(initial=0), val.seconds.max(initial=0)))
+    lengths = pad_lengths(train.seconds, longest, settings)
+    collated = collate(lengths, settings)
+    return (
+        DataLoader(
+            train,
+            batch_sampler=sampler(train, settings, True, lengths),
+            num_workers=d.num_workers,
+            collate_fn=collated,
+            cpu_transforms=transforms,
+        ),
+        DataLoader(
+            val,
+            batch_sampler=sampler(val, settings, False, lengths),
+            num_workers=d.num_workers,
+            collate_fn=collated,
+        ),
+    )

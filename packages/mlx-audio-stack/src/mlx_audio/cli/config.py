@@ -14,8 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 @dataclass
 class DataSettings:
-    # a folder of class folders (AudioFolder) or a CSV/TSV/JSONL manifest; several (a list, or
-    # paths separated by commas): samples drawn from each by data.weights, seeded
+    # class folders (AudioFolder) or a CSV/TSV/JSONL manifest; several: drawn by data.weights
     train: str | list[str] = ""
     weights: list[float] | None = None  # several data.train sources: their weights (null: equal)
     val: str | None = None  # same; without it, val_fraction of train is held out
@@ -39,15 +38,12 @@ class DataSettings:
     in_memory: bool = (
         False  # cnn: decode every clip once into the accelerator's memory, batch there
     )
-    # fixed: batches of batch_size clips cut to clip_seconds; duration: whole clips, as many a
-    # batch as fit max_duration seconds padded (Lhotse's DynamicBucketingSampler)
-    batching: Literal["fixed", "duration"] = "fixed"
+    batching: Literal["fixed", "duration"] = "fixed"  # duration: whole clips, max_duration a batch
     max_duration: float | None = None  # duration: seconds of audio a batch, padding included
     num_buckets: int = 10  # duration: buckets of similar durations (boundaries from the data)
     quadratic_duration: float | None = None  # duration: a clip of d s counts d + d**2 / this
     max_batch_size: int | None = None  # duration: at most this many clips a batch
-    pad_to_multiple_of: int | None = None  # duration: pad batches to a multiple of these
-    # samples (null: a tenth of a second), so few batch shapes (each one compiles the step)
+    pad_to_multiple_of: int | None = None  # duration: null pads to the bucket's boundary
 
 
 @dataclass
@@ -62,9 +58,7 @@ class ModelSettings:
     freeze_backbone: bool = False  # clap-audio-classifier: train only the head (a linear probe)
     unfreeze_at_epoch: int = 0  # clap-audio-classifier: the backbone is frozen before this epoch
     backbone_lr_ratio: float = 0.1  # clap-audio-classifier: the backbone's rate / the head's
-    # clap-audio-classifier: BEiT/timm layer-wise decay instead of one ratio: each Swin block's
-    # rate is the head's x layer_decay ** (its depth from the top); null: off
-    layer_decay: float | None = None
+    layer_decay: float | None = None  # clap-audio-classifier: rate x decay ** depth (BEiT)
     freeze_text: bool = True  # clap: keep the text encoder as it is
     max_tokens: int = 64  # clap: captions are cut/padded to this many tokens
     n_mels: int = 40

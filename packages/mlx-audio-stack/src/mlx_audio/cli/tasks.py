@@ -63,25 +63,7 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
         )
     transforms = [workers] if workers.chain is not None else None
     if d.batching == "duration":  # whole clips, padded (NOTE [batch shapes])
-        longest = float(max(train.seconds.max(initial=0), val.seconds.max(initial=0)))
-        lengths = batching.pad_lengths(train.seconds, longest, settings)
-        collate = batching.collate(lengths, settings)
-        return (
-            DataLoader(
-                train,
-                batch_sampler=batching.sampler(train, settings, True, lengths),
-                num_workers=d.num_workers,
-                collate_fn=collate,
-                cpu_transforms=transforms,
-            ),
-            DataLoader(
-                val,
-                batch_sampler=batching.sampler(val, settings, False, lengths),
-                num_workers=d.num_workers,
-                collate_fn=collate,
-            ),
-            classes,
-        )
+        return (*batching.loaders(train, val, settings, transforms), classes)
     several = batching.weights(settings) is not None  # a mux of data.train's sources
     return (
         DataLoader(
