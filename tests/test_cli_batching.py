@@ -282,3 +282,20 @@ def test_under_mlx_launch_each_rank_takes_an_equal_share(folder, tmp_path):
     batches = json.loads((run / "batching.json").read_text())["batches"]
     steps = json.loads((run / "run.json").read_text())["step"]
     assert steps == -(-batches // 2), (batches, steps)
+
+
+def test_yaml_and_flags_set_the_same_batching(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "data:\n  batching: duration\n  max_duration: 60\n  num_buckets: 4\n"
+        "  quadratic_duration: 30\n  max_batch_size: 16\n  pad_to_multiple_of: 800\n"
+    )
+    from_yaml = load(str(config), {}).data
+    flags = {"data.batching": "duration", "data.max_duration": 60, "data.num_buckets": 4}
+    flags |= {"data.quadratic_duration": 30, "data.max_batch_size": 16}
+    from_flags = load(None, flags | {"data.pad_to_multiple_of": 800}).data
+    assert from_yaml == from_flags and from_yaml.max_duration == 60.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  batching: buckets\n")
+    with pytest.raises(ValueError, match=r"data.batching: 'buckets' is not valid; valid values"):
+        load(str(bad), {})

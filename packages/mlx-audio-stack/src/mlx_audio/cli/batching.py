@@ -168,8 +168,8 @@ def check_longest(seconds: np.ndarray, paths: Sequence[str], settings: Settings)
     if d.max_duration is None or not len(seconds):
         return
     longest = int(np.argmax(seconds))
-    step = padding(settings) / d.sample_rate
-    padded = float(np.ceil(seconds[longest] / step) * step)
+    step = (d.pad_to_multiple_of or 1) / d.sample_rate  # null: the longest pads to itself
+    padded = float(np.ceil(round(seconds[longest] / step, 6)) * step)
     cost = padded + (padded**2 / d.quadratic_duration if d.quadratic_duration else 0.0)
     if cost > d.max_duration:
         raise DataError(
