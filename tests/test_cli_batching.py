@@ -158,6 +158,7 @@ def test_train_by_duration_reports_padding_and_batch_sizes(folder, tmp_path, cap
     run = tmp_path / "run"
     args = ["train", "--data", str(folder), "--trainer.default_root_dir", str(run), *QUICK]
     args += ["--data.batching", "duration", "--data.max_duration", "8", "--data.num_buckets", "2"]
+    args += ["--model.spec_augment", "true", "--model.mixup_alpha", "0.4"]  # odd batches mix
     assert main(args) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("mlx-audio: duration batching:"))
@@ -299,3 +300,22 @@ def test_yaml_and_flags_set_the_same_batching(tmp_path):
     bad.write_text("data:\n  batching: buckets\n")
     with pytest.raises(ValueError, match=r"data.batching: 'buckets' is not valid; valid values"):
         load(str(bad), {})
+
+
+def test_a_padded_clip_is_normalized_over_its_own_frames():
+    """The classifier's log-mels of a padded batch: mean and spread of each clip's own frames,
+    its padding 0; as the clip alone would be (but for the last frames, where the STFT's
+    centring reads the padding)."""
+    from mlx_audio.cli.classifier import AudioClassifier
+
+    settings = load(None, {"data.batching": "duration", "data.max_duration": 10.0})
+    model = AudioClassifier(settings, 2)
+    wave = mx.random.normal((8000,), key=mx.random.key(0))
+    alone = np.array(model.normalized(wave[None]))[0]
+    padded = mx.concatenate([wave, mx.zeros((16000,))])[None]
+    together = np.array(model.normalized(padded, mx.array([8000])))[0]
+    frames = 8000 // 160 + 1
+    np.testing.assert_array_equal(together[:, frames:], 0.0)
+    np.testing.assert_allclose(together[:, : frames - 3], alone[:, : frames - 3], atol=0.15)
+    unmasked = np.array(model.normalized(padded))[0]
+    assert np.abs(unmasked[:, : frames - 3] - alone[:, : frames - 3]).mean() > 0.3
