@@ -205,17 +205,17 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
     task = settings.model.task
     if classifier and task == "multilabel" and not train.multilabel:
         raise DataError(
-            f"--data {d.train}: model.task multilabel needs a manifest with a 'labels' column "
+            f"--data {train.source}: model.task multilabel needs a manifest with a 'labels' column "
             "(each clip's class names separated by ';'); this data has one class per clip"
         )
     if classifier and task == "multiclass" and train.multilabel:
         raise DataError(
-            f"--data {d.train} has a 'labels' column (several classes per clip): train it with "
+            f"--data {train.source} has a 'labels' column (several classes per clip): train it with "
             "model.task multilabel (or auto)"
         )
     if classifier and len(train.classes) < 2 and not train.multilabel:
         raise DataError(
-            f"--data {d.train}: one class ({', '.join(map(repr, train.classes))}); a classifier "
+            f"--data {train.source}: one class ({', '.join(map(repr, train.classes))}); a classifier "
             "needs two or more classes of clips"
         )
     data.report_ignored(train)
