@@ -91,7 +91,7 @@ class ClapAudioClassifier(nn.Module):
         groups = self.layer_groups()
         last = len(groups) - 1
         scales: dict[str, float] = {}
-        for name, _ in tree_flatten(self.parameters()):
+        for name in dict(tree_flatten(self.parameters())):
             layer = next(
                 (i for i, g in enumerate(groups) for p in g if name.startswith(p + ".")),
                 last - 1,
@@ -104,7 +104,8 @@ class ClapAudioClassifier(nn.Module):
         found: Any = self
         for part in path.split("."):
             found = found[int(part)] if isinstance(found, list) else found[part]
-        return found  # type: ignore[no-any-return]
+        module: nn.Module = found
+        return module
 
     @classmethod
     def from_pretrained(
