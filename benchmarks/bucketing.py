@@ -15,6 +15,14 @@ samples/s of that loop, the best of ``--repeats``. The digits are decoded from t
 (16 kHz); the long tail is synthetic noise of those durations at 1 kHz (so it stays quick).
 
 Run: ``.venv/bin/python benchmarks/bucketing.py`` (< 1 min); prints a markdown table.
+
+``--retraces``: a compiled train step (a strided convolution, mean-pooled, a linear layer,
+cross-entropy, Adam) over two epochs of ``DynamicBucketingSampler`` batches, each padded to its
+longest clip, to a multiple of 0.1 s, or to its duration bucket's upper boundary (what
+``mlx-audio train --data.batching duration`` does: NOTE [batch shapes] in
+``mlx_audio/cli/batching.py``); the sampler costs each clip at its padded length. Reports the
+traces (one a new batch shape), the padding, and samples/s of the first epoch (compiles
+included) and of the second (every shape compiled already).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
@@ -116,12 +125,117 @@ def throughput(dataset: Dataset, batches: list[list[int]], repeats: int) -> floa
     return sum(map(len, batches)) / best
 
 
+def padded_batches(
+    durations: np.ndarray, budget: float, rate: int, how: str
+) -> tuple[DynamicBucketingSampler, PadCollate]:
+    """The sampler (durations in samples, padded as ``how`` pads them) and its collate."""
+    from mlx_audio.data import estimate_duration_buckets
+
+    samples = np.ceil(durations * rate)
+    bins: list[float] | None = None
+    if how == "longest":
+        costs, collate = samples, PadCollate()
+    elif how == "0.1 s":
+        step = rate // 10
+        costs, collate = np.ceil(samples / step) * step, PadCollate(pad_to_multiple_of=step)
+    else:  # the buckets' upper boundaries
+        edges = estimate_duration_buckets(durations, 10)
+        lengths = sorted({int(np.ceil(b * rate)) for b in edges} | {int(samples.max())})
+        targets = np.asarray(lengths, np.float64)
+        costs = targets[np.minimum(np.searchsorted(targets, samples), len(targets) - 1)]
+        bins, collate = [float(n) for n in lengths[:-1]], PadCollate(pad_to_lengths=lengths)
+    sampler = DynamicBucketingSampler(
+        costs, max_duration=budget * rate, num_buckets=10, duration_bins=bins, shuffle=True,
+        seed=0,
+    )  # fmt: skip
+    return sampler, collate
+
+
+VARIANTS = ("longest", "0.1 s", "bucket boundary")
+
+
+def retraces(dataset: Dataset, durations: np.ndarray, budget: float, rate: int, how: str) -> None:
+    """One row: ``how``'s padding, run in a process of its own (a fresh compile cache)."""
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+
+    sampler, collate = padded_batches(durations, budget, rate, how)
+    mx.random.seed(0)
+    conv, head = nn.Conv1d(1, 16, 9, stride=4), nn.Linear(16, 2)
+    model = nn.Sequential(conv, nn.ReLU(), head)
+    optimizer = optim.Adam(learning_rate=1e-3)
+    traces = [0]
+
+    def loss_fn(x: mx.array, y: mx.array) -> mx.array:
+        h = mx.mean(nn.relu(conv(x[..., None])), axis=1)
+        return mx.mean(nn.losses.cross_entropy(head(h), y))
+
+    grad = nn.value_and_grad(model, loss_fn)
+    state = [model.state, optimizer.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(x: mx.array, y: mx.array) -> mx.array:
+        traces[0] += 1  # Python runs only while tracing
+        loss, grads = grad(x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    speeds, real, padded = [], 0.0, 0.0
+    for epoch in range(2):  # the same batches twice (a new loader: epoch 0 again)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, seed=0)
+        start, count = time.perf_counter(), 0
+        for batch in loader:
+            waves = batch[0]
+            mx.eval(step(waves, mx.array(np.arange(waves.shape[0]) % 2)))
+            count += waves.shape[0]
+            if epoch == 0:
+                real += float(np.array(batch[-1]).sum())
+                padded += waves.shape[0] * waves.shape[1]
+        speeds.append(count / (time.perf_counter() - start))
+    print(
+        f"| {how} | {traces[0]} | {1 - real / padded:.1%} | {speeds[0]:,.0f} | {speeds[1]:,.0f} |",
+        flush=True,
+    )
+
+
+def all_retraces(args: argparse.Namespace) -> None:
+    import subprocess
+
+    print(f"{platform.machine()} {platform.system()}, MLX {mx.__version__}")
+    for name, text in (
+        ("tail", f"long tail 0.5-30 s ({args.clips} clips at {RATE} Hz), max_duration 200 s"),
+        ("digits", "spoken digits (16 kHz), max_duration 16 s"),
+    ):
+        print(f"\n{text}:\n")
+        print("| padded to | batch shapes (traces) | padding | samples/s, epoch 1 | epoch 2 |")
+        print("|---|---:|---:|---:|---:|", flush=True)
+        for how in VARIANTS:
+            command = [sys.executable, __file__, "--variant", name, how, "--clips", str(args.clips)]
+            subprocess.run(command + (["--digits", args.digits] if args.digits else []), check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--digits", help="a spoken-digits folder (default: made once, cached)")
     parser.add_argument("--clips", type=int, default=2000, help="long-tail set size")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--retraces", action="store_true", help="traces and speed of the padding choices"
+    )
+    parser.add_argument("--variant", nargs=2, help=argparse.SUPPRESS)  # one --retraces row
     args = parser.parse_args()
+    if args.retraces:
+        all_retraces(args)
+        return
+    if args.variant:
+        name, how = args.variant
+        if name == "tail":
+            tail = long_tail(args.clips)
+            retraces(Synthetic(tail), tail, 200.0, RATE, how)
+        else:
+            spoken, clips = digits(args.digits)
+            retraces(clips, spoken, 16.0, 16000, how)
+        return
     spoken, clips = digits(args.digits)
     tail = long_tail(args.clips)
     sets = {

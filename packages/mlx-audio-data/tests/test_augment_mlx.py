@@ -154,7 +154,7 @@ def test_cutmix_cuts_a_time_span_and_corrects_lambda():
             np.testing.assert_allclose(target[i], want, atol=1e-6)
 
 
-def test_augmentations_compile_and_odd_batches_are_refused():
+def test_augmentations_compile():
     mix = Mixup(mixup_alpha=0.2, cutmix_alpha=1.0, mode="pair", num_classes=5)
     mask = TimeMasking(4, iid_masks=True)
     step = mx.compile(lambda x, y: mix(mask(x), y))
@@ -164,11 +164,30 @@ def test_augmentations_compile_and_odd_batches_are_refused():
     mx.random.seed(0)
     b = step(x, y)
     np.testing.assert_array_equal(np.array(a[0]), np.array(b[0]))
-    with pytest.raises(ValueError, match="even batch size, got 3"):
-        mix(mx.ones((3, 10)), mx.array([0, 1, 2]))
     with pytest.raises(ValueError, match="mode must be 'batch', 'pair' or 'elem'"):
         Mixup(mode="half")
     with pytest.raises(ValueError, match=r"lengths must be \(batch,\)"):
         TimeMasking(3)(mx.ones((8, 10)), lengths=mx.array([10]))
     with pytest.raises(ValueError, match="mask_param must be a non-negative int"):
         TimeMasking(-1)
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+@pytest.mark.parametrize("alphas", [(0.4, 0.0), (0.0, 1.0), (0.4, 1.0)])
+def test_odd_batches_leave_the_middle_example_unmixed(mode, alphas):
+    """DIFFERENCE (timm asserts an even batch): the flip pairs the middle example of an odd
+    batch with itself; it keeps its input and target exactly (lam 1), the others are mixed
+    with their mirrors as in an even batch."""
+    mix = Mixup(*alphas, mode=mode, label_smoothing=0.0, num_classes=7)
+    x = mx.random.normal((7, 3, 50), key=mx.random.key(1))
+    y = mx.arange(7)
+    mixed, targets = mix(x, y, key=mx.random.key(2))
+    np.testing.assert_array_equal(np.array(mixed[3]), np.array(x[3]))
+    np.testing.assert_array_equal(np.array(targets[3]), np.eye(7)[3])
+    t = np.array(targets)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-6)
+    for i in range(7):  # only an example and its mirror share its target
+        assert set(np.flatnonzero(t[i] > 0)) <= {i, 6 - i}
+    assert not np.allclose(np.array(mixed), np.array(x))  # the others are mixed
+    step = mx.compile(lambda a, b: mix(a, b))  # odd batches compile too
+    assert step(x, y)[0].shape == x.shape

@@ -230,3 +230,22 @@ def test_a_state_late_in_a_longer_epoch_is_accepted():
     resumed = loader()
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     assert head + ids(resumed) == expected
+
+
+def test_an_order_feeds_the_buckets_and_follows_the_rank_split():
+    """``order`` (Lhotse's sampler over a muxed CutSet): the rows enter the buckets in the
+    order's sequence; one bucket and ``max_batch_size`` give plain batches of that order."""
+    from mlx_audio.data.interleave import WeightedOrder
+
+    order = WeightedOrder([0] * 30 + [1] * 10, [0.5, 0.5])
+    sampler = DynamicBucketingSampler(
+        [1.0] * 40, max_batch_size=4, duration_bins=[], order=order, seed=5
+    )
+    flat = [i for b in sampler for i in b]
+    assert flat == order(5, 0).tolist() and len(sampler) == 10
+    sampler.set_epoch(1)
+    assert [i for b in sampler for i in b] == order(5, 1).tolist()
+    shares = [sampler.for_rank(2, r) for r in range(2)]
+    for share in shares:
+        share.set_epoch(1)
+    assert shares[0].order is order and len(shares[0]) == len(shares[1]) == 5

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,10 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     batches (Lhotse's ``CutSampler``). Batches are a pure function of ``(seed, epoch)``: the
     DataLoader's ``state_dict()`` resumes them exactly. :meth:`stats` reports the padding
     fraction and the batch-size histogram of the epoch.
+
+    ``order`` (Lhotse's sampler over a ``CutSet.mux``): a function ``(seed, epoch) -> indices``
+    giving the order the samples enter the buckets instead of the (shuffled) dataset order, e.g.
+    :class:`~mlx_audio.data.interleave.WeightedOrder` for several corpora drawn by weight.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         sync_buckets: bool = True,
         num_replicas: int = 1,
         rank: int = 0,
+        order: Callable[[int, int], np.ndarray] | None = None,
     ) -> None:
         check_replicas(num_replicas, rank)
         values = np.asarray(durations, dtype=np.float64).reshape(-1)
@@ -143,6 +148,7 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         self.generator = None  # a DataLoader fills ``seed`` from its own when None
         self.num_replicas = num_replicas
         self.rank = rank
+        self.order = order
         self._cache: tuple[tuple[int, int], list[np.ndarray]] | None = None
 
     def index_batches(self) -> list[np.ndarray]:
@@ -159,7 +165,10 @@ class DynamicBucketingSampler(Sampler[list[int]]):
 
     def _generate(self, seed: int, epoch: int) -> Iterator[np.ndarray]:
         n = len(self.durations)
-        order = epoch_rng(seed, epoch).permutation(n) if self.shuffle else np.arange(n)
+        if self.order is not None:
+            order = np.asarray(self.order(seed, epoch), dtype=np.int64)
+        else:
+            order = epoch_rng(seed, epoch).permutation(n) if self.shuffle else np.arange(n)
         stream = iter(order.tolist())
         durations = self.durations.tolist()
 
@@ -199,6 +208,7 @@ class DynamicBucketingSampler(Sampler[list[int]]):
             sync_buckets=self.sync_buckets,
             num_replicas=num_replicas,
             rank=rank,
+            order=self.order,
         )
 
     def __iter__(self) -> Iterator[list[int]]:

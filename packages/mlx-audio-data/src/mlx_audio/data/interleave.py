@@ -14,8 +14,9 @@ import numpy as np
 from ._loader.worker import get_worker_info
 from ._streams import END, SourceCursor
 from .dataset import IterableDataset
+from .sampler import epoch_rng
 
-__all__ = ["Mux", "mux"]
+__all__ = ["Mux", "mux", "WeightedOrder"]
 
 STRATEGIES = ("first_exhausted", "all_exhausted", "all_exhausted_without_replacement")
 _BLOCK = 1000  # Hugging Face draws the sources' indices 1000 at a time
@@ -218,3 +219,55 @@ class _MuxIterator(Iterator[Any]):
                 f"{len(self.cursors)}: resume with the same datasets"
             )
         self.pending = state
+
+
+class WeightedOrder:
+    """The map-style mux: the order of an epoch over several sources concatenated in one
+    dataset, each sample's source drawn by weight (as :class:`Mux`), for a sampler's ``order``
+    (``DynamicBucketingSampler(order=...)``).
+
+    ``sources[i]`` is row ``i``'s source (0 .. ``len(weights) - 1``). An epoch is
+    ``len(sources)`` draws from ``epoch_rng(seed, epoch)``: draw ``j`` picks source ``s`` with
+    probability ``weights[s] / sum(weights)`` and takes that source's next row, each source
+    going through its rows in a random order, a new one each pass (a source drawn more often
+    than it has rows repeats rows; one drawn less leaves some out this epoch). A pure function
+    of ``(seed, epoch)``: a loader resumed after ``b`` batches goes on exactly, and
+    :meth:`positions` gives each source's position (its rows taken) at any point of the epoch.
+    """
+
+    def __init__(self, sources: Sequence[int] | np.ndarray, weights: Sequence[float]) -> None:
+        self.sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+        values = [float(w) for w in weights]
+        if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {values}")
+        if len(self.sources) and (self.sources.min() < 0 or self.sources.max() >= len(values)):
+            raise ValueError(f"sources must be in 0..{len(values) - 1}: one per weight")
+        self.rows = [np.flatnonzero(self.sources == s) for s in range(len(values))]
+        for s, rows in enumerate(self.rows):
+            if values[s] > 0 and not len(rows):
+                raise ValueError(f"source {s} has weight {values[s]} and no rows")
+        self.weights = values
+        self.probabilities = np.asarray(values) / sum(values)
+
+    def draws(self, seed: int, epoch: int) -> np.ndarray:
+        """Each draw's source, for the epoch."""
+        rng = epoch_rng(seed, epoch)
+        return rng.choice(len(self.weights), size=len(self.sources), p=self.probabilities)
+
+    def __call__(self, seed: int, epoch: int) -> np.ndarray:
+        """The epoch's row order."""
+        picks = self.draws(seed, epoch)
+        order = np.empty(len(picks), dtype=np.int64)
+        for s, rows in enumerate(self.rows):
+            where = np.flatnonzero(picks == s)
+            if not len(where):
+                continue
+            passes = -(-len(where) // len(rows))
+            ranks = [epoch_rng(seed, epoch, s + 1, p).permutation(len(rows)) for p in range(passes)]
+            order[where] = rows[np.concatenate(ranks)[: len(where)]]
+        return order
+
+    def positions(self, seed: int, epoch: int, samples: int) -> list[int]:
+        """How many rows each source has given after the epoch's first ``samples`` draws."""
+        picks = self.draws(seed, epoch)[:samples]
+        return [int((picks == s).sum()) for s in range(len(self.weights))]

@@ -90,16 +90,19 @@ def check(settings: Settings) -> None:
         )
 
 
-def forward(module: AudioClassifier, waves: mx.array, labels: mx.array) -> tuple[mx.array, Any]:
+def forward(
+    module: AudioClassifier, waves: mx.array, labels: mx.array, lengths: mx.array | None = None
+) -> tuple[mx.array, Any]:
     """``(logits, targets)``: while training, SpecAugment on the normalized log-mels and mixup /
-    cutmix of the batch (an odd last batch goes unmixed; targets become soft, or mixed
-    multi-hot); otherwise the plain forward and the labels."""
+    cutmix of the batch (targets become soft, or mixed
+    multi-hot; an odd batch's middle clip is left unmixed); otherwise the plain forward and the labels."""
     if not module.training or (not module.masks and module.mixup is None):
-        return module(waves), labels
-    mels = module.normalized(waves)
+        return module(waves, lengths), labels
+    mels = module.normalized(waves, lengths)  # a padded batch: over each clip's own frames
+    frames = None if lengths is None else module.frames(lengths)
     for mask in module.masks:
-        mels = mask(mels)
+        mels = mask(mels) if frames is None else mask(mels, lengths=frames)
     targets: Any = labels
-    if module.mixup is not None and waves.shape[0] % 2 == 0:
+    if module.mixup is not None:
         mels, targets = module.mixup(mels, labels)
     return module.net(mels[:, None]), targets

@@ -23,7 +23,7 @@ from mlx_audio.train import OptimizerConfig, TrainModule
 from mlx_audio.train.callbacks import BaseFinetuning
 
 from .clips import DropUnreadable, Unreadable, check_labels
-from .config import ConfigError, Settings
+from .config import ConfigError, ModelSettings, Settings
 
 NAME = "clap-audio-classifier"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -79,6 +79,19 @@ def check(settings: Settings) -> None:
         )
     if not model.backbone_lr_ratio > 0:
         raise ConfigError(f"model.backbone_lr_ratio: must be > 0, got {model.backbone_lr_ratio}")
+    if model.layer_decay is not None:
+        if not 0.0 < model.layer_decay <= 1.0:
+            raise ConfigError(f"model.layer_decay: must be in (0, 1], got {model.layer_decay}")
+        if model.freeze_backbone:
+            raise ConfigError(
+                "model.layer_decay sets the backbone's rates; model.freeze_backbone never trains "
+                "it: set one of them"
+            )
+        if model.backbone_lr_ratio != ModelSettings().backbone_lr_ratio:
+            raise ConfigError(
+                "model.layer_decay gives each backbone layer its rate (the head's x decay ** "
+                "depth); model.backbone_lr_ratio one rate for the whole backbone: set one of them"
+            )
 
 
 def extractor_of(settings: Settings) -> Any:
@@ -158,6 +171,16 @@ class ClapClassifierModule(TrainModule):
     def __call__(self, features: mx.array, is_longer: mx.array | None = None) -> mx.array:
         return self.head(self.backbone(features, is_longer if self.fusion else None))
 
+    def layer_groups(self) -> list[list[str]]:  # the same paths: backbone.*, head
+        from mlx_audio.models.clap import ClapAudioClassifier
+
+        return ClapAudioClassifier.layer_groups(self)  # type: ignore[arg-type]
+
+    def module_at(self, path: str) -> nn.Module:
+        from mlx_audio.models.clap import ClapAudioClassifier
+
+        return ClapAudioClassifier.module_at(self, path)  # type: ignore[arg-type]
+
     def on_fit_start(self) -> None:
         if self.settings.model.freeze_backbone:  # the probe's frozen backbone is meant to be so
             warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", UserWarning)
@@ -191,23 +214,36 @@ def callbacks(settings: Settings) -> list[Any]:
     model = settings.model
     if model.freeze_backbone:
         return []
-    return [ScaledBackbone(model.unfreeze_at_epoch, model.backbone_lr_ratio)]
+    return [ScaledBackbone(model.unfreeze_at_epoch, model.backbone_lr_ratio, model.layer_decay)]
 
 
 class ScaledBackbone(BaseFinetuning):
     """The module's ``backbone`` frozen before epoch ``at_epoch``, then trained at ``ratio``
-    times the optimizer's rate (``lr_scale``: it follows the schedule)."""
+    times the optimizer's rate (``lr_scale``: it follows the schedule); with ``layer_decay``
+    each layer instead at ``layer_decay ** depth`` times it, one group a layer
+    (``ClapAudioClassifier.layer_decay_scales``: NOTE [layer-wise learning-rate decay])."""
 
-    def __init__(self, at_epoch: int, ratio: float) -> None:
+    def __init__(self, at_epoch: int, ratio: float, layer_decay: float | None = None) -> None:
         super().__init__()
-        self.at_epoch, self.ratio = at_epoch, ratio
+        self.at_epoch, self.ratio, self.layer_decay = at_epoch, ratio, layer_decay
 
     def freeze_before_training(self, module: Any) -> None:
         self.freeze(module.backbone, train_bn=False)
 
     def finetune_function(self, module: Any, epoch: int, optimizer: Any) -> None:
-        if epoch == self.at_epoch:
+        if epoch != self.at_epoch:
+            return
+        if self.layer_decay is None:
             self.unfreeze_and_add_param_group(module.backbone, optimizer, lr_scale=self.ratio)
+            return
+        groups = module.layer_groups()[:-1]  # the head trains at the optimizer's rate
+        for depth, paths in enumerate(reversed(groups), start=1):
+            self.unfreeze_and_add_param_group(
+                [module.module_at(p) for p in paths],
+                optimizer,
+                train_bn=False,
+                lr_scale=self.layer_decay**depth,
+            )
 
 
 def restored(settings: Settings, num_classes: int) -> ClapClassifierModule:

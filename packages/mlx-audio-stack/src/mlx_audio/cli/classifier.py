@@ -48,18 +48,35 @@ class AudioClassifier(TrainModule):
         )
         self.masks, self.mixup = augment.on_device(settings, num_classes)
 
-    def normalized(self, waves: mx.array) -> mx.array:
-        mels = self.features.features(waves)
-        return (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
-            mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5
-        )
+    def frames(self, lengths: mx.array) -> mx.array:
+        """Each clip's log-mel frames from its samples (duration batching's lengths)."""
+        return lengths // self.settings.model.hop_length + 1
 
-    def __call__(self, waves: mx.array) -> mx.array:
-        return self.net(self.normalized(waves)[:, None])
+    def normalized(self, waves: mx.array, lengths: mx.array | None = None) -> mx.array:
+        """Log-mels normalized per clip; with ``lengths`` (a padded batch) over each clip's own
+        frames only, its padding then set to 0 (the clip's mean)."""
+        mels = self.features.features(waves)
+        if lengths is None:
+            return (mels - mx.mean(mels, axis=(1, 2), keepdims=True)) / (
+                mx.std(mels, axis=(1, 2), keepdims=True) + 1e-5
+            )
+        valid = mx.arange(mels.shape[-1])[None, None, :] < self.frames(lengths)[:, None, None]
+        count = mx.sum(valid, axis=(1, 2), keepdims=True) * mels.shape[1]
+        mean = mx.sum(mx.where(valid, mels, 0.0), axis=(1, 2), keepdims=True) / count
+        centred = mx.where(valid, mels - mean, 0.0)
+        std = mx.sqrt(mx.sum(centred * centred, axis=(1, 2), keepdims=True) / count)
+        return centred / (std + 1e-5)
+
+    def __call__(self, waves: mx.array, lengths: mx.array | None = None) -> mx.array:
+        return self.net(self.normalized(waves, lengths)[:, None])
+
+    def lengths_of(self, batch: Any) -> mx.array | None:
+        """Duration batching's padded batches end with the clips' lengths (PadCollate)."""
+        return batch[-1] if self.settings.data.batching == "duration" else None
 
     def compute_loss(self, batch: Any) -> tuple[mx.array, dict[str, mx.array]]:
-        waves, labels = batch
-        logits, targets = augment.forward(self, waves, labels)  # augmented while training
+        waves, labels = batch[0], batch[1]  # duration batching: (waves, labels, lengths)
+        logits, targets = augment.forward(self, waves, labels, self.lengths_of(batch))
         if self.multilabel:
             loss = mx.mean(nn.losses.binary_cross_entropy(logits, targets, with_logits=True))
             return loss, {}
@@ -71,7 +88,7 @@ class AudioClassifier(TrainModule):
         if (
             self.multilabel
         ):  # the epoch's mAP, not a mean of batches' (NOTE [logged Metric objects])
-            self.val_map.update(self(batch[0]), batch[1].astype(mx.int32))
+            self.val_map.update(self(batch[0], self.lengths_of(batch)), batch[1].astype(mx.int32))
             self.log("val_mAP", self.val_map, prog_bar=True)
         return output
 
@@ -86,7 +103,7 @@ class AudioClassifier(TrainModule):
             clips.check_labels(batch[1], self.num_classes)
 
     def predict_step(self, batch: Any, batch_idx: Any) -> mx.array:
-        logits = self(batch[0])
+        logits = self(batch[0], self.lengths_of(batch))
         return mx.sigmoid(logits) if self.multilabel else mx.softmax(logits, axis=-1)
 
     def configure_optimizers(self) -> OptimizerConfig:

@@ -103,6 +103,7 @@ class Clips(Dataset[Any]):
         self.durations = np.asarray(
             [np.nan if d is None else d for d in table.durations], dtype=np.float64
         )
+        self.sources = table.sources if len(table.sources) else np.zeros(len(self.paths), np.int64)
         self.targets = table.targets
         self.captions = table.captions
         self.classes = table.classes
@@ -194,23 +195,27 @@ def report_skipped(dataset: Any, folder: str) -> None:
 def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[str]]:
     """The training and validation sets -- ``data.val``, or ``data.val_fraction`` of each class
     held out -- with every header checked and a summary printed, and the run's classes."""
+    from .batching import check_longest, report_sources, sources
+
     d = settings.data
     classifier = settings.model.name != "clap"
-    train = data.labelled(d.train, None, d.label_column, need_labels=classifier)
+    paths = sources(d.train)
+    tables = [data.labelled(p, None, d.label_column, need_labels=classifier) for p in paths]
+    train = tables[0] if len(tables) == 1 else data.merged(tables)
     task = settings.model.task
     if classifier and task == "multilabel" and not train.multilabel:
         raise DataError(
-            f"--data {d.train}: model.task multilabel needs a manifest with a 'labels' column "
+            f"--data {train.source}: model.task multilabel needs a manifest with a 'labels' column "
             "(each clip's class names separated by ';'); this data has one class per clip"
         )
     if classifier and task == "multiclass" and train.multilabel:
         raise DataError(
-            f"--data {d.train} has a 'labels' column (several classes per clip): train it with "
+            f"--data {train.source} has a 'labels' column (several classes per clip): train it with "
             "model.task multilabel (or auto)"
         )
     if classifier and len(train.classes) < 2 and not train.multilabel:
         raise DataError(
-            f"--data {d.train}: one class ({', '.join(map(repr, train.classes))}); a classifier "
+            f"--data {train.source}: one class ({', '.join(map(repr, train.classes))}); a classifier "
             "needs two or more classes of clips"
         )
     data.report_ignored(train)
@@ -228,9 +233,15 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
         )
         train, val, held = train.take(keep), train.take(out), d.val_fraction
     print(data.summary(train, val, held))
-    length = None if not classifier else int(round(d.clip_seconds * sample_rate))
+    whole = not classifier or d.batching == "duration"  # duration batching: whole clips
+    length = None if whole else int(round(d.clip_seconds * sample_rate))
+    if d.batching == "duration":
+        check_longest(train.seconds, train.paths, settings)
+    fit = Clips(train, sample_rate, length, crop=True, on_error=d.on_error, skipped=skipped)
+    if len(tables) > 1:
+        print(report_sources(fit, settings, tables))
     return (
-        Clips(train, sample_rate, length, crop=True, on_error=d.on_error, skipped=skipped),
+        fit,
         Clips(val, sample_rate, length, on_error=d.on_error, skipped=skipped),
         train.classes,
     )
@@ -244,7 +255,7 @@ def for_run(path: str, settings: Settings, classes: list[str] | None) -> Clips:
     table = data.labelled(path, classes, d.label_column) if classes else data.unlabelled(path)
     data.report_ignored(table)
     table = data.check_headers(table, "raise", training=False)
-    length = int(round(d.clip_seconds * d.sample_rate))
+    length = None if d.batching == "duration" else int(round(d.clip_seconds * d.sample_rate))
     return Clips(table, d.sample_rate, length, training=False)
 
 

@@ -14,7 +14,9 @@ from typing import Any, Literal, get_args, get_origin
 
 @dataclass
 class DataSettings:
-    train: str = ""  # a folder of class folders (AudioFolder) or a CSV/TSV/JSONL manifest
+    # class folders (AudioFolder) or a CSV/TSV/JSONL manifest; several: drawn by data.weights
+    train: str | list[str] = ""
+    weights: list[float] | None = None  # several data.train sources: their weights (null: equal)
     val: str | None = None  # same; without it, val_fraction of train is held out
     val_fraction: float = 0.1
     sample_rate: int = 16000
@@ -36,6 +38,12 @@ class DataSettings:
     in_memory: bool = (
         False  # cnn: decode every clip once into the accelerator's memory, batch there
     )
+    batching: Literal["fixed", "duration"] = "fixed"  # duration: whole clips, max_duration a batch
+    max_duration: float | None = None  # duration: seconds of audio a batch, padding included
+    num_buckets: int = 10  # duration: buckets of similar durations (boundaries from the data)
+    quadratic_duration: float | None = None  # duration: a clip of d s counts d + d**2 / this
+    max_batch_size: int | None = None  # duration: at most this many clips a batch
+    pad_to_multiple_of: int | None = None  # duration: null pads to the bucket's boundary
 
 
 @dataclass
@@ -50,6 +58,7 @@ class ModelSettings:
     freeze_backbone: bool = False  # clap-audio-classifier: train only the head (a linear probe)
     unfreeze_at_epoch: int = 0  # clap-audio-classifier: the backbone is frozen before this epoch
     backbone_lr_ratio: float = 0.1  # clap-audio-classifier: the backbone's rate / the head's
+    layer_decay: float | None = None  # clap-audio-classifier: rate x decay ** depth (BEiT)
     freeze_text: bool = True  # clap: keep the text encoder as it is
     max_tokens: int = 64  # clap: captions are cut/padded to this many tokens
     n_mels: int = 40
@@ -309,6 +318,10 @@ def _check(key: str, kind: Any, value: Any) -> Any:
             f"{key}: expected {_describe(kind)}, got {value!r} ({type(value).__name__})"
         )
     if origin is list:
+        if isinstance(value, str) and "," in value:  # a flag's `a,b,c`: a list of YAML values
+            import yaml
+
+            value = [yaml.safe_load(part.strip()) for part in value.split(",")]
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list ({_describe(kind)}), got {value!r}")
         return [_check(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]

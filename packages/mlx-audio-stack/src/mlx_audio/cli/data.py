@@ -64,6 +64,7 @@ class Table:
     captions: list[str] | None = None
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason kind)
     seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per row, from the headers
+    sources: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # data.train's
 
     @property
     def multilabel(self) -> bool:
@@ -86,6 +87,7 @@ class Table:
             None if self.captions is None else [self.captions[i] for i in index],
             self.ignored,
             self.seconds[index] if len(self.seconds) else self.seconds,
+            self.sources[index] if len(self.sources) else self.sources,
         )
 
 
@@ -352,3 +354,42 @@ def summary(train: Table, val: Table, held_out: float | None) -> str:
             "points); add data, raise data.val_fraction or pass --val-data"
         )
     return "\n".join(lines)
+
+
+def merged(tables: list[Table]) -> Table:
+    """Several labelled sources as one table: the union of their classes (sorted), each row's
+    labels renumbered by it, ``sources`` the row's source."""
+    kinds = {t.multilabel for t in tables}
+    if len(kinds) > 1:
+        which = ", ".join(t.source for t in tables if t.multilabel)
+        raise DataError(
+            f"data.train: {which} has several labels a clip (a 'labels' column) and the others "
+            "one: mix sources of one kind"
+        )
+    if any(t.targets is None for t in tables):
+        raise DataError(
+            f"data.train: {', '.join(t.source for t in tables if t.targets is None)} has no labels"
+        )
+    classes = sorted({c for t in tables for c in t.classes})
+    parts = []
+    for t in tables:
+        mapping = np.asarray([classes.index(c) for c in t.classes], np.int64)
+        assert t.targets is not None
+        if t.multilabel:
+            hot = np.zeros((len(t.targets), len(classes)), np.int8)
+            hot[:, mapping] = t.targets
+            parts.append(hot)
+        else:
+            parts.append(mapping[t.targets])
+    captions = [c for t in tables for c in t.captions or []]
+    return Table(
+        ", ".join(t.source for t in tables),
+        [p for t in tables for p in t.paths],
+        [o for t in tables for o in t.offsets],
+        [d for t in tables for d in t.durations],
+        np.concatenate(parts),
+        classes,
+        captions if all(t.captions is not None for t in tables) else None,
+        [i for t in tables for i in t.ignored],
+        sources=np.concatenate([np.full(len(t.paths), i, np.int64) for i, t in enumerate(tables)]),
+    )

@@ -13,12 +13,13 @@ from mlx_audio.data import (
     AudioFolder,
     AudioManifest,
     DataLoader,
+    PadCollate,
 )
 from mlx_audio.data.audio import AudioDecodeError
 from mlx_audio.train import Preempted, Trainer, TrainModule
 from mlx_audio.train.callbacks import EarlyStopping, EMAWeightAveraging, LearningRateMonitor
 
-from . import augment, clips, outputs, runs
+from . import augment, batching, clips, outputs, runs
 from .classifier import AudioClassifier
 from .config import ConfigError, Settings, dump, trainer_kwargs
 from .data import MANIFEST_SUFFIXES, DataError
@@ -60,14 +61,19 @@ def loaders(settings: Settings) -> tuple[DataLoader, DataLoader, list[str]]:
             DataLoader(clips.in_memory(val, settings, "val"), batch_size=d.batch_size),
             classes,
         )
+    transforms = [workers] if workers.chain is not None else None
+    if d.batching == "duration":  # whole clips, padded (NOTE [batch shapes])
+        return (*batching.loaders(train, val, settings, transforms), classes)
+    several = batching.weights(settings) is not None  # a mux of data.train's sources
     return (
         DataLoader(
             train,
-            batch_size=d.batch_size,
-            shuffle=True,
+            batch_size=1 if several else d.batch_size,
+            shuffle=False if several else True,
+            batch_sampler=batching.sampler(train, settings, shuffle=True) if several else None,
             num_workers=d.num_workers,
             collate_fn=clips.DropUnreadable(),
-            cpu_transforms=[workers] if workers.chain is not None else None,
+            cpu_transforms=transforms,
         ),
         DataLoader(
             val,
@@ -148,6 +154,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     seeded everything (``trainer.seed``), so a seed gives the same run."""
     model: TrainModule
     augment.check(settings)
+    batching.check(settings)
     ckpt_path = runs.start(settings, resume)
     clap = settings.model.name == "clap"
     if clap and settings.data.in_memory:
@@ -175,7 +182,14 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
     if multilabel and settings.trainer.monitor == "val_accuracy":  # the classifier's default
         settings.trainer.monitor, settings.trainer.mode = "val_mAP", "max"
-    runs.fit_log_interval(settings, len(train_loader))
+    sampler = train_loader.batch_sampler
+    if isinstance(sampler, batching.DynamicBucketingSampler):  # no len() when it shuffles
+        runs.fit_log_interval(settings, int(sampler.stats()["batches"]))
+        if settings.data.batching == "duration":
+            root = settings.trainer.default_root_dir
+            print(batching.report(sampler, train_loader.dataset.seconds, settings, root))
+    else:
+        runs.fit_log_interval(settings, len(train_loader))
     root = settings.trainer.default_root_dir
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "config.yaml"), "w") as f:
@@ -239,11 +253,13 @@ def predictions(
 ) -> tuple[list[str], np.ndarray, Any, list[str]]:
     settings, classes, module, path = restore(run, checkpoint)
     data = clips.for_run(data_path, settings, classes if labelled else None)
+    duration = settings.data.batching == "duration"  # whole clips, padded as in training
     loader: DataLoader[Any] = DataLoader(
         data,
         batch_size=settings.data.batch_size,
         num_workers=settings.data.num_workers,
         cpu_transforms=getattr(module, "cpu_transforms", None),  # clap-audio-classifier's
+        collate_fn=PadCollate(pad_to_multiple_of=batching.padding(settings)) if duration else None,
     )
     settings.trainer.enable_progress_bar = False
     outputs = trainer_for(settings, for_training=False).predict(module, loader, ckpt_path=path)

@@ -160,7 +160,11 @@ class Mixup:
     - ``mixup_alpha``/``cutmix_alpha``: ``lam ~ Beta(alpha, alpha)``; with both > 0 cutmix is
       picked with probability ``switch_prob``. ``prob``: the chance a batch (or an element) is
       mixed at all. ``mode``: ``"batch"`` (one ``lam`` for the batch), ``"pair"`` (one per
-      mirrored pair) or ``"elem"`` (one per example); the batch size must be even, as in timm.
+      mirrored pair) or ``"elem"`` (one per example).
+    - An odd batch (duration batching makes them; timm asserts an even one): the pairing is the
+      same flip, so the middle example is its own mirror; it is left as it is, ``lam = 1`` for
+      it (its input and target unchanged, exactly), and every other example is mixed as timm
+      mixes an even batch.
     - Cutmix on spectrograms/waveforms cuts a span along time (timm's box, in one dimension):
       a span of ``int(T * (1 - lam))`` frames around a uniform centre, clipped to the batch;
       ``correct_lam`` then sets ``lam`` to the kept fraction. ``cutmix_minmax`` is not offered.
@@ -230,19 +234,24 @@ class Mixup:
 
     def __call__(self, x: mx.array, target: Any, key: mx.array | None = None) -> tuple[Any, Any]:
         batch = x.shape[0]
-        if batch % 2:
-            raise ValueError(f"Mixup needs an even batch size, got {batch}")
         k1, k2 = mx.random.split(key) if key is not None else (None, None)
         lam, cut = self.params(batch, k1)
         axis = self.time_axis % x.ndim
         frames = x.shape[axis]
         # cutmix: a span of int(T (1 - lam)) around a uniform centre (timm's rand_bbox in 1-D)
         centre = mx.floor(mx.random.uniform(shape=lam.shape, key=k2) * frames)
-        if self.mode == "pair":  # the pair's draws for both of its examples
-            lam, cut, centre = (mx.concatenate([a, a[::-1]]) for a in (lam, cut, centre))
+        if self.mode == "pair":  # the pair's draws for both of its examples (odd: the middle)
+            middle = [mx.ones((batch % 2,), dtype=a.dtype) for a in (lam, cut, centre)]
+            lam, cut, centre = (
+                mx.concatenate([a, m, a[::-1]]) for a, m in zip((lam, cut, centre), middle)
+            )
         per = mx.broadcast_to(lam, (batch,))
         cut = mx.broadcast_to(cut, (batch,))
         centre = mx.broadcast_to(centre, (batch,))
+        if batch % 2:  # NOTE: the middle example is its own mirror: lam 1, no cut (unchanged)
+            alone = mx.arange(batch) == batch // 2
+            per = mx.where(alone, 1.0, per)
+            cut = mx.logical_and(cut, mx.logical_not(alone))
         half = mx.floor(mx.floor(frames * (1.0 - per)) / 2)
         low = mx.clip(centre - half, 0, frames)
         high = mx.clip(centre + half, 0, frames)
