@@ -5,6 +5,13 @@ fine-tuning setup: text encoder frozen, symmetric InfoNCE loss, AdamW, B=8, 64 x
 64 tokens. Reports median ms/step over ``--steps`` steps after ``--warmup`` (compilation)
 and the ratio (torch time / MLX time: above 1 means MLX is faster). Run in the anchor venv
 (``make anchor``): ``.venv-anchor/bin/python benchmarks/clap.py``.
+
+``--formulations reference,windows`` times our step with the Swin stages in transformers'
+formulation (swin_reference.py) and in the window-major layout (NOTE [window-major layout]),
+their steps interleaved in one process (the same load for both), each with its peak MLX
+memory above what is resident before the step; ``windows/ckpt-stage`` and
+``windows/ckpt-block`` add gradient checkpointing per Swin stage or block; ``--batch``;
+``--no-torch`` skips transformers.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import mlx_audio.models  # noqa: F401  (first: OpenBLAS before mlx.core on Linux
 from mlx_audio.models.clap import CLAP
 
 B, FRAMES, TOKENS = 8, 1001, 64
+FORMULATIONS = ("windows",)
 
 
 def inputs(seed: int = 0):
@@ -44,11 +52,19 @@ def time_steps(step, steps: int, warmup: int) -> list[float]:
     return times
 
 
-def mlx_side(steps: int, warmup: int) -> float:
+def mlx_step(variant: str):
+    """Our compiled train step with the Swin stages in ``formulation[/ckpt-stage|block]``."""
+    from mlx_audio.models.clap.audio import HTSATEncoder
+
+    formulation, _, checkpointing = variant.partition("/ckpt-")
     mels, ids, mask = (mx.array(a) for a in inputs())
+    HTSATEncoder.formulation = formulation
+    mx.random.seed(0)
     model = CLAP()
     model.text_encoder.freeze()
     model.train()
+    if checkpointing:
+        model.enable_checkpointing(checkpointing)
     optimizer = optim.AdamW(learning_rate=1e-5, weight_decay=0.01)
     labels = mx.arange(B)
 
@@ -67,13 +83,32 @@ def mlx_side(steps: int, warmup: int) -> float:
         optimizer.update(model, grads)
         return loss
 
-    step_fn = mx.compile(raw_step, inputs=state, outputs=state)
+    compiled = mx.compile(raw_step, inputs=state, outputs=state)
 
     def step():
-        loss = step_fn()
+        HTSATEncoder.formulation = formulation  # read when the step is traced
+        loss = compiled()
         mx.eval(state, loss)
 
-    return statistics.median(time_steps(step, steps, warmup))
+    return step
+
+
+def mlx_side(steps: int, warmup: int) -> dict[str, tuple[float, float]]:
+    """{formulation: (median seconds per step, peak MiB above the resident arrays)}, the
+    formulations' steps interleaved."""
+    runs = {f: mlx_step(f) for f in FORMULATIONS}
+    times: dict[str, list[float]] = {f: [] for f in runs}
+    peaks = dict.fromkeys(runs, 0.0)
+    for i in range(warmup + steps):
+        for f, step in runs.items():
+            base = mx.get_active_memory()
+            mx.reset_peak_memory()
+            start = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[f].append(time.perf_counter() - start)
+                peaks[f] = max(peaks[f], (mx.get_peak_memory() - base) / 2**20)
+    return {f: (statistics.median(times[f]), peaks[f]) for f in runs}
 
 
 def torch_side(steps: int, warmup: int) -> float:
@@ -116,8 +151,20 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=B)
+    parser.add_argument("--formulations", default=",".join(FORMULATIONS))
+    parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
+    globals().update(B=args.batch, FORMULATIONS=tuple(args.formulations.split(",")))
     ours = mlx_side(args.steps, args.warmup)
+    if args.no_torch:
+        print(f"B={B}, median of {args.steps} after {args.warmup}, steps interleaved\n")
+        print("| our Swin formulation | ms/step | peak MiB above resident | vs first |")
+        print("|---|---:|---:|---:|")
+        first = next(iter(ours.values()))[0]
+        for f, (sec, peak) in ours.items():
+            print(f"| {f} | {sec * 1000:,.0f} | {peak:,.0f} | {first / sec:.2f}x |")
+        return
     theirs = torch_side(args.steps, args.warmup)
     import torch
 
@@ -131,7 +178,9 @@ def main() -> None:
     print("|---|---:|---:|")
     where = "CUDA" if torch.cuda.is_available() else "CPU"
     print(f"| transformers ClapModel (torch {where}, fp32) | {theirs * 1000:,.0f} | 1.00x |")
-    print(f"| mlx_audio CLAP (MLX, compiled) | {ours * 1000:,.0f} | {theirs / ours:.2f}x |")
+    for f, (sec, _) in ours.items():
+        name = "mlx_audio CLAP (MLX, compiled)" + ("" if f == "windows" else f", Swin {f}")
+        print(f"| {name} | {sec * 1000:,.0f} | {theirs / sec:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,15 @@ memory) and reports the median ms/step over ``--steps`` after ``--warmup`` steps
   hf/eager-bf16      bf16 autocast
   hf/compile-bf16    bf16 autocast under torch.compile
 
+  ours/fit-32-ckpt-stage, ours/fit-bf16-ckpt-stage  checkpointing per Swin stage
+                     (transformers' gradient_checkpointing_enable() granularity)
   ours/loop-32-explicit  loop-32 with the window attention written out (softmax(q k^T + b) v)
                      instead of mx.fast.scaled_dot_product_attention
+  ours/loop-32-reference, ours/fit-bf16-reference  the Swin stages in transformers' formulation
+                     (pad/roll/partition/reverse per block: swin_reference.py) instead of the
+                     window-major layout (NOTE [window-major layout]): the before/after pair
+Since the frozen-parameter rule (NOTE [bf16-mixed casts frozen arrays for the compute]),
+fit-bf16 computes the frozen text encoder in bf16 by itself: fit-bf16-text measures the same.
 Usage: ``python3 benchmarks/gpu/clap_step.py`` (all variants, a markdown table), or one variant
 with ``--variant ours/fit-bf16 --json``.
 """
@@ -35,12 +42,16 @@ import numpy as np
 B, FRAMES, TOKENS = 32, 1001, 64
 VARIANTS = [
     "ours/loop-32-explicit",
+    "ours/loop-32-reference",
     "ours/loop-32",
     "ours/fit-32",
     "ours/fit-bf16",
     "ours/fit-bf16-text",
     "ours/fit-32-ckpt",
     "ours/fit-bf16-ckpt",
+    "ours/fit-32-ckpt-stage",
+    "ours/fit-bf16-ckpt-stage",
+    "ours/fit-bf16-reference",
     "hf/eager-32",
     "hf/compile-32",
     "hf/eager-bf16",
@@ -72,10 +83,13 @@ def ours(variant: str, batch: int, steps: int, warmup: int) -> dict:
 
     import mlx_audio.models  # noqa: F401
     from mlx_audio.models.clap import CLAP
-    from mlx_audio.models.clap.audio import SelfAttention
+    from mlx_audio.models.clap.audio import HTSATEncoder
+    from mlx_audio.models.clap.swin import SelfAttention
 
     SelfAttention.fused = not variant.endswith("explicit")
-    variant = variant.removesuffix("-explicit")
+    if variant.endswith("-reference"):
+        HTSATEncoder.formulation = "reference"
+    variant = variant.removesuffix("-explicit").removesuffix("-reference")
     mx.random.seed(0)
     mels, ids, mask = (mx.array(a) for a in inputs(batch))
     labels = mx.arange(batch)
@@ -123,7 +137,7 @@ def ours(variant: str, batch: int, steps: int, warmup: int) -> dict:
         warmup,
         precision,
         text_bf16=variant.endswith("-text"),
-        checkpointing=variant.endswith("-ckpt"),
+        checkpointing="stage" if variant.endswith("-ckpt-stage") else variant.endswith("-ckpt"),
     )
     return {
         "ms": 1000 * sum(per_step) / len(per_step),

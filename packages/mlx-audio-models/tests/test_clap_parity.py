@@ -111,3 +111,21 @@ def test_initial_weights_are_drawn_as_transformers_draws_them(anchor, tmp_path, 
             assert abs(got.mean()) <= 4 * std / np.sqrt(count), (name, got.mean())
         checked += 1
     assert checked >= 0.9 * len(ours), (checked, len(ours))
+
+
+@pytest.mark.parametrize("fusion", [False, True], ids=["unfused", "fused"])
+def test_every_swin_variant_matches_transformers(anchor, tmp_path, monkeypatch, fusion):
+    """The window-major layout, transformers' own formulation (swin_reference.py) and a model
+    with gradient checkpointing enabled (inactive in eval mode, as in transformers)."""
+    from mlx_audio.models.clap.audio import HTSATEncoder
+
+    anchor(REFERENCE, str(tmp_path), tiny_config(fusion), "50", "3")
+    for formulation in ("windows", "reference"):
+        monkeypatch.setattr(HTSATEncoder, "formulation", formulation)
+        errors = compare(tmp_path)
+        assert max(errors.values()) < 1e-4, (formulation, errors)
+    monkeypatch.setattr(
+        CLAP, "eval", lambda self: CLAP.train(self, False).enable_checkpointing("stage")
+    )
+    errors = compare(tmp_path)
+    assert max(errors.values()) < 1e-4, ("checkpointing", errors)

@@ -230,9 +230,9 @@ def test_bf16_mixed_keeps_fp32_weights_and_bf16_casts_them():
     assert pure.fc1.weight.dtype == mx.bfloat16
 
 
-def test_bf16_mixed_leaves_frozen_parameters_float32_a_documented_difference():
-    """Lightning's autocast would compute the frozen layer in bf16; here only trainable weights
-    get bf16 copies, and a frozen tower the user casts to bf16 stays bf16 (docs: differences)."""
+def test_bf16_mixed_computes_frozen_parameters_in_bf16_as_autocast():
+    """Lightning's autocast computes the frozen layer in bf16: so does the step, on a bf16 copy
+    (the float32 weight comes back unchanged); a tower the user cast to bf16 stays bf16."""
     seen = []
 
     class Tower(TinyClassifier):
@@ -248,8 +248,10 @@ def test_bf16_mixed_leaves_frozen_parameters_float32_a_documented_difference():
             return super().__call__(self.frozen(x))
 
     plain = Tower(cast=False)
+    weight = np.array(plain.frozen.weight)
     quiet(max_epochs=1, precision="bf16-mixed").fit(plain, loaders()[0])
-    assert seen[0] == (mx.float32, mx.bfloat16) and plain.frozen.weight.dtype == mx.float32
+    assert seen[0] == (mx.bfloat16, mx.bfloat16) and plain.frozen.weight.dtype == mx.float32
+    assert np.array_equal(np.array(plain.frozen.weight), weight)
     seen.clear()
     cast = Tower(cast=True)
     before = np.array(cast.frozen.weight.astype(mx.float32))

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
-from mlx.utils import tree_map
+from mlx.utils import tree_map, tree_unflatten
 
+from ._tree import flatten
 from .metrics.base import StepUpdates, deferring
 
 if TYPE_CHECKING:
@@ -85,6 +86,74 @@ def compute_dtype(precision: str) -> mx.Dtype | None:
     )
 
 
+# NOTE [bf16-mixed casts frozen arrays for the compute]
+# Lightning's autocast computes every matmul and convolution in bf16, a frozen module's too. MLX
+# has no autocast: under "bf16-mixed" the step runs on bf16 copies of the floating parameters,
+# trainable ones (gradients reach the fp32 weights through the cast) and frozen float32 ones (a
+# constant of the step), and the float32 arrays are put back after the forward: nothing saved,
+# averaged or optimized changes dtype. The exception is an array that the step itself replaces
+# (batch-norm running statistics, an EMA teacher updated inside training_step): computed from a
+# bf16 copy, its new value would lose precision at every step, so it is never cast. Batch-norm
+# statistics (``running_mean`` / ``running_var`` leaves) are known up front; any other frozen
+# array the step replaces is found after the forward (it is no longer the copy put in): it is
+# remembered for the module and that forward runs once more, from the same parameters, with it
+# left float32 (MLX's key cannot be put back: the discarded forward's random draws are spent, once
+# per process); from then on it is not cast.
+_REPLACED_BY_NORMS = ("running_mean", "running_var")
+
+
+def _frozen_floats(module: TrainModule) -> dict[str, mx.array]:
+    """The frozen float32 parameters to compute with in bf16 (the rule above)."""
+    trainable = {k for k, _ in flatten(module.trainable_parameters())}
+    kept: set[str] = getattr(module, "_replaced_in_step", set())
+    return {
+        k: v
+        for k, v in flatten(module.parameters())
+        if k not in trainable
+        and k not in kept
+        and isinstance(v, mx.array)
+        and v.dtype == mx.float32
+        and k.rsplit(".", 1)[-1] not in _REPLACED_BY_NORMS
+    }
+
+
+def _run_step(
+    module: TrainModule, stage: str, batch: Any, batch_idx: mx.array, extra: tuple[int, ...]
+) -> tuple[Any, list[Any]]:
+    module._take_logged()
+    module._default_step = False
+    module._step_fx = _FX[stage]
+    try:
+        with deferring() as pending:
+            output = call_step(getattr(module, _FX[stage]), batch, batch_idx, *extra)
+    finally:
+        module._step_fx = None
+    return output, pending
+
+
+def _run_mixed(
+    module: TrainModule, stage: str, batch: Any, batch_idx: mx.array, extra: tuple[int, ...]
+) -> tuple[Any, list[Any], dict[str, mx.array]]:
+    """The step on bf16 copies (NOTE [bf16-mixed casts frozen arrays for the compute]); returns
+    its output, the deferred metric updates and the float32 arrays to put back."""
+    before = module.parameters()
+    while True:
+        trainable = module.trainable_parameters()
+        frozen = _frozen_floats(module)
+        copies = {k: v.astype(mx.bfloat16) for k, v in frozen.items()}
+        module.update(cast_floats(trainable, mx.bfloat16))
+        if copies:
+            module.update(tree_unflatten(list(copies.items())))
+        output, pending = _run_step(module, stage, batch, batch_idx, extra)
+        now = dict(flatten(module.parameters()))
+        replaced = {k for k, copy in copies.items() if now.get(k) is not copy}
+        if not replaced:
+            return output, pending, {**dict(flatten(trainable)), **frozen}
+        kept: set[str] = getattr(module, "_replaced_in_step", set())
+        object.__setattr__(module, "_replaced_in_step", kept | replaced)
+        module.update(before)
+
+
 def forward(
     module: TrainModule,
     batch: Any,
@@ -102,21 +171,15 @@ def forward(
     returns None]); a validation/test step may return anything (a dict without ``"loss"``, a
     list, None): written in Lightning's way its output only goes to the hooks.
     ``dataloader_idx`` is passed to the step only with several loaders, as Lightning does."""
-    module._take_logged()
-    module._default_step = False
-    if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
-        full = module.trainable_parameters()
-        module.update(cast_floats(full, mx.bfloat16))
     dtype = compute_dtype(precision)
     if dtype is not None:
         batch = cast_floats(batch, dtype)
-    module._step_fx = _FX[stage]
-    try:
-        extra = () if dataloader_idx is None else (dataloader_idx,)
-        with deferring() as pending:
-            output = call_step(getattr(module, _FX[stage]), batch, batch_idx, *extra)
-    finally:
-        module._step_fx = None
+    extra = () if dataloader_idx is None else (dataloader_idx,)
+    masters: dict[str, mx.array] = {}
+    if precision == "bf16-mixed":  # bf16 compute on bf16 copies; gradients reach the fp32 weights
+        output, pending, masters = _run_mixed(module, stage, batch, batch_idx, extra)
+    else:
+        output, pending = _run_step(module, stage, batch, batch_idx, extra)
     packed = updates.pack(pending)
     auto = module._default_step
     loss: mx.array | None = None
@@ -127,8 +190,8 @@ def forward(
         k: (v if isinstance(v, mx.array) else mx.array(v)).reshape(())
         for k, v in module._take_logged().items()
     }
-    if precision == "bf16-mixed":
-        module.update(full)
+    if masters:  # the float32 arrays back (the step replaced none of their copies)
+        module.update(tree_unflatten(list(masters.items())))
     floats = {k: v.astype(mx.float32) for k, v in metrics.items()}
     logged = {k: v.astype(mx.float32) for k, v in logged.items()}
     if loss is not None:

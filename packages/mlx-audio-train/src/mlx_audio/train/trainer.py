@@ -120,7 +120,8 @@ class Trainer(TrainerViews):
                 norm, the default for ``None``) or ``"value"`` (each element).
             precision: The numeric precision of training: ``"32-true"`` (the default for
                 ``None``), ``"bf16-mixed"`` (compute in bfloat16 on bfloat16 copies of the
-                trainable weights while the weights and optimizer state stay float32),
+                weights, frozen ones included, while the weights and optimizer state stay
+                float32; arrays the step replaces, such as batch-norm statistics, never cast),
                 ``"bf16-true"`` or ``"16-true"`` (the model itself cast). Lightning's aliases
                 are taken: ``32`` and ``"32"``, ``"bf16"`` (bf16-mixed, with Lightning's
                 warning); ``"16-mixed"`` (``16``, ``"16"``) becomes ``"bf16-mixed"`` with a

@@ -13,8 +13,9 @@ import mlx.nn as nn
 import numpy as np
 from mlx.nn.utils import checkpoint
 
-from .activations import activation
+from . import swin_reference
 from .config import ClapAudioConfig
+from .swin import SwinStage
 
 
 def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -35,206 +36,6 @@ def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
         for k, c in enumerate(coeffs):
             weights[i, min(max(base - 1 + k, 0), n_in - 1)] += c
     return weights.astype(np.float32)
-
-
-def window_partition(x: mx.array, w: int) -> mx.array:
-    b, h, wd, c = x.shape
-    x = x.reshape(b, h // w, w, wd // w, w, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, w * w, c)
-
-
-def window_reverse(windows: mx.array, w: int, h: int, wd: int) -> mx.array:
-    c = windows.shape[-1]
-    x = windows.reshape(-1, h // w, wd // w, w, w, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, wd, c)
-
-
-def shift_mask(h: int, w: int, window: int, shift: int) -> np.ndarray:
-    """The shifted-window attention mask, built as HF builds it: 0 within a region, -100 across."""
-    hr = (np.arange(h) >= h - window).astype(np.int64) + (np.arange(h) >= h - shift)
-    wr = (np.arange(w) >= w - window).astype(np.int64) + (np.arange(w) >= w - shift)
-    img = (hr[:, None] * 3 + wr[None, :]).astype(np.float32)
-    windows = (
-        img.reshape(h // window, window, w // window, window)
-        .transpose(0, 2, 1, 3)
-        .reshape(-1, window * window)
-    )
-    diff = windows[:, None, :] - windows[:, :, None]
-    return np.where(diff != 0, -100.0, 0.0).astype(np.float32)
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, window: int, config: ClapAudioConfig) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"hidden size {dim} is not a multiple of the number of heads {heads}")
-        self.heads, self.head_dim, self.window = heads, dim // heads, window
-        self.query = nn.Linear(dim, dim, bias=config.qkv_bias)
-        self.key = nn.Linear(dim, dim, bias=config.qkv_bias)
-        self.value = nn.Linear(dim, dim, bias=config.qkv_bias)
-        self.relative_position_bias_table = mx.zeros(((2 * window - 1) ** 2, heads))
-        coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(
-            2, -1
-        )
-        relative = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (window - 1)
-        self._relative_position_index = mx.array(
-            (relative[..., 0] * (2 * window - 1) + relative[..., 1]).reshape(-1)
-        )
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.dropout_p = config.attention_probs_dropout_prob
-
-    # Window attention through mx.fast.scaled_dot_product_attention (one fused kernel where the
-    # backend has one); False: the explicit softmax(q k^T + bias) v, kept for comparison.
-    fused = True
-
-    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
-        b, n, c = x.shape
-
-        def heads(t: mx.array) -> mx.array:
-            return t.reshape(b, n, self.heads, self.head_dim).transpose(0, 2, 1, 3)
-
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        bias = (
-            self.relative_position_bias_table[self._relative_position_index]
-            .reshape(n, n, -1)
-            .transpose(2, 0, 1)
-        )
-        if self.fused and (self.dropout_p == 0 or not self.training):
-            return self._fused(q, k, v, bias, mask).transpose(0, 2, 1, 3).reshape(b, n, c)
-        scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(self.head_dim)
-        scores = scores + bias[None]
-        if mask is not None:
-            windows = mask.shape[0]
-            mask = mask.astype(scores.dtype)
-            scores = (
-                scores.reshape(b // windows, windows, self.heads, n, n) + mask[None, :, None]
-            ).reshape(b, self.heads, n, n)
-        probs = self.dropout(mx.softmax(scores, axis=-1))
-        return (probs @ v).transpose(0, 2, 1, 3).reshape(b, n, c)
-
-    def _fused(
-        self, q: mx.array, k: mx.array, v: mx.array, bias: mx.array, mask: mx.array | None
-    ) -> mx.array:
-        """(B, heads, n, d) attention with the position bias (and shift mask) as an additive mask.
-        The shift mask differs per window: windows and heads are folded into one axis so that a
-        single (windows * heads, n, n) mask broadcasts over the batch."""
-        b, h, n, d = q.shape
-        scale = 1 / math.sqrt(d)
-        if mask is None:
-            return mx.fast.scaled_dot_product_attention(
-                q, k, v, scale=scale, mask=bias[None].astype(q.dtype)
-            )
-        w = mask.shape[0]
-        additive = (
-            (bias[None] + mask.astype(bias.dtype)[:, None]).reshape(1, w * h, n, n).astype(q.dtype)
-        )
-        q, k, v = (t.reshape(b // w, w * h, n, d) for t in (q, k, v))
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=additive)
-        return out.reshape(b, h, n, d)
-
-
-class Dense(nn.Module):
-    """``dense`` + dropout (HF's SelfOutput / Output naming)."""
-
-    def __init__(self, d_in: int, d_out: int, dropout: float) -> None:
-        super().__init__()
-        self.dense = nn.Linear(d_in, d_out)
-        self.dropout = nn.Dropout(dropout)
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.dropout(self.dense(x))
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, window: int, config: ClapAudioConfig) -> None:
-        super().__init__()
-        self.self = SelfAttention(dim, heads, window, config)
-        self.output = Dense(dim, dim, config.attention_probs_dropout_prob)
-
-    def __call__(self, x: mx.array, mask: mx.array | None) -> mx.array:
-        return self.output(self.self(x, mask))
-
-
-class SwinBlock(nn.Module):
-    def __init__(
-        self, dim: int, resolution: tuple[int, int], heads: int, shift: int, config: ClapAudioConfig
-    ) -> None:
-        super().__init__()
-        window = config.window_size
-        if min(resolution) <= window:  # the window covers everything: no partition, no shift
-            shift, window = 0, min(resolution)
-        self.window, self.shift, self.resolution = window, shift, resolution
-        self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.attention = Attention(dim, heads, window, config)
-        self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.intermediate = Dense(dim, int(config.mlp_ratio * dim), 0.0)
-        self.output = Dense(int(config.mlp_ratio * dim), dim, config.hidden_dropout_prob)
-        self._act = activation(config.hidden_act)
-        h, w = resolution
-        hp, wp = h + (-h) % window, w + (-w) % window
-        self._mask = mx.array(shift_mask(hp, wp, window, shift)) if shift > 0 else None
-
-    def __call__(self, x: mx.array) -> mx.array:
-        h, w = self.resolution
-        b, _, c = x.shape
-        shortcut = x
-        x = self.layernorm_before(x).reshape(b, h, w, c)
-        pad_h, pad_w = (-h) % self.window, (-w) % self.window
-        if pad_h or pad_w:
-            x = mx.pad(x, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)])
-        hp, wp = h + pad_h, w + pad_w
-        if self.shift:
-            x = mx.roll(x, shift=(-self.shift, -self.shift), axis=(1, 2))
-        windows = self.attention(window_partition(x, self.window), self._mask)
-        x = window_reverse(windows.reshape(-1, self.window, self.window, c), self.window, hp, wp)
-        if self.shift:
-            x = mx.roll(x, shift=(self.shift, self.shift), axis=(1, 2))
-        x = x[:, :h, :w, :].reshape(b, h * w, c)
-        x = shortcut + x
-        return x + self.output(self._act(self.intermediate(self.layernorm_after(x))))
-
-
-class PatchMerging(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim)
-
-    def __call__(self, x: mx.array, resolution: tuple[int, int]) -> mx.array:
-        h, w = resolution
-        b, _, c = x.shape
-        x = x.reshape(b, h, w, c)
-        if h % 2 or w % 2:
-            x = mx.pad(x, [(0, 0), (0, h % 2), (0, w % 2), (0, 0)])
-        x = mx.concatenate(
-            [x[:, row::2, col::2, :] for col in range(2) for row in range(2)], axis=-1
-        )
-        return self.reduction(self.norm(x.reshape(b, -1, 4 * c)))
-
-
-class SwinStage(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        resolution: tuple[int, int],
-        depth: int,
-        heads: int,
-        downsample: bool,
-        config: ClapAudioConfig,
-    ) -> None:
-        super().__init__()
-        self.resolution = resolution
-        self.blocks = [
-            SwinBlock(dim, resolution, heads, 0 if i % 2 == 0 else config.window_size // 2, config)
-            for i in range(depth)
-        ]
-        self.downsample = PatchMerging(dim) if downsample else None
-        self.checkpoint = False
-
-    def __call__(self, x: mx.array) -> mx.array:
-        for block in self.blocks:
-            x = checkpoint(block)(x) if self.checkpoint and self.training else block(x)
-        return self.downsample(x, self.resolution) if self.downsample is not None else x
 
 
 def _conv_sequence(layers: list, x: mx.array) -> mx.array:
@@ -358,14 +159,25 @@ class HTSATEncoder(nn.Module):
             )
             for i in range(n)
         ]
+        for stage, following in zip(self.layers, [*self.layers[1:], None]):
+            stage.link(following)
         self.batch_norm = nn.BatchNorm(config.num_mel_bins)
         self.norm = nn.LayerNorm(config.hidden_size)
         object.__setattr__(self, "_resample", {})  # cached interpolation matrices: not module state
 
-    def set_checkpointing(self, enabled: bool) -> None:
-        """Recompute Swin blocks in the backward pass (gradient checkpointing): less memory, more time."""
+    # "windows": NOTE [window-major layout]; "reference": transformers' formulation (swin_reference.py)
+    formulation = "windows"
+
+    def set_checkpointing(self, enabled: bool | str) -> None:
+        """Recompute in the backward pass (gradient checkpointing), in training mode: less
+        memory, more time. ``"stage"`` (transformers' granularity: one Swin stage at a time),
+        ``"block"`` or True (each Swin block), False (off)."""
+        if enabled not in (True, False, "stage", "block"):
+            raise ValueError(
+                f"checkpointing must be True, False, 'stage' or 'block', got {enabled!r}"
+            )
         for stage in self.layers:
-            stage.checkpoint = enabled
+            stage.checkpoint = "block" if enabled is True else enabled
 
     def _interpolate(self, x: mx.array, axis: int, size: int) -> mx.array:
         key = (x.shape[axis], size)
@@ -398,8 +210,14 @@ class HTSATEncoder(nn.Module):
         x = self.mel_to_image(x)
         frames = x.shape[2]
         x = self.patch_embed(x, is_longer)
+        reference = self.formulation == "reference"
+        if not reference:
+            x = self.layers[0].enter(x)
         for stage in self.layers:
-            x = stage(x)
+            run = (lambda y, s=stage: swin_reference.stage(s, y)) if reference else stage
+            if stage.checkpoint == "stage" and self.training:
+                run = checkpoint(stage, run)
+            x = run(x)
         x = self.norm(x)
         b, _, c = x.shape
         depth_scale = 2 ** (len(self.config.depths) - 1)

@@ -85,8 +85,13 @@ class CLAP(nn.Module):
     def get_text_features(
         self, input_ids: mx.array, attention_mask: mx.array | None = None
     ) -> mx.array:
-        """L2-normalized text embeddings ``(B, projection_dim)``."""
-        return _normalize(self.text_projection(self.text_encoder(input_ids, attention_mask)))
+        """L2-normalized text embeddings ``(B, projection_dim)``. A frozen text encoder (no
+        trainable parameter) is computed outside any gradient: ``mx.stop_gradient`` on its
+        output, so no transformation builds its backward pass."""
+        hidden = self.text_encoder(input_ids, attention_mask)
+        if not tree_flatten(self.text_encoder.trainable_parameters()):
+            hidden = mx.stop_gradient(hidden)
+        return _normalize(self.text_projection(hidden))
 
     def __call__(
         self,
@@ -110,12 +115,28 @@ class CLAP(nn.Module):
             "text_embeds": text_embeds,
         }
 
-    def enable_checkpointing(self, enabled: bool = True) -> CLAP:
-        """Trade compute for memory (gradient checkpointing of every encoder block, MLX's
-        ``nn.utils.checkpoint``) for long audio or large batches; active in training mode."""
+    def enable_checkpointing(self, enabled: bool | str = True) -> CLAP:
+        """Trade compute for memory (gradient checkpointing, MLX's ``nn.utils.checkpoint``) for
+        long audio or large batches; active in training mode. ``True`` or ``"block"``: every
+        Swin block and text layer; ``"stage"``: every Swin stage (transformers' granularity,
+        less memory, as much recomputation); ``False``: off."""
         self.audio_encoder.set_checkpointing(enabled)
-        self.text_encoder.encoder.checkpoint = enabled
+        self.text_encoder.encoder.checkpoint = bool(enabled)
         return self
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        """transformers' name: checkpoint each Swin stage and each text layer in training mode
+        (``gradient_checkpointing_kwargs`` is accepted for its signature; MLX has no options)."""
+        self.enable_checkpointing("stage")
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.enable_checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(stage.checkpoint for stage in self.audio_encoder.layers)
 
     # -- weights -----------------------------------------------------------------------------
     @classmethod
