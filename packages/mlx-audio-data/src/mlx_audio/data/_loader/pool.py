@@ -17,8 +17,9 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from .protocol import Batch, End, Failed, MapTask, NextTask, Ready, ResetTask, WorkerSpec
+from .protocol import Batch, End, Failed, MapTask, NextTask, Ready, ResetTask, Sizing, WorkerSpec
 from .shm import ArrayLayout, Slot, new_slot_paths, unlink_quietly, unpack
+from .warm import Warm
 from .worker import process_worker_loop, thread_worker_loop
 
 
@@ -101,6 +102,7 @@ class ProcessWorker(_Worker):
         self.slot_paths = new_slot_paths(prefetch)
         self.linked = True
         self._early: Any = None  # a message ready() has read, for the next _get
+        self.warm: Warm | None = None  # what to do with a Sizing hint (set by the pass)
         self.start_method = ctx.get_start_method()
         self.tasks = ctx.Queue()
         # tasks are disposable: never let interpreter exit wait for the queue's feeder thread
@@ -121,10 +123,13 @@ class ProcessWorker(_Worker):
             name=f"mlx_audio-DataLoader-worker-{spec.worker_id}",
             daemon=True,
         )
+        self.slots: list[Slot] = []
         try:
-            self.slots = [Slot(path) for path in self.slot_paths]
+            self.slots.extend(Slot(path) for path in self.slot_paths)
             self.process.start()
-        except BaseException:
+        except BaseException:  # (a dataset spawn cannot pickle): no descriptor left open
+            for slot in self.slots:
+                slot.close()
             self.unlink()
             raise
         finally:
@@ -156,9 +161,8 @@ class ProcessWorker(_Worker):
                     message = None
                 if message is None:
                     raise self._death()
-                if isinstance(message, Ready):  # it has opened its slots: the names can go now
-                    self.unlink()
-                    if until_ready:
+                if self._consumed(message):
+                    if until_ready and isinstance(message, Ready):
                         return None
                     continue
                 return message
@@ -167,6 +171,18 @@ class ProcessWorker(_Worker):
             raise LoaderTimeout(
                 f"DataLoader timed out after {timeout:g} seconds waiting for worker {self.worker_id}"
             )
+
+    def _consumed(self, message: Any) -> bool:
+        """Messages that are not results: ``Ready`` (the worker has opened its slots: their names
+        can go now) and ``Sizing`` hints (NOTE [warm destination])."""
+        if isinstance(message, Ready):
+            self.unlink()
+        elif isinstance(message, Sizing):
+            if self.warm is not None:
+                self.warm(message.shape, message.dtype)
+        else:
+            return False
+        return True
 
     def wait_ready(self) -> None:
         """Block until the worker has opened its slots (its first message), then unlink their
@@ -207,9 +223,7 @@ class ProcessWorker(_Worker):
                 message = self.conn.recv()
             except EOFError:
                 return True  # take() reports the death
-            if isinstance(message, Ready):
-                self.unlink()
-            else:
+            if not self._consumed(message):
                 self._early = message
         return self._early is not None or not self.process.is_alive()
 
@@ -334,6 +348,12 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
 
+    def use_warm(self, warm: Warm | None) -> None:
+        """How this pass's batches leave their slots (NOTE [warm destination])."""
+        for worker in self.workers:
+            if isinstance(worker, ProcessWorker):
+                worker.warm = warm
+
     def started(self) -> None:
         """After a pass's first result: every worker has opened its slots (NOTE [fast start])."""
         if self.starting:
@@ -354,55 +374,3 @@ class WorkerPool:
         self.workers = []
         for worker in workers:
             worker.stop()
-
-
-class LoaderPools:
-    """The pools of one DataLoader: those its passes are using, and the one kept for the next
-    pass (``persistent_workers``).
-
-    NOTE [pools stay reachable]: the loader holds every pool a pass is using (here). A pass
-    dropped inside a reference cycle is finalized by the cyclic GC together with what only it
-    references, and a finalized multiprocessing Connection has closed its fd without knowing it
-    (EBADF later). Held here, the pool is never in that set.
-    """
-
-    def __init__(self) -> None:
-        self.in_use: list[WorkerPool] = []
-        self.persistent: WorkerPool | None = None
-
-    def reuse(self, timeout: float | None) -> WorkerPool | None:
-        """The kept pool, drained, for a new pass; None (and the pool stopped) when there is
-        none or it is no longer healthy."""
-        pool = self.persistent
-        self.persistent = None
-        if pool is not None:
-            try:
-                if pool.healthy():
-                    pool.drain(timeout)
-                    self.in_use.append(pool)
-                    return pool
-            except Exception:
-                pass
-            pool.close()
-        return None
-
-    def add(self, pool: WorkerPool) -> WorkerPool:
-        self.in_use.append(pool)
-        return pool
-
-    def release(self, pool: WorkerPool | None, keep: bool) -> None:
-        """A pass is done with ``pool``: kept for the next pass (``keep``, none kept yet, and it
-        has workers), else stopped."""
-        self.in_use = [p for p in self.in_use if p is not pool]
-        if pool is not None:
-            if keep and self.persistent is None and pool.workers:
-                self.persistent = pool
-            else:
-                pool.close()
-
-    def close(self) -> None:
-        pools = [*self.in_use, *([self.persistent] if self.persistent else [])]
-        self.in_use = []
-        self.persistent = None
-        for pool in pools:  # older passes' workers too (each pass ends at its next())
-            pool.close()

@@ -28,6 +28,7 @@ from .protocol import (
     NextTask,
     Ready,
     ResetTask,
+    Sizing,
     WorkerError,
     WorkerSpec,
 )
@@ -269,6 +270,13 @@ def process_worker_loop(
     except Exception as error:
         results.send(Failed(WorkerError(spec.worker_id, error)))
     watched = _parent_watch(parent_pid)
+
+    def announce(shape: tuple[int, ...], dtype: str) -> None:  # NOTE [warm destination]
+        try:
+            results.send(Sizing(shape, dtype))
+        except (BrokenPipeError, EOFError, OSError):  # the next send notices
+            pass
+
     while True:
         try:
             task = tasks.get(timeout=_POLL_SECONDS)
@@ -279,7 +287,9 @@ def process_worker_loop(
         if task is None:
             return
         message = _run_task(
-            producer, task, None if isinstance(task, ResetTask) else Arena(slots[task.slot])
+            producer,
+            task,
+            None if isinstance(task, ResetTask) else Arena(slots[task.slot], announce),
         )
         if message is None:
             continue

@@ -15,6 +15,7 @@ from .passes import InProcessMapPass, InProcessStreamPass, Pass, PassPlan, skip_
 from .pool import ProcessWorker, ThreadWorker
 from .protocol import End, Failed, MapTask, NextTask
 from .state import Delivered, jsonable, resumes_exactly
+from .warm import warmer
 
 Worker = ProcessWorker | ThreadWorker
 
@@ -82,6 +83,7 @@ class WorkerMapPass(WorkerPass):
         super().__init__(plan)
         self.worker_states = []
         self.pool = plan.acquire_pool()
+        self.pool.use_warm(warmer(plan.view_converter))  # NOTE [warm destination]
         assert plan.index_batches is not None
         self.delivered = Delivered(plan.resume)  # NOTE [out-of-order resume]
         self.batches = self.delivered.remaining(plan.index_batches)
@@ -160,6 +162,7 @@ class WorkerStreamPass(WorkerPass):
         self.exhausted: set[int] = set()
         self.cursor = 0
         self.pool = plan.acquire_pool()
+        self.pool.use_warm(warmer(plan.view_converter))  # NOTE [warm destination]
         resume = plan.resume
         states = resume.get("workers") if self.exact else None
         self.worker_states = list(states) if states else [None] * plan.num_workers
