@@ -10,7 +10,8 @@ Main process (the loader and its passes; may import MLX)
     ``passes``     one pass (epoch) per ``iter()``: the pass's plan and base, the in-process
                    passes, and their resumable position
     ``worker_passes`` the passes with workers, map-style or stream, and ``pass_class``
-    ``pool``       handles on the workers (processes or threads); ``pools``: a loader's pools
+    ``pool``       handles on the workers (processes or threads); ``pools``: a pass's and a
+                   loader's pools of them
     ``warm``       a worker's Sizing hint: MLX memory faulted in before its batch comes
     ``transfer``   ``pin_memory`` on CUDA: a pass iterated on a transfer thread
     ``state``      the loader's versioned ``state_dict`` and its checks, which batches a pass
@@ -39,7 +40,7 @@ dataset adapters                ``_loader/adapters.py``
 device augmentation RNG         ``audio/augment_mlx.py``
 device-resident data            ``_loader/settings.py``
 fast BLAS                       ``support.py``
-fast start                      ``_loader/pool.py``
+fast start                      ``_loader/pools.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``
 integer PCM                     ``audio/features.py``

@@ -1,8 +1,101 @@
-"""The pools of one DataLoader: the passes' and the one kept for the next pass."""
+"""A pass's running workers (:class:`WorkerPool`) and a DataLoader's pools (the passes' and the
+one kept for the next pass)."""
 
 from __future__ import annotations
 
-from .pool import WorkerPool
+import sys
+from typing import Any
+
+from .pool import ProcessWorker, ThreadWorker
+from .protocol import WorkerSpec
+from .warm import Warm
+
+
+class WorkerPool:
+    """The running workers of a loader (kept across passes with ``persistent_workers``)."""
+
+    def __init__(
+        self,
+        specs: list[WorkerSpec],
+        prefetch: int,
+        worker_type: str,
+        context: Any,
+    ) -> None:
+        self.workers: list[ProcessWorker | ThreadWorker] = []
+        self.passes = 0  # map-style passes run on these workers (persistent ones run several)
+        self.starting = True  # until every worker's Ready is read (NOTE [fast start])
+        mlx_core = sys.modules.get("mlx.core")
+        if (
+            worker_type == "process"
+            and context.get_start_method() == "fork"
+            and mlx_core is not None
+        ):
+            # MLX's cached (free) buffers would be shared copy-on-write with the children, and
+            # every batch written into them afterwards would fault page by page.
+            mlx_core.clear_cache()
+        try:
+            # NOTE [fast start]: the workers are not waited for here. The pass sends its first
+            # tasks at once, while they start (queued in their task queues), so a worker's start
+            # overlaps the others' and the first batch comes one round trip sooner. A forked
+            # worker is started only after the pass has sent its first tasks (``launch``), which
+            # it then finds in its memory: no wait for the task queue's feeder thread, nor for
+            # the other workers' fork; a spawned one is started here (a pickling error is
+            # explained at the start) and reads them from its queue. A worker
+            # unlinks its slots' names once it has opened them, then says Ready; the main process
+            # reads a worker's Ready before its first result, and every worker's once the pass
+            # has its first result (``started``), so from then on the slots live only as
+            # descriptors, as before. A worker that dies while starting is reported by that read
+            # (its slot names unlinked then, if it had not).
+            for spec in specs:
+                if worker_type == "thread":
+                    self.workers.append(ThreadWorker(spec, prefetch))
+                else:
+                    self.workers.append(ProcessWorker(context, spec, prefetch))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.pid is not None]
+
+    def launch(self) -> None:
+        """Start the workers not started yet (fork), each with the tasks the pass has already
+        sent it (NOTE [fast start])."""
+        try:
+            for worker in self.workers:
+                if isinstance(worker, ProcessWorker):
+                    worker.launch()
+        except BaseException:
+            self.close()
+            raise
+
+    def use_warm(self, warm: Warm | None) -> None:
+        """How this pass's batches leave their slots (NOTE [warm destination])."""
+        for worker in self.workers:
+            if isinstance(worker, ProcessWorker):
+                worker.warm = warm
+
+    def started(self) -> None:
+        """After a pass's first result: every worker has opened its slots (NOTE [fast start])."""
+        if self.starting:
+            self.starting = False
+            for worker in self.workers:
+                if isinstance(worker, ProcessWorker):
+                    worker.wait_ready()
+
+    def drain(self, timeout: float | None) -> None:
+        for worker in self.workers:
+            worker.drain(timeout)
+
+    def healthy(self) -> bool:
+        return all(getattr(w, "healthy", lambda: True)() for w in self.workers)
+
+    def close(self) -> None:
+        workers = self.workers
+        self.workers = []
+        for worker in workers:
+            worker.stop()
 
 
 class LoaderPools:

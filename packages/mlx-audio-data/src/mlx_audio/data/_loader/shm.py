@@ -20,11 +20,18 @@ must own its memory (MLX cannot wrap a buffer that the worker will overwrite):
 2. in the main process, once out of the slot into the ``mx.array`` (:func:`unpack`'s
    ``convert``), after which the slot is free for the worker's next batch.
 
+Nothing else copies the bytes: the skeleton and layout are pickled, never the arrays, and the
+reader maps the slot without pre-faulting or copying it.
+
 torch's DataLoader copies once (its collate stacks into a new shared-memory tensor that the main
 process maps), but pays fresh pages for every batch; a slot is reused, so after a pass's first
-batches the worker writes into memory that is already mapped on both sides. On a GPU, the second
-copy runs on the transfer thread (NOTE [pin_memory on CUDA]); on the CPU it is on the consumer's
-thread, a millisecond per 8 MB batch (docs/benchmarks.md).
+batches the worker writes into memory that is already mapped on both sides, and the copy into
+``mx.array`` lands in MLX's cached buffers (a pass's first ones are faulted in while the main
+process waits for them: NOTE [warm destination]). On a GPU, the second copy runs on the transfer
+thread, off the consumer's critical path (NOTE [pin_memory on CUDA]). On the CPU it stays on the
+consumer's thread, ~0.5 ms per 8 MB batch into a cached buffer: the same transfer thread was
+measured there (2 workers on 2 cores, docs/benchmarks.md) and was slower, with or without a
+training step to overlap -- the copy holds the GIL and the cores are the workers'.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class WorkerPass(Pass):
     def _receive(self, worker: Worker) -> tuple[Any, Any]:
         message, slot = worker.take(self.plan.timeout)
         if self.pool is not None:
-            self.pool.started()  # NOTE [fast start] in pool.py
+            self.pool.started()  # NOTE [fast start] in pools.py
         if isinstance(message, Failed):
             worker.release(slot)
             self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
@@ -101,6 +101,7 @@ class WorkerMapPass(WorkerPass):
                 if state is not None or reused:  # NOTE [map-style dataset state]
                     worker.reset(self.epoch, state)
         self._dispatch()
+        self.pool.launch()  # NOTE [fast start]
 
     def _dispatch(self) -> None:
         assert self.pool is not None
@@ -176,6 +177,7 @@ class WorkerStreamPass(WorkerPass):
         for wid, worker in enumerate(self.pool.workers):
             worker.reset(self.epoch, {"skip": counts[wid]} if replay else self.worker_states[wid])
         self._dispatch()
+        self.pool.launch()  # NOTE [fast start]
         if replay:
             self.yielded = self.skip
         else:
