@@ -170,3 +170,29 @@ def test_hints_come_with_a_slots_first_pages_only(monkeypatch):
     list(loader)  # the same workers: their slots have every page they need
     assert heard == []
     loader.close()
+
+
+class BrokenSampler:
+    def __len__(self):
+        return 4
+
+    def __iter__(self):
+        raise ValueError("no indices today")
+        yield 0
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_pass_failing_before_its_workers_start_leaves_nothing_behind(method):
+    """A forked worker starts only once the pass has its first tasks (NOTE [fast start]): a
+    sampler that raises first stops a pool whose processes never started (the autouse
+    no_leaks fixture checks its slots, queues and descriptors are gone)."""
+    loader = DataLoader(
+        Ragged(),
+        batch_size=4,
+        sampler=BrokenSampler(),
+        num_workers=2,
+        multiprocessing_context=method,
+    )
+    with pytest.raises(ValueError, match="no indices today"):
+        next(iter(loader))
+    assert loader.worker_pids == []
