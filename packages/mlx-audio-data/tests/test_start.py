@@ -5,6 +5,7 @@ worker's Sizing hint (NOTE [warm destination]), and the leak check every data te
 import multiprocessing
 import os
 import threading
+import time
 
 import mlx.core as mx
 import numpy as np
@@ -196,3 +197,35 @@ def test_a_pass_failing_before_its_workers_start_leaves_nothing_behind(method):
     with pytest.raises(ValueError, match="no indices today"):
         next(iter(loader))
     assert loader.worker_pids == []
+
+
+def test_a_forked_child_finalizing_a_loader_leaves_the_parents_workers_alone():
+    """NOTE [finalizers after fork]: a child forked from this process (another loader's worker
+    collecting garbage in multiprocessing's after-fork hooks, a user's os.fork) that closes a
+    loader it inherited must not touch the parent's workers or their queues, whose locks may
+    have been held by a feeder thread at the fork (simulated: the child holds them): it hung."""
+    loader = DataLoader(Ragged(), batch_size=4, num_workers=2, persistent_workers=True)
+    first = list(loader)
+    pids = loader.worker_pids
+    queues = [worker.tasks for worker in loader._pools.persistent.workers]
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's exit code is the check
+        code = 1
+        try:
+            for tasks in queues:
+                tasks._notempty.acquire()  # as a feeder thread caught mid-put by the fork
+            loader.close()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the child hung closing the parent's loader")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert loader.worker_pids == pids  # the same workers, still alive ...
+    assert_same_batches(list(loader), first)  # ... and serving the next pass
+    loader.close()

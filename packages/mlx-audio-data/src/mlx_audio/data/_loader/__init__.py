@@ -41,6 +41,7 @@ device augmentation RNG         ``audio/augment_mlx.py``
 device-resident data            ``_loader/settings.py``
 fast BLAS                       ``support.py``
 fast start                      ``_loader/pools.py``
+finalizers after fork           ``_loader/pools.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``
 integer PCM                     ``audio/features.py``

@@ -104,6 +104,7 @@ class ProcessWorker(_Worker):
         self._early: Any = None  # a message ready() has read, for the next _get
         self.warm: Warm | None = None  # what to do with a Sizing hint (set by the pass)
         self.start_method = ctx.get_start_method()
+        self.owner = os.getpid()
         self.tasks = ctx.Queue()
         # tasks are disposable: never let interpreter exit wait for the queue's feeder thread
         # (with a worker gone it can block forever on a full pipe: a hang at exit)
@@ -117,7 +118,7 @@ class ProcessWorker(_Worker):
                 self.tasks,
                 writer,
                 self.slot_paths,
-                os.getpid(),
+                self.owner,
                 ctx.get_start_method(),
                 _mlx_has_run(),
                 self.initial,
@@ -272,6 +273,8 @@ class ProcessWorker(_Worker):
         """Ask the worker to exit, then make sure it did; never leaves a zombie. A worker with
         tasks still queued or running is terminated at once (its results are not wanted, and
         waiting for them would stall: ~2 s per worker)."""
+        if os.getpid() != self.owner:  # NOTE [finalizers after fork] (_loader/pools.py)
+            return
         if self.initial is not None:  # never started (the pass failed before launching it)
             self.initial = None
             self._writer.close()

@@ -3,6 +3,7 @@ one kept for the next pass)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,7 @@ class WorkerPool:
         context: Any,
     ) -> None:
         self.workers: list[ProcessWorker | ThreadWorker] = []
+        self.owner = os.getpid()  # only this process stops them (NOTE [finalizers after fork])
         self.passes = 0  # map-style passes run on these workers (persistent ones run several)
         self.starting = True  # until every worker's Ready is read (NOTE [fast start])
         mlx_core = sys.modules.get("mlx.core")
@@ -94,6 +96,13 @@ class WorkerPool:
     def close(self) -> None:
         workers = self.workers
         self.workers = []
+        if os.getpid() != self.owner:
+            # NOTE [finalizers after fork]: a forked child inherits the parent's garbage, and a
+            # collection there (one runs in multiprocessing's after-fork hooks) finalizes a
+            # loader it never ran. Its queues' locks may have been held at the fork by a feeder
+            # thread that does not exist here: touching them hangs the child forever. The
+            # workers are the parent's to stop; here they are only forgotten.
+            return
         for worker in workers:
             worker.stop()
 
