@@ -75,10 +75,15 @@ def _helper_fds() -> set[int]:
 
 
 class LeakCheck:
-    """What a test started and left behind: shared-memory segments (those named after
-    ``owners``' pids -- this process by default, so a concurrent run never counts), child
-    processes, Python threads and file descriptors. ``check()`` waits a few seconds for them to
+    """What a test started and left behind of the kinds a DataLoader makes: shared-memory
+    segments (those named after ``owners``' pids -- this process by default, so a concurrent
+    run never counts), child processes, threads (a loader's: worker and transfer threads,
+    queue feeders -- not a library's process-wide helper such as tqdm's monitor) and file
+    descriptors (slot files, pipes and sockets). ``check()`` waits a few seconds for them to
     go, then fails naming what is left."""
+
+    thread_names = ("mlx_audio", "mlx-audio", "QueueFeederThread")
+    fd_kinds = ("pipe:", "socket:", os.path.join(shm_dir(), "mlx_audio_"))
 
     def __init__(self, owners: Iterable[int] | None = None) -> None:
         self.owners = set(owners) if owners is not None else {os.getpid()}
@@ -93,11 +98,17 @@ class LeakCheck:
 
     def leaks(self) -> dict[str, object]:
         gc.collect()
-        threads = [t for t in threading.enumerate() if t not in self.threads and t.is_alive()]
+        threads = [
+            t
+            for t in threading.enumerate()
+            if t not in self.threads and t.is_alive() and t.name.startswith(self.thread_names)
+        ]
         fds = {
             fd: target
             for fd, target in open_fds().items()
-            if self.fds.get(fd) != target and fd not in _helper_fds()
+            if self.fds.get(fd) != target
+            and target.startswith(self.fd_kinds)
+            and fd not in _helper_fds()
         }
         found = {
             "shared memory": shm_segments(self.owners) - self.segments,
