@@ -10,6 +10,9 @@ Cases: (a) 28x28 float32 + int label, B=64; (b) 1x64x1001 float32 log-mels, B=32
 log-mel), B=16. All datasets are per-sample Python ``__getitem__`` datasets; ``ArrayDataset``
 rows compare the batched fetch path against mlx-data.
 
+``--passes``: whole passes of 1,536 and 4,608 such samples (fork), the samples/s ratio to
+torch's (issue 29's item 7: >= 1.5x).
+
 ``--start`` (about a minute): the start of a pass, ours against torch's DataLoader, each
 measurement in a fresh process, alternating ours and torch for ``--rounds`` rounds (medians,
 so that a shared machine's noise hits both): the time from ``iter(loader)`` to the first batch
@@ -194,7 +197,7 @@ def start_child(which: str, method: str, n_pass: int, warm: int) -> dict:
             )
 
     firsts = []
-    for _ in range(1 + warm):
+    for _ in range(1 + warm if warm >= 0 else 0):  # warm < 0: the pass only
         loader = make(256)
         start = time.perf_counter()
         iterator = iter(loader)
@@ -206,8 +209,8 @@ def start_child(which: str, method: str, n_pass: int, warm: int) -> dict:
     count = sum(len(batch[1]) for batch in loader)
     seconds = time.perf_counter() - start
     return {
-        "cold_ms": firsts[0] * 1e3,
-        "warm_ms": statistics.median(firsts[1:]) * 1e3 if warm else None,
+        "cold_ms": firsts[0] * 1e3 if firsts else None,
+        "warm_ms": statistics.median(firsts[1:]) * 1e3 if warm > 0 else None,
         "pass_sps": count / seconds,
     }
 
@@ -224,8 +227,9 @@ def _src_path(root: Path) -> str:
     return os.pathsep.join(str(p) for p in sorted(root.glob("packages/*/src")))
 
 
-def start_table(rounds: int, n_pass: int, baseline: str | None = None) -> None:
-    """``baseline``: another checkout (e.g. the main branch's) measured as a third loader."""
+def _measure(rounds: int, runs: list[tuple[str, int, int]], baseline: str | None) -> tuple:
+    """``rounds`` rounds of fresh processes, every loader (ours, the baseline's, torch's) in
+    turn for each (start method, pass size, warm first batches) of ``runs``."""
     root = Path(__file__).resolve().parent.parent
     ours_python, torch_python = _pythons()
     who = [("ours", "ours", ours_python, _src_path(root))]
@@ -233,27 +237,39 @@ def start_table(rounds: int, n_pass: int, baseline: str | None = None) -> None:
         who.append((f"ours at {baseline}", "ours", ours_python, _src_path(Path(baseline))))
     if torch_python:
         who.append(("torch", "torch", torch_python, _src_path(root)))
-    results: dict[tuple[str, str], list[dict]] = {}
+    results: dict[tuple[str, str, int], list[dict]] = {}
     for _ in range(rounds):
-        for method in ("fork", "spawn"):
+        for method, n_pass, warm in runs:
             for label, which, python, src in who:
                 env = {
                     **os.environ,
                     "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
                 }
                 out = subprocess.run(
-                    [python, __file__, "--child", which, method, str(n_pass)],
+                    [python, __file__, "--child", which, method, str(n_pass), str(warm)],
                     env=env,
                     capture_output=True,
                     text=True,
                     check=True,
                 ).stdout
-                results.setdefault((label, method), []).append(json.loads(out.splitlines()[-1]))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+                results.setdefault((label, method, n_pass), []).append(
+                    json.loads(out.splitlines()[-1])
+                )
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return who, results, f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)"
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def start_table(rounds: int, n_pass: int, baseline: str | None = None) -> None:
+    """``baseline``: another checkout (e.g. the main branch's) measured as a third loader."""
+    who, results, load = _measure(rounds, [("fork", n_pass, 2), ("spawn", n_pass, 2)], baseline)
     print(
         f"\nstart of a pass: 32 x {START_SHAPE} float32 batches, 2 workers, medians of {rounds} "
-        f"fresh processes per row, the loaders alternating; load average {load:.1f} on "
-        f"{os.cpu_count()} cores\n"
+        f"fresh processes per row, the loaders alternating; {load} on {os.cpu_count()} cores; "
+        "x torch: torch's time / ours (first batch), ours / torch's (samples/s): > 1 is faster\n"
     )
     print(
         "| start method | loader | first batch, cold (ms) | first batch, warm (ms) | "
@@ -261,12 +277,41 @@ def start_table(rounds: int, n_pass: int, baseline: str | None = None) -> None:
     )
     print("|---|---|---:|---:|---:|")
     for method in ("fork", "spawn"):
+        ref = results.get(("torch", method, n_pass))
         for label, *_ in who:
-            runs = results[(label, method)]
-            cold = statistics.median(r["cold_ms"] for r in runs)
-            warm = statistics.median(r["warm_ms"] for r in runs)
-            rate = statistics.median(r["pass_sps"] for r in runs)
-            print(f"| {method} | {label} | {cold:.0f} | {warm:.0f} | {rate:,.0f} |")
+            runs = results[(label, method, n_pass)]
+            cells = []
+            for key, unit in (
+                ("cold_ms", "{:.0f}"),
+                ("warm_ms", "{:.0f}"),
+                ("pass_sps", "{:,.0f}"),
+            ):
+                value = _median(runs, key)
+                text = unit.format(value)
+                if ref is not None and label != "torch":
+                    other = _median(ref, key)
+                    text += (
+                        f" ({(value / other if key == 'pass_sps' else other / value):.2f}x torch)"
+                    )
+                cells.append(text)
+            print(f"| {method} | {label} | " + " | ".join(cells) + " |")
+    sys.stdout.flush()
+
+
+def pass_table(rounds: int, sizes: tuple[int, ...], baseline: str | None = None) -> None:
+    """Whole passes of ``sizes`` samples (worker start included), fork, ours against torch's."""
+    who, results, load = _measure(rounds, [("fork", n, -1) for n in sizes], baseline)
+    print(
+        f"\nwhole passes: 32 x {START_SHAPE} float32 batches, 2 workers (fork), samples/s, "
+        f"medians of {rounds} fresh processes, the loaders alternating; {load} on "
+        f"{os.cpu_count()} cores\n"
+    )
+    print("| samples | " + " | ".join(label for label, *_ in who) + " | ours / torch |")
+    print("|---:|" + "---:|" * (len(who) + 1))
+    for n in sizes:
+        rates = [_median(results[(label, "fork", n)], "pass_sps") for label, *_ in who]
+        ratio = f"**{rates[0] / rates[-1]:.2f}x**" if who[-1][0] == "torch" else "-"
+        print(f"| {n:,} | " + " | ".join(f"{r:,.0f}" for r in rates) + f" | {ratio} |")
     sys.stdout.flush()
 
 
@@ -284,18 +329,28 @@ def main() -> None:
         action="store_true",
         help="only the start-of-a-pass table, ours vs torch interleaved (about a minute)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="--start: fresh processes per row")
+    parser.add_argument(
+        "--passes",
+        action="store_true",
+        help="only whole passes of 1,536 and 4,608 large samples, ours vs torch interleaved",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="--start/--passes: fresh processes per row"
+    )
     parser.add_argument(
         "--baseline", help="--start: another checkout to measure too (e.g. /work/main)"
     )
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        which, method, n_pass = args.child
-        print(json.dumps(start_child(which, method, int(n_pass), warm=2)))
+        which, method, n_pass, warm = args.child
+        print(json.dumps(start_child(which, method, int(n_pass), warm=int(warm))))
         return
-    if args.start:
-        start_table(args.rounds, 1536, args.baseline)
+    if args.start or args.passes:
+        if args.start:
+            start_table(args.rounds, 1536, args.baseline)
+        if args.passes:
+            pass_table(args.rounds, (1536, 4608), args.baseline)
         return
     scale = 4 if args.quick else 1
     has_torch = available("torch") and not args.mlx_only

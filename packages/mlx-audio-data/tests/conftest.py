@@ -1,24 +1,19 @@
-"""Every data test checks that it left no shared memory and no child processes."""
+"""Every data test checks that it left nothing behind: no shared memory, child processes,
+threads or file descriptors (:class:`data_testing.LeakCheck`)."""
 
 from __future__ import annotations
 
-import gc
-
 import pytest
-from data_testing import ImageDataset, child_processes, shm_segments, wait_until
+from data_testing import ImageDataset, LeakCheck
 
 
 @pytest.fixture(autouse=True)
 def no_leaks():
-    segments, children = shm_segments(), set(child_processes())
-    yield
-    gc.collect()
-    assert wait_until(lambda: not (shm_segments() - segments)), (
-        f"leaked shared memory: {shm_segments() - segments}"
-    )
-    assert wait_until(lambda: not (set(child_processes()) - children)), (
-        f"leftover child processes: {child_processes()}"
-    )
+    """Yields the test's :class:`LeakCheck` (``no_leaks.own(pid)`` counts the shared memory of
+    a process the test runs, e.g. a script's); checked after the test."""
+    check = LeakCheck()
+    yield check
+    check.check()
 
 
 @pytest.fixture

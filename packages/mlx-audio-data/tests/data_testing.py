@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import threading
 import time
 from collections.abc import Iterable
 
@@ -47,6 +49,81 @@ def child_processes() -> dict[int, str]:
         if int(fields[1]) == me and not _is_multiprocessing_helper(entry):
             children[int(entry)] = fields[0]
     return children
+
+
+def open_fds() -> dict[int, str]:
+    """fd -> what it points at, for this process's open file descriptors (Linux)."""
+    fds = {}
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(entry)] = os.readlink(f"/proc/self/fd/{entry}")
+        except OSError:  # the listing's own descriptor, already closed
+            pass
+    return fds
+
+
+def _helper_fds() -> set[int]:
+    """Descriptors of multiprocessing's per-process helpers (resource tracker, fork server):
+    opened once by the first spawn/forkserver worker and kept for the process's life."""
+    import multiprocessing.forkserver as forkserver
+    import multiprocessing.resource_tracker as resource_tracker
+
+    fds = {getattr(resource_tracker._resource_tracker, "_fd", None)}
+    server = forkserver._forkserver
+    fds |= {getattr(server, "_forkserver_alive_fd", None)}
+    return {fd for fd in fds if isinstance(fd, int)}
+
+
+class LeakCheck:
+    """What a test started and left behind of the kinds a DataLoader makes: shared-memory
+    segments (those named after ``owners``' pids -- this process by default, so a concurrent
+    run never counts), child processes, threads (a loader's: worker and transfer threads,
+    queue feeders -- not a library's process-wide helper such as tqdm's monitor) and file
+    descriptors (slot files, pipes and sockets). ``check()`` waits a few seconds for them to
+    go, then fails naming what is left."""
+
+    thread_names = ("mlx_audio", "mlx-audio", "QueueFeederThread")
+    fd_kinds = ("pipe:", "socket:", os.path.join(shm_dir(), "mlx_audio_"))
+
+    def __init__(self, owners: Iterable[int] | None = None) -> None:
+        self.owners = set(owners) if owners is not None else {os.getpid()}
+        self.segments = shm_segments(self.owners)
+        self.children = set(child_processes())
+        self.threads = set(threading.enumerate())
+        self.fds = open_fds()
+
+    def own(self, *pids: int) -> None:
+        """Count the segments that processes ``pids`` create too (a script run by the test)."""
+        self.owners.update(pids)
+
+    def leaks(self) -> dict[str, object]:
+        gc.collect()
+        threads = [
+            t
+            for t in threading.enumerate()
+            if t not in self.threads and t.is_alive() and t.name.startswith(self.thread_names)
+        ]
+        fds = {
+            fd: target
+            for fd, target in open_fds().items()
+            if self.fds.get(fd) != target
+            and target.startswith(self.fd_kinds)
+            and fd not in _helper_fds()
+        }
+        found = {
+            "shared memory": shm_segments(self.owners) - self.segments,
+            "child processes": {
+                pid: state for pid, state in child_processes().items() if pid not in self.children
+            },
+            "threads": [t.name for t in threads],
+            "file descriptors": fds,
+        }
+        return {kind: what for kind, what in found.items() if what}
+
+    def check(self, seconds: float = 5.0) -> None:
+        wait_until(lambda: not self.leaks(), seconds)
+        left = self.leaks()
+        assert not left, f"left behind: {left}"
 
 
 def wait_until(predicate, seconds: float = 5.0) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from ._loader.adapters import adapter_for
 from ._loader.fetch import Fetcher, Transform, as_transform_list, compose, fetcher_class
 from ._loader.passes import PassLike, PassPlan
-from ._loader.pool import LoaderPools, WorkerPool
+from ._loader.pools import LoaderPools, WorkerPool
 from ._loader.settings import (
     check_arguments,
     check_device_settings,

@@ -10,7 +10,9 @@ Main process (the loader and its passes; may import MLX)
     ``passes``     one pass (epoch) per ``iter()``: the pass's plan and base, the in-process
                    passes, and their resumable position
     ``worker_passes`` the passes with workers, map-style or stream, and ``pass_class``
-    ``pool``       handles on the workers (processes or threads), a loader's pools
+    ``pool``       handles on the workers (processes or threads); ``pools``: a pass's and a
+                   loader's pools of them
+    ``warm``       a worker's Sizing hint: MLX memory faulted in before its batch comes
     ``transfer``   ``pin_memory`` on CUDA: a pass iterated on a transfer thread
     ``state``      the loader's versioned ``state_dict`` and its checks, which batches a pass
                    has handed out, where the next epoch starts
@@ -38,7 +40,8 @@ dataset adapters                ``_loader/adapters.py``
 device augmentation RNG         ``audio/augment_mlx.py``
 device-resident data            ``_loader/settings.py``
 fast BLAS                       ``support.py``
-fast start                      ``_loader/pool.py``
+fast start                      ``_loader/pools.py``
+finalizers after fork           ``_loader/pools.py``
 Hugging Face Audio              ``audio/huggingface.py``
 Hugging Face streams            ``audio/huggingface.py``
 integer PCM                     ``audio/features.py``
@@ -50,14 +53,16 @@ one pass per iter()             ``dataloader.py``
 out-of-order resume             ``_loader/state.py``
 output conversion               ``dataloader.py``
 pin_memory on CUDA              ``_loader/transfer.py``
-pools stay reachable            ``_loader/pool.py``
+pools stay reachable            ``_loader/pools.py``
 queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/worker_passes.py``
 seeded augmentation             ``audio/augment.py``
 settings are fixed              ``dataloader.py``
+slot pages                      ``_loader/shm.py``
 sharding advice                 ``dataloader.py``
 source positions                ``_streams.py``
 stream bucketing state          ``bucketing_stream.py``
+warm destination                ``_loader/warm.py``
 worker watchdog                 ``_loader/worker.py``
 ==============================  =====================================
 

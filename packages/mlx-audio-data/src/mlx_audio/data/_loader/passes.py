@@ -15,7 +15,7 @@ from typing import Any, Protocol, cast
 import numpy.typing as npt
 
 from .fetch import Fetcher, MapFetcher, SampleError, StreamFetcher, index_list, stream_parts
-from .pool import WorkerPool
+from .pools import WorkerPool
 from .state import Delivered, jsonable, resumes_exactly
 
 

@@ -1,4 +1,4 @@
-"""The main process's handles on its workers (processes or threads).
+"""The main process's handles on its workers (processes or threads); ``pools`` holds them.
 
 Each handle owns a task queue, a result channel, and ``prefetch`` reusable result slots; the
 iterator hands work out and reads results back strictly round-robin, which keeps the batch
@@ -17,8 +17,9 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from .protocol import Batch, End, Failed, MapTask, NextTask, Ready, ResetTask, WorkerSpec
+from .protocol import Batch, End, Failed, MapTask, NextTask, Ready, ResetTask, Sizing, WorkerSpec
 from .shm import ArrayLayout, Slot, new_slot_paths, unlink_quietly, unpack
+from .warm import Warm
 from .worker import process_worker_loop, thread_worker_loop
 
 
@@ -101,11 +102,14 @@ class ProcessWorker(_Worker):
         self.slot_paths = new_slot_paths(prefetch)
         self.linked = True
         self._early: Any = None  # a message ready() has read, for the next _get
+        self.warm: Warm | None = None  # what to do with a Sizing hint (set by the pass)
         self.start_method = ctx.get_start_method()
+        self.owner = os.getpid()
         self.tasks = ctx.Queue()
         # tasks are disposable: never let interpreter exit wait for the queue's feeder thread
         # (with a worker gone it can block forever on a full pipe: a hang at exit)
         self.tasks.cancel_join_thread()
+        self.initial: list[Any] | None = []  # tasks handed to the process at its start
         reader, writer = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=process_worker_loop,
@@ -114,22 +118,42 @@ class ProcessWorker(_Worker):
                 self.tasks,
                 writer,
                 self.slot_paths,
-                os.getpid(),
+                self.owner,
                 ctx.get_start_method(),
                 _mlx_has_run(),
+                self.initial,
             ),
             name=f"mlx_audio-DataLoader-worker-{spec.worker_id}",
             daemon=True,
         )
+        self.slots: list[Slot] = []
+        self._writer = writer
+        self.conn = reader
         try:
-            self.slots = [Slot(path) for path in self.slot_paths]
-            self.process.start()
+            self.slots.extend(Slot(path) for path in self.slot_paths)
+            if self.start_method != "fork":  # a pickling error is explained at the start
+                self.launch()
         except BaseException:
-            self.unlink()
+            self._abandon()
+            raise
+
+    def launch(self) -> None:
+        """Start the process with the tasks sent so far (NOTE [fast start])."""
+        if self.initial is None:
+            return
+        try:
+            self.process.start()
+        except BaseException:  # (a dataset spawn cannot pickle): no descriptor left open
+            self._abandon()
             raise
         finally:
-            writer.close()
-        self.conn = reader
+            self.initial = None
+            self._writer.close()
+
+    def _abandon(self) -> None:
+        for slot in self.slots:
+            slot.close()
+        self.unlink()
 
     @property
     def pid(self) -> int | None:
@@ -141,9 +165,13 @@ class ProcessWorker(_Worker):
             self.linked = False
 
     def _put(self, task: Any) -> None:
-        self.tasks.put(task)
+        if self.initial is not None:  # not started yet: the task goes with the start
+            self.initial.append(task)
+        else:
+            self.tasks.put(task)
 
     def _get(self, timeout: float | None, until_ready: bool = False) -> Any:
+        self.launch()
         if self._early is not None:  # read by ready() or wait_ready()
             message, self._early = self._early, None
             return message
@@ -156,9 +184,8 @@ class ProcessWorker(_Worker):
                     message = None
                 if message is None:
                     raise self._death()
-                if isinstance(message, Ready):  # it has opened its slots: the names can go now
-                    self.unlink()
-                    if until_ready:
+                if self._consumed(message):
+                    if until_ready and isinstance(message, Ready):
                         return None
                     continue
                 return message
@@ -167,6 +194,18 @@ class ProcessWorker(_Worker):
             raise LoaderTimeout(
                 f"DataLoader timed out after {timeout:g} seconds waiting for worker {self.worker_id}"
             )
+
+    def _consumed(self, message: Any) -> bool:
+        """Messages that are not results: ``Ready`` (the worker has opened its slots: their names
+        can go now) and ``Sizing`` hints (NOTE [warm destination])."""
+        if isinstance(message, Ready):
+            self.unlink()
+        elif isinstance(message, Sizing):
+            if self.warm is not None:
+                self.warm(message.shape, message.dtype)
+        else:
+            return False
+        return True
 
     def wait_ready(self) -> None:
         """Block until the worker has opened its slots (its first message), then unlink their
@@ -207,9 +246,7 @@ class ProcessWorker(_Worker):
                 message = self.conn.recv()
             except EOFError:
                 return True  # take() reports the death
-            if isinstance(message, Ready):
-                self.unlink()
-            else:
+            if not self._consumed(message):
                 self._early = message
         return self._early is not None or not self.process.is_alive()
 
@@ -217,10 +254,7 @@ class ProcessWorker(_Worker):
         """Alive and still connected (a pool finalized by the garbage collector is not)."""
         return not self.conn.closed and self.process.is_alive()
 
-    def stop(self) -> None:
-        """Ask the worker to exit, then make sure it did; never leaves a zombie. A worker with
-        tasks still queued or running is terminated at once (its results are not wanted, and
-        waiting for them would stall: ~2 s per worker)."""
+    def _end_process(self) -> None:
         try:
             self.tasks.put(None)
         except (OSError, ValueError):
@@ -234,6 +268,18 @@ class ProcessWorker(_Worker):
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+
+    def stop(self) -> None:
+        """Ask the worker to exit, then make sure it did; never leaves a zombie. A worker with
+        tasks still queued or running is terminated at once (its results are not wanted, and
+        waiting for them would stall: ~2 s per worker)."""
+        if os.getpid() != self.owner:  # NOTE [finalizers after fork] (_loader/pools.py)
+            return
+        if self.initial is not None:  # never started (the pass failed before launching it)
+            self.initial = None
+            self._writer.close()
+        else:
+            self._end_process()
         try:
             self.conn.close()
         except OSError:  # already closed by a garbage-collector finalizer
@@ -288,121 +334,3 @@ class ThreadWorker(_Worker):
         self.stopping.set()
         self.tasks.put(None)
         self.thread.join(5.0)
-
-
-class WorkerPool:
-    """The running workers of a loader (kept across passes with ``persistent_workers``)."""
-
-    def __init__(
-        self,
-        specs: list[WorkerSpec],
-        prefetch: int,
-        worker_type: str,
-        context: Any,
-    ) -> None:
-        self.workers: list[ProcessWorker | ThreadWorker] = []
-        self.passes = 0  # map-style passes run on these workers (persistent ones run several)
-        self.starting = True  # until every worker's Ready is read (NOTE [fast start])
-        mlx_core = sys.modules.get("mlx.core")
-        if (
-            worker_type == "process"
-            and context.get_start_method() == "fork"
-            and mlx_core is not None
-        ):
-            # MLX's cached (free) buffers would be shared copy-on-write with the children, and
-            # every batch written into them afterwards would fault page by page.
-            mlx_core.clear_cache()
-        try:
-            # NOTE [fast start]: the workers are not waited for here. The pass sends its first
-            # tasks at once, while they start (queued in their task queues), so a worker's start
-            # overlaps the others' and the first batch comes one round trip sooner. A worker
-            # unlinks its slots' names once it has opened them, then says Ready; the main process
-            # reads a worker's Ready before its first result, and every worker's once the pass
-            # has its first result (``started``), so from then on the slots live only as
-            # descriptors, as before. A worker that dies while starting is reported by that read
-            # (its slot names unlinked then, if it had not).
-            for spec in specs:
-                if worker_type == "thread":
-                    self.workers.append(ThreadWorker(spec, prefetch))
-                else:
-                    self.workers.append(ProcessWorker(context, spec, prefetch))
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def pids(self) -> list[int]:
-        return [w.pid for w in self.workers if w.pid is not None]
-
-    def started(self) -> None:
-        """After a pass's first result: every worker has opened its slots (NOTE [fast start])."""
-        if self.starting:
-            self.starting = False
-            for worker in self.workers:
-                if isinstance(worker, ProcessWorker):
-                    worker.wait_ready()
-
-    def drain(self, timeout: float | None) -> None:
-        for worker in self.workers:
-            worker.drain(timeout)
-
-    def healthy(self) -> bool:
-        return all(getattr(w, "healthy", lambda: True)() for w in self.workers)
-
-    def close(self) -> None:
-        workers = self.workers
-        self.workers = []
-        for worker in workers:
-            worker.stop()
-
-
-class LoaderPools:
-    """The pools of one DataLoader: those its passes are using, and the one kept for the next
-    pass (``persistent_workers``).
-
-    NOTE [pools stay reachable]: the loader holds every pool a pass is using (here). A pass
-    dropped inside a reference cycle is finalized by the cyclic GC together with what only it
-    references, and a finalized multiprocessing Connection has closed its fd without knowing it
-    (EBADF later). Held here, the pool is never in that set.
-    """
-
-    def __init__(self) -> None:
-        self.in_use: list[WorkerPool] = []
-        self.persistent: WorkerPool | None = None
-
-    def reuse(self, timeout: float | None) -> WorkerPool | None:
-        """The kept pool, drained, for a new pass; None (and the pool stopped) when there is
-        none or it is no longer healthy."""
-        pool = self.persistent
-        self.persistent = None
-        if pool is not None:
-            try:
-                if pool.healthy():
-                    pool.drain(timeout)
-                    self.in_use.append(pool)
-                    return pool
-            except Exception:
-                pass
-            pool.close()
-        return None
-
-    def add(self, pool: WorkerPool) -> WorkerPool:
-        self.in_use.append(pool)
-        return pool
-
-    def release(self, pool: WorkerPool | None, keep: bool) -> None:
-        """A pass is done with ``pool``: kept for the next pass (``keep``, none kept yet, and it
-        has workers), else stopped."""
-        self.in_use = [p for p in self.in_use if p is not pool]
-        if pool is not None:
-            if keep and self.persistent is None and pool.workers:
-                self.persistent = pool
-            else:
-                pool.close()
-
-    def close(self) -> None:
-        pools = [*self.in_use, *([self.persistent] if self.persistent else [])]
-        self.in_use = []
-        self.persistent = None
-        for pool in pools:  # older passes' workers too (each pass ends at its next())
-            pool.close()

@@ -3,7 +3,8 @@
 Main -> worker (task queue): :class:`MapTask`, :class:`NextTask`, :class:`ResetTask`, or
 ``None`` (stop). Worker -> main (result channel): :class:`Ready` first (its shared-memory slots
 are open), then per task :class:`Batch`, :class:`End` (a stream is exhausted) or
-:class:`Failed` (the task raised; the worker lives on). A task names the result slot its batch
+:class:`Failed` (the task raised; the worker lives on), each possibly preceded by
+:class:`Sizing` hints (a slot is about to grow; not a result). A task names the result slot its batch
 is written to; the main process reads results of each worker in the order it sent the tasks.
 """
 
@@ -41,6 +42,15 @@ class ResetTask:
 @dataclass(frozen=True)
 class Ready:
     pass
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """A worker is about to place an array of ``shape`` and ``dtype`` (a ``dtype.str``) in a slot
+    it has not yet grown to that size (NOTE [warm destination], ``_loader/warm.py``)."""
+
+    shape: tuple[int, ...]
+    dtype: str
 
 
 @dataclass(frozen=True)

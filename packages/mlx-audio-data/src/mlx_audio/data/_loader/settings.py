@@ -19,7 +19,7 @@ from ..dataset import IterableDataset
 from ..sampler import BatchSampler, RandomSampler, SequentialSampler
 from .adapters import DatasetAdapter
 from .fetch import Fetcher
-from .pool import WorkerPool
+from .pools import WorkerPool
 from .protocol import WorkerSpec
 from .ranks import launch_ranks
 

@@ -20,11 +20,18 @@ must own its memory (MLX cannot wrap a buffer that the worker will overwrite):
 2. in the main process, once out of the slot into the ``mx.array`` (:func:`unpack`'s
    ``convert``), after which the slot is free for the worker's next batch.
 
+Nothing else copies the bytes: the skeleton and layout are pickled, never the arrays, and the
+reader maps the slot without pre-faulting or copying it.
+
 torch's DataLoader copies once (its collate stacks into a new shared-memory tensor that the main
 process maps), but pays fresh pages for every batch; a slot is reused, so after a pass's first
-batches the worker writes into memory that is already mapped on both sides. On a GPU, the second
-copy runs on the transfer thread (NOTE [pin_memory on CUDA]); on the CPU it is on the consumer's
-thread, a millisecond per 8 MB batch (docs/benchmarks.md).
+batches the worker writes into memory that is already mapped on both sides, and the copy into
+``mx.array`` lands in MLX's cached buffers (a pass's first ones are faulted in while the main
+process waits for them: NOTE [warm destination]). On a GPU, the second copy runs on the transfer
+thread, off the consumer's critical path (NOTE [pin_memory on CUDA]). On the CPU it stays on the
+consumer's thread, ~0.5 ms per 8 MB batch into a cached buffer: the same transfer thread was
+measured there (2 workers on 2 cores, docs/benchmarks.md) and was slower, with or without a
+training step to overlap -- the copy holds the GIL and the cores are the workers'.
 """
 
 from __future__ import annotations
@@ -47,8 +54,9 @@ ArrayLayout = tuple[int, tuple[int, ...], str]
 
 _ALIGN = 64
 _MIN_SIZE = 1 << 16
-# Pre-fault the pages in one call instead of one page fault per 4 KiB on first touch.
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+_PAGE = mmap.PAGESIZE
+HINT_BYTES = 1 << 20  # an array this large placed in fresh slot pages is announced (Sizing)
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+; older kernels refuse it (the pages fault in on write)
 
 
 def shm_dir() -> str:
@@ -86,18 +94,28 @@ def unlink_quietly(paths: list[str]) -> None:
 
 
 class Slot:
-    """One growable shared buffer, mapped by the worker (writer) and the main process (reader)."""
+    """One growable shared buffer, mapped by the worker (writer) and the main process (reader).
+
+    NOTE [slot pages]: a slot is created empty and grows on the worker's first batch into it
+    (no slot costs anything before a batch needs it). The file is sized with headroom for
+    ragged batches, but only the bytes a batch uses are allocated (``posix_fallocate``: a full
+    /dev/shm fails here with a clear error instead of SIGBUS later) and pre-faulted into the
+    writer's map in one call (``MADV_POPULATE_WRITE``), so the first batch pays for no page it
+    does not write; the headroom is allocated when a larger batch needs it. The reader maps the
+    file without pre-faulting and only touches what the layouts name.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDWR)
-        self.size = 0
+        self.size = 0  # mapped (the file's length)
+        self.filled = 0  # allocated from the start (writer side)
         self._map: mmap.mmap | None = None
         self.buffer = np.zeros(0, dtype=np.uint8)
 
     def _remap(self, size: int) -> None:
         old = self._map
-        self._map = mmap.mmap(self.fd, size, flags=_MAP_FLAGS) if size else None
+        self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED) if size else None
         self.buffer = (
             np.frombuffer(self._map, dtype=np.uint8) if self._map else np.zeros(0, np.uint8)
         )
@@ -109,21 +127,29 @@ class Slot:
                 pass
 
     def reserve(self, nbytes: int) -> None:
-        """Writer side: make the slot at least ``nbytes`` long, keeping its contents."""
-        if nbytes <= self.size:
+        """Writer side: make the first ``nbytes`` writable, keeping the contents."""
+        if nbytes <= self.filled:
             return
-        step = _MIN_SIZE if nbytes < (1 << 20) else (1 << 20)
-        size = -(-(nbytes + nbytes // 8) // step) * step  # 12.5% headroom for ragged batches
         try:
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(self.fd, 0, size)  # fails now instead of SIGBUS later
-            else:
+            if nbytes > self.size:
+                step = _MIN_SIZE if nbytes < (1 << 20) else (1 << 20)
+                size = -(-(nbytes + nbytes // 8) // step) * step  # headroom (NOTE [slot pages])
                 os.ftruncate(self.fd, size)
+                self._remap(size)
+            start = self.filled - self.filled % _PAGE
+            end = min(-(-nbytes // _PAGE) * _PAGE, self.size)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self.fd, start, end - start)
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
                 raise SharedMemoryFull(_full_message(nbytes)) from error
             raise
-        self._remap(size)
+        if self._map is not None and hasattr(self._map, "madvise"):
+            try:
+                self._map.madvise(_MADV_POPULATE_WRITE, start, end - start)
+            except OSError:
+                pass
+        self.filled = end
 
     def refresh(self) -> None:
         """Reader side: follow the writer's growth."""
@@ -174,16 +200,21 @@ class _ArrayRef:
 class Arena:
     """Hands out arrays that live inside a slot, so collation can write a batch in place."""
 
-    def __init__(self, slot: Slot) -> None:
+    def __init__(
+        self, slot: Slot, announce: Callable[[tuple[int, ...], str], None] | None = None
+    ) -> None:
         self.slot = slot
         self.offset = 0
         self.placed: dict[int, tuple[npt.NDArray[Any], ArrayLayout]] = {}
+        self.announce = announce  # NOTE [warm destination] (``_loader/warm.py``)
 
     def empty(self, shape: tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         start = self.offset
         self.offset = start + -(-nbytes // _ALIGN) * _ALIGN
+        if self.announce is not None and self.offset > self.slot.filled and nbytes >= HINT_BYTES:
+            self.announce(tuple(shape), dtype.str)
         self.slot.reserve(self.offset)  # growing remaps, but earlier arrays stay valid
         view: npt.NDArray[Any] = self.slot.buffer[start : start + nbytes].view(dtype).reshape(shape)
         self.placed[id(view)] = (view, (start, tuple(shape), dtype.str))

@@ -28,6 +28,7 @@ from .protocol import (
     NextTask,
     Ready,
     ResetTask,
+    Sizing,
     WorkerError,
     WorkerSpec,
 )
@@ -240,10 +241,12 @@ def process_worker_loop(
     parent_pid: int,
     start_method: str = "fork",
     mlx_has_run: bool = True,
+    initial: list[Any] | None = None,
 ) -> None:
     """Entry point of a worker process.
 
-    Messages: see ``protocol`` (tasks in, Ready then Batch / End / Failed out).
+    Messages: see ``protocol`` (tasks in -- the first ones in ``initial`` for a forked worker --,
+    Ready then Batch / End / Failed out).
     """
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
@@ -269,9 +272,17 @@ def process_worker_loop(
     except Exception as error:
         results.send(Failed(WorkerError(spec.worker_id, error)))
     watched = _parent_watch(parent_pid)
+
+    def announce(shape: tuple[int, ...], dtype: str) -> None:  # NOTE [warm destination]
+        try:
+            results.send(Sizing(shape, dtype))
+        except (BrokenPipeError, EOFError, OSError):  # the next send notices
+            pass
+
+    pending = list(initial or ())[::-1]  # tasks sent with the start (NOTE [fast start])
     while True:
         try:
-            task = tasks.get(timeout=_POLL_SECONDS)
+            task = pending.pop() if pending else tasks.get(timeout=_POLL_SECONDS)
         except queue.Empty:
             if not watched():  # the main process died: do not linger
                 return
@@ -279,7 +290,9 @@ def process_worker_loop(
         if task is None:
             return
         message = _run_task(
-            producer, task, None if isinstance(task, ResetTask) else Arena(slots[task.slot])
+            producer,
+            task,
+            None if isinstance(task, ResetTask) else Arena(slots[task.slot], announce),
         )
         if message is None:
             continue

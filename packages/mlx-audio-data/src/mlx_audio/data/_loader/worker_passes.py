@@ -15,6 +15,7 @@ from .passes import InProcessMapPass, InProcessStreamPass, Pass, PassPlan, skip_
 from .pool import ProcessWorker, ThreadWorker
 from .protocol import End, Failed, MapTask, NextTask
 from .state import Delivered, jsonable, resumes_exactly
+from .warm import warmer
 
 Worker = ProcessWorker | ThreadWorker
 
@@ -64,7 +65,7 @@ class WorkerPass(Pass):
     def _receive(self, worker: Worker) -> tuple[Any, Any]:
         message, slot = worker.take(self.plan.timeout)
         if self.pool is not None:
-            self.pool.started()  # NOTE [fast start] in pool.py
+            self.pool.started()  # NOTE [fast start] in pools.py
         if isinstance(message, Failed):
             worker.release(slot)
             self._sample_failed = True  # the worker lives on; a dead one raises WorkerDied next
@@ -82,6 +83,7 @@ class WorkerMapPass(WorkerPass):
         super().__init__(plan)
         self.worker_states = []
         self.pool = plan.acquire_pool()
+        self.pool.use_warm(warmer(plan.view_converter))  # NOTE [warm destination]
         assert plan.index_batches is not None
         self.delivered = Delivered(plan.resume)  # NOTE [out-of-order resume]
         self.batches = self.delivered.remaining(plan.index_batches)
@@ -99,6 +101,7 @@ class WorkerMapPass(WorkerPass):
                 if state is not None or reused:  # NOTE [map-style dataset state]
                     worker.reset(self.epoch, state)
         self._dispatch()
+        self.pool.launch()  # NOTE [fast start]
 
     def _dispatch(self) -> None:
         assert self.pool is not None
@@ -160,6 +163,7 @@ class WorkerStreamPass(WorkerPass):
         self.exhausted: set[int] = set()
         self.cursor = 0
         self.pool = plan.acquire_pool()
+        self.pool.use_warm(warmer(plan.view_converter))  # NOTE [warm destination]
         resume = plan.resume
         states = resume.get("workers") if self.exact else None
         self.worker_states = list(states) if states else [None] * plan.num_workers
@@ -173,6 +177,7 @@ class WorkerStreamPass(WorkerPass):
         for wid, worker in enumerate(self.pool.workers):
             worker.reset(self.epoch, {"skip": counts[wid]} if replay else self.worker_states[wid])
         self._dispatch()
+        self.pool.launch()  # NOTE [fast start]
         if replay:
             self.yielded = self.skip
         else:
