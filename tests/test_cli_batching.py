@@ -5,6 +5,7 @@ padding and batch sizes reported; and the one-line errors for bad settings."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -159,13 +160,20 @@ def test_train_by_duration_reports_padding_and_batch_sizes(folder, tmp_path, cap
     args = ["train", "--data", str(folder), "--trainer.default_root_dir", str(run), *QUICK]
     args += ["--data.batching", "duration", "--data.max_duration", "8", "--data.num_buckets", "2"]
     args += ["--model.spec_augment", "true", "--model.mixup_alpha", "0.4"]  # odd batches mix
-    assert main(args) == 0
+    assert main([*args, "--trainer.max_epochs", "2"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("mlx-audio: duration batching:"))
     assert re.search(r"padding \d+\.\d%, \d+ batch shapes; batch sizes \(size:count\)", line)
     saved = json.loads((run / "batching.json").read_text())
     assert saved["samples"] == 18 and sum(saved["batch_sizes"].values()) == saved["batches"]
     assert 0.0 <= saved["padding_fraction"] < 0.5
+    # and each epoch's padding, through the run's loggers (the first epoch's is the one said)
+    with open(run / "logs" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/padding_fraction")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1], rows
+    logged = [float(r["train/padding_fraction"]) for r in rows]
+    assert logged[0] == pytest.approx(saved["padding_fraction"], abs=1e-6)
+    assert all(0.0 <= v < 0.5 for v in logged)
     assert main(["evaluate", "--run", str(run), "--data", str(folder)]) == 0  # whole clips
 
 

@@ -11,13 +11,17 @@ from data_testing import assert_same_batches
 
 from mlx_audio.data import (
     ArrayDataset,
+    BatchSampler,
     BucketBatchSampler,
     DataLoader,
     DistributedSampler,
+    RandomSampler,
     SequentialSampler,
+    Subset,
     TensorDataset,
     random_split,
 )
+from mlx_audio.data._device import DeviceIndices, device_batches
 from mlx_audio.data._loader.fetch import DeviceFetcher
 
 
@@ -184,3 +188,80 @@ def test_items_nbytes_and_bounds():
         ArrayDataset(x, device="gpu")
     unbatched = list(DataLoader(data, batch_size=None))
     exact(list(DataLoader(ArrayDataset(x, y), batch_size=None))[:3], unbatched[:3])
+
+
+@pytest.mark.parametrize("case", ["shuffle+seed", "distributed", "bucketed", "sequential"])
+def test_rows_move_to_the_device_once_per_epoch(case, monkeypatch):
+    """NOTE [device index batches]: the epoch's indices are checked and moved once; a batch is a
+    slice of them (no per-batch host checks or conversions), with the host path's batches."""
+    host_arrays = arrays()
+    calls = []
+    rows = ArrayDataset.rows
+    monkeypatch.setattr(ArrayDataset, "rows", lambda self, i: calls.append(len(i)) or rows(self, i))
+    fetched = []
+    gather = DeviceIndices.gather
+    monkeypatch.setattr(DeviceIndices, "gather", lambda self: fetched.append(self) or gather(self))
+    kwargs = SETTINGS[case](len(host_arrays[0]))
+    device = DataLoader(ArrayDataset(*host_arrays, device=True), **kwargs)
+    host = DataLoader(ArrayDataset(*host_arrays), **SETTINGS[case](len(host_arrays[0])))
+    for epoch in range(2):
+        exact(list(host), list(device))
+        assert len(calls) == epoch + 1 and len(fetched) == len(device) * (epoch + 1)
+    assert calls[0] == sum(len(b) for b in fetched[: len(device)])
+    assert all(isinstance(b, list) for b in fetched)  # still the index list, as on the host
+
+
+def test_subset_rows_and_negative_indices_are_mapped_once():
+    x, y, i = arrays()
+    order = [int(v) for v in np.random.default_rng(1).permutation(len(x))[:50]] + [-1, -2]
+    nested = Subset(Subset(ArrayDataset(x, y, i, device=True), order), list(range(40, -12, -1)))
+    host = Subset(Subset(ArrayDataset(x, y, i), order), list(range(40, -12, -1)))
+    sampler = BatchSampler(RandomSampler(host, seed=3), 7, drop_last=False)
+    loader = DataLoader(nested, batch_sampler=sampler)
+    batches = device_batches(nested, sampler.index_batches())
+    assert all(isinstance(b, DeviceIndices) for b in batches)
+    exact(list(DataLoader(host, batch_sampler=sampler)), list(loader))
+
+
+class ListBatches:
+    """A user's batch_sampler: plain lists, consumed lazily (the per-batch path)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter([b.tolist() for b in self.batches])
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class ArrayBatches(ListBatches):
+    """A batch_sampler with the epoch's index arrays (as BucketBatchSampler)."""
+
+    def index_batches(self):
+        return list(self.batches)
+
+
+@pytest.mark.parametrize("bad", [103, -104])
+@pytest.mark.parametrize("kind", [ArrayBatches, ListBatches])
+def test_an_index_out_of_range_raises_for_its_batch_as_on_the_host(bad, kind):
+    """An epoch whose indices are not all valid keeps the per-batch path: the batches before
+    the bad one are yielded, its IndexError is raised, and the pass goes on (as on the host)."""
+    x, y, _ = arrays()
+    batches = [np.arange(0, 8), np.array([1, bad, 2]), np.arange(8, 16)]
+    results = {}
+    for device in (False, True):
+        it = iter(DataLoader(ArrayDataset(x, y, device=device), batch_sampler=kind(batches)))
+        first = next(it)
+        with pytest.raises(IndexError, match="out of range for 103 samples"):
+            next(it)
+        results[device] = [first, next(it)]
+        assert next(it, None) is None
+    exact(results[False], results[True])
+    given = list(batches)
+    assert device_batches(ArrayDataset(x, device=True), given) is given
+    given[1] = np.array([1, 2])
+    assert isinstance(
+        next(iter(device_batches(ArrayDataset(x, device=True), given))), DeviceIndices
+    )

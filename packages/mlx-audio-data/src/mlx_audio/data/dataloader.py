@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ._device import device_batches, device_resident
 from ._loader.adapters import adapter_for
 from ._loader.fetch import Fetcher, Transform, as_transform_list, compose, fetcher_class
 from ._loader.passes import PassLike, PassPlan
@@ -31,7 +32,6 @@ from ._loader.state import STATE_KEYS, check_state, make_state, next_epoch_start
 from ._loader.transfer import DevicePass, transfer_active
 from ._loader.worker_passes import pass_class
 from .collate import to_mlx
-from .dataset import device_resident
 
 __all__ = ["DataLoader"]
 
@@ -191,14 +191,17 @@ class DataLoader(Generic[T_co]):
         self._resume = None
         self._next_epoch = epoch + 1
         fetcher = self._fetcher()
+        batches = None
+        if not self._iterable:
+            batches = index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch)
+            if self._device:  # NOTE [device index batches] (_device.py)
+                batches = device_batches(self._fetched, batches)
         plan = PassPlan(
             epoch=epoch,
             resume=resume or {},
             fetcher=fetcher,
             dataset=self.dataset,
-            index_batches=None
-            if self._iterable
-            else index_batches(self.sampler, self.batch_sampler, self._resolved_seed(), epoch),
+            index_batches=batches,
             num_workers=self._workers,
             timeout=self.timeout if self.timeout > 0 else None,
             in_order=self.in_order,
@@ -378,6 +381,8 @@ class DataLoader(Generic[T_co]):
         user collate_fn's output reaches ``mlx_transforms`` as it is (numpy), as in the
         tutorial's ``collate_fn=lambda x: x`` + ``mlx_transforms`` pattern. Collates with a
         ``collate_into`` method (PadCollate) are converted like the default's."""
+        if self._device and self.collate_fn is None:
+            return False  # the gathered arrays are mx.arrays already
         plain = self.collate_fn is not None and not hasattr(self.collate_fn, "collate_into")
         return not plain or self._mlx_transform is None
 

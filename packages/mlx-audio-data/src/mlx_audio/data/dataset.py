@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 
+from .support import is_mlx_array
+
 if TYPE_CHECKING:
     from .collate import Allocator
 
@@ -219,7 +221,7 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
             raise ValueError("ArrayDataset needs at least one array")
         if not isinstance(device, bool):
             raise ValueError(f"ArrayDataset device must be True or False, got {device!r}")
-        self.on_device = device or any(_is_mlx(a) for a in arrays)
+        self.on_device = device or any(is_mlx_array(a) for a in arrays)
         if self.on_device:
             import mlx.core as mx
 
@@ -238,6 +240,7 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
             raise ValueError(
                 f"ArrayDataset arrays must have the same first dimension, got {shapes}"
             )
+        self._length = int(shapes[0][0])  # asked per batch (samplers, checks): computed once
 
     @property
     def nbytes(self) -> int:
@@ -245,7 +248,7 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
         return sum(int(a.nbytes) for a in self.arrays)
 
     def __len__(self) -> int:
-        return int(self.arrays[0].shape[0])
+        return self._length
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         return tuple(a[index] for a in self.arrays)
@@ -259,17 +262,9 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
         """The batch at ``indices``; ``alloc(shape, dtype)`` supplies the output buffers (the
         DataLoader passes shared or MLX memory, so the batch is gathered with a single copy).
         Device-resident: one ``mx.take`` per array, on the accelerator (``alloc`` unused)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        n = len(self)
-        if len(indices) and (indices.min() < -n or indices.max() >= n):
-            raise IndexError(
-                f"ArrayDataset index out of range for {n} samples: {indices.min()}..{indices.max()}"
-            )
         if self.on_device:
-            import mlx.core as mx
-
-            where = mx.array(np.where(indices < 0, indices + n, indices).astype(np.int32))
-            return tuple(mx.take(a, where, axis=0) for a in self.arrays)
+            return self.gather(self.rows(indices))
+        indices = self._checked(indices)
         run = len(indices) > 0 and _is_contiguous_run(indices)
         out = []
         for a in self.arrays:
@@ -287,20 +282,25 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
             out.append(target)
         return tuple(out)
 
+    def rows(self, indices: Sequence[int] | np.ndarray) -> Any:
+        """Device-resident: ``indices`` checked, wrapped, as an ``mx.array`` for :meth:`gather`."""
+        import mlx.core as mx
 
-def _is_mlx(array: Any) -> bool:
-    """An ``mx.array`` (checked without importing MLX: workers must not)."""
-    return type(array).__module__.split(".")[0] == "mlx" and type(array).__name__ == "array"
+        return mx.array(self._checked(indices), dtype=mx.int32 if len(self) < 2**31 else mx.int64)
 
+    def gather(self, rows: Any) -> tuple[Any, ...]:
+        """Device-resident: the batch at ``rows`` (from :meth:`rows`), one ``mx.take`` an array."""
+        import mlx.core as mx
 
-def device_resident(dataset: Any) -> ArrayDataset | None:
-    """The device-resident :class:`ArrayDataset` behind ``dataset`` (itself, or under
-    :class:`Subset` s, e.g. from :func:`random_split`), else None."""
-    while isinstance(dataset, Subset) and type(dataset).__getitems__ is Subset.__getitems__:
-        dataset = dataset.dataset
-    if isinstance(dataset, ArrayDataset) and dataset.on_device:
-        return dataset
-    return None
+        return tuple(mx.take(a, rows, axis=0) for a in self.arrays)
+
+    def _checked(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        indices, n = np.asarray(indices, dtype=np.int64), self._length
+        if len(indices) and (indices.min() < -n or indices.max() >= n):
+            raise IndexError(
+                f"ArrayDataset index out of range for {n} samples: {indices.min()}..{indices.max()}"
+            )
+        return np.where(indices < 0, indices + n, indices)  # as a slice of the host arrays
 
 
 TensorDataset = ArrayDataset  # torch's name for the same thing

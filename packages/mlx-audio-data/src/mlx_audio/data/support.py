@@ -8,6 +8,7 @@ Importing this module imports neither MLX nor numpy. One home for each of these 
   fast and imports MLX only when a name is used (data, train, models and the ``mlx_audio``
   meta-package).
 - :func:`require`: an optional dependency imported on use, with an error naming the extra.
+- :func:`is_mlx_array`: an ``mx.array``, told apart without importing MLX (workers must not).
 - :func:`global_rng_state` / :func:`set_global_rng_state`: Python's and numpy's global RNG
   states as JSON-friendly lists (DataLoader workers' stream states, the Trainer's checkpoints).
 
@@ -45,6 +46,7 @@ __all__ = [
     "slow_blas_reason",
     "lazy_exports",
     "require",
+    "is_mlx_array",
     "check_replicas",
     "global_rng_state",
     "set_global_rng_state",
@@ -97,6 +99,11 @@ def check_replicas(num_replicas: int, rank: int) -> None:
         raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
 
 
+def is_mlx_array(value: Any) -> bool:
+    """Whether ``value`` is an ``mx.array``, checked without importing MLX (workers must not)."""
+    return type(value).__module__.split(".")[0] == "mlx" and type(value).__name__ == "array"
+
+
 def require(module: str, message: str) -> ModuleType:
     """``module`` imported, or an ``ImportError`` saying ``message`` (which names the extra to
     install), raised from the original error: optional dependencies are imported on use."""
@@ -108,8 +115,8 @@ def require(module: str, message: str) -> ModuleType:
 
 def global_rng_state() -> dict[str, Any]:
     """numpy's and Python's global RNG states as JSON-friendly lists: ``{"numpy": [...],
-    "python": [...]}`` (MLX's key is not included: ``mx.random.state`` cannot be assigned from
-    Python, so the Trainer re-derives it each step)."""
+    "python": [...]}`` (MLX's key is not included: the Trainer saves it on its own, as
+    ``"mlx_key"``: NOTE [the run's key] in ``mlx_audio.train._rng``)."""
     import numpy as np
 
     name, keys, pos, has_gauss, cached = cast(

@@ -27,6 +27,8 @@ from mlx_audio.data import (
     estimate_duration_buckets,
 )
 from mlx_audio.data.interleave import WeightedOrder
+from mlx_audio.train import Trainer, TrainModule
+from mlx_audio.train.callbacks import Callback
 
 from . import clips
 from .config import ConfigError, DataSettings, Settings
@@ -232,10 +234,8 @@ def report(
     batches) and shapes, said and kept in ``<run>/batching.json``."""
     import json
 
-    real = np.round(np.asarray(seconds, np.float64) * settings.data.sample_rate)
     index = batches.index_batches()
-    padded = [len(b) * float(batches.durations[b].max()) for b in index]
-    fraction = 1.0 - float(sum(real[b].sum() for b in index)) / max(1.0, sum(padded))
+    fraction = padding_fraction(batches, seconds, settings.data.sample_rate)
     sizes: dict[int, int] = {}
     for b in index:
         sizes[len(b)] = sizes.get(len(b), 0) + 1
@@ -253,6 +253,27 @@ def report(
         f"padding {100 * fraction:.1f}%, {shapes} batch shapes; batch sizes (size:count) "
         f"{histogram}"
     )
+
+
+def padding_fraction(batches: DynamicBucketingSampler, seconds: np.ndarray, rate: int) -> float:
+    """The share of the sampler's epoch (its current one) that is padding: 1 - the clips' audio
+    over the audio of the batches as padded (each to its longest clip's padded length)."""
+    real = np.round(np.asarray(seconds, np.float64) * rate)
+    index = batches.index_batches()
+    padded = [len(b) * float(batches.durations[b].max()) for b in index]
+    return 1.0 - float(sum(real[b].sum() for b in index)) / max(1.0, sum(padded))
+
+
+class PaddingMonitor(Callback):
+    """Logs each training epoch's padding fraction as ``train/padding_fraction`` through the
+    run's loggers (CSV, TensorBoard, ...), at the epoch's end, as a metric of that epoch."""
+
+    def __init__(self, batches: DynamicBucketingSampler, seconds: np.ndarray, rate: int) -> None:
+        self.batches, self.seconds, self.rate = batches, seconds, rate
+
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
+        fraction = padding_fraction(self.batches, self.seconds, self.rate)
+        module.log("train/padding_fraction", fraction, on_step=False, on_epoch=True)
 
 
 def report_sources(train: clips.Clips, settings: Settings, per_source: list[Any]) -> str:

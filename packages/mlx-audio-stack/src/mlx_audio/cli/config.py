@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
+
+from .values import ConfigError as ConfigError  # the command's modules import it from here
+from .values import check, describe, expressible, yaml_text
+from .values import yaml_error as yaml_error
 
 
 @dataclass
@@ -150,9 +153,6 @@ class AppSettings:
     ema_decay: float | None = None
 
 
-_SCALARS = (int, float, str, bool, type(None))
-
-
 def _annotation(parameter: inspect.Parameter) -> Any:
     """A Trainer argument's annotation as a type (None: a library class, not a YAML value)."""
     hint = parameter.annotation
@@ -162,18 +162,6 @@ def _annotation(parameter: inspect.Parameter) -> Any:
         except NameError:
             return None
     return hint
-
-
-def expressible(kind: Any) -> bool:
-    """Whether YAML and flags can give a value of ``kind`` (what ``_check`` checks)."""
-    origin = get_origin(kind)
-    if origin is Literal:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return all(expressible(a) for a in get_args(kind))
-    if origin is list:
-        return expressible(get_args(kind)[0])
-    return kind in _SCALARS
 
 
 def trainer_arguments() -> list[tuple[str, Any, Any]]:
@@ -266,81 +254,6 @@ class Settings:
 LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
 
 
-class ConfigError(ValueError):
-    """A setting that is unknown, of the wrong type or not one of the valid values."""
-
-
-_YAML_NAMES = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}
-
-
-def _describe(kind: Any) -> str:
-    """A type as YAML names it: ``int``, ``str | null``, ``list of int``, ``one of 'a', 'b'``."""
-    origin = get_origin(kind)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in get_args(kind))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_describe(a) for a in get_args(kind))
-    if origin is list:
-        return f"list of {_describe(get_args(kind)[0])}"
-    return _YAML_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
-
-
-def yaml_text(value: Any) -> str:
-    """``value`` as written in YAML: ``null``, ``true``, ``[16, 32]``, ``runs/mlx-audio``."""
-    import yaml
-
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=1000)
-    return text.removesuffix("\n").removesuffix("\n...").strip()
-
-
-def _check(key: str, kind: Any, value: Any) -> Any:
-    origin = get_origin(kind)
-    args = get_args(kind)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(
-                f"{key}: {value!r} is not valid; valid values: {', '.join(repr(a) for a in args)}"
-            )
-        return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return _check(key, inner[0], value)
-        exact = [a for a in inner if type(value) is a]  # int | float: 2 stays an int
-        for kind_ in exact + [a for a in inner if a not in exact]:
-            try:
-                return _check(key, kind_, value)
-            except ConfigError:
-                pass
-        raise ConfigError(
-            f"{key}: expected {_describe(kind)}, got {value!r} ({type(value).__name__})"
-        )
-    if origin is list:
-        if isinstance(value, str) and "," in value:  # a flag's `a,b,c`: a list of YAML values
-            import yaml
-
-            value = [yaml.safe_load(part.strip()) for part in value.split(",")]
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list ({_describe(kind)}), got {value!r}")
-        return [_check(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(
-            f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})"
-        )
-    return value
-
-
 def apply(settings: Settings, values: dict[str, Any], source: str) -> None:
     """Set ``{"section": {"key": value}}`` (from YAML) or ``{"section.key": value}`` (flags)."""
     hints = typing.get_type_hints(Settings)
@@ -363,7 +276,7 @@ def apply(settings: Settings, values: dict[str, Any], source: str) -> None:
             raise ConfigError(
                 f"{source}: unknown setting {section}.{key}; valid: {', '.join(f'{section}.{k}' for k in kinds)}"
             )
-        setattr(target, key, _check(f"{source}: {section}.{key}", kinds[key], value))
+        setattr(target, key, check(f"{source}: {section}.{key}", kinds[key], value))
     for logger in settings.trainer.loggers:
         if logger not in LOGGERS:
             raise ConfigError(
@@ -415,13 +328,6 @@ def source_of(key: str, path: str | None, overrides: dict[str, Any]) -> str:
     return "command line" if key in overrides or path is None else path
 
 
-def yaml_error(error: Exception) -> tuple[str, str]:
-    """(``", line L, column C"`` or ``""``, the problem) of a YAML syntax error, for one line."""
-    mark = getattr(error, "problem_mark", None)
-    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return where, getattr(error, "problem", None) or str(error).splitlines()[0]
-
-
 def dump(settings: Settings) -> str:
     import yaml
 
@@ -437,7 +343,7 @@ def flags() -> list[tuple[str, str]]:
         for key, hint in typing.get_type_hints(kind).items():
             note = CLI_NOTES.get(key, "") if section == "trainer" else ""
             default = yaml_text(getattr(defaults, key)) + (f"; {note}" if note else "")
-            text = f"{_describe(hint)} (default {default})"
+            text = f"{describe(hint)} (default {default})"
             if key in helps.get(section, {}):
                 text += ": " + helps[section][key].replace("%", "%%")  # argparse's % formatting
             out.append((f"{section}.{key}", text))

@@ -4,6 +4,7 @@ trained, evaluated and run over files with the library's own parts."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any, cast
 
 import mlx.core as mx
@@ -110,14 +111,19 @@ def make_loggers(settings: Settings, version: int = 0) -> list[Any]:
 
 
 def trainer_for(
-    settings: Settings, for_training: bool = True, run: dict[str, Any] | None = None
+    settings: Settings,
+    for_training: bool = True,
+    run: dict[str, Any] | None = None,
+    extra: Sequence[Any] = (),
 ) -> Trainer:
     """The Trainer of ``settings``; for training with the run folder's checkpoints (and
-    run.json, with ``run``'s fields, at each: NOTE [run folder]), loggers and early stopping."""
+    run.json, with ``run``'s fields, at each: NOTE [run folder]), loggers, early stopping and
+    the ``extra`` callbacks."""
     t = settings.trainer
     callbacks: list[Any] = []
     if for_training:
         callbacks = [
+            *extra,
             runs.RunCheckpoint(
                 t.default_root_dir,
                 run or {},
@@ -182,12 +188,13 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
     if multilabel and settings.trainer.monitor == "val_accuracy":  # the classifier's default
         settings.trainer.monitor, settings.trainer.mode = "val_mAP", "max"
-    sampler = train_loader.batch_sampler
+    sampler, extra = train_loader.batch_sampler, []
     if isinstance(sampler, batching.DynamicBucketingSampler):  # no len() when it shuffles
         runs.fit_log_interval(settings, int(sampler.stats()["batches"]))
         if settings.data.batching == "duration":
-            root = settings.trainer.default_root_dir
-            print(batching.report(sampler, train_loader.dataset.seconds, settings, root))
+            root, seconds = settings.trainer.default_root_dir, train_loader.dataset.seconds
+            print(batching.report(sampler, seconds, settings, root))
+            extra.append(batching.PaddingMonitor(sampler, seconds, settings.data.sample_rate))
     else:
         runs.fit_log_interval(settings, len(train_loader))
     root = settings.trainer.default_root_dir
@@ -196,7 +203,7 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         f.write(dump(settings))
     fields: dict[str, Any] = {"classes": classes, "model": settings.model.name, "clap": None}
     fields["task"] = "multilabel" if multilabel else "multiclass"
-    trainer = trainer_for(settings, run=fields)  # seeds MLX, numpy and random (trainer.seed)
+    trainer = trainer_for(settings, run=fields, extra=extra)  # seeds MLX, numpy and random
     if clap:
         model = clap_tasks.CaptionedCLAP(settings)
     elif settings.model.name == "clap-audio-classifier":

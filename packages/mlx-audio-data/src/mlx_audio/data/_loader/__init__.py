@@ -38,6 +38,7 @@ batch copies                    ``_loader/shm.py``
 bucketer state                  ``_bucketer.py``
 dataset adapters                ``_loader/adapters.py``
 device augmentation RNG         ``audio/augment_mlx.py``
+device index batches            ``_device.py``
 device-resident data            ``_loader/settings.py``
 fast BLAS                       ``support.py``
 fast start                      ``_loader/pools.py``

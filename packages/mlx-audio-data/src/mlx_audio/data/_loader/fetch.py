@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._device import DeviceIndices
 from ..collate import Allocator, CollateError, collate_into, default_convert
 from ..dataset import ArrayDataset
 from ..sampler import epoch_rng
@@ -182,8 +183,12 @@ class DeviceFetcher(MapFetcher):
     def fetch(self, indices: Sequence[int], epoch: int) -> Any:
         if not self.batched:  # batch_size=None: one sample per index, as any map-style dataset
             return super().fetch(indices, epoch)
-        try:
-            data = self.dataset.__getitems__(indices)
+        try:  # NOTE [device index batches] (_device.py): rows moved to the device per epoch
+            data = (
+                indices.gather()
+                if isinstance(indices, DeviceIndices)
+                else self.dataset.__getitems__(indices)
+            )
         except Exception as error:
             raise SampleError(list(map(int, indices)), error) from error
         return data if self.collate_fn is None else self.collate_fn(data)
@@ -275,4 +280,6 @@ def stream_parts(dataset: Any, iterator: Any = None) -> dict[str, Any]:
 
 
 def index_list(indices: Any) -> list[int]:
+    if isinstance(indices, DeviceIndices):
+        return indices  # a list with its rows on the device
     return indices.tolist() if isinstance(indices, np.ndarray) else list(indices)

@@ -4,11 +4,14 @@
 NOTE [device augmentation RNG]: every draw uses MLX's global key unless ``key=`` is given, and
 nothing branches on a drawn value in Python (a skipped mask or mix is selected with
 ``mx.where``), so these run inside a compiled train step. Call them in ``compute_loss`` /
-``training_step``: the Trainer seeds MLX's key from (seed, step, micro-batch, rank) before each
-step (``seed_step``), so a resumed run draws the same masks and mixes, bit for bit. (As a
-DataLoader ``mlx_transforms`` they also work, but then draw from whatever the key is when the
-batch is handed out, which a resume does not restore.) Validation: call them only when
-``self.training``-like logic says so; they always augment.
+``training_step``: there MLX's key is part of the Trainer's compiled step state -- set once per
+``fit`` (from seed, step, micro-batch and rank), advanced on the device by each step's draws,
+never reseeded by the host per step, and saved in every checkpoint (``"mlx_key"``) -- so a
+resumed run draws the same masks and mixes as the uninterrupted one, bit for bit (NOTE [the
+run's key] in ``mlx_audio.train._rng``). (As a DataLoader ``mlx_transforms`` they also work,
+but then run eagerly between steps, drawing from the same key whenever the loader hands the
+batch out: prefer the step.) Validation: call them only when ``self.training``-like logic says
+so; they always augment.
 """
 
 from __future__ import annotations
