@@ -73,7 +73,17 @@ class Timeline(Callback):
         self._last = time.monotonic()
 
 
-def fit(root, loggers, timeline, max_epochs=2, max_steps=-1):
+class WideRows(Callback):
+    """Logs eight more values at each step: a CSV row then takes ~150 bytes whatever the loss's
+    digits, so the CSV logger's page of the full disk fills within ~30 steps (with only the
+    loss and accuracy, a row can be short enough that a page outlasts the disk-full window)."""
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        for i in range(8):
+            module.log(f"wide_{i}", 0.1234567890123 + i)
+
+
+def fit(root, loggers, timeline, max_epochs=2, max_steps=-1, extra=()):
     trainer = Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
@@ -83,7 +93,7 @@ def fit(root, loggers, timeline, max_epochs=2, max_steps=-1):
         enable_checkpointing=False,
         log_every_n_steps=1,
         logger=loggers,
-        callbacks=[timeline],
+        callbacks=[timeline, *extra],
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -117,7 +127,7 @@ def test_disk_fills_mid_run_then_frees_and_nothing_is_lost(tiny_disk, tmp_path, 
         CSVLogger(tiny_disk, name="csv"),
         TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path),
     ]
-    took, notes = fit(tmp_path, loggers, timeline)
+    took, notes = fit(tmp_path, loggers, timeline, extra=[WideRows()])
     assert {str(n.message).split(":")[0] for n in notes} == {
         "CSVLogger",
         "TensorBoardLogger",
@@ -139,7 +149,7 @@ def test_disk_stays_full_and_every_metric_is_on_disk_or_spooled(tiny_disk, tmp_p
         CSVLogger(tiny_disk, name="csv"),
         TensorBoardLogger(tiny_disk, name="tb", spool_dir=tmp_path, flush_timeout=2),
     ]
-    took, notes = fit(tmp_path, loggers, timeline)
+    took, notes = fit(tmp_path, loggers, timeline, extra=[WideRows()])
     assert len(notes) == 2 and max(timeline.step_times) < 1.0 and took < 30
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("Trainer: CSVLogger:") for m in warned)
