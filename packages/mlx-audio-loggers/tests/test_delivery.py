@@ -130,6 +130,23 @@ def test_queue_is_bounded_and_drops_are_counted(tmp_path):
     assert "20 older records were dropped" in backend.undelivered
 
 
+def test_a_record_in_flight_when_the_queue_overflows_is_not_counted_as_dropped(tmp_path):
+    """The queue's oldest record may be in the backend's hands when a new one overflows the
+    queue: if that call succeeds, the record was delivered, and the report counts it so."""
+    hang = threading.Event()
+    backend = FlakyBackend(tmp_path, hang=hang)
+    backend._policy = type(backend._policy)(flush_timeout=2.0, max_pending=3, call_timeout=30.0)
+    backend.log_metrics({"loss": 0.0}, step=0)
+    while backend._in_flight_since is None:  # step 0 is in the backend's hands
+        time.sleep(0.001)
+    for step in range(1, 6):  # overflows the queue of 3 three times, step 0 first
+        backend.log_metrics({"loss": 1.0}, step=step)
+    hang.set()
+    backend.finalize("success")
+    assert steps(backend.received) == [0, 3, 4, 5]
+    assert backend.undelivered.startswith("FlakyBackend: 2 records not delivered")  # 1 and 2
+
+
 def test_logging_after_finalize_is_refused(tmp_path):
     backend = FlakyBackend(tmp_path)
     backend.finalize("success")

@@ -116,6 +116,8 @@ class QueuedLogger(Logger):
         self._in_flight_since: float | None = None
         self._warned = False
         self._dropped = 0
+        self._flight: Record | None = None  # the record the backend has now (delivery thread)
+        self._flight_dropped = False  # ... and it was dropped from a full queue meanwhile
         self._delivered = 0
         self._failures = 0
         self._undelivered: str | None = None
@@ -207,7 +209,8 @@ class QueuedLogger(Logger):
             if self._thread is None:
                 self._before_first_record()
             if len(self._pending) >= self._policy.max_pending:
-                self._pending.popleft()
+                if self._pending.popleft() is self._flight:
+                    self._flight_dropped = True  # counted back if its call succeeds
                 self._dropped += 1
             self._pending.append(record)
             self._wake.notify_all()
@@ -260,6 +263,7 @@ class QueuedLogger(Logger):
                     break
                 record = self._pending[0]
                 self._in_flight_since = time.monotonic()
+                self._flight, self._flight_dropped = record, False
             try:
                 self._deliver(record)
             except Exception as error:  # the backend's failure, whatever its type
@@ -278,6 +282,9 @@ class QueuedLogger(Logger):
                 self._in_flight_since = None
                 if self._pending and self._pending[0] is record:
                     self._pending.popleft()
+                if self._flight_dropped:  # dropped while in flight, and delivered after all
+                    self._dropped -= 1
+                self._flight, self._flight_dropped = None, False
                 self._delivered += 1
                 self._error = None
                 self._wake.notify_all()
