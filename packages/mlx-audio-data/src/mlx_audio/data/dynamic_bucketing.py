@@ -148,6 +148,12 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         self.generator = None  # a DataLoader fills ``seed`` from its own when None
         self.num_replicas = num_replicas
         self.rank = rank
+        rows = getattr(order, "sources", None)  # a WeightedOrder: one source per sample
+        if rows is not None and len(rows) != len(values):
+            raise ValueError(
+                f"order covers {len(rows)} samples (its sources) but durations has {len(values)}: "
+                "give the order one source per sample of the dataset"
+            )
         self.order = order
         self._cache: tuple[tuple[int, int], list[np.ndarray]] | None = None
 
@@ -166,7 +172,13 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     def _generate(self, seed: int, epoch: int) -> Iterator[np.ndarray]:
         n = len(self.durations)
         if self.order is not None:
-            order = np.asarray(self.order(seed, epoch), dtype=np.int64)
+            order = np.asarray(self.order(seed, epoch), dtype=np.int64).reshape(-1)
+            if len(order) and (order.min() < 0 or order.max() >= n):
+                bad = int(order.min()) if order.min() < 0 else int(order.max())
+                raise ValueError(
+                    f"order({seed}, {epoch}) gave index {bad}; durations has {n} samples "
+                    f"(indices 0..{n - 1})"
+                )
         else:
             order = epoch_rng(seed, epoch).permutation(n) if self.shuffle else np.arange(n)
         stream = iter(order.tolist())
