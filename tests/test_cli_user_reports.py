@@ -224,3 +224,23 @@ def test_duration_batching_prints_no_python_warning(tmp_path):
     assert "UserWarning" not in output and "warnings.warn" not in output, output
     assert "_step.py" not in output and "_fit_loop.py" not in output, output
     assert "different batch shapes" not in output, output  # bounded by design, said above
+
+
+def test_the_logging_line_after_a_resume_counts_the_steps_left(data, tmp_path, capsys):
+    """Resumed from a run cut short by max_steps (its epoch counts as finished, as Lightning's):
+    the step the line says the run ends at is the step it ends at."""
+    import re
+
+    clips, _, _ = data
+    run = tmp_path / "run"
+    flags = ["--data", str(clips), "--data.batch_size", "4"]
+    assert train(run, *flags, "--trainer.max_steps", "2", "--trainer.max_epochs", "5") == 0
+    assert json.loads((run / "run.json").read_text())["step"] == 2
+    capsys.readouterr()
+    assert train(run, *flags, "--trainer.max_epochs", "2", "--resume") == 0
+    out = capsys.readouterr().out
+    said = re.search(r"\((\d+) steps? to run, to step (\d+), (\d+) an epoch;", out)
+    assert said, out
+    left, end, per_epoch = map(int, said.groups())
+    assert end == 2 + per_epoch and left == per_epoch  # epoch 1 only
+    assert json.loads((run / "run.json").read_text())["step"] == end

@@ -45,11 +45,10 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(
         dest="command", required=True, metavar="{train,evaluate,predict,plot,zero-shot}"
     )
-    add_parser = commands.add_parser
-    commands.add_parser = lambda *a, **k: add_parser(*a, allow_abbrev=False, **k)  # type: ignore[method-assign]
 
     train = commands.add_parser(
         "train",
+        allow_abbrev=False,
         help="train a classifier (checkpoints, logs, progress) on audio files",
         description="Train an audio classifier (log-mels + AudioCNN) with the Trainer. Every "
         "setting below can also come from --config (YAML, same names by section); flags win.",
@@ -97,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
         ),
         ("predict", "the predicted class of every file, as CSV or JSONL"),
     ):
-        command = commands.add_parser(name, help=text, description=text)
+        command = commands.add_parser(name, help=text, description=text, allow_abbrev=False)
         command.add_argument(
             "--run",
             required=True,
@@ -122,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser(
         "plot",
+        allow_abbrev=False,
         help="PNGs of a run's curves and learning rate (needs matplotlib)",
         description="Write <run>/curves.png and <run>/lr.png from the run's CSV log.",
     )
@@ -129,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
 
     zero = commands.add_parser(
         "zero-shot",
+        allow_abbrev=False,
         help="classify files against label names with CLAP, no training",
         description="Compare every file with the prompts built from --labels (CLAP): CSV of "
         "the best label per file; the accuracy too where the data's classes are among the labels.",
@@ -166,8 +167,11 @@ def unknown_option(top: argparse.ArgumentParser, command: str, extra: list[str])
     if not options:
         return f"unexpected argument {extra[0]!r} (see mlx-audio {command} --help)"
     name = options[0].split("=", 1)[0]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else f" (see mlx-audio {command} --help)"
+    known = [o for o in known if o not in ("-h", "--help")]
+    close = [o for o in known if o.startswith(name)] if len(name) > 3 else []  # a cut-off name
+    close = close or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+    hint = hint or f" (see mlx-audio {command} --help)"
     return f"unknown option {name}{hint}"
 
 

@@ -176,9 +176,9 @@ def fit_log_interval(settings: Settings, batches: int, resumed: str | None = Non
     per_epoch = max(1, math.ceil(batches / t.accumulate_grad_batches))
     epochs = t.max_epochs if t.max_epochs is not None and t.max_epochs >= 0 else None
     total = t.max_steps if t.max_steps is not None and t.max_steps >= 0 else None
-    step, epoch = where(resumed)
+    step, epoch, done = where(resumed, t.accumulate_grad_batches)
     if epochs is not None:  # the epochs still to run, after the step it stopped at
-        by_epochs = step + per_epoch * max(0, epochs - epoch)
+        by_epochs = step - done + per_epoch * max(0, epochs - epoch)
         total = by_epochs if total is None else min(total, by_epochs)
     left = None if total is None else max(0, total - step)
     every = max(1, min(50, per_epoch, (left or 50 * 100) // 100))
@@ -200,15 +200,18 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def where(checkpoint: str | None) -> tuple[int, int]:
-    """``(global step, epoch it goes on in)`` of a checkpoint (``(0, 0)``: a new run)."""
+def where(checkpoint: str | None, accumulate: int = 1) -> tuple[int, int, int]:
+    """``(global step, epoch it goes on in, steps of that epoch done)`` of a checkpoint
+    (``(0, 0, 0)``: a new run); a checkpoint saved mid-epoch goes on in that epoch."""
     state = os.path.join(checkpoint, "trainer_state.json") if checkpoint else ""
     if not os.path.isfile(state):
-        return 0, 0
+        return 0, 0, 0
     with open(state) as f:
         saved = json.load(f)
     step, epoch = int(saved.get("global_step", 0)), int(saved.get("epoch", 0))
-    return step, epoch + (1 if saved.get("epoch_finished") and not saved.get("epoch_cut") else 0)
+    if saved.get("epoch_finished"):  # cut short by max_steps too: the next epoch follows
+        return step, epoch + 1, 0
+    return step, epoch, int(saved.get("batch_in_epoch", 0)) // max(1, accumulate)
 
 
 def _relative(path: str | None, root: str) -> str | None:
