@@ -79,6 +79,8 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     make ``batch size x longest`` (its padded duration; with ``quadratic_duration`` each
     duration counts as ``d + d**2 / quadratic_duration``) exceed ``max_duration``, or once it
     holds ``max_batch_size`` samples (Lhotse's ``max_cuts``). The buffer is then refilled.
+    As in Lhotse, the check follows the sample that closes the batch, so one longer than the
+    batch's others can take ``batch size x longest`` past ``max_duration``.
 
     ``shuffle=True``: the dataset order is a permutation drawn from ``(seed, epoch)``, and
     each batch is drawn at random within its bucket (``random.Random(seed + epoch)``, as
