@@ -153,6 +153,14 @@ def test_settings_are_checked_before_the_data(data, tmp_path, capsys):
     assert "mlx-audio: data " not in capsys.readouterr().out
 
 
+def test_a_missing_validation_path_is_said_before_the_data_is_read(data, tmp_path, capsys):
+    clips, _, _ = data
+    assert train(tmp_path / "r", "--data", str(clips), "--val-data", "nowhere.csv") == 2
+    captured = capsys.readouterr()
+    assert "--val-data nowhere.csv: no such file or folder" in captured.err
+    assert "mlx-audio: data " not in captured.out
+
+
 def test_empty_and_header_only_manifests_say_so_exit_1(tmp_path, capsys):
     empty, header = tmp_path / "empty.csv", tmp_path / "header.csv"
     empty.write_text("")

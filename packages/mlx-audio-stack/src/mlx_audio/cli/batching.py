@@ -71,11 +71,12 @@ def check(settings: Settings) -> None:
     paths = sources(d.train)
     if any(not p for p in paths):
         raise ConfigError(f"data.train: an empty path in {d.train!r}")
-    for path in paths:
-        if len(paths) > 1 and not os.path.exists(path):
-            raise ConfigError(
-                f"--data {path}: no such file or folder (one of data.train's sources)"
-            )
+    for path in paths:  # before any file is read
+        if not os.path.exists(path):
+            which = " (one of data.train's sources)" if len(paths) > 1 else ""
+            raise ConfigError(f"--data {path}: no such file or folder{which}")
+    if d.val is not None and not os.path.exists(d.val):
+        raise ConfigError(f"--val-data {d.val}: no such file or folder")
     weights(settings)
     if len(paths) > 1 and d.in_memory:
         raise ConfigError(

@@ -224,7 +224,7 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
     held: float | None = None
     if d.val is not None:
         known = train.classes if train.targets is not None else None
-        val = data.labelled(d.val, known, d.label_column, need_labels=classifier)
+        val = data.labelled(d.val, known, d.label_column, classifier, "--val-data")
         data.report_ignored(val)
         val = data.check_headers(val, d.on_error, skipped)
     else:

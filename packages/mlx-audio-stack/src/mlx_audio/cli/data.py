@@ -143,11 +143,16 @@ def _library(make: Any, where: str) -> Any:
 
 
 def labelled(
-    path: str, classes: Sequence[str] | None, label_column: str, need_labels: bool = True
+    path: str,
+    classes: Sequence[str] | None,
+    label_column: str,
+    need_labels: bool = True,
+    flag: str = "--data",
 ) -> Table:
     """Class folders or a manifest; labels numbered by ``classes`` (a run's) or, without, by the
-    sorted class names (a manifest's integer labels are names too: 1..4 are four classes)."""
-    where = f"--data {path}"
+    sorted class names (a manifest's integer labels are names too: 1..4 are four classes).
+    ``flag``: the option the messages name."""
+    where = f"{flag} {path}"
     exists(path, where)
     if os.path.isdir(path):
         _, ignored = survey(path, class_folders=True)
