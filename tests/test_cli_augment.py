@@ -71,7 +71,11 @@ def test_augmented_training_runs_and_repeats_exactly(folders, tmp_path):
             ["--data.noise_snr_db", "[20, 5]"],
             "command line: data.noise_snr_db: expected [min, max] dB, min <= max, got [20.0, 5.0]",
         ),
-        (["--data.noise_dir", "/no/such/noise"], "/no/such/noise is neither an audio file"),
+        (
+            ["--data.noise_dir", "/no/such/noise"],
+            "data.noise_dir: /no/such/noise: no such file or folder",
+        ),
+        (["--data.rir_dir", "/no/such/rir"], "data.rir_dir: /no/such/rir: no such file or folder"),
         (["--model.spec_augment", "maybe"], "model.spec_augment: expected bool"),
         (
             ["--model.name", "clap", "--model.mixup_alpha", "0.2"],

@@ -184,7 +184,7 @@ def test_train_by_duration_reports_padding_and_batch_sizes(folder, tmp_path, cap
         (["--data.batching", "length"], "'length' is not valid; valid values: 'fixed', 'duration'"),
         (["--data.batching", "duration", "--data.max_duration", "0"], "data.max_duration: must be > 0"),
         (["--data.batching", "duration", "--data.max_duration", "-5"], "data.max_duration: must be > 0"),
-        (["--data.max_duration", "60"], "data.max_duration: duration batching's; add --data.batching duration"),
+        (["--data.max_duration", "60"], "data.max_duration applies to data.batching duration only (batches of whole clips by seconds); add --data.batching duration"),
         (["--data.batching", "duration", "--data.max_duration", "60", "--data.batch_size", "8"],
          "cannot go with data.batch_size"),
         (["--data.batching", "duration", "--data.max_duration", "60", "--data.in_memory", "true"],

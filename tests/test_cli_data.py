@@ -188,7 +188,7 @@ def test_manifest_label_column_and_one_class(clips, tmp_path, capsys):
     files = sorted((clips / "train").glob("*/*.wav"))
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,class\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
-    assert main(["train", "--data", str(manifest), *QUICK]) == 1
+    assert main(["train", "--data", str(manifest), *QUICK]) == 2  # a setting names the column
     err = capsys.readouterr().err
     assert "has no 'label' column (columns: class, path)" in err and "--data.label_column" in err
     labels = train_labels(tmp_path, "data.train", str(manifest), "data.label_column", "class")
@@ -197,8 +197,8 @@ def test_manifest_label_column_and_one_class(clips, tmp_path, capsys):
     one.write_text("path,label\n" + "".join(f"{p},dog\n" for p in files))
     assert main(["train", "--data", str(one), *QUICK]) == 1
     assert "one class ('dog')" in capsys.readouterr().err
-    assert main(["train", "--data", "/nowhere/at/all"]) == 1
-    assert "expected a folder of class folders or a manifest" in capsys.readouterr().err
+    assert main(["train", "--data", "/nowhere/at/all"]) == 2  # a path that is not there
+    assert "--data /nowhere/at/all: no such file or folder" in capsys.readouterr().err
 
 
 def test_the_validation_split_is_stratified_and_summarised(tmp_path, capsys):

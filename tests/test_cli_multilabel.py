@@ -134,4 +134,4 @@ def test_ema_decay_keeps_an_average_in_the_checkpoints(manifest, tmp_path, capsy
     state = json.loads((last / "trainer_state.json").read_text())
     assert state["averaging_state"]["n_averaged"] == 8  # 2 epochs x 4 batches (27 clips, 8 a batch)
     assert main(args(manifest, tmp_path / "bad", "--trainer.ema_decay", "1.5")) == 2
-    assert "trainer.ema_decay must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert "trainer.ema_decay: must be in (0, 1), e.g. 0.999, got 1.5" in capsys.readouterr().err

@@ -111,12 +111,12 @@ def test_mux_mistakes_are_one_line(sources, tmp_path, capsys):
     a, b = sources
     root = ["--trainer.default_root_dir", str(tmp_path / "r"), *QUICK]
     cases = [
-        ([f"{a},{b}", "--data.weights", "0.7"], 2, "data.weights: expected a list"),
+        ([f"{a},{b}", "--data.weights", "0.7"], 2, "data.weights: 1 weight for 2 training sources"),
         ([f"{a},{b}", "--data.weights", "1,2,3"], 2, "data.weights: 3 weights for 2 training sources"),
         ([f"{a},{b}", "--data.weights", "0.7,-0.3"], 2, "data.weights: must be finite, >= 0"),
-        ([f"{a},{tmp_path}/none.csv"], 1, "none.csv: no such file or folder (one of data.train's sources)"),
+        ([f"{a},{tmp_path}/none.csv"], 2, "none.csv: no such file or folder (one of data.train's sources)"),
         ([str(a), "--data.weights", "0.5,0.5"], 2, "data.weights: 2 weights for 1 training sources"),
-        ([f"{a},{b}", "--data.label_column", "cls"], 1, "has no 'cls' column"),
+        ([f"{a},{b}", "--data.label_column", "cls"], 2, "has no 'cls' column"),
         ([f"{a},{b}", "--data.in_memory", "true"], 2, "data.in_memory batches one array"),
     ]  # fmt: skip
     for flags, status, message in cases:

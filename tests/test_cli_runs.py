@@ -178,6 +178,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_from_it(clips, tmp_path)
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming from {last}" in resumed.stdout, resumed.stdout
+    assert f", to step {STEPS * epochs}, " in resumed.stdout, resumed.stdout  # the logging line
     assert state((run / "checkpoints" / "last").resolve())["global_step"] == STEPS * epochs
     first, second = (logged_steps(run / "logs" / f"version_{v}") for v in (0, 1))
     assert first and max(first) < stopped["global_step"] <= min(second or [STEPS * epochs])

@@ -88,3 +88,29 @@ def test_reference_pages_are_current():
         assert (ROOT / "docs" / "reference" / f"{page}.md").read_text() == module.render(page), (
             f"docs/reference/{page}.md is out of date: run python docs/site.py reference"
         )
+
+
+# Blocks a reader copies on their own: each must run alone (its imports and a tiny definition
+# of what it uses), not only after the page's earlier blocks.
+STANDALONE = [
+    ("docs/api/data.md", "self.mixup = Mixup(mixup_alpha=0.4"),
+    ("docs/api/data.md", "dynamic = DynamicBucketingSampler("),
+    ("docs/api/data.md", "mixed = mux([Corpus"),
+    ("docs/api/training.md", "ema = EMAWeightAveraging(decay=0.99)"),
+]
+
+
+@pytest.mark.parametrize("page, marker", STANDALONE)
+def test_block_runs_alone(page, marker, tmp_path):
+    (block,) = [b for b in python_blocks(ROOT / page) if marker in b]
+    script = tmp_path / "block.py"
+    script.write_text(block)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

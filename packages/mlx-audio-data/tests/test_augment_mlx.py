@@ -191,3 +191,17 @@ def test_odd_batches_leave_the_middle_example_unmixed(mode, alphas):
     assert not np.allclose(np.array(mixed), np.array(x))  # the others are mixed
     step = mx.compile(lambda a, b: mix(a, b))  # odd batches compile too
     assert step(x, y)[0].shape == x.shape
+
+
+@pytest.mark.parametrize("labels, bad", [([0, 1, 5], "5"), ([0, -1, 2], "-1")])
+def test_mixup_refuses_labels_outside_num_classes(labels, bad):
+    """Out-of-range indices would give targets that do not sum to 1: a ValueError naming them
+    and num_classes (eager labels; inside mx.compile they cannot be read, and pass unchecked)."""
+    mix = Mixup(mixup_alpha=0.4, num_classes=3)
+    x = mx.zeros((3, 10))
+    with pytest.raises(ValueError, match=rf"labels {bad} .*num_classes=3 \(valid: 0\.\.2\)"):
+        mix(x, mx.array(labels))
+    _, targets = mix(x, mx.array([0, 1, 2]))
+    assert np.allclose(np.array(targets.sum(-1)), 1.0)
+    compiled = mx.compile(lambda x, y: mix(x, y)[1])
+    assert compiled(x, mx.array(labels)).shape == (3, 3)  # no host read inside a compiled step

@@ -249,3 +249,25 @@ def test_an_order_feeds_the_buckets_and_follows_the_rank_split():
     for share in shares:
         share.set_epoch(1)
     assert shares[0].order is order and len(shares[0]) == len(shares[1]) == 5
+
+
+def test_an_order_of_another_length_is_refused_at_construction():
+    from mlx_audio.data.interleave import WeightedOrder
+
+    order = WeightedOrder([0] * 8 + [1] * 4, weights=[1, 1])
+    with pytest.raises(ValueError, match="order covers 12 samples .* durations has 10"):
+        DynamicBucketingSampler([1.0] * 10, max_batch_size=4, duration_bins=[], order=order)
+    sampler = DynamicBucketingSampler(
+        [1.0] * 10, max_batch_size=4, duration_bins=[], order=lambda seed, epoch: range(12)
+    )
+    with pytest.raises(ValueError, match=r"gave index 11; durations has 10 samples"):
+        list(sampler)
+
+
+def test_a_batch_may_pass_max_duration_by_its_closing_sample_as_lhotse():
+    """Lhotse's DurationBatcher adds a sample, then checks: the sample that closes a batch can
+    take batch x longest past max_duration (docs/api/data.md says so)."""
+    durations = [0.3, 0.3, 1.2]
+    sampler = DynamicBucketingSampler(durations, max_duration=1.0, duration_bins=[])
+    (first, *_) = list(sampler)
+    assert len(first) * max(durations[i] for i in first) > 1.0

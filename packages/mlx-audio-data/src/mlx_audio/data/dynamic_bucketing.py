@@ -79,6 +79,8 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     make ``batch size x longest`` (its padded duration; with ``quadratic_duration`` each
     duration counts as ``d + d**2 / quadratic_duration``) exceed ``max_duration``, or once it
     holds ``max_batch_size`` samples (Lhotse's ``max_cuts``). The buffer is then refilled.
+    As in Lhotse, the check follows the sample that closes the batch, so one longer than the
+    batch's others can take ``batch size x longest`` past ``max_duration``.
 
     ``shuffle=True``: the dataset order is a permutation drawn from ``(seed, epoch)``, and
     each batch is drawn at random within its bucket (``random.Random(seed + epoch)``, as
@@ -148,6 +150,12 @@ class DynamicBucketingSampler(Sampler[list[int]]):
         self.generator = None  # a DataLoader fills ``seed`` from its own when None
         self.num_replicas = num_replicas
         self.rank = rank
+        rows = getattr(order, "sources", None)  # a WeightedOrder: one source per sample
+        if rows is not None and len(rows) != len(values):
+            raise ValueError(
+                f"order covers {len(rows)} samples (its sources) but durations has {len(values)}: "
+                "give the order one source per sample of the dataset"
+            )
         self.order = order
         self._cache: tuple[tuple[int, int], list[np.ndarray]] | None = None
 
@@ -166,7 +174,13 @@ class DynamicBucketingSampler(Sampler[list[int]]):
     def _generate(self, seed: int, epoch: int) -> Iterator[np.ndarray]:
         n = len(self.durations)
         if self.order is not None:
-            order = np.asarray(self.order(seed, epoch), dtype=np.int64)
+            order = np.asarray(self.order(seed, epoch), dtype=np.int64).reshape(-1)
+            if len(order) and (order.min() < 0 or order.max() >= n):
+                bad = int(order.min()) if order.min() < 0 else int(order.max())
+                raise ValueError(
+                    f"order({seed}, {epoch}) gave index {bad}; durations has {n} samples "
+                    f"(indices 0..{n - 1})"
+                )
         else:
             order = epoch_rng(seed, epoch).permutation(n) if self.shuffle else np.arange(n)
         stream = iter(order.tolist())

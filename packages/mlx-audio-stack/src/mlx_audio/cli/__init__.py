@@ -11,7 +11,9 @@ predict with it and plot its run, without writing Python (``python -m mlx_audio`
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import warnings
 from typing import Any
 
 
@@ -35,7 +37,10 @@ def parser() -> argparse.ArgumentParser:
     from .config import flags
 
     top = argparse.ArgumentParser(
-        prog="mlx-audio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="mlx-audio",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --trainer.max_epoch is a mistake, not max_epochs
     )
     commands = top.add_subparsers(
         dest="command", required=True, metavar="{train,evaluate,predict,plot,zero-shot}"
@@ -43,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
+        allow_abbrev=False,
         help="train a classifier (checkpoints, logs, progress) on audio files",
         description="Train an audio classifier (log-mels + AudioCNN) with the Trainer. Every "
         "setting below can also come from --config (YAML, same names by section); flags win.",
@@ -55,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
         "--val-data",
         help="validation data, same forms (data.val); default: hold out data.val_fraction",
     )
-    train.add_argument("--model", choices=["cnn", "clap"], help="model.name")
+    train.add_argument("--model", choices=model_names(), help="model.name")
     train.add_argument(
         "--config", help="a YAML file of settings (see --print-config for all of them)"
     )
@@ -90,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
         ),
         ("predict", "the predicted class of every file, as CSV or JSONL"),
     ):
-        command = commands.add_parser(name, help=text, description=text)
+        command = commands.add_parser(name, help=text, description=text, allow_abbrev=False)
         command.add_argument(
             "--run",
             required=True,
@@ -115,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser(
         "plot",
+        allow_abbrev=False,
         help="PNGs of a run's curves and learning rate (needs matplotlib)",
         description="Write <run>/curves.png and <run>/lr.png from the run's CSV log.",
     )
@@ -122,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
 
     zero = commands.add_parser(
         "zero-shot",
+        allow_abbrev=False,
         help="classify files against label names with CLAP, no training",
         description="Compare every file with the prompts built from --labels (CLAP): CSV of "
         "the best label per file; the accuracy too where the data's classes are among the labels.",
@@ -142,15 +150,67 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def model_names() -> list[str]:
+    import typing
+
+    from .config import ModelSettings
+
+    return list(typing.get_args(typing.get_type_hints(ModelSettings)["name"]))
+
+
+def unknown_option(top: argparse.ArgumentParser, command: str, extra: list[str]) -> str:
+    """The error for arguments no option of ``command`` takes, with argparse's close matches."""
+    found = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+    sub = found[0].choices[command] if found and command in found[0].choices else top
+    known = [o for action in sub._actions for o in action.option_strings]
+    options = [x for x in extra if x.startswith("-")]
+    if not options:
+        return f"unexpected argument {extra[0]!r} (see mlx-audio {command} --help)"
+    name = options[0].split("=", 1)[0]
+    known = [o for o in known if o not in ("-h", "--help")]
+    close = [o for o in known if o.startswith(name)] if len(name) > 3 else []  # a cut-off name
+    close = close or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+    hint = hint or f" (see mlx-audio {command} --help)"
+    return f"unknown option {name}{hint}"
+
+
+def status_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A library warning as the command's one status line (no file and source line)."""
+    text = str(message)
+    if "different batch shapes" in text:  # the compiled step's retrace warning
+        text = (
+            text.split(";")[0] + ": each shape compiles once (seconds, memory); fewer shapes: "
+            "--data.batching duration with a smaller --data.num_buckets or a "
+            "--data.pad_to_multiple_of, or --data.batching fixed, or --trainer.compile false"
+        )
+    print(f"mlx-audio: warning: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while the libraries load: one line too (the imports are in here for that)
-        args = parser().parse_args(argv)
-        from . import outputs, tasks
-        from .config import ConfigError, dump, load
-        from .runs import Interrupted
+        top = parser()
+        args, extra = top.parse_known_args(argv)
+        if extra:
+            print(
+                f"mlx-audio {args.command}: error: {unknown_option(top, args.command, extra)}",
+                file=sys.stderr,
+            )
+            return 2
+        from . import outputs, runs, tasks  # noqa: F401 (loaded here: Ctrl-C while loading)
     except KeyboardInterrupt:
         print("mlx-audio: interrupted", file=sys.stderr)
         return 130
+
+    with warnings.catch_warnings():  # the library's warnings as status lines, filters undone
+        warnings.showwarning = status_line
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import outputs, tasks
+    from .config import ConfigError, dump, load
+    from .runs import Interrupted
 
     try:
         if args.command == "train":
@@ -164,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                 ("model", "model.name"),
             ):
                 if getattr(args, flag) is not None:
+                    if key in overrides:
+                        raise ConfigError(
+                            f"--{flag.replace('_', '-')} and --{key} both given (--{flag.replace('_', '-')} "
+                            f"is short for --{key}): give one"
+                        )
                     overrides[key] = getattr(args, flag)
             settings = load(args.config, overrides)
             if args.print_config:
@@ -216,10 +281,15 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in plot_run(args.run):
                 print(path)
-    except tasks.DATA_ERRORS as error:  # the data's mistake: one message, exit status 1
+    except tasks.DATA_ERRORS as error:  # the data files' mistake: one message, exit status 1
         print(f"mlx-audio {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except (ConfigError, FileNotFoundError, ImportError, ValueError) as error:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        ImportError,
+        ValueError,
+    ) as error:  # the command line's: 2
         print(f"mlx-audio {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Interrupted as stopped:  # NOTE [run folder]: the checkpoint is written already

@@ -6,6 +6,7 @@ per-clip one, the Trainer's per-step key): runs repeat and resume exactly."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
@@ -38,15 +39,48 @@ class InWorkers:
             steps.append(Gain(-d.gain_db, d.gain_db, p=0.5))
         if d.noise_dir is not None:
             low, high = d.noise_snr_db
-            steps.append(AddBackgroundNoise(d.noise_dir, low, high, 0.5, d.sample_rate))
+            noise = from_folder("data.noise_dir", d.noise_dir, d.on_error, AddBackgroundNoise,
+                                min_snr_db=low, max_snr_db=high, p=0.5, sample_rate=d.sample_rate)  # fmt: skip
+            steps.append(noise)
         if d.rir_dir is not None:
-            steps.append(ApplyImpulseResponse(d.rir_dir, 0.5, sample_rate=d.sample_rate))
+            rir = from_folder("data.rir_dir", d.rir_dir, d.on_error, ApplyImpulseResponse,
+                              p=0.5, sample_rate=d.sample_rate)  # fmt: skip
+            steps.append(rir)
         self.chain = Compose(steps) if steps else None
 
     def __call__(self, sample: Any, rng: Any = None) -> Any:
         if self.chain is None or isinstance(sample, clips.Unreadable):
             return sample
         return self.chain(sample, rng=rng)
+
+
+def from_folder(key: str, folder: str, on_error: str, make: Any, **kwargs: Any) -> Any:
+    """The transform of ``key``'s folder, every file's header read first (as the data's):
+    unreadable files are an error naming ``key``, or with ``data.on_error: skip`` left out."""
+    from .data import DataError, _info, count, example
+
+    if not os.path.exists(folder):
+        raise ConfigError(f"{key}: {folder}: no such file or folder")
+    try:
+        transform = make(folder, **kwargs)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"{key}: {str(error).split(': ', 1)[-1]}") from None
+    bad = [(path, why) for path in transform.paths if (why := _info(path)[1]) is not None]
+    if bad and (on_error != "skip" or len(bad) == len(transform.paths)):
+        listing = "".join(f"\n  {path}: {why}" for path, why in bad)
+        advice = "" if on_error == "skip" else ", or set data.on_error: skip to leave them out"
+        raise DataError(
+            f"{key}: {len(bad)} of {count(len(transform.paths), 'file')} cannot be read (fix or "
+            f"remove them{advice}):{listing}"
+        )
+    if bad:
+        print(
+            f"mlx-audio: warning: {key}: leaving out {count(len(bad), 'unreadable file')} "
+            f"(data.on_error: skip): {example([p for p, _ in bad])}"
+        )
+        unreadable = {p for p, _ in bad}
+        transform.paths = [p for p in transform.paths if p not in unreadable]
+    return transform
 
 
 def on_device(settings: Settings, num_classes: int) -> tuple[list[Any], Mixup | None]:

@@ -15,6 +15,7 @@ batches, not one a batch.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +57,7 @@ def weights(settings: Settings) -> list[float] | None:
     values = [float(w) for w in d.weights]
     if len(values) != len(paths):
         raise ConfigError(
-            f"data.weights: {len(values)} weights for {len(paths)} training sources "
+            f"data.weights: {len(values)} weight{'' if len(values) == 1 else 's'} for {len(paths)} training sources "
             f"({', '.join(paths)}); give one weight a source"
         )
     if any(not np.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
@@ -70,9 +71,12 @@ def check(settings: Settings) -> None:
     paths = sources(d.train)
     if any(not p for p in paths):
         raise ConfigError(f"data.train: an empty path in {d.train!r}")
-    for path in paths:
-        if len(paths) > 1 and not os.path.exists(path):
-            raise DataError(f"--data {path}: no such file or folder (one of data.train's sources)")
+    for path in paths:  # before any file is read
+        if not os.path.exists(path):
+            which = " (one of data.train's sources)" if len(paths) > 1 else ""
+            raise ConfigError(f"--data {path}: no such file or folder{which}")
+    if d.val is not None and not os.path.exists(d.val):
+        raise ConfigError(f"--val-data {d.val}: no such file or folder")
     weights(settings)
     if len(paths) > 1 and d.in_memory:
         raise ConfigError(
@@ -101,9 +105,11 @@ def check(settings: Settings) -> None:
     if d.batching == "fixed":
         extra = [f"data.{k}" for k in DURATION_KEYS if getattr(d, k) != getattr(defaults, k)]
         if extra:
+            one = len(extra) == 1
             raise ConfigError(
-                f"{', '.join(extra)}: duration batching's; add --data.batching duration "
-                "(or leave them out for batches of data.batch_size)"
+                f"{', '.join(extra)} {'applies' if one else 'apply'} to data.batching duration "
+                f"only (batches of whole clips by seconds); add --data.batching duration, or "
+                f"leave {'it' if one else 'them'} out for batches of data.batch_size clips"
             )
         return
     if d.max_duration is None and d.max_batch_size is None:
@@ -247,6 +253,9 @@ def report(
     with open(os.path.join(root, "batching.json"), "w") as f:
         json.dump({**stats, "epoch": int(batches.epoch)}, f, indent=1)
     histogram = " ".join(f"{k}:{v}" for k, v in sizes.items())
+    # NOTE [batch shapes]: bounded by design and said here; the compiled step's warning about
+    # many shapes (meant for unbounded ones) would only repeat it (the command's own filter)
+    warnings.filterwarnings("ignore", message=".*different batch shapes")
     return (
         f"mlx-audio: duration batching: {stats['batches']} batches an epoch, "
         f"{min(sizes)}-{max(sizes)} clips each (mean {stats['samples'] / len(index):.1f}), "

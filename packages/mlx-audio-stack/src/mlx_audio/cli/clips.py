@@ -201,7 +201,7 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
     classifier = settings.model.name != "clap"
     paths = sources(d.train)
     tables = [data.labelled(p, None, d.label_column, need_labels=classifier) for p in paths]
-    train = tables[0] if len(tables) == 1 else data.merged(tables)
+    train = tables[0] if len(tables) == 1 else merged(tables)
     task = settings.model.task
     if classifier and task == "multilabel" and not train.multilabel:
         raise DataError(
@@ -224,7 +224,7 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
     held: float | None = None
     if d.val is not None:
         known = train.classes if train.targets is not None else None
-        val = data.labelled(d.val, known, d.label_column, need_labels=classifier)
+        val = data.labelled(d.val, known, d.label_column, classifier, "--val-data")
         data.report_ignored(val)
         val = data.check_headers(val, d.on_error, skipped)
     else:
@@ -233,6 +233,7 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
         )
         train, val, held = train.take(keep), train.take(out), d.val_fraction
     print(data.summary(train, val, held))
+    overlap(train, val, d.val is not None)
     whole = not classifier or d.batching == "duration"  # duration batching: whole clips
     length = None if whole else int(round(d.clip_seconds * sample_rate))
     if d.batching == "duration":
@@ -245,6 +246,31 @@ def training(settings: Settings, sample_rate: int) -> tuple[Clips, Clips, list[s
         Clips(val, sample_rate, length, on_error=d.on_error, skipped=skipped),
         train.classes,
     )
+
+
+def overlap(train: Table, val: Table, separate: bool) -> None:
+    """Warn (never refuse) where a validation file is also a training file, or where several
+    ``data.train`` sources hold the same file: the validation score is then not a held-out one."""
+    where = {os.path.realpath(p): p for p in train.paths}
+    shared = sorted({where[r] for r in map(os.path.realpath, val.paths) if r in where})
+    if separate and shared:
+        print(
+            f"mlx-audio: warning: {count(len(shared), 'validation file')} of {len(set(val.paths))}"
+            f" {'is' if len(shared) == 1 else 'are'} also training files ({example(shared)}): "
+            "the validation score is not measured on held-out clips"
+        )
+    if len(train.sources):
+        seen: dict[str, int] = {}
+        twice = set()
+        for path, source in zip(train.paths, train.sources.tolist()):
+            real = os.path.realpath(path)
+            if seen.setdefault(real, source) != source:
+                twice.add(path)
+        if twice:
+            print(
+                f"mlx-audio: warning: {count(len(twice), 'file')} in more than one data.train "
+                f"source ({example(sorted(twice))}): drawn from each"
+            )
 
 
 def for_run(path: str, settings: Settings, classes: list[str] | None) -> Clips:
@@ -286,3 +312,42 @@ def in_memory(clips_set: Any, settings: Settings, name: str) -> ArrayDataset:
         f"{dataset.nbytes / 2**20:,.1f} MiB"
     )
     return dataset
+
+
+def merged(tables: list[Table]) -> Table:
+    """Several labelled sources as one table: the union of their classes (sorted), each row's
+    labels renumbered by it, ``sources`` the row's source."""
+    kinds = {t.multilabel for t in tables}
+    if len(kinds) > 1:
+        which = ", ".join(t.source for t in tables if t.multilabel)
+        raise DataError(
+            f"data.train: {which} has several labels a clip (a 'labels' column) and the others "
+            "one: mix sources of one kind"
+        )
+    if any(t.targets is None for t in tables):
+        raise DataError(
+            f"data.train: {', '.join(t.source for t in tables if t.targets is None)} has no labels"
+        )
+    classes = sorted({c for t in tables for c in t.classes})
+    parts = []
+    for t in tables:
+        mapping = np.asarray([classes.index(c) for c in t.classes], np.int64)
+        assert t.targets is not None
+        if t.multilabel:
+            hot = np.zeros((len(t.targets), len(classes)), np.int8)
+            hot[:, mapping] = t.targets
+            parts.append(hot)
+        else:
+            parts.append(mapping[t.targets])
+    captions = [c for t in tables for c in t.captions or []]
+    return Table(
+        ", ".join(t.source for t in tables),
+        [p for t in tables for p in t.paths],
+        [o for t in tables for o in t.offsets],
+        [d for t in tables for d in t.durations],
+        np.concatenate(parts),
+        classes,
+        captions if all(t.captions is not None for t in tables) else None,
+        [i for t in tables for i in t.ignored],
+        sources=np.concatenate([np.full(len(t.paths), i, np.int64) for i, t in enumerate(tables)]),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -290,6 +291,8 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
 
     settings = Settings()
     if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--config: config file not found: {path}")
         with open(path) as f:
             try:
                 loaded = yaml.safe_load(f) or {}
@@ -315,6 +318,12 @@ def load(path: str | None, overrides: dict[str, Any]) -> Settings:
             raise ConfigError(
                 f"{source_of(key, path, overrides)}: {key}: must be {least}, got {value}"
             )
+    decay = settings.trainer.ema_decay
+    if decay is not None and not 0.0 < decay < 1.0:  # 1: the average never moves; 0: no average
+        raise ConfigError(
+            f"{source_of('trainer.ema_decay', path, overrides)}: trainer.ema_decay: must be in "
+            f"(0, 1), e.g. 0.999, got {decay} (null: no weight averaging)"
+        )
     if len(snr := settings.data.noise_snr_db) != 2 or snr[0] > snr[1]:
         where = source_of("data.noise_snr_db", path, overrides)
         raise ConfigError(

@@ -2,8 +2,9 @@
 numbering labels by the run's classes, checking every file's header before any work, the
 stratified validation split and the summary printed before training.
 
-Every mistake in the data is a :class:`DataError`: one message, exit status 1 (docs/cli.md,
-"Your data: checks and errors").
+Every mistake in the data's files is a :class:`DataError`: one message, exit status 1; a path
+that does not exist or a column a setting names that is not there is the command line's mistake,
+a ``ConfigError``, exit status 2 (docs/cli.md, "Exit status").
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from mlx_audio.data.audio.datasets import AUDIO_EXTENSIONS, AudioFolder, AudioManifest
+
+from .values import ConfigError
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 # Extensions a decoder reads (libsndfile, or PyAV with the ffmpeg extra) that are not looked for:
@@ -110,6 +113,25 @@ def survey(root: str, class_folders: bool) -> tuple[list[str], list[tuple[str, s
     return found, ignored
 
 
+def exists(path: str, where: str) -> None:
+    """A path the command line gives that is not there: the command line's mistake (status 2);
+    a manifest that is empty or has a header only: the data's (status 1)."""
+    if not os.path.exists(path):
+        raise ConfigError(f"{where}: no such file or folder")
+    if os.path.isfile(path) and path.lower().endswith(MANIFEST_SUFFIXES):
+        with open(path, "rb") as f:
+            lines = [line for line in f.read(1 << 16).splitlines() if line.strip()]
+        if not lines:
+            raise DataError(
+                f"{where}: the file is empty (expected a header line with a 'path' column, then "
+                "a row per clip)"
+            )
+        if len(lines) == 1 and not path.lower().endswith((".jsonl", ".json")):
+            raise DataError(
+                f"{where}: no rows, only the header line ({lines[0].decode(errors='replace')})"
+            )
+
+
 def _library(make: Any, where: str) -> Any:
     try:
         return make()
@@ -121,11 +143,17 @@ def _library(make: Any, where: str) -> Any:
 
 
 def labelled(
-    path: str, classes: Sequence[str] | None, label_column: str, need_labels: bool = True
+    path: str,
+    classes: Sequence[str] | None,
+    label_column: str,
+    need_labels: bool = True,
+    flag: str = "--data",
 ) -> Table:
     """Class folders or a manifest; labels numbered by ``classes`` (a run's) or, without, by the
-    sorted class names (a manifest's integer labels are names too: 1..4 are four classes)."""
-    where = f"--data {path}"
+    sorted class names (a manifest's integer labels are names too: 1..4 are four classes).
+    ``flag``: the option the messages name."""
+    where = f"{flag} {path}"
+    exists(path, where)
     if os.path.isdir(path):
         _, ignored = survey(path, class_folders=True)
         if not any(e.is_dir() and not hidden(e.name) for e in os.scandir(path)):
@@ -158,7 +186,7 @@ def labelled(
 
     manifest = _library(lambda: read(classes), where)
     if need_labels and not manifest.has_label:
-        raise DataError(
+        raise ConfigError(
             f"{where} has no {label_column!r} column (columns: {', '.join(manifest.columns)}); "
             "name the column of class names with --data.label_column"
         )
@@ -188,6 +216,7 @@ def unlabelled(path: str) -> Table:
     """What ``predict`` reads: one file, a folder (flat or a tree: every audio file in it) or a
     manifest's rows."""
     where = f"--data {path}"
+    exists(path, where)
     if os.path.isfile(path) and path.lower().endswith(MANIFEST_SUFFIXES):
         rows = _library(lambda: AudioManifest(path), where).rows
         return Table(
@@ -195,8 +224,6 @@ def unlabelled(path: str) -> Table:
         )
     if os.path.isfile(path):
         return Table(path, [path], [0.0], [None])
-    if not os.path.isdir(path):
-        raise DataError(f"{where}: no such file or folder")
     audio, ignored = survey(path, class_folders=False)
     if not audio:
         raise DataError(f"{where}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in it")
@@ -354,42 +381,3 @@ def summary(train: Table, val: Table, held_out: float | None) -> str:
             "points); add data, raise data.val_fraction or pass --val-data"
         )
     return "\n".join(lines)
-
-
-def merged(tables: list[Table]) -> Table:
-    """Several labelled sources as one table: the union of their classes (sorted), each row's
-    labels renumbered by it, ``sources`` the row's source."""
-    kinds = {t.multilabel for t in tables}
-    if len(kinds) > 1:
-        which = ", ".join(t.source for t in tables if t.multilabel)
-        raise DataError(
-            f"data.train: {which} has several labels a clip (a 'labels' column) and the others "
-            "one: mix sources of one kind"
-        )
-    if any(t.targets is None for t in tables):
-        raise DataError(
-            f"data.train: {', '.join(t.source for t in tables if t.targets is None)} has no labels"
-        )
-    classes = sorted({c for t in tables for c in t.classes})
-    parts = []
-    for t in tables:
-        mapping = np.asarray([classes.index(c) for c in t.classes], np.int64)
-        assert t.targets is not None
-        if t.multilabel:
-            hot = np.zeros((len(t.targets), len(classes)), np.int8)
-            hot[:, mapping] = t.targets
-            parts.append(hot)
-        else:
-            parts.append(mapping[t.targets])
-    captions = [c for t in tables for c in t.captions or []]
-    return Table(
-        ", ".join(t.source for t in tables),
-        [p for t in tables for p in t.paths],
-        [o for t in tables for o in t.offsets],
-        [d for t in tables for d in t.durations],
-        np.concatenate(parts),
-        classes,
-        captions if all(t.captions is not None for t in tables) else None,
-        [i for t in tables for i in t.ignored],
-        sources=np.concatenate([np.full(len(t.paths), i, np.int64) for i, t in enumerate(tables)]),
-    )

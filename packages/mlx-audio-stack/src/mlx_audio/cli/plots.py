@@ -71,6 +71,10 @@ def joined_rows(logs: str) -> list[dict[str, str]]:
 
 def plot_run(run: str) -> list[str]:
     """Curves (losses, validation metrics) and the learning rate from ``run/logs/*/metrics.csv``."""
+    if not os.path.isdir(run):
+        raise FileNotFoundError(f"{run}: no such folder (the run folder `mlx-audio train` wrote)")
+    if not os.path.isdir(run):
+        raise FileNotFoundError(f"{run}: no such folder (the run folder `mlx-audio train` wrote)")
     plt = _pyplot()
     if plt is None:
         raise ImportError("mlx-audio plot needs matplotlib: pip install 'mlx-audio-stack[plot]'")

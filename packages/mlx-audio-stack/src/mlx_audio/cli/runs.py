@@ -73,6 +73,87 @@ def start(settings: Settings, resume: bool) -> str | None:
     return None
 
 
+# NOTE [what a resumed run may change]: a checkpoint's weights mean something only with the
+# settings below (the model, the features it reads, how labels are named) and with the classes
+# its outputs stand for: resuming with any of them changed is refused (it would relabel the
+# run). Anything else -- the validation set, batching, epochs -- Lightning resumes with whatever
+# it is given: allowed, and said in one line, since the best score so far was measured as before.
+MEANING = {
+    "model.name", "model.task", "model.pretrained", "model.n_mels", "model.n_fft",
+    "model.hop_length", "model.f_min", "model.top_db", "model.channels", "data.sample_rate",
+    "data.label_column",
+}  # fmt: skip
+HOW = "start a new run with --trainer.default_root_dir <new folder> (without --resume)"
+
+
+def flat(settings: Settings) -> dict[str, Any]:
+    import dataclasses
+
+    return {
+        f"{section}.{key}": value
+        for section, values in dataclasses.asdict(settings).items()
+        for key, value in values.items()
+    }
+
+
+def earlier(root: str) -> dict[str, Any] | None:
+    """The settings the run folder's last part was trained with (its config.yaml), flat."""
+    from .config import load
+
+    path = os.path.join(root, "config.yaml")
+    return flat(load(path, {})) if os.path.isfile(path) else None
+
+
+def check_resume(settings: Settings, root: str) -> None:
+    """Before reading the data: ``--resume`` with settings that change what the checkpoint
+    means is refused (NOTE [what a resumed run may change])."""
+    before, now = earlier(root), flat(settings)
+    if before is None:
+        return
+    changed = [f"{k} {before[k]!r} -> {now[k]!r}" for k in sorted(MEANING) if before[k] != now[k]]
+    if changed:
+        raise RunFolderError(
+            f"--resume: {root} was trained with other settings ({'; '.join(changed)}); its "
+            f"checkpoint means nothing with these: {HOW}, or resume with the run's settings"
+        )
+
+
+def check_classes(root: str, classes: list[str], source: str) -> None:
+    """After reading the data: the run's classes must be the data's (else a relabelled run)."""
+    path = os.path.join(root, RUN_JSON)
+    saved = read(root).get("classes") if os.path.isfile(path) else None
+    if saved is not None and list(saved) != list(classes):
+
+        def shown(names: list[str]) -> str:
+            return ", ".join(names[:8]) + (f" ... ({len(names)})" if len(names) > 8 else "")
+
+        raise RunFolderError(
+            f"--resume: {root} was trained on classes {shown(list(saved))}; --data {source} has "
+            f"{shown(list(classes))}: resuming would relabel the run; {HOW}, or resume with "
+            "the run's data"
+        )
+
+
+def report_changes(settings: Settings, root: str) -> None:
+    """One line: what else differs from the run's earlier part (allowed, said)."""
+    before, now = earlier(root), flat(settings)
+    if before is None:
+        return
+    fitted = {"trainer.log_every_n_steps"}  # null in the settings, fitted to the run
+    changed = [k for k in now if k not in MEANING | fitted and before.get(k, now[k]) != now[k]]
+    if not changed:
+        return
+    shown = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed[:6])
+    more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+    validation = {"data.val", "data.val_fraction", "data.train", "trainer.seed"} & set(changed)
+    note = (
+        f"; the best {settings.trainer.monitor} so far was measured on the earlier validation set"
+        if validation
+        else ""
+    )
+    say(f"resuming with changed settings: {shown}{more}{note}")
+
+
 def log_version(root: str) -> int:
     """The ``logs/version_N`` (and ``tensorboard/version_N``) of this part of the run."""
     from mlx_audio.loggers.base import next_version
@@ -80,9 +161,10 @@ def log_version(root: str) -> int:
     return max(next_version(os.path.join(root, name)) for name in ("logs", "tensorboard"))
 
 
-def fit_log_interval(settings: Settings, batches: int) -> None:
+def fit_log_interval(settings: Settings, batches: int, resumed: str | None = None) -> None:
     """``trainer.log_every_n_steps: null`` (the default): an interval that gives a curve of
-    about 100 points over the run, at least one point per epoch and at most Lightning's 50."""
+    about 100 points over the run, at least one point per epoch and at most Lightning's 50;
+    ``resumed`` (a checkpoint): counted from where it stopped, the steps still to run."""
     t = settings.trainer
     if t.log_every_n_steps is not None:
         return
@@ -94,15 +176,42 @@ def fit_log_interval(settings: Settings, batches: int) -> None:
     per_epoch = max(1, math.ceil(batches / t.accumulate_grad_batches))
     epochs = t.max_epochs if t.max_epochs is not None and t.max_epochs >= 0 else None
     total = t.max_steps if t.max_steps is not None and t.max_steps >= 0 else None
-    if total is None and epochs is not None:
-        total = per_epoch * epochs
-    every = max(1, min(50, per_epoch, (total or 50 * 100) // 100))
+    step, epoch, done = where(resumed, t.accumulate_grad_batches)
+    if epochs is not None:  # the epochs still to run, after the step it stopped at
+        by_epochs = step - done + per_epoch * max(0, epochs - epoch)
+        total = by_epochs if total is None else min(total, by_epochs)
+    left = None if total is None else max(0, total - step)
+    every = max(1, min(50, per_epoch, (left or 50 * 100) // 100))
     t.log_every_n_steps = every
-    length = f"{total} steps in all, {per_epoch} an epoch" if total else f"{per_epoch} an epoch"
+    length = f"{plural(per_epoch, 'step')} an epoch"
+    if left is not None:
+        length = (
+            f"{plural(left, 'step')} to run"
+            + (f", to step {total}" if step else "")
+            + (f", {per_epoch} an epoch")
+        )
     say(
         f"logging training metrics every {every} step{'s' if every > 1 else ''} ({length}; "
         "set trainer.log_every_n_steps to choose)"
     )
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def where(checkpoint: str | None, accumulate: int = 1) -> tuple[int, int, int]:
+    """``(global step, epoch it goes on in, steps of that epoch done)`` of a checkpoint
+    (``(0, 0, 0)``: a new run); a checkpoint saved mid-epoch goes on in that epoch."""
+    state = os.path.join(checkpoint, "trainer_state.json") if checkpoint else ""
+    if not os.path.isfile(state):
+        return 0, 0, 0
+    with open(state) as f:
+        saved = json.load(f)
+    step, epoch = int(saved.get("global_step", 0)), int(saved.get("epoch", 0))
+    if saved.get("epoch_finished"):  # cut short by max_steps too: the next epoch follows
+        return step, epoch + 1, 0
+    return step, epoch, int(saved.get("batch_in_epoch", 0)) // max(1, accumulate)
 
 
 def _relative(path: str | None, root: str) -> str | None:

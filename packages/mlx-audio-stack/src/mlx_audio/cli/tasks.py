@@ -35,6 +35,8 @@ def dataset(path: str, sample_rate: int) -> Any:
         return AudioFolder(path, sample_rate=sample_rate)
     if os.path.isfile(path) and path.lower().endswith(MANIFEST_SUFFIXES):
         return AudioManifest(path, sample_rate=sample_rate)
+    if not os.path.exists(path):
+        raise ConfigError(f"--data {path}: no such file or folder")
     raise DataError(
         f"--data {path}: expected a folder of class folders or a manifest ({', '.join(MANIFEST_SUFFIXES)})"
     )
@@ -133,9 +135,7 @@ def trainer_for(
             ),
             LearningRateMonitor(),
         ]
-        if t.ema_decay is not None:
-            if not 0.0 <= t.ema_decay <= 1.0:
-                raise ConfigError(f"trainer.ema_decay must be in [0, 1], got {t.ema_decay}")
+        if t.ema_decay is not None:  # its range is checked with the settings (config.load)
             callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
         if settings.model.name == "clap-audio-classifier":
             from .clap_classifier import callbacks as model_callbacks
@@ -162,6 +162,9 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     augment.check(settings)
     batching.check(settings)
     ckpt_path = runs.start(settings, resume)
+    root = settings.trainer.default_root_dir
+    if ckpt_path is not None:  # NOTE [what a resumed run may change]
+        runs.check_resume(settings, root)
     clap = settings.model.name == "clap"
     if clap and settings.data.in_memory:
         raise DataError(
@@ -185,19 +188,22 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
         train_loader, val_loader = probe.loaders(settings, train_set, val_set, extractor)
     else:
         train_loader, val_loader, classes = loaders(settings)
+    if ckpt_path is not None:
+        runs.check_classes(root, classes, ", ".join(batching.sources(settings.data.train)))
     multilabel = not clap and getattr(train_loader.dataset.targets, "ndim", 1) == 2
     if multilabel and settings.trainer.monitor == "val_accuracy":  # the classifier's default
         settings.trainer.monitor, settings.trainer.mode = "val_mAP", "max"
     sampler, extra = train_loader.batch_sampler, []
     if isinstance(sampler, batching.DynamicBucketingSampler):  # no len() when it shuffles
-        runs.fit_log_interval(settings, int(sampler.stats()["batches"]))
+        runs.fit_log_interval(settings, int(sampler.stats()["batches"]), ckpt_path)
         if settings.data.batching == "duration":
-            root, seconds = settings.trainer.default_root_dir, train_loader.dataset.seconds
+            seconds = train_loader.dataset.seconds
             print(batching.report(sampler, seconds, settings, root))
             extra.append(batching.PaddingMonitor(sampler, seconds, settings.data.sample_rate))
     else:
-        runs.fit_log_interval(settings, len(train_loader))
-    root = settings.trainer.default_root_dir
+        runs.fit_log_interval(settings, len(train_loader), ckpt_path)
+    if ckpt_path is not None:
+        runs.report_changes(settings, root)
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "config.yaml"), "w") as f:
         f.write(dump(settings))

@@ -80,6 +80,8 @@ def check(key: str, kind: Any, value: Any) -> Any:
             import yaml
 
             value = [yaml.safe_load(part.strip()) for part in value.split(",")]
+        if isinstance(value, _SCALARS) and value is not None:  # one value: a list of one
+            value = [value]
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list ({describe(kind)}), got {value!r}")
         return [check(f"{key}[{i}]", args[0], v) for i, v in enumerate(value)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 
 __all__ = ["FrequencyMasking", "TimeMasking", "Mixup", "sample_beta"]
 
@@ -273,10 +274,31 @@ class Mixup:
         out = mx.where(cut.reshape(view), cutmixed, mixed)
         return out, self.mix_target(target, lam_out)
 
+    def _check_indices(self, y: mx.array) -> None:
+        """Class indices outside ``[0, num_classes)`` would give targets that do not sum to 1:
+        a ``ValueError``. NOTE: checked where the labels are concrete (eager, one host sync);
+        inside ``mx.compile``/``vmap`` they cannot be read, so there the caller checks them
+        before the compiled step (the command line does, per batch)."""
+        if y.size == 0 or mx.issubdtype(y.dtype, mx.floating):
+            return
+        try:
+            low, high = int(np.asarray(mx.min(y))), int(np.asarray(mx.max(y)))
+        except ValueError:  # "[eval] ... during function transformations": not concrete
+            return
+        if low < 0 or high >= self.num_classes:
+            flat = np.asarray(y).reshape(-1)
+            values = sorted({int(v) for v in flat if not 0 <= int(v) < self.num_classes})
+            bad = ", ".join(map(str, values[:5]))
+            raise ValueError(
+                f"Mixup: labels {bad} are not class indices for num_classes={self.num_classes} "
+                f"(valid: 0..{self.num_classes - 1})"
+            )
+
     def mix_target(self, target: Any, lam: mx.array) -> mx.array:
         """timm's ``mixup_target``: smoothed one-hot targets mixed with the mirror's."""
         y = mx.array(target)
         if y.ndim == 1:
+            self._check_indices(y)
             off = self.label_smoothing / self.num_classes
             on = 1.0 - self.label_smoothing + off
             hot = y[:, None] == mx.arange(self.num_classes)[None, :]
