@@ -234,3 +234,48 @@ def test_a_forked_child_finalizing_a_loader_leaves_the_parents_workers_alone():
     assert loader.worker_pids == pids  # the same workers, still alive ...
     assert_same_batches(list(loader), first)  # ... and serving the next pass
     loader.close()
+
+
+def _signalled_at_once(*args, **kwargs):
+    """A worker's entry point that a Ctrl-C / SIGTERM reaches before the worker loop has set its
+    own handlers (the window between the fork and ``process_worker_loop``'s first lines)."""
+    import signal
+
+    from mlx_audio.data._loader import worker
+
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return worker.process_worker_loop(*args, **kwargs)
+
+
+def test_a_stop_signal_in_a_forked_workers_first_moments_never_runs_the_parents_handler(
+    monkeypatch, tmp_path
+):
+    """NOTE [signals across fork]: a Trainer's SIGINT/SIGTERM handlers are installed when its
+    loader forks workers; a signal reaching a worker before the worker loop replaces them ran
+    the parent's handler in the worker ("Ctrl-C received" printed twice; a SIGTERM'd worker
+    that kept running). The signals stay blocked across the fork until the worker's own
+    handlers are set: a Ctrl-C is then ignored there and a SIGTERM ends the worker."""
+    import signal
+
+    from mlx_audio.data._loader import pool
+
+    marks = tmp_path / "handled"
+    marks.mkdir()
+
+    def parents_handler(signum, frame):
+        (marks / f"{os.getpid()}-{signum}").touch()
+
+    monkeypatch.setattr(pool, "process_worker_loop", _signalled_at_once)
+    previous = {s: signal.signal(s, parents_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        loader = DataLoader(Ragged(), batch_size=4, num_workers=2, multiprocessing_context="fork")
+        with pytest.raises(RuntimeError, match="exited unexpectedly|killed by signal"):
+            list(loader)  # each worker's SIGTERM ends it (default action), as a real one would
+        assert (
+            signal.pthread_sigmask(signal.SIG_BLOCK, []) & {signal.SIGINT, signal.SIGTERM} == set()
+        )
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert sorted(p.name for p in marks.iterdir()) == []  # the parent's handler never ran

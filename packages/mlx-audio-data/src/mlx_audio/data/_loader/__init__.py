@@ -59,6 +59,7 @@ queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/worker_passes.py``
 seeded augmentation             ``audio/augment.py``
 settings are fixed              ``dataloader.py``
+signals across fork             ``_loader/pool.py``
 slot pages                      ``_loader/shm.py``
 sharding advice                 ``dataloader.py``
 source positions                ``_streams.py``

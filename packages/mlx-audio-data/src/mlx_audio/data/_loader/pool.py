@@ -22,6 +22,8 @@ from .shm import ArrayLayout, Slot, new_slot_paths, unlink_quietly, unpack
 from .warm import Warm
 from .worker import process_worker_loop, thread_worker_loop
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # NOTE [signals across fork]
+
 
 class WorkerDied(RuntimeError):
     pass
@@ -141,12 +143,22 @@ class ProcessWorker(_Worker):
         """Start the process with the tasks sent so far (NOTE [fast start])."""
         if self.initial is None:
             return
+        # NOTE [signals across fork]: a child forked while a Trainer's SIGINT/SIGTERM handlers
+        # are installed runs them until the worker loop sets its own (a Ctrl-C to the process
+        # group in that window printed "Ctrl-C received" twice): the two signals stay blocked
+        # from before the fork until the worker has set its handlers (process_worker_loop
+        # unblocks them); in this process they are unblocked at once, pending ones delivered.
+        # (spawn and forkserver children start a fresh interpreter, without the handlers; a
+        # forkserver started here must not inherit the block.)
+        fork = self.start_method == "fork"
+        masked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS if fork else ())
         try:
             self.process.start()
         except BaseException:  # (a dataset spawn cannot pickle): no descriptor left open
             self._abandon()
             raise
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
             self.initial = None
             self._writer.close()
 

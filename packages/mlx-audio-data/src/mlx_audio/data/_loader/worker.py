@@ -251,6 +251,9 @@ def process_worker_loop(
     global _process_info
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child may inherit a trainer's handler
+    signal.pthread_sigmask(
+        signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM)
+    )  # NOTE [signals across fork]
     if start_method == "fork" and mlx_has_run:  # NOTE [MLX after fork]
         tree.mlx_forbidden = (
             f"DataLoader worker {spec.worker_id} was forked from a process that had loaded MLX, and "
