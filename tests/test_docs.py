@@ -47,13 +47,17 @@ def python_blocks(page: Path) -> list[str]:
 def test_page_runs(page, tmp_path):
     blocks = python_blocks(ROOT / page)
     assert blocks, f"{page} has no python blocks"
-    script = tmp_path / "page.py"
-    script.write_text("\n\n".join(blocks))
+    run_script("\n\n".join(blocks), tmp_path / "page.py")
+
+
+def run_script(source: str, script) -> None:
+    """Run ``source`` as a fresh Python process in ``script``'s folder; it must exit 0."""
+    script.write_text(source)
     result = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=script.parent,
         timeout=300,
         env=os.environ.copy(),
     )
@@ -103,14 +107,4 @@ STANDALONE = [
 @pytest.mark.parametrize("page, marker", STANDALONE)
 def test_block_runs_alone(page, marker, tmp_path):
     (block,) = [b for b in python_blocks(ROOT / page) if marker in b]
-    script = tmp_path / "block.py"
-    script.write_text(block)
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env=os.environ.copy(),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_script(block, tmp_path / "block.py")
