@@ -108,12 +108,17 @@ class CallbackList:
 
     # -- fan-out -------------------------------------------------------------------------------
     def _callbacks(
-        self, hook: str, *args: Any, monitors: bool | None = None, **kwargs: Any
+        self,
+        hook: str,
+        *args: Any,
+        monitors: bool | None = None,
+        only: list[Callback] | None = None,
+        **kwargs: Any,
     ) -> None:
         trainer = self.trainer
         outer = trainer.current_hook  # a hook may run inside another (a save in a callback)
         try:
-            for callback in self.callbacks:
+            for callback in self.callbacks if only is None else only:
                 if monitors is not None and isinstance(callback, MonitorCallback) != monitors:
                     continue
                 trainer.current_hook = hook
@@ -224,16 +229,10 @@ class CallbackList:
         trainer = self.trainer
         if not isinstance(getattr(trainer, "profiler", None), PassThroughProfiler):
             return self._both(hook, *args)
-        module = trainer.module
         callbacks = [c for c in self.callbacks if _overrides(c, hook, Callback)]
         if callbacks:
-            outer = trainer.current_hook
-            try:
-                for callback in callbacks:
-                    trainer.current_hook = hook
-                    getattr(callback, hook)(trainer, module, *args)
-            finally:
-                trainer.current_hook = outer
+            self._callbacks(hook, *args, only=callbacks)
+        module = trainer.module
         if module is None or not _overrides(module, hook, TrainModule):
             return None
         return self._module(hook, *args)
