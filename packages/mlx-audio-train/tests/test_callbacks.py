@@ -15,6 +15,7 @@ from train_testing import TinyClassifier, blobs
 from mlx_audio.data import DataLoader
 from mlx_audio.train import Trainer
 from mlx_audio.train.callbacks import (
+    Callback,
     EarlyStopping,
     ModelCheckpoint,
     ModelSummary,
@@ -313,3 +314,31 @@ def test_trace_guard_stays_on_after_the_retrace_warning():
     assert any("different batch shapes" in str(w.message) for w in caught)  # the warning came first
     mx.eval(model.parameters())  # placeholders would raise "array without a primitive"
     quiet(max_epochs=1).fit(model, batches[:3])  # and the model trains on
+
+
+def test_per_batch_hooks_reach_every_override_class_or_instance(tmp_path):
+    """NOTE [hooks nobody overrides]: the per-batch hooks skip the base classes' no-ops, but a
+    hook overridden in a subclass or set on an instance (as Lightning's tests patch them) runs
+    at every batch, the module's too."""
+    calls: list[str] = []
+
+    class ByClass(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            calls.append("class")
+
+    by_instance = Callback()
+    by_instance.on_train_batch_start = lambda trainer, module, batch, batch_idx: calls.append(
+        "instance"
+    )
+    module = TinyClassifier(total_steps=4)
+    module.on_before_optimizer_step = lambda optimizer: calls.append("module")
+    Trainer(
+        max_steps=4,
+        seed=0,
+        default_root_dir=str(tmp_path),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        logger=False,
+        callbacks=[ByClass(), by_instance, Callback()],
+    ).fit(module, DataLoader(blobs(64), batch_size=8))
+    assert sorted(calls) == sorted(["class", "instance", "module"] * 4)
