@@ -135,7 +135,13 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="cProfile one bare fit after")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="bare",
+        choices=["bare", "defaults"],
+        help="cProfile one fit after (bare unless named: 'defaults')",
+    )
     args = parser.parse_args()
     x, y = arrays(args.steps)
     sides = {
@@ -156,7 +162,7 @@ def main() -> None:
         extra = host[name] - host["hand"]
         print(f"  {name:14s} {wall[name]:13.1f} {host[name]:17.1f} {extra:+15.1f}")
     if args.profile:
-        fit(x, y, args.steps, False, profile=True)
+        fit(x, y, args.steps, args.profile == "defaults", profile=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU pairing in one run (see ../shared/device/README.md for bringing MLX's CUDA build to
 # the lent machine). Results under $OUT (or ./gpu_results); recorded in docs/benchmarks.md.
+# (benchmarks/gpu/staged.sh runs them as items under a time budget, for limited device calls.)
 # CLAP: with WITH_CLAP=1 (clap_step.py, clap_loader.py; clap_profile.py runs on its own): minutes
 # each, and the first CLAP run on a fresh machine compiles MLX's CUDA kernels for minutes.
 set -uo pipefail

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU pairings as items under one time budget, for lent machines whose calls are limited
+# (10 minutes a call, ~30 minutes a session): `bash benchmarks/gpu/staged.sh ITEM...` runs the
+# items in order, each under `timeout` for what is left of LIMIT seconds (default 565), skips
+# what no longer fits, and writes each item's output to $OUT/<item>.txt (or ./gpu_results), so a
+# call cut short still returns what finished. Chain calls on the same warm machine with further
+# items. run_all.sh runs everything without a budget. Items:
+#   cnn                  cnn_fit.py (both batch sizes, every side incl. Lightning)
+#   step64, step256      step_overhead.py --batch B --steps 600 --repeats 3 --no-profile
+#   kernels              step_overhead.py --kernels --steps 4
+#   host                 ../fit_host_overhead.py --steps 1500 --repeats 2
+#   trainer              ../trainer_overhead.py --repeats 3 --steps 600
+#   clap:VARIANT         clap_step.py --variant VARIANT --json (CSTEPS steps, default 15, after 5)
+#   loader:VARIANT       clap_loader.py --workers 12 --files 320 --steps 40 --variants VARIANT
+#   ptx                  MLX's compiled-kernel cache into $OUT/ptx.tar.xz (../shared/device/README.md)
+# Used on 2026-12-07 (H100): `step64 step256 kernels host cnn ptx`, then
+# `clap:ours/loop-32 clap:ours/fit-bf16 clap:hf/compile-32 clap:ours/fit-32 clap:hf/compile-bf16 ...`.
+set -uo pipefail
+out="${OUT:-gpu_results}"; mkdir -p "$out"
+export PYTHONPATH="/tmp/site:$(ls -d "$PWD"/packages/*/src | paste -sd:)"
+limit=${LIMIT:-565}
+if [ ! -f "$out/gpu.txt" ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
+  python3 -c "import sys, mlx.core as mx, torch, lightning, transformers; print('mlx', mx.__version__, mx.default_device(), 'torch', torch.__version__, 'lightning', lightning.__version__, 'transformers', transformers.__version__, 'python', sys.version.split()[0])" >> "$out/gpu.txt" 2>&1
+  cat "$out/gpu.txt"
+fi
+quiet() { grep -v -E "^(Epoch|Trainer:|  checkpoints:|  logs:|GPU available|TPU available|HPU available|LOCAL_RANK|You are using|.*warn)" ; }
+for item in "$@"; do
+  left=$((limit - SECONDS))
+  if [ $left -lt 20 ]; then echo "SKIP $item (no time left)"; continue; fi
+  echo "=== $item (t=${SECONDS}s)"
+  case $item in
+    cnn) timeout $left python3 -u benchmarks/gpu/cnn_fit.py 2>&1 | quiet > "$out/cnn_fit.txt" ;;
+    step64|step256) timeout $left python3 -u benchmarks/gpu/step_overhead.py --batch "${item#step}" \
+        --steps 600 --repeats 3 --no-profile > "$out/$item.txt" 2>&1 ;;
+    kernels) timeout $left python3 -u benchmarks/gpu/step_overhead.py --kernels --steps 4 > "$out/kernels.txt" 2>&1 ;;
+    host) timeout $left python3 -u benchmarks/fit_host_overhead.py --steps 1500 --repeats 2 > "$out/host.txt" 2>&1 ;;
+    trainer) timeout $left python3 -u benchmarks/trainer_overhead.py --repeats 3 --steps 600 > "$out/trainer.txt" 2>&1 ;;
+    clap:*) v=${item#clap:}; timeout $left python3 -u benchmarks/gpu/clap_step.py --variant "$v" --json \
+        --steps "${CSTEPS:-15}" --warmup 5 > "$out/clap_${v//\//_}.txt" 2>&1 ;;
+    loader:*) v=${item#loader:}; (cd benchmarks/gpu && timeout $left python3 -u clap_loader.py --workers 12 \
+        --files 320 --steps 40 --variants "$v") > "$out/loader_$v.txt" 2>&1 ;;
+    ptx) tar -C /tmp -cJf "$out/ptx.tar.xz" mlx ;;
+    *) echo "unknown item: $item (see the header of $0)"; continue ;;
+  esac
+  echo "    rc=$? t=${SECONDS}s"
+done
