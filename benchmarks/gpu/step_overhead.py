@@ -2,8 +2,10 @@
 
 The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
   hand            the hand-written mx.compile loop (mx.eval each step)
-  hand+seed       the same, reseeding MLX's key and passing the batch index each step (as fit did
-                  before issue 30: fit now carries the key in the compiled step's state)
+  hand+metric     the same, also computing the model's accuracy (its ``compute_loss``, which our
+                  step runs): what the model adds, apart from what the library adds. (Until
+                  2026-12-07 this row was ``hand+seed``: a host reseed per step, as fit did before
+                  issue 30 carried MLX's key in the compiled step's state.)
   runner          our StepBuilder/StepRunner alone (guarded update, the model's metric, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
   runner-naive-guard  the guard as before issue 30: every new weight and state array selected
@@ -33,7 +35,6 @@ from mlx.utils import tree_flatten  # noqa: E402
 
 import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.train import Trainer  # noqa: E402
-from mlx_audio.train._rng import seed_step  # noqa: E402
 from mlx_audio.train._runner import StepRunner  # noqa: E402
 from mlx_audio.train._step import StepBuilder  # noqa: E402
 
@@ -61,31 +62,39 @@ def batches(steps: int, batch: int) -> list:
     return out
 
 
-def hand(data, seed: bool) -> float:
-    mx.random.seed(0)
-    model = FixedLR()
-    mx.eval(model.parameters())
+def _hand_step(model: FixedLR, metric: bool):
+    """The hand-written compiled step (mlx-lm style) and its state; ``metric``: it also returns
+    the model's accuracy, as the model's ``compute_loss`` (what our step computes) does."""
     optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=0.01)
 
-    def loss_fn(model, x, y, i):
+    def loss_fn(model, x, y):
+        if metric:
+            loss, metrics = model.compute_loss((x, y))
+            return loss, metrics["accuracy"]
         return mx.mean(nn.losses.cross_entropy(model(x), y))
 
     value_and_grad = nn.value_and_grad(model, loss_fn)
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y, i):
-        loss, grads = value_and_grad(model, x, y, i)
+    def step(x, y):
+        out, grads = value_and_grad(model, x, y)
         grads, _ = optim.clip_grad_norm(grads, 1.0)
         optimizer.update(model, grads)
-        return loss
+        return out
 
+    return step, state
+
+
+def hand(data, metric: bool) -> float:
+    mx.random.seed(0)
+    model = FixedLR()
+    mx.eval(model.parameters())
+    step, state = _hand_step(model, metric)
     start = time.perf_counter()
-    for i, (x, y) in enumerate(data):
-        if seed:
-            seed_step(0, i, 0)
-        loss = step(x, y, mx.array(i) if seed else None)
-        mx.eval(state, loss)
+    for x, y in data:
+        out = step(x, y)
+        mx.eval(state, out)
     return len(data) * data[0][0].shape[0] / (time.perf_counter() - start)
 
 
@@ -199,25 +208,14 @@ def kernels(data) -> dict[str, int]:
     """Kernels of one compiled step (the third call, after tracing) of the hand loop and of our
     step with each guard."""
     out = {}
-    mx.random.seed(0)
-    model = FixedLR()
-    optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=0.01)
-    value_and_grad = nn.value_and_grad(
-        model, lambda model, x, y: mx.mean(nn.losses.cross_entropy(model(x), y))
-    )
-    state = [model.state, optimizer.state, mx.random.state]
-
-    @partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y):
-        loss, grads = value_and_grad(model, x, y)
-        grads, _ = optim.clip_grad_norm(grads, 1.0)
-        optimizer.update(model, grads)
-        return loss
-
-    for x, y in data[:2]:
-        mx.eval(state, step(x, y))
-    out["hand"] = _count([state, step(*data[2])])
-    mx.eval(state)
+    for name, metric in (("hand", False), ("hand+metric", True)):
+        mx.random.seed(0)
+        model = FixedLR()
+        step, state = _hand_step(model, metric)
+        for x, y in data[:2]:
+            mx.eval(state, step(x, y))
+        out[name] = _count([state, step(*data[2])])
+        mx.eval(state)
     for name, update in (
         ("runner", StepBuilder._update),
         ("runner-naive-guard", _naive_update),
@@ -268,7 +266,7 @@ def main() -> None:
         return
     sides = {
         "hand": lambda: hand(data, False),
-        "hand+seed": lambda: hand(data, True),
+        "hand+metric": lambda: hand(data, True),
         "runner": lambda: runner(data),
         "runner-noguard": lambda: runner(data, guard=False),
         "runner-naive-guard": lambda: runner(data, guard="naive"),
