@@ -11,10 +11,10 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.nn.utils import checkpoint
 
 from . import swin_reference
 from .config import ClapAudioConfig
+from .recompute import checkpoint
 from .swin import SwinStage
 
 

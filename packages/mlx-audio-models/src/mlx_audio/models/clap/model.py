@@ -116,10 +116,12 @@ class CLAP(nn.Module):
         }
 
     def enable_checkpointing(self, enabled: bool | str = True) -> CLAP:
-        """Trade compute for memory (gradient checkpointing, MLX's ``nn.utils.checkpoint``) for
-        long audio or large batches; active in training mode. ``True`` or ``"block"``: every
-        Swin block and text layer; ``"stage"``: every Swin stage (transformers' granularity,
-        less memory, as much recomputation); ``False``: off."""
+        """Trade compute for memory (gradient checkpointing) for long audio or large batches;
+        active in training mode. ``True`` or ``"block"``: every Swin block and text layer;
+        ``"stage"``: every Swin stage (transformers' granularity, less memory, as much
+        recomputation); ``False``: off. The recomputation draws the forward's dropout masks
+        (NOTE [checkpointing replays the dropout masks], ``clap/recompute.py``); the masks
+        themselves differ from a run without checkpointing, as with another seed."""
         self.audio_encoder.set_checkpointing(enabled)
         self.text_encoder.encoder.checkpoint = bool(enabled)
         return self

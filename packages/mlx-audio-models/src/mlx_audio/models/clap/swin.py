@@ -27,10 +27,10 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.nn.utils import checkpoint
 
 from .activations import activation
 from .config import ClapAudioConfig
+from .recompute import Dropout, checkpoint
 
 NEIGHBOURS = ((0, 0), (1, 0), (0, 1), (1, 1))  # transformers' merge order: x0, x1, x2, x3
 
@@ -116,7 +116,7 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.relative_position_bias_table = mx.zeros(((2 * window - 1) ** 2, heads))
         self._relative_position_index = mx.array(relative_position_index(window))
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
         self.dropout_p = config.attention_probs_dropout_prob
 
     # Window attention through mx.fast.scaled_dot_product_attention (one fused kernel where the
@@ -154,7 +154,7 @@ class Dense(nn.Module):
     def __init__(self, d_in: int, d_out: int, dropout: float) -> None:
         super().__init__()
         self.dense = nn.Linear(d_in, d_out)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.dropout(self.dense(x))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 
 import mlx.core as mx
-from mlx.nn.utils import checkpoint
 
+from .recompute import checkpoint
 from .swin import PatchMerging, SelfAttention, SwinBlock, SwinStage, shift_mask
 
 

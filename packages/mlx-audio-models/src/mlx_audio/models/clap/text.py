@@ -6,10 +6,10 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.nn.utils import checkpoint
 
 from .activations import activation
 from .config import ClapTextConfig
+from .recompute import Dropout, checkpoint
 
 
 class Embeddings(nn.Module):
@@ -19,7 +19,7 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.pad = config.pad_token_id
 
     def __call__(self, input_ids: mx.array) -> mx.array:
@@ -44,7 +44,7 @@ class SelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
         b, n, c = x.shape
@@ -65,7 +65,7 @@ class AddNorm(nn.Module):
         super().__init__()
         self.dense = nn.Linear(d_in, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def __call__(self, x: mx.array, residual: mx.array) -> mx.array:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
