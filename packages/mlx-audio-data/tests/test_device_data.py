@@ -190,6 +190,32 @@ def test_items_nbytes_and_bounds():
     exact(list(DataLoader(ArrayDataset(x, y), batch_size=None))[:3], unbatched[:3])
 
 
+@pytest.mark.parametrize("bad", [103, -104, 10**6])
+def test_one_item_out_of_range_raises_as_on_the_host(bad):
+    """``data[i]`` (``batch_size=None``, a ``Subset``) is checked as a batch is: MLX reads out
+    of bounds unchecked (garbage values, a crash for a large negative index)."""
+    x, y, _ = arrays()
+    data = ArrayDataset(x, y, device=True)
+    with pytest.raises(IndexError, match="out of range for 103 samples"):
+        data[bad]
+    with pytest.raises(IndexError, match="out of range for 103 samples"):
+        Subset(data, [0, bad])[1]
+    loader = iter(DataLoader(data, batch_size=None, sampler=[102, bad]))
+    assert int(next(loader)[1].item()) == int(y[102])
+    with pytest.raises(IndexError, match="out of range for 103 samples"):
+        next(loader)
+    assert int(data[-103][1].item()) == int(y[0])
+
+
+@pytest.mark.parametrize("field", [np.array(["a"] * 103), ["a"] * 103, None])
+def test_a_field_mlx_cannot_hold_is_refused_naming_its_dtype(field):
+    x, _, _ = arrays()
+    with pytest.raises(
+        ValueError, match=r"takes numeric arrays, got \['float32', '(<U1|object)'\]"
+    ):
+        ArrayDataset(x, field, device=True)
+
+
 @pytest.mark.parametrize("case", ["shuffle+seed", "distributed", "bucketed", "sequential"])
 def test_rows_move_to_the_device_once_per_epoch(case, monkeypatch):
     """NOTE [device index batches]: the epoch's indices are checked and moved once; a batch is a

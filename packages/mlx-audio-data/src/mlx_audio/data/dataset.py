@@ -207,13 +207,11 @@ class StackDataset(Dataset[Any]):
 class ArrayDataset(Dataset[tuple[Any, ...]]):
     """Samples are rows of equally long arrays (torch's ``TensorDataset``).
 
-    ``__getitems__`` gathers a whole batch with one fancy-indexing call per array, so in-memory
-    data moves without a Python call per sample.
-
-    Device-resident (NOTE [device-resident data]): built from ``mx.array`` s, or from numpy arrays
-    with ``device=True`` (moved into MLX's memory once, here), the arrays stay on the accelerator
-    and a batch is one ``mx.take`` per array there -- nothing is gathered or copied on the host
-    per step. :attr:`nbytes` says how much memory the arrays take.
+    ``__getitems__`` gathers a batch with one fancy-indexing call per array. Device-resident
+    (NOTE [device-resident data]): built from ``mx.array`` s, or from numeric numpy arrays with
+    ``device=True`` (moved into MLX's memory once, here), the arrays stay on the accelerator and
+    a batch is one ``mx.take`` per array there, nothing gathered or copied on the host per step.
+    :attr:`nbytes` says how much memory the arrays take.
     """
 
     def __init__(self, *arrays: Any, device: bool = False) -> None:
@@ -225,8 +223,12 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
         if self.on_device:
             import mlx.core as mx
 
+            arrays = tuple(a if isinstance(a, mx.array) else np.asarray(a) for a in arrays)
+            kinds = [str(a.dtype) for a in arrays if isinstance(a, np.ndarray)]
+            if any(np.dtype(k).kind not in "biuf" for k in kinds):  # MLX: numbers, bools
+                raise ValueError(f"ArrayDataset(device=True) takes numeric arrays, got {kinds}")
             self.arrays: tuple[Any, ...] = tuple(
-                a if isinstance(a, mx.array) else mx.array(np.asarray(a)) for a in arrays
+                a if isinstance(a, mx.array) else mx.array(a) for a in arrays
             )
             mx.eval(self.arrays)  # materialised once, not inside the first step's graph
         else:
@@ -251,6 +253,8 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
         return self._length
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
+        if self.on_device and isinstance(index, (int, np.integer)):
+            self._checked([index])  # MLX reads out of bounds unchecked
         return tuple(a[index] for a in self.arrays)
 
     def __getitems__(self, indices: Sequence[int] | np.ndarray) -> tuple[Any, ...]:
@@ -409,10 +413,5 @@ def random_split(
     if generator is None and seed is None:  # as torch's default generator: numpy's global RNG
         seed = int(np.random.randint(0, 2**31 - 1))
     rng = generator if generator is not None else np.random.default_rng(seed)
-    order = rng.permutation(n).tolist()
-    out = []
-    start = 0
-    for count in counts:
-        out.append(Subset(dataset, order[start : start + count]))
-        start += count
-    return out
+    order, bounds = rng.permutation(n).tolist(), np.cumsum([0, *counts]).tolist()
+    return [Subset(dataset, order[a:b]) for a, b in zip(bounds, bounds[1:])]
