@@ -259,3 +259,25 @@ def test_in_memory_decodes_once_onto_the_device_and_trains(clips, tmp_path, caps
     args = ["train", "--data", str(clips / "train"), "--trainer.default_root_dir", str(out)]
     assert main([*args, *QUICK, "--data.in_memory", "true"]) == 0
     assert (out / "checkpoints").is_dir() or any(out.rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data.gain_db", "6"], "decodes every clip once, before training, so data.gain_db"),
+        (["--data.noise_dir", "NOISE"], "so data.noise_dir (drawn per clip in the loader's workers)"),
+        (["--model.name", "clap-audio-classifier"], "model.name cnn only, not clap-audio-classifier"),
+        (["--model.name", "clap"], "data.in_memory: model.name cnn only, not clap"),
+        (["--data.clip_seconds", "100000"], "GiB as float32 (twice that while they are gathered)"),
+    ],
+)  # fmt: skip
+def test_in_memory_refuses_what_it_cannot_honour_in_one_line(
+    clips, tmp_path, capsys, flags, message
+):
+    """data.in_memory would silently drop the workers' augmentations, ignore a CLAP model, or
+    run the machine out of memory: each is refused before any clip is decoded (exit 2)."""
+    flags = [str(clips / "train") if f == "NOISE" else f for f in flags]
+    args = ["train", "--data", str(clips / "train"), "--trainer.default_root_dir", str(tmp_path)]
+    assert main([*args, *QUICK, "--data.in_memory", "true", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -83,6 +83,23 @@ def check(settings: Settings) -> None:
             "data.train: several sources are drawn by weight from the files; data.in_memory "
             "batches one array: drop one of them"
         )
+    if d.in_memory:
+        in_workers = [
+            ("gain_db", d.gain_db > 0),
+            ("noise_dir", d.noise_dir),
+            ("rir_dir", d.rir_dir),
+        ]
+        dropped = [f"data.{key}" for key, given in in_workers if given]
+        if dropped:
+            raise ConfigError(
+                f"data.in_memory decodes every clip once, before training, so {', '.join(dropped)} "
+                "(drawn per clip in the loader's workers) would never run: drop one or the other"
+            )
+        if settings.model.name != "cnn":
+            raise ConfigError(
+                f"data.in_memory: model.name cnn only, not {settings.model.name} (its feature "
+                "extractor makes every batch clip by clip); drop --data.in_memory"
+            )
     if len(paths) > 1 and settings.model.name != "cnn":
         raise ConfigError(
             f"data.train: several sources are mixed for model.name cnn only, not "

@@ -19,6 +19,7 @@ from mlx_audio.data.collate import collate_into
 from . import data
 from .config import Settings
 from .data import DataError, Table, count, example, reason
+from .values import ConfigError
 
 
 class SkipLog:
@@ -294,6 +295,7 @@ def in_memory(clips_set: Any, settings: Settings, name: str) -> ArrayDataset:
     import mlx.core as mx  # here: this module also runs in the loader's workers
 
     d = settings.data
+    fits(len(clips_set) * clips_set.length * 4, f"{len(clips_set):,} {name} clips", d.clip_seconds)
     loader: DataLoader[Any] = DataLoader(
         clips_set,
         batch_size=max(d.batch_size, 64),
@@ -312,6 +314,24 @@ def in_memory(clips_set: Any, settings: Settings, name: str) -> ArrayDataset:
         f"{dataset.nbytes / 2**20:,.1f} MiB"
     )
     return dataset
+
+
+def fits(nbytes: int, what: str, seconds: float) -> None:
+    """``data.in_memory``'s arrays must fit, twice (decoded batches and the array they make),
+    in the machine's memory (and the accelerator's, where MLX reports it): checked before any
+    clip is decoded."""
+    import mlx.core as mx
+
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    device = mx.device_info().get("memory_size")
+    limit = min(host, int(device)) if isinstance(device, int) and device > 0 else host
+    if 2 * nbytes > limit:
+        raise ConfigError(
+            f"data.in_memory: {what} of {seconds:g} s take {nbytes / 2**30:,.1f} GiB as float32 "
+            f"(twice that while they are gathered), more than this machine's "
+            f"{limit / 2**30:,.1f} GiB allows: drop --data.in_memory (the workers then decode "
+            "clips per batch) or shorten data.clip_seconds"
+        )
 
 
 def merged(tables: list[Table]) -> Table:

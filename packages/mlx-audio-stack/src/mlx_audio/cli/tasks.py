@@ -166,11 +166,6 @@ def train(settings: Settings, resume: bool) -> dict[str, Any]:
     if ckpt_path is not None:  # NOTE [what a resumed run may change]
         runs.check_resume(settings, root)
     clap = settings.model.name == "clap"
-    if clap and settings.data.in_memory:
-        raise DataError(
-            "data.in_memory: the cnn model only (clap's batches are made per sample by its "
-            "feature extractor); drop --data.in_memory for model.name clap"
-        )
     if clap:
         from . import clap_tasks
 
