@@ -291,3 +291,18 @@ def test_an_index_out_of_range_raises_for_its_batch_as_on_the_host(bad, kind):
     assert isinstance(
         next(iter(device_batches(ArrayDataset(x, device=True), given))), DeviceIndices
     )
+
+
+@pytest.mark.parametrize("device", [False, True])
+def test_a_stack_of_array_datasets_batches_as_torchs_tensor_datasets(device):
+    """``StackDataset`` over ``ArrayDataset`` s (and a ``Subset`` of one), as torch's over
+    ``TensorDataset`` s: each part of a batch is its dataset's fields, collated (the array
+    datasets' column-wise ``__getitems__`` was taken for a list of samples)."""
+    from mlx_audio.data import StackDataset
+
+    x, y, _ = arrays(10)
+    data = ArrayDataset(x, y, device=device)
+    loader = DataLoader(StackDataset(data, Subset(data, list(range(9, -1, -1)))), batch_size=4)
+    first, reversed_ = next(iter(loader))
+    assert np.array_equal(np.array(first[0]), x[:4]) and np.array_equal(np.array(first[1]), y[:4])
+    assert np.array_equal(np.array(reversed_[1]), y[9:5:-1])

@@ -191,6 +191,8 @@ class StackDataset(Dataset[Any]):
         for key, d in pairs:
             if callable(getattr(d, "__getitems__", None)):
                 items = d.__getitems__(indices)
+                if isinstance(d, (ArrayDataset, Subset)) and isinstance(items, tuple):
+                    items = list(zip(*items))  # an ArrayDataset's batch: one array a field
                 if len(items) != len(indices):
                     raise ValueError(
                         "Nested dataset's output size mismatch. "
