@@ -42,3 +42,34 @@ def test_from_pretrained_is_the_audio_tower_under_a_new_head(tmp_path, fusion):
     }
     with pytest.raises(ValueError, match="num_classes must be >= 1"):
         ClapAudioClassifier(clap.config, 0)
+
+
+def test_checkpointing_the_classifier_changes_no_gradient():
+    """The fine-tuning path has CLAP's checkpointing (and transformers' names for it)."""
+    import mlx.nn as nn
+
+    model = ClapAudioClassifier(tiny().config, num_classes=3)
+    model.train()
+    mels = TINY["audio_config"]["num_mel_bins"]
+    audio = mx.random.normal((2, 1, mels, 40), key=mx.random.key(1))
+
+    def grads():
+        mx.random.seed(5)  # the same dropout masks whether recomputed or not
+        loss = nn.value_and_grad(model, lambda m: m(audio).sum())(model)[1]
+        return dict(tree_flatten(loss))
+
+    assert not model.is_gradient_checkpointing
+    plain = grads()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    monkey = mx.checkpoint
+    try:
+        mx.checkpoint = lambda fn: fn  # the same key draws, nothing recomputed
+        kept = grads()
+    finally:
+        mx.checkpoint = monkey
+    staged = grads()
+    for k, a in kept.items():
+        np.testing.assert_allclose(np.array(staged[k]), np.array(a), rtol=1e-5, atol=1e-7)
+    assert plain.keys() == staged.keys()
+    assert model.enable_checkpointing(False) is model and not model.is_gradient_checkpointing

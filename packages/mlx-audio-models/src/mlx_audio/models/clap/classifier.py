@@ -99,6 +99,25 @@ class ClapAudioClassifier(nn.Module):
             scales[name] = float(decay ** (last - layer))
         return scales
 
+    def enable_checkpointing(self, enabled: bool | str = True) -> ClapAudioClassifier:
+        """Gradient checkpointing of the audio tower, as :meth:`CLAP.enable_checkpointing`:
+        ``True``/``"block"`` each Swin block, ``"stage"`` each stage, ``False`` off."""
+        self.backbone.audio_encoder.set_checkpointing(enabled)
+        return self
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        """transformers' name: checkpoint each Swin stage in training mode."""
+        self.enable_checkpointing("stage")
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.enable_checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(stage.checkpoint for stage in self.backbone.audio_encoder.layers)
+
     def module_at(self, path: str) -> nn.Module:
         """The submodule at a dotted ``path`` of :meth:`layer_groups`."""
         found: Any = self
