@@ -109,3 +109,26 @@ def test_an_array_the_step_replaces_is_never_cast(compile):
     np.testing.assert_allclose(np.array(model.teacher.weight), expected, rtol=0, atol=1e-7)
     fit(model, steps=2, compile=compile)  # later fits: not cast from the start
     assert model.seen[-1] == mx.float32
+
+
+class CastsLogits(TinyClassifier):
+    def compute_loss(self, batch):
+        x, y = batch
+        logits = self(x)
+        loss = mx.mean(nn.losses.cross_entropy(logits.astype(mx.float32), y))
+        object.__setattr__(self, "dtypes", (logits.dtype, loss.dtype))
+        return loss, {}
+
+
+def test_a_loss_from_bf16_logits_is_bf16_unless_cast_first():
+    """The differences table (docs/api/training.md): no autocast op lists, so a loss computed
+    from bf16 logits is bf16 (its logged value has bf16's resolution); casting the logits to
+    float32 first gives a float32 loss, as autocast's would be."""
+    plain = TinyClassifier(dropout=0.0)
+    trainer = fit(plain, compile=False)
+    assert trainer.callback_metrics["train_loss"] == float(
+        mx.array(trainer.callback_metrics["train_loss"]).astype(mx.bfloat16).item()
+    )
+    cast = CastsLogits(dropout=0.0)
+    fit(cast, compile=False)
+    assert cast.dtypes == (mx.bfloat16, mx.float32)
