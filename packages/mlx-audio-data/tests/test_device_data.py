@@ -132,6 +132,13 @@ def test_workers_are_not_used_and_the_loader_says_why_once():
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "num_workers=2 is not used" in messages[0], messages
     assert "device" in messages[0] and loader.worker_pids == []
+    assert caught[0].filename == __file__  # the line that made the loader, not its caller's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DataLoader(TensorDataset(mx.array(x)), num_workers=1000)  # no workers: no CPU advice
+        DataLoader(ArrayDataset(x), num_workers=1000)  # host: torch's advice
+    said = [str(w.message) for w in caught]
+    assert len(said) == 2 and "is not used" in said[0] and "create 1000 worker" in said[1], said
     host = DataLoader(ArrayDataset(x, y), batch_size=16, shuffle=True, seed=2, num_workers=2)
     exact(list(host) + list(host), batches)
 

@@ -150,10 +150,11 @@ class DataLoader(Generic[T_co]):
         self._sharding_advised = False
         self._reported_length: int | None = None
         self.in_order = bool(in_order)
-        check_worker_count(self.num_workers)
         self._device = device_resident(self._fetched) is not None
         if self._device:
-            check_device_settings(self)
+            check_device_settings(self)  # no workers: torch's worker-count warning is moot
+        else:
+            check_worker_count(self.num_workers)
         self._initialized = True
         close_at_exit(self)
 

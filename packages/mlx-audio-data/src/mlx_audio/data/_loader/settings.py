@@ -354,5 +354,5 @@ def check_device_settings(loader: Any) -> None:
             "process, with nothing for worker processes to do (and MLX arrays cannot be sent "
             "to them); pass num_workers=0 to silence this",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,  # the line that made the DataLoader
         )
