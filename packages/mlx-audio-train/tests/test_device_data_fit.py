@@ -46,5 +46,6 @@ def test_device_data_trains_to_the_same_weights_as_host_data(caplog):
     assert trainer.callback_metrics["val_loss"] == reference_trainer.callback_metrics["val_loss"]
     lines = [r.getMessage() for r in caplog.records if "on the device" in r.getMessage()]
     kib = host.nbytes / 2**10
-    assert len(lines) == 2 and f"72 samples; its arrays take {kib:,.1f} KiB" in lines[0], lines
+    shared = f"of the 96 samples of arrays taking {kib:,.1f} KiB"  # a split's parent's arrays
+    assert len(lines) == 2 and f"72 {shared}" in lines[0] and f"24 {shared}" in lines[1], lines
     assert lines[0].startswith("Trainer: train data on the device") and "val data" in lines[1]

@@ -294,6 +294,9 @@ def report_device_data(train: Any, vals: list[Any]) -> None:
         if not isinstance(dataset, ArrayDataset):
             continue
         size = f"{len(loader.dataset):,} samples; its arrays take {_bytes(dataset.nbytes)}"
+        if len(dataset) != len(loader.dataset):  # a split shares its parent's arrays
+            size = f"{len(loader.dataset):,} of the {len(dataset):,} samples of arrays taking "
+            size += _bytes(dataset.nbytes)
         if dataset.on_device:
             rank_zero_info(
                 f"Trainer: {name} data on the device ({size}): batched there, one mx.take per array"
