@@ -281,3 +281,12 @@ def test_in_memory_refuses_what_it_cannot_honour_in_one_line(
     assert main([*args, *QUICK, "--data.in_memory", "true", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("fraction", ["0", "1", "-0.2", "1.5"])
+def test_a_val_fraction_outside_0_1_is_refused(clips, tmp_path, capsys, fraction):
+    """0 held one clip of every class out all the same (at least one per class)."""
+    args = ["train", "--data", str(clips / "train"), "--trainer.default_root_dir", str(tmp_path)]
+    assert main([*args, *QUICK, "--data.val_fraction", fraction]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.val_fraction: the share of each class held out" in err[0], err

@@ -83,6 +83,11 @@ def check(settings: Settings) -> None:
             "data.train: several sources are drawn by weight from the files; data.in_memory "
             "batches one array: drop one of them"
         )
+    if d.val is None and not 0 < d.val_fraction < 1:
+        raise ConfigError(
+            f"data.val_fraction: the share of each class held out for validation, between 0 and "
+            f"1 (at least one clip of every class with two), got {d.val_fraction}; or --val-data"
+        )
     if d.in_memory:
         in_workers = [
             ("gain_db", d.gain_db > 0),
