@@ -133,6 +133,8 @@ def test_unreadable_noise_files_are_checked_up_front(data, tmp_path, capsys):
         (["train", "--data", "x", "--val-data", "v", "--data.val", "w"], "--val-data and --data.val"),
         (["train", "--trainer.max_epoch", "3"], "mlx-audio train: error: unknown option --trainer.max_epoch (did you mean --trainer.max_epochs?)"),
         (["train", "--data.batchsize", "4"], "mlx-audio train: error: unknown option --data.batchsize (did you mean --data.batch_size?)"),
+        (["train", "--trainer.in_memory", "true"], "unknown option --trainer.in_memory (did you mean --data.in_memory?)"),
+        (["train", "--data.max_epochs", "3"], "unknown option --data.max_epochs (did you mean --trainer.max_epochs?)"),
         (["evaluate", "--run", "r", "--data", "d", "--data.batch_size", "4"], "mlx-audio evaluate: error: unknown option --data.batch_size"),
         (["train", "--config", "missing.yaml"], "config file not found: missing.yaml"),
         (["plot", "nope"], "mlx-audio plot: error: nope: no such folder"),

@@ -169,6 +169,8 @@ def unknown_option(top: argparse.ArgumentParser, command: str, extra: list[str])
     name = options[0].split("=", 1)[0]
     known = [o for o in known if o not in ("-h", "--help")]
     close = [o for o in known if o.startswith(name)] if len(name) > 3 else []  # a cut-off name
+    leaf = name.rsplit(".", 1)[-1]  # the right setting under another section (--trainer.in_memory)
+    close = close or [o for o in known if "." in name and o.rsplit(".", 1)[-1] == leaf]
     close = close or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f" (did you mean {' or '.join(close[:3])}?)" if close else ""
     hint = hint or f" (see mlx-audio {command} --help)"
