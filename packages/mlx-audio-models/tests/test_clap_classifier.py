@@ -73,3 +73,10 @@ def test_checkpointing_the_classifier_changes_no_gradient():
         np.testing.assert_allclose(np.array(staged[k]), np.array(a), rtol=1e-5, atol=1e-7)
     assert plain.keys() == staged.keys()
     assert model.enable_checkpointing(False) is model and not model.is_gradient_checkpointing
+
+
+def test_features_of_the_wrong_shape_name_the_expected_one():
+    model = ClapAudioClassifier(tiny().config, num_classes=3)
+    mels = TINY["audio_config"]["num_mel_bins"]
+    with pytest.raises(ValueError, match=rf"n_mels = {mels} .*got shape \(2, 1, 40, {mels}\)"):
+        model(mx.zeros((2, 1, 40, mels)))  # frames and mel bins swapped

@@ -66,9 +66,11 @@ class CLAP(nn.Module):
     # -- features ----------------------------------------------------------------------------
     def get_audio_features(self, audio: mx.array, is_longer: mx.array | None = None) -> mx.array:
         """L2-normalized audio embeddings ``(B, projection_dim)``."""
-        if audio.ndim != 4:
+        bins = self.config.audio_config.num_mel_bins
+        if audio.ndim != 4 or audio.shape[2] != bins:
             raise ValueError(
-                f"audio must be (batch, channels, n_mels, frames), got shape {tuple(audio.shape)}"
+                f"audio must be (batch, channels, n_mels, frames) with n_mels = {bins} "
+                f"(audio_config.num_mel_bins), got shape {tuple(audio.shape)}"
             )
         fusion = self.config.audio_config.enable_fusion
         if fusion and audio.shape[1] != 4:
