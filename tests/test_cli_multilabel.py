@@ -73,6 +73,7 @@ def test_train_detects_multilabel_and_monitors_map(manifest, tmp_path, capsys):
     assert main(args(manifest, run)) == 0
     out = capsys.readouterr().out
     assert "held out, at random" in out, out
+    assert "too few to choose a checkpoint reliably (one clip moves val_mAP by up to" in out, out
     saved = json.loads((run / "run.json").read_text())
     assert saved["task"] == "multilabel" and saved["classes"] == ["high", "low", "mid"]
     last = json.loads((run / "checkpoints" / "last" / "trainer_state.json").read_text())

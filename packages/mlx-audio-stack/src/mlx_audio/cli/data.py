@@ -375,9 +375,11 @@ def summary(train: Table, val: Table, held_out: float | None) -> str:
         )
     )
     if len(val.paths) < FEW_VALIDATION_CLIPS:
+        metric = "val_mAP" if train.multilabel else "val_accuracy"
         lines.append(
             f"mlx-audio: warning: {len(val.paths)} validation clips are too few to choose a "
-            f"checkpoint reliably (one clip moves val_accuracy by {100 / max(1, len(val.paths)):.1f} "
-            "points); add data, raise data.val_fraction or pass --val-data"
+            f"checkpoint reliably (one clip moves {metric} by up to "
+            f"{100 / max(1, len(val.paths)):.1f} points); add data, raise data.val_fraction or "
+            "pass --val-data"
         )
     return "\n".join(lines)
