@@ -119,7 +119,7 @@ def test_print_config_lightning_spelling_and_the_new_keys(tmp_path, capsys):
         (["--trainer.fast_dev_run", "[1]"], "trainer.fast_dev_run: expected bool | int, got [1]"),
         (
             ["--trainer.default_root_dir", "null"],
-            "trainer.default_root_dir: expected str, got None",
+            "trainer.default_root_dir: expected str, got no value",
         ),
         (
             ["--trainer.strategy", "fsdp"],

@@ -135,6 +135,7 @@ def test_unreadable_noise_files_are_checked_up_front(data, tmp_path, capsys):
         (["train", "--data.batchsize", "4"], "mlx-audio train: error: unknown option --data.batchsize (did you mean --data.batch_size?)"),
         (["train", "--trainer.in_memory", "true"], "unknown option --trainer.in_memory (did you mean --data.in_memory?)"),
         (["train", "--data.max_epochs", "3"], "unknown option --data.max_epochs (did you mean --trainer.max_epochs?)"),
+        (["train", "--data", "x", "--data.in_memory", ""], "data.in_memory: expected bool, got no value"),
         (["evaluate", "--run", "r", "--data", "d", "--data.batch_size", "4"], "mlx-audio evaluate: error: unknown option --data.batch_size"),
         (["train", "--config", "missing.yaml"], "config file not found: missing.yaml"),
         (["plot", "nope"], "mlx-audio plot: error: nope: no such folder"),

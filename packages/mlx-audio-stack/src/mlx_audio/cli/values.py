@@ -95,9 +95,8 @@ def check(key: str, kind: Any, value: Any) -> Any:
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(
-            f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})"
-        )
+        got = "no value" if value is None else f"{value!r} ({type(value).__name__})"
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {got}")
     return value
 
 
