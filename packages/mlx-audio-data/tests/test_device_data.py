@@ -193,6 +193,9 @@ def test_items_nbytes_and_bounds():
         ArrayDataset(mx.zeros((3, 2)), np.zeros(4))
     with pytest.raises(ValueError, match="device must be True or False"):
         ArrayDataset(x, device="gpu")
+    on_host = ArrayDataset(mx.array(x), y, device=False)  # said so: on the host, copied there
+    assert not on_host.on_device and isinstance(on_host.arrays[0], np.ndarray)
+    assert ArrayDataset(mx.array(x)).on_device and not ArrayDataset(x).on_device
     unbatched = list(DataLoader(data, batch_size=None))
     exact(list(DataLoader(ArrayDataset(x, y), batch_size=None))[:3], unbatched[:3])
 

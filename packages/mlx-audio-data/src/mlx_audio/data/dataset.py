@@ -212,16 +212,16 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
     ``__getitems__`` gathers a batch with one fancy-indexing call per array. Device-resident
     (NOTE [device-resident data]): built from ``mx.array`` s, or from numeric numpy arrays with
     ``device=True`` (moved into MLX's memory once, here), the arrays stay on the accelerator and
-    a batch is one ``mx.take`` per array there, nothing gathered or copied on the host per step.
-    :attr:`nbytes` says how much memory the arrays take.
+    a batch is one ``mx.take`` per array there, nothing gathered or copied on the host per step;
+    ``device=False`` keeps them on the host (``mx.array`` s copied). :attr:`nbytes`: their bytes.
     """
 
-    def __init__(self, *arrays: Any, device: bool = False) -> None:
+    def __init__(self, *arrays: Any, device: bool | None = None) -> None:
         if not arrays:
             raise ValueError("ArrayDataset needs at least one array")
-        if not isinstance(device, bool):
+        if device is not None and not isinstance(device, bool):
             raise ValueError(f"ArrayDataset device must be True or False, got {device!r}")
-        self.on_device = device or any(is_mlx_array(a) for a in arrays)
+        self.on_device = any(is_mlx_array(a) for a in arrays) if device is None else device
         if self.on_device:
             import mlx.core as mx
 
