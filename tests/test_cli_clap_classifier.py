@@ -219,3 +219,16 @@ def test_freeze_and_unfreeze_together_is_refused(tiny_clap, clips, tmp_path, cap
     args += ["--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1", *COMMON]
     assert main(args) == 2
     assert "set one of them" in capsys.readouterr().err
+
+
+def test_a_folder_without_a_preprocessor_config_gets_the_models_mel_bins(tiny_clap, tmp_path):
+    """A folder from save_pretrained has no preprocessor_config.json: the extractor's mel bins
+    come from the model's config (transformers' default, 64, made its input the wrong shape)."""
+    from mlx_audio.cli.clap_tasks import extractor_for
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_clap, bare)
+    (bare / "preprocessor_config.json").unlink()
+    assert extractor_for(str(bare), False).feature_size == 16
+    (bare / "config.json").unlink()
+    assert extractor_for(str(bare), False).feature_size == 64

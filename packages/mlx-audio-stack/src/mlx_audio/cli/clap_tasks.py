@@ -75,7 +75,11 @@ def extractor_for(folder: str, fusion: bool) -> Any:
 
     if os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
         return ClapFeatureExtractor.from_pretrained(folder)
-    return ClapFeatureExtractor(truncation="fusion" if fusion else "rand_trunc")
+    bins = 64  # transformers' default; a folder from save_pretrained has the model's own
+    if os.path.isfile(config := os.path.join(folder, "config.json")):
+        with open(config) as f:
+            bins = int(json.load(f).get("audio_config", {}).get("num_mel_bins", bins))
+    return ClapFeatureExtractor(feature_size=bins, truncation="fusion" if fusion else "rand_trunc")
 
 
 class CaptionPairs:
