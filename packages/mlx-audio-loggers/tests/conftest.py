@@ -1,1 +1,5 @@
-from mlx_audio_loggers_fixtures import mlflow_server, no_wandb_account  # noqa: F401
+from mlx_audio_loggers_fixtures import (  # noqa: F401
+    mlflow_server,
+    mlflow_server_process,
+    no_wandb_account,
+)

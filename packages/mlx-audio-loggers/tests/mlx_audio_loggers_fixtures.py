@@ -5,11 +5,13 @@ Shared with the train tests (imported by both conftest files)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,16 +92,34 @@ class MLflowServer:
             self._log.close()
 
 
+# Both packages' conftest files import these fixtures, so pytest holds two definitions of each;
+# the server is kept here so that a session that runs both starts it once.
+_SHARED: dict[str, MLflowServer] = {}
+
+
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """One real `mlflow server` on 127.0.0.1 (sqlite store), stopped after the session."""
-    server = MLflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    server.start()
+def mlflow_server_process(tmp_path_factory) -> Iterator[MLflowServer]:
+    """One real `mlflow server` on 127.0.0.1 (sqlite store) for the whole session, stopped at
+    its end. A test may kill and restart it (same port and store) if it leaves it healthy."""
+    server = _SHARED.get("server")
+    owner = server is None
+    if server is None:
+        server = MLflowServer(tmp_path_factory.mktemp("mlflow-server"))
+        _SHARED["server"] = server
+        server.start()
     try:
         server.wait_healthy()
-        yield server.url
+        yield server
     finally:
-        server.stop()
+        if owner:  # its store is thrown away: no graceful shutdown to wait for (up to 20 s)
+            _SHARED.pop("server", None)
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_process: MLflowServer) -> str:
+    """The session's `mlflow server` (see ``mlflow_server_process``): its URL."""
+    return mlflow_server_process.url
 
 
 @pytest.fixture

@@ -3,7 +3,11 @@ import os
 import pytest
 
 # The logger tests' real backends (a live mlflow server, W&B offline) are shared fixtures.
-from mlx_audio_loggers_fixtures import mlflow_server, no_wandb_account  # noqa: F401
+from mlx_audio_loggers_fixtures import (  # noqa: F401
+    mlflow_server,
+    mlflow_server_process,
+    no_wandb_account,
+)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import warnings
 
 import pytest
 from loggers_testing import tensorboard_scalars
-from mlx_audio_loggers_fixtures import MLflowServer
 from train_testing import TinyClassifier, blobs
 
 from mlx_audio.data import DataLoader
@@ -167,17 +166,14 @@ def test_disk_stays_full_and_every_metric_is_on_disk_or_spooled(tiny_disk, tmp_p
     assert written | spooled == set(range(STEPS)) and 10 < len(spooled)
 
 
-def test_mlflow_server_killed_mid_run_and_restarted(tmp_path, monkeypatch):
+def test_mlflow_server_killed_mid_run_and_restarted(tmp_path, monkeypatch, mlflow_server_process):
     from mlflow.tracking import MlflowClient
 
     # Each attempt fails within about a second; our retries (1, 2, 4, ... s) take over.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    server = MLflowServer(tmp_path / "server")
-    server.root.mkdir()
-    server.start()
+    server = mlflow_server_process  # the session's server, killed and restarted on its port
     try:
-        server.wait_healthy()
         state = {"back": None}
 
         def kill_and_restart(trainer):
@@ -191,7 +187,9 @@ def test_mlflow_server_killed_mid_run_and_restarted(tmp_path, monkeypatch):
                 trainer.should_stop = True
 
         actions = {5: kill_and_restart} | {step: watch for step in range(6, 100_000)}
-        timeline = Timeline(actions, pause=0.05)
+        # ~5 steps a second: the server's restart (20-30 s here) leaves ~100 records queued, all
+        # delivered one call at a time after it (at 0.05 s a step: ~400, 25 s of delivering)
+        timeline = Timeline(actions, pause=0.2)
         logger = MLflowLogger(experiment_name="outage", tracking_uri=server.url, spool_dir=tmp_path)
         local = CSVLogger(tmp_path, name="csv")
         took, notes = fit(tmp_path, [local, logger], timeline, max_epochs=None, max_steps=100_000)
@@ -206,5 +204,8 @@ def test_mlflow_server_killed_mid_run_and_restarted(tmp_path, monkeypatch):
         history = {m.step: m.value for m in client.get_metric_history(logger.run_id, "train_loss")}
         assert history == pytest.approx(csv_losses(local.metrics_file))
         assert client.get_run(logger.run_id).info.status == "FINISHED"
-    finally:
-        server.stop()
+    finally:  # left running for the session's other tests
+        if server.process is None or server.process.poll() is not None:
+            server.stop()
+            server.start()
+        server.wait_healthy()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -153,7 +154,8 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
     """30 trials: kill the training process at a random moment (a random number of
     milliseconds after a random step, so sometimes while a checkpoint is being written or an
     older top-2 one deleted), check every directory that looks like a checkpoint is complete,
-    resume from `last`, and check the final weights equal an uninterrupted run's."""
+    resume from `last`, and check the final weights equal an uninterrupted run's. The trials'
+    kill points are drawn first; two trials run at a time (each is mostly process start-up)."""
     from mlx_audio.train.checkpoint import load_arrays, read_state
 
     launch = launcher(
@@ -163,18 +165,20 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
     out, err = ref.communicate(timeout=300)
     assert "DONE 60" in out, err[-2000:]
     rng = random.Random(0)
-    kills = 0
-    for trial in range(30):
-        root = tmp_path / f"trial{trial}"
+    points = [(f"STEP {rng.randint(1, 55)}", rng.uniform(0.0, 0.02)) for _ in range(30)]
+
+    def trial(n: int) -> bool:
+        """Trial ``n``; whether its run was still going when the SIGKILL came."""
+        target, delay = points[n]
+        root = tmp_path / f"trial{n}"
         proc = launch(root, "fresh")
-        target = f"STEP {rng.randint(1, 55)}"
         for line in proc.stdout:
             if line.strip() == target:
-                time.sleep(rng.uniform(0.0, 0.02))
+                time.sleep(delay)
                 break
-        if proc.poll() is None:
+        killed = proc.poll() is None
+        if killed:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
         proc.communicate(timeout=60)
         for name in os.listdir(root / "ckpt") if (root / "ckpt").is_dir() else []:
             if not name.startswith("."):  # complete or absent: never half-written or half-deleted
@@ -182,11 +186,15 @@ def test_sigkill_at_random_points_always_resumes(tmp_path):
                 load_arrays(os.path.join(directory, "model.safetensors"))
         resumed = launch(root, "resume")
         out, err = resumed.communicate(timeout=300)
-        assert resumed.returncode == 0 and "DONE 60" in out, f"trial {trial}: {err[-2000:]}"
+        assert resumed.returncode == 0 and "DONE 60" in out, f"trial {n}: {err[-2000:]}"
         assert not [
-            n for n in os.listdir(root / "ckpt") if n.startswith((".trash-", ".tmp-"))
+            name for name in os.listdir(root / "ckpt") if name.startswith((".trash-", ".tmp-"))
         ]  # cleaned on start
-        assert_same_final_weights(root, tmp_path / "ref", f"trial {trial}: ")
+        assert_same_final_weights(root, tmp_path / "ref", f"trial {n}: ")
+        return killed
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        kills = sum(pool.map(trial, range(30)))
     assert kills == 30, f"only {kills} of 30 trials were killed mid-run"
 
 
