@@ -95,14 +95,9 @@ def check(settings: Settings) -> None:
 
 
 def extractor_of(settings: Settings) -> Any:
-    from mlx_audio.models.clap import ClapConfig
-
     from .clap_tasks import extractor_for
 
-    folder = pretrained(settings)
-    with open(os.path.join(folder, "config.json")) as f:
-        fusion = ClapConfig.from_dict(json.load(f)).audio_config.enable_fusion
-    return extractor_for(folder, fusion)
+    return extractor_for(pretrained(settings))
 
 
 class ClipFeatures:

@@ -70,16 +70,19 @@ def load_clap(path: str) -> Any:
         ) from None
 
 
-def extractor_for(folder: str, fusion: bool) -> Any:
-    from mlx_audio.models.clap import ClapFeatureExtractor
+def extractor_for(folder: str, audio: Any = None) -> Any:
+    """The feature extractor of the CLAP at ``folder``: its ``preprocessor_config.json``, else
+    one for its audio config (``audio``, or read from its ``config.json``; a folder from
+    ``save_pretrained`` has none): the model's mel bins, fusion's truncation."""
+    from mlx_audio.models.clap import ClapConfig, ClapFeatureExtractor
 
     if os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
         return ClapFeatureExtractor.from_pretrained(folder)
-    bins = 64  # transformers' default; a folder from save_pretrained has the model's own
-    if os.path.isfile(config := os.path.join(folder, "config.json")):
-        with open(config) as f:
-            bins = int(json.load(f).get("audio_config", {}).get("num_mel_bins", bins))
-    return ClapFeatureExtractor(feature_size=bins, truncation="fusion" if fusion else "rand_trunc")
+    if audio is None:
+        with open(os.path.join(folder, "config.json")) as f:
+            audio = ClapConfig.from_dict(json.load(f)).audio_config
+    truncation = "fusion" if audio.enable_fusion else "rand_trunc"
+    return ClapFeatureExtractor(feature_size=audio.num_mel_bins, truncation=truncation)
 
 
 class CaptionPairs:
@@ -158,12 +161,7 @@ class CaptionedCLAP(TrainModule):
 def extractor_of(settings: Settings) -> Any:
     """The feature extractor of ``model.pretrained`` (its ``sampling_rate`` is the rate the audio
     is read at)."""
-    from mlx_audio.models.clap import ClapConfig
-
-    folder = _pretrained(settings)
-    with open(os.path.join(folder, "config.json")) as f:
-        fusion = ClapConfig.from_dict(json.load(f)).audio_config.enable_fusion
-    return extractor_for(folder, fusion)
+    return extractor_for(_pretrained(settings))
 
 
 def loaders(

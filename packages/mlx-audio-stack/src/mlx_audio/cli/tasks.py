@@ -366,7 +366,7 @@ def zero_shot(
             f"--model {model_path}: no tokenizer.json beside the weights (needed to read the labels)"
         )
     fusion = model.config.audio_config.enable_fusion
-    extractor = extractor_for(model_path, fusion)
+    extractor = extractor_for(model_path, model.config.audio_config)
     data = dataset(data_path, extractor.sampling_rate)
     rows, right, known = [], 0, 0
     names = list(getattr(data, "classes", []))

@@ -293,10 +293,12 @@ def report_device_data(train: Any, vals: list[Any]) -> None:
             dataset = dataset.dataset  # a Subset (random_split)
         if not isinstance(dataset, ArrayDataset):
             continue
-        size = f"{len(loader.dataset):,} samples; its arrays take {_bytes(dataset.nbytes)}"
-        if len(dataset) != len(loader.dataset):  # a split shares its parent's arrays
-            size = f"{len(loader.dataset):,} of the {len(dataset):,} samples of arrays taking "
-            size += _bytes(dataset.nbytes)
+        n, taken = len(loader.dataset), _bytes(dataset.nbytes)
+        size = (  # a split shares its parent's arrays
+            f"{n:,} samples; its arrays take {taken}"
+            if n == len(dataset)
+            else f"{n:,} of the {len(dataset):,} samples of arrays taking {taken}"
+        )
         if dataset.on_device:
             rank_zero_info(
                 f"Trainer: {name} data on the device ({size}): batched there, one mx.take per array"

@@ -105,14 +105,9 @@ class ClapAudioClassifier(nn.Module):
         self.backbone.audio_encoder.set_checkpointing(enabled)
         return self
 
-    def gradient_checkpointing_enable(
-        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None
-    ) -> None:
-        """transformers' name: checkpoint each Swin stage in training mode."""
-        self.enable_checkpointing("stage")
-
-    def gradient_checkpointing_disable(self) -> None:
-        self.enable_checkpointing(False)
+    # transformers' names, through this class's enable_checkpointing (as ClapAudioTower's call)
+    gradient_checkpointing_enable = CLAP.gradient_checkpointing_enable
+    gradient_checkpointing_disable = CLAP.gradient_checkpointing_disable
 
     @property
     def is_gradient_checkpointing(self) -> bool:

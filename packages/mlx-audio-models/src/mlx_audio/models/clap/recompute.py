@@ -7,9 +7,9 @@ audio tower and 16 % on the text tower of a tiny CLAP with its default 0.1 dropo
 same model without checkpointing). torch's checkpoint restores the RNG state for the
 recomputation; MLX's global key cannot be set to an array inside a traced function, so here
 each checkpointed call draws one key from the global sequence *outside* the checkpoint, which
-the checkpointed function holds (not an input: it would be differentiated), and the CLAP's :class:`Dropout` layers inside draw their masks from it
-(split once per draw, in call order). The forward and its recomputation see the same input key,
-so they draw the same masks. Masks differ from a run without checkpointing (the draws come from
+the checkpointed function holds (not as an input: inputs are differentiated), and the CLAP's
+:class:`Dropout` layers inside draw their masks from it (split once per draw, in call order).
+The forward and its recomputation hold the same key, so they draw the same masks. Masks differ from a run without checkpointing (the draws come from
 that key instead of the global sequence), as they would from another seed; outside checkpointed
 calls (and when nothing is checkpointed) :class:`Dropout` is ``nn.Dropout``, draw for draw.
 """
