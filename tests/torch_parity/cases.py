@@ -267,6 +267,16 @@ def stack_dataset_tuple_and_dict(L, tolist):
 
 
 @case
+def stack_dataset_of_tensor_datasets_batches(L, tolist):
+    """A StackDataset of TensorDatasets (ours: ArrayDataset, whose batch fetch is one array a
+    field) and of a Subset of one, through a DataLoader."""
+    x = L.as_array(np.arange(20, dtype=np.float32).reshape(10, 2))
+    data = L.TensorDataset(x, L.as_array(np.arange(10)))
+    stack = L.StackDataset(data, L.Subset(data, list(range(9, -1, -1))))
+    return values(L, tolist, L.DataLoader(stack, batch_size=4))
+
+
+@case
 def stack_dataset_length_mismatch(L, tolist):
     return L.StackDataset(Range(3), Range(4))
 

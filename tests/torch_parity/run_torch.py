@@ -15,6 +15,7 @@ L = types.SimpleNamespace(
     **{name: getattr(tud, name) for name in dir(tud) if not name.startswith("_")}
 )
 L.default_collate = tud.default_collate
+L.as_array = torch.as_tensor  # what TensorDataset holds (ours: numpy, cases' ``L.as_array``)
 
 
 def tolist(value):

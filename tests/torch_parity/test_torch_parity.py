@@ -29,6 +29,7 @@ def torch_results():
 
 
 L = types.SimpleNamespace(**{name: getattr(ours, name) for name in ours.__all__})
+L.as_array = np.asarray  # what an ArrayDataset holds (torch's side: torch.as_tensor)
 
 
 def tolist(value):
