@@ -51,8 +51,11 @@ class MLflowServer:
             str(self.root / "artifacts"),
         ]
         self._log = open(self.root / "server.log", "a")  # noqa: SIM115 (closed in stop)
+        # no job runner: its huey consumers are processes the tests do not use, and mlflow
+        # leaves their store (a mkdtemp under /dev/shm) behind when the server stops
+        env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
 
     def healthy(self) -> bool:
