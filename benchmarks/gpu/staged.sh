@@ -9,6 +9,10 @@
 #   step64, step256      step_overhead.py --batch B --steps 600 --repeats 3 --no-profile
 #   kernels              step_overhead.py --kernels --steps 4
 #   host                 ../fit_host_overhead.py --steps 1500 --repeats 2
+#   bvd64, bvd256        bare_vs_defaults.py --batch B --profile defaults (which default costs; host-bound?)
+#   split64, split256    host_split.py --batch B (wall time per piece of a step on the host)
+#   kerneltest           the custom CUDA kernels' tests (test_kernels.py; pytest carried in .mlx-cuda/py)
+#   probe                the machine: CPU model, nsys/ncu if installed
 #   trainer              ../trainer_overhead.py --repeats 3 --steps 600
 #   clap:VARIANT         clap_step.py --variant VARIANT --json (CSTEPS steps, default 15, after 5)
 #   loader:VARIANT       clap_loader.py --workers 12 --files 320 --steps 40 --variants VARIANT
@@ -35,6 +39,14 @@ for item in "$@"; do
         --steps 600 --repeats 3 --no-profile > "$out/$item.txt" 2>&1 ;;
     kernels) timeout $left python3 -u benchmarks/gpu/step_overhead.py --kernels --steps 4 > "$out/kernels.txt" 2>&1 ;;
     host) timeout $left python3 -u benchmarks/fit_host_overhead.py --steps 1500 --repeats 2 > "$out/host.txt" 2>&1 ;;
+    bvd64|bvd256) timeout $left python3 -u benchmarks/gpu/bare_vs_defaults.py --batch "${item#bvd}" \
+        --profile defaults 2>&1 | quiet > "$out/$item.txt" ;;
+    split64|split256) timeout $left python3 -u benchmarks/gpu/host_split.py --batch "${item#split}" \
+        2>&1 | quiet > "$out/$item.txt" ;;
+    kerneltest) PYTHONPATH=".mlx-cuda/py:$PYTHONPATH" timeout $left python3 -m pytest -q -o addopts="" \
+        --noconftest -p no:cacheprovider --import-mode=importlib -rs \
+        packages/mlx-audio-train/tests/test_kernels.py > "$out/kerneltest.txt" 2>&1 ;;
+    probe) { lscpu | head -20; which nsys ncu nvcc; ls /usr/local/cuda*/bin 2>/dev/null | head; } > "$out/probe.txt" 2>&1 ;;
     trainer) timeout $left python3 -u benchmarks/trainer_overhead.py --repeats 3 --steps 600 > "$out/trainer.txt" 2>&1 ;;
     clap:*) v=${item#clap:}; timeout $left python3 -u benchmarks/gpu/clap_step.py --variant "$v" --json \
         --steps "${CSTEPS:-15}" --warmup 5 > "$out/clap_${v//\//_}.txt" 2>&1 ;;

@@ -8,6 +8,8 @@ The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
                   issue 30 carried MLX's key in the compiled step's state.)
   runner          our StepBuilder/StepRunner alone (guarded update, the model's metric, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
+  runner-mlx-norm the runner with the gradients' norm in MLX ops (two kernels per array) instead
+                  of the one CUDA kernel (NOTE [one kernel for the gradients' sum of squares])
   runner-naive-guard  the guard as before issue 30: every new weight and state array selected
                   against its old value (splits each parameter's fused update into 5-6 kernels)
   runner-sync     the same with the step evaluated synchronously (mx.eval) instead of async
@@ -34,7 +36,7 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
 import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
-from mlx_audio.train import Trainer  # noqa: E402
+from mlx_audio.train import Trainer, _kernels  # noqa: E402
 from mlx_audio.train._runner import StepRunner  # noqa: E402
 from mlx_audio.train._step import StepBuilder  # noqa: E402
 
@@ -137,8 +139,10 @@ def _naive_update(self, grads, finite):
     return applied
 
 
-def runner(data, guard: bool | str = True, sync: bool = False) -> float:
-    original = (StepBuilder._update, StepRunner._dispatch)
+def runner(data, guard: bool | str = True, sync: bool = False, norm_kernel: bool = True) -> float:
+    original = (StepBuilder._update, StepRunner._dispatch, _kernels.cuda_step_kernels)
+    if not norm_kernel:
+        _kernels.cuda_step_kernels = lambda: False
     if guard == "naive":
         StepBuilder._update = _naive_update
     elif not guard:
@@ -148,7 +152,7 @@ def runner(data, guard: bool | str = True, sync: bool = False) -> float:
     try:
         return _runner(data)
     finally:
-        StepBuilder._update, StepRunner._dispatch = original
+        StepBuilder._update, StepRunner._dispatch, _kernels.cuda_step_kernels = original
 
 
 def _runner(data) -> float:
@@ -218,11 +222,14 @@ def kernels(data) -> dict[str, int]:
         mx.eval(state)
     for name, update in (
         ("runner", StepBuilder._update),
+        ("runner-mlx-norm", StepBuilder._update),
         ("runner-naive-guard", _naive_update),
         ("runner-noguard", _unguarded_update),
     ):
-        original = StepBuilder._update
+        original = StepBuilder._update, _kernels.cuda_step_kernels
         StepBuilder._update = update
+        if name == "runner-mlx-norm":
+            _kernels.cuda_step_kernels = lambda: False
         try:
             model = FixedLR()
             builder = StepBuilder(
@@ -244,7 +251,7 @@ def kernels(data) -> dict[str, int]:
             )
             mx.eval(builder.state)
         finally:
-            StepBuilder._update = original
+            StepBuilder._update, _kernels.cuda_step_kernels = original
     return out
 
 
@@ -269,6 +276,7 @@ def main() -> None:
         "hand+metric": lambda: hand(data, True),
         "runner": lambda: runner(data),
         "runner-noguard": lambda: runner(data, guard=False),
+        "runner-mlx-norm": lambda: runner(data, norm_kernel=False),
         "runner-naive-guard": lambda: runner(data, guard="naive"),
         "runner-sync": lambda: runner(data, sync=True),
         "fit": lambda: fit(data),

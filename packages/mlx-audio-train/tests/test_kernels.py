@@ -1,0 +1,191 @@
+"""The train step's custom kernels against the MLX formulations they replace (``_kernels.py``,
+NOTE [one kernel for the gradients' sum of squares]).
+
+On CUDA (the lent GPU machine: ``python3 -m pytest packages/mlx-audio-train/tests/test_kernels.py``)
+the kernel itself is checked: equal to the MLX formulation within float32 rounding, the same
+bits on every run, inside ``mx.compile``, for every float dtype, empty and 0-d arrays, views,
+more arrays than one launch takes, and more elements than one block reads. Elsewhere the
+fallback is what runs, and the kernel's index arithmetic is checked from its source: every
+element of every array read by exactly one block.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_audio.train import _kernels
+from mlx_audio.train._guarded import global_norm
+from mlx_audio.train._kernels import (
+    cuda_step_kernels,
+    kernel_name,
+    kernel_source,
+    reference_sum_of_squares,
+    sum_of_squares,
+)
+
+on_cuda = pytest.mark.skipif(
+    not cuda_step_kernels(), reason="the kernel runs on MLX's CUDA backend"
+)
+
+SHAPES = {
+    "cnn": [(32, 1, 3, 3), (32,), (64, 32, 3, 3), (64,), (128, 9216), (128,), (10, 128), (10,)],
+    "many blocks": [(3000, 1000), (7,), (1,), (513, 257)],
+    "empty and 0-d": [(0,), (), (5, 0), (17,)],
+    "more arrays than one launch": [(3,)] * 300 + [(1000,)],
+}
+
+
+def arrays(shapes, dtype=mx.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return [mx.array(rng.standard_normal(s).astype(np.float32)).astype(dtype) for s in shapes]
+
+
+def float64_sum(leaves) -> float:
+    return float(
+        sum(np.sum(np.asarray(g.astype(mx.float32), dtype=np.float64) ** 2) for g in leaves)
+    )
+
+
+# -- everywhere: the fallback, and the kernel's index arithmetic --------------------------------
+def test_sum_of_squares_is_the_mlx_formulation_off_cuda():
+    if cuda_step_kernels():
+        pytest.skip("on CUDA the kernel runs (checked below)")
+    leaves = arrays(SHAPES["cnn"])
+    assert mx.array_equal(sum_of_squares(leaves), reference_sum_of_squares(leaves))
+    # MLX's float32 sum of 1.2M elements on the CPU is off by ~6e-4 (the kernel: < 1e-5)
+    assert np.isclose(float(sum_of_squares(leaves)), float64_sum(leaves), rtol=1e-3)
+
+
+def test_global_norm_of_a_tree_and_of_nothing():
+    leaves = arrays([(3, 4), (5,)])
+    tree = {"a": leaves[0], "b": [leaves[1]]}
+    assert np.isclose(float(global_norm(tree)), np.sqrt(float64_sum(leaves)), rtol=1e-6)
+    assert float(global_norm({})) == 0.0
+
+
+def test_float16_squares_are_summed_in_float32():
+    big = [mx.full((1000,), 300.0, dtype=mx.float16)]  # 300^2 * 1000 overflows float16
+    assert np.isclose(float(global_norm(big)), 300.0 * np.sqrt(1000), rtol=1e-3)
+
+
+def _ranges(sizes):
+    """The element ranges each block reads, from the kernel's source: block -> [(array, lo, hi)]."""
+    blocks, body = kernel_source(sizes)
+    chunk = int(re.search(r"blockIdx\.x \* (\d+)LL", body).group(1))
+    total = int(re.search(r"start \+ \d+LL : (\d+)LL", body).group(1))
+    bounds = [
+        (int(lo), int(hi)) for lo, hi in re.findall(r"start > (\d+)LL .*\n.*end < (\d+)LL", body)
+    ]
+    reads = {}
+    for b in range(blocks):
+        start, end = b * chunk, min(b * chunk + chunk, total)
+        reads[b] = [
+            (i, max(start, lo) - lo, min(end, hi) - lo)
+            for i, (lo, hi) in enumerate(bounds)
+            if min(end, hi) > max(start, lo)
+        ]
+    return blocks, total, bounds, reads
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_every_element_is_read_by_exactly_one_block(name):
+    shapes = SHAPES[name][: _kernels._MAX_INPUTS]
+    sizes = [int(np.prod(s)) for s in shapes]
+    blocks, total, bounds, reads = _ranges(sizes)
+    assert total == sum(sizes)
+    assert blocks == (1 if total <= _kernels._ONE_BLOCK else min(1024, -(-total // (1 << 16))))
+    nonempty = [i for i, n in enumerate(sizes) if n]
+    assert [hi - lo for lo, hi in bounds] == [sizes[i] for i in nonempty]
+    seen = {i: np.zeros(sizes[i], dtype=np.int64) for i in nonempty}
+    for parts in reads.values():
+        for i, lo, hi in parts:
+            seen[nonempty[i]][lo:hi] += 1
+    assert all((count == 1).all() for count in seen.values())
+
+
+def test_one_kernel_name_per_set_of_shapes_and_dtypes():
+    """MLX caches compiled kernels by name: the name covers the sizes and the dtypes."""
+    cases = [
+        ((3, 4), (mx.float32, mx.float32)),
+        ((3, 4), (mx.bfloat16, mx.float32)),
+        ((4, 3), (mx.float32, mx.float32)),
+        ((3, 4), (mx.float32, mx.float32)),
+    ]
+    names = [kernel_name(kernel_source(sizes)[1], dtypes) for sizes, dtypes in cases]
+    assert len(set(names)) == 3 and names[0] == names[3]
+
+
+# -- on CUDA: the kernel itself -----------------------------------------------------------------
+@on_cuda
+@pytest.mark.parametrize("name", list(SHAPES))
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16, mx.float16])
+def test_kernel_equals_the_mlx_formulation(name, dtype):
+    leaves = arrays(SHAPES[name], dtype)
+    got, want = float(sum_of_squares(leaves)), float(reference_sum_of_squares(leaves))
+    assert np.isclose(got, float64_sum(leaves), rtol=1e-5), (got, float64_sum(leaves))
+    assert np.isclose(got, want, rtol=1e-4), (got, want)
+
+
+@on_cuda
+def test_kernel_gives_the_same_bits_every_run_and_under_compile():
+    leaves = arrays(SHAPES["many blocks"])
+    first = np.asarray(sum_of_squares(leaves))
+    for _ in range(5):
+        assert np.asarray(sum_of_squares(leaves)).tobytes() == first.tobytes()
+    compiled = mx.compile(lambda *xs: sum_of_squares(list(xs)))
+    assert np.asarray(compiled(*leaves)).tobytes() == first.tobytes()
+
+
+@on_cuda
+def test_kernel_reads_views_and_non_finite_values():
+    base = arrays([(64, 48)])[0]
+    views = [base.T, base[::2, 1:], base[3]]  # copied to row-contiguous before the kernel
+    assert np.isclose(float(sum_of_squares(views)), float64_sum(views), rtol=1e-5)
+    bad = arrays([(100,), (10,)])
+    bad[1] = mx.concatenate([bad[1][:-1], mx.array([np.inf])])
+    assert np.isinf(float(sum_of_squares(bad)))
+    bad[1] = mx.concatenate([bad[1][:-1], mx.array([np.nan])])
+    assert np.isnan(float(sum_of_squares(bad)))
+
+
+# -- NOTE [a custom kernel checks itself first] ----------------------------------------------------
+@pytest.mark.parametrize("failure", ["raises", "disagrees"])
+def test_a_kernel_that_fails_its_check_leaves_the_mlx_formulation(monkeypatch, caplog, failure):
+    def broken(leaves):
+        if failure == "raises":
+            raise RuntimeError("nvrtc: error: identifier undefined")
+        return reference_sum_of_squares(leaves) * 1.01
+
+    monkeypatch.setattr(_kernels, "_partial_sums", broken)
+    _kernels._checked.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="mlx_audio.train._kernels"):
+            assert _kernels._checked() is False
+        (record,) = caplog.records
+        assert "failed its check" in record.message and "MLX_AUDIO_CUDA_KERNELS=0" in record.message
+        assert ("nvrtc" if failure == "raises" else "where MLX's ops give") in record.message
+    finally:
+        _kernels._checked.cache_clear()
+
+
+def test_a_kernel_that_passes_its_check_is_used(monkeypatch, caplog):
+    monkeypatch.setattr(_kernels, "_partial_sums", reference_sum_of_squares)
+    _kernels._checked.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert _kernels._checked() is True
+        assert not caplog.records
+    finally:
+        _kernels._checked.cache_clear()
+
+
+@on_cuda
+def test_the_kernels_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("MLX_AUDIO_CUDA_KERNELS", "0")
+    assert not cuda_step_kernels()
+    leaves = arrays(SHAPES["cnn"])
+    assert mx.array_equal(sum_of_squares(leaves), reference_sum_of_squares(leaves))
