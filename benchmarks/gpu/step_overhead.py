@@ -8,8 +8,9 @@ The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
                   issue 30 carried MLX's key in the compiled step's state.)
   runner          our StepBuilder/StepRunner alone (guarded update, the model's metric, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
-  runner-mlx-norm the runner with the gradients' norm in MLX ops (two kernels per array) instead
-                  of the one CUDA kernel (NOTE [one kernel for the gradients' sum of squares])
+  runner-mlx-ops  the runner without its CUDA kernels: the gradients' norm (two kernels per
+                  array) and the AdamW update (one per array) in MLX ops (NOTE [one kernel for
+                  the gradients' sum of squares], NOTE [one kernel for the optimizer's update])
   runner-naive-guard  the guard as before issue 30: every new weight and state array selected
                   against its old value (splits each parameter's fused update into 5-6 kernels)
   runner-sync     the same with the step evaluated synchronously (mx.eval) instead of async
@@ -139,9 +140,9 @@ def _naive_update(self, grads, finite):
     return applied
 
 
-def runner(data, guard: bool | str = True, sync: bool = False, norm_kernel: bool = True) -> float:
+def runner(data, guard: bool | str = True, sync: bool = False, cuda_kernels: bool = True) -> float:
     original = (StepBuilder._update, StepRunner._dispatch, _kernels.cuda_step_kernels)
-    if not norm_kernel:
+    if not cuda_kernels:
         _kernels.cuda_step_kernels = lambda: False
     if guard == "naive":
         StepBuilder._update = _naive_update
@@ -222,13 +223,13 @@ def kernels(data) -> dict[str, int]:
         mx.eval(state)
     for name, update in (
         ("runner", StepBuilder._update),
-        ("runner-mlx-norm", StepBuilder._update),
+        ("runner-mlx-ops", StepBuilder._update),
         ("runner-naive-guard", _naive_update),
         ("runner-noguard", _unguarded_update),
     ):
         original = StepBuilder._update, _kernels.cuda_step_kernels
         StepBuilder._update = update
-        if name == "runner-mlx-norm":
+        if name == "runner-mlx-ops":
             _kernels.cuda_step_kernels = lambda: False
         try:
             model = FixedLR()
@@ -276,7 +277,7 @@ def main() -> None:
         "hand+metric": lambda: hand(data, True),
         "runner": lambda: runner(data),
         "runner-noguard": lambda: runner(data, guard=False),
-        "runner-mlx-norm": lambda: runner(data, norm_kernel=False),
+        "runner-mlx-ops": lambda: runner(data, cuda_kernels=False),
         "runner-naive-guard": lambda: runner(data, guard="naive"),
         "runner-sync": lambda: runner(data, sync=True),
         "fit": lambda: fit(data),

@@ -189,3 +189,133 @@ def test_the_kernels_can_be_switched_off(monkeypatch):
     assert not cuda_step_kernels()
     leaves = arrays(SHAPES["cnn"])
     assert mx.array_equal(sum_of_squares(leaves), reference_sum_of_squares(leaves))
+
+
+# -- NOTE [one kernel for the optimizer's update] ---------------------------------------------------
+def emulated_launch(rule, sizes, inputs):
+    """The update kernel's arithmetic in MLX ops (what the generated CUDA computes per element),
+    so the bookkeeping around it runs off CUDA."""
+    b1, b2, eps, decay, bias = rule  # Python floats: MLX rounds them to float32, as the kernel
+    n = len(sizes)
+    lr, scale, applied = inputs[4 * n : 4 * n + 3]
+    c1, c2 = inputs[4 * n + 3 :] if bias else (None, None)
+    out = []
+    for i in range(n):
+        p, g, m, v = (x.reshape(-1) for x in inputs[4 * i : 4 * i + 4])
+        g = g * scale
+        m2 = b1 * m + (1 - b1) * g
+        v2 = b2 * v + (1 - b2) * (g * g)
+        pd = p * (1 - lr * decay) if decay else p
+        step = (c1 * m2) / (mx.sqrt(v2) * c2 + eps) if bias else lr * m2 / (mx.sqrt(v2) + eps)
+        out += [mx.where(applied, pd - step, p), mx.where(applied, m2, m), mx.where(applied, v2, v)]
+    return out
+
+
+@pytest.fixture
+def emulated_kernels(monkeypatch):
+    """The step's kernels switched on, each replaced by its MLX emulation."""
+    from mlx_audio.train import _adam_kernel
+
+    if not cuda_step_kernels():
+        monkeypatch.setattr(_kernels, "cuda_step_kernels", lambda: True)
+        monkeypatch.setattr(_kernels, "_partial_sums", reference_sum_of_squares)
+        monkeypatch.setattr(_adam_kernel, "_launch", emulated_launch)
+    _adam_kernel._checked.cache_clear()
+    yield _adam_kernel
+    _adam_kernel._checked.cache_clear()
+
+
+@pytest.mark.parametrize("make", [0, 1], ids=["AdamW", "Adam cosine bias-corrected"])
+@pytest.mark.parametrize("applied", [True, False])
+def test_fused_update_is_mlx_optimizers_update(emulated_kernels, make, applied):
+    """Weights, moments, step and scheduled rate after two steps, applied or not (the check
+    each process runs before it uses the kernel, here also on the emulation off CUDA)."""
+    assert emulated_kernels.check(emulated_kernels._CHECKED[make], applied) == ""
+
+
+def test_fused_update_applies_only_to_adam_and_adamw_in_float32(emulated_kernels):
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+
+    applies = emulated_kernels.fused_update_applies
+    model = nn.Linear(4, 3)
+    grads = model.trainable_parameters()
+    for make, expected in [
+        (lambda: optim.AdamW(1e-3), True),
+        (lambda: optim.Adam(1e-3), True),
+        (lambda: optim.SGD(1e-3), False),
+        (lambda: optim.Adamax(1e-3), False),
+        (lambda: type("MyAdamW", (optim.AdamW,), {})(1e-3), False),  # may change the rule
+    ]:
+        opt = make()
+        opt.init(grads)
+        assert applies(opt, grads) is expected, opt
+    opt = optim.AdamW(1e-3)
+    opt.init(grads)
+    half = {k: v.astype(mx.bfloat16) for k, v in grads.items()}
+    assert not applies(opt, half)
+
+
+def test_fit_with_the_kernels_trains_as_without(emulated_kernels, tmp_path, monkeypatch):
+    """Trainer.fit (compiled step, clipping, the guard, a NaN batch skipped) reaches the same
+    weights with the kernel path (emulated off CUDA) as with MLX's optimizer."""
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+
+    from mlx_audio.data import ArrayDataset, DataLoader
+    from mlx_audio.train import Trainer, TrainModule
+
+    class Net(TrainModule):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 16), nn.Linear(16, 3)
+
+        def __call__(self, x):
+            return self.b(nn.relu(self.a(x)))
+
+        def compute_loss(self, batch):
+            x, y = batch
+            return mx.mean(nn.losses.cross_entropy(self(x), y))
+
+        def configure_optimizers(self):
+            return optim.AdamW(optim.linear_schedule(1e-2, 1e-3, 20), weight_decay=0.05)
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 6)).astype(np.float32)
+    x[40] = np.nan  # batch 5 of 12 is skipped by the guard
+    y = rng.integers(0, 3, 96).astype(np.int32)
+
+    def train(kernels: bool):
+        if not kernels:
+            monkeypatch.setattr(emulated_kernels, "fused_update_applies", lambda *a: False)
+        mx.random.seed(0)
+        model = Net()
+        trainer = Trainer(
+            max_epochs=2,
+            gradient_clip_val=0.5,
+            on_nonfinite_loss="skip",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(model, DataLoader(ArrayDataset(x, y), batch_size=8))
+        return model.parameters(), trainer.optimizer.state, trainer.global_step
+
+    with_kernels, without = train(True), train(False)
+    assert with_kernels[2] == without[2] == 22  # 24 batches, the NaN one skipped twice
+    from mlx.utils import tree_flatten
+
+    for (k, a), (_, b) in zip(tree_flatten(with_kernels[:2]), tree_flatten(without[:2])):
+        assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7), k
+
+
+@on_cuda
+def test_the_update_kernel_passes_its_check_on_cuda():
+    from mlx_audio.train import _adam_kernel
+
+    _adam_kernel._checked.cache_clear()
+    for make in _adam_kernel._CHECKED:
+        for applied in (True, False):
+            assert _adam_kernel.check(make, applied) == ""

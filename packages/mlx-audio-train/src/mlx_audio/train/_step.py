@@ -19,6 +19,7 @@ import numpy as np
 from mlx.utils import tree_map, tree_unflatten
 
 from . import distributed
+from ._adam_kernel import fused_update, fused_update_applies
 from ._forward import forward
 from ._guarded import global_norm, select_in_place, state_at, tied
 from ._metrics import REPEAT
@@ -153,6 +154,7 @@ class StepBuilder:
         if self.world > 1:
             grads = nn.average_gradients(grads)
         norm = global_norm(grads)
+        scale = None
         if self.clip_val is not None and self.clip_algorithm == "norm":
             # NaN where the norm is not finite: the norm's one consumer is then the scale, and
             # its sum, root and division stay one kernel (as in a plain clip_grad_norm)
@@ -160,12 +162,18 @@ class StepBuilder:
                 mx.isfinite(norm), mx.minimum(1.0, self.clip_val / (norm + 1e-6)), mx.nan
             )
             applied = mx.logical_and(finite, mx.isfinite(scale))
-            grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
         else:
             applied = mx.logical_and(finite, mx.isfinite(norm))
             if self.clip_val is not None:
                 bound = self.clip_val
                 grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
+        if fused_update_applies(
+            self.optimizer, grads
+        ):  # NOTE [one kernel for the optimizer's update]
+            fused_update(self.optimizer, self.module, grads, scale, applied)
+            return applied
+        if scale is not None:
+            grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
         params = self.module.trainable_parameters()
         state = tree_map(lambda x: x, self.optimizer.state)
         self.optimizer.update(self.module, grads)
