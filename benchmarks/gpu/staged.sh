@@ -23,6 +23,7 @@ set -uo pipefail
 out="${OUT:-gpu_results}"; mkdir -p "$out"
 export PYTHONPATH="/tmp/site:$(ls -d "$PWD"/packages/*/src | paste -sd:)"
 limit=${LIMIT:-565}
+export MLX_AUDIO_CUDA_KERNELS=${MLX_AUDIO_CUDA_KERNELS:-1}  # the step's CUDA kernels (opt-in for now)
 if [ ! -f "$out/gpu.txt" ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
   python3 -c "import sys, mlx.core as mx, torch, lightning, transformers; print('mlx', mx.__version__, mx.default_device(), 'torch', torch.__version__, 'lightning', lightning.__version__, 'transformers', transformers.__version__, 'python', sys.version.split()[0])" >> "$out/gpu.txt" 2>&1

@@ -8,6 +8,7 @@ The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
                   issue 30 carried MLX's key in the compiled step's state.)
   runner          our StepBuilder/StepRunner alone (guarded update, the model's metric, async dispatch)
   runner-noguard  the same without the non-finite guard (the update applied unconditionally)
+  (runner: with the step's CUDA kernels where MLX_AUDIO_CUDA_KERNELS=1, which staged.sh sets)
   runner-mlx-ops  the runner without its CUDA kernels: the gradients' norm (two kernels per
                   array) and the AdamW update (one per array) in MLX ops (NOTE [one kernel for
                   the gradients' sum of squares], NOTE [one kernel for the optimizer's update])

@@ -72,9 +72,8 @@ def test_float16_squares_are_summed_in_float32():
     assert np.isclose(float(global_norm(big)), 300.0 * np.sqrt(1000), rtol=1e-3)
 
 
-def _ranges(sizes):
-    """The element ranges each block reads, from the kernel's source: block -> [(array, lo, hi)]."""
-    blocks, body = kernel_source(sizes)
+def _ranges(blocks, body):
+    """The element ranges each block reads, from a kernel's source: block -> [(array, lo, hi)]."""
     chunk = int(re.search(r"blockIdx\.x \* (\d+)LL", body).group(1))
     total = int(re.search(r"start \+ \d+LL : (\d+)LL", body).group(1))
     bounds = [
@@ -95,9 +94,29 @@ def _ranges(sizes):
 def test_every_element_is_read_by_exactly_one_block(name):
     shapes = SHAPES[name][: _kernels._MAX_INPUTS]
     sizes = [int(np.prod(s)) for s in shapes]
-    blocks, total, bounds, reads = _ranges(sizes)
+    blocks, total, bounds, reads = _ranges(*kernel_source(sizes))
     assert total == sum(sizes)
     assert blocks == (1 if total <= _kernels._ONE_BLOCK else min(1024, -(-total // (1 << 16))))
+    assert_each_element_once(sizes, bounds, reads)
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_the_update_kernel_touches_every_element_once(name):
+    from mlx_audio.train._adam_kernel import _PER_LAUNCH
+    from mlx_audio.train._adam_kernel import kernel_source as update_source
+
+    sizes = tuple(int(np.prod(s)) for s in SHAPES[name][:_PER_LAUNCH])
+    blocks, body, inputs, outputs = update_source((0.9, 0.999, 1e-8, 0.01, False), sizes)
+    assert len(inputs) == 4 * len(sizes) + 3 and len(outputs) == 3 * len(sizes)
+    for i, n in enumerate(sizes):  # every array is read and written only through its own range
+        if n:
+            assert f"np{i}[k] = ok ? p2 : p{i}[k];" in body
+    blocks, total, bounds, reads = _ranges(blocks, body)
+    assert total == sum(sizes) and blocks == max(1, -(-total // 4096))
+    assert_each_element_once(sizes, bounds, reads)
+
+
+def assert_each_element_once(sizes, bounds, reads):
     nonempty = [i for i, n in enumerate(sizes) if n]
     assert [hi - lo for lo, hi in bounds] == [sizes[i] for i in nonempty]
     seen = {i: np.zeros(sizes[i], dtype=np.int64) for i in nonempty}
