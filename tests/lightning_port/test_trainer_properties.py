@@ -220,7 +220,13 @@ def test_callbacks_found_by_type_and_the_model(tmp_path):
     assert plain.num_test_batches == [64]
     plain.validate(model, model.val_dataloader())
     assert plain.num_val_batches == [3]
-    off = Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False)
+    off = Trainer(
+        default_root_dir=tmp_path / "off",
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+    )
     fit(off, BoringModel())
     assert off.num_val_batches == []
 
