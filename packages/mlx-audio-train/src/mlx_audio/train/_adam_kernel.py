@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 import mlx.core as mx
+import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_map, tree_unflatten
@@ -69,7 +70,7 @@ def fused_update_applies(optimizer: optim.Optimizer, grads: Any) -> bool:
 
 def fused_update(
     optimizer: optim.Optimizer,
-    module: Any,
+    module: nn.Module,
     grads: Any,
     scale: mx.array | None,
     applied: mx.array,
@@ -200,20 +201,15 @@ def check(make: Callable[[], optim.Optimizer], applied: bool) -> str:
     mine, theirs = make(), make()
     mine.init(params)
     theirs.init(params)
-    ours = dict(params)
-
-    class Holder:  # what fused_update reads and updates: trainable_parameters / update
-        def trainable_parameters(self) -> dict[str, mx.array]:
-            return ours
-
-        def update(self, new: dict[str, mx.array]) -> None:
-            ours.update(new)
-
+    holder = nn.Module()  # what fused_update reads and updates
+    for name, value in params.items():
+        setattr(holder, name, value)
     expected = dict(params)
     for _ in range(2):
-        fused_update(mine, Holder(), grads, mx.array(0.5), mx.array(applied))
+        fused_update(mine, holder, grads, mx.array(0.5), mx.array(applied))
         if applied:
             expected = theirs.apply_gradients(tree_map(lambda g: g * 0.5, grads), expected)
+    ours = holder.parameters()
     mx.eval(ours, mine.state, expected, theirs.state)
     pairs = [(ours[k], expected[k]) for k in params]
     if applied:
