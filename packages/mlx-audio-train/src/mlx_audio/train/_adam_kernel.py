@@ -18,7 +18,6 @@ constants rounded to float32 as MLX rounds them: equal to MLX's update within fl
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from functools import lru_cache
@@ -51,7 +50,8 @@ def _f32(value: float) -> str:
 def _rule(optimizer: optim.Optimizer) -> Rule:
     b1, b2 = (float(b) for b in optimizer.betas)  # type: ignore[attr-defined]
     decay = float(optimizer.weight_decay) if type(optimizer) is optim.AdamW else 0.0
-    return (b1, b2, float(optimizer.eps), decay, bool(optimizer.bias_correction))  # type: ignore[attr-defined]
+    eps, bias = optimizer.eps, optimizer.bias_correction  # type: ignore[attr-defined]
+    return (b1, b2, float(eps), decay, bool(bias))
 
 
 def fused_update_applies(optimizer: optim.Optimizer, grads: Any) -> bool:
@@ -82,7 +82,8 @@ def fused_update(
     lr = optimizer.learning_rate.astype(mx.float32)
     step = optimizer.step
     select_in_place(optimizer.state, old, applied)
-    b1, b2, _, _, bias = _rule(optimizer)
+    rule = _rule(optimizer)
+    b1, b2, _, _, bias = rule
     scalars = [lr, mx.array(1.0) if scale is None else scale.astype(mx.float32), applied]
     if bias:  # Adam.apply_single's c1, c2, in MLX's own ops
         scalars.append(lr / (1 - b1**step))
@@ -96,7 +97,7 @@ def fused_update(
         arrays = []
         for (path, g), own in zip(group, states):
             arrays += [params[path], g, own["m"], own["v"]]
-        outputs = _launch(_rule(optimizer), [g.size for _, g in group], arrays + scalars)
+        outputs = _launch(rule, [g.size for _, g in group], arrays + scalars)
         for j, ((path, g), own) in enumerate(zip(group, states)):
             new, own["m"], own["v"] = (x.reshape(g.shape) for x in outputs[3 * j : 3 * j + 3])
             kept.append((path, new))
@@ -131,39 +132,33 @@ def kernel_source(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, str, list[st
         "  const float rate = lr[0], sc = scale[0];",
         "  const bool ok = applied[0];",
         "  const float keep = 1.0f - rate * WD;" if decay else "",
-        f"  const long long start = (long long)blockIdx.x * {_PER_BLOCK}LL;",
-        f"  const long long end = start + {_PER_BLOCK}LL < {total}LL ? start + {_PER_BLOCK}LL : {total}LL;",
     ]
-    offset = 0
-    for i, size in enumerate(sizes):
-        if size:
-            decayed = f"p{i}[k] * keep" if decay else f"p{i}[k]"
-            lines += [
-                "  {",
-                f"    const long long lo = start > {offset}LL ? start : {offset}LL;",
-                f"    const long long hi = end < {offset + size}LL ? end : {offset + size}LL;",
-                "    for (long long j = lo + threadIdx.x; j < hi; j += blockDim.x) {",
-                f"      const long long k = j - {offset}LL;",
-                f"      const float g = g{i}[k] * sc;",
-                f"      const float m2 = B1 * m{i}[k] + OB1 * g;",
-                f"      const float v2 = B2 * v{i}[k] + OB2 * (g * g);",
-                f"      const float p2 = {decayed} - {step};",
-                f"      np{i}[k] = ok ? p2 : p{i}[k];",
-                f"      nm{i}[k] = ok ? m2 : m{i}[k];",
-                f"      nv{i}[k] = ok ? v2 : v{i}[k];",
-                "    }",
-                "  }",
-            ]
-        offset += size
+
+    def element(i: int, offset: int) -> list[str]:
+        decayed = f"p{i}[k] * keep" if decay else f"p{i}[k]"
+        return [
+            f"      const long long k = j - {offset}LL;",
+            f"      const float g = g{i}[k] * sc;",
+            f"      const float m2 = B1 * m{i}[k] + OB1 * g;",
+            f"      const float v2 = B2 * v{i}[k] + OB2 * (g * g);",
+            f"      const float p2 = {decayed} - {step};",
+            f"      np{i}[k] = ok ? p2 : p{i}[k];",
+            f"      nm{i}[k] = ok ? m2 : m{i}[k];",
+            f"      nv{i}[k] = ok ? v2 : v{i}[k];",
+        ]
+
+    lines += _kernels.block_loops(sizes, _PER_BLOCK, element)
     return blocks, "\n".join(line for line in lines if line), inputs, outputs
 
 
 @lru_cache(maxsize=64)
 def _kernel(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, Callable[..., list[mx.array]]]:
     blocks, body, inputs, outputs = kernel_source(rule, sizes)
-    digest = hashlib.sha1(body.encode()).hexdigest()[:16]  # MLX caches kernels by name
     kernel: Callable[..., list[mx.array]] = mx.fast.cuda_kernel(  # type: ignore[assignment]
-        name=f"mlx_audio_adam_{digest}", input_names=inputs, output_names=outputs, source=body
+        name=_kernels.kernel_name(body, (), "adam"),  # float32 throughout: the body names it
+        input_names=inputs,
+        output_names=outputs,
+        source=body,
     )
     return blocks, kernel
 

@@ -134,25 +134,15 @@ def kernel_source(sizes: Sequence[int]) -> tuple[int, str]:
     else:
         blocks = min(_MAX_BLOCKS, -(-total // _PER_BLOCK))
     chunk = -(-total // blocks)  # elements per block, the arrays laid end to end
-    lines = [
-        f"  const long long start = (long long)blockIdx.x * {chunk}LL;",
-        f"  const long long end = start + {chunk}LL < {total}LL ? start + {chunk}LL : {total}LL;",
-        "  float acc = 0.0f;",
-    ]
-    offset = 0
-    for i, size in enumerate(sizes):
-        if size:
-            lines += [
-                "  {",
-                f"    const long long lo = start > {offset}LL ? start : {offset}LL;",
-                f"    const long long hi = end < {offset + size}LL ? end : {offset + size}LL;",
-                "    for (long long j = lo + threadIdx.x; j < hi; j += blockDim.x) {",
-                f"      const float v = static_cast<float>(g{i}[j - {offset}LL]);",
-                "      acc += v * v;",
-                "    }",
-                "  }",
-            ]
-        offset += size
+    lines = ["  float acc = 0.0f;"]
+    lines += block_loops(
+        sizes,
+        chunk,
+        lambda i, offset: [
+            f"      const float v = static_cast<float>(g{i}[j - {offset}LL]);",
+            "      acc += v * v;",
+        ],
+    )
     lines += [
         f"  __shared__ float partial[{_THREADS}];",
         "  partial[threadIdx.x] = acc;",
@@ -166,11 +156,38 @@ def kernel_source(sizes: Sequence[int]) -> tuple[int, str]:
     return blocks, "\n".join(lines)
 
 
-def kernel_name(body: str, dtypes: Sequence[mx.Dtype]) -> str:
+def block_loops(
+    sizes: Sequence[int], chunk: int, element: Callable[[int, int], list[str]]
+) -> list[str]:
+    """The loops of a kernel whose block ``b`` takes elements ``[b * chunk, (b + 1) * chunk)``
+    of the arrays laid end to end: per array ``i`` at ``offset``, each thread visits its share of
+    that range as ``j`` (``j - offset`` indexes the array), running ``element(i, offset)``."""
+    total = sum(sizes)
+    lines = [
+        f"  const long long start = (long long)blockIdx.x * {chunk}LL;",
+        f"  const long long end = start + {chunk}LL < {total}LL ? start + {chunk}LL : {total}LL;",
+    ]
+    offset = 0
+    for i, size in enumerate(sizes):
+        if size:
+            lines += [
+                "  {",
+                f"    const long long lo = start > {offset}LL ? start : {offset}LL;",
+                f"    const long long hi = end < {offset + size}LL ? end : {offset + size}LL;",
+                "    for (long long j = lo + threadIdx.x; j < hi; j += blockDim.x) {",
+                *element(i, offset),
+                "    }",
+                "  }",
+            ]
+        offset += size
+    return lines
+
+
+def kernel_name(body: str, dtypes: Sequence[mx.Dtype], kind: str = "sum_of_squares") -> str:
     """A name per source and input dtypes (MLX writes those into the signature): MLX caches its
     compiled CUDA kernels by name."""
     signature = body + "".join(str(d) for d in dtypes)
-    return f"mlx_audio_sum_of_squares_{hashlib.sha1(signature.encode()).hexdigest()[:16]}"
+    return f"mlx_audio_{kind}_{hashlib.sha1(signature.encode()).hexdigest()[:16]}"
 
 
 @lru_cache(maxsize=64)

@@ -167,9 +167,8 @@ class StepBuilder:
             if self.clip_val is not None:
                 bound = self.clip_val
                 grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
-        if fused_update_applies(
-            self.optimizer, grads
-        ):  # NOTE [one kernel for the optimizer's update]
+        # NOTE [one kernel for the optimizer's update] (CUDA, Adam/AdamW)
+        if fused_update_applies(self.optimizer, grads):
             fused_update(self.optimizer, self.module, grads, scale, applied)
             return applied
         if scale is not None:

@@ -9,8 +9,9 @@ recomputation; MLX's global key cannot be set to an array inside a traced functi
 each checkpointed call draws one key from the global sequence *outside* the checkpoint, which
 the checkpointed function holds (not as an input: inputs are differentiated), and the CLAP's
 :class:`Dropout` layers inside draw their masks from it (split once per draw, in call order).
-The forward and its recomputation hold the same key, so they draw the same masks. Masks differ from a run without checkpointing (the draws come from
-that key instead of the global sequence), as they would from another seed; outside checkpointed
+The forward and its recomputation hold the same key, so they draw the same masks. Masks differ
+from a run without checkpointing (the draws come from that key instead of the global sequence),
+as they would from another seed; outside checkpointed
 calls (and when nothing is checkpointed) :class:`Dropout` is ``nn.Dropout``, draw for draw.
 """
 
