@@ -9,7 +9,9 @@ cost: ``f32-thread`` (the loader iterated on a background thread), ``f32-device`
 also copies each batch on a stream of its own), ``i16``/``i16-thread`` (int16 PCM, which ``LogMel``
 scales on the GPU: half the bytes), ``mel-workers`` (log-mel computed in the workers with numpy),
 ``f32-pin``/``i16-pin`` (the loader's own ``pin_memory=True``: its transfer thread copies each batch
-to the GPU ahead of use, NOTE [pin_memory on CUDA]). (The WAVs are
+to the GPU ahead of use, NOTE [pin_memory on CUDA]), ``i16-prefetch`` (the thread moves the
+batch's managed pages in one bulk ``cuMemPrefetchAsync`` instead, NOTE [prefetch, not page
+faults]), ``i16-prefetch+copy`` (both). (The WAVs are
 read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the mean
 ms/step of each after ``--warmup`` steps, its ratio to ``premade`` (target: <= 1.05x) and the host
 time spent getting a batch. A freshly started machine first compiles MLX's CUDA kernels (minutes).
@@ -164,6 +166,8 @@ VARIANTS = (
     "i16",
     "i16-thread",
     "i16-pin",
+    "i16-prefetch",
+    "i16-prefetch+copy",
     "mel-workers",
 )
 
@@ -212,6 +216,9 @@ def main() -> None:
         mels = variant == "mel-workers"
         on_gpu = [add_channel] if mels else [log_mel, add_channel]  # LogMel scales int16 PCM itself
         threaded = variant.endswith(("thread", "device"))
+        pinned = variant.endswith(("pin", "prefetch", "prefetch+copy"))
+        mode = variant.split("-", 1)[1] if "prefetch" in variant else "copy"
+        os.environ["MLX_AUDIO_PIN_MEMORY"] = mode  # how the transfer thread moves a batch
         loader = DataLoader(
             Clips(paths, pcm=pcm, mels=mels),
             batch_size=B,
@@ -220,7 +227,7 @@ def main() -> None:
             num_workers=args.workers,
             persistent_workers=True,
             prefetch_factor=4,
-            pin_memory=variant.endswith("pin"),
+            pin_memory=pinned,
             mlx_transforms=None if threaded else on_gpu,
         )
         data = Timed(

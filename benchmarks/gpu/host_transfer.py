@@ -4,7 +4,9 @@ The CLAP loader benchmark moves a 32 x 480,000 float32 batch (61 MB) from the wo
 memory into an ``mx.array`` every step. This measures, for that batch (and its int16 form):
 ``mx.array(x)`` with the GPU idle and while a ~60 ms GPU job runs (does the copy wait for the
 device?), the first device read of the new array (page migration of managed memory), and the
-same copy on a background thread while the main thread waits on the device (does it overlap?).
+same copy on a background thread while the main thread waits on the device (does it overlap?);
+then the transfer thread's ways to move it (NOTE [pin_memory on CUDA]): the managed pages
+prefetched in one bulk transfer (``cuMemPrefetchAsync``) before the first read, and a device copy.
 Usage: ``python3 benchmarks/gpu/host_transfer.py [--repeats 10]``.
 """
 
@@ -81,13 +83,40 @@ def measure(name: str, x: np.ndarray, ms, gpu_job, job: float) -> str:
         mx.eval(y)
         t.join()
 
+    from mlx_audio.data._loader import cuda
+
+    def prefetched() -> None:
+        a = mx.array(x)
+        cuda.prefetch([a])
+
+    def prefetched_then_read() -> None:
+        a = mx.array(x)
+        cuda.prefetch([a])
+        mx.eval(mx.sum(a.astype(mx.float32)))
+
+    def copied_then_read() -> None:
+        a = mx.array(x) + 0
+        mx.eval(a)
+        mx.eval(mx.sum(a.astype(mx.float32)))
+
+    def resident_read() -> None:
+        mx.eval(mx.sum(resident.astype(mx.float32)))
+
+    resident = mx.array(x) + 0
+    mx.eval(resident)
     read = ms(then_read)
+    pre = ms(prefetched)
+    pre_read = ms(prefetched_then_read)
+    copy_read = ms(copied_then_read)
+    base_read = ms(resident_read)
     busy = statistics.median(under_job() for _ in range(10))
     both = ms(threaded)
     return (
         f"{name} {x.nbytes / 2**20:.0f} MiB: np.copyto {copy:.1f} ms | mx.array, GPU idle {idle:.1f} ms | "
         f"mx.array + first GPU read {read:.1f} ms | mx.array while the GPU job runs {busy:.1f} ms | "
-        f"GPU job + mx.array on a thread {both:.1f} ms (job alone {job:.1f})"
+        f"GPU job + mx.array on a thread {both:.1f} ms (job alone {job:.1f}) | "
+        f"mx.array + prefetch {pre:.1f} ms | + prefetch + first read {pre_read:.1f} ms | "
+        f"mx.array + device copy + read {copy_read:.1f} ms | read of a device array {base_read:.2f} ms"
     )
 
 

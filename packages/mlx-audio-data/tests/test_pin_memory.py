@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from data_testing import wait_until
 
+import mlx_audio.data._loader.cuda as cuda
 import mlx_audio.data._loader.transfer as transfer
 from mlx_audio.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from mlx_audio.data._loader.settings import gpu_backend
 
 
 class Mixed(Dataset):
@@ -66,7 +68,7 @@ def loader(**kwargs) -> DataLoader:
 
 
 @pytest.fixture
-def cuda(monkeypatch):
+def cuda_thread(monkeypatch):
     """The transfer thread as on a CUDA GPU."""
     monkeypatch.setattr(transfer, "gpu_backend", lambda: True)
 
@@ -89,7 +91,7 @@ def test_without_cuda_it_is_torchs_warned_no_op():
         list(loader(pin_memory_device="cuda"))  # as torch: only with pin_memory
 
 
-def test_the_thread_changes_no_batch_dtype_or_epoch(cuda):
+def test_the_thread_changes_no_batch_dtype_or_epoch(cuda_thread):
     pinned, unpinned = loader(pin_memory=True), loader()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning on a CUDA GPU
@@ -108,7 +110,7 @@ def test_the_thread_changes_no_batch_dtype_or_epoch(cuda):
     ]
 
 
-def test_a_pass_runs_on_the_thread_and_the_mlx_transforms_on_the_caller(cuda):
+def test_a_pass_runs_on_the_thread_and_the_mlx_transforms_on_the_caller(cuda_thread):
     where: list[str] = []
 
     def note(batch: dict) -> dict:
@@ -123,7 +125,7 @@ def test_a_pass_runs_on_the_thread_and_the_mlx_transforms_on_the_caller(cuda):
     assert wait_until(lambda: not transfer_threads())
 
 
-def test_the_state_is_of_the_batches_handed_out_not_those_fetched_ahead(cuda):
+def test_the_state_is_of_the_batches_handed_out_not_those_fetched_ahead(cuda_thread):
     source = loader(pin_memory=True, prefetch_factor=4)
     it = iter(source)
     taken = [plain(next(it)) for _ in range(3)]
@@ -141,7 +143,7 @@ def test_the_state_is_of_the_batches_handed_out_not_those_fetched_ahead(cuda):
     assert source.state_dict()["batches_yielded"] == 2
 
 
-def test_a_samples_error_is_raised_for_its_batch_and_the_pass_goes_on(cuda):
+def test_a_samples_error_is_raised_for_its_batch_and_the_pass_goes_on(cuda_thread):
     def outcomes(**kwargs) -> list:
         out = []
         it = iter(loader(dataset=Mixed(bad=9), shuffle=False, **kwargs))
@@ -160,7 +162,7 @@ def test_a_samples_error_is_raised_for_its_batch_and_the_pass_goes_on(cuda):
     )
 
 
-def test_persistent_workers_are_kept_and_an_unfinished_pass_gives_them_over(cuda):
+def test_persistent_workers_are_kept_and_an_unfinished_pass_gives_them_over(cuda_thread):
     source = loader(pin_memory=True, persistent_workers=True)
     it = iter(source)
     next(it)
@@ -175,7 +177,7 @@ def test_persistent_workers_are_kept_and_an_unfinished_pass_gives_them_over(cuda
     assert wait_until(lambda: not transfer_threads())
 
 
-def test_a_killed_worker_ends_the_pass_with_the_error(cuda):
+def test_a_killed_worker_ends_the_pass_with_the_error(cuda_thread):
     source = loader(pin_memory=True, shuffle=False)
     it = iter(source)
     next(it)
@@ -187,7 +189,7 @@ def test_a_killed_worker_ends_the_pass_with_the_error(cuda):
     assert wait_until(lambda: not transfer_threads())
 
 
-def test_close_and_collection_stop_the_thread_at_once(cuda):
+def test_close_and_collection_stop_the_thread_at_once(cuda_thread):
     source = loader(pin_memory=True, dataset=Mixed(n=4000))
     it = iter(source)
     next(it)
@@ -221,7 +223,7 @@ class Hangs(Dataset):
         return np.full(2, i, np.float32)
 
 
-def test_a_timeout_is_raised_through_the_thread_and_ends_the_pass(cuda):
+def test_a_timeout_is_raised_through_the_thread_and_ends_the_pass(cuda_thread):
     source = DataLoader(Hangs(), batch_size=4, num_workers=1, timeout=0.5, pin_memory=True)
     it = iter(source)
     start = time.monotonic()
@@ -234,7 +236,7 @@ def test_a_timeout_is_raised_through_the_thread_and_ends_the_pass(cuda):
     assert wait_until(lambda: not transfer_threads())
 
 
-def test_an_iterable_datasets_stream_resumes_exactly(cuda):
+def test_an_iterable_datasets_stream_resumes_exactly(cuda_thread):
     def run(**kwargs) -> list:
         return [
             np.array(b).tolist()
@@ -254,3 +256,166 @@ def test_an_iterable_datasets_stream_resumes_exactly(cuda):
     ):  # a stream without a state of its own
         again = [np.array(b).tolist() for b in resumed]
     assert again == rest and first + rest == run()
+
+
+class Driver:
+    """A stand-in for ``libcuda`` (there is no CUDA driver here): records each call, answers 0,
+    and fills the out-parameters as the driver would. ``managed`` says which addresses are
+    managed memory; ``context`` the context current on the calling thread (0: none)."""
+
+    def __init__(self, managed=lambda pointer: True, context: int = 7, device: int = 1) -> None:
+        self.calls: list[tuple] = []
+        self.managed, self.context, self.device = managed, context, device
+
+    def _record(self, name: str, *args) -> int:
+        self.calls.append((name, *args))
+        return 0
+
+    def names(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+    def cuInit(self, flags):
+        return self._record("cuInit", flags)
+
+    def cuCtxGetCurrent(self, out):
+        out._obj.value = self.context or None
+        return self._record("cuCtxGetCurrent")
+
+    def cuDeviceGet(self, out, ordinal):
+        out._obj.value = ordinal
+        return self._record("cuDeviceGet", ordinal)
+
+    def cuDevicePrimaryCtxRetain(self, out, device):
+        out._obj.value = 99
+        return self._record("cuDevicePrimaryCtxRetain", device.value)
+
+    def cuCtxSetCurrent(self, context):
+        return self._record("cuCtxSetCurrent", context.value)
+
+    def cuCtxGetDevice(self, out):
+        out._obj.value = self.device
+        return self._record("cuCtxGetDevice")
+
+    def cuStreamCreate(self, out, flags):
+        out._obj.value = 1234
+        return self._record("cuStreamCreate", flags)
+
+    def cuPointerGetAttribute(self, out, attribute, pointer):
+        out._obj.value = int(self.managed(pointer.value))
+        return self._record("cuPointerGetAttribute", attribute, pointer.value)
+
+    def cuMemPrefetchAsync_v2(self, pointer, size, location, flags, stream):
+        loc = (location.type, location.id)
+        return self._record("prefetch", pointer.value, size.value, loc, flags, stream.value)
+
+    def cuStreamSynchronize(self, stream):
+        return self._record("cuStreamSynchronize", stream.value)
+
+
+class OldDriver(Driver):
+    """A driver before CUDA 12.2: ``cuMemPrefetchAsync`` takes a device ordinal."""
+
+    cuMemPrefetchAsync_v2 = property()  # hasattr() is False
+
+    def cuMemPrefetchAsync(self, pointer, size, device, stream):
+        return self._record("prefetch_v1", pointer.value, size.value, device, stream.value)
+
+
+def address(array) -> int:
+    return np.asarray(array).__array_interface__["data"][0]
+
+
+def test_each_managed_array_is_prefetched_to_the_contexts_gpu_then_waited_for():
+    arrays = [mx.array(np.arange(6, dtype=np.int16)), mx.zeros((3, 4)), mx.array([1, 2])]
+    mx.eval(arrays)
+    skipped = address(arrays[2])
+    driver = Driver(managed=lambda pointer: pointer != skipped)
+    moved = cuda.Prefetcher(driver).prefetch(arrays)
+    assert moved == 12 + 48
+    prefetches = [c for c in driver.calls if c[0] == "prefetch"]
+    assert prefetches == [
+        ("prefetch", address(arrays[0]), 12, (1, 1), 0, 1234),  # CU_MEM_LOCATION_TYPE_DEVICE, 1
+        ("prefetch", address(arrays[1]), 48, (1, 1), 0, 1234),
+    ]
+    assert ("cuStreamCreate", 1) in driver.calls  # non-blocking: never waits for MLX's streams
+    assert driver.names()[-1] == "cuStreamSynchronize" and "cuInit" not in driver.names()
+    old = OldDriver()
+    cuda.Prefetcher(old).prefetch(arrays[:1])
+    assert [c for c in old.calls if c[0].startswith("prefetch")] == [
+        ("prefetch_v1", address(arrays[0]), 12, 1, 1234)
+    ]
+
+
+def test_a_thread_without_a_context_gets_the_primary_one_and_nothing_moved_waits_for_nothing():
+    driver = Driver(context=0)
+    prefetcher = cuda.Prefetcher(driver)
+    assert driver.names()[:5] == [
+        "cuCtxGetCurrent",
+        "cuInit",
+        "cuDeviceGet",
+        "cuDevicePrimaryCtxRetain",
+        "cuCtxSetCurrent",
+    ]
+    driver.calls.clear()
+    assert prefetcher.prefetch([mx.array(np.zeros(0, np.float32))]) == 0
+    assert driver.names() == ["cuCtxSetCurrent"]  # no wait when nothing moved
+
+
+@pytest.fixture
+def driver(monkeypatch):
+    """The process's prefetcher made on a recording stand-in for libcuda."""
+    fake = Driver()
+    monkeypatch.setattr(cuda, "_load_driver", lambda: fake)
+    monkeypatch.setattr(cuda, "_prefetcher", None)
+    monkeypatch.setattr(cuda, "_failed", False)
+    return fake
+
+
+@pytest.mark.parametrize("mode", transfer.MODES)
+def test_every_mode_hands_out_the_same_batches(cuda_thread, driver, monkeypatch, mode):
+    monkeypatch.setenv("MLX_AUDIO_PIN_MEMORY", mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pinned = [plain(b) for b in loader(pin_memory=True)]
+    assert pinned == [plain(b) for b in loader()]
+    prefetched = [c for c in driver.calls if c[0] == "prefetch"]
+    if mode == "copy":
+        assert prefetched == []
+    else:  # every array of every batch: pcm, even, half, index; 10 batches of 4
+        assert len(prefetched) == 4 * 10
+        assert sum(c[2] for c in prefetched) == 10 * (4 * 3 * 2 + 4 * 1 + 4 * 2 + 4 * 4)  # int32
+
+
+def test_a_driver_that_cannot_prefetch_warns_once_and_changes_no_batch(cuda_thread, monkeypatch):
+    def no_driver():
+        raise OSError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(cuda, "_load_driver", no_driver)
+    monkeypatch.setattr(cuda, "_prefetcher", None)
+    monkeypatch.setattr(cuda, "_failed", False)
+    monkeypatch.setenv("MLX_AUDIO_PIN_MEMORY", "prefetch")
+    with pytest.warns(RuntimeWarning, match="cannot be prefetched.*libcuda.so.1") as caught:
+        pinned = [[plain(b) for b in loader(pin_memory=True)] for _ in range(2)]
+    assert len([w for w in caught if "prefetched" in str(w.message)]) == 1
+    assert pinned == [[plain(b) for b in loader()]] * 2
+
+
+def test_a_wrong_mode_is_named_with_the_valid_ones(cuda_thread, monkeypatch):
+    monkeypatch.setenv("MLX_AUDIO_PIN_MEMORY", "pinned")
+    with pytest.raises(
+        ValueError, match="'pinned': expected one of copy, prefetch, prefetch\\+copy"
+    ):
+        next(iter(loader(pin_memory=True)))
+    assert wait_until(lambda: not transfer_threads())
+
+
+@pytest.mark.skipif(not gpu_backend(), reason="CUDA only: the real driver's prefetch")
+def test_on_a_cuda_gpu_host_made_batches_are_prefetched_and_read_the_same():
+    host = np.arange(3 * 480_000, dtype=np.int16).reshape(3, -1)
+    batch = {"pcm": mx.array(host), "label": mx.array(np.arange(3))}
+    mx.eval(batch)
+    assert cuda.prefetch(batch.values()) == host.nbytes + 3 * 4
+    for mode in transfer.MODES:
+        moved = transfer.device_copy(batch, mx.new_stream(mx.gpu), mode)
+        assert np.array_equal(np.array(moved["pcm"]), host)
+        assert mx.sum(moved["pcm"].astype(mx.int64)).item() == int(host.astype(np.int64).sum())

@@ -6,8 +6,11 @@ first GPU kernel that reads it faults them over -- inside the training step, on 
 stream (measured on an H200: ~10 ms for the 61 MB float32 CLAP batch to convert, +19 ms at
 its first GPU read; docs/benchmarks.md). torch's answer is a pin-memory thread; ours is the same
 shape: :class:`DevicePass` runs the worker pass on a background thread that copies each batch out
-of shared memory and, on a stream of its own, into a GPU-resident copy, ``_DEPTH`` batches ahead.
-The invariants:
+of shared memory and moves it to the GPU, ``_DEPTH`` batches ahead. How it moves is ``MODES``'s
+(``MLX_AUDIO_PIN_MEMORY``, for the benchmarks that compare them; default ``_MODE``): ``copy``, a
+GPU-resident copy made on a stream of the thread's own (its kernel takes the page faults);
+``prefetch``, the managed pages moved in one bulk transfer (NOTE [prefetch, not page faults],
+``cuda.py``), the batch itself handed out; ``prefetch+copy``, both. The invariants:
 
 * the batches, their order and the errors are the inner pass's, one for one (a sample's error is
   raised for its batch and the pass goes on; a fatal one ends it);
@@ -22,6 +25,7 @@ The invariants:
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import warnings
@@ -30,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from . import cuda
 from .passes import Pass, PassLike, PassPlan
 from .settings import gpu_backend
 from .tree import is_mlx_array, map_leaves
@@ -39,6 +44,8 @@ _BATCH, _ERROR, _END = "batch", "error", "end"
 _DEPTH = 2  # batches queued ahead of the consumer
 _POLL_S = 0.1
 _JOIN_S = 10.0
+MODES = ("copy", "prefetch", "prefetch+copy")
+_MODE = "copy"  # measured on an H100/H200 before it changes (docs/benchmarks.md)
 
 
 def transfer_active(pin_memory: bool, pin_memory_device: str, num_workers: int) -> bool:
@@ -65,10 +72,25 @@ def transfer_active(pin_memory: bool, pin_memory_device: str, num_workers: int) 
     )  # as in torch, the thread comes with workers; without, batches come in-line
 
 
-def device_copy(batch: Any, stream: Any) -> Any:
-    """``batch`` with each ``mx.array`` replaced by a copy made on ``stream`` and evaluated."""
+def transfer_mode() -> str:
+    """How the thread moves a batch (NOTE [pin_memory on CUDA]); a wrong name is an error."""
+    mode = os.environ.get("MLX_AUDIO_PIN_MEMORY", _MODE)
+    if mode not in MODES:
+        raise ValueError(f"MLX_AUDIO_PIN_MEMORY={mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+def device_copy(batch: Any, stream: Any, mode: str = "copy") -> Any:
+    """``batch`` moved to the GPU as ``mode`` says: each ``mx.array`` prefetched, or replaced by
+    a copy made on ``stream`` and evaluated, or both."""
     import mlx.core as mx
 
+    if mode != "copy":
+        leaves: list[Any] = []
+        map_leaves(lambda leaf: leaves.append(leaf) if is_mlx_array(leaf) else None, batch)
+        cuda.prefetch(leaves)
+        if mode == "prefetch":
+            return batch
     copies: list[Any] = []
 
     def copy(leaf: Any) -> Any:
@@ -85,7 +107,10 @@ def device_copy(batch: Any, stream: Any) -> Any:
 
 
 def _produce(
-    inner: Pass, out: queue.Queue[tuple[str, Any, dict[str, Any]]], stop: threading.Event
+    inner: Pass,
+    out: queue.Queue[tuple[str, Any, dict[str, Any]]],
+    stop: threading.Event,
+    mode: str,
 ) -> None:
     """The transfer thread: every item of the inner pass, with the inner state right after it."""
     import mlx.core as mx
@@ -95,7 +120,7 @@ def _produce(
         try:
             item: tuple[str, Any, dict[str, Any]] = (
                 _BATCH,
-                device_copy(next(inner), stream),
+                device_copy(next(inner), stream, mode),
                 inner.state(),
             )
         except StopIteration:
@@ -123,6 +148,7 @@ class DevicePass(Iterator[Any]):
         self.finished = False
         self.closed = False
         self._transform = transform
+        mode = transfer_mode()  # before the thread: a wrong name is raised here
         self._inner_failed: bool | None = None  # set (from the thread) once the inner pass ended
         owner = weakref.ref(self)
 
@@ -138,7 +164,7 @@ class DevicePass(Iterator[Any]):
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_produce,
-            args=(self._inner, self._queue, self._stop),
+            args=(self._inner, self._queue, self._stop, mode),
             name="mlx-audio-transfer",
             daemon=True,
         )
