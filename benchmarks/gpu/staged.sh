@@ -12,7 +12,7 @@
 #   bvd64, bvd256        bare_vs_defaults.py --batch B --profile defaults (which default costs; host-bound?)
 #   split64, split256    host_split.py --batch B (wall time per piece of a step on the host)
 #   kerneltest           the custom CUDA kernels' and the transfer thread's tests (test_kernels.py,
-#                        test_pin_memory.py; pytest carried in .mlx-cuda/py)
+#                        test_window_kernels.py, test_pin_memory.py; pytest carried in .mlx-cuda/py)
 #   transfer             host_transfer.py (a CLAP batch handed to MLX: page faults, prefetch, copy)
 #   probe                the machine: CPU model, nsys/ncu if installed
 #   trainer              ../trainer_overhead.py --repeats 3 --steps 600
@@ -46,9 +46,10 @@ run_item() {  # ITEM SECONDS-LEFT FILE-STEM
         --profile defaults 2>&1 | quiet > "$f" ;;
     split64|split256) timeout $left python3 -u benchmarks/gpu/host_split.py --batch "${item#split}" \
         2>&1 | quiet > "$f" ;;
-    kerneltest) PYTHONPATH=".mlx-cuda/py:packages/mlx-audio-data/tests:$PYTHONPATH" timeout $left \
-        python3 -m pytest -q -o addopts="" --noconftest -p no:cacheprovider --import-mode=importlib \
-        -rs packages/mlx-audio-train/tests/test_kernels.py \
+    kerneltest) PYTHONPATH=".mlx-cuda/py:packages/mlx-audio-data/tests:packages/mlx-audio-models/tests:$PYTHONPATH" \
+        timeout $left python3 -m pytest -q -o addopts="" --noconftest -p no:cacheprovider \
+        --import-mode=importlib -rs packages/mlx-audio-train/tests/test_kernels.py \
+        packages/mlx-audio-models/tests/test_window_kernels.py \
         packages/mlx-audio-data/tests/test_pin_memory.py > "$f" 2>&1 ;;
     transfer) timeout $left python3 -u benchmarks/gpu/host_transfer.py > "$f" 2>&1 ;;
     probe) { lscpu | head -20; which nsys ncu nvcc; ls /usr/local/cuda*/bin 2>/dev/null | head; } > "$f" 2>&1 ;;

@@ -22,7 +22,6 @@ on the same modules, for the equivalence tests and the benchmarks' comparison.
 
 from __future__ import annotations
 
-import math
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -31,6 +30,7 @@ import numpy as np
 from .activations import activation
 from .config import ClapAudioConfig
 from .recompute import Dropout, checkpoint
+from .window_kernels import explicit_attention, window_attention
 
 NEIGHBOURS = ((0, 0), (1, 0), (0, 1), (1, 1))  # transformers' merge order: x0, x1, x2, x3
 
@@ -119,8 +119,9 @@ class SelfAttention(nn.Module):
         self.dropout = Dropout(config.attention_probs_dropout_prob)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    # Window attention through mx.fast.scaled_dot_product_attention (one fused kernel where the
-    # backend has one); False: the explicit softmax(q k^T + mask) v, kept for comparison.
+    # Window attention through mx.fast.scaled_dot_product_attention, or the CUDA kernels where
+    # they apply (NOTE [window attention kernels]); False: the explicit softmax(q k^T + mask) v,
+    # kept for comparison (and for dropout on the probabilities).
     fused = True
 
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
@@ -128,24 +129,18 @@ class SelfAttention(nn.Module):
         (1, heads, n, n) bias, or (1, windows * heads, n, n) bias + shift mask."""
         b, tokens, c = x.shape
         n, h, d = self.window**2, self.heads, self.head_dim
-        nw = tokens // n
         parts = [self.query, self.key, self.value]  # one matmul for the three projections
         weight = mx.concatenate([p.weight for p in parts])
         qkv = x @ weight.T
         if "bias" in self.query:
             qkv = qkv + mx.concatenate([p.bias for p in parts])
-        qkv = qkv.reshape(b, nw, n, 3, h, d).transpose(3, 0, 1, 4, 2, 5)
-        per_window = mask.shape[1] == h  # the same mask in every window: fold windows into batch
-        shape = (b * nw, h, n, d) if per_window else (b, nw * h, n, d)
-        q, k, v = (t.reshape(shape) for t in mx.split(qkv, 3, axis=0))  # split: no gathers
-        mask = mask.astype(q.dtype)
-        scale = 1 / math.sqrt(d)
+        qkv = qkv.reshape(b, tokens // n, n, 3, h, d)
+        per_window = mask.shape[1] == h  # the same mask in every window
         if self.fused and (self.dropout_p == 0 or not self.training):
-            out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+            out = window_attention(qkv, mask, per_window)
         else:
-            probs = mx.softmax((q * scale) @ k.transpose(0, 1, 3, 2) + mask, axis=-1)
-            out = self.dropout(probs) @ v
-        return out.reshape(b, nw, h, n, d).transpose(0, 1, 3, 2, 4).reshape(b, tokens, c)
+            out = explicit_attention(qkv, mask, per_window, self.dropout)
+        return out.reshape(b, tokens, c)
 
 
 class Dense(nn.Module):
