@@ -22,7 +22,6 @@ on the same modules, for the equivalence tests and the benchmarks' comparison.
 
 from __future__ import annotations
 
-
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
