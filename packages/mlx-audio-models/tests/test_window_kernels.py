@@ -113,35 +113,40 @@ def test_the_kernels_take_htsats_windows_and_refuse_what_does_not_fit():
     assert wk.shared_bytes(64, 24) == 41_472
 
 
+def as_emulated(body: str, inputs: list[str], outputs: list[str]):
+    """A stand-in for an ``mx.fast.cuda_kernel`` launch: the same body, run by the emulator."""
+    kernel = Kernel(body, inputs, outputs)
+
+    def launch(*, inputs, template, grid, threadgroup, output_shapes, output_dtypes):
+        assert all(a.dtype == mx.float32 for a in inputs)
+        template = [(k, "float" if k == "T" else v) for k, v in template]
+        got = kernel(
+            inputs=[np.array(a) for a in inputs],
+            template=template,
+            grid=grid,
+            threadgroup=threadgroup,
+            output_shapes=output_shapes,
+            output_dtypes=[np.float32] * len(output_dtypes),
+        )
+        return [mx.array(a) for a in got]
+
+    return launch
+
+
+def emulate(monkeypatch, forward: str = wk.FORWARD, backward: str = wk.BACKWARD) -> None:
+    fake = (
+        as_emulated(forward, ["qkv", "mask"], ["out", "lse"]),
+        as_emulated(backward, ["qkv", "mask", "out", "dout", "lse"], ["dqkv", "dmask"]),
+    )
+    monkeypatch.setattr(wk, "_kernels", lambda: fake)
+
+
 @emulated
 @pytest.mark.parametrize("per_window", [True, False], ids=["shared-mask", "mask-per-window"])
 def test_the_custom_functions_gradient_wiring_with_the_kernels_emulated(monkeypatch, per_window):
     """``window_attention``'s custom function and its vjp, the kernels' launches answered by
     the emulator: value and gradient (q/k/v and the mask) are MLX's."""
-
-    def as_emulated(body: str, inputs: list[str], outputs: list[str]):
-        kernel = Kernel(body, inputs, outputs)
-
-        def launch(*, inputs, template, grid, threadgroup, output_shapes, output_dtypes):
-            assert all(a.dtype == mx.float32 for a in inputs)
-            template = [(k, "float" if k == "T" else v) for k, v in template]
-            got = kernel(
-                inputs=[np.array(a) for a in inputs],
-                template=template,
-                grid=grid,
-                threadgroup=threadgroup,
-                output_shapes=output_shapes,
-                output_dtypes=[np.float32] * len(output_dtypes),
-            )
-            return [mx.array(a) for a in got]
-
-        return launch
-
-    fake = (
-        as_emulated(wk.FORWARD, ["qkv", "mask"], ["out", "lse"]),
-        as_emulated(wk.BACKWARD, ["qkv", "mask", "out", "dout", "lse"], ["dqkv", "dmask"]),
-    )
-    monkeypatch.setattr(wk, "_kernels", lambda: fake)
+    emulate(monkeypatch)
     monkeypatch.setattr(wk, "kernels_apply", lambda qkv: True)
     shape = SHAPES["odd"]
     qkv, mask, cotangent = case(shape, per_window, seed=1)
@@ -154,6 +159,30 @@ def test_the_custom_functions_gradient_wiring_with_the_kernels_emulated(monkeypa
     assert_close(np.array(value), float((want_out * cotangent).sum()), 1e-5)
     assert_close(np.array(dqkv), want_dqkv)
     assert_close(np.array(dmask), want_dmask)
+
+
+@emulated
+def test_the_self_check_passes_the_kernels_and_catches_a_wrong_one(monkeypatch, caplog):
+    emulate(monkeypatch)
+    assert wk._agreement(True, 2) == "" and wk._agreement(False, 8) == ""
+    wrong = wk.BACKWARD.replace("ds[t][j] = p * (dp - delta);", "ds[t][j] = p * dp;")
+    assert wrong != wk.BACKWARD
+    emulate(monkeypatch, backward=wrong)
+    assert "relative difference" in wk._agreement(True, 2)
+    wk._checked.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert wk._checked() is False
+        assert "window attention failed their check (a relative difference" in caplog.text
+
+        def no_jit():
+            raise RuntimeError("nvrtc: error: cannot open source file")
+
+        monkeypatch.setattr(wk, "_kernels", no_jit)
+        wk._checked.cache_clear()
+        assert wk._checked() is False and "RuntimeError: nvrtc" in caplog.text
+    finally:
+        wk._checked.cache_clear()
 
 
 def test_off_cuda_window_attention_is_mlxs_formulation():
