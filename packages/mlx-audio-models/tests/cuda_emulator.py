@@ -7,8 +7,9 @@ uses given their CUDA meaning: each block runs on its own, its threads as OS thr
 at ``__syncthreads()`` (a ``std::barrier``), ``__shared__`` arrays one per block (function-local
 statics; the blocks run one after another), ``threadIdx``/``blockIdx``/``blockDim``/``gridDim``.
 So a wrong index, a missing barrier's effect on the result, or wrong arithmetic shows here as it
-would on a GPU (float32 only: no ``__nv_bfloat16`` on the CPU). Grid and block are 1-D, as the
-kernels under test use them.
+would on a GPU (float32, int32 and bool arrays: no ``__nv_bfloat16`` on the CPU). Grid and block
+are 1-D, as the kernels under test use them. Used by the models' and the train step's kernel
+tests (``test_window_kernels.py``, ``test_kernels.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ static std::barrier<>* block_barrier = nullptr;
 #define __forceinline__ inline
 """
 
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int32_t"}
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int32_t", np.dtype(np.bool_): "bool"}
 
 
 def available() -> bool:

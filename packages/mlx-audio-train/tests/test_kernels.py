@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+import cuda_emulator as emulator  # mlx-audio-models' tests: runs a kernel's CUDA source on the CPU
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -338,3 +339,81 @@ def test_the_update_kernel_passes_its_check_on_cuda():
     for make in _adam_kernel._CHECKED:
         for applied in (True, False):
             assert _adam_kernel.check(make, applied) == ""
+
+
+# -- the kernels' CUDA source itself, run on the CPU (tests/cuda_emulator.py in mlx-audio-models) ---
+needs_gxx = pytest.mark.skipif(not emulator.available(), reason="no g++ to run the kernels' source")
+_EMULATED: dict[str, object] = {}
+
+
+def run_source(body, input_names, output_names, inputs, blocks, threads, output_shapes):
+    kernel = _EMULATED.setdefault(body, emulator.Kernel(body, input_names, output_names))
+    got = kernel(
+        inputs=[np.array(a) for a in inputs],
+        template=[],
+        grid=(blocks * threads, 1, 1),
+        threadgroup=(threads, 1, 1),
+        output_shapes=output_shapes,
+        output_dtypes=[np.float32] * len(output_shapes),
+    )
+    return [mx.array(a) for a in got]
+
+
+@needs_gxx
+@pytest.mark.parametrize(
+    "sizes", [(37, 0, 1, 4096), (2_100_000, 37, 0, 1)], ids=["one-block", "blocks"]
+)
+def test_the_norms_kernel_source_sums_every_square_once(sizes):
+    leaves = [
+        mx.array(np.random.default_rng(i).standard_normal(n).astype(np.float32))
+        for i, n in enumerate(sizes)
+    ]
+    blocks, body = kernel_source(sizes)
+    assert (blocks == 1) == (sum(sizes) <= _kernels._ONE_BLOCK)
+    (partials,) = run_source(
+        body,
+        [f"g{i}" for i in range(len(sizes))],
+        ["out"],
+        leaves,
+        blocks,
+        _kernels._THREADS,
+        [(blocks,)],
+    )
+    assert partials.shape == (blocks,)
+    assert abs(mx.sum(partials).item() - float64_sum(leaves)) <= 1e-5 * float64_sum(leaves)
+
+
+def source_launch(rule, sizes, inputs):
+    """The update kernel's generated source, run by the emulator, in place of MLX's launch."""
+    from mlx_audio.train import _adam_kernel
+
+    blocks, body, names, outputs = _adam_kernel.kernel_source(rule, tuple(int(n) for n in sizes))
+    shapes = [(n,) for n in sizes for _ in range(3)]
+    return run_source(body, names, outputs, inputs, blocks, _adam_kernel._THREADS, shapes)
+
+
+@needs_gxx
+@pytest.mark.parametrize("make", [0, 1], ids=["AdamW", "Adam cosine bias-corrected"])
+@pytest.mark.parametrize("applied", [True, False])
+def test_the_update_kernels_source_is_mlx_optimizers_update(monkeypatch, make, applied):
+    from mlx_audio.train import _adam_kernel
+
+    monkeypatch.setattr(_kernels, "cuda_step_kernels", lambda: True)
+    monkeypatch.setattr(_adam_kernel, "_launch", source_launch)
+    assert _adam_kernel.check(_adam_kernel._CHECKED[make], applied) == ""
+
+
+@needs_gxx
+def test_the_emulated_update_kernel_catches_a_wrong_rule(monkeypatch):
+    from mlx_audio.train import _adam_kernel
+
+    original = _adam_kernel.kernel_source
+
+    def wrong(rule, sizes):
+        blocks, body, names, outputs = original(rule, sizes)
+        return blocks, body.replace("B2 * v", "B1 * v"), names, outputs
+
+    monkeypatch.setattr(_kernels, "cuda_step_kernels", lambda: True)
+    monkeypatch.setattr(_adam_kernel, "kernel_source", wrong)
+    monkeypatch.setattr(_adam_kernel, "_launch", source_launch)
+    assert "max difference" in _adam_kernel.check(_adam_kernel._CHECKED[0], True)
