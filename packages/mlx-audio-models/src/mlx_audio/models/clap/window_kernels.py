@@ -67,19 +67,21 @@ FORWARD = (
     + r"""
   __shared__ float ks[N][D];
   __shared__ float vs[N][D];
+  __shared__ float ms[N][N + 1];                  // the mask (+1: no bank conflicts)
   float q[D];
   for (int e = 0; e < D; ++e) {
     q[e] = static_cast<float>(base[t * row + e]);
     ks[t][e] = static_cast<float>(base[t * row + H * D + e]);
     vs[t][e] = static_cast<float>(base[t * row + 2 * H * D + e]);
   }
+  for (int i = 0; i < N; ++i) ms[i][t] = mask_rows[i * N + t];  // coalesced
   __syncthreads();
   float s[N];
-  float top = -INFINITY;
+  float top = -3.402823466e38f;                   // -FLT_MAX: no INFINITY macro needed under NVRTC
   for (int j = 0; j < N; ++j) {
     float acc = 0.0f;
     for (int e = 0; e < D; ++e) acc += q[e] * ks[j][e];
-    acc = acc * scale + mask_rows[t * N + j];
+    acc = acc * scale + ms[t][j];
     s[j] = acc;
     top = fmaxf(top, acc);
   }
@@ -103,11 +105,11 @@ FORWARD = (
 BACKWARD = (
     _PRELUDE
     + r"""
-  __shared__ float qs[N][D];
-  __shared__ float ks[N][D];
+  __shared__ float qs[N][D + 1];                  // rows read by their own thread: +1, no
+  __shared__ float ks[N][D + 1];                  // bank conflicts
   __shared__ float vs[N][D];
-  __shared__ float gs[N][D];                      // the output's gradient
-  __shared__ float ds[N][N + 1];                  // the scores' gradient (+1: no bank conflicts)
+  __shared__ float gs[N][D + 1];                  // the output's gradient
+  __shared__ float ds[N][N + 1];                  // the mask, then the scores' gradient
   __shared__ float ls[N];
   const long long o_at = ((bw * N + t) * H + hi) * D;
   float delta = 0.0f;                             // rowsum(dO * O) of row t
@@ -118,15 +120,16 @@ BACKWARD = (
     gs[t][e] = static_cast<float>(dout[o_at + e]);
     delta += gs[t][e] * static_cast<float>(out[o_at + e]);
   }
+  for (int i = 0; i < N; ++i) ds[i][t] = mask_rows[i * N + t];  // coalesced
   ls[t] = lse[blk * N + t];
   __syncthreads();
-  for (int j = 0; j < N; ++j) {                   // row t of the scores' gradient
+  for (int j = 0; j < N; ++j) {                   // row t: the mask, then its gradient
     float sc = 0.0f, dp = 0.0f;
     for (int e = 0; e < D; ++e) {
       sc += qs[t][e] * ks[j][e];
       dp += gs[t][e] * vs[j][e];
     }
-    const float p = expf(sc * scale + mask_rows[t * N + j] - ls[t]);
+    const float p = expf(sc * scale + ds[t][j] - ls[t]);
     ds[t][j] = p * (dp - delta);
   }
   __syncthreads();
@@ -139,7 +142,7 @@ BACKWARD = (
   for (int j = 0; j < N; ++j) {                   // row t of dq; column t of dk and dv
     float sc = 0.0f;
     for (int e = 0; e < D; ++e) sc += qs[j][e] * ks[t][e];
-    const float p = expf(sc * scale + mask_rows[j * N + t] - ls[j]);  // p[j][t]
+    const float p = expf(sc * scale + mask_rows[j * N + t] - ls[j]);  // p[j][t], coalesced
     const float a = ds[t][j], c = ds[j][t];
     for (int e = 0; e < D; ++e) {
       dq[e] += a * ks[j][e];
@@ -161,7 +164,7 @@ BACKWARD = (
 
 def shared_bytes(n: int, d: int) -> int:
     """The backward's shared arrays (the forward's are smaller)."""
-    return 4 * (4 * n * d + n * (n + 1) + n)
+    return 4 * (3 * n * (d + 1) + n * d + n * (n + 1) + n)
 
 
 def fits(n: int, d: int) -> bool:
