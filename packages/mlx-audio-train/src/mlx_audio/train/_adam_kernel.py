@@ -125,7 +125,9 @@ def kernel_source(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, str, list[st
     inputs = [f"{k}{i}" for i in range(len(sizes)) for k in ("p", "g", "m", "v")]
     inputs += ["lr", "scale", "applied"] + (["c1", "c2"] if bias else [])
     outputs = [f"{k}{i}" for i in range(len(sizes)) for k in ("np", "nm", "nv")]
-    step = "(c1[0] * m2) / (sqrtf(v2) * c2[0] + EPS)" if bias else "rate * m2 / (sqrtf(v2) + EPS)"
+    # locals end in "_": the inputs and outputs are named p0, m2, nv3, ... (a local "m2" would
+    # shadow the third array's moment)
+    step = "(c1[0] * m_) / (sqrtf(v_) * c2[0] + EPS)" if bias else "rate * m_ / (sqrtf(v_) + EPS)"
     lines = [
         f"  constexpr float B1 = {_f32(b1)}, OB1 = {_f32(1 - b1)}, B2 = {_f32(b2)}, "
         f"OB2 = {_f32(1 - b2)}, EPS = {_f32(eps)}, WD = {_f32(decay)};",
@@ -138,13 +140,13 @@ def kernel_source(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, str, list[st
         decayed = f"p{i}[k] * keep" if decay else f"p{i}[k]"
         return [
             f"      const long long k = j - {offset}LL;",
-            f"      const float g = g{i}[k] * sc;",
-            f"      const float m2 = B1 * m{i}[k] + OB1 * g;",
-            f"      const float v2 = B2 * v{i}[k] + OB2 * (g * g);",
-            f"      const float p2 = {decayed} - {step};",
-            f"      np{i}[k] = ok ? p2 : p{i}[k];",
-            f"      nm{i}[k] = ok ? m2 : m{i}[k];",
-            f"      nv{i}[k] = ok ? v2 : v{i}[k];",
+            f"      const float g_ = g{i}[k] * sc;",
+            f"      const float m_ = B1 * m{i}[k] + OB1 * g_;",
+            f"      const float v_ = B2 * v{i}[k] + OB2 * (g_ * g_);",
+            f"      const float p_ = {decayed} - {step};",
+            f"      np{i}[k] = ok ? p_ : p{i}[k];",
+            f"      nm{i}[k] = ok ? m_ : m{i}[k];",
+            f"      nv{i}[k] = ok ? v_ : v{i}[k];",
         ]
 
     lines += _kernels.block_loops(sizes, _PER_BLOCK, element)
@@ -192,6 +194,7 @@ def check(make: Callable[[], optim.Optimizer], applied: bool) -> str:
     """Two steps of the kernel against two of MLX's optimizer; "" when they agree."""
     key = mx.random.key(1)
     params = {"w": mx.random.normal((700, 300), key=key), "b": mx.random.normal((37,), key=key)}
+    params |= {f"x{i}": mx.random.normal((i + 1, 3), key=key) for i in range(11)}  # names p2...
     grads = tree_map(lambda p: mx.sin(p * 3.0), params)
     mine, theirs = make(), make()
     mine.init(params)
