@@ -111,7 +111,7 @@ def test_the_update_kernel_touches_every_element_once(name):
     assert len(inputs) == 4 * len(sizes) + 3 and len(outputs) == 3 * len(sizes)
     for i, n in enumerate(sizes):  # every array is read and written only through its own range
         if n:
-            assert f"np{i}[k] = ok ? p2 : p{i}[k];" in body
+            assert f"np{i}[k] = ok ? p_ : p{i}[k];" in body
     blocks, total, bounds, reads = _ranges(blocks, body)
     assert total == sum(sizes) and blocks == max(1, -(-total // 4096))
     assert_each_element_once(sizes, bounds, reads)
