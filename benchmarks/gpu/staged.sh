@@ -13,6 +13,7 @@
 #   split64, split256    host_split.py --batch B (wall time per piece of a step on the host)
 #   kerneltest           the custom CUDA kernels' and the transfer thread's tests (test_kernels.py,
 #                        test_window_kernels.py, test_pin_memory.py; pytest carried in .mlx-cuda/py)
+#   cudatest             kerneltest's tests that need CUDA only (no emulator, no worker processes)
 #   transfer             host_transfer.py (a CLAP batch handed to MLX: page faults, prefetch, copy)
 #   probe                the machine: CPU model, nsys/ncu if installed
 #   trainer              ../trainer_overhead.py --repeats 3 --steps 600
@@ -51,6 +52,11 @@ run_item() {  # ITEM SECONDS-LEFT FILE-STEM
         --import-mode=importlib -rs packages/mlx-audio-train/tests/test_kernels.py \
         packages/mlx-audio-models/tests/test_window_kernels.py \
         packages/mlx-audio-data/tests/test_pin_memory.py > "$f" 2>&1 ;;
+    cudatest) MLX_AUDIO_EMULATE_CUDA=0 PYTHONPATH=".mlx-cuda/py:packages/mlx-audio-data/tests:packages/mlx-audio-models/tests:$PYTHONPATH" \
+        timeout $left python3 -m pytest -q -o addopts="" --noconftest -p no:cacheprovider \
+        --import-mode=importlib -rs packages/mlx-audio-train/tests/test_kernels.py \
+        packages/mlx-audio-models/tests/test_window_kernels.py -k "not emulated and not source" \
+        "packages/mlx-audio-data/tests/test_pin_memory.py::test_on_a_cuda_gpu_host_made_batches_are_prefetched_and_read_the_same" > "$f" 2>&1 ;;
     transfer) timeout $left python3 -u benchmarks/gpu/host_transfer.py > "$f" 2>&1 ;;
     probe) { lscpu | head -20; which nsys ncu nvcc; ls /usr/local/cuda*/bin 2>/dev/null | head; } > "$f" 2>&1 ;;
     trainer) timeout $left python3 -u benchmarks/trainer_overhead.py --repeats 3 --steps 600 > "$f" 2>&1 ;;

@@ -43,7 +43,8 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int32_t", np.dtyp
 
 
 def available() -> bool:
-    return shutil.which("g++") is not None
+    """g++ is here, and ``MLX_AUDIO_EMULATE_CUDA=0`` (the GPU runs) does not turn it off."""
+    return shutil.which("g++") is not None and os.environ.get("MLX_AUDIO_EMULATE_CUDA") != "0"
 
 
 def _template_lines(template: list[tuple[str, object]]) -> str:
