@@ -11,7 +11,8 @@ scales on the GPU: half the bytes), ``mel-workers`` (log-mel computed in the wor
 ``f32-pin``/``i16-pin`` (the loader's own ``pin_memory=True``: its transfer thread copies each batch
 to the GPU ahead of use, NOTE [pin_memory on CUDA]), ``i16-prefetch`` (the thread moves the
 batch's managed pages in one bulk ``cuMemPrefetchAsync`` instead, NOTE [prefetch, not page
-faults]), ``i16-prefetch+copy`` (both). (The WAVs are
+faults]), ``i16-prefetch+copy`` (both), ``i16-direct`` (a GPU kernel copies each batch straight
+from its page-locked shared-memory slot: NOTE [a batch copied straight from its slot]). (The WAVs are
 read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the mean
 ms/step of each after ``--warmup`` steps, its ratio to ``premade`` (target: <= 1.05x) and the host
 time spent getting a batch. A freshly started machine first compiles MLX's CUDA kernels (minutes).
@@ -168,6 +169,7 @@ VARIANTS = (
     "i16-pin",
     "i16-prefetch",
     "i16-prefetch+copy",
+    "i16-direct",
     "mel-workers",
 )
 
@@ -216,8 +218,10 @@ def main() -> None:
         mels = variant == "mel-workers"
         on_gpu = [add_channel] if mels else [log_mel, add_channel]  # LogMel scales int16 PCM itself
         threaded = variant.endswith(("thread", "device"))
-        pinned = variant.endswith(("pin", "prefetch", "prefetch+copy"))
-        mode = variant.split("-", 1)[1] if "prefetch" in variant else "copy"
+        pinned = variant.endswith(("pin", "prefetch", "prefetch+copy", "direct"))
+        mode = (
+            variant.split("-", 1)[1] if variant.endswith(("prefetch", "copy", "direct")) else "copy"
+        )
         os.environ["MLX_AUDIO_PIN_MEMORY"] = mode  # how the transfer thread moves a batch
         loader = DataLoader(
             Clips(paths, pcm=pcm, mels=mels),

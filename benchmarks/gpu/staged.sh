@@ -56,7 +56,9 @@ run_item() {  # ITEM SECONDS-LEFT FILE-STEM
         timeout $left python3 -m pytest -q -o addopts="" --noconftest -p no:cacheprovider \
         --import-mode=importlib -rs packages/mlx-audio-train/tests/test_kernels.py \
         packages/mlx-audio-models/tests/test_window_kernels.py -k "not emulated and not source" \
-        "packages/mlx-audio-data/tests/test_pin_memory.py::test_on_a_cuda_gpu_host_made_batches_are_prefetched_and_read_the_same" > "$f" 2>&1 ;;
+        "packages/mlx-audio-data/tests/test_pin_memory.py::test_on_a_cuda_gpu_host_made_batches_are_prefetched_and_read_the_same" \
+        "packages/mlx-audio-data/tests/test_pin_memory.py::test_on_a_cuda_gpu_a_pinned_mappings_bytes_are_copied_by_the_kernel_then_unpinned" \
+        > "$f" 2>&1 ;;
     transfer) timeout $left python3 -u benchmarks/gpu/host_transfer.py > "$f" 2>&1 ;;
     probe) { lscpu | head -20; which nsys ncu nvcc; ls /usr/local/cuda*/bin 2>/dev/null | head; } > "$f" 2>&1 ;;
     trainer) timeout $left python3 -u benchmarks/trainer_overhead.py --repeats 3 --steps 600 > "$f" 2>&1 ;;

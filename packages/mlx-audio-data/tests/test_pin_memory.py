@@ -314,6 +314,16 @@ class Driver:
     def cuStreamSynchronize(self, stream):
         return self._record("cuStreamSynchronize", stream.value)
 
+    def cuMemHostRegister_v2(self, pointer, size, flags):
+        return self._record("register", pointer.value, size.value, flags)
+
+    def cuMemHostGetDevicePointer_v2(self, out, pointer, flags):
+        out._obj.value = pointer.value  # unified addressing: the host address
+        return self._record("device_pointer", pointer.value)
+
+    def cuMemHostUnregister(self, pointer):
+        return self._record("unregister", pointer.value)
+
 
 class OldDriver(Driver):
     """A driver before CUDA 12.2: ``cuMemPrefetchAsync`` takes a device ordinal."""
@@ -333,7 +343,7 @@ def test_each_managed_array_is_prefetched_to_the_contexts_gpu_then_waited_for():
     mx.eval(arrays)
     skipped = address(arrays[2])
     driver = Driver(managed=lambda pointer: pointer != skipped)
-    moved = cuda.Prefetcher(driver).prefetch(arrays)
+    moved = cuda.Driver(driver).prefetch(arrays)
     assert moved == 12 + 48
     prefetches = [c for c in driver.calls if c[0] == "prefetch"]
     assert prefetches == [
@@ -343,7 +353,7 @@ def test_each_managed_array_is_prefetched_to_the_contexts_gpu_then_waited_for():
     assert ("cuStreamCreate", 1) in driver.calls  # non-blocking: never waits for MLX's streams
     assert driver.names()[-1] == "cuStreamSynchronize" and "cuInit" not in driver.names()
     old = OldDriver()
-    cuda.Prefetcher(old).prefetch(arrays[:1])
+    cuda.Driver(old).prefetch(arrays[:1])
     assert [c for c in old.calls if c[0].startswith("prefetch")] == [
         ("prefetch_v1", address(arrays[0]), 12, 1, 1234)
     ]
@@ -351,7 +361,7 @@ def test_each_managed_array_is_prefetched_to_the_contexts_gpu_then_waited_for():
 
 def test_a_thread_without_a_context_gets_the_primary_one_and_nothing_moved_waits_for_nothing():
     driver = Driver(context=0)
-    prefetcher = cuda.Prefetcher(driver)
+    prefetcher = cuda.Driver(driver)
     assert driver.names()[:5] == [
         "cuCtxGetCurrent",
         "cuInit",
@@ -369,7 +379,7 @@ def driver(monkeypatch):
     """The process's prefetcher made on a recording stand-in for libcuda."""
     fake = Driver()
     monkeypatch.setattr(cuda, "_load_driver", lambda: fake)
-    monkeypatch.setattr(cuda, "_prefetcher", None)
+    monkeypatch.setattr(cuda, "_driver", None)
     monkeypatch.setattr(cuda, "_failed", False)
     return fake
 
@@ -382,7 +392,7 @@ def test_every_mode_hands_out_the_same_batches(cuda_thread, driver, monkeypatch,
         pinned = [plain(b) for b in loader(pin_memory=True)]
     assert pinned == [plain(b) for b in loader()]
     prefetched = [c for c in driver.calls if c[0] == "prefetch"]
-    if mode == "copy":
+    if mode in ("copy", "direct"):  # direct: these arrays are small, mx.array takes them
         assert prefetched == []
     else:  # every array of every batch: pcm, even, half, index; 10 batches of 4
         assert len(prefetched) == 4 * 10
@@ -394,12 +404,14 @@ def test_a_driver_that_cannot_prefetch_warns_once_and_changes_no_batch(cuda_thre
         raise OSError("libcuda.so.1: cannot open shared object file")
 
     monkeypatch.setattr(cuda, "_load_driver", no_driver)
-    monkeypatch.setattr(cuda, "_prefetcher", None)
+    monkeypatch.setattr(cuda, "_driver", None)
     monkeypatch.setattr(cuda, "_failed", False)
     monkeypatch.setenv("MLX_AUDIO_PIN_MEMORY", "prefetch")
-    with pytest.warns(RuntimeWarning, match="cannot be prefetched.*libcuda.so.1") as caught:
+    with pytest.warns(
+        RuntimeWarning, match="cannot be moved to the GPU ahead of use.*libcuda.so.1"
+    ) as caught:
         pinned = [[plain(b) for b in loader(pin_memory=True)] for _ in range(2)]
-    assert len([w for w in caught if "prefetched" in str(w.message)]) == 1
+    assert len([w for w in caught if "ahead of use" in str(w.message)]) == 1
     assert pinned == [[plain(b) for b in loader()]] * 2
 
 
@@ -422,3 +434,104 @@ def test_on_a_cuda_gpu_host_made_batches_are_prefetched_and_read_the_same():
         moved = transfer.device_copy(batch, mx.new_stream(mx.gpu), mode)
         assert np.array_equal(np.array(moved["pcm"]), host)
         assert mx.sum(moved["pcm"].astype(mx.int64)).item() == int(host.astype(np.int64).sum())
+
+
+class Frames(Dataset):
+    """80 KB float32 clips (above cuda.DIRECT_MIN_BYTES once batched) and an int label."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, i: int) -> tuple:
+        return np.full(20_000, i, np.float32) + np.arange(20_000, dtype=np.float32), i
+
+
+def emulated_copy(monkeypatch) -> list:
+    """``cuda.to_device``'s copy kernel answered by the emulator (which reads the host memory a
+    device address names here); returns the launches."""
+    import cuda_emulator
+
+    kernel = cuda_emulator.Kernel(cuda.COPY, ["meta"], ["out"])
+    launches: list = []
+
+    def launch(*, inputs, grid, threadgroup, output_shapes, output_dtypes):
+        assert output_dtypes == [mx.uint8]
+        launches.append(np.array(inputs[0]).tolist())
+        (raw,) = kernel(
+            inputs=[np.array(inputs[0])],
+            template=[],
+            grid=grid,
+            threadgroup=threadgroup,
+            output_shapes=output_shapes,
+            output_dtypes=[np.uint8],
+        )
+        return [mx.array(raw)]
+
+    monkeypatch.setattr(cuda, "_copy_kernel", lambda: launch)
+    monkeypatch.setattr(cuda, "_BLOCKS", 2)  # a grid-stride loop: any grid copies everything
+    monkeypatch.setattr(cuda, "_THREADS", 32)
+    return launches
+
+
+def test_direct_copies_each_large_array_from_its_pinned_slot(cuda_thread, driver, monkeypatch):
+    """NOTE [a batch copied straight from its slot]: the copy kernel's source (emulated) reads
+    each batch's clips out of the slot, page-locked once per slot mapping and unregistered
+    before the slot is unmapped; batches, dtypes and order as without pin_memory."""
+    import cuda_emulator
+
+    if not cuda_emulator.available():
+        pytest.skip("no g++ to run the copy kernel's source")
+    launches = emulated_copy(monkeypatch)
+    monkeypatch.setenv("MLX_AUDIO_PIN_MEMORY", "direct")
+
+    def run(**kwargs) -> list:
+        source = DataLoader(Frames(), batch_size=4, shuffle=True, seed=5, num_workers=2, **kwargs)
+        return [(np.array(x), np.array(y), x.dtype, y.dtype) for x, y in source]
+
+    pinned, plain_ = run(pin_memory=True), run()
+    assert len(pinned) == 6
+    for (x, y, xd, yd), (x2, y2, xd2, yd2) in zip(pinned, plain_):
+        assert np.array_equal(x, x2) and np.array_equal(y, y2) and (xd, yd) == (xd2, yd2)
+    assert len(launches) == 6 and all(nbytes == 4 * 20_000 * 4 for _, nbytes in launches)
+    registered = [c for c in driver.calls if c[0] == "register"]
+    unregistered = [c for c in driver.calls if c[0] == "unregister"]
+    assert 1 <= len(registered) <= 4  # a slot mapping once, however many batches it carries
+    assert sorted(c[1] for c in unregistered) == sorted(c[1] for c in registered)
+    assert all(c[3] == 3 for c in registered)  # PORTABLE | DEVICEMAP
+    assert cuda._driver is not None and cuda._driver.pinned == {}
+
+
+def test_direct_leaves_what_it_cannot_copy_bit_for_bit_to_mx_array(driver):
+    views = {
+        "small": np.zeros(100, np.float32),
+        "float64": np.zeros(20_000, np.float64),  # MLX makes float32 of it
+        "strided": np.zeros((200, 200), np.float32)[:, ::2],
+    }
+    assert not any(cuda.direct_applies(v) for v in views.values())
+    assert cuda.direct_applies(np.zeros(20_000, np.float32))
+    assert cuda.to_device(np.zeros(20_000, np.float32), None) is None  # not in a mapping
+
+
+@pytest.mark.skipif(not gpu_backend(), reason="CUDA only: the real driver and copy kernel")
+def test_on_a_cuda_gpu_a_pinned_mappings_bytes_are_copied_by_the_kernel_then_unpinned():
+    import mmap
+
+    from mlx_audio.data._loader import shm
+
+    mapping = mmap.mmap(-1, 1 << 22)
+    buffer = np.frombuffer(mapping, np.uint8)
+    host = np.arange(3 * 480_000, dtype=np.int16).reshape(3, -1)
+    view = buffer[4096 : 4096 + host.nbytes].view(np.int16).reshape(host.shape)
+    view[...] = host
+    stream = mx.new_stream(mx.gpu)
+    moved = cuda.to_device(view, stream)
+    assert moved is not None and moved.dtype == mx.int16 and moved.shape == host.shape
+    assert mx.sum(moved.astype(mx.int64)).item() == int(host.astype(np.int64).sum())
+    assert np.array_equal(np.array(moved), host)
+    start = int(buffer.__array_interface__["data"][0])
+    assert start in cuda._driver.pinned
+    for hook in shm.UNMAP_HOOKS:
+        hook(start, len(mapping))
+    assert start not in cuda._driver.pinned
+    del view, buffer
+    mapping.close()

@@ -7,7 +7,8 @@ uses given their CUDA meaning: each block runs on its own, its threads as OS thr
 at ``__syncthreads()`` (a ``std::barrier``), ``__shared__`` arrays one per block (function-local
 statics; the blocks run one after another), ``threadIdx``/``blockIdx``/``blockDim``/``gridDim``.
 So a wrong index, a missing barrier's effect on the result, or wrong arithmetic shows here as it
-would on a GPU (float32, int32 and bool arrays: no ``__nv_bfloat16`` on the CPU). Grid and block
+would on a GPU (float32, int32, bool, uint8 and uint64 arrays: no ``__nv_bfloat16`` on the
+CPU; a "device address" is a host address here). Grid and block
 are 1-D, as the kernels under test use them. Used by the models' and the train step's kernel
 tests (``test_window_kernels.py``, ``test_kernels.py``).
 """
@@ -26,10 +27,12 @@ import numpy as np
 _PRELUDE = r"""
 #include <barrier>
 #include <cmath>
+#include <cstdint>
 #include <math.h>
 #include <thread>
 #include <vector>
 struct Dim3 { unsigned x = 0, y = 0, z = 0; };
+struct uint4 { unsigned int x, y, z, w; };
 thread_local Dim3 threadIdx;
 Dim3 blockIdx, blockDim, gridDim;
 static std::barrier<>* block_barrier = nullptr;
@@ -39,7 +42,13 @@ static std::barrier<>* block_barrier = nullptr;
 #define __forceinline__ inline
 """
 
-_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int32_t", np.dtype(np.bool_): "bool"}
+_CTYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.bool_): "bool",
+    np.dtype(np.uint8): "uint8_t",
+    np.dtype(np.uint64): "uint64_t",
+}
 
 
 def available() -> bool:
@@ -130,7 +139,10 @@ class Kernel:
     ) -> list[np.ndarray]:
         inputs = [np.ascontiguousarray(a) for a in inputs]
         out_dtypes = [np.dtype(d) for d in output_dtypes]
-        outputs = [np.full(s, np.nan, d) for s, d in zip(output_shapes, out_dtypes)]
+        outputs = [  # what the kernel leaves unwritten shows: NaN, or a byte pattern
+            np.full(s, np.nan, d) if d.kind == "f" else np.full(s, 0x5A, d)
+            for s, d in zip(output_shapes, out_dtypes)
+        ]
         library = self._library(inputs, out_dtypes, template)
         pointers = (ctypes.c_void_p * (len(inputs) + len(outputs)))(
             *[a.ctypes.data for a in inputs + outputs]

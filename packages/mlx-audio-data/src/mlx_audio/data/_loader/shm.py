@@ -57,6 +57,9 @@ _MIN_SIZE = 1 << 16
 _PAGE = mmap.PAGESIZE
 HINT_BYTES = 1 << 20  # an array this large placed in fresh slot pages is announced (Sizing)
 _MADV_POPULATE_WRITE = 23  # Linux 5.14+; older kernels refuse it (the pages fault in on write)
+# called with (address, size) just before a mapping is unmapped (NOTE [a batch copied straight
+# from its slot], cuda.py: a page-locked mapping is unregistered first)
+UNMAP_HOOKS: list[Callable[[int, int], None]] = []
 
 
 def shm_dir() -> str:
@@ -113,7 +116,14 @@ class Slot:
         self._map: mmap.mmap | None = None
         self.buffer = np.zeros(0, dtype=np.uint8)
 
+    def _unmapping(self) -> None:
+        if self._map is not None and UNMAP_HOOKS:
+            start = int(self.buffer.__array_interface__["data"][0])
+            for hook in UNMAP_HOOKS:
+                hook(start, self.size)
+
     def _remap(self, size: int) -> None:
+        self._unmapping()
         old = self._map
         self._map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED) if size else None
         self.buffer = (
@@ -158,6 +168,7 @@ class Slot:
             self._remap(size)
 
     def close(self) -> None:
+        self._unmapping()
         self.buffer = np.zeros(0, dtype=np.uint8)
         if self._map is not None:
             try:

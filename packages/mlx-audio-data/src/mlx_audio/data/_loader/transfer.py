@@ -10,7 +10,9 @@ of shared memory and moves it to the GPU, ``_DEPTH`` batches ahead. How it moves
 (``MLX_AUDIO_PIN_MEMORY``, for the benchmarks that compare them; default ``_MODE``): ``copy``, a
 GPU-resident copy made on a stream of the thread's own (its kernel takes the page faults);
 ``prefetch``, the managed pages moved in one bulk transfer (NOTE [prefetch, not page faults],
-``cuda.py``), the batch itself handed out; ``prefetch+copy``, both. The invariants:
+``cuda.py``), the batch itself handed out; ``prefetch+copy``, both; ``direct``, each large array
+copied by a GPU kernel straight out of its page-locked shared-memory slot into device memory
+(NOTE [a batch copied straight from its slot]). The invariants:
 
 * the batches, their order and the errors are the inner pass's, one for one (a sample's error is
   raised for its batch and the pass goes on; a fatal one ends it);
@@ -44,7 +46,7 @@ _BATCH, _ERROR, _END = "batch", "error", "end"
 _DEPTH = 2  # batches queued ahead of the consumer
 _POLL_S = 0.1
 _JOIN_S = 10.0
-MODES = ("copy", "prefetch", "prefetch+copy")
+MODES = ("copy", "prefetch", "prefetch+copy", "direct")
 _MODE = "copy"  # measured on an H100/H200 before it changes (docs/benchmarks.md)
 
 
@@ -85,6 +87,8 @@ def device_copy(batch: Any, stream: Any, mode: str = "copy") -> Any:
     a copy made on ``stream`` and evaluated, or both."""
     import mlx.core as mx
 
+    if mode == "direct":  # the large arrays are on the device already (direct_converter)
+        return batch
     if mode != "copy":
         leaves: list[Any] = []
         map_leaves(lambda leaf: leaves.append(leaf) if is_mlx_array(leaf) else None, batch)
@@ -104,6 +108,23 @@ def device_copy(batch: Any, stream: Any, mode: str = "copy") -> Any:
         batch = map_leaves(copy, batch)
         mx.eval(copies)
     return batch
+
+
+def direct_converter() -> Callable[[Any], Any]:
+    """A slot's array -> ``mx.array``: large ones copied on the GPU straight from the slot
+    (``cuda.to_device``), the rest (and all of them if that fails) by ``mx.array``. Its stream
+    is made on first use, on the thread that converts (MLX's streams belong to a thread)."""
+    import mlx.core as mx
+
+    streams: list[Any] = []
+
+    def convert(view: Any) -> Any:
+        if not streams:
+            streams.append(mx.new_stream(mx.default_device()))
+        moved = cuda.to_device(view, streams[0])
+        return moved if moved is not None else mx.array(view)
+
+    return convert
 
 
 def _produce(
@@ -157,7 +178,11 @@ class DevicePass(Iterator[Any]):
             if outer is not None:
                 outer._inner_failed = failed
 
+        import mlx.core as mx
+
         inner = replace(plan, to_output=convert, finished=inner_ended, wrapped=True)
+        if mode == "direct" and plan.view_converter is mx.array:
+            inner = replace(inner, view_converter=direct_converter())
         self._inner = pass_class(inner)(inner)  # a worker pass of the plan's kind
         self._state = self._inner.state()
         self._queue: queue.Queue[tuple[str, Any, dict[str, Any]]] = queue.Queue(_DEPTH)
