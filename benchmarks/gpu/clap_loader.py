@@ -12,7 +12,7 @@ scales on the GPU: half the bytes), ``mel-workers`` (log-mel computed in the wor
 to the GPU ahead of use, NOTE [pin_memory on CUDA]), ``i16-prefetch`` (the thread moves the
 batch's managed pages in one bulk ``cuMemPrefetchAsync`` instead, NOTE [prefetch, not page
 faults]), ``i16-prefetch+copy`` (both), ``i16-direct`` (a GPU kernel copies each batch straight
-from its page-locked shared-memory slot: NOTE [a batch copied straight from its slot]). (The WAVs are
+from its page-locked shared-memory slot: NOTE [slots copied on the GPU]). (The WAVs are
 read with the stdlib ``wave`` module: the lent GPU machine has no libsndfile.) Reports the mean
 ms/step of each after ``--warmup`` steps, its ratio to ``premade`` (target: <= 1.05x) and the host
 time spent getting a batch. A freshly started machine first compiles MLX's CUDA kernels (minutes).

@@ -474,7 +474,7 @@ def emulated_copy(monkeypatch) -> list:
 
 
 def test_direct_copies_each_large_array_from_its_pinned_slot(cuda_thread, driver, monkeypatch):
-    """NOTE [a batch copied straight from its slot]: the copy kernel's source (emulated) reads
+    """NOTE [slots copied on the GPU]: the copy kernel's source (emulated) reads
     each batch's clips out of the slot, page-locked once per slot mapping and unregistered
     before the slot is unmapped; batches, dtypes and order as without pin_memory."""
     import cuda_emulator

@@ -55,12 +55,14 @@ out-of-order resume             ``_loader/state.py``
 output conversion               ``dataloader.py``
 pin_memory on CUDA              ``_loader/transfer.py``
 pools stay reachable            ``_loader/pools.py``
+prefetch, not page faults       ``_loader/cuda.py``
 queue teardown                  ``_loader/pool.py``
 round-robin order               ``_loader/worker_passes.py``
 seeded augmentation             ``audio/augment.py``
 settings are fixed              ``dataloader.py``
 signals across fork             ``_loader/pool.py``
 slot pages                      ``_loader/shm.py``
+slots copied on the GPU         ``_loader/cuda.py``
 sharding advice                 ``dataloader.py``
 source positions                ``_streams.py``
 stream bucketing state          ``bucketing_stream.py``

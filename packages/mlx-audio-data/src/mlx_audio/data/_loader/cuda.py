@@ -9,7 +9,7 @@ docs/benchmarks.md). ``cuMemPrefetchAsync`` migrates the whole range in one call
 moved it, the fault still moves it -- so a prefetch only ever changes when bytes move, never
 what a kernel reads.
 
-NOTE [a batch copied straight from its slot]: faster still is not to make managed memory at
+NOTE [slots copied on the GPU]: faster still is not to make managed memory at
 all. A worker's batch sits in a shared-memory slot that the main process maps and reuses batch
 after batch (shm.py). :func:`to_device` page-locks (``cuMemHostRegister``) each slot mapping
 once, the first time a batch comes from it, and copies each large array with one small MLX
@@ -242,7 +242,7 @@ def direct_applies(view: np.ndarray) -> bool:
 
 def to_device(view: np.ndarray, stream: Any) -> Any:
     """The slot bytes of ``view`` as a device-resident ``mx.array``, copied by a GPU kernel
-    (NOTE [a batch copied straight from its slot]) and finished; None where this does not
+    (NOTE [slots copied on the GPU]) and finished; None where this does not
     apply (small, not in a mapping, a dtype MLX changes, or the driver failed)."""
     import mlx.core as mx
 

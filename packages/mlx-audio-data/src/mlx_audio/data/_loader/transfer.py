@@ -12,7 +12,7 @@ GPU-resident copy made on a stream of the thread's own (its kernel takes the pag
 ``prefetch``, the managed pages moved in one bulk transfer (NOTE [prefetch, not page faults],
 ``cuda.py``), the batch itself handed out; ``prefetch+copy``, both; ``direct``, each large array
 copied by a GPU kernel straight out of its page-locked shared-memory slot into device memory
-(NOTE [a batch copied straight from its slot]). The invariants:
+(NOTE [slots copied on the GPU]). The invariants:
 
 * the batches, their order and the errors are the inner pass's, one for one (a sample's error is
   raised for its batch and the pass goes on; a fatal one ends it);
