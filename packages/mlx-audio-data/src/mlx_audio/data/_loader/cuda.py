@@ -290,7 +290,7 @@ def _copy_kernel() -> Callable[..., list[Any]]:
     import mlx.core as mx
 
     name = f"mlx_audio_host_copy_{hashlib.sha1(COPY.encode()).hexdigest()[:16]}"
-    kernel: Callable[..., list[Any]] = mx.fast.cuda_kernel(
+    kernel: Callable[..., list[Any]] = mx.fast.cuda_kernel(  # type: ignore[assignment]
         name=name, input_names=["meta"], output_names=["out"], source=COPY
     )
     return kernel
