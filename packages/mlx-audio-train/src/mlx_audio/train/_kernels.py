@@ -53,7 +53,8 @@ def cuda_step_kernels() -> bool:
     """Whether the step's custom CUDA kernels apply: MLX's CUDA backend is the default device,
     they are not switched off, and they passed their check (NOTE [a custom kernel checks itself
     first])."""
-    if not (mx.default_device() == mx.gpu and mx.cuda.is_available()):
+    cuda = getattr(mx, "cuda", None)  # a build without the CUDA backend may lack the module
+    if not (mx.default_device() == mx.gpu and cuda is not None and cuda.is_available()):
         return False
     return os.environ.get("MLX_AUDIO_CUDA_KERNELS", _DEFAULT) == "1" and _checked()
 

@@ -282,7 +282,8 @@ def _attend(per_window: bool) -> Callable[[mx.array, mx.array], tuple[mx.array, 
 def kernels_apply(qkv: mx.array) -> bool:
     """Whether :func:`window_attention` runs the kernels for ``qkv``: MLX's CUDA backend, the
     kernels switched on and passing their check, a shape and dtype they take."""
-    if not (mx.default_device() == mx.gpu and mx.cuda.is_available()):
+    cuda = getattr(mx, "cuda", None)  # a build without the CUDA backend may lack the module
+    if not (mx.default_device() == mx.gpu and cuda is not None and cuda.is_available()):
         return False
     _, _, n, _, _, d = qkv.shape
     if qkv.dtype not in _DTYPES or not fits(n, d):
