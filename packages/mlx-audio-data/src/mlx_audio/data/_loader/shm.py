@@ -57,8 +57,8 @@ _MIN_SIZE = 1 << 16
 _PAGE = mmap.PAGESIZE
 HINT_BYTES = 1 << 20  # an array this large placed in fresh slot pages is announced (Sizing)
 _MADV_POPULATE_WRITE = 23  # Linux 5.14+; older kernels refuse it (the pages fault in on write)
-# called with (address, size) just before a mapping is unmapped (NOTE [a batch copied straight
-# from its slot], cuda.py: a page-locked mapping is unregistered first)
+# called with (address, size) just before a mapping is unmapped (NOTE [slots copied on the
+# GPU], cuda.py: a page-locked mapping is unregistered first)
 UNMAP_HOOKS: list[Callable[[int, int], None]] = []
 
 

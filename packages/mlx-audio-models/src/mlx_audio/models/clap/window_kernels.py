@@ -236,7 +236,7 @@ def launch_shape(qkv: mx.array) -> tuple[tuple[int, int, int], tuple[int, int, i
     return (b * nw * h * n, 1, 1), (n, 1, 1)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=2)  # one custom function per mask kind
 def _attend(per_window: bool) -> Callable[[mx.array, mx.array], tuple[mx.array, mx.array]]:
     """The custom function ``(qkv, mask float32) -> (out, lse)`` with the backward kernel as its
     gradient."""
