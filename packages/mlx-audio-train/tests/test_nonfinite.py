@@ -223,7 +223,17 @@ def test_skip_leaves_every_adamw_moment_untouched():
     )
 
 
-VIEWS = {"ExpandDims", "Reshape", "Transpose", "Squeeze", "Broadcast", "AsStrided", "Flatten"}
+# views of their input in MLX (no kernel; a basic Slice too, unlike a Gather)
+VIEWS = {
+    "ExpandDims",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Broadcast",
+    "AsStrided",
+    "Flatten",
+    "Slice",
+}
 
 
 def _kernels(outputs, path):
@@ -246,7 +256,7 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
 
     from mlx_audio.train._guarded import global_norm as _global_norm
     from mlx_audio.train._runner import StepRunner
-    from mlx_audio.train._step import StepBuilder
+    from mlx_audio.train._step import StepBuilder, counters_at
 
     def unguarded(self, grads, finite):
         norm = _global_norm(grads)
@@ -264,8 +274,7 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
         runner = StepRunner(builder, 1)
         runner.run(batch, 0, True)
         mx.eval(builder.state)
-        clock = mx.array(1, dtype=mx.int32)
-        outputs = builder.fused(batch, clock, runner.guard, mx.array(0.0))
+        outputs = builder.fused(batch, counters_at(1), mx.array(0.0))
         counts.append(_kernels([builder.state, outputs], tmp_path / f"{guarded}.dot"))
     parameters = len(tree_flatten(model.trainable_parameters()))
     fused = [  # AdamW's update (its sqrt and subtraction) with the selections
@@ -275,6 +284,30 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
     ]
     assert len(fused) == parameters  # one kernel per parameter: its update and the selections
     assert len(counts[0]) - len(counts[1]) <= 8, (len(counts[0]), len(counts[1]), parameters)
+
+
+def test_the_guard_and_the_step_clock_advance_in_one_kernel(tmp_path):
+    """NOTE [the step's counters]: the deferred guard (``"raise"``) costs no kernel over
+    ``"skip"``: its count is the second lane of the step clock's vector, advanced in the clock's
+    kernel, and ``batch_idx`` is a view of the first lane (no gather). Before, the guard's count
+    and the clock were a scalar kernel each."""
+    from mlx_audio.train._runner import StepRunner
+    from mlx_audio.train._step import StepBuilder, counters_at
+
+    batch = next(iter(DataLoader(blobs(32), batch_size=4)))
+    counts = {}
+    for strict in (True, False):
+        builder = StepBuilder(
+            TinyClassifier(), optim.AdamW(learning_rate=0.1), 1, 1.0, "norm", "32", True, strict
+        )
+        StepRunner(builder, 1).run(batch, 0, True)
+        mx.eval(builder.state)
+        outputs = builder.fused(batch, counters_at(1), mx.array(0.0))
+        counts[strict] = _kernels([builder.state, outputs], tmp_path / f"{strict}.dot")
+    assert len(counts[True]) == len(counts[False]), counts
+    assert "Gather" not in counts[True]
+    advance = [k for k in counts[True] if "AsType" in k and "LogicalNot" in k]  # the poisoned lane
+    assert len(advance) == 1 and advance[0].endswith("Add"), counts  # ... added with the clock's
 
 
 def test_the_deferred_guard_names_the_first_bad_call_after_many_calls():

@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 
 from ._rng import current_key
-from ._step import Guard, StepBuilder, TraceGuard
+from ._step import Counters, StepBuilder, TraceGuard, counters_at, guard_of
 
 _KEPT = 1024  # calls whose loss the host keeps before it looks at the guard itself
 
@@ -32,15 +32,16 @@ class StepRunner:
         self.total: Any = None
         self.micro = 0  # finite micro-batches summed in ``total``
         zero = mx.array(0.0)
-        self.guard: Guard = mx.array(0, dtype=mx.int32)  # NOTE [deferred non-finite check]
+        # NOTE [the step's counters]: [the step clock, the non-finite guard] on the device
+        self.counters: Counters = counters_at(0)
         self.calls = 0
         # "raise": call number -> (where it ran, its loss), since the last check
         self.recent: dict[int, tuple[Any, mx.array]] = {}
         self._in_flight: mx.array | None = None
         self._stops: list[mx.array] = []  # the calls' agreed stop requests, not read yet
         self._no_stop = zero  # one process: its stop request is read on the host
-        # NOTE [step clock]: the device's clock and what the host expects it to read next
-        self._clock: mx.array | None = None
+        # NOTE [step clock]: what the host expects the device's clock to read next (None: a
+        # new clock is made for the next call)
         self._expect: int | None = None
         # NOTE [the run's key]: the key each call starts from (a lazy reference: no read), for the
         # anomaly re-run; and, during validation in fit, the key training goes on with
@@ -69,10 +70,10 @@ class StepRunner:
         deferred = builder.strict_nonfinite
         with TraceGuard(builder.module, builder.optimizer, builder.note_shapes(batch)):
             if self.accumulate == 1:
-                clock = self._tick(batch_idx)
-                self._clock = None  # until the step is built (a failed trace leaves none)
-                loss, packed, applied, self.guard, agreed, self._clock, updates = builder.fused(
-                    batch, clock, self.guard, request
+                counters = self._tick(batch_idx)
+                self._expect = None  # until the step is built (a failed trace leaves none)
+                loss, packed, applied, self.counters, agreed, updates = builder.fused(
+                    batch, counters, request
                 )
                 if updates:
                     builder.metric_updates.apply(updates[0])
@@ -86,9 +87,8 @@ class StepRunner:
                         loss,
                         packed,
                         applied,
-                        self.guard,
+                        self.counters,
                         agreed,
-                        self._clock,
                         updates,
                     ],
                     loss,
@@ -99,8 +99,8 @@ class StepRunner:
                 return (loss, *builder.unpack(packed), done, done)
             index = mx.array(batch_idx)
             total = self.total if self.total is not None else builder.zeros
-            loss, packed, total, ok, applied, self.guard, agreed, updates = builder.accumulating(
-                batch, index, total, mx.array(float(self.micro)), self.guard, request, update
+            loss, packed, total, ok, applied, self.counters, agreed, updates = builder.accumulating(
+                batch, index, total, mx.array(float(self.micro)), self.counters, request, update
             )
             if updates:
                 builder.metric_updates.apply(updates[0])
@@ -109,7 +109,7 @@ class StepRunner:
             self._note_stop(agreed)
             kept = [] if update else [total]
             self._dispatch(
-                [builder.state, loss, packed, ok, applied, self.guard, agreed, updates, *kept],
+                [builder.state, loss, packed, ok, applied, self.counters, agreed, updates, *kept],
                 loss,
                 deferred,
             )
@@ -124,12 +124,12 @@ class StepRunner:
                 finite,
             )
 
-    def _tick(self, batch_idx: int) -> mx.array:
-        """NOTE [step clock]: the clock for this call; a new one only when the device's would
-        read other values."""
-        if self._clock is None or batch_idx != self._expect:
-            return mx.array(batch_idx, dtype=mx.int32)
-        return self._clock
+    def _tick(self, batch_idx: int) -> Counters:
+        """NOTE [step clock]: the counters for this call; a new clock only when the device's
+        would read another value (the guard lane kept)."""
+        if batch_idx != self._expect:
+            return counters_at(batch_idx, self.counters)
+        return self.counters
 
     def _dispatch(self, outputs: list[Any], loss: mx.array, deferred: bool) -> None:
         """NOTE [one step in flight]: under ``"raise"`` the step is queued (``mx.async_eval``) and
@@ -162,14 +162,14 @@ class StepRunner:
 
     def _forget(self) -> None:
         """Drop the kept losses when no call went bad yet (one device read)."""
-        if not int(np.asarray(self.guard)):
+        if not guard_of(self.counters):
             self.recent.clear()
 
     def first_nonfinite(self) -> tuple[Any, float] | None:
         """``(where, loss)`` of the first bad call since the last check, or None (one device
         read). The guard counts the calls since the first bad one (NOTE [deferred non-finite
         check]), the host counts every call: the difference is its number."""
-        since = int(np.asarray(self.guard))
+        since = guard_of(self.counters)
         if not since:
             self.recent.clear()
             return None

@@ -31,7 +31,35 @@ if TYPE_CHECKING:
     from .module import TrainModule
 
 _RETRACE_WARNING_AFTER = 8
-Guard = mx.array  # int32: calls since the first bad one (NOTE [deferred non-finite check])
+# NOTE [the step's counters]: the step clock (NOTE [step clock]) and the non-finite guard (NOTE
+# [deferred non-finite check]) are the two lanes of one int32 vector, ``[clock, calls since the
+# first bad one]``, that each call takes and returns advanced: both advances are then one
+# element-wise kernel (two scalar kernels before: counted with ``mx.export_to_dot`` of the
+# compiled step, ``benchmarks/gpu/step_overhead.py --kernels``). ``batch_idx`` is the clock lane
+# (a view, no kernel); the guard lane is what the host reads when it looks.
+Counters = mx.array  # int32 (2,): [clock, calls since the first bad one]
+
+
+def _lane(index: int) -> mx.array:
+    """1 in lane ``index``, 0 in the other (a constant of the traced step: no kernel)."""
+    return mx.array([int(index == 0), int(index == 1)], dtype=mx.int32)
+
+
+def counters_at(clock: int, previous: Counters | None = None) -> Counters:
+    """Counters whose clock reads ``clock``, the guard lane kept from ``previous`` (zero if
+    none): made by the host at an epoch's start or a resumed run (NOTE [step clock])."""
+    start = mx.array([clock, 0], dtype=mx.int32)
+    return start if previous is None else start + previous * _lane(1)
+
+
+def lane(counters: Counters, index: int) -> mx.array:
+    """One lane as a 0-d array: a view (``counters[index]`` would be a gather kernel)."""
+    return counters[index : index + 1].reshape(())
+
+
+def guard_of(counters: Counters) -> int:
+    """The guard lane: calls since the first bad one (one device read)."""
+    return int(np.asarray(counters)[1])
 
 
 class StepBuilder:
@@ -185,38 +213,41 @@ class StepBuilder:
         self.module.update(tree_unflatten(kept))
         return applied
 
-    def _poison(self, guard: Guard, good: mx.array) -> Guard:
+    def _advance(self, counters: Counters, good: mx.array, clock: bool) -> Counters:
         """NOTE [deferred non-finite check]: under ``on_nonfinite_loss="raise"`` the host does
-        not read each step's flag (a device sync per step). The first bad call is recorded in
-        ``guard``, one 0-d int32: the calls since the first bad one -- 0 while every call was
-        good, 1 after the first bad one, one more each call after it -- and every later update is
-        gated off, so when the host looks (at logging steps, validation, checkpoints and epoch
-        ends) the weights are still those from before the bad batch. The host counts the calls
-        and keeps a lazy reference to each one's loss until it looks, so it works out which call
-        it was and its loss (``StepRunner.first_nonfinite``): no call number enters the step and
-        the guard is one scalar kernel. ``good``: whether the call was good, False whenever the
-        guard was already poisoned (the callers gate on it); one ``good`` per call."""
-        if not self.strict_nonfinite:
-            return guard
-        return guard + mx.logical_not(good).astype(guard.dtype)
+        not read each step's flag (a device sync per step). The first bad call is recorded in the
+        counters' guard lane (NOTE [the step's counters]): the calls since the first bad one -- 0
+        while every call was good, 1 after the first bad one, one more each call after it -- and
+        every later update is gated off, so when the host looks (at logging steps, validation,
+        checkpoints and epoch ends) the weights are still those from before the bad batch. The
+        host counts the calls and keeps a lazy reference to each one's loss until it looks, so it
+        works out which call it was and its loss (``StepRunner.first_nonfinite``): no call number
+        enters the step. ``good``: whether the call was good, False whenever the guard was
+        already poisoned (the callers gate on it); one ``good`` per call. ``clock``: the clock
+        lane advances too (NOTE [step clock]); both lanes in one element-wise kernel."""
+        if self.strict_nonfinite:
+            poisoned = _lane(1) * mx.logical_not(good).astype(mx.int32)
+            return counters + _lane(0) + poisoned if clock else counters + poisoned
+        return counters + _lane(0) if clock else counters
 
-    def _healthy(self, guard: Guard) -> mx.array:
-        return guard == 0 if self.strict_nonfinite else mx.array(True)
+    def _healthy(self, counters: Counters) -> mx.array:
+        return lane(counters, 1) == 0 if self.strict_nonfinite else mx.array(True)
 
-    def _fused(self, batch: Any, clock: mx.array, guard: Guard, stop: mx.array) -> tuple[Any, ...]:
-        """One step without accumulation. NOTE [step clock]: ``batch_idx`` is ``clock``, a 0-d
-        int32 that stays on the device and leaves the step advanced by one: no small array is
-        made on the host and copied to the device per step for it (the host makes a new clock
-        only when the device's would read another value: an epoch's start, a resumed run). MLX's random key is part of the state
-        and is not seeded per step either (NOTE [the run's key] in _rng.py)."""
-        (loss, (packed, updates)), grads = self._value_and_grad(batch, clock)
+    def _fused(self, batch: Any, counters: Counters, stop: mx.array) -> tuple[Any, ...]:
+        """One step without accumulation. NOTE [step clock]: ``batch_idx`` is the counters' clock
+        lane, a 0-d int32 that stays on the device and leaves the step advanced by one: no small
+        array is made on the host and copied to the device per step for it (the host makes new
+        counters only when the device's clock would read another value: an epoch's start, a
+        resumed run). MLX's random key is part of the state and is not seeded per step either
+        (NOTE [the run's key] in _rng.py)."""
+        (loss, (packed, updates)), grads = self._value_and_grad(batch, lane(counters, 0))
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
         if self.returned_none:  # NOTE [a step that returns None]: no update, nothing poisoned
-            guard = self._poison(guard, self._healthy(guard))  # a call all the same
-            return loss, packed, mx.array(False), guard, stop, clock + 1, updates
-        applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(guard)))
-        guard = self._poison(guard, applied)  # applied: finite, and the guard healthy
-        return loss, packed, applied, guard, stop, clock + 1, updates
+            counters = self._advance(counters, self._healthy(counters), clock=True)  # a call
+            return loss, packed, mx.array(False), counters, stop, updates
+        applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(counters)))
+        counters = self._advance(counters, applied, clock=True)  # applied: finite and healthy
+        return loss, packed, applied, counters, stop, updates
 
     def _accumulating(
         self,
@@ -224,7 +255,7 @@ class StepBuilder:
         batch_idx: mx.array,
         total: Any,
         count: mx.array,
-        guard: Guard,
+        counters: Counters,
         stop: mx.array,
         do_update: bool,
     ) -> tuple[Any, ...]:
@@ -235,7 +266,7 @@ class StepBuilder:
             mx.logical_and(mx.isfinite(loss), mx.isfinite(global_norm(grads)))
         )
         loss, packed, stop = self._across_ranks(loss, packed, stop)
-        good = self._healthy(guard)
+        good = self._healthy(counters)
         if self.returned_none:  # NOTE [a step that returns None]: not part of the group
             ok = mx.array(False)
         else:
@@ -250,8 +281,8 @@ class StepBuilder:
             gate = mx.logical_and(count > 0, good) if self.strict_nonfinite else count > 0
             applied = self._update(mean, gate)
             good = mx.logical_and(good, mx.logical_or(applied, mx.logical_not(gate)))
-        guard = self._poison(guard, good)
-        return loss, packed, total, ok, applied, guard, stop, updates
+        counters = self._advance(counters, good, clock=False)  # batch_idx is the host's here
+        return loss, packed, total, ok, applied, counters, stop, updates
 
     # -- bookkeeping -------------------------------------------------------------------------
     def note_shapes(self, batch: Any) -> bool:
