@@ -108,6 +108,25 @@ def test_evaluate_names_a_class_the_run_does_not_know(run, clips, tmp_path, caps
     assert len(err.strip().splitlines()) == 1
 
 
+def test_evaluate_reads_a_manifests_class_column_named_on_its_command_line(
+    run, clips, tmp_path, capsys
+):
+    """The message for a manifest without the run's label column names --data.label_column, and
+    evaluate takes it (the test data's column, not the run's)."""
+    files = sorted((clips / "test").glob("*/*.wav"))
+    manifest = tmp_path / "test.csv"
+    manifest.write_text("path,category\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
+    args = ["evaluate", "--run", str(run), "--data", str(manifest), "--out", str(tmp_path / "e")]
+    assert main(args) == 2  # a setting to give (as train's)
+    err = capsys.readouterr().err
+    assert "has no 'label' column (columns: category, path)" in err and "--data.label_column" in err
+    assert main([*args, "--data.label_column", "category"]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", str(clips / "test")]) == 0
+    assert (tmp_path / "e" / "confusion.txt").read_text() == (
+        run / "evaluation" / "confusion.txt"
+    ).read_text()  # the same clips and labels as the class folders
+
+
 def test_integer_labels_are_class_names(clips, tmp_path):
     manifest = tmp_path / "ints.csv"
     files = sorted((clips / "train").glob("*/*.wav"))

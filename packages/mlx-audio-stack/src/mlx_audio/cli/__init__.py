@@ -112,6 +112,12 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--out", help="where confusion.txt/.png go (default: <run>/evaluation)"
             )
+            command.add_argument(
+                "--data.label_column",
+                dest="label_column",
+                metavar="COLUMN",
+                help="a manifest's column of class names (default: the run's data.label_column)",
+            )
         else:
             command.add_argument(
                 "--out",
@@ -249,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
                 )
         elif args.command == "evaluate":
             out = args.out or f"{args.run}/evaluation"
-            report = tasks.evaluate(args.run, args.data, args.checkpoint, out)
+            report = tasks.evaluate(args.run, args.data, args.checkpoint, out, args.label_column)
             if "mAP" in report:  # a multi-label run
                 print(report["text"], end="")
                 print(f"mAP: {report['mAP']:.4f} on {report['clips']} clips; per class in {out}")

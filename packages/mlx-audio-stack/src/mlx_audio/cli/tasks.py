@@ -257,9 +257,15 @@ def restore(run: str, checkpoint: str | None) -> tuple[Settings, list[str], Trai
 
 
 def predictions(
-    run: str, data_path: str, checkpoint: str | None, labelled: bool = False
+    run: str,
+    data_path: str,
+    checkpoint: str | None,
+    labelled: bool = False,
+    label_column: str | None = None,
 ) -> tuple[list[str], np.ndarray, Any, list[str]]:
     settings, classes, module, path = restore(run, checkpoint)
+    if label_column is not None:  # evaluate's --data.label_column: the data's, not the run's
+        settings.data.label_column = label_column
     data = clips.for_run(data_path, settings, classes if labelled else None)
     duration = settings.data.batching == "duration"  # whole clips, padded as in training
     loader: DataLoader[Any] = DataLoader(
@@ -302,8 +308,10 @@ def evaluate_multilabel(
     return {"mAP": float(per.mean()), "clips": len(probs), "text": text}
 
 
-def evaluate(run: str, data_path: str, checkpoint: str | None, out: str) -> dict[str, Any]:
-    classes, probs, data, _ = predictions(run, data_path, checkpoint, labelled=True)
+def evaluate(
+    run: str, data_path: str, checkpoint: str | None, out: str, label_column: str | None = None
+) -> dict[str, Any]:
+    classes, probs, data, _ = predictions(run, data_path, checkpoint, True, label_column)
     if multilabel_run(run):
         return evaluate_multilabel(classes, probs, data.targets, out)
     labels = np.asarray(data.targets)  # numbered by the run's classes
