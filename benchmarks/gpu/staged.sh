@@ -47,9 +47,10 @@ run_item() {  # ITEM SECONDS-LEFT FILE-STEM
         --profile defaults 2>&1 | quiet > "$f" ;;
     split64|split256) timeout $left python3 -u benchmarks/gpu/host_split.py --batch "${item#split}" \
         2>&1 | quiet > "$f" ;;
-    kerneltest) PYTHONPATH=".mlx-cuda/py:packages/mlx-audio-data/tests:packages/mlx-audio-models/tests:$PYTHONPATH" \
+    kerneltest) PYTHONPATH=".mlx-cuda/py:packages/mlx-audio-data/tests:packages/mlx-audio-models/tests:packages/mlx-audio-train/tests:$PYTHONPATH" \
         timeout $left python3 -m pytest -q -o addopts="" --noconftest -p no:cacheprovider \
         --import-mode=importlib -rs packages/mlx-audio-train/tests/test_kernels.py \
+        packages/mlx-audio-train/tests/test_guard_kernel.py \
         packages/mlx-audio-models/tests/test_window_kernels.py \
         packages/mlx-audio-data/tests/test_pin_memory.py > "$f" 2>&1 ;;
     cudatest) MLX_AUDIO_EMULATE_CUDA=0 PYTHONPATH=".mlx-cuda/py:packages/mlx-audio-data/tests:packages/mlx-audio-models/tests:$PYTHONPATH" \

@@ -7,11 +7,14 @@ The tutorial CNN, AdamW, clip 1.0, pre-made batches on the device; samples/s of:
                   2026-12-07 this row was ``hand+seed``: a host reseed per step, as fit did before
                   issue 30 carried MLX's key in the compiled step's state.)
   runner          our StepBuilder/StepRunner alone (guarded update, the model's metric, async dispatch)
-  runner-noguard  the same without the non-finite guard (the update applied unconditionally)
+  runner-noguard  the same without the non-finite guard (the update applied unconditionally;
+                  MLX's ops, as runner-naive-guard)
   (runner: with the step's CUDA kernels where MLX_AUDIO_CUDA_KERNELS=1, which staged.sh sets)
   runner-mlx-ops  the runner without its CUDA kernels: the gradients' norm (two kernels per
-                  array) and the AdamW update (one per array) in MLX ops (NOTE [one kernel for
-                  the gradients' sum of squares], NOTE [one kernel for the optimizer's update])
+                  array), the clip scale, the update's flag and the counters (a kernel each) and
+                  the AdamW update (one per array) in MLX ops (NOTE [one kernel for the
+                  gradients' sum of squares], NOTE [one kernel for the step's scalars], NOTE [one
+                  kernel for the optimizer's update])
   runner-naive-guard  the guard as before issue 30: every new weight and state array selected
                   against its old value (splits each parameter's fused update into 5-6 kernels)
   runner-sync     the same with the step evaluated synchronously (mx.eval) instead of async
@@ -39,8 +42,9 @@ from mlx.utils import tree_flatten  # noqa: E402
 
 import mlx_audio.train  # noqa: F401  (first: OpenBLAS before mlx.core on Linux)
 from mlx_audio.train import Trainer, _kernels  # noqa: E402
+from mlx_audio.train._counters import counters_at  # noqa: E402
 from mlx_audio.train._runner import StepRunner  # noqa: E402
-from mlx_audio.train._step import StepBuilder, counters_at  # noqa: E402
+from mlx_audio.train._step import StepBuilder  # noqa: E402
 
 sys.path.insert(
     0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests")
@@ -104,14 +108,11 @@ def hand(data, metric: bool) -> float:
 
 def _unguarded_update(self, grads, finite):
     """StepBuilder._update without the non-finite guard (for measuring what the guard costs)."""
-    import mlx.nn as nn
     from mlx.utils import tree_map
 
     from mlx_audio.train._guarded import global_norm as _global_norm
 
-    if self.world > 1:
-        grads = nn.average_gradients(grads)
-    norm = _global_norm(grads)
+    norm = _global_norm(grads)  # (averaged by the caller where data-parallel)
     scale = mx.minimum(1.0, self.clip_val / (norm + 1e-6))
     grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
     self.optimizer.update(self.module, grads)
@@ -143,7 +144,7 @@ def _naive_update(self, grads, finite):
 
 def runner(data, guard: bool | str = True, sync: bool = False, cuda_kernels: bool = True) -> float:
     original = (StepBuilder._update, StepRunner._dispatch, _kernels.cuda_step_kernels)
-    if not cuda_kernels:
+    if not cuda_kernels or guard is not True:  # the other guards are MLX-op formulations
         _kernels.cuda_step_kernels = lambda: False
     if guard == "naive":
         StepBuilder._update = _naive_update
@@ -210,19 +211,39 @@ VIEWS = {
 }
 
 
-def _count(outputs) -> int:
+def _count(outputs, skip: str = "") -> int:
+    """The kernels of the graph of ``outputs`` (views left out, and nodes labelled ``skip``)."""
     import re
     import tempfile
 
     path = os.path.join(tempfile.mkdtemp(), "step.dot")
     mx.export_to_dot(path, *[v for _, v in tree_flatten(outputs) if isinstance(v, mx.array)])
     labels = re.findall(r'label ="([A-Za-z]+)"', open(path).read())
-    return sum(1 for name in labels if name not in VIEWS and len(name) > 1)
+    return sum(1 for name in labels if name not in VIEWS and len(name) > 1 and name != skip)
+
+
+def _stand_in_kernels() -> None:
+    """Off CUDA: ``mx.fast.cuda_kernel`` replaced by a stand-in whose outputs are zeros made to
+    depend on the inputs (one ``Depends`` node per launch, counted as its kernel), so a step on
+    the kernel path can be traced and counted (the zeros' ``Full`` nodes are not counted)."""
+    from mlx_audio.train import _adam_kernel, _guard_kernel
+
+    def factory(**_):
+        def launch(*, inputs, output_shapes, output_dtypes, **__):
+            outs = [mx.zeros(s, dtype=d) for s, d in zip(output_shapes, output_dtypes)]
+            return mx.depends(outs, inputs)
+
+        return launch
+
+    mx.fast.cuda_kernel = factory
+    _kernels.cuda_step_kernels = lambda: True
+    _adam_kernel._checked = _guard_kernel._checked = lambda: True
 
 
 def kernels(data) -> dict[str, int]:
     """Kernels of one compiled step (the third call, after tracing) of the hand loop and of our
-    step with each guard."""
+    step with each guard; off CUDA also ``runner, kernel stand-ins`` (the step on its CUDA
+    kernels' path, each launch counted as one kernel: ``_stand_in_kernels``)."""
     out = {}
     for name, metric in (("hand", False), ("hand+metric", True)):
         mx.random.seed(0)
@@ -240,7 +261,7 @@ def kernels(data) -> dict[str, int]:
     ):
         original = StepBuilder._update, _kernels.cuda_step_kernels
         StepBuilder._update = update
-        if name == "runner-mlx-ops":
+        if name != "runner":  # the others are MLX-op formulations
             _kernels.cuda_step_kernels = lambda: False
         try:
             model = FixedLR()
@@ -263,6 +284,21 @@ def kernels(data) -> dict[str, int]:
             mx.eval(builder.state)
         finally:
             StepBuilder._update, _kernels.cuda_step_kernels = original
+    if not _kernels.cuda_step_kernels():
+        graphs = {}
+        for stand_in in (False, True):
+            if stand_in:
+                _stand_in_kernels()
+            model = FixedLR()
+            mx.eval(model.parameters())
+            optimizer = optim.AdamW(learning_rate=1e-3, weight_decay=0.01)
+            builder = StepBuilder(model, optimizer, 1, 1.0, "norm", "32", True)
+            graphs[stand_in] = [
+                builder.state,
+                builder.fused(data[2], counters_at(2), mx.array(0.0)),
+            ]
+        full = _count(graphs[False]) - _count(graphs[False], skip="Full")  # the step's own
+        out["runner, kernel stand-ins"] = _count(graphs[True], skip="Full") + full
     return out
 
 

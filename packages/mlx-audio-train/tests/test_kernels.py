@@ -234,15 +234,26 @@ def emulated_launch(rule, sizes, inputs):
 @pytest.fixture
 def emulated_kernels(monkeypatch):
     """The step's kernels switched on, each replaced by its MLX emulation."""
-    from mlx_audio.train import _adam_kernel
+    from mlx_audio.train import _adam_kernel, _guard_kernel
 
     if not cuda_step_kernels():
         monkeypatch.setattr(_kernels, "cuda_step_kernels", lambda: True)
         monkeypatch.setattr(_kernels, "_partial_sums", reference_sum_of_squares)
         monkeypatch.setattr(_adam_kernel, "_launch", emulated_launch)
+        monkeypatch.setattr(_guard_kernel, "_launch", emulated_scalars)
     _adam_kernel._checked.cache_clear()
+    _guard_kernel._checked.cache_clear()
     yield _adam_kernel
     _adam_kernel._checked.cache_clear()
+    _guard_kernel._checked.cache_clear()
+
+
+def emulated_scalars(sizes, clip, strict, inputs):
+    """The step's scalars kernel (NOTE [one kernel for the step's scalars]) in MLX's ops; its
+    source itself runs in test_guard_kernel.py."""
+    from mlx_audio.train._guard_kernel import reference_step_scalars
+
+    return reference_step_scalars(inputs[:-2], inputs[-2], inputs[-1], clip, strict)
 
 
 @pytest.mark.parametrize("make", [0, 1], ids=["AdamW", "Adam cosine bias-corrected"])
@@ -329,6 +340,23 @@ def test_fit_with_the_kernels_trains_as_without(emulated_kernels, tmp_path, monk
 
     for (k, a), (_, b) in zip(tree_flatten(with_kernels[:2]), tree_flatten(without[:2])):
         assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7), k
+
+
+@on_cuda
+def test_the_step_scalars_kernel_passes_its_check_on_cuda():
+    """NOTE [one kernel for the step's scalars]: the real kernel against MLX's ops (its source
+    runs under the emulator in test_guard_kernel.py off CUDA)."""
+    from mlx_audio.train import _guard_kernel
+    from mlx_audio.train._counters import counters_at
+
+    _guard_kernel._checked.cache_clear()
+    assert _guard_kernel.check() == ""
+    leaves = arrays(SHAPES["cnn"])
+    got = _guard_kernel.step_scalars(leaves, mx.array(2.0), counters_at(4), 1.0, True)
+    assert got is not None
+    want = _guard_kernel.reference_step_scalars(leaves, mx.array(2.0), counters_at(4), 1.0, True)
+    assert abs(got[0].item() - want[0].item()) <= 1e-5 * want[0].item()
+    assert got[1].item() and got[2].tolist() == want[2].tolist() == [5, 0]
 
 
 @on_cuda

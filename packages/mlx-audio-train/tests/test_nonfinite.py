@@ -254,9 +254,10 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
     used to split each update into five or six kernels: ~40 more for this model)."""
     from mlx.utils import tree_flatten, tree_map
 
+    from mlx_audio.train._counters import counters_at
     from mlx_audio.train._guarded import global_norm as _global_norm
     from mlx_audio.train._runner import StepRunner
-    from mlx_audio.train._step import StepBuilder, counters_at
+    from mlx_audio.train._step import StepBuilder
 
     def unguarded(self, grads, finite):
         norm = _global_norm(grads)
@@ -291,8 +292,9 @@ def test_the_guard_and_the_step_clock_advance_in_one_kernel(tmp_path):
     ``"skip"``: its count is the second lane of the step clock's vector, advanced in the clock's
     kernel, and ``batch_idx`` is a view of the first lane (no gather). Before, the guard's count
     and the clock were a scalar kernel each."""
+    from mlx_audio.train._counters import counters_at
     from mlx_audio.train._runner import StepRunner
-    from mlx_audio.train._step import StepBuilder, counters_at
+    from mlx_audio.train._step import StepBuilder
 
     batch = next(iter(DataLoader(blobs(32), batch_size=4)))
     counts = {}

@@ -18,7 +18,6 @@ constants rounded to float32 as MLX rounds them: equal to MLX's update within fl
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -35,7 +34,6 @@ from ._tree import flatten
 
 __all__ = ["fused_update", "fused_update_applies"]
 
-_log = logging.getLogger(__name__)
 _PER_LAUNCH = 32  # parameter arrays per kernel launch (7 pointers each)
 _THREADS = 256
 _PER_BLOCK = 4096  # elements per block, the arrays laid end to end
@@ -175,12 +173,7 @@ def _checked() -> bool:
     except Exception as error:  # a JIT or launch failure: MLX's update instead
         detail = f"{type(error).__name__}: {error}"
     if detail:
-        _log.warning(
-            "mlx-audio's CUDA kernel for the Adam/AdamW update failed its check (%s): the train "
-            "step uses MLX's optimizer instead (correct, slower). Please report it; "
-            "MLX_AUDIO_CUDA_KERNELS=0 skips the check.",
-            detail,
-        )
+        _kernels.failed_check("the Adam/AdamW update", detail, "MLX's optimizer")
     return not detail
 
 

@@ -11,7 +11,7 @@ import mlx.core as mx
 from ._kernels import sum_of_squares
 from ._tree import flatten
 
-__all__ = ["global_norm", "select_in_place", "state_at", "tied"]
+__all__ = ["clip_scale", "global_norm", "select_in_place", "state_at", "tied"]
 
 
 def global_norm(grads: Any) -> mx.array:
@@ -19,6 +19,13 @@ def global_norm(grads: Any) -> mx.array:
     custom kernel on CUDA, two per array elsewhere (NOTE [one kernel for the gradients' sum of
     squares] in ``_kernels.py``)."""
     return mx.sqrt(sum_of_squares([g for _, g in flatten(grads)]))
+
+
+def clip_scale(norm: mx.array, clip: float | None) -> mx.array:
+    """What the gradients are multiplied by to clip their global norm to ``clip`` (1 where it is
+    within, or without clipping), NaN where the norm is not finite (the update is then skipped)."""
+    bound = mx.array(1.0) if clip is None else mx.minimum(1.0, clip / (norm + 1e-6))
+    return mx.where(mx.isfinite(norm), bound, mx.nan)
 
 
 def tied(old: mx.array, own: Any) -> mx.array:

@@ -76,13 +76,19 @@ def _checked() -> bool:
     except Exception as error:  # a JIT or launch failure: the MLX formulation instead
         ok, detail = False, f"{type(error).__name__}: {error}"
     if not ok:
-        _log.warning(
-            "mlx-audio's CUDA kernel for the gradients' norm failed its check (%s): the train "
-            "step uses MLX's ops instead (correct, slower). Please report it; "
-            "MLX_AUDIO_CUDA_KERNELS=0 skips the check.",
-            detail,
-        )
+        failed_check("the gradients' norm", detail, "MLX's ops")
     return ok
+
+
+def failed_check(kernel: str, detail: str, instead: str) -> None:
+    """NOTE [a custom kernel checks itself first]: the one warning of a kernel left unused."""
+    _log.warning(
+        "mlx-audio's CUDA kernel for %s failed its check (%s): the train step uses %s instead "
+        "(correct, slower). Please report it; MLX_AUDIO_CUDA_KERNELS=0 skips the check.",
+        kernel,
+        detail,
+        instead,
+    )
 
 
 def sum_of_squares(leaves: Sequence[mx.array]) -> mx.array:
@@ -134,7 +140,15 @@ def kernel_source(sizes: Sequence[int]) -> tuple[int, str]:
         blocks = 1
     else:
         blocks = min(_MAX_BLOCKS, -(-total // _PER_BLOCK))
-    chunk = -(-total // blocks)  # elements per block, the arrays laid end to end
+    lines = sum_lines(sizes, -(-total // blocks))  # elements per block, the arrays end to end
+    lines.append("  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];")
+    return blocks, "\n".join(lines)
+
+
+def sum_lines(sizes: Sequence[int], chunk: int) -> list[str]:
+    """The body's lines that leave, in ``partial[0]`` (shared), the float32 sum of the squares
+    of this block's ``chunk`` of the arrays ``g0``, ``g1``, ... laid end to end: each thread's
+    share, then a tree over the block's threads (a fixed order: the same bits every run)."""
     lines = ["  float acc = 0.0f;"]
     lines += block_loops(
         sizes,
@@ -144,7 +158,7 @@ def kernel_source(sizes: Sequence[int]) -> tuple[int, str]:
             "      acc += v * v;",
         ],
     )
-    lines += [
+    return lines + [
         f"  __shared__ float partial[{_THREADS}];",
         "  partial[threadIdx.x] = acc;",
         "  __syncthreads();",
@@ -152,9 +166,7 @@ def kernel_source(sizes: Sequence[int]) -> tuple[int, str]:
         "    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];",
         "    __syncthreads();",
         "  }",
-        "  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];",
     ]
-    return blocks, "\n".join(lines)
 
 
 def block_loops(

@@ -1,5 +1,5 @@
-"""What the loop does about a non-finite step (NOTE [non-finite steps] and NOTE [deferred
-non-finite check] in _step.py): raise naming it, or skip it and say so."""
+"""What the loop does about a non-finite step (NOTE [non-finite steps] in _step.py, NOTE [deferred
+non-finite check] in _counters.py): raise naming it, or skip it and say so."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ._status import rank_zero_info
 
 def check_nonfinite(trainer: Trainer) -> None:
     """Under ``on_nonfinite_loss="raise"``: raise for the first non-finite step the device
-    recorded since the last look (NOTE [deferred non-finite check] in _step.py)."""
+    recorded since the last look (NOTE [deferred non-finite check] in _counters.py)."""
     runner = getattr(trainer, "runner", None)
     if runner is None or trainer.failing or not runner.builder.strict_nonfinite:
         return

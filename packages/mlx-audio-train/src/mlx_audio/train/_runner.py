@@ -9,8 +9,9 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from ._counters import Counters, counters_at, guard_of
 from ._rng import current_key
-from ._step import Counters, StepBuilder, TraceGuard, counters_at, guard_of
+from ._step import StepBuilder, TraceGuard
 
 _KEPT = 1024  # calls whose loss the host keeps before it looks at the guard itself
 

@@ -20,8 +20,10 @@ from mlx.utils import tree_map, tree_unflatten
 
 from . import distributed
 from ._adam_kernel import fused_update, fused_update_applies
+from ._counters import Counters, advance, healthy, lane
 from ._forward import forward
-from ._guarded import global_norm, select_in_place, state_at, tied
+from ._guard_kernel import step_scalars
+from ._guarded import clip_scale, global_norm, select_in_place, state_at, tied
 from ._metrics import REPEAT
 from ._rng import current_key
 from ._tree import flatten
@@ -31,35 +33,6 @@ if TYPE_CHECKING:
     from .module import TrainModule
 
 _RETRACE_WARNING_AFTER = 8
-# NOTE [the step's counters]: the step clock (NOTE [step clock]) and the non-finite guard (NOTE
-# [deferred non-finite check]) are the two lanes of one int32 vector, ``[clock, calls since the
-# first bad one]``, that each call takes and returns advanced: both advances are then one
-# element-wise kernel (two scalar kernels before: counted with ``mx.export_to_dot`` of the
-# compiled step, ``benchmarks/gpu/step_overhead.py --kernels``). ``batch_idx`` is the clock lane
-# (a view, no kernel); the guard lane is what the host reads when it looks.
-Counters = mx.array  # int32 (2,): [clock, calls since the first bad one]
-
-
-def _lane(index: int) -> mx.array:
-    """1 in lane ``index``, 0 in the other (a constant of the traced step: no kernel)."""
-    return mx.array([int(index == 0), int(index == 1)], dtype=mx.int32)
-
-
-def counters_at(clock: int, previous: Counters | None = None) -> Counters:
-    """Counters whose clock reads ``clock``, the guard lane kept from ``previous`` (zero if
-    none): made by the host at an epoch's start or a resumed run (NOTE [step clock])."""
-    start = mx.array([clock, 0], dtype=mx.int32)
-    return start if previous is None else start + previous * _lane(1)
-
-
-def lane(counters: Counters, index: int) -> mx.array:
-    """One lane as a 0-d array: a view (``counters[index]`` would be a gather kernel)."""
-    return counters[index : index + 1].reshape(())
-
-
-def guard_of(counters: Counters) -> int:
-    """The guard lane: calls since the first bad one (one device read)."""
-    return int(np.asarray(counters)[1])
 
 
 class StepBuilder:
@@ -163,12 +136,32 @@ class StepBuilder:
         return reduced[0].astype(loss.dtype), values, reduced[-1].astype(stop.dtype)
 
     def _update(self, grads: Any, finite: mx.array) -> mx.array:
-        """Average (data-parallel), clip, apply -- unless ``finite`` is False or the gradients
-        are not finite. Returns whether the update was applied.
+        """Clip and apply (MLX's ops) unless ``finite`` is False or the gradients are not
+        finite; returns whether the update was applied."""
+        grads, scale, applied = self._scalars(grads, finite)
+        self._apply(grads, scale, applied)
+        return applied
+
+    def _scalars(self, grads: Any, finite: mx.array) -> tuple[Any, mx.array | None, mx.array]:
+        """``(gradients, clip scale or None, whether the update applies)``: clipped by value
+        when so asked; the update applies where ``finite`` and the gradients' norm is finite.
 
         NOTE [non-finite steps]: the update is computed and then selected with ``mx.where``
         against the previous weights and optimizer state, inside the compiled step: a NaN/Inf
-        loss or gradient never reaches the weights, with no host round trip to decide it.
+        loss or gradient never reaches the weights, with no host round trip to decide it."""
+        norm = global_norm(grads)
+        if self.clip_val is not None and self.clip_algorithm == "norm":
+            # NaN where the norm is not finite: the norm's one consumer is then the scale, and
+            # its sum, root and division stay one kernel (as in a plain clip_grad_norm)
+            scale = clip_scale(norm, self.clip_val)
+            return grads, scale, mx.logical_and(finite, mx.isfinite(scale))
+        if self.clip_val is not None:
+            bound = self.clip_val
+            grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
+        return grads, None, mx.logical_and(finite, mx.isfinite(norm))
+
+    def _apply(self, grads: Any, scale: mx.array | None, applied: mx.array) -> None:
+        """The optimizer's update of the (scaled) gradients, kept only where ``applied``.
 
         NOTE [one fused guarded update]: selected naively (every new weight and every new state
         array against its old value), the selection splits each parameter's update -- one fused
@@ -179,26 +172,10 @@ class StepBuilder:
         weight, its state and the selections become one kernel again (counted with
         ``mx.export_to_dot`` on the compiled step: ``benchmarks/gpu/step_overhead.py --kernels``).
         """
-        if self.world > 1:
-            grads = nn.average_gradients(grads)
-        norm = global_norm(grads)
-        scale = None
-        if self.clip_val is not None and self.clip_algorithm == "norm":
-            # NaN where the norm is not finite: the norm's one consumer is then the scale, and
-            # its sum, root and division stay one kernel (as in a plain clip_grad_norm)
-            scale = mx.where(
-                mx.isfinite(norm), mx.minimum(1.0, self.clip_val / (norm + 1e-6)), mx.nan
-            )
-            applied = mx.logical_and(finite, mx.isfinite(scale))
-        else:
-            applied = mx.logical_and(finite, mx.isfinite(norm))
-            if self.clip_val is not None:
-                bound = self.clip_val
-                grads = tree_map(lambda g: mx.clip(g, -bound, bound), grads)
         # NOTE [one kernel for the optimizer's update] (CUDA, Adam/AdamW)
         if fused_update_applies(self.optimizer, grads):
             fused_update(self.optimizer, self.module, grads, scale, applied)
-            return applied
+            return
         if scale is not None:
             grads = tree_map(lambda g: (g * scale).astype(g.dtype), grads)
         params = self.module.trainable_parameters()
@@ -211,42 +188,34 @@ class StepBuilder:
             for k, new in flatten(self.module.trainable_parameters())
         ]
         self.module.update(tree_unflatten(kept))
-        return applied
-
-    def _advance(self, counters: Counters, good: mx.array, clock: bool) -> Counters:
-        """NOTE [deferred non-finite check]: under ``on_nonfinite_loss="raise"`` the host does
-        not read each step's flag (a device sync per step). The first bad call is recorded in the
-        counters' guard lane (NOTE [the step's counters]): the calls since the first bad one -- 0
-        while every call was good, 1 after the first bad one, one more each call after it -- and
-        every later update is gated off, so when the host looks (at logging steps, validation,
-        checkpoints and epoch ends) the weights are still those from before the bad batch. The
-        host counts the calls and keeps a lazy reference to each one's loss until it looks, so it
-        works out which call it was and its loss (``StepRunner.first_nonfinite``): no call number
-        enters the step. ``good``: whether the call was good, False whenever the guard was
-        already poisoned (the callers gate on it); one ``good`` per call. ``clock``: the clock
-        lane advances too (NOTE [step clock]); both lanes in one element-wise kernel."""
-        if self.strict_nonfinite:
-            poisoned = _lane(1) * mx.logical_not(good).astype(mx.int32)
-            return counters + _lane(0) + poisoned if clock else counters + poisoned
-        return counters + _lane(0) if clock else counters
-
-    def _healthy(self, counters: Counters) -> mx.array:
-        return lane(counters, 1) == 0 if self.strict_nonfinite else mx.array(True)
 
     def _fused(self, batch: Any, counters: Counters, stop: mx.array) -> tuple[Any, ...]:
-        """One step without accumulation. NOTE [step clock]: ``batch_idx`` is the counters' clock
-        lane, a 0-d int32 that stays on the device and leaves the step advanced by one: no small
-        array is made on the host and copied to the device per step for it (the host makes new
-        counters only when the device's clock would read another value: an epoch's start, a
-        resumed run). MLX's random key is part of the state and is not seeded per step either
-        (NOTE [the run's key] in _rng.py)."""
+        """One step without accumulation: gradients averaged (data-parallel), clipped and
+        applied unless the loss or the gradients are not finite (or an earlier call was bad,
+        under ``"raise"``). NOTE [step clock]: ``batch_idx`` is the counters' clock lane, a 0-d
+        int32 that stays on the device and leaves the step advanced by one: no small array is
+        made on the host and copied to the device per step for it (the host makes new counters
+        only when the device's clock would read another value: an epoch's start, a resumed
+        run). MLX's random key is part of the state and is not seeded per step either (NOTE [the
+        run's key] in _rng.py)."""
         (loss, (packed, updates)), grads = self._value_and_grad(batch, lane(counters, 0))
         loss, packed, stop = self._across_ranks(loss, packed, stop)  # a NaN on any rank: skipped
+        strict = self.strict_nonfinite
         if self.returned_none:  # NOTE [a step that returns None]: no update, nothing poisoned
-            counters = self._advance(counters, self._healthy(counters), clock=True)  # a call
+            counters = advance(counters, healthy(counters, strict), True, strict)  # a call
             return loss, packed, mx.array(False), counters, stop, updates
-        applied = self._update(grads, mx.logical_and(mx.isfinite(loss), self._healthy(counters)))
-        counters = self._advance(counters, applied, clock=True)  # applied: finite and healthy
+        if self.world > 1:
+            grads = nn.average_gradients(grads)
+        folded = None  # NOTE [one kernel for the step's scalars] (CUDA, small models)
+        if self.clip_val is None or self.clip_algorithm == "norm":
+            leaves = [g for _, g in flatten(grads)]
+            folded = step_scalars(leaves, loss, counters, self.clip_val, strict)
+        if folded is not None:
+            scale, applied, counters = folded
+            self._apply(grads, scale, applied)
+            return loss, packed, applied, counters, stop, updates
+        applied = self._update(grads, mx.logical_and(mx.isfinite(loss), healthy(counters, strict)))
+        counters = advance(counters, applied, True, strict)  # applied: finite and healthy
         return loss, packed, applied, counters, stop, updates
 
     def _accumulating(
@@ -266,7 +235,7 @@ class StepBuilder:
             mx.logical_and(mx.isfinite(loss), mx.isfinite(global_norm(grads)))
         )
         loss, packed, stop = self._across_ranks(loss, packed, stop)
-        good = self._healthy(counters)
+        good = healthy(counters, self.strict_nonfinite)
         if self.returned_none:  # NOTE [a step that returns None]: not part of the group
             ok = mx.array(False)
         else:
@@ -279,9 +248,11 @@ class StepBuilder:
             # "raise": a bad micro-batch poisons the guard, so its group never steps; "skip":
             # the group steps with the mean of its finite micro-batches
             gate = mx.logical_and(count > 0, good) if self.strict_nonfinite else count > 0
+            if self.world > 1:
+                mean = nn.average_gradients(mean)
             applied = self._update(mean, gate)
             good = mx.logical_and(good, mx.logical_or(applied, mx.logical_not(gate)))
-        counters = self._advance(counters, good, clock=False)  # batch_idx is the host's here
+        counters = advance(counters, good, False, self.strict_nonfinite)  # batch_idx: the host's
         return loss, packed, total, ok, applied, counters, stop, updates
 
     # -- bookkeeping -------------------------------------------------------------------------

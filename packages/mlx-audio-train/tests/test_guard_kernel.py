@@ -1,0 +1,177 @@
+"""NOTE [one kernel for the step's scalars] (``_guard_kernel.py``): the gradients' norm, the clip
+scale, whether the update applies and the step's counters in one CUDA kernel. Its CUDA source
+runs here under the emulator (``cuda_emulator.py`` of mlx-audio-models' tests) against MLX's
+formulation, and a fit on the kernel path (its source emulated) ends as a fit without it."""
+
+from __future__ import annotations
+
+import cuda_emulator as emulator
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from mlx_audio.data import ArrayDataset, DataLoader
+from mlx_audio.train import Trainer, TrainModule, _guard_kernel, _kernels
+from mlx_audio.train._counters import counters_at
+
+pytestmark = pytest.mark.skipif(
+    not emulator.available(), reason="no g++ to run the kernel's source"
+)
+_BUILT: dict[str, emulator.Kernel] = {}
+
+
+def source_launch(sizes, clip, strict, inputs):
+    """The kernel's generated source, run by the emulator, in place of MLX's launch."""
+    body, names = _guard_kernel.kernel_source(sizes, clip, strict)
+    kernel = _BUILT.setdefault(body, emulator.Kernel(body, names, _guard_kernel.OUTPUTS))
+    scale, applied, counted = kernel(
+        inputs=[np.array(a.astype(mx.float32) if a.dtype != mx.int32 else a) for a in inputs],
+        template=[],
+        grid=(_kernels._THREADS, 1, 1),
+        threadgroup=(_kernels._THREADS, 1, 1),
+        output_shapes=[(1,), (1,), (2,)],
+        output_dtypes=[np.float32, np.bool_, np.int32],
+    )
+    return mx.array(scale).reshape(()), mx.array(applied).reshape(()), mx.array(counted)
+
+
+@pytest.fixture
+def kernels_on(monkeypatch):
+    """The step's kernels on: this one's source emulated, the others' in MLX's arithmetic."""
+    from test_kernels import emulated_launch, emulated_scalars  # noqa: F401  (the fixture's)
+
+    from mlx_audio.train import _adam_kernel
+
+    monkeypatch.setattr(_kernels, "cuda_step_kernels", lambda: True)
+    monkeypatch.setattr(_kernels, "_partial_sums", _kernels.reference_sum_of_squares)
+    monkeypatch.setattr(_adam_kernel, "_launch", emulated_launch)
+    monkeypatch.setattr(_guard_kernel, "_launch", source_launch)
+    _guard_kernel._checked.cache_clear()
+    _adam_kernel._checked.cache_clear()
+    yield
+    _guard_kernel._checked.cache_clear()
+    _adam_kernel._checked.cache_clear()
+
+
+def test_the_kernels_source_gives_mlxs_scale_flag_and_counters(kernels_on):
+    """Within and beyond the clip, a NaN gradient, an infinite loss, an earlier bad call, no
+    clipping, "skip" (the check each process runs before it uses the kernel)."""
+    assert _guard_kernel.check() == ""
+    leaves = [mx.array(np.full((40, 3), 2.0, np.float32)), mx.array(np.ones(7, np.float32))]
+    scale, applied, counted = source_launch(
+        (120, 7), 1.0, True, [*leaves, mx.array(1.5), counters_at(9)]
+    )
+    norm = float(np.sqrt(120 * 4.0 + 7))
+    assert scale.item() == pytest.approx(1.0 / (norm + 1e-6), rel=1e-6)
+    assert applied.item() and counted.tolist() == [10, 0]
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [("counters[1] == 0", "counters[1] == 1"), ("fminf(1.0f", "fmaxf(1.0f"), ("+ 1;", "+ 2;")],
+    ids=["guard", "clip", "clock"],
+)
+def test_a_wrong_kernel_fails_its_check_and_is_not_used(kernels_on, monkeypatch, caplog, wrong):
+    original = _guard_kernel.kernel_source
+
+    def broken(sizes, clip, strict):
+        body, names = original(sizes, clip, strict)
+        return body.replace(*wrong), names
+
+    monkeypatch.setattr(_guard_kernel, "kernel_source", broken)
+    assert _guard_kernel.check() != ""
+    leaves = [mx.ones((3,))]
+    assert _guard_kernel.step_scalars(leaves, mx.array(1.0), counters_at(0), 1.0, True) is None
+    assert "the step's scalars failed its check" in caplog.text
+
+
+def test_it_applies_to_gradients_one_block_reads(kernels_on):
+    small = [mx.ones((100, 10))]
+    large = [mx.ones((_kernels._ONE_BLOCK + 1,))]
+    args = (mx.array(1.0), counters_at(0), 1.0, True)
+    assert _guard_kernel.step_scalars(small, *args) is not None
+    assert _guard_kernel.step_scalars(large, *args) is None
+    assert _guard_kernel.step_scalars([mx.ones((3,), dtype=mx.int32)], *args) is None
+
+
+class Net(TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 16), nn.Linear(16, 3)
+
+    def __call__(self, x):
+        return self.b(nn.relu(self.a(x)))
+
+    def compute_loss(self, batch):
+        x, y = batch
+        return mx.mean(nn.losses.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return optim.AdamW(optim.linear_schedule(1e-2, 1e-3, 20), weight_decay=0.05)
+
+
+def fit(tmp_path, mode: str, clip: float | None):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 6)).astype(np.float32)
+    x[40] = np.nan  # batch 5 of 12
+    y = rng.integers(0, 3, 96).astype(np.int32)
+    mx.random.seed(0)
+    model = Net()
+    trainer = Trainer(
+        max_epochs=2,
+        gradient_clip_val=clip,
+        on_nonfinite_loss=mode,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    try:
+        trainer.fit(model, DataLoader(ArrayDataset(x, y), batch_size=8))
+        error = None
+    except Exception as raised:
+        error = str(raised)
+    return model.parameters(), trainer.optimizer.state, trainer.global_step, error
+
+
+@pytest.mark.parametrize("clip", [0.5, None])
+@pytest.mark.parametrize("mode", ["skip", "raise"])
+def test_fit_on_the_kernel_path_ends_as_without_it(tmp_path, monkeypatch, clip, mode):
+    """The same weights, optimizer state and step; under "raise" the same error, naming the
+    batch. (Inside the compiled step the kernel is its MLX formulation: the emulator reads its
+    inputs, which a trace cannot; its source is checked against it above.)"""
+    without = fit(tmp_path / "mlx", mode, clip)
+    with monkeypatch.context() as patch:
+        from test_kernels import emulated_launch, emulated_scalars
+
+        from mlx_audio.train import _adam_kernel
+
+        calls = []
+
+        def counted(*args):
+            calls.append(args[0])
+            return emulated_scalars(*args)
+
+        patch.setattr(_kernels, "cuda_step_kernels", lambda: True)
+        patch.setattr(_kernels, "_partial_sums", _kernels.reference_sum_of_squares)
+        patch.setattr(_adam_kernel, "_launch", emulated_launch)
+        patch.setattr(_guard_kernel, "_launch", counted)
+        _guard_kernel._checked.cache_clear()
+        _adam_kernel._checked.cache_clear()
+        try:
+            with_kernel = fit(tmp_path / "kernel", mode, clip)
+        finally:
+            _guard_kernel._checked.cache_clear()
+            _adam_kernel._checked.cache_clear()
+    assert len(calls) > 7  # the kernel path ran: its check (7 cases), then the traced step
+    assert with_kernel[3] == without[3]
+    assert with_kernel[2] == without[2] == (22 if mode == "skip" else 5)
+    assert with_kernel[3] == without[3]
+    if mode == "raise":
+        assert "at step 5 (epoch 0, batch 5): loss = nan" in without[3]
+    for (k, a), (_, b) in zip(tree_flatten(with_kernel[:2]), tree_flatten(without[:2])):
+        assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7), k
