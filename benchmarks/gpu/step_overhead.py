@@ -50,6 +50,7 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(__file__), "..", "..", "packages", "mlx-audio-train", "tests")
 )
 from cnn_testing import MNISTLikeCNN  # noqa: E402
+from graph_testing import kernel_labels  # noqa: E402
 
 
 class FixedLR(MNISTLikeCNN):
@@ -198,28 +199,9 @@ def fit(data, profile: bool = False) -> float:
     return len(data) * data[0][0].shape[0] / seconds
 
 
-# views of their input in MLX (no kernel; a basic Slice too, unlike a Gather)
-VIEWS = {
-    "ExpandDims",
-    "Reshape",
-    "Transpose",
-    "Squeeze",
-    "Broadcast",
-    "AsStrided",
-    "Flatten",
-    "Slice",
-}
-
-
 def _count(outputs, skip: str = "") -> int:
     """The kernels of the graph of ``outputs`` (views left out, and nodes labelled ``skip``)."""
-    import re
-    import tempfile
-
-    path = os.path.join(tempfile.mkdtemp(), "step.dot")
-    mx.export_to_dot(path, *[v for _, v in tree_flatten(outputs) if isinstance(v, mx.array)])
-    labels = re.findall(r'label ="([A-Za-z]+)"', open(path).read())
-    return sum(1 for name in labels if name not in VIEWS and len(name) > 1 and name != skip)
+    return len(kernel_labels(outputs, skip))
 
 
 def _stand_in_kernels() -> None:

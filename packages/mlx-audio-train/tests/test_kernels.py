@@ -287,9 +287,9 @@ def test_fused_update_applies_only_to_adam_and_adamw_in_float32(emulated_kernels
     assert not applies(opt, half)
 
 
-def test_fit_with_the_kernels_trains_as_without(emulated_kernels, tmp_path, monkeypatch):
-    """Trainer.fit (compiled step, clipping, the guard, a NaN batch skipped) reaches the same
-    weights with the kernel path (emulated off CUDA) as with MLX's optimizer."""
+def nan_fit(root, mode: str = "skip", clip: float | None = 0.5) -> tuple:
+    """A small ``Trainer.fit`` (compiled step, AdamW with a schedule, two epochs of 12 batches)
+    whose batch 5 holds a NaN: ``(parameters, optimizer state, global_step, error or None)``."""
     import mlx.nn as nn
     import mlx.optimizers as optim
 
@@ -313,33 +313,45 @@ def test_fit_with_the_kernels_trains_as_without(emulated_kernels, tmp_path, monk
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((96, 6)).astype(np.float32)
-    x[40] = np.nan  # batch 5 of 12 is skipped by the guard
+    x[40] = np.nan  # batch 5 of 12
     y = rng.integers(0, 3, 96).astype(np.int32)
-
-    def train(kernels: bool):
-        if not kernels:
-            monkeypatch.setattr(emulated_kernels, "fused_update_applies", lambda *a: False)
-        mx.random.seed(0)
-        model = Net()
-        trainer = Trainer(
-            max_epochs=2,
-            gradient_clip_val=0.5,
-            on_nonfinite_loss="skip",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=tmp_path,
-        )
+    mx.random.seed(0)
+    model = Net()
+    trainer = Trainer(
+        max_epochs=2,
+        gradient_clip_val=clip,
+        on_nonfinite_loss=mode,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+    try:
         trainer.fit(model, DataLoader(ArrayDataset(x, y), batch_size=8))
-        return model.parameters(), trainer.optimizer.state, trainer.global_step
+        error = None
+    except Exception as raised:  # "raise": the error naming the bad batch
+        error = str(raised)
+    return model.parameters(), trainer.optimizer.state, trainer.global_step, error
 
-    with_kernels, without = train(True), train(False)
-    assert with_kernels[2] == without[2] == 22  # 24 batches, the NaN one skipped twice
+
+def assert_same_run(a: tuple, b: tuple) -> None:
+    """Two ``nan_fit`` results: the same step and error, weights and state within 1e-5."""
     from mlx.utils import tree_flatten
 
-    for (k, a), (_, b) in zip(tree_flatten(with_kernels[:2]), tree_flatten(without[:2])):
-        assert np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7), k
+    assert a[2:] == b[2:]
+    for (k, u), (_, v) in zip(tree_flatten(a[:2]), tree_flatten(b[:2])):
+        assert np.allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-7), k
+
+
+def test_fit_with_the_kernels_trains_as_without(emulated_kernels, tmp_path, monkeypatch):
+    """Trainer.fit (compiled step, clipping, the guard, a NaN batch skipped) reaches the same
+    weights with the kernel path (emulated off CUDA) as with MLX's optimizer."""
+    with_kernels = nan_fit(tmp_path / "kernels")
+    monkeypatch.setattr(emulated_kernels, "fused_update_applies", lambda *a: False)
+    without = nan_fit(tmp_path / "mlx")
+    assert with_kernels[2] == 22  # 24 batches, the NaN one skipped twice
+    assert_same_run(with_kernels, without)
 
 
 @on_cuda

@@ -12,6 +12,7 @@ import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+from graph_testing import kernel_labels
 from train_testing import TinyClassifier, blobs
 
 from mlx_audio.data import DataLoader
@@ -223,32 +224,7 @@ def test_skip_leaves_every_adamw_moment_untouched():
     )
 
 
-# views of their input in MLX (no kernel; a basic Slice too, unlike a Gather)
-VIEWS = {
-    "ExpandDims",
-    "Reshape",
-    "Transpose",
-    "Squeeze",
-    "Broadcast",
-    "AsStrided",
-    "Flatten",
-    "Slice",
-}
-
-
-def _kernels(outputs, path):
-    """The compiled step's primitives that run a kernel (views left out), from MLX's graph of
-    the lazy outputs of one call (after compile's fusion)."""
-    import re
-
-    from mlx.utils import tree_flatten
-
-    mx.export_to_dot(str(path), *[v for _, v in tree_flatten(outputs) if isinstance(v, mx.array)])
-    labels = re.findall(r'label ="([A-Za-z]+)"', open(path).read())
-    return [name for name in labels if name not in VIEWS and len(name) > 1]
-
-
-def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
+def test_the_guard_adds_no_kernel_per_parameter(monkeypatch):
     """NOTE [one fused guarded update]: with the guard, each parameter's AdamW update is still one
     fused kernel, so the guard adds a handful of scalar kernels whatever the model's size (it
     used to split each update into five or six kernels: ~40 more for this model)."""
@@ -276,7 +252,7 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
         runner.run(batch, 0, True)
         mx.eval(builder.state)
         outputs = builder.fused(batch, counters_at(1), mx.array(0.0))
-        counts.append(_kernels([builder.state, outputs], tmp_path / f"{guarded}.dot"))
+        counts.append(kernel_labels([builder.state, outputs]))
     parameters = len(tree_flatten(model.trainable_parameters()))
     fused = [  # AdamW's update (its sqrt and subtraction) with the selections
         k
@@ -287,7 +263,7 @@ def test_the_guard_adds_no_kernel_per_parameter(tmp_path, monkeypatch):
     assert len(counts[0]) - len(counts[1]) <= 8, (len(counts[0]), len(counts[1]), parameters)
 
 
-def test_the_guard_and_the_step_clock_advance_in_one_kernel(tmp_path):
+def test_the_guard_and_the_step_clock_advance_in_one_kernel():
     """NOTE [the step's counters]: the deferred guard (``"raise"``) costs no kernel over
     ``"skip"``: its count is the second lane of the step clock's vector, advanced in the clock's
     kernel, and ``batch_idx`` is a view of the first lane (no gather). Before, the guard's count
@@ -305,7 +281,7 @@ def test_the_guard_and_the_step_clock_advance_in_one_kernel(tmp_path):
         StepRunner(builder, 1).run(batch, 0, True)
         mx.eval(builder.state)
         outputs = builder.fused(batch, counters_at(1), mx.array(0.0))
-        counts[strict] = _kernels([builder.state, outputs], tmp_path / f"{strict}.dot")
+        counts[strict] = kernel_labels([builder.state, outputs])
     assert len(counts[True]) == len(counts[False]), counts
     assert "Gather" not in counts[True]
     advance = [k for k in counts[True] if "AsType" in k and "LogicalNot" in k]  # the poisoned lane

@@ -154,13 +154,7 @@ def kernel_source(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, str, list[st
 @lru_cache(maxsize=64)
 def _kernel(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, Callable[..., list[mx.array]]]:
     blocks, body, inputs, outputs = kernel_source(rule, sizes)
-    kernel: Callable[..., list[mx.array]] = mx.fast.cuda_kernel(  # type: ignore[assignment]
-        name=_kernels.kernel_name(body, (), "adam"),  # float32 throughout: the body names it
-        input_names=inputs,
-        output_names=outputs,
-        source=body,
-    )
-    return blocks, kernel
+    return blocks, _kernels.cuda_kernel(body, inputs, outputs, (), "adam")  # float32 throughout
 
 
 @lru_cache(maxsize=1)

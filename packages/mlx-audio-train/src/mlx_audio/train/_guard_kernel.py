@@ -115,13 +115,7 @@ def _kernel(
     sizes: tuple[int, ...], dtypes: tuple[mx.Dtype, ...], clip: float | None, strict: bool
 ) -> tuple[list[str], Callable[..., list[mx.array]]]:
     body, names = kernel_source(sizes, clip, strict)
-    kernel: Callable[..., list[mx.array]] = mx.fast.cuda_kernel(  # type: ignore[assignment]
-        name=_kernels.kernel_name(body, dtypes, "step_scalars"),
-        input_names=names,
-        output_names=OUTPUTS,
-        source=body,
-    )
-    return names, kernel
+    return names, _kernels.cuda_kernel(body, names, OUTPUTS, dtypes, "step_scalars")
 
 
 @lru_cache(maxsize=1)

@@ -208,10 +208,24 @@ def _kernel(
     sizes: tuple[int, ...], dtypes: tuple[mx.Dtype, ...]
 ) -> tuple[int, Callable[..., list[mx.array]]]:
     blocks, body = kernel_source(sizes)
-    kernel: Callable[..., list[mx.array]] = mx.fast.cuda_kernel(  # type: ignore[assignment]
-        name=kernel_name(body, dtypes),
-        input_names=[f"g{i}" for i in range(len(sizes))],
-        output_names=["out"],
+    return blocks, cuda_kernel(body, [f"g{i}" for i in range(len(sizes))], ["out"], dtypes)
+
+
+Kernel = Callable[..., list[mx.array]]
+
+
+def cuda_kernel(
+    body: str,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    dtypes: Sequence[mx.Dtype],
+    kind: str = "sum_of_squares",
+) -> Kernel:
+    """``mx.fast.cuda_kernel`` of ``body``, named by its source and input dtypes (``kernel_name``)."""
+    kernel: Kernel = mx.fast.cuda_kernel(  # type: ignore[assignment]
+        name=kernel_name(body, dtypes, kind),
+        input_names=list(inputs),
+        output_names=list(outputs),
         source=body,
     )
-    return blocks, kernel
+    return kernel
