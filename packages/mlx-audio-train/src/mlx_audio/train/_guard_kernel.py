@@ -92,11 +92,14 @@ def kernel_source(sizes: Sequence[int], clip: float | None, strict: bool) -> tup
     (int32, 2). One block of ``_kernels._THREADS`` threads."""
     bound = f"fminf(1.0f, {_f32(clip)} / (norm + {_f32(1e-6)}))" if clip is not None else "1.0f"
     lines = _kernels.sum_lines(sizes, max(1, sum(sizes)))
+    # finite(x): x - x is 0 for a finite x and NaN for an infinite or NaN one (IEEE arithmetic:
+    # no math library, the same under NVRTC and the emulator's g++)
     lines += [
         "  if (threadIdx.x == 0) {",
         "    const float norm = sqrtf(partial[0]);",
-        f'    const float sc = isfinite(norm) ? {bound} : nanf("");',
-        "    const bool ok = isfinite(static_cast<float>(loss[0])) && isfinite(sc)"
+        f"    const float sc = (norm - norm) == 0.0f ? {bound} : norm - norm;  // else NaN",
+        "    const float lv = static_cast<float>(loss[0]);",
+        "    const bool ok = (lv - lv) == 0.0f && (sc - sc) == 0.0f"
         + (" && counters[1] == 0;" if strict else ";"),
         "    scale[0] = sc;",
         "    applied[0] = ok;",
