@@ -183,6 +183,8 @@ class DevicePass(Iterator[Any]):
         inner = replace(plan, to_output=convert, finished=inner_ended, wrapped=True)
         if mode == "direct" and plan.view_converter is mx.array:
             inner = replace(inner, view_converter=direct_converter())
+        # else (a plain collate_fn's numpy batch for mlx_transforms): no mode moves it ahead,
+        # as torch's thread pins only tensors; the transforms make it an mx.array when called
         self._inner = pass_class(inner)(inner)  # a worker pass of the plan's kind
         self._state = self._inner.state()
         self._queue: queue.Queue[tuple[str, Any, dict[str, Any]]] = queue.Queue(_DEPTH)
