@@ -20,9 +20,9 @@ pytestmark = pytest.mark.skipif(
 _BUILT: dict[str, emulator.Kernel] = {}
 
 
-def source_launch(sizes, clip, strict, inputs):
+def source_launch(sizes, inputs):
     """The kernel's generated source, run by the emulator, in place of MLX's launch."""
-    body, names = _guard_kernel.kernel_source(sizes, clip, strict)
+    body, names = _guard_kernel.kernel_source(sizes)
     kernel = _BUILT.setdefault(body, emulator.Kernel(body, names, _guard_kernel.OUTPUTS))
     scale, applied, counted = kernel(
         inputs=[np.array(a.astype(mx.float32) if a.dtype != mx.int32 else a) for a in inputs],
@@ -60,9 +60,8 @@ def test_the_kernels_source_gives_mlxs_scale_flag_and_counters(kernels_on):
     clipping, "skip" (the check each process runs before it uses the kernel)."""
     assert _guard_kernel.check() == ""
     leaves = [mx.array(np.full((40, 3), 2.0, np.float32)), mx.array(np.ones(7, np.float32))]
-    scale, applied, counted = source_launch(
-        (120, 7), 1.0, True, [*leaves, mx.array(1.5), counters_at(9)]
-    )
+    inputs = [*leaves, mx.array(1.5), counters_at(9), _guard_kernel.rule(1.0, True)]
+    scale, applied, counted = source_launch((120, 7), inputs)
     norm = float(np.sqrt(120 * 4.0 + 7))
     assert scale.item() == pytest.approx(1.0 / (norm + 1e-6), rel=1e-6)
     assert applied.item() and counted.tolist() == [10, 0]
@@ -70,14 +69,20 @@ def test_the_kernels_source_gives_mlxs_scale_flag_and_counters(kernels_on):
 
 @pytest.mark.parametrize(
     "wrong",
-    [("counters[1] == 0", "counters[1] == 1"), ("fminf(1.0f", "fmaxf(1.0f"), ("+ 1;", "+ 2;")],
-    ids=["guard", "clip", "clock"],
+    [
+        ("counters[1] == 0", "counters[1] == 1"),
+        ("fminf(1.0f", "fmaxf(1.0f"),
+        ("counters[0] + 1;", "counters[0] + 2;"),
+        ("(strict && !ok ? 1 : 0)", "(!ok ? 1 : 0)"),
+    ],
+    ids=["guard", "clip", "clock", "skip poisons"],
 )
 def test_a_wrong_kernel_fails_its_check_and_is_not_used(kernels_on, monkeypatch, caplog, wrong):
     original = _guard_kernel.kernel_source
 
-    def broken(sizes, clip, strict):
-        body, names = original(sizes, clip, strict)
+    def broken(sizes):
+        body, names = original(sizes)
+        assert wrong[0] in body
         return body.replace(*wrong), names
 
     monkeypatch.setattr(_guard_kernel, "kernel_source", broken)

@@ -248,12 +248,17 @@ def emulated_kernels(monkeypatch):
     _guard_kernel._checked.cache_clear()
 
 
-def emulated_scalars(sizes, clip, strict, inputs):
-    """The step's scalars kernel (NOTE [one kernel for the step's scalars]) in MLX's ops; its
-    source itself runs in test_guard_kernel.py."""
-    from mlx_audio.train._guard_kernel import reference_step_scalars
-
-    return reference_step_scalars(inputs[:-2], inputs[-2], inputs[-1], clip, strict)
+def emulated_scalars(sizes, inputs):
+    """The step's scalars kernel's arithmetic (NOTE [one kernel for the step's scalars]) in
+    MLX's ops, its settings read from its ``rule`` input as the kernel reads them (a trace cannot
+    read an array's values); its CUDA source itself runs in test_guard_kernel.py."""
+    *leaves, loss, counters, rule = inputs
+    norm = mx.sqrt(reference_sum_of_squares(leaves))
+    scale = mx.where(mx.isfinite(norm), mx.minimum(1.0, rule[0] / (norm + 1e-6)), mx.nan)
+    strict = rule[1] != 0
+    ok = mx.isfinite(loss) & mx.isfinite(scale) & (mx.logical_not(strict) | (counters[1] == 0))
+    poisoned = (strict & mx.logical_not(ok)).astype(mx.int32)
+    return scale, ok, counters + mx.array([1, 0], dtype=mx.int32) + poisoned * mx.array([0, 1])
 
 
 @pytest.mark.parametrize("make", [0, 1], ids=["AdamW", "Adam cosine bias-corrected"])

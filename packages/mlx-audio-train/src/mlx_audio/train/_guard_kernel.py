@@ -12,7 +12,8 @@ block of the norm's kernel (``_kernels._ONE_BLOCK`` elements), :func:`step_scala
 of them in that block: its threads sum the squares as the norm's kernel does, then its first
 thread computes the scale, the flag and the new counters as :func:`reference_step_scalars`
 (MLX's ops, what runs everywhere else) does, in float32, its Python constants rounded to float32
-as MLX rounds them. It checks itself at first use against that reference (NOTE [a custom kernel
+as MLX rounds them. The clip and the ``"raise"``/``"skip"`` choice are an input (:func:`rule`), so
+one kernel serves a model whatever they are (and the first-use check compiles one more). It checks itself at first use against that reference (NOTE [a custom kernel
 checks itself first]); for larger models (CLAP) the four kernels are a negligible part of the
 step and MLX's formulation runs.
 """
@@ -55,7 +56,13 @@ def step_scalars(
         return None
     if any(d not in _kernels._DTYPES for d in (*dtypes, loss.dtype)) or not _checked():
         return None
-    return _launch(sizes, clip, strict, [*leaves, loss, counters])
+    return _launch(sizes, [*leaves, loss, counters, rule(clip, strict)])
+
+
+def rule(clip: float | None, strict: bool) -> mx.array:
+    """The kernel's settings as an input (one kernel whatever they are): ``[clip, strict]``, an
+    infinite clip where there is none (its scale is then 1 for any finite norm)."""
+    return mx.array([float("inf") if clip is None else clip, float(strict)], dtype=mx.float32)
 
 
 def reference_step_scalars(
@@ -72,10 +79,9 @@ def reference_step_scalars(
     return scale, applied, advance(counters, applied, True, strict)
 
 
-def _launch(
-    sizes: tuple[int, ...], clip: float | None, strict: bool, inputs: list[mx.array]
-) -> Scalars:
-    names, kernel = _kernel(sizes, tuple(a.dtype for a in inputs), clip, strict)
+def _launch(sizes: tuple[int, ...], inputs: list[mx.array]) -> Scalars:
+    """``inputs``: the gradients, the loss, the counters and the :func:`rule`."""
+    names, kernel = _kernel(sizes, tuple(a.dtype for a in inputs))
     scale, applied, counted = kernel(
         inputs=inputs,
         grid=(_kernels._THREADS, 1, 1),
@@ -86,28 +92,29 @@ def _launch(
     return scale.reshape(()), applied.reshape(()), counted
 
 
-def kernel_source(sizes: Sequence[int], clip: float | None, strict: bool) -> tuple[str, list[str]]:
-    """``(body, input names)``: inputs ``g0, g1, ...`` (any float type), ``loss`` (0-d) and
-    ``counters`` (int32, 2); outputs ``scale`` (float32), ``applied`` (bool), ``counted``
-    (int32, 2). One block of ``_kernels._THREADS`` threads."""
-    bound = f"fminf(1.0f, {_f32(clip)} / (norm + {_f32(1e-6)}))" if clip is not None else "1.0f"
+def kernel_source(sizes: Sequence[int]) -> tuple[str, list[str]]:
+    """``(body, input names)``: inputs ``g0, g1, ...`` (any float type), ``loss`` (0-d),
+    ``counters`` (int32, 2) and ``rule`` (float32, 2: :func:`rule`); outputs ``scale``
+    (float32), ``applied`` (bool), ``counted`` (int32, 2). One block of ``_kernels._THREADS``
+    threads."""
     lines = _kernels.sum_lines(sizes, max(1, sum(sizes)))
     # finite(x): x - x is 0 for a finite x and NaN for an infinite or NaN one (IEEE arithmetic:
     # no math library, the same under NVRTC and the emulator's g++)
     lines += [
         "  if (threadIdx.x == 0) {",
         "    const float norm = sqrtf(partial[0]);",
-        f"    const float sc = (norm - norm) == 0.0f ? {bound} : norm - norm;  // else NaN",
+        f"    const float bound = fminf(1.0f, rule[0] / (norm + {_f32(1e-6)}));",
+        "    const float sc = (norm - norm) == 0.0f ? bound : norm - norm;  // else NaN",
+        "    const bool strict = rule[1] != 0.0f;",
         "    const float lv = static_cast<float>(loss[0]);",
-        "    const bool ok = (lv - lv) == 0.0f && (sc - sc) == 0.0f"
-        + (" && counters[1] == 0;" if strict else ";"),
+        "    const bool ok = (lv - lv) == 0.0f && (sc - sc) == 0.0f && (!strict || counters[1] == 0);",
         "    scale[0] = sc;",
         "    applied[0] = ok;",
         "    counted[0] = counters[0] + 1;",
-        "    counted[1] = counters[1]" + (" + (ok ? 0 : 1);" if strict else ";"),
+        "    counted[1] = counters[1] + (strict && !ok ? 1 : 0);",
         "  }",
     ]
-    return "\n".join(lines), [*(f"g{i}" for i in range(len(sizes))), "loss", "counters"]
+    return "\n".join(lines), [*(f"g{i}" for i in range(len(sizes))), "loss", "counters", "rule"]
 
 
 OUTPUTS = ["scale", "applied", "counted"]
@@ -115,15 +122,16 @@ OUTPUTS = ["scale", "applied", "counted"]
 
 @lru_cache(maxsize=64)
 def _kernel(
-    sizes: tuple[int, ...], dtypes: tuple[mx.Dtype, ...], clip: float | None, strict: bool
+    sizes: tuple[int, ...], dtypes: tuple[mx.Dtype, ...]
 ) -> tuple[list[str], Callable[..., list[mx.array]]]:
-    body, names = kernel_source(sizes, clip, strict)
+    body, names = kernel_source(sizes)
     return names, _kernels.cuda_kernel(body, names, OUTPUTS, dtypes, "step_scalars")
 
 
 @lru_cache(maxsize=1)
 def _checked() -> bool:
-    """NOTE [a custom kernel checks itself first]: every case of :func:`check` agrees."""
+    """NOTE [a custom kernel checks itself first]: every case of :func:`check` agrees (one
+    kernel, compiled once: the cases differ in their inputs)."""
     try:
         detail = check()
     except Exception as error:  # a JIT or launch failure: MLX's ops instead
@@ -149,11 +157,12 @@ def check() -> str:
         (leaves, one, [3, 2], 1.0, True),
         (leaves, one, [3, 0], None, True),
         (nan, one, [3, 2], None, False),
+        (leaves, inf, [3, 0], 1.0, False),
     ]
     for grads, loss, lanes, clip, strict in cases:
         counters = mx.array(lanes, dtype=mx.int32)
         sizes = tuple(int(g.size) for g in grads)
-        got = _launch(sizes, clip, strict, [*grads, loss, counters])
+        got = _launch(sizes, [*grads, loss, counters, rule(clip, strict)])
         want = reference_step_scalars(grads, loss, counters, clip, strict)
         scale, applied, counted = (np.asarray(a) for a in got)
         if not (
