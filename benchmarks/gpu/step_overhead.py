@@ -298,7 +298,7 @@ def main() -> None:
     if args.kernels:
         print(f"kernels per step (B={args.batch}; views left out):")
         for name, count in kernels(data).items():
-            print(f"  {name:20s} {count}")
+            print(f"  {name:24s} {count}")
         return
     sides = {
         "hand": lambda: hand(data, False),
