@@ -220,6 +220,38 @@ def test_manifest_label_column_and_one_class(clips, tmp_path, capsys):
     assert "--data /nowhere/at/all: no such file or folder" in capsys.readouterr().err
 
 
+def test_a_manifest_with_another_separator_is_named_so(clips, tmp_path, capsys):
+    """A ';'- or tab-separated .csv (or a comma-separated .tsv) reads as one column: the error
+    says which separator the header has and which the suffix expects."""
+    files = sorted((clips / "train").glob("*/*.wav"))
+    for name, sep, said in (
+        ("semi.csv", ";", "separated by ';', a .csv manifest by ','"),
+        ("tabs.csv", "\t", "separated by tabs, a .csv manifest by ','"),
+        ("commas.tsv", ",", "separated by ',', a .tsv manifest by tabs"),
+    ):
+        manifest = tmp_path / name
+        manifest.write_text(f"path{sep}label\n" + "".join(f"{p}{sep}x\n" for p in files))
+        assert main(["train", "--data", str(manifest), *QUICK]) == 1
+        err = capsys.readouterr().err
+        assert "needs a header line with a 'path' column" in err and said in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_class_names_differing_only_in_case_or_spaces_are_warned_of(clips, tmp_path, capsys):
+    files = sorted((clips / "train").glob("*/*.wav"))
+    names = {"high": "high", "low": "Low", "mid": "mid"}  # and one "low " below
+    rows = [f"{p},{names[p.parent.name]}" for p in files] + [f"{files[6]},low "]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    args = ["train", "--data", str(manifest), "--trainer.default_root_dir", str(tmp_path / "r")]
+    assert main([*args, *QUICK]) == 0
+    err = "".join(capsys.readouterr())  # the data's summary, with its warnings
+    assert (
+        "class names that differ only in case or surrounding spaces are different classes: "
+        "'Low', 'low '" in err
+    ), err
+
+
 def test_the_validation_split_is_stratified_and_summarised(tmp_path, capsys):
     for name, count in (("common", 30), ("rare", 6), ("scarce", 4)):
         for i in range(count):

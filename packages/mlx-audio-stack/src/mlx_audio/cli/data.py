@@ -342,6 +342,14 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
 
 
+def lookalike_classes(classes: Sequence[str]) -> list[list[str]]:
+    """Groups of class names equal but for case or surrounding spaces ("Dog", "dog", "dog ")."""
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        groups.setdefault(str(name).strip().casefold(), []).append(str(name))
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def summary(train: Table, val: Table, held_out: float | None) -> str:
     """What was found, per class, and the validation set, with a warning when it is too small
     to choose a checkpoint by."""
@@ -365,6 +373,13 @@ def summary(train: Table, val: Table, held_out: float | None) -> str:
         missing = [c for i, c in enumerate(train.classes) if not val.of_class(i).any()]
         if missing:
             lines.append(f"mlx-audio: warning: no validation clips of {example(missing)}")
+    lookalikes = lookalike_classes(train.classes)
+    if lookalikes:
+        lines.append(
+            "mlx-audio: warning: class names that differ only in case or surrounding spaces are "
+            f"different classes: {'; '.join(', '.join(map(repr, g)) for g in lookalikes[:3])} "
+            "(make them one name in the data if they are one class)"
+        )
     lines.append(
         f"  validation: {count(len(val.paths), 'file')} "
         + (

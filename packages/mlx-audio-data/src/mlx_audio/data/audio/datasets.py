@@ -275,6 +275,20 @@ class AudioManifest(_AudioFiles):
         return item if self.as_dict else tuple(item.values())
 
 
+def _separator_hint(path: str, header: Sequence[str] | None) -> str:
+    """Where a one-column header holds another separator: say which one the suffix expects."""
+    names = {";": "';'", "\t": "tabs", ",": "','"}
+    expected = "\t" if path.endswith(".tsv") else ","
+    found = [sep for sep in names if header and len(header) == 1 and sep in header[0]]
+    if not found or expected in found:
+        return ""
+    suffix = os.path.splitext(path)[1]
+    return (
+        f" (one column: its header is separated by {names[found[0]]}, a {suffix} manifest by "
+        f"{names[expected]})"
+    )
+
+
 def _read_manifest(path: str) -> list[dict[str, Any]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"AudioManifest: no manifest at {path}")
@@ -283,7 +297,8 @@ def _read_manifest(path: str) -> list[dict[str, Any]]:
             reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
             if reader.fieldnames is None or "path" not in reader.fieldnames:
                 raise ValueError(
-                    f"AudioManifest: {path} needs a header line with a 'path' column, got {reader.fieldnames}"
+                    f"AudioManifest: {path} needs a header line with a 'path' column, got "
+                    f"{reader.fieldnames}{_separator_hint(path, reader.fieldnames)}"
                 )
             return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
         if path.endswith(".json") and f.read(1024).lstrip().startswith("["):
