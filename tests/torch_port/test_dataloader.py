@@ -742,6 +742,19 @@ def test_invalid_ctor_args_combinations(make, data):
         ValueError, match="batch_size=None option disables auto-batching and is mutually exclusive"
     ):
         make(dataset, batch_size=None, drop_last=True)
+    # torch's BatchSampler words, which its DataLoader raises too (torch/utils/data/sampler.py)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(
+            ValueError,
+            match=rf"batch_size should be a positive integer value, but got batch_size={bad}$",
+        ):
+            make(dataset, batch_size=bad)
+        with pytest.raises(ValueError, match="batch_size should be a positive integer value"):
+            BatchSampler(SequentialSampler(dataset), bad, False)
+    with pytest.raises(
+        ValueError, match="drop_last should be a boolean value, but got drop_last=3$"
+    ):
+        BatchSampler(SequentialSampler(dataset), 3, 3)
     valid_ctx = mp.get_all_start_methods()[-1]
     with pytest.raises(ValueError, match=r"multi-process loading \(num_workers > 0\), but got"):
         make(dataset, num_workers=0, multiprocessing_context=valid_ctx)

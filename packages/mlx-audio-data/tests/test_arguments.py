@@ -14,7 +14,7 @@ class Stream(IterableDataset):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"batch_size": 0}, "batch_size should be a positive integer value, but got batch_size=0"),
         ({"batch_size": -3}, "batch_size"),
         ({"batch_size": 2.5}, "batch_size"),
         ({"num_workers": -1}, "num_workers"),

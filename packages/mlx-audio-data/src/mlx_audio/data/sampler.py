@@ -214,14 +214,22 @@ def _rng(sampler: Any) -> np.random.Generator:
     return epoch_rng(sampler.seed, sampler.epoch)
 
 
+def batch_size_error(batch_size: object) -> ValueError:
+    """torch's words for a batch_size that is not a positive int (its BatchSampler's, which its
+    DataLoader raises too)."""
+    return ValueError(
+        f"batch_size should be a positive integer value, but got batch_size={batch_size}"
+    )
+
+
 class BatchSampler(Sampler[list[int]]):
     """Groups a sampler's indices into lists of ``batch_size``."""
 
     def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise batch_size_error(batch_size)
         if not isinstance(drop_last, bool):
-            raise ValueError(f"drop_last must be a bool, got {drop_last!r}")
+            raise ValueError(f"drop_last should be a boolean value, but got drop_last={drop_last}")
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last

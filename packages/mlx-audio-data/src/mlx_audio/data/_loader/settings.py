@@ -16,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..dataset import IterableDataset
-from ..sampler import BatchSampler, RandomSampler, SequentialSampler
+from ..sampler import BatchSampler, RandomSampler, SequentialSampler, batch_size_error
 from .adapters import DatasetAdapter
 from .fetch import Fetcher
 from .pools import WorkerPool
@@ -69,7 +69,10 @@ def check_arguments(
         )
     check_int("num_workers", num_workers, 0)
     if batch_size is not None:
-        check_int("batch_size", batch_size, 1)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise batch_size_error(batch_size)
+        if batch_size < 1:
+            raise batch_size_error(batch_size)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
         raise ValueError(
             f"timeout option should be non-negative: a number of seconds (0 waits forever), got {timeout!r}"
