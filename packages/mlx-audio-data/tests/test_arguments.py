@@ -72,3 +72,26 @@ def test_batch_sampler_and_custom_sampler_are_used():
     assert [b.tolist() for b in batches] == [[3, 1], [0]]
     batches = list(DataLoader(DATA, batch_size=4, sampler=[9, 8, 7, 6, 5]))
     assert [b.tolist() for b in batches] == [[9, 8, 7, 6], [5]]
+
+
+def test_errors_are_also_the_exception_types_torch_raises():
+    """_errors.py: code written against torch (``except AssertionError``, ``pytest.raises(
+    RuntimeError)``) catches ours, which are ValueErrors too and keep torch's words first."""
+    from mlx_audio.data import ConcatDataset, TensorDataset, WeightedRandomSampler, random_split
+
+    for kind in (AssertionError, ValueError):
+        with pytest.raises(kind, match="^datasets should not be an empty iterable"):
+            ConcatDataset([])
+        with pytest.raises(kind, match="^Size mismatch between tensors"):
+            TensorDataset(np.zeros(2), np.zeros(1))
+    for kind in (RuntimeError, ValueError):
+        with pytest.raises(kind, match="non-negative"):
+            WeightedRandomSampler([1.0, -1.0], 2)
+        with pytest.raises(kind, match="without replacement"):
+            WeightedRandomSampler([1.0, 1.0], 3, replacement=False)
+    for lengths in ([3, 3], [0.5, 0.6]):  # counts, and fractions that do not sum to 1
+        with pytest.raises(
+            ValueError,
+            match="^Sum of input lengths does not equal the length of the input dataset!",
+        ):
+            random_split(range(10), lengths)

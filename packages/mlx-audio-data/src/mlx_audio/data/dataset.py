@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 
+from ._errors import NotSupported, SizeMismatchError
 from .support import is_mlx_array
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class _ChainIterator(Iterator[Any]):
 def _check_chained(dataset: Any) -> None:
     """As torch, checked when the chain is used (an AssertionError there; also a TypeError)."""
     if not isinstance(dataset, IterableDataset):
-        raise _NotSupported(
+        raise NotSupported(
             f"ChainDataset only supports IterableDataset, got {type(dataset).__name__}"
         )
 
@@ -241,8 +242,9 @@ class ArrayDataset(Dataset[tuple[Any, ...]]):
                 f"ArrayDataset arrays must have a first dimension, got shapes {shapes}"
             )
         if len({s[0] for s in shapes}) != 1:
-            raise ValueError(
-                f"ArrayDataset arrays must have the same first dimension, got {shapes}"
+            raise SizeMismatchError(
+                "Size mismatch between tensors: ArrayDataset arrays must have the same first "
+                f"dimension, got {shapes}"
             )
         self._length = int(shapes[0][0])  # asked per batch (samplers, checks): computed once
 
@@ -318,10 +320,6 @@ def _is_contiguous_run(indices: np.ndarray) -> bool:
     )
 
 
-class _NotSupported(TypeError, AssertionError):
-    """A TypeError that is also what torch raises here (an AssertionError)."""
-
-
 class Subset(Dataset[T_co]):
     """The samples of ``dataset`` at ``indices``, in that order."""
 
@@ -358,10 +356,10 @@ class ConcatDataset(Dataset[T_co]):
     def __init__(self, datasets: Sequence[Dataset[T_co]]) -> None:
         self.datasets = list(datasets)
         if not self.datasets:
-            raise ValueError("ConcatDataset needs at least one dataset")
+            raise SizeMismatchError("datasets should not be an empty iterable (ConcatDataset)")
         for d in self.datasets:
             if isinstance(d, IterableDataset):
-                raise _NotSupported("ConcatDataset does not support IterableDataset")
+                raise NotSupported("ConcatDataset does not support IterableDataset")
         sizes = [len(d) for d in self.datasets]  # type: ignore[arg-type]
         self.cumulative_sizes: list[int] = list(np.cumsum(sizes).tolist())
 
@@ -406,11 +404,13 @@ def random_split(
         counts = [int(c) for c in lengths]
         if any(c < 0 for c in counts) or any(c != length for c, length in zip(counts, lengths)):
             raise ValueError(
-                f"random_split lengths must be non-negative ints or fractions, got {lengths}"
+                "Sum of input lengths does not equal the length of the input dataset! (random_split"
+                f" takes counts summing to {n} or fractions summing to 1, got {lengths})"
             )
     if sum(counts) != n:
         raise ValueError(
-            f"random_split lengths sum to {sum(counts)} but the dataset has {n} samples"
+            "Sum of input lengths does not equal the length of the input dataset! "
+            f"(random_split lengths sum to {sum(counts)}, the dataset has {n} samples)"
         )
     if generator is None and seed is None:  # as torch's default generator: numpy's global RNG
         seed = int(np.random.randint(0, 2**31 - 1))

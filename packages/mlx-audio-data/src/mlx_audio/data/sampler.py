@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
+from ._errors import WeightsError
+
 __all__ = [
     "Sampler",
     "SequentialSampler",
@@ -162,7 +164,7 @@ class WeightedRandomSampler(Sampler[int]):
             )
         if not isinstance(replacement, bool):
             raise ValueError(
-                f"replacement should be a boolean value, but got replacement={replacement!r}"
+                f"replacement should be a boolean value, but got replacement={replacement}"
             )
         weights_array = np.asarray(weights, dtype=np.float64)
         if weights_array.ndim != 1:
@@ -174,9 +176,9 @@ class WeightedRandomSampler(Sampler[int]):
             or (weights_array < 0).any()
             or weights_array.sum() <= 0
         ):
-            raise ValueError("weights must be finite, non-negative and not all zero")
+            raise WeightsError("weights must be finite, non-negative and not all zero")
         if not replacement and num_samples > len(weights_array):
-            raise ValueError(
+            raise WeightsError(
                 f"cannot draw {num_samples} samples without replacement from {len(weights_array)} weights"
             )
         if generator is not None and seed is not None:
