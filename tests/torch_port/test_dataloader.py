@@ -97,6 +97,16 @@ def test_splits_have_correct_size():
     assert [len(s) for s in splits] == [11, 22, 31, 42]
 
 
+def test_an_empty_fractional_split_is_warned_of_as_torch_does():
+    # torch/utils/data/dataset.py random_split: a fraction that rounds to no sample warns
+    with pytest.warns(UserWarning, match="Length of split at index 0 is 0. This might result"):
+        splits = random_split(range(5), [0.0, 1.0], generator=generator(0))
+    assert [len(s) for s in splits] == [0, 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # counts (not fractions) do not warn, as in torch
+        random_split(range(5), [0, 5], generator=generator(0))
+
+
 def test_splits_are_mutually_exclusive():
     for data, lengths in (
         ([5, 2, 3, 4, 1, 6], [2, 4]),

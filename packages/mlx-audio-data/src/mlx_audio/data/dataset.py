@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -27,14 +28,7 @@ if TYPE_CHECKING:
 
 T_co = TypeVar("T_co", covariant=True)
 
-__all__ = [
-    "Dataset",
-    "IterableDataset",
-    "ArrayDataset",
-    "Subset",
-    "ConcatDataset",
-    "random_split",
-]
+__all__ = ["Dataset", "IterableDataset", "ArrayDataset", "Subset", "ConcatDataset", "random_split"]
 
 
 class Dataset(Generic[T_co]):
@@ -400,6 +394,9 @@ def random_split(
         counts = [int(math.floor(n * f)) for f in lengths]
         for i in range(n - sum(counts)):
             counts[i % len(counts)] += 1
+        for i in (i for i, count in enumerate(counts) if count == 0):  # torch's warning
+            message = f"Length of split at index {i} is 0. This might result in an empty dataset."
+            warnings.warn(message, stacklevel=2)
     else:
         counts = [int(c) for c in lengths]
         if any(c < 0 for c in counts) or any(c != length for c, length in zip(counts, lengths)):
