@@ -1343,6 +1343,27 @@ def test_default_collate_bad_sequence_type():
         default_collate(batch[::-1])
 
 
+class StringDataset(Dataset):
+    def __init__(self):
+        self.s = "12345"
+
+    def __len__(self):
+        return len(self.s)
+
+    def __getitem__(self, ndx):
+        return (self.s[ndx], ndx)
+
+
+@pytest.mark.parametrize("num_workers", [0, 4])
+def test_string_dataloader_shuffle(num_workers):
+    # torch's TestStringDataLoader.test_shuffle_pin_memory (CUDA-only there: pin_memory left out)
+    loader = DataLoader(StringDataset(), batch_size=2, shuffle=True, num_workers=num_workers)
+    for s, n in loader:
+        assert isinstance(s[0], str)
+        assert isinstance(s, tuple)  # torch: the strings of a tuple field come as a tuple
+        assert [int(c) for c in s] == [int(i) + 1 for i in np.array(n)]
+
+
 def test_excessive_thread_creation_warning(data):
     with pytest.warns(
         UserWarning,

@@ -21,7 +21,7 @@ def test_default_collate_returns_numpy_with_mlx_default_dtypes():
     assert isinstance(batch, list)  # torch's default_collate turns tuples into lists
     assert x.dtype == np.float16 and x.shape == (2, 3)
     assert ints.dtype == np.int32 and floats.dtype == np.float32 and flags.dtype == np.bool_
-    assert names == ["a", "b"]
+    assert names == ("a", "b")  # a tuple field's strings: a tuple, as torch
 
 
 def test_default_collate_dicts_lists_namedtuples_numpy_scalars():
@@ -78,7 +78,7 @@ def test_loader_converts_default_and_user_collate_batches_alike(num_workers):
     assert isinstance(batch, list) and isinstance(features, dict)  # tuples collate to lists (torch)
     assert features["mel"].shape == (6, 2, 3) and features["mel"].dtype == mx.float32
     assert labels.dtype == mx.int32 and labels.tolist() == list(range(6))
-    assert names == [f"s{i}" for i in range(6)]
+    assert names == tuple(f"s{i}" for i in range(6))  # as torch (a tuple field)
     (raw,) = list(
         DataLoader(data, batch_size=6, num_workers=num_workers, collate_fn=default_collate)
     )

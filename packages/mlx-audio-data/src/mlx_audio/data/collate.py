@@ -1,8 +1,9 @@
 """Collation (numpy, runs in workers) and conversion to ``mx.array`` (main process).
 
 ``default_collate`` follows torch's rules but returns numpy: arrays are stacked, Python ints
-and floats become int32 / float32 arrays (MLX's defaults), bools a bool array, strings a list
-of str, and tuples (as lists), namedtuples, lists and dicts are collated element by element,
+and floats become int32 / float32 arrays (MLX's defaults), bools a bool array, strings stay as
+they came (a batch's list; a tuple where they come from a field of tuple samples, as torch's),
+and tuples (as lists), namedtuples, lists and dicts are collated element by element,
 keeping their types where they can be rebuilt (torch's rule). ``default_convert`` (no
 batching) leaves Python scalars alone and keeps numpy arrays for conversion to ``mx.array``.
 """
@@ -122,6 +123,7 @@ def default_collate(batch: list[Any]) -> Any:
 def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> Any:
     """:func:`default_collate` that stacks arrays into buffers from ``alloc(shape, dtype)``
     (workers pass shared memory, so a batch is written once, in place)."""
+    given = batch
     if not isinstance(batch, list):
         batch = list(batch)
     if not batch:
@@ -142,8 +144,8 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
         if any(isinstance(v, (float, np.floating)) for v in batch):
             return np.asarray(batch, dtype=np.float32)  # ints and floats mixed: floats, as torch
         return _ints(batch)
-    if isinstance(elem, (str, bytes)):
-        return list(batch)  # as torch: the values as they are
+    if isinstance(elem, (str, bytes)):  # as torch: the values as they came (a tuple from a
+        return given if isinstance(given, tuple) else batch  # transposed sample, else a list)
     if isinstance(elem, abc.Mapping):
         for position, sample in enumerate(batch):
             missing = [
@@ -164,10 +166,7 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
         )
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):
         return type(elem)(
-            *(
-                collate_into(list(s), alloc, f"{_path}.{f}")
-                for f, s in zip(elem._fields, zip(*batch))
-            )
+            *(collate_into(s, alloc, f"{_path}.{f}") for f, s in zip(elem._fields, zip(*batch)))
         )
     if isinstance(elem, abc.Sequence):
         size = len(elem)
@@ -181,8 +180,7 @@ def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> 
                     path=_path,
                 )
         columns = [
-            collate_into(list(column), alloc, f"{_path}[{i}]")
-            for i, column in enumerate(zip(*batch))
+            collate_into(column, alloc, f"{_path}[{i}]") for i, column in enumerate(zip(*batch))
         ]
         if isinstance(elem, tuple):
             return columns  # a list for tuples, as torch's default_collate
