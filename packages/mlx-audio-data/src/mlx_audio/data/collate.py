@@ -11,7 +11,7 @@ batching) leaves Python scalars alone and keeps numpy arrays for conversion to `
 from __future__ import annotations
 
 import collections.abc as abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,7 @@ def default_collate(batch: list[Any]) -> Any:
     return collate_into(batch, None)
 
 
-def collate_into(batch: list[Any], alloc: Allocator | None, _path: str = "") -> Any:
+def collate_into(batch: Sequence[Any], alloc: Allocator | None, _path: str = "") -> Any:
     """:func:`default_collate` that stacks arrays into buffers from ``alloc(shape, dtype)``
     (workers pass shared memory, so a batch is written once, in place)."""
     given = batch
