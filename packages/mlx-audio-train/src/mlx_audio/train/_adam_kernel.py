@@ -25,7 +25,6 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-import numpy as np
 from mlx.utils import tree_map, tree_unflatten
 
 from . import _kernels
@@ -38,11 +37,6 @@ _PER_LAUNCH = 32  # parameter arrays per kernel launch (7 pointers each)
 _THREADS = 256
 _PER_BLOCK = 4096  # elements per block, the arrays laid end to end
 Rule = tuple[float, float, float, float, bool]  # b1, b2, eps, weight decay, bias correction
-
-
-def _f32(value: float) -> str:
-    """A C literal of ``value`` rounded to float32, as MLX rounds a Python scalar."""
-    return f"{float(np.float32(value))!r}f"  # the shortest decimal that reads back exactly
 
 
 def _rule(optimizer: optim.Optimizer) -> Rule:
@@ -127,8 +121,8 @@ def kernel_source(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, str, list[st
     # shadow the third array's moment)
     step = "(c1[0] * m_) / (sqrtf(v_) * c2[0] + EPS)" if bias else "rate * m_ / (sqrtf(v_) + EPS)"
     lines = [
-        f"  constexpr float B1 = {_f32(b1)}, OB1 = {_f32(1 - b1)}, B2 = {_f32(b2)}, "
-        f"OB2 = {_f32(1 - b2)}, EPS = {_f32(eps)}, WD = {_f32(decay)};",
+        f"  constexpr float B1 = {_kernels.f32(b1)}, OB1 = {_kernels.f32(1 - b1)}, B2 = {_kernels.f32(b2)}, "
+        f"OB2 = {_kernels.f32(1 - b2)}, EPS = {_kernels.f32(eps)}, WD = {_kernels.f32(decay)};",
         "  const float rate = lr[0], sc = scale[0];",
         "  const bool ok = applied[0];",
         "  const float keep = 1.0f - rate * WD;" if decay else "",
@@ -152,7 +146,7 @@ def kernel_source(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, str, list[st
 
 
 @lru_cache(maxsize=64)
-def _kernel(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, Callable[..., list[mx.array]]]:
+def _kernel(rule: Rule, sizes: tuple[int, ...]) -> tuple[int, _kernels.Kernel]:
     blocks, body, inputs, outputs = kernel_source(rule, sizes)
     return blocks, _kernels.cuda_kernel(body, inputs, outputs, (), "adam")  # float32 throughout
 

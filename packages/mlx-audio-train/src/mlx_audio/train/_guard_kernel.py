@@ -12,15 +12,16 @@ block of the norm's kernel (``_kernels._ONE_BLOCK`` elements), :func:`step_scala
 of them in that block: its threads sum the squares as the norm's kernel does, then its first
 thread computes the scale, the flag and the new counters as :func:`reference_step_scalars`
 (MLX's ops, what runs everywhere else) does, in float32, its Python constants rounded to float32
-as MLX rounds them. The clip and the ``"raise"``/``"skip"`` choice are an input (:func:`rule`), so
-one kernel serves a model whatever they are (and the first-use check compiles one more). It checks itself at first use against that reference (NOTE [a custom kernel
-checks itself first]); for larger models (CLAP) the four kernels are a negligible part of the
-step and MLX's formulation runs.
+as MLX rounds them. The clip and the ``"raise"``/``"skip"`` choice are an input (:func:`rule`),
+so one kernel serves a model whatever they are (and the first-use check compiles one more). It
+checks itself at first use against that reference (NOTE [a custom kernel checks itself first]);
+for larger models (CLAP) the four kernels are a negligible part of the step and MLX's
+formulation runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import mlx.core as mx
@@ -33,10 +34,6 @@ from ._guarded import clip_scale
 __all__ = ["reference_step_scalars", "step_scalars"]
 
 Scalars = tuple[mx.array, mx.array, Counters]  # the clip scale, applied, the new counters
-
-
-def _f32(value: float) -> str:
-    return f"{float(np.float32(value))!r}f"  # a C literal of value rounded to float32
 
 
 def step_scalars(
@@ -103,7 +100,7 @@ def kernel_source(sizes: Sequence[int]) -> tuple[str, list[str]]:
     lines += [
         "  if (threadIdx.x == 0) {",
         "    const float norm = sqrtf(partial[0]);",
-        f"    const float bound = fminf(1.0f, rule[0] / (norm + {_f32(1e-6)}));",
+        f"    const float bound = fminf(1.0f, rule[0] / (norm + {_kernels.f32(1e-6)}));",
         "    const float sc = (norm - norm) == 0.0f ? bound : norm - norm;  // else NaN",
         "    const bool strict = rule[1] != 0.0f;",
         "    const float lv = static_cast<float>(loss[0]);",
@@ -123,7 +120,7 @@ OUTPUTS = ["scale", "applied", "counted"]
 @lru_cache(maxsize=64)
 def _kernel(
     sizes: tuple[int, ...], dtypes: tuple[mx.Dtype, ...]
-) -> tuple[list[str], Callable[..., list[mx.array]]]:
+) -> tuple[list[str], _kernels.Kernel]:
     body, names = kernel_source(sizes)
     return names, _kernels.cuda_kernel(body, names, OUTPUTS, dtypes, "step_scalars")
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import mlx.core as mx
+import numpy as np
 
 _log = logging.getLogger(__name__)
 
@@ -194,6 +195,11 @@ def block_loops(
             ]
         offset += size
     return lines
+
+
+def f32(value: float) -> str:
+    """A C literal of ``value`` rounded to float32, as MLX rounds a Python scalar."""
+    return f"{float(np.float32(value))!r}f"  # the shortest decimal that reads back exactly
 
 
 def kernel_name(body: str, dtypes: Sequence[mx.Dtype], kind: str = "sum_of_squares") -> str:
