@@ -1,7 +1,8 @@
 """NOTE [one kernel for the step's scalars] (``_guard_kernel.py``): the gradients' norm, the clip
 scale, whether the update applies and the step's counters in one CUDA kernel. Its CUDA source
 runs here under the emulator (``cuda_emulator.py`` of mlx-audio-models' tests) against MLX's
-formulation, and a fit on the kernel path (its source emulated) ends as a fit without it."""
+formulation, and a fit on the kernel path (the kernel's arithmetic in MLX ops inside the trace,
+which the emulator cannot read) ends as a fit without it."""
 
 from __future__ import annotations
 
